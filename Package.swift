@@ -1,0 +1,90 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "Tributary",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Tributary", targets: ["Tributary"]),
+        .executable(name: "tributary", targets: ["tributary"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+    ],
+    targets: [
+        // Domain, JSON, configuration, errors and the sync-function API. No I/O.
+        .target(
+            name: "TributaryCore",
+            dependencies: [.product(name: "Yams", package: "Yams")],
+            swiftSettings: strict
+        ),
+        // The one `Store` protocol and the values that cross it.
+        .target(name: "TributaryStore", dependencies: ["TributaryCore"], swiftSettings: strict),
+        // The embedded store: SQLite through GRDB.
+        .target(
+            name: "TributarySQLite",
+            dependencies: [
+                "TributaryCore", "TributaryStore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ],
+            swiftSettings: strict
+        ),
+        // Runs sync functions: executor, run context, function registry.
+        .target(
+            name: "TributaryEngine",
+            dependencies: [
+                "TributaryCore", "TributaryStore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Built-in demo sync functions (no network needed).
+        .target(name: "TributaryDemo", dependencies: ["TributaryCore"], swiftSettings: strict),
+        // The command line (`tributary dryrun`, `tributary demo`, …) as a library, so user packages get the same CLI.
+        .target(
+            name: "TributaryCLI",
+            dependencies: [
+                "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryEngine", "TributaryDemo",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // Umbrella module for user packages: `import Tributary`.
+        .target(
+            name: "Tributary",
+            dependencies: ["TributaryCore", "TributaryStore", "TributarySQLite", "TributaryEngine", "TributaryCLI"],
+            swiftSettings: strict
+        ),
+        .executableTarget(name: "tributary", dependencies: ["TributaryCLI", "TributaryDemo"], swiftSettings: strict),
+
+        .testTarget(name: "TributaryCoreTests", dependencies: ["TributaryCore"], swiftSettings: strict),
+        .testTarget(
+            name: "TributaryStoreTests",
+            dependencies: [
+                "TributaryCore", "TributaryStore", "TributarySQLite",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "TributaryEngineTests",
+            dependencies: ["TributaryCore", "TributaryStore", "TributarySQLite", "TributaryEngine", "TributaryDemo"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "TributaryCLITests",
+            dependencies: ["TributaryCLI", "TributaryCore", "TributarySQLite", "TributaryStore"],
+            swiftSettings: strict
+        ),
+    ]
+)

@@ -1,0 +1,96 @@
+import ArgumentParser
+import Logging
+import TributaryCore
+import TributaryEngine
+import TributarySQLite
+import TributaryStore
+
+/// `tributary dryrun`: runs one sync once against a local SQLite file and prints what changed —
+/// the loop for developing a sync function (like `nango dryrun`).
+struct DryrunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dryrun",
+        abstract: "Run a sync once for one connection and variant against a local SQLite file, and print the per-model results.")
+
+    @Argument(help: "The sync to run.")
+    var sync: String
+
+    @Option(name: .long, help: "Connection id (created in the local database if missing).")
+    var connection: String
+
+    @Option(name: .long, help: "Variant.")
+    var variant: String = Variant.base
+
+    @Option(name: .long, help: "Integration (provider_config_key); needed only when several integrations have a sync of this name.")
+    var integration: String?
+
+    @Option(name: .long, help: "Set the connection's metadata to this JSON object before the run.")
+    var metadata: String?
+
+    @Flag(name: .long, help: "Clear lastSyncDate and the checkpoint before the run.")
+    var reset = false
+
+    @Flag(name: .long, help: "With --reset, also empty the variant's records first.")
+    var emptyCache = false
+
+    @Flag(name: .long, help: "Print debug logs.")
+    var verbose = false
+
+    @OptionGroup var options: ConfigOptions
+
+    func validate() throws {
+        do {
+            try Variant.validate(variant)
+        } catch {
+            throw ValidationError(error.message)
+        }
+        if emptyCache, !reset { throw ValidationError("--empty-cache needs --reset.") }
+    }
+
+    func run() async throws {
+        let context = CLIContext.current
+        let output = context.output
+        let config = try ConfigFile.loadOrDemo(options.config, isDefault: options.config == "tributary.yaml", output: output)
+        let environment = try ConfigFile.environment(options.environment, in: config)
+        let candidates = config.integrations(in: environment.name).filter {
+            $0.sync(named: sync) != nil && (integration == nil || $0.providerConfigKey == integration)
+        }
+        guard let chosen = candidates.first, let syncConfig = chosen.sync(named: sync) else {
+            let known = config.integrations(in: environment.name).flatMap { i in i.syncs.map { "\(i.providerConfigKey)/\($0.name)" } }
+            throw CLIError("No sync '\(sync)'\(integration.map { " in integration '\($0)'" } ?? "") in environment '\(environment.name)' (known: \(known.joined(separator: ", "))).")
+        }
+        guard candidates.count == 1 else {
+            throw CLIError("Several integrations have a sync '\(sync)': \(candidates.map(\.providerConfigKey).joined(separator: ", ")). Pick one with --integration.")
+        }
+
+        let store = try SQLiteStore(path: options.database ?? config.database.path)
+        try await store.migrate()
+        let ref = VariantRef(
+            connection: ConnectionRef(environment: environment.name, providerConfigKey: chosen.providerConfigKey, connectionId: connection),
+            syncName: sync, variant: variant)
+        try await store.ensureVariant(ref)
+        if let metadata {
+            guard case .object(let object)? = try? JSONParser.parse(metadata) else {
+                throw CLIError("--metadata must be a JSON object, e.g. '{\"threshold\": 100}'.")
+            }
+            try await store.setMetadata(object, of: [ref.connection])
+        }
+        if reset { try await store.resetVariant(ref, emptyCache: emptyCache) }
+
+        var logger = Logger(label: "tributary.dryrun")
+        logger.logLevel = verbose ? .debug : .warning
+        let executor = SyncExecutor(store: store, functions: context.functions, logger: logger)
+        let run = try await executor.run(ref, sync: syncConfig)
+        let counts = try await store.recordCounts(of: ref)
+        output.line(RunPrinter.summary(run))
+        for line in RunPrinter.table(run, counts: counts) { output.line(line) }
+        for entry in try await store.logs(ofRun: run.id, limit: 200) {
+            output.line("[\(entry.level.rawValue)] \(entry.message)")
+        }
+        output.line("database: \(store.path)")
+        if run.status != .succeeded {
+            if let error = run.error { output.line("error: \(error)") }
+            throw ExitCode(1)
+        }
+    }
+}

@@ -1,0 +1,70 @@
+import ArgumentParser
+import TributaryCore
+import TributaryDemo
+import TributaryEngine
+
+/// Entry point of the `tributary` command line, for the stock binary and for user packages.
+///
+/// A user package starts Tributary with its own sync functions in a few lines:
+///
+/// ```swift
+/// import Tributary
+///
+/// @main struct App {
+///     static func main() async {
+///         await TributaryCLI.main(functions: [OrdersSync(), TicketsSync()])
+///     }
+/// }
+/// ```
+public enum TributaryCLI {
+    /// Parses `arguments` (default: the process's), runs the command and exits on error.
+    ///
+    /// - Parameters:
+    ///   - functions: the sync functions this binary offers, in addition to the built-in demo ones.
+    public static func main(functions: [any SyncFunction], arguments: [String]? = nil) async {
+        let arguments = arguments ?? Array(CommandLine.arguments.dropFirst())
+        do {
+            try await run(functions: functions, arguments: arguments)
+        } catch {
+            TributaryCommand.exit(withError: error)
+        }
+    }
+
+    /// Runs one command and returns, throwing what it throws (`ExitCode` included) — for tests and embedding.
+    public static func run(functions: [any SyncFunction], arguments: [String], output: CLIOutput = .standardOutput) async throws {
+        var all = DemoSyncs.all
+        let userNames = Set(functions.map(\.name))
+        all.removeAll { userNames.contains($0.name) }
+        all.append(contentsOf: functions)
+        let registry = try SyncFunctionRegistry(all)
+        try await CLIContext.$current.withValue(CLIContext(functions: registry, output: output)) {
+            var command = try TributaryCommand.parseAsRoot(arguments)
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        }
+    }
+}
+
+/// Where commands print.
+public struct CLIOutput: Sendable {
+    let write: @Sendable (String) -> Void
+
+    /// Prints each line to standard output.
+    public static let standardOutput = CLIOutput { print($0) }
+
+    /// Sends each line to `write`.
+    public init(_ write: @escaping @Sendable (String) -> Void) { self.write = write }
+
+    func line(_ text: String = "") { write(text) }
+}
+
+/// What a command needs from the process that runs it.
+struct CLIContext: Sendable {
+    var functions: SyncFunctionRegistry
+    var output: CLIOutput
+
+    @TaskLocal static var current = CLIContext(functions: try! SyncFunctionRegistry(DemoSyncs.all), output: .standardOutput)
+}

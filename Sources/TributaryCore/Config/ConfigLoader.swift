@@ -1,0 +1,512 @@
+import Yams
+
+/// Parses and validates `tributary.yaml`.
+///
+/// ```yaml
+/// database:
+///   path: tributary.sqlite            # SQLite file of the embedded store
+/// environments:
+///   dev:
+///     secret_key: ${TRIBUTARY_DEV_SECRET_KEY}   # or secret_keys: [..] for rotation
+/// integrations:
+///   my-shop:                          # the provider_config_key
+///     provider: shop                  # optional label
+///     base_url: https://api.example.com
+///     auth: { type: api_key, header: X-Api-Key }
+///     environments: [dev]             # optional; default: every environment
+///     syncs:
+///       sync-orders:
+///         function: orders            # registered SyncFunction name (default: the sync name)
+///         models: [Order]
+///         frequency: every 5 minutes
+///         sync_type: full             # full | incremental
+///         track_deletes: true         # full syncs only
+///         auto_start: true
+///         webhook_subscriptions: [order.updated]
+/// ```
+///
+/// Any string value may use `${VAR}` or `${VAR:-default}` to read an environment variable.
+/// Every problem is reported with file, line and column; unknown keys are errors (with a
+/// suggestion when the key looks like a typo of a known one).
+public enum ConfigLoader {
+    /// Parses configuration text.
+    ///
+    /// - Parameters:
+    ///   - yaml: The file's contents.
+    ///   - file: The name used in error messages.
+    ///   - environment: Variables available to `${VAR}` (usually the process environment).
+    /// - Throws: ``ConfigError`` listing every problem.
+    public static func parse(yaml: String, file: String, environment: [String: String]) throws(ConfigError) -> TributaryConfig {
+        var parser = Parser(file: file, env: environment)
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch {
+            throw ConfigError(issues: [parser.yamlIssue(error)])
+        }
+        guard let root else {
+            throw ConfigError(issues: [ConfigIssue(file: file, line: 0, column: 0, message: "the file is empty; it needs at least 'environments' and 'integrations'")])
+        }
+        let config = parser.parseRoot(root)
+        if !parser.issues.isEmpty || config == nil {
+            throw ConfigError(issues: parser.issues)
+        }
+        return config!
+    }
+
+    struct Entry {
+        let key: String
+        let keyNode: Node
+        let value: Node
+    }
+
+    struct Parser {
+        let file: String
+        let env: [String: String]
+        var issues: [ConfigIssue] = []
+
+        init(file: String, env: [String: String]) {
+            self.file = file
+            self.env = env
+        }
+
+        mutating func issue(_ node: Node?, _ message: String) {
+            issues.append(ConfigIssue(file: file, line: node?.mark?.line ?? 0, column: node?.mark?.column ?? 0, message: message))
+        }
+
+        func yamlIssue(_ error: any Error) -> ConfigIssue {
+            if let yamlError = error as? YamlError {
+                switch yamlError {
+                case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+                    return ConfigIssue(file: file, line: mark.line, column: mark.column, message: "YAML syntax error: \(problem)")
+                case .duplicatedKeysInMapping(let duplicates, let context):
+                    return ConfigIssue(
+                        file: file, line: context.mark.line, column: context.mark.column,
+                        message: "duplicate key \(duplicates.map { "'\($0)'" }.joined(separator: ", "))")
+                default:
+                    break
+                }
+            }
+            return ConfigIssue(file: file, line: 0, column: 0, message: "YAML error: \(error)")
+        }
+
+        // MARK: generic readers
+
+        mutating func mapping(_ node: Node, _ what: String, allowed: [String]) -> [Entry]? {
+            guard case .mapping(let mapping) = node else {
+                issue(node, "\(what) must be a mapping of keys to values")
+                return nil
+            }
+            var entries: [Entry] = []
+            var seen: Set<String> = []
+            for (keyNode, value) in mapping {
+                guard case .scalar(let scalar) = keyNode else {
+                    issue(keyNode, "keys in \(what) must be plain strings")
+                    continue
+                }
+                let key = scalar.string
+                if !seen.insert(key).inserted {
+                    issue(keyNode, "duplicate key '\(key)' in \(what)")
+                    continue
+                }
+                if !allowed.isEmpty, !allowed.contains(key) {
+                    var message = "unknown key '\(key)' in \(what)"
+                    if let suggestion = Self.closest(to: key, in: allowed) { message += " (did you mean '\(suggestion)'?)" }
+                    message += "; allowed keys: \(allowed.joined(separator: ", "))"
+                    issue(keyNode, message)
+                    continue
+                }
+                entries.append(Entry(key: key, keyNode: keyNode, value: value))
+            }
+            return entries
+        }
+
+        mutating func string(_ node: Node, _ what: String) -> String? {
+            guard case .scalar(let scalar) = node else {
+                issue(node, "\(what) must be a single value, not a list or mapping")
+                return nil
+            }
+            return interpolate(scalar.string, node, what)
+        }
+
+        mutating func nonEmptyString(_ node: Node, _ what: String) -> String? {
+            guard let s = string(node, what) else { return nil }
+            if s.isEmpty {
+                issue(node, "\(what) must not be empty")
+                return nil
+            }
+            return s
+        }
+
+        mutating func bool(_ node: Node, _ what: String) -> Bool? {
+            guard let s = string(node, what) else { return nil }
+            switch s.lowercased() {
+            case "true", "yes", "on": return true
+            case "false", "no", "off": return false
+            default:
+                issue(node, "\(what) must be true or false, not '\(s)'")
+                return nil
+            }
+        }
+
+        mutating func stringList(_ node: Node, _ what: String) -> [String]? {
+            switch node {
+            case .sequence(let sequence):
+                var result: [String] = []
+                for element in sequence {
+                    if let s = nonEmptyString(element, "each entry of \(what)") { result.append(s) }
+                }
+                return result
+            case .scalar:
+                return nonEmptyString(node, what).map { [$0] }
+            default:
+                issue(node, "\(what) must be a list of strings")
+                return nil
+            }
+        }
+
+        /// Replaces `${VAR}` and `${VAR:-default}`.
+        mutating func interpolate(_ text: String, _ node: Node, _ what: String) -> String? {
+            guard text.contains("${") else { return text }
+            var result = ""
+            var rest = Substring(text)
+            while let start = rest.range(of: "${") {
+                result += rest[rest.startIndex..<start.lowerBound]
+                guard let end = rest[start.upperBound...].firstIndex(of: "}") else {
+                    issue(node, "unterminated '${' in \(what)")
+                    return nil
+                }
+                let expression = rest[start.upperBound..<end]
+                let name: Substring
+                var fallback: Substring? = nil
+                if let dash = expression.range(of: ":-") {
+                    name = expression[expression.startIndex..<dash.lowerBound]
+                    fallback = expression[dash.upperBound...]
+                } else {
+                    name = expression
+                }
+                if let value = env[String(name)], !value.isEmpty {
+                    result += value
+                } else if let fallback {
+                    result += fallback
+                } else {
+                    issue(node, "environment variable \(name) used in \(what) is not set (set it, or write ${\(name):-default})")
+                    return nil
+                }
+                rest = rest[rest.index(after: end)...]
+            }
+            result += rest
+            return result
+        }
+
+        static func closest(to key: String, in candidates: [String]) -> String? {
+            let scored = candidates.map { ($0, editDistance(key.lowercased(), $0)) }
+            guard let best = scored.min(by: { $0.1 < $1.1 }), best.1 <= max(2, key.count / 3) else { return nil }
+            return best.0
+        }
+
+        static func editDistance(_ a: String, _ b: String) -> Int {
+            let a = Array(a.utf8)
+            let b = Array(b.utf8)
+            if a.isEmpty { return b.count }
+            if b.isEmpty { return a.count }
+            var previous = Array(0...b.count)
+            var current = Array(repeating: 0, count: b.count + 1)
+            for i in 1...a.count {
+                current[0] = i
+                for j in 1...b.count {
+                    current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+                }
+                swap(&previous, &current)
+            }
+            return previous[b.count]
+        }
+
+        // MARK: the schema
+
+        mutating func parseRoot(_ root: Node) -> TributaryConfig? {
+            guard let entries = mapping(root, "the configuration file", allowed: ["database", "environments", "integrations"]) else {
+                return nil
+            }
+            var database = DatabaseConfig()
+            var environments: [EnvironmentConfig] = []
+            var integrations: [IntegrationConfig] = []
+            var sawEnvironments = false
+            for entry in entries {
+                switch entry.key {
+                case "database":
+                    if let db = parseDatabase(entry.value) { database = db }
+                case "environments":
+                    sawEnvironments = true
+                    environments = parseEnvironments(entry.value)
+                case "integrations":
+                    integrations = parseIntegrations(entry.value)
+                default:
+                    break
+                }
+            }
+            if !sawEnvironments {
+                issue(root, "missing 'environments': declare at least one environment with a secret_key")
+            }
+            let names = Set(environments.map(\.name))
+            for integration in integrations {
+                for env in integration.environments ?? [] where !names.contains(env) {
+                    issues.append(
+                        ConfigIssue(
+                            file: file, line: 0, column: 0,
+                            message: "integration '\(integration.providerConfigKey)' names environment '\(env)', which is not declared under 'environments'"))
+                }
+            }
+            var keyOwner: [String: String] = [:]
+            for environment in environments {
+                for key in environment.secretKeys {
+                    if let other = keyOwner[key.value] {
+                        issues.append(
+                            ConfigIssue(
+                                file: file, line: 0, column: 0,
+                                message: "environments '\(other)' and '\(environment.name)' share a secret key; each environment needs its own"))
+                    }
+                    keyOwner[key.value] = environment.name
+                }
+            }
+            return TributaryConfig(database: database, environments: environments, integrations: integrations)
+        }
+
+        mutating func parseDatabase(_ node: Node) -> DatabaseConfig? {
+            guard let entries = mapping(node, "'database'", allowed: ["path"]) else { return nil }
+            var config = DatabaseConfig()
+            for entry in entries where entry.key == "path" {
+                if let path = nonEmptyString(entry.value, "database.path") { config.path = path }
+            }
+            return config
+        }
+
+        mutating func parseEnvironments(_ node: Node) -> [EnvironmentConfig] {
+            guard let entries = mapping(node, "'environments'", allowed: []) else { return [] }
+            if entries.isEmpty { issue(node, "'environments' is empty: declare at least one environment") }
+            var result: [EnvironmentConfig] = []
+            for entry in entries {
+                guard Identifier.isValidKey(entry.key) else {
+                    issue(entry.keyNode, "environment name '\(entry.key)' is invalid: use letters, digits, '-', '_' or '.'")
+                    continue
+                }
+                let what = "environment '\(entry.key)'"
+                guard let fields = mapping(entry.value, what, allowed: ["secret_key", "secret_keys"]) else { continue }
+                var keys: [Secret] = []
+                for field in fields {
+                    let values: [String]
+                    if field.key == "secret_key" {
+                        values = nonEmptyString(field.value, "\(what).secret_key").map { [$0] } ?? []
+                    } else {
+                        values = stringList(field.value, "\(what).secret_keys") ?? []
+                    }
+                    for value in values {
+                        if value.count < 16 {
+                            issue(field.value, "\(what) has a secret key shorter than 16 characters; use a long random value (e.g. a UUID)")
+                        } else {
+                            keys.append(Secret(value))
+                        }
+                    }
+                }
+                if keys.isEmpty, !fields.contains(where: { $0.key.hasPrefix("secret_key") }) {
+                    issue(entry.keyNode, "\(what) needs a 'secret_key' (or 'secret_keys')")
+                }
+                result.append(EnvironmentConfig(name: entry.key, secretKeys: keys))
+            }
+            return result
+        }
+
+        mutating func parseIntegrations(_ node: Node) -> [IntegrationConfig] {
+            guard let entries = mapping(node, "'integrations'", allowed: []) else { return [] }
+            var result: [IntegrationConfig] = []
+            for entry in entries {
+                guard Identifier.isValidKey(entry.key) else {
+                    issue(entry.keyNode, "integration key '\(entry.key)' is invalid: use letters, digits, '-', '_' or '.'")
+                    continue
+                }
+                if let integration = parseIntegration(entry.key, entry.value) { result.append(integration) }
+            }
+            return result
+        }
+
+        mutating func parseIntegration(_ key: String, _ node: Node) -> IntegrationConfig? {
+            let what = "integration '\(key)'"
+            guard let entries = mapping(node, what, allowed: ["provider", "base_url", "auth", "environments", "syncs"]) else {
+                return nil
+            }
+            var integration = IntegrationConfig(providerConfigKey: key, syncs: [])
+            for entry in entries {
+                switch entry.key {
+                case "provider":
+                    if let p = nonEmptyString(entry.value, "\(what).provider") { integration.provider = p }
+                case "base_url":
+                    if let url = nonEmptyString(entry.value, "\(what).base_url") {
+                        if url.hasPrefix("http://") || url.hasPrefix("https://") {
+                            integration.baseURL = url
+                        } else {
+                            issue(entry.value, "\(what).base_url must start with http:// or https://, got '\(url)'")
+                        }
+                    }
+                case "auth":
+                    if let auth = parseAuth(entry.value, what) { integration.auth = auth }
+                case "environments":
+                    integration.environments = stringList(entry.value, "\(what).environments")
+                case "syncs":
+                    integration.syncs = parseSyncs(entry.value, what)
+                default:
+                    break
+                }
+            }
+            var modelOwner: [String: String] = [:]
+            for sync in integration.syncs {
+                for model in sync.models {
+                    if let other = modelOwner[model] {
+                        issue(node, "\(what): model '\(model)' is written by both '\(other)' and '\(sync.name)'; a model belongs to one sync")
+                    }
+                    modelOwner[model] = sync.name
+                }
+            }
+            return integration
+        }
+
+        mutating func parseAuth(_ node: Node, _ owner: String) -> AuthScheme? {
+            let what = "\(owner).auth"
+            guard let entries = mapping(node, what, allowed: ["type", "header", "query_parameter", "token_url", "scopes"]) else {
+                return nil
+            }
+            var fields: [String: (String, Node)] = [:]
+            var scopes: [String] = []
+            for entry in entries {
+                if entry.key == "scopes" {
+                    scopes = stringList(entry.value, "\(what).scopes") ?? []
+                } else if let value = nonEmptyString(entry.value, "\(what).\(entry.key)") {
+                    fields[entry.key] = (value, entry.value)
+                }
+            }
+            guard let (type, typeNode) = fields["type"] else {
+                issue(node, "\(what) needs a 'type': none, api_key, bearer, basic, oauth2 or oauth2_client_credentials")
+                return nil
+            }
+            func reject(_ keys: [String]) {
+                for key in keys { if let (_, n) = fields[key] { issue(n, "\(what): '\(key)' does not apply to type \(type)") } }
+            }
+            switch type {
+            case "none", "bearer", "basic":
+                reject(["header", "query_parameter", "token_url"])
+                return type == "none" ? AuthScheme.none : type == "bearer" ? .bearer : .basic
+            case "api_key":
+                reject(["token_url"])
+                let header = fields["header"]?.0
+                let query = fields["query_parameter"]?.0
+                if (header == nil) == (query == nil) {
+                    issue(node, "\(what): type api_key needs exactly one of 'header' or 'query_parameter'")
+                    return nil
+                }
+                return .apiKey(header: header, queryParameter: query)
+            case "oauth2", "oauth2_client_credentials":
+                reject(["header", "query_parameter"])
+                guard let tokenURL = fields["token_url"]?.0 else {
+                    issue(node, "\(what): type \(type) needs a 'token_url'")
+                    return nil
+                }
+                return type == "oauth2" ? .oauth2(tokenURL: tokenURL) : .oauth2ClientCredentials(tokenURL: tokenURL, scopes: scopes)
+            default:
+                issue(typeNode, "\(what).type '\(type)' is unknown; use none, api_key, bearer, basic, oauth2 or oauth2_client_credentials")
+                return nil
+            }
+        }
+
+        mutating func parseSyncs(_ node: Node, _ owner: String) -> [SyncConfig] {
+            guard let entries = mapping(node, "\(owner).syncs", allowed: []) else { return [] }
+            var result: [SyncConfig] = []
+            for entry in entries {
+                guard Identifier.isValidSyncName(entry.key) else {
+                    issue(entry.keyNode, "sync name '\(entry.key)' is invalid: use letters, digits, '-' or '_'")
+                    continue
+                }
+                if let sync = parseSync(entry.key, entry.value, owner) { result.append(sync) }
+            }
+            return result
+        }
+
+        mutating func parseSync(_ name: String, _ node: Node, _ owner: String) -> SyncConfig? {
+            let what = "sync '\(name)' of \(owner)"
+            let allowed = [
+                "function", "models", "frequency", "sync_type", "track_deletes", "auto_start", "webhook_subscriptions", "description",
+            ]
+            guard let entries = mapping(node, what, allowed: allowed) else { return nil }
+            var function: String? = nil
+            var models: [String]? = nil
+            var frequency: Frequency? = nil
+            var syncType = SyncType.full
+            var trackDeletes = false
+            var trackDeletesNode: Node? = nil
+            var autoStart = true
+            var subscriptions: [String] = []
+            var description: String? = nil
+            var valid = true
+            for entry in entries {
+                switch entry.key {
+                case "function":
+                    function = nonEmptyString(entry.value, "\(what).function")
+                case "models":
+                    guard let list = stringList(entry.value, "\(what).models") else {
+                        valid = false
+                        continue
+                    }
+                    for model in list where !ModelName.isValid(model) {
+                        issue(entry.value, "\(what): model name '\(model)' is invalid; it must match ^[A-Z][a-zA-Z0-9_]*$ (e.g. Order)")
+                        valid = false
+                    }
+                    if Set(list).count != list.count { issue(entry.value, "\(what): models are listed twice") }
+                    if list.isEmpty { issue(entry.value, "\(what).models is empty; list the models this sync writes") }
+                    models = list
+                case "frequency":
+                    if let text = nonEmptyString(entry.value, "\(what).frequency") {
+                        do {
+                            frequency = try Frequency(text)
+                        } catch {
+                            issue(entry.value, "\(what): \(error.message)")
+                            valid = false
+                        }
+                    }
+                case "sync_type":
+                    if let text = nonEmptyString(entry.value, "\(what).sync_type") {
+                        if let type = SyncType(rawValue: text.lowercased()) {
+                            syncType = type
+                        } else {
+                            issue(entry.value, "\(what).sync_type must be 'full' or 'incremental', not '\(text)'")
+                        }
+                    }
+                case "track_deletes":
+                    trackDeletes = bool(entry.value, "\(what).track_deletes") ?? false
+                    trackDeletesNode = entry.value
+                case "auto_start":
+                    autoStart = bool(entry.value, "\(what).auto_start") ?? true
+                case "webhook_subscriptions":
+                    subscriptions = stringList(entry.value, "\(what).webhook_subscriptions") ?? []
+                case "description":
+                    description = string(entry.value, "\(what).description")
+                default:
+                    break
+                }
+            }
+            if models == nil {
+                issue(node, "\(what) needs 'models': the list of models it writes (e.g. [Order])")
+                valid = false
+            }
+            if frequency == nil, !entries.contains(where: { $0.key == "frequency" }) {
+                issue(node, "\(what) needs a 'frequency' (e.g. 'every 5 minutes')")
+                valid = false
+            }
+            if trackDeletes, syncType == .incremental {
+                issue(trackDeletesNode, "\(what): track_deletes only works with sync_type full (an incremental run does not see every record)")
+                valid = false
+            }
+            guard valid, let models, let frequency else { return nil }
+            return SyncConfig(
+                name: name, function: function, models: models, frequency: frequency, syncType: syncType,
+                trackDeletes: trackDeletes, autoStart: autoStart, webhookSubscriptions: subscriptions, description: description)
+        }
+    }
+}

@@ -1,0 +1,146 @@
+/// The whole of `tributary.yaml`, validated. See ``ConfigLoader`` for the file format.
+public struct TributaryConfig: Sendable {
+    /// Where the embedded SQLite database lives.
+    public var database: DatabaseConfig
+    /// Environments in file order.
+    public var environments: [EnvironmentConfig]
+    /// Integrations in file order.
+    public var integrations: [IntegrationConfig]
+
+    public init(database: DatabaseConfig = DatabaseConfig(), environments: [EnvironmentConfig], integrations: [IntegrationConfig]) {
+        self.database = database
+        self.environments = environments
+        self.integrations = integrations
+    }
+
+    public func environment(named name: String) -> EnvironmentConfig? {
+        environments.first { $0.name == name }
+    }
+
+    /// The integration `key` as seen from `environment` (nil if it does not exist there).
+    public func integration(_ key: String, in environment: String) -> IntegrationConfig? {
+        integrations.first { $0.providerConfigKey == key && $0.isAvailable(in: environment) }
+    }
+
+    /// Integrations offered in `environment`.
+    public func integrations(in environment: String) -> [IntegrationConfig] {
+        integrations.filter { $0.isAvailable(in: environment) }
+    }
+}
+
+/// Storage settings.
+public struct DatabaseConfig: Sendable, Hashable {
+    /// Path of the SQLite file (relative paths are relative to the working directory).
+    public var path: String
+
+    public init(path: String = "tributary.sqlite") { self.path = path }
+}
+
+/// A secret value (API key, signing key). Its description never shows the value.
+public struct Secret: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible {
+    public let value: String
+    public init(_ value: String) { self.value = value }
+    public var description: String { "<secret>" }
+    public var debugDescription: String { "<secret>" }
+}
+
+/// An isolated space with its own secret keys, connections and records.
+public struct EnvironmentConfig: Sendable {
+    public var name: String
+    /// Keys accepted as `Authorization: Bearer <key>` for this environment (several allow rotation).
+    public var secretKeys: [Secret]
+
+    public init(name: String, secretKeys: [Secret]) {
+        self.name = name
+        self.secretKeys = secretKeys
+    }
+}
+
+/// How the provider authenticates calls made with a connection's credentials.
+public enum AuthScheme: Sendable, Hashable {
+    case none
+    /// An API key sent in a header (`header`) or a query parameter (`queryParameter`).
+    case apiKey(header: String?, queryParameter: String?)
+    case bearer
+    case basic
+    /// OAuth 2 with refresh tokens, refreshed at `tokenURL`.
+    case oauth2(tokenURL: String)
+    /// OAuth 2 client-credentials grant at `tokenURL`.
+    case oauth2ClientCredentials(tokenURL: String, scopes: [String])
+
+    /// The name used in `tributary.yaml` (`type:`).
+    public var typeName: String {
+        switch self {
+        case .none: "none"
+        case .apiKey: "api_key"
+        case .bearer: "bearer"
+        case .basic: "basic"
+        case .oauth2: "oauth2"
+        case .oauth2ClientCredentials: "oauth2_client_credentials"
+        }
+    }
+}
+
+/// A configured provider, identified by its `provider_config_key`.
+public struct IntegrationConfig: Sendable {
+    public var providerConfigKey: String
+    /// Free-form provider name (e.g. `shopify`); defaults to the key.
+    public var provider: String
+    public var baseURL: String?
+    public var auth: AuthScheme
+    /// The environments that offer this integration; `nil` means all.
+    public var environments: [String]?
+    public var syncs: [SyncConfig]
+
+    public init(
+        providerConfigKey: String, provider: String? = nil, baseURL: String? = nil, auth: AuthScheme = .none,
+        environments: [String]? = nil, syncs: [SyncConfig]
+    ) {
+        self.providerConfigKey = providerConfigKey
+        self.provider = provider ?? providerConfigKey
+        self.baseURL = baseURL
+        self.auth = auth
+        self.environments = environments
+        self.syncs = syncs
+    }
+
+    public func isAvailable(in environment: String) -> Bool {
+        environments?.contains(environment) ?? true
+    }
+
+    public func sync(named name: String) -> SyncConfig? {
+        syncs.first { $0.name == name }
+    }
+}
+
+/// A sync: which function runs, what it writes and how often.
+public struct SyncConfig: Sendable, Hashable {
+    public var name: String
+    /// The registered ``SyncFunction`` name (defaults to the sync name).
+    public var function: String
+    public var models: [String]
+    public var frequency: Frequency
+    public var syncType: SyncType
+    /// Mark records not saved by a successful full run as deleted.
+    public var trackDeletes: Bool
+    /// New variants' schedules start `STARTED` (true) or `PAUSED` (false).
+    public var autoStart: Bool
+    /// Provider webhook types this sync's webhook handler receives.
+    public var webhookSubscriptions: [String]
+    public var description: String?
+
+    public init(
+        name: String, function: String? = nil, models: [String], frequency: Frequency, syncType: SyncType = .full,
+        trackDeletes: Bool = false, autoStart: Bool = true, webhookSubscriptions: [String] = [], description: String? = nil
+    ) {
+        self.name = name
+        self.function = function ?? name
+        self.models = models
+        self.frequency = frequency
+        self.syncType = syncType
+        self.trackDeletes = trackDeletes
+        self.autoStart = autoStart
+        self.webhookSubscriptions = webhookSubscriptions
+        self.description = description
+    }
+}

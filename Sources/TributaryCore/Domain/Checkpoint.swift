@@ -1,0 +1,65 @@
+/// A variant's checkpoint: a small flat object of strings, numbers and booleans, saved durably so
+/// an interrupted run can resume where it stopped.
+public struct Checkpoint: Sendable, Hashable, ExpressibleByDictionaryLiteral, CustomStringConvertible {
+    /// At most this many keys.
+    public static let maximumKeys = 32
+    /// Keys at most this many bytes.
+    public static let maximumKeyLength = 255
+    /// String values at most this many bytes.
+    public static let maximumStringLength = 4000
+
+    public private(set) var values: JSONObject
+
+    /// Creates a checkpoint, validating that it is flat and small.
+    public init(_ values: JSONObject) throws(TributaryError) {
+        guard values.count <= Self.maximumKeys else {
+            throw TributaryError(.invalidCheckpoint, "A checkpoint holds at most \(Self.maximumKeys) keys; got \(values.count).")
+        }
+        for (key, value) in values {
+            guard !key.isEmpty, key.utf8.count <= Self.maximumKeyLength else {
+                throw TributaryError(.invalidCheckpoint, "Checkpoint keys must be 1 to \(Self.maximumKeyLength) bytes long.")
+            }
+            switch value {
+            case .string(let s) where s.utf8.count > Self.maximumStringLength:
+                throw TributaryError(
+                    .invalidCheckpoint, "Checkpoint value for \"\(key)\" is longer than \(Self.maximumStringLength) bytes.")
+            case .string, .number, .bool:
+                continue
+            default:
+                throw TributaryError(
+                    .invalidCheckpoint, "Checkpoint value for \"\(key)\" must be a string, number or boolean (checkpoints are flat).")
+            }
+        }
+        self.values = values
+    }
+
+    /// Literal checkpoints in code; invalid literals trap, as any programmer error would.
+    public init(dictionaryLiteral elements: (String, JSONValue)...) {
+        do {
+            try self.init(JSONObject(elements))
+        } catch {
+            preconditionFailure("invalid checkpoint literal: \(error.message)")
+        }
+    }
+
+    public subscript(key: String) -> JSONValue? { values[key] }
+
+    /// Canonical JSON text of the checkpoint (what the stores persist).
+    public var json: String { JSONWriter.string(.object(values)) }
+
+    /// Parses persisted checkpoint JSON.
+    public init(json: String) throws(TributaryError) {
+        let parsed: JSONValue
+        do {
+            parsed = try JSONParser.parse(json)
+        } catch {
+            throw TributaryError(.invalidCheckpoint, "Stored checkpoint is not valid JSON: \(error.message)")
+        }
+        guard case .object(let object) = parsed else {
+            throw TributaryError(.invalidCheckpoint, "A checkpoint must be a JSON object.")
+        }
+        try self.init(object)
+    }
+
+    public var description: String { json }
+}

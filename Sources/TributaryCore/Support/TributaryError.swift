@@ -1,0 +1,38 @@
+/// The domain error: a stable machine-readable ``code`` and a user-safe ``message``.
+///
+/// The HTTP layer renders it as `{"error": {"code": …, "message": …}}`. Messages never contain
+/// secrets; they say what was wrong and how to fix it.
+public struct TributaryError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// An extensible error code (`invalid_record`, `unknown_model`, …).
+    public struct Code: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        public static let invalidRecord = Code(rawValue: "invalid_record")
+        public static let invalidModel = Code(rawValue: "invalid_model")
+        public static let unknownModel = Code(rawValue: "unknown_model")
+        public static let invalidVariant = Code(rawValue: "invalid_variant")
+        public static let invalidCheckpoint = Code(rawValue: "invalid_checkpoint")
+        public static let invalidCursor = Code(rawValue: "invalid_cursor")
+        public static let invalidQuery = Code(rawValue: "invalid_query_params")
+        public static let invalidMetadata = Code(rawValue: "invalid_metadata")
+        public static let invalidFrequency = Code(rawValue: "invalid_frequency")
+        public static let unknownConnection = Code(rawValue: "unknown_connection")
+        public static let unknownSync = Code(rawValue: "unknown_sync")
+        public static let unknownVariant = Code(rawValue: "unknown_sync_variant")
+        public static let unknownProviderConfig = Code(rawValue: "unknown_provider_config")
+        public static let unknownFunction = Code(rawValue: "unknown_function")
+        public static let syncRunning = Code(rawValue: "sync_running")
+    }
+
+    public let code: Code
+    public let message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code): \(message)" }
+}

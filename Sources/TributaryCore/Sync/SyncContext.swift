@@ -1,0 +1,125 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// Severity of a run log line.
+public enum LogLevel: String, Sendable, Hashable, CaseIterable, Comparable {
+    case debug, info, warn, error
+
+    public static func < (lhs: LogLevel, rhs: LogLevel) -> Bool {
+        allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
+    }
+}
+
+/// Per-model counts of one run (`responseResults` in webhooks, `latestResult` in status).
+public struct ModelResult: Sendable, Hashable, Codable {
+    public var added: Int
+    public var updated: Int
+    public var deleted: Int
+
+    public init(added: Int = 0, updated: Int = 0, deleted: Int = 0) {
+        self.added = added
+        self.updated = updated
+        self.deleted = deleted
+    }
+
+    public static func + (lhs: ModelResult, rhs: ModelResult) -> ModelResult {
+        ModelResult(added: lhs.added + rhs.added, updated: lhs.updated + rhs.updated, deleted: lhs.deleted + rhs.deleted)
+    }
+
+    public static func += (lhs: inout ModelResult, rhs: ModelResult) { lhs = lhs + rhs }
+
+    /// `true` when nothing changed.
+    public var isEmpty: Bool { added == 0 && updated == 0 && deleted == 0 }
+}
+
+/// What a sync function sees of its run: identity, schedule state, checkpoint, metadata, and the
+/// records cache of its own variant (the `nango` object of a Nango sync).
+///
+/// Every record call persists before it returns, so a function that saves page by page holds one
+/// page in memory, never the dataset. Every call first checks for cancellation and throws
+/// `CancellationError` once the run was cancelled (variant paused, reset or deleted, shutdown).
+public protocol SyncContext: Sendable {
+    /// The environment the connection belongs to (`dev`, `prod`, …).
+    var environment: String { get }
+    /// The integration (`provider_config_key`).
+    var providerConfigKey: String { get }
+    /// The customer connection (`connection_id`).
+    var connectionId: String { get }
+    /// The sync's name.
+    var syncName: String { get }
+    /// The variant this run belongs to (`base` unless the variant was created through the API).
+    var variant: String { get }
+    /// Start time of this variant's last successful run; `nil` on the first run and after a reset.
+    var lastSyncDate: Date? { get }
+    /// The models this sync declares; records of any other model are refused.
+    var models: [String] { get }
+
+    /// The variant's checkpoint, or `nil` when none was saved (or it was cleared or reset).
+    func getCheckpoint() async throws -> Checkpoint?
+    /// Saves the variant's checkpoint durably (it survives crashes; an interrupted run resumes from it).
+    func saveCheckpoint(_ checkpoint: Checkpoint) async throws
+    /// Removes the variant's checkpoint.
+    func clearCheckpoint() async throws
+
+    /// The connection's metadata (a JSON object; `{}` when unset).
+    func getMetadata() async throws -> JSONObject
+    /// Replaces the connection's metadata.
+    func setMetadata(_ metadata: JSONObject) async throws
+    /// Shallow-merges `metadata` into the connection's metadata.
+    func updateMetadata(_ metadata: JSONObject) async throws
+
+    /// Inserts or updates whole records of `model`. Identical records are no-ops.
+    func batchSave(_ records: [JSONObject], model: String) async throws
+    /// Deep-merges partial records (each with its `id`) into existing, non-deleted records of `model`;
+    /// ids that do not exist are ignored.
+    func batchUpdate(_ records: [JSONObject], model: String) async throws
+    /// Marks records of `model` deleted (soft delete). Only the `id` of each record is read.
+    func batchDelete(_ records: [JSONObject], model: String) async throws
+
+    /// Writes a line to the run's log (kept with the run, visible through the API and dashboard).
+    func log(_ message: String, level: LogLevel) async
+    /// Throws `CancellationError` if the run was cancelled.
+    func checkCancellation() throws
+}
+
+extension SyncContext {
+    /// Logs at `info` level.
+    public func log(_ message: String) async { await log(message, level: .info) }
+
+    /// Saves `Encodable` values (your model structs) as records of `model`.
+    public func batchSave<T: Encodable>(_ records: [T], model: String) async throws {
+        try await batchSave(try RecordCoding.objects(records), model: model)
+    }
+
+    /// Partially updates records from `Encodable` values.
+    public func batchUpdate<T: Encodable>(_ records: [T], model: String) async throws {
+        try await batchUpdate(try RecordCoding.objects(records), model: model)
+    }
+
+    /// Deletes records given by their ids.
+    public func batchDelete(ids: [String], model: String) async throws {
+        try await batchDelete(ids.map { ["id": .string($0)] }, model: model)
+    }
+}
+
+/// Turns `Encodable` values into record objects.
+public enum RecordCoding {
+    /// Encodes each value with `JSONEncoder` and parses it as a JSON object.
+    public static func objects<T: Encodable>(_ values: [T]) throws -> [JSONObject] {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        var result: [JSONObject] = []
+        result.reserveCapacity(values.count)
+        for value in values {
+            let data = try encoder.encode(value)
+            guard case .object(let object) = try JSONParser.parse(data) else {
+                throw TributaryError(.invalidRecord, "\(T.self) does not encode to a JSON object; records must be objects.")
+            }
+            result.append(object)
+        }
+        return result
+    }
+}

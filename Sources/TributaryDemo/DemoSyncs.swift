@@ -1,0 +1,82 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import TributaryCore
+
+/// Built-in demo sync functions over ``DemoShop``.
+public enum DemoSyncs {
+    /// Every demo function.
+    public static var all: [any SyncFunction] { [DemoOrdersFullSync(), DemoOrdersIncrementalSync()] }
+
+    /// The configuration the `demo` command uses when no `tributary.yaml` is given.
+    public static let configurationYAML = """
+        database:
+          path: tributary-demo.sqlite
+        environments:
+          dev:
+            secret_key: ${TRIBUTARY_DEV_SECRET_KEY:-dev-secret-key-change-me}
+        integrations:
+          demo-shop:
+            provider: demo
+            syncs:
+              orders:
+                function: demo-orders
+                models: [Order]
+                frequency: every 30 seconds
+                sync_type: full
+                track_deletes: true
+              order-changes:
+                function: demo-orders-incremental
+                models: [OrderChange]
+                frequency: every 30 seconds
+                sync_type: incremental
+        """
+}
+
+/// Full refresh with deletion tracking: lists all of the variant's store orders, page by page,
+/// checkpointing after each page so an interrupted run resumes where it stopped.
+public struct DemoOrdersFullSync: SyncFunction {
+    public let name = "demo-orders"
+    /// Records per page.
+    public var pageSize = 50
+
+    public init() {}
+
+    public func exec(_ nango: any SyncContext) async throws {
+        let store = DemoShop.store(forVariant: nango.variant)
+        let orders = DemoShop.orders(store: store, at: Date())
+        let checkpoint = try await nango.getCheckpoint()
+        var page = Int(checkpoint?["page"]?.int64Value ?? 0)
+        if page > 0 { await nango.log("resuming at page \(page) from the checkpoint") }
+        while page * pageSize < orders.count {
+            let slice = Array(orders[(page * pageSize)..<min(orders.count, (page + 1) * pageSize)])
+            try await nango.batchSave(slice, model: "Order")
+            page += 1
+            try await nango.saveCheckpoint(["page": .number(JSONNumber(page))])
+        }
+        await nango.log("listed \(orders.count) orders of store \(store)")
+    }
+}
+
+/// Incremental: saves orders changed since `lastSyncDate` and deletes those that dropped out.
+public struct DemoOrdersIncrementalSync: SyncFunction {
+    public let name = "demo-orders-incremental"
+
+    public init() {}
+
+    public func exec(_ nango: any SyncContext) async throws {
+        let store = DemoShop.store(forVariant: nango.variant)
+        let now = Date()
+        guard let since = nango.lastSyncDate else {
+            try await nango.batchSave(DemoShop.orders(store: store, at: now), model: "OrderChange")
+            await nango.log("initial load of store \(store)")
+            return
+        }
+        let (changed, removed) = DemoShop.changes(store: store, since: since, at: now)
+        try await nango.batchSave(changed, model: "OrderChange")
+        try await nango.batchDelete(ids: removed, model: "OrderChange")
+        await nango.log("\(changed.count) changed and \(removed.count) removed orders of store \(store) since \(Timestamp(since).iso8601)")
+    }
+}

@@ -1,0 +1,178 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import Logging
+import Synchronization
+import TributaryCore
+import TributaryStore
+
+/// The ``SyncContext`` a running sync function receives: it writes through to the store, counts
+/// what changed per model, keeps the run's lease alive and stops the function once cancelled.
+final class RunContext: SyncContext {
+    static let maximumLogLines = 10_000
+    static let maximumLogMessageBytes = 16_384
+    static let heartbeatInterval: Int64 = 15_000_000  // µs
+
+    let store: any Store
+    let ref: VariantRef
+    let sync: SyncConfig
+    let runId: Int64
+    let deletionGeneration: Int64?
+    let logger: Logger
+    let lastSyncDate: Date?
+
+    private struct Progress {
+        var results: [String: ModelResult] = [:]
+        var logLines = 0
+        var lastHeartbeat = Timestamp.now()
+    }
+    private let progress = Mutex(Progress())
+
+    init(store: any Store, ref: VariantRef, sync: SyncConfig, started: StartedRun, logger: Logger) {
+        self.store = store
+        self.ref = ref
+        self.sync = sync
+        self.runId = started.runId
+        self.deletionGeneration = started.deletionGeneration
+        self.lastSyncDate = started.state.lastSyncDate?.date
+        self.logger = logger
+    }
+
+    var environment: String { ref.connection.environment }
+    var providerConfigKey: String { ref.connection.providerConfigKey }
+    var connectionId: String { ref.connection.connectionId }
+    var syncName: String { ref.syncName }
+    var variant: String { ref.variant }
+    var models: [String] { sync.models }
+
+    /// Per-model counts so far; every declared model appears.
+    var results: [String: ModelResult] {
+        progress.withLock { progress in
+            var results = progress.results
+            for model in sync.models where results[model] == nil { results[model] = ModelResult() }
+            return results
+        }
+    }
+
+    func checkCancellation() throws { try Task.checkCancellation() }
+
+    private func checkModel(_ model: String) throws {
+        guard sync.models.contains(model) else {
+            throw TributaryError(
+                .unknownModel,
+                "Model '\(model)' is not declared by sync '\(sync.name)' (declared: \(sync.models.joined(separator: ", "))).")
+        }
+    }
+
+    private func record(_ result: ModelResult, for model: String) async throws {
+        let heartbeatDue = progress.withLock { progress -> Bool in
+            progress.results[model, default: ModelResult()] += result
+            let now = Timestamp.now()
+            guard now.microseconds - progress.lastHeartbeat.microseconds >= Self.heartbeatInterval else { return false }
+            progress.lastHeartbeat = now
+            return true
+        }
+        if heartbeatDue { try await store.heartbeat(run: runId) }
+    }
+
+    // MARK: Checkpoints
+
+    func getCheckpoint() async throws -> Checkpoint? {
+        try checkCancellation()
+        return try await store.variantState(ref)?.checkpoint
+    }
+
+    func saveCheckpoint(_ checkpoint: Checkpoint) async throws {
+        try checkCancellation()
+        try await store.saveCheckpoint(checkpoint, for: ref)
+    }
+
+    func clearCheckpoint() async throws {
+        try checkCancellation()
+        try await store.clearCheckpoint(for: ref)
+    }
+
+    // MARK: Metadata
+
+    func getMetadata() async throws -> JSONObject {
+        try checkCancellation()
+        return try await store.metadata(of: ref.connection)
+    }
+
+    func setMetadata(_ metadata: JSONObject) async throws {
+        try checkCancellation()
+        try await store.setMetadata(metadata, of: [ref.connection])
+    }
+
+    func updateMetadata(_ metadata: JSONObject) async throws {
+        try checkCancellation()
+        try await store.updateMetadata(metadata, of: [ref.connection])
+    }
+
+    // MARK: Records
+
+    func batchSave(_ records: [JSONObject], model: String) async throws {
+        try checkCancellation()
+        try checkModel(model)
+        guard !records.isEmpty else { return }
+        var prepared: [PreparedRecord] = []
+        prepared.reserveCapacity(records.count)
+        for record in records { prepared.append(try PreparedRecord(record)) }
+        let result = try await store.saveRecords(prepared, model: model, of: ref, seenGeneration: deletionGeneration)
+        try await self.record(result, for: model)
+    }
+
+    func batchUpdate(_ records: [JSONObject], model: String) async throws {
+        try checkCancellation()
+        try checkModel(model)
+        guard !records.isEmpty else { return }
+        let patches = try records.map { object throws(TributaryError) in try RecordPatch(object) }
+        let result = try await store.updateRecords(patches, model: model, of: ref, seenGeneration: deletionGeneration)
+        try await self.record(result, for: model)
+    }
+
+    func batchDelete(_ records: [JSONObject], model: String) async throws {
+        try checkCancellation()
+        try checkModel(model)
+        guard !records.isEmpty else { return }
+        let ids = try records.map { object throws(TributaryError) in try PreparedRecord.externalId(of: object) }
+        let result = try await store.deleteRecords(ids: ids, model: model, of: ref)
+        try await self.record(result, for: model)
+    }
+
+    // MARK: Logs
+
+    func log(_ message: String, level: LogLevel) async {
+        let line = progress.withLock { progress -> Int in
+            progress.logLines += 1
+            return progress.logLines
+        }
+        guard line <= Self.maximumLogLines + 1 else { return }
+        var text = message
+        if text.utf8.count > Self.maximumLogMessageBytes {
+            text = String(decoding: Array(text.utf8.prefix(Self.maximumLogMessageBytes)), as: UTF8.self) + "… (truncated)"
+        }
+        if line == Self.maximumLogLines + 1 {
+            text = "Log limit of \(Self.maximumLogLines) lines reached; further lines of this run are dropped."
+        }
+        logger.log(level: level.swiftLogLevel, "\(text)", metadata: ["run": "\(runId)", "variant": "\(ref)"])
+        do {
+            try await store.appendLog(run: runId, level: level, message: text)
+        } catch {
+            logger.warning("could not store a run log line", metadata: ["run": "\(runId)", "error": "\(error)"])
+        }
+    }
+}
+
+extension LogLevel {
+    var swiftLogLevel: Logger.Level {
+        switch self {
+        case .debug: .debug
+        case .info: .info
+        case .warn: .warning
+        case .error: .error
+        }
+    }
+}

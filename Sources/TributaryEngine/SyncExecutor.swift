@@ -1,0 +1,74 @@
+import Logging
+import TributaryCore
+import TributaryStore
+
+/// Runs a sync function once for one variant and records the run.
+///
+/// The run's life: the store records its start (and refuses a second live run of the variant),
+/// the function runs against a ``SyncContext`` bound to the variant, and the store finishes it:
+/// - success: records not seen in the deletion-tracking window are marked deleted (full refresh
+///   with `track_deletes`), `lastSyncDate` becomes the run's start time, a full refresh's checkpoint
+///   is cleared;
+/// - failure (the function threw): the run is `failed` with the error's message, nothing else changes;
+/// - cancellation: the run is `cancelled`, nothing else changes.
+public struct SyncExecutor: Sendable {
+    public let store: any Store
+    public let functions: SyncFunctionRegistry
+    public let logger: Logger
+
+    public init(store: any Store, functions: SyncFunctionRegistry, logger: Logger) {
+        self.store = store
+        self.functions = functions
+        self.logger = logger
+    }
+
+    /// Runs `sync` for `variant` and returns the finished run.
+    ///
+    /// - Throws: only when the run cannot start or be recorded (unknown function, the variant is
+    ///   already running, a storage failure). A failing sync function does not throw here: it
+    ///   yields a run with status `failed`.
+    public func run(_ variant: VariantRef, sync: SyncConfig) async throws -> RunRecord {
+        let function = try functions.function(for: sync)
+        try Task.checkCancellation()
+        let tracksDeletes = sync.syncType == .full && sync.trackDeletes
+        let started = try await store.startRun(variant, RunStart(tracksDeletes: tracksDeletes))
+        var logger = self.logger
+        logger[metadataKey: "run"] = "\(started.runId)"
+        logger[metadataKey: "variant"] = "\(variant)"
+        logger.info("run started", metadata: ["kind": "\(started.kind.rawValue)", "resumes": "\(started.resumesWindow)"])
+
+        let context = RunContext(store: store, ref: variant, sync: sync, started: started, logger: logger)
+        let outcome: RunOutcome
+        do {
+            try await function.exec(context)
+            // A function that swallowed cancellation and returned did not finish its work.
+            outcome = Task.isCancelled ? .cancelled(reason: "The run was cancelled.") : .succeeded
+        } catch is CancellationError {
+            outcome = .cancelled(reason: "The run was cancelled.")
+        } catch let error as TributaryError {
+            outcome = .failed(message: error.message)
+        } catch {
+            outcome = .failed(message: String(describing: error))
+        }
+        if case .failed(let message) = outcome {
+            await context.log("Run failed: \(message)", level: .error)
+        }
+
+        let completion = RunCompletion(
+            outcome: outcome, results: context.results,
+            deleteUnseenModels: tracksDeletes ? sync.models : [],
+            clearCheckpoint: sync.syncType == .full)
+        let store = self.store
+        let runId = started.runId
+        // Recording the outcome must happen even when this task was cancelled: run it in a task
+        // that does not inherit the cancellation, and wait for it here.
+        let finished = try await Task { try await store.completeRun(runId, completion) }.value
+        logger.info(
+            "run finished",
+            metadata: [
+                "status": "\(finished.status.rawValue)",
+                "results": "\(finished.results.sorted { $0.key < $1.key }.map { "\($0.key)+\($0.value.added)~\($0.value.updated)-\($0.value.deleted)" })",
+            ])
+        return finished
+    }
+}

@@ -1,0 +1,97 @@
+import GRDB
+
+/// The embedded store's schema, as GRDB migrations. Append new migrations; never edit old ones.
+enum SQLiteSchema {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-foundation") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE store_meta (
+                        key TEXT PRIMARY KEY,
+                        value INTEGER NOT NULL
+                    );
+                    INSERT INTO store_meta(key, value) VALUES ('seq_floor', 0);
+
+                    CREATE TABLE connections (
+                        id INTEGER PRIMARY KEY,
+                        environment TEXT NOT NULL,
+                        provider_config_key TEXT NOT NULL,
+                        connection_id TEXT NOT NULL,
+                        metadata TEXT NOT NULL DEFAULT '{}',
+                        created_at INTEGER NOT NULL,
+                        updated_at INTEGER NOT NULL,
+                        UNIQUE (environment, provider_config_key, connection_id)
+                    );
+
+                    CREATE TABLE sync_variants (
+                        id INTEGER PRIMARY KEY,
+                        connection_pk INTEGER NOT NULL REFERENCES connections(id) ON DELETE CASCADE,
+                        sync_name TEXT NOT NULL,
+                        variant TEXT NOT NULL,
+                        last_sync_date INTEGER,
+                        checkpoint TEXT,
+                        deletion_generation INTEGER,
+                        created_at INTEGER NOT NULL,
+                        UNIQUE (connection_pk, sync_name, variant)
+                    );
+
+                    -- One row per (connection, model, variant): the change-feed counter and counts.
+                    CREATE TABLE datasets (
+                        id INTEGER PRIMARY KEY,
+                        connection_pk INTEGER NOT NULL REFERENCES connections(id) ON DELETE CASCADE,
+                        sync_name TEXT NOT NULL,
+                        model TEXT NOT NULL,
+                        variant TEXT NOT NULL,
+                        last_seq INTEGER NOT NULL,
+                        last_write_at INTEGER NOT NULL DEFAULT 0,
+                        record_count INTEGER NOT NULL DEFAULT 0,
+                        UNIQUE (connection_pk, model, variant)
+                    );
+                    CREATE INDEX datasets_by_variant ON datasets(connection_pk, sync_name, variant);
+
+                    -- The records cache. seq orders the change feed (one value per write transaction,
+                    -- rowid breaks ties); seen_generation drives deletion detection.
+                    CREATE TABLE records (
+                        id INTEGER PRIMARY KEY,
+                        dataset_id INTEGER NOT NULL,
+                        external_id TEXT NOT NULL,
+                        hash INTEGER NOT NULL,
+                        seq INTEGER NOT NULL,
+                        first_seen_at INTEGER NOT NULL,
+                        updated_at INTEGER NOT NULL,
+                        deleted_at INTEGER,
+                        seen_generation INTEGER NOT NULL DEFAULT 0,
+                        payload TEXT NOT NULL
+                    );
+                    CREATE UNIQUE INDEX records_identity ON records(dataset_id, external_id);
+                    CREATE INDEX records_feed ON records(dataset_id, seq);
+
+                    CREATE TABLE runs (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        variant_pk INTEGER NOT NULL REFERENCES sync_variants(id) ON DELETE CASCADE,
+                        status TEXT NOT NULL,
+                        kind TEXT NOT NULL,
+                        started_at INTEGER NOT NULL,
+                        heartbeat_at INTEGER NOT NULL,
+                        lease_seconds INTEGER NOT NULL,
+                        finished_at INTEGER,
+                        deletion_generation INTEGER,
+                        results TEXT NOT NULL DEFAULT '{}',
+                        error TEXT
+                    );
+                    CREATE INDEX runs_by_variant ON runs(variant_pk, id);
+
+                    CREATE TABLE run_logs (
+                        id INTEGER PRIMARY KEY,
+                        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                        at INTEGER NOT NULL,
+                        level TEXT NOT NULL,
+                        message TEXT NOT NULL
+                    );
+                    CREATE INDEX run_logs_by_run ON run_logs(run_id, id);
+                    """)
+        }
+        return migrator
+    }
+}

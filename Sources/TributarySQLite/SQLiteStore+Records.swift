@@ -1,0 +1,273 @@
+import GRDB
+import TributaryCore
+import TributaryStore
+
+/// A dataset row as a write transaction sees it.
+struct DatasetHead {
+    var id: Int64
+    var lastSequence: Int64
+    var lastWriteAt: Int64
+}
+
+extension SQLiteStore {
+    // MARK: Writes
+
+    public func saveRecords(_ records: [PreparedRecord], model: String, of variant: VariantRef, seenGeneration: Int64?) async throws
+        -> ModelResult
+    {
+        if records.isEmpty { return ModelResult() }
+        let unique = Self.lastOccurrences(records)
+        return try await pool.write { db in
+            let dataset = try self.datasetForWrite(db, variant, model: model)
+            let (sequence, now) = self.nextChange(dataset)
+            let upsert = try RawStatement(
+                db,
+                """
+                INSERT INTO records(dataset_id, external_id, hash, seq, first_seen_at, updated_at, deleted_at, seen_generation, payload)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?5, NULL, ?6, ?7)
+                ON CONFLICT(dataset_id, external_id) DO UPDATE SET
+                    hash = excluded.hash,
+                    seq = excluded.seq,
+                    payload = excluded.payload,
+                    first_seen_at = CASE WHEN records.deleted_at IS NOT NULL THEN excluded.first_seen_at ELSE records.first_seen_at END,
+                    updated_at = excluded.updated_at,
+                    deleted_at = NULL,
+                    seen_generation = MAX(records.seen_generation, excluded.seen_generation)
+                WHERE records.hash <> excluded.hash OR records.deleted_at IS NOT NULL
+                RETURNING first_seen_at
+                """)
+            let markSeen =
+                seenGeneration == nil
+                ? nil
+                : try RawStatement(
+                    db, "UPDATE records SET seen_generation = ?1 WHERE dataset_id = ?2 AND external_id = ?3 AND seen_generation < ?1")
+            upsert.bind(1, dataset.id)
+            upsert.bind(4, sequence)
+            upsert.bind(5, now)
+            upsert.bind(6, seenGeneration ?? 0)
+            markSeen?.bind(1, seenGeneration ?? 0)
+            markSeen?.bind(2, dataset.id)
+            var result = ModelResult()
+            for record in unique {
+                upsert.bind(2, record.id)
+                upsert.bind(3, Int64(bitPattern: record.hash))
+                upsert.bindText(7, record.json)
+                if try upsert.step() {
+                    if upsert.int64(0) == now { result.added += 1 } else { result.updated += 1 }
+                    while try upsert.step() {}
+                } else if let markSeen {
+                    markSeen.bind(3, record.id)
+                    try markSeen.execute()
+                }
+                upsert.reset()
+            }
+            try self.finishChange(db, dataset, sequence: sequence, now: now, changed: result.added + result.updated, countDelta: result.added)
+            return result
+        }
+    }
+
+    public func updateRecords(_ patches: [RecordPatch], model: String, of variant: VariantRef, seenGeneration: Int64?) async throws
+        -> ModelResult
+    {
+        if patches.isEmpty { return ModelResult() }
+        return try await pool.write { db in
+            guard let dataset = try self.findDataset(db, variant.dataset(model)) else { return ModelResult() }
+            let (sequence, now) = self.nextChange(dataset)
+            let select = try RawStatement(
+                db, "SELECT id, hash, payload, deleted_at FROM records WHERE dataset_id = ?1 AND external_id = ?2")
+            let update = try RawStatement(
+                db,
+                """
+                UPDATE records SET hash = ?1, payload = ?2, seq = ?3, updated_at = ?4, seen_generation = MAX(seen_generation, ?5)
+                WHERE id = ?6
+                """)
+            let markSeen = try RawStatement(db, "UPDATE records SET seen_generation = ?1 WHERE id = ?2 AND seen_generation < ?1")
+            select.bind(1, dataset.id)
+            var result = ModelResult()
+            for patch in patches {
+                select.bind(2, patch.id)
+                guard try select.step(), select.optionalInt64(3) == nil else {
+                    select.reset()
+                    continue
+                }
+                let rowId = select.int64(0)
+                let oldHash = select.int64(1)
+                let payload = select.bytes(2)
+                select.reset()
+                let existing = try JSONParser.parse(payload).objectValue ?? [:]
+                var merged = existing.merging(patch.patch)
+                merged["id"] = .string(patch.id)
+                let prepared = try PreparedRecord(merged)
+                if Int64(bitPattern: prepared.hash) != oldHash {
+                    update.bind(1, Int64(bitPattern: prepared.hash))
+                    update.bindText(2, prepared.json)
+                    update.bind(3, sequence)
+                    update.bind(4, now)
+                    update.bind(5, seenGeneration ?? 0)
+                    update.bind(6, rowId)
+                    try update.execute()
+                    result.updated += 1
+                } else if let seenGeneration {
+                    markSeen.bind(1, seenGeneration)
+                    markSeen.bind(2, rowId)
+                    try markSeen.execute()
+                }
+            }
+            try self.finishChange(db, dataset, sequence: sequence, now: now, changed: result.updated, countDelta: 0)
+            return result
+        }
+    }
+
+    public func deleteRecords(ids: [String], model: String, of variant: VariantRef) async throws -> ModelResult {
+        if ids.isEmpty { return ModelResult() }
+        return try await pool.write { db in
+            guard let dataset = try self.findDataset(db, variant.dataset(model)) else { return ModelResult() }
+            let (sequence, now) = self.nextChange(dataset)
+            let delete = try RawStatement(
+                db,
+                """
+                UPDATE records SET deleted_at = ?1, updated_at = ?1, seq = ?2
+                WHERE dataset_id = ?3 AND external_id = ?4 AND deleted_at IS NULL
+                """)
+            delete.bind(1, now)
+            delete.bind(2, sequence)
+            delete.bind(3, dataset.id)
+            var deleted = 0
+            for id in ids {
+                delete.bind(4, id)
+                try delete.execute()
+                deleted += delete.changes
+            }
+            try self.finishChange(db, dataset, sequence: sequence, now: now, changed: deleted, countDelta: -deleted)
+            return ModelResult(deleted: deleted)
+        }
+    }
+
+    /// Marks deleted every live record of `dataset` not seen in `generation` (full-refresh deletion detection).
+    func deleteUnseen(_ db: Database, _ ref: DatasetRef, generation: Int64) throws -> Int {
+        guard let dataset = try findDataset(db, ref) else { return 0 }
+        let (sequence, now) = nextChange(dataset)
+        try db.execute(
+            sql: """
+                UPDATE records SET deleted_at = ?, updated_at = ?, seq = ?
+                WHERE dataset_id = ? AND deleted_at IS NULL AND seen_generation < ?
+                """,
+            arguments: [now, now, sequence, dataset.id, generation])
+        let deleted = db.changesCount
+        try finishChange(db, dataset, sequence: sequence, now: now, changed: deleted, countDelta: -deleted)
+        return deleted
+    }
+
+    // MARK: Reads
+
+    public func changes(_ query: ChangeQuery) async throws -> ChangePage {
+        try await pool.read { db in
+            guard let dataset = try self.findDataset(db, query.dataset) else { return ChangePage(records: [], nextCursor: nil) }
+            var sql = """
+                SELECT id, external_id, seq, first_seen_at, updated_at, deleted_at, payload FROM records
+                WHERE dataset_id = ?1 AND seq >= ?2 AND (seq > ?2 OR id > ?3)
+                """
+            if query.modifiedAfter != nil { sql += " AND updated_at >= ?4" }
+            if let actions = query.actions, !actions.isEmpty, actions.count < RecordAction.allCases.count {
+                var clauses: [String] = []
+                if actions.contains(.added) { clauses.append("(deleted_at IS NULL AND first_seen_at = updated_at)") }
+                if actions.contains(.updated) { clauses.append("(deleted_at IS NULL AND first_seen_at <> updated_at)") }
+                if actions.contains(.deleted) { clauses.append("deleted_at IS NOT NULL") }
+                sql += " AND (" + clauses.joined(separator: " OR ") + ")"
+            }
+            if let ids = query.ids {
+                if ids.isEmpty { return ChangePage(records: [], nextCursor: nil) }
+                sql += " AND external_id IN (" + ids.indices.map { "?\($0 + 6)" }.joined(separator: ",") + ")"
+            }
+            sql += " ORDER BY seq, id LIMIT ?5"
+            let select = try RawStatement(db, sql)
+            defer { select.reset() }
+            select.bind(1, dataset.id)
+            select.bind(2, query.cursor?.sequence ?? 0)
+            select.bind(3, query.cursor?.tiebreaker ?? 0)
+            if let modifiedAfter = query.modifiedAfter { select.bind(4, modifiedAfter.microseconds) }
+            select.bind(5, Int64(query.limit + 1))
+            for (index, id) in (query.ids ?? []).enumerated() { select.bind(Int32(index + 6), id) }
+            var records: [StoredRecord] = []
+            records.reserveCapacity(min(query.limit, 1024))
+            var more = false
+            while try select.step() {
+                if records.count == query.limit {
+                    more = true
+                    break
+                }
+                records.append(
+                    StoredRecord(
+                        id: select.string(1), json: select.bytes(6),
+                        firstSeenAt: Timestamp(microseconds: select.int64(3)),
+                        lastModifiedAt: Timestamp(microseconds: select.int64(4)),
+                        deletedAt: select.optionalInt64(5).map(Timestamp.init(microseconds:)),
+                        cursor: FeedCursor(sequence: select.int64(2), tiebreaker: select.int64(0))))
+            }
+            return ChangePage(records: records, nextCursor: more ? records.last?.cursor : nil)
+        }
+    }
+
+    public func recordCounts(of variant: VariantRef) async throws -> [String: Int] {
+        try await pool.read { db in
+            guard let pk = try self.connectionPK(db, variant.connection) else { return [:] }
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT model, record_count FROM datasets WHERE connection_pk = ? AND sync_name = ? AND variant = ?",
+                arguments: [pk, variant.syncName, variant.variant])
+            var counts: [String: Int] = [:]
+            for row in rows { counts[row["model"]] = row["record_count"] }
+            return counts
+        }
+    }
+
+    // MARK: Dataset bookkeeping
+
+    func findDataset(_ db: Database, _ ref: DatasetRef) throws -> DatasetHead? {
+        guard
+            let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT d.id, d.last_seq, d.last_write_at FROM datasets d JOIN connections c ON c.id = d.connection_pk
+                    WHERE c.environment = ? AND c.provider_config_key = ? AND c.connection_id = ? AND d.model = ? AND d.variant = ?
+                    """,
+                arguments: [ref.connection.environment, ref.connection.providerConfigKey, ref.connection.connectionId, ref.model, ref.variant])
+        else { return nil }
+        return DatasetHead(id: row[0], lastSequence: row[1], lastWriteAt: row[2])
+    }
+
+    func datasetForWrite(_ db: Database, _ variant: VariantRef, model: String) throws -> DatasetHead {
+        if let head = try findDataset(db, variant.dataset(model)) { return head }
+        let (connectionPK, _) = try ensureConnectionPK(db, variant.connection, now: clock())
+        let floor = try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = 'seq_floor'") ?? 0
+        try db.execute(
+            sql: "INSERT INTO datasets(connection_pk, sync_name, model, variant, last_seq) VALUES (?, ?, ?, ?, ?)",
+            arguments: [connectionPK, variant.syncName, model, variant.variant, floor])
+        return DatasetHead(id: db.lastInsertedRowID, lastSequence: floor, lastWriteAt: 0)
+    }
+
+    /// The change sequence and timestamp of the next write to a dataset. Timestamps strictly
+    /// increase per dataset, so `updated_at` order agrees with feed order and an add is never
+    /// mistaken for an update within one microsecond.
+    func nextChange(_ dataset: DatasetHead) -> (sequence: Int64, now: Int64) {
+        (dataset.lastSequence + 1, max(clock().microseconds, dataset.lastWriteAt + 1))
+    }
+
+    func finishChange(_ db: Database, _ dataset: DatasetHead, sequence: Int64, now: Int64, changed: Int, countDelta: Int) throws {
+        guard changed > 0 else { return }
+        try db.execute(
+            sql: "UPDATE datasets SET last_seq = ?, last_write_at = ?, record_count = record_count + ? WHERE id = ?",
+            arguments: [sequence, now, countDelta, dataset.id])
+    }
+
+    /// Keeps the last occurrence of each id (a later version in the same batch wins).
+    static func lastOccurrences(_ records: [PreparedRecord]) -> [PreparedRecord] {
+        var seen = Set<String>(minimumCapacity: records.count)
+        var unique: [PreparedRecord] = []
+        unique.reserveCapacity(records.count)
+        for record in records.reversed() where seen.insert(record.id).inserted {
+            unique.append(record)
+        }
+        if unique.count == records.count { return records }
+        return unique.reversed()
+    }
+}

@@ -1,0 +1,204 @@
+import GRDB
+import TributaryCore
+import TributaryStore
+
+extension SQLiteStore {
+    public func startRun(_ variant: VariantRef, _ start: RunStart) async throws -> StartedRun {
+        let now = clock()
+        return try await pool.write { db in
+            let (variantPK, state) = try self.ensureVariantRow(db, variant, now: now)
+
+            // At most one live run per variant; a run whose lease ran out is marked expired.
+            let running = try Row.fetchAll(
+                db, sql: "SELECT id, heartbeat_at, lease_seconds FROM runs WHERE variant_pk = ? AND status = 'running'",
+                arguments: [variantPK])
+            for row in running {
+                let heartbeat: Int64 = row["heartbeat_at"]
+                let lease: Int64 = row["lease_seconds"]
+                if heartbeat + lease * 1_000_000 > now.microseconds {
+                    throw TributaryError(
+                        .syncRunning,
+                        "Sync '\(variant.syncName)' variant '\(variant.variant)' of connection '\(variant.connection.connectionId)' is already running (run \(row["id"] as Int64)).")
+                }
+                try db.execute(
+                    sql: "UPDATE runs SET status = 'expired', finished_at = ?, error = ? WHERE id = ?",
+                    arguments: [now.microseconds, "The process running this run stopped before it finished (lease expired).", row["id"] as Int64])
+            }
+
+            let kind: RunKind = state.lastSyncDate == nil ? .initial : .incremental
+            try db.execute(
+                sql: """
+                    INSERT INTO runs(variant_pk, status, kind, started_at, heartbeat_at, lease_seconds)
+                    VALUES (?, 'running', ?, ?, ?, ?)
+                    """,
+                arguments: [variantPK, kind.rawValue, now.microseconds, now.microseconds, start.leaseSeconds])
+            let runId = db.lastInsertedRowID
+
+            // Deletion tracking: continue the open window when resuming from a checkpoint, else open a new one.
+            var generation: Int64? = nil
+            var resumes = false
+            if start.tracksDeletes {
+                if let open = state.deletionGeneration, state.checkpoint != nil {
+                    generation = open
+                    resumes = true
+                } else {
+                    generation = runId
+                }
+            }
+            if generation != state.deletionGeneration {
+                try db.execute(sql: "UPDATE sync_variants SET deletion_generation = ? WHERE id = ?", arguments: [generation, variantPK])
+            }
+            try db.execute(sql: "UPDATE runs SET deletion_generation = ? WHERE id = ?", arguments: [generation, runId])
+            var startState = state
+            startState.deletionGeneration = generation
+            return StartedRun(
+                runId: runId, startedAt: now, kind: kind, state: startState, deletionGeneration: generation, resumesWindow: resumes)
+        }
+    }
+
+    public func heartbeat(run: Int64) async throws {
+        let now = clock()
+        try await pool.write { db in
+            try db.execute(
+                sql: "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'running'", arguments: [now.microseconds, run])
+        }
+    }
+
+    public func appendLog(run: Int64, level: LogLevel, message: String) async throws {
+        let now = clock()
+        try await pool.write { db in
+            try db.execute(
+                sql: "INSERT INTO run_logs(run_id, at, level, message) VALUES (?, ?, ?, ?)",
+                arguments: [run, now.microseconds, level.rawValue, message])
+        }
+    }
+
+    public func completeRun(_ run: Int64, _ completion: RunCompletion) async throws -> RunRecord {
+        let now = clock()
+        return try await pool.write { db in
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT variant_pk, status, deletion_generation, started_at FROM runs WHERE id = ?", arguments: [run])
+            else {
+                throw TributaryError(.unknownSync, "Run \(run) does not exist.")
+            }
+            let status: String = row["status"]
+            guard status == RunStatus.running.rawValue else {
+                throw TributaryError(.syncRunning, "Run \(run) is no longer running (it is \(status)); its outcome was not applied.")
+            }
+            let variantPK: Int64 = row["variant_pk"]
+            let startedAt: Int64 = row["started_at"]
+            let generation: Int64? = row["deletion_generation"]
+            var results = completion.results
+            let finalStatus: RunStatus
+            var errorMessage: String? = nil
+
+            switch completion.outcome {
+            case .succeeded:
+                finalStatus = .succeeded
+                if let generation, !completion.deleteUnseenModels.isEmpty {
+                    let variant = try self.variantRef(db, variantPK: variantPK)
+                    for model in completion.deleteUnseenModels {
+                        let deleted = try self.deleteUnseen(db, variant.dataset(model), generation: generation)
+                        if deleted > 0 || results[model] != nil { results[model, default: ModelResult()].deleted += deleted }
+                    }
+                }
+                try db.execute(
+                    sql: """
+                        UPDATE sync_variants SET last_sync_date = ?, deletion_generation = NULL,
+                            checkpoint = CASE WHEN ? THEN NULL ELSE checkpoint END
+                        WHERE id = ?
+                        """,
+                    arguments: [startedAt, completion.clearCheckpoint, variantPK])
+            case .failed(let message):
+                finalStatus = .failed
+                errorMessage = message
+            case .cancelled(let reason):
+                finalStatus = .cancelled
+                errorMessage = reason
+            }
+            try db.execute(
+                sql: "UPDATE runs SET status = ?, finished_at = ?, results = ?, error = ? WHERE id = ?",
+                arguments: [finalStatus.rawValue, now.microseconds, Self.encodeResults(results), errorMessage, run])
+            return try self.fetchRun(db, run)!
+        }
+    }
+
+    public func runs(of variant: VariantRef, limit: Int) async throws -> [RunRecord] {
+        try await pool.read { db in
+            guard let (pk, _) = try self.lookupVariant(db, variant) else { return [] }
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT * FROM runs WHERE variant_pk = ? ORDER BY id DESC LIMIT ?", arguments: [pk, limit])
+            return try rows.map { try self.runRecord($0, variant: variant) }
+        }
+    }
+
+    public func run(_ id: Int64) async throws -> RunRecord? {
+        try await pool.read { db in try self.fetchRun(db, id) }
+    }
+
+    public func logs(ofRun id: Int64, limit: Int) async throws -> [RunLogEntry] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT at, level, message FROM run_logs WHERE run_id = ? ORDER BY id LIMIT ?", arguments: [id, limit]
+            ).map { row in
+                RunLogEntry(
+                    at: Timestamp(microseconds: row["at"]), level: LogLevel(rawValue: row["level"]) ?? .info, message: row["message"])
+            }
+        }
+    }
+
+    // MARK: helpers
+
+    func fetchRun(_ db: Database, _ id: Int64) throws -> RunRecord? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE id = ?", arguments: [id]) else { return nil }
+        return try runRecord(row, variant: try variantRef(db, variantPK: row["variant_pk"]))
+    }
+
+    func variantRef(_ db: Database, variantPK: Int64) throws -> VariantRef {
+        guard
+            let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT c.environment, c.provider_config_key, c.connection_id, v.sync_name, v.variant
+                    FROM sync_variants v JOIN connections c ON c.id = v.connection_pk WHERE v.id = ?
+                    """,
+                arguments: [variantPK])
+        else { throw TributaryError(.unknownVariant, "Variant \(variantPK) does not exist.") }
+        return VariantRef(
+            connection: ConnectionRef(environment: row[0], providerConfigKey: row[1], connectionId: row[2]),
+            syncName: row[3], variant: row[4])
+    }
+
+    func runRecord(_ row: Row, variant: VariantRef) throws -> RunRecord {
+        RunRecord(
+            id: row["id"], variant: variant,
+            status: RunStatus(rawValue: row["status"]) ?? .failed,
+            kind: RunKind(rawValue: row["kind"]) ?? .initial,
+            startedAt: Timestamp(microseconds: row["started_at"]),
+            finishedAt: (row["finished_at"] as Int64?).map(Timestamp.init(microseconds:)),
+            results: try Self.decodeResults(row["results"]),
+            error: row["error"])
+    }
+
+    static func encodeResults(_ results: [String: ModelResult]) -> String {
+        var object = JSONObject()
+        for (model, result) in results.sorted(by: { $0.key < $1.key }) {
+            object[model] = [
+                "added": .number(JSONNumber(result.added)), "updated": .number(JSONNumber(result.updated)),
+                "deleted": .number(JSONNumber(result.deleted)),
+            ]
+        }
+        return JSONWriter.string(.object(object))
+    }
+
+    static func decodeResults(_ text: String) throws -> [String: ModelResult] {
+        var results: [String: ModelResult] = [:]
+        for (model, value) in try JSONParser.parse(text).objectValue ?? [:] {
+            results[model] = ModelResult(
+                added: Int(value["added"]?.int64Value ?? 0), updated: Int(value["updated"]?.int64Value ?? 0),
+                deleted: Int(value["deleted"]?.int64Value ?? 0))
+        }
+        return results
+    }
+}

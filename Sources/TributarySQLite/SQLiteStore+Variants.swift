@@ -1,0 +1,83 @@
+import GRDB
+import TributaryCore
+import TributaryStore
+
+extension SQLiteStore {
+    @discardableResult
+    public func ensureVariant(_ variant: VariantRef) async throws -> VariantState {
+        let now = clock()
+        return try await pool.write { db in try self.ensureVariantRow(db, variant, now: now).state }
+    }
+
+    public func variantState(_ variant: VariantRef) async throws -> VariantState? {
+        try await pool.read { db in try self.lookupVariant(db, variant)?.state }
+    }
+
+    public func variants(of connection: ConnectionRef) async throws -> [VariantState] {
+        try await pool.read { db in
+            guard let pk = try self.connectionPK(db, connection) else { return [] }
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT sync_name, variant, last_sync_date, checkpoint, deletion_generation, created_at
+                    FROM sync_variants WHERE connection_pk = ?
+                    ORDER BY sync_name, CASE WHEN variant = 'base' THEN 0 ELSE 1 END, variant
+                    """,
+                arguments: [pk])
+            return try rows.map { row in
+                try self.variantState(VariantRef(connection: connection, syncName: row["sync_name"], variant: row["variant"]), row)
+            }
+        }
+    }
+
+    public func saveCheckpoint(_ checkpoint: Checkpoint, for variant: VariantRef) async throws {
+        let now = clock()
+        try await pool.write { db in
+            let (pk, _) = try self.ensureVariantRow(db, variant, now: now)
+            try db.execute(sql: "UPDATE sync_variants SET checkpoint = ? WHERE id = ?", arguments: [checkpoint.json, pk])
+        }
+    }
+
+    public func clearCheckpoint(for variant: VariantRef) async throws {
+        try await pool.write { db in
+            guard let (pk, _) = try self.lookupVariant(db, variant) else { return }
+            try db.execute(sql: "UPDATE sync_variants SET checkpoint = NULL WHERE id = ?", arguments: [pk])
+        }
+    }
+
+    public func resetVariant(_ variant: VariantRef, emptyCache: Bool) async throws {
+        try await pool.write { db in
+            let (pk, _) = try self.requireVariant(db, variant)
+            try db.execute(
+                sql: "UPDATE sync_variants SET last_sync_date = NULL, checkpoint = NULL, deletion_generation = NULL WHERE id = ?",
+                arguments: [pk])
+            if emptyCache {
+                let connectionPK = try self.requireConnectionPK(db, variant.connection)
+                let arguments: StatementArguments = [connectionPK, variant.syncName, variant.variant]
+                try db.execute(
+                    sql: """
+                        DELETE FROM records WHERE dataset_id IN
+                            (SELECT id FROM datasets WHERE connection_pk = ? AND sync_name = ? AND variant = ?)
+                        """,
+                    arguments: arguments)
+                // Keep the dataset rows: their sequence counters keep running, so clients' cursors stay valid.
+                try db.execute(
+                    sql: "UPDATE datasets SET record_count = 0 WHERE connection_pk = ? AND sync_name = ? AND variant = ?",
+                    arguments: arguments)
+            }
+        }
+    }
+
+    public func deleteVariant(_ variant: VariantRef) async throws {
+        try await pool.write { db in
+            let (pk, _) = try self.requireVariant(db, variant)
+            let connectionPK = try self.requireConnectionPK(db, variant.connection)
+            let arguments: StatementArguments = [connectionPK, variant.syncName, variant.variant]
+            let datasets = "connection_pk = ? AND sync_name = ? AND variant = ?"
+            try self.raiseSequenceFloor(db, datasetsWhere: datasets, arguments)
+            try db.execute(sql: "DELETE FROM records WHERE dataset_id IN (SELECT id FROM datasets WHERE \(datasets))", arguments: arguments)
+            try db.execute(sql: "DELETE FROM datasets WHERE \(datasets)", arguments: arguments)
+            try db.execute(sql: "DELETE FROM sync_variants WHERE id = ?", arguments: [pk])
+        }
+    }
+}

@@ -1,0 +1,127 @@
+import GRDB
+import TributaryCore
+import TributaryStore
+
+/// The embedded store: one SQLite file in WAL mode, through GRDB.
+///
+/// Writes go through GRDB's single writer (one transaction per call); reads use snapshot-isolated
+/// reader connections, so the change feed never sees half a batch. Blocking SQLite work runs on
+/// GRDB's dispatch queues, never on the cooperative thread pool.
+public final class SQLiteStore: Store {
+    let pool: DatabasePool
+    let clock: @Sendable () -> Timestamp
+    /// The file this store opened.
+    public let path: String
+
+    /// Opens (creating if needed) the database at `path`. Call ``migrate()`` before use.
+    ///
+    /// - Parameters:
+    ///   - path: the SQLite file.
+    ///   - clock: the time source for record and run timestamps (tests inject their own).
+    public init(path: String, clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() }) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(30)
+        configuration.maximumReaderCount = 4
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            try db.execute(sql: "PRAGMA cache_size = -8192")  // 8 MiB per connection
+            try db.execute(sql: "PRAGMA temp_store = MEMORY")
+        }
+        pool = try DatabasePool(path: path, configuration: configuration)
+        self.clock = clock
+        self.path = path
+    }
+
+    public func migrate() async throws {
+        // Runs once at start-up; GRDB's migrator takes the writer itself.
+        try SQLiteSchema.migrator.migrate(pool)
+    }
+
+    /// Closes the database connections.
+    public func close() throws {
+        try pool.close()
+    }
+
+    // MARK: Shared lookups (inside a transaction)
+
+    func connectionPK(_ db: Database, _ ref: ConnectionRef) throws -> Int64? {
+        try Int64.fetchOne(
+            db, sql: "SELECT id FROM connections WHERE environment = ? AND provider_config_key = ? AND connection_id = ?",
+            arguments: [ref.environment, ref.providerConfigKey, ref.connectionId])
+    }
+
+    func requireConnectionPK(_ db: Database, _ ref: ConnectionRef) throws -> Int64 {
+        guard let pk = try connectionPK(db, ref) else {
+            throw TributaryError(
+                .unknownConnection, "Connection '\(ref.connectionId)' of integration '\(ref.providerConfigKey)' does not exist.")
+        }
+        return pk
+    }
+
+    func ensureConnectionPK(_ db: Database, _ ref: ConnectionRef, now: Timestamp) throws -> (Int64, created: Bool) {
+        if let pk = try connectionPK(db, ref) { return (pk, false) }
+        try db.execute(
+            sql: """
+                INSERT INTO connections(environment, provider_config_key, connection_id, metadata, created_at, updated_at)
+                VALUES (?, ?, ?, '{}', ?, ?)
+                """,
+            arguments: [ref.environment, ref.providerConfigKey, ref.connectionId, now.microseconds, now.microseconds])
+        return (db.lastInsertedRowID, true)
+    }
+
+    /// The variant row, created when missing.
+    func ensureVariantRow(_ db: Database, _ ref: VariantRef, now: Timestamp) throws -> (pk: Int64, state: VariantState) {
+        let (connectionPK, _) = try ensureConnectionPK(db, ref.connection, now: now)
+        if let row = try variantRow(db, connectionPK: connectionPK, ref) { return row }
+        try db.execute(
+            sql: "INSERT INTO sync_variants(connection_pk, sync_name, variant, created_at) VALUES (?, ?, ?, ?)",
+            arguments: [connectionPK, ref.syncName, ref.variant, now.microseconds])
+        return (db.lastInsertedRowID, VariantState(ref: ref, createdAt: now))
+    }
+
+    func variantRow(_ db: Database, connectionPK: Int64, _ ref: VariantRef) throws -> (pk: Int64, state: VariantState)? {
+        guard
+            let row = try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT id, last_sync_date, checkpoint, deletion_generation, created_at
+                    FROM sync_variants WHERE connection_pk = ? AND sync_name = ? AND variant = ?
+                    """,
+                arguments: [connectionPK, ref.syncName, ref.variant])
+        else { return nil }
+        return (row["id"], try variantState(ref, row))
+    }
+
+    func variantState(_ ref: VariantRef, _ row: Row) throws -> VariantState {
+        let checkpointJSON: String? = row["checkpoint"]
+        return VariantState(
+            ref: ref,
+            lastSyncDate: (row["last_sync_date"] as Int64?).map(Timestamp.init(microseconds:)),
+            checkpoint: try checkpointJSON.map { try Checkpoint(json: $0) },
+            deletionGeneration: row["deletion_generation"],
+            createdAt: Timestamp(microseconds: row["created_at"]))
+    }
+
+    func lookupVariant(_ db: Database, _ ref: VariantRef) throws -> (pk: Int64, state: VariantState)? {
+        guard let connectionPK = try connectionPK(db, ref.connection) else { return nil }
+        return try variantRow(db, connectionPK: connectionPK, ref)
+    }
+
+    func requireVariant(_ db: Database, _ ref: VariantRef) throws -> (pk: Int64, state: VariantState) {
+        guard let found = try lookupVariant(db, ref) else {
+            throw TributaryError(.unknownVariant, "Sync '\(ref.syncName)' has no variant '\(ref.variant)' on connection '\(ref.connection.connectionId)'.")
+        }
+        return found
+    }
+
+    /// Raises the floor new datasets start their change sequence from, before datasets are deleted,
+    /// so a cursor issued for a deleted dataset never skips changes of a re-created one.
+    func raiseSequenceFloor(_ db: Database, datasetsWhere condition: String, _ arguments: StatementArguments) throws {
+        try db.execute(
+            sql: """
+                UPDATE store_meta SET value = MAX(value, COALESCE((SELECT MAX(last_seq) FROM datasets WHERE \(condition)), 0))
+                WHERE key = 'seq_floor'
+                """,
+            arguments: arguments)
+    }
+}

@@ -1,0 +1,118 @@
+import TributaryCore
+
+/// Where a run stands.
+public enum RunStatus: String, Sendable, Hashable, CaseIterable {
+    case running
+    case succeeded
+    case failed
+    case cancelled
+    /// The process running it stopped without finishing it (lease expired).
+    case expired
+
+    public var isFinished: Bool { self != .running }
+}
+
+/// Whether a run started from scratch or from a previous success (Nango's job type).
+public enum RunKind: String, Sendable, Hashable {
+    /// No `lastSyncDate` at start (first run, or after a reset).
+    case initial = "INITIAL"
+    case incremental = "INCREMENTAL"
+}
+
+/// What the store needs to know to start a run.
+public struct RunStart: Sendable {
+    /// Full-refresh syncs with deletion tracking open (or continue) a deletion-tracking window.
+    public var tracksDeletes: Bool
+    /// How long a run's lease lasts without a heartbeat before another run may take over.
+    public var leaseSeconds: Int64
+
+    public init(tracksDeletes: Bool, leaseSeconds: Int64 = 120) {
+        self.tracksDeletes = tracksDeletes
+        self.leaseSeconds = leaseSeconds
+    }
+}
+
+/// A started run and the state it starts from.
+public struct StartedRun: Sendable {
+    public var runId: Int64
+    public var startedAt: Timestamp
+    public var kind: RunKind
+    public var state: VariantState
+    /// The deletion-tracking generation records saved in this run are marked with (nil: not tracking).
+    public var deletionGeneration: Int64?
+    /// True when the run continues the deletion window of an earlier, interrupted run.
+    public var resumesWindow: Bool
+
+    public init(runId: Int64, startedAt: Timestamp, kind: RunKind, state: VariantState, deletionGeneration: Int64?, resumesWindow: Bool) {
+        self.runId = runId
+        self.startedAt = startedAt
+        self.kind = kind
+        self.state = state
+        self.deletionGeneration = deletionGeneration
+        self.resumesWindow = resumesWindow
+    }
+}
+
+/// How a run ended.
+public enum RunOutcome: Sendable, Hashable {
+    case succeeded
+    case failed(message: String)
+    case cancelled(reason: String)
+}
+
+/// Everything that changes when a run ends.
+public struct RunCompletion: Sendable {
+    public var outcome: RunOutcome
+    /// Per-model counts gathered while the run wrote records.
+    public var results: [String: ModelResult]
+    /// On success: models whose unseen records are deleted (full refresh with `track_deletes`).
+    public var deleteUnseenModels: [String]
+    /// On success: clear the checkpoint (full-refresh syncs start each run from the beginning).
+    public var clearCheckpoint: Bool
+
+    public init(outcome: RunOutcome, results: [String: ModelResult], deleteUnseenModels: [String] = [], clearCheckpoint: Bool = false) {
+        self.outcome = outcome
+        self.results = results
+        self.deleteUnseenModels = deleteUnseenModels
+        self.clearCheckpoint = clearCheckpoint
+    }
+}
+
+/// One run as recorded.
+public struct RunRecord: Sendable, Hashable {
+    public var id: Int64
+    public var variant: VariantRef
+    public var status: RunStatus
+    public var kind: RunKind
+    public var startedAt: Timestamp
+    public var finishedAt: Timestamp?
+    public var results: [String: ModelResult]
+    public var error: String?
+
+    public init(
+        id: Int64, variant: VariantRef, status: RunStatus, kind: RunKind, startedAt: Timestamp, finishedAt: Timestamp?,
+        results: [String: ModelResult], error: String?
+    ) {
+        self.id = id
+        self.variant = variant
+        self.status = status
+        self.kind = kind
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.results = results
+        self.error = error
+    }
+}
+
+/// One line of a run's log.
+public struct RunLogEntry: Sendable, Hashable {
+    public var at: Timestamp
+    public var level: LogLevel
+    public var message: String
+
+    public init(at: Timestamp, level: LogLevel, message: String) {
+        self.at = at
+        self.level = level
+        self.message = message
+    }
+}

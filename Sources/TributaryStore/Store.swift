@@ -1,0 +1,94 @@
+import TributaryCore
+
+/// Everything Tributary persists, behind one protocol: connections and their metadata, sync
+/// variants and their state, runs and their logs, and the records cache with its change feed.
+///
+/// The embedded implementation is `SQLiteStore`; a PostgreSQL one implements the same protocol and
+/// passes the same test suite. Callers never see the database underneath.
+///
+/// Rules every implementation keeps (the records semantics of SPEC §3):
+/// - Records are keyed by (environment, connection, model, variant, id); variants never see or
+///   change each other's records.
+/// - Saving a record whose canonical JSON hash is unchanged is a no-op: no counter, no cursor move.
+/// - Every change of a dataset gets a position in its change feed; a reader paging with cursors
+///   sees every change in order and never skips one, also while writers are running.
+/// - Each record call is one transaction: it is all written, or none of it is.
+public protocol Store: Sendable {
+    /// Creates or upgrades the schema. Safe to call on every start.
+    func migrate() async throws
+
+    // MARK: Connections
+
+    /// Creates the connection if it does not exist (metadata `{}`); returns whether it was created.
+    @discardableResult
+    func ensureConnection(_ connection: ConnectionRef) async throws -> Bool
+    /// Whether the connection exists.
+    func connectionExists(_ connection: ConnectionRef) async throws -> Bool
+    /// Deletes a connection with all its variants, runs and records.
+    func deleteConnection(_ connection: ConnectionRef) async throws
+    /// The connection's metadata. Throws `unknown_connection` when it does not exist.
+    func metadata(of connection: ConnectionRef) async throws -> JSONObject
+    /// Replaces the metadata of every listed connection, all or nothing (`unknown_connection` if one is missing).
+    func setMetadata(_ metadata: JSONObject, of connections: [ConnectionRef]) async throws
+    /// Shallow-merges into the metadata of every listed connection, all or nothing.
+    func updateMetadata(_ metadata: JSONObject, of connections: [ConnectionRef]) async throws
+
+    // MARK: Variants
+
+    /// Creates the variant (and its connection) if missing; returns its state.
+    @discardableResult
+    func ensureVariant(_ variant: VariantRef) async throws -> VariantState
+    /// The variant's state, or nil when it does not exist.
+    func variantState(_ variant: VariantRef) async throws -> VariantState?
+    /// All variants of a connection, ordered by sync name then variant (`base` first).
+    func variants(of connection: ConnectionRef) async throws -> [VariantState]
+    /// Saves the variant's checkpoint.
+    func saveCheckpoint(_ checkpoint: Checkpoint, for variant: VariantRef) async throws
+    /// Removes the variant's checkpoint.
+    func clearCheckpoint(for variant: VariantRef) async throws
+    /// Clears `lastSyncDate`, the checkpoint and any open deletion-tracking window; with
+    /// `emptyCache` also hard-deletes the variant's records (its datasets restart empty).
+    func resetVariant(_ variant: VariantRef, emptyCache: Bool) async throws
+    /// Removes the variant: its state, runs, logs and records. Other variants are untouched.
+    func deleteVariant(_ variant: VariantRef) async throws
+
+    // MARK: Runs
+
+    /// Records the start of a run and returns the state the run starts from.
+    ///
+    /// Throws `sync_running` while another run of the variant holds a live lease.
+    func startRun(_ variant: VariantRef, _ start: RunStart) async throws -> StartedRun
+    /// Renews a running run's lease.
+    func heartbeat(run: Int64) async throws
+    /// Appends a line to a run's log.
+    func appendLog(run: Int64, level: LogLevel, message: String) async throws
+    /// Finishes a run. On success this applies, in the same transaction: deletion of records not
+    /// seen in the run's deletion-tracking window, the new `lastSyncDate`, and checkpoint clearing.
+    /// On failure or cancellation nothing but the run row changes.
+    func completeRun(_ run: Int64, _ completion: RunCompletion) async throws -> RunRecord
+    /// The most recent runs of a variant, newest first.
+    func runs(of variant: VariantRef, limit: Int) async throws -> [RunRecord]
+    /// One run.
+    func run(_ id: Int64) async throws -> RunRecord?
+    /// A run's log lines in order.
+    func logs(ofRun id: Int64, limit: Int) async throws -> [RunLogEntry]
+
+    // MARK: Records
+
+    /// Inserts or updates whole records of `model` for `variant` (batchSave).
+    ///
+    /// - Parameter seenGeneration: the run's deletion-tracking generation; every record passed is
+    ///   marked seen in it, changed or not.
+    /// - Returns: added (new or back from deletion) and updated counts.
+    func saveRecords(_ records: [PreparedRecord], model: String, of variant: VariantRef, seenGeneration: Int64?) async throws
+        -> ModelResult
+    /// Deep-merges partial records into existing, non-deleted records (batchUpdate); unknown ids are ignored.
+    func updateRecords(_ patches: [RecordPatch], model: String, of variant: VariantRef, seenGeneration: Int64?) async throws
+        -> ModelResult
+    /// Soft-deletes records by id (batchDelete); unknown or already deleted ids are ignored.
+    func deleteRecords(ids: [String], model: String, of variant: VariantRef) async throws -> ModelResult
+    /// Reads the change feed of one dataset.
+    func changes(_ query: ChangeQuery) async throws -> ChangePage
+    /// Non-deleted record counts per model of one variant.
+    func recordCounts(of variant: VariantRef) async throws -> [String: Int]
+}
