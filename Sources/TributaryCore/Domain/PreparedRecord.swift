@@ -26,7 +26,7 @@ public struct PreparedRecord: Sendable, Equatable {
     }
 
     /// Prepares a record given as any JSON value (it must be an object).
-    public init(_ value: JSONValue) throws(TributaryError) {
+    public init(value: JSONValue) throws(TributaryError) {
         guard case .object(let object) = value else {
             throw TributaryError(.invalidRecord, "A record must be a JSON object with an \"id\".")
         }

@@ -1,0 +1,139 @@
+import Foundation
+import Synchronization
+import Testing
+import TributaryCLI
+import TributaryCore
+import TributarySQLite
+import TributaryStore
+
+final class Lines: Sendable {
+    private let lines = Mutex<[String]>([])
+    var output: CLIOutput { CLIOutput { line in self.lines.withLock { $0.append(line) } } }
+    var all: [String] { lines.withLock { $0 } }
+    var text: String { all.joined(separator: "\n") }
+}
+
+@Suite("Command line")
+struct CLITests {
+    let directory: URL
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+
+    func writeConfig(_ text: String) throws -> String {
+        let file = path("tributary.yaml")
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        return file
+    }
+
+    static let config = """
+        environments:
+          dev:
+            secret_key: dev-key-0123456789abcdef
+        integrations:
+          shop:
+            syncs:
+              items:
+                function: numbers
+                models: [Item]
+                frequency: 1h
+                sync_type: full
+                track_deletes: true
+        """
+
+    /// A user function: saves `metadata["<variant>.count"]` items (default 3).
+    static let numbers = ClosureSyncFunction(name: "numbers") { nango in
+        let count = try await nango.getMetadata()["\(nango.variant).count"]?.int64Value ?? 3
+        try await nango.batchSave((0..<count).map { ["id": .string("i\($0)"), "variant": .string(nango.variant)] }, model: "Item")
+        await nango.log("saved \(count) items")
+    }
+
+    @Test func dryrunRunsAUserFunctionAndPrintsPerModelResults() async throws {
+        let config = try writeConfig(Self.config)
+        let database = path("dev.sqlite")
+        let lines = Lines()
+        try await TributaryCLI.run(
+            functions: [Self.numbers],
+            arguments: ["dryrun", "items", "--connection", "c1", "--variant", "eu", "--config", config, "--database", database,
+                        "--metadata", #"{"eu.count": 5}"#],
+            output: lines.output)
+        #expect(lines.text.contains("run 1 of items::eu on c1: succeeded"))
+        #expect(lines.all.contains { $0.hasPrefix("Item") && $0.contains(" 5 ") })
+        #expect(lines.text.contains("[info] saved 5 items"))
+        // Second dryrun with fewer items: full refresh deletes what vanished.
+        let again = Lines()
+        try await TributaryCLI.run(
+            functions: [Self.numbers],
+            arguments: ["dryrun", "items", "--connection", "c1", "--variant", "eu", "--config", config, "--database", database,
+                        "--metadata", #"{"eu.count": 2}"#],
+            output: again.output)
+        let row = try #require(again.all.first { $0.hasPrefix("Item") })
+        #expect(row.split(separator: " ").map(String.init) == ["Item", "0", "0", "3", "2"])
+        // The records are in the SQLite file, in the eu variant only.
+        let store = try SQLiteStore(path: database)
+        let ref = VariantRef(connection: ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "c1"), syncName: "items", variant: "eu")
+        #expect(try await store.recordCounts(of: ref) == ["Item": 2])
+        #expect(try await store.recordCounts(of: VariantRef(connection: ref.connection, syncName: "items")) == [:])
+        try store.close()
+    }
+
+    @Test func dryrunOfAFailingFunctionExitsNonZero() async throws {
+        let config = try writeConfig(Self.config)
+        let failing = ClosureSyncFunction(name: "numbers") { _ in throw TributaryError(.invalidRecord, "upstream returned garbage") }
+        let lines = Lines()
+        await #expect(throws: (any Error).self) {
+            try await TributaryCLI.run(
+                functions: [failing], arguments: ["dryrun", "items", "--connection", "c1", "--config", config, "--database", path("x.sqlite")],
+                output: lines.output)
+        }
+        #expect(lines.text.contains("failed"))
+        #expect(lines.text.contains("error: upstream returned garbage"))
+    }
+
+    @Test func dryrunNamesUnknownSyncs() async throws {
+        let config = try writeConfig(Self.config)
+        await #expect(throws: (any Error).self) {
+            try await TributaryCLI.run(
+                functions: [Self.numbers], arguments: ["dryrun", "nope", "--connection", "c1", "--config", config, "--database", path("x.sqlite")],
+                output: Lines().output)
+        }
+    }
+
+    @Test func validateReportsFileLineAndColumn() async throws {
+        let config = try writeConfig(Self.config.replacingOccurrences(of: "frequency: 1h", with: "frequency: 1 lightyear"))
+        let lines = Lines()
+        await #expect(throws: (any Error).self) {
+            try await TributaryCLI.run(functions: [Self.numbers], arguments: ["validate", "--config", config], output: lines.output)
+        }
+        #expect(lines.text.contains("\(config):10:"))
+        #expect(lines.text.contains("not understood"))
+        let ok = Lines()
+        try await TributaryCLI.run(functions: [Self.numbers], arguments: ["validate", "--config", try writeConfig(Self.config)], output: ok.output)
+        #expect(ok.text.contains("is valid"))
+    }
+
+    @Test func demoRunsEveryVariantAndTheRecordsCommandReadsTheFeed() async throws {
+        let database = path("demo.sqlite")
+        let lines = Lines()
+        try await TributaryCLI.run(
+            functions: [], arguments: ["demo", "--rounds", "2", "--interval", "0", "--database", database], output: lines.output)
+        for variant in ["base", "store-eu", "store-us"] {
+            #expect(lines.text.contains("orders::\(variant) succeeded [INITIAL] Order: +120"))
+            #expect(lines.text.contains("orders::\(variant) succeeded [INCREMENTAL]"))
+        }
+        let records = Lines()
+        try await TributaryCLI.run(
+            functions: [],
+            arguments: ["records", "--database", database, "--integration", "demo-shop", "--connection", "demo-connection", "--model", "Order",
+                        "--variant", "store-us", "--limit", "3"],
+            output: records.output)
+        let json = records.all.filter { $0.hasPrefix("{") }
+        #expect(json.count == 3)
+        #expect(try JSONParser.parse(json[0])["store"] == "store-us")
+        #expect(records.all.last?.hasPrefix("next_cursor: ") == true)
+    }
+}

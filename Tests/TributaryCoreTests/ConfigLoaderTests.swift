@@ -1,0 +1,140 @@
+import Testing
+import TributaryCore
+
+@Suite("tributary.yaml")
+struct ConfigLoaderTests {
+    let valid = """
+        database:
+          path: data/t.sqlite
+        environments:
+          dev:
+            secret_key: ${DEV_KEY}
+          prod:
+            secret_keys: ["prod-key-0000000001", "prod-key-0000000002"]
+        integrations:
+          my-shop:
+            provider: shopify
+            base_url: https://shop.example.com/api
+            auth: { type: api_key, header: X-Api-Key }
+            syncs:
+              sync-orders:
+                function: orders
+                models: [Order, LineItem]
+                frequency: every 5 minutes
+                sync_type: full
+                track_deletes: true
+                auto_start: false
+                webhook_subscriptions: [orders/updated]
+          crm:
+            environments: [prod]
+            auth: { type: oauth2, token_url: "https://crm.example.com/token" }
+            syncs:
+              contacts:
+                models: [Contact]
+                frequency: 1h
+                sync_type: incremental
+        """
+
+    @Test func parsesAValidFile() throws {
+        let config = try ConfigLoader.parse(yaml: valid, file: "t.yaml", environment: ["DEV_KEY": "dev-key-0123456789abcdef"])
+        #expect(config.database.path == "data/t.sqlite")
+        #expect(config.environments.map(\.name) == ["dev", "prod"])
+        #expect(config.environment(named: "dev")?.secretKeys == [Secret("dev-key-0123456789abcdef")])
+        #expect(config.environment(named: "prod")?.secretKeys.count == 2)
+        let shop = try #require(config.integration("my-shop", in: "dev"))
+        #expect(shop.auth == .apiKey(header: "X-Api-Key", queryParameter: nil))
+        let sync = try #require(shop.sync(named: "sync-orders"))
+        #expect(sync.function == "orders")
+        #expect(sync.models == ["Order", "LineItem"])
+        #expect(sync.frequency.seconds == 300)
+        #expect(sync.trackDeletes)
+        #expect(!sync.autoStart)
+        #expect(sync.webhookSubscriptions == ["orders/updated"])
+        #expect(config.integration("crm", in: "dev") == nil, "crm is offered in prod only")
+        let contacts = try #require(config.integration("crm", in: "prod")?.sync(named: "contacts"))
+        #expect(contacts.function == "contacts")
+        #expect(contacts.syncType == .incremental)
+        #expect(contacts.autoStart)
+        #expect("\(Secret("x"))" == "<secret>")
+    }
+
+    func issues(_ yaml: String, env: [String: String] = [:]) -> [ConfigIssue] {
+        do {
+            _ = try ConfigLoader.parse(yaml: yaml, file: "bad.yaml", environment: env)
+            return []
+        } catch {
+            return error.issues
+        }
+    }
+
+    @Test func unknownKeyIsReportedWithLineAndSuggestion() {
+        let found = issues(valid.replacingOccurrences(of: "frequency: every 5 minutes", with: "frequncy: every 5 minutes"), env: ["DEV_KEY": "dev-key-0123456789abcdef"])
+        let issue = found.first { $0.message.contains("frequncy") }
+        #expect(issue?.line == 17)
+        #expect(issue?.column == 9)
+        #expect(issue?.message.contains("did you mean 'frequency'") == true)
+        #expect(issue?.description.hasPrefix("bad.yaml:17:9: unknown key 'frequncy'") == true)
+    }
+
+    @Test func badValuesAreReportedAtTheirLine() {
+        let yaml = """
+            environments:
+              dev:
+                secret_key: short
+            integrations:
+              shop:
+                syncs:
+                  orders:
+                    models: [order]
+                    frequency: every 10 seconds
+                  items:
+                    models: [Item]
+                    frequency: every fortnight
+                  changes:
+                    models: [Change]
+                    frequency: 1h
+                    sync_type: incremental
+                    track_deletes: true
+            """
+        let found = issues(yaml)
+        #expect(found.contains { $0.line == 3 && $0.message.contains("shorter than 16") })
+        #expect(found.contains { $0.line == 8 && $0.message.contains("model name 'order' is invalid") })
+        #expect(found.contains { $0.line == 9 && $0.message.contains("minimum of 30 seconds") })
+        #expect(found.contains { $0.line == 12 && $0.message.contains("not understood") })
+        #expect(found.contains { $0.line == 17 && $0.message.contains("track_deletes only works with sync_type full") })
+    }
+
+    @Test func missingEnvironmentVariableAndYAMLSyntaxErrors() {
+        let missing = issues(valid)
+        #expect(missing.contains { $0.line == 5 && $0.message.contains("DEV_KEY") })
+        let withDefault = issues(valid.replacingOccurrences(of: "${DEV_KEY}", with: "${DEV_KEY:-fallback-key-0123456789}"))
+        #expect(withDefault.isEmpty)
+        let syntax = issues("environments:\n  dev: [unclosed\n")
+        #expect(syntax.count == 1)
+        #expect(syntax.first?.line ?? 0 > 0)
+        #expect(syntax.first?.message.hasPrefix("YAML syntax error") == true)
+        #expect(issues("").first?.message.contains("empty") == true)
+    }
+
+    @Test func structuralMistakes() {
+        let yaml = """
+            environments:
+              dev: { secret_key: "k-0123456789abcdef" }
+              prod: { secret_key: "k-0123456789abcdef" }
+            integrations:
+              shop:
+                environments: [staging]
+                auth: { type: api_key }
+                syncs:
+                  a: { models: [Order], frequency: 1h }
+                  b: { models: [Order], frequency: 1h }
+                  c: { frequency: 1h }
+            """
+        let found = issues(yaml).map(\.message)
+        #expect(found.contains { $0.contains("share a secret key") })
+        #expect(found.contains { $0.contains("environment 'staging'") })
+        #expect(found.contains { $0.contains("needs exactly one of 'header' or 'query_parameter'") })
+        #expect(found.contains { $0.contains("model 'Order' is written by both 'a' and 'b'") })
+        #expect(found.contains { $0.contains("sync 'c' of integration 'shop' needs 'models'") })
+    }
+}

@@ -1,0 +1,67 @@
+import Testing
+import TributaryCore
+
+@Suite("JSON")
+struct JSONTests {
+    @Test func parsesAndWritesEveryKindOfValue() throws {
+        let text = #"{"s":"a\"b\\c\n\u00e9\ud83d\ude00","n":-12.50e3,"big":12345678901234567890,"t":true,"f":false,"z":null,"a":[1,[],{}],"o":{"k":"v"}}"#
+        let value = try JSONParser.parse(text)
+        #expect(value["s"] == .string("a\"b\\c\né😀"))
+        #expect(value["n"]?.doubleValue == -12500)
+        #expect(value["big"] == .number(try #require(JSONParser.parse("12345678901234567890").numberValue)), "numbers keep their text")
+        #expect(JSONWriter.string(value["big"]!) == "12345678901234567890")
+        #expect(value["a"] == [1, [], [:]])
+        // Writing and parsing again gives the same value.
+        #expect(try JSONParser.parse(JSONWriter.string(value)) == value)
+    }
+
+    @Test func canonicalFormSortsKeysAtEveryLevel() throws {
+        let a = try JSONParser.parse(#"{"b":1,"a":{"d":2,"c":3}}"#)
+        let b = try JSONParser.parse(#" { "a" : { "c" : 3 , "d" : 2 } , "b" : 1 } "#)
+        #expect(JSONWriter.string(a) == #"{"a":{"c":3,"d":2},"b":1}"#)
+        #expect(JSONWriter.bytes(a) == JSONWriter.bytes(b))
+        #expect(a == b)
+        #expect(JSONWriter.string(.string("tab\tctl\u{01}")) == #""tab\tctl\u0001""#)
+    }
+
+    @Test(arguments: [
+        "", "{", "[1,]", "{\"a\":1,}", "01", "1.", "-", "tru", "\"unterminated", "{\"a\" 1}", "[1] 2", "\"\u{01}\"", "\"\\x\"", "{1:2}",
+    ])
+    func rejectsInvalidJSON(_ text: String) {
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(text) }
+    }
+
+    @Test func rejectsHostileNesting() {
+        let deep = String(repeating: "[", count: 10_000) + String(repeating: "]", count: 10_000)
+        #expect(throws: JSONParseError.self) { try JSONParser.parse(deep) }
+    }
+
+    @Test func deepMergeReplacesArraysAndMergesObjects() {
+        let old: JSONObject = ["a": 1, "o": ["x": 1, "y": 2], "arr": [1, 2]]
+        let merged = old.merging(["o": ["y": 3], "arr": [9], "new": true])
+        #expect(merged == ["a": 1, "o": ["x": 1, "y": 3], "arr": [9], "new": true])
+        #expect(old.shallowMerging(["o": ["y": 3]]) == ["a": 1, "o": ["y": 3], "arr": [1, 2]])
+    }
+
+    @Test func contentHashSeparatesDifferentInputs() {
+        var hashes = Set<UInt64>()
+        var input: [UInt8] = []
+        for i in 0..<600 {
+            hashes.insert(ContentHash.hash(input))
+            input.append(UInt8(i % 251))
+        }
+        #expect(hashes.count == 600, "every length 0…599 hashes differently")
+        #expect(ContentHash.hash(Array("same".utf8)) == ContentHash.hash(Array("same".utf8)))
+        let a = Array(String(repeating: "x", count: 100).utf8)
+        var b = a
+        b[50] = UInt8(ascii: "y")
+        #expect(ContentHash.hash(a) != ContentHash.hash(b))
+    }
+}
+
+extension JSONValue {
+    var numberValue: JSONNumber? {
+        if case .number(let n) = self { return n }
+        return nil
+    }
+}

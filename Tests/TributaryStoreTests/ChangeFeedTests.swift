@@ -1,0 +1,127 @@
+import Foundation
+import Synchronization
+import Testing
+import TributaryCore
+import TributarySQLite
+import TributaryStore
+
+@Suite("Change feed (SQLite)")
+struct ChangeFeedTests {
+    @Test func pagesWithCursorWithoutSkipsOrRepeats() async throws {
+        let f = try await StoreFixture()
+        for batch in 0..<5 {
+            let records = (0..<50).map { order("r\(batch * 50 + $0)", ["batch": .number(JSONNumber(batch))]) }
+            _ = try await f.store.saveRecords(records, model: "Order", of: baseVariant, seenGeneration: nil)
+        }
+        var seen: [String] = []
+        var cursor: FeedCursor? = nil
+        var pages = 0
+        repeat {
+            let page = try await f.store.changes(try ChangeQuery(dataset: baseVariant.dataset("Order"), cursor: cursor, limit: 33))
+            #expect(page.records.count <= 33)
+            seen += page.records.map(\.id)
+            if page.nextCursor != nil { #expect(page.nextCursor == page.records.last?.cursor) }
+            cursor = page.nextCursor
+            pages += 1
+        } while cursor != nil
+        #expect(pages == 8)  // 250 / 33, rounded up
+        #expect(seen.count == 250)
+        #expect(Set(seen).count == 250)
+    }
+
+    @Test func filtersByActionModifiedAfterAndIds() async throws {
+        let f = try await StoreFixture()
+        _ = try await f.store.saveRecords([order("a"), order("u"), order("d")], model: "Order", of: baseVariant, seenGeneration: nil)
+        let afterInsert = try await f.store.allChanges(baseVariant.dataset("Order"))
+        _ = try await f.store.saveRecords([order("u", ["x": 1])], model: "Order", of: baseVariant, seenGeneration: nil)
+        _ = try await f.store.deleteRecords(ids: ["d"], model: "Order", of: baseVariant)
+        let dataset = baseVariant.dataset("Order")
+        func ids(_ query: ChangeQuery) async throws -> [String] { try await f.store.changes(query).records.map(\.id).sorted() }
+        #expect(try await ids(try ChangeQuery(dataset: dataset, actions: [.added])) == ["a"])
+        #expect(try await ids(try ChangeQuery(dataset: dataset, actions: [.updated])) == ["u"])
+        #expect(try await ids(try ChangeQuery(dataset: dataset, actions: [.deleted])) == ["d"])
+        #expect(try await ids(try ChangeQuery(dataset: dataset, actions: [.added, .deleted])) == ["a", "d"])
+        #expect(try await ids(try ChangeQuery(dataset: dataset, ids: ["a", "d", "zz"])) == ["a", "d"])
+        let later = Timestamp(microseconds: afterInsert.map(\.lastModifiedAt.microseconds).max()! + 1)
+        #expect(try await ids(try ChangeQuery(dataset: dataset, modifiedAfter: later)) == ["d", "u"])
+    }
+
+    @Test func rejectsBadCursorsAndLimits() throws {
+        #expect(throws: TributaryError.self) { try FeedCursor(encoded: "not-a-cursor") }
+        #expect(throws: TributaryError.self) { try FeedCursor(encoded: Data("v2:1:1".utf8).base64EncodedString()) }
+        #expect(throws: TributaryError.self) { try ChangeQuery(dataset: baseVariant.dataset("Order"), limit: 0) }
+        #expect(throws: TributaryError.self) { try ChangeQuery(dataset: baseVariant.dataset("Order"), limit: 10_001) }
+        #expect(throws: TributaryError.self) {
+            try ChangeQuery(dataset: baseVariant.dataset("Order"), ids: (0...100).map(String.init))
+        }
+        let cursor = FeedCursor(sequence: 12, tiebreaker: 345)
+        #expect(try FeedCursor(encoded: cursor.encoded) == cursor)
+    }
+
+    @Test func unknownDatasetReadsEmpty() async throws {
+        let f = try await StoreFixture()
+        let page = try await f.store.changes(try ChangeQuery(dataset: DatasetRef(connection: connection, model: "Nothing")))
+        #expect(page.records.isEmpty)
+        #expect(page.nextCursor == nil)
+    }
+
+    /// A reader paging while a writer keeps changing records never misses a change: after the writer
+    /// stops, the last version the reader saw of every record is its final version, and cursors only grow.
+    @Test func readerNeverSkipsAChangeWhileWritersRun() async throws {
+        let f = try await StoreFixture()
+        let dataset = baseVariant.dataset("Order")
+        let ids = (0..<200).map { "r\($0)" }
+        _ = try await f.store.saveRecords(ids.map { order($0, ["v": 0]) }, model: "Order", of: baseVariant, seenGeneration: nil)
+        let store = f.store
+        let finished = Flag()
+        let writer = Task {
+            defer { finished.set() }
+            var generator = SystemRandomNumberGenerator()
+            for round in 1...60 {
+                let chosen = ids.shuffled(using: &generator).prefix(25)
+                _ = try await store.saveRecords(
+                    chosen.map { order($0, ["v": .number(JSONNumber(round))]) }, model: "Order", of: baseVariant, seenGeneration: nil)
+                if round % 7 == 0 { _ = try await store.deleteRecords(ids: [chosen.first!], model: "Order", of: baseVariant) }
+                if round % 11 == 0 {
+                    _ = try await store.saveRecords([order(chosen.first!, ["v": -1])], model: "Order", of: baseVariant, seenGeneration: nil)
+                }
+            }
+        }
+        var lastSeen: [String: StoredRecord] = [:]
+        var cursor: FeedCursor? = nil
+        var previous: FeedCursor? = nil
+        func drain() async throws {
+            while true {
+                let page = try await store.changes(try ChangeQuery(dataset: dataset, cursor: cursor, limit: 17))
+                for record in page.records {
+                    if let previous { #expect(record.cursor > previous) }
+                    previous = record.cursor
+                    lastSeen[record.id] = record
+                }
+                if let last = page.records.last { cursor = last.cursor }
+                if page.nextCursor == nil { return }
+            }
+        }
+        var readsDuringWrites = 0
+        while !finished.isSet {
+            try await drain()
+            readsDuringWrites += 1
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        try await writer.value
+        try await drain()
+        let final = try await store.allChanges(dataset)
+        #expect(final.count == 200)
+        for record in final {
+            #expect(lastSeen[record.id] == record, "reader missed the final change of \(record.id)")
+        }
+        #expect(readsDuringWrites > 1, "the reader should have read while the writer was writing")
+    }
+}
+
+/// A flag set once from another task.
+final class Flag: Sendable {
+    private let value = Mutex(false)
+    func set() { value.withLock { $0 = true } }
+    var isSet: Bool { value.withLock { $0 } }
+}

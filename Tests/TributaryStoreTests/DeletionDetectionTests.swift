@@ -1,0 +1,100 @@
+import Foundation
+import Testing
+import TributaryCore
+import TributarySQLite
+import TributaryStore
+
+@Suite("Deletion detection and runs (SQLite)")
+struct DeletionDetectionTests {
+    func fullRun(_ store: SQLiteStore, _ variant: VariantRef, saving ids: [String], outcome: RunOutcome = .succeeded) async throws -> RunRecord {
+        let started = try await store.startRun(variant, RunStart(tracksDeletes: true))
+        _ = try await store.saveRecords(ids.map { order($0) }, model: "Order", of: variant, seenGeneration: started.deletionGeneration)
+        return try await store.completeRun(started.runId, RunCompletion(outcome: outcome, results: [:], deleteUnseenModels: ["Order"]))
+    }
+
+    @Test func successfulFullRunDeletesWhatItDidNotSee() async throws {
+        let f = try await StoreFixture()
+        _ = try await fullRun(f.store, baseVariant, saving: ["1", "2", "3"])
+        _ = try await fullRun(f.store, euVariant, saving: ["1", "2", "3"])
+        let run = try await fullRun(f.store, baseVariant, saving: ["1", "3"])
+        #expect(run.status == .succeeded)
+        #expect(run.results["Order"] == ModelResult(deleted: 1))
+        #expect(try await f.store.liveRecords(baseVariant.dataset("Order")).keys.sorted() == ["1", "3"])
+        #expect(try await f.store.liveRecords(euVariant.dataset("Order")).keys.sorted() == ["1", "2", "3"], "other variants untouched")
+        let state = try #require(try await f.store.variantState(baseVariant))
+        #expect(state.lastSyncDate == run.startedAt)
+        #expect(state.deletionGeneration == nil)
+    }
+
+    @Test func failedOrCancelledRunDeletesNothingAndKeepsLastSyncDate() async throws {
+        let f = try await StoreFixture()
+        let first = try await fullRun(f.store, baseVariant, saving: ["1", "2", "3"])
+        let failed = try await fullRun(f.store, baseVariant, saving: ["1"], outcome: .failed(message: "provider said 500"))
+        #expect(failed.status == .failed)
+        #expect(failed.error == "provider said 500")
+        let cancelled = try await fullRun(f.store, baseVariant, saving: [], outcome: .cancelled(reason: "paused"))
+        #expect(cancelled.status == .cancelled)
+        #expect(try await f.store.liveRecords(baseVariant.dataset("Order")).count == 3)
+        #expect(try await f.store.variantState(baseVariant)?.lastSyncDate == first.startedAt)
+    }
+
+    @Test func resumedRunCountsWhatEveryAttemptSaved() async throws {
+        let f = try await StoreFixture()
+        _ = try await fullRun(f.store, baseVariant, saving: ["1", "2", "3", "4"])
+        // Attempt 1 saves page one, checkpoints, then dies.
+        let attempt1 = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: true))
+        _ = try await f.store.saveRecords([order("1"), order("2")], model: "Order", of: baseVariant, seenGeneration: attempt1.deletionGeneration)
+        try await f.store.saveCheckpoint(["page": 1], for: baseVariant)
+        _ = try await f.store.completeRun(attempt1.runId, RunCompletion(outcome: .failed(message: "crash"), results: [:]))
+        // Attempt 2 resumes from the checkpoint, sees only page two, and succeeds.
+        let attempt2 = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: true))
+        #expect(attempt2.resumesWindow)
+        #expect(attempt2.deletionGeneration == attempt1.deletionGeneration)
+        _ = try await f.store.saveRecords([order("3")], model: "Order", of: baseVariant, seenGeneration: attempt2.deletionGeneration)
+        let done = try await f.store.completeRun(
+            attempt2.runId, RunCompletion(outcome: .succeeded, results: [:], deleteUnseenModels: ["Order"], clearCheckpoint: true))
+        #expect(done.results["Order"] == ModelResult(deleted: 1))
+        #expect(try await f.store.liveRecords(baseVariant.dataset("Order")).keys.sorted() == ["1", "2", "3"])
+        #expect(try await f.store.variantState(baseVariant)?.checkpoint == nil)
+        // The next run opens a fresh window.
+        let next = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: true))
+        #expect(!next.resumesWindow)
+        #expect(next.deletionGeneration == next.runId)
+    }
+
+    @Test func aVariantRunsOnceAtATimeUntilItsLeaseExpires() async throws {
+        let f = try await StoreFixture()
+        let first = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false, leaseSeconds: 60))
+        await #expect(throws: TributaryError.self) { _ = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false)) }
+        _ = try await f.store.startRun(euVariant, RunStart(tracksDeletes: false))  // other variants are free
+        _ = try await f.store.completeRun(first.runId, RunCompletion(outcome: .succeeded, results: [:]))
+        // A run whose process died: lease 0 expires at once, the next start marks it expired.
+        let dead = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false, leaseSeconds: 0))
+        let next = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
+        #expect(try await f.store.run(dead.runId)?.status == .expired)
+        // The dead run can no longer apply its outcome.
+        await #expect(throws: TributaryError.self) {
+            _ = try await f.store.completeRun(dead.runId, RunCompletion(outcome: .succeeded, results: [:], deleteUnseenModels: ["Order"]))
+        }
+        #expect(next.kind == .incremental)
+        #expect(try await f.store.runs(of: baseVariant, limit: 10).map(\.id) == [next.runId, dead.runId, first.runId])
+    }
+
+    @Test func logsAndMetadata() async throws {
+        let f = try await StoreFixture()
+        let started = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
+        try await f.store.appendLog(run: started.runId, level: .warn, message: "slow page")
+        try await f.store.appendLog(run: started.runId, level: .info, message: "done")
+        #expect(try await f.store.logs(ofRun: started.runId, limit: 10).map(\.message) == ["slow page", "done"])
+        let other = ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "customer-2")
+        try await f.store.ensureConnection(other)
+        try await f.store.setMetadata(["a": 1, "nested": ["x": 1]], of: [connection, other])
+        try await f.store.updateMetadata(["nested": ["y": 2], "b": 2], of: [connection])
+        #expect(try await f.store.metadata(of: connection) == ["a": 1, "b": 2, "nested": ["y": 2]], "PATCH is a shallow merge")
+        #expect(try await f.store.metadata(of: other) == ["a": 1, "nested": ["x": 1]])
+        // All or nothing: one unknown connection changes nobody.
+        let missing = ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "nobody")
+        await #expect(throws: TributaryError.self) { try await f.store.setMetadata(["z": 1], of: [other, missing]) }
+        #expect(try await f.store.metadata(of: other) == ["a": 1, "nested": ["x": 1]])
+    }
+}

@@ -1,0 +1,169 @@
+import Foundation
+import Testing
+import TributaryCore
+import TributarySQLite
+import TributaryStore
+
+@Suite("Records cache semantics (SQLite)")
+struct RecordsCacheTests {
+    @Test func newRecordsAreAddedWithMetadata() async throws {
+        let f = try await StoreFixture()
+        let result = try await f.store.saveRecords([order("1", ["total": 10]), order("2")], model: "Order", of: baseVariant, seenGeneration: nil)
+        #expect(result == ModelResult(added: 2))
+        let records = try await f.store.allChanges(baseVariant.dataset("Order"))
+        #expect(records.map(\.id) == ["1", "2"])
+        let first = try #require(records.first)
+        #expect(first.action == .added)
+        #expect(first.deletedAt == nil)
+        #expect(first.firstSeenAt == first.lastModifiedAt)
+        let rendered = try JSONParser.parse(first.renderedJSON())
+        #expect(rendered["id"] == "1")
+        #expect(rendered["total"] == 10)
+        let metadata = try #require(rendered["_nango_metadata"]?.objectValue)
+        #expect(metadata["last_action"] == "ADDED")
+        #expect(metadata["deleted_at"] == .null)
+        #expect(metadata["cursor"]?.stringValue == first.cursor.encoded)
+        #expect(metadata["first_seen_at"]?.stringValue?.hasSuffix("+00:00") == true)
+        #expect(try await f.store.recordCounts(of: baseVariant) == ["Order": 2])
+    }
+
+    @Test func savingIdenticalDataIsANoOpWithoutCursorBump() async throws {
+        let f = try await StoreFixture()
+        _ = try await f.store.saveRecords([order("1", ["a": 1]), order("2", ["a": 2])], model: "Order", of: baseVariant, seenGeneration: nil)
+        let before = try await f.store.allChanges(baseVariant.dataset("Order"))
+        // Same content, keys in another order: still identical.
+        let reordered = try PreparedRecord(["a": 1, "id": "1"])
+        let result = try await f.store.saveRecords([reordered, order("2", ["a": 2])], model: "Order", of: baseVariant, seenGeneration: nil)
+        #expect(result == ModelResult())
+        let after = try await f.store.allChanges(baseVariant.dataset("Order"))
+        #expect(after == before)
+        // A reader at the end of the feed sees nothing new.
+        let tail = try await f.store.changes(try ChangeQuery(dataset: baseVariant.dataset("Order"), cursor: before.last?.cursor))
+        #expect(tail.records.isEmpty)
+    }
+
+    @Test func changedRecordIsUpdatedAndMovesToTheEndOfTheFeed() async throws {
+        let f = try await StoreFixture()
+        _ = try await f.store.saveRecords([order("1", ["a": 1]), order("2", ["a": 2])], model: "Order", of: baseVariant, seenGeneration: nil)
+        let before = try await f.store.allChanges(baseVariant.dataset("Order"))
+        let result = try await f.store.saveRecords([order("1", ["a": 100])], model: "Order", of: baseVariant, seenGeneration: nil)
+        #expect(result == ModelResult(updated: 1))
+        let tail = try await f.store.changes(try ChangeQuery(dataset: baseVariant.dataset("Order"), cursor: before.last?.cursor))
+        #expect(tail.records.map(\.id) == ["1"])
+        let updated = try #require(tail.records.first)
+        #expect(updated.action == .updated)
+        #expect(updated.firstSeenAt == before[0].firstSeenAt)
+        #expect(updated.lastModifiedAt > updated.firstSeenAt)
+        #expect(try JSONParser.parse(updated.json)["a"] == 100)
+    }
+
+    @Test func deletedRecordThatReturnsReadsAsAdded() async throws {
+        let f = try await StoreFixture()
+        _ = try await f.store.saveRecords([order("1", ["a": 1])], model: "Order", of: baseVariant, seenGeneration: nil)
+        let deleted = try await f.store.deleteRecords(ids: ["1", "missing"], model: "Order", of: baseVariant)
+        #expect(deleted == ModelResult(deleted: 1))
+        var records = try await f.store.allChanges(baseVariant.dataset("Order"))
+        #expect(records.first?.action == .deleted)
+        #expect(records.first?.deletedAt != nil)
+        #expect(try JSONParser.parse(records[0].json)["a"] == 1, "a deleted record keeps its last payload")
+        #expect(try await f.store.recordCounts(of: baseVariant) == ["Order": 0])
+        // Deleting again changes nothing.
+        #expect(try await f.store.deleteRecords(ids: ["1"], model: "Order", of: baseVariant) == ModelResult())
+        // Same data saved again: back as ADDED, first_seen_at reset.
+        let back = try await f.store.saveRecords([order("1", ["a": 1])], model: "Order", of: baseVariant, seenGeneration: nil)
+        #expect(back == ModelResult(added: 1))
+        records = try await f.store.allChanges(baseVariant.dataset("Order"))
+        let record = try #require(records.first)
+        #expect(record.action == .added)
+        #expect(record.deletedAt == nil)
+        #expect(record.firstSeenAt == record.lastModifiedAt)
+        #expect(try await f.store.recordCounts(of: baseVariant) == ["Order": 1])
+    }
+
+    @Test func batchUpdateDeepMergesIntoLiveRecordsOnly() async throws {
+        let f = try await StoreFixture()
+        _ = try await f.store.saveRecords(
+            [order("1", ["customer": ["name": "Ada", "email": "a@x"], "tags": ["a", "b"], "total": 5]), order("2", ["total": 1])],
+            model: "Order", of: baseVariant, seenGeneration: nil)
+        _ = try await f.store.deleteRecords(ids: ["2"], model: "Order", of: baseVariant)
+        let patches = [
+            try RecordPatch(["id": "1", "customer": ["email": "ada@x"], "tags": ["c"]]),
+            try RecordPatch(["id": "2", "total": 2]),  // deleted: ignored
+            try RecordPatch(["id": "3", "total": 3]),  // unknown: ignored
+        ]
+        let result = try await f.store.updateRecords(patches, model: "Order", of: baseVariant, seenGeneration: nil)
+        #expect(result == ModelResult(updated: 1))
+        let live = try await f.store.liveRecords(baseVariant.dataset("Order"))
+        #expect(live.keys.sorted() == ["1"])
+        let merged = try #require(live["1"])
+        #expect(merged["customer"] == ["name": "Ada", "email": "ada@x"])
+        #expect(merged["tags"] == ["c"], "arrays are replaced, not merged")
+        #expect(merged["total"] == 5)
+        // A patch that changes nothing is a no-op.
+        let again = try await f.store.updateRecords([try RecordPatch(["id": "1", "total": 5])], model: "Order", of: baseVariant, seenGeneration: nil)
+        #expect(again == ModelResult())
+    }
+
+    @Test func duplicateIdsInOneBatchKeepTheLastVersion() async throws {
+        let f = try await StoreFixture()
+        let result = try await f.store.saveRecords([order("1", ["v": 1]), order("1", ["v": 2])], model: "Order", of: baseVariant, seenGeneration: nil)
+        #expect(result == ModelResult(added: 1))
+        #expect(try await f.store.liveRecords(baseVariant.dataset("Order"))["1"]?["v"] == 2)
+    }
+
+    @Test func variantsAreIsolated() async throws {
+        let f = try await StoreFixture()
+        _ = try await f.store.saveRecords([order("1"), order("2")], model: "Order", of: baseVariant, seenGeneration: nil)
+        _ = try await f.store.saveRecords([order("1", ["eu": true])], model: "Order", of: euVariant, seenGeneration: nil)
+        _ = try await f.store.deleteRecords(ids: ["2"], model: "Order", of: euVariant)  // not in eu: no effect on base
+        #expect(try await f.store.recordCounts(of: baseVariant) == ["Order": 2])
+        #expect(try await f.store.recordCounts(of: euVariant) == ["Order": 1])
+        #expect(try await f.store.liveRecords(baseVariant.dataset("Order"))["1"]?["eu"] == nil)
+        #expect(try await f.store.liveRecords(euVariant.dataset("Order"))["1"]?["eu"] == true)
+    }
+
+    @Test func emptyCacheClearsOneVariantAndCursorsStayValid() async throws {
+        let f = try await StoreFixture()
+        try await f.store.ensureVariant(baseVariant)
+        try await f.store.ensureVariant(euVariant)
+        _ = try await f.store.saveRecords([order("1"), order("2")], model: "Order", of: baseVariant, seenGeneration: nil)
+        _ = try await f.store.saveRecords([order("1"), order("2"), order("3")], model: "Order", of: euVariant, seenGeneration: nil)
+        let oldFeed = try await f.store.allChanges(euVariant.dataset("Order"))
+        try await f.store.saveCheckpoint(["page": 3], for: euVariant)
+        try await f.store.resetVariant(euVariant, emptyCache: true)
+        #expect(try await f.store.recordCounts(of: euVariant) == ["Order": 0])
+        #expect(try await f.store.allChanges(euVariant.dataset("Order")).isEmpty)
+        #expect(try await f.store.variantState(euVariant)?.checkpoint == nil)
+        #expect(try await f.store.recordCounts(of: baseVariant) == ["Order": 2])
+        // New records after the reset are visible to a client resuming from its old cursor.
+        _ = try await f.store.saveRecords([order("9")], model: "Order", of: euVariant, seenGeneration: nil)
+        let resumed = try await f.store.changes(try ChangeQuery(dataset: euVariant.dataset("Order"), cursor: oldFeed.last?.cursor))
+        #expect(resumed.records.map(\.id) == ["9"])
+    }
+
+    @Test func deletingAVariantRemovesOnlyItsData() async throws {
+        let f = try await StoreFixture()
+        _ = try await f.store.saveRecords([order("1")], model: "Order", of: baseVariant, seenGeneration: nil)
+        _ = try await f.store.saveRecords([order("1"), order("2")], model: "Order", of: euVariant, seenGeneration: nil)
+        try await f.store.saveCheckpoint(["page": 1], for: euVariant)
+        let oldFeed = try await f.store.allChanges(euVariant.dataset("Order"))
+        try await f.store.deleteVariant(euVariant)
+        #expect(try await f.store.variantState(euVariant) == nil)
+        #expect(try await f.store.allChanges(euVariant.dataset("Order")).isEmpty)
+        #expect(try await f.store.recordCounts(of: baseVariant) == ["Order": 1])
+        #expect(try await f.store.allChanges(baseVariant.dataset("Order")).map(\.id) == ["1"])
+        // Re-created variant: an old cursor does not skip its new records.
+        _ = try await f.store.saveRecords([order("5")], model: "Order", of: euVariant, seenGeneration: nil)
+        let resumed = try await f.store.changes(try ChangeQuery(dataset: euVariant.dataset("Order"), cursor: oldFeed.last?.cursor))
+        #expect(resumed.records.map(\.id) == ["5"])
+    }
+
+    @Test func dataSurvivesReopeningTheFile() async throws {
+        let f = try await StoreFixture()
+        _ = try await f.store.saveRecords([order("1", ["a": 1])], model: "Order", of: baseVariant, seenGeneration: nil)
+        let reopened = try SQLiteStore(path: f.store.path)
+        try await reopened.migrate()
+        #expect(try await reopened.liveRecords(baseVariant.dataset("Order"))["1"]?["a"] == 1)
+        try reopened.close()
+    }
+}

@@ -1,0 +1,55 @@
+import Foundation
+import TributaryCore
+import TributarySQLite
+import TributaryStore
+
+/// A real SQLite file in a fresh temporary directory, migrated, removed when the fixture is released.
+final class StoreFixture: Sendable {
+    let directory: URL
+    let store: SQLiteStore
+
+    init() async throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-tests-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        store = try SQLiteStore(path: directory.appendingPathComponent("store.sqlite").path)
+        try await store.migrate()
+    }
+
+    deinit {
+        try? store.close()
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
+
+let connection = ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "customer-1")
+let baseVariant = VariantRef(connection: connection, syncName: "orders", variant: "base")
+let euVariant = VariantRef(connection: connection, syncName: "orders", variant: "store-eu")
+
+func order(_ id: String, _ fields: JSONObject = [:]) -> PreparedRecord {
+    var object: JSONObject = ["id": .string(id)]
+    for (k, v) in fields { object[k] = v }
+    return try! PreparedRecord(object)
+}
+
+extension Store {
+    /// Every record of a dataset in feed order, paging with cursors.
+    func allChanges(_ dataset: DatasetRef, pageSize: Int = 1000, after cursor: FeedCursor? = nil) async throws -> [StoredRecord] {
+        var all: [StoredRecord] = []
+        var cursor = cursor
+        while true {
+            let page = try await changes(try ChangeQuery(dataset: dataset, cursor: cursor, limit: pageSize))
+            all.append(contentsOf: page.records)
+            guard let next = page.nextCursor else { return all }
+            cursor = next
+        }
+    }
+
+    /// The current live (not deleted) payloads of a dataset by id.
+    func liveRecords(_ dataset: DatasetRef) async throws -> [String: JSONObject] {
+        var result: [String: JSONObject] = [:]
+        for record in try await allChanges(dataset) where record.deletedAt == nil {
+            result[record.id] = try JSONParser.parse(record.json).objectValue
+        }
+        return result
+    }
+}
