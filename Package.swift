@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .library(name: "Tributary", targets: ["Tributary"]),
         .executable(name: "tributary", targets: ["tributary"]),
+        .executable(name: "tributary-bench", targets: ["tributary-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
@@ -66,6 +67,17 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(name: "tributary", dependencies: ["TributaryCLI", "TributaryDemo"], swiftSettings: strict),
+        // Release-build benchmarks: `swift run -c release tributary-bench <suite>` (docs/BENCHMARKS.md).
+        .executableTarget(
+            name: "tributary-bench",
+            dependencies: [
+                "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryEngine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strict
+        ),
 
         .testTarget(name: "TributaryCoreTests", dependencies: ["TributaryCore"], swiftSettings: strict),
         .testTarget(

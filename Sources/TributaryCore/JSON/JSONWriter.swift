@@ -51,7 +51,7 @@ public struct JSONWriter {
         bytes.append(UInt8(ascii: "{"))
         var first = true
         if canonical && !Self.isSorted(object.storage) {
-            let sorted = object.storage.sorted { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+            let sorted = object.storage.sorted { Self.keyPrecedes($0.key, $1.key) }
             for member in sorted {
                 if !first { bytes.append(UInt8(ascii: ",")) }
                 first = false
@@ -74,10 +74,27 @@ public struct JSONWriter {
     static func isSorted(_ members: [(key: String, value: JSONValue)]) -> Bool {
         var i = 1
         while i < members.count {
-            if !members[i - 1].key.utf8.lexicographicallyPrecedes(members[i].key.utf8) { return false }
+            if !keyPrecedes(members[i - 1].key, members[i].key) { return false }
             i += 1
         }
         return true
+    }
+
+    /// Byte-wise UTF-8 order of two keys (the canonical member order).
+    @inline(__always) static func keyPrecedes(_ a: String, _ b: String) -> Bool {
+        var a = a
+        var b = b
+        return a.withUTF8 { pa in
+            b.withUTF8 { pb in
+                let count = min(pa.count, pb.count)
+                var i = 0
+                while i < count {
+                    if pa[i] != pb[i] { return pa[i] < pb[i] }
+                    i += 1
+                }
+                return pa.count < pb.count
+            }
+        }
     }
 
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
