@@ -19,12 +19,15 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // Domain, JSON, configuration, errors and the sync-function API. No I/O.
         .target(
             name: "TributaryCore",
-            dependencies: [.product(name: "Yams", package: "Yams")],
+            dependencies: [.product(name: "Yams", package: "Yams"), .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         // The one `Store` protocol and the values that cross it.
@@ -48,14 +51,27 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The Nango-compatible HTTP API on Hummingbird 2, and the run coordinator it drives.
+        .target(
+            name: "TributaryServer",
+            dependencies: [
+                "TributaryCore", "TributaryStore", "TributaryEngine",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            resources: [.copy("openapi.yaml")],
+            swiftSettings: strict
+        ),
         // Built-in demo sync functions (no network needed).
         .target(name: "TributaryDemo", dependencies: ["TributaryCore"], swiftSettings: strict),
         // The command line (`tributary dryrun`, `tributary demo`, …) as a library, so user packages get the same CLI.
         .target(
             name: "TributaryCLI",
             dependencies: [
-                "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryEngine", "TributaryDemo",
+                "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryEngine", "TributaryDemo", "TributaryServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -63,7 +79,7 @@ let package = Package(
         // Umbrella module for user packages: `import Tributary`.
         .target(
             name: "Tributary",
-            dependencies: ["TributaryCore", "TributaryStore", "TributarySQLite", "TributaryEngine", "TributaryCLI"],
+            dependencies: ["TributaryCore", "TributaryStore", "TributarySQLite", "TributaryEngine", "TributaryServer", "TributaryCLI"],
             swiftSettings: strict
         ),
         .executableTarget(name: "tributary", dependencies: ["TributaryCLI", "TributaryDemo"], swiftSettings: strict),
@@ -91,6 +107,15 @@ let package = Package(
         .testTarget(
             name: "TributaryEngineTests",
             dependencies: ["TributaryCore", "TributaryStore", "TributarySQLite", "TributaryEngine", "TributaryDemo"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "TributaryServerTests",
+            dependencies: [
+                "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryEngine", "TributaryServer",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

@@ -4,4 +4,5 @@
 @_exported import TributaryCore
 @_exported import TributaryEngine
 @_exported import TributarySQLite
+@_exported import TributaryServer
 @_exported import TributaryStore

@@ -5,7 +5,7 @@ struct TributaryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tributary",
         abstract: "Tributary keeps third-party API data in sync for every customer connection.",
-        subcommands: [DemoCommand.self, DryrunCommand.self, ValidateCommand.self, RecordsCommand.self],
+        subcommands: [ServeCommand.self, DemoCommand.self, DryrunCommand.self, ValidateCommand.self, RecordsCommand.self],
         defaultSubcommand: nil)
 }
 

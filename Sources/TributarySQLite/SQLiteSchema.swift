@@ -92,6 +92,22 @@ enum SQLiteSchema {
                     CREATE INDEX run_logs_by_run ON run_logs(run_id, id);
                     """)
         }
+        migrator.registerMigration("v2-api") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE connections ADD COLUMN credentials_type TEXT NOT NULL DEFAULT 'NONE';
+                    ALTER TABLE connections ADD COLUMN credentials BLOB;
+                    ALTER TABLE connections ADD COLUMN connection_config TEXT NOT NULL DEFAULT '{}';
+                    ALTER TABLE sync_variants ADD COLUMN public_id TEXT;
+                    ALTER TABLE sync_variants ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE sync_variants ADD COLUMN frequency TEXT;
+                    UPDATE sync_variants SET public_id = lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' ||
+                        substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) ||
+                        substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)));
+                    CREATE UNIQUE INDEX sync_variants_public_id ON sync_variants(public_id);
+                    CREATE INDEX connections_by_environment ON connections(environment, provider_config_key, connection_id);
+                    """)
+        }
         return migrator
     }
 }

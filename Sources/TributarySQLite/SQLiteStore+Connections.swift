@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 import TributaryCore
 import TributaryStore
@@ -7,6 +8,82 @@ extension SQLiteStore {
     public func ensureConnection(_ connection: ConnectionRef) async throws -> Bool {
         let now = clock()
         return try await pool.write { db in try self.ensureConnectionPK(db, connection, now: now).created }
+    }
+
+    public func importConnection(_ connection: ConnectionImport, baseVariantsOf syncNames: [String]) async throws
+        -> (ConnectionRecord, created: Bool)
+    {
+        let now = clock()
+        let metadata = JSONWriter.string(.object(connection.metadata), canonical: false)
+        let config = JSONWriter.string(.object(connection.connectionConfig), canonical: false)
+        return try await pool.write { db in
+            let (pk, created) = try self.ensureConnectionPK(db, connection.ref, now: now)
+            try db.execute(
+                sql: """
+                    UPDATE connections SET metadata = ?, connection_config = ?, credentials_type = ?, credentials = ?, updated_at = ?
+                    WHERE id = ?
+                    """,
+                arguments: [
+                    metadata, config, connection.credentialsType, connection.sealedCredentials.map { Data($0) }, now.microseconds, pk,
+                ])
+            for sync in syncNames {
+                _ = try self.ensureVariantRow(db, VariantRef(connection: connection.ref, syncName: sync, variant: Variant.base), now: now)
+            }
+            return (try self.fetchConnections(db, where: "id = ?", [pk]).first!, created)
+        }
+    }
+
+    public func connection(_ connection: ConnectionRef) async throws -> ConnectionRecord? {
+        try await pool.read { db in
+            try self.fetchConnections(
+                db, where: "environment = ? AND provider_config_key = ? AND connection_id = ?",
+                [connection.environment, connection.providerConfigKey, connection.connectionId]
+            ).first
+        }
+    }
+
+    public func connections(_ filter: ConnectionFilter) async throws -> [ConnectionRecord] {
+        var conditions = ["environment = ?"]
+        var arguments: [any DatabaseValueConvertible] = [filter.environment]
+        if let keys = filter.providerConfigKeys {
+            if keys.isEmpty { return [] }
+            conditions.append("provider_config_key IN (" + keys.map { _ in "?" }.joined(separator: ",") + ")")
+            arguments.append(contentsOf: keys as [any DatabaseValueConvertible])
+        }
+        if let id = filter.connectionId {
+            conditions.append("connection_id = ?")
+            arguments.append(id)
+        }
+        if let search = filter.search {
+            conditions.append("instr(connection_id, ?) > 0")
+            arguments.append(search)
+        }
+        let condition = conditions.joined(separator: " AND ")
+        guard let statementArguments = StatementArguments(arguments) else { return [] }
+        return try await pool.read { db in try self.fetchConnections(db, where: condition, statementArguments) }
+    }
+
+    func fetchConnections(_ db: Database, where condition: String, _ arguments: StatementArguments) throws -> [ConnectionRecord] {
+        try Row.fetchAll(
+            db,
+            sql: """
+                SELECT id, environment, provider_config_key, connection_id, created_at, updated_at, metadata, connection_config,
+                    credentials_type, credentials
+                FROM connections WHERE \(condition) ORDER BY id
+                """,
+            arguments: arguments
+        ).map { row in
+            let sealed: Data? = row["credentials"]
+            return ConnectionRecord(
+                id: row["id"],
+                ref: ConnectionRef(environment: row["environment"], providerConfigKey: row["provider_config_key"], connectionId: row["connection_id"]),
+                createdAt: Timestamp(microseconds: row["created_at"]),
+                updatedAt: Timestamp(microseconds: row["updated_at"]),
+                metadata: try JSONParser.parse(row["metadata"] as String).objectValue ?? [:],
+                connectionConfig: try JSONParser.parse(row["connection_config"] as String).objectValue ?? [:],
+                credentialsType: row["credentials_type"],
+                sealedCredentials: sealed.map { Array($0) })
+        }
     }
 
     public func connectionExists(_ connection: ConnectionRef) async throws -> Bool {

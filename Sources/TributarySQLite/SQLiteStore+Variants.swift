@@ -19,14 +19,45 @@ extension SQLiteStore {
             let rows = try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT sync_name, variant, last_sync_date, checkpoint, deletion_generation, created_at
-                    FROM sync_variants WHERE connection_pk = ?
+                    SELECT \(Self.variantColumns) FROM sync_variants WHERE connection_pk = ?
                     ORDER BY sync_name, CASE WHEN variant = 'base' THEN 0 ELSE 1 END, variant
                     """,
                 arguments: [pk])
             return try rows.map { row in
                 try self.variantState(VariantRef(connection: connection, syncName: row["sync_name"], variant: row["variant"]), row)
             }
+        }
+    }
+
+    public func createVariant(_ variant: VariantRef, maximumPerSync: Int) async throws -> VariantState {
+        let now = clock()
+        return try await pool.write { db in
+            let connectionPK = try self.requireConnectionPK(db, variant.connection)
+            if try self.variantRow(db, connectionPK: connectionPK, variant) != nil {
+                throw TributaryError(
+                    .variantExists, "Sync '\(variant.syncName)' already has a variant '\(variant.variant)' on connection '\(variant.connection.connectionId)'.")
+            }
+            let existing = try Int.fetchOne(
+                db, sql: "SELECT COUNT(*) FROM sync_variants WHERE connection_pk = ? AND sync_name = ?",
+                arguments: [connectionPK, variant.syncName]) ?? 0
+            guard existing < maximumPerSync else {
+                throw TributaryError(.resourceCapped, "Maximum number of variants per sync (\(maximumPerSync)) reached.")
+            }
+            return try self.insertVariant(db, connectionPK: connectionPK, variant, now: now).state
+        }
+    }
+
+    public func setPaused(_ paused: Bool, for variant: VariantRef) async throws {
+        try await pool.write { db in
+            let (pk, _) = try self.requireVariant(db, variant)
+            try db.execute(sql: "UPDATE sync_variants SET paused = ? WHERE id = ?", arguments: [paused, pk])
+        }
+    }
+
+    public func setFrequency(_ frequency: String?, for variant: VariantRef) async throws {
+        try await pool.write { db in
+            let (pk, _) = try self.requireVariant(db, variant)
+            try db.execute(sql: "UPDATE sync_variants SET frequency = ? WHERE id = ?", arguments: [frequency, pk])
         }
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 import TributaryCore
 import TributaryStore
@@ -73,10 +74,15 @@ public final class SQLiteStore: Store {
     func ensureVariantRow(_ db: Database, _ ref: VariantRef, now: Timestamp) throws -> (pk: Int64, state: VariantState) {
         let (connectionPK, _) = try ensureConnectionPK(db, ref.connection, now: now)
         if let row = try variantRow(db, connectionPK: connectionPK, ref) { return row }
+        return try insertVariant(db, connectionPK: connectionPK, ref, now: now)
+    }
+
+    func insertVariant(_ db: Database, connectionPK: Int64, _ ref: VariantRef, now: Timestamp) throws -> (pk: Int64, state: VariantState) {
+        let publicId = UUID().uuidString.lowercased()
         try db.execute(
-            sql: "INSERT INTO sync_variants(connection_pk, sync_name, variant, created_at) VALUES (?, ?, ?, ?)",
-            arguments: [connectionPK, ref.syncName, ref.variant, now.microseconds])
-        return (db.lastInsertedRowID, VariantState(ref: ref, createdAt: now))
+            sql: "INSERT INTO sync_variants(connection_pk, sync_name, variant, created_at, public_id) VALUES (?, ?, ?, ?, ?)",
+            arguments: [connectionPK, ref.syncName, ref.variant, now.microseconds, publicId])
+        return (db.lastInsertedRowID, VariantState(id: publicId, ref: ref, createdAt: now))
     }
 
     func variantRow(_ db: Database, connectionPK: Int64, _ ref: VariantRef) throws -> (pk: Int64, state: VariantState)? {
@@ -84,18 +90,22 @@ public final class SQLiteStore: Store {
             let row = try Row.fetchOne(
                 db,
                 sql: """
-                    SELECT id, last_sync_date, checkpoint, deletion_generation, created_at
-                    FROM sync_variants WHERE connection_pk = ? AND sync_name = ? AND variant = ?
+                    SELECT \(Self.variantColumns) FROM sync_variants WHERE connection_pk = ? AND sync_name = ? AND variant = ?
                     """,
                 arguments: [connectionPK, ref.syncName, ref.variant])
         else { return nil }
         return (row["id"], try variantState(ref, row))
     }
 
+    static let variantColumns = "id, public_id, paused, frequency, sync_name, variant, last_sync_date, checkpoint, deletion_generation, created_at"
+
     func variantState(_ ref: VariantRef, _ row: Row) throws -> VariantState {
         let checkpointJSON: String? = row["checkpoint"]
         return VariantState(
+            id: row["public_id"] ?? "",
             ref: ref,
+            paused: row["paused"] as Bool? ?? false,
+            frequencyOverride: row["frequency"],
             lastSyncDate: (row["last_sync_date"] as Int64?).map(Timestamp.init(microseconds:)),
             checkpoint: try checkpointJSON.map { try Checkpoint(json: $0) },
             deletionGeneration: row["deletion_generation"],

@@ -22,6 +22,14 @@ public protocol Store: Sendable {
     /// Creates the connection if it does not exist (metadata `{}`); returns whether it was created.
     @discardableResult
     func ensureConnection(_ connection: ConnectionRef) async throws -> Bool
+    /// Creates the connection, or replaces its credentials, metadata and configuration if it exists,
+    /// and creates the `base` variant of each of `syncNames` — in one transaction.
+    /// - Returns: the stored connection and whether it was created.
+    func importConnection(_ connection: ConnectionImport, baseVariantsOf syncNames: [String]) async throws -> (ConnectionRecord, created: Bool)
+    /// One connection, or nil.
+    func connection(_ connection: ConnectionRef) async throws -> ConnectionRecord?
+    /// Connections matching `filter`, ordered by creation.
+    func connections(_ filter: ConnectionFilter) async throws -> [ConnectionRecord]
     /// Whether the connection exists.
     func connectionExists(_ connection: ConnectionRef) async throws -> Bool
     /// Deletes a connection with all its variants, runs and records.
@@ -38,6 +46,15 @@ public protocol Store: Sendable {
     /// Creates the variant (and its connection) if missing; returns its state.
     @discardableResult
     func ensureVariant(_ variant: VariantRef) async throws -> VariantState
+    /// Creates a new variant of an existing connection.
+    ///
+    /// Throws `unknown_connection`, `sync_variant_already_exists`, or `resource_capped` when the sync
+    /// already has `maximumPerSync` variants on this connection (`base` included) — checked atomically.
+    func createVariant(_ variant: VariantRef, maximumPerSync: Int) async throws -> VariantState
+    /// Pauses or resumes a variant's schedule.
+    func setPaused(_ paused: Bool, for variant: VariantRef) async throws
+    /// Overrides the variant's frequency (nil: back to the sync's configured frequency).
+    func setFrequency(_ frequency: String?, for variant: VariantRef) async throws
     /// The variant's state, or nil when it does not exist.
     func variantState(_ variant: VariantRef) async throws -> VariantState?
     /// All variants of a connection, ordered by sync name then variant (`base` first).

@@ -2,7 +2,13 @@ import TributaryCore
 
 /// The persisted state of one sync variant.
 public struct VariantState: Sendable, Hashable {
+    /// Stable public id (a UUID), what the API calls the sync's `id`.
+    public var id: String
     public var ref: VariantRef
+    /// A paused variant's schedule does not start runs.
+    public var paused: Bool
+    /// Per-connection-and-variant frequency override (nil: the sync's configured frequency).
+    public var frequencyOverride: String?
     /// Start time of the last successful run.
     public var lastSyncDate: Timestamp?
     public var checkpoint: Checkpoint?
@@ -12,10 +18,13 @@ public struct VariantState: Sendable, Hashable {
     public var createdAt: Timestamp
 
     public init(
-        ref: VariantRef, lastSyncDate: Timestamp? = nil, checkpoint: Checkpoint? = nil, deletionGeneration: Int64? = nil,
-        createdAt: Timestamp
+        id: String, ref: VariantRef, paused: Bool = false, frequencyOverride: String? = nil, lastSyncDate: Timestamp? = nil,
+        checkpoint: Checkpoint? = nil, deletionGeneration: Int64? = nil, createdAt: Timestamp
     ) {
+        self.id = id
         self.ref = ref
+        self.paused = paused
+        self.frequencyOverride = frequencyOverride
         self.lastSyncDate = lastSyncDate
         self.checkpoint = checkpoint
         self.deletionGeneration = deletionGeneration

@@ -5,6 +5,11 @@ import Yams
 /// ```yaml
 /// database:
 ///   path: tributary.sqlite            # SQLite file of the embedded store
+/// server:
+///   host: 127.0.0.1
+///   port: 3003
+///   max_variants_per_sync: 100        # base included
+///   max_body_bytes: 1048576
 /// environments:
 ///   dev:
 ///     secret_key: ${TRIBUTARY_DEV_SECRET_KEY}   # or secret_keys: [..] for rotation
@@ -225,10 +230,11 @@ public enum ConfigLoader {
         // MARK: the schema
 
         mutating func parseRoot(_ root: Node) -> TributaryConfig? {
-            guard let entries = mapping(root, "the configuration file", allowed: ["database", "environments", "integrations"]) else {
+            guard let entries = mapping(root, "the configuration file", allowed: ["database", "server", "environments", "integrations"]) else {
                 return nil
             }
             var database = DatabaseConfig()
+            var server = ServerConfig()
             var environments: [EnvironmentConfig] = []
             var integrations: [IntegrationConfig] = []
             var sawEnvironments = false
@@ -236,6 +242,8 @@ public enum ConfigLoader {
                 switch entry.key {
                 case "database":
                     if let db = parseDatabase(entry.value) { database = db }
+                case "server":
+                    if let parsed = parseServer(entry.value) { server = parsed }
                 case "environments":
                     sawEnvironments = true
                     environments = parseEnvironments(entry.value)
@@ -269,7 +277,7 @@ public enum ConfigLoader {
                     keyOwner[key.value] = environment.name
                 }
             }
-            return TributaryConfig(database: database, environments: environments, integrations: integrations)
+            return TributaryConfig(database: database, server: server, environments: environments, integrations: integrations)
         }
 
         mutating func parseDatabase(_ node: Node) -> DatabaseConfig? {
@@ -277,6 +285,34 @@ public enum ConfigLoader {
             var config = DatabaseConfig()
             for entry in entries where entry.key == "path" {
                 if let path = nonEmptyString(entry.value, "database.path") { config.path = path }
+            }
+            return config
+        }
+
+        mutating func integer(_ node: Node, _ what: String, in range: ClosedRange<Int>) -> Int? {
+            guard let text = string(node, what) else { return nil }
+            guard let value = Int(text), range.contains(value) else {
+                issue(node, "\(what) must be a whole number from \(range.lowerBound) to \(range.upperBound), not '\(text)'")
+                return nil
+            }
+            return value
+        }
+
+        mutating func parseServer(_ node: Node) -> ServerConfig? {
+            guard let entries = mapping(node, "'server'", allowed: ["host", "port", "max_variants_per_sync", "max_body_bytes"]) else {
+                return nil
+            }
+            var config = ServerConfig()
+            for entry in entries {
+                switch entry.key {
+                case "host": if let host = nonEmptyString(entry.value, "server.host") { config.host = host }
+                case "port": if let port = integer(entry.value, "server.port", in: 0...65535) { config.port = port }
+                case "max_variants_per_sync":
+                    if let max = integer(entry.value, "server.max_variants_per_sync", in: 1...100_000) { config.maxVariantsPerSync = max }
+                case "max_body_bytes":
+                    if let max = integer(entry.value, "server.max_body_bytes", in: 1024...1_073_741_824) { config.maxBodyBytes = max }
+                default: break
+                }
             }
             return config
         }

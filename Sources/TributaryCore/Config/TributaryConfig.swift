@@ -2,13 +2,19 @@
 public struct TributaryConfig: Sendable {
     /// Where the embedded SQLite database lives.
     public var database: DatabaseConfig
+    /// The HTTP server.
+    public var server: ServerConfig
     /// Environments in file order.
     public var environments: [EnvironmentConfig]
     /// Integrations in file order.
     public var integrations: [IntegrationConfig]
 
-    public init(database: DatabaseConfig = DatabaseConfig(), environments: [EnvironmentConfig], integrations: [IntegrationConfig]) {
+    public init(
+        database: DatabaseConfig = DatabaseConfig(), server: ServerConfig = ServerConfig(), environments: [EnvironmentConfig],
+        integrations: [IntegrationConfig]
+    ) {
         self.database = database
+        self.server = server
         self.environments = environments
         self.integrations = integrations
     }
@@ -34,6 +40,25 @@ public struct DatabaseConfig: Sendable, Hashable {
     public var path: String
 
     public init(path: String = "tributary.sqlite") { self.path = path }
+}
+
+/// HTTP server settings.
+public struct ServerConfig: Sendable, Hashable {
+    /// Address to listen on.
+    public var host: String
+    /// Port to listen on (Nango's default is 3003).
+    public var port: Int
+    /// Variants one sync may have on one connection, `base` included.
+    public var maxVariantsPerSync: Int
+    /// Largest accepted request body.
+    public var maxBodyBytes: Int
+
+    public init(host: String = "127.0.0.1", port: Int = 3003, maxVariantsPerSync: Int = 100, maxBodyBytes: Int = 1_048_576) {
+        self.host = host
+        self.port = port
+        self.maxVariantsPerSync = maxVariantsPerSync
+        self.maxBodyBytes = maxBodyBytes
+    }
 }
 
 /// A secret value (API key, signing key). Its description never shows the value.

@@ -40,7 +40,8 @@ public struct Frequency: Sendable, Hashable, CustomStringConvertible {
         return "\(seconds)s"
     }
 
-    static func parseSeconds(_ raw: String) -> Int64? {
+    /// The interval in seconds of a frequency text, without the minimum and maximum checks; nil if not understood.
+    public static func parseSeconds(_ raw: String) -> Int64? {
         var text = raw.trimmingSpaces().lowercased()
         if text.hasPrefix("every ") { text = String(text.dropFirst(6)).trimmingSpaces() }
         switch text {

@@ -58,6 +58,12 @@ public enum JSONValue: Sendable, Hashable {
         objectValue?[key]
     }
 
+    /// Element lookup for arrays; `nil` for other values or an index out of range.
+    public subscript(index: Int) -> JSONValue? {
+        guard case .array(let elements) = self, elements.indices.contains(index) else { return nil }
+        return elements[index]
+    }
+
     /// Follows a dotted path (`"data.items"`) through nested objects.
     public func value(atPath path: String) -> JSONValue? {
         if path.isEmpty { return self }

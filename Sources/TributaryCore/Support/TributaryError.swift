@@ -24,6 +24,9 @@ public struct TributaryError: Error, Sendable, Equatable, CustomStringConvertibl
         public static let unknownProviderConfig = Code(rawValue: "unknown_provider_config")
         public static let unknownFunction = Code(rawValue: "unknown_function")
         public static let syncRunning = Code(rawValue: "sync_running")
+        public static let variantExists = Code(rawValue: "sync_variant_already_exists")
+        public static let resourceCapped = Code(rawValue: "resource_capped")
+        public static let invalidCredentials = Code(rawValue: "invalid_credentials")
     }
 
     public let code: Code

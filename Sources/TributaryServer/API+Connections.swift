@@ -1,0 +1,164 @@
+import Foundation
+import Hummingbird
+import TributaryCore
+import TributaryStore
+
+extension API {
+    /// `POST /connections`: imports a connection with its credentials, and creates the `base`
+    /// variant of each of the integration's syncs.
+    func importConnection(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        let environment = try context.requireEnvironment()
+        _ = try QueryReader(request, allowed: [])
+        let body = try await BodyReader.read(
+            request, maxBytes: maxBody, allowed: ["provider_config_key", "connection_id", "credentials", "metadata", "connection_config"])
+        let integration = try integration(try body.string("provider_config_key"), in: environment)
+        let connectionId = try body.optionalString("connection_id") ?? UUID().uuidString.lowercased()
+        guard !connectionId.utf8.contains(0) else { throw APIError.invalidBody("connection_id must not contain NUL characters.") }
+        guard let credentials = try body.optionalObject("credentials") else {
+            throw APIError.invalidBody("Field 'credentials' is required: an object with a 'type' (NONE, API_KEY, BASIC, OAUTH2, OAUTH2_CC).")
+        }
+        let (type, sealed) = try sealCredentials(credentials, for: integration)
+        let ref = ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: connectionId)
+        let (record, created) = try await store.importConnection(
+            ConnectionImport(
+                ref: ref, metadata: try body.optionalObject("metadata") ?? [:], connectionConfig: try body.optionalObject("connection_config") ?? [:],
+                credentialsType: type, sealedCredentials: sealed),
+            baseVariantsOf: integration.syncs.map(\.name))
+        context.logger.info("connection imported", metadata: ["connection": "\(ref)", "created": "\(created)"])
+        return JSONResponse.make(connectionJSON(record, integration: integration, full: true), status: created ? .created : .ok)
+    }
+
+    /// Validates credentials against the integration's auth scheme and seals them.
+    func sealCredentials(_ credentials: JSONObject, for integration: IntegrationConfig) throws -> (String, [UInt8]?) {
+        guard let type = credentials["type"]?.stringValue else {
+            throw APIError.invalidBody("credentials.type is required: NONE, API_KEY, BASIC, OAUTH2 or OAUTH2_CC.")
+        }
+        let fields: [String: (required: Bool, kind: String)]
+        switch type {
+        case "NONE": fields = [:]
+        case "API_KEY": fields = ["api_key": (true, "string")]
+        case "BASIC": fields = ["username": (true, "string"), "password": (true, "string")]
+        case "OAUTH2": fields = ["access_token": (true, "string"), "refresh_token": (false, "string"), "expires_at": (false, "date")]
+        case "OAUTH2_CC":
+            fields = ["token": (true, "string"), "client_id": (true, "string"), "client_secret": (true, "string"), "expires_at": (false, "date")]
+        default:
+            throw APIError.invalidBody("credentials.type '\(type.prefix(40))' is not supported; use NONE, API_KEY, BASIC, OAUTH2 or OAUTH2_CC.")
+        }
+        for key in credentials.keys where key != "type" && fields[key] == nil {
+            throw APIError.invalidBody("Unknown field 'credentials.\(key)' for type \(type); allowed: \(fields.keys.sorted().joined(separator: ", ")).")
+        }
+        for (key, field) in fields {
+            switch credentials[key] {
+            case nil:
+                if field.required { throw APIError.invalidBody("credentials.\(key) is required for type \(type).") }
+            case .string(let s)?:
+                if field.kind == "date", Timestamp(iso8601: s) == nil {
+                    throw APIError.invalidBody("credentials.\(key) must be an ISO 8601 date-time.")
+                }
+                if field.kind == "string", s.utf8.count > 8192 { throw APIError.invalidBody("credentials.\(key) is too long.") }
+                if field.kind == "string", s.isEmpty, type != "BASIC" { throw APIError.invalidBody("credentials.\(key) must not be empty.") }
+            default:
+                throw APIError.invalidBody("credentials.\(key) must be a string.")
+            }
+        }
+        let accepted: [String]
+        switch integration.auth {
+        case .none: accepted = ["NONE"]
+        case .apiKey, .bearer: accepted = ["API_KEY"]
+        case .basic: accepted = ["BASIC"]
+        case .oauth2: accepted = ["OAUTH2"]
+        case .oauth2ClientCredentials: accepted = ["OAUTH2_CC"]
+        }
+        guard accepted.contains(type) else {
+            throw APIError.invalidBody(
+                "Integration '\(integration.providerConfigKey)' uses auth \(integration.auth.typeName); credentials must be of type \(accepted.joined(separator: " or ")), not \(type).")
+        }
+        if type == "NONE" { return (type, nil) }
+        return (type, try cipher.seal(JSONWriter.bytes(.object(credentials))))
+    }
+
+    /// `GET /connections`
+    func listConnections(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        let environment = try context.requireEnvironment()
+        let query = try QueryReader(request, allowed: ["connectionId", "search", "integrationId"])
+        let integrations = try query.optional("integrationId").map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        let visible = Set(config.integrations(in: environment.name).map(\.providerConfigKey))
+        let keys = (integrations ?? Array(visible)).filter { visible.contains($0) }
+        let records = try await store.connections(
+            ConnectionFilter(environment: environment.name, providerConfigKeys: keys, connectionId: try query.optional("connectionId"),
+                             search: try query.optional("search")))
+        let items = records.compactMap { record -> JSONValue? in
+            guard let integration = config.integration(record.ref.providerConfigKey, in: environment.name) else { return nil }
+            return connectionJSON(record, integration: integration, full: false)
+        }
+        return JSONResponse.make(["connections": .array(items)])
+    }
+
+    /// `GET /connections/{connectionId}?provider_config_key=`
+    func getConnection(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        let environment = try context.requireEnvironment()
+        let query = try QueryReader(request, allowed: ["provider_config_key"])
+        let integration = try integration(try query.required("provider_config_key"), in: environment)
+        let connectionId = try context.parameters.require("connectionId")
+        let record = try await existingConnection(
+            ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: connectionId))
+        return JSONResponse.make(connectionJSON(record, integration: integration, full: true))
+    }
+
+    /// `DELETE /connections/{connectionId}?provider_config_key=`: stops its runs, removes it with all its variants and records.
+    func deleteConnection(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        let environment = try context.requireEnvironment()
+        let query = try QueryReader(request, allowed: ["provider_config_key"])
+        let integration = try integration(try query.required("provider_config_key"), in: environment)
+        let connectionId = try context.parameters.require("connectionId")
+        let ref = try await existingConnection(
+            ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: connectionId)
+        ).ref
+        await coordinator.cancelAll(of: ref)
+        try await store.deleteConnection(ref)
+        return JSONResponse.success
+    }
+
+    /// `POST /connections/metadata` (overwrite, 201), `PATCH /connections/metadata` (shallow merge, 200),
+    /// and the legacy `POST /connection/metadata`. All listed connections change, or none.
+    func changeMetadata(_ request: Request, _ context: APIRequestContext, merge: Bool) async throws -> Response {
+        let environment = try context.requireEnvironment()
+        _ = try QueryReader(request, allowed: [])
+        let body = try await BodyReader.read(request, maxBytes: maxBody, allowed: ["connection_id", "provider_config_key", "metadata"])
+        let ids = try body.stringOrList("connection_id")
+        let integration = try integration(try body.string("provider_config_key"), in: environment)
+        guard let metadata = try body.optionalObject("metadata") else { throw APIError.invalidBody("Field 'metadata' is required (a JSON object).") }
+        let refs = ids.map { ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: $0) }
+        if merge {
+            try await store.updateMetadata(metadata, of: refs)
+        } else {
+            try await store.setMetadata(metadata, of: refs)
+        }
+        return JSONResponse.make(.object(body.object), status: merge ? .ok : .created)
+    }
+
+    func connectionJSON(_ record: ConnectionRecord, integration: IntegrationConfig, full: Bool) -> JSONValue {
+        var object: JSONObject = [
+            "id": .number(JSONNumber(record.id)),
+            "connection_id": .string(record.ref.connectionId),
+            "provider_config_key": .string(record.ref.providerConfigKey),
+            "provider": .string(integration.provider),
+            "errors": [],
+            "end_user": .null,
+            "tags": [:],
+            "metadata": .object(record.metadata),
+        ]
+        if full {
+            object["connection_config"] = .object(record.connectionConfig)
+            object["webhook_url_override"] = .null
+            object["created_at"] = .string(record.createdAt.iso8601)
+            object["updated_at"] = .string(record.updatedAt.iso8601)
+            object["last_fetched_at"] = .null
+            // The kind of credentials only: secrets never leave the server.
+            object["credentials"] = ["type": .string(record.credentialsType)]
+        } else {
+            object["created"] = .string(record.createdAt.iso8601)
+        }
+        return .object(object)
+    }
+}

@@ -1,0 +1,78 @@
+import Hummingbird
+import TributaryCore
+import TributaryStore
+
+extension API {
+    /// `GET /records` with `Connection-Id` and `Provider-Config-Key` headers: one page of a
+    /// dataset's change feed, `{records, next_cursor}`.
+    func records(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        let environment = try context.requireEnvironment()
+        let query = try QueryReader(
+            request, allowed: ["model", "variant", "cursor", "limit", "modified_after", "delta", "filter", "ids", "ids[]"])
+        guard let connectionId = request.header("Connection-Id") else { throw APIError.missingHeader("Connection-Id", code: "missing_connection_id") }
+        guard let key = request.header("Provider-Config-Key") else {
+            throw APIError.missingHeader("Provider-Config-Key", code: "missing_provider_config_key")
+        }
+        let integration = try integration(key, in: environment)
+        let model = try query.required("model")
+        guard integration.syncs.contains(where: { $0.models.contains(model) }) else {
+            throw APIError(.badRequest, "unknown_model", "No sync of integration '\(integration.providerConfigKey)' writes model '\(model.prefix(255))'.")
+        }
+        let variant = try query.optional("variant") ?? Variant.base
+        guard Identifier.isValidSyncName(variant) else { throw APIError.invalidQuery("variant '\(variant.prefix(80))' is invalid.") }
+        let connection = try await existingConnection(
+            ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: connectionId))
+
+        var limit = ChangeQuery.defaultLimit
+        if let text = try query.optional("limit") {
+            guard let value = Int(text), (1...ChangeQuery.maximumLimit).contains(value) else {
+                throw APIError.invalidQuery("limit must be a whole number from 1 to \(ChangeQuery.maximumLimit).")
+            }
+            limit = value
+        }
+        let cursor = try query.optional("cursor").map { try FeedCursor(encoded: $0) }
+        var modifiedAfter: Timestamp? = nil
+        if let text = try query.optional("modified_after") ?? query.optional("delta") {
+            guard let time = Timestamp(iso8601: text) else {
+                throw APIError.invalidQuery("modified_after must be an ISO 8601 date-time such as 2024-01-31T10:00:00Z.")
+            }
+            modifiedAfter = time
+        }
+        var actions: Set<RecordAction>? = nil
+        if let text = try query.optional("filter") {
+            actions = []
+            for part in text.split(separator: ",") {
+                guard let action = RecordAction(filterValue: part) else {
+                    throw APIError.invalidQuery("filter takes a comma list of added, updated and deleted; '\(part.prefix(40))' is not one.")
+                }
+                actions?.insert(action)
+            }
+        }
+        var ids: [String]? = nil
+        let idValues = query.all("ids") + query.all("ids[]")
+        if !idValues.isEmpty {
+            guard idValues.allSatisfy({ !$0.isEmpty && $0.utf8.count <= 256 }) else { throw APIError.invalidQuery("each id must be 1 to 256 characters.") }
+            ids = idValues
+        }
+        let page = try await store.changes(
+            try ChangeQuery(
+                dataset: DatasetRef(connection: connection.ref, model: model, variant: variant), cursor: cursor, limit: limit,
+                modifiedAfter: modifiedAfter, actions: actions, ids: ids))
+
+        var out: [UInt8] = []
+        out.reserveCapacity(page.records.reduce(64) { $0 + $1.json.count + 240 })
+        out.append(contentsOf: #"{"records":["#.utf8)
+        for (index, record) in page.records.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: record.renderedJSON())
+        }
+        out.append(contentsOf: #"],"next_cursor":"#.utf8)
+        if let next = page.nextCursor {
+            out.append(contentsOf: "\"\(next.encoded)\"".utf8)
+        } else {
+            out.append(contentsOf: "null".utf8)
+        }
+        out.append(UInt8(ascii: "}"))
+        return JSONResponse.bytes(out)
+    }
+}

@@ -1,0 +1,213 @@
+import Foundation
+import Hummingbird
+import TributaryCore
+import TributaryStore
+
+extension API {
+    /// `POST /sync/{name}/variant/{variant}` → `{id, name, variant}`
+    func createVariant(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        let environment = try context.requireEnvironment()
+        let body = try await BodyReader.read(request, maxBytes: maxBody, allowed: ["provider_config_key", "connection_id"])
+        let name = try context.parameters.requireName("name", what: "sync name")
+        let variant = try context.parameters.requireName("variant", what: "variant name")
+        _ = try QueryReader(request, allowed: [])
+        guard !Variant.isBase(variant) else {
+            throw APIError(.badRequest, "invalid_variant", "Variant name \"base\" is protected.")
+        }
+        let integration = try integration(try body.string("provider_config_key"), in: environment)
+        let connection = try await existingConnection(
+            ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: try body.string("connection_id")))
+        let sync = try sync(name, of: integration)
+        let state: VariantState
+        do {
+            state = try await store.createVariant(
+                VariantRef(connection: connection.ref, syncName: sync.name, variant: variant), maximumPerSync: config.server.maxVariantsPerSync)
+        } catch let error as TributaryError where error.code == .resourceCapped {
+            throw APIError(.badRequest, error.code.rawValue, error.message)
+        }
+        if !sync.autoStart { try await store.setPaused(true, for: state.ref) }
+        return JSONResponse.make(["id": .string(state.id), "name": .string(sync.name), "variant": .string(variant)])
+    }
+
+    /// `DELETE /sync/{name}/variant/{variant}`: stops its run, removes its schedule, checkpoint and records.
+    func deleteVariant(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        let environment = try context.requireEnvironment()
+        let body = try await BodyReader.read(request, maxBytes: maxBody, allowed: ["provider_config_key", "connection_id"])
+        let name = try context.parameters.requireName("name", what: "sync name")
+        let variant = try context.parameters.requireName("variant", what: "variant name")
+        _ = try QueryReader(request, allowed: [])
+        guard !Variant.isBase(variant) else {
+            throw APIError(.badRequest, "invalid_variant", "Cannot delete protected variant \"\(variant)\".")
+        }
+        let integration = try integration(try body.string("provider_config_key"), in: environment)
+        let connection = try await existingConnection(
+            ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: try body.string("connection_id")))
+        let ref = VariantRef(connection: connection.ref, syncName: name, variant: variant)
+        guard try await store.variantState(ref) != nil else {
+            throw APIError(.notFound, "not_found", "Sync '\(name)' has no variant '\(variant)' on connection '\(connection.ref.connectionId)'.")
+        }
+        await coordinator.cancel(ref)
+        try await store.deleteVariant(ref)
+        return JSONResponse.success
+    }
+
+    /// `POST /sync/trigger`: runs the selected variants now. A running variant answers 409, unless
+    /// `opts.reset` is set: then its run is cancelled, `lastSyncDate` and the checkpoint cleared
+    /// (with `opts.emptyCache` also its records), and it starts again.
+    func trigger(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        let environment = try context.requireEnvironment()
+        _ = try QueryReader(request, allowed: [])
+        let body = try await BodyReader.read(
+            request, maxBytes: maxBody, allowed: ["syncs", "provider_config_key", "connection_id", "opts", "sync_mode", "full_resync"])
+        var reset = false
+        var emptyCache = false
+        let opts = try body.optionalObject("opts")
+        if let opts {
+            guard body.object["sync_mode"] == nil, body.object["full_resync"] == nil else {
+                throw APIError.invalidBody("Cannot use opts with deprecated sync_mode/full_resync parameters.")
+            }
+            for key in opts.keys where key != "reset" && key != "emptyCache" {
+                throw APIError.invalidBody("Unknown field 'opts.\(key)'; allowed: reset, emptyCache.")
+            }
+            reset = try body.optionalBool("reset", in: opts) ?? false
+            emptyCache = try body.optionalBool("emptyCache", in: opts) ?? false
+            if emptyCache, !reset { throw APIError.invalidBody("opts.emptyCache must be used with opts.reset = true.") }
+        } else if let mode = body.object["sync_mode"] {
+            switch mode.stringValue {
+            case "incremental": break
+            case "full_refresh": reset = true
+            case "full_refresh_and_clear_cache":
+                reset = true
+                emptyCache = true
+            default: throw APIError.invalidBody("sync_mode must be incremental, full_refresh or full_refresh_and_clear_cache.")
+            }
+        } else if try body.optionalBool("full_resync") == true {
+            reset = true
+        }
+        let selections = try SyncSelection.list(body, required: false)
+        let integration = try integration(try providerConfigKey(body, request), in: environment)
+        let connections = try await targetConnections(try connectionId(body, request), integration: integration, environment: environment)
+        let targets = try await resolve(selections, integration: integration, connections: connections)
+        if !reset {
+            for (state, _) in targets where coordinator.isRunning(state.ref) {
+                throw APIError(
+                    .conflict, "sync_running",
+                    "Sync '\(state.ref.syncName)' variant '\(state.ref.variant)' of connection '\(state.ref.connection.connectionId)' is already running; wait for it to finish, or trigger with opts.reset to restart it.")
+            }
+        }
+        for (state, sync) in targets {
+            if reset {
+                await coordinator.cancel(state.ref)
+                try await store.resetVariant(state.ref, emptyCache: emptyCache)
+            }
+            try coordinator.trigger(state.ref, sync: sync)
+        }
+        return JSONResponse.success
+    }
+
+    /// `POST /sync/pause` and `POST /sync/start`. Pausing also cancels a running run.
+    func setPaused(_ request: Request, _ context: APIRequestContext, paused: Bool) async throws -> Response {
+        let environment = try context.requireEnvironment()
+        _ = try QueryReader(request, allowed: [])
+        let body = try await BodyReader.read(request, maxBytes: maxBody, allowed: ["syncs", "provider_config_key", "connection_id"])
+        let selections = try SyncSelection.list(body, required: true)
+        let integration = try integration(try body.string("provider_config_key"), in: environment)
+        let connections = try await targetConnections(try body.optionalString("connection_id"), integration: integration, environment: environment)
+        let targets = try await resolve(selections, integration: integration, connections: connections)
+        for (state, _) in targets {
+            try await store.setPaused(paused, for: state.ref)
+            if paused { await coordinator.cancel(state.ref) }
+        }
+        return JSONResponse.success
+    }
+
+    /// `GET /sync/status?syncs=a,b::v|*&provider_config_key=&connection_id=`
+    func status(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        let environment = try context.requireEnvironment()
+        let query = try QueryReader(request, allowed: ["syncs", "provider_config_key", "connection_id"])
+        let syncsParameter = try query.required("syncs")
+        let integration = try integration(try query.required("provider_config_key"), in: environment)
+        let selections = syncsParameter == "*" ? [] : try syncsParameter.split(separator: ",").map { try SyncSelection($0) }
+        let connections = try await targetConnections(try query.optional("connection_id"), integration: integration, environment: environment)
+        let targets = try await resolve(selections, integration: integration, connections: connections)
+        var items: [JSONValue] = []
+        for (state, sync) in targets {
+            let latest = try await store.runs(of: state.ref, limit: 1).first
+            let counts = try await store.recordCounts(of: state.ref)
+            items.append(statusJSON(state, sync: sync, latest: latest, counts: counts))
+        }
+        return JSONResponse.make(["syncs": .array(items)])
+    }
+
+    func statusJSON(_ state: VariantState, sync: SyncConfig, latest: RunRecord?, counts: [String: Int]) -> JSONValue {
+        let running = coordinator.isRunning(state.ref) || latest?.status == .running
+        let execution: String
+        switch latest?.status {
+        case .running?: execution = "RUNNING"
+        case .failed?, .expired?: execution = "ERROR"
+        case .cancelled?: execution = "STOPPED"
+        case .succeeded?, nil: execution = "SUCCESS"
+        }
+        let status = running ? "RUNNING" : state.paused ? "PAUSED" : execution
+        var recordCount = JSONObject()
+        for model in sync.models { recordCount[model] = .number(JSONNumber(counts[model] ?? 0)) }
+        var latestResult: JSONValue = .null
+        if let latest, latest.status != .running {
+            var results = JSONObject()
+            for (model, result) in latest.results.sorted(by: { $0.key < $1.key }) {
+                results[model] = [
+                    "added": .number(JSONNumber(result.added)), "updated": .number(JSONNumber(result.updated)),
+                    "deleted": .number(JSONNumber(result.deleted)),
+                ]
+            }
+            latestResult = .object(results)
+        }
+        return [
+            "id": .string(state.id),
+            "connection_id": .string(state.ref.connection.connectionId),
+            "name": .string(state.ref.syncName),
+            "variant": .string(state.ref.variant),
+            "status": .string(status),
+            "type": .string(latest?.kind == .incremental ? "INCREMENTAL" : "INITIAL"),
+            "finishedAt": latest.flatMap { $0.status == .running ? nil : $0.finishedAt }.map { .string($0.iso8601) } ?? .null,
+            // The scheduler sets this; runs start on trigger until it lands.
+            "nextScheduledSyncAt": .null,
+            "frequency": .string(state.frequencyOverride ?? sync.frequency.text),
+            "latestResult": latestResult,
+            "latestExecutionStatus": latest == nil ? .null : .string(execution),
+            "recordCount": .object(recordCount),
+            "checkpoint": state.checkpoint.map { .object($0.values) } ?? .null,
+        ]
+    }
+
+    /// `PUT /sync/update-connection-frequency` → `{frequency}`; `null` restores the configured frequency.
+    func updateFrequency(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        let environment = try context.requireEnvironment()
+        _ = try QueryReader(request, allowed: [])
+        let body = try await BodyReader.read(
+            request, maxBytes: maxBody, allowed: ["sync_name", "sync_variant", "provider_config_key", "connection_id", "frequency"])
+        let integration = try integration(try body.string("provider_config_key"), in: environment)
+        let sync = try sync(try body.string("sync_name"), of: integration)
+        let variant = try body.optionalString("sync_variant") ?? Variant.base
+        var frequency: Frequency? = nil
+        switch body.object["frequency"] {
+        case .null?: frequency = nil
+        case .string(let text)?:
+            do {
+                frequency = try Frequency(text)
+            } catch {
+                let tooShort = Frequency.parseSeconds(text).map { $0 < Frequency.minimumSeconds } ?? false
+                throw APIError(.badRequest, tooShort ? "sync_interval_too_short" : "invalid_body", error.message)
+            }
+        default: throw APIError.invalidBody("Field 'frequency' is required: a frequency such as \"every hour\", or null to restore the default.")
+        }
+        let connection = try await existingConnection(
+            ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: try body.string("connection_id")))
+        let ref = VariantRef(connection: connection.ref, syncName: sync.name, variant: variant)
+        guard try await store.variantState(ref) != nil else {
+            throw APIError(.notFound, "unknown_sync_variant", "Sync '\(sync.name)' has no variant '\(variant)' on connection '\(connection.ref.connectionId)'.")
+        }
+        try await store.setFrequency(frequency?.text, for: ref)
+        return JSONResponse.make(["frequency": .string((frequency ?? sync.frequency).compact)])
+    }
+}

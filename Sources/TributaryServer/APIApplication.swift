@@ -1,0 +1,31 @@
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import TributaryCore
+import TributaryEngine
+import TributaryStore
+
+/// Builds the HTTP application: the router with every ``APIRoute`` (authenticated ones behind
+/// ``AuthMiddleware``), error rendering, and the ``RunCoordinator`` as a service of the app.
+///
+/// Tests build the same application with test configuration (`app.test(.router)` / `.live`).
+public func buildApplication(api: API, logger: Logger, port: Int? = nil) -> some ApplicationProtocol {
+    let router = Router(context: APIRequestContext.self)
+    router.add(middleware: ErrorMiddleware())
+    let open = router.group()
+    let authenticated = router.group().add(middleware: AuthMiddleware(environments: api.config.environments))
+    for route in api.routes {
+        let path = RouterPath(route.path.replacingOccurrences(of: "{", with: ":").replacingOccurrences(of: "}", with: ""))
+        let handler = route.handler
+        if route.authenticated {
+            authenticated.on(path, method: route.method) { request, context in try await handler(request, context) }
+        } else {
+            open.on(path, method: route.method) { request, context in try await handler(request, context) }
+        }
+    }
+    return Application(
+        router: router,
+        configuration: ApplicationConfiguration(address: .hostname(api.config.server.host, port: port ?? api.config.server.port), serverName: "Tributary"),
+        services: [api.coordinator],
+        logger: logger)
+}

@@ -1,0 +1,58 @@
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import TributaryCore
+
+/// An API error: HTTP status, stable code and user-safe message, rendered as
+/// `{"error": {"code": …, "message": …}}` (Nango's error shape).
+public struct APIError: Error, HTTPResponseError, Sendable, CustomStringConvertible {
+    public var status: HTTPResponse.Status
+    public var code: String
+    public var message: String
+
+    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(status.code) \(code): \(message)" }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        let body: JSONValue = ["error": ["code": .string(code), "message": .string(message)]]
+        return JSONResponse.make(body, status: status)
+    }
+
+    static func invalidBody(_ message: String) -> APIError { APIError(.badRequest, "invalid_body", message) }
+    static func invalidQuery(_ message: String) -> APIError { APIError(.badRequest, "invalid_query_params", message) }
+    static func invalidURI(_ message: String) -> APIError { APIError(.badRequest, "invalid_uri_params", message) }
+    static func missingHeader(_ name: String, code: String) -> APIError {
+        APIError(.badRequest, code, "The \(name) header is required.")
+    }
+
+    /// The API form of a domain error: the status follows from its code.
+    init(_ error: TributaryError) {
+        let status: HTTPResponse.Status
+        switch error.code {
+        case .unknownConnection, .unknownVariant, .unknownSync, .unknownProviderConfig: status = .notFound
+        case .syncRunning, .variantExists: status = .conflict
+        default: status = .badRequest
+        }
+        self.init(status, error.code.rawValue, error.message)
+    }
+}
+
+/// JSON responses.
+enum JSONResponse {
+    static func make(_ value: JSONValue, status: HTTPResponse.Status = .ok) -> Response {
+        bytes(JSONWriter.bytes(value, canonical: false), status: status)
+    }
+
+    static func bytes(_ bytes: [UInt8], status: HTTPResponse.Status = .ok) -> Response {
+        Response(
+            status: status, headers: [.contentType: "application/json; charset=utf-8"],
+            body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    static let success = make(["success": true])
+}

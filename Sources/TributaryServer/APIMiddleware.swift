@@ -1,0 +1,75 @@
+import HTTPTypes
+import Hummingbird
+import Logging
+import TributaryCore
+
+/// Turns every error into the API's error shape: known errors keep their status and code;
+/// anything unexpected is logged in full and answered with an opaque 500.
+struct ErrorMiddleware: RouterMiddleware {
+    typealias Context = APIRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            throw error
+        } catch let error as TributaryError {
+            throw APIError(error)
+        } catch let error as HTTPError {
+            switch error.status {
+            case .notFound:
+                throw APIError(.notFound, "not_found", "No route \(request.method.rawValue) \(request.uri.path).")
+            case .methodNotAllowed:
+                throw APIError(.methodNotAllowed, "method_not_allowed", "\(request.method.rawValue) is not allowed on \(request.uri.path).")
+            case .contentTooLarge:
+                throw APIError(.contentTooLarge, "payload_too_large", "The request body is too large.")
+            default:
+                throw APIError(error.status, "http_error", error.body ?? error.status.reasonPhrase)
+            }
+        } catch is CancellationError {
+            throw APIError(.serviceUnavailable, "shutting_down", "The server is shutting down.")
+        } catch {
+            context.logger.error("unexpected error", metadata: ["error": "\(String(reflecting: error))", "path": "\(request.uri.path)"])
+            throw APIError(.internalServerError, "server_error", "An unexpected error occurred; it has been logged.")
+        }
+    }
+}
+
+/// `Authorization: Bearer <secret key>`: the key selects the environment. Keys are compared in
+/// constant time and never logged.
+struct AuthMiddleware: RouterMiddleware {
+    typealias Context = APIRequestContext
+    let environments: [EnvironmentConfig]
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization] else {
+            throw APIError(.unauthorized, "missing_auth_header", "Missing Authorization header: send 'Authorization: Bearer <secret key>'.")
+        }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer", !parts[1].isEmpty else {
+            throw APIError(.unauthorized, "malformed_auth_header", "The Authorization header must be 'Bearer <secret key>'.")
+        }
+        let presented = Array(parts[1].utf8)
+        var match: EnvironmentConfig? = nil
+        for environment in environments {
+            for key in environment.secretKeys where Self.constantTimeEqual(Array(key.value.utf8), presented) {
+                match = environment
+            }
+        }
+        guard let match else {
+            throw APIError(.unauthorized, "unknown_account", "The secret key is not valid for any environment.")
+        }
+        var context = context
+        context.environment = match
+        context.logger[metadataKey: "environment"] = "\(match.name)"
+        return try await next(request, context)
+    }
+
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var difference = UInt8(a.count == b.count ? 0 : 1)
+        for i in 0..<max(a.count, b.count) {
+            difference |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
+        }
+        return difference == 0
+    }
+}

@@ -1,0 +1,176 @@
+import Foundation
+import Testing
+import TributaryCore
+import TributaryServer
+import TributaryStore
+
+@Suite("API: auth, integrations, connections, metadata")
+struct ConnectionsAPITests {
+    @Test func healthAndOpenAPINeedNoKeyEverythingElseDoes() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            let health = try await api.send(.get, "/health", key: nil)
+            #expect(health.status == .ok)
+            #expect(health.json == ["result": "ok"])
+            let document = try await api.send(.get, "/openapi.yaml", key: nil)
+            #expect(document.status == .ok)
+            #expect(document.contentType?.hasPrefix("application/yaml") == true)
+            #expect(try await api.send(.get, "/integrations", key: nil).errorCode == "missing_auth_header")
+            let unknown = try await api.send(.get, "/integrations", key: "not-a-key-at-all-000000")
+            #expect(unknown.status == .unauthorized)
+            #expect(unknown.errorCode == "unknown_account")
+            let malformed = try await api.send(.get, "/integrations", key: nil, headers: ["Authorization": "Basic abc"])
+            #expect(malformed.errorCode == "malformed_auth_header")
+            let missingRoute = try await api.send(.get, "/nothing-here")
+            #expect(missingRoute.status == .notFound)
+            #expect(missingRoute.errorCode == "not_found")
+        }
+    }
+
+    @Test func integrationsAreScopedToTheKeysEnvironment() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            let dev = try await api.send(.get, "/integrations")
+            #expect(dev.json["data"]?.arrayValue?.compactMap { $0["unique_key"]?.stringValue } == ["shop", "keyed"])
+            let prod = try await api.send(.get, "/integrations", key: prodKey)
+            #expect(prod.json["data"]?.arrayValue?.compactMap { $0["unique_key"]?.stringValue } == ["shop", "keyed", "prod-only"])
+            let one = try await api.send(.get, "/integrations/shop")
+            #expect(one.json["data"]?["syncs"]?.arrayValue?.compactMap { $0["name"]?.stringValue } == ["items", "slow"])
+            #expect(one.json["data"]?["syncs"]?.arrayValue?.first?["track_deletes"] == true)
+            let hidden = try await api.send(.get, "/integrations/prod-only")
+            #expect(hidden.status == .notFound)
+            #expect(hidden.errorCode == "unknown_provider_config")
+            #expect(try await api.send(.get, "/integrations?x=1").errorCode == "invalid_query_params")
+        }
+    }
+
+    @Test func importingAConnectionCreatesBaseVariantsAndKeepsSecretsPrivate() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            let created = try await api.send(
+                .post, "/connections",
+                body: [
+                    "provider_config_key": "keyed", "connection_id": "c1", "credentials": ["type": "API_KEY", "api_key": "sk_live_very_secret"],
+                    "metadata": ["plan": "pro"], "connection_config": ["region": "eu"],
+                ])
+            #expect(created.status == .created)
+            #expect(created.json["connection_id"] == "c1")
+            #expect(created.json["credentials"] == ["type": "API_KEY"])
+            #expect(created.json["metadata"] == ["plan": "pro"])
+            #expect(created.json["connection_config"] == ["region": "eu"])
+            let text = JSONWriter.string(created.json)
+            #expect(!text.contains("sk_live_very_secret"))
+            let ref = ConnectionRef(environment: "dev", providerConfigKey: "keyed", connectionId: "c1")
+            #expect(try await f.store.variants(of: ref).map { "\($0.ref.syncName)::\($0.ref.variant)" } == ["contacts::base"])
+            // Stored sealed, not in clear.
+            let stored = try #require(try await f.store.connection(ref))
+            let sealed = try #require(stored.sealedCredentials)
+            #expect(!String(decoding: sealed, as: UTF8.self).contains("sk_live_very_secret"))
+            #expect(String(decoding: try f.api.cipher.open(sealed), as: UTF8.self).contains("sk_live_very_secret"))
+            // Import again: 200, replaced.
+            let again = try await api.send(
+                .post, "/connections", body: ["provider_config_key": "keyed", "connection_id": "c1", "credentials": ["type": "API_KEY", "api_key": "other"]])
+            #expect(again.status == .ok)
+            #expect(again.json["metadata"] == [:])
+            let fetched = try await api.send(.get, "/connections/c1?provider_config_key=keyed")
+            #expect(fetched.status == .ok)
+            #expect(fetched.json["credentials"] == ["type": "API_KEY"])
+        }
+    }
+
+    @Test(arguments: [
+        (#"{"provider_config_key":"keyed","connection_id":"c","credentials":{"type":"NONE"}}"#, "invalid_body", "auth api_key"),
+        (#"{"provider_config_key":"keyed","connection_id":"c","credentials":{"type":"API_KEY"}}"#, "invalid_body", "credentials.api_key is required"),
+        (#"{"provider_config_key":"shop","connection_id":"c","credentials":{"type":"NONE","x":1}}"#, "invalid_body", "credentials.x"),
+        (#"{"provider_config_key":"shop","connection_id":"c","credentials":{"type":"MAGIC"}}"#, "invalid_body", "not supported"),
+        (#"{"provider_config_key":"shop","connection_id":"c"}"#, "invalid_body", "'credentials' is required"),
+        (#"{"provider_config_key":"shop","connection_id":"c","credentials":{"type":"NONE"},"extra":true}"#, "invalid_body", "Unknown field 'extra'"),
+        (#"{"provider_config_key":"nope","connection_id":"c","credentials":{"type":"NONE"}}"#, "unknown_provider_config", "does not exist"),
+        (#"{"provider_config_key":"shop","connection_id":5,"credentials":{"type":"NONE"}}"#, "invalid_body", "'connection_id' must be a string"),
+        (#"[1,2]"#, "invalid_body", "must be a JSON object"),
+        (#"{"provider_config_key": "#, "invalid_body", "not valid JSON"),
+        ("", "invalid_body", "empty"),
+    ])
+    func badConnectionImportsAreRefusedClearly(_ body: String, _ code: String, _ message: String) async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            let response = try await api.send(.post, "/connections", rawBody: body)
+            #expect(response.status.code >= 400 && response.status.code < 500)
+            #expect(response.errorCode == code)
+            #expect(response.json["error"]?["message"]?.stringValue?.contains(message) == true, "\(response.json)")
+            #expect(try await f.store.connections(ConnectionFilter(environment: "dev")).isEmpty, "nothing changed")
+        }
+    }
+
+    @Test func oversizeBodiesAreRefused() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            let huge = #"{"provider_config_key":"shop","connection_id":"c","metadata":{"blob":""# + String(repeating: "x", count: 1_100_000) + "\"}}"
+            let response = try await api.send(.post, "/connections", rawBody: huge)
+            #expect(response.status == .contentTooLarge)
+            #expect(response.errorCode == "payload_too_large")
+        }
+    }
+
+    @Test func listGetAndDeleteConnections() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            try await api.connect("alpha")
+            try await api.connect("beta")
+            try await api.send(.post, "/connections", body: ["provider_config_key": "keyed", "connection_id": "gamma", "credentials": ["type": "API_KEY", "api_key": "k"]])
+            try await api.connect("prod-1", key: prodKey)
+            let all = try await api.send(.get, "/connections")
+            #expect(all.json["connections"]?.arrayValue?.compactMap { $0["connection_id"]?.stringValue } == ["alpha", "beta", "gamma"])
+            #expect(all.json["connections"]?.arrayValue?.first?["created"]?.stringValue?.hasSuffix("+00:00") == true)
+            let filtered = try await api.send(.get, "/connections?integrationId=keyed")
+            #expect(filtered.json["connections"]?.arrayValue?.count == 1)
+            let searched = try await api.send(.get, "/connections?search=et")
+            #expect(searched.json["connections"]?.arrayValue?.compactMap { $0["connection_id"]?.stringValue } == ["beta"])
+            #expect(try await api.send(.get, "/connections?bogus=1").errorCode == "invalid_query_params")
+            #expect(try await api.send(.get, "/connections/alpha").errorCode == "invalid_query_params")
+            let otherEnvironment = try await api.send(.get, "/connections/prod-1?provider_config_key=shop")
+            #expect(otherEnvironment.status == .notFound)
+            #expect(otherEnvironment.errorCode == "unknown_connection")
+
+            // Delete removes its records and variants.
+            _ = try await api.send(.post, "/sync/trigger", body: ["provider_config_key": "shop", "connection_id": "alpha", "syncs": ["items"]])
+            _ = try await f.waitForRuns(VariantRef(connection: ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "alpha"), syncName: "items"))
+            let deleted = try await api.send(.delete, "/connections/alpha?provider_config_key=shop")
+            #expect(deleted.json == ["success": true])
+            #expect(try await api.send(.get, "/connections/alpha?provider_config_key=shop").status == .notFound)
+            #expect(try await api.send(.delete, "/connections/alpha?provider_config_key=shop").status == .notFound)
+            let records = try await api.send(.get, "/records?model=Item", headers: ["Connection-Id": "alpha", "Provider-Config-Key": "shop"])
+            #expect(records.errorCode == "unknown_connection")
+        }
+    }
+
+    @Test func metadataOverwriteMergeAndAllOrNothing() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            try await api.connect("a")
+            try await api.connect("b")
+            let set = try await api.send(
+                .post, "/connections/metadata", body: ["connection_id": ["a", "b"], "provider_config_key": "shop", "metadata": ["x": 1, "nested": ["y": 1]]])
+            #expect(set.status == .created)
+            #expect(set.json["connection_id"] == ["a", "b"])
+            let merged = try await api.send(
+                .patch, "/connections/metadata", body: ["connection_id": "a", "provider_config_key": "shop", "metadata": ["nested": ["z": 2], "w": true]])
+            #expect(merged.status == .ok)
+            let a = ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "a")
+            let b = ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "b")
+            #expect(try await f.store.metadata(of: a) == ["x": 1, "nested": ["z": 2], "w": true])
+            #expect(try await f.store.metadata(of: b) == ["x": 1, "nested": ["y": 1]])
+            let partial = try await api.send(
+                .post, "/connections/metadata", body: ["connection_id": ["b", "missing"], "provider_config_key": "shop", "metadata": ["gone": true]])
+            #expect(partial.status == .notFound)
+            #expect(partial.errorCode == "unknown_connection")
+            #expect(try await f.store.metadata(of: b) == ["x": 1, "nested": ["y": 1]], "one unknown connection changes nothing")
+            let legacy = try await api.send(.post, "/connection/metadata", body: ["connection_id": "b", "provider_config_key": "shop", "metadata": ["l": 1]])
+            #expect(legacy.status == .created)
+            #expect(try await f.store.metadata(of: b) == ["l": 1])
+            #expect(try await api.send(.post, "/connections/metadata", body: ["connection_id": "b", "provider_config_key": "shop", "metadata": [1]]).errorCode == "invalid_body")
+            #expect(try await api.send(.post, "/connections/metadata", body: ["connection_id": [], "provider_config_key": "shop", "metadata": [:]]).errorCode == "invalid_body")
+            #expect(try await api.send(.patch, "/connections/metadata", body: ["connection_id": "b", "metadata": [:]]).errorCode == "invalid_body")
+        }
+    }
+}

@@ -1,0 +1,234 @@
+import Foundation
+import Testing
+import TributaryCore
+import TributaryServer
+import TributaryStore
+
+let shopConnection = ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "c1")
+func variant(_ sync: String, _ name: String = "base") -> VariantRef { VariantRef(connection: shopConnection, syncName: sync, variant: name) }
+
+@Suite("API: variants, trigger, pause/start, status, frequency")
+struct SyncAPITests {
+    @Test func createAndDeleteVariants() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            try await api.connect("c1")
+            let target: JSONValue = ["provider_config_key": "shop", "connection_id": "c1"]
+            let created = try await api.send(.post, "/sync/items/variant/store-eu", body: target)
+            #expect(created.status == .ok)
+            #expect(created.json["name"] == "items")
+            #expect(created.json["variant"] == "store-eu")
+            #expect(created.json["id"]?.stringValue?.count == 36)
+            for name in ["base", "BASE", "Base"] {
+                let reserved = try await api.send(.post, "/sync/items/variant/\(name)", body: target)
+                #expect(reserved.status == .badRequest)
+                #expect(reserved.errorCode == "invalid_variant")
+            }
+            #expect(try await api.send(.post, "/sync/items/variant/has%20space", body: target).errorCode == "invalid_uri_params")
+            let duplicate = try await api.send(.post, "/sync/items/variant/store-eu", body: target)
+            #expect(duplicate.status == .conflict)
+            #expect(duplicate.errorCode == "sync_variant_already_exists")
+            // The cap (3 in this configuration) counts base.
+            #expect(try await api.send(.post, "/sync/items/variant/store-us", body: target).status == .ok)
+            let capped = try await api.send(.post, "/sync/items/variant/store-asia", body: target)
+            #expect(capped.status == .badRequest)
+            #expect(capped.errorCode == "resource_capped")
+            #expect(try await api.send(.post, "/sync/slow/variant/store-asia", body: target).status == .ok, "the cap is per sync")
+            #expect(try await api.send(.post, "/sync/nope/variant/v", body: target).errorCode == "unknown_sync")
+            #expect(try await api.send(.post, "/sync/items/variant/v", body: ["provider_config_key": "shop", "connection_id": "zz"]).errorCode == "unknown_connection")
+            #expect(try await api.send(.post, "/sync/items/variant/v", body: ["provider_config_key": "shop"]).errorCode == "invalid_body")
+            #expect(try await api.send(.post, "/sync/items/variant/v?x=1", body: target).errorCode == "invalid_query_params")
+
+            // Records of the variant go with it; base keeps its own.
+            _ = try await api.send(.post, "/sync/trigger", body: ["provider_config_key": "shop", "connection_id": "c1", "syncs": ["items", "items::store-eu"]])
+            _ = try await f.waitForRuns(variant("items"))
+            _ = try await f.waitForRuns(variant("items", "store-eu"))
+            let deleted = try await api.send(.delete, "/sync/items/variant/store-eu", body: target)
+            #expect(deleted.json == ["success": true])
+            #expect(try await f.store.variantState(variant("items", "store-eu")) == nil)
+            #expect(try await f.store.recordCounts(of: variant("items", "store-eu")) == [:])
+            #expect(try await f.store.recordCounts(of: variant("items")) == ["Item": 3])
+            #expect(try await api.send(.delete, "/sync/items/variant/store-eu", body: target).status == .notFound)
+            #expect(try await api.send(.delete, "/sync/items/variant/base", body: target).errorCode == "invalid_variant")
+        }
+    }
+
+    @Test func triggerAcceptsEverySyncsFormAndRunsEachVariant() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            try await api.connect("c1")
+            for name in ["v1", "v2"] {
+                _ = try await api.send(.post, "/sync/items/variant/\(name)", body: ["provider_config_key": "shop", "connection_id": "c1"])
+            }
+            try await f.store.setMetadata(["v1.count": 5, "v2.count": 1], of: [shopConnection])
+            let response = try await api.send(
+                .post, "/sync/trigger", body: ["provider_config_key": "shop", "connection_id": "c1", "syncs": ["items", "items::v1", ["name": "items", "variant": "v2"]]])
+            #expect(response.json == ["success": true])
+            for (name, count) in [("base", 3), ("v1", 5), ("v2", 1)] {
+                let run = try await f.waitForRuns(variant("items", name))
+                #expect(run.status == .succeeded)
+                #expect(try await f.store.recordCounts(of: variant("items", name)) == ["Item": count])
+            }
+            // Headers work too, and an empty list means every variant of the connection.
+            let byHeaders = try await api.send(.post, "/sync/trigger", body: ["syncs": []], headers: ["Provider-Config-Key": "shop", "Connection-Id": "c1"])
+            #expect(byHeaders.status == .ok)
+            f.gate.release()
+            _ = try await f.waitForRuns(variant("slow"))
+            _ = try await f.waitForRuns(variant("items", "v2"), count: 2)
+        }
+    }
+
+    @Test func badTriggersChangeNothing() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            try await api.connect("c1")
+            let cases: [(JSONValue, String)] = [
+                (["provider_config_key": "shop", "connection_id": "c1", "syncs": ["nope"]], "unknown_sync"),
+                (["provider_config_key": "shop", "connection_id": "c1", "syncs": ["items::missing"]], "unknown_sync_variant"),
+                (["provider_config_key": "shop", "connection_id": "zz", "syncs": ["items"]], "unknown_connection"),
+                (["connection_id": "c1", "syncs": ["items"]], "missing_provider_config_key"),
+                (["provider_config_key": "shop", "connection_id": "c1", "syncs": [1]], "invalid_body"),
+                (["provider_config_key": "shop", "connection_id": "c1", "syncs": "items"], "invalid_body"),
+                (["provider_config_key": "shop", "connection_id": "c1", "syncs": ["items"], "opts": ["emptyCache": true]], "invalid_body"),
+                (["provider_config_key": "shop", "connection_id": "c1", "syncs": ["items"], "opts": ["reset": true], "sync_mode": "incremental"], "invalid_body"),
+                (["provider_config_key": "shop", "connection_id": "c1", "syncs": ["items"], "opts": ["bogus": true]], "invalid_body"),
+                (["provider_config_key": "shop", "connection_id": "c1", "syncs": ["items"], "sync_mode": "sometimes"], "invalid_body"),
+            ]
+            for (body, code) in cases {
+                let response = try await api.send(.post, "/sync/trigger", body: body)
+                #expect(response.errorCode == code, "\(body)")
+                #expect(response.status.code >= 400 && response.status.code < 500)
+            }
+            #expect(try await f.store.runs(of: variant("items"), limit: 5).isEmpty)
+        }
+    }
+
+    @Test func triggeringARunningVariantAnswers409AndResetRestartsIt() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            try await api.connect("c1")
+            let body: JSONValue = ["provider_config_key": "shop", "connection_id": "c1", "syncs": ["slow"]]
+            #expect(try await api.send(.post, "/sync/trigger", body: body).status == .ok)
+            while f.gate.entries == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            let again = try await api.send(.post, "/sync/trigger", body: body)
+            #expect(again.status == .conflict)
+            #expect(again.errorCode == "sync_running")
+            #expect(again.json["error"]?["message"]?.stringValue?.contains("already running") == true)
+            let status = try await api.send(.get, "/sync/status?syncs=slow&provider_config_key=shop&connection_id=c1")
+            #expect(status.json["syncs"]?[0]?["status"] == "RUNNING")
+
+            // Reset: the running run is cancelled and a new one starts.
+            try await f.store.saveCheckpoint(["page": 9], for: variant("slow"))
+            var reset = body
+            if case .object(var object) = reset { object["opts"] = ["reset": true]; reset = .object(object) }
+            #expect(try await api.send(.post, "/sync/trigger", body: reset).status == .ok)
+            while f.gate.entries < 2 { try await Task.sleep(for: .milliseconds(5)) }
+            #expect(try await f.store.variantState(variant("slow"))?.checkpoint == nil, "reset clears the checkpoint")
+            f.gate.release()
+            let finished = try await f.waitForRuns(variant("slow"), count: 2)
+            #expect(finished.status == .succeeded)
+            let runs = try await f.store.runs(of: variant("slow"), limit: 5)
+            #expect(runs.map(\.status) == [.succeeded, .cancelled])
+        }
+    }
+
+    @Test func resetWithEmptyCacheEmptiesOnlyThatVariant() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            try await api.connect("c1")
+            _ = try await api.send(.post, "/sync/items/variant/eu", body: ["provider_config_key": "shop", "connection_id": "c1"])
+            _ = try await api.send(.post, "/sync/trigger", body: ["provider_config_key": "shop", "connection_id": "c1", "syncs": ["items", "items::eu"]])
+            let first = try await f.waitForRuns(variant("items", "eu"))
+            _ = try await f.waitForRuns(variant("items"))
+            try await f.store.setMetadata(["eu.count": 1], of: [shopConnection])
+            _ = try await api.send(
+                .post, "/sync/trigger",
+                body: ["provider_config_key": "shop", "connection_id": "c1", "syncs": ["items::eu"], "opts": ["reset": true, "emptyCache": true]])
+            let second = try await f.waitForRuns(variant("items", "eu"), count: 2)
+            #expect(second.id != first.id)
+            #expect(second.kind == .initial, "reset cleared lastSyncDate")
+            #expect(second.results["Item"] == ModelResult(added: 1), "the cache was emptied, so the record is new again")
+            #expect(try await f.store.recordCounts(of: variant("items", "eu")) == ["Item": 1])
+            #expect(try await f.store.recordCounts(of: variant("items")) == ["Item": 3], "base untouched")
+        }
+    }
+
+    @Test func pauseStartAndStatus() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            try await api.connect("c1")
+            try await api.send(.post, "/connections", body: ["provider_config_key": "keyed", "connection_id": "k1", "credentials": ["type": "API_KEY", "api_key": "k"]])
+            _ = try await api.send(.post, "/sync/items/variant/eu", body: ["provider_config_key": "shop", "connection_id": "c1"])
+            _ = try await api.send(.post, "/sync/trigger", body: ["provider_config_key": "shop", "connection_id": "c1", "syncs": ["items::eu"]])
+            _ = try await f.waitForRuns(variant("items", "eu"))
+            let status = try await api.send(.get, "/sync/status?syncs=items,items::eu&provider_config_key=shop&connection_id=c1")
+            let entries = try #require(status.json["syncs"]?.arrayValue)
+            #expect(entries.count == 2)
+            let base = try #require(entries.first { $0["variant"] == "base" })
+            let eu = try #require(entries.first { $0["variant"] == "eu" })
+            #expect(base["latestResult"] == .null)
+            #expect(base["recordCount"] == ["Item": 0])
+            #expect(eu["status"] == "SUCCESS")
+            #expect(eu["type"] == "INITIAL")
+            #expect(eu["latestResult"] == ["Item": ["added": 3, "updated": 0, "deleted": 0]])
+            #expect(eu["latestExecutionStatus"] == "SUCCESS")
+            #expect(eu["recordCount"] == ["Item": 3])
+            #expect(eu["frequency"] == "every hour")
+            #expect(eu["finishedAt"]?.stringValue != nil)
+            #expect(eu["connection_id"] == "c1")
+            #expect(eu["checkpoint"] == .null)
+
+            #expect(try await api.send(.post, "/sync/pause", body: ["provider_config_key": "shop", "connection_id": "c1", "syncs": ["items::eu"]]).status == .ok)
+            var all = try await api.send(.get, "/sync/status?syncs=*&provider_config_key=shop&connection_id=c1")
+            #expect(all.json["syncs"]?.arrayValue?.count == 3)
+            #expect(all.json["syncs"]?.arrayValue?.first { $0["variant"] == "eu" }?["status"] == "PAUSED")
+            #expect(try await api.send(.post, "/sync/start", body: ["provider_config_key": "shop", "connection_id": "c1", "syncs": ["items::eu"]]).status == .ok)
+            all = try await api.send(.get, "/sync/status?syncs=*&provider_config_key=shop&connection_id=c1")
+            #expect(all.json["syncs"]?.arrayValue?.first { $0["variant"] == "eu" }?["status"] == "SUCCESS")
+            // auto_start: false → new variants start paused.
+            _ = try await api.send(.post, "/sync/contacts/variant/v1", body: ["provider_config_key": "keyed", "connection_id": "k1"])
+            let keyed = try await api.send(.get, "/sync/status?syncs=contacts::v1&provider_config_key=keyed&connection_id=k1")
+            #expect(keyed.json["syncs"]?[0]?["status"] == "PAUSED")
+
+            #expect(try await api.send(.get, "/sync/status?provider_config_key=shop").errorCode == "invalid_query_params")
+            #expect(try await api.send(.get, "/sync/status?syncs=*&provider_config_key=shop&connection_id=zz").errorCode == "unknown_connection")
+            #expect(try await api.send(.post, "/sync/pause", body: ["provider_config_key": "shop", "connection_id": "c1"]).errorCode == "invalid_body")
+        }
+    }
+
+    @Test func pausingCancelsARunningRun() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            try await api.connect("c1")
+            _ = try await api.send(.post, "/sync/trigger", body: ["provider_config_key": "shop", "connection_id": "c1", "syncs": ["slow"]])
+            while f.gate.entries == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            #expect(try await api.send(.post, "/sync/pause", body: ["provider_config_key": "shop", "connection_id": "c1", "syncs": ["slow"]]).status == .ok)
+            let run = try await f.waitForRuns(variant("slow"))
+            #expect(run.status == .cancelled)
+        }
+    }
+
+    @Test func frequencyOverridesPerVariant() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            try await api.connect("c1")
+            _ = try await api.send(.post, "/sync/items/variant/eu", body: ["provider_config_key": "shop", "connection_id": "c1"])
+            func update(_ frequency: JSONValue, variant: String = "eu") async throws -> APIResponse {
+                try await api.send(
+                    .put, "/sync/update-connection-frequency",
+                    body: ["sync_name": "items", "sync_variant": .string(variant), "provider_config_key": "shop", "connection_id": "c1", "frequency": frequency])
+            }
+            #expect(try await update("every 5 minutes").json == ["frequency": "5m"])
+            #expect(try await f.store.variantState(variant("items", "eu"))?.frequencyOverride == "every 5 minutes")
+            #expect(try await f.store.variantState(variant("items"))?.frequencyOverride == nil, "only that variant")
+            let status = try await api.send(.get, "/sync/status?syncs=items::eu&provider_config_key=shop&connection_id=c1")
+            #expect(status.json["syncs"]?[0]?["frequency"] == "every 5 minutes")
+            #expect(try await update(.null).json == ["frequency": "1h"])
+            #expect(try await f.store.variantState(variant("items", "eu"))?.frequencyOverride == nil)
+            #expect(try await update("every 10 seconds").errorCode == "sync_interval_too_short")
+            #expect(try await update("sometimes").errorCode == "invalid_body")
+            #expect(try await update(5).errorCode == "invalid_body")
+            #expect(try await update("1h", variant: "nope").errorCode == "unknown_sync_variant")
+        }
+    }
+}
