@@ -125,13 +125,30 @@ final class ServerFixture: Sendable {
 
     /// Waits until no run of `ref` is active and it has at least `runs` runs.
     func waitForRuns(_ ref: VariantRef, count: Int = 1) async throws -> RunRecord {
-        for _ in 0..<1000 {
+        let store = self.store
+        let coordinator = api.coordinator
+        try await eventually("\(count) finished runs of \(ref)") {
             let runs = try await store.runs(of: ref, limit: 100)
-            if runs.count >= count, let latest = runs.first, latest.status.isFinished, !api.coordinator.isRunning(ref) { return latest }
-            try await Task.sleep(for: .milliseconds(5))
+            guard runs.count >= count, let latest = runs.first else { return false }
+            return latest.status.isFinished && !coordinator.isRunning(ref)
         }
-        throw CancellationError()
+        return try await store.runs(of: ref, limit: 1)[0]
     }
+}
+
+/// Waits until `condition` holds, for at most `seconds`; fails the test instead of hanging.
+func eventually(_ what: String, seconds: Double = 10, _ condition: @Sendable () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(5))
+    }
+    throw TimedOut(what: what)
+}
+
+struct TimedOut: Error, CustomStringConvertible {
+    let what: String
+    var description: String { "timed out waiting for \(what)" }
 }
 
 /// A JSON response.

@@ -109,7 +109,7 @@ struct SyncAPITests {
             try await api.connect("c1")
             let body: JSONValue = ["provider_config_key": "shop", "connection_id": "c1", "syncs": ["slow"]]
             #expect(try await api.send(.post, "/sync/trigger", body: body).status == .ok)
-            while f.gate.entries == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            try await eventually("the slow run to start") { f.gate.entries >= 1 }
             let again = try await api.send(.post, "/sync/trigger", body: body)
             #expect(again.status == .conflict)
             #expect(again.errorCode == "sync_running")
@@ -122,7 +122,7 @@ struct SyncAPITests {
             var reset = body
             if case .object(var object) = reset { object["opts"] = ["reset": true]; reset = .object(object) }
             #expect(try await api.send(.post, "/sync/trigger", body: reset).status == .ok)
-            while f.gate.entries < 2 { try await Task.sleep(for: .milliseconds(5)) }
+            try await eventually("the restarted run to start") { f.gate.entries >= 2 }
             #expect(try await f.store.variantState(variant("slow"))?.checkpoint == nil, "reset clears the checkpoint")
             f.gate.release()
             let finished = try await f.waitForRuns(variant("slow"), count: 2)
@@ -201,7 +201,7 @@ struct SyncAPITests {
         try await f.withRouter { api in
             try await api.connect("c1")
             _ = try await api.send(.post, "/sync/trigger", body: ["provider_config_key": "shop", "connection_id": "c1", "syncs": ["slow"]])
-            while f.gate.entries == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            try await eventually("the slow run to start") { f.gate.entries >= 1 }
             #expect(try await api.send(.post, "/sync/pause", body: ["provider_config_key": "shop", "connection_id": "c1", "syncs": ["slow"]]).status == .ok)
             let run = try await f.waitForRuns(variant("slow"))
             #expect(run.status == .cancelled)

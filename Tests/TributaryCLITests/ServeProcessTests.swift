@@ -1,0 +1,56 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Testing
+
+/// `tributary serve` as a real child process: it answers over loopback and stops cleanly on SIGTERM.
+@Suite("tributary serve (child process)")
+struct ServeProcessTests {
+    /// The `tributary` binary next to this test bundle (built by `swift test`).
+    static var binary: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("tributary")
+    }
+
+    static func get(_ url: String, key: String? = nil) async -> (Int, String)? {
+        var request = URLRequest(url: URL(string: url)!)
+        if let key { request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization") }
+        guard let (data, response) = try? await URLSession.shared.data(for: request), let http = response as? HTTPURLResponse else { return nil }
+        return (http.statusCode, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test func servesOverLoopbackAndShutsDownOnSIGTERM() async throws {
+        let binary = Self.binary
+        try #require(FileManager.default.isExecutableFile(atPath: binary.path), "build the tributary product first (swift build)")
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-serve-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let port = 20_000 + Int.random(in: 0..<20_000)
+        let process = Process()
+        process.executableURL = binary
+        process.currentDirectoryURL = directory
+        process.arguments = ["serve", "--port", "\(port)", "--database", directory.appendingPathComponent("t.sqlite").path, "--log-level", "error"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+
+        var health: (Int, String)? = nil
+        for _ in 0..<200 where health == nil {
+            try await Task.sleep(for: .milliseconds(50))
+            health = await Self.get("http://127.0.0.1:\(port)/health")
+        }
+        #expect(health?.0 == 200)
+        #expect(health?.1 == #"{"result":"ok"}"#)
+        let integrations = await Self.get("http://127.0.0.1:\(port)/integrations", key: "dev-secret-key-change-me")
+        #expect(integrations?.0 == 200)
+        #expect(integrations?.1.contains("demo-shop") == true)
+        #expect(await Self.get("http://127.0.0.1:\(port)/integrations")?.0 == 401)
+
+        process.terminate()  // SIGTERM
+        for _ in 0..<200 where process.isRunning { try await Task.sleep(for: .milliseconds(25)) }
+        #expect(!process.isRunning, "serve stops on SIGTERM")
+        #expect(process.terminationReason == .exit)
+        #expect(process.terminationStatus == 0)
+    }
+}
