@@ -29,7 +29,7 @@ extension SQLiteStore {
         }
     }
 
-    public func createVariant(_ variant: VariantRef, maximumPerSync: Int) async throws -> VariantState {
+    public func createVariant(_ variant: VariantRef, maximumPerSync: Int, paused: Bool) async throws -> VariantState {
         let now = clock()
         return try await pool.write { db in
             let connectionPK = try self.requireConnectionPK(db, variant.connection)
@@ -43,7 +43,12 @@ extension SQLiteStore {
             guard existing < maximumPerSync else {
                 throw TributaryError(.resourceCapped, "Maximum number of variants per sync (\(maximumPerSync)) reached.")
             }
-            return try self.insertVariant(db, connectionPK: connectionPK, variant, now: now).state
+            var (pk, state) = try self.insertVariant(db, connectionPK: connectionPK, variant, now: now)
+            if paused {
+                try db.execute(sql: "UPDATE sync_variants SET paused = 1 WHERE id = ?", arguments: [pk])
+                state.paused = true
+            }
+            return state
         }
     }
 

@@ -21,11 +21,11 @@ extension API {
         let state: VariantState
         do {
             state = try await store.createVariant(
-                VariantRef(connection: connection.ref, syncName: sync.name, variant: variant), maximumPerSync: config.server.maxVariantsPerSync)
+                VariantRef(connection: connection.ref, syncName: sync.name, variant: variant), maximumPerSync: config.server.maxVariantsPerSync,
+                paused: !sync.autoStart)
         } catch let error as TributaryError where error.code == .resourceCapped {
             throw APIError(.badRequest, error.code.rawValue, error.message)
         }
-        if !sync.autoStart { try await store.setPaused(true, for: state.ref) }
         return JSONResponse.make(["id": .string(state.id), "name": .string(sync.name), "variant": .string(variant)])
     }
 

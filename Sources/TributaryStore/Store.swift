@@ -50,7 +50,8 @@ public protocol Store: Sendable {
     ///
     /// Throws `unknown_connection`, `sync_variant_already_exists`, or `resource_capped` when the sync
     /// already has `maximumPerSync` variants on this connection (`base` included) — checked atomically.
-    func createVariant(_ variant: VariantRef, maximumPerSync: Int) async throws -> VariantState
+    /// The variant starts paused when `paused` (a sync with `auto_start: false`).
+    func createVariant(_ variant: VariantRef, maximumPerSync: Int, paused: Bool) async throws -> VariantState
     /// Pauses or resumes a variant's schedule.
     func setPaused(_ paused: Bool, for variant: VariantRef) async throws
     /// Overrides the variant's frequency (nil: back to the sync's configured frequency).
