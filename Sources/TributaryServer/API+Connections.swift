@@ -94,28 +94,28 @@ extension API {
         return JSONResponse.make(["connections": .array(items)])
     }
 
-    /// `GET /connections/{connectionId}?provider_config_key=`
-    func getConnection(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+    /// The connection a `/connections/{connectionId}?provider_config_key=` path names.
+    private func pathConnection(_ request: Request, _ context: APIRequestContext) async throws -> (IntegrationConfig, ConnectionRecord) {
         let environment = try context.requireEnvironment()
         let query = try QueryReader(request, allowed: ["provider_config_key"])
         let integration = try integration(try query.required("provider_config_key"), in: environment)
         let connectionId = try context.parameters.require("connectionId")
         let record = try await existingConnection(
             ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: connectionId))
+        return (integration, record)
+    }
+
+    /// `GET /connections/{connectionId}?provider_config_key=`
+    func getConnection(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        let (integration, record) = try await pathConnection(request, context)
         return JSONResponse.make(connectionJSON(record, integration: integration, full: true))
     }
 
     /// `DELETE /connections/{connectionId}?provider_config_key=`: stops its runs, removes it with all its variants and records.
     func deleteConnection(_ request: Request, _ context: APIRequestContext) async throws -> Response {
-        let environment = try context.requireEnvironment()
-        let query = try QueryReader(request, allowed: ["provider_config_key"])
-        let integration = try integration(try query.required("provider_config_key"), in: environment)
-        let connectionId = try context.parameters.require("connectionId")
-        let ref = try await existingConnection(
-            ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: connectionId)
-        ).ref
-        await coordinator.cancelAll(of: ref)
-        try await store.deleteConnection(ref)
+        let (_, record) = try await pathConnection(request, context)
+        await coordinator.cancelAll(of: record.ref)
+        try await store.deleteConnection(record.ref)
         return JSONResponse.success
     }
 

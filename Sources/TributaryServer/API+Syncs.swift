@@ -4,47 +4,41 @@ import TributaryCore
 import TributaryStore
 
 extension API {
-    /// `POST /sync/{name}/variant/{variant}` → `{id, name, variant}`
-    func createVariant(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+    /// What the variant endpoints address: `{name}` and `{variant}` from the path (never `base`),
+    /// `provider_config_key` and `connection_id` from the body, resolved to an existing connection.
+    private func variantTarget(_ request: Request, _ context: APIRequestContext, baseMessage: String) async throws
+        -> (integration: IntegrationConfig, ref: VariantRef)
+    {
         let environment = try context.requireEnvironment()
         let body = try await BodyReader.read(request, maxBytes: maxBody, allowed: ["provider_config_key", "connection_id"])
         let name = try context.parameters.requireName("name", what: "sync name")
         let variant = try context.parameters.requireName("variant", what: "variant name")
         _ = try QueryReader(request, allowed: [])
-        guard !Variant.isBase(variant) else {
-            throw APIError(.badRequest, "invalid_variant", "Variant name \"base\" is protected.")
-        }
+        guard !Variant.isBase(variant) else { throw APIError(.badRequest, "invalid_variant", baseMessage) }
         let integration = try integration(try body.string("provider_config_key"), in: environment)
         let connection = try await existingConnection(
             ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: try body.string("connection_id")))
-        let sync = try sync(name, of: integration)
+        return (integration, VariantRef(connection: connection.ref, syncName: name, variant: variant))
+    }
+
+    /// `POST /sync/{name}/variant/{variant}` → `{id, name, variant}`
+    func createVariant(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        let (integration, ref) = try await variantTarget(request, context, baseMessage: "Variant name \"base\" is protected.")
+        let sync = try sync(ref.syncName, of: integration)
         let state: VariantState
         do {
-            state = try await store.createVariant(
-                VariantRef(connection: connection.ref, syncName: sync.name, variant: variant), maximumPerSync: config.server.maxVariantsPerSync,
-                paused: !sync.autoStart)
+            state = try await store.createVariant(ref, maximumPerSync: config.server.maxVariantsPerSync, paused: !sync.autoStart)
         } catch let error as TributaryError where error.code == .resourceCapped {
             throw APIError(.badRequest, error.code.rawValue, error.message)
         }
-        return JSONResponse.make(["id": .string(state.id), "name": .string(sync.name), "variant": .string(variant)])
+        return JSONResponse.make(["id": .string(state.id), "name": .string(sync.name), "variant": .string(ref.variant)])
     }
 
     /// `DELETE /sync/{name}/variant/{variant}`: stops its run, removes its schedule, checkpoint and records.
     func deleteVariant(_ request: Request, _ context: APIRequestContext) async throws -> Response {
-        let environment = try context.requireEnvironment()
-        let body = try await BodyReader.read(request, maxBytes: maxBody, allowed: ["provider_config_key", "connection_id"])
-        let name = try context.parameters.requireName("name", what: "sync name")
-        let variant = try context.parameters.requireName("variant", what: "variant name")
-        _ = try QueryReader(request, allowed: [])
-        guard !Variant.isBase(variant) else {
-            throw APIError(.badRequest, "invalid_variant", "Cannot delete protected variant \"\(variant)\".")
-        }
-        let integration = try integration(try body.string("provider_config_key"), in: environment)
-        let connection = try await existingConnection(
-            ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: try body.string("connection_id")))
-        let ref = VariantRef(connection: connection.ref, syncName: name, variant: variant)
+        let (_, ref) = try await variantTarget(request, context, baseMessage: "Cannot delete protected variant \"base\".")
         guard try await store.variantState(ref) != nil else {
-            throw APIError(.notFound, "not_found", "Sync '\(name)' has no variant '\(variant)' on connection '\(connection.ref.connectionId)'.")
+            throw APIError(.notFound, "not_found", "Sync '\(ref.syncName)' has no variant '\(ref.variant)' on connection '\(ref.connection.connectionId)'.")
         }
         await coordinator.cancel(ref)
         try await store.deleteVariant(ref)
