@@ -48,6 +48,7 @@ let package = Package(
             dependencies: [
                 "TributaryCore", "TributaryStore",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
@@ -106,7 +107,10 @@ let package = Package(
         ),
         .testTarget(
             name: "TributaryEngineTests",
-            dependencies: ["TributaryCore", "TributaryStore", "TributarySQLite", "TributaryEngine", "TributaryDemo"],
+            dependencies: [
+                "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryEngine", "TributaryDemo",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

@@ -55,9 +55,14 @@ struct ServeCommand: AsyncParsableCommand {
         let store = try SQLiteStore(path: options.database ?? config.database.path)
         try await store.migrate()
         let executor = SyncExecutor(store: store, functions: context.functions, logger: logger)
-        let coordinator = RunCoordinator(executor: executor, logger: logger)
+        let coordinator = RunCoordinator(
+            executor: executor,
+            limits: RunCoordinator.Limits(
+                maxConcurrentRuns: config.scheduler.maxConcurrentRuns, maxRunsPerConnection: config.scheduler.maxRunsPerConnection),
+            logger: logger)
+        let scheduler = Scheduler(config: config, store: store, coordinator: coordinator, logger: logger)
         let api = API(config: config, store: store, coordinator: coordinator, cipher: cipher)
-        let app = buildApplication(api: api, logger: logger)
+        let app = buildApplication(api: api, services: [scheduler], logger: logger)
         output.line("Tributary API on http://\(config.server.host):\(config.server.port) — database \(store.path), environments: \(config.environments.map(\.name).joined(separator: ", "))")
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -108,6 +108,14 @@ enum SQLiteSchema {
                     CREATE INDEX connections_by_environment ON connections(environment, provider_config_key, connection_id);
                     """)
         }
+        migrator.registerMigration("v3-schedules") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE sync_variants ADD COLUMN next_run_at INTEGER;
+                    UPDATE sync_variants SET next_run_at = created_at;
+                    CREATE INDEX sync_variants_due ON sync_variants(next_run_at) WHERE paused = 0;
+                    """)
+        }
         return migrator
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import GRDB
 import TributaryCore
 import TributaryStore
@@ -63,6 +64,31 @@ extension SQLiteStore {
         try await pool.write { db in
             let (pk, _) = try self.requireVariant(db, variant)
             try db.execute(sql: "UPDATE sync_variants SET frequency = ? WHERE id = ?", arguments: [frequency, pk])
+        }
+    }
+
+    public func setNextRun(_ time: Timestamp, for variant: VariantRef) async throws {
+        try await pool.write { db in
+            guard let (pk, _) = try self.lookupVariant(db, variant) else { return }
+            try db.execute(sql: "UPDATE sync_variants SET next_run_at = ? WHERE id = ?", arguments: [time.microseconds, pk])
+        }
+    }
+
+    public func dueVariants(at now: Timestamp, limit: Int) async throws -> [VariantState] {
+        try await pool.read { db in
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT c.environment, c.provider_config_key, c.connection_id, \(Self.variantColumns.split(separator: ",").map { "v." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", "))
+                    FROM sync_variants v JOIN connections c ON c.id = v.connection_pk
+                    WHERE v.paused = 0 AND v.next_run_at IS NOT NULL AND v.next_run_at <= ?
+                    ORDER BY v.next_run_at LIMIT ?
+                    """,
+                arguments: [now.microseconds, limit])
+            return try rows.map { row in
+                let connection = ConnectionRef(environment: row["environment"], providerConfigKey: row["provider_config_key"], connectionId: row["connection_id"])
+                return try self.variantState(VariantRef(connection: connection, syncName: row["sync_name"], variant: row["variant"]), row)
+            }
         }
     }
 

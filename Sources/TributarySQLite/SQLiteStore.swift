@@ -80,9 +80,11 @@ public final class SQLiteStore: Store {
     func insertVariant(_ db: Database, connectionPK: Int64, _ ref: VariantRef, now: Timestamp) throws -> (pk: Int64, state: VariantState) {
         let publicId = UUID().uuidString.lowercased()
         try db.execute(
-            sql: "INSERT INTO sync_variants(connection_pk, sync_name, variant, created_at, public_id) VALUES (?, ?, ?, ?, ?)",
-            arguments: [connectionPK, ref.syncName, ref.variant, now.microseconds, publicId])
-        return (db.lastInsertedRowID, VariantState(id: publicId, ref: ref, createdAt: now))
+            sql: "INSERT INTO sync_variants(connection_pk, sync_name, variant, created_at, public_id, next_run_at) VALUES (?, ?, ?, ?, ?, ?)",
+            arguments: [connectionPK, ref.syncName, ref.variant, now.microseconds, publicId, now.microseconds])
+        var state = VariantState(id: publicId, ref: ref, createdAt: now)
+        state.nextRunAt = now
+        return (db.lastInsertedRowID, state)
     }
 
     func variantRow(_ db: Database, connectionPK: Int64, _ ref: VariantRef) throws -> (pk: Int64, state: VariantState)? {
@@ -97,11 +99,12 @@ public final class SQLiteStore: Store {
         return (row["id"], try variantState(ref, row))
     }
 
-    static let variantColumns = "id, public_id, paused, frequency, sync_name, variant, last_sync_date, checkpoint, deletion_generation, created_at"
+    static let variantColumns =
+        "id, public_id, paused, frequency, next_run_at, sync_name, variant, last_sync_date, checkpoint, deletion_generation, created_at"
 
     func variantState(_ ref: VariantRef, _ row: Row) throws -> VariantState {
         let checkpointJSON: String? = row["checkpoint"]
-        return VariantState(
+        var state = VariantState(
             id: row["public_id"] ?? "",
             ref: ref,
             paused: row["paused"] as Bool? ?? false,
@@ -110,6 +113,8 @@ public final class SQLiteStore: Store {
             checkpoint: try checkpointJSON.map { try Checkpoint(json: $0) },
             deletionGeneration: row["deletion_generation"],
             createdAt: Timestamp(microseconds: row["created_at"]))
+        state.nextRunAt = (row["next_run_at"] as Int64?).map(Timestamp.init(microseconds:))
+        return state
     }
 
     func lookupVariant(_ db: Database, _ ref: VariantRef) throws -> (pk: Int64, state: VariantState)? {

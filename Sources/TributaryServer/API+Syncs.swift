@@ -164,8 +164,7 @@ extension API {
             "status": .string(status),
             "type": .string(latest?.kind == .incremental ? "INCREMENTAL" : "INITIAL"),
             "finishedAt": latest.flatMap { $0.status == .running ? nil : $0.finishedAt }.map { .string($0.iso8601) } ?? .null,
-            // The scheduler sets this; runs start on trigger until it lands.
-            "nextScheduledSyncAt": .null,
+            "nextScheduledSyncAt": state.paused ? .null : state.nextRunAt.map { .string($0.iso8601) } ?? .null,
             "frequency": .string(state.frequencyOverride ?? sync.frequency.text),
             "latestResult": latestResult,
             "latestExecutionStatus": latest == nil ? .null : .string(execution),
@@ -202,6 +201,11 @@ extension API {
             throw APIError(.notFound, "unknown_sync_variant", "Sync '\(sync.name)' has no variant '\(variant)' on connection '\(connection.ref.connectionId)'.")
         }
         try await store.setFrequency(frequency?.text, for: ref)
-        return JSONResponse.make(["frequency": .string((frequency ?? sync.frequency).compact)])
+        let effective = frequency ?? sync.frequency
+        // The next run moves to the new grid's first slot from now (a running variant re-plans when its run ends).
+        if let state = try await store.variantState(ref), !coordinator.isRunning(ref) {
+            try await store.setNextRun(Schedule.slot(atOrAfter: Timestamp.now(), origin: state.createdAt, intervalSeconds: effective.seconds), for: ref)
+        }
+        return JSONResponse.make(["frequency": .string(effective.compact)])
     }
 }

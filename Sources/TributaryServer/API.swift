@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import TributaryCore
+import TributaryEngine
 import TributaryStore
 
 /// What the API handlers work with.

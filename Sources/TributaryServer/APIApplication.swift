@@ -6,10 +6,11 @@ import TributaryEngine
 import TributaryStore
 
 /// Builds the HTTP application: the router with every ``APIRoute`` (authenticated ones behind
-/// ``AuthMiddleware``), error rendering, and the ``RunCoordinator`` as a service of the app.
+/// ``AuthMiddleware``), error rendering, and the API's `RunCoordinator` plus `services` (e.g. the
+/// `Scheduler`) as services of the app.
 ///
 /// Tests build the same application with test configuration (`app.test(.router)` / `.live`).
-public func buildApplication(api: API, logger: Logger, port: Int? = nil) -> some ApplicationProtocol {
+public func buildApplication(api: API, services: [any Service] = [], logger: Logger, port: Int? = nil) -> some ApplicationProtocol {
     let router = Router(context: APIRequestContext.self)
     router.add(middleware: ErrorMiddleware())
     let open = router.group()
@@ -26,6 +27,6 @@ public func buildApplication(api: API, logger: Logger, port: Int? = nil) -> some
     return Application(
         router: router,
         configuration: ApplicationConfiguration(address: .hostname(api.config.server.host, port: port ?? api.config.server.port), serverName: "Tributary"),
-        services: [api.coordinator],
+        services: [api.coordinator] + services,
         logger: logger)
 }

@@ -56,6 +56,10 @@ public protocol Store: Sendable {
     func setPaused(_ paused: Bool, for variant: VariantRef) async throws
     /// Overrides the variant's frequency (nil: back to the sync's configured frequency).
     func setFrequency(_ frequency: String?, for variant: VariantRef) async throws
+    /// Sets when the variant's schedule next starts a run.
+    func setNextRun(_ time: Timestamp, for variant: VariantRef) async throws
+    /// Started (not paused) variants whose next run is due at `now`, earliest first.
+    func dueVariants(at now: Timestamp, limit: Int) async throws -> [VariantState]
     /// The variant's state, or nil when it does not exist.
     func variantState(_ variant: VariantRef) async throws -> VariantState?
     /// All variants of a connection, ordered by sync name then variant (`base` first).

@@ -9,6 +9,8 @@ public struct VariantState: Sendable, Hashable {
     public var paused: Bool
     /// Per-connection-and-variant frequency override (nil: the sync's configured frequency).
     public var frequencyOverride: String?
+    /// When the schedule next starts a run (a new variant: at once).
+    public var nextRunAt: Timestamp?
     /// Start time of the last successful run.
     public var lastSyncDate: Timestamp?
     public var checkpoint: Checkpoint?
@@ -25,6 +27,7 @@ public struct VariantState: Sendable, Hashable {
         self.ref = ref
         self.paused = paused
         self.frequencyOverride = frequencyOverride
+        self.nextRunAt = nil
         self.lastSyncDate = lastSyncDate
         self.checkpoint = checkpoint
         self.deletionGeneration = deletionGeneration

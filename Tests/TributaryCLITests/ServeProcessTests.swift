@@ -12,8 +12,10 @@ struct ServeProcessTests {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("tributary")
     }
 
-    static func get(_ url: String, key: String? = nil) async -> (Int, String)? {
+    static func get(_ url: String, key: String? = nil, method: String = "GET", body: String? = nil) async -> (Int, String)? {
         var request = URLRequest(url: URL(string: url)!)
+        request.httpMethod = method
+        request.httpBody = body.map { Data($0.utf8) }
         if let key { request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization") }
         guard let (data, response) = try? await URLSession.shared.data(for: request), let http = response as? HTTPURLResponse else { return nil }
         return (http.statusCode, String(decoding: data, as: UTF8.self))
@@ -46,6 +48,20 @@ struct ServeProcessTests {
         #expect(integrations?.0 == 200)
         #expect(integrations?.1.contains("demo-shop") == true)
         #expect(await Self.get("http://127.0.0.1:\(port)/integrations")?.0 == 401)
+
+        // A new connection's base variants are scheduled at once: records arrive with no trigger.
+        let created = await Self.get(
+            "http://127.0.0.1:\(port)/connections", key: "dev-secret-key-change-me", method: "POST",
+            body: #"{"provider_config_key":"demo-shop","connection_id":"acme","credentials":{"type":"NONE"}}"#)
+        #expect(created?.0 == 201)
+        var synced = false
+        for _ in 0..<200 where !synced {
+            try await Task.sleep(for: .milliseconds(50))
+            let status = await Self.get(
+                "http://127.0.0.1:\(port)/sync/status?syncs=orders&provider_config_key=demo-shop&connection_id=acme", key: "dev-secret-key-change-me")
+            synced = status?.1.contains(#""recordCount":{"Order":120}"#) == true
+        }
+        #expect(synced, "the scheduler ran the base variant on its own")
 
         process.terminate()  // SIGTERM
         for _ in 0..<200 where process.isRunning { try await Task.sleep(for: .milliseconds(25)) }

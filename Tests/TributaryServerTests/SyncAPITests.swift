@@ -232,3 +232,31 @@ struct SyncAPITests {
         }
     }
 }
+
+@Suite("API: schedules")
+struct ScheduleAPITests {
+    @Test func statusShowsTheNextRunAndFrequencyChangesReplanIt() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            try await api.connect("c1")
+            let path = "/sync/status?syncs=items&provider_config_key=shop&connection_id=c1"
+            let created = try await api.send(.get, path)
+            let firstNext = try #require(created.json["syncs"]?[0]?["nextScheduledSyncAt"]?.stringValue)
+            let state = try #require(try await f.store.variantState(variant("items")))
+            #expect(Timestamp(iso8601: firstNext) == state.createdAt, "a new variant is due at once")
+
+            _ = try await api.send(
+                .put, "/sync/update-connection-frequency",
+                body: ["sync_name": "items", "provider_config_key": "shop", "connection_id": "c1", "frequency": "every day"])
+            let replanned = try await api.send(.get, path)
+            let next = try #require(replanned.json["syncs"]?[0]?["nextScheduledSyncAt"]?.stringValue.flatMap(Timestamp.init(iso8601:)))
+            #expect((next.microseconds - state.createdAt.microseconds) % 86_400_000_000 == 0, "on the daily grid of the variant")
+            #expect(next > Timestamp(microseconds: Timestamp.now().microseconds - 1_000_000))
+
+            _ = try await api.send(.post, "/sync/pause", body: ["provider_config_key": "shop", "connection_id": "c1", "syncs": ["items"]])
+            let paused = try await api.send(.get, path)
+            #expect(paused.json["syncs"]?[0]?["nextScheduledSyncAt"] == .null)
+            #expect(paused.json["syncs"]?[0]?["status"] == "PAUSED")
+        }
+    }
+}

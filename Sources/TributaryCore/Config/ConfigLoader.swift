@@ -10,6 +10,10 @@ import Yams
 ///   port: 3003
 ///   max_variants_per_sync: 100        # base included
 ///   max_body_bytes: 1048576
+/// scheduler:
+///   max_concurrent_runs: 16
+///   max_runs_per_connection: 4
+///   tick_seconds: 1
 /// environments:
 ///   dev:
 ///     secret_key: ${TRIBUTARY_DEV_SECRET_KEY}   # or secret_keys: [..] for rotation
@@ -230,11 +234,12 @@ public enum ConfigLoader {
         // MARK: the schema
 
         mutating func parseRoot(_ root: Node) -> TributaryConfig? {
-            guard let entries = mapping(root, "the configuration file", allowed: ["database", "server", "environments", "integrations"]) else {
+            guard let entries = mapping(root, "the configuration file", allowed: ["database", "server", "scheduler", "environments", "integrations"]) else {
                 return nil
             }
             var database = DatabaseConfig()
             var server = ServerConfig()
+            var scheduler = SchedulerConfig()
             var environments: [EnvironmentConfig] = []
             var integrations: [IntegrationConfig] = []
             var sawEnvironments = false
@@ -244,6 +249,8 @@ public enum ConfigLoader {
                     if let db = parseDatabase(entry.value) { database = db }
                 case "server":
                     if let parsed = parseServer(entry.value) { server = parsed }
+                case "scheduler":
+                    if let parsed = parseScheduler(entry.value) { scheduler = parsed }
                 case "environments":
                     sawEnvironments = true
                     environments = parseEnvironments(entry.value)
@@ -277,7 +284,8 @@ public enum ConfigLoader {
                     keyOwner[key.value] = environment.name
                 }
             }
-            return TributaryConfig(database: database, server: server, environments: environments, integrations: integrations)
+            return TributaryConfig(
+                database: database, server: server, scheduler: scheduler, environments: environments, integrations: integrations)
         }
 
         mutating func parseDatabase(_ node: Node) -> DatabaseConfig? {
@@ -311,6 +319,30 @@ public enum ConfigLoader {
                     if let max = integer(entry.value, "server.max_variants_per_sync", in: 1...100_000) { config.maxVariantsPerSync = max }
                 case "max_body_bytes":
                     if let max = integer(entry.value, "server.max_body_bytes", in: 1024...1_073_741_824) { config.maxBodyBytes = max }
+                default: break
+                }
+            }
+            return config
+        }
+
+        mutating func parseScheduler(_ node: Node) -> SchedulerConfig? {
+            let allowed = ["max_concurrent_runs", "max_runs_per_connection", "tick_seconds"]
+            guard let entries = mapping(node, "'scheduler'", allowed: allowed) else { return nil }
+            var config = SchedulerConfig()
+            for entry in entries {
+                switch entry.key {
+                case "max_concurrent_runs":
+                    if let value = integer(entry.value, "scheduler.max_concurrent_runs", in: 1...10_000) { config.maxConcurrentRuns = value }
+                case "max_runs_per_connection":
+                    if let value = integer(entry.value, "scheduler.max_runs_per_connection", in: 1...10_000) { config.maxRunsPerConnection = value }
+                case "tick_seconds":
+                    if let text = string(entry.value, "scheduler.tick_seconds") {
+                        if let value = Double(text), value >= 0.05, value <= 60 {
+                            config.tickSeconds = value
+                        } else {
+                            issue(entry.value, "scheduler.tick_seconds must be a number of seconds from 0.05 to 60, not '\(text)'")
+                        }
+                    }
                 default: break
                 }
             }

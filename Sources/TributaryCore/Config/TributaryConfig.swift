@@ -4,17 +4,20 @@ public struct TributaryConfig: Sendable {
     public var database: DatabaseConfig
     /// The HTTP server.
     public var server: ServerConfig
+    /// Scheduling and run concurrency.
+    public var scheduler: SchedulerConfig
     /// Environments in file order.
     public var environments: [EnvironmentConfig]
     /// Integrations in file order.
     public var integrations: [IntegrationConfig]
 
     public init(
-        database: DatabaseConfig = DatabaseConfig(), server: ServerConfig = ServerConfig(), environments: [EnvironmentConfig],
-        integrations: [IntegrationConfig]
+        database: DatabaseConfig = DatabaseConfig(), server: ServerConfig = ServerConfig(), scheduler: SchedulerConfig = SchedulerConfig(),
+        environments: [EnvironmentConfig], integrations: [IntegrationConfig]
     ) {
         self.database = database
         self.server = server
+        self.scheduler = scheduler
         self.environments = environments
         self.integrations = integrations
     }
@@ -58,6 +61,22 @@ public struct ServerConfig: Sendable, Hashable {
         self.port = port
         self.maxVariantsPerSync = maxVariantsPerSync
         self.maxBodyBytes = maxBodyBytes
+    }
+}
+
+/// Scheduling and run concurrency.
+public struct SchedulerConfig: Sendable, Hashable {
+    /// Runs active at once in this process.
+    public var maxConcurrentRuns: Int
+    /// Runs active at once for one connection (its variants queue fairly behind each other).
+    public var maxRunsPerConnection: Int
+    /// How often the scheduler looks for due variants, in seconds.
+    public var tickSeconds: Double
+
+    public init(maxConcurrentRuns: Int = 16, maxRunsPerConnection: Int = 4, tickSeconds: Double = 1) {
+        self.maxConcurrentRuns = maxConcurrentRuns
+        self.maxRunsPerConnection = maxRunsPerConnection
+        self.tickSeconds = tickSeconds
     }
 }
 

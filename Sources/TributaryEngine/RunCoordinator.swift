@@ -1,0 +1,213 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+import TributaryCore
+import TributaryStore
+
+/// Runs variants — triggered through the API or due on their schedule — under concurrency limits:
+/// at most one run per variant, at most `maxConcurrentRuns` in all and `maxRunsPerConnection` per
+/// connection. Waiting runs start fairly: the next one comes from the connection with the fewest
+/// active runs (oldest first among equals), so one connection with a hundred variants cannot starve
+/// another, and a slow variant only ever holds its own slot.
+///
+/// When a run ends, the variant's next scheduled run is set to the first slot of its grid after the
+/// end (``Schedule``). It is a `Service`: its `run()` owns every run in a task group; on graceful
+/// shutdown it stops accepting runs, drops waiting ones and cancels running ones (a cancelled run
+/// changes nothing but its own status).
+public final class RunCoordinator: Service, Sendable {
+    /// Concurrency limits.
+    public struct Limits: Sendable {
+        public var maxConcurrentRuns: Int
+        public var maxRunsPerConnection: Int
+
+        public init(maxConcurrentRuns: Int = 16, maxRunsPerConnection: Int = 4) {
+            self.maxConcurrentRuns = max(1, maxConcurrentRuns)
+            self.maxRunsPerConnection = max(1, maxRunsPerConnection)
+        }
+    }
+
+    struct Job: Sendable {
+        var ref: VariantRef
+        var sync: SyncConfig
+    }
+
+    private struct Entry {
+        var task: Task<Void, Never>?
+        var started = false
+        var cancelRequested = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private struct State {
+        var entries: [VariantRef: Entry] = [:]
+        var pending: [Job] = []
+        var running = 0
+        var runningPerConnection: [ConnectionRef: Int] = [:]
+        var accepting = true
+    }
+
+    private let executor: SyncExecutor
+    private let limits: Limits
+    private let clock: @Sendable () -> Timestamp
+    private let logger: Logger
+    private let wakeups: AsyncStream<Void>
+    private let wake: AsyncStream<Void>.Continuation
+    private let state = Mutex(State())
+
+    public init(executor: SyncExecutor, limits: Limits = Limits(), clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() }, logger: Logger) {
+        self.executor = executor
+        self.limits = limits
+        self.clock = clock
+        self.logger = logger
+        (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                for await _ in wakeups {
+                    for job in takeStartable() {
+                        group.addTask { await self.execute(job) }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            let dropped = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
+                state.accepting = false
+                var waiters: [CheckedContinuation<Void, Never>] = []
+                for job in state.pending { waiters += state.entries.removeValue(forKey: job.ref)?.waiters ?? [] }
+                state.pending.removeAll()
+                for key in state.entries.keys {
+                    state.entries[key]?.cancelRequested = true
+                    state.entries[key]?.task?.cancel()
+                }
+                return waiters
+            }
+            for waiter in dropped { waiter.resume() }
+            self.wake.finish()
+        }
+    }
+
+    /// Queues a run of `ref`; it starts as soon as the limits allow.
+    ///
+    /// - Throws: `sync_running` while that variant has a queued or running run, or when shutting down.
+    public func trigger(_ ref: VariantRef, sync: SyncConfig) throws {
+        try state.withLock { state in
+            guard state.accepting else { throw TributaryError(.syncRunning, "The server is shutting down and starts no new runs.") }
+            guard state.entries[ref] == nil else {
+                throw TributaryError(
+                    .syncRunning,
+                    "Sync '\(ref.syncName)' variant '\(ref.variant)' of connection '\(ref.connection.connectionId)' is already running; wait for it to finish, or trigger with opts.reset to restart it.")
+            }
+            state.entries[ref] = Entry()
+            state.pending.append(Job(ref: ref, sync: sync))
+        }
+        wake.yield()
+    }
+
+    /// Whether `ref` has a run in this process (queued or running).
+    public func isRunning(_ ref: VariantRef) -> Bool {
+        state.withLock { $0.entries[ref] != nil }
+    }
+
+    /// Runs active now, in all and per connection (for tests and metrics).
+    public var activeRuns: (total: Int, perConnection: [ConnectionRef: Int]) {
+        state.withLock { ($0.running, $0.runningPerConnection) }
+    }
+
+    /// Cancels `ref`'s run (or drops it if still queued) and waits until it has finished.
+    public func cancel(_ ref: VariantRef) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { state -> Bool in
+                guard let entry = state.entries[ref] else { return true }
+                if !entry.started {
+                    state.pending.removeAll { $0.ref == ref }
+                    let waiters = state.entries.removeValue(forKey: ref)?.waiters ?? []
+                    for waiter in waiters { waiter.resume() }
+                    return true
+                }
+                state.entries[ref]?.cancelRequested = true
+                state.entries[ref]?.task?.cancel()
+                state.entries[ref]?.waiters.append(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
+    /// Cancels every run of a connection and waits for them.
+    public func cancelAll(of connection: ConnectionRef) async {
+        let refs = state.withLock { Array($0.entries.keys.filter { $0.connection == connection }) }
+        for ref in refs { await cancel(ref) }
+    }
+
+    /// Removes from the queue the jobs the limits allow to start now, fairest first.
+    private func takeStartable() -> [Job] {
+        state.withLock { state in
+            var started: [Job] = []
+            while state.running < limits.maxConcurrentRuns {
+                var best: Int? = nil
+                for (index, job) in state.pending.enumerated() {
+                    let load = state.runningPerConnection[job.ref.connection, default: 0]
+                    guard load < limits.maxRunsPerConnection else { continue }
+                    if let current = best, state.runningPerConnection[state.pending[current].ref.connection, default: 0] <= load { continue }
+                    best = index
+                }
+                guard let index = best else { break }
+                let job = state.pending.remove(at: index)
+                state.running += 1
+                state.runningPerConnection[job.ref.connection, default: 0] += 1
+                state.entries[job.ref]?.started = true
+                started.append(job)
+            }
+            return started
+        }
+    }
+
+    private func execute(_ job: Job) async {
+        let executor = self.executor
+        let logger = self.logger
+        // Owned here: awaited below, and cancelled with this child task or by `cancel(_:)`.
+        let task = Task {
+            do {
+                _ = try await executor.run(job.ref, sync: job.sync)
+            } catch {
+                logger.warning("run could not start", metadata: ["variant": "\(job.ref)", "error": "\(error)"])
+            }
+        }
+        let cancelNow = state.withLock { state -> Bool in
+            state.entries[job.ref]?.task = task
+            return state.entries[job.ref]?.cancelRequested ?? false
+        }
+        if cancelNow { task.cancel() }
+        await withTaskCancellationHandler {
+            await task.value
+        } onCancel: {
+            task.cancel()
+        }
+        await scheduleNextRun(job)
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.running -= 1
+            state.runningPerConnection[job.ref.connection, default: 1] -= 1
+            if state.runningPerConnection[job.ref.connection] == 0 { state.runningPerConnection.removeValue(forKey: job.ref.connection) }
+            return state.entries.removeValue(forKey: job.ref)?.waiters ?? []
+        }
+        for waiter in waiters { waiter.resume() }
+        wake.yield()
+    }
+
+    /// The first grid slot after now becomes the variant's next run (slots missed while running are skipped).
+    private func scheduleNextRun(_ job: Job) async {
+        do {
+            // Not part of a cancelled run's work: record it even when this task was cancelled.
+            try await Task { [executor, clock] in
+                guard let state = try await executor.store.variantState(job.ref) else { return }
+                let interval = state.frequencyOverride.flatMap { try? Frequency($0) }?.seconds ?? job.sync.frequency.seconds
+                let next = Schedule.nextSlot(after: clock(), origin: state.createdAt, intervalSeconds: interval)
+                try await executor.store.setNextRun(next, for: job.ref)
+            }.value
+        } catch {
+            logger.error("could not schedule the next run", metadata: ["variant": "\(job.ref)", "error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,245 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Testing
+import TributaryCore
+import TributaryEngine
+import TributarySQLite
+import TributaryStore
+
+/// A clock tests move by hand.
+final class TestClock: Sendable {
+    // Starts at the real time: the store stamps variants with the real clock when it creates them.
+    private let now = Mutex(Timestamp(microseconds: Timestamp.now().microseconds + 1_000_000))
+    var current: Timestamp { now.withLock { $0 } }
+    func advance(seconds: Int64) { now.withLock { $0 = Timestamp(microseconds: $0.microseconds + seconds * 1_000_000) } }
+    var function: @Sendable () -> Timestamp { { self.current } }
+}
+
+/// Counts runs that are inside a sync function right now, and the most seen at once.
+final class Occupancy: Sendable {
+    private struct State {
+        var active: [String: Int] = [:]
+        var peak: [String: Int] = [:]
+        var total = 0
+        var peakTotal = 0
+        var started: [String] = []
+        var finished: [String] = []
+    }
+    private let state = Mutex(State())
+
+    func enter(_ connection: String, _ name: String) {
+        state.withLock { s in
+            s.active[connection, default: 0] += 1
+            s.peak[connection] = max(s.peak[connection] ?? 0, s.active[connection]!)
+            s.total += 1
+            s.peakTotal = max(s.peakTotal, s.total)
+            s.started.append(name)
+        }
+    }
+    func leave(_ connection: String, _ name: String) {
+        state.withLock { s in
+            s.active[connection, default: 1] -= 1
+            s.total -= 1
+            s.finished.append(name)
+        }
+    }
+    var started: [String] { state.withLock { $0.started } }
+    var finished: [String] { state.withLock { $0.finished } }
+    var peakTotal: Int { state.withLock { $0.peakTotal } }
+    func peak(_ connection: String) -> Int { state.withLock { $0.peak[connection] ?? 0 } }
+}
+
+/// A store, an executor over gated functions, a coordinator running as a service, and a scheduler.
+final class SchedulingFixture: Sendable {
+    let engine: EngineFixture
+    let clock = TestClock()
+    let gate = Gate()
+    let occupancy = Occupancy()
+    let coordinator: RunCoordinator
+    let scheduler: Scheduler
+    let config: TributaryConfig
+    let group: ServiceGroup
+
+    init(limits: RunCoordinator.Limits = RunCoordinator.Limits(), openGates: Set<String> = []) async throws {
+        let gate = gate
+        let occupancy = occupancy
+        // "gated" waits for the gate unless its variant is listed in `openGates`; "fast" saves one record.
+        let gated = ClosureSyncFunction(name: "gated") { nango in
+            let name = "\(nango.connectionId)/\(nango.variant)"
+            occupancy.enter(nango.connectionId, name)
+            defer { occupancy.leave(nango.connectionId, name) }
+            while !gate.isOpen && !openGates.contains(nango.variant) {
+                try await Task.sleep(for: .milliseconds(2))
+                try nango.checkCancellation()
+            }
+            try await nango.batchSave([["id": .string(name)]], model: "Item")
+        }
+        engine = try await EngineFixture([gated])
+        config = try ConfigLoader.parse(
+            yaml: """
+                environments:
+                  dev: { secret_key: dev-key-0000000000000001 }
+                integrations:
+                  shop:
+                    syncs:
+                      items: { function: gated, models: [Item], frequency: every 5 minutes }
+                """,
+            file: "test.yaml", environment: [:])
+        var logger = Logger(label: "scheduling")
+        logger.logLevel = .critical
+        coordinator = RunCoordinator(executor: engine.executor, limits: limits, clock: clock.function, logger: logger)
+        scheduler = Scheduler(config: config, store: engine.store, coordinator: coordinator, clock: clock.function, logger: logger)
+        group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [coordinator], logger: logger))
+    }
+
+    var sync: SyncConfig { config.integrations[0].syncs[0] }
+
+    func ref(_ connection: String, _ variant: String = "base") -> VariantRef {
+        VariantRef(connection: ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: connection), syncName: "items", variant: variant)
+    }
+
+    /// Runs `body` while the coordinator service runs.
+    func running(_ body: @escaping @Sendable () async throws -> Void) async throws {
+        let group = self.group
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            defer { gate.release() }
+            do {
+                try await body()
+            } catch {
+                await group.triggerGracefulShutdown()
+                throw error
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+    }
+
+    func idle(_ refs: [VariantRef]) async throws {
+        try await eventually("runs to finish") { refs.allSatisfy { !self.coordinator.isRunning($0) } }
+    }
+}
+
+func eventually(_ what: String, seconds: Double = 10, _ condition: @Sendable () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(2))
+    }
+    Issue.record("timed out waiting for \(what)")
+    throw CancellationError()
+}
+
+final class Gate: Sendable {
+    private let open = Mutex(false)
+    func release() { open.withLock { $0 = true } }
+    var isOpen: Bool { open.withLock { $0 } }
+}
+
+@Suite("Scheduling and concurrency")
+struct SchedulingTests {
+    @Test func dueVariantsRunOnTheirOwnGridPausedOnesDoNot() async throws {
+        let f = try await SchedulingFixture(openGates: ["base", "weekly"])
+        let base = f.ref("c1")
+        let paused = f.ref("c1", "paused")
+        let weekly = f.ref("c1", "weekly")
+        for ref in [base, paused, weekly] { try await f.engine.store.ensureVariant(ref) }
+        try await f.engine.store.setPaused(true, for: paused)
+        try await f.engine.store.setFrequency("every week", for: weekly)
+        try await f.running {
+            // New variants are due at once (their next run is their creation time).
+            let first = try await f.scheduler.tick()
+            #expect(Set(first) == [base, weekly])
+            try await f.idle([base, weekly])
+            let baseState = try #require(try await f.engine.store.variantState(base))
+            let weeklyState = try #require(try await f.engine.store.variantState(weekly))
+            #expect(baseState.nextRunAt == Schedule.nextSlot(after: f.clock.current, origin: baseState.createdAt, intervalSeconds: 300))
+            #expect(weeklyState.nextRunAt == Schedule.nextSlot(after: f.clock.current, origin: weeklyState.createdAt, intervalSeconds: 604_800))
+            #expect(try await f.scheduler.tick().isEmpty, "nothing due before the next slot")
+            f.clock.advance(seconds: 300)
+            #expect(try await f.scheduler.tick() == [base], "five minutes later only the 5-minute variant is due")
+            try await f.idle([base])
+            #expect(try await f.engine.store.runs(of: base, limit: 10).count == 2)
+            #expect(try await f.engine.store.runs(of: weekly, limit: 10).count == 1)
+            #expect(try await f.engine.store.runs(of: paused, limit: 10).isEmpty)
+            // Started again after missing slots: it runs at once.
+            try await f.engine.store.setPaused(false, for: paused)
+            f.gate.release()
+            #expect(try await f.scheduler.tick() == [paused])
+            try await f.idle([paused])
+        }
+    }
+
+    @Test func slotsMissedWhileRunningAreSkippedNotQueued() async throws {
+        let f = try await SchedulingFixture()
+        let ref = f.ref("c1")
+        let created = try await f.engine.store.ensureVariant(ref)
+        try await f.running {
+            #expect(try await f.scheduler.tick() == [ref])
+            // The run takes "an hour": twelve 5-minute slots pass while it runs.
+            for _ in 0..<12 {
+                f.clock.advance(seconds: 300)
+                #expect(try await f.scheduler.tick().isEmpty)
+            }
+            f.clock.advance(seconds: 10)
+            f.gate.release()
+            try await f.idle([ref])
+            let state = try #require(try await f.engine.store.variantState(ref))
+            #expect(state.nextRunAt == Schedule.nextSlot(after: f.clock.current, origin: created.createdAt, intervalSeconds: 300))
+            #expect(try await f.scheduler.tick().isEmpty, "no backlog of missed runs")
+            #expect(try await f.engine.store.runs(of: ref, limit: 50).count == 1)
+        }
+    }
+
+    @Test func limitsHoldAndConnectionsAreServedFairly() async throws {
+        let f = try await SchedulingFixture(limits: RunCoordinator.Limits(maxConcurrentRuns: 3, maxRunsPerConnection: 2))
+        let busy = (1...6).map { f.ref("busy", "v\($0)") }
+        let others = [f.ref("quiet-1", "v1"), f.ref("quiet-2", "v1")]
+        try await f.running {
+            for ref in busy + others { try f.coordinator.trigger(ref, sync: f.sync) }
+            try await eventually("the first wave") { f.occupancy.started.count == 3 }
+            try await Task.sleep(for: .milliseconds(50))
+            // The connection with six queued variants did not take every slot: both quiet ones got in.
+            #expect(Set(f.occupancy.started) == ["busy/v1", "quiet-1/v1", "quiet-2/v1"])
+            f.gate.release()
+            try await f.idle(busy + others)
+            #expect(f.occupancy.finished.count == 8)
+            #expect(f.occupancy.peakTotal <= 3)
+            #expect(f.occupancy.peak("busy") <= 2)
+        }
+    }
+
+    @Test func aSlowVariantDoesNotHoldUpTheOthers() async throws {
+        let fastOnes: Set<String> = ["f1", "f2", "f3", "f4"]
+        let f = try await SchedulingFixture(limits: RunCoordinator.Limits(maxConcurrentRuns: 4, maxRunsPerConnection: 2), openGates: fastOnes)
+        let slow = f.ref("c1", "slow")
+        let fast = fastOnes.sorted().map { f.ref("c1", $0) }
+        try await f.running {
+            try f.coordinator.trigger(slow, sync: f.sync)
+            for ref in fast { try f.coordinator.trigger(ref, sync: f.sync) }
+            try await f.idle(fast)
+            #expect(f.coordinator.isRunning(slow), "the slow run is still going")
+            for ref in fast { #expect(try await f.engine.store.runs(of: ref, limit: 1).first?.status == .succeeded) }
+            f.gate.release()
+            try await f.idle([slow])
+        }
+    }
+
+    @Test func cancellingAQueuedRunDropsItWithoutARun() async throws {
+        let f = try await SchedulingFixture(limits: RunCoordinator.Limits(maxConcurrentRuns: 1, maxRunsPerConnection: 1))
+        let first = f.ref("c1", "a")
+        let queued = f.ref("c1", "b")
+        try await f.running {
+            try f.coordinator.trigger(first, sync: f.sync)
+            try f.coordinator.trigger(queued, sync: f.sync)
+            try await eventually("the first run") { f.occupancy.started.count == 1 }
+            await f.coordinator.cancel(queued)
+            #expect(!f.coordinator.isRunning(queued))
+            f.gate.release()
+            try await f.idle([first])
+            #expect(try await f.engine.store.runs(of: queued, limit: 5).isEmpty)
+        }
+    }
+}
