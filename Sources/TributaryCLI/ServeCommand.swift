@@ -58,7 +58,8 @@ struct ServeCommand: AsyncParsableCommand {
         let coordinator = RunCoordinator(
             executor: executor,
             limits: RunCoordinator.Limits(
-                maxConcurrentRuns: config.scheduler.maxConcurrentRuns, maxRunsPerConnection: config.scheduler.maxRunsPerConnection),
+                maxConcurrentRuns: config.scheduler.maxConcurrentRuns, maxRunsPerConnection: config.scheduler.maxRunsPerConnection,
+                drain: .seconds(config.scheduler.drainSeconds)),
             logger: logger)
         let scheduler = Scheduler(config: config, store: store, coordinator: coordinator, logger: logger)
         let api = API(config: config, store: store, coordinator: coordinator, cipher: cipher)

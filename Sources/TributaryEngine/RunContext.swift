@@ -9,11 +9,10 @@ import TributaryCore
 import TributaryStore
 
 /// The ``SyncContext`` a running sync function receives: it writes through to the store, counts
-/// what changed per model, keeps the run's lease alive and stops the function once cancelled.
+/// what changed per model and stops the function once cancelled (the executor keeps the lease alive).
 final class RunContext: SyncContext {
     static let maximumLogLines = 10_000
     static let maximumLogMessageBytes = 16_384
-    static let heartbeatInterval: Int64 = 15_000_000  // µs
 
     let store: any Store
     let ref: VariantRef
@@ -26,7 +25,6 @@ final class RunContext: SyncContext {
     private struct Progress {
         var results: [String: ModelResult] = [:]
         var logLines = 0
-        var lastHeartbeat = Timestamp.now()
     }
     private let progress = Mutex(Progress())
 
@@ -66,15 +64,8 @@ final class RunContext: SyncContext {
         }
     }
 
-    private func record(_ result: ModelResult, for model: String) async throws {
-        let heartbeatDue = progress.withLock { progress -> Bool in
-            progress.results[model, default: ModelResult()] += result
-            let now = Timestamp.now()
-            guard now.microseconds - progress.lastHeartbeat.microseconds >= Self.heartbeatInterval else { return false }
-            progress.lastHeartbeat = now
-            return true
-        }
-        if heartbeatDue { try await store.heartbeat(run: runId) }
+    private func record(_ result: ModelResult, for model: String) {
+        progress.withLock { $0.results[model, default: ModelResult()] += result }
     }
 
     // MARK: Checkpoints
@@ -121,7 +112,7 @@ final class RunContext: SyncContext {
         prepared.reserveCapacity(records.count)
         for record in records { prepared.append(try PreparedRecord(record)) }
         let result = try await store.saveRecords(prepared, model: model, of: ref, seenGeneration: deletionGeneration)
-        try await self.record(result, for: model)
+        self.record(result, for: model)
     }
 
     func batchUpdate(_ records: [JSONObject], model: String) async throws {
@@ -130,7 +121,7 @@ final class RunContext: SyncContext {
         guard !records.isEmpty else { return }
         let patches = try records.map { object throws(TributaryError) in try RecordPatch(object) }
         let result = try await store.updateRecords(patches, model: model, of: ref, seenGeneration: deletionGeneration)
-        try await self.record(result, for: model)
+        self.record(result, for: model)
     }
 
     func batchDelete(_ records: [JSONObject], model: String) async throws {
@@ -139,7 +130,7 @@ final class RunContext: SyncContext {
         guard !records.isEmpty else { return }
         let ids = try records.map { object throws(TributaryError) in try PreparedRecord.externalId(of: object) }
         let result = try await store.deleteRecords(ids: ids, model: model, of: ref)
-        try await self.record(result, for: model)
+        self.record(result, for: model)
     }
 
     // MARK: Logs

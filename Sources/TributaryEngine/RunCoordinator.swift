@@ -11,18 +11,22 @@ import TributaryStore
 /// another, and a slow variant only ever holds its own slot.
 ///
 /// When a run ends, the variant's next scheduled run is set to the first slot of its grid after the
-/// end (``Schedule``). It is a `Service`: its `run()` owns every run in a task group; on graceful
-/// shutdown it stops accepting runs, drops waiting ones and cancels running ones (a cancelled run
-/// changes nothing but its own status).
+/// end (``Schedule``). It is a `Service`: its `run()` owns every run in a task group. On graceful
+/// shutdown it stops accepting runs and drops waiting ones; running ones get `Limits.drain` to
+/// finish, then are cancelled (a cancelled run changes nothing but its own status and keeps its
+/// checkpoint, so it resumes on the next start).
 public final class RunCoordinator: Service, Sendable {
     /// Concurrency limits.
     public struct Limits: Sendable {
         public var maxConcurrentRuns: Int
         public var maxRunsPerConnection: Int
+        /// On graceful shutdown, how long running runs may take to finish before they are cancelled.
+        public var drain: Duration
 
-        public init(maxConcurrentRuns: Int = 16, maxRunsPerConnection: Int = 4) {
+        public init(maxConcurrentRuns: Int = 16, maxRunsPerConnection: Int = 4, drain: Duration = .seconds(30)) {
             self.maxConcurrentRuns = max(1, maxConcurrentRuns)
             self.maxRunsPerConnection = max(1, maxRunsPerConnection)
+            self.drain = drain
         }
     }
 
@@ -70,6 +74,12 @@ public final class RunCoordinator: Service, Sendable {
                         group.addTask { await self.execute(job) }
                     }
                 }
+                // Shutting down: let running runs finish within the drain time, then cancel the rest.
+                let deadline = ContinuousClock.now + limits.drain
+                while state.withLock({ $0.running > 0 }), ContinuousClock.now < deadline {
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+                cancelRunning()
             }
         } onGracefulShutdown: {
             let dropped = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
@@ -77,14 +87,19 @@ public final class RunCoordinator: Service, Sendable {
                 var waiters: [CheckedContinuation<Void, Never>] = []
                 for job in state.pending { waiters += state.entries.removeValue(forKey: job.ref)?.waiters ?? [] }
                 state.pending.removeAll()
-                for key in state.entries.keys {
-                    state.entries[key]?.cancelRequested = true
-                    state.entries[key]?.task?.cancel()
-                }
                 return waiters
             }
             for waiter in dropped { waiter.resume() }
             self.wake.finish()
+        }
+    }
+
+    private func cancelRunning() {
+        state.withLock { state in
+            for key in state.entries.keys {
+                state.entries[key]?.cancelRequested = true
+                state.entries[key]?.task?.cancel()
+            }
         }
     }
 

@@ -15,11 +15,14 @@ public struct SyncExecutor: Sendable {
     public let store: any Store
     public let functions: SyncFunctionRegistry
     public let logger: Logger
+    /// How long a run's lease lasts without a heartbeat; a heartbeat renews it every quarter of that.
+    public let leaseSeconds: Int64
 
-    public init(store: any Store, functions: SyncFunctionRegistry, logger: Logger) {
+    public init(store: any Store, functions: SyncFunctionRegistry, logger: Logger, leaseSeconds: Int64 = 120) {
         self.store = store
         self.functions = functions
         self.logger = logger
+        self.leaseSeconds = max(1, leaseSeconds)
     }
 
     /// Runs `sync` for `variant` and returns the finished run.
@@ -31,7 +34,7 @@ public struct SyncExecutor: Sendable {
         let function = try functions.function(for: sync)
         try Task.checkCancellation()
         let tracksDeletes = sync.syncType == .full && sync.trackDeletes
-        let started = try await store.startRun(variant, RunStart(tracksDeletes: tracksDeletes))
+        let started = try await store.startRun(variant, RunStart(tracksDeletes: tracksDeletes, leaseSeconds: leaseSeconds))
         var logger = self.logger
         logger[metadataKey: "run"] = "\(started.runId)"
         logger[metadataKey: "variant"] = "\(variant)"
@@ -40,7 +43,7 @@ public struct SyncExecutor: Sendable {
         let context = RunContext(store: store, ref: variant, sync: sync, started: started, logger: logger)
         let outcome: RunOutcome
         do {
-            try await function.exec(context)
+            try await withHeartbeat(run: started.runId, logger: logger) { try await function.exec(context) }
             // A function that swallowed cancellation and returned did not finish its work.
             outcome = Task.isCancelled ? .cancelled(reason: "The run was cancelled.") : .succeeded
         } catch is CancellationError {
@@ -70,5 +73,28 @@ public struct SyncExecutor: Sendable {
                 "results": "\(finished.results.sorted { $0.key < $1.key }.map { "\($0.key)+\($0.value.added)~\($0.value.updated)-\($0.value.deleted)" })",
             ])
         return finished
+    }
+
+    /// Runs `body` while a heartbeat renews the run's lease every quarter of it, whether or not the
+    /// function writes anything (a long provider call must not look like a dead process).
+    private func withHeartbeat(run: Int64, logger: Logger, _ body: @escaping @Sendable () async throws -> Void) async throws {
+        let store = self.store
+        let interval = Duration.milliseconds(leaseSeconds * 250)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while true {
+                    try await Task.sleep(for: interval)
+                    do {
+                        try await store.heartbeat(run: run)
+                    } catch is CancellationError {
+                        throw CancellationError()
+                    } catch {
+                        logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
+            defer { group.cancelAll() }
+            try await body()
+        }
     }
 }

@@ -193,6 +193,8 @@ extension API {
             route(.post, "/sync/start") { try await self.setPaused($0, $1, paused: false) },
             route(.get, "/sync/status") { try await self.status($0, $1) },
             route(.put, "/sync/update-connection-frequency") { try await self.updateFrequency($0, $1) },
+            route(.get, "/sync/runs") { try await self.listRuns($0, $1) },
+            route(.get, "/sync/runs/{runId}") { try await self.getRun($0, $1) },
             route(.get, "/records") { try await self.records($0, $1) },
         ]
     }

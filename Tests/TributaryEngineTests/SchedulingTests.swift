@@ -70,7 +70,7 @@ final class SchedulingFixture: Sendable {
             let name = "\(nango.connectionId)/\(nango.variant)"
             occupancy.enter(nango.connectionId, name)
             defer { occupancy.leave(nango.connectionId, name) }
-            while !gate.isOpen && !openGates.contains(nango.variant) {
+            while !gate.isOpen(for: name) && !openGates.contains(nango.variant) {
                 try await Task.sleep(for: .milliseconds(2))
                 try nango.checkCancellation()
             }
@@ -134,8 +134,12 @@ func eventually(_ what: String, seconds: Double = 10, _ condition: @Sendable () 
 
 final class Gate: Sendable {
     private let open = Mutex(false)
+    private let released = Mutex<Set<String>>([])
     func release() { open.withLock { $0 = true } }
     var isOpen: Bool { open.withLock { $0 } }
+    /// Opens the gate for one run only (`connection/variant`).
+    func releaseOnly(_ name: String) { _ = released.withLock { $0.insert(name) } }
+    func isOpen(for name: String) -> Bool { isOpen || released.withLock { $0.contains(name) } }
 }
 
 @Suite("Scheduling and concurrency")
@@ -225,6 +229,31 @@ struct SchedulingTests {
             f.gate.release()
             try await f.idle([slow])
         }
+    }
+
+    @Test func shutdownDrainsRunningRunsThenCancelsTheRest() async throws {
+        // Drain time 300 ms: a run that finishes within it succeeds, one that is still blocked is cancelled.
+        let f = try await SchedulingFixture(
+            limits: RunCoordinator.Limits(maxConcurrentRuns: 4, maxRunsPerConnection: 4, drain: .milliseconds(300)), openGates: [])
+        let quick = f.ref("c1", "quick")
+        let stuck = f.ref("c1", "stuck")
+        let group = f.group
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            try f.coordinator.trigger(quick, sync: f.sync)
+            try f.coordinator.trigger(stuck, sync: f.sync)
+            try await eventually("both runs to start") { f.occupancy.started.count == 2 }
+            let shutdown = ContinuousClock.now
+            await group.triggerGracefulShutdown()
+            // "quick" is released shortly after the shutdown signal: it is drained, not cancelled.
+            try await Task.sleep(for: .milliseconds(50))
+            #expect(throws: TributaryError.self) { try f.coordinator.trigger(f.ref("c1", "late"), sync: f.sync) }
+            f.gate.releaseOnly("c1/quick")
+            try await tasks.waitForAll()
+            #expect(ContinuousClock.now - shutdown < .seconds(5))
+        }
+        #expect(try await f.engine.store.runs(of: quick, limit: 1).first?.status == .succeeded)
+        #expect(try await f.engine.store.runs(of: stuck, limit: 1).first?.status == .cancelled)
     }
 
     @Test func cancellingAQueuedRunDropsItWithoutARun() async throws {

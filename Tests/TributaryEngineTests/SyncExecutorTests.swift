@@ -274,3 +274,30 @@ final class Flag: Sendable {
     func set() { value.withLock { $0 = true } }
     var isSet: Bool { value.withLock { $0 } }
 }
+
+@Suite("Run leases")
+struct RunLeaseTests {
+    /// A function that writes nothing for longer than the lease still holds it: the heartbeat runs
+    /// beside the function, so a second start of the variant is refused instead of taking over.
+    @Test func theHeartbeatKeepsAQuietRunsLeaseAlive() async throws {
+        let inside = Flag()
+        let release = Flag()
+        let quiet = ClosureSyncFunction(name: "quiet") { nango in
+            inside.set()
+            while !release.isSet { try await Task.sleep(for: .milliseconds(10)) }
+            try await nango.batchSave([["id": "done"]], model: "Order")
+        }
+        let f = try await EngineFixture([quiet])
+        var logger = Logger(label: "lease")
+        logger.logLevel = .critical
+        let executor = SyncExecutor(store: f.store, functions: try SyncFunctionRegistry([quiet]), logger: logger, leaseSeconds: 1)
+        let sync = SyncConfig(name: "orders", function: "quiet", models: ["Order"], frequency: try Frequency("1h"))
+        let task = Task { try await executor.run(base, sync: sync) }
+        while !inside.isSet { try await Task.sleep(for: .milliseconds(5)) }
+        try await Task.sleep(for: .milliseconds(2500))  // 2.5 leases without a single write
+        await #expect(throws: TributaryError.self) { _ = try await f.store.startRun(base, RunStart(tracksDeletes: false, leaseSeconds: 1)) }
+        release.set()
+        let run = try await task.value
+        #expect(run.status == .succeeded, "its outcome was applied: no one took the run over")
+    }
+}

@@ -260,3 +260,39 @@ struct ScheduleAPITests {
         }
     }
 }
+
+@Suite("API: run history")
+struct RunHistoryAPITests {
+    @Test func runsAndTheirLogsPerVariant() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            try await api.connect("c1")
+            _ = try await api.send(.post, "/sync/items/variant/eu", body: ["provider_config_key": "shop", "connection_id": "c1"])
+            for expected in 1...2 {
+                _ = try await api.send(.post, "/sync/trigger", body: ["provider_config_key": "shop", "connection_id": "c1", "syncs": ["items::eu"]])
+                _ = try await f.waitForRuns(variant("items", "eu"), count: expected)
+            }
+            let list = try await api.send(.get, "/sync/runs?provider_config_key=shop&connection_id=c1&sync=items&variant=eu")
+            let runs = try #require(list.json["runs"]?.arrayValue)
+            #expect(runs.count == 2)
+            #expect(runs[0]["type"] == "INCREMENTAL")
+            #expect(runs[1]["type"] == "INITIAL")
+            #expect(runs[1]["results"] == ["Item": ["added": 3, "updated": 0, "deleted": 0]])
+            #expect(runs.allSatisfy { $0["status"] == "succeeded" && $0["variant"] == "eu" })
+            let baseRuns = try await api.send(.get, "/sync/runs?provider_config_key=shop&connection_id=c1&sync=items")
+            #expect(baseRuns.json["runs"]?.arrayValue?.isEmpty == true, "runs are per variant")
+
+            let id = try #require(runs[0]["id"]?.int64Value)
+            try await f.store.appendLog(run: id, level: .warn, message: "page 2 was slow")
+            let one = try await api.send(.get, "/sync/runs/\(id)")
+            #expect(one.json["id"]?.int64Value == id)
+            #expect(one.json["logs"]?.arrayValue?.contains { $0["message"] == "page 2 was slow" && $0["level"] == "warn" } == true)
+            #expect(try await api.send(.get, "/sync/runs/\(id)", key: prodKey).status == .notFound, "another environment's run")
+            #expect(try await api.send(.get, "/sync/runs/999999").errorCode == "unknown_run")
+            #expect(try await api.send(.get, "/sync/runs/abc").errorCode == "unknown_run")
+            #expect(try await api.send(.get, "/sync/runs?provider_config_key=shop&connection_id=c1&sync=items&variant=nope").errorCode == "unknown_sync_variant")
+            #expect(try await api.send(.get, "/sync/runs?provider_config_key=shop&connection_id=c1").errorCode == "invalid_query_params")
+            #expect(try await api.send(.get, "/sync/runs?provider_config_key=shop&connection_id=c1&sync=items&limit=0").errorCode == "invalid_query_params")
+        }
+    }
+}

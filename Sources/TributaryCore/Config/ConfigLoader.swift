@@ -14,6 +14,7 @@ import Yams
 ///   max_concurrent_runs: 16
 ///   max_runs_per_connection: 4
 ///   tick_seconds: 1
+///   drain_seconds: 30                 # on SIGTERM, time running runs get to finish
 /// environments:
 ///   dev:
 ///     secret_key: ${TRIBUTARY_DEV_SECRET_KEY}   # or secret_keys: [..] for rotation
@@ -326,7 +327,7 @@ public enum ConfigLoader {
         }
 
         mutating func parseScheduler(_ node: Node) -> SchedulerConfig? {
-            let allowed = ["max_concurrent_runs", "max_runs_per_connection", "tick_seconds"]
+            let allowed = ["max_concurrent_runs", "max_runs_per_connection", "tick_seconds", "drain_seconds"]
             guard let entries = mapping(node, "'scheduler'", allowed: allowed) else { return nil }
             var config = SchedulerConfig()
             for entry in entries {
@@ -335,6 +336,8 @@ public enum ConfigLoader {
                     if let value = integer(entry.value, "scheduler.max_concurrent_runs", in: 1...10_000) { config.maxConcurrentRuns = value }
                 case "max_runs_per_connection":
                     if let value = integer(entry.value, "scheduler.max_runs_per_connection", in: 1...10_000) { config.maxRunsPerConnection = value }
+                case "drain_seconds":
+                    if let value = integer(entry.value, "scheduler.drain_seconds", in: 0...3600) { config.drainSeconds = value }
                 case "tick_seconds":
                     if let text = string(entry.value, "scheduler.tick_seconds") {
                         if let value = Double(text), value >= 0.05, value <= 60 {

@@ -72,11 +72,14 @@ public struct SchedulerConfig: Sendable, Hashable {
     public var maxRunsPerConnection: Int
     /// How often the scheduler looks for due variants, in seconds.
     public var tickSeconds: Double
+    /// On shutdown, seconds running runs may take to finish before they are cancelled.
+    public var drainSeconds: Int
 
-    public init(maxConcurrentRuns: Int = 16, maxRunsPerConnection: Int = 4, tickSeconds: Double = 1) {
+    public init(maxConcurrentRuns: Int = 16, maxRunsPerConnection: Int = 4, tickSeconds: Double = 1, drainSeconds: Int = 30) {
         self.maxConcurrentRuns = maxConcurrentRuns
         self.maxRunsPerConnection = maxRunsPerConnection
         self.tickSeconds = tickSeconds
+        self.drainSeconds = drainSeconds
     }
 }
 
