@@ -107,15 +107,24 @@ public final class RunCoordinator: Service, Sendable {
     ///
     /// - Throws: `sync_running` while that variant has a queued or running run, or when shutting down.
     public func trigger(_ ref: VariantRef, sync: SyncConfig) throws {
+        try trigger([(ref, sync)])
+    }
+
+    /// Queues runs of several variants at once: all of them, or — if one is already queued or
+    /// running — none (`sync_running`).
+    public func trigger(_ batch: [(VariantRef, SyncConfig)]) throws {
         try state.withLock { state in
             guard state.accepting else { throw TributaryError(.syncRunning, "The server is shutting down and starts no new runs.") }
-            guard state.entries[ref] == nil else {
+            var seen = Set<VariantRef>()
+            for (ref, _) in batch where state.entries[ref] != nil || !seen.insert(ref).inserted {
                 throw TributaryError(
                     .syncRunning,
                     "Sync '\(ref.syncName)' variant '\(ref.variant)' of connection '\(ref.connection.connectionId)' is already running; wait for it to finish, or trigger with opts.reset to restart it.")
             }
-            state.entries[ref] = Entry()
-            state.pending.append(Job(ref: ref, sync: sync))
+            for (ref, sync) in batch {
+                state.entries[ref] = Entry()
+                state.pending.append(Job(ref: ref, sync: sync))
+            }
         }
         wake.yield()
     }
@@ -185,7 +194,7 @@ public final class RunCoordinator: Service, Sendable {
         // Owned here: awaited below, and cancelled with this child task or by `cancel(_:)`.
         let task = Task {
             do {
-                _ = try await executor.run(job.ref, sync: job.sync)
+                _ = try await executor.run(job.ref, sync: job.sync, createsVariant: false)
             } catch {
                 logger.warning("run could not start", metadata: ["variant": "\(job.ref)", "error": "\(error)"])
             }

@@ -27,14 +27,16 @@ public struct SyncExecutor: Sendable {
 
     /// Runs `sync` for `variant` and returns the finished run.
     ///
+    /// - Parameter createsVariant: create the variant when it does not exist (local development);
+    ///   the coordinator passes false so a deleted variant is never recreated by a late run.
     /// - Throws: only when the run cannot start or be recorded (unknown function, the variant is
     ///   already running, a storage failure). A failing sync function does not throw here: it
     ///   yields a run with status `failed`.
-    public func run(_ variant: VariantRef, sync: SyncConfig) async throws -> RunRecord {
+    public func run(_ variant: VariantRef, sync: SyncConfig, createsVariant: Bool = true) async throws -> RunRecord {
         let function = try functions.function(for: sync)
         try Task.checkCancellation()
         let tracksDeletes = sync.syncType == .full && sync.trackDeletes
-        let started = try await store.startRun(variant, RunStart(tracksDeletes: tracksDeletes, leaseSeconds: leaseSeconds))
+        let started = try await store.startRun(variant, RunStart(tracksDeletes: tracksDeletes, leaseSeconds: leaseSeconds, createsVariant: createsVariant))
         var logger = self.logger
         logger[metadataKey: "run"] = "\(started.runId)"
         logger[metadataKey: "variant"] = "\(variant)"

@@ -6,7 +6,7 @@ extension SQLiteStore {
     public func startRun(_ variant: VariantRef, _ start: RunStart) async throws -> StartedRun {
         let now = clock()
         return try await pool.write { db in
-            let (variantPK, state) = try self.ensureVariantRow(db, variant, now: now)
+            let (variantPK, state) = start.createsVariant ? try self.ensureVariantRow(db, variant, now: now) : try self.requireVariant(db, variant)
 
             // At most one live run per variant; a run whose lease ran out is marked expired.
             let running = try Row.fetchAll(

@@ -82,20 +82,14 @@ extension API {
         let integration = try integration(try providerConfigKey(body, request), in: environment)
         let connections = try await targetConnections(try connectionId(body, request), integration: integration, environment: environment)
         let targets = try await resolve(selections, integration: integration, connections: connections)
-        if !reset {
-            for (state, _) in targets where coordinator.isRunning(state.ref) {
-                throw APIError(
-                    .conflict, "sync_running",
-                    "Sync '\(state.ref.syncName)' variant '\(state.ref.variant)' of connection '\(state.ref.connection.connectionId)' is already running; wait for it to finish, or trigger with opts.reset to restart it.")
-            }
-        }
-        for (state, sync) in targets {
-            if reset {
+        if reset {
+            for (state, _) in targets {
                 await coordinator.cancel(state.ref)
                 try await store.resetVariant(state.ref, emptyCache: emptyCache)
             }
-            try coordinator.trigger(state.ref, sync: sync)
         }
+        // All of them or none: one running variant answers 409 and starts nothing.
+        try coordinator.trigger(targets.map { ($0.0.ref, $0.1) })
         return JSONResponse.success
     }
 

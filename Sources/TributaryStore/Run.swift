@@ -25,10 +25,14 @@ public struct RunStart: Sendable {
     public var tracksDeletes: Bool
     /// How long a run's lease lasts without a heartbeat before another run may take over.
     public var leaseSeconds: Int64
+    /// Create the variant (and its connection) when missing — for local development (`dryrun`).
+    /// Scheduled and API-triggered runs pass false, so a run can never resurrect a deleted variant.
+    public var createsVariant: Bool
 
-    public init(tracksDeletes: Bool, leaseSeconds: Int64 = 120) {
+    public init(tracksDeletes: Bool, leaseSeconds: Int64 = 120, createsVariant: Bool = true) {
         self.tracksDeletes = tracksDeletes
         self.leaseSeconds = leaseSeconds
+        self.createsVariant = createsVariant
     }
 }
 

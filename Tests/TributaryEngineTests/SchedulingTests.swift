@@ -96,6 +96,12 @@ final class SchedulingFixture: Sendable {
 
     var sync: SyncConfig { config.integrations[0].syncs[0] }
 
+    /// Creates the variant (as the API does) and hands it to the coordinator.
+    func start(_ ref: VariantRef) async throws {
+        try await engine.store.ensureVariant(ref)
+        try coordinator.trigger(ref, sync: sync)
+    }
+
     func ref(_ connection: String, _ variant: String = "base") -> VariantRef {
         VariantRef(connection: ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: connection), syncName: "items", variant: variant)
     }
@@ -202,7 +208,9 @@ struct SchedulingTests {
         let busy = (1...6).map { f.ref("busy", "v\($0)") }
         let others = [f.ref("quiet-1", "v1"), f.ref("quiet-2", "v1")]
         try await f.running {
-            for ref in busy + others { try f.coordinator.trigger(ref, sync: f.sync) }
+            for ref in busy + others { try await f.engine.store.ensureVariant(ref) }
+            // Queued together (one batch), busy first: fairness decides the start order, not arrival.
+            try f.coordinator.trigger((busy + others).map { ($0, f.sync) })
             try await eventually("the first wave") { f.occupancy.started.count == 3 }
             try await Task.sleep(for: .milliseconds(50))
             // The connection with six queued variants did not take every slot: both quiet ones got in.
@@ -221,8 +229,8 @@ struct SchedulingTests {
         let slow = f.ref("c1", "slow")
         let fast = fastOnes.sorted().map { f.ref("c1", $0) }
         try await f.running {
-            try f.coordinator.trigger(slow, sync: f.sync)
-            for ref in fast { try f.coordinator.trigger(ref, sync: f.sync) }
+            try await f.start(slow)
+            for ref in fast { try await f.start(ref) }
             try await f.idle(fast)
             #expect(f.coordinator.isRunning(slow), "the slow run is still going")
             for ref in fast { #expect(try await f.engine.store.runs(of: ref, limit: 1).first?.status == .succeeded) }
@@ -240,8 +248,8 @@ struct SchedulingTests {
         let group = f.group
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            try f.coordinator.trigger(quick, sync: f.sync)
-            try f.coordinator.trigger(stuck, sync: f.sync)
+            try await f.start(quick)
+            try await f.start(stuck)
             try await eventually("both runs to start") { f.occupancy.started.count == 2 }
             let shutdown = ContinuousClock.now
             await group.triggerGracefulShutdown()
@@ -261,8 +269,8 @@ struct SchedulingTests {
         let first = f.ref("c1", "a")
         let queued = f.ref("c1", "b")
         try await f.running {
-            try f.coordinator.trigger(first, sync: f.sync)
-            try f.coordinator.trigger(queued, sync: f.sync)
+            try await f.start(first)
+            try await f.start(queued)
             try await eventually("the first run") { f.occupancy.started.count == 1 }
             await f.coordinator.cancel(queued)
             #expect(!f.coordinator.isRunning(queued))

@@ -116,6 +116,11 @@ struct SyncAPITests {
             #expect(again.json["error"]?["message"]?.stringValue?.contains("already running") == true)
             let status = try await api.send(.get, "/sync/status?syncs=slow&provider_config_key=shop&connection_id=c1")
             #expect(status.json["syncs"]?[0]?["status"] == "RUNNING")
+            // A batch with one running variant starts none of the others.
+            let batch = try await api.send(
+                .post, "/sync/trigger", body: ["provider_config_key": "shop", "connection_id": "c1", "syncs": ["items", "slow"]])
+            #expect(batch.status == .conflict)
+            #expect(try await f.store.runs(of: variant("items"), limit: 5).isEmpty, "all or nothing")
 
             // Reset: the running run is cancelled and a new one starts.
             try await f.store.saveCheckpoint(["page": 9], for: variant("slow"))

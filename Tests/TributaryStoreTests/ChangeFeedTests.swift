@@ -85,6 +85,8 @@ struct ChangeFeedTests {
                 if round % 11 == 0 {
                     _ = try await store.saveRecords([order(chosen.first!, ["v": -1])], model: "Order", of: baseVariant, seenGeneration: nil)
                 }
+                // Paced so the reader certainly reads many times while writes are still coming.
+                try await Task.sleep(for: .milliseconds(3))
             }
         }
         var lastSeen: [String: StoredRecord] = [:]

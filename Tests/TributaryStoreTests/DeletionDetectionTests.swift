@@ -98,3 +98,21 @@ struct DeletionDetectionTests {
         #expect(try await f.store.metadata(of: other) == ["a": 1, "nested": ["x": 1]])
     }
 }
+
+@Suite("Runs never resurrect deleted variants (SQLite)")
+struct RunResurrectionTests {
+    @Test func aRunThatMustNotCreateTheVariantFailsOnADeletedOne() async throws {
+        let f = try await StoreFixture()
+        try await f.store.ensureVariant(euVariant)
+        try await f.store.deleteVariant(euVariant)
+        await #expect(throws: TributaryError.self) {
+            _ = try await f.store.startRun(euVariant, RunStart(tracksDeletes: false, createsVariant: false))
+        }
+        #expect(try await f.store.variantState(euVariant) == nil)
+        try await f.store.deleteConnection(connection)
+        await #expect(throws: TributaryError.self) {
+            _ = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false, createsVariant: false))
+        }
+        #expect(try await f.store.connectionExists(connection) == false, "the connection stays deleted")
+    }
+}
