@@ -59,7 +59,7 @@ struct ServeCommand: AsyncParsableCommand {
             executor: executor,
             limits: RunCoordinator.Limits(
                 maxConcurrentRuns: config.scheduler.maxConcurrentRuns, maxRunsPerConnection: config.scheduler.maxRunsPerConnection,
-                drain: .seconds(config.scheduler.drainSeconds)),
+                drain: .seconds(config.scheduler.drainSeconds), retry: config.scheduler.retry),
             logger: logger)
         let scheduler = Scheduler(config: config, store: store, coordinator: coordinator, logger: logger)
         let api = API(config: config, store: store, coordinator: coordinator, cipher: cipher)

@@ -22,11 +22,14 @@ public final class RunCoordinator: Service, Sendable {
         public var maxRunsPerConnection: Int
         /// On graceful shutdown, how long running runs may take to finish before they are cancelled.
         public var drain: Duration
+        /// When runs that failed with a ``RetryableError`` are retried.
+        public var retry: RetryPolicy
 
-        public init(maxConcurrentRuns: Int = 16, maxRunsPerConnection: Int = 4, drain: Duration = .seconds(30)) {
+        public init(maxConcurrentRuns: Int = 16, maxRunsPerConnection: Int = 4, drain: Duration = .seconds(30), retry: RetryPolicy = RetryPolicy()) {
             self.maxConcurrentRuns = max(1, maxConcurrentRuns)
             self.maxRunsPerConnection = max(1, maxRunsPerConnection)
             self.drain = drain
+            self.retry = retry
         }
     }
 
@@ -36,7 +39,7 @@ public final class RunCoordinator: Service, Sendable {
     }
 
     private struct Entry {
-        var task: Task<Void, Never>?
+        var task: Task<RunRecord?, Never>?
         var started = false
         var cancelRequested = false
         var waiters: [CheckedContinuation<Void, Never>] = []
@@ -192,11 +195,12 @@ public final class RunCoordinator: Service, Sendable {
         let executor = self.executor
         let logger = self.logger
         // Owned here: awaited below, and cancelled with this child task or by `cancel(_:)`.
-        let task = Task {
+        let task = Task { () -> RunRecord? in
             do {
-                _ = try await executor.run(job.ref, sync: job.sync, createsVariant: false)
+                return try await executor.run(job.ref, sync: job.sync, createsVariant: false)
             } catch {
                 logger.warning("run could not start", metadata: ["variant": "\(job.ref)", "error": "\(error)"])
+                return nil
             }
         }
         let cancelNow = state.withLock { state -> Bool in
@@ -204,12 +208,12 @@ public final class RunCoordinator: Service, Sendable {
             return state.entries[job.ref]?.cancelRequested ?? false
         }
         if cancelNow { task.cancel() }
-        await withTaskCancellationHandler {
+        let finished = await withTaskCancellationHandler {
             await task.value
         } onCancel: {
             task.cancel()
         }
-        await scheduleNextRun(job)
+        await scheduleNextRun(job, after: finished)
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.running -= 1
             state.runningPerConnection[job.ref.connection, default: 1] -= 1
@@ -220,14 +224,24 @@ public final class RunCoordinator: Service, Sendable {
         wake.yield()
     }
 
-    /// The first grid slot after now becomes the variant's next run (slots missed while running are skipped).
-    private func scheduleNextRun(_ job: Job) async {
+    /// The first grid slot after now becomes the variant's next run (slots missed while running are
+    /// skipped) — or, after a temporary failure, an earlier retry per the ``RetryPolicy``.
+    private func scheduleNextRun(_ job: Job, after run: RunRecord?) async {
+        let policy = limits.retry
         do {
             // Not part of a cancelled run's work: record it even when this task was cancelled.
             try await Task { [executor, clock] in
                 guard let state = try await executor.store.variantState(job.ref) else { return }
+                let now = clock()
                 let interval = state.frequencyOverride.flatMap { try? Frequency($0) }?.seconds ?? job.sync.frequency.seconds
-                let next = Schedule.nextSlot(after: clock(), origin: state.createdAt, intervalSeconds: interval)
+                var next = Schedule.nextSlot(after: now, origin: state.createdAt, intervalSeconds: interval)
+                if let run, run.status == .failed, let advice = run.retry {
+                    let recent = try await executor.store.runs(of: job.ref, limit: policy.maxAttempts + 1)
+                    let attempt = recent.prefix { $0.status == .failed && $0.retry != nil }.count
+                    if let delay = policy.delay(attempt: attempt, retryAfterSeconds: advice.afterSeconds) {
+                        next = min(next, Timestamp(microseconds: now.microseconds + Int64(delay * 1_000_000)))
+                    }
+                }
                 try await executor.store.setNextRun(next, for: job.ref)
             }.value
         } catch {

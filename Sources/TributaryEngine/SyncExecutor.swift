@@ -44,6 +44,7 @@ public struct SyncExecutor: Sendable {
 
         let context = RunContext(store: store, ref: variant, sync: sync, started: started, logger: logger)
         let outcome: RunOutcome
+        var retry: RetryAdvice? = nil
         do {
             try await withHeartbeat(run: started.runId, logger: logger) { try await function.exec(context) }
             // A function that swallowed cancellation and returned did not finish its work.
@@ -54,6 +55,7 @@ public struct SyncExecutor: Sendable {
             outcome = .failed(message: error.message)
         } catch {
             outcome = .failed(message: String(describing: error))
+            if let temporary = error as? any RetryableError { retry = RetryAdvice(afterSeconds: temporary.retryAfterSeconds) }
         }
         if case .failed(let message) = outcome {
             await context.log("Run failed: \(message)", level: .error)
@@ -62,7 +64,7 @@ public struct SyncExecutor: Sendable {
         let completion = RunCompletion(
             outcome: outcome, results: context.results,
             deleteUnseenModels: tracksDeletes ? sync.models : [],
-            clearCheckpoint: sync.syncType == .full)
+            clearCheckpoint: sync.syncType == .full, retry: retry)
         let store = self.store
         let runId = started.runId
         // Recording the outcome must happen even when this task was cancelled: run it in a task

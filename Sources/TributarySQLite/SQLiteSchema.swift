@@ -116,6 +116,13 @@ enum SQLiteSchema {
                     CREATE INDEX sync_variants_due ON sync_variants(next_run_at) WHERE paused = 0;
                     """)
         }
+        migrator.registerMigration("v4-retries") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE runs ADD COLUMN retryable INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE runs ADD COLUMN retry_after_ms INTEGER;
+                    """)
+        }
         return migrator
     }
 }

@@ -117,9 +117,13 @@ extension SQLiteStore {
                 finalStatus = .cancelled
                 errorMessage = reason
             }
+            let retry = finalStatus == .failed ? completion.retry : nil
             try db.execute(
-                sql: "UPDATE runs SET status = ?, finished_at = ?, results = ?, error = ? WHERE id = ?",
-                arguments: [finalStatus.rawValue, now.microseconds, Self.encodeResults(results), errorMessage, run])
+                sql: "UPDATE runs SET status = ?, finished_at = ?, results = ?, error = ?, retryable = ?, retry_after_ms = ? WHERE id = ?",
+                arguments: [
+                    finalStatus.rawValue, now.microseconds, Self.encodeResults(results), errorMessage, retry != nil,
+                    retry?.afterSeconds.map { Int64($0 * 1000) }, run,
+                ])
             return try self.fetchRun(db, run)!
         }
     }
@@ -178,7 +182,9 @@ extension SQLiteStore {
             startedAt: Timestamp(microseconds: row["started_at"]),
             finishedAt: (row["finished_at"] as Int64?).map(Timestamp.init(microseconds:)),
             results: try Self.decodeResults(row["results"]),
-            error: row["error"])
+            error: row["error"],
+            retry: (row["retryable"] as Bool? ?? false)
+                ? RetryAdvice(afterSeconds: (row["retry_after_ms"] as Int64?).map { Double($0) / 1000 }) : nil)
     }
 
     static func encodeResults(_ results: [String: ModelResult]) -> String {

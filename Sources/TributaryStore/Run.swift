@@ -73,13 +73,27 @@ public struct RunCompletion: Sendable {
     public var deleteUnseenModels: [String]
     /// On success: clear the checkpoint (full-refresh syncs start each run from the beginning).
     public var clearCheckpoint: Bool
+    /// On failure: the error was temporary (``RetryableError``), with the provider's wait if it gave one.
+    public var retry: RetryAdvice?
 
-    public init(outcome: RunOutcome, results: [String: ModelResult], deleteUnseenModels: [String] = [], clearCheckpoint: Bool = false) {
+    public init(
+        outcome: RunOutcome, results: [String: ModelResult], deleteUnseenModels: [String] = [], clearCheckpoint: Bool = false,
+        retry: RetryAdvice? = nil
+    ) {
         self.outcome = outcome
         self.results = results
         self.deleteUnseenModels = deleteUnseenModels
         self.clearCheckpoint = clearCheckpoint
+        self.retry = retry
     }
+}
+
+/// A failed run's hint that retrying soon may succeed.
+public struct RetryAdvice: Sendable, Hashable {
+    /// The provider's own wait (`Retry-After`), in seconds.
+    public var afterSeconds: Double?
+
+    public init(afterSeconds: Double? = nil) { self.afterSeconds = afterSeconds }
 }
 
 /// One run as recorded.
@@ -92,11 +106,14 @@ public struct RunRecord: Sendable, Hashable {
     public var finishedAt: Timestamp?
     public var results: [String: ModelResult]
     public var error: String?
+    /// Set on a failed run whose error was temporary.
+    public var retry: RetryAdvice?
 
     public init(
         id: Int64, variant: VariantRef, status: RunStatus, kind: RunKind, startedAt: Timestamp, finishedAt: Timestamp?,
-        results: [String: ModelResult], error: String?
+        results: [String: ModelResult], error: String?, retry: RetryAdvice? = nil
     ) {
+        self.retry = retry
         self.id = id
         self.variant = variant
         self.status = status

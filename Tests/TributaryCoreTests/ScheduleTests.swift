@@ -23,3 +23,20 @@ struct ScheduleTests {
         #expect(Schedule.slot(atOrAfter: at("00:00:00"), origin: origin, intervalSeconds: 30) == origin)
     }
 }
+
+@Suite("Retry policy")
+struct RetryPolicyTests {
+    @Test func backoffDoublesWithinItsCapThenStops() {
+        let policy = RetryPolicy(maxAttempts: 4, baseSeconds: 10, maxSeconds: 35)
+        #expect(policy.delay(attempt: 1, jitter: 1) == 10)
+        #expect(policy.delay(attempt: 2, jitter: 1) == 20)
+        #expect(policy.delay(attempt: 3, jitter: 1) == 35, "capped")
+        #expect(policy.delay(attempt: 4, jitter: 1.2) == 42, "jitter applies to the capped delay")
+        #expect(policy.delay(attempt: 5, jitter: 1) == nil, "attempts used up")
+        #expect(policy.delay(attempt: 1, retryAfterSeconds: 120, jitter: 1) == 120, "Retry-After wins when longer")
+        for _ in 0..<100 {
+            let delay = policy.delay(attempt: 1)!
+            #expect(delay >= 8 && delay <= 12)
+        }
+    }
+}

@@ -280,3 +280,81 @@ struct SchedulingTests {
         }
     }
 }
+
+struct Temporary: RetryableError, CustomStringConvertible {
+    var retryAfterSeconds: Double? = nil
+    var description: String { "provider answered 503" }
+}
+struct Permanent: Error, CustomStringConvertible { var description: String { "bad request" } }
+
+@Suite("Retries after temporary failures")
+struct RetryTests {
+    @Test func temporaryFailuresRetrySoonerWithBackoffPermanentOnesWaitForTheirSlot() async throws {
+        let failure = Mutex<(any Error)?>(Temporary())
+        let flaky = ClosureSyncFunction(name: "flaky") { nango in
+            if let error = failure.withLock({ $0 }) { throw error }
+            try await nango.batchSave([["id": "ok"]], model: "Item")
+        }
+        let engine = try await EngineFixture([flaky])
+        let clock = TestClock()
+        var logger = Logger(label: "retry")
+        logger.logLevel = .critical
+        let coordinator = RunCoordinator(
+            executor: engine.executor, limits: RunCoordinator.Limits(retry: RetryPolicy(maxAttempts: 2, baseSeconds: 10, maxSeconds: 900)),
+            clock: clock.function, logger: logger)
+        let sync = SyncConfig(name: "orders", function: "flaky", models: ["Item"], frequency: try Frequency("every hour"))
+        let created = try await engine.store.ensureVariant(base)
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [coordinator], logger: logger))
+
+        func runOnce() async throws -> (RunRecord, seconds: Double) {
+            let before = try await engine.store.runs(of: base, limit: 50).count
+            try coordinator.trigger(base, sync: sync)
+            try await eventually("the run") {
+                try await engine.store.runs(of: base, limit: 50).count > before && !coordinator.isRunning(base)
+            }
+            let run = try await engine.store.runs(of: base, limit: 1)[0]
+            let next = try #require(try await engine.store.variantState(base)?.nextRunAt)
+            return (run, Double(next.microseconds - clock.current.microseconds) / 1_000_000)
+        }
+
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            let hourSlot = { Double(Schedule.nextSlot(after: clock.current, origin: created.createdAt, intervalSeconds: 3600).microseconds - clock.current.microseconds) / 1_000_000 }
+
+            var (run, wait) = try await runOnce()
+            #expect(run.status == .failed)
+            #expect(run.retry != nil)
+            #expect(wait >= 8 && wait <= 12, "first retry after ~10 s, not the hourly slot (\(wait))")
+            clock.advance(seconds: 12)
+            (run, wait) = try await runOnce()
+            #expect(wait >= 16 && wait <= 24, "second retry after ~20 s (\(wait))")
+            clock.advance(seconds: 24)
+            (run, wait) = try await runOnce()
+            #expect(abs(wait - hourSlot()) < 0.001, "attempts used up: back to the schedule")
+
+            // A success ends the streak; the next temporary failure retries after the provider's Retry-After.
+            failure.withLock { $0 = nil }
+            clock.advance(seconds: 3600)
+            (run, _) = try await runOnce()
+            #expect(run.status == .succeeded)
+            failure.withLock { $0 = Temporary(retryAfterSeconds: 300) }
+            clock.advance(seconds: 60)
+            (run, wait) = try await runOnce()
+            #expect(abs(wait - 300) < 0.001, "Retry-After is honoured (\(wait))")
+
+            failure.withLock { $0 = Permanent() }
+            clock.advance(seconds: 400)
+            (run, wait) = try await runOnce()
+            #expect(run.retry == nil)
+            #expect(run.error == "bad request")
+            #expect(abs(wait - hourSlot()) < 0.001, "a permanent failure waits for its slot")
+
+            failure.withLock { $0 = nil }
+            clock.advance(seconds: 3600)
+            (run, _) = try await runOnce()
+            #expect(run.status == .succeeded)
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+    }
+}

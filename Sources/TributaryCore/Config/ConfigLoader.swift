@@ -15,6 +15,9 @@ import Yams
 ///   max_runs_per_connection: 4
 ///   tick_seconds: 1
 ///   drain_seconds: 30                 # on SIGTERM, time running runs get to finish
+///   retry_max_attempts: 3             # retries after temporary failures (RetryableError)
+///   retry_base_seconds: 10            # first retry delay; doubles each time, ±20% jitter
+///   retry_max_seconds: 900
 /// environments:
 ///   dev:
 ///     secret_key: ${TRIBUTARY_DEV_SECRET_KEY}   # or secret_keys: [..] for rotation
@@ -327,7 +330,10 @@ public enum ConfigLoader {
         }
 
         mutating func parseScheduler(_ node: Node) -> SchedulerConfig? {
-            let allowed = ["max_concurrent_runs", "max_runs_per_connection", "tick_seconds", "drain_seconds"]
+            let allowed = [
+                "max_concurrent_runs", "max_runs_per_connection", "tick_seconds", "drain_seconds", "retry_max_attempts", "retry_base_seconds",
+                "retry_max_seconds",
+            ]
             guard let entries = mapping(node, "'scheduler'", allowed: allowed) else { return nil }
             var config = SchedulerConfig()
             for entry in entries {
@@ -336,6 +342,12 @@ public enum ConfigLoader {
                     if let value = integer(entry.value, "scheduler.max_concurrent_runs", in: 1...10_000) { config.maxConcurrentRuns = value }
                 case "max_runs_per_connection":
                     if let value = integer(entry.value, "scheduler.max_runs_per_connection", in: 1...10_000) { config.maxRunsPerConnection = value }
+                case "retry_max_attempts":
+                    if let value = integer(entry.value, "scheduler.retry_max_attempts", in: 0...20) { config.retry.maxAttempts = value }
+                case "retry_base_seconds":
+                    if let value = integer(entry.value, "scheduler.retry_base_seconds", in: 1...86_400) { config.retry.baseSeconds = Double(value) }
+                case "retry_max_seconds":
+                    if let value = integer(entry.value, "scheduler.retry_max_seconds", in: 1...86_400) { config.retry.maxSeconds = Double(value) }
                 case "drain_seconds":
                     if let value = integer(entry.value, "scheduler.drain_seconds", in: 0...3600) { config.drainSeconds = value }
                 case "tick_seconds":

@@ -74,8 +74,14 @@ public struct SchedulerConfig: Sendable, Hashable {
     public var tickSeconds: Double
     /// On shutdown, seconds running runs may take to finish before they are cancelled.
     public var drainSeconds: Int
+    /// Retries after temporary failures.
+    public var retry: RetryPolicy
 
-    public init(maxConcurrentRuns: Int = 16, maxRunsPerConnection: Int = 4, tickSeconds: Double = 1, drainSeconds: Int = 30) {
+    public init(
+        maxConcurrentRuns: Int = 16, maxRunsPerConnection: Int = 4, tickSeconds: Double = 1, drainSeconds: Int = 30,
+        retry: RetryPolicy = RetryPolicy()
+    ) {
+        self.retry = retry
         self.maxConcurrentRuns = maxConcurrentRuns
         self.maxRunsPerConnection = maxRunsPerConnection
         self.tickSeconds = tickSeconds
