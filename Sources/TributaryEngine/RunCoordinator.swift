@@ -38,8 +38,16 @@ public final class RunCoordinator: Service, Sendable {
         var sync: SyncConfig
     }
 
+    /// How a job ended.
+    enum StartResult: Sendable {
+        case finished(RunRecord)
+        /// The store refused the start: another run holds the lease.
+        case leaseHeld
+        case notStarted
+    }
+
     private struct Entry {
-        var task: Task<RunRecord?, Never>?
+        var task: Task<StartResult, Never>?
         var started = false
         var cancelRequested = false
         var waiters: [CheckedContinuation<Void, Never>] = []
@@ -195,12 +203,16 @@ public final class RunCoordinator: Service, Sendable {
         let executor = self.executor
         let logger = self.logger
         // Owned here: awaited below, and cancelled with this child task or by `cancel(_:)`.
-        let task = Task { () -> RunRecord? in
+        let task = Task { () -> StartResult in
             do {
-                return try await executor.run(job.ref, sync: job.sync, createsVariant: false)
+                return .finished(try await executor.run(job.ref, sync: job.sync, createsVariant: false))
+            } catch let error as TributaryError where error.code == .syncRunning {
+                // Another run holds the variant's lease — live elsewhere, or left by a process that died.
+                logger.info("run not started: the variant's lease is held", metadata: ["variant": "\(job.ref)"])
+                return .leaseHeld
             } catch {
                 logger.warning("run could not start", metadata: ["variant": "\(job.ref)", "error": "\(error)"])
-                return nil
+                return .notStarted
             }
         }
         let cancelNow = state.withLock { state -> Bool in
@@ -225,8 +237,10 @@ public final class RunCoordinator: Service, Sendable {
     }
 
     /// The first grid slot after now becomes the variant's next run (slots missed while running are
-    /// skipped) — or, after a temporary failure, an earlier retry per the ``RetryPolicy``.
-    private func scheduleNextRun(_ job: Job, after run: RunRecord?) async {
+    /// skipped) — or, after a temporary failure, an earlier retry per the ``RetryPolicy``; or, when
+    /// another run held the lease, a new try when that lease runs out (a crashed process's run is then
+    /// marked expired and the variant resumes from its checkpoint, instead of waiting a whole slot).
+    private func scheduleNextRun(_ job: Job, after result: StartResult) async {
         let policy = limits.retry
         do {
             // Not part of a cancelled run's work: record it even when this task was cancelled.
@@ -235,7 +249,10 @@ public final class RunCoordinator: Service, Sendable {
                 let now = clock()
                 let interval = state.frequencyOverride.flatMap { try? Frequency($0) }?.seconds ?? job.sync.frequency.seconds
                 var next = Schedule.nextSlot(after: now, origin: state.createdAt, intervalSeconds: interval)
-                if let run, run.status == .failed, let advice = run.retry {
+                if case .leaseHeld = result {
+                    next = min(next, Timestamp(microseconds: now.microseconds + (executor.leaseSeconds + 1) * 1_000_000))
+                }
+                if case .finished(let run) = result, run.status == .failed, let advice = run.retry {
                     let recent = try await executor.store.runs(of: job.ref, limit: policy.maxAttempts + 1)
                     let attempt = recent.prefix { $0.status == .failed && $0.retry != nil }.count
                     if let delay = policy.delay(attempt: attempt, retryAfterSeconds: advice.afterSeconds) {

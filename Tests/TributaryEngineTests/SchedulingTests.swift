@@ -358,3 +358,57 @@ struct RetryTests {
         }
     }
 }
+
+@Suite("Recovery from a run whose process died")
+struct CrashRecoveryTests {
+    @Test func aDeadRunsVariantIsRetriedWhenItsLeaseRunsOutAndResumes() async throws {
+        let seen = Mutex<[JSONValue?]>([])
+        let resumable = ClosureSyncFunction(name: "resumable") { nango in
+            let page = try await nango.getCheckpoint()?["page"]
+            seen.withLock { $0.append(page) }
+            try await nango.batchSave([["id": "after-resume"]], model: "Item")
+        }
+        let engine = try await EngineFixture([resumable])
+        var logger = Logger(label: "recovery")
+        logger.logLevel = .critical
+        let executor = SyncExecutor(store: engine.store, functions: try SyncFunctionRegistry([resumable]), logger: logger, leaseSeconds: 1)
+        let coordinator = RunCoordinator(executor: executor, logger: logger)
+        let config = try ConfigLoader.parse(
+            yaml: """
+                environments:
+                  dev: { secret_key: dev-key-0000000000000001 }
+                integrations:
+                  shop:
+                    syncs:
+                      orders: { function: resumable, models: [Item], frequency: every hour, track_deletes: true }
+                """,
+            file: "test.yaml", environment: [:])
+        let scheduler = Scheduler(config: config, store: engine.store, coordinator: coordinator, logger: logger)
+        let ref = VariantRef(connection: ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "c1"), syncName: "orders")
+
+        // A process started a run, checkpointed page 3, and died: its run is left "running" with a 1 s lease.
+        let dead = try await engine.store.startRun(ref, RunStart(tracksDeletes: true, leaseSeconds: 1))
+        try await engine.store.saveCheckpoint(["page": 3], for: ref)
+
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [coordinator], logger: logger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            #expect(try await scheduler.tick() == [ref])
+            try await eventually("the refused start") { !coordinator.isRunning(ref) }
+            let next = try #require(try await engine.store.variantState(ref)?.nextRunAt)
+            let wait = Double(next.microseconds - Timestamp.now().microseconds) / 1_000_000
+            #expect(wait > 0 && wait <= 2.5, "retried when the lease runs out, not at the next hourly slot (\(wait) s)")
+            #expect(seen.withLock { $0 }.isEmpty)
+
+            try await Task.sleep(for: .milliseconds(Int(max(0, wait) * 1000) + 100))
+            #expect(try await scheduler.tick() == [ref])
+            try await eventually("the resumed run") { !coordinator.isRunning(ref) }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        #expect(seen.withLock { $0 } == [3], "the new run resumed from the dead run's checkpoint")
+        let runs = try await engine.store.runs(of: ref, limit: 5)
+        #expect(runs.map(\.status) == [.succeeded, .expired])
+        #expect(runs[1].id == dead.runId)
+    }
+}
