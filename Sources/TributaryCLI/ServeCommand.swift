@@ -54,7 +54,8 @@ struct ServeCommand: AsyncParsableCommand {
 
         let store = try SQLiteStore(path: options.database ?? config.database.path)
         try await store.migrate()
-        let executor = SyncExecutor(store: store, functions: context.functions, logger: logger)
+        let executor = SyncExecutor(
+            store: store, functions: context.functions, logger: logger, leaseSeconds: Int64(config.scheduler.leaseSeconds))
         let coordinator = RunCoordinator(
             executor: executor,
             limits: RunCoordinator.Limits(

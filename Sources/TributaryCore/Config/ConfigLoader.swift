@@ -18,6 +18,7 @@ import Yams
 ///   retry_max_attempts: 3             # retries after temporary failures (RetryableError)
 ///   retry_base_seconds: 10            # first retry delay; doubles each time, ±20% jitter
 ///   retry_max_seconds: 900
+///   lease_seconds: 120                # a run's lease; after a crash its variant resumes when it runs out
 /// environments:
 ///   dev:
 ///     secret_key: ${TRIBUTARY_DEV_SECRET_KEY}   # or secret_keys: [..] for rotation
@@ -332,7 +333,7 @@ public enum ConfigLoader {
         mutating func parseScheduler(_ node: Node) -> SchedulerConfig? {
             let allowed = [
                 "max_concurrent_runs", "max_runs_per_connection", "tick_seconds", "drain_seconds", "retry_max_attempts", "retry_base_seconds",
-                "retry_max_seconds",
+                "retry_max_seconds", "lease_seconds",
             ]
             guard let entries = mapping(node, "'scheduler'", allowed: allowed) else { return nil }
             var config = SchedulerConfig()
@@ -348,6 +349,8 @@ public enum ConfigLoader {
                     if let value = integer(entry.value, "scheduler.retry_base_seconds", in: 1...86_400) { config.retry.baseSeconds = Double(value) }
                 case "retry_max_seconds":
                     if let value = integer(entry.value, "scheduler.retry_max_seconds", in: 1...86_400) { config.retry.maxSeconds = Double(value) }
+                case "lease_seconds":
+                    if let value = integer(entry.value, "scheduler.lease_seconds", in: 1...3600) { config.leaseSeconds = value }
                 case "drain_seconds":
                     if let value = integer(entry.value, "scheduler.drain_seconds", in: 0...3600) { config.drainSeconds = value }
                 case "tick_seconds":

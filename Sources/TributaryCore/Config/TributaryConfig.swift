@@ -76,12 +76,15 @@ public struct SchedulerConfig: Sendable, Hashable {
     public var drainSeconds: Int
     /// Retries after temporary failures.
     public var retry: RetryPolicy
+    /// How long a run's lease lasts without a heartbeat; after a crash the variant resumes once it runs out.
+    public var leaseSeconds: Int
 
     public init(
         maxConcurrentRuns: Int = 16, maxRunsPerConnection: Int = 4, tickSeconds: Double = 1, drainSeconds: Int = 30,
-        retry: RetryPolicy = RetryPolicy()
+        retry: RetryPolicy = RetryPolicy(), leaseSeconds: Int = 120
     ) {
         self.retry = retry
+        self.leaseSeconds = leaseSeconds
         self.maxConcurrentRuns = maxConcurrentRuns
         self.maxRunsPerConnection = maxRunsPerConnection
         self.tickSeconds = tickSeconds
