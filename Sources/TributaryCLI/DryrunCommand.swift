@@ -50,7 +50,7 @@ struct DryrunCommand: AsyncParsableCommand {
     func run() async throws {
         let context = CLIContext.current
         let output = context.output
-        let config = try ConfigFile.loadOrDemo(options.config, isDefault: options.config == "tributary.yaml", output: output)
+        let config = try options.load(output: output).config
         let environment = try ConfigFile.environment(options.environment, in: config)
         let candidates = config.integrations(in: environment.name).filter {
             $0.sync(named: sync) != nil && (integration == nil || $0.providerConfigKey == integration)

@@ -33,7 +33,7 @@ struct RecordsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let output = CLIContext.current.output
-        let config = try ConfigFile.loadOrDemo(options.config, isDefault: options.config == "tributary.yaml", output: output)
+        let config = try options.load(output: output).config
         let environment = try ConfigFile.environment(options.environment, in: config)
         let store = try SQLiteStore(path: options.database ?? config.database.path)
         try await store.migrate()

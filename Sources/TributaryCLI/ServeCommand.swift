@@ -33,9 +33,7 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         let context = CLIContext.current
         let output = context.output
-        let isDefault = options.config == "tributary.yaml"
-        let usesDemo = isDefault && !FileManager.default.fileExists(atPath: options.config)
-        var config = try ConfigFile.loadOrDemo(options.config, isDefault: isDefault, output: output)
+        var (config, usesDemo) = try options.load(output: output)
         if let port { config.server.port = port }
         if let host { config.server.host = host }
         var logger = Logger(label: "tributary")

@@ -1,4 +1,10 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import ArgumentParser
+import TributaryCore
 
 /// `tributary`: the root command.
 struct TributaryCommand: AsyncParsableCommand {
@@ -19,4 +25,11 @@ struct ConfigOptions: ParsableArguments {
 
     @Option(name: .long, help: "Environment (default: the first one in the configuration).")
     var environment: String?
+
+    /// The configuration file, or the built-in demo configuration when the default file does not exist.
+    func load(output: CLIOutput) throws -> (config: TributaryConfig, usesDemo: Bool) {
+        let isDefault = config == "tributary.yaml"
+        let usesDemo = isDefault && !FileManager.default.fileExists(atPath: config)
+        return (try ConfigFile.loadOrDemo(config, isDefault: isDefault, output: output), usesDemo)
+    }
 }

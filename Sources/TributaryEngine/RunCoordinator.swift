@@ -145,11 +145,6 @@ public final class RunCoordinator: Service, Sendable {
         state.withLock { $0.entries[ref] != nil }
     }
 
-    /// Runs active now, in all and per connection (for tests and metrics).
-    public var activeRuns: (total: Int, perConnection: [ConnectionRef: Int]) {
-        state.withLock { ($0.running, $0.runningPerConnection) }
-    }
-
     /// Cancels `ref`'s run (or drops it if still queued) and waits until it has finished.
     public func cancel(_ ref: VariantRef) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -247,7 +242,7 @@ public final class RunCoordinator: Service, Sendable {
             try await Task { [executor, clock] in
                 guard let state = try await executor.store.variantState(job.ref) else { return }
                 let now = clock()
-                let interval = state.frequencyOverride.flatMap { try? Frequency($0) }?.seconds ?? job.sync.frequency.seconds
+                let interval = state.frequency(configured: job.sync.frequency).seconds
                 var next = Schedule.nextSlot(after: now, origin: state.createdAt, intervalSeconds: interval)
                 if case .leaseHeld = result {
                     next = min(next, Timestamp(microseconds: now.microseconds + (executor.leaseSeconds + 1) * 1_000_000))

@@ -188,23 +188,12 @@ extension SQLiteStore {
     }
 
     static func encodeResults(_ results: [String: ModelResult]) -> String {
-        var object = JSONObject()
-        for (model, result) in results.sorted(by: { $0.key < $1.key }) {
-            object[model] = [
-                "added": .number(JSONNumber(result.added)), "updated": .number(JSONNumber(result.updated)),
-                "deleted": .number(JSONNumber(result.deleted)),
-            ]
-        }
-        return JSONWriter.string(.object(object))
+        JSONWriter.string(.object(ModelResult.json(results)))
     }
 
     static func decodeResults(_ text: String) throws -> [String: ModelResult] {
         var results: [String: ModelResult] = [:]
-        for (model, value) in try JSONParser.parse(text).objectValue ?? [:] {
-            results[model] = ModelResult(
-                added: Int(value["added"]?.int64Value ?? 0), updated: Int(value["updated"]?.int64Value ?? 0),
-                deleted: Int(value["deleted"]?.int64Value ?? 0))
-        }
+        for (model, value) in try JSONParser.parse(text).objectValue ?? [:] { results[model] = ModelResult(json: value) }
         return results
     }
 }

@@ -79,7 +79,7 @@ extension SQLiteStore {
             let rows = try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT c.environment, c.provider_config_key, c.connection_id, \(Self.variantColumns.split(separator: ",").map { "v." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", "))
+                    SELECT c.environment, c.provider_config_key, c.connection_id, \(Self.qualifiedVariantColumns)
                     FROM sync_variants v JOIN connections c ON c.id = v.connection_pk
                     WHERE v.paused = 0 AND v.next_run_at IS NOT NULL AND v.next_run_at <= ?
                     ORDER BY v.next_run_at LIMIT ?

@@ -101,6 +101,9 @@ public final class SQLiteStore: Store {
 
     static let variantColumns =
         "id, public_id, paused, frequency, next_run_at, sync_name, variant, last_sync_date, checkpoint, deletion_generation, created_at"
+    /// ``variantColumns`` prefixed with `v.`, for queries that join `sync_variants v`.
+    static let qualifiedVariantColumns = variantColumns.split(separator: ",").map { "v." + $0.trimmingCharacters(in: .whitespaces) }
+        .joined(separator: ", ")
 
     func variantState(_ ref: VariantRef, _ row: Row) throws -> VariantState {
         let checkpointJSON: String? = row["checkpoint"]

@@ -49,14 +49,7 @@ extension API {
     }
 
     func runJSON(_ run: RunRecord) -> JSONValue {
-        var results = JSONObject()
-        for (model, result) in run.results.sorted(by: { $0.key < $1.key }) {
-            results[model] = [
-                "added": .number(JSONNumber(result.added)), "updated": .number(JSONNumber(result.updated)),
-                "deleted": .number(JSONNumber(result.deleted)),
-            ]
-        }
-        return [
+        [
             "id": .number(JSONNumber(run.id)),
             "connection_id": .string(run.variant.connection.connectionId),
             "provider_config_key": .string(run.variant.connection.providerConfigKey),
@@ -66,7 +59,7 @@ extension API {
             "type": .string(run.kind.rawValue),
             "startedAt": .string(run.startedAt.iso8601),
             "finishedAt": run.finishedAt.map { .string($0.iso8601) } ?? .null,
-            "results": .object(results),
+            "results": .object(ModelResult.json(run.results)),
             "error": run.error.map { .string($0) } ?? .null,
         ]
     }

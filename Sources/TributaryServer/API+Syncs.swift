@@ -25,12 +25,7 @@ extension API {
     func createVariant(_ request: Request, _ context: APIRequestContext) async throws -> Response {
         let (integration, ref) = try await variantTarget(request, context, baseMessage: "Variant name \"base\" is protected.")
         let sync = try sync(ref.syncName, of: integration)
-        let state: VariantState
-        do {
-            state = try await store.createVariant(ref, maximumPerSync: config.server.maxVariantsPerSync, paused: !sync.autoStart)
-        } catch let error as TributaryError where error.code == .resourceCapped {
-            throw APIError(.badRequest, error.code.rawValue, error.message)
-        }
+        let state = try await store.createVariant(ref, maximumPerSync: config.server.maxVariantsPerSync, paused: !sync.autoStart)
         return JSONResponse.make(["id": .string(state.id), "name": .string(sync.name), "variant": .string(ref.variant)])
     }
 
@@ -139,17 +134,7 @@ extension API {
         let status = running ? "RUNNING" : state.paused ? "PAUSED" : execution
         var recordCount = JSONObject()
         for model in sync.models { recordCount[model] = .number(JSONNumber(counts[model] ?? 0)) }
-        var latestResult: JSONValue = .null
-        if let latest, latest.status != .running {
-            var results = JSONObject()
-            for (model, result) in latest.results.sorted(by: { $0.key < $1.key }) {
-                results[model] = [
-                    "added": .number(JSONNumber(result.added)), "updated": .number(JSONNumber(result.updated)),
-                    "deleted": .number(JSONNumber(result.deleted)),
-                ]
-            }
-            latestResult = .object(results)
-        }
+        let latestResult: JSONValue = latest.flatMap { $0.status == .running ? nil : .object(ModelResult.json($0.results)) } ?? .null
         return [
             "id": .string(state.id),
             "connection_id": .string(state.ref.connection.connectionId),
@@ -159,7 +144,7 @@ extension API {
             "type": .string(latest?.kind == .incremental ? "INCREMENTAL" : "INITIAL"),
             "finishedAt": latest.flatMap { $0.status == .running ? nil : $0.finishedAt }.map { .string($0.iso8601) } ?? .null,
             "nextScheduledSyncAt": state.paused ? .null : state.nextRunAt.map { .string($0.iso8601) } ?? .null,
-            "frequency": .string(state.frequencyOverride ?? sync.frequency.text),
+            "frequency": .string(state.frequency(configured: sync.frequency).text),
             "latestResult": latestResult,
             "latestExecutionStatus": latest == nil ? .null : .string(execution),
             "recordCount": .object(recordCount),

@@ -19,6 +19,11 @@ public struct VariantState: Sendable, Hashable {
     public var deletionGeneration: Int64?
     public var createdAt: Timestamp
 
+    /// The frequency this variant runs at: its override, else the sync's configured one.
+    public func frequency(configured: Frequency) -> Frequency {
+        frequencyOverride.flatMap { try? Frequency($0) } ?? configured
+    }
+
     public init(
         id: String, ref: VariantRef, paused: Bool = false, frequencyOverride: String? = nil, lastSyncDate: Timestamp? = nil,
         checkpoint: Checkpoint? = nil, deletionGeneration: Int64? = nil, createdAt: Timestamp

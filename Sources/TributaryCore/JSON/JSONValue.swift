@@ -63,17 +63,6 @@ public enum JSONValue: Sendable, Hashable {
         guard case .array(let elements) = self, elements.indices.contains(index) else { return nil }
         return elements[index]
     }
-
-    /// Follows a dotted path (`"data.items"`) through nested objects.
-    public func value(atPath path: String) -> JSONValue? {
-        if path.isEmpty { return self }
-        var current: JSONValue = self
-        for part in path.split(separator: ".", omittingEmptySubsequences: false) {
-            guard let next = current.objectValue?[String(part)] else { return nil }
-            current = next
-        }
-        return current
-    }
 }
 
 /// A JSON number kept as its validated literal text (e.g. `"12"`, `"-0.5"`, `"1e9"`).

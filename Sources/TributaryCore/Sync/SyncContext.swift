@@ -33,6 +33,28 @@ public struct ModelResult: Sendable, Hashable, Codable {
 
     /// `true` when nothing changed.
     public var isEmpty: Bool { added == 0 && updated == 0 && deleted == 0 }
+
+    /// `{"added": …, "updated": …, "deleted": …}`, as the API, webhooks and the stores write it.
+    public var json: JSONValue {
+        [
+            "added": .number(JSONNumber(added)), "updated": .number(JSONNumber(updated)),
+            "deleted": .number(JSONNumber(deleted)),
+        ]
+    }
+
+    /// Reads the JSON form; missing counts are 0.
+    public init(json: JSONValue) {
+        self.init(
+            added: Int(json["added"]?.int64Value ?? 0), updated: Int(json["updated"]?.int64Value ?? 0),
+            deleted: Int(json["deleted"]?.int64Value ?? 0))
+    }
+
+    /// Per-model results as one JSON object, models sorted by name.
+    public static func json(_ results: [String: ModelResult]) -> JSONObject {
+        var object = JSONObject()
+        for (model, result) in results.sorted(by: { $0.key < $1.key }) { object[model] = result.json }
+        return object
+    }
 }
 
 /// What a sync function sees of its run: identity, schedule state, checkpoint, metadata, and the
