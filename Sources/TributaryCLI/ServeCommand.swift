@@ -11,12 +11,26 @@ import TributaryEngine
 import TributaryServer
 import TributarySQLite
 
-/// `tributary serve`: the HTTP API on the embedded SQLite store, in one process.
+/// `tributary serve`: the HTTP API, the scheduler and a worker — all in one process, or split by
+/// `--role` into API processes and worker processes sharing one database.
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "serve", abstract: "Serve the Nango-compatible HTTP API (SQLite, one process).")
+        commandName: "serve", abstract: "Serve the Nango-compatible HTTP API and run the scheduled syncs.")
+
+    /// What this process does.
+    enum Role: String, ExpressibleByArgument, CaseIterable, Sendable {
+        /// The HTTP API only: triggers are queued in the store for the workers.
+        case api
+        /// The scheduler and a worker running queued runs; no HTTP.
+        case worker
+        /// Both (the default).
+        case all
+    }
 
     @OptionGroup var options: ConfigOptions
+
+    @Option(name: .long, help: "api: the HTTP API only (runs are queued for workers); worker: the scheduler and the runs, no HTTP; all: both.")
+    var role: Role = .all
 
     @Option(name: .long, help: "Listen on this port (default: server.port from the configuration, 3003).")
     var port: Int?
@@ -52,20 +66,32 @@ struct ServeCommand: AsyncParsableCommand {
 
         let store = try SQLiteStore(path: options.database ?? config.database.path)
         try await store.migrate()
-        let executor = SyncExecutor(
-            store: store, functions: context.functions, logger: logger, leaseSeconds: Int64(config.scheduler.leaseSeconds))
-        let coordinator = RunCoordinator(
-            executor: executor,
-            limits: RunCoordinator.Limits(
-                maxConcurrentRuns: config.scheduler.maxConcurrentRuns, maxRunsPerConnection: config.scheduler.maxRunsPerConnection,
-                drain: .seconds(config.scheduler.drainSeconds), retry: config.scheduler.retry),
-            logger: logger)
-        let scheduler = Scheduler(config: config, store: store, coordinator: coordinator, logger: logger)
-        let api = API(config: config, store: store, coordinator: coordinator, cipher: cipher)
-        let app = buildApplication(api: api, services: [scheduler], logger: logger)
-        output.line("Tributary API on http://\(config.server.host):\(config.server.port) — database \(store.path), environments: \(config.environments.map(\.name).joined(separator: ", "))")
+        let scheduling = config.scheduler
+        var worker: RunCoordinator? = nil
+        var services: [any Service] = []
+        if role != .api {
+            let executor = SyncExecutor(store: store, functions: context.functions, logger: logger, leaseSeconds: Int64(scheduling.leaseSeconds))
+            let coordinator = RunCoordinator(
+                executor: executor, config: config,
+                limits: RunCoordinator.Limits(
+                    maxConcurrentRuns: scheduling.maxConcurrentRuns, maxRunsPerConnection: scheduling.maxRunsPerConnection,
+                    drain: .seconds(scheduling.drainSeconds), retry: scheduling.retry, poll: .milliseconds(Int(scheduling.tickSeconds * 1000))),
+                logger: logger)
+            worker = coordinator
+            services = [coordinator]
+        }
+        let queue = RunQueue(store: store, worker: worker, cancelTimeout: .seconds(scheduling.cancelTimeoutSeconds))
+        if role != .api { services.append(Scheduler(config: config, queue: queue, logger: logger)) }
+        if role != .worker {
+            let app = buildApplication(api: API(config: config, runs: queue, cipher: cipher), logger: logger)
+            services.append(app)
+            output.line(
+                "Tributary \(role == .all ? "API and worker" : "API") on http://\(config.server.host):\(config.server.port) — database \(store.path), environments: \(config.environments.map(\.name).joined(separator: ", "))")
+        } else {
+            output.line("Tributary worker — database \(store.path), up to \(scheduling.maxConcurrentRuns) runs at once")
+        }
         let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
         try store.close()
     }

@@ -18,25 +18,45 @@ public struct SyncExecutor: Sendable {
     /// How long a run's lease lasts without a heartbeat; a heartbeat renews it every quarter of that.
     public let leaseSeconds: Int64
 
-    public init(store: any Store, functions: SyncFunctionRegistry, logger: Logger, leaseSeconds: Int64 = 120) {
+    /// How often a running run checks whether it must stop (a cancel requested through the store by
+    /// any process, or the run finished elsewhere); at most a quarter of the lease.
+    public let stopCheckInterval: Duration
+
+    public init(store: any Store, functions: SyncFunctionRegistry, logger: Logger, leaseSeconds: Int64 = 120, stopCheckInterval: Duration = .seconds(1)) {
         self.store = store
         self.functions = functions
         self.logger = logger
         self.leaseSeconds = max(1, leaseSeconds)
+        self.stopCheckInterval = stopCheckInterval
     }
 
-    /// Runs `sync` for `variant` and returns the finished run.
+    /// Starts a run of `sync` for `variant` and returns the finished run.
     ///
-    /// - Parameter createsVariant: create the variant when it does not exist (local development);
-    ///   the coordinator passes false so a deleted variant is never recreated by a late run.
+    /// - Parameter createsVariant: create the variant when it does not exist (local development, `dryrun`).
     /// - Throws: only when the run cannot start or be recorded (unknown function, the variant is
     ///   already running, a storage failure). A failing sync function does not throw here: it
     ///   yields a run with status `failed`.
     public func run(_ variant: VariantRef, sync: SyncConfig, createsVariant: Bool = true) async throws -> RunRecord {
         let function = try functions.function(for: sync)
         try Task.checkCancellation()
-        let tracksDeletes = sync.syncType == .full && sync.trackDeletes
-        let started = try await store.startRun(variant, RunStart(tracksDeletes: tracksDeletes, leaseSeconds: leaseSeconds, createsVariant: createsVariant))
+        let started = try await store.startRun(
+            variant, RunStart(tracksDeletes: sync.detectsDeletes, leaseSeconds: leaseSeconds, createsVariant: createsVariant))
+        return try await execute(started, of: variant, sync: sync, function: function)
+    }
+
+    /// Runs a run a worker claimed from the store's queue (already `running`, its lease held) and
+    /// returns the finished run. When no function is registered for the sync, the run fails with that reason.
+    public func run(_ claimed: ClaimedRun, sync: SyncConfig) async throws -> RunRecord {
+        let function: any SyncFunction
+        do {
+            function = try functions.function(for: sync)
+        } catch {
+            return try await finish(claimed.started.runId, RunCompletion(outcome: .failed(message: error.message), results: [:]))
+        }
+        return try await execute(claimed.started, of: claimed.variant, sync: sync, function: function)
+    }
+
+    private func execute(_ started: StartedRun, of variant: VariantRef, sync: SyncConfig, function: any SyncFunction) async throws -> RunRecord {
         var logger = self.logger
         logger[metadataKey: "run"] = "\(started.runId)"
         logger[metadataKey: "variant"] = "\(variant)"
@@ -61,15 +81,11 @@ public struct SyncExecutor: Sendable {
             await context.log("Run failed: \(message)", level: .error)
         }
 
-        let completion = RunCompletion(
-            outcome: outcome, results: context.results,
-            deleteUnseenModels: tracksDeletes ? sync.models : [],
-            clearCheckpoint: sync.syncType == .full, retry: retry)
-        let store = self.store
-        let runId = started.runId
-        // Recording the outcome must happen even when this task was cancelled: run it in a task
-        // that does not inherit the cancellation, and wait for it here.
-        let finished = try await Task { try await store.completeRun(runId, completion) }.value
+        let finished = try await finish(
+            started.runId,
+            RunCompletion(
+                outcome: outcome, results: context.results, deleteUnseenModels: sync.detectsDeletes ? sync.models : [],
+                clearCheckpoint: sync.syncType == .full, retry: retry))
         logger.info(
             "run finished",
             metadata: [
@@ -79,17 +95,37 @@ public struct SyncExecutor: Sendable {
         return finished
     }
 
-    /// Runs `body` while a heartbeat renews the run's lease every quarter of it, whether or not the
-    /// function writes anything (a long provider call must not look like a dead process).
+    /// Records the outcome — also when this task was cancelled: in a task that does not inherit the
+    /// cancellation, awaited here.
+    private func finish(_ runId: Int64, _ completion: RunCompletion) async throws -> RunRecord {
+        let store = self.store
+        return try await Task { try await store.completeRun(runId, completion) }.value
+    }
+
+    /// Runs `body` while a watcher renews the run's lease every quarter of it — whether or not the
+    /// function writes anything, so a long provider call does not look like a dead process — and
+    /// checks every ``stopCheckInterval`` whether the run must stop; then it cancels `body`
+    /// (cooperative cancellation reaches the function) and the run ends as cancelled.
     private func withHeartbeat(run: Int64, logger: Logger, _ body: @escaping @Sendable () async throws -> Void) async throws {
         let store = self.store
-        let interval = Duration.milliseconds(leaseSeconds * 250)
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        let renewEvery = Duration.milliseconds(leaseSeconds * 250)
+        let checkEvery = min(stopCheckInterval, renewEvery)
+        try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {
+                try await body()
+                return true
+            }
+            group.addTask {
+                var sinceRenewal = Duration.zero
                 while true {
-                    try await Task.sleep(for: interval)
+                    try await Task.sleep(for: checkEvery)
+                    sinceRenewal += checkEvery
                     do {
-                        try await store.heartbeat(run: run)
+                        if sinceRenewal >= renewEvery {
+                            try await store.heartbeat(run: run)
+                            sinceRenewal = .zero
+                        }
+                        if try await store.shouldStop(run: run) { return false }
                     } catch is CancellationError {
                         throw CancellationError()
                     } catch {
@@ -98,7 +134,12 @@ public struct SyncExecutor: Sendable {
                 }
             }
             defer { group.cancelAll() }
-            try await body()
+            // The body finishing (or throwing) ends the watcher; the watcher asking to stop cancels the body.
+            if try await group.next() == false {
+                logger.info("run stops: a cancel was requested, or the run was finished elsewhere")
+                group.cancelAll()
+                throw CancellationError()
+            }
         }
     }
 }

@@ -123,6 +123,19 @@ enum SQLiteSchema {
                     ALTER TABLE runs ADD COLUMN retry_after_ms INTEGER;
                     """)
         }
+        migrator.registerMigration("v5-run-queue") { db in
+            // Runs can now wait in the store (status 'queued') for a worker; a variant has at most one
+            // active run, which the unique index enforces for every process sharing the database.
+            try db.execute(
+                sql: """
+                    ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+                    UPDATE runs SET status = 'expired', error = 'Superseded by a later run of the variant.'
+                        WHERE status = 'running' AND id NOT IN (SELECT max(id) FROM runs WHERE status = 'running' GROUP BY variant_pk);
+                    CREATE UNIQUE INDEX runs_active ON runs(variant_pk) WHERE status IN ('queued', 'running');
+                    CREATE INDEX runs_queued ON runs(id) WHERE status = 'queued';
+                    CREATE INDEX runs_running ON runs(variant_pk) WHERE status = 'running';
+                    """)
+        }
         return migrator
     }
 }

@@ -7,53 +7,176 @@ extension SQLiteStore {
         let now = clock()
         return try await pool.write { db in
             let (variantPK, state) = start.createsVariant ? try self.ensureVariantRow(db, variant, now: now) : try self.requireVariant(db, variant)
-
-            // At most one live run per variant; a run whose lease ran out is marked expired.
-            let running = try Row.fetchAll(
-                db, sql: "SELECT id, heartbeat_at, lease_seconds FROM runs WHERE variant_pk = ? AND status = 'running'",
-                arguments: [variantPK])
-            for row in running {
-                let heartbeat: Int64 = row["heartbeat_at"]
-                let lease: Int64 = row["lease_seconds"]
-                if heartbeat + lease * 1_000_000 > now.microseconds {
-                    throw TributaryError(
-                        .syncRunning,
-                        "Sync '\(variant.syncName)' variant '\(variant.variant)' of connection '\(variant.connection.connectionId)' is already running (run \(row["id"] as Int64)).")
-                }
-                try db.execute(
-                    sql: "UPDATE runs SET status = 'expired', finished_at = ?, error = ? WHERE id = ?",
-                    arguments: [now.microseconds, "The process running this run stopped before it finished (lease expired).", row["id"] as Int64])
-            }
-
-            let kind: RunKind = state.lastSyncDate == nil ? .initial : .incremental
+            try self.refuseIfActive(db, variantPK: variantPK, variant, now: now)
             try db.execute(
-                sql: """
-                    INSERT INTO runs(variant_pk, status, kind, started_at, heartbeat_at, lease_seconds)
-                    VALUES (?, 'running', ?, ?, ?, ?)
-                    """,
-                arguments: [variantPK, kind.rawValue, now.microseconds, now.microseconds, start.leaseSeconds])
-            let runId = db.lastInsertedRowID
+                sql: "INSERT INTO runs(variant_pk, status, kind, started_at, heartbeat_at, lease_seconds) VALUES (?, 'running', 'INITIAL', ?, ?, ?)",
+                arguments: [variantPK, now.microseconds, now.microseconds, start.leaseSeconds])
+            return try self.begin(db, run: db.lastInsertedRowID, variantPK: variantPK, state: state, tracksDeletes: start.tracksDeletes, now: now)
+        }
+    }
 
-            // Deletion tracking: continue the open window when resuming from a checkpoint, else open a new one.
-            var generation: Int64? = nil
-            var resumes = false
-            if start.tracksDeletes {
-                if let open = state.deletionGeneration, state.checkpoint != nil {
-                    generation = open
-                    resumes = true
-                } else {
-                    generation = runId
+    @discardableResult
+    public func enqueueRuns(_ variants: [VariantRef]) async throws -> [RunRecord] {
+        let now = clock()
+        return try await pool.write { db in
+            var queued: [RunRecord] = []
+            for variant in variants {
+                let (variantPK, _) = try self.requireVariant(db, variant)
+                try self.refuseIfActive(db, variantPK: variantPK, variant, now: now)
+                queued.append(try self.insertQueuedRun(db, variantPK: variantPK, variant, now: now))
+            }
+            return queued
+        }
+    }
+
+    public func claimRun(_ claim: RunClaim) async throws -> ClaimedRun? {
+        let now = clock()
+        return try await pool.write { db in
+            while true {
+                // The fairest claimable run: fewest running runs on its connection (across all workers), oldest first.
+                guard
+                    let row = try Row.fetchOne(
+                        db,
+                        sql: """
+                            WITH load AS (
+                                SELECT v.connection_pk AS connection_pk, count(*) AS running
+                                FROM runs r JOIN sync_variants v ON v.id = r.variant_pk
+                                WHERE r.status = 'running' GROUP BY v.connection_pk)
+                            SELECT q.id, q.variant_pk FROM runs q
+                            JOIN sync_variants v ON v.id = q.variant_pk
+                            LEFT JOIN load ON load.connection_pk = v.connection_pk
+                            WHERE q.status = 'queued' AND coalesce(load.running, 0) < ?
+                            ORDER BY coalesce(load.running, 0), q.id LIMIT 1
+                            """,
+                        arguments: [claim.maxRunsPerConnection])
+                else { return nil }
+                let runId: Int64 = row["id"]
+                let variantPK: Int64 = row["variant_pk"]
+                let variant = try self.variantRef(db, variantPK: variantPK)
+                guard let tracksDeletes = claim.tracksDeletes(variant) else {
+                    try db.execute(
+                        sql: "UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
+                        arguments: [now.microseconds, "Sync '\(variant.syncName)' is no longer configured for integration '\(variant.connection.providerConfigKey)'.", runId])
+                    continue
+                }
+                let (_, state) = try self.requireVariant(db, variant)
+                try db.execute(
+                    sql: "UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, lease_seconds = ? WHERE id = ?",
+                    arguments: [now.microseconds, now.microseconds, claim.leaseSeconds, runId])
+                let started = try self.begin(db, run: runId, variantPK: variantPK, state: state, tracksDeletes: tracksDeletes, now: now)
+                return ClaimedRun(variant: variant, started: started)
+            }
+        }
+    }
+
+    public func activeRun(of variant: VariantRef) async throws -> RunRecord? {
+        try await pool.read { db in
+            guard let (pk, _) = try self.lookupVariant(db, variant) else { return nil }
+            return try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE variant_pk = ? AND status IN ('queued', 'running')", arguments: [pk])
+                .map { try self.runRecord($0, variant: variant) }
+        }
+    }
+
+    @discardableResult
+    public func requestCancel(of variant: VariantRef, reason: String) async throws -> RunRecord? {
+        let now = clock()
+        return try await pool.write { db in
+            guard let (pk, _) = try self.lookupVariant(db, variant),
+                let row = try Row.fetchOne(db, sql: "SELECT id, status FROM runs WHERE variant_pk = ? AND status IN ('queued', 'running')", arguments: [pk])
+            else { return nil }
+            let id: Int64 = row["id"]
+            if row["status"] == RunStatus.queued.rawValue {
+                try db.execute(
+                    sql: "UPDATE runs SET status = 'cancelled', finished_at = ?, error = ? WHERE id = ?", arguments: [now.microseconds, reason, id])
+            } else {
+                try db.execute(sql: "UPDATE runs SET cancel_requested = 1 WHERE id = ?", arguments: [id])
+            }
+            return try self.fetchRun(db, id)
+        }
+    }
+
+    public func shouldStop(run: Int64) async throws -> Bool {
+        try await pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT status, cancel_requested FROM runs WHERE id = ?", arguments: [run]) else { return true }
+            return row["status"] != RunStatus.running.rawValue || row["cancel_requested"] as Bool
+        }
+    }
+
+    public func expireRuns() async throws -> [RunRecord] {
+        let now = clock()
+        return try await pool.write { db in
+            let rows = try Row.fetchAll(
+                db,
+                sql: "SELECT r.id, r.variant_pk, v.paused FROM runs r JOIN sync_variants v ON v.id = r.variant_pk WHERE r.status = 'running' AND r.heartbeat_at + r.lease_seconds * 1000000 <= ?",
+                arguments: [now.microseconds])
+            var expired: [RunRecord] = []
+            for row in rows {
+                let id: Int64 = row["id"]
+                try self.markExpired(db, run: id, now: now)
+                expired.append(try self.fetchRun(db, id)!)
+                if !(row["paused"] as Bool) {
+                    let variantPK: Int64 = row["variant_pk"]
+                    _ = try self.insertQueuedRun(db, variantPK: variantPK, try self.variantRef(db, variantPK: variantPK), now: now)
                 }
             }
-            if generation != state.deletionGeneration {
-                try db.execute(sql: "UPDATE sync_variants SET deletion_generation = ? WHERE id = ?", arguments: [generation, variantPK])
-            }
-            try db.execute(sql: "UPDATE runs SET deletion_generation = ? WHERE id = ?", arguments: [generation, runId])
-            var startState = state
-            startState.deletionGeneration = generation
-            return StartedRun(
-                runId: runId, startedAt: now, kind: kind, state: startState, deletionGeneration: generation, resumesWindow: resumes)
+            return expired
         }
+    }
+
+    /// Throws `sync_running` when the variant has a queued run or a running one with a live lease; a
+    /// running run whose lease ran out is marked expired instead.
+    private func refuseIfActive(_ db: Database, variantPK: Int64, _ variant: VariantRef, now: Timestamp) throws {
+        let active = try Row.fetchAll(
+            db, sql: "SELECT id, status, heartbeat_at, lease_seconds FROM runs WHERE variant_pk = ? AND status IN ('queued', 'running')",
+            arguments: [variantPK])
+        for row in active {
+            let id: Int64 = row["id"]
+            let heartbeat: Int64 = row["heartbeat_at"]
+            let lease: Int64 = row["lease_seconds"]
+            if row["status"] == RunStatus.queued.rawValue || heartbeat + lease * 1_000_000 > now.microseconds {
+                let state = row["status"] == RunStatus.queued.rawValue ? "queued" : "already running"
+                throw TributaryError(
+                    .syncRunning,
+                    "Sync '\(variant.syncName)' variant '\(variant.variant)' of connection '\(variant.connection.connectionId)' is \(state) (run \(id)).")
+            }
+            try markExpired(db, run: id, now: now)
+        }
+    }
+
+    private func markExpired(_ db: Database, run: Int64, now: Timestamp) throws {
+        try db.execute(
+            sql: "UPDATE runs SET status = 'expired', finished_at = ?, error = ? WHERE id = ?",
+            arguments: [now.microseconds, "The process running this run stopped before it finished (lease expired).", run])
+    }
+
+    private func insertQueuedRun(_ db: Database, variantPK: Int64, _ variant: VariantRef, now: Timestamp) throws -> RunRecord {
+        try db.execute(
+            sql: "INSERT INTO runs(variant_pk, status, kind, started_at, heartbeat_at, lease_seconds) VALUES (?, 'queued', 'INITIAL', ?, ?, 0)",
+            arguments: [variantPK, now.microseconds, now.microseconds])
+        return try fetchRun(db, db.lastInsertedRowID)!
+    }
+
+    /// Sets up a run that has just become `running`: its kind, and its deletion-tracking window —
+    /// continued when the variant resumes from a checkpoint inside an open window, else a new one.
+    private func begin(_ db: Database, run runId: Int64, variantPK: Int64, state: VariantState, tracksDeletes: Bool, now: Timestamp) throws -> StartedRun {
+        let kind: RunKind = state.lastSyncDate == nil ? .initial : .incremental
+        var generation: Int64? = nil
+        var resumes = false
+        if tracksDeletes {
+            if let open = state.deletionGeneration, state.checkpoint != nil {
+                generation = open
+                resumes = true
+            } else {
+                generation = runId
+            }
+        }
+        if generation != state.deletionGeneration {
+            try db.execute(sql: "UPDATE sync_variants SET deletion_generation = ? WHERE id = ?", arguments: [generation, variantPK])
+        }
+        try db.execute(sql: "UPDATE runs SET kind = ?, deletion_generation = ? WHERE id = ?", arguments: [kind.rawValue, generation, runId])
+        var startState = state
+        startState.deletionGeneration = generation
+        return StartedRun(runId: runId, startedAt: now, kind: kind, state: startState, deletionGeneration: generation, resumesWindow: resumes)
     }
 
     public func heartbeat(run: Int64) async throws {

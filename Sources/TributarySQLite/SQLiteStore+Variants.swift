@@ -82,6 +82,7 @@ extension SQLiteStore {
                     SELECT c.environment, c.provider_config_key, c.connection_id, \(Self.qualifiedVariantColumns)
                     FROM sync_variants v JOIN connections c ON c.id = v.connection_pk
                     WHERE v.paused = 0 AND v.next_run_at IS NOT NULL AND v.next_run_at <= ?
+                        AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.variant_pk = v.id AND r.status IN ('queued', 'running'))
                     ORDER BY v.next_run_at LIMIT ?
                     """,
                 arguments: [now.microseconds, limit])
@@ -93,9 +94,9 @@ extension SQLiteStore {
     }
 
     public func saveCheckpoint(_ checkpoint: Checkpoint, for variant: VariantRef) async throws {
-        let now = clock()
         try await pool.write { db in
-            let (pk, _) = try self.ensureVariantRow(db, variant, now: now)
+            // Never creates the variant: a late write of a run whose variant was deleted must not bring it back.
+            let (pk, _) = try self.requireVariant(db, variant)
             try db.execute(sql: "UPDATE sync_variants SET checkpoint = ? WHERE id = ?", arguments: [checkpoint.json, pk])
         }
     }

@@ -114,7 +114,7 @@ extension API {
     /// `DELETE /connections/{connectionId}?provider_config_key=`: stops its runs, removes it with all its variants and records.
     func deleteConnection(_ request: Request, _ context: APIRequestContext) async throws -> Response {
         let (_, record) = try await pathConnection(request, context)
-        await coordinator.cancelAll(of: record.ref)
+        try await runs.cancelAll(of: record.ref)
         try await store.deleteConnection(record.ref)
         return JSONResponse.success
     }

@@ -35,7 +35,7 @@ extension API {
         guard try await store.variantState(ref) != nil else {
             throw APIError(.notFound, "not_found", "Sync '\(ref.syncName)' has no variant '\(ref.variant)' on connection '\(ref.connection.connectionId)'.")
         }
-        await coordinator.cancel(ref)
+        try await runs.cancel(ref)
         try await store.deleteVariant(ref)
         return JSONResponse.success
     }
@@ -79,12 +79,12 @@ extension API {
         let targets = try await resolve(selections, integration: integration, connections: connections)
         if reset {
             for (state, _) in targets {
-                await coordinator.cancel(state.ref)
+                try await runs.cancel(state.ref)
                 try await store.resetVariant(state.ref, emptyCache: emptyCache)
             }
         }
         // All of them or none: one running variant answers 409 and starts nothing.
-        try coordinator.trigger(targets.map { ($0.0.ref, $0.1) })
+        try await runs.trigger(targets.map { $0.0.ref })
         return JSONResponse.success
     }
 
@@ -99,7 +99,7 @@ extension API {
         let targets = try await resolve(selections, integration: integration, connections: connections)
         for (state, _) in targets {
             try await store.setPaused(paused, for: state.ref)
-            if paused { await coordinator.cancel(state.ref) }
+            if paused { try await runs.cancel(state.ref) }
         }
         return JSONResponse.success
     }
@@ -123,10 +123,10 @@ extension API {
     }
 
     func statusJSON(_ state: VariantState, sync: SyncConfig, latest: RunRecord?, counts: [String: Int]) -> JSONValue {
-        let running = coordinator.isRunning(state.ref) || latest?.status == .running
+        let running = latest?.status.isActive ?? false
         let execution: String
         switch latest?.status {
-        case .running?: execution = "RUNNING"
+        case .queued?, .running?: execution = "RUNNING"
         case .failed?, .expired?: execution = "ERROR"
         case .cancelled?: execution = "STOPPED"
         case .succeeded?, nil: execution = "SUCCESS"
@@ -134,7 +134,7 @@ extension API {
         let status = running ? "RUNNING" : state.paused ? "PAUSED" : execution
         var recordCount = JSONObject()
         for model in sync.models { recordCount[model] = .number(JSONNumber(counts[model] ?? 0)) }
-        let latestResult: JSONValue = latest.flatMap { $0.status == .running ? nil : .object(ModelResult.json($0.results)) } ?? .null
+        let latestResult: JSONValue = latest.flatMap { $0.status.isActive ? nil : .object(ModelResult.json($0.results)) } ?? .null
         return [
             "id": .string(state.id),
             "connection_id": .string(state.ref.connection.connectionId),
@@ -142,7 +142,7 @@ extension API {
             "variant": .string(state.ref.variant),
             "status": .string(status),
             "type": .string(latest?.kind == .incremental ? "INCREMENTAL" : "INITIAL"),
-            "finishedAt": latest.flatMap { $0.status == .running ? nil : $0.finishedAt }.map { .string($0.iso8601) } ?? .null,
+            "finishedAt": latest.flatMap { $0.status.isActive ? nil : $0.finishedAt }.map { .string($0.iso8601) } ?? .null,
             "nextScheduledSyncAt": state.paused ? .null : state.nextRunAt.map { .string($0.iso8601) } ?? .null,
             "frequency": .string(state.frequency(configured: sync.frequency).text),
             "latestResult": latestResult,
@@ -182,7 +182,7 @@ extension API {
         try await store.setFrequency(frequency?.text, for: ref)
         let effective = frequency ?? sync.frequency
         // The next run moves to the new grid's first slot from now (a running variant re-plans when its run ends).
-        if let state = try await store.variantState(ref), !coordinator.isRunning(ref) {
+        if let state = try await store.variantState(ref), try await !runs.isActive(ref) {
             try await store.setNextRun(Schedule.slot(atOrAfter: Timestamp.now(), origin: state.createdAt, intervalSeconds: effective.seconds), for: ref)
         }
         return JSONResponse.make(["frequency": .string(effective.compact)])

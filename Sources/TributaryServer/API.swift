@@ -10,15 +10,16 @@ import TributaryStore
 public struct API: Sendable {
     public let config: TributaryConfig
     public let store: any Store
-    public let coordinator: RunCoordinator
+    /// Where triggers and cancels go: the store's run queue, served by the workers.
+    public let runs: RunQueue
     public let cipher: CredentialCipher
     /// When the configuration was loaded (integrations' `created_at`).
     let startedAt = Timestamp.now()
 
-    public init(config: TributaryConfig, store: any Store, coordinator: RunCoordinator, cipher: CredentialCipher) {
+    public init(config: TributaryConfig, runs: RunQueue, cipher: CredentialCipher) {
         self.config = config
-        self.store = store
-        self.coordinator = coordinator
+        self.store = runs.store
+        self.runs = runs
         self.cipher = cipher
     }
 

@@ -6,8 +6,8 @@ import TributaryEngine
 import TributaryStore
 
 /// Builds the HTTP application: the router with every ``APIRoute`` (authenticated ones behind
-/// ``AuthMiddleware``), error rendering, and the API's `RunCoordinator` plus `services` (e.g. the
-/// `Scheduler`) as services of the app.
+/// ``AuthMiddleware``), error rendering, and `services` (in role `all`: the worker's
+/// `RunCoordinator` and the `Scheduler`) as services of the app.
 ///
 /// Tests build the same application with test configuration (`app.test(.router)` / `.live`).
 public func buildApplication(api: API, services: [any Service] = [], logger: Logger, port: Int? = nil) -> some ApplicationProtocol {
@@ -27,6 +27,6 @@ public func buildApplication(api: API, services: [any Service] = [], logger: Log
     return Application(
         router: router,
         configuration: ApplicationConfiguration(address: .hostname(api.config.server.host, port: port ?? api.config.server.port), serverName: "Tributary"),
-        services: [api.coordinator] + services,
+        services: services,
         logger: logger)
 }

@@ -2,6 +2,8 @@ import TributaryCore
 
 /// Where a run stands.
 public enum RunStatus: String, Sendable, Hashable, CaseIterable {
+    /// Waiting in the store's run queue for a worker to claim it.
+    case queued
     case running
     case succeeded
     case failed
@@ -9,7 +11,9 @@ public enum RunStatus: String, Sendable, Hashable, CaseIterable {
     /// The process running it stopped without finishing it (lease expired).
     case expired
 
-    public var isFinished: Bool { self != .running }
+    /// Queued or running: a variant has at most one active run.
+    public var isActive: Bool { self == .queued || self == .running }
+    public var isFinished: Bool { !isActive }
 }
 
 /// Whether a run started from scratch or from a previous success (Nango's job type).
@@ -33,6 +37,35 @@ public struct RunStart: Sendable {
         self.tracksDeletes = tracksDeletes
         self.leaseSeconds = leaseSeconds
         self.createsVariant = createsVariant
+    }
+}
+
+/// How a worker claims a queued run (``Store/claimRun(_:)``).
+public struct RunClaim: Sendable {
+    /// The claimed run's lease; a heartbeat renews it.
+    public var leaseSeconds: Int64
+    /// Runs of one connection running at once across all workers; queued runs of a connection at
+    /// its limit are passed over.
+    public var maxRunsPerConnection: Int
+    /// Whether a run of this variant tracks deletes (a full refresh with `track_deletes`); nil when its
+    /// sync is no longer configured — the queued run then fails with that reason and the claim goes on.
+    public var tracksDeletes: @Sendable (VariantRef) -> Bool?
+
+    public init(leaseSeconds: Int64, maxRunsPerConnection: Int, tracksDeletes: @escaping @Sendable (VariantRef) -> Bool?) {
+        self.leaseSeconds = leaseSeconds
+        self.maxRunsPerConnection = maxRunsPerConnection
+        self.tracksDeletes = tracksDeletes
+    }
+}
+
+/// A queued run a worker claimed and started.
+public struct ClaimedRun: Sendable {
+    public var variant: VariantRef
+    public var started: StartedRun
+
+    public init(variant: VariantRef, started: StartedRun) {
+        self.variant = variant
+        self.started = started
     }
 }
 
@@ -102,6 +135,7 @@ public struct RunRecord: Sendable, Hashable {
     public var variant: VariantRef
     public var status: RunStatus
     public var kind: RunKind
+    /// When it started; for a queued run, when it was queued.
     public var startedAt: Timestamp
     public var finishedAt: Timestamp?
     public var results: [String: ModelResult]

@@ -58,13 +58,14 @@ public protocol Store: Sendable {
     func setFrequency(_ frequency: String?, for variant: VariantRef) async throws
     /// Sets when the variant's schedule next starts a run.
     func setNextRun(_ time: Timestamp, for variant: VariantRef) async throws
-    /// Started (not paused) variants whose next run is due at `now`, earliest first.
+    /// Started (not paused) variants whose next run is due at `now` and that have no active (queued or
+    /// running) run, earliest first.
     func dueVariants(at now: Timestamp, limit: Int) async throws -> [VariantState]
     /// The variant's state, or nil when it does not exist.
     func variantState(_ variant: VariantRef) async throws -> VariantState?
     /// All variants of a connection, ordered by sync name then variant (`base` first).
     func variants(of connection: ConnectionRef) async throws -> [VariantState]
-    /// Saves the variant's checkpoint.
+    /// Saves the variant's checkpoint. Throws `unknown_sync_variant` when the variant does not exist.
     func saveCheckpoint(_ checkpoint: Checkpoint, for variant: VariantRef) async throws
     /// Removes the variant's checkpoint.
     func clearCheckpoint(for variant: VariantRef) async throws
@@ -78,7 +79,7 @@ public protocol Store: Sendable {
 
     /// Records the start of a run and returns the state the run starts from.
     ///
-    /// Throws `sync_running` while another run of the variant holds a live lease.
+    /// Throws `sync_running` while another run of the variant is queued or holds a live lease.
     func startRun(_ variant: VariantRef, _ start: RunStart) async throws -> StartedRun
     /// Renews a running run's lease.
     func heartbeat(run: Int64) async throws
@@ -94,6 +95,34 @@ public protocol Store: Sendable {
     func run(_ id: Int64) async throws -> RunRecord?
     /// A run's log lines in order.
     func logs(ofRun id: Int64, limit: Int) async throws -> [RunLogEntry]
+
+    // MARK: Run queue
+
+    /// Queues a run of every listed variant — all of them, or none: throws `sync_running` when one
+    /// already has an active (queued or running, with a live lease) run, `unknown_sync_variant` when
+    /// one does not exist. A running run whose lease ran out is marked expired first.
+    /// - Returns: the queued runs, in order.
+    @discardableResult
+    func enqueueRuns(_ variants: [VariantRef]) async throws -> [RunRecord]
+    /// Atomically claims the fairest queued run and starts it (as ``startRun(_:_:)`` does): among
+    /// connections below `maxRunsPerConnection` running runs, the one with the fewest, oldest run
+    /// first. Two workers never claim the same run.
+    /// - Returns: nil when nothing can be claimed now.
+    func claimRun(_ claim: RunClaim) async throws -> ClaimedRun?
+    /// The variant's queued or running run, if any.
+    func activeRun(of variant: VariantRef) async throws -> RunRecord?
+    /// Asks the variant's active run to stop: a queued run is cancelled at once; a running one is
+    /// flagged, and the worker running it sees the flag through ``shouldStop(run:)``.
+    /// - Returns: the run as it now stands, or nil when none was active.
+    @discardableResult
+    func requestCancel(of variant: VariantRef, reason: String) async throws -> RunRecord?
+    /// Whether a running run must stop: its cancel was requested, or it is no longer running (finished
+    /// by someone else, expired, or deleted with its variant).
+    func shouldStop(run: Int64) async throws -> Bool
+    /// Marks every running run whose lease ran out as expired (its process died), and queues a retry
+    /// for each whose variant is not paused — the retry resumes from the variant's checkpoint.
+    /// - Returns: the expired runs.
+    func expireRuns() async throws -> [RunRecord]
 
     // MARK: Records
 

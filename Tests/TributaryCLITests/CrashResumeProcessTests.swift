@@ -31,17 +31,11 @@ struct CrashResumeProcessTests {
         """
 
     func startServer(directory: URL, database: String) throws -> Process {
-        let process = Process()
-        process.executableURL = ServeProcessTests.binary
-        process.currentDirectoryURL = directory
-        process.arguments = [
-            "serve", "--config", directory.appendingPathComponent("tributary.yaml").path, "--database", database, "--port", "0",
-            "--insecure-dev-key", "--log-level", "error",
-        ]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        return process
+        try ServeProcessTests.launch(
+            [
+                "serve", "--config", directory.appendingPathComponent("tributary.yaml").path, "--database", database, "--port", "0",
+                "--insecure-dev-key", "--log-level", "error",
+            ], in: directory)
     }
 
     @Test func aKilledRunIsResumedByTheNextProcessWithoutLossOrFalseDeletes() async throws {

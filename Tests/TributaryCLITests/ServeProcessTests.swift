@@ -12,8 +12,21 @@ struct ServeProcessTests {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("tributary")
     }
 
-    static func get(_ url: String, key: String? = nil, method: String = "GET", body: String? = nil) async -> (Int, String)? {
+    /// Starts the `tributary` binary with `arguments` in `directory`, its output discarded.
+    static func launch(_ arguments: [String], in directory: URL) throws -> Process {
+        let process = Process()
+        process.executableURL = binary
+        process.currentDirectoryURL = directory
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    static func get(_ url: String, key: String? = nil, method: String = "GET", body: String? = nil, headers: [String: String] = [:]) async -> (Int, String)? {
         var request = URLRequest(url: URL(string: url)!)
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         request.httpMethod = method
         request.httpBody = body.map { Data($0.utf8) }
         if let key { request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization") }
@@ -28,13 +41,8 @@ struct ServeProcessTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let port = 20_000 + Int.random(in: 0..<20_000)
-        let process = Process()
-        process.executableURL = binary
-        process.currentDirectoryURL = directory
-        process.arguments = ["serve", "--port", "\(port)", "--database", directory.appendingPathComponent("t.sqlite").path, "--log-level", "error"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let process = try Self.launch(
+            ["serve", "--port", "\(port)", "--database", directory.appendingPathComponent("t.sqlite").path, "--log-level", "error"], in: directory)
         defer { if process.isRunning { process.terminate() } }
 
         var health: (Int, String)? = nil

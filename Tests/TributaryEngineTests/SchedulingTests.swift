@@ -58,6 +58,7 @@ final class SchedulingFixture: Sendable {
     let gate = Gate()
     let occupancy = Occupancy()
     let coordinator: RunCoordinator
+    let queue: RunQueue
     let scheduler: Scheduler
     let config: TributaryConfig
     let group: ServiceGroup
@@ -89,17 +90,18 @@ final class SchedulingFixture: Sendable {
             file: "test.yaml", environment: [:])
         var logger = Logger(label: "scheduling")
         logger.logLevel = .critical
-        coordinator = RunCoordinator(executor: engine.executor, limits: limits, clock: clock.function, logger: logger)
-        scheduler = Scheduler(config: config, store: engine.store, coordinator: coordinator, clock: clock.function, logger: logger)
+        coordinator = RunCoordinator(executor: engine.executor, config: config, limits: limits, clock: clock.function, logger: logger)
+        queue = RunQueue(store: engine.store, worker: coordinator)
+        scheduler = Scheduler(config: config, queue: queue, clock: clock.function, logger: logger)
         group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [coordinator], logger: logger))
     }
 
     var sync: SyncConfig { config.integrations[0].syncs[0] }
 
-    /// Creates the variant (as the API does) and hands it to the coordinator.
+    /// Creates the variant (as the API does) and queues a run of it.
     func start(_ ref: VariantRef) async throws {
         try await engine.store.ensureVariant(ref)
-        try coordinator.trigger(ref, sync: sync)
+        try await queue.trigger(ref)
     }
 
     func ref(_ connection: String, _ variant: String = "base") -> VariantRef {
@@ -123,8 +125,12 @@ final class SchedulingFixture: Sendable {
         }
     }
 
+    /// Waits until none of `refs` has a queued or running run, and the worker has planned their next runs.
     func idle(_ refs: [VariantRef]) async throws {
-        try await eventually("runs to finish") { refs.allSatisfy { !self.coordinator.isRunning($0) } }
+        try await eventually("runs to finish") {
+            for ref in refs where try await self.queue.isActive(ref) || self.coordinator.isRunningHere(ref) { return false }
+            return true
+        }
     }
 }
 
@@ -210,7 +216,7 @@ struct SchedulingTests {
         try await f.running {
             for ref in busy + others { try await f.engine.store.ensureVariant(ref) }
             // Queued together (one batch), busy first: fairness decides the start order, not arrival.
-            try f.coordinator.trigger((busy + others).map { ($0, f.sync) })
+            try await f.queue.trigger(busy + others)
             try await eventually("the first wave") { f.occupancy.started.count == 3 }
             try await Task.sleep(for: .milliseconds(50))
             // The connection with six queued variants did not take every slot: both quiet ones got in.
@@ -232,19 +238,21 @@ struct SchedulingTests {
             try await f.start(slow)
             for ref in fast { try await f.start(ref) }
             try await f.idle(fast)
-            #expect(f.coordinator.isRunning(slow), "the slow run is still going")
+            #expect(try await f.queue.isActive(slow), "the slow run is still going")
             for ref in fast { #expect(try await f.engine.store.runs(of: ref, limit: 1).first?.status == .succeeded) }
             f.gate.release()
             try await f.idle([slow])
         }
     }
 
-    @Test func shutdownDrainsRunningRunsThenCancelsTheRest() async throws {
-        // Drain time 300 ms: a run that finishes within it succeeds, one that is still blocked is cancelled.
+    @Test func shutdownDrainsRunningRunsThenCancelsAndRequeuesTheRest() async throws {
+        // Drain time 300 ms: a run that finishes within it succeeds; one still blocked is cancelled and
+        // queued again (it keeps its checkpoint), so the next worker to start resumes it.
         let f = try await SchedulingFixture(
             limits: RunCoordinator.Limits(maxConcurrentRuns: 4, maxRunsPerConnection: 4, drain: .milliseconds(300)), openGates: [])
         let quick = f.ref("c1", "quick")
         let stuck = f.ref("c1", "stuck")
+        let late = f.ref("c1", "late")
         let group = f.group
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
@@ -255,16 +263,19 @@ struct SchedulingTests {
             await group.triggerGracefulShutdown()
             // "quick" is released shortly after the shutdown signal: it is drained, not cancelled.
             try await Task.sleep(for: .milliseconds(50))
-            #expect(throws: TributaryError.self) { try f.coordinator.trigger(f.ref("c1", "late"), sync: f.sync) }
+            // A trigger during shutdown is kept in the store for the next worker; this one claims nothing more.
+            try await f.start(late)
             f.gate.releaseOnly("c1/quick")
             try await tasks.waitForAll()
             #expect(ContinuousClock.now - shutdown < .seconds(5))
         }
-        #expect(try await f.engine.store.runs(of: quick, limit: 1).first?.status == .succeeded)
-        #expect(try await f.engine.store.runs(of: stuck, limit: 1).first?.status == .cancelled)
+        #expect(try await f.engine.store.runs(of: quick, limit: 5).map(\.status) == [.succeeded])
+        #expect(try await f.engine.store.runs(of: stuck, limit: 5).map(\.status) == [.queued, .cancelled])
+        #expect(try await f.engine.store.runs(of: late, limit: 5).map(\.status) == [.queued])
+        #expect(!f.occupancy.started.contains("c1/late"))
     }
 
-    @Test func cancellingAQueuedRunDropsItWithoutARun() async throws {
+    @Test func cancellingAQueuedRunDropsItBeforeItStarts() async throws {
         let f = try await SchedulingFixture(limits: RunCoordinator.Limits(maxConcurrentRuns: 1, maxRunsPerConnection: 1))
         let first = f.ref("c1", "a")
         let queued = f.ref("c1", "b")
@@ -272,11 +283,46 @@ struct SchedulingTests {
             try await f.start(first)
             try await f.start(queued)
             try await eventually("the first run") { f.occupancy.started.count == 1 }
-            await f.coordinator.cancel(queued)
-            #expect(!f.coordinator.isRunning(queued))
+            try await f.queue.cancel(queued)
+            #expect(try await !f.queue.isActive(queued))
             f.gate.release()
             try await f.idle([first])
-            #expect(try await f.engine.store.runs(of: queued, limit: 5).isEmpty)
+            #expect(!f.occupancy.started.contains("c1/b"), "the cancelled run never reached its function")
+            let runs = try await f.engine.store.runs(of: queued, limit: 5)
+            #expect(runs.map(\.status) == [.cancelled])
+            #expect(runs.first?.error == "Cancelled before it started.")
+        }
+    }
+
+    @Test func aRunStopsWhenAnotherProcessCancelsItThroughTheStore() async throws {
+        // The cancel comes through the store only (as from an API process): no local shortcut.
+        let f = try await SchedulingFixture()
+        let ref = f.ref("c1")
+        let apiOnly = RunQueue(store: f.engine.store, worker: nil, cancelTimeout: .seconds(10))
+        try await f.running {
+            try await f.start(ref)
+            try await eventually("the run to start") { f.occupancy.started.count == 1 }
+            let asked = ContinuousClock.now
+            try await apiOnly.cancel(ref)
+            #expect(ContinuousClock.now - asked < .seconds(5), "stopped within a few stop checks")
+            #expect(f.occupancy.finished == ["c1/base"], "cooperative cancellation reached the function")
+            let run = try #require(try await f.engine.store.runs(of: ref, limit: 1).first)
+            #expect(run.status == .cancelled)
+            #expect(run.error == "The run was cancelled.", "cancelled by its own worker, not by the timeout")
+            #expect(try await f.engine.store.recordCounts(of: ref).isEmpty)
+        }
+    }
+
+    @Test func theQueueIsSharedAWorkerRunsWhatAnotherProcessQueued() async throws {
+        let f = try await SchedulingFixture(openGates: ["base"])
+        let ref = f.ref("c1")
+        try await f.engine.store.ensureVariant(ref)
+        // Queued with no worker in this process; then a worker starts and claims it.
+        try await RunQueue(store: f.engine.store).trigger(ref)
+        await #expect(throws: TributaryError.self) { try await RunQueue(store: f.engine.store).trigger(ref) }
+        try await f.running {
+            try await f.idle([ref])
+            #expect(try await f.engine.store.runs(of: ref, limit: 5).map(\.status) == [.succeeded])
         }
     }
 }
@@ -299,18 +345,22 @@ struct RetryTests {
         let clock = TestClock()
         var logger = Logger(label: "retry")
         logger.logLevel = .critical
-        let coordinator = RunCoordinator(
-            executor: engine.executor, limits: RunCoordinator.Limits(retry: RetryPolicy(maxAttempts: 2, baseSeconds: 10, maxSeconds: 900)),
-            clock: clock.function, logger: logger)
         let sync = SyncConfig(name: "orders", function: "flaky", models: ["Item"], frequency: try Frequency("every hour"))
+        let config = TributaryConfig(
+            environments: [EnvironmentConfig(name: "dev", secretKeys: [])], integrations: [IntegrationConfig(providerConfigKey: "shop", syncs: [sync])])
+        let coordinator = RunCoordinator(
+            executor: engine.executor, config: config,
+            limits: RunCoordinator.Limits(retry: RetryPolicy(maxAttempts: 2, baseSeconds: 10, maxSeconds: 900)), clock: clock.function, logger: logger)
+        let queue = RunQueue(store: engine.store, worker: coordinator)
         let created = try await engine.store.ensureVariant(base)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [coordinator], logger: logger))
 
         func runOnce() async throws -> (RunRecord, seconds: Double) {
             let before = try await engine.store.runs(of: base, limit: 50).count
-            try coordinator.trigger(base, sync: sync)
+            try await queue.trigger(base)
             try await eventually("the run") {
-                try await engine.store.runs(of: base, limit: 50).count > before && !coordinator.isRunning(base)
+                let active = try await queue.isActive(base)
+                return try await engine.store.runs(of: base, limit: 50).count > before && !active && !coordinator.isRunningHere(base)
             }
             let run = try await engine.store.runs(of: base, limit: 1)[0]
             let next = try #require(try await engine.store.variantState(base)?.nextRunAt)
@@ -361,7 +411,7 @@ struct RetryTests {
 
 @Suite("Recovery from a run whose process died")
 struct CrashRecoveryTests {
-    @Test func aDeadRunsVariantIsRetriedWhenItsLeaseRunsOutAndResumes() async throws {
+    @Test func aDeadRunExpiresWhenItsLeaseRunsOutAndIsRetriedFromItsCheckpoint() async throws {
         let seen = Mutex<[JSONValue?]>([])
         let resumable = ClosureSyncFunction(name: "resumable") { nango in
             let page = try await nango.getCheckpoint()?["page"]
@@ -371,8 +421,6 @@ struct CrashRecoveryTests {
         let engine = try await EngineFixture([resumable])
         var logger = Logger(label: "recovery")
         logger.logLevel = .critical
-        let executor = SyncExecutor(store: engine.store, functions: try SyncFunctionRegistry([resumable]), logger: logger, leaseSeconds: 1)
-        let coordinator = RunCoordinator(executor: executor, logger: logger)
         let config = try ConfigLoader.parse(
             yaml: """
                 environments:
@@ -383,7 +431,10 @@ struct CrashRecoveryTests {
                       orders: { function: resumable, models: [Item], frequency: every hour, track_deletes: true }
                 """,
             file: "test.yaml", environment: [:])
-        let scheduler = Scheduler(config: config, store: engine.store, coordinator: coordinator, logger: logger)
+        let executor = SyncExecutor(store: engine.store, functions: try SyncFunctionRegistry([resumable]), logger: logger, leaseSeconds: 1)
+        let coordinator = RunCoordinator(executor: executor, config: config, logger: logger)
+        let queue = RunQueue(store: engine.store, worker: coordinator)
+        let scheduler = Scheduler(config: config, queue: queue, logger: logger)
         let ref = VariantRef(connection: ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "c1"), syncName: "orders")
 
         // A process started a run, checkpointed page 3, and died: its run is left "running" with a 1 s lease.
@@ -393,16 +444,16 @@ struct CrashRecoveryTests {
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [coordinator], logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            #expect(try await scheduler.tick() == [ref])
-            try await eventually("the refused start") { !coordinator.isRunning(ref) }
-            let next = try #require(try await engine.store.variantState(ref)?.nextRunAt)
-            let wait = Double(next.microseconds - Timestamp.now().microseconds) / 1_000_000
-            #expect(wait > 0 && wait <= 2.5, "retried when the lease runs out, not at the next hourly slot (\(wait) s)")
+            // While the lease is live the variant is not due again and nothing expires.
+            #expect(try await scheduler.tick().isEmpty)
+            await #expect(throws: TributaryError.self) { try await queue.trigger(ref) }
             #expect(seen.withLock { $0 }.isEmpty)
 
-            try await Task.sleep(for: .milliseconds(Int(max(0, wait) * 1000) + 100))
-            #expect(try await scheduler.tick() == [ref])
-            try await eventually("the resumed run") { !coordinator.isRunning(ref) }
+            try await Task.sleep(for: .milliseconds(1100))
+            _ = try await scheduler.tick()
+            try await eventually("the resumed run") {
+                try await engine.store.runs(of: ref, limit: 5).first?.status == .succeeded && !coordinator.isRunningHere(ref)
+            }
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }
@@ -410,5 +461,17 @@ struct CrashRecoveryTests {
         let runs = try await engine.store.runs(of: ref, limit: 5)
         #expect(runs.map(\.status) == [.succeeded, .expired])
         #expect(runs[1].id == dead.runId)
+        #expect(runs[0].kind == .initial)
+    }
+
+    @Test func aPausedVariantsDeadRunExpiresWithoutARetry() async throws {
+        let engine = try await EngineFixture([])
+        let dead = try await engine.store.startRun(base, RunStart(tracksDeletes: false, leaseSeconds: 1))
+        try await engine.store.setPaused(true, for: base)
+        #expect(try await engine.store.expireRuns().isEmpty, "the lease is still live")
+        try await Task.sleep(for: .milliseconds(1100))
+        #expect(try await engine.store.expireRuns().map(\.id) == [dead.runId])
+        #expect(try await engine.store.runs(of: base, limit: 5).map(\.status) == [.expired])
+        #expect(try await engine.store.activeRun(of: base) == nil)
     }
 }

@@ -66,6 +66,8 @@ final class ServerFixture: Sendable {
     let directory: URL
     let store: SQLiteStore
     let api: API
+    /// The worker running the API's queued runs (role `all`).
+    let worker: RunCoordinator
     let gate = Gate()
     let config: TributaryConfig
 
@@ -96,8 +98,9 @@ final class ServerFixture: Sendable {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let executor = SyncExecutor(store: store, functions: try SyncFunctionRegistry([items, slow]), logger: logger)
+        worker = RunCoordinator(executor: executor, config: config, logger: logger)
         api = API(
-            config: config, store: store, coordinator: RunCoordinator(executor: executor, logger: logger),
+            config: config, runs: RunQueue(store: store, worker: worker),
             cipher: try CredentialCipher(base64Key: Data(repeating: 1, count: 32).base64EncodedString()))
     }
 
@@ -115,22 +118,22 @@ final class ServerFixture: Sendable {
 
     /// Runs `test` against the router (no network).
     func withRouter(_ test: @escaping @Sendable (APIClient) async throws -> Void) async throws {
-        try await buildApplication(api: api, logger: logger).test(.router) { client in try await test(APIClient(client: client)) }
+        try await buildApplication(api: api, services: [worker], logger: logger).test(.router) { client in try await test(APIClient(client: client)) }
     }
 
     /// Runs `test` against a live server on a loopback port.
     func withLiveServer(_ test: @escaping @Sendable (APIClient) async throws -> Void) async throws {
-        try await buildApplication(api: api, logger: logger, port: 0).test(.live) { client in try await test(APIClient(client: client)) }
+        try await buildApplication(api: api, services: [worker], logger: logger, port: 0).test(.live) { client in try await test(APIClient(client: client)) }
     }
 
     /// Waits until no run of `ref` is active and it has at least `runs` runs.
     func waitForRuns(_ ref: VariantRef, count: Int = 1) async throws -> RunRecord {
         let store = self.store
-        let coordinator = api.coordinator
+        let worker = self.worker
         try await eventually("\(count) finished runs of \(ref)") {
             let runs = try await store.runs(of: ref, limit: 100)
             guard runs.count >= count, let latest = runs.first else { return false }
-            return latest.status.isFinished && !coordinator.isRunning(ref)
+            return latest.status.isFinished && !worker.isRunningHere(ref)
         }
         return try await store.runs(of: ref, limit: 1)[0]
     }

@@ -145,6 +145,7 @@ struct RecordsCacheTests {
         let f = try await StoreFixture()
         _ = try await f.store.saveRecords([order("1")], model: "Order", of: baseVariant, seenGeneration: nil)
         _ = try await f.store.saveRecords([order("1"), order("2")], model: "Order", of: euVariant, seenGeneration: nil)
+        try await f.store.ensureVariant(euVariant)
         try await f.store.saveCheckpoint(["page": 1], for: euVariant)
         let oldFeed = try await f.store.allChanges(euVariant.dataset("Order"))
         try await f.store.deleteVariant(euVariant)

@@ -333,7 +333,7 @@ public enum ConfigLoader {
         mutating func parseScheduler(_ node: Node) -> SchedulerConfig? {
             let allowed = [
                 "max_concurrent_runs", "max_runs_per_connection", "tick_seconds", "drain_seconds", "retry_max_attempts", "retry_base_seconds",
-                "retry_max_seconds", "lease_seconds",
+                "retry_max_seconds", "lease_seconds", "cancel_timeout_seconds",
             ]
             guard let entries = mapping(node, "'scheduler'", allowed: allowed) else { return nil }
             var config = SchedulerConfig()
@@ -351,6 +351,8 @@ public enum ConfigLoader {
                     if let value = integer(entry.value, "scheduler.retry_max_seconds", in: 1...86_400) { config.retry.maxSeconds = Double(value) }
                 case "lease_seconds":
                     if let value = integer(entry.value, "scheduler.lease_seconds", in: 1...3600) { config.leaseSeconds = value }
+                case "cancel_timeout_seconds":
+                    if let value = integer(entry.value, "scheduler.cancel_timeout_seconds", in: 1...3600) { config.cancelTimeoutSeconds = value }
                 case "drain_seconds":
                     if let value = integer(entry.value, "scheduler.drain_seconds", in: 0...3600) { config.drainSeconds = value }
                 case "tick_seconds":

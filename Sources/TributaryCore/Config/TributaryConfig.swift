@@ -32,6 +32,11 @@ public struct TributaryConfig: Sendable {
     }
 
     /// Integrations offered in `environment`.
+    /// The configured sync a variant belongs to, or nil when its integration or sync left the configuration.
+    public func sync(for variant: VariantRef) -> SyncConfig? {
+        integration(variant.connection.providerConfigKey, in: variant.connection.environment)?.sync(named: variant.syncName)
+    }
+
     public func integrations(in environment: String) -> [IntegrationConfig] {
         integrations.filter { $0.isAvailable(in: environment) }
     }
@@ -66,11 +71,11 @@ public struct ServerConfig: Sendable, Hashable {
 
 /// Scheduling and run concurrency.
 public struct SchedulerConfig: Sendable, Hashable {
-    /// Runs active at once in this process.
+    /// Runs active at once in this (worker) process.
     public var maxConcurrentRuns: Int
-    /// Runs active at once for one connection (its variants queue fairly behind each other).
+    /// Runs active at once for one connection across all workers (its variants queue fairly behind each other).
     public var maxRunsPerConnection: Int
-    /// How often the scheduler looks for due variants, in seconds.
+    /// How often the scheduler looks for due variants and expired leases, and a worker for queued runs, in seconds.
     public var tickSeconds: Double
     /// On shutdown, seconds running runs may take to finish before they are cancelled.
     public var drainSeconds: Int
@@ -78,11 +83,14 @@ public struct SchedulerConfig: Sendable, Hashable {
     public var retry: RetryPolicy
     /// How long a run's lease lasts without a heartbeat; after a crash the variant resumes once it runs out.
     public var leaseSeconds: Int
+    /// How long pause/reset/delete wait for a running run to stop before recording it as cancelled themselves.
+    public var cancelTimeoutSeconds: Int
 
     public init(
         maxConcurrentRuns: Int = 16, maxRunsPerConnection: Int = 4, tickSeconds: Double = 1, drainSeconds: Int = 30,
-        retry: RetryPolicy = RetryPolicy(), leaseSeconds: Int = 120
+        retry: RetryPolicy = RetryPolicy(), leaseSeconds: Int = 120, cancelTimeoutSeconds: Int = 30
     ) {
+        self.cancelTimeoutSeconds = cancelTimeoutSeconds
         self.retry = retry
         self.leaseSeconds = leaseSeconds
         self.maxConcurrentRuns = maxConcurrentRuns
@@ -184,6 +192,9 @@ public struct SyncConfig: Sendable, Hashable {
     /// Provider webhook types this sync's webhook handler receives.
     public var webhookSubscriptions: [String]
     public var description: String?
+
+    /// Whether its runs detect deletions: a full refresh with `track_deletes`.
+    public var detectsDeletes: Bool { syncType == .full && trackDeletes }
 
     public init(
         name: String, function: String? = nil, models: [String], frequency: Frequency, syncType: SyncType = .full,
