@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // Domain, JSON, configuration, errors and the sync-function API. No I/O.
@@ -42,13 +44,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // Runs sync functions: executor, run context, function registry.
+        // Runs sync functions (executor, run context, function registry), the run queue's worker and
+        // scheduler, and provider access (outbound HTTP with credentials, retries, pagination).
         .target(
             name: "TributaryEngine",
             dependencies: [
                 "TributaryCore", "TributaryStore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
@@ -110,6 +116,8 @@ let package = Package(
             dependencies: [
                 "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryEngine", "TributaryDemo",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: strict
         ),

@@ -1,3 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import ArgumentParser
 import Logging
 import TributaryCore
@@ -79,8 +84,20 @@ struct DryrunCommand: AsyncParsableCommand {
 
         var logger = Logger(label: "tributary.dryrun")
         logger.logLevel = verbose ? .debug : .warning
-        let executor = SyncExecutor(store: store, functions: context.functions, logger: logger)
-        let run = try await executor.run(ref, sync: syncConfig)
+        // Provider calls use the connection's stored credentials (imported through the API into this database).
+        let key = ProcessInfo.processInfo.environment["TRIBUTARY_ENCRYPTION_KEY"] ?? ""
+        let cipher = key.isEmpty ? CredentialCipher.insecureDevelopment : try CredentialCipher(base64Key: key)
+        let http = OutboundHTTP()
+        let providers = ProviderAccess(config: config, store: store, cipher: cipher, http: http, logger: logger)
+        let executor = SyncExecutor(store: store, functions: context.functions, providers: providers, logger: logger)
+        let run: RunRecord
+        do {
+            run = try await executor.run(ref, sync: syncConfig)
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+        try await http.shutdown()
         let counts = try await store.recordCounts(of: ref)
         output.line(RunPrinter.summary(run))
         for line in RunPrinter.table(run, counts: counts) { output.line(line) }

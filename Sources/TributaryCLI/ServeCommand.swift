@@ -70,7 +70,12 @@ struct ServeCommand: AsyncParsableCommand {
         var worker: RunCoordinator? = nil
         var services: [any Service] = []
         if role != .api {
-            let executor = SyncExecutor(store: store, functions: context.functions, logger: logger, leaseSeconds: Int64(scheduling.leaseSeconds))
+            // One outbound HTTP client for every provider call of this process, shut down with the group.
+            let http = OutboundHTTP()
+            services.append(http)
+            let providers = ProviderAccess(config: config, store: store, cipher: cipher, http: http, logger: logger)
+            let executor = SyncExecutor(
+                store: store, functions: context.functions, providers: providers, logger: logger, leaseSeconds: Int64(scheduling.leaseSeconds))
             let coordinator = RunCoordinator(
                 executor: executor, config: config,
                 limits: RunCoordinator.Limits(
@@ -78,7 +83,7 @@ struct ServeCommand: AsyncParsableCommand {
                     drain: .seconds(scheduling.drainSeconds), retry: scheduling.retry, poll: .milliseconds(Int(scheduling.tickSeconds * 1000))),
                 logger: logger)
             worker = coordinator
-            services = [coordinator]
+            services.append(coordinator)
         }
         let queue = RunQueue(store: store, worker: worker, cancelTimeout: .seconds(scheduling.cancelTimeoutSeconds))
         if role != .api { services.append(Scheduler(config: config, queue: queue, logger: logger)) }

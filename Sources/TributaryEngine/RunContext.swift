@@ -21,6 +21,7 @@ final class RunContext: SyncContext {
     let deletionGeneration: Int64?
     let logger: Logger
     let lastSyncDate: Date?
+    let providers: ProviderAccess?
 
     private struct Progress {
         var results: [String: ModelResult] = [:]
@@ -28,7 +29,8 @@ final class RunContext: SyncContext {
     }
     private let progress = Mutex(Progress())
 
-    init(store: any Store, ref: VariantRef, sync: SyncConfig, started: StartedRun, logger: Logger) {
+    init(store: any Store, ref: VariantRef, sync: SyncConfig, started: StartedRun, providers: ProviderAccess?, logger: Logger) {
+        self.providers = providers
         self.store = store
         self.ref = ref
         self.sync = sync
@@ -55,6 +57,14 @@ final class RunContext: SyncContext {
     }
 
     func checkCancellation() throws { try Task.checkCancellation() }
+
+    func send(_ request: ProviderRequest) async throws -> ProviderResponse {
+        try checkCancellation()
+        guard let providers else {
+            throw TributaryError(.providerError, "This process has no provider access configured; sync functions cannot call providers here.")
+        }
+        return try await providers.send(request, for: ref.connection)
+    }
 
     private func checkModel(_ model: String) throws {
         guard sync.models.contains(model) else {

@@ -21,8 +21,14 @@ public struct SyncExecutor: Sendable {
     /// How often a running run checks whether it must stop (a cancel requested through the store by
     /// any process, or the run finished elsewhere); at most a quarter of the lease.
     public let stopCheckInterval: Duration
+    /// How sync functions reach providers (``SyncContext/send(_:)``); nil: they cannot.
+    public let providers: ProviderAccess?
 
-    public init(store: any Store, functions: SyncFunctionRegistry, logger: Logger, leaseSeconds: Int64 = 120, stopCheckInterval: Duration = .seconds(1)) {
+    public init(
+        store: any Store, functions: SyncFunctionRegistry, providers: ProviderAccess? = nil, logger: Logger, leaseSeconds: Int64 = 120,
+        stopCheckInterval: Duration = .seconds(1)
+    ) {
+        self.providers = providers
         self.store = store
         self.functions = functions
         self.logger = logger
@@ -62,7 +68,7 @@ public struct SyncExecutor: Sendable {
         logger[metadataKey: "variant"] = "\(variant)"
         logger.info("run started", metadata: ["kind": "\(started.kind.rawValue)", "resumes": "\(started.resumesWindow)"])
 
-        let context = RunContext(store: store, ref: variant, sync: sync, started: started, logger: logger)
+        let context = RunContext(store: store, ref: variant, sync: sync, started: started, providers: providers, logger: logger)
         let outcome: RunOutcome
         var retry: RetryAdvice? = nil
         do {

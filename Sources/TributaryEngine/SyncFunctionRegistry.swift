@@ -22,10 +22,12 @@ public struct SyncFunctionRegistry: Sendable {
     /// All names, sorted.
     public var names: [String] { byName.keys.sorted() }
 
-    /// The function a sync runs.
+    /// The function a sync runs: its registered Swift function, or for a declarative sync the
+    /// engine's declarative function.
     ///
     /// - Throws: `unknown_function` naming the registered functions.
     public func function(for sync: SyncConfig) throws(TributaryError) -> any SyncFunction {
+        if let spec = sync.declarative { return DeclarativeSyncFunction(name: sync.name, spec: spec) }
         guard let function = byName[sync.function] else {
             let known = names.isEmpty ? "none are registered" : "registered: \(names.joined(separator: ", "))"
             throw TributaryError(.unknownFunction, "Sync '\(sync.name)' uses function '\(sync.function)', which is not registered (\(known)).")

@@ -109,6 +109,16 @@ extension SQLiteStore {
         return try JSONParser.parse(text).objectValue ?? [:]
     }
 
+    public func updateCredentials(_ sealed: [UInt8]?, type: String, of connection: ConnectionRef) async throws {
+        let now = clock()
+        try await pool.write { db in
+            let pk = try self.requireConnectionPK(db, connection)
+            try db.execute(
+                sql: "UPDATE connections SET credentials_type = ?, credentials = ?, updated_at = ? WHERE id = ?",
+                arguments: [type, sealed.map { Data($0) }, now.microseconds, pk])
+        }
+    }
+
     public func setMetadata(_ metadata: JSONObject, of connections: [ConnectionRef]) async throws {
         try await changeMetadata(of: connections) { _ in metadata }
     }

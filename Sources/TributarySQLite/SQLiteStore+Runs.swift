@@ -63,6 +63,9 @@ extension SQLiteStore {
                 try db.execute(
                     sql: "UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, lease_seconds = ? WHERE id = ?",
                     arguments: [now.microseconds, now.microseconds, claim.leaseSeconds, runId])
+                // No next run is planned while this one runs: the worker plans it when the run ends
+                // (otherwise a scheduler could queue the variant again between the run's end and that plan).
+                try db.execute(sql: "UPDATE sync_variants SET next_run_at = NULL WHERE id = ?", arguments: [variantPK])
                 let started = try self.begin(db, run: runId, variantPK: variantPK, state: state, tracksDeletes: tracksDeletes, now: now)
                 return ClaimedRun(variant: variant, started: started)
             }
@@ -114,8 +117,12 @@ extension SQLiteStore {
                 let id: Int64 = row["id"]
                 try self.markExpired(db, run: id, now: now)
                 expired.append(try self.fetchRun(db, id)!)
-                if !(row["paused"] as Bool) {
-                    let variantPK: Int64 = row["variant_pk"]
+                let variantPK: Int64 = row["variant_pk"]
+                if row["paused"] as Bool {
+                    // Its worker will never plan the next run: when started again, the variant runs at once.
+                    try db.execute(
+                        sql: "UPDATE sync_variants SET next_run_at = coalesce(next_run_at, ?) WHERE id = ?", arguments: [now.microseconds, variantPK])
+                } else {
                     _ = try self.insertQueuedRun(db, variantPK: variantPK, try self.variantRef(db, variantPK: variantPK), now: now)
                 }
             }

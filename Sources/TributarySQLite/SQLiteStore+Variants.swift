@@ -56,7 +56,10 @@ extension SQLiteStore {
     public func setPaused(_ paused: Bool, for variant: VariantRef) async throws {
         try await pool.write { db in
             let (pk, _) = try self.requireVariant(db, variant)
-            try db.execute(sql: "UPDATE sync_variants SET paused = ? WHERE id = ?", arguments: [paused, pk])
+            // Started again with no next run planned (its run was cut short while paused): run at once.
+            try db.execute(
+                sql: "UPDATE sync_variants SET paused = ?, next_run_at = CASE WHEN ? THEN next_run_at ELSE coalesce(next_run_at, ?) END WHERE id = ?",
+                arguments: [paused, paused, self.clock().microseconds, pk])
         }
     }
 

@@ -34,6 +34,8 @@ public protocol Store: Sendable {
     func connectionExists(_ connection: ConnectionRef) async throws -> Bool
     /// Deletes a connection with all its variants, runs and records.
     func deleteConnection(_ connection: ConnectionRef) async throws
+    /// Replaces the connection's sealed credentials (after an OAuth token refresh).
+    func updateCredentials(_ sealed: [UInt8]?, type: String, of connection: ConnectionRef) async throws
     /// The connection's metadata. Throws `unknown_connection` when it does not exist.
     func metadata(of connection: ConnectionRef) async throws -> JSONObject
     /// Replaces the metadata of every listed connection, all or nothing (`unknown_connection` if one is missing).

@@ -27,7 +27,7 @@ struct ConfigLoaderTests {
                 webhook_subscriptions: [orders/updated]
           crm:
             environments: [prod]
-            auth: { type: oauth2, token_url: "https://crm.example.com/token" }
+            auth: { type: oauth2, token_url: "https://crm.example.com/token", client_id: crm-client, client_secret: "${CRM_SECRET:-s3cret}" }
             syncs:
               contacts:
                 models: [Contact]
@@ -136,5 +136,62 @@ struct ConfigLoaderTests {
         #expect(found.contains { $0.contains("needs exactly one of 'header' or 'query_parameter'") })
         #expect(found.contains { $0.contains("model 'Order' is written by both 'a' and 'b'") })
         #expect(found.contains { $0.contains("sync 'c' of integration 'shop' needs 'models'") })
+    }
+}
+
+@Suite("Declarative syncs in tributary.yaml")
+struct DeclarativeConfigTests {
+    @Test func aDeclarativeSyncIsReadWithItsPaginationAndMapping() throws {
+        let config = try ConfigLoader.parse(
+            yaml: """
+                environments:
+                  dev: { secret_key: dev-key-0123456789abcdef }
+                integrations:
+                  shop:
+                    base_url: https://shop.example.com/api
+                    rate_limit_per_second: 5
+                    syncs:
+                      orders:
+                        models: [Order]
+                        frequency: every hour
+                        endpoint: /stores/{variant}/orders
+                        params: { status: any }
+                        pagination: { type: page, page_param: p, first_page: 0, limit_param: per_page, limit: 50 }
+                        records_path: data
+                        id_field: order.id
+                        fields: [order.id, total]
+                        rename: { total: amount }
+                """,
+            file: "d.yaml", environment: [:])
+        let integration = try #require(config.integrations.first)
+        #expect(integration.rateLimitPerSecond == 5)
+        let spec = try #require(integration.syncs.first?.declarative)
+        #expect(spec.endpoint == "/stores/{variant}/orders")
+        #expect(spec.params == [.init("status", "any")])
+        #expect(spec.pagination == Pagination(.page(pageParameter: "p", firstPage: 0), recordsPath: "data", limitParameter: "per_page", limit: 50))
+        #expect(spec.idField == "order.id")
+        #expect(try spec.transform(["order": ["id": 7], "total": "9.50", "secret": "x"]) == ["order.id": 7, "amount": "9.50", "id": "7"])
+        #expect(try DeclarativeSpec.fill("/s/{metadata.{variant}.store}?v={variant}", variant: "eu", metadata: ["eu.store": "s-1"]) == "/s/s-1?v=eu")
+    }
+
+    @Test func badDeclarativeSyncsAreReportedWithTheirLine() {
+        let yaml = """
+            environments:
+              dev: { secret_key: dev-key-0123456789abcdef }
+            integrations:
+              shop:
+                base_url: https://shop.example.com
+                syncs:
+                  a: { models: [A], frequency: every hour, function: f, endpoint: /a }
+                  b: { models: [B], frequency: every hour, endpoint: /b, pagination: { type: scroll } }
+                  c: { models: [C], frequency: every hour, records_path: items }
+                  d: { models: [D], frequency: every hour, endpoint: /d, pagination: { type: cursor, cursor_param: c } }
+            """
+        let error = #expect(throws: ConfigError.self) { try ConfigLoader.parse(yaml: yaml, file: "bad.yaml", environment: [:]) }
+        let text = error?.issues.map(\.description) ?? []
+        #expect(text.contains { $0.hasPrefix("bad.yaml:7:") && $0.contains("both a 'function' and an 'endpoint'") }, "\(text)")
+        #expect(text.contains { $0.hasPrefix("bad.yaml:8:") && $0.contains("'scroll' is unknown") }, "\(text)")
+        #expect(text.contains { $0.hasPrefix("bad.yaml:9:") && $0.contains("needs an 'endpoint'") }, "\(text)")
+        #expect(text.contains { $0.hasPrefix("bad.yaml:10:") && $0.contains("needs 'cursor_path'") }, "\(text)")
     }
 }

@@ -92,6 +92,10 @@ struct RunQueueTests {
         #expect(run.started.deletionGeneration == run.started.runId, "a full refresh with track_deletes opens a window")
         #expect(try await f.store.run(run.started.runId)?.status == .running)
         #expect(try await f.store.shouldStop(run: run.started.runId) == false)
+        // While it runs no next run is planned, so no scheduler can queue it again when it ends; its worker plans one.
+        #expect(try await f.store.variantState(baseVariant)?.nextRunAt == nil)
+        _ = try await f.store.completeRun(run.started.runId, RunCompletion(outcome: .succeeded, results: [:]))
+        #expect(try await f.store.dueVariants(at: Timestamp(microseconds: Int64.max / 2), limit: 10).isEmpty)
     }
 
     @Test func aQueuedRunOfASyncNoLongerConfiguredFailsAndTheClaimGoesOn() async throws {

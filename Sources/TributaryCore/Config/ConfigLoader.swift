@@ -419,7 +419,7 @@ public enum ConfigLoader {
 
         mutating func parseIntegration(_ key: String, _ node: Node) -> IntegrationConfig? {
             let what = "integration '\(key)'"
-            guard let entries = mapping(node, what, allowed: ["provider", "base_url", "auth", "environments", "syncs"]) else {
+            guard let entries = mapping(node, what, allowed: ["provider", "base_url", "auth", "environments", "syncs", "rate_limit_per_second"]) else {
                 return nil
             }
             var integration = IntegrationConfig(providerConfigKey: key, syncs: [])
@@ -437,6 +437,14 @@ public enum ConfigLoader {
                     }
                 case "auth":
                     if let auth = parseAuth(entry.value, what) { integration.auth = auth }
+                case "rate_limit_per_second":
+                    if let text = string(entry.value, "\(what).rate_limit_per_second") {
+                        if let rate = Double(text), rate > 0, rate <= 10_000 {
+                            integration.rateLimitPerSecond = rate
+                        } else {
+                            issue(entry.value, "\(what).rate_limit_per_second must be a number of requests per second above 0 (up to 10000), not '\(text)'")
+                        }
+                    }
                 case "environments":
                     integration.environments = stringList(entry.value, "\(what).environments")
                 case "syncs":
@@ -459,7 +467,7 @@ public enum ConfigLoader {
 
         mutating func parseAuth(_ node: Node, _ owner: String) -> AuthScheme? {
             let what = "\(owner).auth"
-            guard let entries = mapping(node, what, allowed: ["type", "header", "query_parameter", "token_url", "scopes"]) else {
+            guard let entries = mapping(node, what, allowed: ["type", "header", "query_parameter", "token_url", "scopes", "client_id", "client_secret"]) else {
                 return nil
             }
             var fields: [String: (String, Node)] = [:]
@@ -480,10 +488,10 @@ public enum ConfigLoader {
             }
             switch type {
             case "none", "bearer", "basic":
-                reject(["header", "query_parameter", "token_url"])
+                reject(["header", "query_parameter", "token_url", "client_id", "client_secret"])
                 return type == "none" ? AuthScheme.none : type == "bearer" ? .bearer : .basic
             case "api_key":
-                reject(["token_url"])
+                reject(["token_url", "client_id", "client_secret"])
                 let header = fields["header"]?.0
                 let query = fields["query_parameter"]?.0
                 if (header == nil) == (query == nil) {
@@ -497,7 +505,15 @@ public enum ConfigLoader {
                     issue(node, "\(what): type \(type) needs a 'token_url'")
                     return nil
                 }
-                return type == "oauth2" ? .oauth2(tokenURL: tokenURL) : .oauth2ClientCredentials(tokenURL: tokenURL, scopes: scopes)
+                if type == "oauth2" {
+                    guard let clientID = fields["client_id"]?.0, let clientSecret = fields["client_secret"]?.0 else {
+                        issue(node, "\(what): type oauth2 needs 'client_id' and 'client_secret' (to refresh tokens; use ${VAR} for the secret)")
+                        return nil
+                    }
+                    return .oauth2(tokenURL: tokenURL, clientID: clientID, clientSecret: Secret(clientSecret))
+                }
+                reject(["client_id", "client_secret"])  // a client-credentials connection carries its own
+                return .oauth2ClientCredentials(tokenURL: tokenURL, scopes: scopes)
             default:
                 issue(typeNode, "\(what).type '\(type)' is unknown; use none, api_key, bearer, basic, oauth2 or oauth2_client_credentials")
                 return nil
@@ -521,6 +537,7 @@ public enum ConfigLoader {
             let what = "sync '\(name)' of \(owner)"
             let allowed = [
                 "function", "models", "frequency", "sync_type", "track_deletes", "auto_start", "webhook_subscriptions", "description",
+                "endpoint", "method", "params", "pagination", "records_path", "id_field", "incremental_param", "fields", "rename",
             ]
             guard let entries = mapping(node, what, allowed: allowed) else { return nil }
             var function: String? = nil
@@ -533,6 +550,16 @@ public enum ConfigLoader {
             var subscriptions: [String] = []
             var description: String? = nil
             var valid = true
+            var declarative: DeclarativeSpec? = nil
+            if let endpointEntry = entries.first(where: { $0.key == "endpoint" }) {
+                declarative = parseDeclarative(entries, endpointEntry, what)
+                if declarative == nil { valid = false }
+            } else {
+                for entry in entries where Self.declarativeKeys.contains(entry.key) {
+                    issue(entry.keyNode, "\(what): '\(entry.key)' belongs to a declarative sync, which needs an 'endpoint'")
+                    valid = false
+                }
+            }
             for entry in entries {
                 switch entry.key {
                 case "function":
@@ -591,10 +618,122 @@ public enum ConfigLoader {
                 issue(trackDeletesNode, "\(what): track_deletes only works with sync_type full (an incremental run does not see every record)")
                 valid = false
             }
+            if declarative != nil {
+                if let node = entries.first(where: { $0.key == "function" })?.keyNode {
+                    issue(node, "\(what) has both a 'function' and an 'endpoint'; a declarative sync has no function")
+                    valid = false
+                }
+                if let models, models.count != 1 {
+                    issue(node, "\(what): a declarative sync writes exactly one model")
+                    valid = false
+                }
+            }
             guard valid, let models, let frequency else { return nil }
-            return SyncConfig(
+            var sync = SyncConfig(
                 name: name, function: function, models: models, frequency: frequency, syncType: syncType,
                 trackDeletes: trackDeletes, autoStart: autoStart, webhookSubscriptions: subscriptions, description: description)
+            sync.declarative = declarative
+            return sync
+        }
+
+        static let declarativeKeys: Set<String> = ["method", "params", "pagination", "records_path", "id_field", "incremental_param", "fields", "rename"]
+
+        mutating func parseDeclarative(_ entries: [Entry], _ endpointEntry: Entry, _ what: String) -> DeclarativeSpec? {
+            guard let endpoint = nonEmptyString(endpointEntry.value, "\(what).endpoint") else { return nil }
+            var spec = DeclarativeSpec(endpoint: endpoint)
+            var valid = true
+            for entry in entries {
+                switch entry.key {
+                case "method":
+                    if let text = nonEmptyString(entry.value, "\(what).method") {
+                        if let method = ProviderRequest.Method(rawValue: text.uppercased()) {
+                            spec.method = method
+                        } else {
+                            issue(entry.value, "\(what).method must be GET, POST, PUT, PATCH or DELETE, not '\(text)'")
+                            valid = false
+                        }
+                    }
+                case "params", "rename":
+                    guard let pairs = mapping(entry.value, "\(what).\(entry.key)", allowed: []) else {
+                        valid = false
+                        continue
+                    }
+                    var list: [DeclarativeSpec.Parameter] = []
+                    for pair in pairs {
+                        if let value = string(pair.value, "\(what).\(entry.key).\(pair.key)") { list.append(.init(pair.key, value)) }
+                    }
+                    if entry.key == "params" { spec.params = list } else { spec.rename = list }
+                case "records_path":
+                    spec.recordsPath = nonEmptyString(entry.value, "\(what).records_path")
+                case "id_field":
+                    if let field = nonEmptyString(entry.value, "\(what).id_field") { spec.idField = field }
+                case "incremental_param":
+                    spec.incrementalParam = nonEmptyString(entry.value, "\(what).incremental_param")
+                case "fields":
+                    spec.fields = stringList(entry.value, "\(what).fields")
+                case "pagination":
+                    spec.pagination = parsePagination(entry.value, "\(what).pagination")
+                    if spec.pagination == nil { valid = false }
+                default:
+                    break
+                }
+            }
+            spec.pagination?.recordsPath = spec.recordsPath
+            return valid ? spec : nil
+        }
+
+        mutating func parsePagination(_ node: Node, _ what: String) -> Pagination? {
+            let allowed = ["type", "cursor_path", "cursor_param", "next_url_path", "offset_param", "page_param", "first_page", "limit_param", "limit"]
+            guard let entries = mapping(node, what, allowed: allowed) else { return nil }
+            var fields: [String: (String, Node)] = [:]
+            for entry in entries {
+                if let value = nonEmptyString(entry.value, "\(what).\(entry.key)") { fields[entry.key] = (value, entry.value) }
+            }
+            func required(_ key: String, for type: String) -> String? {
+                guard let value = fields[key]?.0 else {
+                    issue(node, "\(what): type \(type) needs '\(key)'")
+                    return nil
+                }
+                return value
+            }
+            var limit: Int? = nil
+            if let (text, limitNode) = fields["limit"] {
+                guard let value = Int(text), (1...100_000).contains(value) else {
+                    issue(limitNode, "\(what).limit must be a whole number from 1 to 100000, not '\(text)'")
+                    return nil
+                }
+                limit = value
+                if fields["limit_param"] == nil { issue(limitNode, "\(what).limit needs 'limit_param': the query parameter that sets the page size") }
+            }
+            let style: Pagination.Style
+            switch fields["type"]?.0 {
+            case "cursor":
+                guard let path = required("cursor_path", for: "cursor"), let parameter = required("cursor_param", for: "cursor") else { return nil }
+                style = .cursor(nextCursorPath: path, cursorParameter: parameter)
+            case "link":
+                style = .link(nextURLPath: fields["next_url_path"]?.0)
+            case "offset":
+                guard let parameter = required("offset_param", for: "offset") else { return nil }
+                style = .offset(offsetParameter: parameter)
+            case "page":
+                guard let parameter = required("page_param", for: "page") else { return nil }
+                var first = 1
+                if let (text, firstNode) = fields["first_page"] {
+                    guard let value = Int(text), value >= 0 else {
+                        issue(firstNode, "\(what).first_page must be a whole number, not '\(text)'")
+                        return nil
+                    }
+                    first = value
+                }
+                style = .page(pageParameter: parameter, firstPage: first)
+            case let other?:
+                issue(fields["type"]!.1, "\(what).type '\(other)' is unknown; use cursor, link, offset or page")
+                return nil
+            case nil:
+                issue(node, "\(what) needs a 'type': cursor, link, offset or page")
+                return nil
+            }
+            return Pagination(style, limitParameter: fields["limit_param"]?.0, limit: limit)
         }
     }
 }

@@ -127,8 +127,8 @@ public enum AuthScheme: Sendable, Hashable {
     case apiKey(header: String?, queryParameter: String?)
     case bearer
     case basic
-    /// OAuth 2 with refresh tokens, refreshed at `tokenURL`.
-    case oauth2(tokenURL: String)
+    /// OAuth 2 with refresh tokens, refreshed at `tokenURL` as the integration's client.
+    case oauth2(tokenURL: String, clientID: String, clientSecret: Secret)
     /// OAuth 2 client-credentials grant at `tokenURL`.
     case oauth2ClientCredentials(tokenURL: String, scopes: [String])
 
@@ -152,6 +152,8 @@ public struct IntegrationConfig: Sendable {
     public var provider: String
     public var baseURL: String?
     public var auth: AuthScheme
+    /// At most this many provider calls per second for each connection (nil: no limit).
+    public var rateLimitPerSecond: Double?
     /// The environments that offer this integration; `nil` means all.
     public var environments: [String]?
     public var syncs: [SyncConfig]
@@ -192,6 +194,10 @@ public struct SyncConfig: Sendable, Hashable {
     /// Provider webhook types this sync's webhook handler receives.
     public var webhookSubscriptions: [String]
     public var description: String?
+
+    /// Set for a sync described in the configuration (endpoint, pagination, mapping) instead of a
+    /// Swift function.
+    public var declarative: DeclarativeSpec?
 
     /// Whether its runs detect deletions: a full refresh with `track_deletes`.
     public var detectsDeletes: Bool { syncType == .full && trackDeletes }

@@ -27,6 +27,7 @@ public struct TributaryError: Error, Sendable, Equatable, CustomStringConvertibl
         public static let variantExists = Code(rawValue: "sync_variant_already_exists")
         public static let resourceCapped = Code(rawValue: "resource_capped")
         public static let invalidCredentials = Code(rawValue: "invalid_credentials")
+        public static let providerError = Code(rawValue: "provider_error")
     }
 
     public let code: Code

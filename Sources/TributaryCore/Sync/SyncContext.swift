@@ -101,6 +101,13 @@ public protocol SyncContext: Sendable {
     /// Marks records of `model` deleted (soft delete). Only the `id` of each record is read.
     func batchDelete(_ records: [JSONObject], model: String) async throws
 
+    /// Calls the connection's provider: the endpoint below the integration's `base_url`, with the
+    /// connection's credentials added (refreshed when they expire or the provider answers 401),
+    /// retried with backoff on network errors, 5xx and 429 (`Retry-After` honoured), under the
+    /// connection's rate limit. Returns the response whatever its status; throws
+    /// ``ProviderUnavailable`` when every retry failed.
+    func send(_ request: ProviderRequest) async throws -> ProviderResponse
+
     /// Writes a line to the run's log (kept with the run, visible through the API and dashboard).
     func log(_ message: String, level: LogLevel) async
     /// Throws `CancellationError` if the run was cancelled.
@@ -108,6 +115,46 @@ public protocol SyncContext: Sendable {
 }
 
 extension SyncContext {
+    /// `GET endpoint?query` through ``send(_:)``.
+    public func get(_ endpoint: String, query: [(name: String, value: String)] = [], headers: [(name: String, value: String)] = []) async throws
+        -> ProviderResponse
+    {
+        try await send(ProviderRequest(.GET, endpoint, query: query, headers: headers))
+    }
+
+    /// `POST` a JSON body through ``send(_:)``.
+    public func post(_ endpoint: String, json: JSONValue, query: [(name: String, value: String)] = []) async throws -> ProviderResponse {
+        try await send(.json(.POST, endpoint, body: json, query: query))
+    }
+
+    /// `PUT` a JSON body through ``send(_:)``.
+    public func put(_ endpoint: String, json: JSONValue, query: [(name: String, value: String)] = []) async throws -> ProviderResponse {
+        try await send(.json(.PUT, endpoint, body: json, query: query))
+    }
+
+    /// `PATCH` a JSON body through ``send(_:)``.
+    public func patch(_ endpoint: String, json: JSONValue, query: [(name: String, value: String)] = []) async throws -> ProviderResponse {
+        try await send(.json(.PATCH, endpoint, body: json, query: query))
+    }
+
+    /// `DELETE endpoint?query` through ``send(_:)``.
+    public func delete(_ endpoint: String, query: [(name: String, value: String)] = []) async throws -> ProviderResponse {
+        try await send(ProviderRequest(.DELETE, endpoint, query: query))
+    }
+
+    /// The pages of a paginated endpoint, fetched one at a time as you iterate:
+    ///
+    /// ```swift
+    /// let orders = ProviderRequest(.GET, "/orders", query: [("store", nango.variant)])
+    /// for try await page in nango.paginate(orders, Pagination(.cursor(nextCursorPath: "next_cursor", cursorParameter: "cursor"), recordsPath: "orders")) {
+    ///     try await nango.batchSave(page.records.compactMap(\.objectValue), model: "Order")
+    ///     if let next = page.next { try await nango.saveCheckpoint(["next": .string(next)]) }
+    /// }
+    /// ```
+    /// - Parameter resumingAfter: a ``ProviderPage/next`` saved earlier: start at that page.
+    public func paginate(_ request: ProviderRequest, _ pagination: Pagination, resumingAfter next: String? = nil) -> ProviderPages {
+        ProviderPages(request: request, pagination: pagination, resumingAfter: next) { try await self.send($0) }
+    }
     /// Logs at `info` level.
     public func log(_ message: String) async { await log(message, level: .info) }
 

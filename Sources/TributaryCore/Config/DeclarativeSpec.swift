@@ -1,0 +1,97 @@
+/// A sync described entirely in `tributary.yaml`: which endpoint to read, how it pages, where the
+/// records are and how they map — run by the engine's declarative sync function, no Swift needed.
+///
+/// `endpoint` and parameter values are templates: `{variant}` is the variant's name and
+/// `{metadata.KEY}` the connection's metadata value at `KEY` (after `{variant}` is filled in, so
+/// `{metadata.{variant}.store_id}` reads a per-variant setting).
+public struct DeclarativeSpec: Sendable, Hashable {
+    public struct Parameter: Sendable, Hashable {
+        public var name: String
+        public var value: String
+        public init(_ name: String, _ value: String) {
+            self.name = name
+            self.value = value
+        }
+    }
+
+    public var method: ProviderRequest.Method
+    public var endpoint: String
+    public var params: [Parameter]
+    /// nil: one request returns every record.
+    public var pagination: Pagination?
+    /// Where the records are in a response (dot path); nil: the body is the array. With pagination,
+    /// the pagination's own `recordsPath` is this one.
+    public var recordsPath: String?
+    /// The field that identifies a record (dot path); it becomes the record's `id`.
+    public var idField: String
+    /// Incremental syncs: the query parameter that receives the `lastSyncDate` (ISO 8601).
+    public var incrementalParam: String?
+    /// Keep only these fields (dot paths; nil: keep everything).
+    public var fields: [String]?
+    /// Rename fields: source dot path → target name.
+    public var rename: [Parameter]
+
+    public init(
+        method: ProviderRequest.Method = .GET, endpoint: String, params: [Parameter] = [], pagination: Pagination? = nil, recordsPath: String? = nil,
+        idField: String = "id", incrementalParam: String? = nil, fields: [String]? = nil, rename: [Parameter] = []
+    ) {
+        self.method = method
+        self.endpoint = endpoint
+        self.params = params
+        self.pagination = pagination
+        self.recordsPath = recordsPath
+        self.idField = idField
+        self.incrementalParam = incrementalParam
+        self.fields = fields
+        self.rename = rename
+    }
+
+    /// Fills `{variant}` and `{metadata.KEY}` into `template`.
+    /// - Throws: `invalid_metadata` naming the key when the connection's metadata lacks it.
+    public static func fill(_ template: String, variant: String, metadata: JSONObject) throws -> String {
+        var text = template.replacingOccurrences(of: "{variant}", with: variant)
+        while let open = text.range(of: "{metadata.") {
+            guard let close = text[open.upperBound...].firstIndex(of: "}") else { break }
+            let key = String(text[open.upperBound..<close])
+            let value = metadata[key] ?? JSONValue.object(metadata).value(atPath: key)
+            let rendered: String
+            switch value {
+            case .string(let s)?: rendered = s
+            case .number(let n)?: rendered = n.text
+            case .bool(let b)?: rendered = b ? "true" : "false"
+            default:
+                throw TributaryError(.invalidMetadata, "The sync needs connection metadata '\(key)' (a string or number), which is not set.")
+            }
+            text.replaceSubrange(open.lowerBound...close, with: rendered)
+        }
+        return text
+    }
+
+    /// A provider record as it is saved: `id` from `idField`, then field selection and renaming.
+    /// - Throws: `invalid_record` when the record is not an object or has no id.
+    public func transform(_ record: JSONValue) throws -> JSONObject {
+        guard case .object(let source) = record else { throw TributaryError(.invalidRecord, "A provider record is not a JSON object.") }
+        let id: String
+        switch record.value(atPath: idField) {
+        case .string(let s)? where !s.isEmpty: id = s
+        case .number(let n)?: id = n.text
+        default: throw TributaryError(.invalidRecord, "A provider record has no '\(idField)' to use as its id.")
+        }
+        var result = JSONObject()
+        if let fields {
+            for path in fields {
+                if let value = record.value(atPath: path) { result[path] = value }
+            }
+        } else {
+            result = source
+        }
+        for entry in rename {
+            if let value = record.value(atPath: entry.name) {
+                result[entry.name] = nil
+                result[entry.value] = value
+            }
+        }
+        result["id"] = .string(id)
+        return result
+    }
+}

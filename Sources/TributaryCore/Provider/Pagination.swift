@@ -1,0 +1,139 @@
+/// How a provider endpoint pages through results, for ``SyncContext/paginate(_:_:resumingAfter:)``
+/// and declarative syncs.
+public struct Pagination: Sendable, Hashable {
+    public enum Style: Sendable, Hashable {
+        /// The response body holds the next page's cursor at `nextCursorPath`; it is sent back as the
+        /// query parameter `cursorParameter`. The last page has no (or an empty) cursor.
+        case cursor(nextCursorPath: String, cursorParameter: String)
+        /// The next page's URL is in the `Link` header (`rel="next"`), or, with `nextURLPath`, in the
+        /// body at that path. The last page has none.
+        case link(nextURLPath: String?)
+        /// The query parameter `offsetParameter` skips the records already read (starting at 0); an
+        /// empty or short page is the last.
+        case offset(offsetParameter: String)
+        /// The query parameter `pageParameter` numbers pages from `firstPage`; an empty or short page is the last.
+        case page(pageParameter: String, firstPage: Int)
+    }
+
+    public var style: Style
+    /// Where the records are in the response body (dot path); nil: the body is the array of records.
+    public var recordsPath: String?
+    /// The query parameter that sets the page size, and the size to ask for.
+    public var limitParameter: String?
+    public var limit: Int?
+
+    public init(_ style: Style, recordsPath: String? = nil, limitParameter: String? = nil, limit: Int? = nil) {
+        self.style = style
+        self.recordsPath = recordsPath
+        self.limitParameter = limitParameter
+        self.limit = limit
+    }
+}
+
+/// One page read by ``ProviderPages``.
+public struct ProviderPage: Sendable {
+    /// The records found at the pagination's `recordsPath`.
+    public var records: [JSONValue]
+    public var response: ProviderResponse
+    /// What reads the page after this one (a cursor, an offset, a page number or a URL); nil on the
+    /// last page. Save it in a checkpoint to resume there (`paginate(…, resumingAfter:)`).
+    public var next: String?
+}
+
+/// The pages of a paginated provider endpoint, fetched one at a time as they are iterated — memory
+/// holds one page. Created by ``SyncContext/paginate(_:_:resumingAfter:)``.
+public struct ProviderPages: AsyncSequence, Sendable {
+    public typealias Element = ProviderPage
+
+    let send: @Sendable (ProviderRequest) async throws -> ProviderResponse
+    let request: ProviderRequest
+    let pagination: Pagination
+    let start: String?
+
+    public init(
+        request: ProviderRequest, pagination: Pagination, resumingAfter start: String? = nil,
+        send: @escaping @Sendable (ProviderRequest) async throws -> ProviderResponse
+    ) {
+        self.request = request
+        self.pagination = pagination
+        self.start = start
+        self.send = send
+    }
+
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(pages: self, position: start, finished: false)
+    }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        let pages: ProviderPages
+        /// What reads the next page (nil: the first page).
+        var position: String?
+        var finished: Bool
+
+        public mutating func next() async throws -> ProviderPage? {
+            guard !finished else { return nil }
+            let pagination = pages.pagination
+            var request = pages.request
+            if let parameter = pagination.limitParameter, let limit = pagination.limit { request.setQuery(parameter, String(limit)) }
+            switch pagination.style {
+            case .cursor(_, let parameter):
+                if let position { request.setQuery(parameter, position) }
+            case .link:
+                if let position {
+                    request.endpoint = position
+                    request.query = []  // the next link carries every parameter
+                }
+            case .offset(let parameter):
+                request.setQuery(parameter, position ?? "0")
+            case .page(let parameter, let firstPage):
+                request.setQuery(parameter, position ?? String(firstPage))
+            }
+            let response = try await pages.send(request)
+            guard response.isSuccess else {
+                throw TributaryError(.providerError, "The provider answered HTTP \(response.status) to \(request.method.rawValue) \(request.endpoint).")
+            }
+            let body = try response.json()
+            let found = pagination.recordsPath.map { body.value(atPath: $0) } ?? body
+            guard let records = found?.arrayValue else {
+                throw TributaryError(
+                    .providerError,
+                    "The provider's response has no array of records at '\(pagination.recordsPath ?? "(the body)")'.")
+            }
+            let short = records.isEmpty || pagination.limit.map { records.count < $0 } ?? false
+            var next: String? = nil
+            switch pagination.style {
+            case .cursor(let path, _):
+                switch body.value(atPath: path) {
+                case .string(let cursor)? where !cursor.isEmpty: next = cursor
+                case .number(let number)?: next = number.text
+                default: next = nil
+                }
+            case .link(let path):
+                next = path.map { body.value(atPath: $0)?.stringValue } ?? Self.nextLink(response.header("Link"))
+                if next?.isEmpty == true { next = nil }
+            case .offset:
+                next = short ? nil : String((Int(position ?? "0") ?? 0) + records.count)
+            case .page(_, let firstPage):
+                next = short ? nil : String((Int(position ?? String(firstPage)) ?? firstPage) + 1)
+            }
+            if next == nil || next == position { finished = true }
+            position = next
+            return ProviderPage(records: records, response: response, next: finished ? nil : next)
+        }
+
+        /// The `rel="next"` target of an RFC 8288 `Link` header.
+        static func nextLink(_ header: String?) -> String? {
+            guard let header else { return nil }
+            for part in header.split(separator: ",") {
+                let pieces = part.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+                guard let target = pieces.first, target.hasPrefix("<"), target.hasSuffix(">") else { continue }
+                let isNext = pieces.dropFirst().contains { parameter in
+                    let compact = parameter.replacingOccurrences(of: " ", with: "").lowercased()
+                    return compact == "rel=\"next\"" || compact == "rel=next"
+                }
+                if isNext { return String(target.dropFirst().dropLast()) }
+            }
+            return nil
+        }
+    }
+}

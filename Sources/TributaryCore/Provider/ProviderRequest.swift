@@ -1,0 +1,128 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// A call to the connection's provider. The endpoint is a path below the integration's `base_url`
+/// (or an absolute URL on the same host, e.g. a `Link` header's next page); credentials are added
+/// by Tributary, never by the caller.
+public struct ProviderRequest: Sendable, Hashable {
+    /// An HTTP method for provider calls.
+    public enum Method: String, Sendable, Hashable, CaseIterable {
+        case GET, POST, PUT, PATCH, DELETE
+    }
+
+    public var method: Method
+    public var endpoint: String
+    /// Query parameters, in order (a name may repeat).
+    public var query: [(name: String, value: String)]
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]?
+    /// Attempts after the first on network errors, 5xx and 429 (nil: the configured default).
+    public var retries: Int?
+
+    public init(
+        _ method: Method = .GET, _ endpoint: String, query: [(name: String, value: String)] = [], headers: [(name: String, value: String)] = [],
+        body: [UInt8]? = nil, retries: Int? = nil
+    ) {
+        self.method = method
+        self.endpoint = endpoint
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.retries = retries
+    }
+
+    /// A request with a JSON body (`Content-Type: application/json`).
+    public static func json(_ method: Method, _ endpoint: String, body: JSONValue, query: [(name: String, value: String)] = []) -> ProviderRequest {
+        ProviderRequest(method, endpoint, query: query, headers: [("Content-Type", "application/json")], body: JSONWriter.bytes(body, canonical: false))
+    }
+
+    /// Sets (replaces) a query parameter.
+    public mutating func setQuery(_ name: String, _ value: String) {
+        query.removeAll { $0.name == name }
+        query.append((name, value))
+    }
+
+    public static func == (lhs: ProviderRequest, rhs: ProviderRequest) -> Bool {
+        lhs.method == rhs.method && lhs.endpoint == rhs.endpoint && lhs.query.elementsEqual(rhs.query, by: ==)
+            && lhs.headers.elementsEqual(rhs.headers, by: ==) && lhs.body == rhs.body && lhs.retries == rhs.retries
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(method)
+        hasher.combine(endpoint)
+        for (name, value) in query {
+            hasher.combine(name)
+            hasher.combine(value)
+        }
+        hasher.combine(body)
+    }
+}
+
+/// A provider's answer.
+public struct ProviderResponse: Sendable {
+    public var status: Int
+    /// Response headers as received (names in their original case).
+    public var headers: [(name: String, value: String)]
+    public var body: [UInt8]
+
+    public init(status: Int, headers: [(name: String, value: String)], body: [UInt8]) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    /// The first header named `name` (case-insensitive).
+    public func header(_ name: String) -> String? {
+        headers.first { $0.name.caseInsensitiveCompare(name) == .orderedSame }?.value
+    }
+
+    /// The body parsed as JSON.
+    /// - Throws: `provider_error` when it is not JSON.
+    public func json() throws -> JSONValue {
+        do {
+            return try JSONParser.parse(body)
+        } catch {
+            throw TributaryError(.providerError, "The provider's response (HTTP \(status)) is not valid JSON: \(error).")
+        }
+    }
+
+    public var isSuccess: Bool { (200..<300).contains(status) }
+}
+
+extension JSONValue {
+    /// The value at a dot-separated path (`data.items`, `meta.next_cursor`, `items.0.id`); the empty
+    /// path is the value itself.
+    public func value(atPath path: String) -> JSONValue? {
+        var current: JSONValue? = self
+        for component in path.split(separator: ".", omittingEmptySubsequences: true) {
+            if case .array = current, let index = Int(component) {
+                current = current?[index]
+            } else {
+                current = current?[String(component)]
+            }
+        }
+        return current
+    }
+}
+
+/// The provider stayed unreachable, or kept answering 5xx or 429, through every retry of a call.
+/// A ``RetryableError``: the run is retried later with backoff (`Retry-After` honoured).
+public struct ProviderUnavailable: RetryableError, CustomStringConvertible, Sendable {
+    /// The last HTTP status, or nil for a network error.
+    public var status: Int?
+    public var reason: String
+    public var retryAfterSeconds: Double?
+
+    public init(status: Int?, reason: String, retryAfterSeconds: Double? = nil) {
+        self.status = status
+        self.reason = reason
+        self.retryAfterSeconds = retryAfterSeconds
+    }
+
+    public var description: String {
+        status.map { "The provider answered HTTP \($0) through every retry: \(reason)" } ?? "The provider could not be reached through every retry: \(reason)"
+    }
+}

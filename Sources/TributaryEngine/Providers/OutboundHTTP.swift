@@ -1,0 +1,53 @@
+import AsyncHTTPClient
+import Logging
+import NIOCore
+import NIOHTTP1
+import ServiceLifecycle
+import TributaryCore
+
+/// The one HTTP client the process uses to call providers (async-http-client), as a `Service`:
+/// it is shut down when the service group stops. One attempt per call; retries, credentials and
+/// rate limits are ``ProviderAccess``'s.
+public final class OutboundHTTP: Service, Sendable {
+    let client: HTTPClient
+
+    public init() {
+        var configuration = HTTPClient.Configuration()
+        configuration.redirectConfiguration = .disallow  // a redirect must not carry credentials elsewhere
+        configuration.timeout = .init(connect: .seconds(10))
+        client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    public func run() async throws {
+        try? await gracefulShutdown()
+        try await shutdown()
+    }
+
+    /// Closes the client's connections (for use outside a service group).
+    public func shutdown() async throws {
+        try await client.shutdown()
+    }
+
+    /// Sends one request and reads the whole response body, up to `maxBytes`.
+    ///
+    /// - Throws: `provider_error` when the body is larger than `maxBytes`; the client's error on a
+    ///   network failure or timeout.
+    func perform(
+        method: ProviderRequest.Method, url: String, headers: [(name: String, value: String)], body: [UInt8]?, timeout: Duration, maxBytes: Int
+    ) async throws -> ProviderResponse {
+        var request = HTTPClientRequest(url: url)
+        request.method = NIOHTTP1.HTTPMethod(rawValue: method.rawValue)
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+        let milliseconds = Int64(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let response = try await client.execute(request, timeout: .milliseconds(milliseconds))
+        let buffer: ByteBuffer
+        do {
+            buffer = try await response.body.collect(upTo: maxBytes)
+        } catch is NIOTooManyBytesError {
+            throw TributaryError(.providerError, "The provider's response is larger than the limit of \(maxBytes) bytes.")
+        }
+        return ProviderResponse(
+            status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) }, body: Array(buffer.readableBytesView))
+    }
+}

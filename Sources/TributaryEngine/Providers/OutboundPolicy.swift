@@ -1,0 +1,35 @@
+/// How provider calls behave: timeouts, retries, and the largest response read.
+public struct OutboundPolicy: Sendable, Hashable {
+    /// The whole call, from sending to the last byte read.
+    public var timeout: Duration
+    /// Attempts after the first, on network errors, 5xx and 429.
+    public var retries: Int
+    /// The first retry's delay; each further one doubles it (±20% jitter), up to `maxDelay`.
+    public var baseDelay: Duration
+    public var maxDelay: Duration
+    /// The longest `Retry-After` honoured within a call; a longer one ends the call (the run's retry
+    /// policy takes over, with that wait).
+    public var maxRetryAfter: Duration
+    /// Responses larger than this fail the call.
+    public var maxResponseBytes: Int
+
+    public init(
+        timeout: Duration = .seconds(30), retries: Int = 3, baseDelay: Duration = .milliseconds(500), maxDelay: Duration = .seconds(30),
+        maxRetryAfter: Duration = .seconds(60), maxResponseBytes: Int = 50 * 1024 * 1024
+    ) {
+        self.timeout = timeout
+        self.retries = max(0, retries)
+        self.baseDelay = baseDelay
+        self.maxDelay = maxDelay
+        self.maxRetryAfter = maxRetryAfter
+        self.maxResponseBytes = maxResponseBytes
+    }
+
+    /// The wait before retry number `attempt` (1-based): exponential, ±20% jitter.
+    func delay(attempt: Int) -> Duration {
+        let base = Double(baseDelay.components.seconds) + Double(baseDelay.components.attoseconds) / 1e18
+        let cap = Double(maxDelay.components.seconds) + Double(maxDelay.components.attoseconds) / 1e18
+        let seconds = min(cap, base * Double(1 << min(attempt - 1, 20))) * Double.random(in: 0.8...1.2)
+        return .milliseconds(Int64(seconds * 1000))
+    }
+}

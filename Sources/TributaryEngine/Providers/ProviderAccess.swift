@@ -1,0 +1,185 @@
+import Foundation
+import Logging
+import TributaryCore
+import TributaryStore
+
+/// Calls a connection's provider: resolves the integration's `base_url` and auth scheme, adds the
+/// connection's credentials (API key in a header or query parameter, bearer, basic, OAuth 2 with
+/// refresh, OAuth 2 client credentials), spaces calls per the integration's
+/// `rate_limit_per_second`, and retries network errors, 5xx and 429 with exponential backoff and
+/// jitter, honouring `Retry-After`. A 401 on an OAuth connection refreshes the token once and
+/// repeats the call.
+///
+/// Used by sync functions (``SyncContext/send(_:)``), declarative syncs and the `/proxy` endpoint.
+/// Credentials never appear in logs or errors: log lines name the method and path only.
+public final class ProviderAccess: Sendable {
+    public let config: TributaryConfig
+    public let policy: OutboundPolicy
+    let http: OutboundHTTP
+    let vault: CredentialVault
+    let limiter = ConnectionRateLimiter()
+    let logger: Logger
+
+    public init(config: TributaryConfig, store: any Store, cipher: CredentialCipher, http: OutboundHTTP, policy: OutboundPolicy = OutboundPolicy(), logger: Logger) {
+        self.config = config
+        self.policy = policy
+        self.http = http
+        self.logger = logger
+        vault = CredentialVault(store: store, cipher: cipher, http: http, policy: policy, logger: logger)
+    }
+
+    /// Sends `request` to the connection's provider and returns its response, whatever the status,
+    /// once no retry is due.
+    ///
+    /// - Throws: ``ProviderUnavailable`` when every attempt failed on the network or with 5xx/429;
+    ///   `provider_error` for a request Tributary refuses to send (no `base_url`, a URL on another
+    ///   host, a response over the size limit); `invalid_credentials` when credentials cannot be used.
+    public func send(_ request: ProviderRequest, for connection: ConnectionRef) async throws -> ProviderResponse {
+        guard let integration = config.integration(connection.providerConfigKey, in: connection.environment) else {
+            throw TributaryError(.unknownProviderConfig, "Integration '\(connection.providerConfigKey)' is not configured.")
+        }
+        let target = try Self.url(for: request, baseURL: integration.baseURL, integration: integration.providerConfigKey)
+        var credentials = try await vault.credentials(for: connection, auth: integration.auth)
+        let retries = request.retries ?? policy.retries
+        var attempt = 0
+        var refreshed = false
+        while true {
+            try Task.checkCancellation()
+            if let rate = integration.rateLimitPerSecond { try await limiter.acquire(connection, perSecond: rate) }
+            let (url, headers) = try Self.authorize(target, request.headers, integration.auth, credentials)
+            let outcome: Result<ProviderResponse, any Error>
+            do {
+                outcome = .success(
+                    try await http.perform(
+                        method: request.method, url: url, headers: headers, body: request.body, timeout: policy.timeout, maxBytes: policy.maxResponseBytes))
+            } catch let error as TributaryError {
+                throw error
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                outcome = .failure(error)
+            }
+            switch outcome {
+            case .success(let response) where response.status == 401 && !refreshed && integration.auth.refreshes:
+                refreshed = true
+                logger.info("provider answered 401; refreshing the token", metadata: ["connection": "\(connection)", "path": "\(request.endpoint)"])
+                credentials = try await vault.refresh(
+                    connection, auth: integration.auth, rejectedToken: credentials[integration.auth.tokenField]?.stringValue ?? "")
+                continue
+            case .success(let response) where response.status == 429 || response.status >= 500:
+                let retryAfter = Self.retryAfter(response.header("Retry-After"))
+                guard attempt < retries, (retryAfter ?? .zero) <= policy.maxRetryAfter else {
+                    throw ProviderUnavailable(
+                        status: response.status, reason: "\(request.method.rawValue) \(request.endpoint)",
+                        retryAfterSeconds: retryAfter.map { Double($0.components.seconds) })
+                }
+                attempt += 1
+                let wait = retryAfter ?? policy.delay(attempt: attempt)
+                logger.notice(
+                    "provider answered \(response.status); retrying", metadata: ["connection": "\(connection)", "path": "\(request.endpoint)", "in": "\(wait)"])
+                try await Task.sleep(for: wait)
+            case .success(let response):
+                return response
+            case .failure(let error):
+                guard attempt < retries else {
+                    throw ProviderUnavailable(status: nil, reason: "\(request.method.rawValue) \(request.endpoint): \(Self.describe(error))")
+                }
+                attempt += 1
+                let wait = policy.delay(attempt: attempt)
+                logger.notice(
+                    "provider call failed; retrying",
+                    metadata: ["connection": "\(connection)", "path": "\(request.endpoint)", "error": "\(Self.describe(error))", "in": "\(wait)"])
+                try await Task.sleep(for: wait)
+            }
+        }
+    }
+
+    /// The request's URL without credentials: `endpoint` below `baseURL`, or an absolute URL on
+    /// the same scheme, host and port as `baseURL` (credentials never go to another host).
+    static func url(for request: ProviderRequest, baseURL: String?, integration: String) throws -> URLComponents {
+        guard let baseURL, let base = URLComponents(string: baseURL), base.host != nil else {
+            throw TributaryError(.providerError, "Integration '\(integration)' has no base_url to call.")
+        }
+        var target: URLComponents
+        if request.endpoint.hasPrefix("http://") || request.endpoint.hasPrefix("https://") {
+            guard let absolute = URLComponents(string: request.endpoint), absolute.scheme == base.scheme, absolute.host == base.host,
+                absolute.port == base.port
+            else {
+                throw TributaryError(.providerError, "Refusing to send the connection's credentials to a URL outside the integration's base_url.")
+            }
+            target = absolute
+        } else {
+            target = base
+            let prefix = base.percentEncodedPath.hasSuffix("/") ? String(base.percentEncodedPath.dropLast()) : base.percentEncodedPath
+            let path = request.endpoint.hasPrefix("/") ? request.endpoint : "/" + request.endpoint
+            let (pathPart, inlineQuery) = path.firstIndex(of: "?").map { (String(path[..<$0]), String(path[path.index(after: $0)...])) } ?? (path, nil)
+            target.percentEncodedPath = prefix + pathPart
+            target.percentEncodedQuery = inlineQuery
+        }
+        var query = target.percentEncodedQuery.map { [$0] } ?? []
+        query += request.query.map { "\(FormEncoding.escape($0.name))=\(FormEncoding.escape($0.value))" }
+        target.percentEncodedQuery = query.isEmpty ? nil : query.joined(separator: "&")
+        return target
+    }
+
+    /// Adds the credentials to a copy of the URL and headers.
+    static func authorize(
+        _ target: URLComponents, _ headers: [(name: String, value: String)], _ auth: AuthScheme, _ credentials: JSONObject
+    ) throws -> (String, [(name: String, value: String)]) {
+        var target = target
+        var headers = headers.filter { $0.name.lowercased() != "authorization" }
+        func field(_ name: String) throws -> String {
+            guard let value = credentials[name]?.stringValue else {
+                throw TributaryError(.invalidCredentials, "The connection's credentials have no '\(name)' for auth \(auth.typeName).")
+            }
+            return value
+        }
+        switch auth {
+        case .none:
+            break
+        case .apiKey(let header?, _):
+            headers.append((header, try field("api_key")))
+        case .apiKey(_, let parameter?):
+            let pair = "\(FormEncoding.escape(parameter))=\(FormEncoding.escape(try field("api_key")))"
+            target.percentEncodedQuery = target.percentEncodedQuery.map { $0 + "&" + pair } ?? pair
+        case .apiKey:
+            throw TributaryError(.invalidCredentials, "The api_key auth scheme names neither a header nor a query parameter.")
+        case .bearer:
+            headers.append(("Authorization", "Bearer \(try field("api_key"))"))
+        case .basic:
+            let pair = "\(try field("username")):\(try field("password"))"
+            headers.append(("Authorization", "Basic \(Data(pair.utf8).base64EncodedString())"))
+        case .oauth2, .oauth2ClientCredentials:
+            headers.append(("Authorization", "Bearer \(try field(auth.tokenField))"))
+        }
+        guard let url = target.string else { throw TributaryError(.providerError, "Could not build the provider URL.") }
+        return (url, headers)
+    }
+
+    /// `Retry-After` in seconds or as an HTTP date.
+    static func retryAfter(_ value: String?) -> Duration? {
+        guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
+        if let seconds = Double(value), seconds >= 0 { return .milliseconds(Int64(seconds * 1000)) }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = formatter.date(from: value) else { return nil }
+        return .milliseconds(Int64(max(0, date.timeIntervalSinceNow) * 1000))
+    }
+
+    /// A network error's kind, without URLs or other details that could carry a credential.
+    static func describe(_ error: any Error) -> String {
+        String(describing: type(of: error)) + "." + String(String(describing: error).prefix { $0 != "(" && $0 != ":" }.prefix(80))
+    }
+}
+
+extension AuthScheme {
+    /// Whether a 401 can be cured by getting a new token.
+    var refreshes: Bool {
+        switch self {
+        case .oauth2, .oauth2ClientCredentials: true
+        default: false
+        }
+    }
+}

@@ -1,0 +1,275 @@
+import Foundation
+import Logging
+import Synchronization
+import Testing
+import TributaryCore
+import TributaryEngine
+import TributarySQLite
+import TributaryStore
+
+/// Collects every log line (message and metadata) so a test can look for secrets in them.
+final class LogCapture: Sendable {
+    let lines = Mutex<[String]>([])
+
+    struct Handler: LogHandler {
+        let capture: LogCapture
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(event: LogEvent) {
+            let all = metadata.merging(event.metadata ?? [:]) { $1 }
+            capture.lines.withLock { $0.append("\(event.message) \(all)") }
+        }
+    }
+
+    var logger: Logger { Logger(label: "capture") { _ in Handler(capture: self) } }
+}
+
+/// A store with one connection per auth scheme, and provider access to a fake provider.
+struct ProviderFixture {
+    let engine: EngineFixture
+    let access: ProviderAccess
+    let http: OutboundHTTP
+    let cipher = CredentialCipher.insecureDevelopment
+    let logs = LogCapture()
+
+    init(baseURL: String, policy: OutboundPolicy = OutboundPolicy(baseDelay: .milliseconds(20)), rateLimit: Double? = nil) async throws {
+        engine = try await EngineFixture([])
+        let config = try ConfigLoader.parse(
+            yaml: """
+                environments:
+                  dev: { secret_key: dev-key-0000000000000001 }
+                integrations:
+                  key-header: { base_url: "\(baseURL)", auth: { type: api_key, header: X-Api-Key } }
+                  key-query: { base_url: "\(baseURL)", auth: { type: api_key, query_parameter: api_key } }
+                  bearer: { base_url: "\(baseURL)", auth: { type: bearer } }
+                  basic: { base_url: "\(baseURL)", auth: { type: basic } }
+                  oauth: { base_url: "\(baseURL)", auth: { type: oauth2, token_url: "\(baseURL)/oauth/token", client_id: client-1, client_secret: "\(FakeProviderServer.clientSecret)" } }
+                  cc: { base_url: "\(baseURL)", auth: { type: oauth2_client_credentials, token_url: "\(baseURL)/oauth/token", scopes: [read, write] } }
+                  open: { base_url: "\(baseURL)"\(rateLimit.map { ", rate_limit_per_second: \($0)" } ?? "") }
+                """,
+            file: "test.yaml", environment: [:])
+        http = OutboundHTTP()
+        access = ProviderAccess(config: config, store: engine.store, cipher: cipher, http: http, policy: policy, logger: logs.logger)
+        let credentials: [String: JSONObject] = [
+            "key-header": ["type": "API_KEY", "api_key": .string(FakeProviderServer.apiKey)],
+            "key-query": ["type": "API_KEY", "api_key": .string(FakeProviderServer.apiKey)],
+            "bearer": ["type": "API_KEY", "api_key": .string(FakeProviderServer.apiKey)],
+            "basic": ["type": "BASIC", "username": "user", "password": .string(FakeProviderServer.apiKey)],
+            // Expired an hour ago: the first call refreshes it.
+            "oauth": [
+                "type": "OAUTH2", "access_token": "at-stale", "refresh_token": .string(FakeProviderServer.refreshToken),
+                "expires_at": .string(Timestamp(microseconds: Timestamp.now().microseconds - 3_600_000_000).iso8601),
+            ],
+            "cc": ["type": "OAUTH2_CC", "token": "", "client_id": "cc-client", "client_secret": .string(FakeProviderServer.clientSecret)],
+        ]
+        for key in ["key-header", "key-query", "bearer", "basic", "oauth", "cc", "open"] {
+            let creds = credentials[key]
+            _ = try await engine.store.importConnection(
+                ConnectionImport(
+                    ref: Self.connection(key), metadata: [:], connectionConfig: [:], credentialsType: creds?["type"]?.stringValue ?? "NONE",
+                    sealedCredentials: try creds.map { try cipher.seal(JSONWriter.bytes(.object($0))) }),
+                baseVariantsOf: [])
+        }
+    }
+
+    static func connection(_ key: String) -> ConnectionRef { ConnectionRef(environment: "dev", providerConfigKey: key, connectionId: "c1") }
+
+    func get(_ key: String, _ path: String, query: [(name: String, value: String)] = []) async throws -> ProviderResponse {
+        try await access.send(ProviderRequest(.GET, path, query: query), for: Self.connection(key))
+    }
+
+    func storedCredentials(_ key: String) async throws -> JSONObject {
+        let record = try #require(try await engine.store.connection(Self.connection(key)))
+        return try JSONParser.parse(try cipher.open(try #require(record.sealedCredentials))).objectValue ?? [:]
+    }
+}
+
+@Suite("Provider access over real HTTP")
+struct ProviderAccessTests {
+    @Test func everyCredentialKindReachesTheProvider() async throws {
+        let server = FakeProviderServer()
+        try await server.serve { base in
+            let f = try await ProviderFixture(baseURL: base)
+            defer { Task { try? await f.http.shutdown() } }
+            #expect(try await f.get("key-header", "/key-header").status == 200)
+            let query = try await f.get("key-query", "/key-query", query: [("q", "a b&c")])
+            #expect(query.status == 200)
+            #expect(try query.json()["q"] == "a b&c", "the caller's parameters are escaped and kept beside the key")
+            #expect(try await f.get("bearer", "/bearer").status == 200)
+            #expect(try await f.get("basic", "/basic").status == 200)
+            // Without credentials the same routes refuse: the 200s above came from the injected ones.
+            #expect(try await f.get("open", "/key-header").status == 401)
+            #expect(try await f.get("open", "/basic").status == 401)
+
+            // OAuth 2: the stored token expired, so the first call refreshes before calling, and persists the new tokens.
+            #expect(try await f.get("oauth", "/oauth").status == 200)
+            #expect(server.state.withLock { $0.refreshCalls } == 1)
+            let stored = try await f.storedCredentials("oauth")
+            #expect(stored["access_token"] == "at-1")
+            #expect(stored["refresh_token"] == .string(FakeProviderServer.refreshToken))
+            let expires = try #require(stored["expires_at"]?.stringValue.flatMap(Timestamp.init(iso8601:)))
+            #expect(expires.microseconds > Timestamp.now().microseconds + 3_000_000_000)
+            #expect(!server.state.withLock { $0.seenAuthorization }.contains("Bearer at-stale"), "an expired token is never sent")
+
+            // Client credentials: no token yet → one is fetched with the connection's client id/secret and scopes.
+            #expect(try await f.get("cc", "/oauth").status == 200)
+            #expect(server.state.withLock { $0.ccCalls } == 1)
+            #expect(try await f.storedCredentials("cc")["token"]?.stringValue?.hasPrefix("at-") == true)
+        }
+    }
+
+    @Test func a401RefreshesOnceAndConcurrentRefreshesCollapse() async throws {
+        let server = FakeProviderServer()
+        try await server.serve { base in
+            let f = try await ProviderFixture(baseURL: base)
+            defer { Task { try? await f.http.shutdown() } }
+            _ = try await f.get("oauth", "/oauth")
+            #expect(server.state.withLock { $0.refreshCalls } == 1)
+            // The provider revokes the token (it still looks valid to us): eight calls at once get 401,
+            // one refresh serves them all, and each call is repeated once with the new token.
+            server.state.withLock { $0.validToken = "revoked-elsewhere" }
+            server.state.withLock { $0.issued = 10 }
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<8 { group.addTask { try await f.get("oauth", "/oauth").status } }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(statuses == Array(repeating: 200, count: 8))
+            #expect(server.state.withLock { $0.refreshCalls } == 2, "one refresh for eight concurrent 401s")
+            #expect(try await f.storedCredentials("oauth")["access_token"] == "at-11")
+        }
+    }
+
+    @Test func retriesBackOffAndHonourRetryAfter() async throws {
+        let server = FakeProviderServer()
+        try await server.serve { base in
+            let f = try await ProviderFixture(baseURL: base)
+            defer { Task { try? await f.http.shutdown() } }
+            // Two 503s, then 200: retried with backoff.
+            let flaky = try await f.get("open", "/flaky")
+            #expect(flaky.status == 200)
+            #expect(server.state.withLock { $0.flakyCalls } == 3)
+            // Two 429s with Retry-After: 1 → the retries wait a second each.
+            #expect(try await f.get("open", "/limited").status == 200)
+            let times = server.state.withLock { $0.limitedTimes }
+            #expect(times.count == 3)
+            #expect(times[1] - times[0] >= .milliseconds(950) && times[2] - times[1] >= .milliseconds(950), "Retry-After honoured")
+            // Always down: every retry fails → ProviderUnavailable, which the run's retry policy treats as temporary.
+            let error = await #expect(throws: ProviderUnavailable.self) { try await f.get("open", "/down") }
+            #expect(error?.status == 502)
+            // A Retry-After longer than a call may wait ends the call at once, carrying the wait to the run's retry.
+            let started = ContinuousClock.now
+            let long = await #expect(throws: ProviderUnavailable.self) { try await f.get("open", "/limited-long") }
+            #expect(long?.retryAfterSeconds == 3600)
+            #expect(ContinuousClock.now - started < .seconds(2))
+            // Client errors are answers, not failures: returned as they are, not retried.
+            #expect(try await f.get("open", "/missing").status == 404)
+        }
+    }
+
+    @Test func unreachableProvidersBoundedResponsesAndForeignHostsFailClearly() async throws {
+        // Nothing listens on this port: network errors are retried, then reported without the URL.
+        let f = try await ProviderFixture(baseURL: "http://127.0.0.1:1", policy: OutboundPolicy(timeout: .seconds(1), retries: 1, baseDelay: .milliseconds(10)))
+        defer { Task { try? await f.http.shutdown() } }
+        let error = await #expect(throws: ProviderUnavailable.self) { try await f.get("key-query", "/key-query") }
+        #expect(error?.status == nil)
+        #expect(!"\(error.map { "\($0)" } ?? "")".contains(FakeProviderServer.apiKey))
+
+        let server = FakeProviderServer()
+        try await server.serve { base in
+            let small = try await ProviderFixture(baseURL: base, policy: OutboundPolicy(maxResponseBytes: 1000))
+            defer { Task { try? await small.http.shutdown() } }
+            let tooBig = await #expect(throws: TributaryError.self) { try await small.get("open", "/big") }
+            #expect(tooBig?.message.contains("larger than the limit of 1000 bytes") == true)
+            // Credentials only go below base_url: an absolute URL elsewhere is refused before anything is sent.
+            let foreign = await #expect(throws: TributaryError.self) {
+                try await small.access.send(ProviderRequest(.GET, "http://example.invalid/steal"), for: ProviderFixture.connection("bearer"))
+            }
+            #expect(foreign?.message.contains("outside the integration's base_url") == true)
+        }
+    }
+
+    @Test func thePerConnectionRateLimitSpacesCalls() async throws {
+        let server = FakeProviderServer()
+        try await server.serve { base in
+            let f = try await ProviderFixture(baseURL: base, rateLimit: 10)
+            defer { Task { try? await f.http.shutdown() } }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<6 { group.addTask { _ = try await f.get("open", "/ticks") } }
+                try await group.waitForAll()
+            }
+            let times = server.state.withLock { $0.limitedTimes }.sorted()
+            #expect(times.count == 6)
+            #expect(times[5] - times[0] >= .milliseconds(450), "6 calls at 10/s take at least half a second (\(times[5] - times[0]))")
+        }
+    }
+
+    @Test func secretsNeverAppearInLogsOrErrors() async throws {
+        let server = FakeProviderServer()
+        try await server.serve { base in
+            let f = try await ProviderFixture(baseURL: base)
+            defer { Task { try? await f.http.shutdown() } }
+            var errors: [String] = []
+            _ = try await f.get("key-query", "/key-query")
+            _ = try await f.get("oauth", "/oauth")
+            server.state.withLock { $0.validToken = "revoked" }
+            _ = try await f.get("oauth", "/oauth")
+            do { _ = try await f.get("key-query", "/down") } catch { errors.append("\(error)") }
+            let lines = f.logs.lines.withLock { $0 }
+            #expect(lines.contains { $0.contains("refreshing the token") }, "the log is really captured")
+            let stored = try await f.storedCredentials("oauth")
+            let secrets = [FakeProviderServer.apiKey, FakeProviderServer.clientSecret, FakeProviderServer.refreshToken, stored["access_token"]?.stringValue ?? "?"]
+            for secret in secrets {
+                #expect(!lines.contains { $0.contains(secret) }, "\(secret) leaked into the log")
+                #expect(!errors.contains { $0.contains(secret) }, "\(secret) leaked into an error")
+            }
+        }
+    }
+}
+
+@Suite("Pagination over real HTTP")
+struct PaginationTests {
+    func ids(_ pages: ProviderPages) async throws -> (ids: [String], pages: Int, nexts: [String?]) {
+        var ids: [String] = []
+        var count = 0
+        var nexts: [String?] = []
+        for try await page in pages {
+            ids += page.records.compactMap { $0["id"]?.stringValue }
+            count += 1
+            nexts.append(page.next)
+        }
+        return (ids, count, nexts)
+    }
+
+    @Test func everyStyleReadsEveryRecordOnceAndCanResume() async throws {
+        let server = FakeProviderServer()
+        try await server.serve { base in
+            let f = try await ProviderFixture(baseURL: base)
+            defer { Task { try? await f.http.shutdown() } }
+            let send: @Sendable (ProviderRequest) async throws -> ProviderResponse = { try await f.access.send($0, for: ProviderFixture.connection("open")) }
+            let all = FakeProviderServer.items.compactMap { $0["id"]?.stringValue }
+            let styles: [(String, Pagination)] = [
+                ("/cursor", Pagination(.cursor(nextCursorPath: "meta.next_cursor", cursorParameter: "cursor"), recordsPath: "data.orders", limitParameter: "limit", limit: 10)),
+                ("/link", Pagination(.link(nextURLPath: nil))),
+                ("/link-body", Pagination(.link(nextURLPath: "paging.next"), recordsPath: "results")),
+                ("/offset", Pagination(.offset(offsetParameter: "offset"), recordsPath: "items", limitParameter: "limit", limit: 10)),
+                ("/page", Pagination(.page(pageParameter: "page", firstPage: 1), recordsPath: "items", limitParameter: "per_page", limit: 10)),
+            ]
+            for (path, pagination) in styles {
+                let read = try await ids(ProviderPages(request: ProviderRequest(.GET, path), pagination: pagination, send: send))
+                #expect(read.ids == all, "\(path)")
+                #expect(read.pages == 3, "\(path): 10 + 10 + 3")
+                #expect(read.nexts.last == .some(nil), "\(path): the last page has no next")
+                // Resuming after the first page reads the rest, nothing twice.
+                let resumed = try await ids(ProviderPages(request: ProviderRequest(.GET, path), pagination: pagination, resumingAfter: read.nexts[0], send: send))
+                #expect(resumed.ids == Array(all.dropFirst(10)), "\(path) resumed")
+            }
+            // A response without records where the pagination says fails clearly.
+            let wrong = ProviderPages(request: ProviderRequest(.GET, "/cursor"), pagination: Pagination(.offset(offsetParameter: "offset"), recordsPath: "nope"), send: send)
+            await #expect(throws: TributaryError.self) { _ = try await ids(wrong) }
+        }
+    }
+}
