@@ -1,8 +1,3 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
 import ArgumentParser
 import Logging
 import TributaryCore
@@ -85,10 +80,9 @@ struct DryrunCommand: AsyncParsableCommand {
         var logger = Logger(label: "tributary.dryrun")
         logger.logLevel = verbose ? .debug : .warning
         // Provider calls use the connection's stored credentials (imported through the API into this database).
-        let key = ProcessInfo.processInfo.environment["TRIBUTARY_ENCRYPTION_KEY"] ?? ""
-        let cipher = key.isEmpty ? CredentialCipher.insecureDevelopment : try CredentialCipher(base64Key: key)
         let http = OutboundHTTP()
-        let providers = ProviderAccess(config: config, store: store, cipher: cipher, http: http, logger: logger)
+        let providers = ProviderAccess(
+            config: config, store: store, cipher: try EncryptionKey.cipherFromEnvironment() ?? .insecureDevelopment, http: http, logger: logger)
         let executor = SyncExecutor(store: store, functions: context.functions, providers: providers, logger: logger)
         let run: RunRecord
         do {

@@ -54,8 +54,8 @@ struct ServeCommand: AsyncParsableCommand {
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
 
         let cipher: CredentialCipher
-        if let key = ProcessInfo.processInfo.environment["TRIBUTARY_ENCRYPTION_KEY"], !key.isEmpty {
-            cipher = try CredentialCipher(base64Key: key)
+        if let fromEnvironment = try EncryptionKey.cipherFromEnvironment() {
+            cipher = fromEnvironment
         } else if insecureDevKey || usesDemo {
             logger.warning("TRIBUTARY_ENCRYPTION_KEY is not set: credentials are encrypted with a public development key. Never do this in production.")
             cipher = .insecureDevelopment

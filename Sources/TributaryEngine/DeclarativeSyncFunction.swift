@@ -24,14 +24,7 @@ struct DeclarativeSyncFunction: SyncFunction {
         if let resumeAfter { await nango.log("resuming after page marker \(resumeAfter) from the checkpoint") }
 
         guard let pagination = spec.pagination else {
-            let response = try await nango.send(request)
-            guard response.isSuccess else {
-                throw TributaryError(.providerError, "The provider answered HTTP \(response.status) to \(request.method.rawValue) \(request.endpoint).")
-            }
-            let body = try response.json()
-            guard let records = (spec.recordsPath.map { body.value(atPath: $0) } ?? body)?.arrayValue else {
-                throw TributaryError(.providerError, "The provider's response has no array of records at '\(spec.recordsPath ?? "(the body)")'.")
-            }
+            let records = try await nango.send(request).records(at: spec.recordsPath, answering: request).records
             try await nango.batchSave(try records.map(spec.transform), model: model)
             return
         }

@@ -51,9 +51,7 @@ public struct RunQueue: Sendable {
 
     /// Stops every active run of a connection (see ``cancel(_:)``).
     public func cancelAll(of connection: ConnectionRef) async throws {
-        for state in try await store.variants(of: connection) where try await store.activeRun(of: state.ref) != nil {
-            try await cancel(state.ref)
-        }
+        for state in try await store.variants(of: connection) { try await cancel(state.ref) }
     }
 
     /// Whether the variant has a queued or running run.

@@ -29,8 +29,7 @@ func peakRSSMiB() -> Double {
 }
 
 func elapsed(_ start: ContinuousClock.Instant) -> Double {
-    let d = ContinuousClock.now - start
-    return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    (ContinuousClock.now - start).inSeconds
 }
 
 /// `ingest`: N orders through the real run path, page by page, into an empty variant; then all

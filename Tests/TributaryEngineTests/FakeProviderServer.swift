@@ -69,23 +69,13 @@ final class FakeProviderServer: Sendable {
                 guard form["refresh_token"] == Self.refreshToken, form["client_id"] == "client-1", form["client_secret"] == Self.clientSecret else {
                     return Self.json(["error": "invalid_grant"], status: .badRequest)
                 }
-                let token = self.state.withLock { s -> String in
-                    s.refreshCalls += 1
-                    s.issued += 1
-                    s.validToken = "at-\(s.issued)"
-                    return s.validToken
-                }
+                let token = self.issueToken { $0.refreshCalls += 1 }
                 return Self.json(["access_token": .string(token), "refresh_token": .string(Self.refreshToken), "expires_in": 3600, "token_type": "bearer"])
             case "client_credentials":
                 guard form["client_id"] == "cc-client", form["client_secret"] == Self.clientSecret, form["scope"] == "read write" else {
                     return Self.json(["error": "invalid_client"], status: .unauthorized)
                 }
-                let token = self.state.withLock { s -> String in
-                    s.ccCalls += 1
-                    s.issued += 1
-                    s.validToken = "at-\(s.issued)"
-                    return s.validToken
-                }
+                let token = self.issueToken { $0.ccCalls += 1 }
                 return Self.json(["access_token": .string(token), "expires_in": 3600])
             default:
                 return Self.json(["error": "unsupported_grant_type"], status: .badRequest)
@@ -151,6 +141,16 @@ final class FakeProviderServer: Sendable {
             return Self.json(["items": .array(Array(Self.items.dropFirst((page - 1) * size).prefix(size)))])
         }
         return router
+    }
+
+    /// Issues the next token (`at-N`), which becomes the only valid one, and counts the grant.
+    func issueToken(counting: (inout State) -> Void) -> String {
+        state.withLock { s in
+            counting(&s)
+            s.issued += 1
+            s.validToken = "at-\(s.issued)"
+            return s.validToken
+        }
     }
 
     /// Runs `body` with the server listening on a loopback port; passes its base URL.

@@ -89,16 +89,7 @@ public struct ProviderPages: AsyncSequence, Sendable {
                 request.setQuery(parameter, position ?? String(firstPage))
             }
             let response = try await pages.send(request)
-            guard response.isSuccess else {
-                throw TributaryError(.providerError, "The provider answered HTTP \(response.status) to \(request.method.rawValue) \(request.endpoint).")
-            }
-            let body = try response.json()
-            let found = pagination.recordsPath.map { body.value(atPath: $0) } ?? body
-            guard let records = found?.arrayValue else {
-                throw TributaryError(
-                    .providerError,
-                    "The provider's response has no array of records at '\(pagination.recordsPath ?? "(the body)")'.")
-            }
+            let (body, records) = try response.records(at: pagination.recordsPath, answering: request)
             let short = records.isEmpty || pagination.limit.map { records.count < $0 } ?? false
             var next: String? = nil
             switch pagination.style {

@@ -7,7 +7,7 @@ import Foundation
 /// A call to the connection's provider. The endpoint is a path below the integration's `base_url`
 /// (or an absolute URL on the same host, e.g. a `Link` header's next page); credentials are added
 /// by Tributary, never by the caller.
-public struct ProviderRequest: Sendable, Hashable {
+public struct ProviderRequest: Sendable {
     /// An HTTP method for provider calls.
     public enum Method: String, Sendable, Hashable, CaseIterable {
         case GET, POST, PUT, PATCH, DELETE
@@ -44,21 +44,6 @@ public struct ProviderRequest: Sendable, Hashable {
         query.removeAll { $0.name == name }
         query.append((name, value))
     }
-
-    public static func == (lhs: ProviderRequest, rhs: ProviderRequest) -> Bool {
-        lhs.method == rhs.method && lhs.endpoint == rhs.endpoint && lhs.query.elementsEqual(rhs.query, by: ==)
-            && lhs.headers.elementsEqual(rhs.headers, by: ==) && lhs.body == rhs.body && lhs.retries == rhs.retries
-    }
-
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(method)
-        hasher.combine(endpoint)
-        for (name, value) in query {
-            hasher.combine(name)
-            hasher.combine(value)
-        }
-        hasher.combine(body)
-    }
 }
 
 /// A provider's answer.
@@ -90,6 +75,20 @@ public struct ProviderResponse: Sendable {
     }
 
     public var isSuccess: Bool { (200..<300).contains(status) }
+
+    /// The JSON body of a successful answer to `request` and the array of records at `recordsPath`
+    /// (nil: the body is the array).
+    /// - Throws: `provider_error` for a non-2xx status, a body that is not JSON, or no array there.
+    public func records(at recordsPath: String?, answering request: ProviderRequest) throws -> (body: JSONValue, records: [JSONValue]) {
+        guard isSuccess else {
+            throw TributaryError(.providerError, "The provider answered HTTP \(status) to \(request.method.rawValue) \(request.endpoint).")
+        }
+        let body = try json()
+        guard let records = (recordsPath.map { body.value(atPath: $0) } ?? body)?.arrayValue else {
+            throw TributaryError(.providerError, "The provider's response has no array of records at '\(recordsPath ?? "(the body)")'.")
+        }
+        return (body, records)
+    }
 }
 
 extension JSONValue {

@@ -34,7 +34,7 @@ actor CredentialVault {
     /// The connection's credentials as a JSON object (`type` plus its fields), refreshed first when
     /// an OAuth token is missing or about to expire.
     func credentials(for connection: ConnectionRef, auth: AuthScheme) async throws -> JSONObject {
-        let current = try await load(connection)
+        let current = try await Self.open(store: store, cipher: cipher, connection)
         switch auth {
         case .oauth2, .oauth2ClientCredentials:
             let token = current[auth.tokenField]?.stringValue ?? ""
@@ -67,10 +67,6 @@ actor CredentialVault {
         refreshing[connection] = task
         defer { refreshing[connection] = nil }
         return try await task.value
-    }
-
-    private func load(_ connection: ConnectionRef) async throws -> JSONObject {
-        try await Self.open(store: store, cipher: cipher, connection)
     }
 
     private static func open(store: any Store, cipher: CredentialCipher, _ connection: ConnectionRef) async throws -> JSONObject {

@@ -39,8 +39,7 @@ public final class OutboundHTTP: Service, Sendable {
         request.method = NIOHTTP1.HTTPMethod(rawValue: method.rawValue)
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
-        let milliseconds = Int64(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
-        let response = try await client.execute(request, timeout: .milliseconds(milliseconds))
+        let response = try await client.execute(request, timeout: .milliseconds(Int64(timeout.inSeconds * 1000)))
         let buffer: ByteBuffer
         do {
             buffer = try await response.body.collect(upTo: maxBytes)

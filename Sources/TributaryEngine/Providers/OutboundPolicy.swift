@@ -1,3 +1,5 @@
+import TributaryCore
+
 /// How provider calls behave: timeouts, retries, and the largest response read.
 public struct OutboundPolicy: Sendable, Hashable {
     /// The whole call, from sending to the last byte read.
@@ -25,11 +27,10 @@ public struct OutboundPolicy: Sendable, Hashable {
         self.maxResponseBytes = maxResponseBytes
     }
 
-    /// The wait before retry number `attempt` (1-based): exponential, ±20% jitter.
+    /// The wait before retry number `attempt` (1-based): the same exponential backoff with ±20%
+    /// jitter as a run's ``RetryPolicy``, on this policy's scale.
     func delay(attempt: Int) -> Duration {
-        let base = Double(baseDelay.components.seconds) + Double(baseDelay.components.attoseconds) / 1e18
-        let cap = Double(maxDelay.components.seconds) + Double(maxDelay.components.attoseconds) / 1e18
-        let seconds = min(cap, base * Double(1 << min(attempt - 1, 20))) * Double.random(in: 0.8...1.2)
-        return .milliseconds(Int64(seconds * 1000))
+        let backoff = RetryPolicy(maxAttempts: attempt, baseSeconds: baseDelay.inSeconds, maxSeconds: maxDelay.inSeconds)
+        return .milliseconds(Int64((backoff.delay(attempt: attempt) ?? 0) * 1000))
     }
 }
