@@ -70,8 +70,10 @@ let package = Package(
             resources: [.copy("openapi.yaml")],
             swiftSettings: strict
         ),
-        // Built-in demo sync functions (no network needed).
-        .target(name: "TributaryDemo", dependencies: ["TributaryCore"], swiftSettings: strict),
+        // The demo shop: its data, its REST API (Hummingbird) and the built-in demo configuration and sync functions.
+        .target(
+            name: "TributaryDemo",
+            dependencies: ["TributaryCore", .product(name: "Hummingbird", package: "hummingbird"), .product(name: "Logging", package: "swift-log")], swiftSettings: strict),
         // The command line (`tributary dryrun`, `tributary demo`, …) as a library, so user packages get the same CLI.
         .target(
             name: "TributaryCLI",

@@ -22,9 +22,10 @@ enum ConfigFile {
     /// The file at `path`; when `path` is the default and no such file exists, the built-in demo configuration.
     static func loadOrDemo(_ path: String, isDefault: Bool, output: CLIOutput) throws -> TributaryConfig {
         if isDefault, !FileManager.default.fileExists(atPath: path) {
-            output.line("No \(path) here: using the built-in demo configuration.")
+            output.line(
+                "No \(path) here: using the built-in demo configuration, which syncs from the demo shop API at $TRIBUTARY_DEMO_PROVIDER_URL (default http://127.0.0.1:\(DemoConfiguration.providerPort); start it with `tributary demo-provider`, or run everything with `tributary demo`).")
             return try ConfigLoader.parse(
-                yaml: DemoSyncs.configurationYAML, file: "<built-in demo configuration>", environment: ProcessInfo.processInfo.environment)
+                yaml: DemoConfiguration.yaml, file: "<built-in demo configuration>", environment: ProcessInfo.processInfo.environment)
         }
         return try load(path)
     }

@@ -66,38 +66,20 @@ struct ServeCommand: AsyncParsableCommand {
 
         let store = try SQLiteStore(path: options.database ?? config.database.path)
         try await store.migrate()
-        let scheduling = config.scheduler
-        var worker: RunCoordinator? = nil
-        var services: [any Service] = []
-        if role != .api {
-            // One outbound HTTP client for every provider call of this process, shut down with the group.
-            let http = OutboundHTTP()
-            services.append(http)
-            let providers = ProviderAccess(config: config, store: store, cipher: cipher, http: http, logger: logger)
-            let executor = SyncExecutor(
-                store: store, functions: context.functions, providers: providers, logger: logger, leaseSeconds: Int64(scheduling.leaseSeconds))
-            let coordinator = RunCoordinator(
-                executor: executor, config: config,
-                limits: RunCoordinator.Limits(
-                    maxConcurrentRuns: scheduling.maxConcurrentRuns, maxRunsPerConnection: scheduling.maxRunsPerConnection,
-                    drain: .seconds(scheduling.drainSeconds), retry: scheduling.retry, poll: .milliseconds(Int(scheduling.tickSeconds * 1000))),
-                logger: logger)
-            worker = coordinator
-            services.append(coordinator)
-        }
-        let queue = RunQueue(store: store, worker: worker, cancelTimeout: .seconds(scheduling.cancelTimeoutSeconds))
-        if role != .api { services.append(Scheduler(config: config, queue: queue, logger: logger)) }
+        let process = ProcessServices(role: role, config: config, store: store, cipher: cipher, functions: context.functions, logger: logger)
         if role != .worker {
-            let app = buildApplication(api: API(config: config, runs: queue, cipher: cipher), logger: logger)
-            services.append(app)
             output.line(
                 "Tributary \(role == .all ? "API and worker" : "API") on http://\(config.server.host):\(config.server.port) — database \(store.path), environments: \(config.environments.map(\.name).joined(separator: ", "))")
         } else {
-            output.line("Tributary worker — database \(store.path), up to \(scheduling.maxConcurrentRuns) runs at once")
+            output.line("Tributary worker — database \(store.path), up to \(config.scheduler.maxConcurrentRuns) runs at once")
         }
         let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+            configuration: ServiceGroupConfiguration(services: process.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        if role == .worker {
+            try await group.run()
+        } else {
+            try await group.runExplainingPorts([(config.server.port, "--port or server.port")])
+        }
         try store.close()
     }
 }

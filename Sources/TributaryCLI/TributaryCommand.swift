@@ -11,7 +11,7 @@ struct TributaryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tributary",
         abstract: "Tributary keeps third-party API data in sync for every customer connection.",
-        subcommands: [ServeCommand.self, DemoCommand.self, DryrunCommand.self, ValidateCommand.self, RecordsCommand.self],
+        subcommands: [ServeCommand.self, DemoCommand.self, DemoProviderCommand.self, DryrunCommand.self, ValidateCommand.self, RecordsCommand.self],
         defaultSubcommand: nil)
 }
 

@@ -9,30 +9,6 @@ import TributaryCore
 public enum DemoSyncs {
     /// Every demo function.
     public static var all: [any SyncFunction] { [DemoOrdersFullSync(), DemoOrdersIncrementalSync()] }
-
-    /// The configuration the `demo` command uses when no `tributary.yaml` is given.
-    public static let configurationYAML = """
-        database:
-          path: tributary-demo.sqlite
-        environments:
-          dev:
-            secret_key: ${TRIBUTARY_DEV_SECRET_KEY:-dev-secret-key-change-me}
-        integrations:
-          demo-shop:
-            provider: demo
-            syncs:
-              orders:
-                function: demo-orders
-                models: [Order]
-                frequency: every 30 seconds
-                sync_type: full
-                track_deletes: true
-              order-changes:
-                function: demo-orders-incremental
-                models: [OrderChange]
-                frequency: every 30 seconds
-                sync_type: incremental
-        """
 }
 
 /// Full refresh with deletion tracking: lists all of the variant's store orders, page by page,

@@ -93,7 +93,9 @@ public final class RunCoordinator: Service, Sendable {
                 }
                 // Shutting down: let running runs finish within the drain time, then cancel the rest.
                 let deadline = ContinuousClock.now + limits.drain
-                while state.withLock({ $0.slots > 0 }), ContinuousClock.now < deadline {
+                // (When the whole group is cancelled instead — another service failed — the runs are
+                // cancelled with this task; waiting would only spin.)
+                while state.withLock({ $0.slots > 0 }), ContinuousClock.now < deadline, !Task.isCancelled {
                     try? await Task.sleep(for: .milliseconds(20))
                 }
                 cancelForShutdown()
@@ -121,7 +123,7 @@ public final class RunCoordinator: Service, Sendable {
     }
 
     private func pollUntilShutdown() async {
-        while state.withLock({ $0.accepting }) {
+        while state.withLock({ $0.accepting }), !Task.isCancelled {
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.limits.poll) }
             wakeContinuation.yield()
         }
@@ -202,7 +204,10 @@ public final class RunCoordinator: Service, Sendable {
         } onCancel: {
             task.cancel()
         }
-        let requeue = state.withLock { $0.cancelledByShutdown.remove(ref) != nil } && finished?.status == .cancelled
+        // Stopped by the shutdown, or by the whole service group being cancelled (another service
+        // failed): queued again, to resume from its checkpoint in the next worker.
+        let stoppedByShutdown = state.withLock { $0.cancelledByShutdown.remove(ref) != nil } || Task.isCancelled
+        let requeue = stoppedByShutdown && finished?.status == .cancelled
         if let finished, let sync { await afterRun(ref, sync: sync, finished, requeue: requeue) }
         state.withLock { state in
             state.tasks.removeValue(forKey: ref)

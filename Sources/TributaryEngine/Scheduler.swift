@@ -34,6 +34,8 @@ public final class Scheduler: Service, Sendable {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 try await tick()
+            } catch is CancellationError {
+                return
             } catch {
                 logger.error("scheduler tick failed", metadata: ["error": "\(error)"])
             }

@@ -13,14 +13,17 @@ public struct API: Sendable {
     /// Where triggers and cancels go: the store's run queue, served by the workers.
     public let runs: RunQueue
     public let cipher: CredentialCipher
+    /// Calls providers for `/proxy`; nil in a process that has none (the proxy then answers 503).
+    public let providers: ProviderAccess?
     /// When the configuration was loaded (integrations' `created_at`).
     let startedAt = Timestamp.now()
 
-    public init(config: TributaryConfig, runs: RunQueue, cipher: CredentialCipher) {
+    public init(config: TributaryConfig, runs: RunQueue, cipher: CredentialCipher, providers: ProviderAccess? = nil) {
         self.config = config
         self.store = runs.store
         self.runs = runs
         self.cipher = cipher
+        self.providers = providers
     }
 
     var maxBody: Int { config.server.maxBodyBytes }
@@ -197,6 +200,8 @@ extension API {
             route(.get, "/sync/runs") { try await self.listRuns($0, $1) },
             route(.get, "/sync/runs/{runId}") { try await self.getRun($0, $1) },
             route(.get, "/records") { try await self.records($0, $1) },
-        ]
+        ] + ProviderRequest.Method.allCases.map { method in
+            route(HTTPRequest.Method(rawValue: method.rawValue)!, "/proxy/{anyPath}") { try await self.proxy($0, $1, method: method) }
+        }
     }
 }

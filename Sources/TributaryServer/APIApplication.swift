@@ -16,7 +16,9 @@ public func buildApplication(api: API, services: [any Service] = [], logger: Log
     let open = router.group()
     let authenticated = router.group().add(middleware: AuthMiddleware(environments: api.config.environments))
     for route in api.routes {
-        let path = RouterPath(route.path.replacingOccurrences(of: "{", with: ":").replacingOccurrences(of: "}", with: ""))
+        // `{anyPath}` (the proxy's) is the rest of the path, any depth; other `{name}`s are one segment.
+        let path = RouterPath(
+            route.path.replacingOccurrences(of: "{anyPath}", with: "**").replacingOccurrences(of: "{", with: ":").replacingOccurrences(of: "}", with: ""))
         let handler = route.handler
         if route.authenticated {
             authenticated.on(path, method: route.method) { request, context in try await handler(request, context) }

@@ -10,14 +10,7 @@ struct BodyReader {
 
     /// Collects at most `maxBytes` of the body and parses it.
     static func read(_ request: Request, maxBytes: Int, allowed: Set<String>) async throws -> BodyReader {
-        var request = request
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.collectBody(upTo: maxBytes)
-        } catch {
-            throw APIError(.contentTooLarge, "payload_too_large", "The request body is larger than \(maxBytes) bytes.")
-        }
-        let bytes = buffer.readableBytesView
+        let bytes = try await request.body(upTo: maxBytes).readableBytesView
         guard !bytes.isEmpty else { throw APIError.invalidBody("The request body is empty; send a JSON object.") }
         let value: JSONValue
         do {
@@ -113,6 +106,17 @@ struct QueryReader {
 }
 
 extension Request {
+    /// The whole body, at most `maxBytes`.
+    /// - Throws: 413 `payload_too_large` when it is larger.
+    func body(upTo maxBytes: Int) async throws -> ByteBuffer {
+        var request = self
+        do {
+            return try await request.collectBody(upTo: maxBytes)
+        } catch {
+            throw APIError(.contentTooLarge, "payload_too_large", "The request body is larger than \(maxBytes) bytes.")
+        }
+    }
+
     /// A header's value, or nil when absent or empty.
     func header(_ name: String) -> String? {
         guard let field = HTTPField.Name(name), let value = headers[field], !value.isEmpty else { return nil }

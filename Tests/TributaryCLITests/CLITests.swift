@@ -116,15 +116,23 @@ struct CLITests {
         #expect(ok.text.contains("is valid"))
     }
 
-    @Test func demoRunsEveryVariantAndTheRecordsCommandReadsTheFeed() async throws {
+    @Test func demoStartsTheShopAndTributaryAndSyncsEveryVariantOverHTTP() async throws {
         let database = path("demo.sqlite")
         let lines = Lines()
+        let port = 20_000 + Int.random(in: 0..<20_000)
         try await TributaryCLI.run(
-            functions: [], arguments: ["demo", "--rounds", "2", "--interval", "0", "--database", database], output: lines.output)
-        for variant in ["base", "store-eu", "store-us"] {
-            #expect(lines.text.contains("orders::\(variant) succeeded [INITIAL] Order: +120"))
-            #expect(lines.text.contains("orders::\(variant) succeeded [INCREMENTAL]"))
+            functions: [],
+            arguments: ["demo", "--duration", "5", "--database", database, "--port", "\(port)", "--provider-port", "\(port + 1)"],
+            output: lines.output)
+        for sync in ["orders", "order-changes"] {
+            for variant in ["base", "store-eu", "store-us"] {
+                let line = lines.all.first { $0.contains(" \(sync)::\(variant) ") }
+                #expect(line?.contains("succeeded  INITIAL") == true, "\(sync)::\(variant): \(line ?? "no run")")
+                #expect(line?.contains(sync == "orders" ? " Order +" : " OrderChange +") == true, "\(line ?? "")")
+            }
         }
+        #expect(lines.text.contains("curl -s -H 'Authorization: Bearer dev-secret-key-change-me' -H 'Connection-Id: demo-connection'"))
+        #expect(lines.text.contains("http://127.0.0.1:\(port)/records?model=Order&variant=store-eu"))
         let records = Lines()
         try await TributaryCLI.run(
             functions: [],

@@ -13,11 +13,12 @@ struct ServeProcessTests {
     }
 
     /// Starts the `tributary` binary with `arguments` in `directory`, its output discarded.
-    static func launch(_ arguments: [String], in directory: URL) throws -> Process {
+    static func launch(_ arguments: [String], in directory: URL, environment: [String: String] = [:]) throws -> Process {
         let process = Process()
         process.executableURL = binary
         process.currentDirectoryURL = directory
         process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
@@ -41,8 +42,12 @@ struct ServeProcessTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let port = 20_000 + Int.random(in: 0..<20_000)
+        // The built-in demo configuration (no tributary.yaml here) calls the demo shop API, run as its own process.
+        let shop = try Self.launch(["demo-provider", "--port", "\(port + 1)"], in: directory)
+        defer { if shop.isRunning { shop.terminate() } }
         let process = try Self.launch(
-            ["serve", "--port", "\(port)", "--database", directory.appendingPathComponent("t.sqlite").path, "--log-level", "error"], in: directory)
+            ["serve", "--port", "\(port)", "--database", directory.appendingPathComponent("t.sqlite").path, "--log-level", "error"], in: directory,
+            environment: ["TRIBUTARY_DEMO_PROVIDER_URL": "http://127.0.0.1:\(port + 1)"])
         defer { if process.isRunning { process.terminate() } }
 
         var health: (Int, String)? = nil
@@ -60,21 +65,30 @@ struct ServeProcessTests {
         // A new connection's base variants are scheduled at once: records arrive with no trigger.
         let created = await Self.get(
             "http://127.0.0.1:\(port)/connections", key: "dev-secret-key-change-me", method: "POST",
-            body: #"{"provider_config_key":"demo-shop","connection_id":"acme","credentials":{"type":"NONE"}}"#)
+            body: #"{"provider_config_key":"demo-shop","connection_id":"acme","credentials":{"type":"API_KEY","api_key":"demo-shop-key"}}"#)
         #expect(created?.0 == 201)
         var synced = false
         for _ in 0..<200 where !synced {
             try await Task.sleep(for: .milliseconds(50))
             let status = await Self.get(
                 "http://127.0.0.1:\(port)/sync/status?syncs=orders&provider_config_key=demo-shop&connection_id=acme", key: "dev-secret-key-change-me")
-            synced = status?.1.contains(#""recordCount":{"Order":120}"#) == true
+            synced = status?.1.contains(#""status":"SUCCESS""#) == true && status?.1.contains(#""recordCount":{"Order":12"#) == true
         }
-        #expect(synced, "the scheduler ran the base variant on its own")
+        #expect(synced, "the scheduler ran the base variant on its own, reading the demo shop over HTTP")
+        // The proxy reaches the same shop with the connection's key.
+        let proxied = await Self.get(
+            "http://127.0.0.1:\(port)/proxy/stores/base/orders?limit=1", key: "dev-secret-key-change-me",
+            headers: ["Connection-Id": "acme", "Provider-Config-Key": "demo-shop"])
+        #expect(proxied?.0 == 200 || proxied?.0 == 429, "\(proxied?.1 ?? "no answer")")
+        if proxied?.0 == 200 { #expect(proxied?.1.contains(#""id":"base-"#) == true) }
 
         process.terminate()  // SIGTERM
         for _ in 0..<200 where process.isRunning { try await Task.sleep(for: .milliseconds(25)) }
         #expect(!process.isRunning, "serve stops on SIGTERM")
         #expect(process.terminationReason == .exit)
         #expect(process.terminationStatus == 0)
+        shop.terminate()
+        for _ in 0..<200 where shop.isRunning { try await Task.sleep(for: .milliseconds(25)) }
+        #expect(!shop.isRunning && shop.terminationStatus == 0, "demo-provider stops on SIGTERM")
     }
 }

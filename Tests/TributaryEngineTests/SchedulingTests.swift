@@ -276,6 +276,30 @@ struct SchedulingTests {
         #expect(!f.occupancy.started.contains("c1/late"))
     }
 
+    @Test func whenAnotherServiceFailsTheWorkerStopsAtOnceAndRequeuesItsRun() async throws {
+        // Another service of the group fails (say the API cannot bind its port): the group is
+        // cancelled, not shut down gracefully. The worker must end at once — no drain wait, no
+        // polling on — and its interrupted run is queued again.
+        struct Boom: Error {}
+        struct FailingService: Service {
+            func run() async throws {
+                try await Task.sleep(for: .milliseconds(300))
+                throw Boom()
+            }
+        }
+        let f = try await SchedulingFixture(limits: RunCoordinator.Limits(maxConcurrentRuns: 2, maxRunsPerConnection: 2, drain: .seconds(60)))
+        var logger = Logger(label: "failing-group")
+        logger.logLevel = .critical
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [f.coordinator, FailingService()], logger: logger))
+        let stuck = f.ref("c1", "stuck")
+        try await f.start(stuck)
+        let started = ContinuousClock.now
+        await #expect(throws: Boom.self) { try await group.run() }
+        #expect(ContinuousClock.now - started < .seconds(10), "the worker stopped without waiting for the drain time")
+        #expect(f.occupancy.started.contains("c1/stuck"), "the run had started")
+        #expect(try await f.engine.store.runs(of: stuck, limit: 5).map(\.status) == [.queued, .cancelled])
+    }
+
     @Test func cancellingAQueuedRunDropsItBeforeItStarts() async throws {
         let f = try await SchedulingFixture(limits: RunCoordinator.Limits(maxConcurrentRuns: 1, maxRunsPerConnection: 1))
         let first = f.ref("c1", "a")

@@ -159,6 +159,7 @@ struct APIResponse: Sendable {
     let status: HTTPResponse.Status
     let json: JSONValue
     let contentType: String?
+    var headers: HTTPFields = [:]
 
     var errorCode: String? { json["error"]?["code"]?.stringValue }
 }
@@ -181,7 +182,7 @@ struct APIClient: Sendable {
         let response = try await client.execute(uri: uri, method: method, headers: headers, body: buffer)
         let bytes = Array(response.body.readableBytesView)
         let json = bytes.isEmpty ? JSONValue.null : ((try? JSONParser.parse(bytes)) ?? .string(String(decoding: bytes, as: UTF8.self)))
-        return APIResponse(status: response.status, json: json, contentType: response.headers[.contentType])
+        return APIResponse(status: response.status, json: json, contentType: response.headers[.contentType], headers: response.headers)
     }
 
     /// Imports a connection with NONE credentials.

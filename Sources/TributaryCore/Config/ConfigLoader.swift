@@ -19,6 +19,11 @@ import Yams
 ///   retry_base_seconds: 10            # first retry delay; doubles each time, ±20% jitter
 ///   retry_max_seconds: 900
 ///   lease_seconds: 120                # a run's lease; after a crash its variant resumes when it runs out
+/// outbound:                           # provider calls
+///   timeout_seconds: 30               # per attempt
+///   retries: 3                        # on network errors, 5xx and 429, with backoff + jitter
+///   max_retry_after_seconds: 60       # a longer Retry-After fails the call as temporary
+///   max_response_bytes: 52428800
 /// environments:
 ///   dev:
 ///     secret_key: ${TRIBUTARY_DEV_SECRET_KEY}   # or secret_keys: [..] for rotation
@@ -239,12 +244,13 @@ public enum ConfigLoader {
         // MARK: the schema
 
         mutating func parseRoot(_ root: Node) -> TributaryConfig? {
-            guard let entries = mapping(root, "the configuration file", allowed: ["database", "server", "scheduler", "environments", "integrations"]) else {
+            guard let entries = mapping(root, "the configuration file", allowed: ["database", "server", "scheduler", "outbound", "environments", "integrations"]) else {
                 return nil
             }
             var database = DatabaseConfig()
             var server = ServerConfig()
             var scheduler = SchedulerConfig()
+            var outbound = OutboundConfig()
             var environments: [EnvironmentConfig] = []
             var integrations: [IntegrationConfig] = []
             var sawEnvironments = false
@@ -256,6 +262,8 @@ public enum ConfigLoader {
                     if let parsed = parseServer(entry.value) { server = parsed }
                 case "scheduler":
                     if let parsed = parseScheduler(entry.value) { scheduler = parsed }
+                case "outbound":
+                    if let parsed = parseOutbound(entry.value) { outbound = parsed }
                 case "environments":
                     sawEnvironments = true
                     environments = parseEnvironments(entry.value)
@@ -290,7 +298,7 @@ public enum ConfigLoader {
                 }
             }
             return TributaryConfig(
-                database: database, server: server, scheduler: scheduler, environments: environments, integrations: integrations)
+                database: database, server: server, scheduler: scheduler, outbound: outbound, environments: environments, integrations: integrations)
         }
 
         mutating func parseDatabase(_ node: Node) -> DatabaseConfig? {
@@ -363,6 +371,27 @@ public enum ConfigLoader {
                             issue(entry.value, "scheduler.tick_seconds must be a number of seconds from 0.05 to 60, not '\(text)'")
                         }
                     }
+                default: break
+                }
+            }
+            return config
+        }
+
+        mutating func parseOutbound(_ node: Node) -> OutboundConfig? {
+            guard let entries = mapping(node, "'outbound'", allowed: ["timeout_seconds", "retries", "max_retry_after_seconds", "max_response_bytes"]) else {
+                return nil
+            }
+            var config = OutboundConfig()
+            for entry in entries {
+                switch entry.key {
+                case "timeout_seconds":
+                    if let value = integer(entry.value, "outbound.timeout_seconds", in: 1...3600) { config.timeoutSeconds = value }
+                case "retries":
+                    if let value = integer(entry.value, "outbound.retries", in: 0...20) { config.retries = value }
+                case "max_retry_after_seconds":
+                    if let value = integer(entry.value, "outbound.max_retry_after_seconds", in: 0...3600) { config.maxRetryAfterSeconds = value }
+                case "max_response_bytes":
+                    if let value = integer(entry.value, "outbound.max_response_bytes", in: 1024...1_073_741_824) { config.maxResponseBytes = value }
                 default: break
                 }
             }

@@ -6,6 +6,8 @@ public struct TributaryConfig: Sendable {
     public var server: ServerConfig
     /// Scheduling and run concurrency.
     public var scheduler: SchedulerConfig
+    /// How provider calls behave (timeouts, retries, response size).
+    public var outbound: OutboundConfig
     /// Environments in file order.
     public var environments: [EnvironmentConfig]
     /// Integrations in file order.
@@ -13,8 +15,9 @@ public struct TributaryConfig: Sendable {
 
     public init(
         database: DatabaseConfig = DatabaseConfig(), server: ServerConfig = ServerConfig(), scheduler: SchedulerConfig = SchedulerConfig(),
-        environments: [EnvironmentConfig], integrations: [IntegrationConfig]
+        outbound: OutboundConfig = OutboundConfig(), environments: [EnvironmentConfig], integrations: [IntegrationConfig]
     ) {
+        self.outbound = outbound
         self.database = database
         self.server = server
         self.scheduler = scheduler
@@ -97,6 +100,26 @@ public struct SchedulerConfig: Sendable, Hashable {
         self.maxRunsPerConnection = maxRunsPerConnection
         self.tickSeconds = tickSeconds
         self.drainSeconds = drainSeconds
+    }
+}
+
+/// Provider calls (sync functions, declarative syncs and `/proxy`): the `outbound` section.
+public struct OutboundConfig: Sendable, Hashable {
+    /// One attempt, from sending to the last byte read, in seconds.
+    public var timeoutSeconds: Int
+    /// Attempts after the first on network errors, 5xx and 429 (calls from syncs; `/proxy` takes
+    /// its `Retries` header, default 0, as Nango does).
+    public var retries: Int
+    /// The longest `Retry-After` waited for within a call; a longer one fails the call as temporary.
+    public var maxRetryAfterSeconds: Int
+    /// Responses larger than this fail the call.
+    public var maxResponseBytes: Int
+
+    public init(timeoutSeconds: Int = 30, retries: Int = 3, maxRetryAfterSeconds: Int = 60, maxResponseBytes: Int = 50 * 1024 * 1024) {
+        self.timeoutSeconds = timeoutSeconds
+        self.retries = retries
+        self.maxRetryAfterSeconds = maxRetryAfterSeconds
+        self.maxResponseBytes = maxResponseBytes
     }
 }
 

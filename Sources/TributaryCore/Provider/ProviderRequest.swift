@@ -114,11 +114,15 @@ public struct ProviderUnavailable: RetryableError, CustomStringConvertible, Send
     public var status: Int?
     public var reason: String
     public var retryAfterSeconds: Double?
+    /// The provider's last answer (5xx or 429), nil for a network error. The `/proxy` endpoint
+    /// hands it back as it came.
+    public var response: ProviderResponse?
 
-    public init(status: Int?, reason: String, retryAfterSeconds: Double? = nil) {
+    public init(status: Int?, reason: String, retryAfterSeconds: Double? = nil, response: ProviderResponse? = nil) {
         self.status = status
         self.reason = reason
         self.retryAfterSeconds = retryAfterSeconds
+        self.response = response
     }
 
     public var description: String {

@@ -15,6 +15,9 @@ public final class OutboundHTTP: Service, Sendable {
         var configuration = HTTPClient.Configuration()
         configuration.redirectConfiguration = .disallow  // a redirect must not carry credentials elsewhere
         configuration.timeout = .init(connect: .seconds(10))
+        // A failed connection fails the attempt at once; ProviderAccess's retries (backoff, jitter,
+        // a bounded count) decide what happens next, instead of the pool retrying until the deadline.
+        configuration.connectionPool.retryConnectionEstablishment = false
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 

@@ -27,6 +27,13 @@ public struct OutboundPolicy: Sendable, Hashable {
         self.maxResponseBytes = maxResponseBytes
     }
 
+    /// The policy the configuration's `outbound` section sets (backoff delays keep their defaults).
+    public init(_ config: OutboundConfig) {
+        self.init(
+            timeout: .seconds(config.timeoutSeconds), retries: config.retries, maxRetryAfter: .seconds(config.maxRetryAfterSeconds),
+            maxResponseBytes: config.maxResponseBytes)
+    }
+
     /// The wait before retry number `attempt` (1-based): the same exponential backoff with ±20%
     /// jitter as a run's ``RetryPolicy``, on this policy's scale.
     func delay(attempt: Int) -> Duration {

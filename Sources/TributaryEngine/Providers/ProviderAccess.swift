@@ -20,7 +20,9 @@ public final class ProviderAccess: Sendable {
     let limiter = ConnectionRateLimiter()
     let logger: Logger
 
-    public init(config: TributaryConfig, store: any Store, cipher: CredentialCipher, http: OutboundHTTP, policy: OutboundPolicy = OutboundPolicy(), logger: Logger) {
+    /// - Parameter policy: how calls behave; nil: the configuration's `outbound` section.
+    public init(config: TributaryConfig, store: any Store, cipher: CredentialCipher, http: OutboundHTTP, policy: OutboundPolicy? = nil, logger: Logger) {
+        let policy = policy ?? OutboundPolicy(config.outbound)
         self.config = config
         self.policy = policy
         self.http = http
@@ -71,7 +73,7 @@ public final class ProviderAccess: Sendable {
                 guard attempt < retries, (retryAfter ?? .zero) <= policy.maxRetryAfter else {
                     throw ProviderUnavailable(
                         status: response.status, reason: "\(request.method.rawValue) \(request.endpoint)",
-                        retryAfterSeconds: retryAfter.map { Double($0.components.seconds) })
+                        retryAfterSeconds: retryAfter.map { Double($0.components.seconds) }, response: response)
                 }
                 attempt += 1
                 let wait = retryAfter ?? policy.delay(attempt: attempt)
