@@ -134,7 +134,12 @@ let package = Package(
         ),
         .testTarget(
             name: "TributaryCLITests",
-            dependencies: ["TributaryCLI", "TributaryCore", "TributarySQLite", "TributaryStore"],
+            dependencies: [
+                "TributaryCLI", "TributaryCore", "TributarySQLite", "TributaryStore", "TributaryDemo",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
     ]

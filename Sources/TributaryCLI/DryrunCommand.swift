@@ -27,6 +27,9 @@ struct DryrunCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Set the connection's metadata to this JSON object before the run.")
     var metadata: String?
 
+    @Option(name: .long, help: "Store these credentials (sealed) on the connection before the run, e.g. '{\"type\":\"API_KEY\",\"api_key\":\"…\"}'.")
+    var credentials: String?
+
     @Flag(name: .long, help: "Clear lastSyncDate and the checkpoint before the run.")
     var reset = false
 
@@ -76,13 +79,24 @@ struct DryrunCommand: AsyncParsableCommand {
             try await store.setMetadata(object, of: [ref.connection])
         }
         if reset { try await store.resetVariant(ref, emptyCache: emptyCache) }
+        let cipher = try EncryptionKey.cipherFromEnvironment() ?? .insecureDevelopment
+        if let credentials {
+            guard case .object(let object)? = try? JSONParser.parse(credentials) else {
+                throw CLIError("--credentials must be a JSON object, e.g. '{\"type\": \"API_KEY\", \"api_key\": \"…\"}'.")
+            }
+            do {
+                let (type, sealed) = try ConnectionCredentials.seal(object, for: chosen.auth, integration: chosen.providerConfigKey, cipher: cipher)
+                try await store.updateCredentials(sealed, type: type, of: ref.connection)
+            } catch let error as TributaryError {
+                throw CLIError("--credentials: \(error.message)")
+            }
+        }
 
         var logger = Logger(label: "tributary.dryrun")
         logger.logLevel = verbose ? .debug : .warning
-        // Provider calls use the connection's stored credentials (imported through the API into this database).
+        // Provider calls use the connection's stored credentials (--credentials, or imported through the API into this database).
         let http = OutboundHTTP()
-        let providers = ProviderAccess(
-            config: config, store: store, cipher: try EncryptionKey.cipherFromEnvironment() ?? .insecureDevelopment, http: http, logger: logger)
+        let providers = ProviderAccess(config: config, store: store, cipher: cipher, http: http, logger: logger)
         let executor = SyncExecutor(store: store, functions: context.functions, providers: providers, logger: logger)
         let run: RunRecord
         do {

@@ -30,51 +30,11 @@ extension API {
 
     /// Validates credentials against the integration's auth scheme and seals them.
     func sealCredentials(_ credentials: JSONObject, for integration: IntegrationConfig) throws -> (String, [UInt8]?) {
-        guard let type = credentials["type"]?.stringValue else {
-            throw APIError.invalidBody("credentials.type is required: NONE, API_KEY, BASIC, OAUTH2 or OAUTH2_CC.")
+        do {
+            return try ConnectionCredentials.seal(credentials, for: integration.auth, integration: integration.providerConfigKey, cipher: cipher)
+        } catch let error as TributaryError where error.code == .invalidCredentials {
+            throw APIError.invalidBody(error.message)
         }
-        let fields: [String: (required: Bool, kind: String)]
-        switch type {
-        case "NONE": fields = [:]
-        case "API_KEY": fields = ["api_key": (true, "string")]
-        case "BASIC": fields = ["username": (true, "string"), "password": (true, "string")]
-        case "OAUTH2": fields = ["access_token": (true, "string"), "refresh_token": (false, "string"), "expires_at": (false, "date")]
-        case "OAUTH2_CC":
-            fields = ["token": (true, "string"), "client_id": (true, "string"), "client_secret": (true, "string"), "expires_at": (false, "date")]
-        default:
-            throw APIError.invalidBody("credentials.type '\(type.prefix(40))' is not supported; use NONE, API_KEY, BASIC, OAUTH2 or OAUTH2_CC.")
-        }
-        for key in credentials.keys where key != "type" && fields[key] == nil {
-            throw APIError.invalidBody("Unknown field 'credentials.\(key)' for type \(type); allowed: \(fields.keys.sorted().joined(separator: ", ")).")
-        }
-        for (key, field) in fields {
-            switch credentials[key] {
-            case nil:
-                if field.required { throw APIError.invalidBody("credentials.\(key) is required for type \(type).") }
-            case .string(let s)?:
-                if field.kind == "date", Timestamp(iso8601: s) == nil {
-                    throw APIError.invalidBody("credentials.\(key) must be an ISO 8601 date-time.")
-                }
-                if field.kind == "string", s.utf8.count > 8192 { throw APIError.invalidBody("credentials.\(key) is too long.") }
-                if field.kind == "string", s.isEmpty, type != "BASIC" { throw APIError.invalidBody("credentials.\(key) must not be empty.") }
-            default:
-                throw APIError.invalidBody("credentials.\(key) must be a string.")
-            }
-        }
-        let accepted: [String]
-        switch integration.auth {
-        case .none: accepted = ["NONE"]
-        case .apiKey, .bearer: accepted = ["API_KEY"]
-        case .basic: accepted = ["BASIC"]
-        case .oauth2: accepted = ["OAUTH2"]
-        case .oauth2ClientCredentials: accepted = ["OAUTH2_CC"]
-        }
-        guard accepted.contains(type) else {
-            throw APIError.invalidBody(
-                "Integration '\(integration.providerConfigKey)' uses auth \(integration.auth.typeName); credentials must be of type \(accepted.joined(separator: " or ")), not \(type).")
-        }
-        if type == "NONE" { return (type, nil) }
-        return (type, try cipher.seal(JSONWriter.bytes(.object(credentials))))
     }
 
     /// `GET /connections`

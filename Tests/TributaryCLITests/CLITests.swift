@@ -1,7 +1,11 @@
 import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
 import Synchronization
 import Testing
 import TributaryCLI
+import TributaryDemo
 import TributaryCore
 import TributarySQLite
 import TributaryStore
@@ -114,6 +118,33 @@ struct CLITests {
         let ok = Lines()
         try await TributaryCLI.run(functions: [Self.numbers], arguments: ["validate", "--config", try writeConfig(Self.config)], output: ok.output)
         #expect(ok.text.contains("is valid"))
+    }
+
+    @Test func dryrunOfADeclarativeSyncCallsTheProviderWithCredentialsGivenOnTheCommandLine() async throws {
+        var logger = Logger(label: "shop")
+        logger.logLevel = .critical
+        let directory = self.directory
+        try await DemoShopAPI(rateLimitEvery: 0).application(port: 0, logger: logger).test(.live) { client in
+            let file = directory.appendingPathComponent("tributary.yaml").path
+            try DemoConfiguration.yaml.replacingOccurrences(of: "${TRIBUTARY_DEMO_PROVIDER_URL:-http://127.0.0.1:3010}", with: "http://127.0.0.1:\(client.port!)")
+                .write(toFile: file, atomically: true, encoding: .utf8)
+            let arguments = ["dryrun", "orders", "--connection", "c1", "--variant", "store-eu", "--config", file, "--database", directory.appendingPathComponent("d.sqlite").path]
+
+            let withoutKey = Lines()
+            await #expect(throws: (any Error).self) { try await TributaryCLI.run(functions: [], arguments: arguments, output: withoutKey.output) }
+            #expect(withoutKey.text.contains("no 'api_key'"), "\(withoutKey.text)")
+
+            await #expect(throws: (any Error).self) {
+                try await TributaryCLI.run(functions: [], arguments: arguments + ["--credentials", #"{"type":"BASIC","username":"u","password":"p"}"#], output: Lines().output)
+            }
+
+            let withKey = Lines()
+            try await TributaryCLI.run(
+                functions: [], arguments: arguments + ["--credentials", #"{"type":"API_KEY","api_key":"demo-shop-key"}"#], output: withKey.output)
+            #expect(withKey.text.contains("succeeded"))
+            #expect(withKey.all.contains { $0.hasPrefix("Order ") && $0.contains(" 120") }, "\(withKey.text)")
+            #expect(!withKey.text.contains("demo-shop-key"), "the key is not echoed")
+        }
     }
 
     @Test func demoStartsTheShopAndTributaryAndSyncsEveryVariantOverHTTP() async throws {
