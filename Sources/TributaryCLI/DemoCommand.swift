@@ -65,10 +65,13 @@ struct DemoCommand: AsyncParsableCommand {
         let store = try SQLiteStore(path: database)
         try await store.migrate()
         let connection = ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: DemoConfiguration.connection)
-        let credentials: JSONValue = ["type": "API_KEY", "api_key": .string(DemoShopAPI.defaultAPIKey)]
+        // Checked against the integration's auth and sealed as POST /connections does.
+        let (type, sealed) = try ConnectionCredentials.seal(
+            ["type": "API_KEY", "api_key": .string(DemoShopAPI.defaultAPIKey)], for: integration.auth, integration: integration.providerConfigKey,
+            cipher: cipher)
         _ = try await store.importConnection(
             ConnectionImport(
-                ref: connection, metadata: [:], connectionConfig: [:], credentialsType: "API_KEY", sealedCredentials: try cipher.seal(JSONWriter.bytes(credentials))),
+                ref: connection, metadata: [:], connectionConfig: [:], credentialsType: type, sealedCredentials: sealed),
             baseVariantsOf: integration.syncs.map(\.name))
         for sync in integration.syncs {
             for variant in variants {

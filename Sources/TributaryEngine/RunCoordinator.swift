@@ -204,10 +204,9 @@ public final class RunCoordinator: Service, Sendable {
         } onCancel: {
             task.cancel()
         }
-        // Stopped by the shutdown, or by the whole service group being cancelled (another service
-        // failed): queued again, to resume from its checkpoint in the next worker.
-        let stoppedByShutdown = state.withLock { $0.cancelledByShutdown.remove(ref) != nil } || Task.isCancelled
-        let requeue = stoppedByShutdown && finished?.status == .cancelled
+        // Stopped by the shutdown (also when the whole group is cancelled: `run()` then goes straight
+        // to `cancelForShutdown`): queued again, to resume from its checkpoint in the next worker.
+        let requeue = state.withLock { $0.cancelledByShutdown.remove(ref) != nil } && finished?.status == .cancelled
         if let finished, let sync { await afterRun(ref, sync: sync, finished, requeue: requeue) }
         state.withLock { state in
             state.tasks.removeValue(forKey: ref)
