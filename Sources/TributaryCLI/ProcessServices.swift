@@ -7,8 +7,8 @@ import TributaryStore
 
 /// The long-lived parts of a Tributary process for one role, built the same way by `serve` and
 /// `demo`: one outbound HTTP client and provider access (sync functions and `/proxy` call
-/// providers through it), and for role `worker`/`all` a worker and the scheduler, for role
-/// `api`/`all` the HTTP API.
+/// providers through it), and for role `worker`/`all` a worker, the provider webhook worker, the
+/// webhook delivery service and the scheduler, for role `api`/`all` the HTTP API.
 struct ProcessServices {
     /// In start order; the service group stops them in reverse.
     var services: [any Service]
@@ -20,9 +20,12 @@ struct ProcessServices {
         let providers = ProviderAccess(config: config, store: store, cipher: cipher, http: http, logger: logger)
         services = [http]
         var worker: RunCoordinator? = nil
+        var webhookWorker: ProviderWebhookWorker? = nil
+        var deliveryService: WebhookDeliveryService? = nil
         if role != .api {
             let executor = SyncExecutor(
-                store: store, functions: functions, providers: providers, logger: logger, leaseSeconds: Int64(scheduling.leaseSeconds))
+                store: store, functions: functions, providers: providers, webhooks: SyncWebhookPlanner(config: config), logger: logger,
+                leaseSeconds: Int64(scheduling.leaseSeconds))
             let coordinator = RunCoordinator(
                 executor: executor, config: config,
                 limits: RunCoordinator.Limits(
@@ -30,12 +33,20 @@ struct ProcessServices {
                     drain: .seconds(scheduling.drainSeconds), retry: scheduling.retry, poll: .milliseconds(Int(scheduling.tickSeconds * 1000))),
                 logger: logger)
             worker = coordinator
+            webhookWorker = ProviderWebhookWorker(
+                executor: executor, config: config, maxConcurrent: max(1, scheduling.maxConcurrentRuns / 4),
+                poll: .milliseconds(Int(scheduling.tickSeconds * 1000)), logger: logger)
+            deliveryService = WebhookDeliveryService(store: store, config: config, http: http, logger: logger)
             services.append(coordinator)
+            services.append(webhookWorker!)
+            services.append(deliveryService!)
         }
         queue = RunQueue(store: store, worker: worker, cancelTimeout: .seconds(scheduling.cancelTimeoutSeconds))
         if role != .api { services.append(Scheduler(config: config, queue: queue, logger: logger)) }
         if role != .worker {
-            services.append(buildApplication(api: API(config: config, runs: queue, cipher: cipher, providers: providers), logger: logger))
+            let api = API(
+                config: config, runs: queue, cipher: cipher, providers: providers, webhookWorker: webhookWorker, deliveryService: deliveryService)
+            services.append(buildApplication(api: api, logger: logger))
         }
     }
 }

@@ -10,6 +10,11 @@ import TributaryStore
 
 /// The ``SyncContext`` a running sync function receives: it writes through to the store, counts
 /// what changed per model and stops the function once cancelled (the executor keeps the lease alive).
+///
+/// For a provider webhook execution (a `WEBHOOK` run on the base variant) records it saves are
+/// marked seen in whatever deletion-tracking window the variant has open at that moment, so a full
+/// refresh in progress never deletes them; checkpoints are read-only there (they belong to the
+/// variant's own runs).
 final class RunContext: SyncContext {
     static let maximumLogLines = 10_000
     static let maximumLogMessageBytes = 16_384
@@ -22,6 +27,8 @@ final class RunContext: SyncContext {
     let logger: Logger
     let lastSyncDate: Date?
     let providers: ProviderAccess?
+    /// A webhook execution: records follow the variant's open deletion window, checkpoints are read-only.
+    let isWebhookExecution: Bool
 
     private struct Progress {
         var results: [String: ModelResult] = [:]
@@ -38,6 +45,7 @@ final class RunContext: SyncContext {
         self.deletionGeneration = started.deletionGeneration
         self.lastSyncDate = started.state.lastSyncDate?.date
         self.logger = logger
+        self.isWebhookExecution = started.kind == .webhook
     }
 
     var environment: String { ref.connection.environment }
@@ -87,12 +95,28 @@ final class RunContext: SyncContext {
 
     func saveCheckpoint(_ checkpoint: Checkpoint) async throws {
         try checkCancellation()
+        try refuseInWebhookExecution("saveCheckpoint")
         try await store.saveCheckpoint(checkpoint, for: ref)
     }
 
     func clearCheckpoint() async throws {
         try checkCancellation()
+        try refuseInWebhookExecution("clearCheckpoint")
         try await store.clearCheckpoint(for: ref)
+    }
+
+    private func refuseInWebhookExecution(_ operation: String) throws {
+        if isWebhookExecution {
+            throw TributaryError(
+                .invalidCheckpoint, "\(operation) is not available in a webhook handler: the checkpoint belongs to the variant's sync runs.")
+        }
+    }
+
+    /// The generation saved records are marked seen in: the run's own window, or — for a webhook
+    /// execution — the one the variant has open now.
+    private func seenGeneration() async throws -> Int64? {
+        guard isWebhookExecution else { return deletionGeneration }
+        return try await store.variantState(ref)?.deletionGeneration
     }
 
     // MARK: Metadata
@@ -121,7 +145,7 @@ final class RunContext: SyncContext {
         var prepared: [PreparedRecord] = []
         prepared.reserveCapacity(records.count)
         for record in records { prepared.append(try PreparedRecord(record)) }
-        let result = try await store.saveRecords(prepared, model: model, of: ref, seenGeneration: deletionGeneration)
+        let result = try await store.saveRecords(prepared, model: model, of: ref, seenGeneration: try await seenGeneration())
         self.record(result, for: model)
     }
 
@@ -130,7 +154,7 @@ final class RunContext: SyncContext {
         try checkModel(model)
         guard !records.isEmpty else { return }
         let patches = try records.map { object throws(TributaryError) in try RecordPatch(object) }
-        let result = try await store.updateRecords(patches, model: model, of: ref, seenGeneration: deletionGeneration)
+        let result = try await store.updateRecords(patches, model: model, of: ref, seenGeneration: try await seenGeneration())
         self.record(result, for: model)
     }
 

@@ -229,7 +229,8 @@ public final class RunCoordinator: Service, Sendable {
                 let now = clock()
                 var next = Schedule.nextSlot(after: now, origin: state.createdAt, intervalSeconds: state.frequency(configured: sync.frequency).seconds)
                 if run.status == .failed, let advice = run.retry {
-                    let recent = try await store.runs(of: ref, limit: policy.maxAttempts + 1)
+                    // (Provider webhook executions run beside the variant's runs; they are not attempts.)
+                    let recent = try await store.runs(of: ref, limit: policy.maxAttempts + 1, includingWebhooks: false)
                     let attempt = recent.prefix { $0.status == .failed && $0.retry != nil }.count
                     if let delay = policy.delay(attempt: attempt, retryAfterSeconds: advice.afterSeconds) {
                         next = min(next, Timestamp(microseconds: now.microseconds + Int64(delay * 1_000_000)))

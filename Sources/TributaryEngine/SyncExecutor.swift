@@ -11,6 +11,9 @@ import TributaryStore
 ///   is cleared;
 /// - failure (the function threw): the run is `failed` with the error's message, nothing else changes;
 /// - cancellation: the run is `cancelled`, nothing else changes.
+///
+/// With a ``SyncWebhookPlanner``, the run's sync webhooks enter the outbox in the transaction that
+/// finishes it. The executor also runs provider webhook executions (``runWebhook(_:sync:)``).
 public struct SyncExecutor: Sendable {
     public let store: any Store
     public let functions: SyncFunctionRegistry
@@ -23,11 +26,14 @@ public struct SyncExecutor: Sendable {
     public let stopCheckInterval: Duration
     /// How sync functions reach providers (``SyncContext/send(_:)``); nil: they cannot.
     public let providers: ProviderAccess?
+    /// Which sync webhooks finished runs queue; nil: none.
+    public let webhooks: SyncWebhookPlanner?
 
     public init(
-        store: any Store, functions: SyncFunctionRegistry, providers: ProviderAccess? = nil, logger: Logger, leaseSeconds: Int64 = 120,
-        stopCheckInterval: Duration = .seconds(1)
+        store: any Store, functions: SyncFunctionRegistry, providers: ProviderAccess? = nil, webhooks: SyncWebhookPlanner? = nil, logger: Logger,
+        leaseSeconds: Int64 = 120, stopCheckInterval: Duration = .seconds(1)
     ) {
+        self.webhooks = webhooks
         self.providers = providers
         self.store = store
         self.functions = functions
@@ -47,7 +53,7 @@ public struct SyncExecutor: Sendable {
         try Task.checkCancellation()
         let started = try await store.startRun(
             variant, RunStart(tracksDeletes: sync.detectsDeletes, leaseSeconds: leaseSeconds, createsVariant: createsVariant))
-        return try await execute(started, of: variant, sync: sync, function: function)
+        return try await execute(started, of: variant, sync: sync) { try await function.exec($0) }
     }
 
     /// Runs a run a worker claimed from the store's queue (already `running`, its lease held) and
@@ -57,12 +63,43 @@ public struct SyncExecutor: Sendable {
         do {
             function = try functions.function(for: sync)
         } catch {
-            return try await finish(claimed.started.runId, RunCompletion(outcome: .failed(message: error.message), results: [:]))
+            return try await finish(
+                claimed.started.runId, RunCompletion(outcome: .failed(message: error.message), results: [:]), variant: claimed.variant, sync: sync)
         }
-        return try await execute(claimed.started, of: claimed.variant, sync: sync, function: function)
+        return try await execute(claimed.started, of: claimed.variant, sync: sync) { try await function.exec($0) }
     }
 
-    private func execute(_ started: StartedRun, of variant: VariantRef, sync: SyncConfig, function: any SyncFunction) async throws -> RunRecord {
+    /// Runs a provider webhook's handler on the base variant it was routed to — the sync's declarative
+    /// `webhook:` handler, else its function's `onWebhook` — as a `WEBHOOK` run, and returns the
+    /// finished run. Its sync webhooks say `syncType: "WEBHOOK"`.
+    public func runWebhook(_ claimed: ClaimedProviderWebhook, sync: SyncConfig) async throws -> RunRecord {
+        let task = claimed.task
+        let payload: JSONValue
+        do {
+            payload = try JSONParser.parse(task.payload)
+        } catch {
+            return try await finish(
+                claimed.started.runId, RunCompletion(outcome: .failed(message: "The webhook's body is not valid JSON: \(error)"), results: [:]),
+                variant: task.variant, sync: sync)
+        }
+        if let handler = sync.webhookHandler {
+            return try await execute(claimed.started, of: task.variant, sync: sync) { context in
+                try await DeclarativeWebhookHandling(handler: handler, shape: sync.declarative).handle(payload, type: task.type, context: context)
+            }
+        }
+        let function: any SyncFunction
+        do {
+            function = try functions.function(for: sync)
+        } catch {
+            return try await finish(
+                claimed.started.runId, RunCompletion(outcome: .failed(message: error.message), results: [:]), variant: task.variant, sync: sync)
+        }
+        return try await execute(claimed.started, of: task.variant, sync: sync) { try await function.onWebhook($0, payload: payload) }
+    }
+
+    private func execute(
+        _ started: StartedRun, of variant: VariantRef, sync: SyncConfig, body: @escaping @Sendable (RunContext) async throws -> Void
+    ) async throws -> RunRecord {
         var logger = self.logger
         logger[metadataKey: "run"] = "\(started.runId)"
         logger[metadataKey: "variant"] = "\(variant)"
@@ -72,7 +109,7 @@ public struct SyncExecutor: Sendable {
         let outcome: RunOutcome
         var retry: RetryAdvice? = nil
         do {
-            try await withHeartbeat(run: started.runId, logger: logger) { try await function.exec(context) }
+            try await withHeartbeat(run: started.runId, logger: logger) { try await body(context) }
             // A function that swallowed cancellation and returned did not finish its work.
             outcome = Task.isCancelled ? .cancelled(reason: "The run was cancelled.") : .succeeded
         } catch is CancellationError {
@@ -87,11 +124,13 @@ public struct SyncExecutor: Sendable {
             await context.log("Run failed: \(message)", level: .error)
         }
 
+        let isRun = started.kind != .webhook
         let finished = try await finish(
             started.runId,
             RunCompletion(
-                outcome: outcome, results: context.results, deleteUnseenModels: sync.detectsDeletes ? sync.models : [],
-                clearCheckpoint: sync.syncType == .full, retry: retry))
+                outcome: outcome, results: context.results, deleteUnseenModels: isRun && sync.detectsDeletes ? sync.models : [],
+                clearCheckpoint: isRun && sync.syncType == .full, retry: isRun ? retry : nil),
+            variant: variant, sync: sync)
         logger.info(
             "run finished",
             metadata: [
@@ -101,11 +140,16 @@ public struct SyncExecutor: Sendable {
         return finished
     }
 
-    /// Records the outcome — also when this task was cancelled: in a task that does not inherit the
-    /// cancellation, awaited here.
-    private func finish(_ runId: Int64, _ completion: RunCompletion) async throws -> RunRecord {
+    /// Records the outcome with the run's sync webhooks — also when this task was cancelled: in a task
+    /// that does not inherit the cancellation, awaited here.
+    private func finish(_ runId: Int64, _ completion: RunCompletion, variant: VariantRef, sync: SyncConfig) async throws -> RunRecord {
         let store = self.store
-        return try await Task { try await store.completeRun(runId, completion) }.value
+        let planner = self.webhooks
+        return try await Task {
+            var completion = completion
+            completion.webhooks = await planner?.plan(for: variant, sync: sync, store: store)
+            return try await store.completeRun(runId, completion)
+        }.value
     }
 
     /// Runs `body` while a watcher renews the run's lease every quarter of it — whether or not the

@@ -136,6 +136,55 @@ enum SQLiteSchema {
                     CREATE INDEX runs_running ON runs(variant_pk) WHERE status = 'running';
                     """)
         }
+        migrator.registerMigration("v6-webhooks") { db in
+            // Webhooks to the app wait in an outbox written by the transaction that finishes their run;
+            // provider webhooks wait as tasks until a worker ran their handler. A provider webhook
+            // execution is a run of kind 'WEBHOOK' that runs beside the variant's own runs, so the
+            // one-active-run rule leaves it out.
+            try db.execute(
+                sql: """
+                    CREATE TABLE webhook_deliveries (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        idempotency_key TEXT NOT NULL UNIQUE,
+                        environment TEXT NOT NULL,
+                        url TEXT NOT NULL,
+                        body BLOB NOT NULL,
+                        status TEXT NOT NULL,
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        last_error TEXT,
+                        last_status_code INTEGER,
+                        created_at INTEGER NOT NULL,
+                        next_attempt_at INTEGER,
+                        locked_until INTEGER,
+                        delivered_at INTEGER,
+                        run_id INTEGER,
+                        provider_config_key TEXT NOT NULL,
+                        connection_id TEXT NOT NULL,
+                        sync_name TEXT NOT NULL,
+                        variant TEXT NOT NULL,
+                        model TEXT NOT NULL,
+                        success INTEGER NOT NULL
+                    );
+                    CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(url, id) WHERE status = 'pending';
+                    CREATE INDEX webhook_deliveries_by_environment ON webhook_deliveries(environment, id);
+
+                    CREATE TABLE provider_webhook_tasks (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        variant_pk INTEGER NOT NULL REFERENCES sync_variants(id) ON DELETE CASCADE,
+                        type TEXT,
+                        payload BLOB NOT NULL,
+                        status TEXT NOT NULL,
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        run_id INTEGER,
+                        received_at INTEGER NOT NULL
+                    );
+                    CREATE INDEX provider_webhook_tasks_open ON provider_webhook_tasks(id) WHERE status IN ('pending', 'claimed');
+                    CREATE INDEX provider_webhook_tasks_by_run ON provider_webhook_tasks(run_id);
+
+                    DROP INDEX runs_active;
+                    CREATE UNIQUE INDEX runs_active ON runs(variant_pk) WHERE status IN ('queued', 'running') AND kind <> 'WEBHOOK';
+                    """)
+        }
         return migrator
     }
 }

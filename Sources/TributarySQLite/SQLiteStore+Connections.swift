@@ -58,6 +58,16 @@ extension SQLiteStore {
             conditions.append("instr(connection_id, ?) > 0")
             arguments.append(search)
         }
+        if let match = filter.field {
+            // Each key quoted, so keys with '-' or spaces address what the path says.
+            let path = "$" + match.path.split(separator: ".", omittingEmptySubsequences: false).map { key in
+                ".\"" + key.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+            }.joined()
+            let column = match.field == .metadata ? "metadata" : "connection_config"
+            conditions.append("json_valid(\(column)) AND CAST(json_extract(\(column), ?) AS TEXT) = ?")
+            arguments.append(path)
+            arguments.append(match.value)
+        }
         let condition = conditions.joined(separator: " AND ")
         guard let statementArguments = StatementArguments(arguments) else { return [] }
         return try await pool.read { db in try self.fetchConnections(db, where: condition, statementArguments) }

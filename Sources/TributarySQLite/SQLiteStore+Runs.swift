@@ -75,7 +75,7 @@ extension SQLiteStore {
     public func activeRun(of variant: VariantRef) async throws -> RunRecord? {
         try await pool.read { db in
             guard let (pk, _) = try self.lookupVariant(db, variant) else { return nil }
-            return try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE variant_pk = ? AND status IN ('queued', 'running')", arguments: [pk])
+            return try Row.fetchOne(db, sql: "SELECT * FROM runs WHERE variant_pk = ? AND status IN ('queued', 'running') AND kind <> 'WEBHOOK'", arguments: [pk])
                 .map { try self.runRecord($0, variant: variant) }
         }
     }
@@ -85,7 +85,8 @@ extension SQLiteStore {
         let now = clock()
         return try await pool.write { db in
             guard let (pk, _) = try self.lookupVariant(db, variant),
-                let row = try Row.fetchOne(db, sql: "SELECT id, status FROM runs WHERE variant_pk = ? AND status IN ('queued', 'running')", arguments: [pk])
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT id, status FROM runs WHERE variant_pk = ? AND status IN ('queued', 'running') AND kind <> 'WEBHOOK'", arguments: [pk])
             else { return nil }
             let id: Int64 = row["id"]
             if row["status"] == RunStatus.queued.rawValue {
@@ -110,7 +111,7 @@ extension SQLiteStore {
         return try await pool.write { db in
             let rows = try Row.fetchAll(
                 db,
-                sql: "SELECT r.id, r.variant_pk, v.paused FROM runs r JOIN sync_variants v ON v.id = r.variant_pk WHERE r.status = 'running' AND r.heartbeat_at + r.lease_seconds * 1000000 <= ?",
+                sql: "SELECT r.id, r.variant_pk, r.kind, v.paused FROM runs r JOIN sync_variants v ON v.id = r.variant_pk WHERE r.status = 'running' AND r.heartbeat_at + r.lease_seconds * 1000000 <= ?",
                 arguments: [now.microseconds])
             var expired: [RunRecord] = []
             for row in rows {
@@ -118,7 +119,10 @@ extension SQLiteStore {
                 try self.markExpired(db, run: id, now: now)
                 expired.append(try self.fetchRun(db, id)!)
                 let variantPK: Int64 = row["variant_pk"]
-                if row["paused"] as Bool {
+                if row["kind"] == RunKind.webhook.rawValue {
+                    // A provider webhook execution: its task is claimed again (``claimProviderWebhook``), no sync run is queued.
+                    continue
+                } else if row["paused"] as Bool {
                     // Its worker will never plan the next run: when started again, the variant runs at once.
                     try db.execute(
                         sql: "UPDATE sync_variants SET next_run_at = coalesce(next_run_at, ?) WHERE id = ?", arguments: [now.microseconds, variantPK])
@@ -134,7 +138,8 @@ extension SQLiteStore {
     /// running run whose lease ran out is marked expired instead.
     private func refuseIfActive(_ db: Database, variantPK: Int64, _ variant: VariantRef, now: Timestamp) throws {
         let active = try Row.fetchAll(
-            db, sql: "SELECT id, status, heartbeat_at, lease_seconds FROM runs WHERE variant_pk = ? AND status IN ('queued', 'running')",
+            db,
+            sql: "SELECT id, status, heartbeat_at, lease_seconds FROM runs WHERE variant_pk = ? AND status IN ('queued', 'running') AND kind <> 'WEBHOOK'",
             arguments: [variantPK])
         for row in active {
             let id: Int64 = row["id"]
@@ -150,7 +155,7 @@ extension SQLiteStore {
         }
     }
 
-    private func markExpired(_ db: Database, run: Int64, now: Timestamp) throws {
+    func markExpired(_ db: Database, run: Int64, now: Timestamp) throws {
         try db.execute(
             sql: "UPDATE runs SET status = 'expired', finished_at = ?, error = ? WHERE id = ?",
             arguments: [now.microseconds, "The process running this run stopped before it finished (lease expired).", run])
@@ -208,7 +213,7 @@ extension SQLiteStore {
         return try await pool.write { db in
             guard
                 let row = try Row.fetchOne(
-                    db, sql: "SELECT variant_pk, status, deletion_generation, started_at FROM runs WHERE id = ?", arguments: [run])
+                    db, sql: "SELECT variant_pk, status, kind, deletion_generation, started_at FROM runs WHERE id = ?", arguments: [run])
             else {
                 throw TributaryError(.unknownSync, "Run \(run) does not exist.")
             }
@@ -217,6 +222,9 @@ extension SQLiteStore {
                 throw TributaryError(.syncRunning, "Run \(run) is no longer running (it is \(status)); its outcome was not applied.")
             }
             let variantPK: Int64 = row["variant_pk"]
+            if row["kind"] == RunKind.webhook.rawValue {
+                return try self.completeWebhookRun(db, run, completion, now: now)
+            }
             let startedAt: Int64 = row["started_at"]
             let generation: Int64? = row["deletion_generation"]
             var results = completion.results
@@ -254,15 +262,18 @@ extension SQLiteStore {
                     finalStatus.rawValue, now.microseconds, Self.encodeResults(results), errorMessage, retry != nil,
                     retry?.afterSeconds.map { Int64($0 * 1000) }, run,
                 ])
-            return try self.fetchRun(db, run)!
+            let finished = try self.fetchRun(db, run)!
+            try self.queueWebhooks(db, for: finished, plan: completion.webhooks, now: now)
+            return finished
         }
     }
 
-    public func runs(of variant: VariantRef, limit: Int) async throws -> [RunRecord] {
+    public func runs(of variant: VariantRef, limit: Int, includingWebhooks: Bool) async throws -> [RunRecord] {
         try await pool.read { db in
             guard let (pk, _) = try self.lookupVariant(db, variant) else { return [] }
             let rows = try Row.fetchAll(
-                db, sql: "SELECT * FROM runs WHERE variant_pk = ? ORDER BY id DESC LIMIT ?", arguments: [pk, limit])
+                db, sql: "SELECT * FROM runs WHERE variant_pk = ? \(includingWebhooks ? "" : "AND kind <> 'WEBHOOK'") ORDER BY id DESC LIMIT ?",
+                arguments: [pk, limit])
             return try rows.map { try self.runRecord($0, variant: variant) }
         }
     }

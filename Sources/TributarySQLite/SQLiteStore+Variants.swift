@@ -85,7 +85,7 @@ extension SQLiteStore {
                     SELECT c.environment, c.provider_config_key, c.connection_id, \(Self.qualifiedVariantColumns)
                     FROM sync_variants v JOIN connections c ON c.id = v.connection_pk
                     WHERE v.paused = 0 AND v.next_run_at IS NOT NULL AND v.next_run_at <= ?
-                        AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.variant_pk = v.id AND r.status IN ('queued', 'running'))
+                        AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.variant_pk = v.id AND r.status IN ('queued', 'running') AND r.kind <> 'WEBHOOK')
                     ORDER BY v.next_run_at LIMIT ?
                     """,
                 arguments: [now.microseconds, limit])

@@ -17,15 +17,32 @@ extension API {
         guard let credentials = try body.optionalObject("credentials") else {
             throw APIError.invalidBody("Field 'credentials' is required: an object with a 'type' (NONE, API_KEY, BASIC, OAUTH2, OAUTH2_CC).")
         }
+        let connectionConfig = try body.optionalObject("connection_config") ?? [:]
+        try checkWebhookOverride(connectionConfig, environment: environment)
         let (type, sealed) = try sealCredentials(credentials, for: integration)
         let ref = ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: connectionId)
         let (record, created) = try await store.importConnection(
             ConnectionImport(
-                ref: ref, metadata: try body.optionalObject("metadata") ?? [:], connectionConfig: try body.optionalObject("connection_config") ?? [:],
+                ref: ref, metadata: try body.optionalObject("metadata") ?? [:], connectionConfig: connectionConfig,
                 credentialsType: type, sealedCredentials: sealed),
             baseVariantsOf: integration.syncs.map(\.name))
         context.logger.info("connection imported", metadata: ["connection": "\(ref)", "created": "\(created)"])
         return JSONResponse.make(connectionJSON(record, integration: integration, full: true), status: created ? .created : .ok)
+    }
+
+    /// `connection_config.webhook_url` / `webhook_url_secondary` (the connection's own receivers) must
+    /// be http(s) URLs, and the environment must have a signing key to sign what goes there.
+    func checkWebhookOverride(_ connectionConfig: JSONObject, environment: EnvironmentConfig) throws {
+        for key in EnvironmentWebhooks.connectionOverrideKeys {
+            guard let value = connectionConfig[key], !value.isNull else { continue }
+            guard let url = value.stringValue, EnvironmentWebhooks.isValidURL(url) else {
+                throw APIError.invalidBody("connection_config.\(key) must be an http:// or https:// URL.")
+            }
+            guard environment.webhooks.signingKey != nil else {
+                throw APIError.invalidBody(
+                    "connection_config.\(key) is set, but environment '\(environment.name)' has no webhooks.signing_key to sign its webhooks with.")
+            }
+        }
     }
 
     /// Validates credentials against the integration's auth scheme and seals them.

@@ -115,7 +115,7 @@ extension API {
         let targets = try await resolve(selections, integration: integration, connections: connections)
         var items: [JSONValue] = []
         for (state, sync) in targets {
-            let latest = try await store.runs(of: state.ref, limit: 1).first
+            let latest = try await store.runs(of: state.ref, limit: 1, includingWebhooks: false).first
             let counts = try await store.recordCounts(of: state.ref)
             items.append(statusJSON(state, sync: sync, latest: latest, counts: counts))
         }

@@ -15,10 +15,20 @@ public struct API: Sendable {
     public let cipher: CredentialCipher
     /// Calls providers for `/proxy`; nil in a process that has none (the proxy then answers 503).
     public let providers: ProviderAccess?
+    /// This process's provider webhook worker, woken when a webhook is stored (nil: another process
+    /// runs the handlers; it finds the task on its next poll).
+    public let webhookWorker: ProviderWebhookWorker?
+    /// This process's webhook delivery service, woken when a delivery is retried.
+    public let deliveryService: WebhookDeliveryService?
     /// When the configuration was loaded (integrations' `created_at`).
     let startedAt = Timestamp.now()
 
-    public init(config: TributaryConfig, runs: RunQueue, cipher: CredentialCipher, providers: ProviderAccess? = nil) {
+    public init(
+        config: TributaryConfig, runs: RunQueue, cipher: CredentialCipher, providers: ProviderAccess? = nil, webhookWorker: ProviderWebhookWorker? = nil,
+        deliveryService: WebhookDeliveryService? = nil
+    ) {
+        self.webhookWorker = webhookWorker
+        self.deliveryService = deliveryService
         self.config = config
         self.store = runs.store
         self.runs = runs
@@ -200,6 +210,10 @@ extension API {
             route(.get, "/sync/runs") { try await self.listRuns($0, $1) },
             route(.get, "/sync/runs/{runId}") { try await self.getRun($0, $1) },
             route(.get, "/records") { try await self.records($0, $1) },
+            route(.post, "/webhook/{environment}/{providerConfigKey}", auth: false) { try await self.receiveProviderWebhook($0, $1) },
+            route(.get, "/webhooks/deliveries") { try await self.listDeliveries($0, $1) },
+            route(.get, "/webhooks/deliveries/{id}") { try await self.getDelivery($0, $1) },
+            route(.post, "/webhooks/deliveries/{id}/retry") { try await self.retryDelivery($0, $1) },
         ] + ProviderRequest.Method.allCases.map { method in
             route(HTTPRequest.Method(rawValue: method.rawValue)!, "/proxy/{anyPath}") { try await self.proxy($0, $1, method: method) }
         }

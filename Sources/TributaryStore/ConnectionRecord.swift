@@ -55,11 +55,36 @@ public struct ConnectionFilter: Sendable, Hashable {
     public var connectionId: String?
     /// Connection ids containing this text.
     public var search: String?
+    /// Only connections whose metadata or `connection_config` holds this value (compared as text) at a path.
+    public var field: FieldMatch?
 
-    public init(environment: String, providerConfigKeys: [String]? = nil, connectionId: String? = nil, search: String? = nil) {
+    /// A value at a dot path of a connection's JSON field.
+    public struct FieldMatch: Sendable, Hashable {
+        public enum Field: String, Sendable, Hashable {
+            case metadata
+            case connectionConfig = "connection_config"
+        }
+
+        public var field: Field
+        /// Dot-separated keys (`account.id`).
+        public var path: String
+        /// The value, as text (a number `42` matches `"42"`).
+        public var value: String
+
+        public init(_ field: Field, path: String, value: String) {
+            self.field = field
+            self.path = path
+            self.value = value
+        }
+    }
+
+    public init(
+        environment: String, providerConfigKeys: [String]? = nil, connectionId: String? = nil, search: String? = nil, field: FieldMatch? = nil
+    ) {
         self.environment = environment
         self.providerConfigKeys = providerConfigKeys
         self.connectionId = connectionId
         self.search = search
+        self.field = field
     }
 }

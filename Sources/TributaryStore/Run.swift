@@ -21,6 +21,9 @@ public enum RunKind: String, Sendable, Hashable {
     /// No `lastSyncDate` at start (first run, or after a reset).
     case initial = "INITIAL"
     case incremental = "INCREMENTAL"
+    /// A provider webhook handled on the base variant: it runs beside the variant's own runs and
+    /// changes neither `lastSyncDate` nor the checkpoint.
+    case webhook = "WEBHOOK"
 }
 
 /// What the store needs to know to start a run.
@@ -108,11 +111,14 @@ public struct RunCompletion: Sendable {
     public var clearCheckpoint: Bool
     /// On failure: the error was temporary (``RetryableError``), with the provider's wait if it gave one.
     public var retry: RetryAdvice?
+    /// The sync webhooks to queue in the same transaction (nil: none).
+    public var webhooks: SyncWebhookPlan?
 
     public init(
         outcome: RunOutcome, results: [String: ModelResult], deleteUnseenModels: [String] = [], clearCheckpoint: Bool = false,
-        retry: RetryAdvice? = nil
+        retry: RetryAdvice? = nil, webhooks: SyncWebhookPlan? = nil
     ) {
+        self.webhooks = webhooks
         self.outcome = outcome
         self.results = results
         self.deleteUnseenModels = deleteUnseenModels

@@ -13,6 +13,13 @@ import TributaryCore
 /// - Every change of a dataset gets a position in its change feed; a reader paging with cursors
 ///   sees every change in order and never skips one, also while writers are running.
 /// - Each record call is one transaction: it is all written, or none of it is.
+extension Store {
+    /// The most recent runs of a variant, newest first, provider webhook executions included.
+    public func runs(of variant: VariantRef, limit: Int) async throws -> [RunRecord] {
+        try await runs(of: variant, limit: limit, includingWebhooks: true)
+    }
+}
+
 public protocol Store: Sendable {
     /// Creates or upgrades the schema. Safe to call on every start.
     func migrate() async throws
@@ -89,10 +96,16 @@ public protocol Store: Sendable {
     func appendLog(run: Int64, level: LogLevel, message: String) async throws
     /// Finishes a run. On success this applies, in the same transaction: deletion of records not
     /// seen in the run's deletion-tracking window, the new `lastSyncDate`, and checkpoint clearing.
-    /// On failure or cancellation nothing but the run row changes.
+    /// On failure or cancellation nothing but the run row changes. In the same transaction, the
+    /// completion's sync webhooks (``SyncWebhookBody``) enter the outbox — a finished run and its
+    /// webhooks are stored together or not at all.
+    ///
+    /// A `WEBHOOK` run (a provider webhook execution) changes no variant state; finishing it also
+    /// marks its provider webhook task done.
     func completeRun(_ run: Int64, _ completion: RunCompletion) async throws -> RunRecord
-    /// The most recent runs of a variant, newest first.
-    func runs(of variant: VariantRef, limit: Int) async throws -> [RunRecord]
+    /// The most recent runs of a variant, newest first; without provider webhook executions
+    /// (`WEBHOOK` runs) unless `includingWebhooks`.
+    func runs(of variant: VariantRef, limit: Int, includingWebhooks: Bool) async throws -> [RunRecord]
     /// One run.
     func run(_ id: Int64) async throws -> RunRecord?
     /// A run's log lines in order.
@@ -144,4 +157,31 @@ public protocol Store: Sendable {
     func changes(_ query: ChangeQuery) async throws -> ChangePage
     /// Non-deleted record counts per model of one variant.
     func recordCounts(of variant: VariantRef) async throws -> [String: Int]
+
+    // MARK: Webhooks to the app (outbox)
+
+    /// Claims due deliveries, at most one per receiver URL — the oldest pending one of each, so a
+    /// receiver gets its webhooks in order — and locks each for `leaseSeconds` (another process
+    /// takes it over only after that).
+    func claimDeliveries(now: Timestamp, limit: Int, leaseSeconds: Double) async throws -> [WebhookDelivery]
+    /// Records an attempt's outcome and releases the claim.
+    func recordDeliveryAttempt(_ id: Int64, _ result: DeliveryAttemptResult) async throws
+    /// Deliveries of an environment, newest first.
+    func deliveries(_ query: DeliveryQuery) async throws -> [WebhookDelivery]
+    /// One delivery of an environment, or nil.
+    func delivery(_ id: Int64, environment: String) async throws -> WebhookDelivery?
+    /// Sends a delivery again: it becomes `pending`, due now (its attempts are kept). Nil when it
+    /// does not exist in the environment.
+    func retryDelivery(_ id: Int64, environment: String, now: Timestamp) async throws -> WebhookDelivery?
+
+    // MARK: Webhooks from providers
+
+    /// Stores a provider webhook for each listed base variant, all or none (the API answers only once
+    /// they are stored). Variants that do not exist are skipped.
+    /// - Returns: the tasks stored.
+    func enqueueProviderWebhook(for variants: [VariantRef], type: String?, payload: [UInt8]) async throws -> [ProviderWebhookTask]
+    /// Claims the oldest provider webhook task that is not claimed (or whose claim's lease ran out)
+    /// and opens a `running` run of kind `WEBHOOK` on its variant for it. A task claimed
+    /// `maxAttempts` times already is given up: its run is recorded as failed.
+    func claimProviderWebhook(leaseSeconds: Int64, maxAttempts: Int) async throws -> ClaimedProviderWebhook?
 }

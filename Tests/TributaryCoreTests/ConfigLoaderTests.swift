@@ -25,6 +25,7 @@ struct ConfigLoaderTests {
                 track_deletes: true
                 auto_start: false
                 webhook_subscriptions: [orders/updated]
+            webhooks: { connection_path: shop.id, type_header: X-Shop-Topic }
           crm:
             environments: [prod]
             auth: { type: oauth2, token_url: "https://crm.example.com/token", client_id: crm-client, client_secret: "${CRM_SECRET:-s3cret}" }
@@ -150,6 +151,87 @@ struct ConfigLoaderTests {
         #expect(found.contains { $0.contains("model 'Order' is written by both 'a' and 'b'") })
         #expect(found.contains { $0.contains("sync 'c' of integration 'shop' needs 'models'") })
     }
+
+    @Test func webhookSettingsAreReadAndCheckedWithTheirLine() throws {
+        let key = ["DEV_KEY": "dev-key-0123456789abcdef"]
+        let config = try ConfigLoader.parse(yaml: valid, file: "t.yaml", environment: key)
+        #expect(config.webhookDelivery == WebhookDeliveryConfig(), "defaults")
+        #expect(config.environment(named: "dev")?.webhooks == EnvironmentWebhooks(), "no receivers unless configured")
+        let shop = try #require(config.integration("my-shop", in: "dev"))
+        #expect(shop.webhooks == ProviderWebhookConfig(connection: .bodyPath("shop.id"), type: .header("X-Shop-Topic")))
+        #expect(shop.sync(named: "sync-orders")?.subscribes(to: "orders/updated") == true)
+        #expect(shop.sync(named: "sync-orders")?.subscribes(to: "orders/created") == false)
+
+        let full = """
+            webhook_delivery: { timeout_seconds: 2, retry_base_seconds: 0.5, retry_max_seconds: 60, give_up_after_hours: 2, concurrency: 3 }
+            environments:
+              dev:
+                secret_key: dev-key-0123456789abcdef
+                webhooks:
+                  urls: [https://app.example.com/hooks, "https://backup.example.com/hooks"]
+                  signing_key: signing-0123456789abcdef
+                  on_sync_completion_always: true
+                  on_sync_error: false
+            integrations:
+              shop:
+                webhooks:
+                  secret: shop-webhook-secret
+                  signature_header: X-Shop-Hmac
+                  connection_header: X-Shop-Domain
+                  connection_match: metadata.shop.domain
+                  type_path: event
+                syncs:
+                  orders:
+                    models: [Order]
+                    frequency: every hour
+                    webhook_subscriptions: ["*"]
+                    webhook: { records_path: order, delete_types: [order.deleted], deleted_field: archived }
+            """
+        let parsed = try ConfigLoader.parse(yaml: full, file: "w.yaml", environment: [:])
+        #expect(
+            parsed.webhookDelivery
+                == WebhookDeliveryConfig(timeoutSeconds: 2, retryBaseSeconds: 0.5, retryMaxSeconds: 60, giveUpAfterSeconds: 7200, concurrency: 3))
+        #expect(
+            parsed.environment(named: "dev")?.webhooks
+                == EnvironmentWebhooks(
+                    urls: ["https://app.example.com/hooks", "https://backup.example.com/hooks"], signingKey: Secret("signing-0123456789abcdef"),
+                    sendOnZeroChanges: true, sendOnFailure: false))
+        let integration = try #require(parsed.integration("shop", in: "dev"))
+        #expect(
+            integration.webhooks
+                == ProviderWebhookConfig(
+                    secret: Secret("shop-webhook-secret"), signatureHeader: "X-Shop-Hmac", connection: .header("X-Shop-Domain"),
+                    match: .metadata("shop.domain"), type: .bodyPath("event")))
+        #expect(
+            integration.sync(named: "orders")?.webhookHandler
+                == DeclarativeWebhookHandler(model: "Order", recordsPath: "order", deleteTypes: ["order.deleted"], deletedField: "archived"))
+
+        let bad = issues(
+            """
+            webhook_delivery: { retry_base_seconds: 0 }
+            environments:
+              dev:
+                secret_key: dev-key-0123456789abcdef
+                webhooks: { urls: [ftp://nope] }
+            integrations:
+              shop:
+                webhooks: { connection_path: a, connection_header: B, connection_match: email }
+                syncs:
+                  orders: { models: [Order], frequency: 1h, webhook: { records_path: x } }
+              other:
+                syncs:
+                  items: { models: [Item], frequency: 1h, webhook_subscriptions: [item.updated] }
+            """)
+        #expect(bad.contains { $0.line == 1 && $0.message.contains("webhook_delivery.retry_base_seconds") })
+        #expect(bad.contains { $0.line == 5 && $0.message.contains("'ftp://nope' is not an http:// or https:// URL") })
+        #expect(bad.contains { $0.line == 5 && $0.message.contains("needs a 'signing_key'") })
+        #expect(bad.contains { $0.line == 8 && $0.message.contains("'connection_path' or 'connection_header', not both") })
+        #expect(bad.contains { $0.line == 8 && $0.message.contains("connection_match must be connection_id, metadata.KEY or connection_config.KEY") })
+        #expect(bad.contains { $0.line == 10 && $0.message.contains("has a 'webhook' handler but no 'webhook_subscriptions'") })
+        #expect(bad.contains { $0.line == 12 && $0.message.contains("sync 'items' has webhook_subscriptions, but the integration has no 'webhooks' section") })
+        let sameKey = issues("environments:\n  dev:\n    secret_key: same-0123456789abcdef\n    webhooks: { urls: [http://a.test/h], signing_key: same-0123456789abcdef }\n")
+        #expect(sameKey.contains { $0.message.contains("signing_key must differ from the secret key") })
+    }
 }
 
 @Suite("Declarative syncs in tributary.yaml")
@@ -207,4 +289,5 @@ struct DeclarativeConfigTests {
         #expect(text.contains { $0.hasPrefix("bad.yaml:9:") && $0.contains("needs an 'endpoint'") }, "\(text)")
         #expect(text.contains { $0.hasPrefix("bad.yaml:10:") && $0.contains("needs 'cursor_path'") }, "\(text)")
     }
+
 }

@@ -44,6 +44,9 @@ import Yams
 ///         webhook_subscriptions: [order.updated]
 /// ```
 ///
+/// Webhook settings (`webhook_delivery`, `environments.*.webhooks`, `integrations.*.webhooks`, a
+/// sync's `webhook`) are described in `ConfigLoader+Webhooks.swift`.
+///
 /// Any string value may use `${VAR}` or `${VAR:-default}` to read an environment variable.
 /// Every problem is reported with file, line and column; unknown keys are errors (with a
 /// suggestion when the key looks like a typo of a known one).
@@ -244,13 +247,14 @@ public enum ConfigLoader {
         // MARK: the schema
 
         mutating func parseRoot(_ root: Node) -> TributaryConfig? {
-            guard let entries = mapping(root, "the configuration file", allowed: ["database", "server", "scheduler", "outbound", "environments", "integrations"]) else {
+            guard let entries = mapping(root, "the configuration file", allowed: ["database", "server", "scheduler", "outbound", "webhook_delivery", "environments", "integrations"]) else {
                 return nil
             }
             var database = DatabaseConfig()
             var server = ServerConfig()
             var scheduler = SchedulerConfig()
             var outbound = OutboundConfig()
+            var webhookDelivery = WebhookDeliveryConfig()
             var environments: [EnvironmentConfig] = []
             var integrations: [IntegrationConfig] = []
             var sawEnvironments = false
@@ -264,6 +268,8 @@ public enum ConfigLoader {
                     if let parsed = parseScheduler(entry.value) { scheduler = parsed }
                 case "outbound":
                     if let parsed = parseOutbound(entry.value) { outbound = parsed }
+                case "webhook_delivery":
+                    if let parsed = parseWebhookDelivery(entry.value) { webhookDelivery = parsed }
                 case "environments":
                     sawEnvironments = true
                     environments = parseEnvironments(entry.value)
@@ -298,7 +304,8 @@ public enum ConfigLoader {
                 }
             }
             return TributaryConfig(
-                database: database, server: server, scheduler: scheduler, outbound: outbound, environments: environments, integrations: integrations)
+                database: database, server: server, scheduler: scheduler, outbound: outbound, webhookDelivery: webhookDelivery, environments: environments,
+                integrations: integrations)
         }
 
         mutating func parseDatabase(_ node: Node) -> DatabaseConfig? {
@@ -408,11 +415,15 @@ public enum ConfigLoader {
                     continue
                 }
                 let what = "environment '\(entry.key)'"
-                guard let fields = mapping(entry.value, what, allowed: ["secret_key", "secret_keys"]) else { continue }
+                guard let fields = mapping(entry.value, what, allowed: ["secret_key", "secret_keys", "webhooks"]) else { continue }
                 var keys: [Secret] = []
+                var webhooks = EnvironmentWebhooks()
                 for field in fields {
                     let values: [String]
-                    if field.key == "secret_key" {
+                    if field.key == "webhooks" {
+                        if let parsed = parseEnvironmentWebhooks(field.value, what) { webhooks = parsed }
+                        continue
+                    } else if field.key == "secret_key" {
                         values = nonEmptyString(field.value, "\(what).secret_key").map { [$0] } ?? []
                     } else {
                         values = stringList(field.value, "\(what).secret_keys") ?? []
@@ -428,7 +439,10 @@ public enum ConfigLoader {
                 if keys.isEmpty, !fields.contains(where: { $0.key.hasPrefix("secret_key") }) {
                     issue(entry.keyNode, "\(what) needs a 'secret_key' (or 'secret_keys')")
                 }
-                result.append(EnvironmentConfig(name: entry.key, secretKeys: keys))
+                if let signing = webhooks.signingKey, keys.contains(signing) {
+                    issue(entry.value, "\(what): the webhook signing_key must differ from the secret key (receivers learn it; the API key must stay private)")
+                }
+                result.append(EnvironmentConfig(name: entry.key, secretKeys: keys, webhooks: webhooks))
             }
             return result
         }
@@ -448,7 +462,7 @@ public enum ConfigLoader {
 
         mutating func parseIntegration(_ key: String, _ node: Node) -> IntegrationConfig? {
             let what = "integration '\(key)'"
-            guard let entries = mapping(node, what, allowed: ["provider", "base_url", "auth", "environments", "syncs", "rate_limit_per_second"]) else {
+            guard let entries = mapping(node, what, allowed: ["provider", "base_url", "auth", "environments", "syncs", "rate_limit_per_second", "webhooks"]) else {
                 return nil
             }
             var integration = IntegrationConfig(providerConfigKey: key, syncs: [])
@@ -478,8 +492,18 @@ public enum ConfigLoader {
                     integration.environments = stringList(entry.value, "\(what).environments")
                 case "syncs":
                     integration.syncs = parseSyncs(entry.value, what)
+                case "webhooks":
+                    integration.webhooks = parseProviderWebhooks(entry.value, what)
                 default:
                     break
+                }
+            }
+            if integration.webhooks == nil, !entries.contains(where: { $0.key == "webhooks" }) {
+                for sync in integration.syncs where !sync.webhookSubscriptions.isEmpty {
+                    issue(
+                        node,
+                        "\(what): sync '\(sync.name)' has webhook_subscriptions, but the integration has no 'webhooks' section saying how a provider webhook names its connection (connection_path or connection_header)"
+                    )
                 }
             }
             var modelOwner: [String: String] = [:]
@@ -565,7 +589,7 @@ public enum ConfigLoader {
         mutating func parseSync(_ name: String, _ node: Node, _ owner: String) -> SyncConfig? {
             let what = "sync '\(name)' of \(owner)"
             let allowed = [
-                "function", "models", "frequency", "sync_type", "track_deletes", "auto_start", "webhook_subscriptions", "description",
+                "function", "models", "frequency", "sync_type", "track_deletes", "auto_start", "webhook_subscriptions", "webhook", "description",
                 "endpoint", "method", "params", "pagination", "records_path", "id_field", "incremental_param", "fields", "rename",
             ]
             guard let entries = mapping(node, what, allowed: allowed) else { return nil }
@@ -657,11 +681,21 @@ public enum ConfigLoader {
                     valid = false
                 }
             }
+            var webhookHandler: DeclarativeWebhookHandler? = nil
+            if let entry = entries.first(where: { $0.key == "webhook" }) {
+                webhookHandler = parseWebhookHandler(entry.value, "\(what).webhook", models: models, declarative: declarative)
+                if webhookHandler == nil { valid = false }
+                if subscriptions.isEmpty {
+                    issue(entry.keyNode, "\(what) has a 'webhook' handler but no 'webhook_subscriptions' (list the webhook types it handles, or '*')")
+                    valid = false
+                }
+            }
             guard valid, let models, let frequency else { return nil }
             var sync = SyncConfig(
                 name: name, function: function, models: models, frequency: frequency, syncType: syncType,
                 trackDeletes: trackDeletes, autoStart: autoStart, webhookSubscriptions: subscriptions, description: description)
             sync.declarative = declarative
+            sync.webhookHandler = webhookHandler
             return sync
         }
 

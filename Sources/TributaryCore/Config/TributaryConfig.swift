@@ -8,6 +8,8 @@ public struct TributaryConfig: Sendable {
     public var scheduler: SchedulerConfig
     /// How provider calls behave (timeouts, retries, response size).
     public var outbound: OutboundConfig
+    /// How webhooks to the app are delivered (timeouts, backoff, giving up).
+    public var webhookDelivery: WebhookDeliveryConfig
     /// Environments in file order.
     public var environments: [EnvironmentConfig]
     /// Integrations in file order.
@@ -15,9 +17,11 @@ public struct TributaryConfig: Sendable {
 
     public init(
         database: DatabaseConfig = DatabaseConfig(), server: ServerConfig = ServerConfig(), scheduler: SchedulerConfig = SchedulerConfig(),
-        outbound: OutboundConfig = OutboundConfig(), environments: [EnvironmentConfig], integrations: [IntegrationConfig]
+        outbound: OutboundConfig = OutboundConfig(), webhookDelivery: WebhookDeliveryConfig = WebhookDeliveryConfig(), environments: [EnvironmentConfig],
+        integrations: [IntegrationConfig]
     ) {
         self.outbound = outbound
+        self.webhookDelivery = webhookDelivery
         self.database = database
         self.server = server
         self.scheduler = scheduler
@@ -136,10 +140,13 @@ public struct EnvironmentConfig: Sendable {
     public var name: String
     /// Keys accepted as `Authorization: Bearer <key>` for this environment (several allow rotation).
     public var secretKeys: [Secret]
+    /// Where sync webhooks go and how they are signed.
+    public var webhooks: EnvironmentWebhooks
 
-    public init(name: String, secretKeys: [Secret]) {
+    public init(name: String, secretKeys: [Secret], webhooks: EnvironmentWebhooks = EnvironmentWebhooks()) {
         self.name = name
         self.secretKeys = secretKeys
+        self.webhooks = webhooks
     }
 }
 
@@ -180,6 +187,8 @@ public struct IntegrationConfig: Sendable {
     /// The environments that offer this integration; `nil` means all.
     public var environments: [String]?
     public var syncs: [SyncConfig]
+    /// How webhooks from the provider are checked and routed to connections (nil: not accepted).
+    public var webhooks: ProviderWebhookConfig?
 
     public init(
         providerConfigKey: String, provider: String? = nil, baseURL: String? = nil, auth: AuthScheme = .none,
@@ -214,8 +223,11 @@ public struct SyncConfig: Sendable, Hashable {
     public var trackDeletes: Bool
     /// New variants' schedules start `STARTED` (true) or `PAUSED` (false).
     public var autoStart: Bool
-    /// Provider webhook types this sync's webhook handler receives.
+    /// Provider webhook types this sync's webhook handler receives (`*`: every type).
     public var webhookSubscriptions: [String]
+    /// Handle provider webhooks declaratively (save or delete the payload's records) instead of
+    /// with the function's `onWebhook`.
+    public var webhookHandler: DeclarativeWebhookHandler?
     public var description: String?
 
     /// Set for a sync described in the configuration (endpoint, pagination, mapping) instead of a
@@ -224,6 +236,12 @@ public struct SyncConfig: Sendable, Hashable {
 
     /// Whether its runs detect deletions: a full refresh with `track_deletes`.
     public var detectsDeletes: Bool { syncType == .full && trackDeletes }
+
+    /// Whether a provider webhook of `type` goes to this sync's handler (Nango's rule: the type is
+    /// one of the subscriptions, or a subscription is `*`).
+    public func subscribes(to type: String?) -> Bool {
+        webhookSubscriptions.contains { $0 == "*" || $0 == type }
+    }
 
     public init(
         name: String, function: String? = nil, models: [String], frequency: Frequency, syncType: SyncType = .full,

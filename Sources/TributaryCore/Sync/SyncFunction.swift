@@ -27,17 +27,51 @@ public protocol SyncFunction: Sendable {
     /// - Throws: any error fails the run; its description becomes the run's error message.
     ///   `CancellationError` (thrown by the context once the run is cancelled) ends it as cancelled.
     func exec(_ context: any SyncContext) async throws
+
+    /// Handles a provider webhook routed to this sync (its `webhook_subscriptions` matched the
+    /// webhook's type). Always called for the connection's **base** variant, like Nango; records it
+    /// saves count as seen by a full refresh in progress, so they are never deleted by it.
+    ///
+    /// The default implementation fails: a sync that subscribes to webhooks needs this method or a
+    /// declarative `webhook:` handler in `tributary.yaml`.
+    ///
+    /// - Parameters:
+    ///   - payload: the webhook's JSON body, as the provider sent it.
+    func onWebhook(_ context: any SyncContext, payload: JSONValue) async throws
+}
+
+extension SyncFunction {
+    public func onWebhook(_ context: any SyncContext, payload: JSONValue) async throws {
+        throw TributaryError(
+            .unknownFunction,
+            "Sync function '\(name)' has no onWebhook handler; implement onWebhook(_:payload:) or declare a 'webhook:' handler for sync '\(context.syncName)'.")
+    }
 }
 
 /// A sync function made from a closure — handy for small functions and tests.
 public struct ClosureSyncFunction: SyncFunction {
     public let name: String
     let body: @Sendable (any SyncContext) async throws -> Void
+    let webhook: (@Sendable (any SyncContext, JSONValue) async throws -> Void)?
 
-    public init(name: String, _ body: @escaping @Sendable (any SyncContext) async throws -> Void) {
+    /// - Parameters:
+    ///   - body: the run (``exec(_:)``).
+    ///   - onWebhook: the provider webhook handler (``onWebhook(_:payload:)``); nil: none.
+    public init(
+        name: String, onWebhook: (@Sendable (any SyncContext, JSONValue) async throws -> Void)? = nil,
+        _ body: @escaping @Sendable (any SyncContext) async throws -> Void
+    ) {
         self.name = name
         self.body = body
+        self.webhook = onWebhook
     }
 
     public func exec(_ context: any SyncContext) async throws { try await body(context) }
+
+    public func onWebhook(_ context: any SyncContext, payload: JSONValue) async throws {
+        guard let webhook else {
+            throw TributaryError(.unknownFunction, "Sync function '\(name)' has no onWebhook handler.")
+        }
+        try await webhook(context, payload)
+    }
 }

@@ -1,0 +1,106 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+import TributaryCore
+import TributaryStore
+
+/// Runs the handlers of provider webhooks the API accepted (``Store/enqueueProviderWebhook(for:type:payload:)``):
+/// claims each stored task, runs it as a `WEBHOOK` run on the base variant through the
+/// ``SyncExecutor`` (beside the variant's own runs, never blocked by them), at most
+/// `maxConcurrent` at once in this process.
+///
+/// A task whose worker died is claimed again once its run's lease runs out; one interrupted
+/// `maxAttempts` times is given up (its run records why). A handler that throws fails its run —
+/// visible in the run history and, when the environment sends failure webhooks, to the app.
+///
+/// A `Service`: on graceful shutdown it claims nothing more; an execution cancelled by the shutdown
+/// leaves its task open for the next worker.
+public final class ProviderWebhookWorker: Service, Sendable {
+    private let executor: SyncExecutor
+    private let config: TributaryConfig
+    private let maxConcurrent: Int
+    private let maxAttempts: Int
+    private let poll: Duration
+    private let logger: Logger
+    private let wakeups: AsyncStream<Void>
+    private let wakeContinuation: AsyncStream<Void>.Continuation
+    private let slots = Mutex((used: 0, accepting: true))
+
+    public init(executor: SyncExecutor, config: TributaryConfig, maxConcurrent: Int = 4, maxAttempts: Int = 5, poll: Duration = .seconds(1), logger: Logger) {
+        self.executor = executor
+        self.config = config
+        self.maxConcurrent = max(1, maxConcurrent)
+        self.maxAttempts = max(1, maxAttempts)
+        self.poll = poll
+        self.logger = logger
+        (wakeups, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.pollUntilShutdown() }
+                for await _ in wakeups {
+                    while let claimed = await claimNext() {
+                        group.addTask {
+                            await self.execute(claimed)
+                            self.slots.withLock { $0.used -= 1 }
+                            self.wake()
+                        }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            self.slots.withLock { $0.accepting = false }
+            self.wakeContinuation.finish()
+        }
+    }
+
+    /// Looks for accepted webhooks now (after this process's API stored some).
+    public func wake() {
+        wakeContinuation.yield()
+    }
+
+    private func pollUntilShutdown() async {
+        while slots.withLock({ $0.accepting }), !Task.isCancelled {
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.poll) }
+            wakeContinuation.yield()
+        }
+    }
+
+    private func claimNext() async -> ClaimedProviderWebhook? {
+        let reserved = slots.withLock { state -> Bool in
+            guard state.accepting, state.used < maxConcurrent else { return false }
+            state.used += 1
+            return true
+        }
+        guard reserved else { return nil }
+        do {
+            if let claimed = try await executor.store.claimProviderWebhook(leaseSeconds: executor.leaseSeconds, maxAttempts: maxAttempts) {
+                return claimed
+            }
+        } catch {
+            logger.error("could not claim a provider webhook", metadata: ["error": "\(error)"])
+        }
+        slots.withLock { $0.used -= 1 }
+        return nil
+    }
+
+    private func execute(_ claimed: ClaimedProviderWebhook) async {
+        let ref = claimed.task.variant
+        do {
+            guard let sync = config.sync(for: ref) else {
+                _ = try await executor.store.completeRun(
+                    claimed.started.runId,
+                    RunCompletion(outcome: .failed(message: "Sync '\(ref.syncName)' is no longer configured."), results: [:]))
+                return
+            }
+            let run = try await executor.runWebhook(claimed, sync: sync)
+            logger.info(
+                "provider webhook handled",
+                metadata: ["variant": "\(ref)", "run": "\(run.id)", "status": "\(run.status.rawValue)", "type": "\(claimed.task.type ?? "")"])
+        } catch {
+            logger.warning("provider webhook execution could not be recorded", metadata: ["variant": "\(ref)", "error": "\(error)"])
+        }
+    }
+}
