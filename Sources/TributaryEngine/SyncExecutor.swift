@@ -63,8 +63,7 @@ public struct SyncExecutor: Sendable {
         do {
             function = try functions.function(for: sync)
         } catch {
-            return try await finish(
-                claimed.started.runId, RunCompletion(outcome: .failed(message: error.message), results: [:]), variant: claimed.variant, sync: sync)
+            return try await fail(claimed.started.runId, error.message, variant: claimed.variant, sync: sync)
         }
         return try await execute(claimed.started, of: claimed.variant, sync: sync) { try await function.exec($0) }
     }
@@ -78,9 +77,7 @@ public struct SyncExecutor: Sendable {
         do {
             payload = try JSONParser.parse(task.payload)
         } catch {
-            return try await finish(
-                claimed.started.runId, RunCompletion(outcome: .failed(message: "The webhook's body is not valid JSON: \(error)"), results: [:]),
-                variant: task.variant, sync: sync)
+            return try await fail(claimed.started.runId, "The webhook's body is not valid JSON: \(error)", variant: task.variant, sync: sync)
         }
         if let handler = sync.webhookHandler {
             return try await execute(claimed.started, of: task.variant, sync: sync) { context in
@@ -91,8 +88,7 @@ public struct SyncExecutor: Sendable {
         do {
             function = try functions.function(for: sync)
         } catch {
-            return try await finish(
-                claimed.started.runId, RunCompletion(outcome: .failed(message: error.message), results: [:]), variant: task.variant, sync: sync)
+            return try await fail(claimed.started.runId, error.message, variant: task.variant, sync: sync)
         }
         return try await execute(claimed.started, of: task.variant, sync: sync) { try await function.onWebhook($0, payload: payload) }
     }
@@ -138,6 +134,11 @@ public struct SyncExecutor: Sendable {
                 "results": "\(finished.results.sorted { $0.key < $1.key }.map { "\($0.key)+\($0.value.added)~\($0.value.updated)-\($0.value.deleted)" })",
             ])
         return finished
+    }
+
+    /// Fails a run before its function started (no function, unreadable input).
+    private func fail(_ runId: Int64, _ message: String, variant: VariantRef, sync: SyncConfig) async throws -> RunRecord {
+        try await finish(runId, RunCompletion(outcome: .failed(message: message), results: [:]), variant: variant, sync: sync)
     }
 
     /// Records the outcome with the run's sync webhooks — also when this task was cancelled: in a task

@@ -78,17 +78,10 @@ public struct WebhookDeliveryConfig: Sendable, Hashable {
         self.pollSeconds = pollSeconds
     }
 
-    /// The wait before attempt `failures + 1`, after `failures` failed attempts: base × 2^(failures−1),
-    /// at most the maximum, scaled by `jitter` (0.8…1.2 in production).
-    public func delay(afterFailures failures: Int, jitter: Double) -> Double {
-        let exponent = Double(max(0, min(failures - 1, 40)))
-        return min(retryBaseSeconds * pow2(exponent), retryMaxSeconds) * jitter
-    }
-
-    private func pow2(_ exponent: Double) -> Double {
-        var value = 1.0
-        for _ in 0..<Int(exponent) { value *= 2 }
-        return value
+    /// The backoff between attempts: the same doubling-with-jitter rule as run retries, with no
+    /// attempt limit (``giveUpAfterSeconds`` ends a delivery instead).
+    public var backoff: RetryPolicy {
+        RetryPolicy(maxAttempts: Int.max, baseSeconds: retryBaseSeconds, maxSeconds: retryMaxSeconds)
     }
 }
 

@@ -158,8 +158,10 @@ public final class WebhookDeliveryService: Service, Sendable {
             let reason = retryable ? "\(error) Given up after \(delivery.attempts + 1) attempts." : error
             return .gaveUp(error: reason, statusCode: statusCode)
         }
-        var delay = settings.delay(afterFailures: delivery.attempts + 1, jitter: jitter())
-        if let retryAfter { delay = min(max(delay, retryAfter), settings.retryMaxSeconds) }
+        let failures = delivery.attempts + 1
+        let delay = min(
+            settings.backoff.delay(attempt: failures, retryAfterSeconds: retryAfter, jitter: jitter()) ?? settings.retryMaxSeconds,
+            settings.retryMaxSeconds)
         return .retry(error: error, statusCode: statusCode, nextAttemptAt: Timestamp(microseconds: now.microseconds + Int64(delay * 1_000_000)))
     }
 
