@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // Domain, JSON, configuration, errors and the sync-function API. No I/O.
@@ -41,6 +42,17 @@ let package = Package(
                 "TributaryCore", "TributaryStore",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ],
+            swiftSettings: strict
+        ),
+        // The scale-out store: PostgreSQL through postgres-nio, for many API and worker processes over one database.
+        .target(
+            name: "TributaryPostgres",
+            dependencies: [
+                "TributaryCore", "TributaryStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
@@ -78,7 +90,7 @@ let package = Package(
         .target(
             name: "TributaryCLI",
             dependencies: [
-                "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryEngine", "TributaryDemo", "TributaryServer",
+                "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryPostgres", "TributaryEngine", "TributaryDemo", "TributaryServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
@@ -88,7 +100,7 @@ let package = Package(
         // Umbrella module for user packages: `import Tributary`.
         .target(
             name: "Tributary",
-            dependencies: ["TributaryCore", "TributaryStore", "TributarySQLite", "TributaryEngine", "TributaryServer", "TributaryCLI"],
+            dependencies: ["TributaryCore", "TributaryStore", "TributarySQLite", "TributaryPostgres", "TributaryEngine", "TributaryServer", "TributaryCLI"],
             swiftSettings: strict
         ),
         .executableTarget(name: "tributary", dependencies: ["TributaryCLI", "TributaryDemo"], swiftSettings: strict),
@@ -104,11 +116,22 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Test support shared by the test targets: a fresh store of each kind (SQLite file, PostgreSQL database).
+        .target(
+            name: "TributaryTestSupport",
+            dependencies: [
+                "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryPostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/Support",
+            swiftSettings: strict
+        ),
         .testTarget(name: "TributaryCoreTests", dependencies: ["TributaryCore"], swiftSettings: strict),
         .testTarget(
             name: "TributaryStoreTests",
             dependencies: [
-                "TributaryCore", "TributaryStore", "TributarySQLite",
+                "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryPostgres", "TributaryTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             swiftSettings: strict
@@ -116,7 +139,7 @@ let package = Package(
         .testTarget(
             name: "TributaryEngineTests",
             dependencies: [
-                "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryEngine", "TributaryDemo",
+                "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryPostgres", "TributaryTestSupport", "TributaryEngine", "TributaryDemo",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -126,7 +149,7 @@ let package = Package(
         .testTarget(
             name: "TributaryServerTests",
             dependencies: [
-                "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryEngine", "TributaryServer",
+                "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryPostgres", "TributaryTestSupport", "TributaryEngine", "TributaryServer",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
@@ -135,7 +158,7 @@ let package = Package(
         .testTarget(
             name: "TributaryCLITests",
             dependencies: [
-                "TributaryCLI", "TributaryCore", "TributarySQLite", "TributaryStore", "TributaryDemo",
+                "TributaryCLI", "TributaryCore", "TributarySQLite", "TributaryPostgres", "TributaryTestSupport", "TributaryStore", "TributaryDemo",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,6 +1,12 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import ArgumentParser
 import Logging
 import ServiceLifecycle
+import TributaryCore
 import TributaryDemo
 
 /// `tributary demo-provider`: the demo shop API alone, for `tributary serve` with the built-in demo
@@ -22,7 +28,15 @@ struct DemoProviderCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Answer every N-th request with 429 and Retry-After: 1 (0: never).")
     var rateLimitEvery: Int = 17
 
+    @Option(name: .long, help: "Serve the shop as it was at this ISO 8601 time, unchanging (default: the shop lives on).")
+    var frozenAt: String?
+
+    @Option(name: .long, help: "Milliseconds each order list page takes to answer (a slow API).")
+    var pageDelayMs: Int = 0
+
     func validate() throws {
+        if let frozenAt, Timestamp(iso8601: frozenAt) == nil { throw ValidationError("--frozen-at must be an ISO 8601 time, e.g. 2026-11-01T00:00:00Z.") }
+        guard (0...60_000).contains(pageDelayMs) else { throw ValidationError("--page-delay-ms must be from 0 to 60000.") }
         guard rateLimitEvery >= 0 else { throw ValidationError("--rate-limit-every must not be negative.") }
         guard !apiKey.isEmpty else { throw ValidationError("--api-key must not be empty.") }
     }
@@ -30,7 +44,9 @@ struct DemoProviderCommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "tributary.demo-shop")
         logger.logLevel = .warning
-        let api = DemoShopAPI(apiKey: apiKey, rateLimitEvery: rateLimitEvery)
+        let frozen = frozenAt.flatMap(Timestamp.init(iso8601:))?.date
+        let api = DemoShopAPI(
+            apiKey: apiKey, rateLimitEvery: rateLimitEvery, pageDelay: .milliseconds(pageDelayMs), now: { frozen ?? Date() })
         CLIContext.current.output.line(
             "Demo shop API on http://\(host):\(port) — GET /stores/{store}/orders?limit=&cursor=&updated_after= with header \(DemoShopAPI.apiKeyHeader)")
         let group = ServiceGroup(

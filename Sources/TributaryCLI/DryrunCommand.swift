@@ -66,56 +66,57 @@ struct DryrunCommand: AsyncParsableCommand {
             throw CLIError("Several integrations have a sync '\(sync)': \(candidates.map(\.providerConfigKey).joined(separator: ", ")). Pick one with --integration.")
         }
 
-        let store = try SQLiteStore(path: options.database ?? config.database.path)
-        try await store.migrate()
-        let ref = VariantRef(
-            connection: ConnectionRef(environment: environment.name, providerConfigKey: chosen.providerConfigKey, connectionId: connection),
-            syncName: sync, variant: variant)
-        try await store.ensureVariant(ref)
-        if let metadata {
-            guard case .object(let object)? = try? JSONParser.parse(metadata) else {
-                throw CLIError("--metadata must be a JSON object, e.g. '{\"threshold\": 100}'.")
+        let selection = try await StoreSelection.open(options.database, config: config.database, logger: Logger(label: "tributary.dryrun"))
+        try await selection.use { store in
+            let ref = VariantRef(
+                connection: ConnectionRef(environment: environment.name, providerConfigKey: chosen.providerConfigKey, connectionId: connection),
+                syncName: sync, variant: variant)
+            try await store.ensureVariant(ref)
+            if let metadata {
+                guard case .object(let object)? = try? JSONParser.parse(metadata) else {
+                    throw CLIError("--metadata must be a JSON object, e.g. '{\"threshold\": 100}'.")
+                }
+                try await store.setMetadata(object, of: [ref.connection])
             }
-            try await store.setMetadata(object, of: [ref.connection])
-        }
-        if reset { try await store.resetVariant(ref, emptyCache: emptyCache) }
-        let cipher = try EncryptionKey.cipherFromEnvironment() ?? .insecureDevelopment
-        if let credentials {
-            guard case .object(let object)? = try? JSONParser.parse(credentials) else {
-                throw CLIError("--credentials must be a JSON object, e.g. '{\"type\": \"API_KEY\", \"api_key\": \"…\"}'.")
+            if reset { try await store.resetVariant(ref, emptyCache: emptyCache) }
+            let cipher = try EncryptionKey.cipherFromEnvironment() ?? .insecureDevelopment
+            if let credentials {
+                guard case .object(let object)? = try? JSONParser.parse(credentials) else {
+                    throw CLIError("--credentials must be a JSON object, e.g. '{\"type\": \"API_KEY\", \"api_key\": \"…\"}'.")
+                }
+                do {
+                    let (type, sealed) = try ConnectionCredentials.seal(object, for: chosen.auth, integration: chosen.providerConfigKey, cipher: cipher)
+                    try await store.updateCredentials(sealed, type: type, of: ref.connection)
+                } catch let error as TributaryError {
+                    throw CLIError("--credentials: \(error.message)")
+                }
             }
-            do {
-                let (type, sealed) = try ConnectionCredentials.seal(object, for: chosen.auth, integration: chosen.providerConfigKey, cipher: cipher)
-                try await store.updateCredentials(sealed, type: type, of: ref.connection)
-            } catch let error as TributaryError {
-                throw CLIError("--credentials: \(error.message)")
-            }
-        }
 
-        var logger = Logger(label: "tributary.dryrun")
-        logger.logLevel = verbose ? .debug : .warning
-        // Provider calls use the connection's stored credentials (--credentials, or imported through the API into this database).
-        let http = OutboundHTTP()
-        let providers = ProviderAccess(config: config, store: store, cipher: cipher, http: http, logger: logger)
-        let executor = SyncExecutor(store: store, functions: context.functions, providers: providers, logger: logger)
-        let run: RunRecord
-        do {
-            run = try await executor.run(ref, sync: syncConfig)
-        } catch {
-            try? await http.shutdown()
-            throw error
-        }
-        try await http.shutdown()
-        let counts = try await store.recordCounts(of: ref)
-        output.line(RunPrinter.summary(run))
-        for line in RunPrinter.table(run, counts: counts) { output.line(line) }
-        for entry in try await store.logs(ofRun: run.id, limit: 200) {
-            output.line("[\(entry.level.rawValue)] \(entry.message)")
-        }
-        output.line("database: \(store.path)")
-        if run.status != .succeeded {
-            if let error = run.error { output.line("error: \(error)") }
-            throw ExitCode(1)
+            var logger = Logger(label: "tributary.dryrun")
+            logger.logLevel = verbose ? .debug : .warning
+            // Provider calls use the connection's stored credentials (--credentials, or imported through the API into this database).
+            let http = OutboundHTTP()
+            let providers = ProviderAccess(config: config, store: store, cipher: cipher, http: http, logger: logger)
+            let executor = SyncExecutor(store: store, functions: context.functions, providers: providers, logger: logger)
+            let run: RunRecord
+            do {
+                run = try await executor.run(ref, sync: syncConfig)
+            } catch {
+                try? await http.shutdown()
+                throw error
+            }
+            try await http.shutdown()
+            let counts = try await store.recordCounts(of: ref)
+            output.line(RunPrinter.summary(run))
+            for line in RunPrinter.table(run, counts: counts) { output.line(line) }
+            for entry in try await store.logs(ofRun: run.id, limit: 200) {
+                output.line("[\(entry.level.rawValue)] \(entry.message)")
+            }
+            output.line("database: \(selection.location)")
+            if run.status != .succeeded {
+                if let error = run.error { output.line("error: \(error)") }
+                throw ExitCode(1)
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Logging
 import TributaryCore
 import TributarySQLite
 import TributaryStore
@@ -35,8 +36,6 @@ struct RecordsCommand: AsyncParsableCommand {
         let output = CLIContext.current.output
         let config = try options.load(output: output).config
         let environment = try ConfigFile.environment(options.environment, in: config)
-        let store = try SQLiteStore(path: options.database ?? config.database.path)
-        try await store.migrate()
         var actions: Set<RecordAction>? = nil
         if let filter {
             actions = []
@@ -52,7 +51,8 @@ struct RecordsCommand: AsyncParsableCommand {
                 connection: ConnectionRef(environment: environment.name, providerConfigKey: integration, connectionId: connection),
                 model: model, variant: variant),
             cursor: try cursor.map { try FeedCursor(encoded: $0) }, limit: limit, actions: actions)
-        let page = try await store.changes(query)
+        let selection = try await StoreSelection.open(options.database, config: config.database, logger: Logger(label: "tributary.records"))
+        let page = try await selection.use { store in try await store.changes(query) }
         for record in page.records { output.line(String(decoding: record.renderedJSON(), as: UTF8.self)) }
         output.line("next_cursor: \(page.nextCursor?.encoded ?? "null")")
     }

@@ -9,7 +9,6 @@ import ServiceLifecycle
 import TributaryCore
 import TributaryEngine
 import TributaryServer
-import TributarySQLite
 
 /// `tributary serve`: the HTTP API, the scheduler and a worker — all in one process, or split by
 /// `--role` into API processes and worker processes sharing one database.
@@ -64,22 +63,23 @@ struct ServeCommand: AsyncParsableCommand {
                 "TRIBUTARY_ENCRYPTION_KEY is not set. It encrypts connection credentials at rest: set it to 32 random bytes, base64-encoded (`openssl rand -base64 32`). For local development only, pass --insecure-dev-key.")
         }
 
-        let store = try SQLiteStore(path: options.database ?? config.database.path)
-        try await store.migrate()
-        let process = ProcessServices(role: role, config: config, store: store, cipher: cipher, functions: context.functions, logger: logger)
+        let selection = try await StoreSelection.open(options.database, config: config.database, logger: logger)
+        defer { selection.close() }
+        let process = ProcessServices(role: role, config: config, store: selection.store, cipher: cipher, functions: context.functions, logger: logger)
         if role != .worker {
             output.line(
-                "Tributary \(role == .all ? "API and worker" : "API") on http://\(config.server.host):\(config.server.port) — database \(store.path), environments: \(config.environments.map(\.name).joined(separator: ", "))")
+                "Tributary \(role == .all ? "API and worker" : "API") on http://\(config.server.host):\(config.server.port) — database \(selection.location), environments: \(config.environments.map(\.name).joined(separator: ", "))")
         } else {
-            output.line("Tributary worker — database \(store.path), up to \(config.scheduler.maxConcurrentRuns) runs at once")
+            output.line("Tributary worker — database \(selection.location), up to \(config.scheduler.maxConcurrentRuns) runs at once")
         }
+        // The PostgreSQL pool starts first and, as the group stops services in reverse order, stops last.
         let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(services: process.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            configuration: ServiceGroupConfiguration(
+                services: (selection.service.map { [$0] } ?? []) + process.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         if role == .worker {
             try await group.run()
         } else {
             try await group.runExplainingPorts([(config.server.port, "--port or server.port")])
         }
-        try store.close()
     }
 }

@@ -20,7 +20,7 @@ struct ConfigOptions: ParsableArguments {
     @Option(name: .long, help: "Configuration file.")
     var config: String = "tributary.yaml"
 
-    @Option(name: .long, help: "SQLite database file (default: database.path from the configuration).")
+    @Option(name: .long, help: "SQLite database file, or a postgres:// URL (default: database.url, else database.path, from the configuration).")
     var database: String?
 
     @Option(name: .long, help: "Environment (default: the first one in the configuration).")

@@ -30,12 +30,18 @@ public struct DemoShopAPI: Sendable {
 
     public var apiKey: String
     public var rateLimitEvery: Int
+    /// Time each order list page takes to answer (a slow API; 0: at once).
+    public var pageDelay: Duration
     /// The shop's clock (tests stop it).
     public var now: @Sendable () -> Date
 
     private let requests = Counter()
 
-    public init(apiKey: String = DemoShopAPI.defaultAPIKey, rateLimitEvery: Int = 17, now: @escaping @Sendable () -> Date = { Date() }) {
+    public init(
+        apiKey: String = DemoShopAPI.defaultAPIKey, rateLimitEvery: Int = 17, pageDelay: Duration = .zero,
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.pageDelay = pageDelay
         self.apiKey = apiKey
         self.rateLimitEvery = max(0, rateLimitEvery)
         self.now = now
@@ -46,7 +52,10 @@ public struct DemoShopAPI: Sendable {
         let router = Router()
         router.get("/health") { _, _ in Self.json(["status": "ok"]) }
         let api = router.group().add(middleware: Gate(api: self))
-        api.get("/stores/:store/orders") { request, context in try self.listOrders(request, context) }
+        api.get("/stores/:store/orders") { request, context in
+            if self.pageDelay > .zero { try await Task.sleep(for: self.pageDelay) }
+            return try self.listOrders(request, context)
+        }
         api.get("/stores/:store/orders/:id") { _, context in
             let store = try Self.store(context)
             let id = context.parameters.get("id") ?? ""

@@ -1,3 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -139,11 +144,14 @@ public final class RunCoordinator: Service, Sendable {
         }
     }
 
+    /// This process as runs record it (`host/pid`).
+    static let workerName = "\(ProcessInfo.processInfo.hostName)/\(ProcessInfo.processInfo.processIdentifier)"
+
     /// Claims queued runs while this process has free slots and the store has claimable runs.
     private func claimStartable() async -> [ClaimedRun] {
         let config = self.config
         let claim = RunClaim(
-            leaseSeconds: executor.leaseSeconds, maxRunsPerConnection: limits.maxRunsPerConnection,
+            leaseSeconds: executor.leaseSeconds, maxRunsPerConnection: limits.maxRunsPerConnection, worker: Self.workerName,
             tracksDeletes: { config.sync(for: $0)?.detectsDeletes })
         var claimed: [ClaimedRun] = []
         while reserveSlot() {

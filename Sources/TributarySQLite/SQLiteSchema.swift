@@ -185,6 +185,10 @@ enum SQLiteSchema {
                     CREATE UNIQUE INDEX runs_active ON runs(variant_pk) WHERE status IN ('queued', 'running') AND kind <> 'WEBHOOK';
                     """)
         }
+        migrator.registerMigration("v7-run-worker") { db in
+            // Which worker process claimed a run (several processes share one database).
+            try db.execute(sql: "ALTER TABLE runs ADD COLUMN worker TEXT")
+        }
         return migrator
     }
 }

@@ -16,7 +16,7 @@ extension SQLiteStore {
         -> ModelResult
     {
         if records.isEmpty { return ModelResult() }
-        let unique = Self.lastOccurrences(records)
+        let unique = records.lastOccurrencePerId
         return try await pool.write { db in
             let dataset = try self.datasetForWrite(db, variant, model: model)
             let (sequence, now) = self.nextChange(dataset)
@@ -257,17 +257,5 @@ extension SQLiteStore {
         try db.execute(
             sql: "UPDATE datasets SET last_seq = ?, last_write_at = ?, record_count = record_count + ? WHERE id = ?",
             arguments: [sequence, now, countDelta, dataset.id])
-    }
-
-    /// Keeps the last occurrence of each id (a later version in the same batch wins).
-    static func lastOccurrences(_ records: [PreparedRecord]) -> [PreparedRecord] {
-        var seen = Set<String>(minimumCapacity: records.count)
-        var unique: [PreparedRecord] = []
-        unique.reserveCapacity(records.count)
-        for record in records.reversed() where seen.insert(record.id).inserted {
-            unique.append(record)
-        }
-        if unique.count == records.count { return records }
-        return unique.reversed()
     }
 }

@@ -56,13 +56,13 @@ extension SQLiteStore {
                 guard let tracksDeletes = claim.tracksDeletes(variant) else {
                     try db.execute(
                         sql: "UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
-                        arguments: [now.microseconds, "Sync '\(variant.syncName)' is no longer configured for integration '\(variant.connection.providerConfigKey)'.", runId])
+                        arguments: [now.microseconds, StoreMessages.syncNoLongerConfigured(variant), runId])
                     continue
                 }
                 let (_, state) = try self.requireVariant(db, variant)
                 try db.execute(
-                    sql: "UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, lease_seconds = ? WHERE id = ?",
-                    arguments: [now.microseconds, now.microseconds, claim.leaseSeconds, runId])
+                    sql: "UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, lease_seconds = ?, worker = ? WHERE id = ?",
+                    arguments: [now.microseconds, now.microseconds, claim.leaseSeconds, claim.worker, runId])
                 // No next run is planned while this one runs: the worker plans it when the run ends
                 // (otherwise a scheduler could queue the variant again between the run's end and that plan).
                 try db.execute(sql: "UPDATE sync_variants SET next_run_at = NULL WHERE id = ?", arguments: [variantPK])
@@ -146,10 +146,7 @@ extension SQLiteStore {
             let heartbeat: Int64 = row["heartbeat_at"]
             let lease: Int64 = row["lease_seconds"]
             if row["status"] == RunStatus.queued.rawValue || heartbeat + lease * 1_000_000 > now.microseconds {
-                let state = row["status"] == RunStatus.queued.rawValue ? "queued" : "already running"
-                throw TributaryError(
-                    .syncRunning,
-                    "Sync '\(variant.syncName)' variant '\(variant.variant)' of connection '\(variant.connection.connectionId)' is \(state) (run \(id)).")
+                throw StoreMessages.syncRunning(variant, queued: row["status"] == RunStatus.queued.rawValue, run: id)
             }
             try markExpired(db, run: id, now: now)
         }
@@ -158,7 +155,7 @@ extension SQLiteStore {
     func markExpired(_ db: Database, run: Int64, now: Timestamp) throws {
         try db.execute(
             sql: "UPDATE runs SET status = 'expired', finished_at = ?, error = ? WHERE id = ?",
-            arguments: [now.microseconds, "The process running this run stopped before it finished (lease expired).", run])
+            arguments: [now.microseconds, StoreMessages.leaseExpired, run])
     }
 
     private func insertQueuedRun(_ db: Database, variantPK: Int64, _ variant: VariantRef, now: Timestamp) throws -> RunRecord {
@@ -219,7 +216,7 @@ extension SQLiteStore {
             }
             let status: String = row["status"]
             guard status == RunStatus.running.rawValue else {
-                throw TributaryError(.syncRunning, "Run \(run) is no longer running (it is \(status)); its outcome was not applied.")
+                throw StoreMessages.runNotRunning(run, status: status)
             }
             let variantPK: Int64 = row["variant_pk"]
             if row["kind"] == RunKind.webhook.rawValue {
@@ -259,7 +256,7 @@ extension SQLiteStore {
             try db.execute(
                 sql: "UPDATE runs SET status = ?, finished_at = ?, results = ?, error = ?, retryable = ?, retry_after_ms = ? WHERE id = ?",
                 arguments: [
-                    finalStatus.rawValue, now.microseconds, Self.encodeResults(results), errorMessage, retry != nil,
+                    finalStatus.rawValue, now.microseconds, ModelResult.encodeRunResults(results), errorMessage, retry != nil,
                     retry?.afterSeconds.map { Int64($0 * 1000) }, run,
                 ])
             let finished = try self.fetchRun(db, run)!
@@ -322,19 +319,10 @@ extension SQLiteStore {
             kind: RunKind(rawValue: row["kind"]) ?? .initial,
             startedAt: Timestamp(microseconds: row["started_at"]),
             finishedAt: (row["finished_at"] as Int64?).map(Timestamp.init(microseconds:)),
-            results: try Self.decodeResults(row["results"]),
+            results: try ModelResult.decodeRunResults(row["results"]),
             error: row["error"],
             retry: (row["retryable"] as Bool? ?? false)
-                ? RetryAdvice(afterSeconds: (row["retry_after_ms"] as Int64?).map { Double($0) / 1000 }) : nil)
-    }
-
-    static func encodeResults(_ results: [String: ModelResult]) -> String {
-        JSONWriter.string(.object(ModelResult.json(results)))
-    }
-
-    static func decodeResults(_ text: String) throws -> [String: ModelResult] {
-        var results: [String: ModelResult] = [:]
-        for (model, value) in try JSONParser.parse(text).objectValue ?? [:] { results[model] = ModelResult(json: value) }
-        return results
+                ? RetryAdvice(afterSeconds: (row["retry_after_ms"] as Int64?).map { Double($0) / 1000 }) : nil,
+            worker: row["worker"])
     }
 }

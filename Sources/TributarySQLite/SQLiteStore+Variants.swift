@@ -35,14 +35,13 @@ extension SQLiteStore {
         return try await pool.write { db in
             let connectionPK = try self.requireConnectionPK(db, variant.connection)
             if try self.variantRow(db, connectionPK: connectionPK, variant) != nil {
-                throw TributaryError(
-                    .variantExists, "Sync '\(variant.syncName)' already has a variant '\(variant.variant)' on connection '\(variant.connection.connectionId)'.")
+                throw StoreMessages.variantExists(variant)
             }
             let existing = try Int.fetchOne(
                 db, sql: "SELECT COUNT(*) FROM sync_variants WHERE connection_pk = ? AND sync_name = ?",
                 arguments: [connectionPK, variant.syncName]) ?? 0
             guard existing < maximumPerSync else {
-                throw TributaryError(.resourceCapped, "Maximum number of variants per sync (\(maximumPerSync)) reached.")
+                throw StoreMessages.variantsCapped(maximumPerSync)
             }
             var (pk, state) = try self.insertVariant(db, connectionPK: connectionPK, variant, now: now)
             if paused {

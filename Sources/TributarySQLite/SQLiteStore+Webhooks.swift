@@ -29,15 +29,10 @@ extension SQLiteStore {
     /// Finishes a provider webhook execution: the run row, its task (done — or open again when the
     /// run was cancelled, so another worker handles the webhook), and its sync webhooks. No variant state changes.
     func completeWebhookRun(_ db: Database, _ run: Int64, _ completion: RunCompletion, now: Timestamp) throws -> RunRecord {
-        let (status, error): (RunStatus, String?) =
-            switch completion.outcome {
-            case .succeeded: (.succeeded, nil)
-            case .failed(let message): (.failed, message)
-            case .cancelled(let reason): (.cancelled, reason)
-            }
+        let (status, error) = completion.outcome.finalStatus
         try db.execute(
             sql: "UPDATE runs SET status = ?, finished_at = ?, results = ?, error = ? WHERE id = ?",
-            arguments: [status.rawValue, now.microseconds, Self.encodeResults(completion.results), error, run])
+            arguments: [status.rawValue, now.microseconds, ModelResult.encodeRunResults(completion.results), error, run])
         try db.execute(
             sql: "UPDATE provider_webhook_tasks SET status = ? WHERE run_id = ? AND status = 'claimed'",
             arguments: [status == .cancelled ? "pending" : "done", run])
@@ -206,7 +201,7 @@ extension SQLiteStore {
                     try db.execute(
                         sql: "UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
                         arguments: [
-                            now.microseconds, "Given up: the webhook's handler was interrupted \(attempts - 1) times without finishing.", runId,
+                            now.microseconds, StoreMessages.webhookGivenUp(after: attempts - 1), runId,
                         ])
                     try db.execute(sql: "UPDATE provider_webhook_tasks SET status = 'failed', run_id = ? WHERE id = ?", arguments: [runId, taskId])
                     continue

@@ -53,8 +53,7 @@ public final class SQLiteStore: Store {
 
     func requireConnectionPK(_ db: Database, _ ref: ConnectionRef) throws -> Int64 {
         guard let pk = try connectionPK(db, ref) else {
-            throw TributaryError(
-                .unknownConnection, "Connection '\(ref.connectionId)' of integration '\(ref.providerConfigKey)' does not exist.")
+            throw StoreMessages.unknownConnection(ref)
         }
         return pk
     }
@@ -127,7 +126,7 @@ public final class SQLiteStore: Store {
 
     func requireVariant(_ db: Database, _ ref: VariantRef) throws -> (pk: Int64, state: VariantState) {
         guard let found = try lookupVariant(db, ref) else {
-            throw TributaryError(.unknownVariant, "Sync '\(ref.syncName)' has no variant '\(ref.variant)' on connection '\(ref.connection.connectionId)'.")
+            throw StoreMessages.unknownVariant(ref)
         }
         return found
     }

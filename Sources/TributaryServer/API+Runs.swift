@@ -61,6 +61,7 @@ extension API {
             "finishedAt": run.finishedAt.map { .string($0.iso8601) } ?? .null,
             "results": .object(ModelResult.json(run.results)),
             "error": run.error.map { .string($0) } ?? .null,
+            "worker": run.worker.map { .string($0) } ?? .null,
         ]
     }
 }

@@ -53,8 +53,13 @@ public struct RunClaim: Sendable {
     /// Whether a run of this variant tracks deletes (a full refresh with `track_deletes`); nil when its
     /// sync is no longer configured — the queued run then fails with that reason and the claim goes on.
     public var tracksDeletes: @Sendable (VariantRef) -> Bool?
+    /// Who claims: recorded on the run (``RunRecord/worker``), so operators see which process ran it.
+    public var worker: String?
 
-    public init(leaseSeconds: Int64, maxRunsPerConnection: Int, tracksDeletes: @escaping @Sendable (VariantRef) -> Bool?) {
+    public init(
+        leaseSeconds: Int64, maxRunsPerConnection: Int, worker: String? = nil, tracksDeletes: @escaping @Sendable (VariantRef) -> Bool?
+    ) {
+        self.worker = worker
         self.leaseSeconds = leaseSeconds
         self.maxRunsPerConnection = maxRunsPerConnection
         self.tracksDeletes = tracksDeletes
@@ -148,11 +153,14 @@ public struct RunRecord: Sendable, Hashable {
     public var error: String?
     /// Set on a failed run whose error was temporary.
     public var retry: RetryAdvice?
+    /// The worker process that claimed it from the queue (`host/pid`); nil for runs started directly.
+    public var worker: String?
 
     public init(
         id: Int64, variant: VariantRef, status: RunStatus, kind: RunKind, startedAt: Timestamp, finishedAt: Timestamp?,
-        results: [String: ModelResult], error: String?, retry: RetryAdvice? = nil
+        results: [String: ModelResult], error: String?, retry: RetryAdvice? = nil, worker: String? = nil
     ) {
+        self.worker = worker
         self.retry = retry
         self.id = id
         self.variant = variant

@@ -118,6 +118,27 @@ struct ConfigLoaderTests {
         #expect(bad.contains { $0.line == 5 && $0.message.contains("unknown key 'timeout'") })
     }
 
+    @Test func databaseURLSelectsPostgreSQLAndBadOnesAreReportedWithoutThePassword() throws {
+        let key = ["DEV_KEY": "dev-key-0123456789abcdef", "DATABASE_URL": "postgres://app:s3cret@db.internal:6432/tributary?sslmode=require"]
+        let withURL = valid.replacingOccurrences(
+            of: "  path: data/t.sqlite", with: "  path: data/t.sqlite\n  url: ${DATABASE_URL}\n  max_connections: 24")
+        let config = try ConfigLoader.parse(yaml: withURL, file: "t.yaml", environment: key)
+        #expect(config.database.url == PostgresURL(host: "db.internal", port: 6432, username: "app", password: "s3cret", database: "tributary", tls: .require))
+        #expect(config.database.maxConnections == 24)
+        #expect(config.database.url?.redacted == "postgres://app:***@db.internal:6432/tributary")
+        #expect(try ConfigLoader.parse(yaml: valid, file: "t.yaml", environment: key).database.url == nil, "SQLite stays the default")
+
+        for (url, reason) in [
+            ("mysql://app:s3cret@db/x", "scheme"), ("postgres://app:s3cret@db.internal", "no database"), ("postgres://db.internal/x", "no user"),
+            ("postgres://app:s3cret@db/x?sslmode=sometimes", "sslmode"), ("postgres://app:s3cret@db/x?pool=3", "unknown parameter"),
+        ] {
+            let bad = issues(withURL, env: key.merging(["DATABASE_URL": url]) { _, new in new })
+            #expect(bad.contains { $0.line == 3 && $0.message.contains("database.url") && $0.message.contains(reason) }, "\(url): \(bad)")
+            #expect(!bad.contains { $0.message.contains("s3cret") }, "the password is never repeated")
+        }
+        #expect(issues(withURL.replacingOccurrences(of: "max_connections: 24", with: "max_connections: 0"), env: key).contains { $0.line == 4 })
+    }
+
     @Test func missingEnvironmentVariableAndYAMLSyntaxErrors() {
         let missing = issues(valid)
         #expect(missing.contains { $0.line == 5 && $0.message.contains("DEV_KEY") })

@@ -10,6 +10,7 @@ import TributaryCore
 import TributaryEngine
 import TributarySQLite
 import TributaryStore
+import TributaryTestSupport
 
 /// A small shop API for declarative syncs: orders per store, cursor pages, an `updated_after` filter,
 /// API-key auth. It remembers every query it answered.
@@ -53,7 +54,7 @@ final class ShopServer: Sendable {
 
 @Suite("Declarative syncs end to end")
 struct DeclarativeSyncTests {
-    @Test func baseAndVariantsReadTheirOwnPartitionIncrementallyAndResume() async throws {
+    @Test(arguments: StoreKind.available) func baseAndVariantsReadTheirOwnPartitionIncrementallyAndResume(_ kind: StoreKind) async throws {
         let shop = ShopServer()
         shop.orders.withLock {
             $0 = (1...5).map { .init(id: "m\($0)", store: "main-shop", total: $0 * 100, updatedAt: "2026-01-01T00:00:0\($0)Z") }
@@ -85,7 +86,7 @@ struct DeclarativeSyncTests {
                 file: "test.yaml", environment: [:])
             let sync = try #require(config.sync(for: VariantRef(connection: ProviderFixture.connection("shop"), syncName: "orders")))
             #expect(sync.declarative != nil)
-            let engine = try await EngineFixture([])
+            let engine = try await EngineFixture([], kind: kind)
             let http = OutboundHTTP()
             var logger = Logger(label: "declarative")
             logger.logLevel = .critical

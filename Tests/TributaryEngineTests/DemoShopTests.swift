@@ -11,6 +11,7 @@ import TributaryDemo
 import TributaryEngine
 import TributarySQLite
 import TributaryStore
+import TributaryTestSupport
 
 /// The shop's clock, moved by the test.
 final class ShopClock: Sendable {
@@ -96,12 +97,12 @@ struct DemoShopTests {
         }
     }
 
-    @Test func theDemoConfigurationSyncsEveryVariantOverHTTPWithDeletesAndIncrementalRuns() async throws {
+    @Test(arguments: StoreKind.available) func theDemoConfigurationSyncsEveryVariantOverHTTPWithDeletesAndIncrementalRuns(_ kind: StoreKind) async throws {
         let clock = ShopClock()
         try await Self.serve(DemoShopAPI(rateLimitEvery: 5, now: { clock.now })) { _, baseURL in
             let config = try ConfigLoader.parse(
                 yaml: DemoConfiguration.yaml, file: "demo.yaml", environment: ["TRIBUTARY_DEMO_PROVIDER_URL": baseURL])
-            let engine = try await EngineFixture([])
+            let engine = try await EngineFixture([], kind: kind)
             let http = OutboundHTTP()
             defer { Task { try? await http.shutdown() } }
             var logger = Logger(label: "demo")

@@ -7,6 +7,7 @@ import TributaryCore
 import TributaryEngine
 import TributarySQLite
 import TributaryStore
+import TributaryTestSupport
 
 /// A clock tests move by hand.
 final class TestClock: Sendable {
@@ -64,7 +65,7 @@ final class SchedulingFixture: Sendable {
     let config: TributaryConfig
     let group: ServiceGroup
 
-    init(limits: RunCoordinator.Limits = RunCoordinator.Limits(), openGates: Set<String> = []) async throws {
+    init(limits: RunCoordinator.Limits = RunCoordinator.Limits(), openGates: Set<String> = [], kind: StoreKind = .sqlite) async throws {
         let gate = gate
         let occupancy = occupancy
         // "gated" waits for the gate unless its variant is listed in `openGates`; "fast" saves one record.
@@ -78,7 +79,7 @@ final class SchedulingFixture: Sendable {
             }
             try await nango.batchSave([["id": .string(name)]], model: "Item")
         }
-        engine = try await EngineFixture([gated])
+        engine = try await EngineFixture([gated], kind: kind)
         config = try ConfigLoader.parse(
             yaml: """
                 environments:
@@ -157,8 +158,8 @@ final class Gate: Sendable {
 
 @Suite("Scheduling and concurrency")
 struct SchedulingTests {
-    @Test func dueVariantsRunOnTheirOwnGridPausedOnesDoNot() async throws {
-        let f = try await SchedulingFixture(openGates: ["base", "weekly"])
+    @Test(arguments: StoreKind.available) func dueVariantsRunOnTheirOwnGridPausedOnesDoNot(_ kind: StoreKind) async throws {
+        let f = try await SchedulingFixture(openGates: ["base", "weekly"], kind: kind)
         let base = f.ref("c1")
         let paused = f.ref("c1", "paused")
         let weekly = f.ref("c1", "weekly")
@@ -189,8 +190,8 @@ struct SchedulingTests {
         }
     }
 
-    @Test func slotsMissedWhileRunningAreSkippedNotQueued() async throws {
-        let f = try await SchedulingFixture()
+    @Test(arguments: StoreKind.available) func slotsMissedWhileRunningAreSkippedNotQueued(_ kind: StoreKind) async throws {
+        let f = try await SchedulingFixture(kind: kind)
         let ref = f.ref("c1")
         let created = try await f.engine.store.ensureVariant(ref)
         try await f.running {
@@ -210,8 +211,8 @@ struct SchedulingTests {
         }
     }
 
-    @Test func limitsHoldAndConnectionsAreServedFairly() async throws {
-        let f = try await SchedulingFixture(limits: RunCoordinator.Limits(maxConcurrentRuns: 3, maxRunsPerConnection: 2))
+    @Test(arguments: StoreKind.available) func limitsHoldAndConnectionsAreServedFairly(_ kind: StoreKind) async throws {
+        let f = try await SchedulingFixture(limits: RunCoordinator.Limits(maxConcurrentRuns: 3, maxRunsPerConnection: 2), kind: kind)
         let busy = (1...6).map { f.ref("busy", "v\($0)") }
         let others = [f.ref("quiet-1", "v1"), f.ref("quiet-2", "v1")]
         try await f.running {
@@ -230,9 +231,9 @@ struct SchedulingTests {
         }
     }
 
-    @Test func aSlowVariantDoesNotHoldUpTheOthers() async throws {
+    @Test(arguments: StoreKind.available) func aSlowVariantDoesNotHoldUpTheOthers(_ kind: StoreKind) async throws {
         let fastOnes: Set<String> = ["f1", "f2", "f3", "f4"]
-        let f = try await SchedulingFixture(limits: RunCoordinator.Limits(maxConcurrentRuns: 4, maxRunsPerConnection: 2), openGates: fastOnes)
+        let f = try await SchedulingFixture(limits: RunCoordinator.Limits(maxConcurrentRuns: 4, maxRunsPerConnection: 2), openGates: fastOnes, kind: kind)
         let slow = f.ref("c1", "slow")
         let fast = fastOnes.sorted().map { f.ref("c1", $0) }
         try await f.running {
@@ -246,11 +247,11 @@ struct SchedulingTests {
         }
     }
 
-    @Test func shutdownDrainsRunningRunsThenCancelsAndRequeuesTheRest() async throws {
-        // Drain time 300 ms: a run that finishes within it succeeds; one still blocked is cancelled and
+    @Test(arguments: StoreKind.available) func shutdownDrainsRunningRunsThenCancelsAndRequeuesTheRest(_ kind: StoreKind) async throws {
+        // Drain time 3 s (room for a loaded machine): a run that finishes within it succeeds; one still blocked is cancelled and
         // queued again (it keeps its checkpoint), so the next worker to start resumes it.
         let f = try await SchedulingFixture(
-            limits: RunCoordinator.Limits(maxConcurrentRuns: 4, maxRunsPerConnection: 4, drain: .milliseconds(300)), openGates: [])
+            limits: RunCoordinator.Limits(maxConcurrentRuns: 4, maxRunsPerConnection: 4, drain: .seconds(3)), openGates: [], kind: kind)
         let quick = f.ref("c1", "quick")
         let stuck = f.ref("c1", "stuck")
         let late = f.ref("c1", "late")
@@ -270,13 +271,14 @@ struct SchedulingTests {
             try await tasks.waitForAll()
             #expect(ContinuousClock.now - shutdown < .seconds(5))
         }
-        #expect(try await f.engine.store.runs(of: quick, limit: 5).map(\.status) == [.succeeded])
+        let quickRuns = try await f.engine.store.runs(of: quick, limit: 5)
+        #expect(quickRuns.map(\.status) == [.succeeded], "quick: \(quickRuns.map { "\($0.status) \($0.error ?? "")" })")
         #expect(try await f.engine.store.runs(of: stuck, limit: 5).map(\.status) == [.queued, .cancelled])
         #expect(try await f.engine.store.runs(of: late, limit: 5).map(\.status) == [.queued])
         #expect(!f.occupancy.started.contains("c1/late"))
     }
 
-    @Test func whenAnotherServiceFailsTheWorkerStopsAtOnceAndRequeuesItsRun() async throws {
+    @Test(arguments: StoreKind.available) func whenAnotherServiceFailsTheWorkerStopsAtOnceAndRequeuesItsRun(_ kind: StoreKind) async throws {
         // Another service of the group fails (say the API cannot bind its port): the group is
         // cancelled, not shut down gracefully. The worker must end at once — no drain wait, no
         // polling on — and its interrupted run is queued again.
@@ -287,7 +289,7 @@ struct SchedulingTests {
                 throw Boom()
             }
         }
-        let f = try await SchedulingFixture(limits: RunCoordinator.Limits(maxConcurrentRuns: 2, maxRunsPerConnection: 2, drain: .seconds(60)))
+        let f = try await SchedulingFixture(limits: RunCoordinator.Limits(maxConcurrentRuns: 2, maxRunsPerConnection: 2, drain: .seconds(60)), kind: kind)
         var logger = Logger(label: "failing-group")
         logger.logLevel = .critical
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [f.coordinator, FailingService()], logger: logger))
@@ -300,8 +302,8 @@ struct SchedulingTests {
         #expect(try await f.engine.store.runs(of: stuck, limit: 5).map(\.status) == [.queued, .cancelled])
     }
 
-    @Test func cancellingAQueuedRunDropsItBeforeItStarts() async throws {
-        let f = try await SchedulingFixture(limits: RunCoordinator.Limits(maxConcurrentRuns: 1, maxRunsPerConnection: 1))
+    @Test(arguments: StoreKind.available) func cancellingAQueuedRunDropsItBeforeItStarts(_ kind: StoreKind) async throws {
+        let f = try await SchedulingFixture(limits: RunCoordinator.Limits(maxConcurrentRuns: 1, maxRunsPerConnection: 1), kind: kind)
         let first = f.ref("c1", "a")
         let queued = f.ref("c1", "b")
         try await f.running {
@@ -319,9 +321,9 @@ struct SchedulingTests {
         }
     }
 
-    @Test func aRunStopsWhenAnotherProcessCancelsItThroughTheStore() async throws {
+    @Test(arguments: StoreKind.available) func aRunStopsWhenAnotherProcessCancelsItThroughTheStore(_ kind: StoreKind) async throws {
         // The cancel comes through the store only (as from an API process): no local shortcut.
-        let f = try await SchedulingFixture()
+        let f = try await SchedulingFixture(kind: kind)
         let ref = f.ref("c1")
         let apiOnly = RunQueue(store: f.engine.store, worker: nil, cancelTimeout: .seconds(10))
         try await f.running {
@@ -338,8 +340,8 @@ struct SchedulingTests {
         }
     }
 
-    @Test func theQueueIsSharedAWorkerRunsWhatAnotherProcessQueued() async throws {
-        let f = try await SchedulingFixture(openGates: ["base"])
+    @Test(arguments: StoreKind.available) func theQueueIsSharedAWorkerRunsWhatAnotherProcessQueued(_ kind: StoreKind) async throws {
+        let f = try await SchedulingFixture(openGates: ["base"], kind: kind)
         let ref = f.ref("c1")
         try await f.engine.store.ensureVariant(ref)
         // Queued with no worker in this process; then a worker starts and claims it.
@@ -360,13 +362,13 @@ struct Permanent: Error, CustomStringConvertible { var description: String { "ba
 
 @Suite("Retries after temporary failures")
 struct RetryTests {
-    @Test func temporaryFailuresRetrySoonerWithBackoffPermanentOnesWaitForTheirSlot() async throws {
+    @Test(arguments: StoreKind.available) func temporaryFailuresRetrySoonerWithBackoffPermanentOnesWaitForTheirSlot(_ kind: StoreKind) async throws {
         let failure = Mutex<(any Error)?>(Temporary())
         let flaky = ClosureSyncFunction(name: "flaky") { nango in
             if let error = failure.withLock({ $0 }) { throw error }
             try await nango.batchSave([["id": "ok"]], model: "Item")
         }
-        let engine = try await EngineFixture([flaky])
+        let engine = try await EngineFixture([flaky], kind: kind)
         let clock = TestClock()
         var logger = Logger(label: "retry")
         logger.logLevel = .critical
@@ -436,14 +438,14 @@ struct RetryTests {
 
 @Suite("Recovery from a run whose process died")
 struct CrashRecoveryTests {
-    @Test func aDeadRunExpiresWhenItsLeaseRunsOutAndIsRetriedFromItsCheckpoint() async throws {
+    @Test(arguments: StoreKind.available) func aDeadRunExpiresWhenItsLeaseRunsOutAndIsRetriedFromItsCheckpoint(_ kind: StoreKind) async throws {
         let seen = Mutex<[JSONValue?]>([])
         let resumable = ClosureSyncFunction(name: "resumable") { nango in
             let page = try await nango.getCheckpoint()?["page"]
             seen.withLock { $0.append(page) }
             try await nango.batchSave([["id": "after-resume"]], model: "Item")
         }
-        let engine = try await EngineFixture([resumable])
+        let engine = try await EngineFixture([resumable], kind: kind)
         var logger = Logger(label: "recovery")
         logger.logLevel = .critical
         let config = try ConfigLoader.parse(
@@ -489,12 +491,11 @@ struct CrashRecoveryTests {
         #expect(runs[0].kind == .initial)
     }
 
-    @Test func aPausedVariantsDeadRunExpiresWithoutARetry() async throws {
-        let engine = try await EngineFixture([])
+    @Test(arguments: StoreKind.available) func aPausedVariantsDeadRunExpiresWithoutARetry(_ kind: StoreKind) async throws {
         // The store's own clock, moved by hand: lease arithmetic without sleeping.
         let clock = TestClock()
-        let store = try SQLiteStore(path: engine.directory.appendingPathComponent("clocked.sqlite").path, clock: clock.function)
-        try await store.migrate()
+        let engine = try await EngineFixture([], kind: kind, clock: clock.function)
+        let store = engine.store
         let dead = try await store.startRun(base, RunStart(tracksDeletes: false, leaseSeconds: 60))
         try await store.setPaused(true, for: base)
         clock.advance(seconds: 59)
@@ -504,6 +505,5 @@ struct CrashRecoveryTests {
         #expect(try await store.runs(of: base, limit: 5).map(\.status) == [.expired])
         #expect(try await store.activeRun(of: base) == nil)
         #expect(try await store.variantState(base)?.nextRunAt != nil, "started again, it runs at once")
-        try store.close()
     }
 }

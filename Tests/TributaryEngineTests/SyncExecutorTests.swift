@@ -6,26 +6,20 @@ import TributaryCore
 import TributaryEngine
 import TributarySQLite
 import TributaryStore
+import TributaryTestSupport
 
-/// A real SQLite store in a temporary directory plus an executor over the given functions.
+/// A real store of the given kind (a SQLite file, or a PostgreSQL database) plus an executor over the given functions.
 final class EngineFixture: Sendable {
-    let directory: URL
-    let store: SQLiteStore
+    let testStore: TestStore
     let executor: SyncExecutor
+    var store: any Store { testStore.store }
+    var directory: URL { testStore.directory }
 
-    init(_ functions: [any SyncFunction]) async throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-engine-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        store = try SQLiteStore(path: directory.appendingPathComponent("engine.sqlite").path)
-        try await store.migrate()
+    init(_ functions: [any SyncFunction], kind: StoreKind = .sqlite, clock: (@Sendable () -> Timestamp)? = nil) async throws {
+        testStore = try await TestStore(kind, clock: clock)
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        executor = SyncExecutor(store: store, functions: try SyncFunctionRegistry(functions), logger: logger)
-    }
-
-    deinit {
-        try? store.close()
-        try? FileManager.default.removeItem(at: directory)
+        executor = SyncExecutor(store: testStore.store, functions: try SyncFunctionRegistry(functions), logger: logger)
     }
 
     func live(_ variant: VariantRef, _ model: String = "Order") async throws -> [String: JSONObject] {
@@ -68,13 +62,13 @@ let base = VariantRef(connection: connection, syncName: "orders")
 
 @Suite("Sync runtime")
 struct SyncExecutorTests {
-    @Test func incrementalSyncUsesLastSyncDate() async throws {
+    @Test(arguments: StoreKind.available) func incrementalSyncUsesLastSyncDate(_ kind: StoreKind) async throws {
         let provider = FakeProvider()
         let function = ClosureSyncFunction(name: "inc") { nango in
             provider.seenLastSyncDates.withLock { $0.append(nango.lastSyncDate) }
             try await nango.batchSave(provider.items(since: nango.lastSyncDate).map(record), model: "Order")
         }
-        let f = try await EngineFixture([function])
+        let f = try await EngineFixture([function], kind: kind)
         let sync = SyncConfig(name: "orders", function: "inc", models: ["Order"], frequency: try Frequency("1h"), syncType: .incremental)
         provider.put("a", 1, at: Date(timeIntervalSinceNow: -60))
         provider.put("b", 1, at: Date(timeIntervalSinceNow: -60))
@@ -95,12 +89,12 @@ struct SyncExecutorTests {
         #expect(try await f.live(base)["b"]?["value"] == 2)
     }
 
-    @Test func fullRefreshMarksVanishedRecordsDeleted() async throws {
+    @Test(arguments: StoreKind.available) func fullRefreshMarksVanishedRecordsDeleted(_ kind: StoreKind) async throws {
         let provider = FakeProvider()
         let function = ClosureSyncFunction(name: "full") { nango in
             try await nango.batchSave(provider.items().map(record), model: "Order")
         }
-        let f = try await EngineFixture([function])
+        let f = try await EngineFixture([function], kind: kind)
         let sync = SyncConfig(name: "orders", function: "full", models: ["Order"], frequency: try Frequency("1h"), trackDeletes: true)
         for id in ["a", "b", "c"] { provider.put(id, 1) }
         _ = try await f.executor.run(base, sync: sync)
@@ -112,7 +106,7 @@ struct SyncExecutorTests {
         #expect(try await f.store.recordCounts(of: base) == ["Order": 2])
     }
 
-    @Test func functionThatThrowsMidwayDeletesNothingAndKeepsLastSyncDate() async throws {
+    @Test(arguments: StoreKind.available) func functionThatThrowsMidwayDeletesNothingAndKeepsLastSyncDate(_ kind: StoreKind) async throws {
         struct ProviderDown: Error, CustomStringConvertible { var description: String { "provider answered 503" } }
         let provider = FakeProvider()
         let failing = Mutex(false)
@@ -122,7 +116,7 @@ struct SyncExecutorTests {
             if failing.withLock({ $0 }) { throw ProviderDown() }
             try await nango.batchSave(Array(items.dropFirst()).map(record), model: "Order")
         }
-        let f = try await EngineFixture([function])
+        let f = try await EngineFixture([function], kind: kind)
         let sync = SyncConfig(name: "orders", function: "full", models: ["Order"], frequency: try Frequency("1h"), trackDeletes: true)
         for id in ["a", "b", "c"] { provider.put(id, 1) }
         let good = try await f.executor.run(base, sync: sync)
@@ -136,7 +130,7 @@ struct SyncExecutorTests {
         #expect(logs.contains { $0.contains("provider answered 503") })
     }
 
-    @Test func checkpointedRunResumesAfterAnInterruption() async throws {
+    @Test(arguments: StoreKind.available) func checkpointedRunResumesAfterAnInterruption(_ kind: StoreKind) async throws {
         struct Crash: Error {}
         let provider = FakeProvider()
         let crashAfterPage = Mutex<Int?>(nil)
@@ -152,7 +146,7 @@ struct SyncExecutorTests {
                 if crashAfterPage.withLock({ $0 }) == page { throw Crash() }
             }
         }
-        let f = try await EngineFixture([function])
+        let f = try await EngineFixture([function], kind: kind)
         let sync = SyncConfig(name: "orders", function: "paged", models: ["Order"], frequency: try Frequency("1h"), trackDeletes: true)
         for id in ["a", "b", "c", "d", "e", "f"] { provider.put(id, 1) }
         _ = try await f.executor.run(base, sync: sync)
@@ -176,7 +170,7 @@ struct SyncExecutorTests {
         #expect(try await f.live(base).keys.sorted() == ["a", "b", "c", "d", "e"])
     }
 
-    @Test func variantsRunIndependentlyAndReadNamespacedMetadata() async throws {
+    @Test(arguments: StoreKind.available) func variantsRunIndependentlyAndReadNamespacedMetadata(_ kind: StoreKind) async throws {
         let function = ClosureSyncFunction(name: "variant-aware") { nango in
             let metadata = try await nango.getMetadata()
             let threshold = metadata["\(nango.variant).threshold"]?.int64Value ?? 0
@@ -184,7 +178,7 @@ struct SyncExecutorTests {
             try await nango.batchSave(records, model: "Order")
             try await nango.updateMetadata(["\(nango.variant).lastCount": .number(JSONNumber(records.count))])
         }
-        let f = try await EngineFixture([function])
+        let f = try await EngineFixture([function], kind: kind)
         let sync = SyncConfig(name: "orders", function: "variant-aware", models: ["Order"], frequency: try Frequency("1h"))
         let high = VariantRef(connection: connection, syncName: "orders", variant: "high-value")
         try await f.store.ensureVariant(base)
@@ -199,35 +193,35 @@ struct SyncExecutorTests {
         #expect(metadata["high-value.lastCount"] == 2)
     }
 
-    @Test func undeclaredModelFailsTheRunWithAClearError() async throws {
+    @Test(arguments: StoreKind.available) func undeclaredModelFailsTheRunWithAClearError(_ kind: StoreKind) async throws {
         let function = ClosureSyncFunction(name: "wrong") { nango in
             try await nango.batchSave([["id": "1"]], model: "Invoice")
         }
-        let f = try await EngineFixture([function])
+        let f = try await EngineFixture([function], kind: kind)
         let sync = SyncConfig(name: "orders", function: "wrong", models: ["Order"], frequency: try Frequency("1h"))
         let run = try await f.executor.run(base, sync: sync)
         #expect(run.status == .failed)
         #expect(run.error?.contains("Model 'Invoice' is not declared by sync 'orders'") == true)
     }
 
-    @Test func recordWithoutIdFailsTheRun() async throws {
+    @Test(arguments: StoreKind.available) func recordWithoutIdFailsTheRun(_ kind: StoreKind) async throws {
         let function = ClosureSyncFunction(name: "noid") { nango in
             try await nango.batchSave([["name": "x"]], model: "Order")
         }
-        let f = try await EngineFixture([function])
+        let f = try await EngineFixture([function], kind: kind)
         let run = try await f.executor.run(base, sync: SyncConfig(name: "orders", function: "noid", models: ["Order"], frequency: try Frequency("1h")))
         #expect(run.status == .failed)
         #expect(run.error?.contains("\"id\"") == true)
     }
 
-    @Test func unknownFunctionIsRefusedBeforeARunStarts() async throws {
-        let f = try await EngineFixture([])
+    @Test(arguments: StoreKind.available) func unknownFunctionIsRefusedBeforeARunStarts(_ kind: StoreKind) async throws {
+        let f = try await EngineFixture([], kind: kind)
         let sync = SyncConfig(name: "orders", function: "missing", models: ["Order"], frequency: try Frequency("1h"))
         await #expect(throws: TributaryError.self) { _ = try await f.executor.run(base, sync: sync) }
         #expect(try await f.store.runs(of: base, limit: 5).isEmpty)
     }
 
-    @Test func cancellationStopsTheFunctionAndDeletesNothing() async throws {
+    @Test(arguments: StoreKind.available) func cancellationStopsTheFunctionAndDeletesNothing(_ kind: StoreKind) async throws {
         let started = Flag()
         let function = ClosureSyncFunction(name: "slow") { nango in
             try await nango.batchSave([["id": "a"]], model: "Order")
@@ -237,7 +231,7 @@ struct SyncExecutorTests {
                 try await nango.batchSave([["id": "b"]], model: "Order")
             }
         }
-        let f = try await EngineFixture([function])
+        let f = try await EngineFixture([function], kind: kind)
         let sync = SyncConfig(name: "orders", function: "slow", models: ["Order"], frequency: try Frequency("1h"), trackDeletes: true)
         let executor = f.executor
         let task = Task { try await executor.run(base, sync: sync) }
@@ -251,7 +245,7 @@ struct SyncExecutorTests {
         #expect(all.allSatisfy { $0.deletedAt == nil }, "a cancelled run deletes nothing")
     }
 
-    @Test func encodableModelsAreSavedAsRecords() async throws {
+    @Test(arguments: StoreKind.available) func encodableModelsAreSavedAsRecords(_ kind: StoreKind) async throws {
         struct Order: Encodable {
             var id: Int
             var total: Double
@@ -260,7 +254,7 @@ struct SyncExecutorTests {
         let function = ClosureSyncFunction(name: "codable") { nango in
             try await nango.batchSave([Order(id: 7, total: 12.5, tags: ["x"])], model: "Order")
         }
-        let f = try await EngineFixture([function])
+        let f = try await EngineFixture([function], kind: kind)
         _ = try await f.executor.run(base, sync: SyncConfig(name: "orders", function: "codable", models: ["Order"], frequency: try Frequency("1h")))
         let stored = try #require(try await f.live(base)["7"])
         #expect(stored["id"] == "7")
@@ -279,7 +273,7 @@ final class Flag: Sendable {
 struct RunLeaseTests {
     /// A function that writes nothing for longer than the lease still holds it: the heartbeat runs
     /// beside the function, so a second start of the variant is refused instead of taking over.
-    @Test func theHeartbeatKeepsAQuietRunsLeaseAlive() async throws {
+    @Test(arguments: StoreKind.available) func theHeartbeatKeepsAQuietRunsLeaseAlive(_ kind: StoreKind) async throws {
         let inside = Flag()
         let release = Flag()
         let quiet = ClosureSyncFunction(name: "quiet") { nango in
@@ -287,7 +281,7 @@ struct RunLeaseTests {
             while !release.isSet { try await Task.sleep(for: .milliseconds(10)) }
             try await nango.batchSave([["id": "done"]], model: "Order")
         }
-        let f = try await EngineFixture([quiet])
+        let f = try await EngineFixture([quiet], kind: kind)
         var logger = Logger(label: "lease")
         logger.logLevel = .critical
         let executor = SyncExecutor(store: f.store, functions: try SyncFunctionRegistry([quiet]), logger: logger, leaseSeconds: 1)

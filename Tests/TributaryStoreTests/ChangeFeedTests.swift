@@ -4,11 +4,12 @@ import Testing
 import TributaryCore
 import TributarySQLite
 import TributaryStore
+import TributaryTestSupport
 
-@Suite("Change feed (SQLite)")
+@Suite("Change feed (SQLite and PostgreSQL)")
 struct ChangeFeedTests {
-    @Test func pagesWithCursorWithoutSkipsOrRepeats() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func pagesWithCursorWithoutSkipsOrRepeats(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         for batch in 0..<5 {
             let records = (0..<50).map { order("r\(batch * 50 + $0)", ["batch": .number(JSONNumber(batch))]) }
             _ = try await f.store.saveRecords(records, model: "Order", of: baseVariant, seenGeneration: nil)
@@ -29,8 +30,8 @@ struct ChangeFeedTests {
         #expect(Set(seen).count == 250)
     }
 
-    @Test func filtersByActionModifiedAfterAndIds() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func filtersByActionModifiedAfterAndIds(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         _ = try await f.store.saveRecords([order("a"), order("u"), order("d")], model: "Order", of: baseVariant, seenGeneration: nil)
         let afterInsert = try await f.store.allChanges(baseVariant.dataset("Order"))
         _ = try await f.store.saveRecords([order("u", ["x": 1])], model: "Order", of: baseVariant, seenGeneration: nil)
@@ -58,8 +59,8 @@ struct ChangeFeedTests {
         #expect(try FeedCursor(encoded: cursor.encoded) == cursor)
     }
 
-    @Test func unknownDatasetReadsEmpty() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func unknownDatasetReadsEmpty(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         let page = try await f.store.changes(try ChangeQuery(dataset: DatasetRef(connection: connection, model: "Nothing")))
         #expect(page.records.isEmpty)
         #expect(page.nextCursor == nil)
@@ -67,17 +68,20 @@ struct ChangeFeedTests {
 
     /// A reader paging while a writer keeps changing records never misses a change: after the writer
     /// stops, the last version the reader saw of every record is its final version, and cursors only grow.
-    @Test func readerNeverSkipsAChangeWhileWritersRun() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func readerNeverSkipsAChangeWhileWritersRun(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         let dataset = baseVariant.dataset("Order")
         let ids = (0..<200).map { "r\($0)" }
         _ = try await f.store.saveRecords(ids.map { order($0, ["v": 0]) }, model: "Order", of: baseVariant, seenGeneration: nil)
         let store = f.store
         let finished = Flag()
+        let readOnce = Flag()
         let writer = Task {
             defer { finished.set() }
             var generator = SystemRandomNumberGenerator()
             for round in 1...60 {
+                // Halfway, wait for the reader to have read once, however loaded the machine is.
+                if round == 30 { while !readOnce.isSet { try await Task.sleep(for: .milliseconds(1)) } }
                 let chosen = ids.shuffled(using: &generator).prefix(25)
                 _ = try await store.saveRecords(
                     chosen.map { order($0, ["v": .number(JSONNumber(round))]) }, model: "Order", of: baseVariant, seenGeneration: nil)
@@ -108,6 +112,7 @@ struct ChangeFeedTests {
         while !finished.isSet {
             try await drain()
             readsDuringWrites += 1
+            readOnce.set()
             try await Task.sleep(for: .milliseconds(1))
         }
         try await writer.value
@@ -118,6 +123,66 @@ struct ChangeFeedTests {
             #expect(lastSeen[record.id] == record, "reader missed the final change of \(record.id)")
         }
         #expect(readsDuringWrites > 1, "the reader should have read while the writer was writing")
+    }
+
+    /// Several processes (store instances with their own connections) write the same dataset at once
+    /// while a reader pages through it: every write gets a place in the feed after every position the
+    /// reader has passed, so the reader still ends with the final version of every record.
+    @Test(arguments: StoreKind.available) func readerNeverSkipsAChangeWhileSeveralProcessesWrite(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        let dataset = baseVariant.dataset("Order")
+        let ids = (0..<120).map { "r\($0)" }
+        _ = try await f.store.saveRecords(ids.map { order($0, ["v": 0]) }, model: "Order", of: baseVariant, seenGeneration: nil)
+        var writers: [any Store] = [f.store]
+        for _ in 0..<2 { writers.append(try await f.reopen()) }
+        let finished = Flag()
+        let readOnce = Flag()
+        let store = f.store
+        let writing = Task {
+            defer { finished.set() }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, writer) in writers.enumerated() {
+                    group.addTask {
+                        var generator = SystemRandomNumberGenerator()
+                        for round in 1...30 {
+                            if round == 15 { while !readOnce.isSet { try await Task.sleep(for: .milliseconds(1)) } }
+                            // Each process writes its own value, so the final version tells who wrote last.
+                            let chosen = ids.shuffled(using: &generator).prefix(20)
+                            _ = try await writer.saveRecords(
+                                chosen.map { order($0, ["v": .number(JSONNumber(round * 10 + index))]) }, model: "Order", of: baseVariant,
+                                seenGeneration: nil)
+                            if round % 9 == 0 { _ = try await writer.deleteRecords(ids: [chosen.first!], model: "Order", of: baseVariant) }
+                            try await Task.sleep(for: .milliseconds(2))
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        var lastSeen: [String: StoredRecord] = [:]
+        var cursor: FeedCursor? = nil
+        var reads = 0
+        func drain() async throws {
+            while true {
+                let page = try await store.changes(try ChangeQuery(dataset: dataset, cursor: cursor, limit: 13))
+                for record in page.records { lastSeen[record.id] = record }
+                if let last = page.records.last { cursor = last.cursor }
+                if page.nextCursor == nil { return }
+            }
+        }
+        while !finished.isSet {
+            try await drain()
+            reads += 1
+            readOnce.set()
+        }
+        try await writing.value
+        try await drain()
+        let final = try await store.allChanges(dataset)
+        #expect(final.count == ids.count)
+        for record in final {
+            #expect(lastSeen[record.id] == record, "reader missed the final change of \(record.id)")
+        }
+        #expect(reads > 1, "the reader should have read while the processes were writing")
     }
 }
 

@@ -3,17 +3,18 @@ import Testing
 import TributaryCore
 import TributarySQLite
 import TributaryStore
+import TributaryTestSupport
 
-@Suite("Deletion detection and runs (SQLite)")
+@Suite("Deletion detection and runs (SQLite and PostgreSQL)")
 struct DeletionDetectionTests {
-    func fullRun(_ store: SQLiteStore, _ variant: VariantRef, saving ids: [String], outcome: RunOutcome = .succeeded) async throws -> RunRecord {
+    func fullRun(_ store: any Store, _ variant: VariantRef, saving ids: [String], outcome: RunOutcome = .succeeded) async throws -> RunRecord {
         let started = try await store.startRun(variant, RunStart(tracksDeletes: true))
         _ = try await store.saveRecords(ids.map { order($0) }, model: "Order", of: variant, seenGeneration: started.deletionGeneration)
         return try await store.completeRun(started.runId, RunCompletion(outcome: outcome, results: [:], deleteUnseenModels: ["Order"]))
     }
 
-    @Test func successfulFullRunDeletesWhatItDidNotSee() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func successfulFullRunDeletesWhatItDidNotSee(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         _ = try await fullRun(f.store, baseVariant, saving: ["1", "2", "3"])
         _ = try await fullRun(f.store, euVariant, saving: ["1", "2", "3"])
         let run = try await fullRun(f.store, baseVariant, saving: ["1", "3"])
@@ -26,8 +27,8 @@ struct DeletionDetectionTests {
         #expect(state.deletionGeneration == nil)
     }
 
-    @Test func failedOrCancelledRunDeletesNothingAndKeepsLastSyncDate() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func failedOrCancelledRunDeletesNothingAndKeepsLastSyncDate(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         let first = try await fullRun(f.store, baseVariant, saving: ["1", "2", "3"])
         let failed = try await fullRun(f.store, baseVariant, saving: ["1"], outcome: .failed(message: "provider said 500"))
         #expect(failed.status == .failed)
@@ -38,8 +39,8 @@ struct DeletionDetectionTests {
         #expect(try await f.store.variantState(baseVariant)?.lastSyncDate == first.startedAt)
     }
 
-    @Test func resumedRunCountsWhatEveryAttemptSaved() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func resumedRunCountsWhatEveryAttemptSaved(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         _ = try await fullRun(f.store, baseVariant, saving: ["1", "2", "3", "4"])
         // Attempt 1 saves page one, checkpoints, then dies.
         let attempt1 = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: true))
@@ -62,8 +63,8 @@ struct DeletionDetectionTests {
         #expect(next.deletionGeneration == next.runId)
     }
 
-    @Test func aVariantRunsOnceAtATimeUntilItsLeaseExpires() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func aVariantRunsOnceAtATimeUntilItsLeaseExpires(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         let first = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false, leaseSeconds: 60))
         await #expect(throws: TributaryError.self) { _ = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false)) }
         _ = try await f.store.startRun(euVariant, RunStart(tracksDeletes: false))  // other variants are free
@@ -80,8 +81,8 @@ struct DeletionDetectionTests {
         #expect(try await f.store.runs(of: baseVariant, limit: 10).map(\.id) == [next.runId, dead.runId, first.runId])
     }
 
-    @Test func logsAndMetadata() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func logsAndMetadata(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         let started = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
         try await f.store.appendLog(run: started.runId, level: .warn, message: "slow page")
         try await f.store.appendLog(run: started.runId, level: .info, message: "done")
@@ -99,10 +100,10 @@ struct DeletionDetectionTests {
     }
 }
 
-@Suite("Runs never resurrect deleted variants (SQLite)")
+@Suite("Runs never resurrect deleted variants (SQLite and PostgreSQL)")
 struct RunResurrectionTests {
-    @Test func aRunThatMustNotCreateTheVariantFailsOnADeletedOne() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func aRunThatMustNotCreateTheVariantFailsOnADeletedOne(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         try await f.store.ensureVariant(euVariant)
         try await f.store.deleteVariant(euVariant)
         await #expect(throws: TributaryError.self) {

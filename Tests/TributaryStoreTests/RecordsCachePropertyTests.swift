@@ -4,11 +4,12 @@ import Testing
 import TributaryCore
 import TributarySQLite
 import TributaryStore
+import TributaryTestSupport
 
 /// Random sequences of saves, partial updates, deletes and full-refresh runs (successful and
 /// failed) applied to two variants, checked after every step against a plain in-memory model:
 /// the per-call counts, the change feed a cursor-following reader sees, and the final cache.
-@Suite("Records cache against an in-memory model (SQLite)")
+@Suite("Records cache against an in-memory model (SQLite and PostgreSQL)")
 struct RecordsCachePropertyTests {
     struct ModelRecord: Equatable {
         var payload: JSONObject
@@ -52,19 +53,21 @@ struct RecordsCachePropertyTests {
         var liveCount: Int { records.values.filter { !$0.deleted }.count }
     }
 
-    @Test func randomOperationSequencesMatchTheModel() async throws {
+    @Test(arguments: StoreKind.available) func randomOperationSequencesMatchTheModel(_ kind: StoreKind) async throws {
+        // One store for all sequences; each sequence works on a connection of its own, so it starts from empty datasets.
+        let f = try await StoreFixture(kind)
         await propertyCheck(count: 60, input: Gen.int(in: 0...1_000_000).array(of: 1...40)) { codes in
             do {
-                try await check(codes)
+                try await check(codes, f.store)
             } catch {
                 Issue.record("unexpected error: \(error)")
             }
         }
     }
 
-    func check(_ codes: [Int]) async throws {
-        let f = try await StoreFixture()
-        let variants = [baseVariant, euVariant]
+    func check(_ codes: [Int], _ store: any Store) async throws {
+        let fresh = ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: UUID().uuidString)
+        let variants = [baseVariant, euVariant].map { VariantRef(connection: fresh, syncName: $0.syncName, variant: $0.variant) }
         var models = [Model(), Model()]
         var cursors: [FeedCursor?] = [nil, nil]
 
@@ -87,30 +90,30 @@ struct RecordsCachePropertyTests {
                     expected += result
                     if changed { changedIds.insert("r\(i)") }
                 }
-                let actual = try await f.store.saveRecords(ids.map { try! PreparedRecord(payload($0)) }, model: "Order", of: variant, seenGeneration: nil)
+                let actual = try await store.saveRecords(ids.map { try! PreparedRecord(payload($0)) }, model: "Order", of: variant, seenGeneration: nil)
                 #expect(actual == expected, "save \(ids) on \(variant.variant)")
             case 2:
                 let changed = models[v].delete("r\(id)")
                 if changed { changedIds.insert("r\(id)") }
-                let actual = try await f.store.deleteRecords(ids: ["r\(id)"], model: "Order", of: variant)
+                let actual = try await store.deleteRecords(ids: ["r\(id)"], model: "Order", of: variant)
                 #expect(actual == ModelResult(deleted: changed ? 1 : 0))
             case 3:
                 let patch: JSONObject = ["id": .string("r\(id)"), "p": .number(JSONNumber(value))]
                 let (expected, changed) = models[v].update(patch)
                 if changed { changedIds.insert("r\(id)") }
-                let actual = try await f.store.updateRecords([try RecordPatch(patch)], model: "Order", of: variant, seenGeneration: nil)
+                let actual = try await store.updateRecords([try RecordPatch(patch)], model: "Order", of: variant, seenGeneration: nil)
                 #expect(actual == expected)
             default:
                 // A full-refresh run that sees the ids with (id + value) even, then succeeds (op 4) or fails (op 5).
                 let seen = (0..<8).filter { ($0 + value) % 2 == 0 }
-                let started = try await f.store.startRun(variant, RunStart(tracksDeletes: true))
+                let started = try await store.startRun(variant, RunStart(tracksDeletes: true))
                 var expected = ModelResult()
                 for i in seen {
                     let (result, changed) = models[v].save(payload(i))
                     expected += result
                     if changed { changedIds.insert("r\(i)") }
                 }
-                let saved = try await f.store.saveRecords(
+                let saved = try await store.saveRecords(
                     seen.map { try! PreparedRecord(payload($0)) }, model: "Order", of: variant, seenGeneration: started.deletionGeneration)
                 #expect(saved == expected)
                 let success = op == 4
@@ -121,7 +124,7 @@ struct RecordsCachePropertyTests {
                         changedIds.insert("r\(i)")
                     }
                 }
-                let run = try await f.store.completeRun(
+                let run = try await store.completeRun(
                     started.runId,
                     RunCompletion(
                         outcome: success ? .succeeded : .failed(message: "boom"), results: ["Order": saved], deleteUnseenModels: ["Order"]))
@@ -129,21 +132,21 @@ struct RecordsCachePropertyTests {
             }
 
             // The reader following this variant's feed sees exactly the records this step changed.
-            let fresh = try await f.store.allChanges(variant.dataset("Order"), pageSize: 3, after: cursors[v])
+            let fresh = try await store.allChanges(variant.dataset("Order"), pageSize: 3, after: cursors[v])
             #expect(Set(fresh.map(\.id)) == changedIds, "feed after op \(op) on \(variant.variant)")
             #expect(fresh.count == changedIds.count, "no repeats")
             if let last = fresh.last { cursors[v] = last.cursor }
         }
 
         for (index, variant) in variants.enumerated() {
-            let all = try await f.store.allChanges(variant.dataset("Order"))
+            let all = try await store.allChanges(variant.dataset("Order"))
             #expect(all.count == models[index].records.count)
             for record in all {
                 let expected = try #require(models[index].records[record.id])
                 #expect(record.action == expected.action, "\(record.id) in \(variant.variant)")
                 #expect(try JSONParser.parse(record.json).objectValue == expected.payload)
             }
-            let counts = try await f.store.recordCounts(of: variant)
+            let counts = try await store.recordCounts(of: variant)
             #expect((counts["Order"] ?? 0) == models[index].liveCount)
         }
     }

@@ -3,11 +3,12 @@ import Testing
 import TributaryCore
 import TributarySQLite
 import TributaryStore
+import TributaryTestSupport
 
-@Suite("Records cache semantics (SQLite)")
+@Suite("Records cache semantics (SQLite and PostgreSQL)")
 struct RecordsCacheTests {
-    @Test func newRecordsAreAddedWithMetadata() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func newRecordsAreAddedWithMetadata(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         let result = try await f.store.saveRecords([order("1", ["total": 10]), order("2")], model: "Order", of: baseVariant, seenGeneration: nil)
         #expect(result == ModelResult(added: 2))
         let records = try await f.store.allChanges(baseVariant.dataset("Order"))
@@ -27,8 +28,8 @@ struct RecordsCacheTests {
         #expect(try await f.store.recordCounts(of: baseVariant) == ["Order": 2])
     }
 
-    @Test func savingIdenticalDataIsANoOpWithoutCursorBump() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func savingIdenticalDataIsANoOpWithoutCursorBump(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         _ = try await f.store.saveRecords([order("1", ["a": 1]), order("2", ["a": 2])], model: "Order", of: baseVariant, seenGeneration: nil)
         let before = try await f.store.allChanges(baseVariant.dataset("Order"))
         // Same content, keys in another order: still identical.
@@ -42,8 +43,8 @@ struct RecordsCacheTests {
         #expect(tail.records.isEmpty)
     }
 
-    @Test func changedRecordIsUpdatedAndMovesToTheEndOfTheFeed() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func changedRecordIsUpdatedAndMovesToTheEndOfTheFeed(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         _ = try await f.store.saveRecords([order("1", ["a": 1]), order("2", ["a": 2])], model: "Order", of: baseVariant, seenGeneration: nil)
         let before = try await f.store.allChanges(baseVariant.dataset("Order"))
         let result = try await f.store.saveRecords([order("1", ["a": 100])], model: "Order", of: baseVariant, seenGeneration: nil)
@@ -57,8 +58,8 @@ struct RecordsCacheTests {
         #expect(try JSONParser.parse(updated.json)["a"] == 100)
     }
 
-    @Test func deletedRecordThatReturnsReadsAsAdded() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func deletedRecordThatReturnsReadsAsAdded(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         _ = try await f.store.saveRecords([order("1", ["a": 1])], model: "Order", of: baseVariant, seenGeneration: nil)
         let deleted = try await f.store.deleteRecords(ids: ["1", "missing"], model: "Order", of: baseVariant)
         #expect(deleted == ModelResult(deleted: 1))
@@ -80,8 +81,8 @@ struct RecordsCacheTests {
         #expect(try await f.store.recordCounts(of: baseVariant) == ["Order": 1])
     }
 
-    @Test func batchUpdateDeepMergesIntoLiveRecordsOnly() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func batchUpdateDeepMergesIntoLiveRecordsOnly(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         _ = try await f.store.saveRecords(
             [order("1", ["customer": ["name": "Ada", "email": "a@x"], "tags": ["a", "b"], "total": 5]), order("2", ["total": 1])],
             model: "Order", of: baseVariant, seenGeneration: nil)
@@ -104,15 +105,15 @@ struct RecordsCacheTests {
         #expect(again == ModelResult())
     }
 
-    @Test func duplicateIdsInOneBatchKeepTheLastVersion() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func duplicateIdsInOneBatchKeepTheLastVersion(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         let result = try await f.store.saveRecords([order("1", ["v": 1]), order("1", ["v": 2])], model: "Order", of: baseVariant, seenGeneration: nil)
         #expect(result == ModelResult(added: 1))
         #expect(try await f.store.liveRecords(baseVariant.dataset("Order"))["1"]?["v"] == 2)
     }
 
-    @Test func variantsAreIsolated() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func variantsAreIsolated(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         _ = try await f.store.saveRecords([order("1"), order("2")], model: "Order", of: baseVariant, seenGeneration: nil)
         _ = try await f.store.saveRecords([order("1", ["eu": true])], model: "Order", of: euVariant, seenGeneration: nil)
         _ = try await f.store.deleteRecords(ids: ["2"], model: "Order", of: euVariant)  // not in eu: no effect on base
@@ -122,8 +123,8 @@ struct RecordsCacheTests {
         #expect(try await f.store.liveRecords(euVariant.dataset("Order"))["1"]?["eu"] == true)
     }
 
-    @Test func emptyCacheClearsOneVariantAndCursorsStayValid() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func emptyCacheClearsOneVariantAndCursorsStayValid(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         try await f.store.ensureVariant(baseVariant)
         try await f.store.ensureVariant(euVariant)
         _ = try await f.store.saveRecords([order("1"), order("2")], model: "Order", of: baseVariant, seenGeneration: nil)
@@ -141,8 +142,8 @@ struct RecordsCacheTests {
         #expect(resumed.records.map(\.id) == ["9"])
     }
 
-    @Test func deletingAVariantRemovesOnlyItsData() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func deletingAVariantRemovesOnlyItsData(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         _ = try await f.store.saveRecords([order("1")], model: "Order", of: baseVariant, seenGeneration: nil)
         _ = try await f.store.saveRecords([order("1"), order("2")], model: "Order", of: euVariant, seenGeneration: nil)
         try await f.store.ensureVariant(euVariant)
@@ -159,12 +160,11 @@ struct RecordsCacheTests {
         #expect(resumed.records.map(\.id) == ["5"])
     }
 
-    @Test func dataSurvivesReopeningTheFile() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func dataSurvivesReopeningTheDatabase(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         _ = try await f.store.saveRecords([order("1", ["a": 1])], model: "Order", of: baseVariant, seenGeneration: nil)
-        let reopened = try SQLiteStore(path: f.store.path)
-        try await reopened.migrate()
+        // A new store instance on the same database migrates again (a no-op) and reads what was written.
+        let reopened = try await f.reopen()
         #expect(try await reopened.liveRecords(baseVariant.dataset("Order"))["1"]?["a"] == 1)
-        try reopened.close()
     }
 }

@@ -3,8 +3,9 @@ import Testing
 import TributaryCore
 import TributarySQLite
 import TributaryStore
+import TributaryTestSupport
 
-@Suite("Run queue in the store (SQLite)")
+@Suite("Run queue in the store (SQLite and PostgreSQL)")
 struct RunQueueTests {
     func variant(_ connectionId: String, _ name: String = "base") -> VariantRef {
         VariantRef(connection: ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: connectionId), syncName: "orders", variant: name)
@@ -14,8 +15,8 @@ struct RunQueueTests {
         RunClaim(leaseSeconds: lease, maxRunsPerConnection: maxPerConnection, tracksDeletes: { _ in tracksDeletes })
     }
 
-    @Test func enqueueIsAllOrNothingAndOneActiveRunPerVariant() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func enqueueIsAllOrNothingAndOneActiveRunPerVariant(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         let a = variant("c1", "a")
         let b = variant("c1", "b")
         for ref in [a, b] { try await f.store.ensureVariant(ref) }
@@ -36,8 +37,8 @@ struct RunQueueTests {
         await #expect(throws: TributaryError.self) { try await f.store.startRun(a, RunStart(tracksDeletes: false)) }
     }
 
-    @Test func claimsAreFairAcrossConnectionsAndRespectThePerConnectionLimit() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func claimsAreFairAcrossConnectionsAndRespectThePerConnectionLimit(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         let busy = (1...4).map { variant("busy", "v\($0)") }
         let quiet = variant("quiet")
         for ref in busy + [quiet] { try await f.store.ensureVariant(ref) }
@@ -57,11 +58,10 @@ struct RunQueueTests {
         #expect(try await f.store.claimRun(claim(maxPerConnection: 2)) == nil)
     }
 
-    @Test func twoProcessesNeverClaimTheSameRun() async throws {
-        let f = try await StoreFixture()
-        // A second store on the same file: another process's connection pool.
-        let other = try SQLiteStore(path: f.directory.appendingPathComponent("store.sqlite").path)
-        defer { try? other.close() }
+    @Test(arguments: StoreKind.available) func twoProcessesNeverClaimTheSameRun(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        // A second store on the same database: another process's connection pool.
+        let other = try await f.reopen()
         let refs = (0..<40).map { variant("c\($0 % 8)", "v\($0)") }
         for ref in refs { try await f.store.ensureVariant(ref) }
         try await f.store.enqueueRuns(refs)
@@ -82,8 +82,8 @@ struct RunQueueTests {
         #expect(Set(claimed).count == refs.count, "no run was claimed twice")
     }
 
-    @Test func claimingStartsTheRunLikeStartRun() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func claimingStartsTheRunLikeStartRun(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         try await f.store.ensureVariant(baseVariant)
         try await f.store.enqueueRuns([baseVariant])
         let run = try #require(try await f.store.claimRun(claim(tracksDeletes: true)))
@@ -98,8 +98,8 @@ struct RunQueueTests {
         #expect(try await f.store.dueVariants(at: Timestamp(microseconds: Int64.max / 2), limit: 10).isEmpty)
     }
 
-    @Test func aQueuedRunOfASyncNoLongerConfiguredFailsAndTheClaimGoesOn() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func aQueuedRunOfASyncNoLongerConfiguredFailsAndTheClaimGoesOn(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         let gone = variant("c1", "gone")
         let kept = variant("c1", "kept")
         for ref in [gone, kept] { try await f.store.ensureVariant(ref) }
@@ -111,8 +111,8 @@ struct RunQueueTests {
         #expect(failed.error?.contains("no longer configured") == true)
     }
 
-    @Test func cancelDropsAQueuedRunAndFlagsARunningOne() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func cancelDropsAQueuedRunAndFlagsARunningOne(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         let a = variant("c1", "a")
         let b = variant("c1", "b")
         for ref in [a, b] { try await f.store.ensureVariant(ref) }
@@ -134,8 +134,8 @@ struct RunQueueTests {
         #expect(try await f.store.shouldStop(run: 999_999), "a deleted run stops")
     }
 
-    @Test func expiredLeasesAreRetriedFromTheQueue() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func expiredLeasesAreRetriedFromTheQueue(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         try await f.store.ensureVariant(baseVariant)
         try await f.store.enqueueRuns([baseVariant])
         let claimed = try #require(try await f.store.claimRun(claim(lease: 1, tracksDeletes: true)))

@@ -2,24 +2,11 @@ import Foundation
 import TributaryCore
 import TributarySQLite
 import TributaryStore
+import TributaryTestSupport
 
-/// A real SQLite file in a fresh temporary directory, migrated, removed when the fixture is released.
-final class StoreFixture: Sendable {
-    let directory: URL
-    let store: SQLiteStore
-
-    init() async throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-tests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        store = try SQLiteStore(path: directory.appendingPathComponent("store.sqlite").path)
-        try await store.migrate()
-    }
-
-    deinit {
-        try? store.close()
-        try? FileManager.default.removeItem(at: directory)
-    }
-}
+/// A fresh migrated store of one kind — a real SQLite file, or a new database on the test
+/// PostgreSQL server — released with the fixture.
+typealias StoreFixture = TestStore
 
 let connection = ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "customer-1")
 let baseVariant = VariantRef(connection: connection, syncName: "orders", variant: "base")

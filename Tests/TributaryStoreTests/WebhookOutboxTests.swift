@@ -4,8 +4,9 @@ import Testing
 import TributaryCore
 import TributarySQLite
 import TributaryStore
+import TributaryTestSupport
 
-@Suite("Webhook outbox and provider webhook tasks in the store (SQLite)")
+@Suite("Webhook outbox and provider webhook tasks in the store (SQLite and PostgreSQL)")
 struct WebhookOutboxTests {
     let plan = SyncWebhookPlan(urls: ["http://a.test/h", "http://b.test/h"], sendOnZeroChanges: false, sendOnFailure: true, models: ["Order", "Line"])
 
@@ -13,8 +14,8 @@ struct WebhookOutboxTests {
         try #require(try JSONParser.parse(delivery.body).objectValue)
     }
 
-    @Test func aSucceedingRunQueuesOneWebhookPerChangedModelAndReceiverInItsTransaction() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func aSucceedingRunQueuesOneWebhookPerChangedModelAndReceiverInItsTransaction(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         let started = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
         let saved = try await f.store.saveRecords([order("1"), order("2")], model: "Order", of: baseVariant, seenGeneration: nil)
         let run = try await f.store.completeRun(
@@ -48,8 +49,8 @@ struct WebhookOutboxTests {
         #expect(try latest.allSatisfy { try body($0)["syncType"] == "INCREMENTAL" && body($0)["responseResults"] == ["added": 0, "deleted": 0, "updated": 0] })
     }
 
-    @Test func failedRunsSendOneFailureWebhookAndCancelledRunsNone() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func failedRunsSendOneFailureWebhookAndCancelledRunsNone(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         let started = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
         _ = try await f.store.completeRun(started.runId, RunCompletion(outcome: .failed(message: "provider said 500"), results: [:], webhooks: plan))
         let failures = try await f.store.deliveries(DeliveryQuery(environment: "dev"))
@@ -67,8 +68,8 @@ struct WebhookOutboxTests {
         #expect(try await f.store.deliveries(DeliveryQuery(environment: "dev")).count == 2)
     }
 
-    @Test func aRunThatCannotBeRecordedQueuesNoWebhook() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func aRunThatCannotBeRecordedQueuesNoWebhook(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         let started = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
         try await f.store.deleteVariant(baseVariant)
         await #expect(throws: (any Error).self) {
@@ -77,8 +78,8 @@ struct WebhookOutboxTests {
         #expect(try await f.store.deliveries(DeliveryQuery(environment: "dev")).isEmpty)
     }
 
-    @Test func claimsTakeTheOldestPendingDeliveryOfEachReceiverOnly() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func claimsTakeTheOldestPendingDeliveryOfEachReceiverOnly(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         for _ in 0..<3 {
             let started = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
             _ = try await f.store.completeRun(started.runId, RunCompletion(outcome: .failed(message: "x"), results: [:], webhooks: plan))
@@ -110,8 +111,8 @@ struct WebhookOutboxTests {
         #expect(try await f.store.deliveries(DeliveryQuery(environment: "dev", status: .failed)).isEmpty)
     }
 
-    @Test func providerWebhookRunsBesideTheVariantsOwnRunAndFinishTheirTask() async throws {
-        let f = try await StoreFixture()
+    @Test(arguments: StoreKind.available) func providerWebhookRunsBesideTheVariantsOwnRunAndFinishTheirTask(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
         try await f.store.ensureVariant(baseVariant)
         try await f.store.ensureVariant(euVariant)
         let tasks = try await f.store.enqueueProviderWebhook(
@@ -134,14 +135,10 @@ struct WebhookOutboxTests {
         #expect(try await f.store.runs(of: baseVariant, limit: 5).count == 2)
     }
 
-    @Test func aTaskWhoseWorkerDiedIsClaimedAgainAndGivenUpAfterMaxAttempts() async throws {
+    @Test(arguments: StoreKind.available) func aTaskWhoseWorkerDiedIsClaimedAgainAndGivenUpAfterMaxAttempts(_ kind: StoreKind) async throws {
         let clock = TestClock()
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-tasks-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let store = try SQLiteStore(path: directory.appendingPathComponent("s.sqlite").path, clock: { clock.now })
-        defer { try? store.close() }
-        try await store.migrate()
+        let f = try await StoreFixture(kind, clock: { clock.now })
+        let store = f.store
         try await store.ensureVariant(baseVariant)
         _ = try await store.enqueueProviderWebhook(for: [baseVariant], type: nil, payload: Array("{}".utf8))
         let first = try #require(try await store.claimProviderWebhook(leaseSeconds: 10, maxAttempts: 2))

@@ -4,7 +4,9 @@ import Yams
 ///
 /// ```yaml
 /// database:
-///   path: tributary.sqlite            # SQLite file of the embedded store
+///   path: tributary.sqlite            # SQLite file of the embedded store (the default)
+///   url: ${DATABASE_URL}              # or: PostgreSQL, shared by API and worker processes
+///   max_connections: 10               # PostgreSQL connections of this process at most
 /// server:
 ///   host: 127.0.0.1
 ///   port: 3003
@@ -309,10 +311,23 @@ public enum ConfigLoader {
         }
 
         mutating func parseDatabase(_ node: Node) -> DatabaseConfig? {
-            guard let entries = mapping(node, "'database'", allowed: ["path"]) else { return nil }
+            guard let entries = mapping(node, "'database'", allowed: ["path", "url", "max_connections"]) else { return nil }
             var config = DatabaseConfig()
-            for entry in entries where entry.key == "path" {
-                if let path = nonEmptyString(entry.value, "database.path") { config.path = path }
+            for entry in entries {
+                switch entry.key {
+                case "path":
+                    if let path = nonEmptyString(entry.value, "database.path") { config.path = path }
+                case "url":
+                    guard let text = nonEmptyString(entry.value, "database.url") else { continue }
+                    do {
+                        config.url = try PostgresURL(text)
+                    } catch {
+                        issue(entry.value, "database.url is \(error)")
+                    }
+                case "max_connections":
+                    if let count = integer(entry.value, "database.max_connections", in: 1...1000) { config.maxConnections = count }
+                default: break
+                }
             }
             return config
         }

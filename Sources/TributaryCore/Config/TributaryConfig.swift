@@ -49,12 +49,21 @@ public struct TributaryConfig: Sendable {
     }
 }
 
-/// Storage settings.
+/// Storage settings: the embedded SQLite file (the default), or a PostgreSQL database shared by
+/// several API and worker processes (`url`).
 public struct DatabaseConfig: Sendable, Hashable {
     /// Path of the SQLite file (relative paths are relative to the working directory).
     public var path: String
+    /// The PostgreSQL database (`database.url`); when set, it is used instead of the SQLite file.
+    public var url: PostgresURL?
+    /// Connections this process opens to PostgreSQL at most (`database.max_connections`).
+    public var maxConnections: Int
 
-    public init(path: String = "tributary.sqlite") { self.path = path }
+    public init(path: String = "tributary.sqlite", url: PostgresURL? = nil, maxConnections: Int = 10) {
+        self.path = path
+        self.url = url
+        self.maxConnections = maxConnections
+    }
 }
 
 /// HTTP server settings.

@@ -1,0 +1,211 @@
+import Foundation
+import PostgresNIO
+import TributaryCore
+
+/// The scale-out store's schema as numbered migrations. Append new migrations; never edit old ones.
+///
+/// `migrate()` applies the missing ones in one transaction under an advisory lock, so processes
+/// starting together never race, and a process that finds the schema newer than it knows refuses to
+/// start (an old binary must not write into a newer schema).
+enum PostgresSchema {
+    /// Records are hash-partitioned by dataset (one dataset = one connection, model and variant), so
+    /// a dataset's records, its change-feed index and its deletion scans stay in one partition.
+    static let recordPartitions = 16
+
+    static let migrations: [(name: String, sql: String)] = [
+        (
+            "v1-schema",
+            """
+            CREATE TABLE store_meta (
+                key TEXT PRIMARY KEY,
+                value BIGINT NOT NULL
+            );
+            INSERT INTO store_meta(key, value) VALUES ('seq_floor', 0);
+
+            CREATE TABLE connections (
+                id BIGSERIAL PRIMARY KEY,
+                environment TEXT NOT NULL,
+                provider_config_key TEXT NOT NULL,
+                connection_id TEXT NOT NULL,
+                metadata JSONB NOT NULL DEFAULT '{}',
+                connection_config JSONB NOT NULL DEFAULT '{}',
+                credentials_type TEXT NOT NULL DEFAULT 'NONE',
+                credentials BYTEA,
+                created_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                UNIQUE (environment, provider_config_key, connection_id)
+            );
+
+            CREATE TABLE sync_variants (
+                id BIGSERIAL PRIMARY KEY,
+                connection_pk BIGINT NOT NULL REFERENCES connections(id) ON DELETE CASCADE,
+                sync_name TEXT NOT NULL,
+                variant TEXT NOT NULL,
+                public_id TEXT NOT NULL UNIQUE,
+                paused BOOLEAN NOT NULL DEFAULT false,
+                frequency TEXT,
+                next_run_at BIGINT,
+                last_sync_date BIGINT,
+                checkpoint TEXT,
+                deletion_generation BIGINT,
+                created_at BIGINT NOT NULL,
+                UNIQUE (connection_pk, sync_name, variant)
+            );
+            CREATE INDEX sync_variants_due ON sync_variants(next_run_at) WHERE NOT paused;
+
+            -- One row per (connection, model, variant): the change-feed counter and counts. Writers lock
+            -- this row for their transaction, which orders the dataset's change sequence by commit.
+            CREATE TABLE datasets (
+                id BIGSERIAL PRIMARY KEY,
+                connection_pk BIGINT NOT NULL REFERENCES connections(id) ON DELETE CASCADE,
+                sync_name TEXT NOT NULL,
+                model TEXT NOT NULL,
+                variant TEXT NOT NULL,
+                last_seq BIGINT NOT NULL,
+                last_write_at BIGINT NOT NULL DEFAULT 0,
+                record_count BIGINT NOT NULL DEFAULT 0,
+                UNIQUE (connection_pk, model, variant)
+            );
+            CREATE INDEX datasets_by_variant ON datasets(connection_pk, sync_name, variant);
+
+            -- The records cache. seq orders the change feed (one value per write transaction, id breaks
+            -- ties); seen_generation drives deletion detection.
+            CREATE SEQUENCE records_id_seq;
+            CREATE TABLE records (
+                id BIGINT NOT NULL DEFAULT nextval('records_id_seq'),
+                dataset_id BIGINT NOT NULL,
+                external_id TEXT NOT NULL,
+                hash BIGINT NOT NULL,
+                seq BIGINT NOT NULL,
+                first_seen_at BIGINT NOT NULL,
+                updated_at BIGINT NOT NULL,
+                deleted_at BIGINT,
+                seen_generation BIGINT NOT NULL DEFAULT 0,
+                payload JSONB NOT NULL,
+                PRIMARY KEY (dataset_id, external_id)
+            ) PARTITION BY HASH (dataset_id);
+            \(partitions)
+            CREATE INDEX records_feed ON records(dataset_id, seq, id);
+
+            CREATE TABLE runs (
+                id BIGSERIAL PRIMARY KEY,
+                variant_pk BIGINT NOT NULL REFERENCES sync_variants(id) ON DELETE CASCADE,
+                status TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                started_at BIGINT NOT NULL,
+                heartbeat_at BIGINT NOT NULL,
+                lease_seconds BIGINT NOT NULL,
+                finished_at BIGINT,
+                deletion_generation BIGINT,
+                results TEXT NOT NULL DEFAULT '{}',
+                error TEXT,
+                retryable BOOLEAN NOT NULL DEFAULT false,
+                retry_after_ms BIGINT,
+                cancel_requested BOOLEAN NOT NULL DEFAULT false,
+                worker TEXT
+            );
+            CREATE INDEX runs_by_variant ON runs(variant_pk, id);
+            -- At most one queued or running run per variant, for every process sharing the database.
+            CREATE UNIQUE INDEX runs_active ON runs(variant_pk) WHERE status IN ('queued', 'running') AND kind <> 'WEBHOOK';
+            CREATE INDEX runs_queued ON runs(id) WHERE status = 'queued';
+            CREATE INDEX runs_running ON runs(variant_pk) WHERE status = 'running';
+
+            CREATE TABLE run_logs (
+                id BIGSERIAL PRIMARY KEY,
+                run_id BIGINT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+                at BIGINT NOT NULL,
+                level TEXT NOT NULL,
+                message TEXT NOT NULL
+            );
+            CREATE INDEX run_logs_by_run ON run_logs(run_id, id);
+
+            CREATE TABLE webhook_deliveries (
+                id BIGSERIAL PRIMARY KEY,
+                idempotency_key TEXT NOT NULL UNIQUE,
+                environment TEXT NOT NULL,
+                url TEXT NOT NULL,
+                body BYTEA NOT NULL,
+                status TEXT NOT NULL,
+                attempts BIGINT NOT NULL DEFAULT 0,
+                last_error TEXT,
+                last_status_code BIGINT,
+                created_at BIGINT NOT NULL,
+                next_attempt_at BIGINT,
+                locked_until BIGINT,
+                delivered_at BIGINT,
+                run_id BIGINT,
+                provider_config_key TEXT NOT NULL,
+                connection_id TEXT NOT NULL,
+                sync_name TEXT NOT NULL,
+                variant TEXT NOT NULL,
+                model TEXT NOT NULL,
+                success BOOLEAN NOT NULL
+            );
+            CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(url, id) WHERE status = 'pending';
+            CREATE INDEX webhook_deliveries_by_environment ON webhook_deliveries(environment, id);
+
+            CREATE TABLE provider_webhook_tasks (
+                id BIGSERIAL PRIMARY KEY,
+                variant_pk BIGINT NOT NULL REFERENCES sync_variants(id) ON DELETE CASCADE,
+                type TEXT,
+                payload BYTEA NOT NULL,
+                status TEXT NOT NULL,
+                attempts BIGINT NOT NULL DEFAULT 0,
+                run_id BIGINT,
+                received_at BIGINT NOT NULL
+            );
+            CREATE INDEX provider_webhook_tasks_open ON provider_webhook_tasks(id) WHERE status IN ('pending', 'claimed');
+            CREATE INDEX provider_webhook_tasks_by_run ON provider_webhook_tasks(run_id);
+            """
+        )
+    ]
+
+    /// The partitions of `records`; fillfactor leaves room for in-place (HOT) updates of unchanged rows.
+    static var partitions: String {
+        (0..<recordPartitions).map { index in
+            "CREATE TABLE records_p\(index) PARTITION OF records FOR VALUES WITH (MODULUS \(recordPartitions), REMAINDER \(index)) WITH (fillfactor = 90);"
+        }.joined(separator: "\n")
+    }
+
+    /// A migration's statements: split at semicolons that end a line (the migrations keep that form;
+    /// comments are dropped).
+    static func statements(of sql: String) -> [String] {
+        let lines = sql.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("--") }
+        return lines.joined(separator: "\n").components(separatedBy: ";\n").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+            .map { $0.hasSuffix(";") ? String($0.dropLast()) : $0 }.filter { !$0.isEmpty }
+    }
+
+    /// Applies the missing migrations over a connection of its own (the store's pool need not run yet,
+    /// so a process migrates before its services start).
+    static func migrate(_ store: PostgresStore) async throws {
+        let logger = store.logger
+        let db = try await PostgresConnection.connect(configuration: try store.url.connectionConfiguration(), id: 0, logger: logger)
+        do {
+            try await db.query("BEGIN", logger: logger)
+            try await db.query("SELECT pg_advisory_xact_lock(\(PostgresStore.Lock.migrations.rawValue))", logger: logger)
+            try await db.query(
+                "CREATE TABLE IF NOT EXISTS tributary_migrations (name TEXT PRIMARY KEY, applied_at BIGINT NOT NULL)", logger: logger)
+            let applied = Set(try await db.all("SELECT name FROM tributary_migrations", logger).map { try $0.string("name") })
+            let known = Set(migrations.map(\.name))
+            if let unknown = applied.subtracting(known).sorted().first {
+                throw PostgresStoreError(
+                    sqlState: nil,
+                    message: "The database was migrated by a newer Tributary (migration '\(unknown)' is unknown to this version); upgrade this process instead.")
+            }
+            for migration in migrations where !applied.contains(migration.name) {
+                // One statement at a time (the extended protocol takes one per message); no bound values.
+                for statement in statements(of: migration.sql) {
+                    try await db.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                try await db.query(
+                    "INSERT INTO tributary_migrations(name, applied_at) VALUES (\(migration.name), \(store.clock().microseconds))", logger: logger)
+            }
+            try await db.query("COMMIT", logger: logger)
+        } catch {
+            try? await db.close()
+            if let error = error as? PSQLError { throw PostgresStore.described(error) }
+            throw error
+        }
+        try await db.close()
+    }
+}

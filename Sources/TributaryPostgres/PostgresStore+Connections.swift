@@ -1,0 +1,162 @@
+import Foundation
+import PostgresNIO
+import TributaryCore
+import TributaryStore
+
+extension PostgresStore {
+    @discardableResult
+    public func ensureConnection(_ connection: ConnectionRef) async throws -> Bool {
+        let now = clock()
+        return try await transaction { db in try await self.ensureConnectionPK(db, connection, now: now).created }
+    }
+
+    public func importConnection(_ connection: ConnectionImport, baseVariantsOf syncNames: [String]) async throws
+        -> (ConnectionRecord, created: Bool)
+    {
+        let now = clock()
+        let metadata = JSONWriter.string(.object(connection.metadata), canonical: false)
+        let config = JSONWriter.string(.object(connection.connectionConfig), canonical: false)
+        let sealed = connection.sealedCredentials.map { Data($0) }
+        return try await transaction { db in
+            let (pk, created) = try await self.ensureConnectionPK(db, connection.ref, now: now)
+            try await db.query(
+                """
+                UPDATE connections SET metadata = \(metadata)::jsonb, connection_config = \(config)::jsonb,
+                    credentials_type = \(connection.credentialsType), credentials = \(sealed), updated_at = \(now.microseconds)
+                WHERE id = \(pk)
+                """, logger: self.logger)
+            for sync in syncNames {
+                _ = try await self.ensureVariantRow(db, VariantRef(connection: connection.ref, syncName: sync, variant: Variant.base), now: now)
+            }
+            return (try await self.fetchConnections(db, "id = $1", binds: [pk]).first!, created)
+        }
+    }
+
+    public func connection(_ connection: ConnectionRef) async throws -> ConnectionRecord? {
+        try await read { db in
+            try await self.fetchConnections(
+                db, "environment = $1 AND provider_config_key = $2 AND connection_id = $3",
+                binds: [connection.environment, connection.providerConfigKey, connection.connectionId]
+            ).first
+        }
+    }
+
+    public func connections(_ filter: ConnectionFilter) async throws -> [ConnectionRecord] {
+        var conditions = ["environment = $1"]
+        var binds: [any PostgresDynamicTypeEncodable & Sendable] = [filter.environment]
+        func placeholder() -> String { "$\(binds.count)" }
+        if let keys = filter.providerConfigKeys {
+            if keys.isEmpty { return [] }
+            binds.append(keys)
+            conditions.append("provider_config_key = ANY(\(placeholder()))")
+        }
+        if let id = filter.connectionId {
+            binds.append(id)
+            conditions.append("connection_id = \(placeholder())")
+        }
+        if let search = filter.search {
+            binds.append(search)
+            conditions.append("strpos(connection_id, \(placeholder())) > 0")
+        }
+        if let match = filter.field {
+            let column = match.field == .metadata ? "metadata" : "connection_config"
+            binds.append(match.path.split(separator: ".", omittingEmptySubsequences: false).map(String.init))
+            let path = placeholder()
+            binds.append(match.value)
+            conditions.append("(\(column) #>> \(path)) = \(placeholder())")
+        }
+        let condition = conditions.joined(separator: " AND ")
+        let values = binds
+        return try await read { db in try await self.fetchConnections(db, condition, binds: values) }
+    }
+
+    func fetchConnections(_ db: PostgresConnection, _ condition: String, binds values: [any PostgresDynamicTypeEncodable & Sendable]) async throws
+        -> [ConnectionRecord]
+    {
+        var binds = PostgresBindings(capacity: values.count)
+        for value in values { binds.append(value) }
+        let query = PostgresQuery(
+            unsafeSQL: """
+                SELECT id, environment, provider_config_key, connection_id, created_at, updated_at, metadata::text AS metadata,
+                    connection_config::text AS connection_config, credentials_type, credentials
+                FROM connections WHERE \(condition) ORDER BY id
+                """,
+            binds: binds)
+        return try await db.all(query, logger).map { row in
+            ConnectionRecord(
+                id: try row.int64("id"),
+                ref: ConnectionRef(
+                    environment: try row.string("environment"), providerConfigKey: try row.string("provider_config_key"),
+                    connectionId: try row.string("connection_id")),
+                createdAt: Timestamp(microseconds: try row.int64("created_at")),
+                updatedAt: Timestamp(microseconds: try row.int64("updated_at")),
+                metadata: try JSONParser.parse(Array(try row.string("metadata").utf8)).objectValue ?? [:],
+                connectionConfig: try JSONParser.parse(Array(try row.string("connection_config").utf8)).objectValue ?? [:],
+                credentialsType: try row.string("credentials_type"),
+                sealedCredentials: try row.optionalBytes("credentials"))
+        }
+    }
+
+    public func connectionExists(_ connection: ConnectionRef) async throws -> Bool {
+        try await read { db in try await self.connectionPK(db, connection) != nil }
+    }
+
+    public func deleteConnection(_ connection: ConnectionRef) async throws {
+        try await transaction { db in
+            guard let pk = try await self.connectionPK(db, connection) else {
+                throw TributaryError(.unknownConnection, "Connection '\(connection.connectionId)' does not exist.")
+            }
+            // Lock the connection first: its runs and records are going away with it.
+            try await db.query("SELECT id FROM connections WHERE id = \(pk) FOR UPDATE", logger: self.logger)
+            try await self.raiseSequenceFloor(db, connectionPK: pk, variant: nil)
+            try await db.query(
+                "DELETE FROM records WHERE dataset_id IN (SELECT id FROM datasets WHERE connection_pk = \(pk))", logger: self.logger)
+            try await db.query("DELETE FROM connections WHERE id = \(pk)", logger: self.logger)
+        }
+    }
+
+    public func metadata(of connection: ConnectionRef) async throws -> JSONObject {
+        let text: String = try await read { db in
+            let pk = try await self.requireConnectionPK(db, connection)
+            return try await db.one("SELECT metadata::text AS metadata FROM connections WHERE id = \(pk)", self.logger)?.string("metadata") ?? "{}"
+        }
+        return try JSONParser.parse(Array(text.utf8)).objectValue ?? [:]
+    }
+
+    public func updateCredentials(_ sealed: [UInt8]?, type: String, of connection: ConnectionRef) async throws {
+        let now = clock()
+        let data = sealed.map { Data($0) }
+        try await transaction { db in
+            let pk = try await self.requireConnectionPK(db, connection)
+            try await db.query(
+                "UPDATE connections SET credentials_type = \(type), credentials = \(data), updated_at = \(now.microseconds) WHERE id = \(pk)",
+                logger: self.logger)
+        }
+    }
+
+    public func setMetadata(_ metadata: JSONObject, of connections: [ConnectionRef]) async throws {
+        try await changeMetadata(of: connections) { _ in metadata }
+    }
+
+    public func updateMetadata(_ metadata: JSONObject, of connections: [ConnectionRef]) async throws {
+        try await changeMetadata(of: connections) { $0.shallowMerging(metadata) }
+    }
+
+    private func changeMetadata(of connections: [ConnectionRef], _ change: @escaping @Sendable (JSONObject) -> JSONObject) async throws {
+        let now = clock()
+        try await transaction { db in
+            // Resolve every connection first: one unknown connection changes nothing.
+            var pks: [Int64] = []
+            for connection in connections { pks.append(try await self.requireConnectionPK(db, connection)) }
+            for pk in pks {
+                let current =
+                    try await db.one("SELECT metadata::text AS metadata FROM connections WHERE id = \(pk) FOR UPDATE", self.logger)?.string("metadata")
+                    ?? "{}"
+                let object = try JSONParser.parse(Array(current.utf8)).objectValue ?? [:]
+                let updated = JSONWriter.string(.object(change(object)), canonical: false)
+                try await db.query(
+                    "UPDATE connections SET metadata = \(updated)::jsonb, updated_at = \(now.microseconds) WHERE id = \(pk)", logger: self.logger)
+            }
+        }
+    }
+}

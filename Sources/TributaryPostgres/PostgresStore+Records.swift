@@ -1,0 +1,268 @@
+import PostgresNIO
+import TributaryCore
+import TributaryStore
+
+/// A dataset row as a write transaction sees it (locked for the transaction).
+struct PostgresDatasetHead {
+    var id: Int64
+    var lastSequence: Int64
+    var lastWriteAt: Int64
+}
+
+extension PostgresStore {
+    // MARK: Writes
+
+    public func saveRecords(_ records: [PreparedRecord], model: String, of variant: VariantRef, seenGeneration: Int64?) async throws
+        -> ModelResult
+    {
+        if records.isEmpty { return ModelResult() }
+        let unique = records.lastOccurrencePerId
+        // Whole arrays as three bound parameters: one round trip per batch, whatever its size.
+        let ids = unique.map(\.id)
+        let hashes = unique.map { Int64(bitPattern: $0.hash) }
+        let payloads = unique.map { String(decoding: $0.json, as: UTF8.self) }
+        return try await transaction { db in
+            let dataset = try await self.datasetForWrite(db, variant, model: model)
+            let (sequence, now) = self.nextChange(dataset)
+            let generation = seenGeneration ?? 0
+            var result = ModelResult()
+            let rows = try await db.query(
+                """
+                INSERT INTO records(dataset_id, external_id, hash, seq, first_seen_at, updated_at, deleted_at, seen_generation, payload)
+                SELECT \(dataset.id), i.external_id, i.hash, \(sequence), \(now), \(now), NULL, \(generation), i.payload::jsonb
+                FROM unnest(\(ids)::text[], \(hashes)::int8[], \(payloads)::text[]) AS i(external_id, hash, payload)
+                ON CONFLICT (dataset_id, external_id) DO UPDATE SET
+                    hash = excluded.hash,
+                    seq = excluded.seq,
+                    payload = excluded.payload,
+                    first_seen_at = CASE WHEN records.deleted_at IS NOT NULL THEN excluded.first_seen_at ELSE records.first_seen_at END,
+                    updated_at = excluded.updated_at,
+                    deleted_at = NULL,
+                    seen_generation = GREATEST(records.seen_generation, excluded.seen_generation)
+                WHERE records.hash <> excluded.hash OR records.deleted_at IS NOT NULL
+                RETURNING first_seen_at
+                """, logger: self.logger)
+            for try await firstSeen in rows.decode(Int64.self) {
+                if firstSeen == now { result.added += 1 } else { result.updated += 1 }
+            }
+            if let seenGeneration, result.added + result.updated < unique.count {
+                // Unchanged records: only marked seen in this run's deletion window (changed ones already are).
+                try await db.query(
+                    """
+                    UPDATE records SET seen_generation = \(seenGeneration)
+                    WHERE dataset_id = \(dataset.id) AND external_id = ANY(\(ids)::text[]) AND seen_generation < \(seenGeneration)
+                    """, logger: self.logger)
+            }
+            try await self.finishChange(db, dataset, sequence: sequence, now: now, changed: result.added + result.updated, countDelta: result.added)
+            return result
+        }
+    }
+
+    public func updateRecords(_ patches: [RecordPatch], model: String, of variant: VariantRef, seenGeneration: Int64?) async throws
+        -> ModelResult
+    {
+        if patches.isEmpty { return ModelResult() }
+        return try await transaction { db in
+            guard let dataset = try await self.findDataset(db, variant.dataset(model), forUpdate: true) else { return ModelResult() }
+            let (sequence, now) = self.nextChange(dataset)
+            var current: [String: (hash: Int64, payload: String)] = [:]
+            for row in try await db.all(
+                """
+                SELECT external_id, hash, payload::text AS payload FROM records
+                WHERE dataset_id = \(dataset.id) AND external_id = ANY(\(patches.map(\.id))::text[]) AND deleted_at IS NULL
+                """, self.logger)
+            {
+                current[try row.string("external_id")] = (try row.int64("hash"), try row.string("payload"))
+            }
+            var changedIds: [String] = []
+            var changedHashes: [Int64] = []
+            var changedPayloads: [String] = []
+            var unchangedIds: [String] = []
+            // Patches apply in order; a later patch of the same id sees the earlier one.
+            var merged: [String: PreparedRecord] = [:]
+            var order: [String] = []
+            for patch in patches {
+                guard let existing = current[patch.id] else { continue }
+                let base = try merged[patch.id].map { try JSONParser.parse($0.json).objectValue ?? [:] }
+                    ?? (try JSONParser.parse(Array(existing.payload.utf8)).objectValue ?? [:])
+                var object = base.merging(patch.patch)
+                object["id"] = .string(patch.id)
+                if merged[patch.id] == nil { order.append(patch.id) }
+                merged[patch.id] = try PreparedRecord(object)
+            }
+            for id in order {
+                let prepared = merged[id]!
+                if Int64(bitPattern: prepared.hash) != current[id]!.hash {
+                    changedIds.append(id)
+                    changedHashes.append(Int64(bitPattern: prepared.hash))
+                    changedPayloads.append(String(decoding: prepared.json, as: UTF8.self))
+                } else {
+                    unchangedIds.append(id)
+                }
+            }
+            let generation = seenGeneration ?? 0
+            if !changedIds.isEmpty {
+                try await db.query(
+                    """
+                    UPDATE records r SET hash = u.hash, payload = u.payload::jsonb, seq = \(sequence), updated_at = \(now),
+                        seen_generation = GREATEST(r.seen_generation, \(generation))
+                    FROM unnest(\(changedIds)::text[], \(changedHashes)::int8[], \(changedPayloads)::text[]) AS u(external_id, hash, payload)
+                    WHERE r.dataset_id = \(dataset.id) AND r.external_id = u.external_id
+                    """, logger: self.logger)
+            }
+            if let seenGeneration, !unchangedIds.isEmpty {
+                try await db.query(
+                    """
+                    UPDATE records SET seen_generation = \(seenGeneration)
+                    WHERE dataset_id = \(dataset.id) AND external_id = ANY(\(unchangedIds)::text[]) AND seen_generation < \(seenGeneration)
+                    """, logger: self.logger)
+            }
+            try await self.finishChange(db, dataset, sequence: sequence, now: now, changed: changedIds.count, countDelta: 0)
+            return ModelResult(updated: changedIds.count)
+        }
+    }
+
+    public func deleteRecords(ids: [String], model: String, of variant: VariantRef) async throws -> ModelResult {
+        if ids.isEmpty { return ModelResult() }
+        return try await transaction { db in
+            guard let dataset = try await self.findDataset(db, variant.dataset(model), forUpdate: true) else { return ModelResult() }
+            let (sequence, now) = self.nextChange(dataset)
+            let deleted = try await db.count(
+                """
+                UPDATE records SET deleted_at = \(now), updated_at = \(now), seq = \(sequence)
+                WHERE dataset_id = \(dataset.id) AND external_id = ANY(\(ids)::text[]) AND deleted_at IS NULL RETURNING 1
+                """, self.logger)
+            try await self.finishChange(db, dataset, sequence: sequence, now: now, changed: deleted, countDelta: -deleted)
+            return ModelResult(deleted: deleted)
+        }
+    }
+
+    /// Marks deleted every live record of `dataset` not seen in `generation` (full-refresh deletion detection).
+    func deleteUnseen(_ db: PostgresConnection, _ ref: DatasetRef, generation: Int64) async throws -> Int {
+        guard let dataset = try await findDataset(db, ref, forUpdate: true) else { return 0 }
+        let (sequence, now) = nextChange(dataset)
+        let deleted = try await db.count(
+            """
+            UPDATE records SET deleted_at = \(now), updated_at = \(now), seq = \(sequence)
+            WHERE dataset_id = \(dataset.id) AND deleted_at IS NULL AND seen_generation < \(generation) RETURNING 1
+            """, logger)
+        try await finishChange(db, dataset, sequence: sequence, now: now, changed: deleted, countDelta: -deleted)
+        return deleted
+    }
+
+    // MARK: Reads
+
+    public func changes(_ query: ChangeQuery) async throws -> ChangePage {
+        if let ids = query.ids, ids.isEmpty { return ChangePage(records: [], nextCursor: nil) }
+        return try await read { db in
+            guard let dataset = try await self.findDataset(db, query.dataset, forUpdate: false) else { return ChangePage(records: [], nextCursor: nil) }
+            var binds = PostgresBindings()
+            binds.append(dataset.id)
+            binds.append(query.cursor?.sequence ?? 0)
+            binds.append(query.cursor?.tiebreaker ?? 0)
+            binds.append(Int64(query.limit + 1))
+            var sql = """
+                SELECT id, external_id, seq, first_seen_at, updated_at, deleted_at, payload::text FROM records
+                WHERE dataset_id = $1 AND (seq, id) > ($2, $3)
+                """
+            if let modifiedAfter = query.modifiedAfter {
+                binds.append(modifiedAfter.microseconds)
+                sql += " AND updated_at >= $\(binds.count)"
+            }
+            if let actions = query.actions, !actions.isEmpty, actions.count < RecordAction.allCases.count {
+                var clauses: [String] = []
+                if actions.contains(.added) { clauses.append("(deleted_at IS NULL AND first_seen_at = updated_at)") }
+                if actions.contains(.updated) { clauses.append("(deleted_at IS NULL AND first_seen_at <> updated_at)") }
+                if actions.contains(.deleted) { clauses.append("deleted_at IS NOT NULL") }
+                sql += " AND (" + clauses.joined(separator: " OR ") + ")"
+            }
+            if let ids = query.ids {
+                binds.append(ids)
+                sql += " AND external_id = ANY($\(binds.count)::text[])"
+            }
+            sql += " ORDER BY seq, id LIMIT $4"
+            var records: [StoredRecord] = []
+            records.reserveCapacity(min(query.limit, 1024))
+            var more = false
+            let rows = try await db.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: self.logger)
+            for try await (id, externalId, seq, firstSeen, updated, deleted, payload) in rows.decode(
+                (Int64, String, Int64, Int64, Int64, Int64?, String).self)
+            {
+                if records.count == query.limit {
+                    more = true
+                    continue
+                }
+                records.append(
+                    StoredRecord(
+                        id: externalId, json: Array(payload.utf8),
+                        firstSeenAt: Timestamp(microseconds: firstSeen),
+                        lastModifiedAt: Timestamp(microseconds: updated),
+                        deletedAt: deleted.map(Timestamp.init(microseconds:)),
+                        cursor: FeedCursor(sequence: seq, tiebreaker: id)))
+            }
+            return ChangePage(records: records, nextCursor: more ? records.last?.cursor : nil)
+        }
+    }
+
+    public func recordCounts(of variant: VariantRef) async throws -> [String: Int] {
+        try await read { db in
+            guard let pk = try await self.connectionPK(db, variant.connection) else { return [:] }
+            var counts: [String: Int] = [:]
+            for row in try await db.all(
+                """
+                SELECT model, record_count FROM datasets WHERE connection_pk = \(pk) AND sync_name = \(variant.syncName) AND variant = \(variant.variant)
+                """, self.logger)
+            {
+                counts[try row.string("model")] = try row.int("record_count")
+            }
+            return counts
+        }
+    }
+
+    // MARK: Dataset bookkeeping
+
+    /// The dataset's row; with `forUpdate` locked until the transaction ends, which is what orders
+    /// the dataset's change sequence by commit across writers.
+    func findDataset(_ db: PostgresConnection, _ ref: DatasetRef, forUpdate: Bool) async throws -> PostgresDatasetHead? {
+        guard
+            let row = try await db.one(
+                """
+                SELECT d.id, d.last_seq, d.last_write_at FROM datasets d JOIN connections c ON c.id = d.connection_pk
+                WHERE c.environment = \(ref.connection.environment) AND c.provider_config_key = \(ref.connection.providerConfigKey)
+                    AND c.connection_id = \(ref.connection.connectionId) AND d.model = \(ref.model) AND d.variant = \(ref.variant)
+                \(unescaped: forUpdate ? "FOR UPDATE OF d" : "")
+                """, logger)
+        else { return nil }
+        return PostgresDatasetHead(id: try row.int64("id"), lastSequence: try row.int64("last_seq"), lastWriteAt: try row.int64("last_write_at"))
+    }
+
+    func datasetForWrite(_ db: PostgresConnection, _ variant: VariantRef, model: String) async throws -> PostgresDatasetHead {
+        if let head = try await findDataset(db, variant.dataset(model), forUpdate: true) { return head }
+        let (connectionPK, _) = try await ensureConnectionPK(db, variant.connection, now: clock())
+        try await db.query(
+            """
+            INSERT INTO datasets(connection_pk, sync_name, model, variant, last_seq)
+            VALUES (\(connectionPK), \(variant.syncName), \(model), \(variant.variant), (SELECT value FROM store_meta WHERE key = 'seq_floor'))
+            ON CONFLICT (connection_pk, model, variant) DO NOTHING
+            """, logger: logger)
+        guard let head = try await findDataset(db, variant.dataset(model), forUpdate: true) else {
+            throw TributaryError(.unknownConnection, "Dataset of model '\(model)' could not be created.")
+        }
+        return head
+    }
+
+    /// The change sequence and timestamp of the next write to a dataset. Timestamps strictly
+    /// increase per dataset, so `updated_at` order agrees with feed order.
+    func nextChange(_ dataset: PostgresDatasetHead) -> (sequence: Int64, now: Int64) {
+        (dataset.lastSequence + 1, max(clock().microseconds, dataset.lastWriteAt + 1))
+    }
+
+    func finishChange(_ db: PostgresConnection, _ dataset: PostgresDatasetHead, sequence: Int64, now: Int64, changed: Int, countDelta: Int) async throws {
+        guard changed > 0 else { return }
+        try await db.query(
+            """
+            UPDATE datasets SET last_seq = \(sequence), last_write_at = \(now), record_count = record_count + \(Int64(countDelta))
+            WHERE id = \(dataset.id)
+            """, logger: logger)
+    }
+}

@@ -1,0 +1,281 @@
+import Foundation
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+import TributaryCore
+import TributaryStore
+
+/// The scale-out store: one PostgreSQL database shared by any number of API and worker processes.
+///
+/// It implements the same ``Store`` contract as `SQLiteStore` and passes the same test suite. How it
+/// stays correct with many writers:
+/// - **Change feed**: a write to a dataset locks the dataset's row (`FOR UPDATE`) for its
+///   transaction, so its change sequence values are handed out in commit order — a reader paging by
+///   cursor can never see a later sequence committed before an earlier one (no gaps, no skips).
+/// - **Run queue**: queueing, claiming, expiring and cancelling runs take one transaction-level
+///   advisory lock, so a claim sees every running run of every process when it applies the
+///   per-connection limit; the unique index `runs_active` keeps one active run per variant whatever
+///   happens. Expiry skips run rows a finishing transaction holds (`FOR UPDATE SKIP LOCKED`).
+/// - **Outbox and provider webhooks**: delivery claims are serialised by their own advisory lock
+///   (one head per receiver URL); provider webhook tasks are claimed with `FOR UPDATE SKIP LOCKED`.
+/// - Deadlocks and serialisation failures (SQLSTATE 40P01, 40001) are retried.
+///
+/// The store is a `Service`: its ``run()`` runs postgres-nio's connection pool and must be running
+/// (in the process's `ServiceGroup`) while the store is used.
+public final class PostgresStore: Store, Service {
+    let client: PostgresClient
+    let logger: Logger
+    let clock: @Sendable () -> Timestamp
+    /// Where this store connects, without the password (for logs and start-up lines).
+    public let displayLocation: String
+    let url: PostgresURL
+
+    /// Advisory lock keys (transaction-level).
+    enum Lock: Int64 {
+        case runQueue = 7_320_001
+        case deliveries = 7_320_002
+        case migrations = 7_320_003
+    }
+
+    /// Creates the store. Nothing connects until ``run()`` runs.
+    ///
+    /// - Parameters:
+    ///   - url: the database, as a ``PostgresURL``.
+    ///   - maximumConnections: the pool's size for this process (see the operations guide for sizing).
+    ///   - clock: the time source for record and run timestamps (tests inject their own).
+    public init(
+        url: PostgresURL, maximumConnections: Int = 10, clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() },
+        logger: Logger = Logger(label: "tributary.postgres")
+    ) {
+        var configuration = url.clientConfiguration
+        configuration.options.maximumConnections = maximumConnections
+        configuration.options.minimumConnections = 0
+        client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        self.logger = logger
+        self.clock = clock
+        displayLocation = url.redacted
+        self.url = url
+    }
+
+    /// Runs the connection pool until cancelled or gracefully shut down.
+    public func run() async {
+        await client.run()
+    }
+
+    /// Creates or upgrades the schema over a connection of its own: call it before ``run()`` starts
+    /// (as `tributary serve` does) or while it runs; concurrent callers in several processes are safe.
+    public func migrate() async throws {
+        try await PostgresSchema.migrate(self)
+    }
+
+    // MARK: Transactions
+
+    /// Runs `body` in one transaction on one pooled connection; retried on deadlock or serialisation
+    /// failure. Errors thrown by `body` pass through unchanged.
+    @discardableResult
+    func transaction<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        var attempt = 0
+        while true {
+            do {
+                return try await client.withConnection { connection in
+                    try await connection.query("BEGIN", logger: self.logger)
+                    do {
+                        let value = try await body(connection)
+                        try await connection.query("COMMIT", logger: self.logger)
+                        return value
+                    } catch {
+                        // A broken connection is closed by the pool; the original error is what matters.
+                        _ = try? await connection.query("ROLLBACK", logger: self.logger)
+                        throw error
+                    }
+                }
+            } catch let error as PSQLError where Self.isTransient(error) && attempt < 8 {
+                attempt += 1
+                try await Task.sleep(for: .milliseconds(5 * attempt * attempt))
+            } catch let error as PSQLError {
+                throw Self.described(error)
+            }
+        }
+    }
+
+    /// Statements outside an explicit transaction (reads, and single-statement writes).
+    @discardableResult
+    func read<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        do {
+            return try await client.withConnection { connection in try await body(connection) }
+        } catch let error as PSQLError {
+            throw Self.described(error)
+        }
+    }
+
+    static func isTransient(_ error: PSQLError) -> Bool {
+        let state = error.serverInfo?[.sqlState]
+        return state == "40P01" || state == "40001"
+    }
+
+    static func isUniqueViolation(_ error: any Error) -> Bool {
+        (error as? PSQLError)?.serverInfo?[.sqlState] == "23505"
+    }
+
+    /// postgres-nio's errors print no server message by default; keep the SQLSTATE and message (never bound values).
+    static func described(_ error: PSQLError) -> any Error {
+        guard let info = error.serverInfo else { return error }
+        return PostgresStoreError(
+            sqlState: info[.sqlState] ?? "?", message: info[.message] ?? "\(error.code)", detail: info[.detail])
+    }
+
+    // MARK: Shared lookups (inside a transaction)
+
+    func connectionPK(_ db: PostgresConnection, _ ref: ConnectionRef) async throws -> Int64? {
+        try await db.one(
+            "SELECT id FROM connections WHERE environment = \(ref.environment) AND provider_config_key = \(ref.providerConfigKey) AND connection_id = \(ref.connectionId)",
+            logger
+        )?.int64("id")
+    }
+
+    func requireConnectionPK(_ db: PostgresConnection, _ ref: ConnectionRef) async throws -> Int64 {
+        guard let pk = try await connectionPK(db, ref) else { throw StoreMessages.unknownConnection(ref) }
+        return pk
+    }
+
+    func ensureConnectionPK(_ db: PostgresConnection, _ ref: ConnectionRef, now: Timestamp) async throws -> (Int64, created: Bool) {
+        if let pk = try await connectionPK(db, ref) { return (pk, false) }
+        // Another process may create it at the same moment: insert-or-nothing, then read.
+        if let row = try await db.one(
+            """
+            INSERT INTO connections(environment, provider_config_key, connection_id, created_at, updated_at)
+            VALUES (\(ref.environment), \(ref.providerConfigKey), \(ref.connectionId), \(now.microseconds), \(now.microseconds))
+            ON CONFLICT (environment, provider_config_key, connection_id) DO NOTHING RETURNING id
+            """, logger)
+        {
+            return (try row.int64("id"), true)
+        }
+        return (try await requireConnectionPK(db, ref), false)
+    }
+
+    static let variantColumns =
+        "id, public_id, paused, frequency, next_run_at, sync_name, variant, last_sync_date, checkpoint, deletion_generation, created_at"
+    static let qualifiedVariantColumns = variantColumns.split(separator: ",").map { "v." + $0.trimmingCharacters(in: .whitespaces) }
+        .joined(separator: ", ")
+
+    func variantState(_ ref: VariantRef, _ row: PostgresRandomAccessRow) throws -> VariantState {
+        var state = VariantState(
+            id: try row.string("public_id"),
+            ref: ref,
+            paused: try row.bool("paused"),
+            frequencyOverride: try row.optionalString("frequency"),
+            lastSyncDate: try row.optionalInt64("last_sync_date").map(Timestamp.init(microseconds:)),
+            checkpoint: try row.optionalString("checkpoint").map { try Checkpoint(json: $0) },
+            deletionGeneration: try row.optionalInt64("deletion_generation"),
+            createdAt: Timestamp(microseconds: try row.int64("created_at")))
+        state.nextRunAt = try row.optionalInt64("next_run_at").map(Timestamp.init(microseconds:))
+        return state
+    }
+
+    func variantRow(_ db: PostgresConnection, connectionPK: Int64, _ ref: VariantRef, forUpdate: Bool = false) async throws
+        -> (pk: Int64, state: VariantState)?
+    {
+        guard
+            let row = try await db.one(
+                """
+                SELECT \(unescaped: Self.variantColumns) FROM sync_variants
+                WHERE connection_pk = \(connectionPK) AND sync_name = \(ref.syncName) AND variant = \(ref.variant)
+                \(unescaped: forUpdate ? "FOR UPDATE" : "")
+                """, logger)
+        else { return nil }
+        return (try row.int64("id"), try variantState(ref, row))
+    }
+
+    func insertVariant(_ db: PostgresConnection, connectionPK: Int64, _ ref: VariantRef, paused: Bool = false, now: Timestamp) async throws
+        -> (pk: Int64, state: VariantState)?
+    {
+        let publicId = UUID().uuidString.lowercased()
+        guard
+            let row = try await db.one(
+                """
+                INSERT INTO sync_variants(connection_pk, sync_name, variant, created_at, public_id, next_run_at, paused)
+                VALUES (\(connectionPK), \(ref.syncName), \(ref.variant), \(now.microseconds), \(publicId), \(now.microseconds), \(paused))
+                ON CONFLICT (connection_pk, sync_name, variant) DO NOTHING RETURNING id
+                """, logger)
+        else { return nil }
+        var state = VariantState(id: publicId, ref: ref, paused: paused, createdAt: now)
+        state.nextRunAt = now
+        return (try row.int64("id"), state)
+    }
+
+    /// The variant row, created (with its connection) when missing.
+    func ensureVariantRow(_ db: PostgresConnection, _ ref: VariantRef, now: Timestamp) async throws -> (pk: Int64, state: VariantState) {
+        let (connectionPK, _) = try await ensureConnectionPK(db, ref.connection, now: now)
+        if let row = try await variantRow(db, connectionPK: connectionPK, ref) { return row }
+        if let inserted = try await insertVariant(db, connectionPK: connectionPK, ref, now: now) { return inserted }
+        // Created by another process between the two statements.
+        guard let row = try await variantRow(db, connectionPK: connectionPK, ref) else { throw StoreMessages.unknownVariant(ref) }
+        return row
+    }
+
+    func lookupVariant(_ db: PostgresConnection, _ ref: VariantRef, forUpdate: Bool = false) async throws -> (pk: Int64, state: VariantState)? {
+        guard let connectionPK = try await connectionPK(db, ref.connection) else { return nil }
+        return try await variantRow(db, connectionPK: connectionPK, ref, forUpdate: forUpdate)
+    }
+
+    func requireVariant(_ db: PostgresConnection, _ ref: VariantRef, forUpdate: Bool = false) async throws -> (pk: Int64, state: VariantState) {
+        guard let found = try await lookupVariant(db, ref, forUpdate: forUpdate) else { throw StoreMessages.unknownVariant(ref) }
+        return found
+    }
+
+    func variantRef(_ db: PostgresConnection, variantPK: Int64) async throws -> VariantRef {
+        guard
+            let row = try await db.one(
+                """
+                SELECT c.environment, c.provider_config_key, c.connection_id, v.sync_name, v.variant
+                FROM sync_variants v JOIN connections c ON c.id = v.connection_pk WHERE v.id = \(variantPK)
+                """, logger)
+        else { throw TributaryError(.unknownVariant, "Variant \(variantPK) does not exist.") }
+        return VariantRef(
+            connection: ConnectionRef(
+                environment: try row.string("environment"), providerConfigKey: try row.string("provider_config_key"),
+                connectionId: try row.string("connection_id")),
+            syncName: try row.string("sync_name"), variant: try row.string("variant"))
+    }
+
+    /// Takes a transaction-level advisory lock (released at commit or rollback).
+    func lock(_ db: PostgresConnection, _ lock: Lock) async throws {
+        try await db.query("SELECT pg_advisory_xact_lock(\(lock.rawValue))", logger: logger)
+    }
+
+    /// Raises the floor new datasets start their change sequence from, before datasets are deleted,
+    /// so a cursor issued for a deleted dataset never skips changes of a re-created one.
+    func raiseSequenceFloor(_ db: PostgresConnection, connectionPK: Int64, variant: VariantRef?) async throws {
+        if let variant {
+            try await db.query(
+                """
+                UPDATE store_meta SET value = GREATEST(value, COALESCE((SELECT MAX(last_seq) FROM datasets WHERE connection_pk = \(connectionPK)
+                    AND sync_name = \(variant.syncName) AND variant = \(variant.variant)), 0)) WHERE key = 'seq_floor'
+                """, logger: logger)
+        } else {
+            try await db.query(
+                """
+                UPDATE store_meta SET value = GREATEST(value, COALESCE((SELECT MAX(last_seq) FROM datasets WHERE connection_pk = \(connectionPK)), 0))
+                WHERE key = 'seq_floor'
+                """, logger: logger)
+        }
+    }
+}
+
+/// A database error, with PostgreSQL's SQLSTATE and message (bound values are never included).
+public struct PostgresStoreError: Error, CustomStringConvertible {
+    /// PostgreSQL's SQLSTATE; nil for the store's own checks.
+    public var sqlState: String?
+    public var message: String
+    public var detail: String?
+
+    public init(sqlState: String?, message: String, detail: String? = nil) {
+        self.sqlState = sqlState
+        self.message = message
+        self.detail = detail
+    }
+
+    public var description: String {
+        (sqlState.map { "PostgreSQL error \($0): " } ?? "") + message + (detail.map { " (\($0))" } ?? "")
+    }
+}

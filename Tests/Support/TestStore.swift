@@ -1,0 +1,146 @@
+import Foundation
+import Synchronization
+import Logging
+import PostgresNIO
+import TributaryCore
+import TributaryPostgres
+import TributarySQLite
+import TributaryStore
+
+/// The stores the store and engine tests run against: SQLite always, PostgreSQL when
+/// `TRIBUTARY_TEST_POSTGRES_URL` names a server (`scripts/throwaway-postgres` starts one and sets it;
+/// `.ci/run` always does).
+public enum StoreKind: String, Sendable, CaseIterable, CustomStringConvertible {
+    case sqlite
+    case postgres
+
+    /// The server tests create their databases on, if any.
+    public static let postgresURL: PostgresURL? = {
+        guard let text = ProcessInfo.processInfo.environment["TRIBUTARY_TEST_POSTGRES_URL"], !text.isEmpty else { return nil }
+        do {
+            return try PostgresURL(text)
+        } catch {
+            fatalError("TRIBUTARY_TEST_POSTGRES_URL: \(error)")
+        }
+    }()
+
+    /// The kinds to run each store test with.
+    public static let available: [StoreKind] = postgresURL == nil ? [.sqlite] : [.sqlite, .postgres]
+
+    public var description: String { rawValue }
+}
+
+/// A fresh, migrated store for one test: a new SQLite file in a new temporary directory, or a new
+/// database on the test PostgreSQL server. Everything is released with the fixture.
+public final class TestStore: Sendable {
+    public let kind: StoreKind
+    /// The directory the test may use for its own files (the SQLite file lives here too).
+    public let directory: URL
+    public let store: any Store
+    /// The SQLite file, or the PostgreSQL URL of the test's database — what a child process is given.
+    public let location: String
+    private let runners: Runners
+
+    /// Creates the store.
+    /// - Parameter clock: the store's time source (tests that control time pass their own).
+    public init(_ kind: StoreKind, clock: (@Sendable () -> Timestamp)? = nil) async throws {
+        self.kind = kind
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-tests-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        runners = Runners()
+        switch kind {
+        case .sqlite:
+            location = directory.appendingPathComponent("store.sqlite").path
+        case .postgres:
+            guard let server = StoreKind.postgresURL else { throw TestStoreError("TRIBUTARY_TEST_POSTGRES_URL is not set") }
+            let name = "t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+            try await Self.createDatabase(name, template: try await Template.shared.name(on: server), on: server)
+            location = server.with(database: name).asString
+        }
+        store = try await Self.open(kind, location, clock: clock, runners: runners)
+    }
+
+    /// Another store instance on the same database — a restarted process, or a second process sharing it.
+    public func reopen(clock: (@Sendable () -> Timestamp)? = nil) async throws -> any Store {
+        try await Self.open(kind, location, clock: clock, runners: runners)
+    }
+
+    deinit {
+        runners.cancelAll()
+        if let sqlite = store as? SQLiteStore { try? sqlite.close() }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    private static func open(_ kind: StoreKind, _ location: String, clock: (@Sendable () -> Timestamp)?, runners: Runners) async throws -> any Store {
+        let now = clock ?? { Timestamp.now() }
+        switch kind {
+        case .sqlite:
+            let store = try SQLiteStore(path: location, clock: now)
+            try await store.migrate()
+            return store
+        case .postgres:
+            var logger = Logger(label: "tributary.postgres")
+            logger.logLevel = .error
+            let store = PostgresStore(url: try PostgresURL(location), maximumConnections: 8, clock: now, logger: logger)
+            try await store.migrate()
+            // The pool runs for as long as the fixture lives (cancelled in deinit).
+            runners.add(Task { await store.run() })
+            return store
+        }
+    }
+
+    static func createDatabase(_ name: String, template: String? = nil, on server: PostgresURL) async throws {
+        let connection = try await PostgresConnection.connect(
+            configuration: try server.connectionConfiguration(), id: 1, logger: Logger(label: "tributary.tests"))
+        do {
+            // Identifiers cannot be bound; the name is generated above (letters, digits, underscore).
+            try await connection.query(
+                PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)" + (template.map { " TEMPLATE \($0)" } ?? "")), logger: Logger(label: "tributary.tests"))
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try await connection.close()
+    }
+}
+
+/// A migrated database made once per test process; each test's database is a copy of it (much
+/// cheaper than migrating every time).
+private actor Template {
+    static let shared = Template()
+    private var made: Task<String, any Error>?
+
+    func name(on server: PostgresURL) async throws -> String {
+        if let made { return try await made.value }
+        let task = Task<String, any Error> {
+            let name = "tributary_template_\(ProcessInfo.processInfo.processIdentifier)_\(UInt32.random(in: 0...UInt32.max))"
+            try await TestStore.createDatabase(name, on: server)
+            var logger = Logger(label: "tributary.postgres")
+            logger.logLevel = .error
+            // Migrated over its own connection, which is closed again: a template must have no connections when copied.
+            try await PostgresStore(url: server.with(database: name), logger: logger).migrate()
+            return name
+        }
+        made = task
+        return try await task.value
+    }
+}
+
+/// The tasks running PostgreSQL pools of a fixture's stores.
+private final class Runners: Sendable {
+    private let tasks = Mutex<[Task<Void, Never>]>([])
+    func add(_ task: Task<Void, Never>) { tasks.withLock { $0.append(task) } }
+    func cancelAll() { tasks.withLock { for task in $0 { task.cancel() } } }
+}
+
+struct TestStoreError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension PostgresURL {
+    /// The URL as text (tests hand it to child processes).
+    public var asString: String {
+        "postgres://\(username)\(password.map { ":\($0)" } ?? "")@\(host):\(port)/\(database)?sslmode=\(tls.rawValue)"
+    }
+}
