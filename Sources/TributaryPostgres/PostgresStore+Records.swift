@@ -2,13 +2,6 @@ import PostgresNIO
 import TributaryCore
 import TributaryStore
 
-/// A dataset row as a write transaction sees it (locked for the transaction).
-struct PostgresDatasetHead {
-    var id: Int64
-    var lastSequence: Int64
-    var lastWriteAt: Int64
-}
-
 extension PostgresStore {
     // MARK: Writes
 
@@ -223,7 +216,7 @@ extension PostgresStore {
 
     /// The dataset's row; with `forUpdate` locked until the transaction ends, which is what orders
     /// the dataset's change sequence by commit across writers.
-    func findDataset(_ db: PostgresConnection, _ ref: DatasetRef, forUpdate: Bool) async throws -> PostgresDatasetHead? {
+    func findDataset(_ db: PostgresConnection, _ ref: DatasetRef, forUpdate: Bool) async throws -> DatasetHead? {
         guard
             let row = try await db.one(
                 """
@@ -233,10 +226,10 @@ extension PostgresStore {
                 \(unescaped: forUpdate ? "FOR UPDATE OF d" : "")
                 """, logger)
         else { return nil }
-        return PostgresDatasetHead(id: try row.int64("id"), lastSequence: try row.int64("last_seq"), lastWriteAt: try row.int64("last_write_at"))
+        return DatasetHead(id: try row.int64("id"), lastSequence: try row.int64("last_seq"), lastWriteAt: try row.int64("last_write_at"))
     }
 
-    func datasetForWrite(_ db: PostgresConnection, _ variant: VariantRef, model: String) async throws -> PostgresDatasetHead {
+    func datasetForWrite(_ db: PostgresConnection, _ variant: VariantRef, model: String) async throws -> DatasetHead {
         if let head = try await findDataset(db, variant.dataset(model), forUpdate: true) { return head }
         let (connectionPK, _) = try await ensureConnectionPK(db, variant.connection, now: clock())
         try await db.query(
@@ -251,13 +244,9 @@ extension PostgresStore {
         return head
     }
 
-    /// The change sequence and timestamp of the next write to a dataset. Timestamps strictly
-    /// increase per dataset, so `updated_at` order agrees with feed order.
-    func nextChange(_ dataset: PostgresDatasetHead) -> (sequence: Int64, now: Int64) {
-        (dataset.lastSequence + 1, max(clock().microseconds, dataset.lastWriteAt + 1))
-    }
+    func nextChange(_ dataset: DatasetHead) -> (sequence: Int64, now: Int64) { dataset.nextChange(now: clock()) }
 
-    func finishChange(_ db: PostgresConnection, _ dataset: PostgresDatasetHead, sequence: Int64, now: Int64, changed: Int, countDelta: Int) async throws {
+    func finishChange(_ db: PostgresConnection, _ dataset: DatasetHead, sequence: Int64, now: Int64, changed: Int, countDelta: Int) async throws {
         guard changed > 0 else { return }
         try await db.query(
             """

@@ -192,29 +192,17 @@ extension PostgresStore {
         }
     }
 
-    /// Sets up a run that has just become `running`: its kind, and its deletion-tracking window —
-    /// continued when the variant resumes from a checkpoint inside an open window, else a new one.
+    /// Records how a run that has just become `running` starts (``StartedRun/begin(run:startedAt:state:tracksDeletes:)``).
     private func begin(_ db: PostgresConnection, run runId: Int64, variantPK: Int64, state: VariantState, tracksDeletes: Bool, now: Timestamp)
         async throws -> StartedRun
     {
-        let kind: RunKind = state.lastSyncDate == nil ? .initial : .incremental
-        var generation: Int64? = nil
-        var resumes = false
-        if tracksDeletes {
-            if let open = state.deletionGeneration, state.checkpoint != nil {
-                generation = open
-                resumes = true
-            } else {
-                generation = runId
-            }
-        }
+        let started = StartedRun.begin(run: runId, startedAt: now, state: state, tracksDeletes: tracksDeletes)
+        let generation = started.deletionGeneration
         if generation != state.deletionGeneration {
             try await db.query("UPDATE sync_variants SET deletion_generation = \(generation) WHERE id = \(variantPK)", logger: logger)
         }
-        try await db.query("UPDATE runs SET kind = \(kind.rawValue), deletion_generation = \(generation) WHERE id = \(runId)", logger: logger)
-        var startState = state
-        startState.deletionGeneration = generation
-        return StartedRun(runId: runId, startedAt: now, kind: kind, state: startState, deletionGeneration: generation, resumesWindow: resumes)
+        try await db.query("UPDATE runs SET kind = \(started.kind.rawValue), deletion_generation = \(generation) WHERE id = \(runId)", logger: logger)
+        return started
     }
 
     public func heartbeat(run: Int64) async throws {

@@ -2,13 +2,6 @@ import GRDB
 import TributaryCore
 import TributaryStore
 
-/// A dataset row as a write transaction sees it.
-struct DatasetHead {
-    var id: Int64
-    var lastSequence: Int64
-    var lastWriteAt: Int64
-}
-
 extension SQLiteStore {
     // MARK: Writes
 
@@ -245,12 +238,7 @@ extension SQLiteStore {
         return DatasetHead(id: db.lastInsertedRowID, lastSequence: floor, lastWriteAt: 0)
     }
 
-    /// The change sequence and timestamp of the next write to a dataset. Timestamps strictly
-    /// increase per dataset, so `updated_at` order agrees with feed order and an add is never
-    /// mistaken for an update within one microsecond.
-    func nextChange(_ dataset: DatasetHead) -> (sequence: Int64, now: Int64) {
-        (dataset.lastSequence + 1, max(clock().microseconds, dataset.lastWriteAt + 1))
-    }
+    func nextChange(_ dataset: DatasetHead) -> (sequence: Int64, now: Int64) { dataset.nextChange(now: clock()) }
 
     func finishChange(_ db: Database, _ dataset: DatasetHead, sequence: Int64, now: Int64, changed: Int, countDelta: Int) throws {
         guard changed > 0 else { return }

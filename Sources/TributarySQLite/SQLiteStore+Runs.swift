@@ -165,27 +165,16 @@ extension SQLiteStore {
         return try fetchRun(db, db.lastInsertedRowID)!
     }
 
-    /// Sets up a run that has just become `running`: its kind, and its deletion-tracking window —
-    /// continued when the variant resumes from a checkpoint inside an open window, else a new one.
+    /// Records how a run that has just become `running` starts (``StartedRun/begin(run:startedAt:state:tracksDeletes:)``).
     private func begin(_ db: Database, run runId: Int64, variantPK: Int64, state: VariantState, tracksDeletes: Bool, now: Timestamp) throws -> StartedRun {
-        let kind: RunKind = state.lastSyncDate == nil ? .initial : .incremental
-        var generation: Int64? = nil
-        var resumes = false
-        if tracksDeletes {
-            if let open = state.deletionGeneration, state.checkpoint != nil {
-                generation = open
-                resumes = true
-            } else {
-                generation = runId
-            }
+        let started = StartedRun.begin(run: runId, startedAt: now, state: state, tracksDeletes: tracksDeletes)
+        if started.deletionGeneration != state.deletionGeneration {
+            try db.execute(
+                sql: "UPDATE sync_variants SET deletion_generation = ? WHERE id = ?", arguments: [started.deletionGeneration, variantPK])
         }
-        if generation != state.deletionGeneration {
-            try db.execute(sql: "UPDATE sync_variants SET deletion_generation = ? WHERE id = ?", arguments: [generation, variantPK])
-        }
-        try db.execute(sql: "UPDATE runs SET kind = ?, deletion_generation = ? WHERE id = ?", arguments: [kind.rawValue, generation, runId])
-        var startState = state
-        startState.deletionGeneration = generation
-        return StartedRun(runId: runId, startedAt: now, kind: kind, state: startState, deletionGeneration: generation, resumesWindow: resumes)
+        try db.execute(
+            sql: "UPDATE runs SET kind = ?, deletion_generation = ? WHERE id = ?", arguments: [started.kind.rawValue, started.deletionGeneration, runId])
+        return started
     }
 
     public func heartbeat(run: Int64) async throws {

@@ -42,6 +42,49 @@ extension RunOutcome {
     }
 }
 
+extension StartedRun {
+    /// How a run that has just become `running` starts: its kind, and its deletion-tracking window —
+    /// continued when the variant resumes from a checkpoint inside an open window, else a new one
+    /// (identified by the run's id). The store records the returned generation on the run and,
+    /// when it differs from `state.deletionGeneration`, on the variant.
+    public static func begin(run runId: Int64, startedAt: Timestamp, state: VariantState, tracksDeletes: Bool) -> StartedRun {
+        let kind: RunKind = state.lastSyncDate == nil ? .initial : .incremental
+        var generation: Int64? = nil
+        var resumes = false
+        if tracksDeletes {
+            if let open = state.deletionGeneration, state.checkpoint != nil {
+                generation = open
+                resumes = true
+            } else {
+                generation = runId
+            }
+        }
+        var startState = state
+        startState.deletionGeneration = generation
+        return StartedRun(runId: runId, startedAt: startedAt, kind: kind, state: startState, deletionGeneration: generation, resumesWindow: resumes)
+    }
+}
+
+/// A dataset's row as a write transaction sees it: its id and where its change feed stands.
+public struct DatasetHead: Sendable, Hashable {
+    public var id: Int64
+    public var lastSequence: Int64
+    public var lastWriteAt: Int64
+
+    public init(id: Int64, lastSequence: Int64, lastWriteAt: Int64) {
+        self.id = id
+        self.lastSequence = lastSequence
+        self.lastWriteAt = lastWriteAt
+    }
+
+    /// The change sequence and timestamp (microseconds) of the next write. Timestamps strictly
+    /// increase per dataset, so `updated_at` order agrees with feed order and an add is never
+    /// mistaken for an update within one microsecond.
+    public func nextChange(now: Timestamp) -> (sequence: Int64, now: Int64) {
+        (lastSequence + 1, max(now.microseconds, lastWriteAt + 1))
+    }
+}
+
 /// Messages the stores give for the same conditions.
 public enum StoreMessages {
     /// The error of a run whose process stopped before it finished.
