@@ -124,7 +124,9 @@ struct CLITests {
         var logger = Logger(label: "shop")
         logger.logLevel = .critical
         let directory = self.directory
-        try await DemoShopAPI(rateLimitEvery: 0).application(port: 0, logger: logger).test(.live) { client in
+        // A frozen shop: a live one can list a new order while paging (121 records across the pages).
+        let frozen = Date(timeIntervalSince1970: 1_793_491_200)
+        try await DemoShopAPI(rateLimitEvery: 0, now: { frozen }).application(port: 0, logger: logger).test(.live) { client in
             let file = directory.appendingPathComponent("tributary.yaml").path
             try DemoConfiguration.yaml.replacingOccurrences(of: "${TRIBUTARY_DEMO_PROVIDER_URL:-http://127.0.0.1:3010}", with: "http://127.0.0.1:\(client.port!)")
                 .write(toFile: file, atomically: true, encoding: .utf8)
