@@ -108,10 +108,14 @@ let package = Package(
         .executableTarget(
             name: "tributary-bench",
             dependencies: [
-                "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryEngine",
+                "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryPostgres", "TributaryEngine", "TributaryServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
@@ -133,6 +137,7 @@ let package = Package(
             dependencies: [
                 "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryPostgres", "TributaryTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: strict
         ),

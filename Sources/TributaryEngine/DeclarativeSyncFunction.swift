@@ -2,9 +2,10 @@ import TributaryCore
 
 /// Runs a sync described in `tributary.yaml` (``DeclarativeSpec``): fills `{variant}` and
 /// `{metadata.KEY}` into the endpoint and parameters, adds the incremental parameter from
-/// `lastSyncDate`, reads page after page through the connection's provider access, maps each
-/// record, saves the page, and checkpoints where the next page starts — so an interrupted run
-/// resumes at the page it had not saved yet, with the same incremental window.
+/// `lastSyncDate`, reads page after page through the connection's provider access (the next page
+/// is fetched while one is saved), maps each record, saves the page, and checkpoints where the next
+/// page starts — so an interrupted run resumes at the page it had not saved yet, with the same
+/// incremental window.
 struct DeclarativeSyncFunction: SyncFunction {
     let name: String
     let spec: DeclarativeSpec
@@ -30,8 +31,13 @@ struct DeclarativeSyncFunction: SyncFunction {
         }
         var pages = 0
         var saved = 0
-        for try await page in nango.paginate(request, pagination, resumingAfter: resumeAfter) {
-            try await nango.batchSave(try page.records.map(spec.transform), model: model)
+        // The next page is fetched, parsed, mapped and prepared (canonical JSON + hash) while this
+        // one is written (see `forEachPage(preparing:)`).
+        let spec = self.spec
+        try await nango.paginate(request, pagination, resumingAfter: resumeAfter).forEachPage(preparing: { page in
+            (records: try page.records.map { try PreparedRecord(spec.transform($0)) }, next: page.next)
+        }) { page in
+            try await nango.batchSave(prepared: page.records, model: model)
             pages += 1
             saved += page.records.count
             if let next = page.next {

@@ -145,7 +145,14 @@ final class RunContext: SyncContext {
         var prepared: [PreparedRecord] = []
         prepared.reserveCapacity(records.count)
         for record in records { prepared.append(try PreparedRecord(record)) }
-        let result = try await store.saveRecords(prepared, model: model, of: ref, seenGeneration: try await seenGeneration())
+        try await batchSave(prepared: prepared, model: model)
+    }
+
+    func batchSave(prepared records: [PreparedRecord], model: String) async throws {
+        try checkCancellation()
+        try checkModel(model)
+        guard !records.isEmpty else { return }
+        let result = try await store.saveRecords(records, model: model, of: ref, seenGeneration: try await seenGeneration())
         self.record(result, for: model)
     }
 

@@ -11,7 +11,7 @@ import TributaryStore
 /// whose lease ran out (their process died) and queues their retry, which resumes from the
 /// checkpoint. Several schedulers may share one store: enqueueing is atomic, a variant is queued once.
 ///
-/// A `Service`: it ticks every `interval` until graceful shutdown.
+/// A `Service`: it ticks every `interval` — or sooner, at the earliest planned run — until graceful shutdown.
 public final class Scheduler: Service, Sendable {
     let config: TributaryConfig
     let queue: RunQueue
@@ -32,19 +32,34 @@ public final class Scheduler: Service, Sendable {
 
     public func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            var wait = interval
             do {
-                try await tick()
+                let queued = try await tick()
+                // A full batch: more may be due already. Otherwise sleep until the next planned run
+                // if that comes before the next tick, so a run starts at its slot, not up to a tick later.
+                wait = queued.count >= Self.batch ? .zero : try await untilNextRun()
             } catch is CancellationError {
                 return
             } catch {
                 logger.error("scheduler tick failed", metadata: ["error": "\(error)"])
             }
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.interval) }
+            let sleep = wait
+            if sleep > .zero { try? await cancelWhenGracefulShutdown { try await Task.sleep(for: sleep) } }
         }
     }
 
+    /// Due variants queued per pass.
+    static let batch = 1000
+
+    /// How long until the earliest planned run, at most `interval`.
+    func untilNextRun() async throws -> Duration {
+        let now = clock()
+        guard let next = try await queue.store.nextScheduledRun(after: now) else { return interval }
+        return min(interval, .microseconds(next.microseconds - now.microseconds))
+    }
+
     /// One pass: expires dead runs (queueing their retries), then queues every due variant that has
-    /// no active run.
+    /// no active run (at most ``batch``).
     /// - Returns: the due variants queued (retries of expired runs are not listed).
     @discardableResult
     public func tick() async throws -> [VariantRef] {
@@ -54,8 +69,8 @@ public final class Scheduler: Service, Sendable {
             logger.warning("run expired: its process stopped without finishing it; retrying from the checkpoint", metadata: ["variant": "\(run.variant)", "run": "\(run.id)"])
         }
         let now = clock()
-        var queued: [VariantRef] = []
-        for state in try await store.dueVariants(at: now, limit: 1000) {
+        var due: [VariantRef] = []
+        for state in try await store.dueVariants(at: now, limit: Self.batch) {
             let ref = state.ref
             guard config.sync(for: ref) != nil else {
                 // The sync left the configuration: look again in a day rather than every tick.
@@ -63,13 +78,11 @@ public final class Scheduler: Service, Sendable {
                 logger.warning("variant of a sync that is no longer configured", metadata: ["variant": "\(ref)"])
                 continue
             }
-            do {
-                try await store.enqueueRuns([ref])
-                queued.append(ref)
-            } catch let error as TributaryError where error.code == .syncRunning || error.code == .unknownVariant {
-                continue  // queued by another scheduler meanwhile, or deleted
-            }
+            due.append(ref)
         }
+        // In one transaction, and only those still due and idle: another scheduler may have queued
+        // one — and a worker run it — since `dueVariants` read it.
+        let queued = try await store.enqueueScheduledRuns(due, dueAt: now)
         if !queued.isEmpty || !expired.isEmpty { queue.worker?.wake() }
         return queued
     }

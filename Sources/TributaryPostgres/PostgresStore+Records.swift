@@ -248,10 +248,39 @@ extension PostgresStore {
 
     func finishChange(_ db: PostgresConnection, _ dataset: DatasetHead, sequence: Int64, now: Int64, changed: Int, countDelta: Int) async throws {
         guard changed > 0 else { return }
-        try await db.query(
+        let count = try await db.one(
             """
             UPDATE datasets SET last_seq = \(sequence), last_write_at = \(now), record_count = record_count + \(Int64(countDelta))
-            WHERE id = \(dataset.id)
-            """, logger: logger)
+            WHERE id = \(dataset.id) RETURNING record_count
+            """, logger)?.int64("record_count")
+        if let count, countDelta > 0, Self.crossesAnalyzeThreshold(from: count - Int64(countDelta), to: count) {
+            try await analyzePartition(of: dataset, db)
+        }
+    }
+
+    /// Whether a dataset growing from `old` to `new` records passed 8,192 × 2^k records.
+    static func crossesAnalyzeThreshold(from old: Int64, to new: Int64) -> Bool {
+        var threshold: Int64 = 8192
+        while threshold <= new {
+            if old < threshold { return true }
+            threshold *= 2
+        }
+        return false
+    }
+
+    /// Refreshes the planner's statistics of the partition holding `dataset`'s records.
+    ///
+    /// A partition filled faster than autovacuum analyses it has no statistics; the planner then
+    /// takes `dataset_id = X` for a few rows and looks records up through the feed index, reading
+    /// the whole dataset for every page (quadratic: measured 35–110 ms per page of 1,000 at 100k
+    /// records). Analysing each time a dataset doubles (from 8,192 records) keeps lookups on the
+    /// primary key for O(log n) short ANALYZEs (each samples at most 30,000 rows).
+    func analyzePartition(of dataset: DatasetHead, _ db: PostgresConnection) async throws {
+        guard let name = try await db.one("SELECT tableoid::regclass::text AS name FROM records WHERE dataset_id = \(dataset.id) LIMIT 1", logger)?
+            .string("name"),
+            name.wholeMatch(of: /records_p[0-9]+/) != nil
+        else { return }
+        // The name comes from the catalog and is checked above; identifiers cannot be bound.
+        try await db.query(PostgresQuery(unsafeSQL: "ANALYZE \(name)"), logger: logger)
     }
 }

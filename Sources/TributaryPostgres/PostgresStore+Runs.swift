@@ -31,6 +31,28 @@ extension PostgresStore {
         }
     }
 
+    public func enqueueScheduledRuns(_ variants: [VariantRef], dueAt due: Timestamp) async throws -> [VariantRef] {
+        guard !variants.isEmpty else { return [] }
+        let now = clock()
+        return try await transaction { db in
+            try await self.lock(db, .runQueue)
+            var queued: [VariantRef] = []
+            for variant in variants {
+                guard let (variantPK, state) = try? await self.requireVariant(db, variant), !state.paused,
+                    let next = state.nextRunAt, next.microseconds <= due.microseconds
+                else { continue }
+                do {
+                    try await self.refuseIfActive(db, variantPK: variantPK, variant, now: now)
+                } catch let error as TributaryError where error.code == .syncRunning {
+                    continue
+                }
+                _ = try await self.insertRun(db, variantPK: variantPK, status: .queued, kind: .initial, now: now, leaseSeconds: 0)
+                queued.append(variant)
+            }
+            return queued
+        }
+    }
+
     public func claimRun(_ claim: RunClaim) async throws -> ClaimedRun? {
         let now = clock()
         return try await transaction { db in

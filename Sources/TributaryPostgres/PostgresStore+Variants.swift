@@ -74,6 +74,14 @@ extension PostgresStore {
         }
     }
 
+    public func nextScheduledRun(after time: Timestamp) async throws -> Timestamp? {
+        try await read { db in
+            try await db.one(
+                "SELECT MIN(next_run_at) AS next FROM sync_variants WHERE NOT paused AND next_run_at > \(time.microseconds)", self.logger
+            )?.optionalInt64("next").map(Timestamp.init(microseconds:))
+        }
+    }
+
     public func dueVariants(at now: Timestamp, limit: Int) async throws -> [VariantState] {
         try await read { db in
             try await db.all(

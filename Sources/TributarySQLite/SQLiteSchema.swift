@@ -189,6 +189,21 @@ enum SQLiteSchema {
             // Which worker process claimed a run (several processes share one database).
             try db.execute(sql: "ALTER TABLE runs ADD COLUMN worker TEXT")
         }
+        migrator.registerMigration("v8-record-payloads") { db in
+            // Payloads move to their own table, keyed by the record's rowid: a record row is now ~60
+            // bytes, so an unchanged record seen by a full refresh (seen_generation) and deletion
+            // detection rewrite and scan small rows instead of whole payloads (docs/BENCHMARKS.md).
+            try db.execute(
+                sql: """
+                    CREATE TABLE record_payloads (record_id INTEGER PRIMARY KEY, payload TEXT NOT NULL);
+                    INSERT INTO record_payloads(record_id, payload) SELECT id, payload FROM records;
+                    ALTER TABLE records DROP COLUMN payload;
+                    CREATE TRIGGER records_payload_cleanup AFTER DELETE ON records
+                    BEGIN
+                        DELETE FROM record_payloads WHERE record_id = old.id;
+                    END;
+                    """)
+        }
         return migrator
     }
 }

@@ -13,46 +13,71 @@ extension SQLiteStore {
         return try await pool.write { db in
             let dataset = try self.datasetForWrite(db, variant, model: model)
             let (sequence, now) = self.nextChange(dataset)
-            let upsert = try RawStatement(
+            // One lookup per record decides: unchanged (at most a seen stamp on the small record row),
+            // changed or re-added (update the row and its payload), or new (insert both). Plain
+            // statements by rowid: cheaper per record than an UPSERT with RETURNING.
+            let lookup = try RawStatement(
+                db, "SELECT id, hash, deleted_at IS NOT NULL, seen_generation FROM records WHERE dataset_id = ?1 AND external_id = ?2")
+            let insert = try RawStatement(
                 db,
                 """
-                INSERT INTO records(dataset_id, external_id, hash, seq, first_seen_at, updated_at, deleted_at, seen_generation, payload)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?5, NULL, ?6, ?7)
-                ON CONFLICT(dataset_id, external_id) DO UPDATE SET
-                    hash = excluded.hash,
-                    seq = excluded.seq,
-                    payload = excluded.payload,
-                    first_seen_at = CASE WHEN records.deleted_at IS NOT NULL THEN excluded.first_seen_at ELSE records.first_seen_at END,
-                    updated_at = excluded.updated_at,
-                    deleted_at = NULL,
-                    seen_generation = MAX(records.seen_generation, excluded.seen_generation)
-                WHERE records.hash <> excluded.hash OR records.deleted_at IS NOT NULL
-                RETURNING first_seen_at
+                INSERT INTO records(dataset_id, external_id, hash, seq, first_seen_at, updated_at, deleted_at, seen_generation)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?5, NULL, ?6)
                 """)
-            let markSeen =
-                seenGeneration == nil
-                ? nil
-                : try RawStatement(
-                    db, "UPDATE records SET seen_generation = ?1 WHERE dataset_id = ?2 AND external_id = ?3 AND seen_generation < ?1")
-            upsert.bind(1, dataset.id)
-            upsert.bind(4, sequence)
-            upsert.bind(5, now)
-            upsert.bind(6, seenGeneration ?? 0)
-            markSeen?.bind(1, seenGeneration ?? 0)
-            markSeen?.bind(2, dataset.id)
+            let update = try RawStatement(
+                db,
+                """
+                UPDATE records SET hash = ?1, seq = ?2, updated_at = ?3, deleted_at = NULL,
+                    first_seen_at = CASE WHEN deleted_at IS NOT NULL THEN ?3 ELSE first_seen_at END,
+                    seen_generation = MAX(seen_generation, ?4)
+                WHERE id = ?5
+                """)
+            let markSeen = try RawStatement(db, "UPDATE records SET seen_generation = ?1 WHERE id = ?2")
+            let writePayload = try RawStatement(db, "INSERT OR REPLACE INTO record_payloads(record_id, payload) VALUES (?1, ?2)")
+            let generation = seenGeneration ?? 0
+            lookup.bind(1, dataset.id)
+            insert.bind(1, dataset.id)
+            insert.bind(4, sequence)
+            insert.bind(5, now)
+            insert.bind(6, generation)
+            update.bind(2, sequence)
+            update.bind(3, now)
+            update.bind(4, generation)
+            markSeen.bind(1, generation)
             var result = ModelResult()
             for record in unique {
-                upsert.bind(2, record.id)
-                upsert.bind(3, Int64(bitPattern: record.hash))
-                upsert.bindText(7, record.json)
-                if try upsert.step() {
-                    if upsert.int64(0) == now { result.added += 1 } else { result.updated += 1 }
-                    while try upsert.step() {}
-                } else if let markSeen {
-                    markSeen.bind(3, record.id)
-                    try markSeen.execute()
+                let hash = Int64(bitPattern: record.hash)
+                lookup.bind(2, record.id)
+                let rowId: Int64
+                if try lookup.step() {
+                    let existing = lookup.int64(0)
+                    let unchanged = lookup.int64(1) == hash && lookup.int64(2) == 0
+                    let seen = lookup.int64(3) >= generation
+                    let wasDeleted = lookup.int64(2) != 0
+                    lookup.reset()
+                    if unchanged {
+                        if !seen {
+                            markSeen.bind(2, existing)
+                            try markSeen.execute()
+                        }
+                        continue
+                    }
+                    update.bind(1, hash)
+                    update.bind(5, existing)
+                    try update.execute()
+                    if wasDeleted { result.added += 1 } else { result.updated += 1 }
+                    rowId = existing
+                } else {
+                    lookup.reset()
+                    insert.bind(2, record.id)
+                    insert.bind(3, hash)
+                    try insert.execute()
+                    rowId = db.lastInsertedRowID
+                    result.added += 1
                 }
-                upsert.reset()
+                writePayload.bind(1, rowId)
+                writePayload.bindText(2, record.json)
+                try writePayload.execute()
             }
             try self.finishChange(db, dataset, sequence: sequence, now: now, changed: result.added + result.updated, countDelta: result.added)
             return result
@@ -67,13 +92,14 @@ extension SQLiteStore {
             guard let dataset = try self.findDataset(db, variant.dataset(model)) else { return ModelResult() }
             let (sequence, now) = self.nextChange(dataset)
             let select = try RawStatement(
-                db, "SELECT id, hash, payload, deleted_at FROM records WHERE dataset_id = ?1 AND external_id = ?2")
-            let update = try RawStatement(
                 db,
                 """
-                UPDATE records SET hash = ?1, payload = ?2, seq = ?3, updated_at = ?4, seen_generation = MAX(seen_generation, ?5)
-                WHERE id = ?6
+                SELECT r.id, r.hash, p.payload, r.deleted_at FROM records r JOIN record_payloads p ON p.record_id = r.id
+                WHERE r.dataset_id = ?1 AND r.external_id = ?2
                 """)
+            let update = try RawStatement(
+                db, "UPDATE records SET hash = ?1, seq = ?3, updated_at = ?4, seen_generation = MAX(seen_generation, ?5) WHERE id = ?6")
+            let updatePayload = try RawStatement(db, "UPDATE record_payloads SET payload = ?1 WHERE record_id = ?2")
             let markSeen = try RawStatement(db, "UPDATE records SET seen_generation = ?1 WHERE id = ?2 AND seen_generation < ?1")
             select.bind(1, dataset.id)
             var result = ModelResult()
@@ -93,12 +119,14 @@ extension SQLiteStore {
                 let prepared = try PreparedRecord(merged)
                 if Int64(bitPattern: prepared.hash) != oldHash {
                     update.bind(1, Int64(bitPattern: prepared.hash))
-                    update.bindText(2, prepared.json)
                     update.bind(3, sequence)
                     update.bind(4, now)
                     update.bind(5, seenGeneration ?? 0)
                     update.bind(6, rowId)
                     try update.execute()
+                    updatePayload.bindText(1, prepared.json)
+                    updatePayload.bind(2, rowId)
+                    try updatePayload.execute()
                     result.updated += 1
                 } else if let seenGeneration {
                     markSeen.bind(1, seenGeneration)
@@ -157,8 +185,9 @@ extension SQLiteStore {
         try await pool.read { db in
             guard let dataset = try self.findDataset(db, query.dataset) else { return ChangePage(records: [], nextCursor: nil) }
             var sql = """
-                SELECT id, external_id, seq, first_seen_at, updated_at, deleted_at, payload FROM records
-                WHERE dataset_id = ?1 AND seq >= ?2 AND (seq > ?2 OR id > ?3)
+                SELECT r.id, r.external_id, r.seq, r.first_seen_at, r.updated_at, r.deleted_at, p.payload
+                FROM records r JOIN record_payloads p ON p.record_id = r.id
+                WHERE r.dataset_id = ?1 AND r.seq >= ?2 AND (r.seq > ?2 OR r.id > ?3)
                 """
             if query.modifiedAfter != nil { sql += " AND updated_at >= ?4" }
             if let actions = query.actions, !actions.isEmpty, actions.count < RecordAction.allCases.count {
@@ -172,7 +201,7 @@ extension SQLiteStore {
                 if ids.isEmpty { return ChangePage(records: [], nextCursor: nil) }
                 sql += " AND external_id IN (" + ids.indices.map { "?\($0 + 6)" }.joined(separator: ",") + ")"
             }
-            sql += " ORDER BY seq, id LIMIT ?5"
+            sql += " ORDER BY r.seq, r.id LIMIT ?5"
             let select = try RawStatement(db, sql)
             defer { select.reset() }
             select.bind(1, dataset.id)

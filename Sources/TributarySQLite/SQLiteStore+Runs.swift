@@ -29,6 +29,27 @@ extension SQLiteStore {
         }
     }
 
+    public func enqueueScheduledRuns(_ variants: [VariantRef], dueAt due: Timestamp) async throws -> [VariantRef] {
+        guard !variants.isEmpty else { return [] }
+        let now = clock()
+        return try await pool.write { db in
+            var queued: [VariantRef] = []
+            for variant in variants {
+                guard let (variantPK, state) = try? self.requireVariant(db, variant), !state.paused,
+                    let next = state.nextRunAt, next.microseconds <= due.microseconds
+                else { continue }
+                do {
+                    try self.refuseIfActive(db, variantPK: variantPK, variant, now: now)
+                } catch let error as TributaryError where error.code == .syncRunning {
+                    continue
+                }
+                _ = try self.insertQueuedRun(db, variantPK: variantPK, variant, now: now)
+                queued.append(variant)
+            }
+            return queued
+        }
+    }
+
     public func claimRun(_ claim: RunClaim) async throws -> ClaimedRun? {
         let now = clock()
         return try await pool.write { db in

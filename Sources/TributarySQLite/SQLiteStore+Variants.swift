@@ -76,6 +76,14 @@ extension SQLiteStore {
         }
     }
 
+    public func nextScheduledRun(after time: Timestamp) async throws -> Timestamp? {
+        try await pool.read { db in
+            // Served by the partial index sync_variants_due(next_run_at) WHERE paused = 0.
+            try Int64.fetchOne(db, sql: "SELECT MIN(next_run_at) FROM sync_variants WHERE paused = 0 AND next_run_at > ?", arguments: [time.microseconds])
+                .map(Timestamp.init(microseconds:))
+        }
+    }
+
     public func dueVariants(at now: Timestamp, limit: Int) async throws -> [VariantState] {
         try await pool.read { db in
             let rows = try Row.fetchAll(

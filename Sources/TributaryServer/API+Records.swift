@@ -64,11 +64,13 @@ extension API {
         out.append(contentsOf: #"{"records":["#.utf8)
         for (index, record) in page.records.enumerated() {
             if index > 0 { out.append(UInt8(ascii: ",")) }
-            out.append(contentsOf: record.renderedJSON())
+            record.appendRendered(to: &out)
         }
         out.append(contentsOf: #"],"next_cursor":"#.utf8)
         if let next = page.nextCursor {
-            out.append(contentsOf: "\"\(next.encoded)\"".utf8)
+            out.append(UInt8(ascii: "\""))
+            next.appendEncoded(to: &out)
+            out.append(UInt8(ascii: "\""))
         } else {
             out.append(contentsOf: "null".utf8)
         }

@@ -10,7 +10,13 @@ import TributaryStore
 /// `RunCoordinator` and the `Scheduler`) as services of the app.
 ///
 /// Tests build the same application with test configuration (`app.test(.router)` / `.live`).
-public func buildApplication(api: API, services: [any Service] = [], logger: Logger, port: Int? = nil) -> some ApplicationProtocol {
+///
+/// - Parameters:
+///   - port: the port to listen on instead of the configuration's (0: any free port).
+///   - onListening: called with the port once the server listens (how a caller learns the port 0 chose).
+public func buildApplication(
+    api: API, services: [any Service] = [], logger: Logger, port: Int? = nil, onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+) -> some ApplicationProtocol {
     let router = Router(context: APIRequestContext.self)
     router.add(middleware: ErrorMiddleware())
     let open = router.group()
@@ -30,5 +36,6 @@ public func buildApplication(api: API, services: [any Service] = [], logger: Log
         router: router,
         configuration: ApplicationConfiguration(address: .hostname(api.config.server.host, port: port ?? api.config.server.port), serverName: "Tributary"),
         services: services,
+        onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) },
         logger: logger)
 }

@@ -41,7 +41,33 @@ public struct FeedCursor: Sendable, Hashable, Comparable {
 
     /// The opaque form given to clients.
     public var encoded: String {
-        Data("v1:\(sequence):\(tiebreaker)".utf8).base64EncodedString()
+        var out: [UInt8] = []
+        appendEncoded(to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends ``encoded`` (base64 of `v1:<sequence>:<tiebreaker>`) without intermediate strings.
+    public func appendEncoded(to out: inout [UInt8]) {
+        var plain: [UInt8] = Array("v1:".utf8)
+        plain.reserveCapacity(44)
+        Self.appendDecimal(sequence, to: &plain)
+        plain.append(UInt8(ascii: ":"))
+        Self.appendDecimal(tiebreaker, to: &plain)
+        Base64.append(plain, to: &out)
+    }
+
+    private static func appendDecimal(_ value: Int64, to out: inout [UInt8]) {
+        if value < 0 {
+            out.append(contentsOf: String(value).utf8)
+            return
+        }
+        let start = out.count
+        var rest = value
+        repeat {
+            out.append(UInt8(ascii: "0") + UInt8(rest % 10))
+            rest /= 10
+        } while rest > 0
+        out[start...].reverse()
     }
 
     /// Decodes a client's cursor.
@@ -135,16 +161,40 @@ public struct StoredRecord: Sendable, Hashable {
     /// The record as `GET /records` returns it: the payload plus `_nango_metadata`, spliced in
     /// without re-parsing the payload.
     public func renderedJSON() -> [UInt8] {
-        var out = json
-        guard out.last == UInt8(ascii: "}") else { return out }
-        out.removeLast()
-        if out.count > 1 { out.append(UInt8(ascii: ",")) }
-        var writer = JSONWriter(canonical: false, reservingCapacity: 200)
-        writer.write(metadata)
-        out.append(contentsOf: "\"\(RecordMetadata.key)\":".utf8)
-        out.append(contentsOf: writer.bytes)
-        out.append(UInt8(ascii: "}"))
+        var out: [UInt8] = []
+        out.reserveCapacity(json.count + 200)
+        appendRendered(to: &out)
         return out
+    }
+
+    /// Appends ``renderedJSON()`` to `out` (the feed writes a whole page into one buffer).
+    ///
+    /// The metadata is written byte by byte (same members and order as ``metadata``): this runs
+    /// once per record served, so it builds no intermediate values.
+    public func appendRendered(to out: inout [UInt8]) {
+        guard json.last == UInt8(ascii: "}") else {
+            out.append(contentsOf: json)
+            return
+        }
+        out.append(contentsOf: json[..<(json.count - 1)])
+        if json.count > 2 { out.append(UInt8(ascii: ",")) }
+        out.append(contentsOf: #""_nango_metadata":{"first_seen_at":""#.utf8)
+        firstSeenAt.appendISO8601(to: &out)
+        out.append(contentsOf: #"","last_modified_at":""#.utf8)
+        lastModifiedAt.appendISO8601(to: &out)
+        out.append(contentsOf: #"","last_action":""#.utf8)
+        out.append(contentsOf: action.rawValue.utf8)
+        out.append(contentsOf: #"","deleted_at":"#.utf8)
+        if let deletedAt {
+            out.append(UInt8(ascii: "\""))
+            deletedAt.appendISO8601(to: &out)
+            out.append(UInt8(ascii: "\""))
+        } else {
+            out.append(contentsOf: "null".utf8)
+        }
+        out.append(contentsOf: #","cursor":""#.utf8)
+        cursor.appendEncoded(to: &out)
+        out.append(contentsOf: #""}}"#.utf8)
     }
 
     /// The `_nango_metadata` object.

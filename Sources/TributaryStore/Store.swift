@@ -70,6 +70,9 @@ public protocol Store: Sendable {
     /// Started (not paused) variants whose next run is due at `now` and that have no active (queued or
     /// running) run, earliest first.
     func dueVariants(at now: Timestamp, limit: Int) async throws -> [VariantState]
+    /// The earliest next run after `time` of any started (not paused) variant; nil when none is
+    /// planned. The scheduler sleeps until then (or its tick, whichever is sooner).
+    func nextScheduledRun(after time: Timestamp) async throws -> Timestamp?
     /// The variant's state, or nil when it does not exist.
     func variantState(_ variant: VariantRef) async throws -> VariantState?
     /// All variants of a connection, ordered by sync name then variant (`base` first).
@@ -119,6 +122,13 @@ public protocol Store: Sendable {
     /// - Returns: the queued runs, in order.
     @discardableResult
     func enqueueRuns(_ variants: [VariantRef]) async throws -> [RunRecord]
+    /// Queues a scheduled run of each of `variants` that, in this one transaction, is still started,
+    /// due (`next_run_at <= due`) and without an active run — so a scheduler working from a list of
+    /// due variants read a moment ago (several processes schedule) never queues a second run of a
+    /// variant that ran meanwhile (its next run is then in the future). Variants deleted meanwhile
+    /// are skipped.
+    /// - Returns: the variants queued, in order.
+    func enqueueScheduledRuns(_ variants: [VariantRef], dueAt due: Timestamp) async throws -> [VariantRef]
     /// Atomically claims the fairest queued run and starts it (as ``startRun(_:_:)`` does): among
     /// connections below `maxRunsPerConnection` running runs, the one with the fewest, oldest run
     /// first. Two workers never claim the same run.

@@ -1,34 +1,104 @@
-/// Deterministic `Order` records (about 10 fields plus nested line items), rendered as the JSON
-/// page a provider would send: `{"orders":[…],"next_cursor":…}`.
-struct OrderGenerator {
+/// Deterministic `Order` records (11 fields, a nested customer, 1–3 line items; ~420 bytes each),
+/// rendered as the JSON page a provider would send: `{"orders":[…],"next_cursor":…}`.
+///
+/// Rendering writes bytes directly (no string interpolation) so the provider side costs little of
+/// the machine the benchmark measures Tributary on.
+struct OrderGenerator: Sendable {
     /// Bumps the `status` of every `changeEvery`-th order when `revision` > 0.
     var revision = 0
     var changeEvery = 100
+    /// Leaves out every `missingEvery`-th order (offset by half of it), as if deleted at the provider.
+    var missingEvery: Int? = nil
+    /// `updated_at` of the changed orders (the time they changed).
+    var changedAt = "2026-03-01T12:00:00Z"
 
+    /// The orders at positions `start..<start + count` (less the missing ones), with the next cursor `c<end>`.
     func page(from start: Int, count: Int) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(count * 420)
-        out.append(contentsOf: #"{"orders":["#.utf8)
+        var positions: [Int] = []
+        positions.reserveCapacity(count)
         for i in start..<(start + count) {
-            if i > start { out.append(UInt8(ascii: ",")) }
+            if let missingEvery, i % missingEvery == missingEvery / 2 { continue }
+            positions.append(i)
+        }
+        return page(positions: positions, next: "c\(start + count)")
+    }
+
+    /// The orders at `positions`, and `next_cursor` (absent when nil).
+    func page(positions: [Int], next: String?) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(positions.count * 440 + 64)
+        out.append(contentsOf: #"{"orders":["#.utf8)
+        for (index, i) in positions.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
             appendOrder(i, to: &out)
         }
-        out.append(contentsOf: #"],"next_cursor":"c\#(start + count)"}"#.utf8)
+        out.append(contentsOf: "]".utf8)
+        if let next {
+            out.append(contentsOf: #","next_cursor":""#.utf8)
+            out.append(contentsOf: next.utf8)
+            out.append(UInt8(ascii: "\""))
+        }
+        out.append(UInt8(ascii: "}"))
         return out
     }
 
     func appendOrder(_ i: Int, to out: inout [UInt8]) {
         let changed = revision > 0 && i % changeEvery == 0
-        let status = changed ? "shipped-r\(revision)" : "paid"
-        let items = i % 3 + 1
-        var lineItems = ""
-        for item in 0..<items {
-            if item > 0 { lineItems += "," }
-            lineItems += #"{"sku":"SKU-\#((i * 7 + item) % 5000)","quantity":\#(item + 1),"unit_price":"\#(10 + (i + item) % 90).99"}"#
+        let customer = i % 9973
+        out.append(contentsOf: #"{"id":"ord_"#.utf8)
+        Self.appendInt(i, to: &out)
+        out.append(contentsOf: #"","number":"#.utf8)
+        Self.appendInt(100_000 + i, to: &out)
+        out.append(contentsOf: #","status":""#.utf8)
+        if changed {
+            out.append(contentsOf: "shipped-r".utf8)
+            Self.appendInt(revision, to: &out)
+        } else {
+            out.append(contentsOf: "paid".utf8)
         }
-        let text = #"""
-            {"id":"ord_\#(i)","number":\#(100000 + i),"status":"\#(status)","currency":"EUR","total":"\#(i % 1000).50","customer":{"id":"cus_\#(i % 9973)","email":"customer\#(i % 9973)@example.com","name":"Customer \#(i % 9973)"},"line_items":[\#(lineItems)],"created_at":"2026-01-01T00:00:00Z","updated_at":"2026-02-01T12:00:00Z","tags":["web","priority-\#(i % 3)"]}
-            """#
-        out.append(contentsOf: text.utf8)
+        out.append(contentsOf: #"","currency":"EUR","total":""#.utf8)
+        Self.appendInt(i % 1000, to: &out)
+        out.append(contentsOf: #".50","customer":{"id":"cus_"#.utf8)
+        Self.appendInt(customer, to: &out)
+        out.append(contentsOf: #"","email":"customer"#.utf8)
+        Self.appendInt(customer, to: &out)
+        out.append(contentsOf: #"@example.com","name":"Customer "#.utf8)
+        Self.appendInt(customer, to: &out)
+        out.append(contentsOf: #""},"line_items":["#.utf8)
+        for item in 0..<(i % 3 + 1) {
+            if item > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: #"{"sku":"SKU-"#.utf8)
+            Self.appendInt((i * 7 + item) % 5000, to: &out)
+            out.append(contentsOf: #"","quantity":"#.utf8)
+            Self.appendInt(item + 1, to: &out)
+            out.append(contentsOf: #","unit_price":""#.utf8)
+            Self.appendInt(10 + (i + item) % 90, to: &out)
+            out.append(contentsOf: #".99"}"#.utf8)
+        }
+        out.append(contentsOf: #"],"created_at":"2026-01-01T00:00:00Z","updated_at":""#.utf8)
+        out.append(contentsOf: (changed ? changedAt : "2026-02-01T12:00:00Z").utf8)
+        out.append(contentsOf: #"","tags":["web","priority-"#.utf8)
+        Self.appendInt(i % 3, to: &out)
+        out.append(contentsOf: #""]}"#.utf8)
+    }
+
+    /// Appends a non-negative integer's decimal digits.
+    static func appendInt(_ value: Int, to out: inout [UInt8]) {
+        if value < 10 {
+            out.append(UInt8(ascii: "0") + UInt8(value))
+            return
+        }
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var count = 0
+        var rest = value
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            while rest > 0 {
+                buffer[count] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+                count += 1
+            }
+            for index in stride(from: count - 1, through: 0, by: -1) { out.append(buffer[index]) }
+        }
     }
 }

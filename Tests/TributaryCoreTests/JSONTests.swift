@@ -24,6 +24,22 @@ struct JSONTests {
         #expect(JSONWriter.string(.string("tab\tctl\u{01}")) == #""tab\tctl\u0001""#)
     }
 
+    /// Records are written canonically straight from the parsed object: keys sorted by UTF-8 bytes
+    /// at every level (non-ASCII and prefix keys included), `_nango_metadata` left out, an integer id
+    /// written as a string — the same bytes whatever order the provider sent.
+    @Test func preparedRecordIsCanonicalWithoutCopying() throws {
+        let a = try PreparedRecord(value: JSONParser.parse(#"{"zé":1,"z":2,"id":7,"_nango_metadata":{"x":1},"b":{"ab":1,"a":2,"é":3,"e":4},"aa":[{"y":1,"x":2}]}"#))
+        let b = try PreparedRecord(value: JSONParser.parse(#"{"aa":[{"x":2,"y":1}],"b":{"e":4,"é":3,"a":2,"ab":1},"id":"7","z":2,"zé":1}"#))
+        #expect(String(decoding: a.json, as: UTF8.self) == #"{"aa":[{"x":2,"y":1}],"b":{"a":2,"ab":1,"e":4,"é":3},"id":"7","z":2,"zé":1}"#)
+        #expect(a == b)
+        #expect(a.id == "7")
+        // The same order as sorting the keys' UTF-8 bytes.
+        let keys = ["b", "a", "ab", "é", "e", "Z", "_", "aa", "a\u{0}"]
+        let object = JSONObject(keys.map { ($0, JSONValue.null) })
+        let written = try JSONParser.parse(JSONWriter.bytes(.object(object))).objectValue!.keys
+        #expect(written == keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) })
+    }
+
     @Test(arguments: [
         "", "{", "[1,]", "{\"a\":1,}", "01", "1.", "-", "tru", "\"unterminated", "{\"a\" 1}", "[1] 2", "\"\u{01}\"", "\"\\x\"", "{1:2}",
     ])

@@ -280,3 +280,55 @@ struct PaginationTests {
         }
     }
 }
+
+@Suite("Page prefetching")
+struct PagePrefetchTests {
+    /// Ten pages of two records behind an offset cursor; counts requests as they start.
+    final class Source: Sendable {
+        let requested = Mutex<[Int]>([])
+
+        func send(_ request: ProviderRequest) async throws -> ProviderResponse {
+            let offset = Int(request.query.first { $0.name == "offset" }?.value ?? "0") ?? 0
+            requested.withLock { $0.append(offset) }
+            let records = offset >= 20 ? [] : [#"{"id":"r\#(offset)"}"#, #"{"id":"r\#(offset + 1)"}"#]
+            return ProviderResponse(status: 200, headers: [], body: Array(#"{"items":[\#(records.joined(separator: ","))]}"#.utf8))
+        }
+        var count: Int { requested.withLock { $0.count } }
+    }
+
+    func pages(_ source: Source) -> ProviderPages {
+        ProviderPages(request: ProviderRequest(.GET, "/items"), pagination: Pagination(.offset(offsetParameter: "offset"), recordsPath: "items")) {
+            try await source.send($0)
+        }
+    }
+
+    @Test func fetchesTheNextPageWhileOneIsProcessedInOrder() async throws {
+        let source = Source()
+        var ids: [String] = []
+        var prefetched = 0
+        try await pages(source).forEachPage { page in
+            // The request for the page after this one starts while this one is being processed.
+            let deadline = ContinuousClock.now + .seconds(5)
+            while source.count < (ids.count / 2) + 2, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
+            if source.count >= (ids.count / 2) + 2 { prefetched += 1 }
+            ids += page.records.compactMap { $0["id"]?.stringValue }
+        }
+        #expect(ids == (0..<20).map { "r\($0)" })
+        #expect(prefetched == 10, "every page's successor was requested while it was processed")
+        #expect(source.requested.withLock { $0 } == Array(stride(from: 0, through: 20, by: 2)), "each page requested once, in order, up to the empty one")
+    }
+
+    @Test func anErrorInTheBodyStopsFetching() async throws {
+        struct Stop: Error {}
+        let source = Source()
+        var seen = 0
+        await #expect(throws: Stop.self) {
+            try await pages(source).forEachPage { _ in
+                seen += 1
+                if seen == 3 { throw Stop() }
+            }
+        }
+        #expect(seen == 3)
+        #expect(source.count <= 4, "at most one page ahead of the failing one was requested")
+    }
+}

@@ -190,6 +190,34 @@ struct SchedulingTests {
         }
     }
 
+    /// The scheduler sleeps until the earliest planned run when that comes before its next tick, so
+    /// a run starts at its slot rather than up to a tick late (schedule lag, docs/BENCHMARKS.md).
+    @Test(arguments: StoreKind.available) func theSchedulerWakesForThePlannedRunBeforeItsTick(_ kind: StoreKind) async throws {
+        let f = try await SchedulingFixture(openGates: ["base"], kind: kind)
+        let planned = f.ref("c1")
+        let paused = f.ref("c1", "paused")
+        for ref in [planned, paused] { try await f.engine.store.ensureVariant(ref) }
+        let now = Timestamp.now()
+        try await f.engine.store.setPaused(true, for: paused)
+        try await f.engine.store.setNextRun(Timestamp(microseconds: now.microseconds + 100_000), for: paused)
+        try await f.engine.store.setNextRun(Timestamp(microseconds: now.microseconds + 500_000), for: planned)
+        #expect(try await f.engine.store.nextScheduledRun(after: now) == Timestamp(microseconds: now.microseconds + 500_000), "paused variants plan nothing")
+        #expect(try await f.engine.store.nextScheduledRun(after: Timestamp(microseconds: now.microseconds + 500_000)) == nil)
+        var logger = Logger(label: "scheduling")
+        logger.logLevel = .critical
+        let scheduler = Scheduler(config: f.config, queue: f.queue, interval: .seconds(60), logger: logger)
+        try await f.running {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await scheduler.run() }
+                defer { group.cancelAll() }
+                let start = ContinuousClock.now
+                try await eventually("the planned run", seconds: 20) { try await !f.engine.store.runs(of: planned, limit: 1).isEmpty }
+                #expect(ContinuousClock.now - start < .seconds(10), "queued at its planned time, not at the 60 s tick")
+                #expect(try await f.engine.store.runs(of: paused, limit: 1).isEmpty)
+            }
+        }
+    }
+
     @Test(arguments: StoreKind.available) func slotsMissedWhileRunningAreSkippedNotQueued(_ kind: StoreKind) async throws {
         let f = try await SchedulingFixture(kind: kind)
         let ref = f.ref("c1")

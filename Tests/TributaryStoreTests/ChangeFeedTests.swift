@@ -59,6 +59,38 @@ struct ChangeFeedTests {
         #expect(try FeedCursor(encoded: cursor.encoded) == cursor)
     }
 
+    /// The byte-level cursor encoder writes exactly Foundation's base64 of `v1:<seq>:<tiebreaker>`
+    /// (every padding length), so cursors issued before it still decode and compare equal.
+    @Test(arguments: [(0, 0), (1, 2), (12, 345), (9, 99), (123_456_789, 1), (Int64.max, Int64.max), (7, 1_234_567_890_123)])
+    func cursorEncodingMatchesBase64(_ sequence: Int64, _ tiebreaker: Int64) throws {
+        let cursor = FeedCursor(sequence: sequence, tiebreaker: tiebreaker)
+        #expect(cursor.encoded == Data("v1:\(sequence):\(tiebreaker)".utf8).base64EncodedString())
+        #expect(try FeedCursor(encoded: cursor.encoded) == cursor)
+    }
+
+    /// `GET /records` splices metadata into the stored bytes; parsed, it is the payload plus
+    /// exactly the `metadata` object, for added, updated and deleted records and an empty payload.
+    @Test func renderedRecordIsPayloadPlusMetadata() throws {
+        let t1 = Timestamp(microseconds: 1_706_695_200_123_456)
+        let t2 = Timestamp(microseconds: 1_706_695_260_000_001)
+        let records = [
+            StoredRecord(id: "a", json: Array(#"{"id":"a","n":1}"#.utf8), firstSeenAt: t1, lastModifiedAt: t1, deletedAt: nil, cursor: FeedCursor(sequence: 1, tiebreaker: 1)),
+            StoredRecord(id: "b", json: Array(#"{"id":"b"}"#.utf8), firstSeenAt: t1, lastModifiedAt: t2, deletedAt: nil, cursor: FeedCursor(sequence: 2, tiebreaker: 10)),
+            StoredRecord(id: "c", json: Array(#"{"id":"c","x":[true]}"#.utf8), firstSeenAt: t1, lastModifiedAt: t2, deletedAt: t2, cursor: FeedCursor(sequence: 30, tiebreaker: 7)),
+            StoredRecord(id: "d", json: Array("{}".utf8), firstSeenAt: t2, lastModifiedAt: t2, deletedAt: nil, cursor: FeedCursor(sequence: 4, tiebreaker: 4)),
+        ]
+        for record in records {
+            var expected = try JSONParser.parse(record.json).objectValue ?? [:]
+            expected[RecordMetadata.key] = .object(record.metadata)
+            let rendered = try JSONParser.parse(record.renderedJSON())
+            #expect(rendered == .object(expected))
+            #expect(rendered[RecordMetadata.key]?["last_modified_at"]?.stringValue == record.lastModifiedAt.iso8601)
+        }
+        #expect(t1.iso8601 == "2024-01-31T10:00:00.123456+00:00")
+        #expect(Timestamp(microseconds: -1).iso8601 == "1969-12-31T23:59:59.999999+00:00")
+        #expect(Timestamp(iso8601: t2.iso8601) == t2)
+    }
+
     @Test(arguments: StoreKind.available) func unknownDatasetReadsEmpty(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
         let page = try await f.store.changes(try ChangeQuery(dataset: DatasetRef(connection: connection, model: "Nothing")))

@@ -37,6 +37,27 @@ struct RunQueueTests {
         await #expect(throws: TributaryError.self) { try await f.store.startRun(a, RunStart(tracksDeletes: false)) }
     }
 
+    /// A scheduler queues from a list of due variants read a moment earlier; the store queues only
+    /// variants still due and idle then, so one that another process queued and ran meanwhile (its
+    /// next run now in the future) is not run twice.
+    @Test(arguments: StoreKind.available) func aScheduledRunIsQueuedOnlyWhileTheVariantIsStillDue(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        let due = variant("c1", "due")
+        let ranMeanwhile = variant("c1", "ran")
+        let paused = variant("c1", "paused")
+        for ref in [due, ranMeanwhile, paused] { try await f.store.ensureVariant(ref) }
+        let now = Timestamp.now()
+        try await f.store.setPaused(true, for: paused)
+        // What a finished run leaves: the next slot, after the time the scheduler's list was read.
+        try await f.store.setNextRun(Timestamp(microseconds: now.microseconds + 60_000_000), for: ranMeanwhile)
+        let queued = try await f.store.enqueueScheduledRuns([ranMeanwhile, due, paused, variant("c1", "deleted")], dueAt: now)
+        #expect(queued == [due], "only the variant still due, started and idle")
+        #expect(try await f.store.activeRun(of: due)?.status == .queued)
+        #expect(try await f.store.activeRun(of: ranMeanwhile) == nil)
+        #expect(try await f.store.activeRun(of: paused) == nil)
+        #expect(try await f.store.enqueueScheduledRuns([due], dueAt: now).isEmpty, "already queued")
+    }
+
     @Test(arguments: StoreKind.available) func claimsAreFairAcrossConnectionsAndRespectThePerConnectionLimit(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
         let busy = (1...4).map { variant("busy", "v\($0)") }

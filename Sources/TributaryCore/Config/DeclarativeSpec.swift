@@ -91,7 +91,8 @@ public struct DeclarativeSpec: Sendable, Hashable {
                 result[entry.value] = value
             }
         }
-        result["id"] = .string(id)
+        // Set only when it differs: assigning would copy the whole object (it shares the parsed one).
+        if result["id"] != .string(id) { result["id"] = .string(id) }
         return result
     }
 }

@@ -14,12 +14,10 @@ public struct PreparedRecord: Sendable, Equatable {
     ///
     /// - Throws: ``TributaryError`` `invalid_record` when the record has no usable `id`.
     public init(_ object: JSONObject) throws(TributaryError) {
-        var object = object
-        object.removeValue(forKey: RecordMetadata.key)
         let id = try Self.externalId(of: object)
-        object["id"] = .string(id)
-        var writer = JSONWriter(canonical: true)
-        writer.write(object)
+        // Written without `_nango_metadata` and with `id` as a string, without copying the object.
+        var writer = JSONWriter(canonical: true, reservingCapacity: 512)
+        writer.writeRecord(object, id: id, skipping: RecordMetadata.key)
         self.id = id
         self.json = writer.bytes
         self.hash = ContentHash.hash(writer.bytes)

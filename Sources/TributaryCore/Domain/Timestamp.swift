@@ -16,6 +16,15 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
     /// ISO 8601 with microseconds and an explicit offset, as Nango prints record timestamps:
     /// `2023-09-18T15:20:35.941305+00:00`.
     public var iso8601: String {
+        var out: [UInt8] = []
+        out.reserveCapacity(32)
+        appendISO8601(to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends ``iso8601`` (`2024-01-31T10:00:00.000000+00:00`) as UTF-8 — the change feed writes
+    /// two or three per record, so this builds no strings.
+    public func appendISO8601(to out: inout [UInt8]) {
         var seconds = microseconds / 1_000_000
         var micros = microseconds % 1_000_000
         if micros < 0 {
@@ -29,11 +38,35 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
             days -= 1
         }
         let (y, m, d) = Self.civil(fromDays: days)
-        func pad(_ v: Int64, _ width: Int) -> String {
-            let s = String(v)
-            return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
+        func pad(_ value: Int64, _ width: Int) {
+            guard value >= 0 else {
+                out.append(contentsOf: String(value).utf8)
+                return
+            }
+            let start = out.count
+            var rest = value
+            var digits = 0
+            repeat {
+                out.append(UInt8(ascii: "0") + UInt8(rest % 10))
+                rest /= 10
+                digits += 1
+            } while rest > 0 || digits < width
+            out[start...].reverse()
         }
-        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(micros, 6))+00:00"
+        pad(y, 4)
+        out.append(UInt8(ascii: "-"))
+        pad(m, 2)
+        out.append(UInt8(ascii: "-"))
+        pad(d, 2)
+        out.append(UInt8(ascii: "T"))
+        pad(secondOfDay / 3600, 2)
+        out.append(UInt8(ascii: ":"))
+        pad(secondOfDay / 60 % 60, 2)
+        out.append(UInt8(ascii: ":"))
+        pad(secondOfDay % 60, 2)
+        out.append(UInt8(ascii: "."))
+        pad(micros, 6)
+        out.append(contentsOf: "+00:00".utf8)
     }
 
     public var description: String { iso8601 }

@@ -48,44 +48,58 @@ public struct JSONWriter {
     }
 
     public mutating func write(_ object: JSONObject) {
+        writeMembers(object.storage, skipping: nil, id: nil)
+    }
+
+    /// Writes a record object: like ``write(_:)-(JSONObject)`` but without the member `skipping`
+    /// and with the member `id` (if any) written as the string `id` — without copying the object.
+    mutating func writeRecord(_ object: JSONObject, id: String, skipping: String) {
+        writeMembers(object.storage, skipping: skipping, id: id)
+    }
+
+    /// Writes members, in key order when canonical. The order is an insertion sort of member
+    /// indices in a stack buffer: objects are small, and sorting the members themselves would copy
+    /// (retain and release) every key and value.
+    private mutating func writeMembers(_ members: [(key: String, value: JSONValue)], skipping: String?, id: String?) {
         bytes.append(UInt8(ascii: "{"))
-        var first = true
-        if canonical && !Self.isSorted(object.storage) {
-            let sorted = object.storage.sorted { Self.keyPrecedes($0.key, $1.key) }
-            for member in sorted {
-                if !first { bytes.append(UInt8(ascii: ",")) }
-                first = false
-                writeString(member.key)
-                bytes.append(UInt8(ascii: ":"))
-                write(member.value)
+        let count = members.count
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: max(count, 1)) { order in
+            var kept = 0
+            for index in 0..<count {
+                if let skipping, members[index].key == skipping { continue }
+                order[kept] = index
+                kept += 1
             }
-        } else {
-            for member in object.storage {
-                if !first { bytes.append(UInt8(ascii: ",")) }
-                first = false
+            if canonical && kept > 1 {
+                for i in 1..<kept {
+                    let moving = order[i]
+                    var j = i
+                    while j > 0 && Self.keyPrecedes(members[moving].key, members[order[j - 1]].key) {
+                        order[j] = order[j - 1]
+                        j -= 1
+                    }
+                    order[j] = moving
+                }
+            }
+            for position in 0..<kept {
+                if position > 0 { bytes.append(UInt8(ascii: ",")) }
+                let member = members[order[position]]
                 writeString(member.key)
                 bytes.append(UInt8(ascii: ":"))
-                write(member.value)
+                if let id, member.key == "id" {
+                    writeString(id)
+                } else {
+                    write(member.value)
+                }
             }
         }
         bytes.append(UInt8(ascii: "}"))
     }
 
-    static func isSorted(_ members: [(key: String, value: JSONValue)]) -> Bool {
-        var i = 1
-        while i < members.count {
-            if !keyPrecedes(members[i - 1].key, members[i].key) { return false }
-            i += 1
-        }
-        return true
-    }
-
     /// Byte-wise UTF-8 order of two keys (the canonical member order).
     @inline(__always) static func keyPrecedes(_ a: String, _ b: String) -> Bool {
-        var a = a
-        var b = b
-        return a.withUTF8 { pa in
-            b.withUTF8 { pb in
+        let fast = a.utf8.withContiguousStorageIfAvailable { pa in
+            b.utf8.withContiguousStorageIfAvailable { pb in
                 let count = min(pa.count, pb.count)
                 var i = 0
                 while i < count {
@@ -95,6 +109,8 @@ public struct JSONWriter {
                 return pa.count < pb.count
             }
         }
+        if let result = fast ?? nil { return result }
+        return a.utf8.lexicographicallyPrecedes(b.utf8)
     }
 
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)

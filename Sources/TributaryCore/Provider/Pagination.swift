@@ -64,7 +64,50 @@ public struct ProviderPages: AsyncSequence, Sendable {
         Iterator(pages: self, position: start, finished: false)
     }
 
-    public struct Iterator: AsyncIteratorProtocol {
+    /// Calls `body` with every page in order, fetching (and parsing) the page after it while `body`
+    /// runs — a sync function that saves each page overlaps the provider's latency and the parsing
+    /// with its own store writes. At most two pages are in memory. When `body` throws, the fetch
+    /// in flight is cancelled and the error is rethrown.
+    ///
+    /// ```swift
+    /// try await nango.paginate(orders, pagination).forEachPage { page in
+    ///     try await nango.batchSave(page.records.compactMap(\.objectValue), model: "Order")
+    /// }
+    /// ```
+    public func forEachPage(_ body: (ProviderPage) async throws -> Void) async throws {
+        try await forEachPage(preparing: { $0 }, body)
+    }
+
+    /// ``forEachPage(_:)`` with a `prepare` step that runs in the fetching task, right after each
+    /// page is parsed: the work it does (mapping, ``PreparedRecord``s) overlaps `body` working on
+    /// the page before.
+    public func forEachPage<Prepared: Sendable>(
+        preparing prepare: @escaping @Sendable (ProviderPage) throws -> Prepared, _ body: (Prepared) async throws -> Void
+    ) async throws {
+        var first = makeAsyncIterator()
+        guard let firstPage = try await first.next() else { return }
+        var prepared = try prepare(firstPage)
+        var iterator = first
+        while true {
+            let current = iterator
+            async let following = Self.advance(current, prepare)
+            try await body(prepared)
+            let (next, advanced) = try await following
+            guard let next else { return }
+            prepared = next
+            iterator = advanced
+        }
+    }
+
+    private static func advance<Prepared: Sendable>(_ iterator: Iterator, _ prepare: @Sendable (ProviderPage) throws -> Prepared) async throws
+        -> (Prepared?, Iterator)
+    {
+        var iterator = iterator
+        guard let page = try await iterator.next() else { return (nil, iterator) }
+        return (try prepare(page), iterator)
+    }
+
+    public struct Iterator: AsyncIteratorProtocol, Sendable {
         let pages: ProviderPages
         /// What reads the next page (nil: the first page).
         var position: String?

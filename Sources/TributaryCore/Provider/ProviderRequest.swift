@@ -95,6 +95,8 @@ extension JSONValue {
     /// The value at a dot-separated path (`data.items`, `meta.next_cursor`, `items.0.id`); the empty
     /// path is the value itself.
     public func value(atPath path: String) -> JSONValue? {
+        // One member of an object (a record's `id`, once per record): no splitting.
+        if case .object(let object) = self, !path.utf8.contains(UInt8(ascii: ".")) { return path.isEmpty ? self : object[path] }
         var current: JSONValue? = self
         for component in path.split(separator: ".", omittingEmptySubsequences: true) {
             if case .array = current, let index = Int(component) {

@@ -95,6 +95,10 @@ public protocol SyncContext: Sendable {
 
     /// Inserts or updates whole records of `model`. Identical records are no-ops.
     func batchSave(_ records: [JSONObject], model: String) async throws
+    /// ``batchSave(_:model:)`` of records already prepared (canonical JSON and hash, see
+    /// ``PreparedRecord``) — so a function can prepare the next page in another task while this one
+    /// is written, as declarative syncs do.
+    func batchSave(prepared records: [PreparedRecord], model: String) async throws
     /// Deep-merges partial records (each with its `id`) into existing, non-deleted records of `model`;
     /// ids that do not exist are ignored.
     func batchUpdate(_ records: [JSONObject], model: String) async throws

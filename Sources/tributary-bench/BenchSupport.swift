@@ -1,0 +1,223 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Foundation
+import Logging
+import PostgresNIO
+import TributaryCore
+import TributaryPostgres
+import TributarySQLite
+import TributaryStore
+
+/// Options every suite takes.
+struct BenchOptions: ParsableArguments {
+    @Option(help: "Records per dataset (suites that sync records).") var records = 100_000
+    @Option(help: "Records per page.") var pageSize = 1000
+    @Option(help: "Directory for SQLite files (a fresh subdirectory, removed afterwards).") var directory = NSTemporaryDirectory()
+    @Option(help: "A postgres:// URL: also run the suite on PostgreSQL (a fresh database there, dropped afterwards).") var database: String?
+    @Option(help: "Write the results as JSON to this file.") var json: String?
+
+    func postgresServer() throws -> PostgresURL? {
+        guard let database else { return nil }
+        do {
+            return try PostgresURL(database)
+        } catch {
+            throw ValidationError("--database: \(error)")
+        }
+    }
+}
+
+/// Where a suite's store lives.
+enum BenchLocation: Sendable {
+    case sqlite(String)
+    case postgres(PostgresURL)
+}
+
+/// Which store a suite measures.
+enum BenchStoreKind: String, Sendable {
+    case sqlite
+    case postgres
+}
+
+/// Fresh stores for a suite: a SQLite file in a temporary directory, or a new database on the
+/// PostgreSQL server given with `--database` (created for the suite, dropped after).
+struct BenchStores: Sendable {
+    let directory: URL
+    let server: PostgresURL?
+    let logger: Logger
+
+    init(options: BenchOptions) throws {
+        directory = URL(fileURLWithPath: options.directory).appendingPathComponent("tributary-bench-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        server = try options.postgresServer()
+        var logger = Logger(label: "bench")
+        logger.logLevel = .error
+        self.logger = logger
+    }
+
+    /// SQLite, then PostgreSQL when a server was given.
+    var kinds: [BenchStoreKind] { server == nil ? [.sqlite] : [.sqlite, .postgres] }
+
+    /// For servers stopped by cancellation at the end of a measurement (their shutdown complaints are noise here).
+    var quietLogger: Logger {
+        var logger = logger
+        logger.logLevel = .critical
+        return logger
+    }
+
+    func removeFiles() { try? FileManager.default.removeItem(at: directory) }
+
+    /// Runs `body` with a fresh, migrated store of `kind` named `name`, and where it lives (for
+    /// raw-limit queries on the same database).
+    func withStore<T: Sendable>(
+        _ kind: BenchStoreKind, name: String, clock: (@Sendable () -> Timestamp)? = nil,
+        _ body: @Sendable (_ store: any Store, _ location: BenchLocation) async throws -> T
+    ) async throws -> T {
+        let now = clock ?? { Timestamp.now() }
+        switch kind {
+        case .sqlite:
+            let path = directory.appendingPathComponent("\(name).sqlite").path
+            let store = try SQLiteStore(path: path, clock: now)
+            defer { try? store.close() }
+            try await store.migrate()
+            return try await body(store, .sqlite(path))
+        case .postgres:
+            guard let server else { throw ValidationError("no --database URL given") }
+            let database = "tributary_bench_\(name.replacingOccurrences(of: "-", with: "_"))_\(getpid())"
+            try await administer(server, "DROP DATABASE IF EXISTS \(database)")
+            try await administer(server, "CREATE DATABASE \(database)")
+            let url = server.with(database: database)
+            let store = PostgresStore(url: url, maximumConnections: 8, clock: now, logger: logger)
+            try await store.migrate()
+            let result = try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await store.run() }
+                defer { group.cancelAll() }
+                return try await body(store, .postgres(url))
+            }
+            try await administer(server, "DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
+            return result
+        }
+    }
+
+    /// Runs one administrative statement (identifiers cannot be bound: names are generated here).
+    private func administer(_ server: PostgresURL, _ sql: String) async throws {
+        let connection = try await PostgresConnection.connect(configuration: try server.connectionConfiguration(), id: 1, logger: logger)
+        do {
+            try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try await connection.close()
+    }
+}
+
+/// Measurements of this process.
+enum ProcessStats {
+    /// Peak resident set size of this process, in MiB (VmHWM).
+    static func peakRSSMiB() -> Double { statusField("VmHWM:", pid: nil) }
+
+    /// Current resident set size of a process (this one by default), in MiB (VmRSS).
+    static func rssMiB(pid: Int32? = nil) -> Double { statusField("VmRSS:", pid: pid) }
+
+    /// Peak resident set size of another process, in MiB.
+    static func peakRSSMiB(pid: Int32) -> Double { statusField("VmHWM:", pid: pid) }
+
+    private static func statusField(_ name: String, pid: Int32?) -> Double {
+        let path = pid.map { "/proc/\($0)/status" } ?? "/proc/self/status"
+        guard let status = try? String(contentsOfFile: path, encoding: .utf8) else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix(name) {
+            let kb = Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+            return kb / 1024
+        }
+        return 0
+    }
+
+    /// CPU time (user + system) a process has used, in seconds, from /proc/PID/stat.
+    static func cpuSeconds(pid: Int32? = nil) -> Double {
+        let path = pid.map { "/proc/\($0)/stat" } ?? "/proc/self/stat"
+        guard let stat = try? String(contentsOfFile: path, encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return 0 }
+        // Fields after "(comm)": state is field 3; utime and stime are fields 14 and 15.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+}
+
+func elapsed(_ start: ContinuousClock.Instant) -> Double {
+    (ContinuousClock.now - start).inSeconds
+}
+
+/// Times `body` on the continuous clock.
+func timed<T>(_ body: () async throws -> T) async rethrows -> (seconds: Double, value: T) {
+    let start = ContinuousClock.now
+    let value = try await body()
+    return (elapsed(start), value)
+}
+
+func rate(_ count: Int, _ seconds: Double) -> Int { seconds > 0 ? Int(Double(count) / seconds) : 0 }
+
+func percent(_ part: Double, of whole: Double) -> String { whole > 0 ? String(format: "%.0f%%", part / whole * 100) : "-" }
+
+/// A printed table plus its rows as JSON.
+struct BenchReport {
+    let suite: String
+    var header: [String]
+    var rows: [[String]] = []
+    var notes: [String] = []
+    var figures: JSONObject = [:]
+    /// Whether `--records` and `--page-size` go into the JSON (not for the scheduler suite).
+    var usesRecordOptions = true
+
+    init(suite: String, header: [String]) {
+        self.suite = suite
+        self.header = header
+    }
+
+    mutating func add(_ row: [String]) { rows.append(row) }
+
+    /// Records a figure for the JSON file under `store.key`.
+    mutating func figure(_ store: BenchStoreKind, _ key: String, _ value: Double) {
+        var group = figures[store.rawValue]?.objectValue ?? [:]
+        group[key] = .number(JSONNumber((value * 1000).rounded() / 1000))
+        figures[store.rawValue] = .object(group)
+    }
+
+    func print(options: BenchOptions) throws {
+        var widths = header.map(\.count)
+        for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { i, cell in
+                i == 0 ? cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) : String(repeating: " ", count: max(0, widths[i] - cell.count)) + cell
+            }.joined(separator: "  ")
+        }
+        Swift.print("\n\(suite)")
+        Swift.print(line(header))
+        Swift.print(line(widths.map { String(repeating: "-", count: $0) }))
+        for row in rows { Swift.print(line(row)) }
+        for note in notes { Swift.print(note) }
+        if let path = options.json {
+            var object = figures
+            object["suite"] = .string(suite)
+            if usesRecordOptions {
+                object["records"] = .number(JSONNumber(options.records))
+                object["page_size"] = .number(JSONNumber(options.pageSize))
+            }
+            try Data(JSONWriter.string(.object(object), canonical: true).utf8).write(to: URL(fileURLWithPath: path))
+        }
+    }
+}
+
+extension RunRecord {
+    /// `succeeded +added ~updated -deleted` of the bench's `Order` model, for a table cell.
+    var summary: String {
+        let r = results["Order"] ?? ModelResult()
+        return "\(status.rawValue) +\(r.added) ~\(r.updated) -\(r.deleted)"
+    }
+}
+
+/// Formats seconds for a table cell.
+func seconds(_ value: Double) -> String { String(format: "%.2f s", value) }

@@ -1,0 +1,151 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import TributaryCore
+import TributaryEngine
+import TributaryServer
+import TributaryStore
+
+/// `feed`: N records read back through `GET /records` in pages of 1000 over loopback HTTP (the
+/// real application, a real HTTP client that parses every page), against a raw `SELECT` of the
+/// same rows' payloads from the same database.
+struct FeedBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "feed", abstract: "Change feed throughput: GET /records pages over loopback, against a raw SELECT of the same rows.")
+
+    @OptionGroup var options: BenchOptions
+
+    static let secretKey = "bench-secret-key-000000000000001"
+    static let configYAML = """
+        environments:
+          bench:
+            secret_key: \(secretKey)
+        integrations:
+          shop:
+            syncs:
+              orders:
+                function: bench-orders
+                models: [Order]
+                frequency: every hour
+        """
+
+    func run() async throws {
+        let stores = try BenchStores(options: options)
+        defer { stores.removeFiles() }
+        let n = options.records
+        let pageSize = options.pageSize
+        var report = BenchReport(
+            suite: "feed: \(n) records through GET /records?limit=\(pageSize) over loopback",
+            header: ["read", "store", "seconds", "records/s", "vs raw"])
+        let config = try ConfigLoader.parse(yaml: Self.configYAML, file: "feed-bench.yaml", environment: [:])
+        for kind in stores.kinds {
+            let (feed, parsed, raw) = try await stores.withStore(kind, name: "feed") { store, location in
+                let load = try await OrdersSync(store: store, records: n, pageSize: pageSize, trackDeletes: false, logger: stores.logger).run(OrderGenerator())
+                guard load.run.status == .succeeded else { throw ValidationError("loading the records failed: \(load.result)") }
+                let api = API(
+                    config: config, runs: RunQueue(store: store),
+                    cipher: try CredentialCipher(base64Key: Data(repeating: 7, count: 32).base64EncodedString()))
+                let (feed, parsed) = try await withListeningServer(api: api, logger: stores.quietLogger) { port in
+                    (try await timed { try await readFeed(port: port, pageSize: pageSize, parse: false) },
+                     try await timed { try await readFeed(port: port, pageSize: pageSize, parse: true) })
+                }
+                guard feed.value == n, parsed.value == n else {
+                    throw ValidationError("the feed returned \(feed.value) and \(parsed.value) records, expected \(n)")
+                }
+                let limit = try await stores.rawLimit(location, sameDatabase: true)
+                let select = try await timed {
+                    try await limit.select(
+                        kind == .sqlite
+                            ? "SELECT p.payload FROM records r JOIN record_payloads p ON p.record_id = r.id ORDER BY r.dataset_id, r.seq, r.id"
+                            : "SELECT payload::text FROM records ORDER BY dataset_id, seq, id")
+                }
+                try await limit.close()
+                guard select.value.rows == n else { throw ValidationError("the raw SELECT read \(select.value.rows) rows, expected \(n)") }
+                return (feed.seconds, parsed.seconds, select.seconds)
+            }
+            let store = kind.rawValue
+            report.add(["GET /records pages (client scans each page)", store, seconds(feed), "\(rate(n, feed))", percent(raw, of: feed)])
+            report.add(["GET /records pages (client parses each page)", store, seconds(parsed), "\(rate(n, parsed))", percent(raw, of: parsed)])
+            report.add(["raw limit: SELECT the payloads in feed order", store, seconds(raw), "\(rate(n, raw))", "100%"])
+            report.figure(kind, "feed_s", feed)
+            report.figure(kind, "raw_select_s", raw)
+            report.figure(kind, "feed_parsed_s", parsed)
+            report.figure(kind, "feed_vs_raw", raw / feed)
+        }
+        try report.print(options: options)
+    }
+
+    /// Reads the whole feed of the bench dataset; returns how many records came back. With `parse`
+    /// the client parses every page into JSON values (what a consumer does); without, it scans each
+    /// page for its records' metadata and the next cursor (the server's and transport's cost alone).
+    func readFeed(port: Int, pageSize: Int, parse: Bool) async throws -> Int {
+        var cursor: String? = nil
+        var count = 0
+        repeat {
+            var url = "http://127.0.0.1:\(port)/records?model=Order&limit=\(pageSize)"
+            if let cursor { url += "&cursor=\(cursor)" }
+            var request = HTTPClientRequest(url: url)
+            request.headers.add(name: "Authorization", value: "Bearer \(Self.secretKey)")
+            request.headers.add(name: "Connection-Id", value: OrdersSync.variant.connection.connectionId)
+            request.headers.add(name: "Provider-Config-Key", value: OrdersSync.variant.connection.providerConfigKey)
+            let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+            let body = try await response.body.collect(upTo: 256 << 20)
+            guard response.status == .ok else { throw ValidationError("GET /records answered \(response.status): \(String(buffer: body))") }
+            if parse {
+                let page = try JSONParser.parse(Array(buffer: body))
+                count += page["records"]?.arrayValue?.count ?? 0
+                cursor = page["next_cursor"]?.stringValue
+            } else {
+                count += Self.occurrences(of: Self.metadataMarker, in: body)
+                cursor = Self.nextCursor(in: body)
+            }
+        } while cursor != nil
+        return count
+    }
+}
+
+extension FeedBench {
+    static let metadataMarker = Array(#""_nango_metadata":{"#.utf8)
+    static let cursorMarker = Array(#""next_cursor":""#.utf8)
+
+    /// How often `marker` occurs in `buffer`.
+    static func occurrences(of marker: [UInt8], in buffer: ByteBuffer) -> Int {
+        buffer.withUnsafeReadableBytes { bytes in
+            var count = 0
+            var index = 0
+            let last = bytes.count - marker.count
+            while index <= last {
+                if bytes[index] == marker[0] && marker.indices.allSatisfy({ bytes[index + $0] == marker[$0] }) {
+                    count += 1
+                    index += marker.count
+                } else {
+                    index += 1
+                }
+            }
+            return count
+        }
+    }
+
+    /// The page's `next_cursor` (the last member of the response), or nil when it is null.
+    static func nextCursor(in buffer: ByteBuffer) -> String? {
+        let tail = Array(buffer.readableBytesView.suffix(200))
+        guard let start = tail.firstRange(of: cursorMarker)?.upperBound, let end = tail[start...].firstIndex(of: UInt8(ascii: "\"")) else { return nil }
+        return String(decoding: tail[start..<end], as: UTF8.self)
+    }
+}
+
+/// Runs the API application on a free loopback port while `body` runs with that port.
+func withListeningServer<T: Sendable>(api: API, logger: Logger, _ body: @Sendable (Int) async throws -> T) async throws -> T {
+    let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
+    let app = buildApplication(api: api, logger: logger, port: 0) { port in portContinuation.yield(port) }
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await app.runService(gracefulShutdownSignals: []) }
+        defer { group.cancelAll() }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw ValidationError("the server did not start") }
+        return try await body(port)
+    }
+}

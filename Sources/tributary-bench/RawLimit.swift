@@ -1,0 +1,107 @@
+import GRDB
+import Logging
+import PostgresNIO
+import TributaryCore
+import TributaryPostgres
+
+/// The raw limit a suite compares against: the same JSON written to (or read from) the same kind of
+/// database with a plain prepared statement — a `(id, payload)` table, no change tracking, no feed.
+protocol RawLimit: Sendable {
+    /// Creates the table (dropping an old one).
+    func create() async throws
+    /// Upserts one page of `(id, payload JSON)` in one transaction.
+    func upsert(_ rows: [(id: String, payload: String)]) async throws
+    /// Runs a query whose first column is a payload as text, reading every row; returns how many rows and bytes.
+    func select(_ sql: String) async throws -> (rows: Int, bytes: Int)
+    func close() async throws
+}
+
+/// SQLite: `INSERT OR REPLACE` through one cached statement, WAL and `synchronous = NORMAL` like the store.
+final class RawSQLite: RawLimit {
+    let pool: DatabasePool
+
+    init(path: String) throws {
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+        pool = try DatabasePool(path: path, configuration: configuration)
+    }
+
+    func create() async throws {
+        try await pool.write { db in
+            try db.execute(sql: "DROP TABLE IF EXISTS raw_records; CREATE TABLE raw_records (id TEXT PRIMARY KEY, payload TEXT NOT NULL)")
+        }
+    }
+
+    func upsert(_ rows: [(id: String, payload: String)]) async throws {
+        try await pool.write { db in
+            let statement = try db.cachedStatement(sql: "INSERT OR REPLACE INTO raw_records(id, payload) VALUES (?, ?)")
+            for row in rows { try statement.execute(arguments: [row.id, row.payload]) }
+        }
+    }
+
+    func select(_ sql: String) async throws -> (rows: Int, bytes: Int) {
+        try await pool.read { db in
+            var rows = 0
+            var bytes = 0
+            let statement = try db.makeStatement(sql: sql)
+            let cursor = try Row.fetchCursor(statement)
+            while let row = try cursor.next() {
+                rows += 1
+                bytes += (row[0] as String).utf8.count
+            }
+            return (rows, bytes)
+        }
+    }
+
+    func close() async throws { try pool.close() }
+}
+
+/// PostgreSQL: one `INSERT … SELECT FROM unnest($ids, $payloads) ON CONFLICT DO UPDATE` per page
+/// over one connection, into a `jsonb` column like the store's.
+final class RawPostgres: RawLimit {
+    let connection: PostgresConnection
+    let logger: Logger
+
+    init(url: PostgresURL, logger: Logger) async throws {
+        self.logger = logger
+        connection = try await PostgresConnection.connect(configuration: try url.connectionConfiguration(), id: 2, logger: logger)
+    }
+
+    func create() async throws {
+        try await connection.query("DROP TABLE IF EXISTS raw_records", logger: logger)
+        try await connection.query("CREATE TABLE raw_records (id text PRIMARY KEY, payload jsonb NOT NULL)", logger: logger)
+    }
+
+    func upsert(_ rows: [(id: String, payload: String)]) async throws {
+        let ids = rows.map(\.id)
+        let payloads = rows.map(\.payload)
+        try await connection.query(
+            """
+            INSERT INTO raw_records(id, payload) SELECT i.id, i.payload::jsonb FROM unnest(\(ids)::text[], \(payloads)::text[]) AS i(id, payload)
+            ON CONFLICT (id) DO UPDATE SET payload = excluded.payload
+            """, logger: logger)
+    }
+
+    func select(_ sql: String) async throws -> (rows: Int, bytes: Int) {
+        var rows = 0
+        var bytes = 0
+        for try await payload in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).decode(String.self) {
+            rows += 1
+            bytes += payload.utf8.count
+        }
+        return (rows, bytes)
+    }
+
+    func close() async throws { try await connection.close() }
+}
+
+extension BenchStores {
+    /// The raw limit beside a suite's store: its own SQLite file (or the store's, with `sameDatabase`),
+    /// or the suite's PostgreSQL database.
+    func rawLimit(_ location: BenchLocation, sameDatabase: Bool = false) async throws -> any RawLimit {
+        switch location {
+        case .sqlite(let path): try RawSQLite(path: sameDatabase ? path : path.replacingOccurrences(of: ".sqlite", with: "-raw.sqlite"))
+        case .postgres(let url): try await RawPostgres(url: url, logger: logger)
+        }
+    }
+}

@@ -1,0 +1,180 @@
+import ArgumentParser
+import Foundation
+import TributaryCore
+import TributaryEngine
+import TributaryStore
+
+/// `scheduler`: many variants (default 100 connections × 100) of a declarative sync against a fast
+/// local provider, on a short frequency, with the real scheduler and worker (default limits). The
+/// variants are created spread over one interval (round-robin over the connections), as they would
+/// be over time, so their schedules are spread too; then the suite watches for `--duration` seconds.
+///
+/// Schedule lag is a run's start minus the grid slot it ran for (the variant's schedule is
+/// `created_at + k × interval`), reported apart for variants' first runs (due at creation, found by
+/// the next tick) and for their scheduled runs. Then every variant is paused and the process's CPU is measured
+/// while nothing is due ("CPU when idle").
+struct SchedulerBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scheduler", abstract: "Schedule lag p50/p99, runs/s and idle CPU with many variants on short frequencies.")
+
+    @OptionGroup var options: BenchOptions
+    @Option var connections = 100
+    @Option(help: "Variants per connection.") var variants = 100
+    @Option(help: "Seconds between a variant's runs (at least 30).") var frequency = 60
+    @Option(help: "Seconds to watch after the variants are created.") var duration = 120.0
+    @Option(help: "Seconds to measure idle CPU for.") var idle = 10.0
+    @Option(help: "The scheduler's tick and the worker's poll, in seconds (tributary.yaml scheduler.tick_seconds).") var tick = 1.0
+    @Option(help: "Runs at once in the worker (tributary.yaml scheduler.max_concurrent_runs).") var maxConcurrentRuns = 16
+
+    func configYAML(baseURL: String) -> String {
+        """
+        server:
+          max_variants_per_sync: \(variants)
+        scheduler:
+          tick_seconds: \(tick)
+        environments:
+          bench:
+            secret_key: bench-secret-key-000000000000001
+        integrations:
+          shop:
+            base_url: \(baseURL)
+            syncs:
+              orders:
+                models: [Order]
+                frequency: every \(frequency) seconds
+                auto_start: false
+                endpoint: /ping
+                records_path: orders
+        """
+    }
+
+    func run() async throws {
+        let stores = try BenchStores(options: options)
+        defer { stores.removeFiles() }
+        let total = connections * variants
+        var report = BenchReport(
+            suite: "scheduler: \(connections) connections × \(variants) variants, every \(frequency) s, tick \(tick) s, \(maxConcurrentRuns) runs at once, watched \(Int(duration)) s",
+            header: ["store: runs", "runs", "runs/s", "lag p50", "lag p99", "lag max", "failed", "idle CPU"])
+        report.usesRecordOptions = false
+        let provider = try ProviderProcess(records: 3)
+        defer { provider.stop() }
+        let config = try ConfigLoader.parse(yaml: configYAML(baseURL: provider.baseURL), file: "scheduler.yaml", environment: [:])
+        guard let sync = config.integration("shop", in: "bench")?.syncs.first else { throw ValidationError("the bench configuration has no sync") }
+        // Round-robin over connections: each connection's variants are spread over the interval too.
+        // (Created all at once, one connection's variants queue behind max_runs_per_connection — by design.)
+        let refs = (0..<variants).flatMap { v in
+            (0..<connections).map { c in
+                VariantRef(
+                    connection: ConnectionRef(environment: "bench", providerConfigKey: "shop", connectionId: "conn-\(c)"), syncName: sync.name,
+                    variant: String(format: "v%03d", v))
+            }
+        }
+        for kind in stores.kinds {
+            let outcome = try await stores.withStore(kind, name: "scheduler") { store, _ in
+                let http = OutboundHTTP()
+                let providers = ProviderAccess(
+                    config: config, store: store, cipher: try CredentialCipher(base64Key: Data(repeating: 7, count: 32).base64EncodedString()), http: http,
+                    logger: stores.logger)
+                let executor = SyncExecutor(store: store, functions: try SyncFunctionRegistry([]), providers: providers, logger: stores.logger)
+                let tick = Duration.milliseconds(Int(self.tick * 1000))
+                let worker = RunCoordinator(
+                    executor: executor, config: config, limits: RunCoordinator.Limits(maxConcurrentRuns: maxConcurrentRuns, poll: tick), logger: stores.logger)
+                let scheduler = Scheduler(config: config, queue: RunQueue(store: store, worker: worker), interval: tick, logger: stores.logger)
+                return try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await worker.run() }
+                    group.addTask { try await scheduler.run() }
+                    defer { group.cancelAll() }
+                    for connection in Set(refs.map(\.connection)) { _ = try await store.ensureConnection(connection) }
+                    // Created spread over one interval: their schedules (created_at + k × interval) are spread the same way.
+                    let start = ContinuousClock.now
+                    let spread = Duration.seconds(min(Double(frequency), duration))
+                    for (index, ref) in refs.enumerated() {
+                        let due = start + spread * (Double(index) / Double(refs.count))
+                        if due > .now { try await Task.sleep(until: due) }
+                        _ = try await store.createVariant(ref, maximumPerSync: variants, paused: false)
+                    }
+                    let watchEnd = start + .seconds(duration)
+                    if watchEnd > .now { try await Task.sleep(until: watchEnd) }
+                    // Variants created last may still be on their first run: wait for those (at most 30 s more).
+                    let patience = ContinuousClock.now + .seconds(30)
+                    var waiting = refs
+                    while !waiting.isEmpty, ContinuousClock.now < patience {
+                        waiting = try await waiting.asyncFilter { try await store.runs(of: $0, limit: 1).first?.finishedAt == nil }
+                        if !waiting.isEmpty { try await Task.sleep(for: .milliseconds(200)) }
+                    }
+                    let watched = elapsed(start)
+                    var lags: [Double] = []
+                    var firstLags: [Double] = []
+                    var failed = 0
+                    for ref in refs {
+                        guard let state = try await store.variantState(ref) else { continue }
+                        let finished = try await store.runs(of: ref, limit: 1000).filter { $0.finishedAt != nil }.sorted { $0.id < $1.id }
+                        for (index, run) in finished.enumerated() {
+                            let interval = Int64(frequency) * 1_000_000
+                            let sinceOrigin = run.startedAt.microseconds - state.createdAt.microseconds
+                            let lag = Double(sinceOrigin - (sinceOrigin / interval) * interval) / 1_000_000
+                            // A variant's first run is due at its creation, which no scheduler knows of in advance.
+                            if index == 0 { firstLags.append(lag) } else { lags.append(lag) }
+                            if run.status != .succeeded { failed += 1 }
+                        }
+                    }
+                    // Idle: everything paused, the scheduler and worker keep ticking over the paused variants.
+                    for ref in refs { try await store.setPaused(true, for: ref) }
+                    while try await refs.asyncContains(where: { try await store.activeRun(of: $0) != nil }) {
+                        try await Task.sleep(for: .milliseconds(200))
+                    }
+                    let cpu = ProcessStats.cpuSeconds()
+                    try await Task.sleep(for: .seconds(idle))
+                    let idleCPU = (ProcessStats.cpuSeconds() - cpu) / idle
+                    try await http.shutdown()
+                    return Outcome(lags: lags.sorted(), firstLags: firstLags.sorted(), failed: failed, watched: watched, idleCPU: idleCPU)
+                }
+            }
+            func quantile(_ values: [Double], _ q: Double) -> Double {
+                values.isEmpty ? 0 : values[min(values.count - 1, Int(Double(values.count) * q))]
+            }
+            let runs = outcome.lags.count + outcome.firstLags.count
+            guard outcome.firstLags.count >= total else {
+                throw ValidationError("only \(outcome.firstLags.count) variants ran; every one of the \(total) should have run at least once")
+            }
+            for (name, lags) in [("scheduled runs", outcome.lags), ("first runs (new variants)", outcome.firstLags)] {
+                report.add([
+                    "\(kind.rawValue): \(name)", "\(lags.count)", String(format: "%.0f", Double(runs) / outcome.watched),
+                    String(format: "%.3f s", quantile(lags, 0.5)), String(format: "%.3f s", quantile(lags, 0.99)), String(format: "%.3f s", lags.last ?? 0),
+                    "\(outcome.failed)", String(format: "%.1f%% of a core", outcome.idleCPU * 100),
+                ])
+            }
+            report.figure(kind, "runs", Double(runs))
+            report.figure(kind, "runs_per_s", Double(runs) / outcome.watched)
+            report.figure(kind, "lag_p50_s", quantile(outcome.lags, 0.5))
+            report.figure(kind, "lag_p99_s", quantile(outcome.lags, 0.99))
+            report.figure(kind, "lag_max_s", outcome.lags.last ?? 0)
+            report.figure(kind, "first_run_lag_p50_s", quantile(outcome.firstLags, 0.5))
+            report.figure(kind, "first_run_lag_p99_s", quantile(outcome.firstLags, 0.99))
+            report.figure(kind, "idle_cpu_fraction", outcome.idleCPU)
+        }
+        try report.print(options: options)
+    }
+
+    struct Outcome: Sendable {
+        /// Runs after a variant's first: each for a slot of its grid.
+        var lags: [Double]
+        var firstLags: [Double]
+        var failed: Int
+        var watched: Double
+        var idleCPU: Double
+    }
+}
+
+extension Array where Element: Sendable {
+    func asyncFilter(_ isIncluded: (Element) async throws -> Bool) async rethrows -> [Element] {
+        var kept: [Element] = []
+        for element in self where try await isIncluded(element) { kept.append(element) }
+        return kept
+    }
+
+    func asyncContains(where predicate: (Element) async throws -> Bool) async rethrows -> Bool {
+        for element in self where try await predicate(element) { return true }
+        return false
+    }
+}

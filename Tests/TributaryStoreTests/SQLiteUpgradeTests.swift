@@ -1,0 +1,53 @@
+import Foundation
+import GRDB
+import Testing
+import TributaryCore
+@testable import TributarySQLite
+import TributaryStore
+
+/// An embedded database written by an earlier release keeps its records across an upgrade.
+@Suite("SQLite upgrades")
+struct SQLiteUpgradeTests {
+    /// v8 moved payloads out of `records` into `record_payloads`: records saved before it read back
+    /// unchanged, re-saving them is a no-op, and deleting a variant's records removes their payloads.
+    @Test func recordsSavedBeforeThePayloadTableSurviveTheUpgrade() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-upgrade-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("old.sqlite").path
+        let variant = VariantRef(connection: ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "c1"), syncName: "orders")
+        let records = try (1...3).map { try PreparedRecord(["id": .string("o\($0)"), "total": .number(JSONNumber($0))]) }
+
+        // The database as release v7 left it, records written by that release's statement.
+        do {
+            let old = try SQLiteStore(path: path)
+            try SQLiteSchema.migrator.migrate(old.pool, upTo: "v7-run-worker")
+            try await old.pool.write { db in
+                try db.execute(sql: "INSERT INTO connections(environment, provider_config_key, connection_id, created_at, updated_at) VALUES ('dev', 'shop', 'c1', 1, 1)")
+                try db.execute(sql: "INSERT INTO datasets(connection_pk, sync_name, model, variant, last_seq, record_count) VALUES (1, 'orders', 'Order', 'base', 1, 3)")
+                for (index, record) in records.enumerated() {
+                    try db.execute(
+                        sql: """
+                            INSERT INTO records(dataset_id, external_id, hash, seq, first_seen_at, updated_at, seen_generation, payload)
+                            VALUES (1, ?, ?, 1, ?, ?, 0, ?)
+                            """,
+                        arguments: [record.id, Int64(bitPattern: record.hash), index + 1, index + 1, String(decoding: record.json, as: UTF8.self)])
+                }
+            }
+            try old.close()
+        }
+
+        let store = try SQLiteStore(path: path)
+        defer { try? store.close() }
+        try await store.migrate()
+        let page = try await store.changes(try ChangeQuery(dataset: variant.dataset("Order")))
+        #expect(page.records.map(\.id) == ["o1", "o2", "o3"])
+        #expect(page.records.map(\.json) == records.map(\.json))
+        #expect(try await store.saveRecords(records, model: "Order", of: variant, seenGeneration: nil) == ModelResult(), "unchanged after the upgrade")
+        let columns = try await store.pool.read { db in try db.columns(in: "records").map(\.name) }
+        #expect(!columns.contains("payload"))
+        _ = try await store.ensureVariant(variant)
+        try await store.resetVariant(variant, emptyCache: true)
+        #expect(try await store.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM record_payloads") } == 0, "payloads go with their records")
+    }
+}
