@@ -145,13 +145,17 @@ final class RunContext: SyncContext {
         var prepared: [PreparedRecord] = []
         prepared.reserveCapacity(records.count)
         for record in records { prepared.append(try PreparedRecord(record)) }
-        try await batchSave(prepared: prepared, model: model)
+        try await save(prepared, model: model)
     }
 
     func batchSave(prepared records: [PreparedRecord], model: String) async throws {
         try checkCancellation()
         try checkModel(model)
         guard !records.isEmpty else { return }
+        try await save(records, model: model)
+    }
+
+    private func save(_ records: [PreparedRecord], model: String) async throws {
         let result = try await store.saveRecords(records, model: model, of: ref, seenGeneration: try await seenGeneration())
         self.record(result, for: model)
     }

@@ -50,24 +50,10 @@ public struct FeedCursor: Sendable, Hashable, Comparable {
     public func appendEncoded(to out: inout [UInt8]) {
         var plain: [UInt8] = Array("v1:".utf8)
         plain.reserveCapacity(44)
-        Self.appendDecimal(sequence, to: &plain)
+        ASCIIDecimal.append(sequence, to: &plain)
         plain.append(UInt8(ascii: ":"))
-        Self.appendDecimal(tiebreaker, to: &plain)
+        ASCIIDecimal.append(tiebreaker, to: &plain)
         Base64.append(plain, to: &out)
-    }
-
-    private static func appendDecimal(_ value: Int64, to out: inout [UInt8]) {
-        if value < 0 {
-            out.append(contentsOf: String(value).utf8)
-            return
-        }
-        let start = out.count
-        var rest = value
-        repeat {
-            out.append(UInt8(ascii: "0") + UInt8(rest % 10))
-            rest /= 10
-        } while rest > 0
-        out[start...].reverse()
     }
 
     /// Decodes a client's cursor.

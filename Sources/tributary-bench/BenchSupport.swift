@@ -116,18 +116,9 @@ struct BenchStores: Sendable {
 /// Measurements of this process.
 enum ProcessStats {
     /// Peak resident set size of this process, in MiB (VmHWM).
-    static func peakRSSMiB() -> Double { statusField("VmHWM:", pid: nil) }
-
-    /// Current resident set size of a process (this one by default), in MiB (VmRSS).
-    static func rssMiB(pid: Int32? = nil) -> Double { statusField("VmRSS:", pid: pid) }
-
-    /// Peak resident set size of another process, in MiB.
-    static func peakRSSMiB(pid: Int32) -> Double { statusField("VmHWM:", pid: pid) }
-
-    private static func statusField(_ name: String, pid: Int32?) -> Double {
-        let path = pid.map { "/proc/\($0)/status" } ?? "/proc/self/status"
-        guard let status = try? String(contentsOfFile: path, encoding: .utf8) else { return 0 }
-        for line in status.split(separator: "\n") where line.hasPrefix(name) {
+    static func peakRSSMiB() -> Double {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
             let kb = Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
             return kb / 1024
         }

@@ -18,7 +18,7 @@ struct EndToEndBench: AsyncParsableCommand {
         """
         environments:
           bench:
-            secret_key: bench-secret-key-000000000000001
+            secret_key: \(FeedBench.secretKey)
         integrations:
           shop:
             base_url: \(baseURL)

@@ -18,6 +18,7 @@ struct FeedBench: AsyncParsableCommand {
 
     @OptionGroup var options: BenchOptions
 
+    /// The `bench` environment's key (every suite's configuration uses it).
     static let secretKey = "bench-secret-key-000000000000001"
     static let configYAML = """
         environments:

@@ -1,3 +1,5 @@
+import TributaryCore
+
 /// Deterministic `Order` records (11 fields, a nested customer, 1–3 line items; ~420 bytes each),
 /// rendered as the JSON page a provider would send: `{"orders":[…],"next_cursor":…}`.
 ///
@@ -82,23 +84,5 @@ struct OrderGenerator: Sendable {
         out.append(contentsOf: #""]}"#.utf8)
     }
 
-    /// Appends a non-negative integer's decimal digits.
-    static func appendInt(_ value: Int, to out: inout [UInt8]) {
-        if value < 10 {
-            out.append(UInt8(ascii: "0") + UInt8(value))
-            return
-        }
-        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        var count = 0
-        var rest = value
-        withUnsafeMutableBytes(of: &digits) { buffer in
-            while rest > 0 {
-                buffer[count] = UInt8(ascii: "0") + UInt8(rest % 10)
-                rest /= 10
-                count += 1
-            }
-            for index in stride(from: count - 1, through: 0, by: -1) { out.append(buffer[index]) }
-        }
-    }
+    static func appendInt(_ value: Int, to out: inout [UInt8]) { ASCIIDecimal.append(Int64(value), to: &out) }
 }

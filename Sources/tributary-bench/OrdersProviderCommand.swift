@@ -29,11 +29,19 @@ struct OrdersProviderCommand: AsyncParsableCommand {
             let cursor = request.uri.queryParameters.get("cursor", as: Int.self) ?? 0
             let updatedAfter = request.uri.queryParameters.get("updated_after").flatMap { Timestamp(iso8601: $0) }
             let current = state.withLock { $0 }
-            // The listing: every order, or (incremental) only those changed after `updated_after`.
-            let onlyChanged = updatedAfter.map { after in current.changedAt.map { $0 <= after } ?? true }
-            let step = onlyChanged == nil ? 1 : 100
-            let total = onlyChanged == true ? 0 : (onlyChanged == nil ? n : (n + 99) / 100)
-            let positions = Array(stride(from: cursor, to: min(cursor + limit, total), by: 1).map { $0 * step })
+            // The listing: every order, or with `updated_after` the changed ones (every `changeEvery`-th)
+            // if they changed after it. A cursor counts entries of the listing.
+            let step: Int
+            let total: Int
+            if let updatedAfter {
+                step = current.generator.changeEvery
+                let changedSince = current.changedAt.map { $0 > updatedAfter } ?? false
+                total = changedSince ? (n + step - 1) / step : 0
+            } else {
+                step = 1
+                total = n
+            }
+            let positions = (cursor..<max(cursor, min(cursor + limit, total))).map { $0 * step }
             let next = cursor + limit < total ? String(cursor + limit) : nil
             let body = current.generator.page(positions: positions, next: next)
             return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))

@@ -34,7 +34,7 @@ struct SchedulerBench: AsyncParsableCommand {
           tick_seconds: \(tick)
         environments:
           bench:
-            secret_key: bench-secret-key-000000000000001
+            secret_key: \(FeedBench.secretKey)
         integrations:
           shop:
             base_url: \(baseURL)

@@ -38,21 +38,7 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
             days -= 1
         }
         let (y, m, d) = Self.civil(fromDays: days)
-        func pad(_ value: Int64, _ width: Int) {
-            guard value >= 0 else {
-                out.append(contentsOf: String(value).utf8)
-                return
-            }
-            let start = out.count
-            var rest = value
-            var digits = 0
-            repeat {
-                out.append(UInt8(ascii: "0") + UInt8(rest % 10))
-                rest /= 10
-                digits += 1
-            } while rest > 0 || digits < width
-            out[start...].reverse()
-        }
+        func pad(_ value: Int64, _ width: Int) { ASCIIDecimal.append(value, minimumDigits: width, to: &out) }
         pad(y, 4)
         out.append(UInt8(ascii: "-"))
         pad(m, 2)
