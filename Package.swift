@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ],
     targets: [
         // Domain, JSON, configuration, errors and the sync-function API. No I/O.
@@ -70,7 +71,8 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // The Nango-compatible HTTP API on Hummingbird 2, and the run coordinator it drives.
+        // The Nango-compatible HTTP API on Hummingbird 2, and the dashboard: server-rendered Mustache
+        // pages behind a login with the environment's secret key.
         .target(
             name: "TributaryServer",
             dependencies: [
@@ -78,8 +80,10 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
-            resources: [.copy("openapi.yaml")],
+            resources: [.copy("openapi.yaml"), .copy("Dashboard/Templates"), .copy("Dashboard/Assets")],
             swiftSettings: strict
         ),
         // The demo shop: its data, its REST API (Hummingbird) and the built-in demo configuration and sync functions.
@@ -158,6 +162,11 @@ let package = Package(
                 "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryPostgres", "TributaryTestSupport", "TributaryEngine", "TributaryServer",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                // The dashboard's browser test drives Chromium through chromedriver's WebDriver HTTP API.
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),

@@ -82,7 +82,7 @@ struct DemoCommand: AsyncParsableCommand {
             }
         }
 
-        let process = ProcessServices(role: .all, config: config, store: store, cipher: cipher, functions: context.functions, logger: logger)
+        let process = try ProcessServices(role: .all, config: config, store: store, cipher: cipher, functions: context.functions, logger: logger)
         let provider = DemoShopAPI().application(port: providerPort, logger: logger)
         let reporter = DemoRunReporter(
             store: store, variants: integration.syncs.flatMap { sync in ([Variant.base] + variants).map { VariantRef(connection: connection, syncName: sync.name, variant: $0) } },
@@ -92,6 +92,7 @@ struct DemoCommand: AsyncParsableCommand {
         output.line("Tributary demo")
         output.line("  demo shop API (the provider): http://127.0.0.1:\(providerPort)  (API key '\(DemoShopAPI.defaultAPIKey)' in \(DemoShopAPI.apiKeyHeader))")
         output.line("  Tributary API:                http://127.0.0.1:\(port)  (secret key '\(shownSecret)')")
+        output.line("  dashboard:                    http://127.0.0.1:\(port)/dashboard  (log in with the secret key)")
         output.line("  records cache:                \(store.path)")
         output.line(
             "  connection '\(connection.connectionId)' of '\(integration.providerConfigKey)': syncs \(integration.syncs.map(\.name).joined(separator: ", ")), variants base, \(variants.joined(separator: ", "))")

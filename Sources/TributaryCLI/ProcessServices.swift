@@ -14,7 +14,7 @@ struct ProcessServices {
     var services: [any Service]
     var queue: RunQueue
 
-    init(role: ServeCommand.Role, config: TributaryConfig, store: any Store, cipher: CredentialCipher, functions: SyncFunctionRegistry, logger: Logger) {
+    init(role: ServeCommand.Role, config: TributaryConfig, store: any Store, cipher: CredentialCipher, functions: SyncFunctionRegistry, logger: Logger) throws {
         let scheduling = config.scheduler
         let http = OutboundHTTP()
         let providers = ProviderAccess(config: config, store: store, cipher: cipher, http: http, logger: logger)
@@ -46,7 +46,7 @@ struct ProcessServices {
         if role != .worker {
             let api = API(
                 config: config, runs: queue, cipher: cipher, providers: providers, webhookWorker: webhookWorker, deliveryService: deliveryService)
-            services.append(buildApplication(api: api, logger: logger))
+            services.append(try buildApplication(api: api, logger: logger))
         }
     }
 }

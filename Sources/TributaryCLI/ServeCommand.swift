@@ -65,7 +65,7 @@ struct ServeCommand: AsyncParsableCommand {
 
         let selection = try await StoreSelection.open(options.database, config: config.database, logger: logger)
         defer { selection.close() }
-        let process = ProcessServices(role: role, config: config, store: selection.store, cipher: cipher, functions: context.functions, logger: logger)
+        let process = try ProcessServices(role: role, config: config, store: selection.store, cipher: cipher, functions: context.functions, logger: logger)
         if role != .worker {
             output.line(
                 "Tributary \(role == .all ? "API and worker" : "API") on http://\(config.server.host):\(config.server.port) — database \(selection.location), environments: \(config.environments.map(\.name).joined(separator: ", "))")

@@ -24,20 +24,34 @@ extension API {
     /// `POST /sync/{name}/variant/{variant}` → `{id, name, variant}`
     func createVariant(_ request: Request, _ context: APIRequestContext) async throws -> Response {
         let (integration, ref) = try await variantTarget(request, context, baseMessage: "Variant name \"base\" is protected.")
+        let state = try await createVariant(ref, of: integration)
+        return JSONResponse.make(["id": .string(state.id), "name": .string(ref.syncName), "variant": .string(ref.variant)])
+    }
+
+    /// Creates a variant of an existing connection (the API's and the dashboard's one rule): `base` is
+    /// reserved, the sync must exist, the per-sync cap holds, and a sync with `auto_start: false`
+    /// starts it paused.
+    func createVariant(_ ref: VariantRef, of integration: IntegrationConfig) async throws -> VariantState {
+        guard !Variant.isBase(ref.variant) else { throw APIError(.badRequest, "invalid_variant", "Variant name \"base\" is protected.") }
         let sync = try sync(ref.syncName, of: integration)
-        let state = try await store.createVariant(ref, maximumPerSync: config.server.maxVariantsPerSync, paused: !sync.autoStart)
-        return JSONResponse.make(["id": .string(state.id), "name": .string(sync.name), "variant": .string(ref.variant)])
+        return try await store.createVariant(ref, maximumPerSync: config.server.maxVariantsPerSync, paused: !sync.autoStart)
     }
 
     /// `DELETE /sync/{name}/variant/{variant}`: stops its run, removes its schedule, checkpoint and records.
     func deleteVariant(_ request: Request, _ context: APIRequestContext) async throws -> Response {
         let (_, ref) = try await variantTarget(request, context, baseMessage: "Cannot delete protected variant \"base\".")
+        try await removeVariant(ref)
+        return JSONResponse.success
+    }
+
+    /// Deletes a variant (never `base`): stops its run, then removes its schedule, checkpoint, runs and records.
+    func removeVariant(_ ref: VariantRef) async throws {
+        guard !Variant.isBase(ref.variant) else { throw APIError(.badRequest, "invalid_variant", "Cannot delete protected variant \"base\".") }
         guard try await store.variantState(ref) != nil else {
             throw APIError(.notFound, "not_found", "Sync '\(ref.syncName)' has no variant '\(ref.variant)' on connection '\(ref.connection.connectionId)'.")
         }
         try await runs.cancel(ref)
         try await store.deleteVariant(ref)
-        return JSONResponse.success
     }
 
     /// `POST /sync/trigger`: runs the selected variants now. A running variant answers 409, unless
@@ -77,15 +91,21 @@ extension API {
         let integration = try integration(try providerConfigKey(body, request), in: environment)
         let connections = try await targetConnections(try connectionId(body, request), integration: integration, environment: environment)
         let targets = try await resolve(selections, integration: integration, connections: connections)
+        try await trigger(targets.map { $0.0.ref }, reset: reset, emptyCache: emptyCache)
+        return JSONResponse.success
+    }
+
+    /// Runs the variants now — all of them or none: one running variant answers 409 and starts nothing.
+    /// With `reset`, each one's run is cancelled and its `lastSyncDate` and checkpoint cleared first
+    /// (with `emptyCache` also its records).
+    func trigger(_ variants: [VariantRef], reset: Bool, emptyCache: Bool) async throws {
         if reset {
-            for (state, _) in targets {
-                try await runs.cancel(state.ref)
-                try await store.resetVariant(state.ref, emptyCache: emptyCache)
+            for ref in variants {
+                try await runs.cancel(ref)
+                try await store.resetVariant(ref, emptyCache: emptyCache)
             }
         }
-        // All of them or none: one running variant answers 409 and starts nothing.
-        try await runs.trigger(targets.map { $0.0.ref })
-        return JSONResponse.success
+        try await runs.trigger(variants)
     }
 
     /// `POST /sync/pause` and `POST /sync/start`. Pausing also cancels a running run.
@@ -97,11 +117,16 @@ extension API {
         let integration = try integration(try body.string("provider_config_key"), in: environment)
         let connections = try await targetConnections(try body.optionalString("connection_id"), integration: integration, environment: environment)
         let targets = try await resolve(selections, integration: integration, connections: connections)
-        for (state, _) in targets {
-            try await store.setPaused(paused, for: state.ref)
-            if paused { try await runs.cancel(state.ref) }
-        }
+        try await setPaused(paused, targets.map { $0.0.ref })
         return JSONResponse.success
+    }
+
+    /// Pauses (and cancels the running run of) or resumes the variants' schedules.
+    func setPaused(_ paused: Bool, _ variants: [VariantRef]) async throws {
+        for ref in variants {
+            try await store.setPaused(paused, for: ref)
+            if paused { try await runs.cancel(ref) }
+        }
     }
 
     /// `GET /sync/status?syncs=a,b::v|*&provider_config_key=&connection_id=`
@@ -124,13 +149,7 @@ extension API {
 
     func statusJSON(_ state: VariantState, sync: SyncConfig, latest: RunRecord?, counts: [String: Int]) -> JSONValue {
         let running = latest?.status.isActive ?? false
-        let execution: String
-        switch latest?.status {
-        case .queued?, .running?: execution = "RUNNING"
-        case .failed?, .expired?: execution = "ERROR"
-        case .cancelled?: execution = "STOPPED"
-        case .succeeded?, nil: execution = "SUCCESS"
-        }
+        let execution = latest.map { Self.executionStatus($0.status) } ?? "SUCCESS"
         let status = running ? "RUNNING" : state.paused ? "PAUSED" : execution
         var recordCount = JSONObject()
         for model in sync.models { recordCount[model] = .number(JSONNumber(counts[model] ?? 0)) }
@@ -150,6 +169,16 @@ extension API {
             "recordCount": .object(recordCount),
             "checkpoint": state.checkpoint.map { .object($0.values) } ?? .null,
         ]
+    }
+
+    /// Nango's word for how a run stands: `RUNNING`, `SUCCESS`, `ERROR` or `STOPPED`.
+    static func executionStatus(_ status: RunStatus) -> String {
+        switch status {
+        case .queued, .running: "RUNNING"
+        case .failed, .expired: "ERROR"
+        case .cancelled: "STOPPED"
+        case .succeeded: "SUCCESS"
+        }
     }
 
     /// `PUT /sync/update-connection-frequency` → `{frequency}`; `null` restores the configured frequency.

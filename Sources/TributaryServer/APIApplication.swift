@@ -6,17 +6,19 @@ import TributaryEngine
 import TributaryStore
 
 /// Builds the HTTP application: the router with every ``APIRoute`` (authenticated ones behind
-/// ``AuthMiddleware``), error rendering, and `services` (in role `all`: the worker's
-/// `RunCoordinator` and the `Scheduler`) as services of the app.
+/// ``AuthMiddleware``), error rendering, the dashboard under `/dashboard` (its own login and
+/// HTML error pages), and `services` (in role `all`: the worker's `RunCoordinator` and the
+/// `Scheduler`) as services of the app.
 ///
 /// Tests build the same application with test configuration (`app.test(.router)` / `.live`).
 ///
 /// - Parameters:
 ///   - port: the port to listen on instead of the configuration's (0: any free port).
 ///   - onListening: called with the port once the server listens (how a caller learns the port 0 chose).
+/// - Throws: when the dashboard's templates are missing from the build or do not parse.
 public func buildApplication(
     api: API, services: [any Service] = [], logger: Logger, port: Int? = nil, onListening: @escaping @Sendable (Int) async -> Void = { _ in }
-) -> some ApplicationProtocol {
+) throws -> some ApplicationProtocol {
     let router = Router(context: APIRequestContext.self)
     router.add(middleware: ErrorMiddleware())
     let open = router.group()
@@ -32,6 +34,7 @@ public func buildApplication(
             open.on(path, method: route.method) { request, context in try await handler(request, context) }
         }
     }
+    try Dashboard(api: api).addRoutes(to: router)
     return Application(
         router: router,
         configuration: ApplicationConfiguration(address: .hostname(api.config.server.host, port: port ?? api.config.server.port), serverName: "Tributary"),

@@ -11,26 +11,34 @@ struct ErrorMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
-        } catch let error as APIError {
-            throw error
-        } catch let error as TributaryError {
-            throw APIError(error)
-        } catch let error as HTTPError {
+        } catch {
+            throw Self.apiError(for: error, request: request, logger: context.logger)
+        }
+    }
+
+    /// The API error an error is answered with (the dashboard renders the same as a page).
+    static func apiError(for error: any Error, request: Request, logger: Logger) -> APIError {
+        switch error {
+        case let error as APIError:
+            return error
+        case let error as TributaryError:
+            return APIError(error)
+        case let error as HTTPError:
             switch error.status {
             case .notFound:
-                throw APIError(.notFound, "not_found", "No route \(request.method.rawValue) \(request.uri.path).")
+                return APIError(.notFound, "not_found", "No route \(request.method.rawValue) \(request.uri.path).")
             case .methodNotAllowed:
-                throw APIError(.methodNotAllowed, "method_not_allowed", "\(request.method.rawValue) is not allowed on \(request.uri.path).")
+                return APIError(.methodNotAllowed, "method_not_allowed", "\(request.method.rawValue) is not allowed on \(request.uri.path).")
             case .contentTooLarge:
-                throw APIError(.contentTooLarge, "payload_too_large", "The request body is too large.")
+                return APIError(.contentTooLarge, "payload_too_large", "The request body is too large.")
             default:
-                throw APIError(error.status, "http_error", error.body ?? error.status.reasonPhrase)
+                return APIError(error.status, "http_error", error.body ?? error.status.reasonPhrase)
             }
-        } catch is CancellationError {
-            throw APIError(.serviceUnavailable, "shutting_down", "The server is shutting down.")
-        } catch {
-            context.logger.error("unexpected error", metadata: ["error": "\(String(reflecting: error))", "path": "\(request.uri.path)"])
-            throw APIError(.internalServerError, "server_error", "An unexpected error occurred; it has been logged.")
+        case is CancellationError:
+            return APIError(.serviceUnavailable, "shutting_down", "The server is shutting down.")
+        default:
+            logger.error("unexpected error", metadata: ["error": "\(String(reflecting: error))", "path": "\(request.uri.path)"])
+            return APIError(.internalServerError, "server_error", "An unexpected error occurred; it has been logged.")
         }
     }
 }

@@ -141,7 +141,7 @@ extension FeedBench {
 /// Runs the API application on a free loopback port while `body` runs with that port.
 func withListeningServer<T: Sendable>(api: API, logger: Logger, _ body: @Sendable (Int) async throws -> T) async throws -> T {
     let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-    let app = buildApplication(api: api, logger: logger, port: 0) { port in portContinuation.yield(port) }
+    let app = try buildApplication(api: api, logger: logger, port: 0) { port in portContinuation.yield(port) }
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await app.runService(gracefulShutdownSignals: []) }
         defer { group.cancelAll() }

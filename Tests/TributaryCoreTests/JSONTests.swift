@@ -15,6 +15,26 @@ struct JSONTests {
         #expect(try JSONParser.parse(JSONWriter.string(value)) == value)
     }
 
+    @Test func prettyFormIndentsSortsKeysAndKeepsNumbersExact() throws {
+        let value = try JSONParser.parse(#"{"b":[1.10,{"z":null,"a":"x\"<"}],"a":{},"c":[],"d":12345678901234567890}"#)
+        #expect(
+            JSONWriter.pretty(value) == """
+                {
+                  "a": {},
+                  "b": [
+                    1.10,
+                    {
+                      "a": "x\\"<",
+                      "z": null
+                    }
+                  ],
+                  "c": [],
+                  "d": 12345678901234567890
+                }
+                """)
+        #expect(JSONWriter.pretty(.string("s")) == #""s""#)
+    }
+
     @Test func canonicalFormSortsKeysAtEveryLevel() throws {
         let a = try JSONParser.parse(#"{"b":1,"a":{"d":2,"c":3}}"#)
         let b = try JSONParser.parse(#" { "a" : { "c" : 3 , "d" : 2 } , "b" : 1 } "#)

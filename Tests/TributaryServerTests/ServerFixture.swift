@@ -86,6 +86,7 @@ final class ServerFixture: Sendable {
             let label = metadata["\(nango.variant).label"]?.stringValue ?? "none"
             let records: [JSONObject] = (0..<count).map { ["id": .string("\(nango.variant)-\($0)"), "label": .string(label)] }
             try await nango.batchSave(records, model: nango.models[0])
+            await nango.log("saved \(count) records labelled <\(label)>")
         }
         let slow = ClosureSyncFunction(name: "slow") { nango in
             gate.enter()

@@ -26,6 +26,39 @@ public struct JSONWriter {
         String(decoding: bytes(value, canonical: canonical), as: UTF8.self)
     }
 
+    /// Indented JSON for people to read (the dashboard): members in key order, two spaces per level,
+    /// numbers and strings written exactly as ``write(_:)-(JSONValue)`` writes them.
+    public static func pretty(_ value: JSONValue) -> String {
+        var out = ""
+        appendPretty(value, indent: "", to: &out)
+        return out
+    }
+
+    private static func appendPretty(_ value: JSONValue, indent: String, to out: inout String) {
+        let inner = indent + "  "
+        switch value {
+        case .array(let elements) where !elements.isEmpty:
+            out += "[\n"
+            for (index, element) in elements.enumerated() {
+                out += inner
+                appendPretty(element, indent: inner, to: &out)
+                out += index == elements.count - 1 ? "\n" : ",\n"
+            }
+            out += indent + "]"
+        case .object(let object) where !object.isEmpty:
+            out += "{\n"
+            let keys = object.keys.sorted()
+            for (index, key) in keys.enumerated() {
+                out += inner + string(.string(key)) + ": "
+                appendPretty(object[key] ?? .null, indent: inner, to: &out)
+                out += index == keys.count - 1 ? "\n" : ",\n"
+            }
+            out += indent + "}"
+        default:
+            out += string(value, canonical: false)
+        }
+    }
+
     public mutating func write(_ value: JSONValue) {
         switch value {
         case .null: bytes.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C])

@@ -1,0 +1,102 @@
+import Hummingbird
+import TributaryCore
+import TributaryStore
+
+extension Dashboard {
+    struct VariantView {
+        let session: SessionView
+        let connection: String
+        let connectionHref: String
+        let sync: String
+        let variant: String
+        let status: String
+        let frequency: String
+        let lastSyncDate: TimeView?
+        let nextRun: TimeView?
+        let checkpoint: String?
+        let records: [ModelCountView]
+        let created: TimeView
+        let hasRuns: Bool
+        let runs: [RunSummaryView]
+    }
+
+    struct RunView {
+        let session: SessionView
+        let id: Int64
+        let connection: String
+        let connectionHref: String
+        let variantHref: String
+        let sync: String
+        let variant: String
+        let status: String
+        let statusKey: String
+        let type: String
+        let started: TimeView
+        let finished: TimeView?
+        let duration: String
+        let worker: String?
+        let error: String?
+        let hasResults: Bool
+        let results: [ResultView]
+        let hasLogs: Bool
+        let logs: [LogLineView]
+        let truncatedLogs: Bool
+        let shownLogs: Int
+    }
+
+    struct ResultView {
+        let model: String
+        let added: Int
+        let updated: Int
+        let deleted: Int
+    }
+
+    struct LogLineView {
+        let at: TimeView
+        let level: String
+        let message: String
+    }
+
+    /// `GET /dashboard/variant?integration=&connection=&sync=&variant=`: a variant's state and its run history.
+    func variantPage(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        let (session, environment) = try session(context)
+        let (_, connection, sync, ref) = try await variantTarget(DashboardForm.query(request), environment: environment)
+        guard let state = try await api.store.variantState(ref) else { throw Self.unknownVariant(ref) }
+        let runs = try await api.store.runs(of: ref, limit: Self.runsShown)
+        let counts = try await api.store.recordCounts(of: ref)
+        let now = Timestamp.now()
+        let view = VariantView(
+            session: SessionView(session), connection: connection.ref.connectionId, connectionHref: Self.connectionHref(connection.ref),
+            sync: sync.name, variant: ref.variant, status: VariantStatusView(state, latest: runs.first { $0.kind != .webhook }).text,
+            frequency: "every \(state.frequency(configured: sync.frequency).compact)", lastSyncDate: state.lastSyncDate.map(TimeView.init),
+            nextRun: state.paused ? nil : state.nextRunAt.map(TimeView.init), checkpoint: state.checkpoint.map(\.json),
+            records: ModelCountView.list(ref, models: sync.models, counts: counts),
+            created: TimeView(state.createdAt), hasRuns: !runs.isEmpty, runs: runs.map { RunSummaryView($0, now: now) })
+        return templates.page("variant", view)
+    }
+
+    /// `GET /dashboard/runs/{id}`: one run of the session's environment with its log lines.
+    func runPage(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        let (session, environment) = try session(context)
+        guard let id = context.parameters.get("runId", as: Int64.self), let run = try await api.store.run(id),
+            run.variant.connection.environment == environment.name
+        else { throw APIError(.notFound, "unknown_run", "Run '\((context.parameters.get("runId") ?? "").prefix(40))' does not exist.") }
+        let logs = try await api.store.logs(ofRun: id, limit: Self.logLinesShown + 1)
+        let shown = logs.prefix(Self.logLinesShown)
+        let view = RunView(
+            session: SessionView(session), id: run.id, connection: run.variant.connection.connectionId,
+            connectionHref: Self.connectionHref(run.variant.connection), variantHref: Self.variantHref(run.variant), sync: run.variant.syncName,
+            variant: run.variant.variant, status: run.status.rawValue, statusKey: run.status.rawValue, type: run.kind.rawValue,
+            started: TimeView(run.startedAt), finished: run.finishedAt.map(TimeView.init),
+            duration: DashboardFormat.duration(from: run.startedAt, to: run.finishedAt ?? .now()) + (run.status.isActive ? " so far" : ""),
+            worker: run.worker, error: run.error, hasResults: !run.results.isEmpty,
+            results: run.results.keys.sorted().map { model in
+                let result = run.results[model] ?? ModelResult()
+                return ResultView(model: model, added: result.added, updated: result.updated, deleted: result.deleted)
+            },
+            hasLogs: !shown.isEmpty,
+            logs: shown.map { LogLineView(at: TimeView($0.at), level: $0.level.rawValue, message: $0.message) },
+            truncatedLogs: logs.count > shown.count, shownLogs: shown.count)
+        return templates.page("run", view)
+    }
+}

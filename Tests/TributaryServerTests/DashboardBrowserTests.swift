@@ -1,0 +1,99 @@
+import Foundation
+import Testing
+import TributaryCore
+import TributaryStore
+
+/// Where chromedriver is: `TRIBUTARY_TEST_CHROMEDRIVER` (`.ci/run` sets it, so a missing browser
+/// fails there instead of skipping), else Debian's `/usr/bin/chromedriver` when installed.
+private let chromedriver: String? = {
+    if let path = ProcessInfo.processInfo.environment["TRIBUTARY_TEST_CHROMEDRIVER"], !path.isEmpty { return path }
+    return FileManager.default.isExecutableFile(atPath: "/usr/bin/chromedriver") ? "/usr/bin/chromedriver" : nil
+}()
+
+/// The dashboard in a real headless Chromium (Debian's `chromium` and `chromium-driver`), against
+/// the real application on a loopback port.
+@Suite("Dashboard in a browser", .enabled(if: chromedriver != nil, "needs chromedriver (apt-get install chromium chromium-driver)"))
+struct DashboardBrowserTests {
+    /// Where screenshots go: `TRIBUTARY_TEST_SCREENSHOTS`, else a temporary folder.
+    static let screenshots = URL(
+        fileURLWithPath: ProcessInfo.processInfo.environment["TRIBUTARY_TEST_SCREENSHOTS"]
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent("tributary-screenshots").path)
+
+    @Test func logInCreateAVariantTriggerItAndWatchItSucceed() async throws {
+        let f = try await ServerFixture()
+        try await f.withLiveServer { api in
+            try await api.connect("acme")
+            let port = try #require(api.client.port)
+            let site = "http://127.0.0.1:\(port)"
+            let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first { FileManager.default.isExecutableFile(atPath: $0) }
+            let browser = try await WebDriver.start(chromedriver: try #require(chromedriver), chromium: chromium, windowSize: (1280, 900))
+            do {
+                try await run(browser, site: site, fixture: f)
+                await browser.quit()
+            } catch {
+                try? save(await browser.screenshot(), as: "dashboard-failure.png")
+                await browser.quit()
+                throw error
+            }
+        }
+    }
+
+    private func run(_ browser: WebDriver, site: String, fixture f: ServerFixture) async throws {
+        // Any dashboard page sends a stranger to the login form.
+        try await browser.navigate(to: site + "/dashboard")
+        let key = try await browser.waitForElement("#secret_key")
+        #expect(try await browser.currentURL() == site + "/dashboard/login")
+        try await browser.type(devKey, into: key)
+        try await browser.click(try await browser.element("form[action='/dashboard/login'] button[type=submit]"))
+
+        // The connections page, then acme's page.
+        let link = try await browser.waitForElement("a[href='/dashboard/connection?integration=shop&connection=acme']")
+        try await browser.click(link)
+        let input = try await browser.waitForElement("#new-variant-slow")
+
+        // Create a variant of the slow sync (its runs wait for the test's gate).
+        try await browser.type("browser-eu", into: input)
+        try await browser.click(try await browser.element("form.create:has(#new-variant-slow) button[type=submit]"))
+        let notice = try await browser.waitForElement("p.notice")
+        #expect(try await browser.text(notice) == "Variant slow › browser-eu was created.")
+        let row = "#variant-slow--browser-eu"
+        #expect(try await browser.attribute("data-status", of: try await browser.element(row)) == "not-run")
+
+        // Trigger it: the row shows it running while the sync function waits.
+        try await browser.click(try await browser.element("\(row) button[value=trigger]"))
+        _ = try await browser.waitForElement("p.notice")
+        try await eventually("the run started") { f.gate.entries == 1 }
+        let heading = try await browser.element("h1")
+        let statusNow = try await browser.attribute("data-status", of: try await browser.element(row))
+        #expect(statusNow == "running" || statusNow == "queued", "\(statusNow ?? "no row")")
+
+        // Let the run finish: the row turns to success without a reload.
+        f.gate.release()
+        try await eventually("the row shows success", seconds: 20) {
+            (try? await browser.attribute("data-status", of: try await browser.element(row))) == "success"
+        }
+        #expect(try await browser.text(try await browser.element("\(row) .status")) == "SUCCESS")
+        #expect(try await browser.text(heading) == "acme", "the same page, refreshed in place (a reload would make the heading stale)")
+        #expect(try await browser.text(try await browser.element("\(row) td[data-label='Records']")).contains("Slow 1"))
+        try save(try await browser.screenshot(), as: "dashboard-connection.png")
+
+        // At phone width the rows become cards and nothing scrolls sideways.
+        try await browser.setWindowSize(width: 390, height: 844)
+        let overflow = try await browser.execute("return document.documentElement.scrollWidth - document.documentElement.clientWidth;")
+        #expect(overflow.int64Value == 0, "horizontal overflow at phone width: \(JSONWriter.string(overflow)) px")
+        try save(try await browser.screenshot(), as: "dashboard-connection-phone.png")
+
+        // The run's page, from the row's last-run link, shows its result.
+        try await browser.setWindowSize(width: 1280, height: 900)
+        try await browser.click(try await browser.element("\(row) td[data-label='Last run'] a"))
+        let title = try await browser.waitForElement("h1 .status")
+        #expect(try await browser.text(title) == "succeeded")
+    }
+
+    private func save(_ png: Data, as name: String) throws {
+        try FileManager.default.createDirectory(at: Self.screenshots, withIntermediateDirectories: true)
+        let url = Self.screenshots.appendingPathComponent(name)
+        try png.write(to: url)
+        print("dashboard screenshot: \(url.path)")
+    }
+}
