@@ -86,7 +86,7 @@ struct DashboardBrowserTests {
         // The run's page, from the row's last-run link, shows its result.
         try await browser.setWindowSize(width: 1280, height: 900)
         try await browser.click(try await browser.element("\(row) td[data-label='Last run'] a"))
-        let title = try await browser.waitForElement("h1 .status")
+        let title = try await browser.waitForElement("#run-body .status")
         #expect(try await browser.text(title) == "succeeded")
     }
 

@@ -241,11 +241,24 @@ struct DashboardTests {
             let running = try await browser.get(rowsURI)
             #expect(running.status(ofRow: "variant-slow--base") == "running")
 
+            // The running run's page refreshes its body until the run ends.
+            let runId = try #require(try await f.store.activeRun(of: variant("base", sync: "slow"))?.id)
+            #expect(running.row("variant-slow--base")?.contains(#"<a href="/dashboard/runs/\#(runId)" title="Open the active run">"#) == true)
+            let runPage = try await browser.get("/dashboard/runs/\(runId)")
+            #expect(runPage.html.contains(#"<div id="run-body" data-refresh="/dashboard/runs/\#(runId)/body">"#))
+            let runningBody = try await browser.get("/dashboard/runs/\(runId)/body")
+            #expect(runningBody.html.contains(#"Status <span class="status status-running">running</span>"#))
+            #expect(runningBody.html.contains("No log lines yet."))
+            #expect(!runningBody.html.contains("data-final"))
+
             f.gate.release()
             _ = try await f.waitForRuns(variant("base", sync: "slow"))
             let done = try await browser.get(rowsURI)
             #expect(done.status(ofRow: "variant-slow--base") == "success")
             #expect(done.row("variant-slow--base")?.contains("+1") == true)
+            let finishedBody = try await browser.get("/dashboard/runs/\(runId)/body")
+            #expect(finishedBody.html.contains(#"Status <span class="status status-succeeded">succeeded</span><span data-final hidden></span>"#))
+            #expect(finishedBody.html.contains(#"<td data-label="Added">1</td>"#))
         }
     }
 
@@ -410,7 +423,9 @@ struct DashboardTests {
 
             let run = try await browser.get("/dashboard/runs/\(first.id)")
             #expect(run.status == .ok)
-            #expect(run.html.contains("<h1>Run #\(first.id) <span class=\"status status-succeeded\">succeeded</span></h1>"))
+            #expect(run.html.contains("<h1>Run #\(first.id) <small>items › base</small></h1>"))
+            #expect(run.html.contains(#"Status <span class="status status-succeeded">succeeded</span><span data-final hidden></span>"#))
+            #expect(run.html.contains(#"<div id="run-body">"#), "a finished run's page does not refresh")
             #expect(run.html.contains(#"<th scope="row" data-label="Model">Item</th><td data-label="Added">3</td>"#))
             #expect(run.html.contains(#"<span class="level">info</span> <span class="message">saved 3 records labelled &lt;none&gt;</span>"#))
 

@@ -191,6 +191,7 @@ extension Dashboard {
         return VariantRowView(
             rowId: rowId, integration: ref.connection.providerConfigKey, connection: ref.connection.connectionId, sync: ref.syncName,
             variant: ref.variant, isBase: Variant.isBase(ref.variant), status: status.text, statusKey: status.key,
+            activeRunHref: latest.flatMap { $0.status.isActive ? "/dashboard/runs/\($0.id)" : nil },
             latestError: latest.flatMap { $0.status.isFinished ? $0.error : nil },
             frequency: "every \(frequency.compact)", overridden: state.frequencyOverride != nil,
             lastRun: lastFinished.map { RunSummaryView($0, now: now) },

@@ -30,6 +30,9 @@ extension Dashboard {
         let variant: String
         let status: String
         let statusKey: String
+        /// Queued or running: the page refreshes its body from `bodyHref` until the run ends.
+        let isActive: Bool
+        let bodyHref: String
         let type: String
         let started: TimeView
         let finished: TimeView?
@@ -77,16 +80,27 @@ extension Dashboard {
 
     /// `GET /dashboard/runs/{id}`: one run of the session's environment with its log lines.
     func runPage(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        templates.page("run", try await runView(context))
+    }
+
+    /// `GET /dashboard/runs/{id}/body`: the run's status, results and logs, which the page re-fetches
+    /// while the run is active.
+    func runBody(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        templates.page("run-body", try await runView(context))
+    }
+
+    private func runView(_ context: APIRequestContext) async throws -> RunView {
         let (session, environment) = try session(context)
         guard let id = context.parameters.get("runId", as: Int64.self), let run = try await api.store.run(id),
             run.variant.connection.environment == environment.name
         else { throw APIError(.notFound, "unknown_run", "Run '\((context.parameters.get("runId") ?? "").prefix(40))' does not exist.") }
         let logs = try await api.store.logs(ofRun: id, limit: Self.logLinesShown + 1)
         let shown = logs.prefix(Self.logLinesShown)
-        let view = RunView(
+        return RunView(
             session: SessionView(session), id: run.id, connection: run.variant.connection.connectionId,
             connectionHref: Self.connectionHref(run.variant.connection), variantHref: Self.variantHref(run.variant), sync: run.variant.syncName,
-            variant: run.variant.variant, status: run.status.rawValue, statusKey: run.status.rawValue, type: run.kind.rawValue,
+            variant: run.variant.variant, status: run.status.rawValue, statusKey: run.status.rawValue, isActive: run.status.isActive,
+            bodyHref: "/dashboard/runs/\(run.id)/body", type: run.kind.rawValue,
             started: TimeView(run.startedAt), finished: run.finishedAt.map(TimeView.init),
             duration: DashboardFormat.duration(from: run.startedAt, to: run.finishedAt ?? .now()) + (run.status.isActive ? " so far" : ""),
             worker: run.worker, error: run.error, hasResults: !run.results.isEmpty,
@@ -97,6 +111,5 @@ extension Dashboard {
             hasLogs: !shown.isEmpty,
             logs: shown.map { LogLineView(at: TimeView($0.at), level: $0.level.rawValue, message: $0.message) },
             truncatedLogs: logs.count > shown.count, shownLogs: shown.count)
-        return templates.page("run", view)
     }
 }

@@ -57,6 +57,7 @@ struct Dashboard: Sendable {
         secured.post("connection/variants") { request, context in try await self.createVariant(request, context) }
         secured.get("variant") { request, context in try await self.variantPage(request, context) }
         secured.get("runs/:runId") { request, context in try await self.runPage(request, context) }
+        secured.get("runs/:runId/body") { request, context in try await self.runBody(request, context) }
         secured.get("records") { request, context in try await self.recordsPage(request, context) }
         secured.get("**") { _, _ -> Response in throw APIError(.notFound, "not_found", "The dashboard has no such page.") }
     }

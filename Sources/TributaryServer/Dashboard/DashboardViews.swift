@@ -139,6 +139,8 @@ struct VariantRowView {
     let isBase: Bool
     let status: String
     let statusKey: String
+    /// The queued or running run's page, when there is one.
+    let activeRunHref: String?
     /// The error of the latest run when it failed.
     let latestError: String?
     let frequency: String

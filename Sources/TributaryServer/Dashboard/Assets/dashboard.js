@@ -1,7 +1,8 @@
-// Tributary dashboard: keeps the status of variant rows fresh without reloading the page.
+// Tributary dashboard: keeps variant rows and running runs fresh without reloading the page.
 // Every element with data-refresh="<url>" is re-fetched every few seconds (while the tab is
 // visible) and its content replaced when the server's HTML changed — unless the keyboard focus is
-// inside it, so a row never disappears under a user's hand. No build step, no dependencies.
+// inside it, so a row never disappears under a user's hand. Content marked data-final (a finished
+// run) ends the element's refreshing. No build step, no dependencies.
 (function () {
   "use strict";
   var intervalMs = 3000;
@@ -19,6 +20,7 @@
         if (element.contains(document.activeElement)) { return; }
         last.set(element, html);
         element.innerHTML = html;
+        if (element.querySelector("[data-final]")) { element.removeAttribute("data-refresh"); }
       });
   }
 
