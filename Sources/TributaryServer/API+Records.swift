@@ -15,9 +15,7 @@ extension API {
         }
         let integration = try integration(key, in: environment)
         let model = try query.required("model")
-        guard integration.syncs.contains(where: { $0.models.contains(model) }) else {
-            throw APIError(.badRequest, "unknown_model", "No sync of integration '\(integration.providerConfigKey)' writes model '\(model.prefix(255))'.")
-        }
+        try requireModel(model, of: integration)
         let variant = try query.optional("variant") ?? Variant.base
         guard Identifier.isValidSyncName(variant) else { throw APIError.invalidQuery("variant '\(variant.prefix(80))' is invalid.") }
         let connection = try await existingConnection(

@@ -19,9 +19,7 @@ extension API {
         let connection = try await existingConnection(
             ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: try query.required("connection_id")))
         let ref = VariantRef(connection: connection.ref, syncName: sync.name, variant: variant)
-        guard try await store.variantState(ref) != nil else {
-            throw APIError(.notFound, "unknown_sync_variant", "Sync '\(sync.name)' has no variant '\(variant.prefix(255))' on connection '\(connection.ref.connectionId)'.")
-        }
+        try await existingVariant(ref)
         let runs = try await store.runs(of: ref, limit: limit)
         return JSONResponse.make(["runs": .array(runs.map(runJSON))])
     }
@@ -37,11 +35,8 @@ extension API {
             }
             logsLimit = value
         }
-        let notFound = APIError(.notFound, "unknown_run", "Run '\((context.parameters.get("runId") ?? "").prefix(40))' does not exist.")
-        guard let id = context.parameters.get("runId", as: Int64.self), let run = try await store.run(id),
-            run.variant.connection.environment == environment.name
-        else { throw notFound }
-        let logs = try await store.logs(ofRun: id, limit: logsLimit)
+        let run = try await existingRun(context.parameters.get("runId"), in: environment)
+        let logs = try await store.logs(ofRun: run.id, limit: logsLimit)
         var object = runJSON(run).objectValue ?? [:]
         object["logs"] = .array(
             logs.map { entry in ["at": .string(entry.at.iso8601), "level": .string(entry.level.rawValue), "message": .string(entry.message)] })

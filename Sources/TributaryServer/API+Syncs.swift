@@ -205,9 +205,7 @@ extension API {
         let connection = try await existingConnection(
             ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: try body.string("connection_id")))
         let ref = VariantRef(connection: connection.ref, syncName: sync.name, variant: variant)
-        guard try await store.variantState(ref) != nil else {
-            throw APIError(.notFound, "unknown_sync_variant", "Sync '\(sync.name)' has no variant '\(variant)' on connection '\(connection.ref.connectionId)'.")
-        }
+        try await existingVariant(ref)
         try await store.setFrequency(frequency?.text, for: ref)
         let effective = frequency ?? sync.frequency
         // The next run moves to the new grid's first slot from now (a running variant re-plans when its run ends).

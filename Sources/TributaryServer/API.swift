@@ -62,6 +62,32 @@ public struct API: Sendable {
         return connection
     }
 
+    /// The variant's state; `unknown_sync_variant` (404) when it does not exist.
+    @discardableResult
+    func existingVariant(_ ref: VariantRef) async throws -> VariantState {
+        guard let state = try await store.variantState(ref) else {
+            throw APIError(
+                .notFound, "unknown_sync_variant",
+                "Sync '\(ref.syncName)' has no variant '\(ref.variant.prefix(255))' on connection '\(ref.connection.connectionId)'.")
+        }
+        return state
+    }
+
+    /// The run with id `text` when it belongs to `environment`; `unknown_run` (404) otherwise.
+    func existingRun(_ text: String?, in environment: EnvironmentConfig) async throws -> RunRecord {
+        guard let text, let id = Int64(text), let run = try await store.run(id), run.variant.connection.environment == environment.name else {
+            throw APIError(.notFound, "unknown_run", "Run '\((text ?? "").prefix(40))' does not exist.")
+        }
+        return run
+    }
+
+    /// Checks that some sync of the integration writes `model` (`unknown_model`, 400).
+    func requireModel(_ model: String, of integration: IntegrationConfig) throws {
+        guard integration.syncs.contains(where: { $0.models.contains(model) }) else {
+            throw APIError(.badRequest, "unknown_model", "No sync of integration '\(integration.providerConfigKey)' writes model '\(model.prefix(255))'.")
+        }
+    }
+
     /// `provider_config_key` from the body, or the `Provider-Config-Key` header.
     func providerConfigKey(_ body: BodyReader, _ request: Request) throws -> String {
         if let key = try body.optionalString("provider_config_key") { return key }

@@ -57,20 +57,27 @@ struct AuthMiddleware: RouterMiddleware {
         guard parts.count == 2, parts[0].lowercased() == "bearer", !parts[1].isEmpty else {
             throw APIError(.unauthorized, "malformed_auth_header", "The Authorization header must be 'Bearer <secret key>'.")
         }
-        let presented = Array(parts[1].utf8)
-        var match: EnvironmentConfig? = nil
-        for environment in environments {
-            for key in environment.secretKeys where Self.constantTimeEqual(Array(key.value.utf8), presented) {
-                match = environment
-            }
-        }
-        guard let match else {
+        guard let (match, _) = Self.environment(forKey: String(parts[1]), in: environments) else {
             throw APIError(.unauthorized, "unknown_account", "The secret key is not valid for any environment.")
         }
         var context = context
         context.environment = match
         context.logger[metadataKey: "environment"] = "\(match.name)"
         return try await next(request, context)
+    }
+
+    /// The environment one of whose secret keys is `presented`, and that key. Every key is compared
+    /// (in constant time), so the time taken says nothing about which one matched.
+    static func environment(forKey presented: String, in environments: [EnvironmentConfig]) -> (EnvironmentConfig, String)? {
+        let bytes = Array(presented.utf8)
+        guard !bytes.isEmpty else { return nil }
+        var match: (EnvironmentConfig, String)? = nil
+        for environment in environments {
+            for key in environment.secretKeys where constantTimeEqual(Array(key.value.utf8), bytes) {
+                match = (environment, key.value)
+            }
+        }
+        return match
     }
 
     static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {

@@ -14,11 +14,7 @@ public enum WebhookSignature {
 
     /// Lowercase hex HMAC-SHA256 of `body` with `key` — what a receiver recomputes over the exact bytes it got.
     public static func sign(_ body: [UInt8], key: String) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Array(key.utf8)))
-        return mac.map { byte in
-            let digits = Array("0123456789abcdef".utf8)
-            return String(decoding: [digits[Int(byte >> 4)], digits[Int(byte & 0x0f)]], as: UTF8.self)
-        }.joined()
+        Hex.encode(HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Array(key.utf8))))
     }
 
     /// Whether `signature` is the HMAC-SHA256 of `body` with `secret`: hex (any case) or base64, with

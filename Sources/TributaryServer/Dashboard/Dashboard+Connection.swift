@@ -57,7 +57,7 @@ extension Dashboard {
         let (session, environment) = try session(context)
         let query = DashboardForm.query(request)
         let (_, connection, _, ref) = try await variantTarget(query, environment: environment)
-        guard try await api.store.variantState(ref) != nil else { throw Self.unknownVariant(ref) }
+        try await api.existingVariant(ref)
         let name = "\(ref.syncName) › \(ref.variant)"
         let action = query["action"] ?? ""
         let (heading, explanation, button): (String, String, String)
@@ -97,11 +97,11 @@ extension Dashboard {
             case "trigger":
                 try await api.trigger([ref], reset: false, emptyCache: false)
             case "pause", "start":
-                guard try await api.store.variantState(ref) != nil else { throw Self.unknownVariant(ref) }
+                try await api.existingVariant(ref)
                 try await api.setPaused(action == "pause", [ref])
             case "reset":
                 try Self.requireConfirmation(form, "A reset")
-                guard try await api.store.variantState(ref) != nil else { throw Self.unknownVariant(ref) }
+                try await api.existingVariant(ref)
                 try await api.trigger([ref], reset: true, emptyCache: form["empty_cache"] == "yes")
             case "delete":
                 try Self.requireConfirmation(form, "Deleting a variant")
@@ -112,7 +112,7 @@ extension Dashboard {
         } catch {
             return try await failedAction(error, integration, connection, session: session, request: request, context: context)
         }
-        return DashboardTemplates.redirect(to: Self.variantHref(ref, page: "/dashboard/connection", extra: ["done": action]))
+        return DashboardTemplates.redirect(to: Self.variantHref(ref, page: "/dashboard/connection", extra: ("done", action)))
     }
 
     /// `POST /dashboard/connection/variants` with `sync` and `variant`: creates a variant, by the
@@ -130,7 +130,7 @@ extension Dashboard {
         } catch {
             return try await failedAction(error, integration, connection, session: session, request: request, context: context)
         }
-        return DashboardTemplates.redirect(to: Self.variantHref(ref, page: "/dashboard/connection", extra: ["done": "create"]))
+        return DashboardTemplates.redirect(to: Self.variantHref(ref, page: "/dashboard/connection", extra: ("done", "create")))
     }
 
     // MARK: Building the page
@@ -171,9 +171,7 @@ extension Dashboard {
                     name: sync.name, type: sync.syncType == .full ? "full refresh" : "incremental",
                     frequency: "every \(sync.frequency.compact)", models: sync.models.joined(separator: ", "), tracksDeletes: sync.detectsDeletes,
                     autoStart: sync.autoStart,
-                    rowsHref: DashboardFormat.href(
-                        "/dashboard/connection/rows",
-                        ["integration": integration.providerConfigKey, "connection": connection.ref.connectionId, "sync": sync.name]),
+                    rowsHref: Self.connectionHref(connection.ref, sync: sync.name, page: "/dashboard/connection/rows"),
                     variants: rows))
         }
         return sections
@@ -181,7 +179,8 @@ extension Dashboard {
 
     private func row(_ state: VariantState, sync: SyncConfig, now: Timestamp) async throws -> VariantRowView {
         let ref = state.ref
-        let runs = try await api.store.runs(of: ref, limit: 5, includingWebhooks: false)
+        // A variant has at most one active run: the latest two hold the last finished one.
+        let runs = try await api.store.runs(of: ref, limit: 2, includingWebhooks: false)
         let latest = runs.first
         let status = VariantStatusView(state, latest: latest)
         let lastFinished = runs.first { $0.status.isFinished }
@@ -198,8 +197,8 @@ extension Dashboard {
             records: ModelCountView.list(ref, models: sync.models, counts: counts),
             nextRun: state.paused ? nil : state.nextRunAt.map(TimeView.init),
             checkpoint: state.checkpoint.map(\.json), paused: state.paused, historyHref: Self.variantHref(ref),
-            resetHref: Self.variantHref(ref, page: "/dashboard/connection/confirm", extra: ["action": "reset"]),
-            deleteHref: Self.variantHref(ref, page: "/dashboard/connection/confirm", extra: ["action": "delete"]))
+            resetHref: Self.variantHref(ref, page: "/dashboard/connection/confirm", extra: ("action", "reset")),
+            deleteHref: Self.variantHref(ref, page: "/dashboard/connection/confirm", extra: ("action", "delete")))
     }
 
     /// The notice after an action (`done`), from fixed wording; unknown actions show none.
@@ -214,10 +213,6 @@ extension Dashboard {
         case "create": return "Variant \(name) was created."
         default: return nil
         }
-    }
-
-    static func unknownVariant(_ ref: VariantRef) -> APIError {
-        APIError(.notFound, "unknown_sync_variant", "Sync '\(ref.syncName)' has no variant '\(ref.variant.prefix(255))' on connection '\(ref.connection.connectionId)'.")
     }
 
     private static func requireConfirmation(_ form: DashboardForm, _ what: String) throws {

@@ -41,9 +41,7 @@ extension Dashboard {
         let query = DashboardForm.query(request)
         let (integration, connection) = try await connectionTarget(query, environment: environment)
         let model = try query.required("model")
-        guard integration.syncs.contains(where: { $0.models.contains(model) }) else {
-            throw APIError(.badRequest, "unknown_model", "No sync of integration '\(integration.providerConfigKey)' writes model '\(model.prefix(255))'.")
-        }
+        try api.requireModel(model, of: integration)
         let variant = query["variant"] ?? Variant.base
         guard Identifier.isValidSyncName(variant) else { throw APIError(.badRequest, "invalid_query_params", "Variant '\(variant.prefix(80))' is invalid.") }
         let filter = query["filter"].flatMap { $0.isEmpty || $0 == "all" ? nil : $0 }

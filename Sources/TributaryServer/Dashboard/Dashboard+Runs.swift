@@ -64,7 +64,7 @@ extension Dashboard {
     func variantPage(_ request: Request, _ context: APIRequestContext) async throws -> Response {
         let (session, environment) = try session(context)
         let (_, connection, sync, ref) = try await variantTarget(DashboardForm.query(request), environment: environment)
-        guard let state = try await api.store.variantState(ref) else { throw Self.unknownVariant(ref) }
+        let state = try await api.existingVariant(ref)
         let runs = try await api.store.runs(of: ref, limit: Self.runsShown)
         let counts = try await api.store.recordCounts(of: ref)
         let now = Timestamp.now()
@@ -91,10 +91,8 @@ extension Dashboard {
 
     private func runView(_ context: APIRequestContext) async throws -> RunView {
         let (session, environment) = try session(context)
-        guard let id = context.parameters.get("runId", as: Int64.self), let run = try await api.store.run(id),
-            run.variant.connection.environment == environment.name
-        else { throw APIError(.notFound, "unknown_run", "Run '\((context.parameters.get("runId") ?? "").prefix(40))' does not exist.") }
-        let logs = try await api.store.logs(ofRun: id, limit: Self.logLinesShown + 1)
+        let run = try await api.existingRun(context.parameters.get("runId"), in: environment)
+        let logs = try await api.store.logs(ofRun: run.id, limit: Self.logLinesShown + 1)
         let shown = logs.prefix(Self.logLinesShown)
         return RunView(
             session: SessionView(session), id: run.id, connection: run.variant.connection.connectionId,
@@ -102,7 +100,7 @@ extension Dashboard {
             variant: run.variant.variant, status: run.status.rawValue, statusKey: run.status.rawValue, isActive: run.status.isActive,
             bodyHref: "/dashboard/runs/\(run.id)/body", type: run.kind.rawValue,
             started: TimeView(run.startedAt), finished: run.finishedAt.map(TimeView.init),
-            duration: DashboardFormat.duration(from: run.startedAt, to: run.finishedAt ?? .now()) + (run.status.isActive ? " so far" : ""),
+            duration: DashboardFormat.duration(of: run, now: .now()),
             worker: run.worker, error: run.error, hasResults: !run.results.isEmpty,
             results: run.results.keys.sorted().map { model in
                 let result = run.results[model] ?? ModelResult()

@@ -80,14 +80,8 @@ struct Dashboard: Sendable {
     /// `POST /dashboard/login` with `secret_key`: the key selects the environment, as on the API.
     func login(_ request: Request, _ context: APIRequestContext) async throws -> Response {
         let form = try await DashboardForm.read(request, maxBytes: api.maxBody)
-        let presented = Array((form["secret_key"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines).utf8)
-        var match: (EnvironmentConfig, String)? = nil
-        for environment in api.config.environments {
-            for key in environment.secretKeys where AuthMiddleware.constantTimeEqual(Array(key.value.utf8), presented) {
-                match = (environment, key.value)
-            }
-        }
-        guard let (environment, secret) = match, !presented.isEmpty else {
+        let presented = (form["secret_key"] ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let (environment, secret) = AuthMiddleware.environment(forKey: presented, in: api.config.environments) else {
             context.logger.notice("dashboard login refused")
             let problem = APIError(.unauthorized, "unknown_account", "That secret key is not valid for any environment.")
             return templates.page("login", LoginView(problem: ProblemView(problem, title: "Login failed")), status: .unauthorized)
@@ -154,25 +148,25 @@ struct Dashboard: Sendable {
         return (integration, connection, sync, VariantRef(connection: connection.ref, syncName: sync.name, variant: variant))
     }
 
-    static func connectionHref(_ ref: ConnectionRef) -> String {
-        DashboardFormat.href("/dashboard/connection", ["integration": ref.providerConfigKey, "connection": ref.connectionId])
+    static func connectionHref(_ ref: ConnectionRef, sync: String? = nil, page: String = "/dashboard/connection") -> String {
+        DashboardFormat.href(page, [("integration", ref.providerConfigKey), ("connection", ref.connectionId), ("sync", sync)])
     }
 
-    static func variantHref(_ ref: VariantRef, page: String = "/dashboard/variant", extra: KeyValuePairs<String, String?> = [:]) -> String {
-        var href = DashboardFormat.href(
-            page,
-            ["integration": ref.connection.providerConfigKey, "connection": ref.connection.connectionId, "sync": ref.syncName, "variant": ref.variant])
-        let more = DashboardFormat.href("", extra)
-        if more.hasPrefix("?") { href += "&" + more.dropFirst() }
-        return href
+    /// A variant's page (`page`), with one more query value when given (`done`, `action`).
+    static func variantHref(_ ref: VariantRef, page: String = "/dashboard/variant", extra: (String, String)? = nil) -> String {
+        var query: [(String, String?)] = [
+            ("integration", ref.connection.providerConfigKey), ("connection", ref.connection.connectionId), ("sync", ref.syncName), ("variant", ref.variant),
+        ]
+        if let extra { query.append(extra) }
+        return DashboardFormat.href(page, query)
     }
 
     static func recordsHref(_ dataset: DatasetRef, filter: String? = nil, cursor: String? = nil) -> String {
         DashboardFormat.href(
             "/dashboard/records",
             [
-                "integration": dataset.connection.providerConfigKey, "connection": dataset.connection.connectionId, "model": dataset.model,
-                "variant": dataset.variant, "filter": filter, "cursor": cursor,
+                ("integration", dataset.connection.providerConfigKey), ("connection", dataset.connection.connectionId), ("model", dataset.model),
+                ("variant", dataset.variant), ("filter", filter), ("cursor", cursor),
             ])
     }
 }

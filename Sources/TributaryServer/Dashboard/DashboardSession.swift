@@ -29,7 +29,7 @@ struct DashboardSession: Sendable, Hashable {
         var generator = SystemRandomNumberGenerator()
         for i in nonce.indices { nonce[i] = generator.next() }
         let expires = Int64(now.secondsSince1970) + lifetimeSeconds
-        return make(environment: environment, expires: expires, nonce: hex(nonce), key: sessionKey(secret))
+        return make(environment: environment, expires: expires, nonce: Hex.encode(nonce), key: sessionKey(secret))
     }
 
     /// The session a cookie value carries, when it is well formed, unexpired and signed with one of
@@ -75,11 +75,6 @@ struct DashboardSession: Sendable, Hashable {
 
     private static func signedMessage(environment: String, expires: Int64, nonce: String) -> [UInt8] {
         Array("session|\(environment)|\(expires)|\(nonce)".utf8)
-    }
-
-    private static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        return String(decoding: bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0x0f)]] }, as: UTF8.self)
     }
 
     private static func base64URL(_ bytes: [UInt8]) -> String {

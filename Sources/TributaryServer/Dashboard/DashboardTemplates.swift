@@ -67,16 +67,19 @@ struct DashboardTemplates: Sendable {
     /// The headers of every dashboard response: no caching of pages with data on them, and a
     /// content security policy that allows only the dashboard's own style sheet and script.
     static func headers(contentType: String) -> HTTPFields {
-        [
-            .contentType: contentType,
-            .cacheControl: "no-store",
-            .contentSecurityPolicy:
-                "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-            HTTPField.Name("X-Content-Type-Options")!: "nosniff",
-            HTTPField.Name("X-Frame-Options")!: "DENY",
-            HTTPField.Name("Referrer-Policy")!: "same-origin",
-        ]
+        var headers = securityHeaders
+        headers[.contentType] = contentType
+        return headers
     }
+
+    private static let securityHeaders: HTTPFields = [
+        .cacheControl: "no-store",
+        .contentSecurityPolicy:
+            "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        HTTPField.Name("X-Content-Type-Options")!: "nosniff",
+        HTTPField.Name("X-Frame-Options")!: "DENY",
+        HTTPField.Name("Referrer-Policy")!: "same-origin",
+    ]
 }
 
 /// Why the dashboard cannot start.

@@ -53,14 +53,20 @@ enum DashboardFormat {
         }
     }
 
-    /// A dashboard link: `path` with its query values percent-encoded.
-    static func href(_ path: String, _ query: KeyValuePairs<String, String?>) -> String {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
+    /// A dashboard link: `path` with its query values percent-encoded, in order; nil values are left out.
+    static func href(_ path: String, _ query: [(String, String?)]) -> String {
         let parts = query.compactMap { key, value in
-            value.map { "\(key)=\($0.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")" }
+            value.map { "\(key)=\($0.addingPercentEncoding(withAllowedCharacters: unreserved) ?? "")" }
         }
         return parts.isEmpty ? path : path + "?" + parts.joined(separator: "&")
+    }
+
+    /// RFC 3986's unreserved characters: everything else in a query value is percent-encoded.
+    private static let unreserved = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+    /// A run's length so far (`… so far` while it is active).
+    static func duration(of run: RunRecord, now: Timestamp) -> String {
+        duration(from: run.startedAt, to: run.finishedAt ?? now) + (run.status.isActive ? " so far" : "")
     }
 }
 
@@ -104,7 +110,7 @@ struct RunSummaryView {
         statusKey = run.status.rawValue
         type = run.kind.rawValue
         started = TimeView(run.startedAt)
-        duration = DashboardFormat.duration(from: run.startedAt, to: run.finishedAt ?? now) + (run.status.isActive ? " so far" : "")
+        duration = DashboardFormat.duration(of: run, now: now)
         let total = run.results.values.reduce(ModelResult(), +)
         added = total.added
         updated = total.updated
