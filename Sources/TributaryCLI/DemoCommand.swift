@@ -103,8 +103,10 @@ struct DemoCommand: AsyncParsableCommand {
         let services: [ServiceGroupConfiguration.ServiceConfiguration] =
             [.init(service: provider)] + process.services.map { .init(service: $0) }
             + [.init(service: reporter, successTerminationBehavior: .gracefullyShutdownGroup)]
-        let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var groupConfiguration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        groupConfiguration.maximumGracefulShutdownDuration = process.shutdownBudget
+        groupConfiguration.maximumCancellationDuration = .seconds(10)
+        let group = ServiceGroup(configuration: groupConfiguration)
         try await group.runExplainingPorts([(port, "--port"), (providerPort, "--provider-port")])
         try store.close()
         if duration != nil {

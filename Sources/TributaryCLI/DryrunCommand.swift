@@ -78,7 +78,7 @@ struct DryrunCommand: AsyncParsableCommand {
                 }
                 try await store.setMetadata(object, of: [ref.connection])
             }
-            if reset { try await store.resetVariant(ref, emptyCache: emptyCache) }
+            if reset { try await store.resetVariants([ref], emptyCache: emptyCache, queuesRuns: false) }
             let cipher = try EncryptionKey.cipherFromEnvironment() ?? .insecureDevelopment
             if let credentials {
                 guard case .object(let object)? = try? JSONParser.parse(credentials) else {

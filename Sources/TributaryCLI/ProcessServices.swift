@@ -7,12 +7,20 @@ import TributaryStore
 
 /// The long-lived parts of a Tributary process for one role, built the same way by `serve` and
 /// `demo`: one outbound HTTP client and provider access (sync functions and `/proxy` call
-/// providers through it), and for role `worker`/`all` a worker, the provider webhook worker, the
-/// webhook delivery service and the scheduler, for role `api`/`all` the HTTP API.
+/// providers through it), for role `api`/`all` the HTTP API, and for role `worker`/`all` the
+/// webhook delivery service, the record purger, the scheduler, the provider webhook worker and the
+/// worker.
+///
+/// The group stops services in reverse order, one after the other, so the order is chosen for the
+/// shutdown: the worker is last — it is the first to stop, and drains and re-queues its runs within
+/// `drain_seconds` while everything it needs (the store, outbound HTTP) still runs; then the provider
+/// webhook worker, the scheduler, the purger, deliveries, the API, outbound HTTP.
 struct ProcessServices {
     /// In start order; the service group stops them in reverse.
     var services: [any Service]
     var queue: RunQueue
+    /// The longest a graceful shutdown should take: the two drains plus a margin.
+    var shutdownBudget: Duration
 
     init(role: ServeCommand.Role, config: TributaryConfig, store: any Store, cipher: CredentialCipher, functions: SyncFunctionRegistry, logger: Logger) throws {
         let scheduling = config.scheduler
@@ -22,6 +30,8 @@ struct ProcessServices {
         var worker: RunCoordinator? = nil
         var webhookWorker: ProviderWebhookWorker? = nil
         var deliveryService: WebhookDeliveryService? = nil
+        var purger: RecordPurger? = nil
+        var workerServices: [any Service] = []
         if role != .api {
             let executor = SyncExecutor(
                 store: store, functions: functions, providers: providers, webhooks: SyncWebhookPlanner(config: config), logger: logger,
@@ -33,21 +43,24 @@ struct ProcessServices {
                     drain: .seconds(scheduling.drainSeconds), retry: scheduling.retry, poll: .milliseconds(Int(scheduling.tickSeconds * 1000))),
                 logger: logger)
             worker = coordinator
-            webhookWorker = ProviderWebhookWorker(
+            let webhooks = ProviderWebhookWorker(
                 executor: executor, config: config, maxConcurrent: max(1, scheduling.maxConcurrentRuns / 4),
-                poll: .milliseconds(Int(scheduling.tickSeconds * 1000)), logger: logger)
-            deliveryService = WebhookDeliveryService(store: store, config: config, http: http, logger: logger)
-            services.append(coordinator)
-            services.append(webhookWorker!)
-            services.append(deliveryService!)
+                poll: .milliseconds(Int(scheduling.tickSeconds * 1000)), drain: .seconds(scheduling.drainSeconds), logger: logger)
+            let deliveries = WebhookDeliveryService(store: store, config: config, http: http, logger: logger)
+            let purge = RecordPurger(store: store, logger: logger)
+            webhookWorker = webhooks
+            deliveryService = deliveries
+            purger = purge
+            workerServices = [deliveries, purge, Scheduler(config: config, store: store, worker: coordinator, logger: logger), webhooks, coordinator]
         }
-        queue = RunQueue(store: store, worker: worker, cancelTimeout: .seconds(scheduling.cancelTimeoutSeconds))
-        if role != .api { services.append(Scheduler(config: config, queue: queue, logger: logger)) }
+        queue = RunQueue(store: store, worker: worker, purger: purger, maxVariantsPerCall: config.server.maxVariantsPerRequest)
         if role != .worker {
             let api = API(
                 config: config, runs: queue, cipher: cipher, providers: providers, webhookWorker: webhookWorker, deliveryService: deliveryService)
             services.append(try buildApplication(api: api, logger: logger))
         }
+        services += workerServices
+        shutdownBudget = .seconds(2 * scheduling.drainSeconds + 15)
     }
 }
 

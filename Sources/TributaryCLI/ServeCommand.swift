@@ -73,9 +73,13 @@ struct ServeCommand: AsyncParsableCommand {
             output.line("Tributary worker — database \(selection.location), up to \(config.scheduler.maxConcurrentRuns) runs at once")
         }
         // The PostgreSQL pool starts first and, as the group stops services in reverse order, stops last.
-        let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(
-                services: (selection.service.map { [$0] } ?? []) + process.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: (selection.service.map { [$0] } ?? []) + process.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // A shutdown never hangs (a service stuck on an unreachable database, say): past its budget the
+        // group cancels every service, and past a few more seconds it ends the process.
+        groupConfiguration.maximumGracefulShutdownDuration = process.shutdownBudget
+        groupConfiguration.maximumCancellationDuration = .seconds(10)
+        let group = ServiceGroup(configuration: groupConfiguration)
         if role == .worker {
             try await group.run()
         } else {

@@ -8,27 +8,34 @@ import Synchronization
 import TributaryCore
 import TributaryStore
 
-/// The ``SyncContext`` a running sync function receives: it writes through to the store, counts
-/// what changed per model and stops the function once cancelled (the executor keeps the lease alive).
+/// What a running sync function's context writes to: the run-scoped writes (each fenced by the
+/// run's lease) and the reads of its variant and connection.
+public typealias RunStore = RunLeaseStore & RecordWriter & StoreReader
+
+/// The ``SyncContext`` a running sync function receives: every write goes to the store with the
+/// run's lease (``RunLease``), so it is applied only while the run holds it — a write after the run
+/// was cancelled, reset, deleted or taken over fails with `lease_lost` and changes nothing. It counts
+/// what changed per model for its logs (the run's results are the store's own) and stops the
+/// function once cancelled (the executor keeps the lease alive).
 ///
-/// For a provider webhook execution (a `WEBHOOK` run on the base variant) records it saves are
-/// marked seen in whatever deletion-tracking window the variant has open at that moment, so a full
+/// For a provider webhook execution (a `WEBHOOK` run on the base variant) the store marks saved
+/// records seen in whatever deletion-tracking window the variant has open at that moment, so a full
 /// refresh in progress never deletes them; checkpoints are read-only there (they belong to the
 /// variant's own runs).
 final class RunContext: SyncContext {
     static let maximumLogLines = 10_000
     static let maximumLogMessageBytes = 16_384
 
-    let store: any Store
+    let store: any RunStore
     let ref: VariantRef
     let sync: SyncConfig
-    let runId: Int64
-    let deletionGeneration: Int64?
+    let lease: RunLease
     let logger: Logger
     let lastSyncDate: Date?
     let providers: ProviderAccess?
-    /// A webhook execution: records follow the variant's open deletion window, checkpoints are read-only.
+    /// A webhook execution: checkpoints are read-only.
     let isWebhookExecution: Bool
+    let detectsDeletes: Bool
 
     private struct Progress {
         var results: [String: ModelResult] = [:]
@@ -36,16 +43,17 @@ final class RunContext: SyncContext {
     }
     private let progress = Mutex(Progress())
 
-    init(store: any Store, ref: VariantRef, sync: SyncConfig, started: StartedRun, providers: ProviderAccess?, logger: Logger) {
+    init(store: any RunStore, ref: VariantRef, sync: SyncConfig, started: StartedRun, providers: ProviderAccess?, logger: Logger) {
         self.providers = providers
         self.store = store
         self.ref = ref
         self.sync = sync
-        self.runId = started.runId
-        self.deletionGeneration = started.deletionGeneration
+        self.lease = started.lease
         self.lastSyncDate = started.state.lastSyncDate?.date
         self.logger = logger
         self.isWebhookExecution = started.kind == .webhook
+        // A run that distrusts its checkpoint deletes nothing, but it still reads every page it can.
+        self.detectsDeletes = !isWebhookExecution && sync.detectsDeletes
     }
 
     var environment: String { ref.connection.environment }
@@ -55,14 +63,8 @@ final class RunContext: SyncContext {
     var variant: String { ref.variant }
     var models: [String] { sync.models }
 
-    /// Per-model counts so far; every declared model appears.
-    var results: [String: ModelResult] {
-        progress.withLock { progress in
-            var results = progress.results
-            for model in sync.models where results[model] == nil { results[model] = ModelResult() }
-            return results
-        }
-    }
+    /// What this attempt changed per model (for its log line; the run's results add up every attempt).
+    var results: [String: ModelResult] { progress.withLock { $0.results } }
 
     func checkCancellation() throws { try Task.checkCancellation() }
 
@@ -95,28 +97,18 @@ final class RunContext: SyncContext {
 
     func saveCheckpoint(_ checkpoint: Checkpoint) async throws {
         try checkCancellation()
-        try refuseInWebhookExecution("saveCheckpoint")
-        try await store.saveCheckpoint(checkpoint, for: ref)
+        try refuseInWebhookExecution()
+        try await store.saveCheckpoint(checkpoint, for: lease)
     }
 
     func clearCheckpoint() async throws {
         try checkCancellation()
-        try refuseInWebhookExecution("clearCheckpoint")
-        try await store.clearCheckpoint(for: ref)
+        try refuseInWebhookExecution()
+        try await store.clearCheckpoint(for: lease)
     }
 
-    private func refuseInWebhookExecution(_ operation: String) throws {
-        if isWebhookExecution {
-            throw TributaryError(
-                .invalidCheckpoint, "\(operation) is not available in a webhook handler: the checkpoint belongs to the variant's sync runs.")
-        }
-    }
-
-    /// The generation saved records are marked seen in: the run's own window, or — for a webhook
-    /// execution — the one the variant has open now.
-    private func seenGeneration() async throws -> Int64? {
-        guard isWebhookExecution else { return deletionGeneration }
-        return try await store.variantState(ref)?.deletionGeneration
+    private func refuseInWebhookExecution() throws {
+        if isWebhookExecution { throw StoreMessages.checkpointInWebhookRun }
     }
 
     // MARK: Metadata
@@ -128,12 +120,12 @@ final class RunContext: SyncContext {
 
     func setMetadata(_ metadata: JSONObject) async throws {
         try checkCancellation()
-        try await store.setMetadata(metadata, of: [ref.connection])
+        try await store.setMetadata(metadata, for: lease)
     }
 
     func updateMetadata(_ metadata: JSONObject) async throws {
         try checkCancellation()
-        try await store.updateMetadata(metadata, of: [ref.connection])
+        try await store.updateMetadata(metadata, for: lease)
     }
 
     // MARK: Records
@@ -156,8 +148,8 @@ final class RunContext: SyncContext {
     }
 
     private func save(_ records: [PreparedRecord], model: String) async throws {
-        let result = try await store.saveRecords(records, model: model, of: ref, seenGeneration: try await seenGeneration())
-        self.record(result, for: model)
+        record(try await store.saveRecords(records, model: model, for: lease), for: model)
+        Failpoint.hit("run.saved")
     }
 
     func batchUpdate(_ records: [JSONObject], model: String) async throws {
@@ -165,8 +157,7 @@ final class RunContext: SyncContext {
         try checkModel(model)
         guard !records.isEmpty else { return }
         let patches = try records.map { object throws(TributaryError) in try RecordPatch(object) }
-        let result = try await store.updateRecords(patches, model: model, of: ref, seenGeneration: try await seenGeneration())
-        self.record(result, for: model)
+        record(try await store.updateRecords(patches, model: model, for: lease), for: model)
     }
 
     func batchDelete(_ records: [JSONObject], model: String) async throws {
@@ -174,8 +165,7 @@ final class RunContext: SyncContext {
         try checkModel(model)
         guard !records.isEmpty else { return }
         let ids = try records.map { object throws(TributaryError) in try PreparedRecord.externalId(of: object) }
-        let result = try await store.deleteRecords(ids: ids, model: model, of: ref)
-        self.record(result, for: model)
+        record(try await store.deleteRecords(ids: ids, model: model, for: lease), for: model)
     }
 
     // MARK: Logs
@@ -193,11 +183,11 @@ final class RunContext: SyncContext {
         if line == Self.maximumLogLines + 1 {
             text = "Log limit of \(Self.maximumLogLines) lines reached; further lines of this run are dropped."
         }
-        logger.log(level: level.swiftLogLevel, "\(text)", metadata: ["run": "\(runId)", "variant": "\(ref)"])
+        logger.log(level: level.swiftLogLevel, "\(text)", metadata: ["run": "\(lease.runId)", "variant": "\(ref)"])
         do {
-            try await store.appendLog(run: runId, level: level, message: text)
+            try await store.appendLog(lease, level: level, message: text)
         } catch {
-            logger.warning("could not store a run log line", metadata: ["run": "\(runId)", "error": "\(error)"])
+            logger.warning("could not store a run log line", metadata: ["run": "\(lease.runId)", "error": "\(error)"])
         }
     }
 }

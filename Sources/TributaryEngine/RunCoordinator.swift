@@ -19,13 +19,17 @@ import TributaryStore
 /// per connection — so one connection with a hundred variants cannot starve another, and a slow
 /// variant only ever holds its own slot.
 ///
-/// When a run ends, the variant's next scheduled run is set to the first slot of its grid after the
-/// end (``Schedule``), or earlier for a retry after a temporary failure (``RetryPolicy``).
+/// When a run ends, the variant's next scheduled run is planned in the transaction that records the
+/// end (``NextRunPlan``): the first slot of its grid after the end (``Schedule``), or earlier for a
+/// retry after a temporary failure (``RetryPolicy``) — no crash between two steps can drop a variant
+/// off the schedule.
 ///
 /// A `Service`: its `run()` owns every run in a task group. It claims when woken (``wake()``, called
 /// after a local enqueue) and every `Limits.poll` otherwise. On graceful shutdown it claims nothing
-/// more; running runs get `Limits.drain` to finish, then are cancelled and queued again — they keep
-/// their checkpoint, so whichever worker claims them next resumes where they stopped.
+/// more; running runs get `Limits.drain` to finish, then their functions are stopped and the runs
+/// queued again in one transaction each (``RunLeaseStore/releaseRun(_:reason:)``) — they keep their
+/// checkpoint, first start and counts, so whichever worker claims them next resumes where they
+/// stopped. Start it last in its `ServiceGroup` so it is the first to shut down.
 public final class RunCoordinator: Service, Sendable {
     /// Concurrency limits.
     public struct Limits: Sendable {
@@ -53,14 +57,14 @@ public final class RunCoordinator: Service, Sendable {
     }
 
     private struct State {
-        /// Runs executing in this process, with the task that runs each (for prompt local cancellation).
-        var tasks: [VariantRef: Task<RunRecord?, Never>] = [:]
+        /// Runs executing in this process, with the handle that stops each one's function.
+        var stops: [VariantRef: RunStop] = [:]
         /// Slots taken: runs executing plus claims in flight.
         var slots = 0
-        /// Runs cancelled by the shutdown (queued again when they end cancelled).
-        var cancelledByShutdown: Set<VariantRef> = []
+        /// Runs stopped by the shutdown (queued again rather than finished).
+        var stoppedByShutdown: Set<VariantRef> = []
         var accepting = true
-        /// The drain time is over: every run, also one registering late, is cancelled.
+        /// The drain time is over: every run, also one registering late, is stopped and queued again.
         var drained = false
     }
 
@@ -72,6 +76,8 @@ public final class RunCoordinator: Service, Sendable {
     private let wakeups: AsyncStream<Void>
     private let wakeContinuation: AsyncStream<Void>.Continuation
     private let state = Mutex(State())
+    /// The syncs this worker runs, and whether each tracks deletes (what a claim checks, as data).
+    private let syncs: [SyncAddress: Bool]
 
     public init(
         executor: SyncExecutor, config: TributaryConfig, limits: Limits = Limits(), clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() },
@@ -82,6 +88,7 @@ public final class RunCoordinator: Service, Sendable {
         self.limits = limits
         self.clock = clock
         self.logger = logger
+        self.syncs = Self.runnableSyncs(config)
         (wakeups, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -118,13 +125,14 @@ public final class RunCoordinator: Service, Sendable {
 
     /// Whether `ref` is running in this process.
     public func isRunningHere(_ ref: VariantRef) -> Bool {
-        state.withLock { $0.tasks[ref] != nil }
+        state.withLock { $0.stops[ref] != nil }
     }
 
-    /// Cancels `ref`'s run if it runs in this process — at once, without waiting for the run's next
-    /// stop check. (A cancel through the store reaches runs in any process; this makes it prompt here.)
+    /// Stops the function of `ref`'s run if it runs in this process — at once, without waiting for the
+    /// run's next lease check. (Ending a run in the store reaches runs in any process within a lease
+    /// check; this makes it prompt here.)
     public func cancelHere(_ ref: VariantRef) {
-        state.withLock { $0.tasks[ref]?.cancel() }
+        state.withLock { $0.stops[ref] }?.stop()
     }
 
     private func pollUntilShutdown() async {
@@ -135,13 +143,26 @@ public final class RunCoordinator: Service, Sendable {
     }
 
     private func cancelForShutdown() {
-        state.withLock { state in
+        let stops = state.withLock { state -> [RunStop] in
             state.drained = true
-            for (ref, task) in state.tasks {
-                state.cancelledByShutdown.insert(ref)
-                task.cancel()
+            state.stoppedByShutdown.formUnion(state.stops.keys)
+            return Array(state.stops.values)
+        }
+        for stop in stops { stop.stop() }
+    }
+
+    /// Every sync of every environment (as ``TributaryConfig/sync(for:)`` resolves it), with whether
+    /// its runs track deletes.
+    static func runnableSyncs(_ config: TributaryConfig) -> [SyncAddress: Bool] {
+        var syncs: [SyncAddress: Bool] = [:]
+        for environment in config.environments {
+            for key in Set(config.integrations(in: environment.name).map(\.providerConfigKey)) {
+                for sync in config.integration(key, in: environment.name)?.syncs ?? [] {
+                    syncs[SyncAddress(environment: environment.name, providerConfigKey: key, syncName: sync.name)] = sync.detectsDeletes
+                }
             }
         }
+        return syncs
     }
 
     /// This process as runs record it (`host/pid`).
@@ -149,10 +170,8 @@ public final class RunCoordinator: Service, Sendable {
 
     /// Claims queued runs while this process has free slots and the store has claimable runs.
     private func claimStartable() async -> [ClaimedRun] {
-        let config = self.config
         let claim = RunClaim(
-            leaseSeconds: executor.leaseSeconds, maxRunsPerConnection: limits.maxRunsPerConnection, worker: Self.workerName,
-            tracksDeletes: { config.sync(for: $0)?.detectsDeletes })
+            leaseSeconds: executor.leaseSeconds, maxRunsPerConnection: limits.maxRunsPerConnection, worker: Self.workerName, syncs: syncs)
         var claimed: [ClaimedRun] = []
         while reserveSlot() {
             do {
@@ -184,70 +203,45 @@ public final class RunCoordinator: Service, Sendable {
 
     private func execute(_ claimed: ClaimedRun) async {
         let ref = claimed.variant
-        let executor = self.executor
-        let logger = self.logger
-        // A sync that left the configuration between claim and now fails its run (the claim checked it).
-        let sync = config.sync(for: ref)
-        // Owned here: awaited below, and cancelled with this child task or by `cancelHere(_:)`.
-        let task = Task { () -> RunRecord? in
-            do {
-                guard let sync else {
-                    return try await executor.store.completeRun(
-                        claimed.started.runId, RunCompletion(outcome: .failed(message: "Sync '\(ref.syncName)' is no longer configured."), results: [:]))
-                }
-                return try await executor.run(claimed, sync: sync)
-            } catch {
-                logger.warning("run could not be recorded", metadata: ["variant": "\(ref)", "error": "\(error)"])
-                return nil
-            }
-        }
-        let cancelNow = state.withLock { state -> Bool in
-            state.tasks[ref] = task
-            if state.drained { state.cancelledByShutdown.insert(ref) }
+        let stop = RunStop()
+        let stopNow = state.withLock { state -> Bool in
+            state.stops[ref] = stop
+            if state.drained { state.stoppedByShutdown.insert(ref) }
             return state.drained
         }
-        if cancelNow { task.cancel() }
-        let finished = await withTaskCancellationHandler {
-            await task.value
-        } onCancel: {
-            task.cancel()
+        if stopNow { stop.stop() }
+        let policy = limits.retry
+        let clock = self.clock
+        let sync = config.sync(for: ref)
+        // A sync that left the configuration keeps the variant on an hourly grid until it comes back.
+        let frequency: Frequency? = sync?.frequency ?? (try? Frequency("every hour"))
+        let plan: (@Sendable () -> NextRunPlan)?
+        if let frequency {
+            plan = { NextRunPlan(frequency: frequency, retry: policy, from: clock()) }
+        } else {
+            plan = nil
         }
-        // Stopped by the shutdown (also when the whole group is cancelled: `run()` then goes straight
-        // to `cancelForShutdown`): queued again, to resume from its checkpoint in the next worker.
-        let requeue = state.withLock { $0.cancelledByShutdown.remove(ref) != nil } && finished?.status == .cancelled
-        if let finished, let sync { await afterRun(ref, sync: sync, finished, requeue: requeue) }
+        let options = SyncExecutor.Options(
+            stop: stop, nextRun: plan, requeuesWhenCancelled: { self.state.withLock { $0.stoppedByShutdown.contains(ref) } })
+        do {
+            if let sync {
+                _ = try await executor.run(claimed, sync: sync, options: options)
+            } else {
+                // The sync left the configuration between the claim and now (the claim checked it).
+                _ = try await executor.store.completeRun(
+                    claimed.started.lease,
+                    RunCompletion(outcome: .failed(message: "Sync '\(ref.syncName)' is no longer configured."), nextRun: options.nextRun?()))
+            }
+        } catch let error as TributaryError where error.code == .unknownRun {
+            logger.info("run ended with its variant", metadata: ["variant": "\(ref)", "reason": "\(error.message)"])
+        } catch {
+            logger.warning("run could not be recorded; its lease will run out and it resumes", metadata: ["variant": "\(ref)", "error": "\(error)"])
+        }
         state.withLock { state in
-            state.tasks.removeValue(forKey: ref)
+            state.stops.removeValue(forKey: ref)
+            state.stoppedByShutdown.remove(ref)
             state.slots -= 1
         }
         wakeContinuation.yield()
-    }
-
-    /// Plans what follows a run: the first grid slot after now becomes the variant's next run (slots
-    /// missed while running are skipped) — or, after a temporary failure, an earlier retry per the
-    /// ``RetryPolicy``. A run cancelled by the shutdown is queued again, to resume from its checkpoint.
-    private func afterRun(_ ref: VariantRef, sync: SyncConfig, _ run: RunRecord, requeue: Bool) async {
-        let policy = limits.retry
-        do {
-            // Not part of a cancelled run's work: record it even when this task was cancelled.
-            try await Task { [executor, clock] in
-                let store = executor.store
-                if requeue { try await store.enqueueRuns([ref]) }
-                guard let state = try await store.variantState(ref) else { return }
-                let now = clock()
-                var next = Schedule.nextSlot(after: now, origin: state.createdAt, intervalSeconds: state.frequency(configured: sync.frequency).seconds)
-                if run.status == .failed, let advice = run.retry {
-                    // (Provider webhook executions run beside the variant's runs; they are not attempts.)
-                    let recent = try await store.runs(of: ref, limit: policy.maxAttempts + 1, includingWebhooks: false)
-                    let attempt = recent.prefix { $0.status == .failed && $0.retry != nil }.count
-                    if let delay = policy.delay(attempt: attempt, retryAfterSeconds: advice.afterSeconds) {
-                        next = min(next, Timestamp(microseconds: now.microseconds + Int64(delay * 1_000_000)))
-                    }
-                }
-                try await store.setNextRun(next, for: ref)
-            }.value
-        } catch {
-            logger.error("could not plan the next run", metadata: ["variant": "\(ref)", "error": "\(error)"])
-        }
     }
 }

@@ -1,28 +1,37 @@
 import TributaryCore
 import TributaryStore
 
-/// The run queue as the API and the scheduler use it. Runs are rows in the store: a trigger accepted
-/// by an API process is run by whichever worker (``RunCoordinator``) claims it — in this process or
-/// another sharing the database — and survives a crash in between.
+/// The run queue and the lifecycle changes as the API uses them. Runs are rows in the store: a
+/// trigger accepted by an API process is run by whichever worker (``RunCoordinator``) claims it — in
+/// this process or another sharing the database — and survives a crash in between.
 ///
-/// `worker` is the coordinator of this process when it has one (role `all`): it is woken at once
-/// after an enqueue and cancels its own runs without waiting for their next stop check.
+/// Every change is one store transaction that also ends the runs it concerns (``VariantLifecycle``):
+/// a run ended there loses its lease at once, so whatever its worker still writes is refused
+/// (``RunFence``), and the worker stops it within a lease check. `worker` is the coordinator of this
+/// process when it has one (role `all`): it is woken at once after an enqueue, and stops the
+/// functions of runs ended here without waiting for their next lease check.
 public struct RunQueue: Sendable {
     public let store: any Store
     public let worker: RunCoordinator?
-    /// How long ``cancel(_:)`` waits for a running run to stop before it finishes the run as cancelled itself.
-    public let cancelTimeout: Duration
+    /// This process's record purger, woken after a change hid records (nil: another process purges).
+    public let purger: RecordPurger?
+    /// The most variants one call may change (an API call over every variant of an integration is
+    /// refused beyond it, never split: multi-variant calls are all or nothing).
+    public let maxVariantsPerCall: Int
 
-    public init(store: any Store, worker: RunCoordinator? = nil, cancelTimeout: Duration = .seconds(30)) {
+    public init(store: any Store, worker: RunCoordinator? = nil, purger: RecordPurger? = nil, maxVariantsPerCall: Int = 1000) {
+        self.purger = purger
         self.store = store
         self.worker = worker
-        self.cancelTimeout = cancelTimeout
+        self.maxVariantsPerCall = max(1, maxVariantsPerCall)
     }
 
     /// Queues a run of each variant, all or none.
     ///
-    /// - Throws: `sync_running` when one of them is already queued or running; `unknown_sync_variant`.
+    /// - Throws: `sync_running` when one of them is already queued or running; `unknown_sync_variant`;
+    ///   `too_many_variants`.
     public func trigger(_ variants: [VariantRef]) async throws {
+        try checkBound(variants)
         try await store.enqueueRuns(variants)
         worker?.wake()
     }
@@ -32,30 +41,56 @@ public struct RunQueue: Sendable {
         try await trigger([variant])
     }
 
-    /// Stops the variant's active run and returns once it has stopped: a queued run is dropped
-    /// (recorded as cancelled); a running one is asked to stop — its function sees cooperative
-    /// cancellation — and is waited for. A worker that does not confirm within `cancelTimeout` (stuck,
-    /// or gone with its lease still live) has the run finished as cancelled for it: the run's own
-    /// outcome is then refused, and its next stop check cancels it.
-    public func cancel(_ variant: VariantRef) async throws {
-        guard let run = try await store.requestCancel(of: variant, reason: "Cancelled before it started."), run.status == .running else { return }
-        worker?.cancelHere(variant)
-        let deadline = ContinuousClock.now + cancelTimeout
-        while ContinuousClock.now < deadline {
-            guard let current = try await store.run(run.id), current.status == .running else { return }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        _ = try? await store.completeRun(
-            run.id, RunCompletion(outcome: .cancelled(reason: "Cancelled; the worker running it did not confirm within \(cancelTimeout)."), results: [:]))
+    /// Resets each variant and queues a run of it, all or none, in one transaction (``VariantStore/resetVariants(_:emptyCache:)``).
+    @discardableResult
+    public func reset(_ variants: [VariantRef], emptyCache: Bool) async throws -> LifecycleOutcome {
+        try checkBound(variants)
+        let outcome = try await store.resetVariants(variants, emptyCache: emptyCache, queuesRuns: true)
+        stopHere(outcome)
+        if emptyCache { purger?.wake() }
+        worker?.wake()
+        return outcome
     }
 
-    /// Stops every active run of a connection (see ``cancel(_:)``).
-    public func cancelAll(of connection: ConnectionRef) async throws {
-        for state in try await store.variants(of: connection) { try await cancel(state.ref) }
+    /// Pauses (ending their runs) or resumes the variants' schedules, all or none.
+    @discardableResult
+    public func setPaused(_ paused: Bool, _ variants: [VariantRef]) async throws -> LifecycleOutcome {
+        try checkBound(variants)
+        let outcome = try await store.setPaused(paused, for: variants)
+        stopHere(outcome)
+        return outcome
+    }
+
+    /// Deletes a variant, ending its runs, in one transaction.
+    @discardableResult
+    public func deleteVariant(_ variant: VariantRef) async throws -> LifecycleOutcome {
+        let outcome = try await store.deleteVariant(variant)
+        stopHere(outcome)
+        purger?.wake()
+        return outcome
+    }
+
+    /// Deletes a connection with its variants, ending their runs, in one transaction.
+    @discardableResult
+    public func deleteConnection(_ connection: ConnectionRef) async throws -> LifecycleOutcome {
+        let outcome = try await store.deleteConnection(connection)
+        stopHere(outcome)
+        purger?.wake()
+        return outcome
     }
 
     /// Whether the variant has a queued or running run.
     public func isActive(_ variant: VariantRef) async throws -> Bool {
         try await store.activeRun(of: variant) != nil
+    }
+
+    private func checkBound(_ variants: [VariantRef]) throws {
+        guard variants.count <= maxVariantsPerCall else { throw StoreMessages.tooManyVariants(variants.count, maximum: maxVariantsPerCall) }
+    }
+
+    /// Stops, in this process, the functions of the runs the change ended (elsewhere their lease checks do).
+    private func stopHere(_ outcome: LifecycleOutcome) {
+        guard let worker else { return }
+        for run in outcome.ended where run.kind != .webhook { worker.cancelHere(run.variant) }
     }
 }

@@ -7,24 +7,31 @@ import TributaryStore
 /// sync's frequency, or its own override), state (`paused`) and next run time, kept in the store.
 ///
 /// A due variant that already has a queued or running run is skipped — its slot is missed, not
-/// queued; the run's end sets the next slot (see ``RunCoordinator``). Each tick also expires runs
-/// whose lease ran out (their process died) and queues their retry, which resumes from the
-/// checkpoint. Several schedulers may share one store: enqueueing is atomic, a variant is queued once.
+/// queued; the run's end plans the next slot (see ``RunCoordinator``). Each tick also handles runs
+/// whose lease ran out (their process died or froze): each is queued again as its next attempt and
+/// resumes from its checkpoint, or given up after `scheduler.max_run_attempts` (``RunExpiry``).
+/// Several schedulers may share one store: enqueueing is atomic, a variant is queued once.
 ///
 /// A `Service`: it ticks every `interval` — or sooner, at the earliest planned run — until graceful shutdown.
 public final class Scheduler: Service, Sendable {
     let config: TributaryConfig
-    let queue: RunQueue
+    let store: any RunQueueStore
+    /// This process's worker, woken when runs were queued.
+    let worker: RunCoordinator?
+    let expiry: RunExpiry.Policy
     let clock: @Sendable () -> Timestamp
     let interval: Duration
     let logger: Logger
 
     public init(
-        config: TributaryConfig, queue: RunQueue, clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() }, interval: Duration? = nil,
-        logger: Logger
+        config: TributaryConfig, store: any RunQueueStore, worker: RunCoordinator? = nil, clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() },
+        interval: Duration? = nil, logger: Logger
     ) {
         self.config = config
-        self.queue = queue
+        self.store = store
+        self.worker = worker
+        self.expiry = RunExpiry.Policy(
+            maxAttempts: config.scheduler.maxRunAttempts, giveUpDelaySeconds: Int64(exactly: config.scheduler.retry.maxSeconds.rounded(.up)) ?? 900)
         self.clock = clock
         self.interval = interval ?? .milliseconds(Int(config.scheduler.tickSeconds * 1000))
         self.logger = logger
@@ -54,7 +61,7 @@ public final class Scheduler: Service, Sendable {
     /// How long until the earliest planned run, at most `interval`.
     func untilNextRun() async throws -> Duration {
         let now = clock()
-        guard let next = try await queue.store.nextScheduledRun(after: now) else { return interval }
+        guard let next = try await store.nextScheduledRun(after: now) else { return interval }
         return min(interval, .microseconds(next.microseconds - now.microseconds))
     }
 
@@ -63,10 +70,15 @@ public final class Scheduler: Service, Sendable {
     /// - Returns: the due variants queued (retries of expired runs are not listed).
     @discardableResult
     public func tick() async throws -> [VariantRef] {
-        let store = queue.store
-        let expired = try await store.expireRuns()
+        let expired = try await store.expireRuns(expiry)
         for run in expired {
-            logger.warning("run expired: its process stopped without finishing it; retrying from the checkpoint", metadata: ["variant": "\(run.variant)", "run": "\(run.id)"])
+            if run.status == .queued {
+                logger.warning(
+                    "run interrupted: its process stopped renewing the lease; queued again to resume from the checkpoint",
+                    metadata: ["variant": "\(run.variant)", "run": "\(run.id)", "attempts": "\(run.attempts)"])
+            } else {
+                logger.error("run given up: its lease ran out", metadata: ["variant": "\(run.variant)", "run": "\(run.id)", "error": "\(run.error ?? "")"])
+            }
         }
         let now = clock()
         var due: [VariantRef] = []
@@ -83,7 +95,7 @@ public final class Scheduler: Service, Sendable {
         // In one transaction, and only those still due and idle: another scheduler may have queued
         // one — and a worker run it — since `dueVariants` read it.
         let queued = try await store.enqueueScheduledRuns(due, dueAt: now)
-        if !queued.isEmpty || !expired.isEmpty { queue.worker?.wake() }
+        if !queued.isEmpty || !expired.isEmpty { worker?.wake() }
         return queued
     }
 }

@@ -157,7 +157,28 @@ enum PostgresSchema {
             CREATE INDEX provider_webhook_tasks_open ON provider_webhook_tasks(id) WHERE status IN ('pending', 'claimed');
             CREATE INDEX provider_webhook_tasks_by_run ON provider_webhook_tasks(run_id);
             """
-        )
+        ),
+        (
+            "v2-run-integrity",
+            // Runs are fenced by a lease: `attempts` is the token of the attempt holding a run, which is
+            // re-leased (queued again, same row) when it is interrupted, keeping its first start and its
+            // counts. A checkpoint remembers the deletion window it was saved in. Deleted and emptied
+            // datasets are purged in chunks after the transaction that hid them. OAuth refreshes take a
+            // lock on the connection. A variant dropped off the schedule by the old two-step finish runs.
+            """
+            ALTER TABLE runs ADD COLUMN attempts BIGINT NOT NULL DEFAULT 0;
+            UPDATE runs SET attempts = 1 WHERE status <> 'queued';
+            ALTER TABLE sync_variants ADD COLUMN checkpoint_generation BIGINT;
+            UPDATE sync_variants SET checkpoint_generation = deletion_generation WHERE checkpoint IS NOT NULL;
+            UPDATE sync_variants v SET next_run_at = \(PostgresStore.databaseNow)
+                WHERE NOT v.paused AND v.next_run_at IS NULL
+                AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.variant_pk = v.id AND r.status IN ('queued', 'running') AND r.kind <> 'WEBHOOK');
+            CREATE TABLE dataset_purges (dataset_id BIGINT PRIMARY KEY, queued_at BIGINT NOT NULL);
+            ALTER TABLE connections ADD COLUMN refresh_holder TEXT;
+            ALTER TABLE connections ADD COLUMN refresh_until BIGINT;
+            CREATE INDEX provider_webhook_tasks_by_variant ON provider_webhook_tasks(variant_pk, id) WHERE status IN ('pending', 'claimed');
+            """
+        ),
     ]
 
     /// The partitions of `records`; fillfactor leaves room for in-place (HOT) updates of unchanged rows.

@@ -101,17 +101,22 @@ extension PostgresStore {
         try await read { db in try await self.connectionPK(db, connection) != nil }
     }
 
-    public func deleteConnection(_ connection: ConnectionRef) async throws {
-        try await transaction { db in
-            guard let pk = try await self.connectionPK(db, connection) else {
-                throw TributaryError(.unknownConnection, "Connection '\(connection.connectionId)' does not exist.")
+    @discardableResult
+    public func deleteConnection(_ connection: ConnectionRef) async throws -> LifecycleOutcome {
+        let now = clock()
+        return try await transaction { db in
+            try await self.lock(db, .runQueue)
+            guard let pk = try await self.connectionPK(db, connection) else { throw StoreMessages.unknownConnection(connection) }
+            // Run rows first (the order every writer keeps), then the connection: its runs and records go with it.
+            var ended: [RunRecord] = []
+            for row in try await db.all("SELECT id FROM sync_variants WHERE connection_pk = \(pk) ORDER BY id", self.logger) {
+                ended += try await self.endActiveRuns(db, variantPK: try row.int64("id"), .delete, now: now)
             }
-            // Lock the connection first: its runs and records are going away with it.
             try await db.query("SELECT id FROM connections WHERE id = \(pk) FOR UPDATE", logger: self.logger)
             try await self.raiseSequenceFloor(db, connectionPK: pk, variant: nil)
-            try await db.query(
-                "DELETE FROM records WHERE dataset_id IN (SELECT id FROM datasets WHERE connection_pk = \(pk))", logger: self.logger)
+            try await self.purgeDatasets(db, ids: try await self.lockDatasets(db, connectionPK: pk, syncName: nil, variant: nil), now: now)
             try await db.query("DELETE FROM connections WHERE id = \(pk)", logger: self.logger)
+            return LifecycleOutcome(ended: ended)
         }
     }
 
@@ -148,15 +153,62 @@ extension PostgresStore {
             // Resolve every connection first: one unknown connection changes nothing.
             var pks: [Int64] = []
             for connection in connections { pks.append(try await self.requireConnectionPK(db, connection)) }
-            for pk in pks {
-                let current =
-                    try await db.one("SELECT metadata::text AS metadata FROM connections WHERE id = \(pk) FOR UPDATE", self.logger)?.string("metadata")
-                    ?? "{}"
-                let object = try JSONParser.parse(Array(current.utf8)).objectValue ?? [:]
-                let updated = JSONWriter.string(.object(change(object)), canonical: false)
-                try await db.query(
-                    "UPDATE connections SET metadata = \(updated)::jsonb, updated_at = \(now.microseconds) WHERE id = \(pk)", logger: self.logger)
+            try await self.changeMetadata(db, connectionPKs: pks, now: now, change)
+        }
+    }
+
+    func changeMetadata(_ db: PostgresConnection, connectionPKs pks: [Int64], now: Timestamp, _ change: (JSONObject) -> JSONObject) async throws {
+        for pk in pks {
+            let current =
+                try await db.one("SELECT metadata::text AS metadata FROM connections WHERE id = \(pk) FOR UPDATE", logger)?.string("metadata") ?? "{}"
+            let object = try JSONParser.parse(Array(current.utf8)).objectValue ?? [:]
+            let updated = JSONWriter.string(.object(change(object)), canonical: false)
+            try await db.query("UPDATE connections SET metadata = \(updated)::jsonb, updated_at = \(now.microseconds) WHERE id = \(pk)", logger: logger)
+        }
+    }
+
+    // MARK: OAuth refresh lock
+
+    public func beginCredentialRefresh(of connection: ConnectionRef, holder: String, seconds: Int64) async throws -> CredentialRefreshGrant {
+        let offset = leaseClockOffset()
+        return try await transaction { db in
+            let pk = try await self.requireConnectionPK(db, connection)
+            guard
+                let row = try await db.one(
+                    """
+                    SELECT refresh_holder, refresh_until, \(unescaped: Self.databaseNow) + \(offset) AS lease_now FROM connections WHERE id = \(pk) FOR UPDATE
+                    """, self.logger),
+                CredentialRefreshLock.mayAcquire(
+                    holder: holder, currentHolder: try row.optionalString("refresh_holder"), until: try row.optionalInt64("refresh_until"),
+                    now: try row.int64("lease_now"))
+            else { return .busy }
+            try await db.query(
+                """
+                UPDATE connections SET refresh_holder = \(holder), refresh_until = \(unescaped: Self.databaseNow) + \(offset + seconds * 1_000_000)
+                WHERE id = \(pk)
+                """, logger: self.logger)
+            return .granted(try await self.fetchConnections(db, "id = $1", binds: [pk])[0])
+        }
+    }
+
+    @discardableResult
+    public func finishCredentialRefresh(of connection: ConnectionRef, holder: String, sealed: (type: String, credentials: [UInt8])?) async throws -> Bool {
+        let now = clock()
+        let data = sealed.map { Data($0.credentials) }
+        let type = sealed?.type
+        return try await transaction { db in
+            guard let pk = try await self.connectionPK(db, connection) else { return false }
+            if let data, let type {
+                return try await db.count(
+                    """
+                    UPDATE connections SET credentials_type = \(type), credentials = \(data), updated_at = \(now.microseconds), refresh_holder = NULL,
+                        refresh_until = NULL
+                    WHERE id = \(pk) AND refresh_holder = \(holder) RETURNING id
+                    """, self.logger) == 1
             }
+            return try await db.count(
+                "UPDATE connections SET refresh_holder = NULL, refresh_until = NULL WHERE id = \(pk) AND refresh_holder = \(holder) RETURNING id",
+                self.logger) == 1
         }
     }
 }

@@ -5,9 +5,7 @@ import TributaryStore
 extension PostgresStore {
     // MARK: Writes
 
-    public func saveRecords(_ records: [PreparedRecord], model: String, of variant: VariantRef, seenGeneration: Int64?) async throws
-        -> ModelResult
-    {
+    public func saveRecords(_ records: [PreparedRecord], model: String, for lease: RunLease) async throws -> ModelResult {
         if records.isEmpty { return ModelResult() }
         let unique = records.lastOccurrencePerId
         // Whole arrays as three bound parameters: one round trip per batch, whatever its size.
@@ -15,7 +13,9 @@ extension PostgresStore {
         let hashes = unique.map { Int64(bitPattern: $0.hash) }
         let payloads = unique.map { String(decoding: $0.json, as: UTF8.self) }
         return try await transaction { db in
-            let dataset = try await self.datasetForWrite(db, variant, model: model)
+            let run = try await self.fence(db, lease)
+            let seenGeneration = run.seenGeneration
+            let dataset = try await self.datasetForWrite(db, run, model: model)
             let (sequence, now) = self.nextChange(dataset)
             let generation = seenGeneration ?? 0
             var result = ModelResult()
@@ -47,16 +47,19 @@ extension PostgresStore {
                     """, logger: self.logger)
             }
             try await self.finishChange(db, dataset, sequence: sequence, now: now, changed: result.added + result.updated, countDelta: result.added)
+            try await self.addResults(db, run, model: model, result)
             return result
         }
     }
 
-    public func updateRecords(_ patches: [RecordPatch], model: String, of variant: VariantRef, seenGeneration: Int64?) async throws
-        -> ModelResult
-    {
+    public func updateRecords(_ patches: [RecordPatch], model: String, for lease: RunLease) async throws -> ModelResult {
         if patches.isEmpty { return ModelResult() }
         return try await transaction { db in
-            guard let dataset = try await self.findDataset(db, variant.dataset(model), forUpdate: true) else { return ModelResult() }
+            let run = try await self.fence(db, lease)
+            let seenGeneration = run.seenGeneration
+            guard let dataset = try await self.findDataset(db, connectionPK: run.connectionPK, model: model, variant: run.variant.variant) else {
+                return ModelResult()
+            }
             let (sequence, now) = self.nextChange(dataset)
             var current: [String: (hash: Int64, payload: String)] = [:]
             for row in try await db.all(
@@ -111,14 +114,18 @@ extension PostgresStore {
                     """, logger: self.logger)
             }
             try await self.finishChange(db, dataset, sequence: sequence, now: now, changed: changedIds.count, countDelta: 0)
+            try await self.addResults(db, run, model: model, ModelResult(updated: changedIds.count))
             return ModelResult(updated: changedIds.count)
         }
     }
 
-    public func deleteRecords(ids: [String], model: String, of variant: VariantRef) async throws -> ModelResult {
+    public func deleteRecords(ids: [String], model: String, for lease: RunLease) async throws -> ModelResult {
         if ids.isEmpty { return ModelResult() }
         return try await transaction { db in
-            guard let dataset = try await self.findDataset(db, variant.dataset(model), forUpdate: true) else { return ModelResult() }
+            let run = try await self.fence(db, lease)
+            guard let dataset = try await self.findDataset(db, connectionPK: run.connectionPK, model: model, variant: run.variant.variant) else {
+                return ModelResult()
+            }
             let (sequence, now) = self.nextChange(dataset)
             let deleted = try await db.count(
                 """
@@ -126,13 +133,14 @@ extension PostgresStore {
                 WHERE dataset_id = \(dataset.id) AND external_id = ANY(\(ids)::text[]) AND deleted_at IS NULL RETURNING 1
                 """, self.logger)
             try await self.finishChange(db, dataset, sequence: sequence, now: now, changed: deleted, countDelta: -deleted)
+            try await self.addResults(db, run, model: model, ModelResult(deleted: deleted))
             return ModelResult(deleted: deleted)
         }
     }
 
     /// Marks deleted every live record of `dataset` not seen in `generation` (full-refresh deletion detection).
-    func deleteUnseen(_ db: PostgresConnection, _ ref: DatasetRef, generation: Int64) async throws -> Int {
-        guard let dataset = try await findDataset(db, ref, forUpdate: true) else { return 0 }
+    func deleteUnseen(_ db: PostgresConnection, connectionPK: Int64, _ ref: DatasetRef, generation: Int64) async throws -> Int {
+        guard let dataset = try await findDataset(db, connectionPK: connectionPK, model: ref.model, variant: ref.variant) else { return 0 }
         let (sequence, now) = nextChange(dataset)
         let deleted = try await db.count(
             """
@@ -229,16 +237,29 @@ extension PostgresStore {
         return DatasetHead(id: try row.int64("id"), lastSequence: try row.int64("last_seq"), lastWriteAt: try row.int64("last_write_at"))
     }
 
-    func datasetForWrite(_ db: PostgresConnection, _ variant: VariantRef, model: String) async throws -> DatasetHead {
-        if let head = try await findDataset(db, variant.dataset(model), forUpdate: true) { return head }
-        let (connectionPK, _) = try await ensureConnectionPK(db, variant.connection, now: clock())
+    /// A dataset of a known connection, locked for the transaction (the writers' lock, see ``findDataset(_:_:forUpdate:)``).
+    func findDataset(_ db: PostgresConnection, connectionPK: Int64, model: String, variant: String) async throws -> DatasetHead? {
+        guard
+            let row = try await db.one(
+                """
+                SELECT id, last_seq, last_write_at FROM datasets WHERE connection_pk = \(connectionPK) AND model = \(model) AND variant = \(variant)
+                FOR UPDATE
+                """, logger)
+        else { return nil }
+        return DatasetHead(id: try row.int64("id"), lastSequence: try row.int64("last_seq"), lastWriteAt: try row.int64("last_write_at"))
+    }
+
+    /// The dataset a fenced run writes `model` to, created when it is the model's first write (the
+    /// run holds its lease and its row is locked, so its variant and connection exist).
+    func datasetForWrite(_ db: PostgresConnection, _ run: FencedRun, model: String) async throws -> DatasetHead {
+        if let head = try await findDataset(db, connectionPK: run.connectionPK, model: model, variant: run.variant.variant) { return head }
         try await db.query(
             """
             INSERT INTO datasets(connection_pk, sync_name, model, variant, last_seq)
-            VALUES (\(connectionPK), \(variant.syncName), \(model), \(variant.variant), (SELECT value FROM store_meta WHERE key = 'seq_floor'))
+            VALUES (\(run.connectionPK), \(run.variant.syncName), \(model), \(run.variant.variant), (SELECT value FROM store_meta WHERE key = 'seq_floor'))
             ON CONFLICT (connection_pk, model, variant) DO NOTHING
             """, logger: logger)
-        guard let head = try await findDataset(db, variant.dataset(model), forUpdate: true) else {
+        guard let head = try await findDataset(db, connectionPK: run.connectionPK, model: model, variant: run.variant.variant) else {
             throw TributaryError(.unknownConnection, "Dataset of model '\(model)' could not be created.")
         }
         return head

@@ -11,7 +11,9 @@ extension PostgresStore {
                 start.createsVariant ? try await self.ensureVariantRow(db, variant, now: now) : try await self.requireVariant(db, variant)
             try await self.refuseIfActive(db, variantPK: variantPK, variant, now: now)
             let runId = try await self.insertRun(db, variantPK: variantPK, status: .running, kind: .initial, now: now, leaseSeconds: start.leaseSeconds)
-            return try await self.begin(db, run: runId, variantPK: variantPK, state: state, tracksDeletes: start.tracksDeletes, now: now)
+            return try await self.begin(
+                db, run: runId, row: .new, variantPK: variantPK, state: state, tracksDeletes: start.tracksDeletes, leaseSeconds: start.leaseSeconds,
+                worker: nil, now: now)
         }
     }
 
@@ -38,7 +40,7 @@ extension PostgresStore {
             try await self.lock(db, .runQueue)
             var queued: [VariantRef] = []
             for variant in variants {
-                guard let (variantPK, state) = try? await self.requireVariant(db, variant), !state.paused,
+                guard let (variantPK, state) = try await self.lookupVariant(db, variant), !state.paused,
                     let next = state.nextRunAt, next.microseconds <= due.microseconds
                 else { continue }
                 do {
@@ -67,7 +69,7 @@ extension PostgresStore {
                             SELECT v.connection_pk AS connection_pk, count(*) AS running
                             FROM runs r JOIN sync_variants v ON v.id = r.variant_pk
                             WHERE r.status = 'running' GROUP BY v.connection_pk)
-                        SELECT q.id, q.variant_pk FROM runs q
+                        SELECT q.id, q.variant_pk, q.attempts, q.started_at, q.kind, q.deletion_generation FROM runs q
                         JOIN sync_variants v ON v.id = q.variant_pk
                         LEFT JOIN load ON load.connection_pk = v.connection_pk
                         WHERE q.status = 'queued' AND coalesce(load.running, 0) < \(Int64(claim.maxRunsPerConnection))
@@ -77,7 +79,7 @@ extension PostgresStore {
                 let runId = try row.int64("id")
                 let variantPK = try row.int64("variant_pk")
                 let variant = try await self.variantRef(db, variantPK: variantPK)
-                guard let tracksDeletes = claim.tracksDeletes(variant) else {
+                guard let tracksDeletes = claim.syncs[SyncAddress(variant)] else {
                     try await db.query(
                         """
                         UPDATE runs SET status = 'failed', finished_at = \(now.microseconds), error = \(StoreMessages.syncNoLongerConfigured(variant))
@@ -86,14 +88,14 @@ extension PostgresStore {
                     continue
                 }
                 let (_, state) = try await self.requireVariant(db, variant)
-                try await db.query(
-                    """
-                    UPDATE runs SET status = 'running', started_at = \(now.microseconds), heartbeat_at = \(now.microseconds),
-                        lease_seconds = \(claim.leaseSeconds), worker = \(claim.worker) WHERE id = \(runId)
-                    """, logger: self.logger)
-                // No next run is planned while this one runs: the worker plans it when the run ends.
+                let runRow = RunStartRule.Row(
+                    attempts: try row.int64("attempts"), startedAt: Timestamp(microseconds: try row.int64("started_at")),
+                    kind: RunKind(rawValue: try row.string("kind")) ?? .initial, deletionGeneration: try row.optionalInt64("deletion_generation"))
+                // No next run is planned while this one runs: its end plans it, in the same transaction.
                 try await db.query("UPDATE sync_variants SET next_run_at = NULL WHERE id = \(variantPK)", logger: self.logger)
-                let started = try await self.begin(db, run: runId, variantPK: variantPK, state: state, tracksDeletes: tracksDeletes, now: now)
+                let started = try await self.begin(
+                    db, run: runId, row: runRow, variantPK: variantPK, state: state, tracksDeletes: tracksDeletes, leaseSeconds: claim.leaseSeconds,
+                    worker: claim.worker, now: now)
                 return ClaimedRun(variant: variant, started: started)
             }
         }
@@ -109,79 +111,59 @@ extension PostgresStore {
         }
     }
 
-    @discardableResult
-    public func requestCancel(of variant: VariantRef, reason: String) async throws -> RunRecord? {
+    public func expireRuns(_ policy: RunExpiry.Policy) async throws -> [RunRecord] {
         let now = clock()
+        let offset = leaseClockOffset()
         return try await transaction { db in
             try await self.lock(db, .runQueue)
-            guard let (pk, _) = try await self.lookupVariant(db, variant),
-                let row = try await db.one(
-                    "SELECT id, status FROM runs WHERE variant_pk = \(pk) AND status IN ('queued', 'running') AND kind <> 'WEBHOOK'", self.logger)
-            else { return nil }
-            let id = try row.int64("id")
-            if try row.string("status") == RunStatus.queued.rawValue {
-                try await db.query(
-                    "UPDATE runs SET status = 'cancelled', finished_at = \(now.microseconds), error = \(reason) WHERE id = \(id)", logger: self.logger)
-            } else {
-                try await db.query("UPDATE runs SET cancel_requested = true WHERE id = \(id)", logger: self.logger)
-            }
-            return try await self.fetchRun(db, id)
-        }
-    }
-
-    public func shouldStop(run: Int64) async throws -> Bool {
-        try await read { db in
-            guard let row = try await db.one("SELECT status, cancel_requested FROM runs WHERE id = \(run)", self.logger) else { return true }
-            return try row.string("status") != RunStatus.running.rawValue || row.bool("cancel_requested")
-        }
-    }
-
-    public func expireRuns() async throws -> [RunRecord] {
-        let now = clock()
-        return try await transaction { db in
-            try await self.lock(db, .runQueue)
-            // A run row locked by its finishing transaction is skipped: that run is ending, not dead.
+            // A run row locked by a transaction (its finish, or one of its writes) is skipped: that run is alive.
             let rows = try await db.all(
                 """
-                SELECT r.id, r.variant_pk, r.kind, v.paused FROM runs r JOIN sync_variants v ON v.id = r.variant_pk
-                WHERE r.status = 'running' AND r.heartbeat_at + r.lease_seconds * 1000000 <= \(now.microseconds)
+                SELECT r.id, r.variant_pk, r.kind, r.attempts, r.worker, v.paused FROM runs r JOIN sync_variants v ON v.id = r.variant_pk
+                WHERE r.status = 'running' AND r.heartbeat_at + r.lease_seconds * 1000000 <= \(unescaped: Self.databaseNow) + \(offset)
                 ORDER BY r.id FOR UPDATE OF r SKIP LOCKED
                 """, self.logger)
-            var expired: [RunRecord] = []
+            var handled: [RunRecord] = []
             for row in rows {
                 let id = try row.int64("id")
-                guard try await self.markExpired(db, run: id, now: now) else { continue }
-                expired.append(try await self.fetchRun(db, id)!)
-                let variantPK = try row.int64("variant_pk")
-                if try row.string("kind") == RunKind.webhook.rawValue {
-                    // A provider webhook execution: its task is claimed again (``claimProviderWebhook``), no sync run is queued.
-                    continue
-                } else if try row.bool("paused") {
-                    // Its worker will never plan the next run: when started again, the variant runs at once.
-                    try await db.query(
-                        "UPDATE sync_variants SET next_run_at = coalesce(next_run_at, \(now.microseconds)) WHERE id = \(variantPK)",
-                        logger: self.logger)
-                } else {
-                    _ = try await self.insertRun(db, variantPK: variantPK, status: .queued, kind: .initial, now: now, leaseSeconds: 0)
+                let attempts = try row.int64("attempts")
+                let action = RunExpiry.action(
+                    kind: RunKind(rawValue: try row.string("kind")) ?? .initial, attempts: attempts, variantPaused: try row.bool("paused"), now: now,
+                    policy: policy)
+                switch action {
+                case .requeue:
+                    try await db.query("UPDATE runs SET status = 'queued', worker = NULL WHERE id = \(id)", logger: self.logger)
+                    try await self.insertLog(
+                        db, run: id, level: .warn, message: RunExpiry.interruptedMessage(attempt: attempts, worker: try row.optionalString("worker")), now: now)
+                case .giveUp(let next):
+                    try await self.markExpired(db, run: id, now: now, error: policy.maxAttempts <= attempts ? RunExpiry.gaveUpMessage(attempts: attempts) : nil)
+                    if let next {
+                        try await db.query(
+                            "UPDATE sync_variants SET next_run_at = \(next.microseconds) WHERE id = \(try row.int64("variant_pk"))", logger: self.logger)
+                    }
+                case .expireWebhookExecution:
+                    // Its task is claimed again (``claimProviderWebhook``).
+                    try await self.markExpired(db, run: id, now: now)
                 }
+                if let run = try await self.fetchRun(db, id) { handled.append(run) }
             }
-            return expired
+            return handled
         }
     }
 
     /// Throws `sync_running` when the variant has a queued run or a running one with a live lease; a
-    /// running run whose lease ran out is marked expired instead.
+    /// running run whose lease ran out is marked expired instead (the new run takes its place).
     private func refuseIfActive(_ db: PostgresConnection, variantPK: Int64, _ variant: VariantRef, now: Timestamp) async throws {
         let active = try await db.all(
             """
-            SELECT id, status, heartbeat_at, lease_seconds FROM runs
+            SELECT id, status, heartbeat_at + lease_seconds * 1000000 > \(unescaped: Self.databaseNow) + \(leaseClockOffset()) AS live FROM runs
             WHERE variant_pk = \(variantPK) AND status IN ('queued', 'running') AND kind <> 'WEBHOOK'
             """, logger)
         for row in active {
             let id = try row.int64("id")
             let queued = try row.string("status") == RunStatus.queued.rawValue
-            let leaseEnd = try row.int64("heartbeat_at") + row.int64("lease_seconds") * 1_000_000
-            if queued || leaseEnd > now.microseconds {
+            let live = try row.bool("live")
+            if queued || live {
                 throw StoreMessages.syncRunning(variant, queued: queued, run: id)
             }
             // False when it finished meanwhile (its transaction committed while this one waited): the variant is free either way.
@@ -191,10 +173,10 @@ extension PostgresStore {
 
     /// Marks a running run expired; false when it is no longer running.
     @discardableResult
-    func markExpired(_ db: PostgresConnection, run: Int64, now: Timestamp) async throws -> Bool {
+    func markExpired(_ db: PostgresConnection, run: Int64, now: Timestamp, error: String? = nil) async throws -> Bool {
         try await db.count(
             """
-            UPDATE runs SET status = 'expired', finished_at = \(now.microseconds), error = \(StoreMessages.leaseExpired)
+            UPDATE runs SET status = 'expired', finished_at = \(now.microseconds), error = \(error ?? StoreMessages.leaseExpired)
             WHERE id = \(run) AND status = 'running' RETURNING id
             """, logger) == 1
     }
@@ -206,7 +188,8 @@ extension PostgresStore {
             return try await db.one(
                 """
                 INSERT INTO runs(variant_pk, status, kind, started_at, heartbeat_at, lease_seconds)
-                VALUES (\(variantPK), \(status.rawValue), \(kind.rawValue), \(now.microseconds), \(now.microseconds), \(leaseSeconds)) RETURNING id
+                VALUES (\(variantPK), \(status.rawValue), \(kind.rawValue), \(now.microseconds), \(unescaped: Self.databaseNow) + \(leaseClockOffset()),
+                    \(leaseSeconds)) RETURNING id
                 """, logger)!.int64("id")
         } catch where Self.isUniqueViolation(error) {
             // `runs_active`: another run of this variant became active first (the transaction is aborted now, so no lookup).
@@ -214,82 +197,33 @@ extension PostgresStore {
         }
     }
 
-    /// Records how a run that has just become `running` starts (``StartedRun/begin(run:startedAt:state:tracksDeletes:)``).
-    private func begin(_ db: PostgresConnection, run runId: Int64, variantPK: Int64, state: VariantState, tracksDeletes: Bool, now: Timestamp)
-        async throws -> StartedRun
-    {
-        let started = StartedRun.begin(run: runId, startedAt: now, state: state, tracksDeletes: tracksDeletes)
-        let generation = started.deletionGeneration
-        if generation != state.deletionGeneration {
-            try await db.query("UPDATE sync_variants SET deletion_generation = \(generation) WHERE id = \(variantPK)", logger: logger)
+    /// Starts the next attempt of a run that has just become `running` (``RunStartRule``) and writes
+    /// what the rule decided: the run's lease, start, kind and window, and the variant's window.
+    private func begin(
+        _ db: PostgresConnection, run runId: Int64, row: RunStartRule.Row, variantPK: Int64, state: VariantState, tracksDeletes: Bool,
+        leaseSeconds: Int64, worker: String?, now: Timestamp
+    ) async throws -> StartedRun {
+        let decision = RunStartRule.begin(runId: runId, row: row, now: now, state: state, tracksDeletes: tracksDeletes)
+        let started = decision.started
+        if let window = decision.variantWindow {
+            try await db.query("UPDATE sync_variants SET deletion_generation = \(window) WHERE id = \(variantPK)", logger: logger)
         }
-        try await db.query("UPDATE runs SET kind = \(started.kind.rawValue), deletion_generation = \(generation) WHERE id = \(runId)", logger: logger)
+        try await db.query(
+            """
+            UPDATE runs SET status = 'running', attempts = \(started.attempt), started_at = \(started.startedAt.microseconds),
+                heartbeat_at = \(unescaped: Self.databaseNow) + \(leaseClockOffset()), lease_seconds = \(leaseSeconds), worker = \(worker),
+                kind = \(started.kind.rawValue), deletion_generation = \(started.deletionGeneration)
+            WHERE id = \(runId)
+            """, logger: logger)
+        if started.distrustsCheckpoint {
+            try await insertLog(db, run: runId, level: .warn, message: StoreMessages.distrustedCheckpoint, now: now)
+        }
         return started
     }
 
-    public func heartbeat(run: Int64) async throws {
-        let now = clock()
-        try await read { db in
-            try await db.query("UPDATE runs SET heartbeat_at = \(now.microseconds) WHERE id = \(run) AND status = 'running'", logger: self.logger)
-        }
-    }
-
-    public func appendLog(run: Int64, level: LogLevel, message: String) async throws {
-        let now = clock()
-        try await read { db in
-            try await db.query(
-                "INSERT INTO run_logs(run_id, at, level, message) VALUES (\(run), \(now.microseconds), \(level.rawValue), \(message))",
-                logger: self.logger)
-        }
-    }
-
-    public func completeRun(_ run: Int64, _ completion: RunCompletion) async throws -> RunRecord {
-        let now = clock()
-        return try await transaction { db in
-            // The run row lock: expiry (which skips locked rows) and cancels wait for this outcome.
-            guard
-                let row = try await db.one(
-                    "SELECT variant_pk, status, kind, deletion_generation, started_at FROM runs WHERE id = \(run) FOR UPDATE", self.logger)
-            else {
-                throw TributaryError(.unknownSync, "Run \(run) does not exist.")
-            }
-            let status = try row.string("status")
-            guard status == RunStatus.running.rawValue else { throw StoreMessages.runNotRunning(run, status: status) }
-            let variantPK = try row.int64("variant_pk")
-            if try row.string("kind") == RunKind.webhook.rawValue {
-                return try await self.completeWebhookRun(db, run, completion, now: now)
-            }
-            let startedAt = try row.int64("started_at")
-            let generation = try row.optionalInt64("deletion_generation")
-            var results = completion.results
-            let (finalStatus, errorMessage) = completion.outcome.finalStatus
-            if finalStatus == .succeeded {
-                if let generation, !completion.deleteUnseenModels.isEmpty {
-                    let variant = try await self.variantRef(db, variantPK: variantPK)
-                    for model in completion.deleteUnseenModels {
-                        let deleted = try await self.deleteUnseen(db, variant.dataset(model), generation: generation)
-                        if deleted > 0 || results[model] != nil { results[model, default: ModelResult()].deleted += deleted }
-                    }
-                }
-                try await db.query(
-                    """
-                    UPDATE sync_variants SET last_sync_date = \(startedAt), deletion_generation = NULL,
-                        checkpoint = CASE WHEN \(completion.clearCheckpoint) THEN NULL ELSE checkpoint END
-                    WHERE id = \(variantPK)
-                    """, logger: self.logger)
-            }
-            let retry = finalStatus == .failed ? completion.retry : nil
-            let retryAfter = retry?.afterSeconds.map { Int64($0 * 1000) }
-            try await db.query(
-                """
-                UPDATE runs SET status = \(finalStatus.rawValue), finished_at = \(now.microseconds), results = \(ModelResult.encodeRunResults(results)),
-                    error = \(errorMessage), retryable = \(retry != nil), retry_after_ms = \(retryAfter)
-                WHERE id = \(run)
-                """, logger: self.logger)
-            let finished = try await self.fetchRun(db, run)!
-            try await self.queueWebhooks(db, for: finished, plan: completion.webhooks, now: now)
-            return finished
-        }
+    func insertLog(_ db: PostgresConnection, run: Int64, level: LogLevel, message: String, now: Timestamp) async throws {
+        try await db.query(
+            "INSERT INTO run_logs(run_id, at, level, message) VALUES (\(run), \(now.microseconds), \(level.rawValue), \(message))", logger: logger)
     }
 
     public func runs(of variant: VariantRef, limit: Int, includingWebhooks: Bool) async throws -> [RunRecord] {
@@ -335,6 +269,7 @@ extension PostgresStore {
             results: try ModelResult.decodeRunResults(try row.string("results")),
             error: try row.optionalString("error"),
             retry: try row.bool("retryable") ? RetryAdvice(afterSeconds: try row.optionalInt64("retry_after_ms").map { Double($0) / 1000 }) : nil,
-            worker: try row.optionalString("worker"))
+            worker: try row.optionalString("worker"),
+            attempts: try row.int("attempts"))
     }
 }

@@ -46,17 +46,26 @@ extension PostgresStore {
         }
     }
 
-    public func setPaused(_ paused: Bool, for variant: VariantRef) async throws {
+    @discardableResult
+    public func setPaused(_ paused: Bool, for variants: [VariantRef]) async throws -> LifecycleOutcome {
         let now = clock()
-        try await transaction { db in
-            let (pk, _) = try await self.requireVariant(db, variant)
-            // Started again with no next run planned (its run was cut short while paused): run at once.
-            try await db.query(
-                """
-                UPDATE sync_variants SET paused = \(paused),
-                    next_run_at = CASE WHEN \(paused) THEN next_run_at ELSE coalesce(next_run_at, \(now.microseconds)) END
-                WHERE id = \(pk)
-                """, logger: self.logger)
+        return try await transaction { db in
+            try await self.lock(db, .runQueue)
+            // Resolve every variant first: one unknown variant changes nothing.
+            var pks: [Int64] = []
+            for variant in variants.uniqued { pks.append(try await self.requireVariant(db, variant).pk) }
+            var ended: [RunRecord] = []
+            for pk in pks {
+                if paused { ended += try await self.endActiveRuns(db, variantPK: pk, .pause, now: now) }
+                // Started again with no next run planned (its run was cut short while paused): run at once.
+                try await db.query(
+                    """
+                    UPDATE sync_variants SET paused = \(paused),
+                        next_run_at = CASE WHEN \(paused) THEN next_run_at ELSE coalesce(next_run_at, \(now.microseconds)) END
+                    WHERE id = \(pk)
+                    """, logger: self.logger)
+            }
+            return LifecycleOutcome(ended: ended)
         }
     }
 
@@ -102,58 +111,122 @@ extension PostgresStore {
         }
     }
 
-    public func saveCheckpoint(_ checkpoint: Checkpoint, for variant: VariantRef) async throws {
-        let json = checkpoint.json
-        try await transaction { db in
-            // Never creates the variant: a late write of a run whose variant was deleted must not bring it back.
-            let (pk, _) = try await self.requireVariant(db, variant)
-            try await db.query("UPDATE sync_variants SET checkpoint = \(json) WHERE id = \(pk)", logger: self.logger)
-        }
-    }
-
-    public func clearCheckpoint(for variant: VariantRef) async throws {
-        try await transaction { db in
-            guard let (pk, _) = try await self.lookupVariant(db, variant) else { return }
-            try await db.query("UPDATE sync_variants SET checkpoint = NULL WHERE id = \(pk)", logger: self.logger)
-        }
-    }
-
-    public func resetVariant(_ variant: VariantRef, emptyCache: Bool) async throws {
-        try await transaction { db in
-            let (pk, _) = try await self.requireVariant(db, variant, forUpdate: true)
-            try await db.query(
-                "UPDATE sync_variants SET last_sync_date = NULL, checkpoint = NULL, deletion_generation = NULL WHERE id = \(pk)",
-                logger: self.logger)
-            if emptyCache {
-                let connectionPK = try await self.requireConnectionPK(db, variant.connection)
-                // Lock the datasets like a writer does, so no batch interleaves with the emptying.
-                let datasets = try await db.all(
+    @discardableResult
+    public func resetVariants(_ variants: [VariantRef], emptyCache: Bool, queuesRuns: Bool) async throws -> LifecycleOutcome {
+        let now = clock()
+        return try await transaction { db in
+            try await self.lock(db, .runQueue)
+            var targets: [(VariantRef, Int64)] = []
+            for variant in variants.uniqued { targets.append((variant, try await self.requireVariant(db, variant).pk)) }
+            var outcome = LifecycleOutcome()
+            for (variant, pk) in targets {
+                outcome.ended += try await self.endActiveRuns(db, variantPK: pk, .reset(emptyCache: emptyCache), now: now)
+                try await db.query(
                     """
-                    SELECT id FROM datasets WHERE connection_pk = \(connectionPK) AND sync_name = \(variant.syncName) AND variant = \(variant.variant)
-                    ORDER BY id FOR UPDATE
-                    """, self.logger
-                ).map { try $0.int64("id") }
-                // Keep the dataset rows: their sequence counters keep running, so clients' cursors stay valid.
-                try await db.query("DELETE FROM records WHERE dataset_id = ANY(\(datasets))", logger: self.logger)
-                try await db.query("UPDATE datasets SET record_count = 0 WHERE id = ANY(\(datasets))", logger: self.logger)
+                    UPDATE sync_variants SET last_sync_date = NULL, checkpoint = NULL, checkpoint_generation = NULL, deletion_generation = NULL
+                    WHERE id = \(pk)
+                    """, logger: self.logger)
+                if emptyCache {
+                    let connectionPK = try await self.requireConnectionPK(db, variant.connection)
+                    try await self.emptyDatasets(db, connectionPK: connectionPK, variant, now: now)
+                }
+                if queuesRuns {
+                    let id = try await self.insertRun(db, variantPK: pk, status: .queued, kind: .initial, now: now, leaseSeconds: 0)
+                    outcome.queued.append(try await self.fetchRun(db, id)!)
+                }
             }
+            return outcome
         }
     }
 
-    public func deleteVariant(_ variant: VariantRef) async throws {
-        try await transaction { db in
-            let (pk, _) = try await self.requireVariant(db, variant, forUpdate: true)
+    @discardableResult
+    public func deleteVariant(_ variant: VariantRef) async throws -> LifecycleOutcome {
+        let now = clock()
+        return try await transaction { db in
+            try await self.lock(db, .runQueue)
+            let (pk, _) = try await self.requireVariant(db, variant)
+            let ended = try await self.endActiveRuns(db, variantPK: pk, .delete, now: now)
+            try await db.query("SELECT id FROM sync_variants WHERE id = \(pk) FOR UPDATE", logger: self.logger)
             let connectionPK = try await self.requireConnectionPK(db, variant.connection)
             try await self.raiseSequenceFloor(db, connectionPK: connectionPK, variant: variant)
-            let datasets = try await db.all(
-                """
-                SELECT id FROM datasets WHERE connection_pk = \(connectionPK) AND sync_name = \(variant.syncName) AND variant = \(variant.variant)
-                ORDER BY id FOR UPDATE
-                """, self.logger
-            ).map { try $0.int64("id") }
-            try await db.query("DELETE FROM records WHERE dataset_id = ANY(\(datasets))", logger: self.logger)
-            try await db.query("DELETE FROM datasets WHERE id = ANY(\(datasets))", logger: self.logger)
+            try await self.purgeDatasets(
+                db, ids: try await self.lockDatasets(db, connectionPK: connectionPK, syncName: variant.syncName, variant: variant.variant), now: now)
             try await db.query("DELETE FROM sync_variants WHERE id = \(pk)", logger: self.logger)
+            return LifecycleOutcome(ended: ended)
         }
+    }
+
+    /// Locks the datasets of one variant (or, with nil names, of the whole connection) like a writer does.
+    func lockDatasets(_ db: PostgresConnection, connectionPK: Int64, syncName: String?, variant: String?) async throws -> [Int64] {
+        if let syncName, let variant {
+            return try await db.all(
+                """
+                SELECT id FROM datasets WHERE connection_pk = \(connectionPK) AND sync_name = \(syncName) AND variant = \(variant) ORDER BY id FOR UPDATE
+                """, logger
+            ).map { try $0.int64("id") }
+        }
+        return try await db.all("SELECT id FROM datasets WHERE connection_pk = \(connectionPK) ORDER BY id FOR UPDATE", logger).map { try $0.int64("id") }
+    }
+
+    /// Replaces each dataset of the variant by an empty one that goes on with its change counter (so
+    /// clients' cursors stay valid); the old rows' records wait for the purge, unreachable.
+    func emptyDatasets(_ db: PostgresConnection, connectionPK: Int64, _ variant: VariantRef, now: Timestamp) async throws {
+        let rows = try await db.all(
+            """
+            SELECT id, model, last_seq, last_write_at FROM datasets
+            WHERE connection_pk = \(connectionPK) AND sync_name = \(variant.syncName) AND variant = \(variant.variant) ORDER BY id FOR UPDATE
+            """, logger)
+        for row in rows {
+            let id = try row.int64("id")
+            try await purgeDatasets(db, ids: [id], now: now)
+            try await db.query(
+                """
+                INSERT INTO datasets(connection_pk, sync_name, model, variant, last_seq, last_write_at, record_count)
+                VALUES (\(connectionPK), \(variant.syncName), \(try row.string("model")), \(variant.variant), \(try row.int64("last_seq")),
+                    \(try row.int64("last_write_at")), 0)
+                """, logger: logger)
+        }
+    }
+
+    /// Lists the datasets for the purge and removes their rows: their records are unreachable from here on.
+    func purgeDatasets(_ db: PostgresConnection, ids: [Int64], now: Timestamp) async throws {
+        guard !ids.isEmpty else { return }
+        try await db.query(
+            """
+            INSERT INTO dataset_purges(dataset_id, queued_at) SELECT unnest(\(ids)::int8[]), \(now.microseconds) ON CONFLICT DO NOTHING
+            """, logger: logger)
+        try await db.query("DELETE FROM datasets WHERE id = ANY(\(ids)::int8[])", logger: logger)
+    }
+
+    /// Locks and ends the variant's active runs as the change says (``VariantLifecycle``) and returns
+    /// them as ended. Run rows are locked before anything else (the order every writer keeps).
+    func endActiveRuns(_ db: PostgresConnection, variantPK: Int64, _ change: VariantLifecycle.Change, now: Timestamp) async throws -> [RunRecord] {
+        let active = try await db.all(
+            "SELECT id, status, kind FROM runs WHERE variant_pk = \(variantPK) AND status IN ('queued', 'running') ORDER BY id FOR UPDATE", logger
+        ).map { row in
+            VariantLifecycle.ActiveRun(
+                id: try row.int64("id"), status: RunStatus(rawValue: try row.string("status")) ?? .running,
+                kind: RunKind(rawValue: try row.string("kind")) ?? .initial)
+        }
+        var ended: [RunRecord] = []
+        for ending in VariantLifecycle.endings(for: change, active: active) {
+            try await db.query(
+                "UPDATE runs SET status = 'cancelled', finished_at = \(now.microseconds), error = \(ending.reason) WHERE id = \(ending.runId)",
+                logger: logger)
+            if ending.reopensWebhookTask {
+                try await db.query(
+                    "UPDATE provider_webhook_tasks SET status = 'pending' WHERE run_id = \(ending.runId) AND status = 'claimed'", logger: logger)
+            }
+            if let run = try await fetchRun(db, ending.runId) { ended.append(run) }
+        }
+        return ended
+    }
+}
+
+extension Array where Element: Hashable {
+    /// The elements in order, each once.
+    var uniqued: [Element] {
+        var seen = Set<Element>()
+        return filter { seen.insert($0).inserted }
     }
 }

@@ -22,23 +22,6 @@ extension PostgresStore {
         }
     }
 
-    /// Finishes a provider webhook execution: the run row, its task (done — or open again when the
-    /// run was cancelled, so another worker handles the webhook), and its sync webhooks.
-    func completeWebhookRun(_ db: PostgresConnection, _ run: Int64, _ completion: RunCompletion, now: Timestamp) async throws -> RunRecord {
-        let (status, error) = completion.outcome.finalStatus
-        try await db.query(
-            """
-            UPDATE runs SET status = \(status.rawValue), finished_at = \(now.microseconds), results = \(ModelResult.encodeRunResults(completion.results)),
-                error = \(error) WHERE id = \(run)
-            """, logger: logger)
-        try await db.query(
-            "UPDATE provider_webhook_tasks SET status = \(status == .cancelled ? "pending" : "done") WHERE run_id = \(run) AND status = 'claimed'",
-            logger: logger)
-        let finished = try await fetchRun(db, run)!
-        try await queueWebhooks(db, for: finished, plan: completion.webhooks, now: now)
-        return finished
-    }
-
     // MARK: Delivery
 
     public func claimDeliveries(now: Timestamp, limit: Int, leaseSeconds: Double) async throws -> [WebhookDelivery] {
@@ -168,18 +151,22 @@ extension PostgresStore {
 
     public func claimProviderWebhook(leaseSeconds: Int64, maxAttempts: Int) async throws -> ClaimedProviderWebhook? {
         let now = clock()
+        let offset = leaseClockOffset()
         return try await transaction { db in
             while true {
-                // Open tasks: never claimed, or claimed by a run that is no longer alive. A task another
-                // process is claiming right now is skipped, not waited for.
+                // The head of a variant's queue (its oldest open task: a variant's webhooks run one at a
+                // time, in arrival order), when never claimed or claimed by a run that is no longer
+                // alive. A head another process is claiming right now is skipped (its next task is not
+                // a head while it is open), not waited for.
                 guard
                     let row = try await db.one(
                         """
                         SELECT t.id, t.variant_pk, t.type, t.payload, t.attempts, t.received_at, t.run_id, r.status AS run_status
                         FROM provider_webhook_tasks t LEFT JOIN runs r ON r.id = t.run_id
-                        WHERE t.status = 'pending'
-                            OR (t.status = 'claimed' AND (r.id IS NULL OR r.status <> 'running'
-                                OR r.heartbeat_at + r.lease_seconds * 1000000 <= \(now.microseconds)))
+                        WHERE t.status IN ('pending', 'claimed')
+                            AND t.id = (SELECT min(x.id) FROM provider_webhook_tasks x WHERE x.variant_pk = t.variant_pk AND x.status IN ('pending', 'claimed'))
+                            AND (t.status = 'pending' OR r.id IS NULL OR r.status <> 'running'
+                                OR r.heartbeat_at + r.lease_seconds * 1000000 <= \(unescaped: Self.databaseNow) + \(offset))
                         ORDER BY t.id LIMIT 1
                         FOR UPDATE OF t SKIP LOCKED
                         """, self.logger)
@@ -191,6 +178,7 @@ extension PostgresStore {
                 }
                 let attempts = try row.int("attempts") + 1
                 let runId = try await self.insertRun(db, variantPK: variantPK, status: .running, kind: .webhook, now: now, leaseSeconds: leaseSeconds)
+                try await db.query("UPDATE runs SET attempts = 1 WHERE id = \(runId)", logger: self.logger)
                 guard attempts <= maxAttempts else {
                     try await db.query(
                         """
@@ -209,7 +197,8 @@ extension PostgresStore {
                 let task = ProviderWebhookTask(
                     id: taskId, variant: variant, type: try row.optionalString("type"), payload: try row.bytes("payload"), attempts: attempts,
                     receivedAt: Timestamp(microseconds: try row.int64("received_at")))
-                let started = StartedRun(runId: runId, startedAt: now, kind: .webhook, state: state, deletionGeneration: nil, resumesWindow: false)
+                let started = StartedRun(
+                    lease: RunLease(runId: runId, token: 1), startedAt: now, kind: .webhook, state: state, deletionGeneration: nil, resumesWindow: false)
                 return ClaimedProviderWebhook(task: task, started: started)
             }
         }

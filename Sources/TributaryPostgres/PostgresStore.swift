@@ -29,6 +29,16 @@ public final class PostgresStore: Store, Service {
     /// Where this store connects, without the password (for logs and start-up lines).
     public let displayLocation: String
     let url: PostgresURL
+    /// Microseconds added to the database clock for lease times (tests move the lease clock with it).
+    let leaseClockOffset: @Sendable () -> Int64
+    /// How long one store call may wait for the database (a connection, then its statements) before
+    /// it fails with `store_unavailable` — so an outage never hangs a caller, or a shutdown.
+    let operationTimeout: Duration
+
+    /// The lease clock in SQL: the database's transaction time in microseconds. Every lease (heartbeat,
+    /// expiry, fencing) is compared on it, so a process whose own clock is off cannot expire the runs
+    /// of another; tests add ``leaseClockOffset``.
+    static let databaseNow = "(floor(extract(epoch from now()) * 1000000))::bigint"
 
     /// Advisory lock keys (transaction-level).
     enum Lock: Int64 {
@@ -42,11 +52,17 @@ public final class PostgresStore: Store, Service {
     /// - Parameters:
     ///   - url: the database, as a ``PostgresURL``.
     ///   - maximumConnections: the pool's size for this process (see the operations guide for sizing).
-    ///   - clock: the time source for record and run timestamps (tests inject their own).
+    ///   - clock: the time source for record and run timestamps (tests inject their own). Leases use
+    ///     the database's clock instead.
+    ///   - leaseClockOffset: microseconds added to the database's clock for leases (tests only).
+    ///   - operationTimeout: how long one store call may wait for the database.
     public init(
         url: PostgresURL, maximumConnections: Int = 10, clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() },
+        leaseClockOffset: @escaping @Sendable () -> Int64 = { 0 }, operationTimeout: Duration = .seconds(30),
         logger: Logger = Logger(label: "tributary.postgres")
     ) {
+        self.leaseClockOffset = leaseClockOffset
+        self.operationTimeout = operationTimeout
         var configuration = url.clientConfiguration
         configuration.options.maximumConnections = maximumConnections
         configuration.options.minimumConnections = 0
@@ -73,7 +89,11 @@ public final class PostgresStore: Store, Service {
     /// Runs `body` in one transaction on one pooled connection; retried on deadlock or serialisation
     /// failure. Errors thrown by `body` pass through unchanged.
     @discardableResult
-    func transaction<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await withDeadline { try await self.transactionAttempts(body) }
+    }
+
+    private func transactionAttempts<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         var attempt = 0
         while true {
             do {
@@ -100,12 +120,37 @@ public final class PostgresStore: Store, Service {
 
     /// Statements outside an explicit transaction (reads, and single-statement writes).
     @discardableResult
-    func read<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        do {
-            return try await client.withConnection { connection in try await body(connection) }
-        } catch let error as PSQLError {
-            throw Self.described(error)
+    func read<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        try await withDeadline {
+            do {
+                return try await self.client.withConnection { connection in try await body(connection) }
+            } catch let error as PSQLError {
+                throw Self.described(error)
+            }
         }
+    }
+
+    /// Runs `body`, failing with `store_unavailable` when it takes longer than ``operationTimeout``
+    /// (waiting for a connection while the database is down, say); `body` is cancelled then.
+    private func withDeadline<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let timeout = operationTimeout
+        return try await withThrowingTaskGroup(of: Deadline<T>.self) { group in
+            group.addTask { .value(try await body()) }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return .timedOut
+            }
+            defer { group.cancelAll() }
+            guard case .value(let value)? = try await group.next() else {
+                throw TributaryError(.storeUnavailable, "The database did not answer within \(timeout) (is it running and reachable?).")
+            }
+            return value
+        }
+    }
+
+    private enum Deadline<T: Sendable>: Sendable {
+        case value(T)
+        case timedOut
     }
 
     static func isTransient(_ error: PSQLError) -> Bool {
@@ -119,7 +164,10 @@ public final class PostgresStore: Store, Service {
 
     /// postgres-nio's errors print no server message by default; keep the SQLSTATE and message (never bound values).
     static func described(_ error: PSQLError) -> any Error {
-        guard let info = error.serverInfo else { return error }
+        guard let info = error.serverInfo else {
+            // No answer from a server: the connection could not be made, or it broke.
+            return TributaryError(.storeUnavailable, "The database connection failed (\(error.code)); the call was not applied.")
+        }
         return PostgresStoreError(
             sqlState: info[.sqlState] ?? "?", message: info[.message] ?? "\(error.code)", detail: info[.detail])
     }
@@ -154,7 +202,7 @@ public final class PostgresStore: Store, Service {
     }
 
     static let variantColumns =
-        "id, public_id, paused, frequency, next_run_at, sync_name, variant, last_sync_date, checkpoint, deletion_generation, created_at"
+        "id, public_id, paused, frequency, next_run_at, sync_name, variant, last_sync_date, checkpoint, deletion_generation, checkpoint_generation, created_at"
     static let qualifiedVariantColumns = variantColumns.split(separator: ",").map { "v." + $0.trimmingCharacters(in: .whitespaces) }
         .joined(separator: ", ")
 
@@ -167,6 +215,7 @@ public final class PostgresStore: Store, Service {
             lastSyncDate: try row.optionalInt64("last_sync_date").map(Timestamp.init(microseconds:)),
             checkpoint: try row.optionalString("checkpoint").map { try Checkpoint(json: $0) },
             deletionGeneration: try row.optionalInt64("deletion_generation"),
+            checkpointGeneration: try row.optionalInt64("checkpoint_generation"),
             createdAt: Timestamp(microseconds: try row.int64("created_at")))
         state.nextRunAt = try row.optionalInt64("next_run_at").map(Timestamp.init(microseconds:))
         return state

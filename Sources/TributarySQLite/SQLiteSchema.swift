@@ -204,6 +204,47 @@ enum SQLiteSchema {
                     END;
                     """)
         }
+        migrator.registerMigration("v9-run-integrity") { db in
+            // Runs are fenced by a lease: `attempts` is the token of the attempt holding a run, which
+            // is re-leased (queued again, same row) when it is interrupted, keeping its first start and
+            // its counts. A checkpoint remembers the deletion window it was saved in. Deleted and
+            // emptied datasets are purged in chunks after the transaction that hid them, so dataset
+            // ids must never be reused (AUTOINCREMENT). OAuth refreshes take a lock on the connection.
+            try db.execute(
+                sql: """
+                    ALTER TABLE runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+                    UPDATE runs SET attempts = 1 WHERE status <> 'queued';
+                    ALTER TABLE sync_variants ADD COLUMN checkpoint_generation INTEGER;
+                    UPDATE sync_variants SET checkpoint_generation = deletion_generation WHERE checkpoint IS NOT NULL;
+                    UPDATE sync_variants SET next_run_at = CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)
+                        WHERE paused = 0 AND next_run_at IS NULL
+                        AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.variant_pk = sync_variants.id AND r.status IN ('queued', 'running') AND r.kind <> 'WEBHOOK');
+
+                    CREATE TABLE datasets_v9 (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        connection_pk INTEGER NOT NULL REFERENCES connections(id) ON DELETE CASCADE,
+                        sync_name TEXT NOT NULL,
+                        model TEXT NOT NULL,
+                        variant TEXT NOT NULL,
+                        last_seq INTEGER NOT NULL,
+                        last_write_at INTEGER NOT NULL DEFAULT 0,
+                        record_count INTEGER NOT NULL DEFAULT 0,
+                        UNIQUE (connection_pk, model, variant)
+                    );
+                    INSERT INTO datasets_v9(id, connection_pk, sync_name, model, variant, last_seq, last_write_at, record_count)
+                        SELECT id, connection_pk, sync_name, model, variant, last_seq, last_write_at, record_count FROM datasets;
+                    DROP TABLE datasets;
+                    ALTER TABLE datasets_v9 RENAME TO datasets;
+                    CREATE INDEX datasets_by_variant ON datasets(connection_pk, sync_name, variant);
+
+                    CREATE TABLE dataset_purges (dataset_id INTEGER PRIMARY KEY, queued_at INTEGER NOT NULL);
+
+                    ALTER TABLE connections ADD COLUMN refresh_holder TEXT;
+                    ALTER TABLE connections ADD COLUMN refresh_until INTEGER;
+
+                    CREATE INDEX provider_webhook_tasks_by_variant ON provider_webhook_tasks(variant_pk, id) WHERE status IN ('pending', 'claimed');
+                    """)
+        }
         return migrator
     }
 }

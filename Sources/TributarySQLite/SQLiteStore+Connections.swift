@@ -100,14 +100,19 @@ extension SQLiteStore {
         try await pool.read { db in try self.connectionPK(db, connection) != nil }
     }
 
-    public func deleteConnection(_ connection: ConnectionRef) async throws {
-        try await pool.write { db in
-            guard let pk = try self.connectionPK(db, connection) else {
-                throw TributaryError(.unknownConnection, "Connection '\(connection.connectionId)' does not exist.")
+    @discardableResult
+    public func deleteConnection(_ connection: ConnectionRef) async throws -> LifecycleOutcome {
+        let now = clock()
+        return try await pool.write { db in
+            guard let pk = try self.connectionPK(db, connection) else { throw StoreMessages.unknownConnection(connection) }
+            var ended: [RunRecord] = []
+            for variantPK in try Int64.fetchAll(db, sql: "SELECT id FROM sync_variants WHERE connection_pk = ? ORDER BY id", arguments: [pk]) {
+                ended += try self.endActiveRuns(db, variantPK: variantPK, .delete, now: now)
             }
             try self.raiseSequenceFloor(db, datasetsWhere: "connection_pk = ?", [pk])
-            try db.execute(sql: "DELETE FROM records WHERE dataset_id IN (SELECT id FROM datasets WHERE connection_pk = ?)", arguments: [pk])
+            try self.purgeDatasets(db, where: "connection_pk = ?", [pk], now: now)
             try db.execute(sql: "DELETE FROM connections WHERE id = ?", arguments: [pk])
+            return LifecycleOutcome(ended: ended)
         }
     }
 
@@ -142,13 +147,52 @@ extension SQLiteStore {
         try await pool.write { db in
             // Resolve every connection first: one unknown connection changes nothing.
             let pks = try connections.map { try self.requireConnectionPK(db, $0) }
-            for pk in pks {
-                let current = try String.fetchOne(db, sql: "SELECT metadata FROM connections WHERE id = ?", arguments: [pk]) ?? "{}"
-                let object = try JSONParser.parse(current).objectValue ?? [:]
-                let updated = JSONWriter.string(.object(change(object)), canonical: false)
+            try self.changeMetadata(db, connectionPKs: pks, now: now, change)
+        }
+    }
+
+    func changeMetadata(_ db: Database, connectionPKs pks: [Int64], now: Timestamp, _ change: (JSONObject) -> JSONObject) throws {
+        for pk in pks {
+            let current = try String.fetchOne(db, sql: "SELECT metadata FROM connections WHERE id = ?", arguments: [pk]) ?? "{}"
+            let object = try JSONParser.parse(current).objectValue ?? [:]
+            let updated = JSONWriter.string(.object(change(object)), canonical: false)
+            try db.execute(sql: "UPDATE connections SET metadata = ?, updated_at = ? WHERE id = ?", arguments: [updated, now.microseconds, pk])
+        }
+    }
+
+    // MARK: OAuth refresh lock
+
+    public func beginCredentialRefresh(of connection: ConnectionRef, holder: String, seconds: Int64) async throws -> CredentialRefreshGrant {
+        let now = clock()
+        return try await pool.write { db in
+            let pk = try self.requireConnectionPK(db, connection)
+            guard let row = try Row.fetchOne(db, sql: "SELECT refresh_holder, refresh_until FROM connections WHERE id = ?", arguments: [pk]),
+                CredentialRefreshLock.mayAcquire(holder: holder, currentHolder: row["refresh_holder"], until: row["refresh_until"], now: now.microseconds)
+            else { return .busy }
+            try db.execute(
+                sql: "UPDATE connections SET refresh_holder = ?, refresh_until = ? WHERE id = ?",
+                arguments: [holder, now.microseconds + seconds * 1_000_000, pk])
+            return .granted(try self.fetchConnections(db, where: "id = ?", [pk])[0])
+        }
+    }
+
+    @discardableResult
+    public func finishCredentialRefresh(of connection: ConnectionRef, holder: String, sealed: (type: String, credentials: [UInt8])?) async throws -> Bool {
+        let now = clock()
+        return try await pool.write { db in
+            guard let pk = try self.connectionPK(db, connection) else { return false }
+            if let sealed {
                 try db.execute(
-                    sql: "UPDATE connections SET metadata = ?, updated_at = ? WHERE id = ?", arguments: [updated, now.microseconds, pk])
+                    sql: """
+                        UPDATE connections SET credentials_type = ?, credentials = ?, updated_at = ?, refresh_holder = NULL, refresh_until = NULL
+                        WHERE id = ? AND refresh_holder = ?
+                        """,
+                    arguments: [sealed.type, Data(sealed.credentials), now.microseconds, pk, holder])
+            } else {
+                try db.execute(
+                    sql: "UPDATE connections SET refresh_holder = NULL, refresh_until = NULL WHERE id = ? AND refresh_holder = ?", arguments: [pk, holder])
             }
+            return db.changesCount == 1
         }
     }
 }

@@ -5,13 +5,14 @@ import TributaryStore
 extension SQLiteStore {
     // MARK: Writes
 
-    public func saveRecords(_ records: [PreparedRecord], model: String, of variant: VariantRef, seenGeneration: Int64?) async throws
-        -> ModelResult
-    {
+    public func saveRecords(_ records: [PreparedRecord], model: String, for lease: RunLease) async throws -> ModelResult {
         if records.isEmpty { return ModelResult() }
         let unique = records.lastOccurrencePerId
+        let clockNow = clock()
         return try await pool.write { db in
-            let dataset = try self.datasetForWrite(db, variant, model: model)
+            let run = try self.fence(db, lease, now: clockNow)
+            let seenGeneration = run.seenGeneration
+            let dataset = try self.datasetForWrite(db, run, model: model)
             let (sequence, now) = self.nextChange(dataset)
             // One lookup per record decides: unchanged (at most a seen stamp on the small record row),
             // changed or re-added (update the row and its payload), or new (insert both). Plain
@@ -80,16 +81,20 @@ extension SQLiteStore {
                 try writePayload.execute()
             }
             try self.finishChange(db, dataset, sequence: sequence, now: now, changed: result.added + result.updated, countDelta: result.added)
+            try self.addResults(db, run, model: model, result)
             return result
         }
     }
 
-    public func updateRecords(_ patches: [RecordPatch], model: String, of variant: VariantRef, seenGeneration: Int64?) async throws
-        -> ModelResult
-    {
+    public func updateRecords(_ patches: [RecordPatch], model: String, for lease: RunLease) async throws -> ModelResult {
         if patches.isEmpty { return ModelResult() }
+        let clockNow = clock()
         return try await pool.write { db in
-            guard let dataset = try self.findDataset(db, variant.dataset(model)) else { return ModelResult() }
+            let run = try self.fence(db, lease, now: clockNow)
+            let seenGeneration = run.seenGeneration
+            guard let dataset = try self.findDataset(db, connectionPK: run.connectionPK, model: model, variant: run.variant.variant) else {
+                return ModelResult()
+            }
             let (sequence, now) = self.nextChange(dataset)
             let select = try RawStatement(
                 db,
@@ -135,14 +140,19 @@ extension SQLiteStore {
                 }
             }
             try self.finishChange(db, dataset, sequence: sequence, now: now, changed: result.updated, countDelta: 0)
+            try self.addResults(db, run, model: model, result)
             return result
         }
     }
 
-    public func deleteRecords(ids: [String], model: String, of variant: VariantRef) async throws -> ModelResult {
+    public func deleteRecords(ids: [String], model: String, for lease: RunLease) async throws -> ModelResult {
         if ids.isEmpty { return ModelResult() }
+        let clockNow = clock()
         return try await pool.write { db in
-            guard let dataset = try self.findDataset(db, variant.dataset(model)) else { return ModelResult() }
+            let run = try self.fence(db, lease, now: clockNow)
+            guard let dataset = try self.findDataset(db, connectionPK: run.connectionPK, model: model, variant: run.variant.variant) else {
+                return ModelResult()
+            }
             let (sequence, now) = self.nextChange(dataset)
             let delete = try RawStatement(
                 db,
@@ -160,13 +170,14 @@ extension SQLiteStore {
                 deleted += delete.changes
             }
             try self.finishChange(db, dataset, sequence: sequence, now: now, changed: deleted, countDelta: -deleted)
+            try self.addResults(db, run, model: model, ModelResult(deleted: deleted))
             return ModelResult(deleted: deleted)
         }
     }
 
     /// Marks deleted every live record of `dataset` not seen in `generation` (full-refresh deletion detection).
-    func deleteUnseen(_ db: Database, _ ref: DatasetRef, generation: Int64) throws -> Int {
-        guard let dataset = try findDataset(db, ref) else { return 0 }
+    func deleteUnseen(_ db: Database, connectionPK: Int64, _ ref: DatasetRef, generation: Int64) throws -> Int {
+        guard let dataset = try findDataset(db, connectionPK: connectionPK, model: ref.model, variant: ref.variant) else { return 0 }
         let (sequence, now) = nextChange(dataset)
         try db.execute(
             sql: """
@@ -257,13 +268,23 @@ extension SQLiteStore {
         return DatasetHead(id: row[0], lastSequence: row[1], lastWriteAt: row[2])
     }
 
-    func datasetForWrite(_ db: Database, _ variant: VariantRef, model: String) throws -> DatasetHead {
-        if let head = try findDataset(db, variant.dataset(model)) { return head }
-        let (connectionPK, _) = try ensureConnectionPK(db, variant.connection, now: clock())
+    func findDataset(_ db: Database, connectionPK: Int64, model: String, variant: String) throws -> DatasetHead? {
+        guard
+            let row = try Row.fetchOne(
+                db, sql: "SELECT id, last_seq, last_write_at FROM datasets WHERE connection_pk = ? AND model = ? AND variant = ?",
+                arguments: [connectionPK, model, variant])
+        else { return nil }
+        return DatasetHead(id: row[0], lastSequence: row[1], lastWriteAt: row[2])
+    }
+
+    /// The dataset a fenced run writes `model` to, created when it is the model's first write (the
+    /// run holds its lease, so its variant and connection exist).
+    func datasetForWrite(_ db: Database, _ run: FencedRun, model: String) throws -> DatasetHead {
+        if let head = try findDataset(db, connectionPK: run.connectionPK, model: model, variant: run.variant.variant) { return head }
         let floor = try Int64.fetchOne(db, sql: "SELECT value FROM store_meta WHERE key = 'seq_floor'") ?? 0
         try db.execute(
             sql: "INSERT INTO datasets(connection_pk, sync_name, model, variant, last_seq) VALUES (?, ?, ?, ?, ?)",
-            arguments: [connectionPK, variant.syncName, model, variant.variant, floor])
+            arguments: [run.connectionPK, run.variant.syncName, model, run.variant.variant, floor])
         return DatasetHead(id: db.lastInsertedRowID, lastSequence: floor, lastWriteAt: 0)
     }
 

@@ -11,7 +11,10 @@ extension SQLiteStore {
             try db.execute(
                 sql: "INSERT INTO runs(variant_pk, status, kind, started_at, heartbeat_at, lease_seconds) VALUES (?, 'running', 'INITIAL', ?, ?, ?)",
                 arguments: [variantPK, now.microseconds, now.microseconds, start.leaseSeconds])
-            return try self.begin(db, run: db.lastInsertedRowID, variantPK: variantPK, state: state, tracksDeletes: start.tracksDeletes, now: now)
+            let runId = db.lastInsertedRowID
+            return try self.begin(
+                db, run: runId, row: .new, variantPK: variantPK, state: state, tracksDeletes: start.tracksDeletes, leaseSeconds: start.leaseSeconds,
+                worker: nil, now: now)
         }
     }
 
@@ -23,7 +26,7 @@ extension SQLiteStore {
             for variant in variants {
                 let (variantPK, _) = try self.requireVariant(db, variant)
                 try self.refuseIfActive(db, variantPK: variantPK, variant, now: now)
-                queued.append(try self.insertQueuedRun(db, variantPK: variantPK, variant, now: now))
+                queued.append(try self.insertQueuedRun(db, variantPK: variantPK, now: now))
             }
             return queued
         }
@@ -35,7 +38,7 @@ extension SQLiteStore {
         return try await pool.write { db in
             var queued: [VariantRef] = []
             for variant in variants {
-                guard let (variantPK, state) = try? self.requireVariant(db, variant), !state.paused,
+                guard let (variantPK, state) = try self.lookupVariant(db, variant), !state.paused,
                     let next = state.nextRunAt, next.microseconds <= due.microseconds
                 else { continue }
                 do {
@@ -43,7 +46,7 @@ extension SQLiteStore {
                 } catch let error as TributaryError where error.code == .syncRunning {
                     continue
                 }
-                _ = try self.insertQueuedRun(db, variantPK: variantPK, variant, now: now)
+                _ = try self.insertQueuedRun(db, variantPK: variantPK, now: now)
                 queued.append(variant)
             }
             return queued
@@ -63,7 +66,7 @@ extension SQLiteStore {
                                 SELECT v.connection_pk AS connection_pk, count(*) AS running
                                 FROM runs r JOIN sync_variants v ON v.id = r.variant_pk
                                 WHERE r.status = 'running' GROUP BY v.connection_pk)
-                            SELECT q.id, q.variant_pk FROM runs q
+                            SELECT q.id, q.variant_pk, q.attempts, q.started_at, q.kind, q.deletion_generation FROM runs q
                             JOIN sync_variants v ON v.id = q.variant_pk
                             LEFT JOIN load ON load.connection_pk = v.connection_pk
                             WHERE q.status = 'queued' AND coalesce(load.running, 0) < ?
@@ -74,20 +77,21 @@ extension SQLiteStore {
                 let runId: Int64 = row["id"]
                 let variantPK: Int64 = row["variant_pk"]
                 let variant = try self.variantRef(db, variantPK: variantPK)
-                guard let tracksDeletes = claim.tracksDeletes(variant) else {
+                guard let tracksDeletes = claim.syncs[SyncAddress(variant)] else {
                     try db.execute(
                         sql: "UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
                         arguments: [now.microseconds, StoreMessages.syncNoLongerConfigured(variant), runId])
                     continue
                 }
                 let (_, state) = try self.requireVariant(db, variant)
-                try db.execute(
-                    sql: "UPDATE runs SET status = 'running', started_at = ?, heartbeat_at = ?, lease_seconds = ?, worker = ? WHERE id = ?",
-                    arguments: [now.microseconds, now.microseconds, claim.leaseSeconds, claim.worker, runId])
-                // No next run is planned while this one runs: the worker plans it when the run ends
-                // (otherwise a scheduler could queue the variant again between the run's end and that plan).
+                let runRow = RunStartRule.Row(
+                    attempts: row["attempts"], startedAt: Timestamp(microseconds: row["started_at"]),
+                    kind: RunKind(rawValue: row["kind"]) ?? .initial, deletionGeneration: row["deletion_generation"])
+                // No next run is planned while this one runs: its end plans it, in the same transaction.
                 try db.execute(sql: "UPDATE sync_variants SET next_run_at = NULL WHERE id = ?", arguments: [variantPK])
-                let started = try self.begin(db, run: runId, variantPK: variantPK, state: state, tracksDeletes: tracksDeletes, now: now)
+                let started = try self.begin(
+                    db, run: runId, row: runRow, variantPK: variantPK, state: state, tracksDeletes: tracksDeletes, leaseSeconds: claim.leaseSeconds,
+                    worker: claim.worker, now: now)
                 return ClaimedRun(variant: variant, started: started)
             }
         }
@@ -101,62 +105,44 @@ extension SQLiteStore {
         }
     }
 
-    @discardableResult
-    public func requestCancel(of variant: VariantRef, reason: String) async throws -> RunRecord? {
-        let now = clock()
-        return try await pool.write { db in
-            guard let (pk, _) = try self.lookupVariant(db, variant),
-                let row = try Row.fetchOne(
-                    db, sql: "SELECT id, status FROM runs WHERE variant_pk = ? AND status IN ('queued', 'running') AND kind <> 'WEBHOOK'", arguments: [pk])
-            else { return nil }
-            let id: Int64 = row["id"]
-            if row["status"] == RunStatus.queued.rawValue {
-                try db.execute(
-                    sql: "UPDATE runs SET status = 'cancelled', finished_at = ?, error = ? WHERE id = ?", arguments: [now.microseconds, reason, id])
-            } else {
-                try db.execute(sql: "UPDATE runs SET cancel_requested = 1 WHERE id = ?", arguments: [id])
-            }
-            return try self.fetchRun(db, id)
-        }
-    }
-
-    public func shouldStop(run: Int64) async throws -> Bool {
-        try await pool.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT status, cancel_requested FROM runs WHERE id = ?", arguments: [run]) else { return true }
-            return row["status"] != RunStatus.running.rawValue || row["cancel_requested"] as Bool
-        }
-    }
-
-    public func expireRuns() async throws -> [RunRecord] {
+    public func expireRuns(_ policy: RunExpiry.Policy) async throws -> [RunRecord] {
         let now = clock()
         return try await pool.write { db in
             let rows = try Row.fetchAll(
                 db,
-                sql: "SELECT r.id, r.variant_pk, r.kind, v.paused FROM runs r JOIN sync_variants v ON v.id = r.variant_pk WHERE r.status = 'running' AND r.heartbeat_at + r.lease_seconds * 1000000 <= ?",
+                sql: """
+                    SELECT r.id, r.variant_pk, r.kind, r.attempts, r.worker, v.paused FROM runs r JOIN sync_variants v ON v.id = r.variant_pk
+                    WHERE r.status = 'running' AND r.heartbeat_at + r.lease_seconds * 1000000 <= ?
+                    """,
                 arguments: [now.microseconds])
-            var expired: [RunRecord] = []
+            var handled: [RunRecord] = []
             for row in rows {
                 let id: Int64 = row["id"]
-                try self.markExpired(db, run: id, now: now)
-                expired.append(try self.fetchRun(db, id)!)
-                let variantPK: Int64 = row["variant_pk"]
-                if row["kind"] == RunKind.webhook.rawValue {
-                    // A provider webhook execution: its task is claimed again (``claimProviderWebhook``), no sync run is queued.
-                    continue
-                } else if row["paused"] as Bool {
-                    // Its worker will never plan the next run: when started again, the variant runs at once.
-                    try db.execute(
-                        sql: "UPDATE sync_variants SET next_run_at = coalesce(next_run_at, ?) WHERE id = ?", arguments: [now.microseconds, variantPK])
-                } else {
-                    _ = try self.insertQueuedRun(db, variantPK: variantPK, try self.variantRef(db, variantPK: variantPK), now: now)
+                let attempts: Int64 = row["attempts"]
+                let action = RunExpiry.action(
+                    kind: RunKind(rawValue: row["kind"]) ?? .initial, attempts: attempts, variantPaused: row["paused"], now: now, policy: policy)
+                switch action {
+                case .requeue:
+                    try db.execute(sql: "UPDATE runs SET status = 'queued', worker = NULL WHERE id = ?", arguments: [id])
+                    try self.insertLog(db, run: id, level: .warn, message: RunExpiry.interruptedMessage(attempt: attempts, worker: row["worker"]), now: now)
+                case .giveUp(let next):
+                    try self.markExpired(db, run: id, now: now, error: policy.maxAttempts <= attempts ? RunExpiry.gaveUpMessage(attempts: attempts) : nil)
+                    if let next {
+                        try db.execute(sql: "UPDATE sync_variants SET next_run_at = ? WHERE id = ?", arguments: [next.microseconds, row["variant_pk"] as Int64])
+                    }
+                case .expireWebhookExecution:
+                    // Its task is claimed again (``claimProviderWebhook``).
+                    try self.markExpired(db, run: id, now: now)
                 }
+                if let run = try self.fetchRun(db, id) { handled.append(run) }
             }
-            return expired
+            return handled
         }
     }
 
     /// Throws `sync_running` when the variant has a queued run or a running one with a live lease; a
-    /// running run whose lease ran out is marked expired instead.
+    /// running run whose lease ran out is marked expired instead (the new run takes its place and
+    /// resumes from the checkpoint).
     private func refuseIfActive(_ db: Database, variantPK: Int64, _ variant: VariantRef, now: Timestamp) throws {
         let active = try Row.fetchAll(
             db,
@@ -173,106 +159,49 @@ extension SQLiteStore {
         }
     }
 
-    func markExpired(_ db: Database, run: Int64, now: Timestamp) throws {
+    func markExpired(_ db: Database, run: Int64, now: Timestamp, error: String? = nil) throws {
         try db.execute(
-            sql: "UPDATE runs SET status = 'expired', finished_at = ?, error = ? WHERE id = ?",
-            arguments: [now.microseconds, StoreMessages.leaseExpired, run])
+            sql: "UPDATE runs SET status = 'expired', finished_at = ?, error = ? WHERE id = ? AND status = 'running'",
+            arguments: [now.microseconds, error ?? StoreMessages.leaseExpired, run])
     }
 
-    private func insertQueuedRun(_ db: Database, variantPK: Int64, _ variant: VariantRef, now: Timestamp) throws -> RunRecord {
+    func insertQueuedRun(_ db: Database, variantPK: Int64, now: Timestamp) throws -> RunRecord {
         try db.execute(
             sql: "INSERT INTO runs(variant_pk, status, kind, started_at, heartbeat_at, lease_seconds) VALUES (?, 'queued', 'INITIAL', ?, ?, 0)",
             arguments: [variantPK, now.microseconds, now.microseconds])
         return try fetchRun(db, db.lastInsertedRowID)!
     }
 
-    /// Records how a run that has just become `running` starts (``StartedRun/begin(run:startedAt:state:tracksDeletes:)``).
-    private func begin(_ db: Database, run runId: Int64, variantPK: Int64, state: VariantState, tracksDeletes: Bool, now: Timestamp) throws -> StartedRun {
-        let started = StartedRun.begin(run: runId, startedAt: now, state: state, tracksDeletes: tracksDeletes)
-        if started.deletionGeneration != state.deletionGeneration {
-            try db.execute(
-                sql: "UPDATE sync_variants SET deletion_generation = ? WHERE id = ?", arguments: [started.deletionGeneration, variantPK])
+    /// Starts the next attempt of a run that has just become `running` (``RunStartRule``) and writes
+    /// what the rule decided: the run's lease, start, kind and window, and the variant's window.
+    private func begin(
+        _ db: Database, run runId: Int64, row: RunStartRule.Row, variantPK: Int64, state: VariantState, tracksDeletes: Bool, leaseSeconds: Int64,
+        worker: String?, now: Timestamp
+    ) throws -> StartedRun {
+        let decision = RunStartRule.begin(runId: runId, row: row, now: now, state: state, tracksDeletes: tracksDeletes)
+        let started = decision.started
+        if let window = decision.variantWindow {
+            try db.execute(sql: "UPDATE sync_variants SET deletion_generation = ? WHERE id = ?", arguments: [window, variantPK])
         }
         try db.execute(
-            sql: "UPDATE runs SET kind = ?, deletion_generation = ? WHERE id = ?", arguments: [started.kind.rawValue, started.deletionGeneration, runId])
+            sql: """
+                UPDATE runs SET status = 'running', attempts = ?, started_at = ?, heartbeat_at = ?, lease_seconds = ?, worker = ?, kind = ?,
+                    deletion_generation = ?
+                WHERE id = ?
+                """,
+            arguments: [
+                started.attempt, started.startedAt.microseconds, now.microseconds, leaseSeconds, worker, started.kind.rawValue,
+                started.deletionGeneration, runId,
+            ])
+        if started.distrustsCheckpoint {
+            try insertLog(db, run: runId, level: .warn, message: StoreMessages.distrustedCheckpoint, now: now)
+        }
         return started
     }
 
-    public func heartbeat(run: Int64) async throws {
-        let now = clock()
-        try await pool.write { db in
-            try db.execute(
-                sql: "UPDATE runs SET heartbeat_at = ? WHERE id = ? AND status = 'running'", arguments: [now.microseconds, run])
-        }
-    }
-
-    public func appendLog(run: Int64, level: LogLevel, message: String) async throws {
-        let now = clock()
-        try await pool.write { db in
-            try db.execute(
-                sql: "INSERT INTO run_logs(run_id, at, level, message) VALUES (?, ?, ?, ?)",
-                arguments: [run, now.microseconds, level.rawValue, message])
-        }
-    }
-
-    public func completeRun(_ run: Int64, _ completion: RunCompletion) async throws -> RunRecord {
-        let now = clock()
-        return try await pool.write { db in
-            guard
-                let row = try Row.fetchOne(
-                    db, sql: "SELECT variant_pk, status, kind, deletion_generation, started_at FROM runs WHERE id = ?", arguments: [run])
-            else {
-                throw TributaryError(.unknownSync, "Run \(run) does not exist.")
-            }
-            let status: String = row["status"]
-            guard status == RunStatus.running.rawValue else {
-                throw StoreMessages.runNotRunning(run, status: status)
-            }
-            let variantPK: Int64 = row["variant_pk"]
-            if row["kind"] == RunKind.webhook.rawValue {
-                return try self.completeWebhookRun(db, run, completion, now: now)
-            }
-            let startedAt: Int64 = row["started_at"]
-            let generation: Int64? = row["deletion_generation"]
-            var results = completion.results
-            let finalStatus: RunStatus
-            var errorMessage: String? = nil
-
-            switch completion.outcome {
-            case .succeeded:
-                finalStatus = .succeeded
-                if let generation, !completion.deleteUnseenModels.isEmpty {
-                    let variant = try self.variantRef(db, variantPK: variantPK)
-                    for model in completion.deleteUnseenModels {
-                        let deleted = try self.deleteUnseen(db, variant.dataset(model), generation: generation)
-                        if deleted > 0 || results[model] != nil { results[model, default: ModelResult()].deleted += deleted }
-                    }
-                }
-                try db.execute(
-                    sql: """
-                        UPDATE sync_variants SET last_sync_date = ?, deletion_generation = NULL,
-                            checkpoint = CASE WHEN ? THEN NULL ELSE checkpoint END
-                        WHERE id = ?
-                        """,
-                    arguments: [startedAt, completion.clearCheckpoint, variantPK])
-            case .failed(let message):
-                finalStatus = .failed
-                errorMessage = message
-            case .cancelled(let reason):
-                finalStatus = .cancelled
-                errorMessage = reason
-            }
-            let retry = finalStatus == .failed ? completion.retry : nil
-            try db.execute(
-                sql: "UPDATE runs SET status = ?, finished_at = ?, results = ?, error = ?, retryable = ?, retry_after_ms = ? WHERE id = ?",
-                arguments: [
-                    finalStatus.rawValue, now.microseconds, ModelResult.encodeRunResults(results), errorMessage, retry != nil,
-                    retry?.afterSeconds.map { Int64($0 * 1000) }, run,
-                ])
-            let finished = try self.fetchRun(db, run)!
-            try self.queueWebhooks(db, for: finished, plan: completion.webhooks, now: now)
-            return finished
-        }
+    func insertLog(_ db: Database, run: Int64, level: LogLevel, message: String, now: Timestamp) throws {
+        try db.execute(
+            sql: "INSERT INTO run_logs(run_id, at, level, message) VALUES (?, ?, ?, ?)", arguments: [run, now.microseconds, level.rawValue, message])
     }
 
     public func runs(of variant: VariantRef, limit: Int, includingWebhooks: Bool) async throws -> [RunRecord] {
@@ -333,6 +262,7 @@ extension SQLiteStore {
             error: row["error"],
             retry: (row["retryable"] as Bool? ?? false)
                 ? RetryAdvice(afterSeconds: (row["retry_after_ms"] as Int64?).map { Double($0) / 1000 }) : nil,
-            worker: row["worker"])
+            worker: row["worker"],
+            attempts: row["attempts"] as Int? ?? 0)
     }
 }

@@ -52,13 +52,21 @@ extension SQLiteStore {
         }
     }
 
-    public func setPaused(_ paused: Bool, for variant: VariantRef) async throws {
-        try await pool.write { db in
-            let (pk, _) = try self.requireVariant(db, variant)
-            // Started again with no next run planned (its run was cut short while paused): run at once.
-            try db.execute(
-                sql: "UPDATE sync_variants SET paused = ?, next_run_at = CASE WHEN ? THEN next_run_at ELSE coalesce(next_run_at, ?) END WHERE id = ?",
-                arguments: [paused, paused, self.clock().microseconds, pk])
+    @discardableResult
+    public func setPaused(_ paused: Bool, for variants: [VariantRef]) async throws -> LifecycleOutcome {
+        let now = clock()
+        return try await pool.write { db in
+            // Resolve every variant first: one unknown variant changes nothing.
+            let pks = try variants.uniqued.map { try self.requireVariant(db, $0).pk }
+            var ended: [RunRecord] = []
+            for pk in pks {
+                // Started again with no next run planned (its run was cut short while paused): run at once.
+                try db.execute(
+                    sql: "UPDATE sync_variants SET paused = ?, next_run_at = CASE WHEN ? THEN next_run_at ELSE coalesce(next_run_at, ?) END WHERE id = ?",
+                    arguments: [paused, paused, now.microseconds, pk])
+                if paused { ended += try self.endActiveRuns(db, variantPK: pk, .pause, now: now) }
+            }
+            return LifecycleOutcome(ended: ended)
         }
     }
 
@@ -103,54 +111,94 @@ extension SQLiteStore {
         }
     }
 
-    public func saveCheckpoint(_ checkpoint: Checkpoint, for variant: VariantRef) async throws {
-        try await pool.write { db in
-            // Never creates the variant: a late write of a run whose variant was deleted must not bring it back.
-            let (pk, _) = try self.requireVariant(db, variant)
-            try db.execute(sql: "UPDATE sync_variants SET checkpoint = ? WHERE id = ?", arguments: [checkpoint.json, pk])
-        }
-    }
-
-    public func clearCheckpoint(for variant: VariantRef) async throws {
-        try await pool.write { db in
-            guard let (pk, _) = try self.lookupVariant(db, variant) else { return }
-            try db.execute(sql: "UPDATE sync_variants SET checkpoint = NULL WHERE id = ?", arguments: [pk])
-        }
-    }
-
-    public func resetVariant(_ variant: VariantRef, emptyCache: Bool) async throws {
-        try await pool.write { db in
-            let (pk, _) = try self.requireVariant(db, variant)
-            try db.execute(
-                sql: "UPDATE sync_variants SET last_sync_date = NULL, checkpoint = NULL, deletion_generation = NULL WHERE id = ?",
-                arguments: [pk])
-            if emptyCache {
-                let connectionPK = try self.requireConnectionPK(db, variant.connection)
-                let arguments: StatementArguments = [connectionPK, variant.syncName, variant.variant]
+    @discardableResult
+    public func resetVariants(_ variants: [VariantRef], emptyCache: Bool, queuesRuns: Bool) async throws -> LifecycleOutcome {
+        let now = clock()
+        return try await pool.write { db in
+            let targets = try variants.uniqued.map { ($0, try self.requireVariant(db, $0).pk) }
+            var outcome = LifecycleOutcome()
+            for (variant, pk) in targets {
+                outcome.ended += try self.endActiveRuns(db, variantPK: pk, .reset(emptyCache: emptyCache), now: now)
                 try db.execute(
                     sql: """
-                        DELETE FROM records WHERE dataset_id IN
-                            (SELECT id FROM datasets WHERE connection_pk = ? AND sync_name = ? AND variant = ?)
+                        UPDATE sync_variants SET last_sync_date = NULL, checkpoint = NULL, checkpoint_generation = NULL, deletion_generation = NULL
+                        WHERE id = ?
                         """,
-                    arguments: arguments)
-                // Keep the dataset rows: their sequence counters keep running, so clients' cursors stay valid.
-                try db.execute(
-                    sql: "UPDATE datasets SET record_count = 0 WHERE connection_pk = ? AND sync_name = ? AND variant = ?",
-                    arguments: arguments)
+                    arguments: [pk])
+                if emptyCache {
+                    let connectionPK = try self.requireConnectionPK(db, variant.connection)
+                    try self.emptyDatasets(db, connectionPK: connectionPK, variant, now: now)
+                }
+                if queuesRuns { outcome.queued.append(try self.insertQueuedRun(db, variantPK: pk, now: now)) }
             }
+            return outcome
         }
     }
 
-    public func deleteVariant(_ variant: VariantRef) async throws {
-        try await pool.write { db in
+    @discardableResult
+    public func deleteVariant(_ variant: VariantRef) async throws -> LifecycleOutcome {
+        let now = clock()
+        return try await pool.write { db in
             let (pk, _) = try self.requireVariant(db, variant)
             let connectionPK = try self.requireConnectionPK(db, variant.connection)
+            let ended = try self.endActiveRuns(db, variantPK: pk, .delete, now: now)
             let arguments: StatementArguments = [connectionPK, variant.syncName, variant.variant]
             let datasets = "connection_pk = ? AND sync_name = ? AND variant = ?"
             try self.raiseSequenceFloor(db, datasetsWhere: datasets, arguments)
-            try db.execute(sql: "DELETE FROM records WHERE dataset_id IN (SELECT id FROM datasets WHERE \(datasets))", arguments: arguments)
-            try db.execute(sql: "DELETE FROM datasets WHERE \(datasets)", arguments: arguments)
+            try self.purgeDatasets(db, where: datasets, arguments, now: now)
             try db.execute(sql: "DELETE FROM sync_variants WHERE id = ?", arguments: [pk])
+            return LifecycleOutcome(ended: ended)
         }
+    }
+
+    /// Replaces each dataset of the variant by an empty one that goes on with its change counter (so
+    /// clients' cursors stay valid); the old rows' records wait for the purge, unreachable.
+    func emptyDatasets(_ db: Database, connectionPK: Int64, _ variant: VariantRef, now: Timestamp) throws {
+        let rows = try Row.fetchAll(
+            db, sql: "SELECT id, model, last_seq, last_write_at FROM datasets WHERE connection_pk = ? AND sync_name = ? AND variant = ?",
+            arguments: [connectionPK, variant.syncName, variant.variant])
+        for row in rows {
+            let id: Int64 = row["id"]
+            try db.execute(sql: "INSERT OR IGNORE INTO dataset_purges(dataset_id, queued_at) VALUES (?, ?)", arguments: [id, now.microseconds])
+            try db.execute(sql: "DELETE FROM datasets WHERE id = ?", arguments: [id])
+            try db.execute(
+                sql: "INSERT INTO datasets(connection_pk, sync_name, model, variant, last_seq, last_write_at, record_count) VALUES (?, ?, ?, ?, ?, ?, 0)",
+                arguments: [connectionPK, variant.syncName, row["model"] as String, variant.variant, row["last_seq"] as Int64, row["last_write_at"] as Int64])
+        }
+    }
+
+    /// Lists the matching datasets for the purge and removes their rows: their records are unreachable from here on.
+    func purgeDatasets(_ db: Database, where condition: String, _ arguments: StatementArguments, now: Timestamp) throws {
+        try db.execute(
+            sql: "INSERT OR IGNORE INTO dataset_purges(dataset_id, queued_at) SELECT id, \(now.microseconds) FROM datasets WHERE \(condition)",
+            arguments: arguments)
+        try db.execute(sql: "DELETE FROM datasets WHERE \(condition)", arguments: arguments)
+    }
+
+    /// Ends the variant's active runs as the change says (``VariantLifecycle``) and returns them as ended.
+    func endActiveRuns(_ db: Database, variantPK: Int64, _ change: VariantLifecycle.Change, now: Timestamp) throws -> [RunRecord] {
+        let active = try Row.fetchAll(
+            db, sql: "SELECT id, status, kind FROM runs WHERE variant_pk = ? AND status IN ('queued', 'running') ORDER BY id", arguments: [variantPK]
+        ).map { row in
+            VariantLifecycle.ActiveRun(id: row["id"], status: RunStatus(rawValue: row["status"]) ?? .running, kind: RunKind(rawValue: row["kind"]) ?? .initial)
+        }
+        var ended: [RunRecord] = []
+        for ending in VariantLifecycle.endings(for: change, active: active) {
+            try db.execute(
+                sql: "UPDATE runs SET status = 'cancelled', finished_at = ?, error = ? WHERE id = ?", arguments: [now.microseconds, ending.reason, ending.runId])
+            if ending.reopensWebhookTask {
+                try db.execute(sql: "UPDATE provider_webhook_tasks SET status = 'pending' WHERE run_id = ? AND status = 'claimed'", arguments: [ending.runId])
+            }
+            if let run = try fetchRun(db, ending.runId) { ended.append(run) }
+        }
+        return ended
+    }
+}
+
+extension Array where Element: Hashable {
+    /// The elements in order, each once.
+    var uniqued: [Element] {
+        var seen = Set<Element>()
+        return filter { seen.insert($0).inserted }
     }
 }

@@ -26,21 +26,6 @@ extension SQLiteStore {
         }
     }
 
-    /// Finishes a provider webhook execution: the run row, its task (done — or open again when the
-    /// run was cancelled, so another worker handles the webhook), and its sync webhooks. No variant state changes.
-    func completeWebhookRun(_ db: Database, _ run: Int64, _ completion: RunCompletion, now: Timestamp) throws -> RunRecord {
-        let (status, error) = completion.outcome.finalStatus
-        try db.execute(
-            sql: "UPDATE runs SET status = ?, finished_at = ?, results = ?, error = ? WHERE id = ?",
-            arguments: [status.rawValue, now.microseconds, ModelResult.encodeRunResults(completion.results), error, run])
-        try db.execute(
-            sql: "UPDATE provider_webhook_tasks SET status = ? WHERE run_id = ? AND status = 'claimed'",
-            arguments: [status == .cancelled ? "pending" : "done", run])
-        let finished = try fetchRun(db, run)!
-        try queueWebhooks(db, for: finished, plan: completion.webhooks, now: now)
-        return finished
-    }
-
     // MARK: Delivery
 
     public func claimDeliveries(now: Timestamp, limit: Int, leaseSeconds: Double) async throws -> [WebhookDelivery] {
@@ -172,17 +157,18 @@ extension SQLiteStore {
         let now = clock()
         return try await pool.write { db in
             while true {
-                // Open tasks: never claimed, or claimed by a run that is no longer alive (its process died
-                // — lease ran out — or it was recorded as ended without finishing the task).
+                // The head of a variant's queue (its oldest open task: a variant's webhooks run one at a
+                // time, in arrival order), when never claimed or claimed by a run that is no longer
+                // alive (its process died — lease ran out — or it ended without finishing the task).
                 guard
                     let row = try Row.fetchOne(
                         db,
                         sql: """
                             SELECT t.id, t.variant_pk, t.type, t.payload, t.attempts, t.received_at, t.run_id, r.status AS run_status
                             FROM provider_webhook_tasks t LEFT JOIN runs r ON r.id = t.run_id
-                            WHERE t.status = 'pending'
-                                OR (t.status = 'claimed' AND (r.id IS NULL OR r.status <> 'running'
-                                    OR r.heartbeat_at + r.lease_seconds * 1000000 <= ?))
+                            WHERE t.status IN ('pending', 'claimed')
+                                AND t.id = (SELECT min(x.id) FROM provider_webhook_tasks x WHERE x.variant_pk = t.variant_pk AND x.status IN ('pending', 'claimed'))
+                                AND (t.status = 'pending' OR r.id IS NULL OR r.status <> 'running' OR r.heartbeat_at + r.lease_seconds * 1000000 <= ?)
                             ORDER BY t.id LIMIT 1
                             """,
                         arguments: [now.microseconds])
@@ -194,7 +180,7 @@ extension SQLiteStore {
                 }
                 let attempts = (row["attempts"] as Int) + 1
                 try db.execute(
-                    sql: "INSERT INTO runs(variant_pk, status, kind, started_at, heartbeat_at, lease_seconds) VALUES (?, 'running', 'WEBHOOK', ?, ?, ?)",
+                    sql: "INSERT INTO runs(variant_pk, status, kind, started_at, heartbeat_at, lease_seconds, attempts) VALUES (?, 'running', 'WEBHOOK', ?, ?, ?, 1)",
                     arguments: [variantPK, now.microseconds, now.microseconds, leaseSeconds])
                 let runId = db.lastInsertedRowID
                 guard attempts <= maxAttempts else {
@@ -215,7 +201,8 @@ extension SQLiteStore {
                 let task = ProviderWebhookTask(
                     id: taskId, variant: variant, type: row["type"], payload: Array(payload), attempts: attempts,
                     receivedAt: Timestamp(microseconds: row["received_at"]))
-                let started = StartedRun(runId: runId, startedAt: now, kind: .webhook, state: state, deletionGeneration: nil, resumesWindow: false)
+                let started = StartedRun(
+                    lease: RunLease(runId: runId, token: 1), startedAt: now, kind: .webhook, state: state, deletionGeneration: nil, resumesWindow: false)
                 return ClaimedProviderWebhook(task: task, started: started)
             }
         }

@@ -9,6 +9,8 @@ import TributaryStore
 /// reader connections, so the change feed never sees half a batch. Blocking SQLite work runs on
 /// GRDB's dispatch queues, never on the cooperative thread pool.
 public final class SQLiteStore: Store {
+    /// The lease time of every run is compared on this machine's clock (one SQLite file is shared by
+    /// processes of one machine only).
     let pool: DatabasePool
     let clock: @Sendable () -> Timestamp
     /// The file this store opened.
@@ -99,7 +101,7 @@ public final class SQLiteStore: Store {
     }
 
     static let variantColumns =
-        "id, public_id, paused, frequency, next_run_at, sync_name, variant, last_sync_date, checkpoint, deletion_generation, created_at"
+        "id, public_id, paused, frequency, next_run_at, sync_name, variant, last_sync_date, checkpoint, deletion_generation, checkpoint_generation, created_at"
     /// ``variantColumns`` prefixed with `v.`, for queries that join `sync_variants v`.
     static let qualifiedVariantColumns = variantColumns.split(separator: ",").map { "v." + $0.trimmingCharacters(in: .whitespaces) }
         .joined(separator: ", ")
@@ -114,6 +116,7 @@ public final class SQLiteStore: Store {
             lastSyncDate: (row["last_sync_date"] as Int64?).map(Timestamp.init(microseconds:)),
             checkpoint: try checkpointJSON.map { try Checkpoint(json: $0) },
             deletionGeneration: row["deletion_generation"],
+            checkpointGeneration: row["checkpoint_generation"],
             createdAt: Timestamp(microseconds: row["created_at"]))
         state.nextRunAt = (row["next_run_at"] as Int64?).map(Timestamp.init(microseconds:))
         return state

@@ -88,11 +88,11 @@ extension API {
         return JSONResponse.make(connectionJSON(record, integration: integration, full: true))
     }
 
-    /// `DELETE /connections/{connectionId}?provider_config_key=`: stops its runs, removes it with all its variants and records.
+    /// `DELETE /connections/{connectionId}?provider_config_key=`: in one transaction ends its runs and
+    /// removes it with all its variants; its records become invisible at once (purged in chunks afterwards).
     func deleteConnection(_ request: Request, _ context: APIRequestContext) async throws -> Response {
         let (_, record) = try await pathConnection(request, context)
-        try await runs.cancelAll(of: record.ref)
-        try await store.deleteConnection(record.ref)
+        try await runs.deleteConnection(record.ref)
         return JSONResponse.success
     }
 

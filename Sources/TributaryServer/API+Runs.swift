@@ -57,6 +57,7 @@ extension API {
             "results": .object(ModelResult.json(run.results)),
             "error": run.error.map { .string($0) } ?? .null,
             "worker": run.worker.map { .string($0) } ?? .null,
+            "attempts": .number(JSONNumber(run.attempts)),
         ]
     }
 }

@@ -44,14 +44,16 @@ extension API {
         return JSONResponse.success
     }
 
-    /// Deletes a variant (never `base`): stops its run, then removes its schedule, checkpoint, runs and records.
+    /// Deletes a variant (never `base`) in one transaction: its active runs end there (their late
+    /// writes are refused), its schedule, checkpoint and runs go, and its records become invisible at
+    /// once (purged in chunks afterwards).
     func removeVariant(_ ref: VariantRef) async throws {
         guard !Variant.isBase(ref.variant) else { throw APIError(.badRequest, "invalid_variant", "Cannot delete protected variant \"base\".") }
-        guard try await store.variantState(ref) != nil else {
+        do {
+            try await runs.deleteVariant(ref)
+        } catch let error as TributaryError where error.code == .unknownVariant {
             throw APIError(.notFound, "not_found", "Sync '\(ref.syncName)' has no variant '\(ref.variant)' on connection '\(ref.connection.connectionId)'.")
         }
-        try await runs.cancel(ref)
-        try await store.deleteVariant(ref)
     }
 
     /// `POST /sync/trigger`: runs the selected variants now. A running variant answers 409, unless
@@ -96,16 +98,15 @@ extension API {
     }
 
     /// Runs the variants now — all of them or none: one running variant answers 409 and starts nothing.
-    /// With `reset`, each one's run is cancelled and its `lastSyncDate` and checkpoint cleared first
-    /// (with `emptyCache` also its records).
+    /// With `reset`, one transaction ends each one's active runs, clears its `lastSyncDate`,
+    /// checkpoint and deletion window (with `emptyCache` also its records) and queues its run — so no
+    /// run claimed in between can undo the reset, and the answer is exactly what happened.
     func trigger(_ variants: [VariantRef], reset: Bool, emptyCache: Bool) async throws {
         if reset {
-            for ref in variants {
-                try await runs.cancel(ref)
-                try await store.resetVariant(ref, emptyCache: emptyCache)
-            }
+            try await runs.reset(variants, emptyCache: emptyCache)
+        } else {
+            try await runs.trigger(variants)
         }
-        try await runs.trigger(variants)
     }
 
     /// `POST /sync/pause` and `POST /sync/start`. Pausing also cancels a running run.
@@ -121,12 +122,9 @@ extension API {
         return JSONResponse.success
     }
 
-    /// Pauses (and cancels the running run of) or resumes the variants' schedules.
+    /// Pauses (ending their queued or running runs) or resumes the variants' schedules, all or none, in one transaction.
     func setPaused(_ paused: Bool, _ variants: [VariantRef]) async throws {
-        for ref in variants {
-            try await store.setPaused(paused, for: ref)
-            if paused { try await runs.cancel(ref) }
-        }
+        try await runs.setPaused(paused, variants)
     }
 
     /// `GET /sync/status?syncs=a,b::v|*&provider_config_key=&connection_id=`

@@ -34,8 +34,9 @@ public struct APIError: Error, HTTPResponseError, Sendable, CustomStringConverti
     init(_ error: TributaryError) {
         let status: HTTPResponse.Status
         switch error.code {
-        case .unknownConnection, .unknownVariant, .unknownSync, .unknownProviderConfig: status = .notFound
-        case .syncRunning, .variantExists: status = .conflict
+        case .unknownConnection, .unknownVariant, .unknownSync, .unknownProviderConfig, .unknownRun: status = .notFound
+        case .syncRunning, .variantExists, .runNotRunning, .leaseLost: status = .conflict
+        case .storeUnavailable: status = .serviceUnavailable
         default: status = .badRequest
         }
         self.init(status, error.code.rawValue, error.message)

@@ -11,7 +11,7 @@ public enum RunStatus: String, Sendable, Hashable, CaseIterable {
     /// The process running it stopped without finishing it (lease expired).
     case expired
 
-    /// Queued or running: a variant has at most one active run.
+    /// Queued or running: a variant has at most one active run (provider webhook executions aside).
     public var isActive: Bool { self == .queued || self == .running }
     public var isFinished: Bool { !isActive }
 }
@@ -43,26 +43,44 @@ public struct RunStart: Sendable {
     }
 }
 
-/// How a worker claims a queued run (``Store/claimRun(_:)``).
+/// A configured sync, as the run queue knows it: environment, integration and sync name.
+public struct SyncAddress: Sendable, Hashable, CustomStringConvertible {
+    public var environment: String
+    public var providerConfigKey: String
+    public var syncName: String
+
+    public init(environment: String, providerConfigKey: String, syncName: String) {
+        self.environment = environment
+        self.providerConfigKey = providerConfigKey
+        self.syncName = syncName
+    }
+
+    /// The sync a variant belongs to.
+    public init(_ variant: VariantRef) {
+        self.init(environment: variant.connection.environment, providerConfigKey: variant.connection.providerConfigKey, syncName: variant.syncName)
+    }
+
+    public var description: String { "\(environment)/\(providerConfigKey)/\(syncName)" }
+}
+
+/// How a worker claims a queued run (``RunQueueStore/claimRun(_:)``).
 public struct RunClaim: Sendable {
     /// The claimed run's lease; a heartbeat renews it.
     public var leaseSeconds: Int64
     /// Runs of one connection running at once across all workers; queued runs of a connection at
     /// its limit are passed over.
     public var maxRunsPerConnection: Int
-    /// Whether a run of this variant tracks deletes (a full refresh with `track_deletes`); nil when its
-    /// sync is no longer configured — the queued run then fails with that reason and the claim goes on.
-    public var tracksDeletes: @Sendable (VariantRef) -> Bool?
+    /// The syncs this worker can run, each with whether its runs track deletes (a full refresh with
+    /// `track_deletes`). A queued run of a sync not listed fails with that reason and the claim goes on.
+    public var syncs: [SyncAddress: Bool]
     /// Who claims: recorded on the run (``RunRecord/worker``), so operators see which process ran it.
     public var worker: String?
 
-    public init(
-        leaseSeconds: Int64, maxRunsPerConnection: Int, worker: String? = nil, tracksDeletes: @escaping @Sendable (VariantRef) -> Bool?
-    ) {
+    public init(leaseSeconds: Int64, maxRunsPerConnection: Int, worker: String? = nil, syncs: [SyncAddress: Bool]) {
         self.worker = worker
         self.leaseSeconds = leaseSeconds
         self.maxRunsPerConnection = maxRunsPerConnection
-        self.tracksDeletes = tracksDeletes
+        self.syncs = syncs
     }
 }
 
@@ -77,24 +95,39 @@ public struct ClaimedRun: Sendable {
     }
 }
 
-/// A started run and the state it starts from.
+/// A started run (one attempt of it) and the state it starts from.
 public struct StartedRun: Sendable {
-    public var runId: Int64
+    /// The lease every write of this attempt presents (run id + fencing token).
+    public var lease: RunLease
+    /// When the run first started: a run resumed after an interruption keeps its first attempt's start.
     public var startedAt: Timestamp
     public var kind: RunKind
     public var state: VariantState
-    /// The deletion-tracking generation records saved in this run are marked with (nil: not tracking).
+    /// The deletion-tracking generation records saved in this run are marked with (nil: not
+    /// tracking, or the run resumes from a checkpoint saved outside the open window — it deletes nothing).
     public var deletionGeneration: Int64?
-    /// True when the run continues the deletion window of an earlier, interrupted run.
+    /// True when the run continues the deletion window its checkpoint was saved in.
     public var resumesWindow: Bool
+    /// True when the run resumes from a checkpoint that was not saved in the variant's open deletion
+    /// window (deletion tracking was turned on since, or the window was closed): it saves what it
+    /// reads but deletes nothing, since it never sees the pages before its checkpoint.
+    public var distrustsCheckpoint: Bool
 
-    public init(runId: Int64, startedAt: Timestamp, kind: RunKind, state: VariantState, deletionGeneration: Int64?, resumesWindow: Bool) {
-        self.runId = runId
+    public var runId: Int64 { lease.runId }
+    /// The attempt (1 for the first), which is also the lease's fencing token.
+    public var attempt: Int64 { lease.token }
+
+    public init(
+        lease: RunLease, startedAt: Timestamp, kind: RunKind, state: VariantState, deletionGeneration: Int64?, resumesWindow: Bool,
+        distrustsCheckpoint: Bool = false
+    ) {
+        self.lease = lease
         self.startedAt = startedAt
         self.kind = kind
         self.state = state
         self.deletionGeneration = deletionGeneration
         self.resumesWindow = resumesWindow
+        self.distrustsCheckpoint = distrustsCheckpoint
     }
 }
 
@@ -105,11 +138,13 @@ public enum RunOutcome: Sendable, Hashable {
     case cancelled(reason: String)
 }
 
-/// Everything that changes when a run ends.
+/// Everything that changes when a run ends, applied by ``RunLeaseStore/completeRun(_:_:)`` in one
+/// transaction. The run's per-model counts are the store's own (every record write of every
+/// attempt added to them in its transaction); the completion only names the models to report.
 public struct RunCompletion: Sendable {
     public var outcome: RunOutcome
-    /// Per-model counts gathered while the run wrote records.
-    public var results: [String: ModelResult]
+    /// The sync's models: each appears in the run's results, with zero counts when nothing changed.
+    public var models: [String]
     /// On success: models whose unseen records are deleted (full refresh with `track_deletes`).
     public var deleteUnseenModels: [String]
     /// On success: clear the checkpoint (full-refresh syncs start each run from the beginning).
@@ -118,17 +153,21 @@ public struct RunCompletion: Sendable {
     public var retry: RetryAdvice?
     /// The sync webhooks to queue in the same transaction (nil: none).
     public var webhooks: SyncWebhookPlan?
+    /// How the variant's next run is planned, in the same transaction (nil: leave `next_run_at` as
+    /// it is — a provider webhook execution, or a run started directly).
+    public var nextRun: NextRunPlan?
 
     public init(
-        outcome: RunOutcome, results: [String: ModelResult], deleteUnseenModels: [String] = [], clearCheckpoint: Bool = false,
-        retry: RetryAdvice? = nil, webhooks: SyncWebhookPlan? = nil
+        outcome: RunOutcome, models: [String] = [], deleteUnseenModels: [String] = [], clearCheckpoint: Bool = false,
+        retry: RetryAdvice? = nil, webhooks: SyncWebhookPlan? = nil, nextRun: NextRunPlan? = nil
     ) {
         self.webhooks = webhooks
         self.outcome = outcome
-        self.results = results
+        self.models = models
         self.deleteUnseenModels = deleteUnseenModels
         self.clearCheckpoint = clearCheckpoint
         self.retry = retry
+        self.nextRun = nextRun
     }
 }
 
@@ -146,7 +185,8 @@ public struct RunRecord: Sendable, Hashable {
     public var variant: VariantRef
     public var status: RunStatus
     public var kind: RunKind
-    /// When it started; for a queued run, when it was queued.
+    /// When it first started (a resumed run keeps its first attempt's start); for a run queued and
+    /// never started, when it was queued.
     public var startedAt: Timestamp
     public var finishedAt: Timestamp?
     public var results: [String: ModelResult]
@@ -155,11 +195,15 @@ public struct RunRecord: Sendable, Hashable {
     public var retry: RetryAdvice?
     /// The worker process that claimed it from the queue (`host/pid`); nil for runs started directly.
     public var worker: String?
+    /// Attempts so far: 0 while queued for the first time, 1 once claimed, one more each time it
+    /// was resumed after an interruption (its process died, or a shutdown queued it again).
+    public var attempts: Int
 
     public init(
         id: Int64, variant: VariantRef, status: RunStatus, kind: RunKind, startedAt: Timestamp, finishedAt: Timestamp?,
-        results: [String: ModelResult], error: String?, retry: RetryAdvice? = nil, worker: String? = nil
+        results: [String: ModelResult], error: String?, retry: RetryAdvice? = nil, worker: String? = nil, attempts: Int = 1
     ) {
+        self.attempts = attempts
         self.worker = worker
         self.retry = retry
         self.id = id

@@ -42,27 +42,52 @@ extension RunOutcome {
     }
 }
 
-extension StartedRun {
-    /// How a run that has just become `running` starts: its kind, and its deletion-tracking window —
-    /// continued when the variant resumes from a checkpoint inside an open window, else a new one
-    /// (identified by the run's id). The store records the returned generation on the run and,
-    /// when it differs from `state.deletionGeneration`, on the variant.
-    public static func begin(run runId: Int64, startedAt: Timestamp, state: VariantState, tracksDeletes: Bool) -> StartedRun {
-        let kind: RunKind = state.lastSyncDate == nil ? .initial : .incremental
-        var generation: Int64? = nil
-        var resumes = false
-        if tracksDeletes {
-            if let open = state.deletionGeneration, state.checkpoint != nil {
-                generation = open
-                resumes = true
-            } else {
-                generation = runId
-            }
-        }
-        var startState = state
-        startState.deletionGeneration = generation
-        return StartedRun(runId: runId, startedAt: startedAt, kind: kind, state: startState, deletionGeneration: generation, resumesWindow: resumes)
+/// A run whose lease a write presented, as the write's transaction read it (after ``RunFence`` passed).
+public struct FencedRun: Sendable {
+    public var id: Int64
+    public var variantPK: Int64
+    public var connectionPK: Int64
+    public var variant: VariantRef
+    public var kind: RunKind
+    public var startedAt: Timestamp
+    /// The run's own deletion window.
+    public var deletionGeneration: Int64?
+    /// The window the variant has open now (what a `WEBHOOK` run's records are marked seen in).
+    public var openWindow: Int64?
+    public var results: String
+    public var fence: RunFence.Row
+
+    public init(
+        id: Int64, variantPK: Int64, connectionPK: Int64, variant: VariantRef, kind: RunKind, startedAt: Timestamp, deletionGeneration: Int64?,
+        openWindow: Int64?, results: String, fence: RunFence.Row
+    ) {
+        self.id = id
+        self.variantPK = variantPK
+        self.connectionPK = connectionPK
+        self.variant = variant
+        self.kind = kind
+        self.startedAt = startedAt
+        self.deletionGeneration = deletionGeneration
+        self.openWindow = openWindow
+        self.results = results
+        self.fence = fence
     }
+
+    /// The completion rule's view of the run.
+    public func completionRow() throws -> RunCompletionRule.Row {
+        RunCompletionRule.Row(
+            fence: fence, kind: kind, startedAt: startedAt, deletionGeneration: deletionGeneration, results: try ModelResult.decodeRunResults(results))
+    }
+
+    /// The results with `result` added for `model` (JSON text, as the run row keeps them).
+    public func adding(_ result: ModelResult, for model: String) throws -> String {
+        var all = try ModelResult.decodeRunResults(results)
+        all[model, default: ModelResult()] += result
+        return ModelResult.encodeRunResults(all)
+    }
+
+    /// The generation records written now are marked seen in.
+    public var seenGeneration: Int64? { kind == .webhook ? openWindow : deletionGeneration }
 }
 
 /// A dataset's row as a write transaction sees it: its id and where its change feed stands.
@@ -90,6 +115,13 @@ public enum StoreMessages {
     /// The error of a run whose process stopped before it finished.
     public static let leaseExpired = "The process running this run stopped before it finished (lease expired)."
 
+    /// The log line of a run that resumes from a checkpoint saved outside its deletion window.
+    public static let distrustedCheckpoint =
+        "This run resumes from a checkpoint that was not saved in the variant's open deletion window (deletion tracking was turned on since, or the window closed): it saves what it reads but deletes nothing. The next run from the beginning detects deletions again."
+
+    public static let checkpointInWebhookRun = TributaryError(
+        .invalidCheckpoint, "A webhook handler cannot change the checkpoint: it belongs to the variant's sync runs.")
+
     public static func unknownConnection(_ ref: ConnectionRef) -> TributaryError {
         TributaryError(.unknownConnection, "Connection '\(ref.connectionId)' of integration '\(ref.providerConfigKey)' does not exist.")
     }
@@ -116,8 +148,13 @@ public enum StoreMessages {
         "Sync '\(ref.syncName)' is no longer configured for integration '\(ref.connection.providerConfigKey)'."
     }
 
-    public static func runNotRunning(_ run: Int64, status: String) -> TributaryError {
-        TributaryError(.syncRunning, "Run \(run) is no longer running (it is \(status)); its outcome was not applied.")
+    public static func unknownRun(_ run: Int64) -> TributaryError {
+        TributaryError(.unknownRun, "Run \(run) does not exist.")
+    }
+
+    public static func tooManyVariants(_ count: Int, maximum: Int) -> TributaryError {
+        TributaryError(
+            .tooManyVariants, "This call would change \(count) variants; one call changes at most \(maximum). Name a connection or fewer syncs.")
     }
 
     public static func webhookGivenUp(after interruptions: Int) -> String {

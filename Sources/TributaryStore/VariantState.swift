@@ -17,6 +17,9 @@ public struct VariantState: Sendable, Hashable {
     /// The open deletion-tracking window of a full-refresh sync: the generation records must have
     /// been seen in to survive the next successful run. Nil when no window is open.
     public var deletionGeneration: Int64?
+    /// The deletion window the checkpoint was saved in (nil: saved by a run that tracked no window).
+    /// A run resumes the open window only from a checkpoint saved in it (``RunStartRule``).
+    public var checkpointGeneration: Int64?
     public var createdAt: Timestamp
 
     /// The frequency this variant runs at: its override, else the sync's configured one.
@@ -26,8 +29,9 @@ public struct VariantState: Sendable, Hashable {
 
     public init(
         id: String, ref: VariantRef, paused: Bool = false, frequencyOverride: String? = nil, lastSyncDate: Timestamp? = nil,
-        checkpoint: Checkpoint? = nil, deletionGeneration: Int64? = nil, createdAt: Timestamp
+        checkpoint: Checkpoint? = nil, deletionGeneration: Int64? = nil, checkpointGeneration: Int64? = nil, createdAt: Timestamp
     ) {
+        self.checkpointGeneration = checkpointGeneration
         self.id = id
         self.ref = ref
         self.paused = paused

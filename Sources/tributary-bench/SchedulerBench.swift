@@ -79,7 +79,7 @@ struct SchedulerBench: AsyncParsableCommand {
                 let tick = Duration.milliseconds(Int(self.tick * 1000))
                 let worker = RunCoordinator(
                     executor: executor, config: config, limits: RunCoordinator.Limits(maxConcurrentRuns: maxConcurrentRuns, poll: tick), logger: stores.logger)
-                let scheduler = Scheduler(config: config, queue: RunQueue(store: store, worker: worker), interval: tick, logger: stores.logger)
+                let scheduler = Scheduler(config: config, store: store, worker: worker, interval: tick, logger: stores.logger)
                 return try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { try await worker.run() }
                     group.addTask { try await scheduler.run() }
@@ -119,7 +119,7 @@ struct SchedulerBench: AsyncParsableCommand {
                         }
                     }
                     // Idle: everything paused, the scheduler and worker keep ticking over the paused variants.
-                    for ref in refs { try await store.setPaused(true, for: ref) }
+                    try await store.setPaused(true, for: refs)
                     while try await refs.asyncContains(where: { try await store.activeRun(of: $0) != nil }) {
                         try await Task.sleep(for: .milliseconds(200))
                     }

@@ -81,7 +81,14 @@ public final class TestStore: Sendable {
         case .postgres:
             var logger = Logger(label: "tributary.postgres")
             logger.logLevel = .error
-            let store = PostgresStore(url: try PostgresURL(location), maximumConnections: 8, clock: now, logger: logger)
+            // Leases are compared on the database's clock: a test that moves its clock moves the lease clock by as much.
+            let offset: @Sendable () -> Int64
+            if let clock {
+                offset = { clock().microseconds - Timestamp.now().microseconds }
+            } else {
+                offset = { 0 }
+            }
+            let store = PostgresStore(url: try PostgresURL(location), maximumConnections: 8, clock: now, leaseClockOffset: offset, logger: logger)
             try await store.migrate()
             // The pool runs for as long as the fixture lives (cancelled in deinit).
             runners.add(Task { await store.run() })
@@ -142,5 +149,51 @@ extension PostgresURL {
     /// The URL as text (tests hand it to child processes).
     public var asString: String {
         "postgres://\(username)\(password.map { ":\($0)" } ?? "")@\(host):\(port)/\(database)?sslmode=\(tls.rawValue)"
+    }
+}
+
+extension Store {
+    /// Runs `body` with the lease of a run of its own on `variant` (created when missing, as `dryrun`
+    /// does), then ends that run as cancelled — which changes no variant state. For tests of the
+    /// records cache that are not about runs; every record write needs a lease.
+    public func inRun<T: Sendable>(of variant: VariantRef, _ body: (RunLease) async throws -> T) async throws -> T {
+        let started = try await startRun(variant, RunStart(tracksDeletes: false))
+        do {
+            let value = try await body(started.lease)
+            _ = try await completeRun(started.lease, RunCompletion(outcome: .cancelled(reason: "test write")))
+            return value
+        } catch {
+            _ = try? await completeRun(started.lease, RunCompletion(outcome: .cancelled(reason: "test write")))
+            throw error
+        }
+    }
+
+    /// `saveRecords` in a run of its own (``inRun(of:_:)``).
+    @discardableResult
+    public func saveRecords(_ records: [PreparedRecord], model: String, of variant: VariantRef) async throws -> ModelResult {
+        try await inRun(of: variant) { try await saveRecords(records, model: model, for: $0) }
+    }
+
+    /// `updateRecords` in a run of its own.
+    @discardableResult
+    public func updateRecords(_ patches: [RecordPatch], model: String, of variant: VariantRef) async throws -> ModelResult {
+        try await inRun(of: variant) { try await updateRecords(patches, model: model, for: $0) }
+    }
+
+    /// `deleteRecords` in a run of its own.
+    @discardableResult
+    public func deleteRecords(ids: [String], model: String, of variant: VariantRef) async throws -> ModelResult {
+        try await inRun(of: variant) { try await deleteRecords(ids: ids, model: model, for: $0) }
+    }
+
+    /// `saveCheckpoint` in a run of its own (outside any deletion window).
+    public func saveCheckpoint(_ checkpoint: Checkpoint, for variant: VariantRef) async throws {
+        try await inRun(of: variant) { try await saveCheckpoint(checkpoint, for: $0) }
+    }
+
+    /// Pauses or resumes one variant.
+    @discardableResult
+    public func setPaused(_ paused: Bool, for variant: VariantRef) async throws -> LifecycleOutcome {
+        try await setPaused(paused, for: [variant])
     }
 }

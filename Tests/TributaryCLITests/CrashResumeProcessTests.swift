@@ -80,14 +80,18 @@ struct CrashResumeProcessTests {
         var finished: RunRecord? = nil
         for _ in 0..<600 where finished == nil {
             try await Task.sleep(for: .milliseconds(50))
-            if let latest = try await store.runs(of: ref, limit: 1).first, latest.id != interrupted.id, latest.status.isFinished { finished = latest }
+            if let latest = try await store.runs(of: ref, limit: 1).first, latest.status.isFinished { finished = latest }
         }
         second.terminate()
         second.waitUntilExit()
         let resumed = try #require(finished, "the second process finished the run")
         #expect(resumed.status == .succeeded)
-        #expect(try await store.run(interrupted.id)?.status == .expired)
-        #expect(resumed.results["Order"] == ModelResult(added: 120 - savedBeforeCrash), "only what the first process had not saved is new")
+        // The same run, resumed as its second attempt: it keeps its first start, and its counts add up
+        // what both processes saved (each save counted in its own transaction).
+        #expect(resumed.id == interrupted.id && resumed.attempts == 2)
+        #expect(resumed.startedAt == interrupted.startedAt)
+        #expect(try await store.variantState(ref)?.lastSyncDate == interrupted.startedAt, "lastSyncDate is the first attempt's start")
+        #expect(resumed.results["Order"] == ModelResult(added: 120), "every order added once, across both attempts")
         let logs = try await store.logs(ofRun: resumed.id, limit: 50).map(\.message)
         #expect(logs.contains { $0.hasPrefix("resuming at page ") }, "\(logs)")
 

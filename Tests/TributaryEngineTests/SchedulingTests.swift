@@ -94,7 +94,7 @@ final class SchedulingFixture: Sendable {
         logger.logLevel = .critical
         coordinator = RunCoordinator(executor: engine.executor, config: config, limits: limits, clock: clock.function, logger: logger)
         queue = RunQueue(store: engine.store, worker: coordinator)
-        scheduler = Scheduler(config: config, queue: queue, clock: clock.function, logger: logger)
+        scheduler = Scheduler(config: config, store: engine.store, worker: coordinator, clock: clock.function, logger: logger)
         group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [coordinator], logger: logger))
     }
 
@@ -205,7 +205,7 @@ struct SchedulingTests {
         #expect(try await f.engine.store.nextScheduledRun(after: Timestamp(microseconds: now.microseconds + 500_000)) == nil)
         var logger = Logger(label: "scheduling")
         logger.logLevel = .critical
-        let scheduler = Scheduler(config: f.config, queue: f.queue, interval: .seconds(60), logger: logger)
+        let scheduler = Scheduler(config: f.config, store: f.engine.store, worker: f.coordinator, interval: .seconds(60), logger: logger)
         try await f.running {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await scheduler.run() }
@@ -301,7 +301,8 @@ struct SchedulingTests {
         }
         let quickRuns = try await f.engine.store.runs(of: quick, limit: 5)
         #expect(quickRuns.map(\.status) == [.succeeded], "quick: \(quickRuns.map { "\($0.status) \($0.error ?? "")" })")
-        #expect(try await f.engine.store.runs(of: stuck, limit: 5).map(\.status) == [.queued, .cancelled])
+        // Stopped by the group's cancellation, the run went back to the queue (the same run, to resume).
+        #expect(try await f.engine.store.runs(of: stuck, limit: 5).map(\.status) == [.queued])
         #expect(try await f.engine.store.runs(of: late, limit: 5).map(\.status) == [.queued])
         #expect(!f.occupancy.started.contains("c1/late"))
     }
@@ -327,7 +328,8 @@ struct SchedulingTests {
         await #expect(throws: Boom.self) { try await group.run() }
         #expect(ContinuousClock.now - started < .seconds(10), "the worker stopped without waiting for the drain time")
         #expect(f.occupancy.started.contains("c1/stuck"), "the run had started")
-        #expect(try await f.engine.store.runs(of: stuck, limit: 5).map(\.status) == [.queued, .cancelled])
+        // Stopped by the group's cancellation, the run went back to the queue (the same run, to resume).
+        #expect(try await f.engine.store.runs(of: stuck, limit: 5).map(\.status) == [.queued])
     }
 
     @Test(arguments: StoreKind.available) func cancellingAQueuedRunDropsItBeforeItStarts(_ kind: StoreKind) async throws {
@@ -338,14 +340,14 @@ struct SchedulingTests {
             try await f.start(first)
             try await f.start(queued)
             try await eventually("the first run") { f.occupancy.started.count == 1 }
-            try await f.queue.cancel(queued)
+            try await f.queue.setPaused(true, [queued])
             #expect(try await !f.queue.isActive(queued))
             f.gate.release()
             try await f.idle([first])
             #expect(!f.occupancy.started.contains("c1/b"), "the cancelled run never reached its function")
             let runs = try await f.engine.store.runs(of: queued, limit: 5)
             #expect(runs.map(\.status) == [.cancelled])
-            #expect(runs.first?.error == "Cancelled before it started.")
+            #expect(runs.first?.error == "Cancelled before it started: the variant was paused.")
         }
     }
 
@@ -353,18 +355,22 @@ struct SchedulingTests {
         // The cancel comes through the store only (as from an API process): no local shortcut.
         let f = try await SchedulingFixture(kind: kind)
         let ref = f.ref("c1")
-        let apiOnly = RunQueue(store: f.engine.store, worker: nil, cancelTimeout: .seconds(10))
+        let apiOnly = RunQueue(store: f.engine.store, worker: nil)
         try await f.running {
             try await f.start(ref)
             try await eventually("the run to start") { f.occupancy.started.count == 1 }
             let asked = ContinuousClock.now
-            try await apiOnly.cancel(ref)
-            #expect(ContinuousClock.now - asked < .seconds(5), "stopped within a few stop checks")
-            #expect(f.occupancy.finished == ["c1/base"], "cooperative cancellation reached the function")
+            let outcome = try await apiOnly.setPaused(true, [ref])
+            // Ended in the store at once; its worker sees the lease gone at its next check and stops the function.
+            #expect(outcome.ended.map(\.status) == [.cancelled])
+            try await eventually("the function to stop") { f.occupancy.finished == ["c1/base"] }
+            #expect(ContinuousClock.now - asked < .seconds(5), "stopped within a few lease checks")
             let run = try #require(try await f.engine.store.runs(of: ref, limit: 1).first)
             #expect(run.status == .cancelled)
-            #expect(run.error == "The run was cancelled.", "cancelled by its own worker, not by the timeout")
-            #expect(try await f.engine.store.recordCounts(of: ref).isEmpty)
+            #expect(run.error == "Cancelled: the variant was paused.")
+            f.gate.release()
+            try await eventually("the worker to let go") { !f.coordinator.isRunningHere(ref) }
+            #expect(try await f.engine.store.recordCounts(of: ref).isEmpty, "nothing the stopped function wrote was applied")
         }
     }
 
@@ -489,12 +495,12 @@ struct CrashRecoveryTests {
         let executor = SyncExecutor(store: engine.store, functions: try SyncFunctionRegistry([resumable]), logger: logger, leaseSeconds: 1)
         let coordinator = RunCoordinator(executor: executor, config: config, logger: logger)
         let queue = RunQueue(store: engine.store, worker: coordinator)
-        let scheduler = Scheduler(config: config, queue: queue, logger: logger)
+        let scheduler = Scheduler(config: config, store: engine.store, worker: coordinator, logger: logger)
         let ref = VariantRef(connection: ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "c1"), syncName: "orders")
 
-        // A process started a run, checkpointed page 3, and died: its run is left "running" with a 1 s lease.
-        let dead = try await engine.store.startRun(ref, RunStart(tracksDeletes: true, leaseSeconds: 1))
-        try await engine.store.saveCheckpoint(["page": 3], for: ref)
+        // A process started a run, checkpointed page 3, and died: its run is left "running" with a 3 s lease.
+        let dead = try await engine.store.startRun(ref, RunStart(tracksDeletes: true, leaseSeconds: 3))
+        try await engine.store.saveCheckpoint(["page": 3], for: dead.lease)
 
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [coordinator], logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -504,7 +510,7 @@ struct CrashRecoveryTests {
             await #expect(throws: TributaryError.self) { try await queue.trigger(ref) }
             #expect(seen.withLock { $0 }.isEmpty)
 
-            try await Task.sleep(for: .milliseconds(1100))
+            try await Task.sleep(for: .milliseconds(3100))
             _ = try await scheduler.tick()
             try await eventually("the resumed run") {
                 try await engine.store.runs(of: ref, limit: 5).first?.status == .succeeded && !coordinator.isRunningHere(ref)
@@ -512,11 +518,12 @@ struct CrashRecoveryTests {
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }
-        #expect(seen.withLock { $0 } == [3], "the new run resumed from the dead run's checkpoint")
+        #expect(seen.withLock { $0 } == [3], "the run's next attempt resumed from its checkpoint")
         let runs = try await engine.store.runs(of: ref, limit: 5)
-        #expect(runs.map(\.status) == [.succeeded, .expired])
-        #expect(runs[1].id == dead.runId)
+        #expect(runs.map(\.status) == [.succeeded], "one run, resumed — not a second run beside an expired one")
+        #expect(runs[0].id == dead.runId && runs[0].attempts == 2)
         #expect(runs[0].kind == .initial)
+        #expect(runs[0].startedAt == dead.startedAt, "it keeps its first start")
     }
 
     @Test(arguments: StoreKind.available) func aPausedVariantsDeadRunExpiresWithoutARetry(_ kind: StoreKind) async throws {
@@ -524,12 +531,14 @@ struct CrashRecoveryTests {
         let clock = TestClock()
         let engine = try await EngineFixture([], kind: kind, clock: clock.function)
         let store = engine.store
-        let dead = try await store.startRun(base, RunStart(tracksDeletes: false, leaseSeconds: 60))
+        // Paused first (pausing ends a running run); a run started directly afterwards (as dryrun does) then dies.
+        try await store.ensureVariant(base)
         try await store.setPaused(true, for: base)
+        let dead = try await store.startRun(base, RunStart(tracksDeletes: false, leaseSeconds: 60))
         clock.advance(seconds: 59)
-        #expect(try await store.expireRuns().isEmpty, "the lease is still live")
+        #expect(try await store.expireRuns(RunExpiry.Policy()).isEmpty, "the lease is still live")
         clock.advance(seconds: 2)
-        #expect(try await store.expireRuns().map(\.id) == [dead.runId])
+        #expect(try await store.expireRuns(RunExpiry.Policy()).map(\.id) == [dead.runId])
         #expect(try await store.runs(of: base, limit: 5).map(\.status) == [.expired])
         #expect(try await store.activeRun(of: base) == nil)
         #expect(try await store.variantState(base)?.nextRunAt != nil, "started again, it runs at once")

@@ -4,6 +4,7 @@ import Testing
 import TributaryCore
 @testable import TributaryServer
 import TributaryStore
+import TributaryTestSupport
 
 /// The dashboard's pages and actions, as HTML, through the real router over a real SQLite file.
 @Suite("Dashboard pages")
@@ -334,7 +335,7 @@ struct DashboardTests {
             #expect(try await f.store.variantState(variant("eu"))?.lastSyncDate != nil, "not reset")
             let runsBefore = try await f.store.runs(of: variant("eu"), limit: 10).count
             _ = try await f.store.saveRecords(
-                [try PreparedRecord(["id": "stale"])], model: "Item", of: variant("eu"), seenGeneration: nil)
+                [try PreparedRecord(["id": "stale"])], model: "Item", of: variant("eu"))
             let reset = try await act("reset", "eu", extra: ["confirm": "yes", "empty_cache": "yes"])
             #expect(reset.status == .seeOther)
             let afterReset = try await f.waitForRuns(variant("eu"), count: runsBefore + 1)

@@ -3,6 +3,7 @@ import Testing
 import TributaryCore
 import TributaryServer
 import TributaryStore
+import TributaryTestSupport
 
 let shopConnection = ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "c1")
 func variant(_ sync: String, _ name: String = "base") -> VariantRef { VariantRef(connection: shopConnection, syncName: sync, variant: name) }
@@ -123,7 +124,9 @@ struct SyncAPITests {
             #expect(try await f.store.runs(of: variant("items"), limit: 5).isEmpty, "all or nothing")
 
             // Reset: the running run is cancelled and a new one starts.
-            try await f.store.saveCheckpoint(["page": 9], for: variant("slow"))
+            let running = try #require(try await f.store.activeRun(of: variant("slow")))
+            let lease = RunLease(runId: running.id, token: Int64(running.attempts))
+            try await f.store.saveCheckpoint(["page": 9], for: lease)
             var reset = body
             if case .object(var object) = reset { object["opts"] = ["reset": true]; reset = .object(object) }
             #expect(try await api.send(.post, "/sync/trigger", body: reset).status == .ok)
@@ -134,6 +137,11 @@ struct SyncAPITests {
             #expect(finished.status == .succeeded)
             let runs = try await f.store.runs(of: variant("slow"), limit: 5)
             #expect(runs.map(\.status) == [.succeeded, .cancelled])
+            #expect(runs[1].error == "Cancelled: the variant was reset.")
+            // The reset run's lease is gone: a late write of it is refused and changes nothing.
+            let late = await #expect(throws: TributaryError.self) { try await f.store.saveCheckpoint(["page": 10], for: lease) }
+            #expect(late?.code == .runNotRunning)
+            #expect(try await f.store.variantState(variant("slow"))?.checkpoint == nil)
         }
     }
 
@@ -287,8 +295,11 @@ struct RunHistoryAPITests {
             let baseRuns = try await api.send(.get, "/sync/runs?provider_config_key=shop&connection_id=c1&sync=items")
             #expect(baseRuns.json["runs"]?.arrayValue?.isEmpty == true, "runs are per variant")
 
-            let id = try #require(runs[0]["id"]?.int64Value)
-            try await f.store.appendLog(run: id, level: .warn, message: "page 2 was slow")
+            // A run's log lines, written while it holds its lease.
+            let logged = try await f.store.startRun(VariantRef(connection: ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "c1"), syncName: "items", variant: "eu"), RunStart(tracksDeletes: false))
+            try await f.store.appendLog(logged.lease, level: .warn, message: "page 2 was slow")
+            _ = try await f.store.completeRun(logged.lease, RunCompletion(outcome: .succeeded))
+            let id = logged.runId
             let one = try await api.send(.get, "/sync/runs/\(id)")
             #expect(one.json["id"]?.int64Value == id)
             #expect(one.json["logs"]?.arrayValue?.contains { $0["message"] == "page 2 was slow" && $0["level"] == "warn" } == true)

@@ -12,7 +12,7 @@ struct ChangeFeedTests {
         let f = try await StoreFixture(kind)
         for batch in 0..<5 {
             let records = (0..<50).map { order("r\(batch * 50 + $0)", ["batch": .number(JSONNumber(batch))]) }
-            _ = try await f.store.saveRecords(records, model: "Order", of: baseVariant, seenGeneration: nil)
+            _ = try await f.store.saveRecords(records, model: "Order", of: baseVariant)
         }
         var seen: [String] = []
         var cursor: FeedCursor? = nil
@@ -32,9 +32,9 @@ struct ChangeFeedTests {
 
     @Test(arguments: StoreKind.available) func filtersByActionModifiedAfterAndIds(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
-        _ = try await f.store.saveRecords([order("a"), order("u"), order("d")], model: "Order", of: baseVariant, seenGeneration: nil)
+        _ = try await f.store.saveRecords([order("a"), order("u"), order("d")], model: "Order", of: baseVariant)
         let afterInsert = try await f.store.allChanges(baseVariant.dataset("Order"))
-        _ = try await f.store.saveRecords([order("u", ["x": 1])], model: "Order", of: baseVariant, seenGeneration: nil)
+        _ = try await f.store.saveRecords([order("u", ["x": 1])], model: "Order", of: baseVariant)
         _ = try await f.store.deleteRecords(ids: ["d"], model: "Order", of: baseVariant)
         let dataset = baseVariant.dataset("Order")
         func ids(_ query: ChangeQuery) async throws -> [String] { try await f.store.changes(query).records.map(\.id).sorted() }
@@ -104,7 +104,7 @@ struct ChangeFeedTests {
         let f = try await StoreFixture(kind)
         let dataset = baseVariant.dataset("Order")
         let ids = (0..<200).map { "r\($0)" }
-        _ = try await f.store.saveRecords(ids.map { order($0, ["v": 0]) }, model: "Order", of: baseVariant, seenGeneration: nil)
+        _ = try await f.store.saveRecords(ids.map { order($0, ["v": 0]) }, model: "Order", of: baseVariant)
         let store = f.store
         let finished = Flag()
         let readOnce = Flag()
@@ -116,10 +116,10 @@ struct ChangeFeedTests {
                 if round == 30 { while !readOnce.isSet { try await Task.sleep(for: .milliseconds(1)) } }
                 let chosen = ids.shuffled(using: &generator).prefix(25)
                 _ = try await store.saveRecords(
-                    chosen.map { order($0, ["v": .number(JSONNumber(round))]) }, model: "Order", of: baseVariant, seenGeneration: nil)
+                    chosen.map { order($0, ["v": .number(JSONNumber(round))]) }, model: "Order", of: baseVariant)
                 if round % 7 == 0 { _ = try await store.deleteRecords(ids: [chosen.first!], model: "Order", of: baseVariant) }
                 if round % 11 == 0 {
-                    _ = try await store.saveRecords([order(chosen.first!, ["v": -1])], model: "Order", of: baseVariant, seenGeneration: nil)
+                    _ = try await store.saveRecords([order(chosen.first!, ["v": -1])], model: "Order", of: baseVariant)
                 }
                 // Paced so the reader certainly reads many times while writes are still coming.
                 try await Task.sleep(for: .milliseconds(3))
@@ -164,9 +164,11 @@ struct ChangeFeedTests {
         let f = try await StoreFixture(kind)
         let dataset = baseVariant.dataset("Order")
         let ids = (0..<120).map { "r\($0)" }
-        _ = try await f.store.saveRecords(ids.map { order($0, ["v": 0]) }, model: "Order", of: baseVariant, seenGeneration: nil)
+        _ = try await f.store.saveRecords(ids.map { order($0, ["v": 0]) }, model: "Order", of: baseVariant)
         var writers: [any Store] = [f.store]
         for _ in 0..<2 { writers.append(try await f.reopen()) }
+        // One run's lease, presented by every process's writes (as a run's pipelined saves would).
+        let lease = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false, leaseSeconds: 600)).lease
         let finished = Flag()
         let readOnce = Flag()
         let store = f.store
@@ -181,9 +183,8 @@ struct ChangeFeedTests {
                             // Each process writes its own value, so the final version tells who wrote last.
                             let chosen = ids.shuffled(using: &generator).prefix(20)
                             _ = try await writer.saveRecords(
-                                chosen.map { order($0, ["v": .number(JSONNumber(round * 10 + index))]) }, model: "Order", of: baseVariant,
-                                seenGeneration: nil)
-                            if round % 9 == 0 { _ = try await writer.deleteRecords(ids: [chosen.first!], model: "Order", of: baseVariant) }
+                                chosen.map { order($0, ["v": .number(JSONNumber(round * 10 + index))]) }, model: "Order", for: lease)
+                            if round % 9 == 0 { _ = try await writer.deleteRecords(ids: [chosen.first!], model: "Order", for: lease) }
                             try await Task.sleep(for: .milliseconds(2))
                         }
                     }

@@ -9,8 +9,8 @@ import TributaryTestSupport
 struct DeletionDetectionTests {
     func fullRun(_ store: any Store, _ variant: VariantRef, saving ids: [String], outcome: RunOutcome = .succeeded) async throws -> RunRecord {
         let started = try await store.startRun(variant, RunStart(tracksDeletes: true))
-        _ = try await store.saveRecords(ids.map { order($0) }, model: "Order", of: variant, seenGeneration: started.deletionGeneration)
-        return try await store.completeRun(started.runId, RunCompletion(outcome: outcome, results: [:], deleteUnseenModels: ["Order"]))
+        _ = try await store.saveRecords(ids.map { order($0) }, model: "Order", for: started.lease)
+        return try await store.completeRun(started.lease, RunCompletion(outcome: outcome, models: ["Order"], deleteUnseenModels: ["Order"]))
     }
 
     @Test(arguments: StoreKind.available) func successfulFullRunDeletesWhatItDidNotSee(_ kind: StoreKind) async throws {
@@ -44,16 +44,16 @@ struct DeletionDetectionTests {
         _ = try await fullRun(f.store, baseVariant, saving: ["1", "2", "3", "4"])
         // Attempt 1 saves page one, checkpoints, then dies.
         let attempt1 = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: true))
-        _ = try await f.store.saveRecords([order("1"), order("2")], model: "Order", of: baseVariant, seenGeneration: attempt1.deletionGeneration)
-        try await f.store.saveCheckpoint(["page": 1], for: baseVariant)
-        _ = try await f.store.completeRun(attempt1.runId, RunCompletion(outcome: .failed(message: "crash"), results: [:]))
+        _ = try await f.store.saveRecords([order("1"), order("2")], model: "Order", for: attempt1.lease)
+        try await f.store.saveCheckpoint(["page": 1], for: attempt1.lease)
+        _ = try await f.store.completeRun(attempt1.lease, RunCompletion(outcome: .failed(message: "crash")))
         // Attempt 2 resumes from the checkpoint, sees only page two, and succeeds.
         let attempt2 = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: true))
         #expect(attempt2.resumesWindow)
         #expect(attempt2.deletionGeneration == attempt1.deletionGeneration)
-        _ = try await f.store.saveRecords([order("3")], model: "Order", of: baseVariant, seenGeneration: attempt2.deletionGeneration)
+        _ = try await f.store.saveRecords([order("3")], model: "Order", for: attempt2.lease)
         let done = try await f.store.completeRun(
-            attempt2.runId, RunCompletion(outcome: .succeeded, results: [:], deleteUnseenModels: ["Order"], clearCheckpoint: true))
+            attempt2.lease, RunCompletion(outcome: .succeeded, models: ["Order"], deleteUnseenModels: ["Order"], clearCheckpoint: true))
         #expect(done.results["Order"] == ModelResult(deleted: 1))
         #expect(try await f.store.liveRecords(baseVariant.dataset("Order")).keys.sorted() == ["1", "2", "3"])
         #expect(try await f.store.variantState(baseVariant)?.checkpoint == nil)
@@ -68,15 +68,16 @@ struct DeletionDetectionTests {
         let first = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false, leaseSeconds: 60))
         await #expect(throws: TributaryError.self) { _ = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false)) }
         _ = try await f.store.startRun(euVariant, RunStart(tracksDeletes: false))  // other variants are free
-        _ = try await f.store.completeRun(first.runId, RunCompletion(outcome: .succeeded, results: [:]))
+        _ = try await f.store.completeRun(first.lease, RunCompletion(outcome: .succeeded))
         // A run whose process died: lease 0 expires at once, the next start marks it expired.
         let dead = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false, leaseSeconds: 0))
         let next = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
         #expect(try await f.store.run(dead.runId)?.status == .expired)
         // The dead run can no longer apply its outcome.
-        await #expect(throws: TributaryError.self) {
-            _ = try await f.store.completeRun(dead.runId, RunCompletion(outcome: .succeeded, results: [:], deleteUnseenModels: ["Order"]))
+        let refused = await #expect(throws: TributaryError.self) {
+            _ = try await f.store.completeRun(dead.lease, RunCompletion(outcome: .succeeded, deleteUnseenModels: ["Order"]))
         }
+        #expect(refused?.code == .runNotRunning)
         #expect(next.kind == .incremental)
         #expect(try await f.store.runs(of: baseVariant, limit: 10).map(\.id) == [next.runId, dead.runId, first.runId])
     }
@@ -84,8 +85,8 @@ struct DeletionDetectionTests {
     @Test(arguments: StoreKind.available) func logsAndMetadata(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
         let started = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
-        try await f.store.appendLog(run: started.runId, level: .warn, message: "slow page")
-        try await f.store.appendLog(run: started.runId, level: .info, message: "done")
+        try await f.store.appendLog(started.lease, level: .warn, message: "slow page")
+        try await f.store.appendLog(started.lease, level: .info, message: "done")
         #expect(try await f.store.logs(ofRun: started.runId, limit: 10).map(\.message) == ["slow page", "done"])
         let other = ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "customer-2")
         try await f.store.ensureConnection(other)

@@ -29,7 +29,7 @@ struct PostgresStatisticsTests {
         }
         func save(_ range: Range<Int>) async throws {
             let records = try range.map { try PreparedRecord(["id": .string("r\($0)")]) }
-            _ = try await f.store.saveRecords(records, model: "Order", of: baseVariant, seenGeneration: nil)
+            _ = try await f.store.saveRecords(records, model: "Order", of: baseVariant)
         }
         do {
             for start in stride(from: 0, to: 8000, by: 1000) { try await save(start..<(start + 1000)) }

@@ -90,7 +90,7 @@ struct RecordsCachePropertyTests {
                     expected += result
                     if changed { changedIds.insert("r\(i)") }
                 }
-                let actual = try await store.saveRecords(ids.map { try! PreparedRecord(payload($0)) }, model: "Order", of: variant, seenGeneration: nil)
+                let actual = try await store.saveRecords(ids.map { try! PreparedRecord(payload($0)) }, model: "Order", of: variant)
                 #expect(actual == expected, "save \(ids) on \(variant.variant)")
             case 2:
                 let changed = models[v].delete("r\(id)")
@@ -101,7 +101,7 @@ struct RecordsCachePropertyTests {
                 let patch: JSONObject = ["id": .string("r\(id)"), "p": .number(JSONNumber(value))]
                 let (expected, changed) = models[v].update(patch)
                 if changed { changedIds.insert("r\(id)") }
-                let actual = try await store.updateRecords([try RecordPatch(patch)], model: "Order", of: variant, seenGeneration: nil)
+                let actual = try await store.updateRecords([try RecordPatch(patch)], model: "Order", of: variant)
                 #expect(actual == expected)
             default:
                 // A full-refresh run that sees the ids with (id + value) even, then succeeds (op 4) or fails (op 5).
@@ -113,8 +113,7 @@ struct RecordsCachePropertyTests {
                     expected += result
                     if changed { changedIds.insert("r\(i)") }
                 }
-                let saved = try await store.saveRecords(
-                    seen.map { try! PreparedRecord(payload($0)) }, model: "Order", of: variant, seenGeneration: started.deletionGeneration)
+                let saved = try await store.saveRecords(seen.map { try! PreparedRecord(payload($0)) }, model: "Order", for: started.lease)
                 #expect(saved == expected)
                 let success = op == 4
                 var deleted = 0
@@ -125,10 +124,10 @@ struct RecordsCachePropertyTests {
                     }
                 }
                 let run = try await store.completeRun(
-                    started.runId,
-                    RunCompletion(
-                        outcome: success ? .succeeded : .failed(message: "boom"), results: ["Order": saved], deleteUnseenModels: ["Order"]))
-                #expect(run.results["Order"]?.deleted == deleted)
+                    started.lease,
+                    RunCompletion(outcome: success ? .succeeded : .failed(message: "boom"), models: ["Order"], deleteUnseenModels: ["Order"]))
+                // The run's results are what its writes counted in their transactions, plus its deletions.
+                #expect(run.results["Order"] == ModelResult(added: saved.added, updated: saved.updated, deleted: deleted))
             }
 
             // The reader following this variant's feed sees exactly the records this step changed.

@@ -9,7 +9,7 @@ import TributaryTestSupport
 struct RecordsCacheTests {
     @Test(arguments: StoreKind.available) func newRecordsAreAddedWithMetadata(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
-        let result = try await f.store.saveRecords([order("1", ["total": 10]), order("2")], model: "Order", of: baseVariant, seenGeneration: nil)
+        let result = try await f.store.saveRecords([order("1", ["total": 10]), order("2")], model: "Order", of: baseVariant)
         #expect(result == ModelResult(added: 2))
         let records = try await f.store.allChanges(baseVariant.dataset("Order"))
         #expect(records.map(\.id) == ["1", "2"])
@@ -30,11 +30,11 @@ struct RecordsCacheTests {
 
     @Test(arguments: StoreKind.available) func savingIdenticalDataIsANoOpWithoutCursorBump(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
-        _ = try await f.store.saveRecords([order("1", ["a": 1]), order("2", ["a": 2])], model: "Order", of: baseVariant, seenGeneration: nil)
+        _ = try await f.store.saveRecords([order("1", ["a": 1]), order("2", ["a": 2])], model: "Order", of: baseVariant)
         let before = try await f.store.allChanges(baseVariant.dataset("Order"))
         // Same content, keys in another order: still identical.
         let reordered = try PreparedRecord(["a": 1, "id": "1"])
-        let result = try await f.store.saveRecords([reordered, order("2", ["a": 2])], model: "Order", of: baseVariant, seenGeneration: nil)
+        let result = try await f.store.saveRecords([reordered, order("2", ["a": 2])], model: "Order", of: baseVariant)
         #expect(result == ModelResult())
         let after = try await f.store.allChanges(baseVariant.dataset("Order"))
         #expect(after == before)
@@ -45,9 +45,9 @@ struct RecordsCacheTests {
 
     @Test(arguments: StoreKind.available) func changedRecordIsUpdatedAndMovesToTheEndOfTheFeed(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
-        _ = try await f.store.saveRecords([order("1", ["a": 1]), order("2", ["a": 2])], model: "Order", of: baseVariant, seenGeneration: nil)
+        _ = try await f.store.saveRecords([order("1", ["a": 1]), order("2", ["a": 2])], model: "Order", of: baseVariant)
         let before = try await f.store.allChanges(baseVariant.dataset("Order"))
-        let result = try await f.store.saveRecords([order("1", ["a": 100])], model: "Order", of: baseVariant, seenGeneration: nil)
+        let result = try await f.store.saveRecords([order("1", ["a": 100])], model: "Order", of: baseVariant)
         #expect(result == ModelResult(updated: 1))
         let tail = try await f.store.changes(try ChangeQuery(dataset: baseVariant.dataset("Order"), cursor: before.last?.cursor))
         #expect(tail.records.map(\.id) == ["1"])
@@ -60,7 +60,7 @@ struct RecordsCacheTests {
 
     @Test(arguments: StoreKind.available) func deletedRecordThatReturnsReadsAsAdded(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
-        _ = try await f.store.saveRecords([order("1", ["a": 1])], model: "Order", of: baseVariant, seenGeneration: nil)
+        _ = try await f.store.saveRecords([order("1", ["a": 1])], model: "Order", of: baseVariant)
         let deleted = try await f.store.deleteRecords(ids: ["1", "missing"], model: "Order", of: baseVariant)
         #expect(deleted == ModelResult(deleted: 1))
         var records = try await f.store.allChanges(baseVariant.dataset("Order"))
@@ -71,7 +71,7 @@ struct RecordsCacheTests {
         // Deleting again changes nothing.
         #expect(try await f.store.deleteRecords(ids: ["1"], model: "Order", of: baseVariant) == ModelResult())
         // Same data saved again: back as ADDED, first_seen_at reset.
-        let back = try await f.store.saveRecords([order("1", ["a": 1])], model: "Order", of: baseVariant, seenGeneration: nil)
+        let back = try await f.store.saveRecords([order("1", ["a": 1])], model: "Order", of: baseVariant)
         #expect(back == ModelResult(added: 1))
         records = try await f.store.allChanges(baseVariant.dataset("Order"))
         let record = try #require(records.first)
@@ -85,14 +85,14 @@ struct RecordsCacheTests {
         let f = try await StoreFixture(kind)
         _ = try await f.store.saveRecords(
             [order("1", ["customer": ["name": "Ada", "email": "a@x"], "tags": ["a", "b"], "total": 5]), order("2", ["total": 1])],
-            model: "Order", of: baseVariant, seenGeneration: nil)
+            model: "Order", of: baseVariant)
         _ = try await f.store.deleteRecords(ids: ["2"], model: "Order", of: baseVariant)
         let patches = [
             try RecordPatch(["id": "1", "customer": ["email": "ada@x"], "tags": ["c"]]),
             try RecordPatch(["id": "2", "total": 2]),  // deleted: ignored
             try RecordPatch(["id": "3", "total": 3]),  // unknown: ignored
         ]
-        let result = try await f.store.updateRecords(patches, model: "Order", of: baseVariant, seenGeneration: nil)
+        let result = try await f.store.updateRecords(patches, model: "Order", of: baseVariant)
         #expect(result == ModelResult(updated: 1))
         let live = try await f.store.liveRecords(baseVariant.dataset("Order"))
         #expect(live.keys.sorted() == ["1"])
@@ -101,21 +101,21 @@ struct RecordsCacheTests {
         #expect(merged["tags"] == ["c"], "arrays are replaced, not merged")
         #expect(merged["total"] == 5)
         // A patch that changes nothing is a no-op.
-        let again = try await f.store.updateRecords([try RecordPatch(["id": "1", "total": 5])], model: "Order", of: baseVariant, seenGeneration: nil)
+        let again = try await f.store.updateRecords([try RecordPatch(["id": "1", "total": 5])], model: "Order", of: baseVariant)
         #expect(again == ModelResult())
     }
 
     @Test(arguments: StoreKind.available) func duplicateIdsInOneBatchKeepTheLastVersion(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
-        let result = try await f.store.saveRecords([order("1", ["v": 1]), order("1", ["v": 2])], model: "Order", of: baseVariant, seenGeneration: nil)
+        let result = try await f.store.saveRecords([order("1", ["v": 1]), order("1", ["v": 2])], model: "Order", of: baseVariant)
         #expect(result == ModelResult(added: 1))
         #expect(try await f.store.liveRecords(baseVariant.dataset("Order"))["1"]?["v"] == 2)
     }
 
     @Test(arguments: StoreKind.available) func variantsAreIsolated(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
-        _ = try await f.store.saveRecords([order("1"), order("2")], model: "Order", of: baseVariant, seenGeneration: nil)
-        _ = try await f.store.saveRecords([order("1", ["eu": true])], model: "Order", of: euVariant, seenGeneration: nil)
+        _ = try await f.store.saveRecords([order("1"), order("2")], model: "Order", of: baseVariant)
+        _ = try await f.store.saveRecords([order("1", ["eu": true])], model: "Order", of: euVariant)
         _ = try await f.store.deleteRecords(ids: ["2"], model: "Order", of: euVariant)  // not in eu: no effect on base
         #expect(try await f.store.recordCounts(of: baseVariant) == ["Order": 2])
         #expect(try await f.store.recordCounts(of: euVariant) == ["Order": 1])
@@ -127,25 +127,25 @@ struct RecordsCacheTests {
         let f = try await StoreFixture(kind)
         try await f.store.ensureVariant(baseVariant)
         try await f.store.ensureVariant(euVariant)
-        _ = try await f.store.saveRecords([order("1"), order("2")], model: "Order", of: baseVariant, seenGeneration: nil)
-        _ = try await f.store.saveRecords([order("1"), order("2"), order("3")], model: "Order", of: euVariant, seenGeneration: nil)
+        _ = try await f.store.saveRecords([order("1"), order("2")], model: "Order", of: baseVariant)
+        _ = try await f.store.saveRecords([order("1"), order("2"), order("3")], model: "Order", of: euVariant)
         let oldFeed = try await f.store.allChanges(euVariant.dataset("Order"))
         try await f.store.saveCheckpoint(["page": 3], for: euVariant)
-        try await f.store.resetVariant(euVariant, emptyCache: true)
+        try await f.store.resetVariants([euVariant], emptyCache: true, queuesRuns: false)
         #expect(try await f.store.recordCounts(of: euVariant) == ["Order": 0])
         #expect(try await f.store.allChanges(euVariant.dataset("Order")).isEmpty)
         #expect(try await f.store.variantState(euVariant)?.checkpoint == nil)
         #expect(try await f.store.recordCounts(of: baseVariant) == ["Order": 2])
         // New records after the reset are visible to a client resuming from its old cursor.
-        _ = try await f.store.saveRecords([order("9")], model: "Order", of: euVariant, seenGeneration: nil)
+        _ = try await f.store.saveRecords([order("9")], model: "Order", of: euVariant)
         let resumed = try await f.store.changes(try ChangeQuery(dataset: euVariant.dataset("Order"), cursor: oldFeed.last?.cursor))
         #expect(resumed.records.map(\.id) == ["9"])
     }
 
     @Test(arguments: StoreKind.available) func deletingAVariantRemovesOnlyItsData(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
-        _ = try await f.store.saveRecords([order("1")], model: "Order", of: baseVariant, seenGeneration: nil)
-        _ = try await f.store.saveRecords([order("1"), order("2")], model: "Order", of: euVariant, seenGeneration: nil)
+        _ = try await f.store.saveRecords([order("1")], model: "Order", of: baseVariant)
+        _ = try await f.store.saveRecords([order("1"), order("2")], model: "Order", of: euVariant)
         try await f.store.ensureVariant(euVariant)
         try await f.store.saveCheckpoint(["page": 1], for: euVariant)
         let oldFeed = try await f.store.allChanges(euVariant.dataset("Order"))
@@ -155,14 +155,14 @@ struct RecordsCacheTests {
         #expect(try await f.store.recordCounts(of: baseVariant) == ["Order": 1])
         #expect(try await f.store.allChanges(baseVariant.dataset("Order")).map(\.id) == ["1"])
         // Re-created variant: an old cursor does not skip its new records.
-        _ = try await f.store.saveRecords([order("5")], model: "Order", of: euVariant, seenGeneration: nil)
+        _ = try await f.store.saveRecords([order("5")], model: "Order", of: euVariant)
         let resumed = try await f.store.changes(try ChangeQuery(dataset: euVariant.dataset("Order"), cursor: oldFeed.last?.cursor))
         #expect(resumed.records.map(\.id) == ["5"])
     }
 
     @Test(arguments: StoreKind.available) func dataSurvivesReopeningTheDatabase(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
-        _ = try await f.store.saveRecords([order("1", ["a": 1])], model: "Order", of: baseVariant, seenGeneration: nil)
+        _ = try await f.store.saveRecords([order("1", ["a": 1])], model: "Order", of: baseVariant)
         // A new store instance on the same database migrates again (a no-op) and reads what was written.
         let reopened = try await f.reopen()
         #expect(try await reopened.liveRecords(baseVariant.dataset("Order"))["1"]?["a"] == 1)

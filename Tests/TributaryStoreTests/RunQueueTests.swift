@@ -11,8 +11,10 @@ struct RunQueueTests {
         VariantRef(connection: ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: connectionId), syncName: "orders", variant: name)
     }
 
-    func claim(maxPerConnection: Int = 10, lease: Int64 = 60, tracksDeletes: Bool? = false) -> RunClaim {
-        RunClaim(leaseSeconds: lease, maxRunsPerConnection: maxPerConnection, tracksDeletes: { _ in tracksDeletes })
+    static let orders = SyncAddress(environment: "dev", providerConfigKey: "shop", syncName: "orders")
+
+    func claim(maxPerConnection: Int = 10, lease: Int64 = 60, tracksDeletes: Bool = false) -> RunClaim {
+        RunClaim(leaseSeconds: lease, maxRunsPerConnection: maxPerConnection, syncs: [Self.orders: tracksDeletes])
     }
 
     @Test(arguments: StoreKind.available) func enqueueIsAllOrNothingAndOneActiveRunPerVariant(_ kind: StoreKind) async throws {
@@ -65,16 +67,16 @@ struct RunQueueTests {
         for ref in busy + [quiet] { try await f.store.ensureVariant(ref) }
         try await f.store.enqueueRuns(busy + [quiet])
 
-        var order: [VariantRef] = []
-        while let run = try await f.store.claimRun(claim(maxPerConnection: 2)) { order.append(run.variant) }
+        var claimed: [ClaimedRun] = []
+        while let run = try await f.store.claimRun(claim(maxPerConnection: 2)) { claimed.append(run) }
+        let order = claimed.map(\.variant)
         // busy/v1 is oldest; then the quiet connection (no running runs) goes before busy's second;
         // busy stops at its limit of 2 running.
         #expect(order == [busy[0], quiet, busy[1]])
         #expect(try await f.store.activeRun(of: busy[2])?.status == .queued)
 
         // A finished run frees its connection's slot for the next one in line.
-        let running = try #require(try await f.store.activeRun(of: busy[0]))
-        _ = try await f.store.completeRun(running.id, RunCompletion(outcome: .succeeded, results: [:]))
+        _ = try await f.store.completeRun(claimed[0].started.lease, RunCompletion(outcome: .succeeded))
         #expect(try await f.store.claimRun(claim(maxPerConnection: 2))?.variant == busy[2])
         #expect(try await f.store.claimRun(claim(maxPerConnection: 2)) == nil)
     }
@@ -91,7 +93,7 @@ struct RunQueueTests {
             for store in stores {
                 group.addTask {
                     var ids: [Int64] = []
-                    while let run = try await store.claimRun(RunClaim(leaseSeconds: 60, maxRunsPerConnection: 100, tracksDeletes: { _ in false })) {
+                    while let run = try await store.claimRun(RunClaim(leaseSeconds: 60, maxRunsPerConnection: 100, syncs: [Self.orders: false])) {
                         ids.append(run.started.runId)
                     }
                     return ids
@@ -110,68 +112,131 @@ struct RunQueueTests {
         let run = try #require(try await f.store.claimRun(claim(tracksDeletes: true)))
         #expect(run.variant == baseVariant)
         #expect(run.started.kind == .initial)
+        #expect(run.started.lease == RunLease(runId: run.started.runId, token: 1), "the first attempt holds token 1")
         #expect(run.started.deletionGeneration == run.started.runId, "a full refresh with track_deletes opens a window")
         #expect(try await f.store.run(run.started.runId)?.status == .running)
-        #expect(try await f.store.shouldStop(run: run.started.runId) == false)
-        // While it runs no next run is planned, so no scheduler can queue it again when it ends; its worker plans one.
+        #expect(try await f.store.leaseState(run.started.lease) == .held)
+        // While it runs no next run is planned, so no scheduler can queue it again when it ends; its end plans one.
         #expect(try await f.store.variantState(baseVariant)?.nextRunAt == nil)
-        _ = try await f.store.completeRun(run.started.runId, RunCompletion(outcome: .succeeded, results: [:]))
+        _ = try await f.store.completeRun(run.started.lease, RunCompletion(outcome: .succeeded))
         #expect(try await f.store.dueVariants(at: Timestamp(microseconds: Int64.max / 2), limit: 10).isEmpty)
     }
 
     @Test(arguments: StoreKind.available) func aQueuedRunOfASyncNoLongerConfiguredFailsAndTheClaimGoesOn(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
-        let gone = variant("c1", "gone")
+        var gone = variant("c1", "gone")
+        gone.syncName = "retired"
         let kept = variant("c1", "kept")
         for ref in [gone, kept] { try await f.store.ensureVariant(ref) }
         try await f.store.enqueueRuns([gone, kept])
-        let run = try await f.store.claimRun(RunClaim(leaseSeconds: 60, maxRunsPerConnection: 5, tracksDeletes: { $0.variant == "gone" ? nil : false }))
+        let run = try await f.store.claimRun(claim(maxPerConnection: 5))
         #expect(run?.variant == kept)
         let failed = try #require(try await f.store.runs(of: gone, limit: 1).first)
         #expect(failed.status == .failed)
         #expect(failed.error?.contains("no longer configured") == true)
     }
 
-    @Test(arguments: StoreKind.available) func cancelDropsAQueuedRunAndFlagsARunningOne(_ kind: StoreKind) async throws {
+    @Test(arguments: StoreKind.available) func pausingEndsAQueuedOrRunningRunInItsTransaction(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
         let a = variant("c1", "a")
         let b = variant("c1", "b")
         for ref in [a, b] { try await f.store.ensureVariant(ref) }
         try await f.store.enqueueRuns([a])
-        let runningRun = try #require(try await f.store.claimRun(claim()))
+        let running = try #require(try await f.store.claimRun(claim()))
         try await f.store.enqueueRuns([b])
 
-        let dropped = try await f.store.requestCancel(of: b, reason: "Cancelled before it started.")
-        #expect(dropped?.status == .cancelled)
+        let outcome = try await f.store.setPaused(true, for: [a, b])
+        #expect(Set(outcome.ended.map(\.id)) == [running.started.runId, try #require(try await f.store.runs(of: b, limit: 1).first).id])
+        #expect(outcome.ended.allSatisfy { $0.status == .cancelled })
+        #expect(try await f.store.activeRun(of: a) == nil)
         #expect(try await f.store.activeRun(of: b) == nil)
-
-        let flagged = try await f.store.requestCancel(of: a, reason: "unused")
-        #expect(flagged?.status == .running, "a running run is only flagged; its worker stops it")
-        #expect(try await f.store.shouldStop(run: runningRun.started.runId))
-        #expect(try await f.store.requestCancel(of: variant("c1", "none"), reason: "x") == nil)
-        // A run finished by someone else must stop too.
-        _ = try await f.store.completeRun(runningRun.started.runId, RunCompletion(outcome: .cancelled(reason: "forced"), results: [:]))
-        #expect(try await f.store.shouldStop(run: runningRun.started.runId))
-        #expect(try await f.store.shouldStop(run: 999_999), "a deleted run stops")
+        // The paused run's lease is gone: its worker stops, and nothing it still writes is applied.
+        #expect(try await f.store.leaseState(running.started.lease).isHeld == false)
+        let late = await #expect(throws: TributaryError.self) {
+            _ = try await f.store.saveRecords([order("late")], model: "Order", for: running.started.lease)
+        }
+        #expect(late?.code == .runNotRunning)
+        #expect(try await f.store.allChanges(a.dataset("Order")).isEmpty)
+        // All or nothing: an unknown variant pauses nobody.
+        let error = await #expect(throws: TributaryError.self) { try await f.store.setPaused(false, for: [a, variant("c1", "ghost")]) }
+        #expect(error?.code == .unknownVariant)
+        #expect(try await f.store.variantState(a)?.paused == true)
+        // Started again with no next run planned: it runs at once.
+        try await f.store.setPaused(false, for: [a])
+        #expect(try await f.store.variantState(a)?.nextRunAt != nil)
     }
 
-    @Test(arguments: StoreKind.available) func expiredLeasesAreRetriedFromTheQueue(_ kind: StoreKind) async throws {
+    @Test(arguments: StoreKind.available) func anExpiredRunIsQueuedAgainAsItsNextAttemptKeepingStartWindowAndCounts(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
         try await f.store.ensureVariant(baseVariant)
         try await f.store.enqueueRuns([baseVariant])
-        let claimed = try #require(try await f.store.claimRun(claim(lease: 1, tracksDeletes: true)))
-        try await f.store.saveCheckpoint(["page": 2], for: baseVariant)
-        #expect(try await f.store.expireRuns().isEmpty)
+        let first = try #require(try await f.store.claimRun(claim(lease: 1, tracksDeletes: true)))
+        _ = try await f.store.saveRecords([order("1"), order("2")], model: "Order", for: first.started.lease)
+        try await f.store.saveCheckpoint(["page": 2], for: first.started.lease)
+        #expect(try await f.store.expireRuns(RunExpiry.Policy()).isEmpty)
         try await Task.sleep(for: .milliseconds(1100))
-        let expired = try await f.store.expireRuns()
-        #expect(expired.map(\.id) == [claimed.started.runId])
-        #expect(expired.first?.status == .expired)
-        let retry = try #require(try await f.store.activeRun(of: baseVariant))
-        #expect(retry.status == .queued)
-        // The retry continues the dead run's deletion window from the checkpoint.
+        // The frozen worker's late write is refused once its lease time ran out, even before expiry runs.
+        let late = await #expect(throws: TributaryError.self) {
+            _ = try await f.store.saveRecords([order("late")], model: "Order", for: first.started.lease)
+        }
+        #expect(late?.code == .leaseLost)
+        let expired = try await f.store.expireRuns(RunExpiry.Policy())
+        #expect(expired.map(\.id) == [first.started.runId])
+        #expect(expired.first?.status == .queued, "the same run, queued again")
+        #expect(try await f.store.activeRun(of: baseVariant)?.id == first.started.runId)
+        // The retry is the run's second attempt: its first start, its window from the checkpoint, its counts so far.
         let resumed = try #require(try await f.store.claimRun(claim(tracksDeletes: true)))
+        #expect(resumed.started.lease == RunLease(runId: first.started.runId, token: 2))
+        #expect(resumed.started.startedAt == first.started.startedAt)
         #expect(resumed.started.resumesWindow)
-        #expect(resumed.started.deletionGeneration == claimed.started.deletionGeneration)
+        #expect(resumed.started.deletionGeneration == first.started.deletionGeneration)
         #expect(resumed.started.state.checkpoint?["page"] == 2)
+        // The first attempt's lease stays dead although the run runs again.
+        let superseded = await #expect(throws: TributaryError.self) {
+            try await f.store.saveCheckpoint(["page": 99], for: first.started.lease)
+        }
+        #expect(superseded?.code == .leaseLost)
+        _ = try await f.store.saveRecords([order("3")], model: "Order", for: resumed.started.lease)
+        let done = try await f.store.completeRun(
+            resumed.started.lease, RunCompletion(outcome: .succeeded, models: ["Order"], deleteUnseenModels: ["Order"], clearCheckpoint: true))
+        #expect(done.results["Order"] == ModelResult(added: 3), "both attempts' records count")
+        #expect(done.attempts == 2)
+        #expect(try await f.store.variantState(baseVariant)?.lastSyncDate == first.started.startedAt, "lastSyncDate is the first attempt's start")
+        #expect(try await f.store.liveRecords(baseVariant.dataset("Order")).keys.sorted() == ["1", "2", "3"])
+        #expect(try await f.store.logs(ofRun: done.id, limit: 10).contains { $0.message.hasPrefix("Attempt 1 was interrupted") })
+    }
+
+    @Test(arguments: StoreKind.available) func aRunInterruptedTooOftenIsGivenUpAndItsVariantStaysScheduled(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        try await f.store.ensureVariant(baseVariant)
+        try await f.store.enqueueRuns([baseVariant])
+        let policy = RunExpiry.Policy(maxAttempts: 2, giveUpDelaySeconds: 600)
+        for attempt in 1...2 {
+            let claimed = try #require(try await f.store.claimRun(claim(lease: 1)))
+            #expect(claimed.started.attempt == Int64(attempt))
+            try await Task.sleep(for: .milliseconds(1100))
+            let handled = try await f.store.expireRuns(policy)
+            #expect(handled.first?.status == (attempt < 2 ? .queued : .expired))
+        }
+        let run = try #require(try await f.store.runs(of: baseVariant, limit: 1).first)
+        #expect(run.status == .expired && run.error?.contains("Given up after 2 attempts") == true)
+        #expect(try await f.store.activeRun(of: baseVariant) == nil)
+        let next = try #require(try await f.store.variantState(baseVariant)?.nextRunAt, "a given-up variant keeps a next run")
+        #expect(next.microseconds > Timestamp.now().microseconds + 500_000_000)
+    }
+
+    @Test(arguments: StoreKind.available) func aShutdownQueuesTheRunAgainInOneTransaction(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        try await f.store.ensureVariant(baseVariant)
+        try await f.store.enqueueRuns([baseVariant])
+        let first = try #require(try await f.store.claimRun(claim()))
+        _ = try await f.store.saveRecords([order("1")], model: "Order", for: first.started.lease)
+        let released = try await f.store.releaseRun(first.started.lease, reason: "shutdown")
+        #expect(released.status == .queued && released.id == first.started.runId)
+        #expect(try await f.store.leaseState(first.started.lease).isHeld == false)
+        let again = try #require(try await f.store.claimRun(claim()))
+        #expect(again.started.lease == RunLease(runId: first.started.runId, token: 2))
+        let done = try await f.store.completeRun(again.started.lease, RunCompletion(outcome: .succeeded, models: ["Order"]))
+        #expect(done.results["Order"] == ModelResult(added: 1))
     }
 }

@@ -17,9 +17,9 @@ struct WebhookOutboxTests {
     @Test(arguments: StoreKind.available) func aSucceedingRunQueuesOneWebhookPerChangedModelAndReceiverInItsTransaction(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
         let started = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
-        let saved = try await f.store.saveRecords([order("1"), order("2")], model: "Order", of: baseVariant, seenGeneration: nil)
-        let run = try await f.store.completeRun(
-            started.runId, RunCompletion(outcome: .succeeded, results: ["Order": saved, "Line": ModelResult()], webhooks: plan))
+        _ = try await f.store.saveRecords([order("1"), order("2")], model: "Order", for: started.lease)
+        let run = try await f.store.completeRun(started.lease, RunCompletion(outcome: .succeeded, models: ["Order", "Line"], webhooks: plan))
+        #expect(run.results == ["Order": ModelResult(added: 2), "Line": ModelResult()], "every declared model appears")
         let deliveries = try await f.store.deliveries(DeliveryQuery(environment: "dev")).reversed()
         // Line had no changes: no webhook for it; Order goes to both receivers.
         #expect(deliveries.map(\.url) == ["http://a.test/h", "http://b.test/h"])
@@ -37,13 +37,13 @@ struct WebhookOutboxTests {
         }
         // The next run is INCREMENTAL; with zero changes nothing is sent unless asked for.
         let second = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
-        _ = try await f.store.completeRun(second.runId, RunCompletion(outcome: .succeeded, results: ["Order": ModelResult()], webhooks: plan))
+        _ = try await f.store.completeRun(second.lease, RunCompletion(outcome: .succeeded, models: ["Order"], webhooks: plan))
         #expect(try await f.store.deliveries(DeliveryQuery(environment: "dev")).count == 2)
         var always = plan
         always.sendOnZeroChanges = true
         always.urls = ["http://a.test/h"]
         let third = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
-        _ = try await f.store.completeRun(third.runId, RunCompletion(outcome: .succeeded, results: [:], webhooks: always))
+        _ = try await f.store.completeRun(third.lease, RunCompletion(outcome: .succeeded, webhooks: always))
         let latest = try await f.store.deliveries(DeliveryQuery(environment: "dev", limit: 2))
         #expect(latest.map(\.model) == ["Line", "Order"])
         #expect(try latest.allSatisfy { try body($0)["syncType"] == "INCREMENTAL" && body($0)["responseResults"] == ["added": 0, "deleted": 0, "updated": 0] })
@@ -52,7 +52,7 @@ struct WebhookOutboxTests {
     @Test(arguments: StoreKind.available) func failedRunsSendOneFailureWebhookAndCancelledRunsNone(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
         let started = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
-        _ = try await f.store.completeRun(started.runId, RunCompletion(outcome: .failed(message: "provider said 500"), results: [:], webhooks: plan))
+        _ = try await f.store.completeRun(started.lease, RunCompletion(outcome: .failed(message: "provider said 500"), webhooks: plan))
         let failures = try await f.store.deliveries(DeliveryQuery(environment: "dev"))
         #expect(failures.count == 2 && failures.allSatisfy { !$0.success && $0.model == "Order,Line" })
         let json = try body(failures[0])
@@ -60,11 +60,11 @@ struct WebhookOutboxTests {
         #expect(json["startedAt"]?.stringValue != nil && json["failedAt"]?.stringValue != nil && json["responseResults"] == nil)
 
         let cancelled = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
-        _ = try await f.store.completeRun(cancelled.runId, RunCompletion(outcome: .cancelled(reason: "paused"), results: [:], webhooks: plan))
+        _ = try await f.store.completeRun(cancelled.lease, RunCompletion(outcome: .cancelled(reason: "paused"), webhooks: plan))
         var quiet = plan
         quiet.sendOnFailure = false
         let failedQuietly = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
-        _ = try await f.store.completeRun(failedQuietly.runId, RunCompletion(outcome: .failed(message: "x"), results: [:], webhooks: quiet))
+        _ = try await f.store.completeRun(failedQuietly.lease, RunCompletion(outcome: .failed(message: "x"), webhooks: quiet))
         #expect(try await f.store.deliveries(DeliveryQuery(environment: "dev")).count == 2)
     }
 
@@ -73,7 +73,7 @@ struct WebhookOutboxTests {
         let started = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
         try await f.store.deleteVariant(baseVariant)
         await #expect(throws: (any Error).self) {
-            try await f.store.completeRun(started.runId, RunCompletion(outcome: .succeeded, results: ["Order": ModelResult(added: 1)], webhooks: plan))
+            try await f.store.completeRun(started.lease, RunCompletion(outcome: .succeeded, models: ["Order"], webhooks: plan))
         }
         #expect(try await f.store.deliveries(DeliveryQuery(environment: "dev")).isEmpty)
     }
@@ -82,7 +82,7 @@ struct WebhookOutboxTests {
         let f = try await StoreFixture(kind)
         for _ in 0..<3 {
             let started = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
-            _ = try await f.store.completeRun(started.runId, RunCompletion(outcome: .failed(message: "x"), results: [:], webhooks: plan))
+            _ = try await f.store.completeRun(started.lease, RunCompletion(outcome: .failed(message: "x"), webhooks: plan))
         }
         let all = try await f.store.deliveries(DeliveryQuery(environment: "dev")).reversed().map(\.self)
         let now = Timestamp.now()
@@ -124,8 +124,9 @@ struct WebhookOutboxTests {
         #expect(claimed.task.type == "order.updated" && claimed.task.payload == Array(#"{"a":1}"#.utf8) && claimed.started.kind == .webhook)
         #expect(try await f.store.activeRun(of: baseVariant)?.id == own.runId, "the webhook run is not the variant's active run")
         #expect(try await f.store.claimProviderWebhook(leaseSeconds: 60, maxAttempts: 3) == nil, "claimed once")
-        let done = try await f.store.completeRun(
-            claimed.started.runId, RunCompletion(outcome: .succeeded, results: ["Order": ModelResult(added: 1)], webhooks: plan))
+        _ = try await f.store.saveRecords([order("w1")], model: "Order", for: claimed.started.lease)
+        let done = try await f.store.completeRun(claimed.started.lease, RunCompletion(outcome: .succeeded, models: ["Order"], webhooks: plan))
+        #expect(done.results["Order"] == ModelResult(added: 1))
         #expect(done.kind == .webhook && done.status == .succeeded)
         let state = try #require(try await f.store.variantState(baseVariant))
         #expect(state.lastSyncDate == nil && state.deletionGeneration == own.deletionGeneration, "a webhook run changes no variant state")
@@ -148,11 +149,11 @@ struct WebhookOutboxTests {
         #expect(second.task.id == first.task.id && second.task.attempts == 2)
         #expect(try await store.run(first.started.runId)?.status == .expired)
         // A cancelled execution (shutdown) leaves the task open at once.
-        _ = try await store.completeRun(second.started.runId, RunCompletion(outcome: .cancelled(reason: "shutdown"), results: [:]))
+        _ = try await store.completeRun(second.started.lease, RunCompletion(outcome: .cancelled(reason: "shutdown")))
         #expect(try await store.claimProviderWebhook(leaseSeconds: 10, maxAttempts: 2) == nil, "third claim: given up")
         let runs = try await store.runs(of: baseVariant, limit: 10)
         #expect(runs.first?.status == .failed && runs.first?.error?.contains("Given up") == true)
-        #expect(try await store.expireRuns().isEmpty, "no sync retry is queued for webhook runs")
+        #expect(try await store.expireRuns(RunExpiry.Policy()).isEmpty, "no sync retry is queued for webhook runs")
         #expect(try await store.activeRun(of: baseVariant) == nil)
     }
 }

@@ -12,6 +12,7 @@ import Yams
 ///   port: 3003
 ///   max_variants_per_sync: 100        # base included
 ///   max_body_bytes: 1048576
+///   max_variants_per_request: 1000    # a trigger/reset/pause over more variants is refused (never split)
 /// scheduler:
 ///   max_concurrent_runs: 16
 ///   max_runs_per_connection: 4
@@ -21,6 +22,7 @@ import Yams
 ///   retry_base_seconds: 10            # first retry delay; doubles each time, ±20% jitter
 ///   retry_max_seconds: 900
 ///   lease_seconds: 120                # a run's lease; after a crash its variant resumes when it runs out
+///   max_run_attempts: 5               # a run interrupted this often (its process kept dying) is given up
 /// outbound:                           # provider calls
 ///   timeout_seconds: 30               # per attempt
 ///   retries: 3                        # on network errors, 5xx and 429, with backoff + jitter
@@ -342,7 +344,8 @@ public enum ConfigLoader {
         }
 
         mutating func parseServer(_ node: Node) -> ServerConfig? {
-            guard let entries = mapping(node, "'server'", allowed: ["host", "port", "max_variants_per_sync", "max_body_bytes"]) else {
+            guard let entries = mapping(node, "'server'", allowed: ["host", "port", "max_variants_per_sync", "max_body_bytes", "max_variants_per_request"])
+            else {
                 return nil
             }
             var config = ServerConfig()
@@ -354,6 +357,8 @@ public enum ConfigLoader {
                     if let max = integer(entry.value, "server.max_variants_per_sync", in: 1...100_000) { config.maxVariantsPerSync = max }
                 case "max_body_bytes":
                     if let max = integer(entry.value, "server.max_body_bytes", in: 1024...1_073_741_824) { config.maxBodyBytes = max }
+                case "max_variants_per_request":
+                    if let max = integer(entry.value, "server.max_variants_per_request", in: 1...100_000) { config.maxVariantsPerRequest = max }
                 default: break
                 }
             }
@@ -363,7 +368,7 @@ public enum ConfigLoader {
         mutating func parseScheduler(_ node: Node) -> SchedulerConfig? {
             let allowed = [
                 "max_concurrent_runs", "max_runs_per_connection", "tick_seconds", "drain_seconds", "retry_max_attempts", "retry_base_seconds",
-                "retry_max_seconds", "lease_seconds", "cancel_timeout_seconds",
+                "retry_max_seconds", "lease_seconds", "max_run_attempts", "cancel_timeout_seconds",
             ]
             guard let entries = mapping(node, "'scheduler'", allowed: allowed) else { return nil }
             var config = SchedulerConfig()
@@ -381,8 +386,11 @@ public enum ConfigLoader {
                     if let value = integer(entry.value, "scheduler.retry_max_seconds", in: 1...86_400) { config.retry.maxSeconds = Double(value) }
                 case "lease_seconds":
                     if let value = integer(entry.value, "scheduler.lease_seconds", in: 1...3600) { config.leaseSeconds = value }
+                case "max_run_attempts":
+                    if let value = integer(entry.value, "scheduler.max_run_attempts", in: 1...100) { config.maxRunAttempts = value }
                 case "cancel_timeout_seconds":
-                    if let value = integer(entry.value, "scheduler.cancel_timeout_seconds", in: 1...3600) { config.cancelTimeoutSeconds = value }
+                    // Accepted for old files, no longer used: a cancel ends the run in the store at once and fences its writes.
+                    _ = integer(entry.value, "scheduler.cancel_timeout_seconds", in: 1...3600)
                 case "drain_seconds":
                     if let value = integer(entry.value, "scheduler.drain_seconds", in: 0...3600) { config.drainSeconds = value }
                 case "tick_seconds":

@@ -76,8 +76,14 @@ public struct ServerConfig: Sendable, Hashable {
     public var maxVariantsPerSync: Int
     /// Largest accepted request body.
     public var maxBodyBytes: Int
+    /// Variants one API call may change at once (trigger, reset, pause, start): a call over more is
+    /// refused with `too_many_variants`, never split — multi-variant calls are all or nothing.
+    public var maxVariantsPerRequest: Int
 
-    public init(host: String = "127.0.0.1", port: Int = 3003, maxVariantsPerSync: Int = 100, maxBodyBytes: Int = 1_048_576) {
+    public init(
+        host: String = "127.0.0.1", port: Int = 3003, maxVariantsPerSync: Int = 100, maxBodyBytes: Int = 1_048_576, maxVariantsPerRequest: Int = 1000
+    ) {
+        self.maxVariantsPerRequest = maxVariantsPerRequest
         self.host = host
         self.port = port
         self.maxVariantsPerSync = maxVariantsPerSync
@@ -99,14 +105,15 @@ public struct SchedulerConfig: Sendable, Hashable {
     public var retry: RetryPolicy
     /// How long a run's lease lasts without a heartbeat; after a crash the variant resumes once it runs out.
     public var leaseSeconds: Int
-    /// How long pause/reset/delete wait for a running run to stop before recording it as cancelled themselves.
-    public var cancelTimeoutSeconds: Int
+    /// Attempts a run gets when its process keeps stopping under it (lease expiry); then it is given
+    /// up and its variant runs again after `retry.maxSeconds`.
+    public var maxRunAttempts: Int
 
     public init(
         maxConcurrentRuns: Int = 16, maxRunsPerConnection: Int = 4, tickSeconds: Double = 1, drainSeconds: Int = 30,
-        retry: RetryPolicy = RetryPolicy(), leaseSeconds: Int = 120, cancelTimeoutSeconds: Int = 30
+        retry: RetryPolicy = RetryPolicy(), leaseSeconds: Int = 120, maxRunAttempts: Int = 5
     ) {
-        self.cancelTimeoutSeconds = cancelTimeoutSeconds
+        self.maxRunAttempts = maxRunAttempts
         self.retry = retry
         self.leaseSeconds = leaseSeconds
         self.maxConcurrentRuns = maxConcurrentRuns

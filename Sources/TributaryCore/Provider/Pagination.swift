@@ -9,9 +9,10 @@ public struct Pagination: Sendable, Hashable {
         /// body at that path. The last page has none.
         case link(nextURLPath: String?)
         /// The query parameter `offsetParameter` skips the records already read (starting at 0); an
-        /// empty or short page is the last.
+        /// empty page is the last, and so is a short one unless ``Pagination/stopsAtShortPage`` is off.
         case offset(offsetParameter: String)
-        /// The query parameter `pageParameter` numbers pages from `firstPage`; an empty or short page is the last.
+        /// The query parameter `pageParameter` numbers pages from `firstPage`; an empty page is the
+        /// last, and so is a short one unless ``Pagination/stopsAtShortPage`` is off.
         case page(pageParameter: String, firstPage: Int)
     }
 
@@ -21,8 +22,14 @@ public struct Pagination: Sendable, Hashable {
     /// The query parameter that sets the page size, and the size to ask for.
     public var limitParameter: String?
     public var limit: Int?
+    /// Offset and page styles: whether a page with fewer records than `limit` is the last. A provider
+    /// that caps its page size below `limit` would then seem to end after one page, so runs that
+    /// detect deletions turn this off (``SyncContext/paginate(_:_:resumingAfter:)`` does) and read
+    /// until an empty page — one request more, never a partial listing that drives deletes.
+    public var stopsAtShortPage: Bool
 
-    public init(_ style: Style, recordsPath: String? = nil, limitParameter: String? = nil, limit: Int? = nil) {
+    public init(_ style: Style, recordsPath: String? = nil, limitParameter: String? = nil, limit: Int? = nil, stopsAtShortPage: Bool = true) {
+        self.stopsAtShortPage = stopsAtShortPage
         self.style = style
         self.recordsPath = recordsPath
         self.limitParameter = limitParameter
@@ -133,7 +140,7 @@ public struct ProviderPages: AsyncSequence, Sendable {
             }
             let response = try await pages.send(request)
             let (body, records) = try response.records(at: pagination.recordsPath, answering: request)
-            let short = records.isEmpty || pagination.limit.map { records.count < $0 } ?? false
+            let short = records.isEmpty || (pagination.stopsAtShortPage && pagination.limit.map { records.count < $0 } ?? false)
             var next: String? = nil
             switch pagination.style {
             case .cursor(let path, _):

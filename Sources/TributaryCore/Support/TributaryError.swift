@@ -28,6 +28,17 @@ public struct TributaryError: Error, Sendable, Equatable, CustomStringConvertibl
         public static let resourceCapped = Code(rawValue: "resource_capped")
         public static let invalidCredentials = Code(rawValue: "invalid_credentials")
         public static let providerError = Code(rawValue: "provider_error")
+        /// The run does not exist (never did, or it went with its variant or connection).
+        public static let unknownRun = Code(rawValue: "unknown_run")
+        /// The run exists but is no longer running (finished, cancelled, expired or queued again).
+        public static let runNotRunning = Code(rawValue: "run_not_running")
+        /// The write's run lease is no longer held: its run was ended (cancelled, reset, deleted),
+        /// expired, or taken over by a later attempt. Nothing was written.
+        public static let leaseLost = Code(rawValue: "lease_lost")
+        /// A call names more variants than one request may change at once.
+        public static let tooManyVariants = Code(rawValue: "too_many_variants")
+        /// The database cannot be reached right now (retry later).
+        public static let storeUnavailable = Code(rawValue: "store_unavailable")
     }
 
     public let code: Code

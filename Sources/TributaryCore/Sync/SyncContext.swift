@@ -78,6 +78,10 @@ public protocol SyncContext: Sendable {
     var lastSyncDate: Date? { get }
     /// The models this sync declares; records of any other model are refused.
     var models: [String] { get }
+    /// Whether this run detects deletions (a full refresh with `track_deletes`): a record it does not
+    /// save is deleted when it succeeds, so it must read the whole listing — ``paginate(_:_:resumingAfter:)``
+    /// then reads offset and page styles until an empty page.
+    var detectsDeletes: Bool { get }
 
     /// The variant's checkpoint, or `nil` when none was saved (or it was cleared or reset).
     func getCheckpoint() async throws -> Checkpoint?
@@ -156,9 +160,17 @@ extension SyncContext {
     /// }
     /// ```
     /// - Parameter resumingAfter: a ``ProviderPage/next`` saved earlier: start at that page.
+    ///
+    /// A run that detects deletions reads offset and page styles until an empty page, never stopping
+    /// at a short one (``Pagination/stopsAtShortPage``).
     public func paginate(_ request: ProviderRequest, _ pagination: Pagination, resumingAfter next: String? = nil) -> ProviderPages {
-        ProviderPages(request: request, pagination: pagination, resumingAfter: next) { try await self.send($0) }
+        var pagination = pagination
+        if detectsDeletes { pagination.stopsAtShortPage = false }
+        return ProviderPages(request: request, pagination: pagination, resumingAfter: next) { try await self.send($0) }
     }
+
+    /// Off unless a context says otherwise (contexts written for tests).
+    public var detectsDeletes: Bool { false }
     /// Logs at `info` level.
     public func log(_ message: String) async { await log(message, level: .info) }
 

@@ -8,14 +8,19 @@ import TributaryCore
 import TributaryStore
 
 /// Opens connections' sealed credentials and keeps OAuth tokens fresh: a token is refreshed shortly
-/// before it expires and when the provider answers 401, the new tokens are sealed and persisted,
-/// and concurrent refreshes of one connection (several variants running at once) collapse into one
-/// call to the token endpoint.
+/// before it expires and when the provider answers 401, the new tokens are sealed and persisted.
+/// Concurrent refreshes of one connection collapse into one call to the token endpoint: within this
+/// process (several variants running at once) by sharing one task, and across processes by the
+/// connection's refresh lock in the store (``CredentialRefreshLock``): the holder re-reads the
+/// credentials under the lock and refreshes only if they are still the refused ones, so a rotating
+/// refresh token is used once.
 actor CredentialVault {
     /// Refresh a token this long before it expires.
     static let expiryMargin: Int64 = 60_000_000
+    /// How often a refresh waiting for another process's looks at the store again.
+    static let lockPoll: Duration = .milliseconds(100)
 
-    private let store: any Store
+    private let store: any StoreReader & CredentialStore
     private let cipher: CredentialCipher
     private let http: OutboundHTTP
     private let policy: OutboundPolicy
@@ -23,7 +28,10 @@ actor CredentialVault {
     /// Refreshes under way, one per connection; every caller awaits the same one.
     private var refreshing: [ConnectionRef: Task<JSONObject, any Error>] = [:]
 
-    init(store: any Store, cipher: CredentialCipher, http: OutboundHTTP, policy: OutboundPolicy, logger: Logger) {
+    /// This process, as the refresh lock names its holder.
+    private let holder = "\(ProcessInfo.processInfo.hostName)/\(ProcessInfo.processInfo.processIdentifier)/\(UUID().uuidString.prefix(8))"
+
+    init(store: any StoreReader & CredentialStore, cipher: CredentialCipher, http: OutboundHTTP, policy: OutboundPolicy, logger: Logger) {
         self.store = store
         self.cipher = cipher
         self.http = http
@@ -52,27 +60,65 @@ actor CredentialVault {
     /// read (another caller — or another process — refreshed meanwhile).
     func refresh(_ connection: ConnectionRef, auth: AuthScheme, rejectedToken: String) async throws -> JSONObject {
         if let running = refreshing[connection] { return try await running.value }
-        let task = Task { [store, cipher, http, policy, logger] () throws -> JSONObject in
-            let stored = try await Self.open(store: store, cipher: cipher, connection)
-            if let token = stored[auth.tokenField]?.stringValue, !token.isEmpty, token != rejectedToken,
-                stored["expires_at"]?.stringValue.flatMap(Timestamp.init(iso8601:)).map({ $0.microseconds - Self.expiryMargin > Timestamp.now().microseconds }) ?? true
-            {
-                return stored
+        let task = Task { [store, cipher, http, policy, logger, holder] () throws -> JSONObject in
+            // The lock outlives the token call's timeout, so it is never taken over while the call may still answer.
+            let lockSeconds = Int64(exactly: policy.timeout.components.seconds) .map { $0 * 2 + 10 } ?? 70
+            let deadline = ContinuousClock.now + .seconds(lockSeconds * 2)
+            while true {
+                try Task.checkCancellation()
+                switch try await store.beginCredentialRefresh(of: connection, holder: holder, seconds: lockSeconds) {
+                case .busy:
+                    // Another process refreshes this connection now: wait for its result in the store.
+                    let stored = try await Self.open(store: store, cipher: cipher, connection)
+                    if Self.isFresh(stored, auth: auth, rejectedToken: rejectedToken) { return stored }
+                    guard ContinuousClock.now < deadline else {
+                        throw ProviderUnavailable(status: nil, reason: "another process has been refreshing this connection's token for too long")
+                    }
+                    try await Task.sleep(for: Self.lockPoll)
+                case .granted(let record):
+                    var fresh: JSONObject? = nil
+                    do {
+                        let stored = try Self.open(cipher: cipher, record)
+                        // Refreshed by someone else since the token was refused: use theirs.
+                        if Self.isFresh(stored, auth: auth, rejectedToken: rejectedToken) {
+                            try await store.finishCredentialRefresh(of: connection, holder: holder, sealed: nil)
+                            return stored
+                        }
+                        let new = try await Self.requestToken(stored, auth: auth, http: http, policy: policy)
+                        fresh = new
+                        let sealed = try cipher.seal(JSONWriter.bytes(.object(new)))
+                        try await store.finishCredentialRefresh(of: connection, holder: holder, sealed: (stored["type"]?.stringValue ?? "OAUTH2", sealed))
+                        logger.info("OAuth token refreshed", metadata: ["connection": "\(connection)"])
+                        return new
+                    } catch {
+                        // Release the lock (keeping nothing) so another caller can try; a token already issued is returned.
+                        if fresh == nil { _ = try? await store.finishCredentialRefresh(of: connection, holder: holder, sealed: nil) }
+                        if let fresh { return fresh }
+                        throw error
+                    }
+                }
             }
-            let fresh = try await Self.requestToken(stored, auth: auth, http: http, policy: policy)
-            try await store.updateCredentials(try cipher.seal(JSONWriter.bytes(.object(fresh))), type: stored["type"]?.stringValue ?? "OAUTH2", of: connection)
-            logger.info("OAuth token refreshed", metadata: ["connection": "\(connection)"])
-            return fresh
         }
         refreshing[connection] = task
         defer { refreshing[connection] = nil }
         return try await task.value
     }
 
-    private static func open(store: any Store, cipher: CredentialCipher, _ connection: ConnectionRef) async throws -> JSONObject {
+    /// Whether `stored` holds a token other than the refused one that is not about to expire.
+    private static func isFresh(_ stored: JSONObject, auth: AuthScheme, rejectedToken: String) -> Bool {
+        guard let token = stored[auth.tokenField]?.stringValue, !token.isEmpty, token != rejectedToken else { return false }
+        return stored["expires_at"]?.stringValue.flatMap(Timestamp.init(iso8601:)).map { $0.microseconds - expiryMargin > Timestamp.now().microseconds } ?? true
+    }
+
+    private static func open(store: any StoreReader, cipher: CredentialCipher, _ connection: ConnectionRef) async throws -> JSONObject {
         guard let record = try await store.connection(connection) else {
             throw TributaryError(.unknownConnection, "Connection '\(connection.connectionId)' does not exist.")
         }
+        return try open(cipher: cipher, record)
+    }
+
+    private static func open(cipher: CredentialCipher, _ record: ConnectionRecord) throws -> JSONObject {
+        let connection = record.ref
         guard let sealed = record.sealedCredentials else { return ["type": .string(record.credentialsType)] }
         guard let object = try JSONParser.parse(try cipher.open(sealed)).objectValue else {
             throw TributaryError(.invalidCredentials, "The stored credentials of connection '\(connection.connectionId)' are not an object.")
@@ -125,7 +171,10 @@ actor CredentialVault {
         var fresh = stored
         fresh[auth.tokenField] = .string(access)
         if let refreshToken = answer["refresh_token"]?.stringValue, !refreshToken.isEmpty { fresh["refresh_token"] = .string(refreshToken) }
-        if let seconds = answer["expires_in"]?.doubleValue ?? answer["expires_in"]?.stringValue.flatMap(Double.init) {
+        // A lifetime beyond ten years (or not a finite, positive number) is taken as "no expiry known".
+        if let seconds = answer["expires_in"]?.doubleValue ?? answer["expires_in"]?.stringValue.flatMap(Double.init), seconds.isFinite, seconds > 0,
+            seconds < 315_360_000
+        {
             fresh["expires_at"] = .string(Timestamp(microseconds: Timestamp.now().microseconds + Int64(seconds * 1_000_000)).iso8601)
         } else {
             fresh["expires_at"] = nil

@@ -21,7 +21,7 @@ public final class ProviderAccess: Sendable {
     let logger: Logger
 
     /// - Parameter policy: how calls behave; nil: the configuration's `outbound` section.
-    public init(config: TributaryConfig, store: any Store, cipher: CredentialCipher, http: OutboundHTTP, policy: OutboundPolicy? = nil, logger: Logger) {
+    public init(config: TributaryConfig, store: any StoreReader & CredentialStore, cipher: CredentialCipher, http: OutboundHTTP, policy: OutboundPolicy? = nil, logger: Logger) {
         let policy = policy ?? OutboundPolicy(config.outbound)
         self.config = config
         self.policy = policy

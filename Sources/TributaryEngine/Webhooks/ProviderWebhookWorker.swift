@@ -13,8 +13,8 @@ import TributaryStore
 /// `maxAttempts` times is given up (its run records why). A handler that throws fails its run —
 /// visible in the run history and, when the environment sends failure webhooks, to the app.
 ///
-/// A `Service`: on graceful shutdown it claims nothing more; an execution cancelled by the shutdown
-/// leaves its task open for the next worker.
+/// A `Service`: on graceful shutdown it claims nothing more; executions get `drain` to finish, then
+/// are stopped — an execution stopped by the shutdown leaves its task open for the next worker.
 public final class ProviderWebhookWorker: Service, Sendable {
     private let executor: SyncExecutor
     private let config: TributaryConfig
@@ -24,9 +24,16 @@ public final class ProviderWebhookWorker: Service, Sendable {
     private let logger: Logger
     private let wakeups: AsyncStream<Void>
     private let wakeContinuation: AsyncStream<Void>.Continuation
+    private let drain: Duration
     private let slots = Mutex((used: 0, accepting: true))
+    /// Executions running here, each with the handle that stops its handler.
+    private let running = Mutex<[Int64: RunStop]>([:])
 
-    public init(executor: SyncExecutor, config: TributaryConfig, maxConcurrent: Int = 4, maxAttempts: Int = 5, poll: Duration = .seconds(1), logger: Logger) {
+    public init(
+        executor: SyncExecutor, config: TributaryConfig, maxConcurrent: Int = 4, maxAttempts: Int = 5, poll: Duration = .seconds(1),
+        drain: Duration = .seconds(30), logger: Logger
+    ) {
+        self.drain = drain
         self.executor = executor
         self.config = config
         self.maxConcurrent = max(1, maxConcurrent)
@@ -49,6 +56,12 @@ public final class ProviderWebhookWorker: Service, Sendable {
                         }
                     }
                 }
+                // Shutting down: executions get the drain time, then their handlers are stopped (their tasks stay open).
+                let deadline = ContinuousClock.now + drain
+                while slots.withLock({ $0.used > 0 }), ContinuousClock.now < deadline, !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+                for stop in running.withLock({ Array($0.values) }) { stop.stop() }
             }
         } onGracefulShutdown: {
             self.slots.withLock { $0.accepting = false }
@@ -88,14 +101,16 @@ public final class ProviderWebhookWorker: Service, Sendable {
 
     private func execute(_ claimed: ClaimedProviderWebhook) async {
         let ref = claimed.task.variant
+        let stop = RunStop()
+        running.withLock { $0[claimed.started.runId] = stop }
+        defer { _ = running.withLock { $0.removeValue(forKey: claimed.started.runId) } }
         do {
             guard let sync = config.sync(for: ref) else {
                 _ = try await executor.store.completeRun(
-                    claimed.started.runId,
-                    RunCompletion(outcome: .failed(message: "Sync '\(ref.syncName)' is no longer configured."), results: [:]))
+                    claimed.started.lease, RunCompletion(outcome: .failed(message: "Sync '\(ref.syncName)' is no longer configured.")))
                 return
             }
-            let run = try await executor.runWebhook(claimed, sync: sync)
+            let run = try await executor.runWebhook(claimed, sync: sync, options: SyncExecutor.Options(stop: stop))
             logger.info(
                 "provider webhook handled",
                 metadata: ["variant": "\(ref)", "run": "\(run.id)", "status": "\(run.status.rawValue)", "type": "\(claimed.task.type ?? "")"])

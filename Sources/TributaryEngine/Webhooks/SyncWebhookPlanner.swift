@@ -22,7 +22,7 @@ public struct SyncWebhookPlanner: Sendable {
 
     /// The plan for a run of `ref`, reading the connection's override from `store`. A failure to read
     /// it falls back to the environment's receivers: a webhook is never dropped for want of the override.
-    func plan(for ref: VariantRef, sync: SyncConfig, store: any Store) async -> SyncWebhookPlan? {
+    func plan(for ref: VariantRef, sync: SyncConfig, store: any StoreReader) async -> SyncWebhookPlan? {
         // Without a signing key nothing can be sent (a connection override requires one): skip the read.
         guard config.environment(named: ref.connection.environment)?.webhooks.signingKey != nil else { return nil }
         let connectionConfig = (try? await store.connection(ref.connection))?.connectionConfig ?? [:]

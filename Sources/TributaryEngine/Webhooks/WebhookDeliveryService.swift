@@ -21,7 +21,7 @@ import TributaryStore
 ///
 /// A `Service`: on graceful shutdown it claims nothing more and lets attempts in flight finish.
 public final class WebhookDeliveryService: Service, Sendable {
-    private let store: any Store
+    private let store: any WebhookOutboxStore
     private let config: TributaryConfig
     private let http: OutboundHTTP
     private let logger: Logger
@@ -34,7 +34,7 @@ public final class WebhookDeliveryService: Service, Sendable {
     /// - Parameters:
     ///   - jitter: the factor applied to each backoff (0.8…1.2 by default; tests fix it).
     public init(
-        store: any Store, config: TributaryConfig, http: OutboundHTTP, logger: Logger, clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() },
+        store: any WebhookOutboxStore, config: TributaryConfig, http: OutboundHTTP, logger: Logger, clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() },
         jitter: @escaping @Sendable () -> Double = { Double.random(in: 0.8...1.2) }
     ) {
         self.store = store

@@ -1,0 +1,189 @@
+import PostgresNIO
+import TributaryCore
+import TributaryStore
+
+extension PostgresStore {
+    /// Reads and locks the run the lease names and checks the lease on the database's clock
+    /// (``RunFence``); throws `unknown_run`, `run_not_running` or `lease_lost` when the write must not
+    /// be applied. The run row stays locked until the transaction ends, so a transaction ending the
+    /// run (cancel, reset, delete, expiry) waits for this write or this write sees it ended — the
+    /// lock order is always run rows first, then datasets.
+    func fence(_ db: PostgresConnection, _ lease: RunLease) async throws -> FencedRun {
+        let (run, now) = try await fencedRun(db, lease.runId, lock: true)
+        try RunFence.check(lease, row: run?.fence, now: now)
+        return run!
+    }
+
+    /// The run (nil when it does not exist) and the lease clock's now.
+    func fencedRun(_ db: PostgresConnection, _ runId: Int64, lock: Bool) async throws -> (FencedRun?, Int64) {
+        let offset = leaseClockOffset()
+        guard
+            let row = try await db.one(
+                """
+                SELECT r.status, r.attempts, r.heartbeat_at + r.lease_seconds * 1000000 AS lease_end, r.kind, r.started_at,
+                    r.deletion_generation, r.results, r.variant_pk, v.connection_pk, v.deletion_generation AS open_window, v.sync_name, v.variant,
+                    c.environment, c.provider_config_key, c.connection_id, \(unescaped: Self.databaseNow) + \(offset) AS lease_now
+                FROM runs r JOIN sync_variants v ON v.id = r.variant_pk JOIN connections c ON c.id = v.connection_pk
+                WHERE r.id = \(runId) \(unescaped: lock ? "FOR UPDATE OF r" : "")
+                """, logger)
+        else {
+            let now = try await db.one("SELECT \(unescaped: Self.databaseNow) + \(offset) AS lease_now", logger)?.int64("lease_now") ?? 0
+            return (nil, now)
+        }
+        let run = FencedRun(
+            id: runId, variantPK: try row.int64("variant_pk"), connectionPK: try row.int64("connection_pk"),
+            variant: VariantRef(
+                connection: ConnectionRef(
+                    environment: try row.string("environment"), providerConfigKey: try row.string("provider_config_key"),
+                    connectionId: try row.string("connection_id")),
+                syncName: try row.string("sync_name"), variant: try row.string("variant")),
+            kind: RunKind(rawValue: try row.string("kind")) ?? .initial, startedAt: Timestamp(microseconds: try row.int64("started_at")),
+            deletionGeneration: try row.optionalInt64("deletion_generation"), openWindow: try row.optionalInt64("open_window"),
+            results: try row.string("results"),
+            fence: RunFence.Row(
+                status: RunStatus(rawValue: try row.string("status")) ?? .failed, token: try row.int64("attempts"), leaseEnd: try row.int64("lease_end")))
+        return (run, try row.int64("lease_now"))
+    }
+
+    /// Adds a write's counts to the run's results (in the write's transaction; the run row is locked).
+    func addResults(_ db: PostgresConnection, _ run: FencedRun, model: String, _ result: ModelResult) async throws {
+        guard !result.isEmpty else { return }
+        try await db.query("UPDATE runs SET results = \(try run.adding(result, for: model)) WHERE id = \(run.id)", logger: logger)
+    }
+
+    public func renewLease(_ lease: RunLease) async throws -> LeaseState {
+        let offset = leaseClockOffset()
+        return try await read { db in
+            let renewed = try await db.count(
+                """
+                UPDATE runs SET heartbeat_at = \(unescaped: Self.databaseNow) + \(offset)
+                WHERE id = \(lease.runId) AND status = 'running' AND attempts = \(lease.token)
+                    AND heartbeat_at + lease_seconds * 1000000 > \(unescaped: Self.databaseNow) + \(offset)
+                RETURNING id
+                """, self.logger)
+            if renewed == 1 { return .held }
+            let (run, now) = try await self.fencedRun(db, lease.runId, lock: false)
+            return RunFence.state(of: lease, row: run?.fence, now: now)
+        }
+    }
+
+    public func leaseState(_ lease: RunLease) async throws -> LeaseState {
+        try await read { db in
+            let (run, now) = try await self.fencedRun(db, lease.runId, lock: false)
+            return RunFence.state(of: lease, row: run?.fence, now: now)
+        }
+    }
+
+    public func appendLog(_ lease: RunLease, level: LogLevel, message: String) async throws {
+        let now = clock()
+        try await transaction { db in
+            _ = try await self.fence(db, lease)
+            try await self.insertLog(db, run: lease.runId, level: level, message: message, now: now)
+        }
+    }
+
+    public func saveCheckpoint(_ checkpoint: Checkpoint, for lease: RunLease) async throws {
+        let json = checkpoint.json
+        try await transaction { db in
+            let run = try await self.fence(db, lease)
+            guard run.kind != .webhook else { throw StoreMessages.checkpointInWebhookRun }
+            try await db.query(
+                "UPDATE sync_variants SET checkpoint = \(json), checkpoint_generation = \(run.deletionGeneration) WHERE id = \(run.variantPK)",
+                logger: self.logger)
+        }
+    }
+
+    public func clearCheckpoint(for lease: RunLease) async throws {
+        try await transaction { db in
+            let run = try await self.fence(db, lease)
+            guard run.kind != .webhook else { throw StoreMessages.checkpointInWebhookRun }
+            try await db.query(
+                "UPDATE sync_variants SET checkpoint = NULL, checkpoint_generation = NULL WHERE id = \(run.variantPK)", logger: self.logger)
+        }
+    }
+
+    public func setMetadata(_ metadata: JSONObject, for lease: RunLease) async throws {
+        try await changeMetadata(for: lease) { _ in metadata }
+    }
+
+    public func updateMetadata(_ metadata: JSONObject, for lease: RunLease) async throws {
+        try await changeMetadata(for: lease) { $0.shallowMerging(metadata) }
+    }
+
+    private func changeMetadata(for lease: RunLease, _ change: @escaping @Sendable (JSONObject) -> JSONObject) async throws {
+        let now = clock()
+        try await transaction { db in
+            let run = try await self.fence(db, lease)
+            try await self.changeMetadata(db, connectionPKs: [run.connectionPK], now: now, change)
+        }
+    }
+
+    public func completeRun(_ lease: RunLease, _ completion: RunCompletion) async throws -> RunRecord {
+        let now = clock()
+        return try await transaction { db in
+            // The run row lock: expiry (which skips locked rows), cancels, resets and deletes wait for this outcome.
+            let run = try await self.fence(db, lease)
+            let decision = RunCompletionRule.decide(completion, row: try run.completionRow())
+            var results = decision.results
+            if let (models, generation) = decision.deleteUnseen {
+                for model in models {
+                    let deleted = try await self.deleteUnseen(db, connectionPK: run.connectionPK, run.variant.dataset(model), generation: generation)
+                    if deleted > 0 || results[model] != nil { results[model, default: ModelResult()].deleted += deleted }
+                }
+            }
+            if let update = decision.variant {
+                try await db.query(
+                    """
+                    UPDATE sync_variants SET last_sync_date = \(update.lastSyncDate.microseconds), deletion_generation = NULL,
+                        checkpoint = CASE WHEN \(update.clearCheckpoint) THEN NULL ELSE checkpoint END,
+                        checkpoint_generation = CASE WHEN \(update.clearCheckpoint) THEN NULL ELSE checkpoint_generation END
+                    WHERE id = \(run.variantPK)
+                    """, logger: self.logger)
+            }
+            try await db.query(
+                """
+                UPDATE runs SET status = \(decision.status.rawValue), finished_at = \(now.microseconds), results = \(ModelResult.encodeRunResults(results)),
+                    error = \(decision.error), retryable = \(decision.retry != nil), retry_after_ms = \(NextRunPlan.milliseconds(decision.retry))
+                WHERE id = \(run.id)
+                """, logger: self.logger)
+            if decision.plansNextRun, let plan = completion.nextRun, let (_, state) = try await self.lookupVariant(db, run.variant) {
+                let earlier = try await db.all(
+                    """
+                    SELECT * FROM runs WHERE variant_pk = \(run.variantPK) AND id < \(run.id) AND kind <> 'WEBHOOK' AND status NOT IN ('queued', 'running')
+                    ORDER BY id DESC LIMIT \(Int64(plan.retry.maxAttempts + 1))
+                    """, self.logger
+                ).map { try self.runRecord($0, variant: run.variant) }
+                let failures = RunCompletionRule.consecutiveRetryableFailures(before: earlier, decision: decision)
+                let next = plan.next(for: state, retry: decision.retry, consecutiveRetryableFailures: failures)
+                try await db.query("UPDATE sync_variants SET next_run_at = \(next.microseconds) WHERE id = \(run.variantPK)", logger: self.logger)
+            }
+            if let reopens = decision.webhookTaskReopens {
+                try await db.query(
+                    "UPDATE provider_webhook_tasks SET status = \(reopens ? "pending" : "done") WHERE run_id = \(run.id) AND status = 'claimed'",
+                    logger: self.logger)
+            }
+            let finished = try await self.fetchRun(db, run.id)!
+            try await self.queueWebhooks(db, for: finished, plan: completion.webhooks, now: now)
+            return finished
+        }
+    }
+
+    @discardableResult
+    public func releaseRun(_ lease: RunLease, reason: String) async throws -> RunRecord {
+        let now = clock()
+        return try await transaction { db in
+            let run = try await self.fence(db, lease)
+            if run.kind == .webhook {
+                // A provider webhook execution is not queued: it ends, and its task is claimed again.
+                try await db.query(
+                    "UPDATE runs SET status = 'cancelled', finished_at = \(now.microseconds), error = \(reason) WHERE id = \(run.id)", logger: self.logger)
+                try await db.query(
+                    "UPDATE provider_webhook_tasks SET status = 'pending' WHERE run_id = \(run.id) AND status = 'claimed'", logger: self.logger)
+                return try await self.fetchRun(db, run.id)!
+            }
+            try await db.query("UPDATE runs SET status = 'queued', worker = NULL WHERE id = \(run.id)", logger: self.logger)
+            try await self.insertLog(db, run: run.id, level: .info, message: reason, now: now)
+            return try await self.fetchRun(db, run.id)!
+        }
+    }
+}

@@ -1,0 +1,16 @@
+import TributaryCore
+
+/// Connections' sealed credentials, and the cross-process lock OAuth refreshes take
+/// (``CredentialRefreshLock``). The credentials themselves are read with
+/// ``StoreReader/connection(_:)``.
+public protocol CredentialStore: Sendable {
+    /// Replaces the connection's sealed credentials.
+    func updateCredentials(_ sealed: [UInt8]?, type: String, of connection: ConnectionRef) async throws
+    /// Takes the connection's refresh lock for `seconds` unless another holder has it, and returns
+    /// the connection as stored now. Throws `unknown_connection`.
+    func beginCredentialRefresh(of connection: ConnectionRef, holder: String, seconds: Int64) async throws -> CredentialRefreshGrant
+    /// Writes the refreshed credentials (nil: nothing new — the refresh failed, or another holder's
+    /// result was good) and releases the lock, if `holder` still has it. Returns whether it had it.
+    @discardableResult
+    func finishCredentialRefresh(of connection: ConnectionRef, holder: String, sealed: (type: String, credentials: [UInt8])?) async throws -> Bool
+}
