@@ -130,12 +130,15 @@ let package = Package(
             dependencies: [
                 "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryPostgres",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/Support",
             swiftSettings: strict
         ),
         .testTarget(name: "TributaryCoreTests", dependencies: ["TributaryCore"], swiftSettings: strict),
+        // The store's pure rules (fencing, run starts and ends, expiry, next runs, lifecycle changes), without a database.
+        .testTarget(name: "TributaryRulesTests", dependencies: ["TributaryCore", "TributaryStore"], swiftSettings: strict),
         .testTarget(
             name: "TributaryStoreTests",
             dependencies: [

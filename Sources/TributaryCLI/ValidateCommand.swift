@@ -25,15 +25,29 @@ struct ValidateCommand: AsyncParsableCommand {
         for integration in loaded.integrations {
             output.line("integration \(integration.providerConfigKey) (auth: \(integration.auth.typeName))")
             for sync in integration.syncs {
-                let known = functions.function(named: sync.function) != nil
+                // A declarative sync runs the engine's own function.
+                let known = sync.declarative != nil || functions.function(named: sync.function) != nil
                 if !known { missing.append("\(integration.providerConfigKey)/\(sync.name) → \(sync.function)") }
+                let runs = sync.declarative != nil ? "declarative" : "function \(sync.function)\(known ? "" : " (NOT REGISTERED)")"
                 output.line(
-                    "  sync \(sync.name): function \(sync.function)\(known ? "" : " (NOT REGISTERED)"), models \(sync.models.joined(separator: ", ")), \(sync.syncType.rawValue), \(sync.frequency.text)\(sync.trackDeletes ? ", tracks deletes" : "")")
+                    "  sync \(sync.name): \(runs), models \(sync.models.joined(separator: ", ")), \(sync.syncType.rawValue), \(sync.frequency.text)\(sync.trackDeletes ? ", tracks deletes" : "")")
+                if let note = Self.paginationNote(sync) { output.line("    \(note)") }
             }
         }
         if !missing.isEmpty {
             output.line("These syncs use functions this binary does not register: \(missing.joined(separator: "; ")).")
             throw ExitCode(1)
+        }
+    }
+
+    /// What a declarative sync that detects deletions does with offset or page pagination.
+    static func paginationNote(_ sync: SyncConfig) -> String? {
+        guard sync.detectsDeletes, let style = sync.declarative?.pagination?.style else { return nil }
+        switch style {
+        case .offset, .page:
+            return "pages until an empty page: it detects deletions, so a short page (a provider capping its page size) does not end its listing"
+        case .cursor, .link:
+            return nil
         }
     }
 }

@@ -57,12 +57,14 @@ public final class RunCoordinator: Service, Sendable {
     }
 
     private struct State {
-        /// Runs executing in this process, with the handle that stops each one's function.
-        var stops: [VariantRef: RunStop] = [:]
+        /// Runs executing in this process by lease (run and attempt), with their variant and the handle
+        /// that stops each one's function. (By lease, not by variant or run: an ended run — or attempt —
+        /// may still be unwinding here while the one that replaced it already executes.)
+        var running: [RunLease: (variant: VariantRef, stop: RunStop)] = [:]
         /// Slots taken: runs executing plus claims in flight.
         var slots = 0
         /// Runs stopped by the shutdown (queued again rather than finished).
-        var stoppedByShutdown: Set<VariantRef> = []
+        var stoppedByShutdown: Set<RunLease> = []
         var accepting = true
         /// The drain time is over: every run, also one registering late, is stopped and queued again.
         var drained = false
@@ -125,14 +127,15 @@ public final class RunCoordinator: Service, Sendable {
 
     /// Whether `ref` is running in this process.
     public func isRunningHere(_ ref: VariantRef) -> Bool {
-        state.withLock { $0.stops[ref] != nil }
+        state.withLock { $0.running.values.contains { $0.variant == ref } }
     }
 
-    /// Stops the function of `ref`'s run if it runs in this process — at once, without waiting for the
-    /// run's next lease check. (Ending a run in the store reaches runs in any process within a lease
-    /// check; this makes it prompt here.)
-    public func cancelHere(_ ref: VariantRef) {
-        state.withLock { $0.stops[ref] }?.stop()
+    /// Stops the function of run `runId` if it runs in this process — at once, without waiting for its
+    /// next lease check. (Ending a run in the store reaches runs in any process within a lease check;
+    /// this makes it prompt here.)
+    public func cancelHere(run runId: Int64) {
+        let stops = state.withLock { $0.running.filter { $0.key.runId == runId }.map(\.value.stop) }
+        for stop in stops { stop.stop() }
     }
 
     private func pollUntilShutdown() async {
@@ -145,8 +148,8 @@ public final class RunCoordinator: Service, Sendable {
     private func cancelForShutdown() {
         let stops = state.withLock { state -> [RunStop] in
             state.drained = true
-            state.stoppedByShutdown.formUnion(state.stops.keys)
-            return Array(state.stops.values)
+            state.stoppedByShutdown.formUnion(state.running.keys)
+            return state.running.values.map(\.stop)
         }
         for stop in stops { stop.stop() }
     }
@@ -203,10 +206,11 @@ public final class RunCoordinator: Service, Sendable {
 
     private func execute(_ claimed: ClaimedRun) async {
         let ref = claimed.variant
+        let lease = claimed.started.lease
         let stop = RunStop()
         let stopNow = state.withLock { state -> Bool in
-            state.stops[ref] = stop
-            if state.drained { state.stoppedByShutdown.insert(ref) }
+            state.running[lease] = (ref, stop)
+            if state.drained { state.stoppedByShutdown.insert(lease) }
             return state.drained
         }
         if stopNow { stop.stop() }
@@ -222,7 +226,7 @@ public final class RunCoordinator: Service, Sendable {
             plan = nil
         }
         let options = SyncExecutor.Options(
-            stop: stop, nextRun: plan, requeuesWhenCancelled: { self.state.withLock { $0.stoppedByShutdown.contains(ref) } })
+            stop: stop, nextRun: plan, requeuesWhenCancelled: { self.state.withLock { $0.stoppedByShutdown.contains(lease) } })
         do {
             if let sync {
                 _ = try await executor.run(claimed, sync: sync, options: options)
@@ -238,8 +242,8 @@ public final class RunCoordinator: Service, Sendable {
             logger.warning("run could not be recorded; its lease will run out and it resumes", metadata: ["variant": "\(ref)", "error": "\(error)"])
         }
         state.withLock { state in
-            state.stops.removeValue(forKey: ref)
-            state.stoppedByShutdown.remove(ref)
+            state.running.removeValue(forKey: lease)
+            state.stoppedByShutdown.remove(lease)
             state.slots -= 1
         }
         wakeContinuation.yield()

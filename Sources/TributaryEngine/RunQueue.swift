@@ -91,6 +91,6 @@ public struct RunQueue: Sendable {
     /// Stops, in this process, the functions of the runs the change ended (elsewhere their lease checks do).
     private func stopHere(_ outcome: LifecycleOutcome) {
         guard let worker else { return }
-        for run in outcome.ended where run.kind != .webhook { worker.cancelHere(run.variant) }
+        for run in outcome.ended where run.kind != .webhook { worker.cancelHere(run: run.id) }
     }
 }

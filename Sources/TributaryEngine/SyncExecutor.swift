@@ -131,7 +131,7 @@ public struct SyncExecutor: Sendable {
 
         let context = RunContext(store: store, ref: variant, sync: sync, started: started, providers: providers, logger: logger)
         let watch = LeaseWatch()
-        let outcome: RunOutcome
+        var outcome: RunOutcome
         var retry: RetryAdvice? = nil
         do {
             try await runFunction(lease: started.lease, watch: watch, stop: options.stop, logger: logger) { try await body(context) }
@@ -147,6 +147,12 @@ public struct SyncExecutor: Sendable {
         } catch {
             outcome = .failed(message: String(describing: error))
             if let temporary = error as? any RetryableError { retry = RetryAdvice(afterSeconds: temporary.retryAfterSeconds) }
+        }
+        // A function stopped from outside (a cancel here, a shutdown) may surface its stop as any error
+        // (an HTTP client's own, a wrapped one): it was stopped, it did not fail.
+        if case .failed = outcome, options.stop?.isStopped == true || Task.isCancelled {
+            outcome = .cancelled(reason: "The run was cancelled.")
+            retry = nil
         }
         if let reason = watch.lostReason {
             // Whoever ended the run recorded its end; nothing of this attempt is written any more.

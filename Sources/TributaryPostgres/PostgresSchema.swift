@@ -161,13 +161,16 @@ enum PostgresSchema {
         (
             "v2-run-integrity",
             // Runs are fenced by a lease: `attempts` is the token of the attempt holding a run, which is
-            // re-leased (queued again, same row) when it is interrupted, keeping its first start and its
+            // re-leased (queued again, same row) when it is interrupted (`expiries` counts the lease
+            // expiries among those; the column defaults avoid rewriting the run history), keeping its first start and its
             // counts. A checkpoint remembers the deletion window it was saved in. Deleted and emptied
             // datasets are purged in chunks after the transaction that hid them. OAuth refreshes take a
             // lock on the connection. A variant dropped off the schedule by the old two-step finish runs.
             """
-            ALTER TABLE runs ADD COLUMN attempts BIGINT NOT NULL DEFAULT 0;
-            UPDATE runs SET attempts = 1 WHERE status <> 'queued';
+            ALTER TABLE runs ADD COLUMN attempts BIGINT NOT NULL DEFAULT 1;
+            UPDATE runs SET attempts = 0 WHERE status = 'queued';
+            ALTER TABLE runs ALTER COLUMN attempts SET DEFAULT 0;
+            ALTER TABLE runs ADD COLUMN expiries BIGINT NOT NULL DEFAULT 0;
             ALTER TABLE sync_variants ADD COLUMN checkpoint_generation BIGINT;
             UPDATE sync_variants SET checkpoint_generation = deletion_generation WHERE checkpoint IS NOT NULL;
             UPDATE sync_variants v SET next_run_at = \(PostgresStore.databaseNow)

@@ -192,23 +192,28 @@ extension PostgresStore {
     }
 
     @discardableResult
-    public func finishCredentialRefresh(of connection: ConnectionRef, holder: String, sealed: (type: String, credentials: [UInt8])?) async throws -> Bool {
+    public func finishCredentialRefresh(
+        of connection: ConnectionRef, holder: String, sealed: (type: String, credentials: [UInt8])?, replacing expected: [UInt8]?
+    ) async throws -> Bool {
         let now = clock()
         let data = sealed.map { Data($0.credentials) }
         let type = sealed?.type
         return try await transaction { db in
-            guard let pk = try await self.connectionPK(db, connection) else { return false }
-            if let data, let type {
-                return try await db.count(
-                    """
-                    UPDATE connections SET credentials_type = \(type), credentials = \(data), updated_at = \(now.microseconds), refresh_holder = NULL,
-                        refresh_until = NULL
-                    WHERE id = \(pk) AND refresh_holder = \(holder) RETURNING id
-                    """, self.logger) == 1
+            guard let pk = try await self.connectionPK(db, connection),
+                let row = try await db.one("SELECT refresh_holder, credentials FROM connections WHERE id = \(pk) FOR UPDATE", self.logger)
+            else { return false }
+            let holds = try row.optionalString("refresh_holder") == holder
+            if let data, let type, try holds || row.optionalBytes("credentials") == expected {
+                try await db.query(
+                    "UPDATE connections SET credentials_type = \(type), credentials = \(data), updated_at = \(now.microseconds) WHERE id = \(pk)",
+                    logger: self.logger)
+            } else if data != nil || !holds {
+                return false
             }
-            return try await db.count(
-                "UPDATE connections SET refresh_holder = NULL, refresh_until = NULL WHERE id = \(pk) AND refresh_holder = \(holder) RETURNING id",
-                self.logger) == 1
+            if holds {
+                try await db.query("UPDATE connections SET refresh_holder = NULL, refresh_until = NULL WHERE id = \(pk)", logger: self.logger)
+            }
+            return true
         }
     }
 }

@@ -157,6 +157,10 @@ extension PostgresStore {
                 let next = plan.next(for: state, retry: decision.retry, consecutiveRetryableFailures: failures)
                 try await db.query("UPDATE sync_variants SET next_run_at = \(next.microseconds) WHERE id = \(run.variantPK)", logger: self.logger)
             }
+            if decision.keepsVariantScheduled {
+                try await db.query(
+                    "UPDATE sync_variants SET next_run_at = coalesce(next_run_at, \(now.microseconds)) WHERE id = \(run.variantPK)", logger: self.logger)
+            }
             if let reopens = decision.webhookTaskReopens {
                 try await db.query(
                     "UPDATE provider_webhook_tasks SET status = \(reopens ? "pending" : "done") WHERE run_id = \(run.id) AND status = 'claimed'",

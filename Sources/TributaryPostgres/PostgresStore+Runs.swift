@@ -60,7 +60,10 @@ extension PostgresStore {
         return try await transaction { db in
             // One claim at a time across all processes: the per-connection count below sees every running run.
             try await self.lock(db, .runQueue)
-            while true {
+            // Runs of syncs this worker does not run stay queued for one that does (another version of
+            // the configuration during a rolling deploy, say); they are passed over, at most a few per claim.
+            var passedOver: [Int64] = []
+            while passedOver.count <= RunClaim.maximumPassedOver {
                 // The fairest claimable run: fewest running runs on its connection (across all workers), oldest first.
                 guard
                     let row = try await db.one(
@@ -73,6 +76,7 @@ extension PostgresStore {
                         JOIN sync_variants v ON v.id = q.variant_pk
                         LEFT JOIN load ON load.connection_pk = v.connection_pk
                         WHERE q.status = 'queued' AND coalesce(load.running, 0) < \(Int64(claim.maxRunsPerConnection))
+                            AND q.id <> ALL(\(passedOver)::int8[])
                         ORDER BY coalesce(load.running, 0), q.id LIMIT 1
                         """, self.logger)
                 else { return nil }
@@ -80,11 +84,7 @@ extension PostgresStore {
                 let variantPK = try row.int64("variant_pk")
                 let variant = try await self.variantRef(db, variantPK: variantPK)
                 guard let tracksDeletes = claim.syncs[SyncAddress(variant)] else {
-                    try await db.query(
-                        """
-                        UPDATE runs SET status = 'failed', finished_at = \(now.microseconds), error = \(StoreMessages.syncNoLongerConfigured(variant))
-                        WHERE id = \(runId)
-                        """, logger: self.logger)
+                    passedOver.append(runId)
                     continue
                 }
                 let (_, state) = try await self.requireVariant(db, variant)
@@ -98,6 +98,7 @@ extension PostgresStore {
                     worker: claim.worker, now: now)
                 return ClaimedRun(variant: variant, started: started)
             }
+            return nil
         }
     }
 
@@ -119,7 +120,7 @@ extension PostgresStore {
             // A run row locked by a transaction (its finish, or one of its writes) is skipped: that run is alive.
             let rows = try await db.all(
                 """
-                SELECT r.id, r.variant_pk, r.kind, r.attempts, r.worker, v.paused FROM runs r JOIN sync_variants v ON v.id = r.variant_pk
+                SELECT r.id, r.variant_pk, r.kind, r.attempts, r.expiries, r.worker, v.paused FROM runs r JOIN sync_variants v ON v.id = r.variant_pk
                 WHERE r.status = 'running' AND r.heartbeat_at + r.lease_seconds * 1000000 <= \(unescaped: Self.databaseNow) + \(offset)
                 ORDER BY r.id FOR UPDATE OF r SKIP LOCKED
                 """, self.logger)
@@ -127,16 +128,18 @@ extension PostgresStore {
             for row in rows {
                 let id = try row.int64("id")
                 let attempts = try row.int64("attempts")
+                let expiries = try row.int64("expiries") + 1
+                let paused = try row.bool("paused")
                 let action = RunExpiry.action(
-                    kind: RunKind(rawValue: try row.string("kind")) ?? .initial, attempts: attempts, variantPaused: try row.bool("paused"), now: now,
-                    policy: policy)
+                    kind: RunKind(rawValue: try row.string("kind")) ?? .initial, expiries: expiries - 1, variantPaused: paused, now: now, policy: policy)
+                try await db.query("UPDATE runs SET expiries = \(expiries) WHERE id = \(id)", logger: self.logger)
                 switch action {
                 case .requeue:
                     try await db.query("UPDATE runs SET status = 'queued', worker = NULL WHERE id = \(id)", logger: self.logger)
                     try await self.insertLog(
                         db, run: id, level: .warn, message: RunExpiry.interruptedMessage(attempt: attempts, worker: try row.optionalString("worker")), now: now)
                 case .giveUp(let next):
-                    try await self.markExpired(db, run: id, now: now, error: policy.maxAttempts <= attempts ? RunExpiry.gaveUpMessage(attempts: attempts) : nil)
+                    try await self.markExpired(db, run: id, now: now, error: paused ? nil : RunExpiry.gaveUpMessage(expiries: expiries))
                     if let next {
                         try await db.query(
                             "UPDATE sync_variants SET next_run_at = \(next.microseconds) WHERE id = \(try row.int64("variant_pk"))", logger: self.logger)

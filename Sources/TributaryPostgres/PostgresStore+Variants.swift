@@ -133,6 +133,10 @@ extension PostgresStore {
                 if queuesRuns {
                     let id = try await self.insertRun(db, variantPK: pk, status: .queued, kind: .initial, now: now, leaseSeconds: 0)
                     outcome.queued.append(try await self.fetchRun(db, id)!)
+                } else {
+                    // Its ended run would have planned the next one: the variant stays on the schedule.
+                    try await db.query(
+                        "UPDATE sync_variants SET next_run_at = coalesce(next_run_at, \(now.microseconds)) WHERE id = \(pk)", logger: self.logger)
                 }
             }
             return outcome

@@ -153,6 +153,11 @@ extension PostgresStore {
         let now = clock()
         let offset = leaseClockOffset()
         return try await transaction { db in
+            // Serialised with the run queue's other changes (deletes and resets lock runs and variants in
+            // that order, after this lock), so a claim never waits for them holding a task row.
+            try await self.lock(db, .runQueue)
+            // Heads whose previous run is being finished right now: left for the next claim.
+            var busy: [Int64] = []
             while true {
                 // The head of a variant's queue (its oldest open task: a variant's webhooks run one at a
                 // time, in arrival order), when never claimed or claimed by a run that is no longer
@@ -167,6 +172,7 @@ extension PostgresStore {
                             AND t.id = (SELECT min(x.id) FROM provider_webhook_tasks x WHERE x.variant_pk = t.variant_pk AND x.status IN ('pending', 'claimed'))
                             AND (t.status = 'pending' OR r.id IS NULL OR r.status <> 'running'
                                 OR r.heartbeat_at + r.lease_seconds * 1000000 <= \(unescaped: Self.databaseNow) + \(offset))
+                            AND t.id <> ALL(\(busy)::int8[])
                         ORDER BY t.id LIMIT 1
                         FOR UPDATE OF t SKIP LOCKED
                         """, self.logger)
@@ -174,6 +180,12 @@ extension PostgresStore {
                 let taskId = try row.int64("id")
                 let variantPK = try row.int64("variant_pk")
                 if let previous = try row.optionalInt64("run_id"), try row.optionalString("run_status") == RunStatus.running.rawValue {
+                    // Its run's row is locked by a transaction finishing it (run row, then task row):
+                    // skip rather than wait, which could deadlock with it.
+                    guard try await db.one("SELECT id FROM runs WHERE id = \(previous) FOR UPDATE SKIP LOCKED", self.logger) != nil else {
+                        busy.append(taskId)
+                        continue
+                    }
                     try await self.markExpired(db, run: previous, now: now)
                 }
                 let attempts = try row.int("attempts") + 1

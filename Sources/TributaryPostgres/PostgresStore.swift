@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import ServiceLifecycle
+import Synchronization
 import TributaryCore
 import TributaryStore
 
@@ -90,14 +91,16 @@ public final class PostgresStore: Store, Service {
     /// failure. Errors thrown by `body` pass through unchanged.
     @discardableResult
     func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await withDeadline { try await self.transactionAttempts(body) }
+        let connected = Connected()
+        return try await withDeadline(connected) { try await self.transactionAttempts(connected, body) }
     }
 
-    private func transactionAttempts<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    private func transactionAttempts<T: Sendable>(_ connected: Connected, _ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         var attempt = 0
         while true {
             do {
                 return try await client.withConnection { connection in
+                    connected.set()
                     try await connection.query("BEGIN", logger: self.logger)
                     do {
                         let value = try await body(connection)
@@ -121,28 +124,42 @@ public final class PostgresStore: Store, Service {
     /// Statements outside an explicit transaction (reads, and single-statement writes).
     @discardableResult
     func read<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        try await withDeadline {
+        let connected = Connected()
+        return try await withDeadline(connected) {
             do {
-                return try await self.client.withConnection { connection in try await body(connection) }
+                return try await self.client.withConnection { connection in
+                    connected.set()
+                    return try await body(connection)
+                }
             } catch let error as PSQLError {
                 throw Self.described(error)
             }
         }
     }
 
-    /// Runs `body`, failing with `store_unavailable` when it takes longer than ``operationTimeout``
-    /// (waiting for a connection while the database is down, say); `body` is cancelled then.
-    private func withDeadline<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    /// Whether a call got its connection (its statements then run as long as they take).
+    final class Connected: Sendable {
+        private let value = Mutex(false)
+        func set() { value.withLock { $0 = true } }
+        var isSet: Bool { value.withLock { $0 } }
+    }
+
+    /// Runs `body`, failing with `store_unavailable` when it has not got a connection within
+    /// ``operationTimeout`` (the database is down or unreachable, or the pool is exhausted); `body`
+    /// is cancelled then. Once connected, a call is not timed: a long deletion scan is legitimate.
+    private func withDeadline<T: Sendable>(_ connected: Connected, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         let timeout = operationTimeout
         return try await withThrowingTaskGroup(of: Deadline<T>.self) { group in
             group.addTask { .value(try await body()) }
             group.addTask {
                 try await Task.sleep(for: timeout)
+                // Connected: wait for the body (this task is cancelled when it ends).
+                while connected.isSet { try await Task.sleep(for: .seconds(3600)) }
                 return .timedOut
             }
             defer { group.cancelAll() }
             guard case .value(let value)? = try await group.next() else {
-                throw TributaryError(.storeUnavailable, "The database did not answer within \(timeout) (is it running and reachable?).")
+                throw TributaryError(.storeUnavailable, "No database connection within \(timeout) (is the database running and reachable?).")
             }
             return value
         }

@@ -206,7 +206,8 @@ enum SQLiteSchema {
         }
         migrator.registerMigration("v9-run-integrity") { db in
             // Runs are fenced by a lease: `attempts` is the token of the attempt holding a run, which
-            // is re-leased (queued again, same row) when it is interrupted, keeping its first start and
+            // is re-leased (queued again, same row) when it is interrupted (`expiries` counts the lease
+            // expiries among those interruptions), keeping its first start and
             // its counts. A checkpoint remembers the deletion window it was saved in. Deleted and
             // emptied datasets are purged in chunks after the transaction that hid them, so dataset
             // ids must never be reused (AUTOINCREMENT). OAuth refreshes take a lock on the connection.
@@ -214,6 +215,7 @@ enum SQLiteSchema {
                 sql: """
                     ALTER TABLE runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
                     UPDATE runs SET attempts = 1 WHERE status <> 'queued';
+                    ALTER TABLE runs ADD COLUMN expiries INTEGER NOT NULL DEFAULT 0;
                     ALTER TABLE sync_variants ADD COLUMN checkpoint_generation INTEGER;
                     UPDATE sync_variants SET checkpoint_generation = deletion_generation WHERE checkpoint IS NOT NULL;
                     UPDATE sync_variants SET next_run_at = CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)

@@ -177,22 +177,24 @@ extension SQLiteStore {
     }
 
     @discardableResult
-    public func finishCredentialRefresh(of connection: ConnectionRef, holder: String, sealed: (type: String, credentials: [UInt8])?) async throws -> Bool {
+    public func finishCredentialRefresh(
+        of connection: ConnectionRef, holder: String, sealed: (type: String, credentials: [UInt8])?, replacing expected: [UInt8]?
+    ) async throws -> Bool {
         let now = clock()
         return try await pool.write { db in
-            guard let pk = try self.connectionPK(db, connection) else { return false }
-            if let sealed {
+            guard let pk = try self.connectionPK(db, connection),
+                let row = try Row.fetchOne(db, sql: "SELECT refresh_holder, credentials FROM connections WHERE id = ?", arguments: [pk])
+            else { return false }
+            let holds = row["refresh_holder"] as String? == holder
+            if let sealed, holds || (row["credentials"] as Data?).map(Array.init) == expected {
                 try db.execute(
-                    sql: """
-                        UPDATE connections SET credentials_type = ?, credentials = ?, updated_at = ?, refresh_holder = NULL, refresh_until = NULL
-                        WHERE id = ? AND refresh_holder = ?
-                        """,
-                    arguments: [sealed.type, Data(sealed.credentials), now.microseconds, pk, holder])
-            } else {
-                try db.execute(
-                    sql: "UPDATE connections SET refresh_holder = NULL, refresh_until = NULL WHERE id = ? AND refresh_holder = ?", arguments: [pk, holder])
+                    sql: "UPDATE connections SET credentials_type = ?, credentials = ?, updated_at = ? WHERE id = ?",
+                    arguments: [sealed.type, Data(sealed.credentials), now.microseconds, pk])
+            } else if sealed != nil || !holds {
+                return false
             }
-            return db.changesCount == 1
+            if holds { try db.execute(sql: "UPDATE connections SET refresh_holder = NULL, refresh_until = NULL WHERE id = ?", arguments: [pk]) }
+            return true
         }
     }
 }

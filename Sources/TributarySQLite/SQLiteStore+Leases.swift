@@ -141,6 +141,9 @@ extension SQLiteStore {
                 let next = plan.next(for: state, retry: decision.retry, consecutiveRetryableFailures: failures)
                 try db.execute(sql: "UPDATE sync_variants SET next_run_at = ? WHERE id = ?", arguments: [next.microseconds, run.variantPK])
             }
+            if decision.keepsVariantScheduled {
+                try db.execute(sql: "UPDATE sync_variants SET next_run_at = coalesce(next_run_at, ?) WHERE id = ?", arguments: [now.microseconds, run.variantPK])
+            }
             if let reopens = decision.webhookTaskReopens {
                 try db.execute(
                     sql: "UPDATE provider_webhook_tasks SET status = ? WHERE run_id = ? AND status = 'claimed'",

@@ -56,7 +56,10 @@ extension SQLiteStore {
     public func claimRun(_ claim: RunClaim) async throws -> ClaimedRun? {
         let now = clock()
         return try await pool.write { db in
-            while true {
+            // Runs of syncs this worker does not run stay queued for one that does (another version of
+            // the configuration during a rolling deploy, say); they are passed over, at most a few per claim.
+            var passedOver: [Int64] = []
+            while passedOver.count <= RunClaim.maximumPassedOver {
                 // The fairest claimable run: fewest running runs on its connection (across all workers), oldest first.
                 guard
                     let row = try Row.fetchOne(
@@ -70,17 +73,16 @@ extension SQLiteStore {
                             JOIN sync_variants v ON v.id = q.variant_pk
                             LEFT JOIN load ON load.connection_pk = v.connection_pk
                             WHERE q.status = 'queued' AND coalesce(load.running, 0) < ?
+                                AND q.id NOT IN (SELECT value FROM json_each(?))
                             ORDER BY coalesce(load.running, 0), q.id LIMIT 1
                             """,
-                        arguments: [claim.maxRunsPerConnection])
+                        arguments: [claim.maxRunsPerConnection, "[" + passedOver.map(String.init).joined(separator: ",") + "]"])
                 else { return nil }
                 let runId: Int64 = row["id"]
                 let variantPK: Int64 = row["variant_pk"]
                 let variant = try self.variantRef(db, variantPK: variantPK)
                 guard let tracksDeletes = claim.syncs[SyncAddress(variant)] else {
-                    try db.execute(
-                        sql: "UPDATE runs SET status = 'failed', finished_at = ?, error = ? WHERE id = ?",
-                        arguments: [now.microseconds, StoreMessages.syncNoLongerConfigured(variant), runId])
+                    passedOver.append(runId)
                     continue
                 }
                 let (_, state) = try self.requireVariant(db, variant)
@@ -94,6 +96,7 @@ extension SQLiteStore {
                     worker: claim.worker, now: now)
                 return ClaimedRun(variant: variant, started: started)
             }
+            return nil
         }
     }
 
@@ -111,7 +114,7 @@ extension SQLiteStore {
             let rows = try Row.fetchAll(
                 db,
                 sql: """
-                    SELECT r.id, r.variant_pk, r.kind, r.attempts, r.worker, v.paused FROM runs r JOIN sync_variants v ON v.id = r.variant_pk
+                    SELECT r.id, r.variant_pk, r.kind, r.attempts, r.expiries, r.worker, v.paused FROM runs r JOIN sync_variants v ON v.id = r.variant_pk
                     WHERE r.status = 'running' AND r.heartbeat_at + r.lease_seconds * 1000000 <= ?
                     """,
                 arguments: [now.microseconds])
@@ -119,14 +122,16 @@ extension SQLiteStore {
             for row in rows {
                 let id: Int64 = row["id"]
                 let attempts: Int64 = row["attempts"]
+                let expiries = (row["expiries"] as Int64) + 1
                 let action = RunExpiry.action(
-                    kind: RunKind(rawValue: row["kind"]) ?? .initial, attempts: attempts, variantPaused: row["paused"], now: now, policy: policy)
+                    kind: RunKind(rawValue: row["kind"]) ?? .initial, expiries: expiries - 1, variantPaused: row["paused"], now: now, policy: policy)
+                try db.execute(sql: "UPDATE runs SET expiries = ? WHERE id = ?", arguments: [expiries, id])
                 switch action {
                 case .requeue:
                     try db.execute(sql: "UPDATE runs SET status = 'queued', worker = NULL WHERE id = ?", arguments: [id])
                     try self.insertLog(db, run: id, level: .warn, message: RunExpiry.interruptedMessage(attempt: attempts, worker: row["worker"]), now: now)
                 case .giveUp(let next):
-                    try self.markExpired(db, run: id, now: now, error: policy.maxAttempts <= attempts ? RunExpiry.gaveUpMessage(attempts: attempts) : nil)
+                    try self.markExpired(db, run: id, now: now, error: row["paused"] as Bool ? nil : RunExpiry.gaveUpMessage(expiries: expiries))
                     if let next {
                         try db.execute(sql: "UPDATE sync_variants SET next_run_at = ? WHERE id = ?", arguments: [next.microseconds, row["variant_pk"] as Int64])
                     }

@@ -129,7 +129,12 @@ extension SQLiteStore {
                     let connectionPK = try self.requireConnectionPK(db, variant.connection)
                     try self.emptyDatasets(db, connectionPK: connectionPK, variant, now: now)
                 }
-                if queuesRuns { outcome.queued.append(try self.insertQueuedRun(db, variantPK: pk, now: now)) }
+                if queuesRuns {
+                    outcome.queued.append(try self.insertQueuedRun(db, variantPK: pk, now: now))
+                } else {
+                    // Its ended run would have planned the next one: the variant stays on the schedule.
+                    try db.execute(sql: "UPDATE sync_variants SET next_run_at = coalesce(next_run_at, ?) WHERE id = ?", arguments: [now.microseconds, pk])
+                }
             }
             return outcome
         }

@@ -71,8 +71,11 @@ public struct RunClaim: Sendable {
     /// its limit are passed over.
     public var maxRunsPerConnection: Int
     /// The syncs this worker can run, each with whether its runs track deletes (a full refresh with
-    /// `track_deletes`). A queued run of a sync not listed fails with that reason and the claim goes on.
+    /// `track_deletes`). A queued run of a sync not listed stays queued for a worker that runs it
+    /// (at most ``maximumPassedOver`` of them are passed over per claim).
     public var syncs: [SyncAddress: Bool]
+    /// Queued runs of syncs the worker does not run that one claim looks past.
+    public static let maximumPassedOver = 64
     /// Who claims: recorded on the run (``RunRecord/worker``), so operators see which process ran it.
     public var worker: String?
 

@@ -144,9 +144,6 @@ public enum StoreMessages {
             "Sync '\(ref.syncName)' variant '\(ref.variant)' of connection '\(ref.connection.connectionId)' is \(queued ? "queued" : "already running") (run \(run)).")
     }
 
-    public static func syncNoLongerConfigured(_ ref: VariantRef) -> String {
-        "Sync '\(ref.syncName)' is no longer configured for integration '\(ref.connection.providerConfigKey)'."
-    }
 
     public static func unknownRun(_ run: Int64) -> TributaryError {
         TributaryError(.unknownRun, "Run \(run) does not exist.")

@@ -118,6 +118,29 @@ struct CLITests {
         let ok = Lines()
         try await TributaryCLI.run(functions: [Self.numbers], arguments: ["validate", "--config", try writeConfig(Self.config)], output: ok.output)
         #expect(ok.text.contains("is valid"))
+        // A declarative full refresh with deletion tracking and page-number pagination: validate says
+        // it reads to the empty page (a short page never ends a listing that drives deletes).
+        let paged = """
+            environments:
+              dev: { secret_key: dev-key-0123456789abcdef }
+            integrations:
+              shop:
+                base_url: https://api.example.com
+                syncs:
+                  pages:
+                    models: [Page]
+                    frequency: 1h
+                    sync_type: full
+                    track_deletes: true
+                    endpoint: /pages
+                    pagination: { type: page, page_param: page, limit_param: per_page, limit: 100 }
+                    records_path: items
+            """
+        let notes = Lines()
+        try await TributaryCLI.run(functions: [Self.numbers], arguments: ["validate", "--config", try writeConfig(paged)], output: notes.output)
+        #expect(notes.text.contains("sync pages:"), "\(notes.text)")
+        #expect(notes.text.contains("pages until an empty page"), "\(notes.text)")
+        #expect(!ok.text.contains("pages until an empty page"), "not for function syncs")
     }
 
     @Test func dryrunOfADeclarativeSyncCallsTheProviderWithCredentialsGivenOnTheCommandLine() async throws {
@@ -155,7 +178,7 @@ struct CLITests {
         let port = 20_000 + Int.random(in: 0..<20_000)
         try await TributaryCLI.run(
             functions: [],
-            arguments: ["demo", "--duration", "5", "--database", database, "--port", "\(port)", "--provider-port", "\(port + 1)"],
+            arguments: ["demo", "--duration", "10", "--database", database, "--port", "\(port)", "--provider-port", "\(port + 1)"],
             output: lines.output)
         for sync in ["orders", "order-changes"] {
             for variant in ["base", "store-eu", "store-us"] {

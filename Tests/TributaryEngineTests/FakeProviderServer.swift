@@ -18,6 +18,9 @@ final class FakeProviderServer: Sendable {
         var limitedCalls = 0
         var limitedTimes: [ContinuousClock.Instant] = []
         var seenAuthorization: [String] = []
+        /// When set, the only refresh token accepted; each refresh replaces it (rotation).
+        var rotatingRefreshToken: String? = nil
+        var refusedRefreshes = 0
     }
     let state = Mutex(State())
     static let apiKey = "key-SECRET-123"
@@ -66,11 +69,17 @@ final class FakeProviderServer: Sendable {
             try await Task.sleep(for: .milliseconds(50))  // slow enough for concurrent callers to pile up
             switch form["grant_type"] {
             case "refresh_token":
-                guard form["refresh_token"] == Self.refreshToken, form["client_id"] == "client-1", form["client_secret"] == Self.clientSecret else {
+                let expected = self.state.withLock { $0.rotatingRefreshToken } ?? Self.refreshToken
+                guard form["refresh_token"] == expected, form["client_id"] == "client-1", form["client_secret"] == Self.clientSecret else {
+                    self.state.withLock { $0.refusedRefreshes += 1 }
                     return Self.json(["error": "invalid_grant"], status: .badRequest)
                 }
                 let token = self.issueToken { $0.refreshCalls += 1 }
-                return Self.json(["access_token": .string(token), "refresh_token": .string(Self.refreshToken), "expires_in": 3600, "token_type": "bearer"])
+                let next = self.state.withLock { s -> String in
+                    if s.rotatingRefreshToken != nil { s.rotatingRefreshToken = "\(Self.refreshToken)-\(s.issued)" }
+                    return s.rotatingRefreshToken ?? Self.refreshToken
+                }
+                return Self.json(["access_token": .string(token), "refresh_token": .string(next), "expires_in": 3600, "token_type": "bearer"])
             case "client_credentials":
                 guard form["client_id"] == "cc-client", form["client_secret"] == Self.clientSecret, form["scope"] == "read write" else {
                     return Self.json(["error": "invalid_client"], status: .unauthorized)

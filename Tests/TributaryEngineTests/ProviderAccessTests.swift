@@ -33,6 +33,8 @@ final class LogCapture: Sendable {
 struct ProviderFixture {
     let engine: EngineFixture
     let access: ProviderAccess
+    let config: TributaryConfig
+    let policy: OutboundPolicy
     let http: OutboundHTTP
     let cipher = CredentialCipher.insecureDevelopment
     let logs = LogCapture()
@@ -41,7 +43,8 @@ struct ProviderFixture {
         baseURL: String, policy: OutboundPolicy = OutboundPolicy(baseDelay: .milliseconds(20)), rateLimit: Double? = nil, kind: StoreKind = .sqlite
     ) async throws {
         engine = try await EngineFixture([], kind: kind)
-        let config = try ConfigLoader.parse(
+        self.policy = policy
+        config = try ConfigLoader.parse(
             yaml: """
                 environments:
                   dev: { secret_key: dev-key-0000000000000001 }
@@ -80,6 +83,11 @@ struct ProviderFixture {
     }
 
     static func connection(_ key: String) -> ConnectionRef { ConnectionRef(environment: "dev", providerConfigKey: key, connectionId: "c1") }
+
+    /// Provider access of another process on the same database (its own store instance and vault).
+    func otherProcess() async throws -> ProviderAccess {
+        ProviderAccess(config: config, store: try await engine.testStore.reopen(), cipher: cipher, http: http, policy: policy, logger: logs.logger)
+    }
 
     func get(_ key: String, _ path: String, query: [(name: String, value: String)] = []) async throws -> ProviderResponse {
         try await access.send(ProviderRequest(.GET, path, query: query), for: Self.connection(key))
@@ -143,6 +151,34 @@ struct ProviderAccessTests {
             #expect(statuses == Array(repeating: 200, count: 8))
             #expect(server.state.withLock { $0.refreshCalls } == 2, "one refresh for eight concurrent 401s")
             #expect(try await f.storedCredentials("oauth")["access_token"] == "at-11")
+        }
+    }
+
+    /// A provider that rotates refresh tokens (each one works once; reusing one revokes nothing here
+    /// but is refused, as real providers do): two processes hitting a 401 at once refresh once, under
+    /// the connection's refresh lock in the store, and both go on with the new token.
+    @Test(arguments: StoreKind.available) func twoProcessesRefreshingARotatingTokenUseItOnce(_ kind: StoreKind) async throws {
+        let server = FakeProviderServer()
+        server.state.withLock { $0.rotatingRefreshToken = FakeProviderServer.refreshToken }
+        try await server.serve { base in
+            let f = try await ProviderFixture(baseURL: base, kind: kind)
+            let other = try await f.otherProcess()
+            _ = try await f.get("oauth", "/oauth")
+            #expect(server.state.withLock { $0.refreshCalls } == 1)
+            server.state.withLock { $0.validToken = "revoked-elsewhere" }
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for index in 0..<6 {
+                    let access = index % 2 == 0 ? f.access : other
+                    group.addTask { try await access.send(ProviderRequest(.GET, "/oauth"), for: ProviderFixture.connection("oauth")).status }
+                }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(statuses == Array(repeating: 200, count: 6))
+            #expect(server.state.withLock { $0.refreshCalls } == 2, "one refresh across both processes")
+            #expect(server.state.withLock { $0.refusedRefreshes } == 0, "no process used a spent refresh token")
+            let stored = try await f.storedCredentials("oauth")
+            #expect(stored["refresh_token"] == .string(server.state.withLock { $0.rotatingRefreshToken ?? "" }))
+            try await f.http.shutdown()
         }
     }
 

@@ -312,21 +312,23 @@ struct SchedulingTests {
         // cancelled, not shut down gracefully. The worker must end at once — no drain wait, no
         // polling on — and its interrupted run is queued again.
         struct Boom: Error {}
+        /// Fails once the stuck run is inside its function (however loaded the machine is).
         struct FailingService: Service {
+            let occupancy: Occupancy
             func run() async throws {
-                try await Task.sleep(for: .milliseconds(300))
+                let deadline = ContinuousClock.now + .seconds(20)
+                while !occupancy.started.contains("c1/stuck"), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
                 throw Boom()
             }
         }
         let f = try await SchedulingFixture(limits: RunCoordinator.Limits(maxConcurrentRuns: 2, maxRunsPerConnection: 2, drain: .seconds(60)), kind: kind)
         var logger = Logger(label: "failing-group")
         logger.logLevel = .critical
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [f.coordinator, FailingService()], logger: logger))
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [f.coordinator, FailingService(occupancy: f.occupancy)], logger: logger))
         let stuck = f.ref("c1", "stuck")
         try await f.start(stuck)
-        let started = ContinuousClock.now
         await #expect(throws: Boom.self) { try await group.run() }
-        #expect(ContinuousClock.now - started < .seconds(10), "the worker stopped without waiting for the drain time")
+        #expect(f.occupancy.finished.contains("c1/stuck"), "the function was stopped (the gate never opened)")
         #expect(f.occupancy.started.contains("c1/stuck"), "the run had started")
         // Stopped by the group's cancellation, the run went back to the queue (the same run, to resume).
         #expect(try await f.engine.store.runs(of: stuck, limit: 5).map(\.status) == [.queued])

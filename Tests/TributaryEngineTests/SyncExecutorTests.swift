@@ -284,11 +284,11 @@ struct RunLeaseTests {
         let f = try await EngineFixture([quiet], kind: kind)
         var logger = Logger(label: "lease")
         logger.logLevel = .critical
-        let executor = SyncExecutor(store: f.store, functions: try SyncFunctionRegistry([quiet]), logger: logger, leaseSeconds: 1)
+        let executor = SyncExecutor(store: f.store, functions: try SyncFunctionRegistry([quiet]), logger: logger, leaseSeconds: 2)
         let sync = SyncConfig(name: "orders", function: "quiet", models: ["Order"], frequency: try Frequency("1h"))
         let task = Task { try await executor.run(base, sync: sync) }
         while !inside.isSet { try await Task.sleep(for: .milliseconds(5)) }
-        try await Task.sleep(for: .milliseconds(2500))  // 2.5 leases without a single write
+        try await Task.sleep(for: .milliseconds(5000))  // 2.5 leases without a single write
         await #expect(throws: TributaryError.self) { _ = try await f.store.startRun(base, RunStart(tracksDeletes: false, leaseSeconds: 1)) }
         release.set()
         let run = try await task.value

@@ -118,22 +118,46 @@ struct RunQueueTests {
         #expect(try await f.store.leaseState(run.started.lease) == .held)
         // While it runs no next run is planned, so no scheduler can queue it again when it ends; its end plans one.
         #expect(try await f.store.variantState(baseVariant)?.nextRunAt == nil)
-        _ = try await f.store.completeRun(run.started.lease, RunCompletion(outcome: .succeeded))
-        #expect(try await f.store.dueVariants(at: Timestamp(microseconds: Int64.max / 2), limit: 10).isEmpty)
+        let plan = NextRunPlan(frequency: try Frequency("every hour"), retry: RetryPolicy(), from: Timestamp.now())
+        _ = try await f.store.completeRun(run.started.lease, RunCompletion(outcome: .succeeded, nextRun: plan))
+        #expect(try await f.store.dueVariants(at: Timestamp.now(), limit: 10).isEmpty)
+        #expect(try await f.store.variantState(baseVariant)?.nextRunAt == plan.next(for: try #require(try await f.store.variantState(baseVariant)), retry: nil, consecutiveRetryableFailures: 0))
     }
 
-    @Test(arguments: StoreKind.available) func aQueuedRunOfASyncNoLongerConfiguredFailsAndTheClaimGoesOn(_ kind: StoreKind) async throws {
+    /// A worker that does not run a sync (another version of the configuration) leaves its queued runs
+    /// for a worker that does, and claims the next run it can run.
+    @Test(arguments: StoreKind.available) func aQueuedRunOfASyncThisWorkerDoesNotRunStaysQueuedForOneThatDoes(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
-        var gone = variant("c1", "gone")
-        gone.syncName = "retired"
+        var other = variant("c1", "other")
+        other.syncName = "retired"
         let kept = variant("c1", "kept")
-        for ref in [gone, kept] { try await f.store.ensureVariant(ref) }
-        try await f.store.enqueueRuns([gone, kept])
+        for ref in [other, kept] { try await f.store.ensureVariant(ref) }
+        try await f.store.enqueueRuns([other, kept])
         let run = try await f.store.claimRun(claim(maxPerConnection: 5))
         #expect(run?.variant == kept)
-        let failed = try #require(try await f.store.runs(of: gone, limit: 1).first)
-        #expect(failed.status == .failed)
-        #expect(failed.error?.contains("no longer configured") == true)
+        #expect(try await f.store.activeRun(of: other)?.status == .queued, "left for a worker that runs it")
+        #expect(try await f.store.claimRun(claim(maxPerConnection: 5)) == nil)
+        let retired = SyncAddress(environment: "dev", providerConfigKey: "shop", syncName: "retired")
+        let elsewhere = try await f.store.claimRun(RunClaim(leaseSeconds: 60, maxRunsPerConnection: 5, syncs: [retired: false]))
+        #expect(elsewhere?.variant == other)
+    }
+
+    @Test(arguments: StoreKind.available) func aShutdownsRequeueIsNotCountedAsALeaseExpiry(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        try await f.store.ensureVariant(baseVariant)
+        try await f.store.enqueueRuns([baseVariant])
+        let policy = RunExpiry.Policy(maxAttempts: 2)
+        // Three deploys in a row queue the run again …
+        for _ in 0..<3 {
+            let claimed = try #require(try await f.store.claimRun(claim()))
+            try await f.store.releaseRun(claimed.started.lease, reason: "shutdown")
+        }
+        // … and its first real crash is still retried.
+        _ = try #require(try await f.store.claimRun(claim(lease: 1)))
+        try await Task.sleep(for: .milliseconds(1100))
+        let handled = try await f.store.expireRuns(policy)
+        #expect(handled.map(\.status) == [.queued])
+        #expect(handled.first?.attempts == 4, "four attempts, one lease expiry")
     }
 
     @Test(arguments: StoreKind.available) func pausingEndsAQueuedOrRunningRunInItsTransaction(_ kind: StoreKind) async throws {
@@ -170,11 +194,11 @@ struct RunQueueTests {
         let f = try await StoreFixture(kind)
         try await f.store.ensureVariant(baseVariant)
         try await f.store.enqueueRuns([baseVariant])
-        let first = try #require(try await f.store.claimRun(claim(lease: 1, tracksDeletes: true)))
+        let first = try #require(try await f.store.claimRun(claim(lease: 3, tracksDeletes: true)))
         _ = try await f.store.saveRecords([order("1"), order("2")], model: "Order", for: first.started.lease)
         try await f.store.saveCheckpoint(["page": 2], for: first.started.lease)
         #expect(try await f.store.expireRuns(RunExpiry.Policy()).isEmpty)
-        try await Task.sleep(for: .milliseconds(1100))
+        try await Task.sleep(for: .milliseconds(3100))
         // The frozen worker's late write is refused once its lease time ran out, even before expiry runs.
         let late = await #expect(throws: TributaryError.self) {
             _ = try await f.store.saveRecords([order("late")], model: "Order", for: first.started.lease)
@@ -219,7 +243,7 @@ struct RunQueueTests {
             #expect(handled.first?.status == (attempt < 2 ? .queued : .expired))
         }
         let run = try #require(try await f.store.runs(of: baseVariant, limit: 1).first)
-        #expect(run.status == .expired && run.error?.contains("Given up after 2 attempts") == true)
+        #expect(run.status == .expired && run.error?.contains("Given up: 2 times") == true)
         #expect(try await f.store.activeRun(of: baseVariant) == nil)
         let next = try #require(try await f.store.variantState(baseVariant)?.nextRunAt, "a given-up variant keeps a next run")
         #expect(next.microseconds > Timestamp.now().microseconds + 500_000_000)

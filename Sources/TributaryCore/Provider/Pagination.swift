@@ -68,7 +68,7 @@ public struct ProviderPages: AsyncSequence, Sendable {
     }
 
     public func makeAsyncIterator() -> Iterator {
-        Iterator(pages: self, position: start, finished: false)
+        Iterator(pages: self, position: start, finished: false, previousPage: nil)
     }
 
     /// Calls `body` with every page in order, fetching (and parsing) the page after it while `body`
@@ -119,6 +119,10 @@ public struct ProviderPages: AsyncSequence, Sendable {
         /// What reads the next page (nil: the first page).
         var position: String?
         var finished: Bool
+        /// The hash of the previous page's body, for offset and page styles that read to an empty page:
+        /// a provider that answers a page past the end with the last page again (or ignores the
+        /// offset) would otherwise be read forever — the same page twice ends the listing.
+        var previousPage: UInt64?
 
         public mutating func next() async throws -> ProviderPage? {
             guard !finished else { return nil }
@@ -139,6 +143,18 @@ public struct ProviderPages: AsyncSequence, Sendable {
                 request.setQuery(parameter, position ?? String(firstPage))
             }
             let response = try await pages.send(request)
+            if !pagination.stopsAtShortPage {
+                switch pagination.style {
+                case .offset, .page:
+                    let hash = ContentHash.hash(response.body)
+                    if hash == previousPage {
+                        finished = true
+                        return nil
+                    }
+                    previousPage = hash
+                case .cursor, .link: break
+                }
+            }
             let (body, records) = try response.records(at: pagination.recordsPath, answering: request)
             let short = records.isEmpty || (pagination.stopsAtShortPage && pagination.limit.map { records.count < $0 } ?? false)
             var next: String? = nil

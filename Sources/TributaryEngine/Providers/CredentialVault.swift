@@ -62,7 +62,7 @@ actor CredentialVault {
         if let running = refreshing[connection] { return try await running.value }
         let task = Task { [store, cipher, http, policy, logger, holder] () throws -> JSONObject in
             // The lock outlives the token call's timeout, so it is never taken over while the call may still answer.
-            let lockSeconds = Int64(exactly: policy.timeout.components.seconds) .map { $0 * 2 + 10 } ?? 70
+            let lockSeconds = min(3600, max(0, policy.timeout.components.seconds)) * 2 + 10
             let deadline = ContinuousClock.now + .seconds(lockSeconds * 2)
             while true {
                 try Task.checkCancellation()
@@ -76,26 +76,48 @@ actor CredentialVault {
                     }
                     try await Task.sleep(for: Self.lockPoll)
                 case .granted(let record):
-                    var fresh: JSONObject? = nil
+                    let stored: JSONObject
                     do {
-                        let stored = try Self.open(cipher: cipher, record)
-                        // Refreshed by someone else since the token was refused: use theirs.
-                        if Self.isFresh(stored, auth: auth, rejectedToken: rejectedToken) {
-                            try await store.finishCredentialRefresh(of: connection, holder: holder, sealed: nil)
-                            return stored
-                        }
-                        let new = try await Self.requestToken(stored, auth: auth, http: http, policy: policy)
-                        fresh = new
-                        let sealed = try cipher.seal(JSONWriter.bytes(.object(new)))
-                        try await store.finishCredentialRefresh(of: connection, holder: holder, sealed: (stored["type"]?.stringValue ?? "OAUTH2", sealed))
-                        logger.info("OAuth token refreshed", metadata: ["connection": "\(connection)"])
-                        return new
+                        stored = try Self.open(cipher: cipher, record)
                     } catch {
-                        // Release the lock (keeping nothing) so another caller can try; a token already issued is returned.
-                        if fresh == nil { _ = try? await store.finishCredentialRefresh(of: connection, holder: holder, sealed: nil) }
-                        if let fresh { return fresh }
+                        _ = try? await store.finishCredentialRefresh(of: connection, holder: holder, sealed: nil, replacing: nil)
                         throw error
                     }
+                    // Refreshed by someone else since the token was refused: use theirs.
+                    if Self.isFresh(stored, auth: auth, rejectedToken: rejectedToken) {
+                        _ = try? await store.finishCredentialRefresh(of: connection, holder: holder, sealed: nil, replacing: nil)
+                        return stored
+                    }
+                    let fresh: JSONObject
+                    do {
+                        fresh = try await Self.requestToken(stored, auth: auth, http: http, policy: policy)
+                    } catch {
+                        // Release the lock so another caller can try.
+                        _ = try? await store.finishCredentialRefresh(of: connection, holder: holder, sealed: nil, replacing: nil)
+                        throw error
+                    }
+                    // The provider issued new tokens (a rotating refresh token is spent now): save them,
+                    // trying again on a store error, so the next refresh does not use the spent one.
+                    let sealed = (type: stored["type"]?.stringValue ?? "OAUTH2", credentials: try cipher.seal(JSONWriter.bytes(.object(fresh))))
+                    var saved = false
+                    for attempt in 0..<5 where !saved {
+                        do {
+                            saved = try await store.finishCredentialRefresh(
+                                of: connection, holder: holder, sealed: sealed, replacing: record.sealedCredentials)
+                            if !saved { break }
+                        } catch {
+                            logger.warning("could not save the refreshed token; trying again", metadata: ["connection": "\(connection)"])
+                            try? await Task.sleep(for: .milliseconds(100 << attempt))
+                        }
+                    }
+                    if saved {
+                        logger.info("OAuth token refreshed", metadata: ["connection": "\(connection)"])
+                    } else {
+                        logger.error(
+                            "OAuth token refreshed, but it could not be saved (the refresh lock was taken over and the credentials changed); the connection may need new credentials",
+                            metadata: ["connection": "\(connection)"])
+                    }
+                    return fresh
                 }
             }
         }

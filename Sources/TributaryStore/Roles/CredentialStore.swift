@@ -10,7 +10,11 @@ public protocol CredentialStore: Sendable {
     /// the connection as stored now. Throws `unknown_connection`.
     func beginCredentialRefresh(of connection: ConnectionRef, holder: String, seconds: Int64) async throws -> CredentialRefreshGrant
     /// Writes the refreshed credentials (nil: nothing new — the refresh failed, or another holder's
-    /// result was good) and releases the lock, if `holder` still has it. Returns whether it had it.
+    /// result was good) and releases the lock, if `holder` still has it — or, its lock lost, if the
+    /// stored credentials are still `expected` (what it read under the lock), so a token the provider
+    /// already issued is not dropped. Returns whether anything was written (or released).
     @discardableResult
-    func finishCredentialRefresh(of connection: ConnectionRef, holder: String, sealed: (type: String, credentials: [UInt8])?) async throws -> Bool
+    func finishCredentialRefresh(
+        of connection: ConnectionRef, holder: String, sealed: (type: String, credentials: [UInt8])?, replacing expected: [UInt8]?
+    ) async throws -> Bool
 }

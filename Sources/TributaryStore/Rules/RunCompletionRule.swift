@@ -40,6 +40,9 @@ public enum RunCompletionRule {
         public var variant: VariantUpdate?
         /// Whether the variant's next run is planned (by ``NextRunPlan``) in this transaction.
         public var plansNextRun: Bool
+        /// A run ending without a plan (started directly, as `dryrun` does) still leaves its variant on
+        /// the schedule: a variant with no next run planned gets one now.
+        public var keepsVariantScheduled: Bool
         /// A provider webhook execution: its task becomes open again (cancelled) or done.
         public var webhookTaskReopens: Bool?
     }
@@ -51,7 +54,8 @@ public enum RunCompletionRule {
         let isRun = row.kind != .webhook
         var decision = Decision(
             status: status, error: error, retry: status == .failed && isRun ? completion.retry : nil, results: results, deleteUnseen: nil,
-            variant: nil, plansNextRun: isRun && completion.nextRun != nil, webhookTaskReopens: nil)
+            variant: nil, plansNextRun: isRun && completion.nextRun != nil, keepsVariantScheduled: isRun && completion.nextRun == nil,
+            webhookTaskReopens: nil)
         if !isRun {
             decision.webhookTaskReopens = status == .cancelled
             return decision

@@ -5,7 +5,8 @@ import TributaryCore
 public enum RunExpiry {
     /// When expired runs are retried.
     public struct Policy: Sendable, Hashable {
-        /// Attempts a run gets; one interrupted this many times is given up (recorded `expired`).
+        /// Attempts a run gets when its lease keeps running out: a run whose lease expired this many
+        /// times is given up (recorded `expired`). A graceful shutdown's re-queue does not count.
         public var maxAttempts: Int
         /// A given-up run's variant runs again after this long (it is not dropped from the schedule).
         public var giveUpDelaySeconds: Int64
@@ -28,16 +29,17 @@ public enum RunExpiry {
         case expireWebhookExecution
     }
 
-    public static func action(kind: RunKind, attempts: Int64, variantPaused: Bool, now: Timestamp, policy: Policy) -> Action {
+    /// - Parameter expiries: the run's lease expiries before this one.
+    public static func action(kind: RunKind, expiries: Int64, variantPaused: Bool, now: Timestamp, policy: Policy) -> Action {
         if kind == .webhook { return .expireWebhookExecution }
         if variantPaused { return .giveUp(nextRunAt: nil) }
-        if attempts < Int64(policy.maxAttempts) { return .requeue }
+        if expiries + 1 < Int64(policy.maxAttempts) { return .requeue }
         return .giveUp(nextRunAt: Timestamp(microseconds: now.microseconds + policy.giveUpDelaySeconds * 1_000_000))
     }
 
     /// The error recorded on a given-up run.
-    public static func gaveUpMessage(attempts: Int64) -> String {
-        "Given up after \(attempts) attempts: each time, the process running it stopped before it finished (lease expired)."
+    public static func gaveUpMessage(expiries: Int64) -> String {
+        "Given up: \(expiries) times, the process running it stopped renewing its lease before it finished (it died, froze or lost the database)."
     }
 
     /// The log line of an interrupted attempt, written on the run when it is queued again.

@@ -1,0 +1,93 @@
+import Foundation
+import Synchronization
+import Testing
+import TributaryCore
+
+/// A provider that caps its pages below the `limit` asked for is read completely by a run that
+/// detects deletions: a short page does not end the listing there, only an empty one does.
+@Suite("Pagination that may end early")
+struct ShortPageTests {
+    /// 23 records, served 5 per page whatever `limit` says.
+    final class CappedProvider: Sendable {
+        let requests = Mutex(0)
+        func send(_ request: ProviderRequest) async throws -> ProviderResponse {
+            requests.withLock { $0 += 1 }
+            let offset = Int(request.query.first { $0.name == "offset" }?.value ?? "0") ?? 0
+            let page = Int(request.query.first { $0.name == "page" }?.value ?? "0") ?? 0
+            let start = request.query.contains { $0.name == "page" } ? (page - 1) * 5 : offset
+            let ids = (0..<23).dropFirst(max(0, start)).prefix(5).map { "{\"id\":\"r\($0)\"}" }
+            return ProviderResponse(status: 200, headers: [], body: Array("{\"items\":[\(ids.joined(separator: ","))]}".utf8))
+        }
+    }
+
+    func read(_ style: Pagination.Style, stopsAtShortPage: Bool) async throws -> (ids: [String], requests: Int) {
+        let provider = CappedProvider()
+        let pagination = Pagination(style, recordsPath: "items", limitParameter: "limit", limit: 10, stopsAtShortPage: stopsAtShortPage)
+        var ids: [String] = []
+        for try await page in ProviderPages(request: ProviderRequest(.GET, "/items"), pagination: pagination, send: { try await provider.send($0) }) {
+            ids += page.records.compactMap { $0["id"]?.stringValue }
+        }
+        return (ids, provider.requests.withLock { $0 })
+    }
+
+    @Test(arguments: [Pagination.Style.offset(offsetParameter: "offset"), .page(pageParameter: "page", firstPage: 1)])
+    func aShortPageEndsTheListingOnlyWhenAllowed(_ style: Pagination.Style) async throws {
+        let early = try await read(style, stopsAtShortPage: true)
+        #expect(early.ids.count == 5, "a short page ends a listing that may stop early")
+        let complete = try await read(style, stopsAtShortPage: false)
+        #expect(complete.ids == (0..<23).map { "r\($0)" })
+        #expect(complete.requests == 6, "five pages of records, then the empty one")
+    }
+
+    /// A provider that answers every page past the end with its last page again (some do), or
+    /// ignores the offset and returns everything each time: the listing still ends.
+    @Test(arguments: [false, true]) func aProviderRepeatingAPageDoesNotMakeTheListingEndless(_ ignoresOffset: Bool) async throws {
+        let requests = Mutex(0)
+        let pagination = Pagination(.offset(offsetParameter: "offset"), recordsPath: "items", limitParameter: "limit", limit: 10, stopsAtShortPage: false)
+        let pages = ProviderPages(request: ProviderRequest(.GET, "/items"), pagination: pagination) { request in
+            requests.withLock { $0 += 1 }
+            let offset = Int(request.query.first { $0.name == "offset" }?.value ?? "0") ?? 0
+            let start = ignoresOffset ? 0 : min(offset, 20)
+            let ids = (start..<min(start + 10, 23)).map { "{\"id\":\"r\($0)\"}" }
+            return ProviderResponse(status: 200, headers: [], body: Array("{\"items\":[\(ids.joined(separator: ","))]}".utf8))
+        }
+        var ids: [String] = []
+        for try await page in pages { ids += page.records.compactMap { $0["id"]?.stringValue } }
+        #expect(Set(ids).count == (ignoresOffset ? 10 : 23))
+        #expect(requests.withLock { $0 } <= 5)
+    }
+
+    /// A context of a run that detects deletions; only `send` and `detectsDeletes` are used.
+    struct DeletionTrackingContext: SyncContext {
+        let provider: CappedProvider
+        var environment: String { "dev" }
+        var providerConfigKey: String { "shop" }
+        var connectionId: String { "c1" }
+        var syncName: String { "orders" }
+        var variant: String { "base" }
+        var lastSyncDate: Date? { nil }
+        var models: [String] { ["Order"] }
+        var detectsDeletes: Bool { true }
+        func getCheckpoint() async throws -> Checkpoint? { nil }
+        func saveCheckpoint(_ checkpoint: Checkpoint) async throws {}
+        func clearCheckpoint() async throws {}
+        func getMetadata() async throws -> JSONObject { [:] }
+        func setMetadata(_ metadata: JSONObject) async throws {}
+        func updateMetadata(_ metadata: JSONObject) async throws {}
+        func batchSave(_ records: [JSONObject], model: String) async throws {}
+        func batchSave(prepared records: [PreparedRecord], model: String) async throws {}
+        func batchUpdate(_ records: [JSONObject], model: String) async throws {}
+        func batchDelete(_ records: [JSONObject], model: String) async throws {}
+        func send(_ request: ProviderRequest) async throws -> ProviderResponse { try await provider.send(request) }
+        func log(_ message: String, level: LogLevel) async {}
+        func checkCancellation() throws {}
+    }
+
+    @Test func aRunThatDetectsDeletionsPaginatesToTheEmptyPage() async throws {
+        let context = DeletionTrackingContext(provider: CappedProvider())
+        let pagination = Pagination(.offset(offsetParameter: "offset"), recordsPath: "items", limitParameter: "limit", limit: 10)
+        var count = 0
+        for try await page in context.paginate(ProviderRequest(.GET, "/items"), pagination) { count += page.records.count }
+        #expect(count == 23)
+    }
+}
