@@ -112,7 +112,7 @@ let package = Package(
         .executableTarget(
             name: "tributary-bench",
             dependencies: [
-                "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryPostgres", "TributaryEngine", "TributaryServer",
+                "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryPostgres", "TributaryEngine", "TributaryServer", "TributaryChaos",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -124,13 +124,28 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // The chaos run (`tributary-bench chaos`, and a short one in the test suite): real `tributary serve`
+        // processes killed, frozen and cut off from a restarted PostgreSQL while the API changes
+        // everything, checked afterwards against the provider's truth. Not part of any product.
+        .target(
+            name: "TributaryChaos",
+            dependencies: [
+                "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryPostgres", "TributaryDemo",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         // Test support shared by the test targets: a fresh store of each kind (SQLite file, PostgreSQL database).
         .target(
             name: "TributaryTestSupport",
             dependencies: [
-                "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryPostgres",
+                "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryPostgres", "TributaryChaos",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
-                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/Support",
@@ -177,6 +192,7 @@ let package = Package(
             name: "TributaryCLITests",
             dependencies: [
                 "TributaryCLI", "TributaryCore", "TributarySQLite", "TributaryPostgres", "TributaryTestSupport", "TributaryStore", "TributaryDemo",
+                "TributaryChaos",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -19,7 +19,8 @@ struct ProcessServices {
     /// In start order; the service group stops them in reverse.
     var services: [any Service]
     var queue: RunQueue
-    /// The longest a graceful shutdown should take: the two drains plus a margin.
+    /// The longest a graceful shutdown may take before every service is cancelled: the worker's drain,
+    /// the webhook worker's (at most 5 s) and a margin.
     var shutdownBudget: Duration
 
     init(role: ServeCommand.Role, config: TributaryConfig, store: any Store, cipher: CredentialCipher, functions: SyncFunctionRegistry, logger: Logger) throws {
@@ -45,7 +46,7 @@ struct ProcessServices {
             worker = coordinator
             let webhooks = ProviderWebhookWorker(
                 executor: executor, config: config, maxConcurrent: max(1, scheduling.maxConcurrentRuns / 4),
-                poll: .milliseconds(Int(scheduling.tickSeconds * 1000)), drain: .seconds(scheduling.drainSeconds), logger: logger)
+                poll: .milliseconds(Int(scheduling.tickSeconds * 1000)), drain: .seconds(min(5, scheduling.drainSeconds)), logger: logger)
             let deliveries = WebhookDeliveryService(store: store, config: config, http: http, logger: logger)
             let purge = RecordPurger(store: store, logger: logger)
             webhookWorker = webhooks
@@ -60,7 +61,7 @@ struct ProcessServices {
             services.append(try buildApplication(api: api, logger: logger))
         }
         services += workerServices
-        shutdownBudget = .seconds(2 * scheduling.drainSeconds + 15)
+        shutdownBudget = .seconds(scheduling.drainSeconds + 10)
     }
 }
 

@@ -28,8 +28,26 @@ struct StoreSelection {
         } else {
             selection = try sqlite(config.path)
         }
-        try await selection.store.migrate()
+        try await migrate(selection, logger: logger)
         return selection
+    }
+
+    /// How long a starting process waits for an unreachable database before it gives up.
+    static let databaseWait: Duration = .seconds(60)
+
+    /// Migrates; a database that cannot be reached yet (restarting, failing over) is waited for — a
+    /// process started during an outage comes up when the database does, for a while.
+    private static func migrate(_ selection: StoreSelection, logger: Logger) async throws {
+        let deadline = ContinuousClock.now + databaseWait
+        while true {
+            do {
+                try await selection.store.migrate()
+                return
+            } catch let error as TributaryError where error.code == .storeUnavailable && ContinuousClock.now < deadline {
+                logger.warning("the database cannot be reached yet; trying again", metadata: ["error": "\(error.message)"])
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
     }
 
     private static func sqlite(_ path: String) throws -> StoreSelection {

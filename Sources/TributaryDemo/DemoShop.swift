@@ -54,6 +54,14 @@ public enum DemoShop {
         return (changed, removed)
     }
 
+    /// When the order with id `id` (`<store>-<index>`) leaves its store's listing — once `window`
+    /// newer orders exist — or nil for an id the shop never issues.
+    public static func leavesListing(_ id: String) -> Date? {
+        guard let dash = id.lastIndex(of: "-"), let index = Int64(id[id.index(after: dash)...]), index >= 0 else { return nil }
+        let store = String(id[..<dash])
+        return Date(timeIntervalSince1970: Double(epoch + (index + Int64(window)) * interval(store)))
+    }
+
     static func order(store: String, index: Int64, newest: Int64) -> JSONObject {
         let step = interval(store)
         let created = epoch + index * step

@@ -42,7 +42,7 @@ public final class RecordPurger: Service, Sendable {
                 }
                 for await _ in wakeups {
                     do {
-                        _ = try await purgeAll()
+                        _ = try await cancelWhenGracefulShutdown { try await self.purgeAll() }
                     } catch is CancellationError {
                         break
                     } catch {

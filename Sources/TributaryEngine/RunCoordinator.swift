@@ -178,11 +178,16 @@ public final class RunCoordinator: Service, Sendable {
         var claimed: [ClaimedRun] = []
         while reserveSlot() {
             do {
-                guard let run = try await store.claimRun(claim) else {
+                // A shutdown does not wait for the database (it may be unreachable). A claim cut short
+                // after it committed leaves a run that expires and resumes elsewhere.
+                guard let run = try await cancelWhenGracefulShutdown({ [store] in try await store.claimRun(claim) }) else {
                     releaseSlot()
                     break
                 }
                 claimed.append(run)
+            } catch is CancellationError {
+                releaseSlot()
+                break
             } catch {
                 releaseSlot()
                 logger.error("could not claim a queued run", metadata: ["error": "\(error)"])

@@ -41,7 +41,8 @@ public final class Scheduler: Service, Sendable {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             var wait = interval
             do {
-                let queued = try await tick()
+                // A shutdown does not wait for the database (it may be unreachable).
+                let queued = try await cancelWhenGracefulShutdown { try await self.tick() }
                 // A full batch: more may be due already. Otherwise sleep until the next planned run
                 // if that comes before the next tick, so a run starts at its slot, not up to a tick later.
                 wait = queued.count >= Self.batch ? .zero : try await untilNextRun()

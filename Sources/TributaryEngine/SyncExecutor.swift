@@ -169,11 +169,11 @@ public struct SyncExecutor: Sendable {
         if case .cancelled = outcome, started.kind != .webhook, options.requeuesWhenCancelled() {
             Failpoint.hit("shutdown.before-release")
             // One short transaction, recorded also when this task was cancelled (the group is going down
-            // hard): in a task of its own, awaited here; the store's own timeout bounds it.
+            // hard), within a few seconds at most (the database may be unreachable).
             let store = self.store
             let lease = started.lease
             let reason = "Attempt \(started.attempt) was stopped by a shutdown; the run is queued again and resumes from its checkpoint."
-            let released = try await Task { try await store.releaseRun(lease, reason: reason) }.value
+            let released = try await shielded { try await store.releaseRun(lease, reason: reason) }
             Failpoint.hit("shutdown.released")
             logger.info("run queued again for another worker (shutdown)")
             return released
@@ -214,10 +214,12 @@ public struct SyncExecutor: Sendable {
         let store = self.store
         if Task.isCancelled {
             let planner = webhooks
-            return try await Task {
+            let unplanned = completion
+            return try await shielded {
+                var completion = unplanned
                 completion.webhooks = await planner?.plan(for: variant, sync: sync, store: store)
                 return try await store.completeRun(lease, completion)
-            }.value
+            }
         }
         completion.webhooks = await webhooks?.plan(for: variant, sync: sync, store: store)
         let deadline = ContinuousClock.now + .seconds(leaseSeconds)

@@ -203,7 +203,12 @@ enum PostgresSchema {
     /// so a process migrates before its services start).
     static func migrate(_ store: PostgresStore) async throws {
         let logger = store.logger
-        let db = try await PostgresConnection.connect(configuration: try store.url.connectionConfiguration(), id: 0, logger: logger)
+        let db: PostgresConnection
+        do {
+            db = try await PostgresConnection.connect(configuration: try store.url.connectionConfiguration(), id: 0, logger: logger)
+        } catch let error as PSQLError {
+            throw PostgresStore.described(error)
+        }
         do {
             try await db.query("BEGIN", logger: logger)
             try await db.query("SELECT pg_advisory_xact_lock(\(PostgresStore.Lock.migrations.rawValue))", logger: logger)

@@ -103,9 +103,9 @@ extension PostgresStore {
 
     @discardableResult
     public func deleteConnection(_ connection: ConnectionRef) async throws -> LifecycleOutcome {
-        let now = clock()
         return try await transaction { db in
             try await self.lock(db, .runQueue)
+            let now = self.clock()
             guard let pk = try await self.connectionPK(db, connection) else { throw StoreMessages.unknownConnection(connection) }
             // Run rows first (the order every writer keeps), then the connection: its runs and records go with it.
             var ended: [RunRecord] = []

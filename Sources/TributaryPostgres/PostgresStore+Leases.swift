@@ -119,10 +119,10 @@ extension PostgresStore {
     }
 
     public func completeRun(_ lease: RunLease, _ completion: RunCompletion) async throws -> RunRecord {
-        let now = clock()
         return try await transaction { db in
             // The run row lock: expiry (which skips locked rows), cancels, resets and deletes wait for this outcome.
             let run = try await self.fence(db, lease)
+            let now = self.clock()
             let decision = RunCompletionRule.decide(completion, row: try run.completionRow())
             var results = decision.results
             if let (models, generation) = decision.deleteUnseen {
@@ -174,9 +174,9 @@ extension PostgresStore {
 
     @discardableResult
     public func releaseRun(_ lease: RunLease, reason: String) async throws -> RunRecord {
-        let now = clock()
         return try await transaction { db in
             let run = try await self.fence(db, lease)
+            let now = self.clock()
             if run.kind == .webhook {
                 // A provider webhook execution is not queued: it ends, and its task is claimed again.
                 try await db.query(

@@ -4,9 +4,9 @@ import TributaryStore
 
 extension PostgresStore {
     public func startRun(_ variant: VariantRef, _ start: RunStart) async throws -> StartedRun {
-        let now = clock()
         return try await transaction { db in
             try await self.lock(db, .runQueue)
+            let now = self.clock()
             let (variantPK, state) =
                 start.createsVariant ? try await self.ensureVariantRow(db, variant, now: now) : try await self.requireVariant(db, variant)
             try await self.refuseIfActive(db, variantPK: variantPK, variant, now: now)
@@ -19,9 +19,9 @@ extension PostgresStore {
 
     @discardableResult
     public func enqueueRuns(_ variants: [VariantRef]) async throws -> [RunRecord] {
-        let now = clock()
         return try await transaction { db in
             try await self.lock(db, .runQueue)
+            let now = self.clock()
             var queued: [RunRecord] = []
             for variant in variants {
                 let (variantPK, _) = try await self.requireVariant(db, variant)
@@ -35,9 +35,9 @@ extension PostgresStore {
 
     public func enqueueScheduledRuns(_ variants: [VariantRef], dueAt due: Timestamp) async throws -> [VariantRef] {
         guard !variants.isEmpty else { return [] }
-        let now = clock()
         return try await transaction { db in
             try await self.lock(db, .runQueue)
+            let now = self.clock()
             var queued: [VariantRef] = []
             for variant in variants {
                 guard let (variantPK, state) = try await self.lookupVariant(db, variant), !state.paused,
@@ -56,10 +56,10 @@ extension PostgresStore {
     }
 
     public func claimRun(_ claim: RunClaim) async throws -> ClaimedRun? {
-        let now = clock()
         return try await transaction { db in
             // One claim at a time across all processes: the per-connection count below sees every running run.
             try await self.lock(db, .runQueue)
+            let now = self.clock()
             // Runs of syncs this worker does not run stay queued for one that does (another version of
             // the configuration during a rolling deploy, say); they are passed over, at most a few per claim.
             var passedOver: [Int64] = []
@@ -113,10 +113,10 @@ extension PostgresStore {
     }
 
     public func expireRuns(_ policy: RunExpiry.Policy) async throws -> [RunRecord] {
-        let now = clock()
         let offset = leaseClockOffset()
         return try await transaction { db in
             try await self.lock(db, .runQueue)
+            let now = self.clock()
             // A run row locked by a transaction (its finish, or one of its writes) is skipped: that run is alive.
             let rows = try await db.all(
                 """

@@ -48,9 +48,9 @@ extension PostgresStore {
 
     @discardableResult
     public func setPaused(_ paused: Bool, for variants: [VariantRef]) async throws -> LifecycleOutcome {
-        let now = clock()
         return try await transaction { db in
             try await self.lock(db, .runQueue)
+            let now = self.clock()
             // Resolve every variant first: one unknown variant changes nothing.
             var pks: [Int64] = []
             for variant in variants.uniqued { pks.append(try await self.requireVariant(db, variant).pk) }
@@ -113,9 +113,9 @@ extension PostgresStore {
 
     @discardableResult
     public func resetVariants(_ variants: [VariantRef], emptyCache: Bool, queuesRuns: Bool) async throws -> LifecycleOutcome {
-        let now = clock()
         return try await transaction { db in
             try await self.lock(db, .runQueue)
+            let now = self.clock()
             var targets: [(VariantRef, Int64)] = []
             for variant in variants.uniqued { targets.append((variant, try await self.requireVariant(db, variant).pk)) }
             var outcome = LifecycleOutcome()
@@ -145,9 +145,9 @@ extension PostgresStore {
 
     @discardableResult
     public func deleteVariant(_ variant: VariantRef) async throws -> LifecycleOutcome {
-        let now = clock()
         return try await transaction { db in
             try await self.lock(db, .runQueue)
+            let now = self.clock()
             let (pk, _) = try await self.requireVariant(db, variant)
             let ended = try await self.endActiveRuns(db, variantPK: pk, .delete, now: now)
             try await db.query("SELECT id FROM sync_variants WHERE id = \(pk) FOR UPDATE", logger: self.logger)

@@ -150,12 +150,12 @@ extension PostgresStore {
     }
 
     public func claimProviderWebhook(leaseSeconds: Int64, maxAttempts: Int) async throws -> ClaimedProviderWebhook? {
-        let now = clock()
         let offset = leaseClockOffset()
         return try await transaction { db in
             // Serialised with the run queue's other changes (deletes and resets lock runs and variants in
             // that order, after this lock), so a claim never waits for them holding a task row.
             try await self.lock(db, .runQueue)
+            let now = self.clock()
             // Heads whose previous run is being finished right now: left for the next claim.
             var busy: [Int64] = []
             while true {

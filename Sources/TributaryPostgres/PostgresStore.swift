@@ -20,6 +20,8 @@ import TributaryStore
 /// - **Outbox and provider webhooks**: delivery claims are serialised by their own advisory lock
 ///   (one head per receiver URL); provider webhook tasks are claimed with `FOR UPDATE SKIP LOCKED`.
 /// - Deadlocks and serialisation failures (SQLSTATE 40P01, 40001) are retried.
+/// - A run change reads the time after taking its locks, so the run history never shows a run starting
+///   before the end of the run it waited for; leases are compared on the database's clock.
 ///
 /// The store is a `Service`: its ``run()`` runs postgres-nio's connection pool and must be running
 /// (in the process's `ServiceGroup`) while the store is used.
@@ -59,7 +61,7 @@ public final class PostgresStore: Store, Service {
     ///   - operationTimeout: how long one store call may wait for the database.
     public init(
         url: PostgresURL, maximumConnections: Int = 10, clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() },
-        leaseClockOffset: @escaping @Sendable () -> Int64 = { 0 }, operationTimeout: Duration = .seconds(30),
+        leaseClockOffset: @escaping @Sendable () -> Int64 = { 0 }, operationTimeout: Duration = .seconds(10),
         logger: Logger = Logger(label: "tributary.postgres")
     ) {
         self.leaseClockOffset = leaseClockOffset
@@ -89,51 +91,85 @@ public final class PostgresStore: Store, Service {
 
     /// Runs `body` in one transaction on one pooled connection; retried on deadlock or serialisation
     /// failure. Errors thrown by `body` pass through unchanged.
+    ///
+    /// Cancellation ends the wait for a connection, never a transaction under way: once it has its
+    /// connection, a transaction runs to its COMMIT or ROLLBACK in a task of its own (a statement cut
+    /// off in the middle could leave the connection in an open transaction, holding its locks, back in
+    /// the pool). The caller sees the cancellation when the transaction is over, or after
+    /// ``cancellationGrace`` at most (``stopWaitingOnCancel(_:)``).
     @discardableResult
     func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         let connected = Connected()
-        return try await withDeadline(connected) { try await self.transactionAttempts(connected, body) }
-    }
-
-    private func transactionAttempts<T: Sendable>(_ connected: Connected, _ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        var attempt = 0
-        while true {
-            do {
-                return try await client.withConnection { connection in
-                    connected.set()
-                    try await connection.query("BEGIN", logger: self.logger)
+        return try await stopWaitingOnCancel { try await self.withDeadline(connected) {
+            try await self.onConnection(connected) { connection in
+                var attempt = 0
+                while true {
                     do {
-                        let value = try await body(connection)
-                        try await connection.query("COMMIT", logger: self.logger)
-                        return value
-                    } catch {
-                        // A broken connection is closed by the pool; the original error is what matters.
-                        _ = try? await connection.query("ROLLBACK", logger: self.logger)
-                        throw error
+                        try await connection.query("BEGIN", logger: self.logger)
+                        do {
+                            let value = try await body(connection)
+                            try await connection.query("COMMIT", logger: self.logger)
+                            return value
+                        } catch {
+                            // A broken connection is closed by the pool; the original error is what matters.
+                            _ = try? await connection.query("ROLLBACK", logger: self.logger)
+                            throw error
+                        }
+                    } catch let error as PSQLError where Self.isTransient(error) && attempt < 8 {
+                        attempt += 1
+                        try await Task.sleep(for: .milliseconds(5 * attempt * attempt))
                     }
                 }
-            } catch let error as PSQLError where Self.isTransient(error) && attempt < 8 {
-                attempt += 1
-                try await Task.sleep(for: .milliseconds(5 * attempt * attempt))
-            } catch let error as PSQLError {
-                throw Self.described(error)
             }
-        }
+        } }
     }
 
-    /// Statements outside an explicit transaction (reads, and single-statement writes).
+    /// Statements outside an explicit transaction (reads, and single-statement writes); like a
+    /// transaction, not cut off by cancellation once connected.
     @discardableResult
     func read<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         let connected = Connected()
-        return try await withDeadline(connected) {
-            do {
-                return try await self.client.withConnection { connection in
-                    connected.set()
-                    return try await body(connection)
-                }
-            } catch let error as PSQLError {
-                throw Self.described(error)
+        return try await stopWaitingOnCancel { try await self.withDeadline(connected) { try await self.onConnection(connected, body) } }
+    }
+
+    /// How long a cancelled caller still waits for its transaction under way to end.
+    static let cancellationGrace: Duration = .seconds(2)
+
+    /// Runs `operation` in a task of its own that the caller waits for — while the caller is
+    /// cancelled, for ``cancellationGrace`` more at most. Then the caller sees the cancellation and
+    /// the transaction goes on alone to its COMMIT or ROLLBACK (bounded by the session's
+    /// `lock_timeout`, and rolled back by the server if the process ends first): a statement waiting
+    /// on a lock held by a frozen process never holds up a process that is stopping. Whatever the
+    /// transaction did is whole — it committed or it did not — and a run's writes are fenced, so
+    /// not knowing which is safe.
+    private func stopWaitingOnCancel<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        let first = FirstResult<T>()
+        // Owned by `first`: it runs to its end; the grace timer is cancelled when a result arrives.
+        let work = Task {
+            do { first.finish(.success(try await operation())) } catch { first.finish(.failure(error)) }
+        }
+        return try await withTaskCancellationHandler {
+            try await first.value()
+        } onCancel: {
+            work.cancel()
+            let grace = Task {
+                guard (try? await Task.sleep(for: Self.cancellationGrace)) != nil else { return }
+                first.finish(.failure(CancellationError()))
             }
+            first.onFinish { grace.cancel() }
+        }
+    }
+
+    /// Leases a connection and runs `body` on it in an unstructured task (owned: awaited here) that the
+    /// caller's cancellation does not reach.
+    private func onConnection<T: Sendable>(_ connected: Connected, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        do {
+            return try await client.withConnection { connection in
+                connected.set()
+                return try await Task { try await body(connection) }.value
+            }
+        } catch let error as PSQLError {
+            throw Self.described(error)
         }
     }
 
@@ -150,7 +186,16 @@ public final class PostgresStore: Store, Service {
     private func withDeadline<T: Sendable>(_ connected: Connected, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         let timeout = operationTimeout
         return try await withThrowingTaskGroup(of: Deadline<T>.self) { group in
-            group.addTask { .value(try await body()) }
+            group.addTask {
+                do {
+                    return .value(try await body())
+                } catch where Task.isCancelled {
+                    // The pool answers a cancelled wait with its own error: it is the caller's cancellation.
+                    throw CancellationError()
+                } catch where String(describing: type(of: error)) == "ConnectionPoolError" {
+                    throw TributaryError(.storeUnavailable, "The database connection pool cannot serve the call (\(error)).")
+                }
+            }
             group.addTask {
                 try await Task.sleep(for: timeout)
                 // Connected: wait for the body (this task is cancelled when it ends).

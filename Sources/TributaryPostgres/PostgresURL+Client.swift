@@ -10,8 +10,15 @@ extension PostgresURL {
             case .prefer: .prefer(.makeClientConfiguration())
             case .require: .require(.makeClientConfiguration())
             }
-        return PostgresClient.Configuration(host: host, port: port, username: username, password: password, database: database, tls: tlsSetting)
+        var configuration = PostgresClient.Configuration(host: host, port: port, username: username, password: password, database: database, tls: tlsSetting)
+        configuration.options.additionalStartupParameters = Self.sessionSettings
+        return configuration
     }
+
+    /// Safety nets on every pooled session. The store never leaves a transaction idle (nothing but SQL
+    /// runs inside one), so a session idle in a transaction for 20 s belongs to a frozen or cut-off
+    /// process: the server ends it and its locks go. No lock is waited for longer than a minute.
+    static let sessionSettings: [(String, String)] = [("idle_in_transaction_session_timeout", "20000"), ("lock_timeout", "60000")]
 
     /// A single connection's configuration (administration: creating databases in tests, one-off tools).
     public func connectionConfiguration() throws -> PostgresConnection.Configuration {

@@ -102,8 +102,8 @@ extension SQLiteStore {
 
     @discardableResult
     public func deleteConnection(_ connection: ConnectionRef) async throws -> LifecycleOutcome {
-        let now = clock()
         return try await pool.write { db in
+            let now = self.clock()
             guard let pk = try self.connectionPK(db, connection) else { throw StoreMessages.unknownConnection(connection) }
             var ended: [RunRecord] = []
             for variantPK in try Int64.fetchAll(db, sql: "SELECT id FROM sync_variants WHERE connection_pk = ? ORDER BY id", arguments: [pk]) {
@@ -125,8 +125,8 @@ extension SQLiteStore {
     }
 
     public func updateCredentials(_ sealed: [UInt8]?, type: String, of connection: ConnectionRef) async throws {
-        let now = clock()
         try await pool.write { db in
+            let now = self.clock()
             let pk = try self.requireConnectionPK(db, connection)
             try db.execute(
                 sql: "UPDATE connections SET credentials_type = ?, credentials = ?, updated_at = ? WHERE id = ?",
@@ -143,8 +143,8 @@ extension SQLiteStore {
     }
 
     private func changeMetadata(of connections: [ConnectionRef], _ change: @escaping @Sendable (JSONObject) -> JSONObject) async throws {
-        let now = clock()
         try await pool.write { db in
+            let now = self.clock()
             // Resolve every connection first: one unknown connection changes nothing.
             let pks = try connections.map { try self.requireConnectionPK(db, $0) }
             try self.changeMetadata(db, connectionPKs: pks, now: now, change)
@@ -163,8 +163,8 @@ extension SQLiteStore {
     // MARK: OAuth refresh lock
 
     public func beginCredentialRefresh(of connection: ConnectionRef, holder: String, seconds: Int64) async throws -> CredentialRefreshGrant {
-        let now = clock()
         return try await pool.write { db in
+            let now = self.clock()
             let pk = try self.requireConnectionPK(db, connection)
             guard let row = try Row.fetchOne(db, sql: "SELECT refresh_holder, refresh_until FROM connections WHERE id = ?", arguments: [pk]),
                 CredentialRefreshLock.mayAcquire(holder: holder, currentHolder: row["refresh_holder"], until: row["refresh_until"], now: now.microseconds)
@@ -180,8 +180,8 @@ extension SQLiteStore {
     public func finishCredentialRefresh(
         of connection: ConnectionRef, holder: String, sealed: (type: String, credentials: [UInt8])?, replacing expected: [UInt8]?
     ) async throws -> Bool {
-        let now = clock()
         return try await pool.write { db in
+            let now = self.clock()
             guard let pk = try self.connectionPK(db, connection),
                 let row = try Row.fetchOne(db, sql: "SELECT refresh_holder, credentials FROM connections WHERE id = ?", arguments: [pk])
             else { return false }

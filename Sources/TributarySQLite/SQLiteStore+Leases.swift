@@ -41,8 +41,8 @@ extension SQLiteStore {
     }
 
     public func renewLease(_ lease: RunLease) async throws -> LeaseState {
-        let now = clock()
         return try await pool.write { db in
+            let now = self.clock()
             try db.execute(
                 sql: """
                     UPDATE runs SET heartbeat_at = ?1
@@ -60,16 +60,16 @@ extension SQLiteStore {
     }
 
     public func appendLog(_ lease: RunLease, level: LogLevel, message: String) async throws {
-        let now = clock()
         try await pool.write { db in
+            let now = self.clock()
             _ = try self.fence(db, lease, now: now)
             try self.insertLog(db, run: lease.runId, level: level, message: message, now: now)
         }
     }
 
     public func saveCheckpoint(_ checkpoint: Checkpoint, for lease: RunLease) async throws {
-        let now = clock()
         try await pool.write { db in
+            let now = self.clock()
             let run = try self.fence(db, lease, now: now)
             guard run.kind != .webhook else { throw StoreMessages.checkpointInWebhookRun }
             try db.execute(
@@ -79,8 +79,8 @@ extension SQLiteStore {
     }
 
     public func clearCheckpoint(for lease: RunLease) async throws {
-        let now = clock()
         try await pool.write { db in
+            let now = self.clock()
             let run = try self.fence(db, lease, now: now)
             guard run.kind != .webhook else { throw StoreMessages.checkpointInWebhookRun }
             try db.execute(sql: "UPDATE sync_variants SET checkpoint = NULL, checkpoint_generation = NULL WHERE id = ?", arguments: [run.variantPK])
@@ -96,16 +96,16 @@ extension SQLiteStore {
     }
 
     private func changeMetadata(for lease: RunLease, _ change: @escaping @Sendable (JSONObject) -> JSONObject) async throws {
-        let now = clock()
         try await pool.write { db in
+            let now = self.clock()
             let run = try self.fence(db, lease, now: now)
             try self.changeMetadata(db, connectionPKs: [run.connectionPK], now: now, change)
         }
     }
 
     public func completeRun(_ lease: RunLease, _ completion: RunCompletion) async throws -> RunRecord {
-        let now = clock()
         return try await pool.write { db in
+            let now = self.clock()
             let run = try self.fence(db, lease, now: now)
             let decision = RunCompletionRule.decide(completion, row: try run.completionRow())
             var results = decision.results
@@ -157,8 +157,8 @@ extension SQLiteStore {
 
     @discardableResult
     public func releaseRun(_ lease: RunLease, reason: String) async throws -> RunRecord {
-        let now = clock()
         return try await pool.write { db in
+            let now = self.clock()
             let run = try self.fence(db, lease, now: now)
             if run.kind == .webhook {
                 // A provider webhook execution is not queued: it ends, and its task is claimed again.

@@ -4,8 +4,8 @@ import TributaryStore
 
 extension SQLiteStore {
     public func startRun(_ variant: VariantRef, _ start: RunStart) async throws -> StartedRun {
-        let now = clock()
         return try await pool.write { db in
+            let now = self.clock()
             let (variantPK, state) = start.createsVariant ? try self.ensureVariantRow(db, variant, now: now) : try self.requireVariant(db, variant)
             try self.refuseIfActive(db, variantPK: variantPK, variant, now: now)
             try db.execute(
@@ -20,8 +20,8 @@ extension SQLiteStore {
 
     @discardableResult
     public func enqueueRuns(_ variants: [VariantRef]) async throws -> [RunRecord] {
-        let now = clock()
         return try await pool.write { db in
+            let now = self.clock()
             var queued: [RunRecord] = []
             for variant in variants {
                 let (variantPK, _) = try self.requireVariant(db, variant)
@@ -34,8 +34,8 @@ extension SQLiteStore {
 
     public func enqueueScheduledRuns(_ variants: [VariantRef], dueAt due: Timestamp) async throws -> [VariantRef] {
         guard !variants.isEmpty else { return [] }
-        let now = clock()
         return try await pool.write { db in
+            let now = self.clock()
             var queued: [VariantRef] = []
             for variant in variants {
                 guard let (variantPK, state) = try self.lookupVariant(db, variant), !state.paused,
@@ -54,8 +54,8 @@ extension SQLiteStore {
     }
 
     public func claimRun(_ claim: RunClaim) async throws -> ClaimedRun? {
-        let now = clock()
         return try await pool.write { db in
+            let now = self.clock()
             // Runs of syncs this worker does not run stay queued for one that does (another version of
             // the configuration during a rolling deploy, say); they are passed over, at most a few per claim.
             var passedOver: [Int64] = []
@@ -109,8 +109,8 @@ extension SQLiteStore {
     }
 
     public func expireRuns(_ policy: RunExpiry.Policy) async throws -> [RunRecord] {
-        let now = clock()
         return try await pool.write { db in
+            let now = self.clock()
             let rows = try Row.fetchAll(
                 db,
                 sql: """

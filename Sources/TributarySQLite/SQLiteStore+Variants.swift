@@ -31,8 +31,8 @@ extension SQLiteStore {
     }
 
     public func createVariant(_ variant: VariantRef, maximumPerSync: Int, paused: Bool) async throws -> VariantState {
-        let now = clock()
         return try await pool.write { db in
+            let now = self.clock()
             let connectionPK = try self.requireConnectionPK(db, variant.connection)
             if try self.variantRow(db, connectionPK: connectionPK, variant) != nil {
                 throw StoreMessages.variantExists(variant)
@@ -54,8 +54,8 @@ extension SQLiteStore {
 
     @discardableResult
     public func setPaused(_ paused: Bool, for variants: [VariantRef]) async throws -> LifecycleOutcome {
-        let now = clock()
         return try await pool.write { db in
+            let now = self.clock()
             // Resolve every variant first: one unknown variant changes nothing.
             let pks = try variants.uniqued.map { try self.requireVariant(db, $0).pk }
             var ended: [RunRecord] = []
@@ -113,8 +113,8 @@ extension SQLiteStore {
 
     @discardableResult
     public func resetVariants(_ variants: [VariantRef], emptyCache: Bool, queuesRuns: Bool) async throws -> LifecycleOutcome {
-        let now = clock()
         return try await pool.write { db in
+            let now = self.clock()
             let targets = try variants.uniqued.map { ($0, try self.requireVariant(db, $0).pk) }
             var outcome = LifecycleOutcome()
             for (variant, pk) in targets {
@@ -142,8 +142,8 @@ extension SQLiteStore {
 
     @discardableResult
     public func deleteVariant(_ variant: VariantRef) async throws -> LifecycleOutcome {
-        let now = clock()
         return try await pool.write { db in
+            let now = self.clock()
             let (pk, _) = try self.requireVariant(db, variant)
             let connectionPK = try self.requireConnectionPK(db, variant.connection)
             let ended = try self.endActiveRuns(db, variantPK: pk, .delete, now: now)

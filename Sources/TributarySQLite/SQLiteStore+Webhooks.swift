@@ -50,8 +50,8 @@ extension SQLiteStore {
     }
 
     public func recordDeliveryAttempt(_ id: Int64, _ result: DeliveryAttemptResult) async throws {
-        let now = clock()
         try await pool.write { db in
+            let now = self.clock()
             switch result {
             case .delivered(let code):
                 try db.execute(
@@ -138,8 +138,8 @@ extension SQLiteStore {
     // MARK: Provider webhooks
 
     public func enqueueProviderWebhook(for variants: [VariantRef], type: String?, payload: [UInt8]) async throws -> [ProviderWebhookTask] {
-        let now = clock()
         return try await pool.write { db in
+            let now = self.clock()
             var tasks: [ProviderWebhookTask] = []
             for variant in variants {
                 guard let (pk, _) = try self.lookupVariant(db, variant) else { continue }
@@ -154,8 +154,8 @@ extension SQLiteStore {
     }
 
     public func claimProviderWebhook(leaseSeconds: Int64, maxAttempts: Int) async throws -> ClaimedProviderWebhook? {
-        let now = clock()
         return try await pool.write { db in
+            let now = self.clock()
             while true {
                 // The head of a variant's queue (its oldest open task: a variant's webhooks run one at a
                 // time, in arrival order), when never claimed or claimed by a run that is no longer

@@ -5,7 +5,8 @@ import TributaryStore
 
 /// The embedded store: one SQLite file in WAL mode, through GRDB.
 ///
-/// Writes go through GRDB's single writer (one transaction per call); reads use snapshot-isolated
+/// Writes go through GRDB's single writer (one transaction per call), and read the time inside the
+/// write, so a change is never stamped earlier than a change it waited for; reads use snapshot-isolated
 /// reader connections, so the change feed never sees half a batch. Blocking SQLite work runs on
 /// GRDB's dispatch queues, never on the cooperative thread pool.
 public final class SQLiteStore: Store {

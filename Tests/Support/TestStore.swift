@@ -1,5 +1,5 @@
 import Foundation
-import GRDB
+@_exported import TributaryChaos
 import Synchronization
 import Logging
 import PostgresNIO
@@ -199,71 +199,9 @@ extension Store {
     }
 }
 
-/// What a test can count in a store's tables directly (beside the store's own API), to check that
-/// nothing is left behind: the rows of every table, and records whose dataset no longer exists
-/// (waiting for the purge, or — a bug — left over).
-public struct StoreCensus: Sendable, Equatable {
-    public var connections = 0
-    public var variants = 0
-    public var datasets = 0
-    public var records = 0
-    public var runs = 0
-    /// Records whose dataset row is gone.
-    public var orphanRecords = 0
-    /// Datasets listed for the purge.
-    public var pendingPurges = 0
-    /// Started (not paused) variants with neither an active run nor a planned next run: off the schedule.
-    public var unscheduledVariants = 0
-    /// Variants with more than one active (queued or running) run that is not a provider webhook execution.
-    public var variantsWithSeveralActiveRuns = 0
-}
-
 extension TestStore {
     /// Counts rows straight from the database (``StoreCensus``).
     public func census() async throws -> StoreCensus {
-        let queries: [(WritableKeyPath<StoreCensus, Int>, String)] = [
-            (\.connections, "SELECT count(*) FROM connections"),
-            (\.variants, "SELECT count(*) FROM sync_variants"),
-            (\.datasets, "SELECT count(*) FROM datasets"),
-            (\.records, "SELECT count(*) FROM records"),
-            (\.runs, "SELECT count(*) FROM runs"),
-            (\.orphanRecords, "SELECT count(*) FROM records r WHERE NOT EXISTS (SELECT 1 FROM datasets d WHERE d.id = r.dataset_id)"),
-            (\.pendingPurges, "SELECT count(*) FROM dataset_purges"),
-            (
-                \.unscheduledVariants,
-                """
-                SELECT count(*) FROM sync_variants v WHERE v.paused = \(kind == .sqlite ? "0" : "false") AND v.next_run_at IS NULL
-                    AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.variant_pk = v.id AND r.status IN ('queued', 'running') AND r.kind <> 'WEBHOOK')
-                """
-            ),
-            (
-                \.variantsWithSeveralActiveRuns,
-                "SELECT count(*) FROM (SELECT variant_pk FROM runs WHERE status IN ('queued', 'running') AND kind <> 'WEBHOOK' GROUP BY variant_pk HAVING count(*) > 1) s"
-            ),
-        ]
-        var census = StoreCensus()
-        switch kind {
-        case .sqlite:
-            let queue = try DatabaseQueue(path: location)
-            defer { try? queue.close() }
-            let sqls = queries.map(\.1)
-            let counts = try await queue.read { db in try sqls.map { try Int.fetchOne(db, sql: $0) ?? 0 } }
-            for ((path, _), count) in zip(queries, counts) { census[keyPath: path] = count }
-        case .postgres:
-            let logger = Logger(label: "tributary.tests")
-            let connection = try await PostgresConnection.connect(configuration: try PostgresURL(location).connectionConfiguration(), id: 2, logger: logger)
-            do {
-                for (path, sql) in queries {
-                    for try await count in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).decode(Int64.self) {
-                        census[keyPath: path] = Int(count)
-                    }
-                }
-            } catch {
-                try? await connection.close()
-                throw error
-            }
-            try await connection.close()
-        }
-        return census
+        try await StoreCensus.take(kind == .sqlite ? .sqlite(path: location) : .postgres(url: location))
     }
 }

@@ -89,9 +89,13 @@ public final class ProviderWebhookWorker: Service, Sendable {
         }
         guard reserved else { return nil }
         do {
-            if let claimed = try await executor.store.claimProviderWebhook(leaseSeconds: executor.leaseSeconds, maxAttempts: maxAttempts) {
+            // A shutdown does not wait for the database (it may be unreachable).
+            if let claimed = try await cancelWhenGracefulShutdown({ [executor, maxAttempts] in
+                try await executor.store.claimProviderWebhook(leaseSeconds: executor.leaseSeconds, maxAttempts: maxAttempts)
+            }) {
                 return claimed
             }
+        } catch is CancellationError {
         } catch {
             logger.error("could not claim a provider webhook", metadata: ["error": "\(error)"])
         }

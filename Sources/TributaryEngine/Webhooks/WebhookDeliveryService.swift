@@ -87,9 +87,14 @@ public final class WebhookDeliveryService: Service, Sendable {
         }
         guard free > 0 else { return [] }
         do {
-            let claimed = try await store.claimDeliveries(now: clock(), limit: free, leaseSeconds: settings.timeoutSeconds + 30)
+            // A shutdown does not wait for the database (it may be unreachable).
+            let claimed = try await cancelWhenGracefulShutdown { [store, clock, settings] in
+                try await store.claimDeliveries(now: clock(), limit: free, leaseSeconds: settings.timeoutSeconds + 30)
+            }
             inFlight.withLock { $0.count += claimed.count }
             return claimed
+        } catch is CancellationError {
+            return []
         } catch {
             logger.error("could not claim webhook deliveries", metadata: ["error": "\(error)"])
             return []
@@ -111,8 +116,9 @@ public final class WebhookDeliveryService: Service, Sendable {
             logger.warning("webhook delivery given up", metadata: metadata)
         }
         do {
-            // Recorded even when the service is being cancelled: an attempt that happened must count.
-            try await Task { [store] in try await store.recordDeliveryAttempt(delivery.id, result) }.value
+            // Recorded even when the service is being cancelled (an attempt that happened must count),
+            // within a few seconds at most.
+            try await shielded { [store] in try await store.recordDeliveryAttempt(delivery.id, result) }
         } catch {
             logger.error("could not record a webhook delivery attempt", metadata: ["delivery": "\(delivery.id)", "error": "\(error)"])
         }
