@@ -173,6 +173,8 @@ final class Harness: Sendable {
         var report: ChaosReport
         /// Processes killed on purpose, and when they come back.
         var downUntil: [String: ContinuousClock.Instant] = [:]
+        /// Processes frozen on purpose, and when they are thawed.
+        var thawAt: [String: ContinuousClock.Instant] = [:]
         var databaseDown = false
         /// Feed position per dataset (connection, model, variant), across deletions and re-creations.
         var cursors: [DatasetRef: FeedCursor] = [:]
@@ -293,6 +295,7 @@ final class Harness: Sendable {
         note("chaos \(options.mode.rawValue) seed \(options.seed): \(processes.count) processes, \(options.connections) connections × \(options.variants + 1) variants, faults for \(options.duration)")
         let end = ContinuousClock.now + options.duration
         let follower = Task { await self.follow(until: nil) }
+        defer { follower.cancel() }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.supervise(until: end) }
             group.addTask { await self.faults(until: end) }
@@ -358,11 +361,8 @@ final class Harness: Sendable {
                 guard process.isRunning, !process.isFrozen else { continue }
                 count("SIGSTOP past the lease")
                 process.freeze()
-                let thawAt = Duration.milliseconds(ChaosRun.leaseSeconds * 1000 + 500 + random(0..<1500))
-                Task.detached {
-                    try? await Task.sleep(for: thawAt)
-                    process.thaw()
-                }
+                let thawAt = ContinuousClock.now + .milliseconds(ChaosRun.leaseSeconds * 1000 + 500 + random(0..<1500))
+                state.withLock { $0.thawAt[process.name] = thawAt }
             default:
                 guard let postgres, ContinuousClock.now - lastDatabaseRestart > .seconds(8) else { continue }
                 lastDatabaseRestart = ContinuousClock.now
@@ -380,11 +380,25 @@ final class Harness: Sendable {
         }
     }
 
-    /// Restarts processes that died (killed on purpose: once their time down is over).
+    /// Restarts processes that died (killed on purpose: once their time down is over) and thaws frozen
+    /// ones when their time is up.
     func supervise(until end: ContinuousClock.Instant) async {
         while ContinuousClock.now < end, !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(100))
             restartDead()
+            thawDue()
+        }
+    }
+
+    func thawDue() {
+        let now = ContinuousClock.now
+        for process in processes {
+            let due = state.withLock { state -> Bool in
+                guard let at = state.thawAt[process.name], at <= now else { return false }
+                state.thawAt[process.name] = nil
+                return true
+            }
+            if due { process.thaw() }
         }
     }
 
@@ -406,7 +420,10 @@ final class Harness: Sendable {
     /// Everything up and thawed, the database running.
     func settle() async throws {
         for process in processes { process.thaw() }
-        state.withLock { $0.downUntil = [:] }
+        state.withLock {
+            $0.downUntil = [:]
+            $0.thawAt = [:]
+        }
         if let postgres { try? postgres.start() }
         restartDead()
         try await waitForAPI(seconds: 60)

@@ -57,7 +57,8 @@ public enum DemoShop {
     /// When the order with id `id` (`<store>-<index>`) leaves its store's listing — once `window`
     /// newer orders exist — or nil for an id the shop never issues.
     public static func leavesListing(_ id: String) -> Date? {
-        guard let dash = id.lastIndex(of: "-"), let index = Int64(id[id.index(after: dash)...]), index >= 0 else { return nil }
+        // Ids come back from a store: an index no shop clock reaches is not one of the shop's.
+        guard let dash = id.lastIndex(of: "-"), let index = Int64(id[id.index(after: dash)...]), index >= 0, index < 1 << 40 else { return nil }
         let store = String(id[..<dash])
         return Date(timeIntervalSince1970: Double(epoch + (index + Int64(window)) * interval(store)))
     }

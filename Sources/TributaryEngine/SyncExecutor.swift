@@ -142,6 +142,11 @@ public struct SyncExecutor: Sendable {
         } catch let error as TributaryError where error.code == .leaseLost || error.code == .runNotRunning || error.code == .unknownRun {
             watch.lose(error.message)
             outcome = .cancelled(reason: error.message)
+        } catch let error as TributaryError where error.code == .storeUnavailable {
+            // The database was out of reach (a restart, a failover): temporary, so the run is retried
+            // with backoff once it is back rather than at the variant's next slot.
+            outcome = .failed(message: error.message)
+            retry = RetryAdvice()
         } catch let error as TributaryError {
             outcome = .failed(message: error.message)
         } catch {

@@ -9,7 +9,7 @@ extension PostgresStore {
             let now = self.clock()
             let (variantPK, state) =
                 start.createsVariant ? try await self.ensureVariantRow(db, variant, now: now) : try await self.requireVariant(db, variant)
-            try await self.refuseIfActive(db, variantPK: variantPK, variant, now: now)
+            try await self.refuseIfActive(db, variantPK: variantPK, variant)
             let runId = try await self.insertRun(db, variantPK: variantPK, status: .running, kind: .initial, now: now, leaseSeconds: start.leaseSeconds)
             return try await self.begin(
                 db, run: runId, row: .new, variantPK: variantPK, state: state, tracksDeletes: start.tracksDeletes, leaseSeconds: start.leaseSeconds,
@@ -25,7 +25,7 @@ extension PostgresStore {
             var queued: [RunRecord] = []
             for variant in variants {
                 let (variantPK, _) = try await self.requireVariant(db, variant)
-                try await self.refuseIfActive(db, variantPK: variantPK, variant, now: now)
+                try await self.refuseIfActive(db, variantPK: variantPK, variant)
                 let id = try await self.insertRun(db, variantPK: variantPK, status: .queued, kind: .initial, now: now, leaseSeconds: 0)
                 queued.append(try await self.fetchRun(db, id)!)
             }
@@ -44,7 +44,7 @@ extension PostgresStore {
                     let next = state.nextRunAt, next.microseconds <= due.microseconds
                 else { continue }
                 do {
-                    try await self.refuseIfActive(db, variantPK: variantPK, variant, now: now)
+                    try await self.refuseIfActive(db, variantPK: variantPK, variant)
                 } catch let error as TributaryError where error.code == .syncRunning {
                     continue
                 }
@@ -61,44 +61,39 @@ extension PostgresStore {
             try await self.lock(db, .runQueue)
             let now = self.clock()
             // Runs of syncs this worker does not run stay queued for one that does (another version of
-            // the configuration during a rolling deploy, say); they are passed over, at most a few per claim.
-            var passedOver: [Int64] = []
-            while passedOver.count <= RunClaim.maximumPassedOver {
-                // The fairest claimable run: fewest running runs on its connection (across all workers), oldest first.
-                guard
-                    let row = try await db.one(
-                        """
-                        WITH load AS (
-                            SELECT v.connection_pk AS connection_pk, count(*) AS running
-                            FROM runs r JOIN sync_variants v ON v.id = r.variant_pk
-                            WHERE r.status = 'running' GROUP BY v.connection_pk)
-                        SELECT q.id, q.variant_pk, q.attempts, q.started_at, q.kind, q.deletion_generation FROM runs q
-                        JOIN sync_variants v ON v.id = q.variant_pk
-                        LEFT JOIN load ON load.connection_pk = v.connection_pk
-                        WHERE q.status = 'queued' AND coalesce(load.running, 0) < \(Int64(claim.maxRunsPerConnection))
-                            AND q.id <> ALL(\(passedOver)::int8[])
-                        ORDER BY coalesce(load.running, 0), q.id LIMIT 1
-                        """, self.logger)
-                else { return nil }
-                let runId = try row.int64("id")
-                let variantPK = try row.int64("variant_pk")
-                let variant = try await self.variantRef(db, variantPK: variantPK)
-                guard let tracksDeletes = claim.syncs[SyncAddress(variant)] else {
-                    passedOver.append(runId)
-                    continue
-                }
-                let (_, state) = try await self.requireVariant(db, variant)
-                let runRow = RunStartRule.Row(
-                    attempts: try row.int64("attempts"), startedAt: Timestamp(microseconds: try row.int64("started_at")),
-                    kind: RunKind(rawValue: try row.string("kind")) ?? .initial, deletionGeneration: try row.optionalInt64("deletion_generation"))
-                // No next run is planned while this one runs: its end plans it, in the same transaction.
-                try await db.query("UPDATE sync_variants SET next_run_at = NULL WHERE id = \(variantPK)", logger: self.logger)
-                let started = try await self.begin(
-                    db, run: runId, row: runRow, variantPK: variantPK, state: state, tracksDeletes: tracksDeletes, leaseSeconds: claim.leaseSeconds,
-                    worker: claim.worker, now: now)
-                return ClaimedRun(variant: variant, started: started)
-            }
-            return nil
+            // the configuration during a rolling deploy, say): the query looks past them, however many.
+            let known = claim.syncKeys
+            // The fairest claimable run: fewest running runs on its connection (across all workers), oldest first.
+            guard
+                let row = try await db.one(
+                    """
+                    WITH load AS (
+                        SELECT v.connection_pk AS connection_pk, count(*) AS running
+                        FROM runs r JOIN sync_variants v ON v.id = r.variant_pk
+                        WHERE r.status = 'running' GROUP BY v.connection_pk)
+                    SELECT q.id, q.variant_pk, q.attempts, q.started_at, q.kind, q.deletion_generation FROM runs q
+                    JOIN sync_variants v ON v.id = q.variant_pk
+                    JOIN connections c ON c.id = v.connection_pk
+                    LEFT JOIN load ON load.connection_pk = v.connection_pk
+                    WHERE q.status = 'queued' AND coalesce(load.running, 0) < \(Int64(claim.maxRunsPerConnection))
+                        AND c.environment || chr(31) || c.provider_config_key || chr(31) || v.sync_name = ANY(\(known)::text[])
+                    ORDER BY coalesce(load.running, 0), q.id LIMIT 1
+                    """, self.logger)
+            else { return nil }
+            let runId = try row.int64("id")
+            let variantPK = try row.int64("variant_pk")
+            let variant = try await self.variantRef(db, variantPK: variantPK)
+            guard let tracksDeletes = claim.syncs[SyncAddress(variant)] else { return nil }
+            let (_, state) = try await self.requireVariant(db, variant)
+            let runRow = RunStartRule.Row(
+                attempts: try row.int64("attempts"), startedAt: Timestamp(microseconds: try row.int64("started_at")),
+                kind: RunKind(rawValue: try row.string("kind")) ?? .initial, deletionGeneration: try row.optionalInt64("deletion_generation"))
+            // No next run is planned while this one runs: its end plans it, in the same transaction.
+            try await db.query("UPDATE sync_variants SET next_run_at = NULL WHERE id = \(variantPK)", logger: self.logger)
+            let started = try await self.begin(
+                db, run: runId, row: runRow, variantPK: variantPK, state: state, tracksDeletes: tracksDeletes, leaseSeconds: claim.leaseSeconds,
+                worker: claim.worker, now: now)
+            return ClaimedRun(variant: variant, started: started)
         }
     }
 
@@ -154,23 +149,14 @@ extension PostgresStore {
         }
     }
 
-    /// Throws `sync_running` when the variant has a queued run or a running one with a live lease; a
-    /// running run whose lease ran out is marked expired instead (the new run takes its place).
-    private func refuseIfActive(_ db: PostgresConnection, variantPK: Int64, _ variant: VariantRef, now: Timestamp) async throws {
-        let active = try await db.all(
-            """
-            SELECT id, status, heartbeat_at + lease_seconds * 1000000 > \(unescaped: Self.databaseNow) + \(leaseClockOffset()) AS live FROM runs
-            WHERE variant_pk = \(variantPK) AND status IN ('queued', 'running') AND kind <> 'WEBHOOK'
-            """, logger)
-        for row in active {
-            let id = try row.int64("id")
-            let queued = try row.string("status") == RunStatus.queued.rawValue
-            let live = try row.bool("live")
-            if queued || live {
-                throw StoreMessages.syncRunning(variant, queued: queued, run: id)
-            }
-            // False when it finished meanwhile (its transaction committed while this one waited): the variant is free either way.
-            try await markExpired(db, run: id, now: now)
+    /// Throws `sync_running` when the variant has a queued or running run. A running run whose lease
+    /// ran out counts too: the scheduler's expiry (``RunExpiry``) queues the same run again, so it keeps
+    /// its first start and counts — replacing it here would lose both.
+    private func refuseIfActive(_ db: PostgresConnection, variantPK: Int64, _ variant: VariantRef) async throws {
+        if let active = try await db.one(
+            "SELECT id, status FROM runs WHERE variant_pk = \(variantPK) AND status IN ('queued', 'running') AND kind <> 'WEBHOOK'", logger)
+        {
+            throw StoreMessages.syncRunning(variant, queued: try active.string("status") == RunStatus.queued.rawValue, run: try active.int64("id"))
         }
     }
 

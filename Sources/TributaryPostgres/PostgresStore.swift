@@ -228,7 +228,7 @@ public final class PostgresStore: Store, Service {
     static func described(_ error: PSQLError) -> any Error {
         guard let info = error.serverInfo else {
             // No answer from a server: the connection could not be made, or it broke.
-            return TributaryError(.storeUnavailable, "The database connection failed (\(error.code)); the call was not applied.")
+            return TributaryError(.storeUnavailable, "The database connection failed (\(error.code)); the call was not applied unless the connection broke while committing.")
         }
         return PostgresStoreError(
             sqlState: info[.sqlState] ?? "?", message: info[.message] ?? "\(error.code)", detail: info[.detail])

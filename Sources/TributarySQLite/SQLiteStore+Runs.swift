@@ -7,7 +7,7 @@ extension SQLiteStore {
         return try await pool.write { db in
             let now = self.clock()
             let (variantPK, state) = start.createsVariant ? try self.ensureVariantRow(db, variant, now: now) : try self.requireVariant(db, variant)
-            try self.refuseIfActive(db, variantPK: variantPK, variant, now: now)
+            try self.refuseIfActive(db, variantPK: variantPK, variant)
             try db.execute(
                 sql: "INSERT INTO runs(variant_pk, status, kind, started_at, heartbeat_at, lease_seconds) VALUES (?, 'running', 'INITIAL', ?, ?, ?)",
                 arguments: [variantPK, now.microseconds, now.microseconds, start.leaseSeconds])
@@ -25,7 +25,7 @@ extension SQLiteStore {
             var queued: [RunRecord] = []
             for variant in variants {
                 let (variantPK, _) = try self.requireVariant(db, variant)
-                try self.refuseIfActive(db, variantPK: variantPK, variant, now: now)
+                try self.refuseIfActive(db, variantPK: variantPK, variant)
                 queued.append(try self.insertQueuedRun(db, variantPK: variantPK, now: now))
             }
             return queued
@@ -42,7 +42,7 @@ extension SQLiteStore {
                     let next = state.nextRunAt, next.microseconds <= due.microseconds
                 else { continue }
                 do {
-                    try self.refuseIfActive(db, variantPK: variantPK, variant, now: now)
+                    try self.refuseIfActive(db, variantPK: variantPK, variant)
                 } catch let error as TributaryError where error.code == .syncRunning {
                     continue
                 }
@@ -57,46 +57,41 @@ extension SQLiteStore {
         return try await pool.write { db in
             let now = self.clock()
             // Runs of syncs this worker does not run stay queued for one that does (another version of
-            // the configuration during a rolling deploy, say); they are passed over, at most a few per claim.
-            var passedOver: [Int64] = []
-            while passedOver.count <= RunClaim.maximumPassedOver {
-                // The fairest claimable run: fewest running runs on its connection (across all workers), oldest first.
-                guard
-                    let row = try Row.fetchOne(
-                        db,
-                        sql: """
-                            WITH load AS (
-                                SELECT v.connection_pk AS connection_pk, count(*) AS running
-                                FROM runs r JOIN sync_variants v ON v.id = r.variant_pk
-                                WHERE r.status = 'running' GROUP BY v.connection_pk)
-                            SELECT q.id, q.variant_pk, q.attempts, q.started_at, q.kind, q.deletion_generation FROM runs q
-                            JOIN sync_variants v ON v.id = q.variant_pk
-                            LEFT JOIN load ON load.connection_pk = v.connection_pk
-                            WHERE q.status = 'queued' AND coalesce(load.running, 0) < ?
-                                AND q.id NOT IN (SELECT value FROM json_each(?))
-                            ORDER BY coalesce(load.running, 0), q.id LIMIT 1
-                            """,
-                        arguments: [claim.maxRunsPerConnection, "[" + passedOver.map(String.init).joined(separator: ",") + "]"])
-                else { return nil }
-                let runId: Int64 = row["id"]
-                let variantPK: Int64 = row["variant_pk"]
-                let variant = try self.variantRef(db, variantPK: variantPK)
-                guard let tracksDeletes = claim.syncs[SyncAddress(variant)] else {
-                    passedOver.append(runId)
-                    continue
-                }
-                let (_, state) = try self.requireVariant(db, variant)
-                let runRow = RunStartRule.Row(
-                    attempts: row["attempts"], startedAt: Timestamp(microseconds: row["started_at"]),
-                    kind: RunKind(rawValue: row["kind"]) ?? .initial, deletionGeneration: row["deletion_generation"])
-                // No next run is planned while this one runs: its end plans it, in the same transaction.
-                try db.execute(sql: "UPDATE sync_variants SET next_run_at = NULL WHERE id = ?", arguments: [variantPK])
-                let started = try self.begin(
-                    db, run: runId, row: runRow, variantPK: variantPK, state: state, tracksDeletes: tracksDeletes, leaseSeconds: claim.leaseSeconds,
-                    worker: claim.worker, now: now)
-                return ClaimedRun(variant: variant, started: started)
-            }
-            return nil
+            // the configuration during a rolling deploy, say): the query looks past them, however many.
+            let known = String(decoding: JSONWriter.bytes(.array(claim.syncKeys.map { .string($0) }), canonical: false), as: UTF8.self)
+            // The fairest claimable run: fewest running runs on its connection (across all workers), oldest first.
+            guard
+                let row = try Row.fetchOne(
+                    db,
+                    sql: """
+                        WITH load AS (
+                            SELECT v.connection_pk AS connection_pk, count(*) AS running
+                            FROM runs r JOIN sync_variants v ON v.id = r.variant_pk
+                            WHERE r.status = 'running' GROUP BY v.connection_pk)
+                        SELECT q.id, q.variant_pk, q.attempts, q.started_at, q.kind, q.deletion_generation FROM runs q
+                        JOIN sync_variants v ON v.id = q.variant_pk
+                        JOIN connections c ON c.id = v.connection_pk
+                        LEFT JOIN load ON load.connection_pk = v.connection_pk
+                        WHERE q.status = 'queued' AND coalesce(load.running, 0) < ?
+                            AND c.environment || char(31) || c.provider_config_key || char(31) || v.sync_name IN (SELECT value FROM json_each(?))
+                        ORDER BY coalesce(load.running, 0), q.id LIMIT 1
+                        """,
+                    arguments: [claim.maxRunsPerConnection, known])
+            else { return nil }
+            let runId: Int64 = row["id"]
+            let variantPK: Int64 = row["variant_pk"]
+            let variant = try self.variantRef(db, variantPK: variantPK)
+            guard let tracksDeletes = claim.syncs[SyncAddress(variant)] else { return nil }
+            let (_, state) = try self.requireVariant(db, variant)
+            let runRow = RunStartRule.Row(
+                attempts: row["attempts"], startedAt: Timestamp(microseconds: row["started_at"]),
+                kind: RunKind(rawValue: row["kind"]) ?? .initial, deletionGeneration: row["deletion_generation"])
+            // No next run is planned while this one runs: its end plans it, in the same transaction.
+            try db.execute(sql: "UPDATE sync_variants SET next_run_at = NULL WHERE id = ?", arguments: [variantPK])
+            let started = try self.begin(
+                db, run: runId, row: runRow, variantPK: variantPK, state: state, tracksDeletes: tracksDeletes, leaseSeconds: claim.leaseSeconds,
+                worker: claim.worker, now: now)
+            return ClaimedRun(variant: variant, started: started)
         }
     }
 
@@ -145,22 +140,16 @@ extension SQLiteStore {
         }
     }
 
-    /// Throws `sync_running` when the variant has a queued run or a running one with a live lease; a
-    /// running run whose lease ran out is marked expired instead (the new run takes its place and
-    /// resumes from the checkpoint).
-    private func refuseIfActive(_ db: Database, variantPK: Int64, _ variant: VariantRef, now: Timestamp) throws {
-        let active = try Row.fetchAll(
+    /// Throws `sync_running` when the variant has a queued or running run. A running run whose lease
+    /// ran out counts too: the scheduler's expiry (``RunExpiry``) queues the same run again, so it keeps
+    /// its first start and counts — replacing it here would lose both.
+    private func refuseIfActive(_ db: Database, variantPK: Int64, _ variant: VariantRef) throws {
+        let active = try Row.fetchOne(
             db,
-            sql: "SELECT id, status, heartbeat_at, lease_seconds FROM runs WHERE variant_pk = ? AND status IN ('queued', 'running') AND kind <> 'WEBHOOK'",
+            sql: "SELECT id, status FROM runs WHERE variant_pk = ? AND status IN ('queued', 'running') AND kind <> 'WEBHOOK'",
             arguments: [variantPK])
-        for row in active {
-            let id: Int64 = row["id"]
-            let heartbeat: Int64 = row["heartbeat_at"]
-            let lease: Int64 = row["lease_seconds"]
-            if row["status"] == RunStatus.queued.rawValue || heartbeat + lease * 1_000_000 > now.microseconds {
-                throw StoreMessages.syncRunning(variant, queued: row["status"] == RunStatus.queued.rawValue, run: id)
-            }
-            try markExpired(db, run: id, now: now)
+        if let active {
+            throw StoreMessages.syncRunning(variant, queued: active["status"] == RunStatus.queued.rawValue, run: active["id"])
         }
     }
 

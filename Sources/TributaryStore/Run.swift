@@ -71,11 +71,18 @@ public struct RunClaim: Sendable {
     /// its limit are passed over.
     public var maxRunsPerConnection: Int
     /// The syncs this worker can run, each with whether its runs track deletes (a full refresh with
-    /// `track_deletes`). A queued run of a sync not listed stays queued for a worker that runs it
-    /// (at most ``maximumPassedOver`` of them are passed over per claim).
+    /// `track_deletes`). A queued run of a sync not listed stays queued for a worker that runs it: the
+    /// claim query filters on ``syncKeys``, so any number of such runs never holds up the others.
     public var syncs: [SyncAddress: Bool]
-    /// Queued runs of syncs the worker does not run that one claim looks past.
-    public static let maximumPassedOver = 64
+
+    /// Separates the parts of a ``syncKeys`` entry (a control character no name may contain).
+    public static let keySeparator = "\u{1F}"
+
+    /// `environment␟providerConfigKey␟syncName` for every sync the worker runs: the stores match a
+    /// queued run's sync against these inside the claim query (SQL builds the same string).
+    public var syncKeys: [String] {
+        syncs.keys.map { [$0.environment, $0.providerConfigKey, $0.syncName].joined(separator: Self.keySeparator) }.sorted()
+    }
     /// Who claims: recorded on the run (``RunRecord/worker``), so operators see which process ran it.
     public var worker: String?
 

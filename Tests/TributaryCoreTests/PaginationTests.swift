@@ -39,22 +39,46 @@ struct ShortPageTests {
         #expect(complete.requests == 6, "five pages of records, then the empty one")
     }
 
-    /// A provider that answers every page past the end with its last page again (some do), or
-    /// ignores the offset and returns everything each time: the listing still ends.
-    @Test(arguments: [false, true]) func aProviderRepeatingAPageDoesNotMakeTheListingEndless(_ ignoresOffset: Bool) async throws {
-        let requests = Mutex(0)
+    /// A provider that answers every page past the end with its last (short) page again, as some do —
+    /// even with a body that changes on every answer (a timestamp): the listing ends.
+    @Test func aProviderRepeatingItsLastPageDoesNotMakeTheListingEndless() async throws {
+        let requests = Counter()
+        let pages = repeatingProvider(ignoresOffset: false, requests: requests)
+        var ids: [String] = []
+        for try await page in pages { ids += page.records.compactMap { $0["id"]?.stringValue } }
+        #expect(ids == (0..<23).map { "r\($0)" })
+        #expect(requests.value.withLock { $0 } == 4, "three pages, then the last one again")
+    }
+
+    /// A provider that ignores the offset answers the first full page every time: what was read is not
+    /// the listing, so reading it fails — a run that detects deletions must not delete the rest.
+    @Test func aProviderIgnoringTheOffsetFailsTheListingInsteadOfEndingIt() async throws {
+        let requests = Counter()
+        let pages = repeatingProvider(ignoresOffset: true, requests: requests)
+        let error = await #expect(throws: TributaryError.self) {
+            for try await _ in pages {}
+        }
+        #expect(error?.code == .providerError)
+        #expect(error?.message.contains("same 10 records") == true)
+        #expect(requests.value.withLock { $0 } == 2)
+    }
+
+    final class Counter: Sendable {
+        let value = Mutex(0)
+    }
+
+    func repeatingProvider(ignoresOffset: Bool, requests: Counter) -> ProviderPages {
         let pagination = Pagination(.offset(offsetParameter: "offset"), recordsPath: "items", limitParameter: "limit", limit: 10, stopsAtShortPage: false)
-        let pages = ProviderPages(request: ProviderRequest(.GET, "/items"), pagination: pagination) { request in
-            requests.withLock { $0 += 1 }
+        return ProviderPages(request: ProviderRequest(.GET, "/items"), pagination: pagination) { request in
+            let answer = requests.value.withLock { count -> Int in
+                count += 1
+                return count
+            }
             let offset = Int(request.query.first { $0.name == "offset" }?.value ?? "0") ?? 0
             let start = ignoresOffset ? 0 : min(offset, 20)
             let ids = (start..<min(start + 10, 23)).map { "{\"id\":\"r\($0)\"}" }
-            return ProviderResponse(status: 200, headers: [], body: Array("{\"items\":[\(ids.joined(separator: ","))]}".utf8))
+            return ProviderResponse(status: 200, headers: [], body: Array("{\"served_at\":\(answer),\"items\":[\(ids.joined(separator: ","))]}".utf8))
         }
-        var ids: [String] = []
-        for try await page in pages { ids += page.records.compactMap { $0["id"]?.stringValue } }
-        #expect(Set(ids).count == (ignoresOffset ? 10 : 23))
-        #expect(requests.withLock { $0 } <= 5)
     }
 
     /// A context of a run that detects deletions; only `send` and `detectsDeletes` are used.

@@ -466,6 +466,14 @@ struct RetryTests {
             clock.advance(seconds: 3600)
             (run, _) = try await runOnce()
             #expect(run.status == .succeeded)
+
+            // A write that failed because the database was out of reach is temporary too.
+            failure.withLock { $0 = TributaryError(.storeUnavailable, "No database connection within 10 seconds.") }
+            clock.advance(seconds: 60)
+            (run, wait) = try await runOnce()
+            #expect(run.status == .failed)
+            #expect(run.retry != nil)
+            #expect(wait >= 8 && wait <= 12, "retried after ~10 s, not the hourly slot (\(wait))")
             await group.triggerGracefulShutdown()
             try await tasks.waitForAll()
         }

@@ -184,12 +184,16 @@ struct RunIntegrityTests {
         #expect(try await f.store.variantState(baseVariant)?.nextRunAt == nil)
         try await f.store.resetVariants([baseVariant], emptyCache: false, queuesRuns: false)
         #expect(try await f.census().unscheduledVariants == 0, "the reset ended the claimed run and kept the variant scheduled")
-        // A worker died in a run (its lease runs out); then a `dryrun` on the same database expires the
-        // dead run and runs on its own, ending without a plan.
+        // A worker died in a run (its lease runs out). A `dryrun` on the same database is refused while
+        // the dead run is still the variant's (replacing it would lose its first start and counts); once
+        // the scheduler gave it up, the dryrun runs on its own and ends without a plan.
         try await f.store.enqueueRuns([baseVariant])
         _ = try await claim(f.store, lease: 1)
         #expect(try await f.store.variantState(baseVariant)?.nextRunAt == nil)
         try await Task.sleep(for: .milliseconds(1100))
+        let refused = await #expect(throws: TributaryError.self) { try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false)) }
+        #expect(refused?.code == .syncRunning)
+        #expect(try await f.store.expireRuns(RunExpiry.Policy(maxAttempts: 1)).map(\.status) == [.expired])
         let started = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
         _ = try await f.store.completeRun(started.lease, RunCompletion(outcome: .succeeded))
         #expect(try await f.census().unscheduledVariants == 0)

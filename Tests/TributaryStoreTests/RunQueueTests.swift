@@ -125,21 +125,26 @@ struct RunQueueTests {
     }
 
     /// A worker that does not run a sync (another version of the configuration) leaves its queued runs
-    /// for a worker that does, and claims the next run it can run.
+    /// for a worker that does, and claims the next run it can run — however many such runs wait before it.
     @Test(arguments: StoreKind.available) func aQueuedRunOfASyncThisWorkerDoesNotRunStaysQueuedForOneThatDoes(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
-        var other = variant("c1", "other")
-        other.syncName = "retired"
+        // More older runs of a retired sync than any fixed look-past limit would skip.
+        let others = (0..<150).map { index -> VariantRef in
+            var other = variant("c\(index % 3)", "other\(index)")
+            other.syncName = "retired"
+            return other
+        }
         let kept = variant("c1", "kept")
-        for ref in [other, kept] { try await f.store.ensureVariant(ref) }
-        try await f.store.enqueueRuns([other, kept])
+        for ref in others + [kept] { try await f.store.ensureVariant(ref) }
+        try await f.store.enqueueRuns(others)
+        try await f.store.enqueueRuns([kept])
         let run = try await f.store.claimRun(claim(maxPerConnection: 5))
         #expect(run?.variant == kept)
-        #expect(try await f.store.activeRun(of: other)?.status == .queued, "left for a worker that runs it")
+        #expect(try await f.store.activeRun(of: others[0])?.status == .queued, "left for a worker that runs it")
         #expect(try await f.store.claimRun(claim(maxPerConnection: 5)) == nil)
         let retired = SyncAddress(environment: "dev", providerConfigKey: "shop", syncName: "retired")
         let elsewhere = try await f.store.claimRun(RunClaim(leaseSeconds: 60, maxRunsPerConnection: 5, syncs: [retired: false]))
-        #expect(elsewhere?.variant == other)
+        #expect(elsewhere?.variant == others[0])
     }
 
     @Test(arguments: StoreKind.available) func aShutdownsRequeueIsNotCountedAsALeaseExpiry(_ kind: StoreKind) async throws {
@@ -204,6 +209,11 @@ struct RunQueueTests {
             _ = try await f.store.saveRecords([order("late")], model: "Order", for: first.started.lease)
         }
         #expect(late?.code == .leaseLost)
+        // A trigger that comes before the scheduler's expiry does not replace the dead run (which would
+        // lose its first start and counts): the run is still the variant's, and expiry resumes it.
+        let triggered = await #expect(throws: TributaryError.self) { try await f.store.enqueueRuns([baseVariant]) }
+        #expect(triggered?.code == .syncRunning)
+        #expect(try await f.store.activeRun(of: baseVariant)?.id == first.started.runId)
         let expired = try await f.store.expireRuns(RunExpiry.Policy())
         #expect(expired.map(\.id) == [first.started.runId])
         #expect(expired.first?.status == .queued, "the same run, queued again")

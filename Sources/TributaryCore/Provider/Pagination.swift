@@ -119,9 +119,10 @@ public struct ProviderPages: AsyncSequence, Sendable {
         /// What reads the next page (nil: the first page).
         var position: String?
         var finished: Bool
-        /// The hash of the previous page's body, for offset and page styles that read to an empty page:
-        /// a provider that answers a page past the end with the last page again (or ignores the
-        /// offset) would otherwise be read forever — the same page twice ends the listing.
+        /// The hash of the previous page's records, for offset and page styles that read to an empty page:
+        /// a provider that answers a page past the end with its last (short) page again would otherwise
+        /// be read forever — the same short page twice ends the listing; the same full page twice fails
+        /// the read (the provider ignores the position, so the listing cannot be trusted for deletes).
         var previousPage: UInt64?
 
         public mutating func next() async throws -> ProviderPage? {
@@ -143,11 +144,23 @@ public struct ProviderPages: AsyncSequence, Sendable {
                 request.setQuery(parameter, position ?? String(firstPage))
             }
             let response = try await pages.send(request)
-            if !pagination.stopsAtShortPage {
+            let (body, records) = try response.records(at: pagination.recordsPath, answering: request)
+            if !pagination.stopsAtShortPage, !records.isEmpty {
                 switch pagination.style {
                 case .offset, .page:
-                    let hash = ContentHash.hash(response.body)
+                    // The records, not the body: a body that also carries a timestamp or request id
+                    // would never repeat, and the listing would never end.
+                    let hash = ContentHash.hash(JSONWriter.bytes(.array(records), canonical: true))
                     if hash == previousPage {
+                        // A short page again is a provider answering past the end with its last page: the
+                        // listing is over. A full page again means the provider ignores the position (or
+                        // loops): what was read is not the whole listing, and deletes must not trust it.
+                        if let limit = pagination.limit, records.count >= limit {
+                            throw TributaryError(
+                                .providerError,
+                                "The provider answered \(request.endpoint) at \(position ?? "the first position") with the same \(records.count) records as the page before: it may ignore the pagination parameter, so the listing is incomplete and nothing is deleted."
+                            )
+                        }
                         finished = true
                         return nil
                     }
@@ -155,7 +168,6 @@ public struct ProviderPages: AsyncSequence, Sendable {
                 case .cursor, .link: break
                 }
             }
-            let (body, records) = try response.records(at: pagination.recordsPath, answering: request)
             let short = records.isEmpty || (pagination.stopsAtShortPage && pagination.limit.map { records.count < $0 } ?? false)
             var next: String? = nil
             switch pagination.style {

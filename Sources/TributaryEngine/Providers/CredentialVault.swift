@@ -61,8 +61,11 @@ actor CredentialVault {
     func refresh(_ connection: ConnectionRef, auth: AuthScheme, rejectedToken: String) async throws -> JSONObject {
         if let running = refreshing[connection] { return try await running.value }
         let task = Task { [store, cipher, http, policy, logger, holder] () throws -> JSONObject in
-            // The lock outlives the token call's timeout, so it is never taken over while the call may still answer.
-            let lockSeconds = min(3600, max(0, policy.timeout.components.seconds)) * 2 + 10
+            // The lock outlives the token call (its timeout, twice) and the saving of its answer (five
+            // tries, each bounded by the store's 10 s operation timeout, with backoff): it is never taken
+            // over while a rotated refresh token may still be on its way into the store.
+            let callSeconds: Int64 = min(3600, max(0, policy.timeout.components.seconds))
+            let lockSeconds: Int64 = callSeconds * 2 + Self.saveSeconds
             let deadline = ContinuousClock.now + .seconds(lockSeconds * 2)
             while true {
                 try Task.checkCancellation()
@@ -125,6 +128,10 @@ actor CredentialVault {
         defer { refreshing[connection] = nil }
         return try await task.value
     }
+
+    /// How long saving a refreshed token may take: five tries, each bounded by the store's 10 s
+    /// operation timeout, their backoff, and a margin.
+    static let saveSeconds: Int64 = 5 * 10 + 10 + 30
 
     /// Whether `stored` holds a token other than the refused one that is not about to expire.
     private static func isFresh(_ stored: JSONObject, auth: AuthScheme, rejectedToken: String) -> Bool {
