@@ -69,8 +69,13 @@ struct DeletionDetectionTests {
         await #expect(throws: TributaryError.self) { _ = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false)) }
         _ = try await f.store.startRun(euVariant, RunStart(tracksDeletes: false))  // other variants are free
         _ = try await f.store.completeRun(first.lease, RunCompletion(outcome: .succeeded))
-        // A run whose process died: lease 0 expires at once, the next start marks it expired.
+        // A run whose process died (lease 0 runs out at once) still holds the variant until expiry
+        // handles it (so its first start and counts are never lost to a replacement); given up, the
+        // variant is free.
         let dead = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false, leaseSeconds: 0))
+        let blocked = await #expect(throws: TributaryError.self) { _ = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false)) }
+        #expect(blocked?.code == .syncRunning)
+        _ = try await f.store.expireRuns(RunExpiry.Policy(maxAttempts: 1))
         let next = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
         #expect(try await f.store.run(dead.runId)?.status == .expired)
         // The dead run can no longer apply its outcome.
