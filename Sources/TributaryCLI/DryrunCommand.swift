@@ -39,6 +39,9 @@ struct DryrunCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Print debug logs.")
     var verbose = false
 
+    @Flag(name: .long, help: "Use the fixed, public development key for credentials when TRIBUTARY_ENCRYPTION_KEY is not set, also on PostgreSQL (a local SQLite file needs no flag). Never in production.")
+    var insecureDevKey = false
+
     @OptionGroup var options: ConfigOptions
 
     func validate() throws {
@@ -67,6 +70,18 @@ struct DryrunCommand: AsyncParsableCommand {
         }
 
         let selection = try await StoreSelection.open(options.database, config: config.database, logger: Logger(label: "tributary.dryrun"))
+        // The public development key only for a local SQLite file (or when asked): on a shared database it
+        // would seal real credentials with a key everyone knows, or fail to open the ones sealed properly.
+        let cipher: CredentialCipher
+        if let fromEnvironment = try EncryptionKey.cipherFromEnvironment() {
+            cipher = fromEnvironment
+        } else if selection.isSQLite || insecureDevKey {
+            cipher = .insecureDevelopment
+        } else {
+            selection.close()
+            throw CLIError(
+                "TRIBUTARY_ENCRYPTION_KEY is not set and the database is PostgreSQL: set the key the servers use, or pass --insecure-dev-key for a development database.")
+        }
         try await selection.use { store in
             let ref = VariantRef(
                 connection: ConnectionRef(environment: environment.name, providerConfigKey: chosen.providerConfigKey, connectionId: connection),
@@ -79,7 +94,6 @@ struct DryrunCommand: AsyncParsableCommand {
                 try await store.setMetadata(object, of: [ref.connection])
             }
             if reset { try await store.resetVariants([ref], emptyCache: emptyCache, queuesRuns: false) }
-            let cipher = try EncryptionKey.cipherFromEnvironment() ?? .insecureDevelopment
             if let credentials {
                 guard case .object(let object)? = try? JSONParser.parse(credentials) else {
                     throw CLIError("--credentials must be a JSON object, e.g. '{\"type\": \"API_KEY\", \"api_key\": \"…\"}'.")

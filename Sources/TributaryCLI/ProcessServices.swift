@@ -52,7 +52,8 @@ struct ProcessServices {
             webhookWorker = webhooks
             deliveryService = deliveries
             purger = purge
-            workerServices = [deliveries, purge, Scheduler(config: config, store: store, worker: coordinator, logger: logger), webhooks, coordinator]
+            let history = HistoryCleaner(store: store, retention: config.retention, logger: logger)
+            workerServices = [history, deliveries, purge, Scheduler(config: config, store: store, worker: coordinator, logger: logger), webhooks, coordinator]
         }
         queue = RunQueue(store: store, worker: worker, purger: purger, maxVariantsPerCall: config.server.maxVariantsPerRequest)
         if role != .worker {

@@ -52,6 +52,11 @@ struct ServeCommand: AsyncParsableCommand {
         var logger = Logger(label: "tributary")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
 
+        for integration in config.integrations where integration.webhooks?.unsigned == true {
+            logger.warning(
+                "integration accepts unsigned provider webhooks (webhooks.unsigned: true): anyone who can reach its webhook URL can feed records to its syncs",
+                metadata: ["integration": "\(integration.providerConfigKey)"])
+        }
         let cipher: CredentialCipher
         if let fromEnvironment = try EncryptionKey.cipherFromEnvironment() {
             cipher = fromEnvironment

@@ -15,6 +15,9 @@ struct StoreSelection {
     let location: String
     private let sqlite: SQLiteStore?
 
+    /// Whether the store is a local SQLite file.
+    var isSQLite: Bool { sqlite != nil }
+
     /// Opens and migrates the store.
     static func open(_ database: String?, config: DatabaseConfig, logger: Logger) async throws -> StoreSelection {
         let selection: StoreSelection

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import TributaryCore
 import TributaryDemo
 import TributaryEngine
@@ -52,8 +53,12 @@ public enum TributaryCLI {
 public struct CLIOutput: Sendable {
     let write: @Sendable (String) -> Void
 
-    /// Prints each line to standard output.
-    public static let standardOutput = CLIOutput { print($0) }
+    /// Prints each line to standard output, flushed at once: a pipe or a file (a log collector,
+    /// `tributary demo | tee`) gets every line as it happens, not when a buffer fills.
+    public static let standardOutput = CLIOutput { line in
+        print(line)
+        fflush(nil)  // every output stream: stdout without touching the global
+    }
 
     /// Sends each line to `write`.
     public init(_ write: @escaping @Sendable (String) -> Void) { self.write = write }

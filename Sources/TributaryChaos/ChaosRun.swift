@@ -91,6 +91,7 @@ public struct ChaosReport: Sendable {
 public enum ChaosRun {
     static let key = "chaos-secret-key-0000000001"
     static let shopKey = "chaos-shop-key"
+    static let webhookSecret = "chaos-webhook-secret"
     static let drainSeconds = 1
     static let leaseSeconds = 2
 
@@ -238,7 +239,7 @@ final class Harness: Sendable {
           demo-shop:
             base_url: http://127.0.0.1:\(shopPort)
             auth: { type: api_key, header: X-Api-Key }
-            webhooks: { connection_path: connection, type_path: event }
+            webhooks: { connection_path: connection, type_path: event, secret: \(ChaosRun.webhookSecret) }
             syncs:
               orders:
                 models: [Order]
@@ -613,13 +614,15 @@ final class Harness: Sendable {
     // MARK: API calls
 
     @discardableResult
-    func api(_ method: String, _ path: String, _ body: JSONValue? = nil, authenticated: Bool = true) async throws -> (status: Int, json: JSONValue) {
+    func api(_ method: String, _ path: String, _ body: JSONValue? = nil, authenticated: Bool = true, signed: Bool = false) async throws -> (status: Int, json: JSONValue) {
         var request = HTTPClientRequest(url: "http://127.0.0.1:\(apiPort)\(path)")
         request.method = .init(rawValue: method)
         if authenticated { request.headers.add(name: "Authorization", value: "Bearer \(ChaosRun.key)") }
         if let body {
+            let bytes = JSONWriter.bytes(body, canonical: false)
             request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: JSONWriter.bytes(body, canonical: false)))
+            if signed { request.headers.add(name: "X-Signature-Sha256", value: WebhookSignature.sign(bytes, key: ChaosRun.webhookSecret)) }
+            request.body = .bytes(ByteBuffer(bytes: bytes))
         }
         let client = http
         let prepared = request
@@ -700,6 +703,8 @@ final class Harness: Sendable {
         let orders = DemoShop.orders(store: "base", at: provider.now)
         guard !orders.isEmpty else { return }
         let order = orders[random(0..<orders.count)]
-        try await api("POST", "/webhook/dev/demo-shop", ["event": "order.updated", "connection": .string(connection), "order": .object(order)], authenticated: false)
+        try await api(
+            "POST", "/webhook/dev/demo-shop", ["event": "order.updated", "connection": .string(connection), "order": .object(order)], authenticated: false,
+            signed: true)
     }
 }

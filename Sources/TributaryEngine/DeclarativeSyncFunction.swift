@@ -13,7 +13,7 @@ struct DeclarativeSyncFunction: SyncFunction {
     func exec(_ nango: any SyncContext) async throws {
         let metadata = try await nango.getMetadata()
         let model = nango.models[0]
-        var request = ProviderRequest(spec.method, try DeclarativeSpec.fill(spec.endpoint, variant: nango.variant, metadata: metadata))
+        var request = ProviderRequest(spec.method, try DeclarativeSpec.fill(spec.endpoint, variant: nango.variant, metadata: metadata, for: .path))
         for parameter in spec.params {
             request.setQuery(parameter.name, try DeclarativeSpec.fill(parameter.value, variant: nango.variant, metadata: metadata))
         }

@@ -81,7 +81,7 @@ enum PostgresSchema {
                 updated_at BIGINT NOT NULL,
                 deleted_at BIGINT,
                 seen_generation BIGINT NOT NULL DEFAULT 0,
-                payload JSONB NOT NULL,
+                payload JSONB NOT NULL,  -- TEXT since v4-text-payloads
                 PRIMARY KEY (dataset_id, external_id)
             ) PARTITION BY HASH (dataset_id);
             \(partitions)
@@ -180,6 +180,24 @@ enum PostgresSchema {
             ALTER TABLE connections ADD COLUMN refresh_holder TEXT;
             ALTER TABLE connections ADD COLUMN refresh_until BIGINT;
             CREATE INDEX provider_webhook_tasks_by_variant ON provider_webhook_tasks(variant_pk, id) WHERE status IN ('pending', 'claimed');
+            """
+        ),
+        (
+            "v3-retention",
+            // The history cleanup finds what ended before its cutoffs through these.
+            """
+            CREATE INDEX runs_finished ON runs(finished_at) WHERE finished_at IS NOT NULL;
+            CREATE INDEX webhook_deliveries_ended ON webhook_deliveries(created_at) WHERE status <> 'pending';
+            CREATE INDEX provider_webhook_tasks_ended ON provider_webhook_tasks(received_at) WHERE status NOT IN ('pending', 'claimed');
+            """
+        ),
+        (
+            "v4-text-payloads",
+            // Payloads are stored as the canonical JSON text their hash was computed from, as SQLite
+            // stores them: jsonb refused a `\u0000` in any string (failing the whole batch on every
+            // run) and rewrote number forms, so an unchanged record read back as changed.
+            """
+            ALTER TABLE records ALTER COLUMN payload TYPE TEXT USING payload::text;
             """
         ),
     ]

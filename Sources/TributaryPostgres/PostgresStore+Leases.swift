@@ -83,6 +83,8 @@ extension PostgresStore {
     }
 
     public func saveCheckpoint(_ checkpoint: Checkpoint, for lease: RunLease) async throws {
+        // A literal checkpoint is checked here at the latest: an invalid one stored would make the variant unreadable.
+        let checkpoint = try checkpoint.validated()
         let json = checkpoint.json
         try await transaction { db in
             let run = try await self.fence(db, lease)

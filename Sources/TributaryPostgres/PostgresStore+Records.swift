@@ -22,7 +22,7 @@ extension PostgresStore {
             let rows = try await db.query(
                 """
                 INSERT INTO records(dataset_id, external_id, hash, seq, first_seen_at, updated_at, deleted_at, seen_generation, payload)
-                SELECT \(dataset.id), i.external_id, i.hash, \(sequence), \(now), \(now), NULL, \(generation), i.payload::jsonb
+                SELECT \(dataset.id), i.external_id, i.hash, \(sequence), \(now), \(now), NULL, \(generation), i.payload
                 FROM unnest(\(ids)::text[], \(hashes)::int8[], \(payloads)::text[]) AS i(external_id, hash, payload)
                 ON CONFLICT (dataset_id, external_id) DO UPDATE SET
                     hash = excluded.hash,
@@ -100,7 +100,7 @@ extension PostgresStore {
             if !changedIds.isEmpty {
                 try await db.query(
                     """
-                    UPDATE records r SET hash = u.hash, payload = u.payload::jsonb, seq = \(sequence), updated_at = \(now),
+                    UPDATE records r SET hash = u.hash, payload = u.payload, seq = \(sequence), updated_at = \(now),
                         seen_generation = GREATEST(r.seen_generation, \(generation))
                     FROM unnest(\(changedIds)::text[], \(changedHashes)::int8[], \(changedPayloads)::text[]) AS u(external_id, hash, payload)
                     WHERE r.dataset_id = \(dataset.id) AND r.external_id = u.external_id

@@ -247,6 +247,15 @@ enum SQLiteSchema {
                     CREATE INDEX provider_webhook_tasks_by_variant ON provider_webhook_tasks(variant_pk, id) WHERE status IN ('pending', 'claimed');
                     """)
         }
+        migrator.registerMigration("v10-retention") { db in
+            // The history cleanup finds what ended before its cutoffs through these.
+            try db.execute(
+                sql: """
+                    CREATE INDEX runs_finished ON runs(finished_at) WHERE finished_at IS NOT NULL;
+                    CREATE INDEX webhook_deliveries_ended ON webhook_deliveries(created_at) WHERE status <> 'pending';
+                    CREATE INDEX provider_webhook_tasks_ended ON provider_webhook_tasks(received_at) WHERE status NOT IN ('pending', 'claimed');
+                    """)
+        }
         return migrator
     }
 }

@@ -68,6 +68,8 @@ extension SQLiteStore {
     }
 
     public func saveCheckpoint(_ checkpoint: Checkpoint, for lease: RunLease) async throws {
+        // A literal checkpoint is checked here at the latest: an invalid one stored would make the variant unreadable.
+        let checkpoint = try checkpoint.validated()
         try await pool.write { db in
             let now = self.clock()
             let run = try self.fence(db, lease, now: now)

@@ -83,7 +83,8 @@ extension API {
         guard isPercentEncoded(path, allowing: "/:@!$&'()*+,;="), query.map({ isPercentEncoded($0, allowing: "/?:@!$&'()*+,;=") }) ?? true else {
             throw APIError.invalidURI("The proxied path or query has characters that must be percent-encoded.")
         }
-        guard !path.split(separator: "/").contains(where: { $0 == ".." || $0 == "." || $0 == "%2e%2e" || $0 == "%2E%2E" }) else {
+        // Every spelling a server may decode to a dot segment: `..`, `%2e%2E`, `.%2e`, `%2E`, …
+        guard !URLText.hasDotSegment(path) else {
             throw APIError.invalidURI("The proxied path must not contain '.' or '..' segments.")
         }
         return query.map { path + "?" + $0 } ?? path

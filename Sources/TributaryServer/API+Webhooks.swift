@@ -7,7 +7,8 @@ extension API {
 
     /// `POST /webhook/{environment}/{providerConfigKey}` — a provider's webhook (no secret key).
     ///
-    /// Checks the signature when the integration configures a secret, finds the connection(s) the
+    /// Checks the signature (``ProviderWebhookVerifier``: HMAC of the body, Stripe's or Slack's
+    /// timestamped scheme, with the environment's secret) unless the integration says `unsigned: true`, finds the connection(s) the
     /// webhook names (body path or header, matched against the connection id, a metadata or a
     /// `connection_config` value), and stores one task per (connection, subscribed sync) for the
     /// **base** variant before answering — an accepted webhook is never lost; a worker runs the
@@ -26,13 +27,11 @@ extension API {
                 "Integration '\(integration.providerConfigKey)' does not accept webhooks (it has no 'webhooks' section in the configuration).")
         }
         let body = Array(try await request.body(upTo: maxBody).readableBytesView)
-        if let secret = settings.secret {
-            guard let signature = request.header(settings.signatureHeader) else {
-                throw APIError(.unauthorized, "missing_signature", "The \(settings.signatureHeader) header with the body's HMAC-SHA256 is required.")
-            }
-            guard WebhookSignature.verify(signature, body: body, secret: secret.value) else {
-                throw APIError(.unauthorized, "invalid_signature", "The \(settings.signatureHeader) signature does not match the body.")
-            }
+        do {
+            try ProviderWebhookVerifier.verify(
+                settings, environment: environment.name, header: { request.header($0) }, body: body, now: Timestamp.now().microseconds / 1_000_000)
+        } catch {
+            throw APIError(.unauthorized, error.code, error.message)
         }
         let payload: JSONValue
         do {
@@ -56,7 +55,7 @@ extension API {
             [
                 "accepted": true,
                 "type": type.map(JSONValue.string) ?? .null,
-                "connections": .array(connections.map { .string($0.connectionId) }),
+                // No connection ids: whoever sends a webhook learns nothing about which connections exist.
                 "syncs": .array(syncs.map { .string($0.name) }),
                 "tasks": .number(JSONNumber(tasks.count)),
             ], status: tasks.isEmpty ? .ok : .accepted)

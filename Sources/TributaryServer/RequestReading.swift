@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
@@ -29,8 +30,9 @@ struct BodyReader {
         switch object[key] {
         case nil, .null?: return nil
         case .string(let s)?:
-            guard !s.isEmpty, s.utf8.count <= maxLength else {
-                throw APIError.invalidBody("Field '\(key)' must be a string of 1 to \(maxLength) bytes.")
+            // Characters (Unicode scalars), as JSON Schema's maxLength counts them.
+            guard !s.isEmpty, s.unicodeScalars.count <= maxLength else {
+                throw APIError.invalidBody("Field '\(key)' must be a string of 1 to \(maxLength) characters.")
             }
             return s
         default: throw APIError.invalidBody("Field '\(key)' must be a string.")
@@ -79,18 +81,19 @@ struct BodyReader {
 
 /// Strict query-string reading.
 struct QueryReader {
-    let parameters: Parameters
+    /// Name and value of each parameter in order; names percent-decoded (`ids%5B%5D` is `ids[]`).
+    let pairs: [(key: String, value: String)]
 
     init(_ request: Request, allowed: Set<String>) throws {
-        parameters = request.uri.queryParameters
-        for (key, _) in parameters where !allowed.contains(String(key)) {
+        pairs = request.uri.queryParameters.map { (String($0.key).removingPercentEncoding ?? String($0.key), String($0.value)) }
+        for (key, _) in pairs where !allowed.contains(key) {
             if allowed.isEmpty { throw APIError.invalidQuery("This endpoint takes no query parameters; got '\(key)'.") }
             throw APIError.invalidQuery("Unknown query parameter '\(key)'; allowed: \(allowed.sorted().joined(separator: ", ")).")
         }
     }
 
     func optional(_ key: String) throws -> String? {
-        let values = parameters.getAll(key)
+        let values = all(key)
         guard values.count <= 1 else { throw APIError.invalidQuery("Query parameter '\(key)' is given more than once.") }
         guard let value = values.first else { return nil }
         guard !value.isEmpty else { throw APIError.invalidQuery("Query parameter '\(key)' is empty.") }
@@ -102,20 +105,37 @@ struct QueryReader {
         return value
     }
 
-    func all(_ key: String) -> [String] { parameters.getAll(key) }
+    func all(_ key: String) -> [String] { pairs.filter { $0.key == key }.map(\.value) }
 }
 
 extension Request {
     /// The whole body, at most `maxBytes`.
+    ///
+    /// A body over the limit is read on and thrown away — up to ``discardLimit(for:)`` bytes, for a
+    /// second at most — before the 413 goes out: a client that writes its whole body before it reads
+    /// (Python's urllib and `requests`, many SDKs) would otherwise block on a full socket and never
+    /// see the answer.
     /// - Throws: 413 `payload_too_large` when it is larger.
     func body(upTo maxBytes: Int) async throws -> ByteBuffer {
-        var request = self
-        do {
-            return try await request.collectBody(upTo: maxBytes)
-        } catch {
-            throw APIError(.contentTooLarge, "payload_too_large", "The request body is larger than \(maxBytes) bytes.")
+        var collected = ByteBuffer()
+        var chunks = body.makeAsyncIterator()
+        while let chunk = try await chunks.next() {
+            guard collected.readableBytes + chunk.readableBytes <= maxBytes else {
+                var discarded = collected.readableBytes + chunk.readableBytes
+                let deadline = ContinuousClock.now + .seconds(1)
+                while discarded <= Self.discardLimit(for: maxBytes), ContinuousClock.now < deadline, let more = try await chunks.next() {
+                    discarded += more.readableBytes
+                }
+                throw APIError(.contentTooLarge, "payload_too_large", "The request body is larger than \(maxBytes) bytes.")
+            }
+            collected.writeImmutableBuffer(chunk)
         }
+        return collected
     }
+
+    /// How much of an oversized body is read and dropped before answering 413 (past it, or past a
+    /// second, the answer goes out anyway and the connection closes).
+    static func discardLimit(for maxBytes: Int) -> Int { max(64 << 20, maxBytes) }
 
     /// A header's value, or nil when absent or empty.
     func header(_ name: String) -> String? {

@@ -57,7 +57,7 @@ final class RawSQLite: RawLimit {
 }
 
 /// PostgreSQL: one `INSERT … SELECT FROM unnest($ids, $payloads) ON CONFLICT DO UPDATE` per page
-/// over one connection, into a `jsonb` column like the store's.
+/// over one connection, into a `text` column like the store's.
 final class RawPostgres: RawLimit {
     let connection: PostgresConnection
     let logger: Logger
@@ -69,7 +69,7 @@ final class RawPostgres: RawLimit {
 
     func create() async throws {
         try await connection.query("DROP TABLE IF EXISTS raw_records", logger: logger)
-        try await connection.query("CREATE TABLE raw_records (id text PRIMARY KEY, payload jsonb NOT NULL)", logger: logger)
+        try await connection.query("CREATE TABLE raw_records (id text PRIMARY KEY, payload text NOT NULL)", logger: logger)
     }
 
     func upsert(_ rows: [(id: String, payload: String)]) async throws {
@@ -77,7 +77,7 @@ final class RawPostgres: RawLimit {
         let payloads = rows.map(\.payload)
         try await connection.query(
             """
-            INSERT INTO raw_records(id, payload) SELECT i.id, i.payload::jsonb FROM unnest(\(ids)::text[], \(payloads)::text[]) AS i(id, payload)
+            INSERT INTO raw_records(id, payload) SELECT i.id, i.payload FROM unnest(\(ids)::text[], \(payloads)::text[]) AS i(id, payload)
             ON CONFLICT (id) DO UPDATE SET payload = excluded.payload
             """, logger: logger)
     }

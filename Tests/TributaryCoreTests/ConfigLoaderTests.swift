@@ -25,7 +25,7 @@ struct ConfigLoaderTests {
                 track_deletes: true
                 auto_start: false
                 webhook_subscriptions: [orders/updated]
-            webhooks: { connection_path: shop.id, type_header: X-Shop-Topic }
+            webhooks: { connection_path: shop.id, type_header: X-Shop-Topic, unsigned: true }
           crm:
             environments: [prod]
             auth: { type: oauth2, token_url: "https://crm.example.com/token", client_id: crm-client, client_secret: "${CRM_SECRET:-s3cret}" }
@@ -173,13 +173,58 @@ struct ConfigLoaderTests {
         #expect(found.contains { $0.contains("sync 'c' of integration 'shop' needs 'models'") })
     }
 
+    @Test func retentionIsReadAndBounded() throws {
+        let base = "environments:\n  dev: { secret_key: dev-key-0123456789abcdef }\n"
+        #expect(try ConfigLoader.parse(yaml: base, file: "r.yaml", environment: [:]).retention == RetentionConfig(), "30 days each by default")
+        let set = try ConfigLoader.parse(yaml: base + "retention: { runs_days: 7, webhook_deliveries_days: 3, webhook_tasks_days: 1 }\n", file: "r.yaml", environment: [:])
+        #expect(set.retention == RetentionConfig(runsDays: 7, webhookDeliveriesDays: 3, webhookTasksDays: 1))
+        let bad = issues(base + "retention:\n  runs_days: 0\n  forever: true\n")
+        #expect(bad.contains { $0.line == 4 && $0.message.contains("retention.runs_days must be a whole number from 1 to 36500, not '0'") })
+        #expect(bad.contains { $0.line == 5 && $0.message.contains("unknown key 'forever' in 'retention'") })
+    }
+
+    /// Provider webhooks are verified unless the configuration says otherwise out loud.
+    @Test func providerWebhooksNeedASecretOrAnExplicitUnsigned() throws {
+        func shop(_ webhooks: String) -> String {
+            """
+            environments:
+              dev: { secret_key: dev-key-0123456789abcdef }
+              prod: { secret_key: prod-key-0123456789abcdef }
+            integrations:
+              shop:
+                webhooks: \(webhooks)
+                syncs:
+                  orders: { models: [Order], frequency: 1h, webhook_subscriptions: ["*"] }
+            """
+        }
+        let missing = issues(shop("{ connection_path: store }"))
+        #expect(missing.contains { $0.line == 6 && $0.message.contains("needs 'secret' (or per-environment 'secrets')") && $0.message.contains("'unsigned: true'") })
+        let both = issues(shop("{ connection_path: store, secret: s3cret-s3cret, unsigned: true }"))
+        #expect(both.contains { $0.message.contains("contradict") })
+        let twoKinds = issues(shop("{ connection_path: store, secret: s3cret-s3cret, secrets: { dev: dev-s3cret-1 } }"))
+        #expect(twoKinds.contains { $0.message.contains("not both") })
+        let badScheme = issues(shop("{ connection_path: store, secret: s3cret-s3cret, scheme: md5 }"))
+        #expect(badScheme.contains { $0.message.contains("scheme must be one of hmac_sha256, stripe, slack, not 'md5'") })
+        let headerElsewhere = issues(shop("{ connection_path: store, secret: s3cret-s3cret, scheme: slack, signature_header: X-Sig }"))
+        #expect(headerElsewhere.contains { $0.message.contains("signature_header applies to scheme hmac_sha256 only") })
+
+        let perEnvironment = try ConfigLoader.parse(
+            yaml: shop("{ connection_path: store, scheme: stripe, tolerance_seconds: 60, secrets: { dev: dev-s3cret-1, prod: prod-s3cret-1 } }"),
+            file: "s.yaml", environment: [:])
+        let settings = try #require(perEnvironment.integration("shop", in: "dev")?.webhooks)
+        #expect(settings.scheme == .stripe && settings.toleranceSeconds == 60 && !settings.unsigned)
+        #expect(settings.secret(for: "dev")?.value == "dev-s3cret-1")
+        #expect(settings.secret(for: "prod")?.value == "prod-s3cret-1")
+        #expect(settings.secret(for: "staging") == nil)
+    }
+
     @Test func webhookSettingsAreReadAndCheckedWithTheirLine() throws {
         let key = ["DEV_KEY": "dev-key-0123456789abcdef"]
         let config = try ConfigLoader.parse(yaml: valid, file: "t.yaml", environment: key)
         #expect(config.webhookDelivery == WebhookDeliveryConfig(), "defaults")
         #expect(config.environment(named: "dev")?.webhooks == EnvironmentWebhooks(), "no receivers unless configured")
         let shop = try #require(config.integration("my-shop", in: "dev"))
-        #expect(shop.webhooks == ProviderWebhookConfig(connection: .bodyPath("shop.id"), type: .header("X-Shop-Topic")))
+        #expect(shop.webhooks == ProviderWebhookConfig(unsigned: true, connection: .bodyPath("shop.id"), type: .header("X-Shop-Topic")))
         #expect(shop.sync(named: "sync-orders")?.subscribes(to: "orders/updated") == true)
         #expect(shop.sync(named: "sync-orders")?.subscribes(to: "orders/created") == false)
 
@@ -247,6 +292,7 @@ struct ConfigLoaderTests {
         #expect(bad.contains { $0.line == 5 && $0.message.contains("'ftp://nope' is not an http:// or https:// URL") })
         #expect(bad.contains { $0.line == 5 && $0.message.contains("needs a 'signing_key'") })
         #expect(bad.contains { $0.line == 8 && $0.message.contains("'connection_path' or 'connection_header', not both") })
+        #expect(!bad.contains { $0.message.contains("unsigned") }, "one problem at a time: the connection first")
         #expect(bad.contains { $0.line == 8 && $0.message.contains("connection_match must be connection_id, metadata.KEY or connection_config.KEY") })
         #expect(bad.contains { $0.line == 10 && $0.message.contains("has a 'webhook' handler but no 'webhook_subscriptions'") })
         #expect(bad.contains { $0.line == 12 && $0.message.contains("sync 'items' has webhook_subscriptions, but the integration has no 'webhooks' section") })

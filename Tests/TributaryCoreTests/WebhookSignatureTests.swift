@@ -51,3 +51,61 @@ struct WebhookSignatureTests {
         #expect(settings.urls(for: ["webhook_url": "https://mine.example.com/h"]) == ["https://mine.example.com/h"])
     }
 }
+
+/// Provider webhook verification per scheme, secret per environment, and the replay window.
+@Suite("Provider webhook verification")
+struct ProviderWebhookVerifierTests {
+    let body = Array(#"{"event":"order.updated","store":"c1"}"#.utf8)
+    let now: Int64 = 1_800_000_000
+
+    func check(_ settings: ProviderWebhookConfig, environment: String = "dev", _ headers: [String: String]) -> String? {
+        do {
+            try ProviderWebhookVerifier.verify(
+                settings, environment: environment, header: { name in headers.first { $0.key.lowercased() == name.lowercased() }?.value }, body: body,
+                now: now)
+            return nil
+        } catch {
+            return error.code
+        }
+    }
+
+    @Test func hmacOfTheBodyWithTheEnvironmentsSecret() {
+        let settings = ProviderWebhookConfig(
+            environmentSecrets: ["dev": Secret("dev-secret-1"), "prod": Secret("prod-secret-1")], signatureHeader: "X-Sig", connection: .bodyPath("store"))
+        let devSignature = WebhookSignature.sign(body, key: "dev-secret-1")
+        #expect(check(settings, ["X-Sig": devSignature]) == nil)
+        #expect(check(settings, ["x-sig": "sha256=" + devSignature]) == nil, "header case and prefix do not matter")
+        #expect(check(settings, environment: "prod", ["X-Sig": devSignature]) == "invalid_signature", "one environment's secret does not open another")
+        #expect(check(settings, environment: "staging", ["X-Sig": devSignature]) == "webhooks_not_configured")
+        #expect(check(settings, [:]) == "missing_signature")
+        #expect(check(ProviderWebhookConfig(unsigned: true, connection: .bodyPath("store")), [:]) == nil)
+    }
+
+    @Test func stripeSignsTheTimestampAndBodyWithinTheWindow() {
+        let settings = ProviderWebhookConfig(secret: Secret("whsec_test_1"), scheme: .stripe, toleranceSeconds: 300, connection: .bodyPath("store"))
+        func header(at t: Int64, key: String = "whsec_test_1") -> String {
+            "t=\(t),v1=\(WebhookSignature.sign(Array("\(t).".utf8) + body, key: key)),v0=deadbeef"
+        }
+        #expect(check(settings, ["Stripe-Signature": header(at: now - 10)]) == nil)
+        #expect(check(settings, ["Stripe-Signature": "t=\(now),v1=00ff,v1=" + WebhookSignature.sign(Array("\(now).".utf8) + body, key: "whsec_test_1")]) == nil, "any v1 may match (secret rotation)")
+        #expect(check(settings, ["Stripe-Signature": header(at: now - 301)]) == "invalid_signature", "a replay after the window")
+        #expect(check(settings, ["Stripe-Signature": header(at: now + 400)]) == "invalid_signature")
+        #expect(check(settings, ["Stripe-Signature": header(at: now, key: "other")]) == "invalid_signature")
+        #expect(check(settings, ["Stripe-Signature": "t=\(Int64.min),v1=00"]) == "invalid_signature", "no overflow on a hostile timestamp")
+        #expect(check(settings, ["Stripe-Signature": "v1=00"]) == "invalid_signature")
+        #expect(check(settings, [:]) == "missing_signature")
+    }
+
+    @Test func slackSignsAVersionedBaseStringWithinTheWindow() {
+        let settings = ProviderWebhookConfig(secret: Secret("slack-signing-1"), scheme: .slack, connection: .bodyPath("store"))
+        func headers(at t: Int64) -> [String: String] {
+            ["X-Slack-Request-Timestamp": "\(t)", "X-Slack-Signature": "v0=" + WebhookSignature.sign(Array("v0:\(t):".utf8) + body, key: "slack-signing-1")]
+        }
+        #expect(check(settings, headers(at: now)) == nil)
+        #expect(check(settings, headers(at: now - 600)) == "invalid_signature")
+        var wrongStamp = headers(at: now)
+        wrongStamp["X-Slack-Request-Timestamp"] = "\(now - 1)"
+        #expect(check(settings, wrongStamp) == "invalid_signature", "the timestamp is signed")
+        #expect(check(settings, ["X-Slack-Signature": "v0=00"]) == "missing_signature")
+    }
+}

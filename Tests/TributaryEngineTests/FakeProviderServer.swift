@@ -132,6 +132,36 @@ final class FakeProviderServer: Sendable {
             }
             return Self.json(.array(slice), headers: headers)
         }
+        // Relative links, as many APIs send them: an absolute path (`/api/...`) or a path relative to the page.
+        router.get("/api/rel-link") { request, _ in
+            let page = Int(request.uri.queryParameters.get("p") ?? "0") ?? 0
+            let slice = Array(Self.items.dropFirst(page * 10).prefix(10))
+            var headers: HTTPFields = [:]
+            if (page + 1) * 10 < Self.items.count {
+                let target = page % 2 == 0 ? "/api/rel-link?p=\(page + 1)" : "rel-link?p=\(page + 1)"
+                headers[HTTPField.Name("Link")!] = "<\(target)>; rel=\"next\""
+            }
+            return Self.json(.array(slice), headers: headers)
+        }
+        // A provider that echoes the query credential in its next link, as many do.
+        router.get("/key-query-link") { request, _ in
+            guard request.uri.queryParameters.get("api_key") == Self.apiKey else { return Self.unauthorized }
+            let page = Int(request.uri.queryParameters.get("p") ?? "0") ?? 0
+            let slice = Array(Self.items.dropFirst(page * 10).prefix(10))
+            var headers: HTTPFields = [:]
+            if (page + 1) * 10 < Self.items.count {
+                let host = request.head.authority ?? "127.0.0.1"
+                headers[HTTPField.Name("Link")!] = "<http://\(host)/key-query-link?api_key=\(Self.apiKey)&p=\(page + 1)>; rel=\"next\""
+            }
+            return Self.json(.array(slice), headers: headers)
+        }
+        router.get("/api/echo/{segment}") { request, _ in
+            Self.json(["path": .string(request.uri.path), "query": .string(request.uri.query ?? "")])
+        }
+        router.get("/retry-after/{value}") { request, context in
+            let value = context.parameters.get("value") ?? ""
+            return Self.json(["error": "slow down"], status: .tooManyRequests, headers: [.retryAfter: value])
+        }
         router.get("/link-body") { request, _ in
             let page = Int(request.uri.queryParameters.get("p") ?? "0") ?? 0
             let slice = Array(Self.items.dropFirst(page * 10).prefix(10))

@@ -231,6 +231,36 @@ struct ProviderAccessTests {
         }
     }
 
+    /// What a provider or a function puts into a request — a `Retry-After` of `inf`, an id with a space
+    /// or a `?`, a relative `Link` — never traps the process: it is clamped, escaped or refused clearly.
+    @Test func hostileValuesInRequestsAndAnswersNeverTrap() async throws {
+        let server = FakeProviderServer()
+        try await server.serve { base in
+            let f = try await ProviderFixture(baseURL: base, policy: OutboundPolicy(retries: 1, baseDelay: .milliseconds(10)))
+            defer { Task { try? await f.http.shutdown() } }
+            // Retry-After beyond any wait (or not a number) ends the call with the wait clamped to a day.
+            for value in ["inf", "1e20", "99999999999999999999"] {
+                let error = await #expect(throws: ProviderUnavailable.self) { try await f.get("open", "/retry-after/\(value)") }
+                #expect(error?.retryAfterSeconds == 86_400, "\(value)")
+            }
+            for value in ["nan", "-5", "soon"] {
+                let error = await #expect(throws: ProviderUnavailable.self) { try await f.get("open", "/retry-after/\(value)") }
+                #expect(error?.status == 429 && error?.retryAfterSeconds == nil, "\(value): ignored, backoff instead")
+            }
+            // An id with a space, a `?` taken as the query, a fragment never sent: escaped, sent, answered.
+            let echoed = try await f.get("open", "/api/echo/my store 1?x=a b#frag")
+            let answer = try echoed.json()
+            #expect(echoed.status == 200)
+            #expect(answer["path"]?.stringValue == "/api/echo/my%20store%201")
+            #expect(answer["query"]?.stringValue == "x=a%20b")
+            // Dot segments, in any spelling, never leave base_url.
+            for path in ["/a/../admin", "/a/%2e%2E/admin", "/a/.%2e"] {
+                let refused = await #expect(throws: TributaryError.self) { try await f.get("open", path) }
+                #expect(refused?.message.contains("'.' or '..' segment") == true, "\(path)")
+            }
+        }
+    }
+
     // Timing at the provider, and the store plays no part: SQLite only.
     @Test func thePerConnectionRateLimitSpacesCalls() async throws {
         let server = FakeProviderServer()
@@ -313,6 +343,36 @@ struct PaginationTests {
             // A response without records where the pagination says fails clearly.
             let wrong = ProviderPages(request: ProviderRequest(.GET, "/cursor"), pagination: Pagination(.offset(offsetParameter: "offset"), recordsPath: "nope"), send: send)
             await #expect(throws: TributaryError.self) { _ = try await ids(wrong) }
+        }
+    }
+
+    /// A next link that carries the query credential is kept without it (it goes into checkpoints,
+    /// logs and errors); the credential is added again on the call.
+    @Test func aNextLinkEchoingTheQueryCredentialIsKeptWithoutIt() async throws {
+        let server = FakeProviderServer()
+        try await server.serve { base in
+            let f = try await ProviderFixture(baseURL: base)
+            defer { Task { try? await f.http.shutdown() } }
+            let send: @Sendable (ProviderRequest) async throws -> ProviderResponse = { try await f.access.send($0, for: ProviderFixture.connection("key-query")) }
+            let read = try await ids(ProviderPages(request: ProviderRequest(.GET, "/key-query-link"), pagination: Pagination(.link(nextURLPath: nil)), send: send))
+            #expect(read.ids == FakeProviderServer.items.compactMap { $0["id"]?.stringValue }, "every page read, each call authorised")
+            #expect(read.nexts.first == .some(base + "/key-query-link?p=1"))
+            #expect(!read.nexts.contains { $0?.contains(FakeProviderServer.apiKey) == true })
+            #expect(!f.logs.lines.withLock { $0 }.contains { $0.contains(FakeProviderServer.apiKey) })
+        }
+    }
+
+    /// A relative `Link` resolves against the URL that returned it (RFC 3986), also when base_url has a path.
+    @Test func relativeLinksResolveAgainstThePageThatSentThem() async throws {
+        let server = FakeProviderServer()
+        try await server.serve { base in
+            let f = try await ProviderFixture(baseURL: base + "/api")
+            defer { Task { try? await f.http.shutdown() } }
+            let send: @Sendable (ProviderRequest) async throws -> ProviderResponse = { try await f.access.send($0, for: ProviderFixture.connection("open")) }
+            let read = try await ids(ProviderPages(request: ProviderRequest(.GET, "/rel-link"), pagination: Pagination(.link(nextURLPath: nil)), send: send))
+            #expect(read.ids == FakeProviderServer.items.compactMap { $0["id"]?.stringValue })
+            #expect(read.pages == 3)
+            #expect(read.nexts.first == .some(base + "/api/rel-link?p=1"))
         }
     }
 }

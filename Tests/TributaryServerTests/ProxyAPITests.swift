@@ -161,6 +161,9 @@ struct ProxyAPITests {
                 (Self.target.merging(["Retries": "many"]) { a, _ in a }, "/proxy/x", .badRequest, "invalid_headers"),
                 (Self.target.merging(["Base-Url-Override": "https://evil.example"]) { a, _ in a }, "/proxy/x", .badRequest, "invalid_headers"),
                 (Self.target, "/proxy/a/%2e%2e/b", .badRequest, "invalid_uri_params"),
+                (Self.target, "/proxy/a/.%2E/b", .badRequest, "invalid_uri_params"),
+                (Self.target, "/proxy/a/%2E./b", .badRequest, "invalid_uri_params"),
+                (Self.target, "/proxy/a/%2e", .badRequest, "invalid_uri_params"),
                 (Self.target, "/proxy/a/%zz", .badRequest, "invalid_uri_params"),
             ]
             for (headers, path, status, code) in cases {

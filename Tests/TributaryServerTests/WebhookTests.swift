@@ -331,7 +331,8 @@ struct WebhookTests {
             #expect(try await process.webhook(#"{"event":"order.updated","order":{}}"#).errorCode == "missing_connection")
             // Unknown connections and unsubscribed types are acknowledged with nothing to do.
             let stranger = try await process.webhook(#"{"event":"order.updated","store":"c9","order":{"id":"3"}}"#)
-            #expect(stranger.status == .ok && stranger.json["tasks"] == 0 && stranger.json["connections"] == [])
+            #expect(stranger.status == .ok && stranger.json["tasks"] == 0)
+            #expect(stranger.json["connections"] == nil, "the answer never tells which connections exist")
             let ignored = try await process.webhook(#"{"event":"order.archived","store":"c1"}"#)
             #expect(ignored.status == .ok && ignored.json["tasks"] == 0 && ignored.json["syncs"] == [])
             let ref = VariantRef(connection: ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "c1"), syncName: "orders")

@@ -28,6 +28,19 @@ struct RecordsCacheTests {
         #expect(try await f.store.recordCounts(of: baseVariant) == ["Order": 2])
     }
 
+    /// A payload is stored as the canonical text its hash was computed from: a NUL in a string and
+    /// every number form come back exactly, and a patch that changes nothing is not an update.
+    @Test(arguments: StoreKind.available) func payloadsRoundTripExactlyNulAndNumberFormsIncluded(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        let odd = try PreparedRecord(try JSONParser.parse(Array(#"{"id":"1","note":"a\u0000b","big":1e2,"precise":1.50,"n":-0}"#.utf8)).objectValue ?? [:])
+        #expect(try await f.store.saveRecords([odd, order("2")], model: "Order", of: baseVariant) == ModelResult(added: 2), "one bad byte fails no batch")
+        let stored = try #require(try await f.store.allChanges(baseVariant.dataset("Order")).first { $0.id == "1" })
+        #expect(stored.json == odd.json, "the canonical bytes, as hashed")
+        #expect(try JSONParser.parse(stored.json)["note"] == "a\u{0}b")
+        #expect(try await f.store.updateRecords([try RecordPatch(["id": "1", "precise": try JSONParser.parse(Array("1.50".utf8))])], model: "Order", of: baseVariant) == ModelResult())
+        #expect(try await f.store.saveRecords([odd], model: "Order", of: baseVariant) == ModelResult(), "saving it again is a no-op")
+    }
+
     @Test(arguments: StoreKind.available) func savingIdenticalDataIsANoOpWithoutCursorBump(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
         _ = try await f.store.saveRecords([order("1", ["a": 1]), order("2", ["a": 2])], model: "Order", of: baseVariant)

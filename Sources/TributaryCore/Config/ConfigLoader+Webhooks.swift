@@ -20,8 +20,12 @@ import Yams
 /// integrations:
 ///   my-shop:
 ///     webhooks:                       # provider webhooks in: POST /webhook/dev/my-shop
-///       secret: ${SHOP_WEBHOOK_SECRET}         # optional: HMAC-SHA256 of the body must match
-///       signature_header: X-Shop-Hmac-Sha256
+///       secret: ${SHOP_WEBHOOK_SECRET}         # required (or `secrets`, or `unsigned: true`)
+///       # secrets: { dev: ${DEV_SECRET}, prod: ${PROD_SECRET} }   # one per environment instead
+///       scheme: hmac_sha256           # or stripe (Stripe-Signature), slack (X-Slack-Signature)
+///       signature_header: X-Shop-Hmac-Sha256   # hmac_sha256 only (default X-Signature-Sha256)
+///       tolerance_seconds: 300        # stripe/slack: replay window
+///       # unsigned: true              # accept unsigned webhooks, knowingly (serve warns)
 ///       connection_path: store.id     # or connection_header: X-Shop-Domain
 ///       connection_match: metadata.store_id    # default connection_id; or connection_config.KEY
 ///       type_path: event              # or type_header: X-Shop-Topic
@@ -109,13 +113,33 @@ extension ConfigLoader.Parser {
 
     mutating func parseProviderWebhooks(_ node: Node, _ owner: String) -> ProviderWebhookConfig? {
         let what = "\(owner).webhooks"
-        let allowed = ["secret", "signature_header", "connection_path", "connection_header", "connection_match", "type_path", "type_header"]
+        let allowed = [
+            "secret", "secrets", "unsigned", "scheme", "signature_header", "tolerance_seconds", "connection_path", "connection_header",
+            "connection_match", "type_path", "type_header",
+        ]
         guard let entries = mapping(node, what, allowed: allowed) else { return nil }
         var values: [String: (String, Node)] = [:]
+        var environmentSecrets: [String: Secret] = [:]
+        var secretsNode: Node? = nil
+        var scalarCount = 0
         for entry in entries {
+            if entry.key == "secrets" {
+                secretsNode = entry.value
+                guard let perEnvironment = mapping(entry.value, "\(what).secrets", allowed: []) else { return nil }
+                for secret in perEnvironment {
+                    guard let value = nonEmptyString(secret.value, "\(what).secrets.\(secret.key)") else { return nil }
+                    if value.count < 8 {
+                        issue(secret.value, "\(what).secrets.\(secret.key) is shorter than 8 characters")
+                        return nil
+                    }
+                    environmentSecrets[secret.key] = Secret(value)
+                }
+                continue
+            }
+            scalarCount += 1
             if let value = nonEmptyString(entry.value, "\(what).\(entry.key)") { values[entry.key] = (value, entry.value) }
         }
-        guard values.count == entries.count else { return nil }
+        guard values.count == scalarCount else { return nil }
         func source(_ pathKey: String, _ headerKey: String) -> (ProviderWebhookConfig.Source?, conflict: Bool) {
             switch (values[pathKey]?.0, values[headerKey]?.0) {
             case (let path?, nil): (.bodyPath(path), false)
@@ -155,8 +179,46 @@ extension ConfigLoader.Parser {
             issue(secretNode, "\(what).secret is shorter than 8 characters")
             valid = false
         }
+        var unsigned = false
+        if let (_, unsignedNode) = values["unsigned"] {
+            if let flag = bool(unsignedNode, "\(what).unsigned") { unsigned = flag } else { valid = false }
+        }
+        let hasSecret = values["secret"] != nil || !environmentSecrets.isEmpty
+        if unsigned && hasSecret {
+            issue(values["unsigned"]?.1 ?? node, "\(what): 'unsigned: true' and a secret contradict each other; keep one")
+            valid = false
+        } else if !unsigned && !hasSecret && valid {
+            issue(
+                node,
+                "\(what) needs 'secret' (or per-environment 'secrets') to verify the provider's signatures, or 'unsigned: true' to accept unsigned webhooks knowingly (anyone who can reach the endpoint could then feed records to its syncs)"
+            )
+            valid = false
+        }
+        var scheme = ProviderWebhookConfig.Scheme.hmacSHA256
+        if let (text, schemeNode) = values["scheme"] {
+            if let known = ProviderWebhookConfig.Scheme(rawValue: text) {
+                scheme = known
+            } else {
+                issue(schemeNode, "\(what).scheme must be one of \(ProviderWebhookConfig.Scheme.allCases.map(\.rawValue).joined(separator: ", ")), not '\(text)'")
+                valid = false
+            }
+        }
+        if let (_, headerNode) = values["signature_header"], scheme != .hmacSHA256 {
+            issue(headerNode, "\(what).signature_header applies to scheme hmac_sha256 only (\(scheme.rawValue) has its own headers)")
+            valid = false
+        }
+        var tolerance: Int64 = 300
+        if let (_, toleranceNode) = values["tolerance_seconds"] {
+            if let seconds = number(toleranceNode, "\(what).tolerance_seconds", in: 1...86_400) { tolerance = Int64(seconds.rounded()) } else { valid = false }
+        }
+        if secretsNode != nil, let secretNode = values["secret"]?.1 {
+            issue(secretNode, "\(what): give 'secret' (every environment) or 'secrets' (per environment), not both")
+            valid = false
+        }
         guard valid, let connection else { return nil }
-        var config = ProviderWebhookConfig(secret: values["secret"].map { Secret($0.0) }, connection: connection, match: match, type: type)
+        var config = ProviderWebhookConfig(
+            secret: values["secret"].map { Secret($0.0) }, environmentSecrets: environmentSecrets, unsigned: unsigned, scheme: scheme,
+            toleranceSeconds: tolerance, connection: connection, match: match, type: type)
         if let header = values["signature_header"]?.0 { config.signatureHeader = header }
         return config
     }

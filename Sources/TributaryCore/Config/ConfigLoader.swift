@@ -28,6 +28,10 @@ import Yams
 ///   retries: 3                        # on network errors, 5xx and 429, with backoff + jitter
 ///   max_retry_after_seconds: 60       # a longer Retry-After fails the call as temporary
 ///   max_response_bytes: 52428800
+/// retention:                          # finished history kept (days, at least 1; cleaned hourly by workers)
+///   runs_days: 30                     # finished runs and their logs (a variant's latest run stays)
+///   webhook_deliveries_days: 30       # delivered or failed webhooks to the app
+///   webhook_tasks_days: 30            # handled provider webhook tasks
 /// environments:
 ///   dev:
 ///     secret_key: ${TRIBUTARY_DEV_SECRET_KEY}   # or secret_keys: [..] for rotation
@@ -251,13 +255,14 @@ public enum ConfigLoader {
         // MARK: the schema
 
         mutating func parseRoot(_ root: Node) -> TributaryConfig? {
-            guard let entries = mapping(root, "the configuration file", allowed: ["database", "server", "scheduler", "outbound", "webhook_delivery", "environments", "integrations"]) else {
+            guard let entries = mapping(root, "the configuration file", allowed: ["database", "server", "scheduler", "outbound", "retention", "webhook_delivery", "environments", "integrations"]) else {
                 return nil
             }
             var database = DatabaseConfig()
             var server = ServerConfig()
             var scheduler = SchedulerConfig()
             var outbound = OutboundConfig()
+            var retention = RetentionConfig()
             var webhookDelivery = WebhookDeliveryConfig()
             var environments: [EnvironmentConfig] = []
             var integrations: [IntegrationConfig] = []
@@ -272,6 +277,8 @@ public enum ConfigLoader {
                     if let parsed = parseScheduler(entry.value) { scheduler = parsed }
                 case "outbound":
                     if let parsed = parseOutbound(entry.value) { outbound = parsed }
+                case "retention":
+                    if let parsed = parseRetention(entry.value) { retention = parsed }
                 case "webhook_delivery":
                     if let parsed = parseWebhookDelivery(entry.value) { webhookDelivery = parsed }
                 case "environments":
@@ -307,9 +314,11 @@ public enum ConfigLoader {
                     keyOwner[key.value] = environment.name
                 }
             }
-            return TributaryConfig(
+            var config = TributaryConfig(
                 database: database, server: server, scheduler: scheduler, outbound: outbound, webhookDelivery: webhookDelivery, environments: environments,
                 integrations: integrations)
+            config.retention = retention
+            return config
         }
 
         mutating func parseDatabase(_ node: Node) -> DatabaseConfig? {
@@ -401,6 +410,21 @@ public enum ConfigLoader {
                             issue(entry.value, "scheduler.tick_seconds must be a number of seconds from 0.05 to 60, not '\(text)'")
                         }
                     }
+                default: break
+                }
+            }
+            return config
+        }
+
+        mutating func parseRetention(_ node: Node) -> RetentionConfig? {
+            guard let entries = mapping(node, "'retention'", allowed: ["runs_days", "webhook_deliveries_days", "webhook_tasks_days"]) else { return nil }
+            var config = RetentionConfig()
+            for entry in entries {
+                guard let days = integer(entry.value, "retention.\(entry.key)", in: 1...36_500) else { continue }
+                switch entry.key {
+                case "runs_days": config.runsDays = days
+                case "webhook_deliveries_days": config.webhookDeliveriesDays = days
+                case "webhook_tasks_days": config.webhookTasksDays = days
                 default: break
                 }
             }

@@ -46,25 +46,90 @@ public struct DeclarativeSpec: Sendable, Hashable {
         self.rename = rename
     }
 
-    /// Fills `{variant}` and `{metadata.KEY}` into `template`.
-    /// - Throws: `invalid_metadata` naming the key when the connection's metadata lacks it.
-    public static func fill(_ template: String, variant: String, metadata: JSONObject) throws -> String {
-        var text = template.replacingOccurrences(of: "{variant}", with: variant)
-        while let open = text.range(of: "{metadata.") {
-            guard let close = text[open.upperBound...].firstIndex(of: "}") else { break }
-            let key = String(text[open.upperBound..<close])
-            let value = metadata[key] ?? JSONValue.object(metadata).value(atPath: key)
-            let rendered: String
-            switch value {
-            case .string(let s)?: rendered = s
-            case .number(let n)?: rendered = n.text
-            case .bool(let b)?: rendered = b ? "true" : "false"
-            default:
-                throw TributaryError(.invalidMetadata, "The sync needs connection metadata '\(key)' (a string or number), which is not set.")
+    /// Where a filled template goes, which decides how its values are encoded.
+    public enum Placement: Sendable {
+        /// The endpoint: each value is percent-encoded as one path segment (it can add no `/`, `?`,
+        /// `#` or dot segment).
+        case path
+        /// A query parameter's value: the values go in as they are (the whole value is form-encoded
+        /// when the request is sent).
+        case queryValue
+    }
+
+    /// The most bytes one substituted value, and a whole filled template, may have.
+    public static let maximumValueBytes = 2_048
+    public static let maximumFilledBytes = 8_192
+
+    /// Fills `{variant}` and `{metadata.KEY}` into `template` in one pass: what a value inserts is
+    /// never scanned again (metadata `{"a": "{metadata.a}"}` is just text), and each value is encoded
+    /// for its ``Placement``. A `{variant}` inside a metadata key (`{metadata.{variant}.store}`) is
+    /// part of the key.
+    /// - Throws: `invalid_metadata` naming the key when the connection's metadata lacks it, or when a
+    ///   value is too long, or would be a dot segment of the path.
+    public static func fill(_ template: String, variant: String, metadata: JSONObject, for placement: Placement = .queryValue) throws -> String {
+        func encoded(_ value: String, what: String) throws -> String {
+            guard value.utf8.count <= maximumValueBytes else {
+                throw TributaryError(.invalidMetadata, "\(what) is \(value.utf8.count) bytes long; a value filled into a request may have \(maximumValueBytes) at most.")
             }
-            text.replaceSubrange(open.lowerBound...close, with: rendered)
+            switch placement {
+            case .path: return try URLText.pathSegment(value, what: what)
+            case .queryValue: return value
+            }
         }
-        return text
+        let variantToken = "{variant}"
+        let metadataToken = "{metadata."
+        var output = ""
+        var rest = Substring(template)
+        while let open = rest.firstIndex(of: "{") {
+            output += rest[..<open]
+            let tail = rest[open...]
+            if tail.hasPrefix(variantToken) {
+                output += try encoded(variant, what: "The variant name")
+                rest = tail.dropFirst(variantToken.count)
+            } else if tail.hasPrefix(metadataToken) {
+                // The key runs to the first `}` that does not close a `{variant}` inside it.
+                var key = ""
+                var cursor = tail.dropFirst(metadataToken.count)
+                var closed = false
+                while let next = cursor.first {
+                    if cursor.hasPrefix(variantToken) {
+                        key += variant
+                        cursor = cursor.dropFirst(variantToken.count)
+                    } else if next == "}" {
+                        cursor = cursor.dropFirst()
+                        closed = true
+                        break
+                    } else {
+                        key.append(next)
+                        cursor = cursor.dropFirst()
+                    }
+                }
+                guard closed else {
+                    output += tail
+                    rest = ""
+                    break
+                }
+                let value = metadata[key] ?? JSONValue.object(metadata).value(atPath: key)
+                let rendered: String
+                switch value {
+                case .string(let s)?: rendered = s
+                case .number(let n)?: rendered = n.text
+                case .bool(let b)?: rendered = b ? "true" : "false"
+                default:
+                    throw TributaryError(.invalidMetadata, "The sync needs connection metadata '\(key)' (a string or number), which is not set.")
+                }
+                output += try encoded(rendered, what: "Connection metadata '\(key)'")
+                rest = cursor
+            } else {
+                output.append("{")
+                rest = tail.dropFirst()
+            }
+            guard output.utf8.count <= maximumFilledBytes else {
+                throw TributaryError(.invalidMetadata, "The filled template '\(template)' is longer than \(maximumFilledBytes) bytes.")
+            }
+        }
+        output += rest
+        return output
     }
 
     /// A provider record as it is saved: `id` from `idField`, then field selection and renaming.

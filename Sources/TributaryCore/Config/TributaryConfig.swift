@@ -10,6 +10,8 @@ public struct TributaryConfig: Sendable {
     public var outbound: OutboundConfig
     /// How webhooks to the app are delivered (timeouts, backoff, giving up).
     public var webhookDelivery: WebhookDeliveryConfig
+    /// How long finished history is kept (runs and their logs, webhook deliveries, provider webhook tasks).
+    public var retention: RetentionConfig = RetentionConfig()
     /// Environments in file order.
     public var environments: [EnvironmentConfig]
     /// Integrations in file order.
@@ -124,6 +126,24 @@ public struct SchedulerConfig: Sendable, Hashable {
 }
 
 /// Provider calls (sync functions, declarative syncs and `/proxy`): the `outbound` section.
+/// How long finished history is kept before the worker's cleanup removes it (the `retention`
+/// section). Active runs, open deliveries and open webhook tasks are never removed, nor the latest
+/// run of a variant.
+public struct RetentionConfig: Sendable, Hashable {
+    /// Finished runs and their log lines.
+    public var runsDays: Int
+    /// Delivered and failed webhooks to the app.
+    public var webhookDeliveriesDays: Int
+    /// Handled (or given-up) provider webhook tasks.
+    public var webhookTasksDays: Int
+
+    public init(runsDays: Int = 30, webhookDeliveriesDays: Int = 30, webhookTasksDays: Int = 30) {
+        self.runsDays = max(1, runsDays)
+        self.webhookDeliveriesDays = max(1, webhookDeliveriesDays)
+        self.webhookTasksDays = max(1, webhookTasksDays)
+    }
+}
+
 public struct OutboundConfig: Sendable, Hashable {
     /// One attempt, from sending to the last byte read, in seconds.
     public var timeoutSeconds: Int

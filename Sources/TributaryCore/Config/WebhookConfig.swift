@@ -105,23 +105,56 @@ public struct ProviderWebhookConfig: Sendable, Hashable {
         case connectionConfig(String)
     }
 
-    /// When set, requests must carry a valid HMAC-SHA256 of the raw body with this secret in
-    /// ``signatureHeader`` (hex or base64, an optional `sha256=` prefix).
+    /// How a provider signs its webhooks.
+    public enum Scheme: String, Sendable, Hashable, CaseIterable {
+        /// HMAC-SHA256 of the raw body in ``ProviderWebhookConfig/signatureHeader`` (hex or base64, an
+        /// optional `sha256=` prefix): Shopify, GitHub, most providers.
+        case hmacSHA256 = "hmac_sha256"
+        /// Stripe: `Stripe-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "t.body">`, within the
+        /// replay window.
+        case stripe
+        /// Slack: `X-Slack-Signature: v0=<hex HMAC-SHA256 of "v0:ts:body">` with
+        /// `X-Slack-Request-Timestamp: ts`, within the replay window.
+        case slack
+    }
+
+    /// The secret that verifies every environment's webhooks (nil: see ``environmentSecrets``).
     public var secret: Secret?
+    /// Secrets per environment name, each verifying that environment's webhooks only; they take
+    /// precedence over ``secret``.
+    public var environmentSecrets: [String: Secret]
+    /// Webhooks are accepted without a signature: set only by an explicit `unsigned: true`
+    /// (anyone who can reach the endpoint can then feed records to the integration's syncs).
+    public var unsigned: Bool
+    public var scheme: Scheme
+    /// The header of the ``Scheme/hmacSHA256`` scheme.
     public var signatureHeader: String
+    /// How far a timestamped signature (Stripe, Slack) may be from the server's clock.
+    public var toleranceSeconds: Int64
     /// Where the value identifying the connection(s) is.
     public var connection: Source
     public var match: Match
     /// Where the webhook's type is, matched against the syncs' `webhook_subscriptions` (`*` matches every type).
     public var type: Source?
 
-    public init(secret: Secret? = nil, signatureHeader: String = "X-Signature-Sha256", connection: Source, match: Match = .connectionId, type: Source? = nil) {
+    public init(
+        secret: Secret? = nil, environmentSecrets: [String: Secret] = [:], unsigned: Bool = false, scheme: Scheme = .hmacSHA256,
+        signatureHeader: String = "X-Signature-Sha256", toleranceSeconds: Int64 = 300, connection: Source, match: Match = .connectionId,
+        type: Source? = nil
+    ) {
         self.secret = secret
+        self.environmentSecrets = environmentSecrets
+        self.unsigned = unsigned
+        self.scheme = scheme
         self.signatureHeader = signatureHeader
+        self.toleranceSeconds = toleranceSeconds
         self.connection = connection
         self.match = match
         self.type = type
     }
+
+    /// The secret that verifies `environment`'s webhooks.
+    public func secret(for environment: String) -> Secret? { environmentSecrets[environment] ?? secret }
 }
 
 /// A sync's declarative handling of provider webhooks (a sync's `webhook` section): the records in

@@ -33,14 +33,17 @@ public struct Checkpoint: Sendable, Hashable, ExpressibleByDictionaryLiteral, Cu
         self.values = values
     }
 
-    /// Literal checkpoints in code; invalid literals trap, as any programmer error would.
+    /// Literal checkpoints in code — `["next": .string(cursor)]`, where the values often come from a
+    /// provider. A literal is not checked here (a provider's 5,000-byte cursor must not trap the
+    /// process): ``validated()`` checks it, and saving a checkpoint does, failing the run with a clear
+    /// error naming the key.
     public init(dictionaryLiteral elements: (String, JSONValue)...) {
-        do {
-            try self.init(JSONObject(elements))
-        } catch {
-            preconditionFailure("invalid checkpoint literal: \(error.message)")
-        }
+        values = JSONObject(elements)
     }
+
+    /// The checkpoint, checked to be flat and small.
+    /// - Throws: `invalid_checkpoint` naming the key that is not.
+    public func validated() throws(TributaryError) -> Checkpoint { try Checkpoint(values) }
 
     public subscript(key: String) -> JSONValue? { values[key] }
 

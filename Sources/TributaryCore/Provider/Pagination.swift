@@ -1,3 +1,5 @@
+import Foundation
+
 /// How a provider endpoint pages through results, for ``SyncContext/paginate(_:_:resumingAfter:)``
 /// and declarative syncs.
 public struct Pagination: Sendable, Hashable {
@@ -180,6 +182,12 @@ public struct ProviderPages: AsyncSequence, Sendable {
             case .link(let path):
                 next = path.map { body.value(atPath: $0)?.stringValue } ?? Self.nextLink(response.header("Link"))
                 if next?.isEmpty == true { next = nil }
+                // RFC 3986: a relative link resolves against the URL that returned it (`/api/orders?page=2`
+                // from `https://host/api/orders` is `https://host/api/orders?page=2`, not below base_url again).
+                if let link = next, let base = response.url { next = Self.resolve(link, against: base) }
+                // A link that echoes a credential (`?api_key=…`) is kept without it: it goes into checkpoints,
+                // logs and errors. Provider access adds the credential again when it follows the link.
+                if let link = next { next = URLText.removingQueryItems(named: response.credentialQueryNames, from: link) }
             case .offset:
                 next = short ? nil : String((Int(position ?? "0") ?? 0) + records.count)
             case .page(_, let firstPage):
@@ -188,6 +196,13 @@ public struct ProviderPages: AsyncSequence, Sendable {
             if next == nil || next == position { finished = true }
             position = next
             return ProviderPage(records: records, response: response, next: finished ? nil : next)
+        }
+
+        /// `link` resolved against `base` per RFC 3986; a link that does not parse is kept as it is (provider
+        /// access then refuses it or keeps it on the integration's host).
+        static func resolve(_ link: String, against base: String) -> String {
+            guard let baseURL = URL(string: base), let resolved = URL(string: link, relativeTo: baseURL)?.absoluteURL else { return link }
+            return resolved.absoluteString
         }
 
         /// The `rel="next"` target of an RFC 8288 `Link` header.

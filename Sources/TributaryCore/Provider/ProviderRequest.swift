@@ -52,11 +52,18 @@ public struct ProviderResponse: Sendable {
     /// Response headers as received (names in their original case).
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]
+    /// The URL that answered, without credentials (set by provider access; nil in hand-made responses).
+    /// A relative link in the response resolves against it.
+    public var url: String?
+    /// Query parameters that carry the connection's credentials (set by provider access): a next link
+    /// in the response loses them before it is kept anywhere.
+    public var credentialQueryNames: Set<String> = []
 
-    public init(status: Int, headers: [(name: String, value: String)], body: [UInt8]) {
+    public init(status: Int, headers: [(name: String, value: String)], body: [UInt8], url: String? = nil) {
         self.status = status
         self.headers = headers
         self.body = body
+        self.url = url
     }
 
     /// The first header named `name` (case-insensitive).

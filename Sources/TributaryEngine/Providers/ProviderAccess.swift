@@ -80,7 +80,10 @@ public final class ProviderAccess: Sendable {
                 logger.notice(
                     "provider answered \(response.status); retrying", metadata: ["connection": "\(connection)", "path": "\(request.endpoint)", "in": "\(wait)"])
                 try await Task.sleep(for: wait)
-            case .success(let response):
+            case .success(var response):
+                // The URL that answered, without credentials: a relative `Link` resolves against it.
+                response.url = target.string
+                if case .apiKey(_, let parameter?) = integration.auth { response.credentialQueryNames = [parameter] }
                 return response
             case .failure(let error):
                 guard attempt < retries else {
@@ -113,10 +116,17 @@ public final class ProviderAccess: Sendable {
         } else {
             target = base
             let prefix = base.percentEncodedPath.hasSuffix("/") ? String(base.percentEncodedPath.dropLast()) : base.percentEncodedPath
-            let path = request.endpoint.hasPrefix("/") ? request.endpoint : "/" + request.endpoint
-            let (pathPart, inlineQuery) = path.firstIndex(of: "?").map { (String(path[..<$0]), String(path[path.index(after: $0)...])) } ?? (path, nil)
-            target.percentEncodedPath = prefix + pathPart
-            target.percentEncodedQuery = inlineQuery
+            var path = Substring(request.endpoint.hasPrefix("/") ? request.endpoint : "/" + request.endpoint)
+            // A fragment is never sent; the endpoint may carry values a function put in (ids, cursors):
+            // whatever they hold, the path and query are escaped to be valid (setting them never traps).
+            if let hash = path.firstIndex(of: "#") { path = path[..<hash] }
+            let (pathPart, inlineQuery) = path.firstIndex(of: "?").map { (path[..<$0], Optional(path[path.index(after: $0)...])) } ?? (path, nil)
+            let escapedPath = URLText.path(pathPart)
+            guard !URLText.hasDotSegment(escapedPath) else {
+                throw TributaryError(.providerError, "Refusing to call '\(request.endpoint)': a '.' or '..' segment would leave the integration's base_url.")
+            }
+            target.percentEncodedPath = prefix + escapedPath
+            target.percentEncodedQuery = inlineQuery.map { URLText.query($0) }
         }
         var query = target.percentEncodedQuery.map { [$0] } ?? []
         query += request.query.map { "\(FormEncoding.escape($0.name))=\(FormEncoding.escape($0.value))" }
@@ -161,14 +171,24 @@ public final class ProviderAccess: Sendable {
     /// `Retry-After` in seconds or as an HTTP date.
     static func retryAfter(_ value: String?) -> Duration? {
         guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
-        if let seconds = Double(value), seconds >= 0 { return .milliseconds(Int64(seconds * 1000)) }
+        // Any number a provider sends (`inf`, `1e20`, `nan`) is clamped, never converted unchecked: past
+        // a day it makes no difference (`outbound.max_retry_after` gives up long before).
+        if let seconds = Double(value) {
+            guard seconds.isFinite, seconds >= 0 else { return seconds == .infinity ? Self.longestRetryAfter : nil }
+            return .milliseconds(Int64(min(seconds, Double(Self.longestRetryAfter.components.seconds)) * 1000))
+        }
         let formatter = DateFormatter()
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "GMT")
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
         guard let date = formatter.date(from: value) else { return nil }
-        return .milliseconds(Int64(max(0, date.timeIntervalSinceNow) * 1000))
+        let wait = date.timeIntervalSinceNow
+        guard wait.isFinite else { return nil }
+        return .milliseconds(Int64(min(max(0, wait), Double(Self.longestRetryAfter.components.seconds)) * 1000))
     }
+
+    /// The longest `Retry-After` taken at its word (a day); longer ones count as this.
+    static let longestRetryAfter = Duration.seconds(86_400)
 
     /// A network error's kind, without URLs or other details that could carry a credential.
     static func describe(_ error: any Error) -> String {

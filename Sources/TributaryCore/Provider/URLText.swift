@@ -1,0 +1,114 @@
+import Foundation
+
+/// Percent-encoding for the parts of a provider URL that outside data reaches (metadata values,
+/// record ids, a provider's own links), per RFC 3986: whatever the input, the result is valid for
+/// its place, so building a URL from it never traps, and a value can never add a `/`, `?`, `#` or a
+/// dot segment to the place it is put in.
+public enum URLText {
+    /// RFC 3986 `unreserved`: the only bytes a path segment value keeps as they are.
+    @inline(__always) static func isUnreserved(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// RFC 3986 `sub-delims`, `:` and `@`: with `unreserved`, what a path segment (`pchar`) may hold.
+    @inline(__always) static func isPathDelimiter(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"),
+            UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="), UInt8(ascii: ":"), UInt8(ascii: "@"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    @inline(__always) static func isHexDigit(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "A")...UInt8(ascii: "F"), UInt8(ascii: "a")...UInt8(ascii: "f"): true
+        default: false
+        }
+    }
+
+    static let hexDigits = Array("0123456789ABCDEF".utf8)
+
+    @inline(__always) static func appendEscaped(_ byte: UInt8, to output: inout [UInt8]) {
+        output.append(UInt8(ascii: "%"))
+        output.append(hexDigits[Int(byte >> 4)])
+        output.append(hexDigits[Int(byte & 0x0F)])
+    }
+
+    /// A value put into one path segment: everything but `unreserved` is escaped (`/`, `?`, `#`, `%`
+    /// included), so the value stays one segment. A value that is `.` or `..` as a whole would be a
+    /// dot segment and is refused.
+    /// - Throws: `invalid_metadata` for a dot segment (`what` names the value's source).
+    public static func pathSegment(_ value: String, what: String) throws -> String {
+        if value == "." || value == ".." {
+            throw TributaryError(.invalidMetadata, "\(what) is '\(value)', which would move the request to another path; it cannot go into a URL path.")
+        }
+        var output: [UInt8] = []
+        output.reserveCapacity(value.utf8.count)
+        for byte in value.utf8 {
+            if isUnreserved(byte) { output.append(byte) } else { appendEscaped(byte, to: &output) }
+        }
+        return String(decoding: output, as: UTF8.self)
+    }
+
+    /// A path that may already hold escapes (an endpoint a function wrote, a provider's link): valid
+    /// `pchar`s, `/` and well-formed `%XX` escapes stay; every other byte (a space, a raw `%`, a
+    /// non-ASCII letter) is escaped. The result is always valid as a percent-encoded path.
+    public static func path(_ text: Substring) -> String { escaping(text) { isUnreserved($0) || isPathDelimiter($0) || $0 == UInt8(ascii: "/") } }
+
+    /// A query that may already hold escapes: like ``path(_:)`` with `?` allowed too; `#` is escaped.
+    public static func query(_ text: Substring) -> String {
+        escaping(text) { isUnreserved($0) || isPathDelimiter($0) || $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") }
+    }
+
+    private static func escaping(_ text: Substring, keeps: (UInt8) -> Bool) -> String {
+        let bytes = Array(text.utf8)
+        var output: [UInt8] = []
+        output.reserveCapacity(bytes.count)
+        var index = 0
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "%"), index + 2 < bytes.count, isHexDigit(bytes[index + 1]), isHexDigit(bytes[index + 2]) {
+                output.append(contentsOf: bytes[index...(index + 2)])
+                index += 3
+                continue
+            }
+            if keeps(byte) { output.append(byte) } else { appendEscaped(byte, to: &output) }
+            index += 1
+        }
+        return String(decoding: output, as: UTF8.self)
+    }
+
+    /// `url` without the query parameters named in `names` (compared after decoding): a provider's
+    /// next link that echoes a credential sent as a query parameter (`?api_key=…`) is stored,
+    /// shown and logged without it — provider access adds it again when it calls.
+    public static func removingQueryItems(named names: Set<String>, from url: String) -> String {
+        guard !names.isEmpty, let question = url.firstIndex(of: "?") else { return url }
+        let afterQuestion = url.index(after: question)
+        let fragmentStart = url[afterQuestion...].firstIndex(of: "#") ?? url.endIndex
+        let kept = url[afterQuestion..<fragmentStart].split(separator: "&", omittingEmptySubsequences: false).filter { pair in
+            let name = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            let decoded = (name.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? name)
+            return !names.contains(decoded)
+        }
+        let base = String(url[..<question])
+        let fragment = String(url[fragmentStart...])
+        return kept.isEmpty ? base + fragment : base + "?" + kept.joined(separator: "&") + fragment
+    }
+
+    /// Whether a percent-encoded path holds a `.` or `..` segment, in any spelling (`%2e`, `.%2E`, …).
+    public static func hasDotSegment(_ path: String) -> Bool {
+        path.split(separator: "/", omittingEmptySubsequences: false).contains { segment in
+            let decoded = segment.replacingOccurrences(of: "%2e", with: ".", options: .caseInsensitive)
+            return decoded == "." || decoded == ".."
+        }
+    }
+}

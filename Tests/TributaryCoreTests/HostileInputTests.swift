@@ -1,0 +1,132 @@
+import Foundation
+import PropertyBased
+import Testing
+import TributaryCore
+
+/// Values from outside — connection metadata, provider cursors and links, ids a function puts in a
+/// path — reach URLs and checkpoints. Whatever they hold, nothing traps: a bad value fails with a
+/// clear error naming it, and a value stays in its place (one path segment, one query value).
+@Suite("Hostile input in templates, URLs and checkpoints")
+struct HostileInputTests {
+    /// Characters that matter in a URL, with some that are just awkward.
+    static let awkward = Gen<Character?>.element(of: Array("./?#%{}[]:@ &=+\\é€\n\u{0}aZ9-_~") as [Character]).map { $0! }
+
+    /// A percent-encoded path or query holds only allowed bytes and well-formed `%XX` escapes.
+    static func isValidEncoded(_ text: String, allowing extra: Set<UInt8>) -> Bool {
+        let bytes = Array(text.utf8)
+        let allowed = Set(Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@".utf8)).union(extra)
+        var index = 0
+        while index < bytes.count {
+            if bytes[index] == UInt8(ascii: "%") {
+                guard index + 2 < bytes.count, bytes[index + 1].isHex, bytes[index + 2].isHex else { return false }
+                index += 3
+            } else {
+                guard allowed.contains(bytes[index]) else { return false }
+                index += 1
+            }
+        }
+        return true
+    }
+
+    @Test func anyMetadataValueStaysOnePathSegment() async {
+        await propertyCheck(count: 300, input: Self.awkward.string(of: 0...24)) { value in
+            do {
+                let filled = try DeclarativeSpec.fill("/stores/{metadata.store}/orders", variant: "eu", metadata: ["store": .string(value)], for: .path)
+                let segments = filled.split(separator: "/", omittingEmptySubsequences: false)
+                #expect(segments.count == 4 && segments[1] == "stores" && segments[3] == "orders", "\(value.debugDescription) → \(filled)")
+                #expect(Self.isValidEncoded(filled, allowing: [UInt8(ascii: "/")]), "\(value.debugDescription) → \(filled)")
+                #expect(!URLText.hasDotSegment(filled))
+                // Decoded, the segment is the value itself.
+                #expect(String(segments[2]).removingPercentEncoding == value)
+            } catch let error as TributaryError {
+                #expect(value == "." || value == "..", "only a dot segment is refused: \(error.message)")
+                #expect(error.code == .invalidMetadata && error.message.contains("'store'"))
+            } catch {
+                Issue.record("unexpected error \(error)")
+            }
+        }
+    }
+
+    @Test func substitutionIsOnePassAndNeverRescansWhatItInserted() throws {
+        // Metadata pointing at itself is just text: filling it ends at once.
+        let loop = try DeclarativeSpec.fill("/a/{metadata.a}?q={metadata.b}", variant: "eu", metadata: ["a": "{metadata.a}", "b": "{variant}"])
+        #expect(loop == "/a/{metadata.a}?q={variant}")
+        let path = try DeclarativeSpec.fill("/a/{metadata.a}", variant: "eu", metadata: ["a": "{metadata.a}"], for: .path)
+        #expect(path == "/a/%7Bmetadata.a%7D")
+        // A per-variant key still reads the variant's setting, and the variant itself is encoded in a path.
+        #expect(try DeclarativeSpec.fill("/s/{metadata.{variant}.store}/{variant}", variant: "eu", metadata: ["eu.store": "my store"], for: .path) == "/s/my%20store/eu")
+        // An unclosed token is left as text.
+        #expect(try DeclarativeSpec.fill("/s/{metadata.x", variant: "eu", metadata: [:]) == "/s/{metadata.x")
+    }
+
+    @Test func valuesThatCouldEscapeTheirPlaceAreEncodedOrRefused() throws {
+        let query = try DeclarativeSpec.fill("/s/{metadata.s}/orders", variant: "eu", metadata: ["s": "x?y=1#frag"], for: .path)
+        #expect(query == "/s/x%3Fy%3D1%23frag/orders")
+        let up = try DeclarativeSpec.fill("/s/{metadata.s}/orders", variant: "eu", metadata: ["s": "../admin"], for: .path)
+        #expect(up == "/s/..%2Fadmin/orders" && !URLText.hasDotSegment(up))
+        for dots in [".", ".."] {
+            let error = #expect(throws: TributaryError.self) {
+                try DeclarativeSpec.fill("/s/{metadata.s}/orders", variant: "eu", metadata: ["s": .string(dots)], for: .path)
+            }
+            #expect(error?.code == .invalidMetadata)
+        }
+        let long = #expect(throws: TributaryError.self) {
+            try DeclarativeSpec.fill("/s/{metadata.s}", variant: "eu", metadata: ["s": .string(String(repeating: "x", count: 5_000))], for: .path)
+        }
+        #expect(long?.message.contains("5000 bytes") == true)
+    }
+
+    @Test func anyEndpointTextBecomesAValidPathAndQuery() async {
+        await propertyCheck(count: 300, input: Self.awkward.string(of: 0...40)) { text in
+            let path = URLText.path(Substring(text))
+            let query = URLText.query(Substring(text))
+            #expect(Self.isValidEncoded(path, allowing: [UInt8(ascii: "/")]), "\(text.debugDescription) → \(path)")
+            #expect(Self.isValidEncoded(query, allowing: [UInt8(ascii: "/"), UInt8(ascii: "?")]), "\(text.debugDescription) → \(query)")
+            // What was already escaped stays as it was; nothing else changes meaning when decoded.
+            #expect(URLText.path(Substring(path)) == path)
+            // Foundation takes it without trapping.
+            var components = URLComponents()
+            components.scheme = "http"
+            components.host = "provider.test"
+            components.percentEncodedPath = "/" + path
+            components.percentEncodedQuery = query
+            #expect(components.string != nil)
+        }
+    }
+
+    @Test func dotSegmentsAreFoundInEverySpelling() {
+        for path in ["/a/../b", "/a/./b", "/a/%2e%2E/b", "/a/.%2E", "/a/%2e", "/.."] {
+            #expect(URLText.hasDotSegment(path), "\(path)")
+        }
+        for path in ["/a/...b", "/a/.x/b", "/a/%2e%2e%2e", "/a/b."] {
+            #expect(!URLText.hasDotSegment(path), "\(path)")
+        }
+    }
+
+    @Test func credentialQueryItemsAreRemovedFromLinks() {
+        let names: Set<String> = ["api_key"]
+        #expect(URLText.removingQueryItems(named: names, from: "https://p.test/o?api_key=s3cret&p=2") == "https://p.test/o?p=2")
+        #expect(URLText.removingQueryItems(named: names, from: "https://p.test/o?p=2&api%5Fkey=s3cret#x") == "https://p.test/o?p=2#x")
+        #expect(URLText.removingQueryItems(named: names, from: "https://p.test/o?api_key=s3cret") == "https://p.test/o")
+        #expect(URLText.removingQueryItems(named: names, from: "https://p.test/o?api_keys=1") == "https://p.test/o?api_keys=1")
+        #expect(URLText.removingQueryItems(named: [], from: "https://p.test/o?api_key=1") == "https://p.test/o?api_key=1")
+    }
+
+    @Test func aHugeProviderCursorInACheckpointLiteralFailsItsSaveNotTheProcess() {
+        let cursor = String(repeating: "c", count: 5_000)
+        let checkpoint: Checkpoint = ["next": .string(cursor)]  // as the README shows it
+        #expect(checkpoint["next"]?.stringValue?.count == 5_000)
+        let error = #expect(throws: TributaryError.self) { try checkpoint.validated() }
+        #expect(error?.code == .invalidCheckpoint)
+        #expect(error?.message.contains("\"next\"") == true)
+        let fine: Checkpoint = ["next": "abc"]
+        #expect(throws: Never.self) { try fine.validated() }
+    }
+}
+
+extension UInt8 {
+    fileprivate var isHex: Bool {
+        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(self) || (UInt8(ascii: "A")...UInt8(ascii: "F")).contains(self)
+            || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(self)
+    }
+}
