@@ -69,19 +69,19 @@ struct DryrunCommand: AsyncParsableCommand {
             throw CLIError("Several integrations have a sync '\(sync)': \(candidates.map(\.providerConfigKey).joined(separator: ", ")). Pick one with --integration.")
         }
 
-        let selection = try await StoreSelection.open(options.database, config: config.database, logger: Logger(label: "tributary.dryrun"))
         // The public development key only for a local SQLite file (or when asked): on a shared database it
         // would seal real credentials with a key everyone knows, or fail to open the ones sealed properly.
+        // Decided before the database is opened (and migrated).
         let cipher: CredentialCipher
         if let fromEnvironment = try EncryptionKey.cipherFromEnvironment() {
             cipher = fromEnvironment
-        } else if selection.isSQLite || insecureDevKey {
+        } else if !StoreSelection.choosesPostgres(options.database, config: config.database) || insecureDevKey {
             cipher = .insecureDevelopment
         } else {
-            selection.close()
             throw CLIError(
                 "TRIBUTARY_ENCRYPTION_KEY is not set and the database is PostgreSQL: set the key the servers use, or pass --insecure-dev-key for a development database.")
         }
+        let selection = try await StoreSelection.open(options.database, config: config.database, logger: Logger(label: "tributary.dryrun"))
         try await selection.use { store in
             let ref = VariantRef(
                 connection: ConnectionRef(environment: environment.name, providerConfigKey: chosen.providerConfigKey, connectionId: connection),

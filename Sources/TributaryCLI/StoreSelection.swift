@@ -15,8 +15,12 @@ struct StoreSelection {
     let location: String
     private let sqlite: SQLiteStore?
 
-    /// Whether the store is a local SQLite file.
-    var isSQLite: Bool { sqlite != nil }
+
+    /// Whether ``open(_:config:logger:)`` would open PostgreSQL for these settings.
+    static func choosesPostgres(_ database: String?, config: DatabaseConfig) -> Bool {
+        if let database { return database.hasPrefix("postgres://") || database.hasPrefix("postgresql://") }
+        return config.url != nil
+    }
 
     /// Opens and migrates the store.
     static func open(_ database: String?, config: DatabaseConfig, logger: Logger) async throws -> StoreSelection {

@@ -6,21 +6,29 @@ extension PostgresStore {
     public func pruneHistory(_ cutoffs: HistoryCutoffs, limit: Int) async throws -> Int {
         let limit = Int64(max(1, limit))
         return try await transaction { db in
-            // Runs (their log lines go by cascade): finished before the cutoff, not a variant's latest run
-            // (provider webhook executions aside: they hold no variant state),
-            // not one an open webhook task or a pending delivery still points at. Rows another
-            // transaction holds are left for the next round.
+            // Runs: finished before the cutoff, not a variant's latest run (provider webhook executions
+            // aside: they hold no variant state), not one an open webhook task or a pending delivery
+            // still points at. Their log lines go first, `limit` at a time (a run may have many); a run
+            // goes once it has none left. Rows another transaction holds are left for the next round.
+            // Only integers of this process are spliced in (the same text is used twice).
+            let prunable = """
+                SELECT r.id FROM runs r
+                WHERE r.finished_at IS NOT NULL AND r.finished_at < \(cutoffs.runs.microseconds) AND r.status NOT IN ('queued', 'running')
+                    AND (r.kind = 'WEBHOOK' OR r.id < (SELECT max(l.id) FROM runs l WHERE l.variant_pk = r.variant_pk AND l.kind <> 'WEBHOOK'))
+                    AND NOT EXISTS (SELECT 1 FROM provider_webhook_tasks t WHERE t.run_id = r.id AND t.status IN ('pending', 'claimed'))
+                    AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.run_id = r.id AND d.status = 'pending')
+                ORDER BY r.finished_at LIMIT \(limit)
+                """
             var removed = try await db.count(
                 """
-                DELETE FROM runs WHERE id IN (
-                    SELECT r.id FROM runs r
-                    WHERE r.finished_at IS NOT NULL AND r.finished_at < \(cutoffs.runs.microseconds) AND r.status NOT IN ('queued', 'running')
-                        AND (r.kind = 'WEBHOOK' OR r.id < (SELECT max(l.id) FROM runs l WHERE l.variant_pk = r.variant_pk AND l.kind <> 'WEBHOOK'))
-                        AND NOT EXISTS (SELECT 1 FROM provider_webhook_tasks t WHERE t.run_id = r.id AND t.status IN ('pending', 'claimed'))
-                        AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.run_id = r.id AND d.status = 'pending')
-                    ORDER BY r.finished_at LIMIT \(limit) FOR UPDATE OF r SKIP LOCKED)
+                DELETE FROM run_logs WHERE id IN (
+                    SELECT id FROM run_logs WHERE run_id IN (\(unescaped: prunable)) LIMIT \(limit) FOR UPDATE SKIP LOCKED)
                 RETURNING id
                 """, self.logger)
+            if removed == 0 {
+                removed = try await db.count(
+                    "DELETE FROM runs WHERE id IN (\(unescaped: prunable) FOR UPDATE OF r SKIP LOCKED) RETURNING id", self.logger)
+            }
             removed += try await db.count(
                 """
                 DELETE FROM webhook_deliveries WHERE id IN (

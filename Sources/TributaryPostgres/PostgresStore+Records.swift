@@ -76,19 +76,27 @@ extension PostgresStore {
             var unchangedIds: [String] = []
             // Patches apply in order; a later patch of the same id sees the earlier one.
             var merged: [String: PreparedRecord] = [:]
+            // The hash of each stored record's canonical form: payloads written before v4-text-payloads
+            // are in jsonb's spelling, so their stored hash (of the bytes first saved) may not match it.
+            var storedHash: [String: UInt64] = [:]
             var order: [String] = []
             for patch in patches {
                 guard let existing = current[patch.id] else { continue }
-                let base = try merged[patch.id].map { try JSONParser.parse($0.json).objectValue ?? [:] }
-                    ?? (try JSONParser.parse(Array(existing.payload.utf8)).objectValue ?? [:])
+                let base: JSONObject
+                if let earlier = merged[patch.id] {
+                    base = try JSONParser.parse(earlier.json).objectValue ?? [:]
+                } else {
+                    base = try JSONParser.parse(Array(existing.payload.utf8)).objectValue ?? [:]
+                    storedHash[patch.id] = try PreparedRecord(base).hash
+                    order.append(patch.id)
+                }
                 var object = base.merging(patch.patch)
                 object["id"] = .string(patch.id)
-                if merged[patch.id] == nil { order.append(patch.id) }
                 merged[patch.id] = try PreparedRecord(object)
             }
             for id in order {
-                let prepared = merged[id]!
-                if Int64(bitPattern: prepared.hash) != current[id]!.hash {
+                guard let prepared = merged[id], let original = storedHash[id] else { continue }
+                if prepared.hash != original {
                     changedIds.append(id)
                     changedHashes.append(Int64(bitPattern: prepared.hash))
                     changedPayloads.append(String(decoding: prepared.json, as: UTF8.self))

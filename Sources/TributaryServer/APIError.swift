@@ -20,7 +20,10 @@ public struct APIError: Error, HTTPResponseError, Sendable, CustomStringConverti
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
         let body: JSONValue = ["error": ["code": .string(code), "message": .string(message)]]
-        return JSONResponse.make(body, status: status)
+        var response = JSONResponse.make(body, status: status)
+        // What is left of an oversized body is not read: the connection ends with this answer.
+        if status == .contentTooLarge { response.headers[.connection] = "close" }
+        return response
     }
 
     static func invalidBody(_ message: String) -> APIError { APIError(.badRequest, "invalid_body", message) }

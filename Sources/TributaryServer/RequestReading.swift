@@ -111,10 +111,10 @@ struct QueryReader {
 extension Request {
     /// The whole body, at most `maxBytes`.
     ///
-    /// A body over the limit is read on and thrown away — up to ``discardLimit(for:)`` bytes, for a
-    /// second at most — before the 413 goes out: a client that writes its whole body before it reads
-    /// (Python's urllib and `requests`, many SDKs) would otherwise block on a full socket and never
-    /// see the answer.
+    /// A body over the limit is read on and thrown away — up to ``discardLimit(for:)`` bytes, while
+    /// it keeps coming for a second — before the 413 goes out with `Connection: close`: a client that
+    /// writes its whole body before it reads (Python's urllib and `requests`, many SDKs) would
+    /// otherwise block on a full socket and never see the answer.
     /// - Throws: 413 `payload_too_large` when it is larger.
     func body(upTo maxBytes: Int) async throws -> ByteBuffer {
         var collected = ByteBuffer()

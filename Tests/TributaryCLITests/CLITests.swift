@@ -107,6 +107,20 @@ struct CLITests {
         }
     }
 
+    /// The public development key is for a local SQLite file: against PostgreSQL, dryrun refuses it
+    /// before it touches the database (this URL points at nothing, so it is never contacted).
+    @Test func dryrunRefusesTheDevelopmentKeyOnPostgres() async throws {
+        guard ProcessInfo.processInfo.environment["TRIBUTARY_ENCRYPTION_KEY"] == nil else { return }
+        let config = try writeConfig(Self.config)
+        let error = await #expect(throws: (any Error).self) {
+            try await TributaryCLI.run(
+                functions: [Self.numbers],
+                arguments: ["dryrun", "items", "--connection", "c1", "--config", config, "--database", "postgres://nobody@127.0.0.1:1/none"],
+                output: Lines().output)
+        }
+        #expect("\(error.map { "\($0)" } ?? "")".contains("--insecure-dev-key"))
+    }
+
     @Test func validateReportsFileLineAndColumn() async throws {
         let config = try writeConfig(Self.config.replacingOccurrences(of: "frequency: 1h", with: "frequency: 1 lightyear"))
         let lines = Lines()

@@ -203,6 +203,8 @@ struct ConfigLoaderTests {
         #expect(both.contains { $0.message.contains("contradict") })
         let twoKinds = issues(shop("{ connection_path: store, secret: s3cret-s3cret, secrets: { dev: dev-s3cret-1 } }"))
         #expect(twoKinds.contains { $0.message.contains("not both") })
+        let typo = issues(shop("{ connection_path: store, secrets: { dev: dev-s3cret-1, prd: prod-s3cret-1 } }"))
+        #expect(typo.contains { $0.message.contains("webhooks.secrets for environment 'prd', which is not declared") })
         let badScheme = issues(shop("{ connection_path: store, secret: s3cret-s3cret, scheme: md5 }"))
         #expect(badScheme.contains { $0.message.contains("scheme must be one of hmac_sha256, stripe, slack, not 'md5'") })
         let headerElsewhere = issues(shop("{ connection_path: store, secret: s3cret-s3cret, scheme: slack, signature_header: X-Sig }"))

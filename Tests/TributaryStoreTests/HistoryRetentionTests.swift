@@ -53,8 +53,10 @@ struct HistoryRetentionTests {
         // Past every cutoff, in batches of two: runs 1 and 2 (their deliveries are done), the finished
         // webhook execution, the two done deliveries and the handled task go. Runs 3 and 4 stay while
         // their deliveries are pending; run 4 is also the latest.
+        var logLines = 0
+        for run in [finished[0].id, finished[1].id, handled.started.runId] { logLines += try await f.store.logs(ofRun: run, limit: 100).count }
         let removed = try await prune(f.store, allPast())
-        #expect(removed == 3 + 2 + 1)
+        #expect(removed == logLines + 3 + 2 + 1, "log lines first, then their runs")
         let left = try await f.store.runs(of: baseVariant, limit: 100).map(\.id)
         #expect(left == [finished[3].id, finished[2].id], "runs with pending deliveries stay")
         #expect(try await f.store.run(handled.started.runId) == nil)
@@ -69,9 +71,28 @@ struct HistoryRetentionTests {
         for delivery in try await f.store.deliveries(DeliveryQuery(environment: "dev")) {
             try await f.store.recordDeliveryAttempt(delivery.id, .delivered(statusCode: 200))
         }
-        #expect(try await prune(f.store, allPast()) == 1 + 2)
+        #expect(try await prune(f.store, allPast()) == 1 + 1 + 2, "run 3's log line, run 3, two deliveries")
         #expect(try await f.store.runs(of: baseVariant, limit: 100).map(\.id) == [open?.started.runId, finished[3].id], "the running webhook execution stays too")
         #expect(try await f.store.variantState(baseVariant)?.lastSyncDate == finished[3].startedAt, "the variant is untouched")
+    }
+
+    /// A run with many log lines never makes one big transaction: its lines go `limit` at a time first.
+    @Test(arguments: StoreKind.available) func aRunsLogLinesGoInBatchesBeforeTheRun(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        let chatty = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
+        for line in 0..<7 { try await f.store.appendLog(chatty.lease, level: .info, message: "line \(line)") }
+        let old = try await f.store.completeRun(chatty.lease, RunCompletion(outcome: .succeeded))
+        let latest = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
+        _ = try await f.store.completeRun(latest.lease, RunCompletion(outcome: .succeeded))
+        var rounds: [Int] = []
+        while true {
+            let removed = try await f.store.pruneHistory(allPast(), limit: 3)
+            if removed == 0 { break }
+            rounds.append(removed)
+        }
+        #expect(rounds == [3, 3, 1, 1], "7 log lines in batches of 3, then the run")
+        #expect(try await f.store.run(old.id) == nil)
+        #expect(try await f.store.run(latest.runId) != nil)
     }
 
     @Test func cutoffsFollowTheRetentionDays() {

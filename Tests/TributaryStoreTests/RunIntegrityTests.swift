@@ -60,6 +60,20 @@ struct RunIntegrityTests {
         #expect(census.orphanRecords == 0 && census.pendingPurges == 0 && census.records == 0)
     }
 
+    /// A checkpoint literal holding a provider's oversized cursor is refused by the store itself (stored,
+    /// it would make the variant unreadable), and the run and variant stay as they were.
+    @Test(arguments: StoreKind.available) func anOversizedCheckpointIsRefusedAndTheVariantStaysReadable(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        try await imported(f.store)
+        try await f.store.enqueueRuns([baseVariant])
+        let run = try await claim(f.store)
+        try await f.store.saveCheckpoint(["page": 1], for: run.started.lease)
+        let huge: Checkpoint = ["next": .string(String(repeating: "c", count: 5_000))]
+        let error = await #expect(throws: TributaryError.self) { try await f.store.saveCheckpoint(huge, for: run.started.lease) }
+        #expect(error?.code == .invalidCheckpoint)
+        #expect(try await f.store.variantState(baseVariant)?.checkpoint?["page"] == 1, "the earlier checkpoint stands, readable")
+    }
+
     @Test(arguments: StoreKind.available) func aLateWriteAfterTheConnectionWasDeletedNeverRecreatesIt(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
         try await imported(f.store, metadata: ["a": 1])

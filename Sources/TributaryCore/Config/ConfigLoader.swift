@@ -295,6 +295,12 @@ public enum ConfigLoader {
             }
             let names = Set(environments.map(\.name))
             for integration in integrations {
+                for env in (integration.webhooks?.environmentSecrets.keys).map(Array.init) ?? [] where !names.contains(env) {
+                    issues.append(
+                        ConfigIssue(
+                            file: file, line: 0, column: 0,
+                            message: "integration '\(integration.providerConfigKey)' has webhooks.secrets for environment '\(env)', which is not declared under 'environments'"))
+                }
                 for env in integration.environments ?? [] where !names.contains(env) {
                     issues.append(
                         ConfigIssue(

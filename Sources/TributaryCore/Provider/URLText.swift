@@ -44,12 +44,15 @@ public enum URLText {
     }
 
     /// A value put into one path segment: everything but `unreserved` is escaped (`/`, `?`, `#`, `%`
-    /// included), so the value stays one segment. A value that is `.` or `..` as a whole would be a
-    /// dot segment and is refused.
+    /// included), so the value stays one segment. A value with a `.` or `..` part (between slashes or
+    /// backslashes) is refused.
     /// - Throws: `invalid_metadata` for a dot segment (`what` names the value's source).
     public static func pathSegment(_ value: String, what: String) throws -> String {
-        if value == "." || value == ".." {
-            throw TributaryError(.invalidMetadata, "\(what) is '\(value)', which would move the request to another path; it cannot go into a URL path.")
+        // Also `../x` and `..\x`: escaped they stay one segment here, but a server or proxy that decodes
+        // `%2F` or `%5C` before resolving dot segments would step out of the path.
+        if value.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "/" || $0 == "\\" }).contains(where: { $0 == "." || $0 == ".." }) {
+            throw TributaryError(
+                .invalidMetadata, "\(what) is '\(value.prefix(80))', which holds a '.' or '..' segment and could move the request to another path.")
         }
         var output: [UInt8] = []
         output.reserveCapacity(value.utf8.count)
@@ -105,8 +108,12 @@ public enum URLText {
     }
 
     /// Whether a percent-encoded path holds a `.` or `..` segment, in any spelling (`%2e`, `.%2E`, …).
+    /// Encoded slashes (`%2F`) and backslashes (`\`, `%5C`) count as separators too: some servers
+    /// decode them before resolving dot segments.
     public static func hasDotSegment(_ path: String) -> Bool {
-        path.split(separator: "/", omittingEmptySubsequences: false).contains { segment in
+        let separated = path.replacingOccurrences(of: "%2f", with: "/", options: .caseInsensitive)
+            .replacingOccurrences(of: "%5c", with: "/", options: .caseInsensitive).replacingOccurrences(of: "\\", with: "/")
+        return separated.split(separator: "/", omittingEmptySubsequences: false).contains { segment in
             let decoded = segment.replacingOccurrences(of: "%2e", with: ".", options: .caseInsensitive)
             return decoded == "." || decoded == ".."
         }
