@@ -20,7 +20,7 @@ public func buildApplication(
     api: API, services: [any Service] = [], logger: Logger, port: Int? = nil, onListening: @escaping @Sendable (Int) async -> Void = { _ in }
 ) throws -> some ApplicationProtocol {
     let router = Router(context: APIRequestContext.self)
-    router.add(middleware: ErrorMiddleware())
+    router.add(middleware: ErrorMiddleware(routes: RouteTable(api.routes.map { ($0.method, $0.path) })))
     let open = router.group()
     let authenticated = router.group().add(middleware: AuthMiddleware(environments: api.config.environments))
     for route in api.routes {

@@ -9,6 +9,8 @@ public struct APIError: Error, HTTPResponseError, Sendable, CustomStringConverti
     public var status: HTTPResponse.Status
     public var code: String
     public var message: String
+    /// The methods a 405 names in its `Allow` header.
+    var allow: [HTTPRequest.Method] = []
 
     public init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
         self.status = status
@@ -23,6 +25,7 @@ public struct APIError: Error, HTTPResponseError, Sendable, CustomStringConverti
         var response = JSONResponse.make(body, status: status)
         // What is left of an oversized body is not read: the connection ends with this answer.
         if status == .contentTooLarge { response.headers[.connection] = "close" }
+        if !allow.isEmpty { response.headers[.allow] = allow.map(\.rawValue).joined(separator: ", ") }
         return response
     }
 

@@ -7,12 +7,21 @@ import TributaryCore
 /// anything unexpected is logged in full and answered with an opaque 500.
 struct ErrorMiddleware: RouterMiddleware {
     typealias Context = APIRequestContext
+    /// The API's routes: a path they serve with another method is a 405, not a 404.
+    var routes = RouteTable([])
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
         } catch {
-            throw Self.apiError(for: error, request: request, logger: context.logger)
+            var answer = Self.apiError(for: error, request: request, logger: context.logger)
+            if let error = error as? HTTPError, error.status == .notFound, case let allowed = routes.allowedMethods(at: request.uri.path),
+                !allowed.isEmpty, !allowed.contains(request.method)
+            {
+                answer = APIError(.methodNotAllowed, "method_not_allowed", "\(request.method.rawValue) is not allowed on \(request.uri.path.prefix(200)); allowed: \(allowed.map(\.rawValue).joined(separator: ", ")).")
+                answer.allow = allowed
+            }
+            throw answer
         }
     }
 
@@ -26,7 +35,7 @@ struct ErrorMiddleware: RouterMiddleware {
         case let error as HTTPError:
             switch error.status {
             case .notFound:
-                return APIError(.notFound, "not_found", "No route \(request.method.rawValue) \(request.uri.path).")
+                return APIError(.notFound, "not_found", "No route \(request.method.rawValue) \(request.uri.path.prefix(200)).")
             case .methodNotAllowed:
                 return APIError(.methodNotAllowed, "method_not_allowed", "\(request.method.rawValue) is not allowed on \(request.uri.path).")
             case .contentTooLarge:

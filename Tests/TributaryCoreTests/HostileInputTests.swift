@@ -112,6 +112,31 @@ struct HostileInputTests {
         #expect(URLText.removingQueryItems(named: [], from: "https://p.test/o?api_key=1") == "https://p.test/o?api_key=1")
     }
 
+    @Test func userInfoIsRemovedFromLinksAndRefusedInBaseURL() async throws {
+        #expect(URLText.removingUserInfo(from: "https://u:p%40ss@p.test/o?x=a@b") == "https://p.test/o?x=a@b")
+        #expect(URLText.removingUserInfo(from: "https://u@p.test:8443") == "https://p.test:8443")
+        #expect(URLText.removingUserInfo(from: "https://p.test/o/a@b?c=d@e#f@g") == "https://p.test/o/a@b?c=d@e#f@g")
+        #expect(URLText.removingUserInfo(from: "/relative/a@b") == "/relative/a@b")
+        let pages = ProviderPages(request: ProviderRequest(.GET, "/o"), pagination: Pagination(.link(nextURLPath: "next"), recordsPath: "results")) { _ in
+            ProviderResponse(
+                status: 200, headers: [("Content-Type", "application/json")],
+                body: Array(#"{"results":[{"id":"1"}],"next":"https://me:pw@p.test/o?p=2"}"#.utf8), url: "https://p.test/o")
+        }
+        var iterator = pages.makeAsyncIterator()
+        let page = try #require(try await iterator.next())
+        #expect(page.next == "https://p.test/o?p=2", "a link's user:password@ is never kept")
+        let yaml = """
+            integrations:
+              shop:
+                base_url: https://admin:hunter2@shop.test/api
+                syncs: { orders: { endpoint: /orders, models: [Order] } }
+            """
+        let error = #expect(throws: ConfigError.self) { try ConfigLoader.parse(yaml: yaml, file: "t.yaml", environment: [:]) }
+        #expect(error?.description.contains("t.yaml:3") == true)
+        #expect(error?.description.contains("must not hold a 'user:password@'") == true)
+        #expect(error?.description.contains("hunter2") == false, "the message never repeats the password")
+    }
+
     @Test func aHugeProviderCursorInACheckpointLiteralFailsItsSaveNotTheProcess() {
         let cursor = String(repeating: "c", count: 5_000)
         let checkpoint: Checkpoint = ["next": .string(cursor)]  // as the README shows it

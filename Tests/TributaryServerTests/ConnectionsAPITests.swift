@@ -24,6 +24,18 @@ struct ConnectionsAPITests {
             let missingRoute = try await api.send(.get, "/nothing-here")
             #expect(missingRoute.status == .notFound)
             #expect(missingRoute.errorCode == "not_found")
+            // A path the API serves, with a method it does not: 405 and the methods it does (RFC 9110).
+            let wrongMethod = try await api.send(.delete, "/integrations", key: nil)
+            #expect(wrongMethod.status == .methodNotAllowed)
+            #expect(wrongMethod.errorCode == "method_not_allowed")
+            #expect(wrongMethod.headers[.allow] == "GET")
+            let withParameter = try await api.send(.put, "/connections/acme")
+            #expect(withParameter.status == .methodNotAllowed)
+            #expect(withParameter.headers[.allow]?.contains("DELETE") == true && withParameter.headers[.allow]?.contains("GET") == true)
+            // A literal path is its own route, not a value of `/connections/{connectionId}`.
+            #expect(try await api.send(.get, "/connections/metadata").headers[.allow] == "POST, PATCH")
+            // A handler's own "not found" stays a 404, and so does a path no route has.
+            #expect(try await api.send(.delete, "/connections/acme/extra").status == .notFound)
         }
     }
 

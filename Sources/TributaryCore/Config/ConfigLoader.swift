@@ -525,7 +525,10 @@ public enum ConfigLoader {
                     if let p = nonEmptyString(entry.value, "\(what).provider") { integration.provider = p }
                 case "base_url":
                     if let url = nonEmptyString(entry.value, "\(what).base_url") {
-                        if url.hasPrefix("http://") || url.hasPrefix("https://") {
+                        if URLText.removingUserInfo(from: url) != url {
+                            // It would be stored in checkpoints, shown and logged with every link.
+                            issue(entry.value, "\(what).base_url must not hold a 'user:password@'; put credentials in the connection (auth: basic), got '\(URLText.removingUserInfo(from: url))'")
+                        } else if url.hasPrefix("http://") || url.hasPrefix("https://") {
                             integration.baseURL = url
                         } else {
                             issue(entry.value, "\(what).base_url must start with http:// or https://, got '\(url)'")

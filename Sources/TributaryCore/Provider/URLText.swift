@@ -107,6 +107,16 @@ public enum URLText {
         return kept.isEmpty ? base + fragment : base + "?" + kept.joined(separator: "&") + fragment
     }
 
+    /// `url` without a `user:password@` part: a provider's link that carries one is stored, shown
+    /// and logged without it (and never sent: credentials come from the connection, not from a link).
+    public static func removingUserInfo(from url: String) -> String {
+        guard let scheme = url.range(of: "://") else { return url }
+        let authorityStart = scheme.upperBound
+        let authorityEnd = url[authorityStart...].firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? url.endIndex
+        guard let at = url[authorityStart..<authorityEnd].lastIndex(of: "@") else { return url }
+        return String(url[..<authorityStart]) + String(url[url.index(after: at)...])
+    }
+
     /// Whether a percent-encoded path holds a `.` or `..` segment, in any spelling (`%2e`, `.%2E`, …).
     /// Encoded slashes (`%2F`) and backslashes (`\`, `%5C`) count as separators too: some servers
     /// decode them before resolving dot segments.

@@ -113,6 +113,9 @@ public final class ProviderAccess: Sendable {
                 throw TributaryError(.providerError, "Refusing to send the connection's credentials to a URL outside the integration's base_url.")
             }
             target = absolute
+            // Credentials come from the connection, never from a link's `user:password@`.
+            target.user = nil
+            target.password = nil
         } else {
             target = base
             let prefix = base.percentEncodedPath.hasSuffix("/") ? String(base.percentEncodedPath.dropLast()) : base.percentEncodedPath
