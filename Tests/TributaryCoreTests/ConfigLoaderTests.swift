@@ -108,9 +108,9 @@ struct ConfigLoaderTests {
     @Test func outboundSettingsAreReadAndCheckedWithTheirLine() throws {
         let key = ["DEV_KEY": "dev-key-0123456789abcdef"]
         #expect(try ConfigLoader.parse(yaml: valid, file: "t.yaml", environment: key).outbound == OutboundConfig(), "defaults")
-        let tuned = "outbound:\n  timeout_seconds: 5\n  retries: 0\n  max_retry_after_seconds: 10\n  max_response_bytes: 4096\n" + valid
+        let tuned = "outbound:\n  timeout_seconds: 5\n  retries: 0\n  max_retry_after_seconds: 10\n  max_response_bytes: 4096\n  max_page_bytes: 2048\n" + valid
         let config = try ConfigLoader.parse(yaml: tuned, file: "t.yaml", environment: key)
-        #expect(config.outbound == OutboundConfig(timeoutSeconds: 5, retries: 0, maxRetryAfterSeconds: 10, maxResponseBytes: 4096))
+        #expect(config.outbound == OutboundConfig(timeoutSeconds: 5, retries: 0, maxRetryAfterSeconds: 10, maxResponseBytes: 4096, maxPageBytes: 2048))
         let bad = issues("outbound:\n  timeout_seconds: 0\n  retries: lots\n  max_response_bytes: 10\n  timeout: 3\n" + valid, env: key)
         #expect(bad.contains { $0.line == 2 && $0.message.contains("outbound.timeout_seconds") })
         #expect(bad.contains { $0.line == 3 && $0.message.contains("outbound.retries") })

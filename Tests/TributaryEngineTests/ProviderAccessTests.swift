@@ -223,6 +223,17 @@ struct ProviderAccessTests {
             defer { Task { try? await small.http.shutdown() } }
             let tooBig = await #expect(throws: TributaryError.self) { try await small.get("open", "/big") }
             #expect(tooBig?.message.contains("larger than the limit of 1000 bytes") == true)
+            // A page of a listing has its own, smaller cap (memory per run): the same 5 KB answer is
+            // fine for a single call, too large for a page.
+            let paged = try await ProviderFixture(baseURL: base, policy: OutboundPolicy(maxResponseBytes: 10_000, maxPageBytes: 1000), kind: kind)
+            defer { Task { try? await paged.http.shutdown() } }
+            #expect(try await paged.get("open", "/big").status == 200)
+            let pages = ProviderPages(request: ProviderRequest(.GET, "/big"), pagination: Pagination(.page(pageParameter: "page", firstPage: 1))) {
+                try await paged.access.send($0, for: ProviderFixture.connection("open"))
+            }
+            var iterator = pages.makeAsyncIterator()
+            let tooBigPage = await #expect(throws: TributaryError.self) { _ = try await iterator.next() }
+            #expect(tooBigPage?.message.contains("larger than the limit of 1000 bytes (outbound.max_page_bytes)") == true)
             // Credentials only go below base_url: an absolute URL elsewhere is refused before anything is sent.
             let foreign = await #expect(throws: TributaryError.self) {
                 try await small.access.send(ProviderRequest(.GET, "http://example.invalid/steal"), for: ProviderFixture.connection("bearer"))

@@ -28,6 +28,7 @@ import Yams
 ///   retries: 3                        # on network errors, 5xx and 429, with backoff + jitter
 ///   max_retry_after_seconds: 60       # a longer Retry-After fails the call as temporary
 ///   max_response_bytes: 52428800
+///   max_page_bytes: 16777216
 /// retention:                          # finished history kept (days, at least 1; cleaned hourly by workers)
 ///   runs_days: 30                     # finished runs and their logs (a variant's latest run stays)
 ///   webhook_deliveries_days: 30       # delivered or failed webhooks to the app
@@ -438,7 +439,7 @@ public enum ConfigLoader {
         }
 
         mutating func parseOutbound(_ node: Node) -> OutboundConfig? {
-            guard let entries = mapping(node, "'outbound'", allowed: ["timeout_seconds", "retries", "max_retry_after_seconds", "max_response_bytes"]) else {
+            guard let entries = mapping(node, "'outbound'", allowed: ["timeout_seconds", "retries", "max_retry_after_seconds", "max_response_bytes", "max_page_bytes"]) else {
                 return nil
             }
             var config = OutboundConfig()
@@ -452,6 +453,8 @@ public enum ConfigLoader {
                     if let value = integer(entry.value, "outbound.max_retry_after_seconds", in: 0...3600) { config.maxRetryAfterSeconds = value }
                 case "max_response_bytes":
                     if let value = integer(entry.value, "outbound.max_response_bytes", in: 1024...1_073_741_824) { config.maxResponseBytes = value }
+                case "max_page_bytes":
+                    if let value = integer(entry.value, "outbound.max_page_bytes", in: 1024...1_073_741_824) { config.maxPageBytes = value }
                 default: break
                 }
             }

@@ -154,12 +154,19 @@ public struct OutboundConfig: Sendable, Hashable {
     public var maxRetryAfterSeconds: Int
     /// Responses larger than this fail the call.
     public var maxResponseBytes: Int
+    /// A page of a paginated listing larger than this fails the run: what one run holds in memory is
+    /// a small multiple of it (the page being written, the one fetched ahead, their parsed records).
+    public var maxPageBytes: Int
 
-    public init(timeoutSeconds: Int = 30, retries: Int = 3, maxRetryAfterSeconds: Int = 60, maxResponseBytes: Int = 50 * 1024 * 1024) {
+    public init(
+        timeoutSeconds: Int = 30, retries: Int = 3, maxRetryAfterSeconds: Int = 60, maxResponseBytes: Int = 50 * 1024 * 1024,
+        maxPageBytes: Int = 16 * 1024 * 1024
+    ) {
         self.timeoutSeconds = timeoutSeconds
         self.retries = retries
         self.maxRetryAfterSeconds = maxRetryAfterSeconds
         self.maxResponseBytes = maxResponseBytes
+        self.maxPageBytes = maxPageBytes
     }
 }
 

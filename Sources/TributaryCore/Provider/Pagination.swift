@@ -131,6 +131,7 @@ public struct ProviderPages: AsyncSequence, Sendable {
             guard !finished else { return nil }
             let pagination = pages.pagination
             var request = pages.request
+            request.isPage = true
             if let parameter = pagination.limitParameter, let limit = pagination.limit { request.setQuery(parameter, String(limit)) }
             switch pagination.style {
             case .cursor(_, let parameter):

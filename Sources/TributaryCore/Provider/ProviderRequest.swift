@@ -21,6 +21,9 @@ public struct ProviderRequest: Sendable {
     public var body: [UInt8]?
     /// Attempts after the first on network errors, 5xx and 429 (nil: the configured default).
     public var retries: Int?
+    /// A page of a paginated listing (set by ``ProviderPages``): its response may be
+    /// `outbound.max_page_bytes` long at most, which bounds a run's memory.
+    public var isPage = false
 
     public init(
         _ method: Method = .GET, _ endpoint: String, query: [(name: String, value: String)] = [], headers: [(name: String, value: String)] = [],

@@ -33,10 +33,11 @@ public final class OutboundHTTP: Service, Sendable {
 
     /// Sends one request and reads the whole response body, up to `maxBytes`.
     ///
-    /// - Throws: `provider_error` when the body is larger than `maxBytes`; the client's error on a
-    ///   network failure or timeout.
+    /// - Throws: `provider_error` when the body is larger than `maxBytes` (naming `limitName`, the
+    ///   setting that sets it); the client's error on a network failure or timeout.
     func perform(
-        method: ProviderRequest.Method, url: String, headers: [(name: String, value: String)], body: [UInt8]?, timeout: Duration, maxBytes: Int
+        method: ProviderRequest.Method, url: String, headers: [(name: String, value: String)], body: [UInt8]?, timeout: Duration, maxBytes: Int,
+        limitName: String? = nil
     ) async throws -> ProviderResponse {
         var request = HTTPClientRequest(url: url)
         request.method = NIOHTTP1.HTTPMethod(rawValue: method.rawValue)
@@ -47,7 +48,8 @@ public final class OutboundHTTP: Service, Sendable {
         do {
             buffer = try await response.body.collect(upTo: maxBytes)
         } catch is NIOTooManyBytesError {
-            throw TributaryError(.providerError, "The provider's response is larger than the limit of \(maxBytes) bytes.")
+            throw TributaryError(
+                .providerError, "The provider's response is larger than the limit of \(maxBytes) bytes\(limitName.map { " (\($0))" } ?? "").")
         }
         return ProviderResponse(
             status: Int(response.status.code), headers: response.headers.map { ($0.name, $0.value) }, body: Array(buffer.readableBytesView))

@@ -14,10 +14,13 @@ public struct OutboundPolicy: Sendable, Hashable {
     public var maxRetryAfter: Duration
     /// Responses larger than this fail the call.
     public var maxResponseBytes: Int
+    /// Pages of a paginated listing (``ProviderRequest/isPage``) larger than this fail the call: it
+    /// bounds what one run holds in memory.
+    public var maxPageBytes: Int
 
     public init(
         timeout: Duration = .seconds(30), retries: Int = 3, baseDelay: Duration = .milliseconds(500), maxDelay: Duration = .seconds(30),
-        maxRetryAfter: Duration = .seconds(60), maxResponseBytes: Int = 50 * 1024 * 1024
+        maxRetryAfter: Duration = .seconds(60), maxResponseBytes: Int = 50 * 1024 * 1024, maxPageBytes: Int = 16 * 1024 * 1024
     ) {
         self.timeout = timeout
         self.retries = max(0, retries)
@@ -25,13 +28,19 @@ public struct OutboundPolicy: Sendable, Hashable {
         self.maxDelay = maxDelay
         self.maxRetryAfter = maxRetryAfter
         self.maxResponseBytes = maxResponseBytes
+        self.maxPageBytes = maxPageBytes
     }
 
     /// The policy the configuration's `outbound` section sets (backoff delays keep their defaults).
     public init(_ config: OutboundConfig) {
         self.init(
             timeout: .seconds(config.timeoutSeconds), retries: config.retries, maxRetryAfter: .seconds(config.maxRetryAfterSeconds),
-            maxResponseBytes: config.maxResponseBytes)
+            maxResponseBytes: config.maxResponseBytes, maxPageBytes: config.maxPageBytes)
+    }
+
+    /// The largest response `request` may have, and the setting that says so (for the error).
+    func responseLimit(for request: ProviderRequest) -> (bytes: Int, setting: String) {
+        request.isPage && maxPageBytes < maxResponseBytes ? (maxPageBytes, "outbound.max_page_bytes") : (maxResponseBytes, "outbound.max_response_bytes")
     }
 
     /// The wait before retry number `attempt` (1-based): the same exponential backoff with ±20%

@@ -53,7 +53,8 @@ public final class ProviderAccess: Sendable {
             do {
                 outcome = .success(
                     try await http.perform(
-                        method: request.method, url: url, headers: headers, body: request.body, timeout: policy.timeout, maxBytes: policy.maxResponseBytes))
+                        method: request.method, url: url, headers: headers, body: request.body, timeout: policy.timeout,
+                        maxBytes: policy.responseLimit(for: request).bytes, limitName: policy.responseLimit(for: request).setting))
             } catch let error as TributaryError {
                 throw error
             } catch is CancellationError {
