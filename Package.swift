@@ -193,6 +193,8 @@ let package = Package(
             dependencies: [
                 "TributaryCLI", "TributaryCore", "TributarySQLite", "TributaryPostgres", "TributaryTestSupport", "TributaryStore", "TributaryDemo",
                 "TributaryChaos",
+                // The hostile-input process test reads the dashboard as a browser would (its session cookie, no redirects followed).
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -140,12 +140,13 @@ extension API {
         for (state, sync) in targets {
             let latest = try await store.runs(of: state.ref, limit: 1, includingWebhooks: false).first
             let counts = try await store.recordCounts(of: state.ref)
-            items.append(statusJSON(state, sync: sync, latest: latest, counts: counts))
+            items.append(statusJSON(state, sync: sync, latest: latest, counts: counts, linkCredentials: integration.auth.credentialQueryNames))
         }
         return JSONResponse.make(["syncs": .array(items)])
     }
 
-    func statusJSON(_ state: VariantState, sync: SyncConfig, latest: RunRecord?, counts: [String: Int]) -> JSONValue {
+    /// - Parameter linkCredentials: the integration's credential query parameters, removed from links in the checkpoint.
+    func statusJSON(_ state: VariantState, sync: SyncConfig, latest: RunRecord?, counts: [String: Int], linkCredentials: Set<String>) -> JSONValue {
         let running = latest?.status.isActive ?? false
         let execution = latest.map { Self.executionStatus($0.status) } ?? "SUCCESS"
         let status = running ? "RUNNING" : state.paused ? "PAUSED" : execution
@@ -165,7 +166,7 @@ extension API {
             "latestResult": latestResult,
             "latestExecutionStatus": latest == nil ? .null : .string(execution),
             "recordCount": .object(recordCount),
-            "checkpoint": state.checkpoint.map { .object($0.values) } ?? .null,
+            "checkpoint": state.checkpoint.map { .object($0.redactingLinkCredentials(linkCredentials).values) } ?? .null,
         ]
     }
 

@@ -370,7 +370,20 @@ struct PaginationTests {
             #expect(read.nexts.first == .some(base + "/key-query-link?p=1"))
             #expect(!read.nexts.contains { $0?.contains(FakeProviderServer.apiKey) == true })
             #expect(!f.logs.lines.withLock { $0 }.contains { $0.contains(FakeProviderServer.apiKey) })
+            // A link saved with an (old) key in it, by a version before links lost it, is resumed with
+            // the connection's current key only — not both, which a provider would read as the old one.
+            let resumed = try await f.get("key-query", base + "/key-query?q=1&api_key=revoked-key")
+            #expect(resumed.status == 200)
+            #expect(try resumed.json()["q"] == "1")
         }
+    }
+
+    @Test func oldCheckpointsAreShownWithoutTheLinkCredentials() throws {
+        let saved: Checkpoint = ["next": "https://me:pw@p.test/o?p=2&api_key=s3cret", "since": "2026-01-01T00:00:00Z", "page": 3]
+        let shown = saved.redactingLinkCredentials(["api_key"])
+        #expect(shown["next"] == "https://p.test/o?p=2")
+        #expect(shown["since"] == "2026-01-01T00:00:00Z" && shown["page"] == 3)
+        #expect(saved.redactingLinkCredentials([])["next"] == "https://p.test/o?p=2&api_key=s3cret", "user info always goes; names only when given")
     }
 
     /// A relative `Link` resolves against the URL that returned it (RFC 3986), also when base_url has a path.

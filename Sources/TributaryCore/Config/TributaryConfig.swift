@@ -216,6 +216,12 @@ public enum AuthScheme: Sendable, Hashable {
         case .oauth2ClientCredentials: "oauth2_client_credentials"
         }
     }
+
+    /// The query parameters that carry credentials (an API key sent as `?api_key=…`): removed from
+    /// every URL kept, shown or logged.
+    public var credentialQueryNames: Set<String> {
+        if case .apiKey(_, let parameter?) = self { [parameter] } else { [] }
+    }
 }
 
 /// A configured provider, identified by its `provider_config_key`.

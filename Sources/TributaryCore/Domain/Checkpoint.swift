@@ -65,4 +65,17 @@ public struct Checkpoint: Sendable, Hashable, ExpressibleByDictionaryLiteral, Cu
     }
 
     public var description: String { json }
+
+    /// The checkpoint with every string value's URL credentials removed: query parameters named in
+    /// `names` and a `user:password@`. A next link saved by an older version (before links lost the
+    /// key they echoed) is shown and resumed from without it.
+    public func redactingLinkCredentials(_ names: Set<String>) -> Checkpoint {
+        var copy = self
+        for (key, value) in values {
+            guard case .string(let text) = value else { continue }
+            let redacted = URLText.removingUserInfo(from: URLText.removingQueryItems(named: names, from: text))
+            if redacted != text { copy.values[key] = .string(redacted) }
+        }
+        return copy
+    }
 }

@@ -84,7 +84,7 @@ public final class ProviderAccess: Sendable {
             case .success(var response):
                 // The URL that answered, without credentials: a relative `Link` resolves against it.
                 response.url = target.string
-                if case .apiKey(_, let parameter?) = integration.auth { response.credentialQueryNames = [parameter] }
+                response.credentialQueryNames = integration.auth.credentialQueryNames
                 return response
             case .failure(let error):
                 guard attempt < retries else {
@@ -157,7 +157,9 @@ public final class ProviderAccess: Sendable {
             headers.append((header, try field("api_key")))
         case .apiKey(_, let parameter?):
             let pair = "\(FormEncoding.escape(parameter))=\(FormEncoding.escape(try field("api_key")))"
-            target.percentEncodedQuery = target.percentEncodedQuery.map { $0 + "&" + pair } ?? pair
+            // A link saved with the key in it (by an older version) gets the current key, not two.
+            let kept = target.percentEncodedQuery.map { URLText.removingQueryItems(named: [parameter], from: "?" + $0).dropFirst() }
+            target.percentEncodedQuery = kept.flatMap { $0.isEmpty ? nil : String($0) + "&" + pair } ?? pair
         case .apiKey:
             throw TributaryError(.invalidCredentials, "The api_key auth scheme names neither a header nor a query parameter.")
         case .bearer:

@@ -164,7 +164,7 @@ extension Dashboard {
         for sync in integration.syncs where only == nil || sync.name == only {
             var rows: [VariantRowView] = []
             for state in states where state.ref.syncName == sync.name {
-                rows.append(try await row(state, sync: sync, now: now))
+                rows.append(try await row(state, sync: sync, linkCredentials: integration.auth.credentialQueryNames, now: now))
             }
             sections.append(
                 SyncSectionView(
@@ -177,7 +177,7 @@ extension Dashboard {
         return sections
     }
 
-    private func row(_ state: VariantState, sync: SyncConfig, now: Timestamp) async throws -> VariantRowView {
+    private func row(_ state: VariantState, sync: SyncConfig, linkCredentials: Set<String>, now: Timestamp) async throws -> VariantRowView {
         let ref = state.ref
         // A variant has at most one active run: the latest two hold the last finished one.
         let runs = try await api.store.runs(of: ref, limit: 2, includingWebhooks: false)
@@ -196,7 +196,7 @@ extension Dashboard {
             lastRun: lastFinished.map { RunSummaryView($0, now: now) },
             records: ModelCountView.list(ref, models: sync.models, counts: counts),
             nextRun: state.paused ? nil : state.nextRunAt.map(TimeView.init),
-            checkpoint: state.checkpoint.map(\.json), paused: state.paused, historyHref: Self.variantHref(ref),
+            checkpoint: state.checkpoint.map { $0.redactingLinkCredentials(linkCredentials).json }, paused: state.paused, historyHref: Self.variantHref(ref),
             resetHref: Self.variantHref(ref, page: "/dashboard/connection/confirm", extra: ("action", "reset")),
             deleteHref: Self.variantHref(ref, page: "/dashboard/connection/confirm", extra: ("action", "delete")))
     }

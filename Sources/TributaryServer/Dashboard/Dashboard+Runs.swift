@@ -63,7 +63,7 @@ extension Dashboard {
     /// `GET /dashboard/variant?integration=&connection=&sync=&variant=`: a variant's state and its run history.
     func variantPage(_ request: Request, _ context: APIRequestContext) async throws -> Response {
         let (session, environment) = try session(context)
-        let (_, connection, sync, ref) = try await variantTarget(DashboardForm.query(request), environment: environment)
+        let (integration, connection, sync, ref) = try await variantTarget(DashboardForm.query(request), environment: environment)
         let state = try await api.existingVariant(ref)
         let runs = try await api.store.runs(of: ref, limit: Self.runsShown)
         let counts = try await api.store.recordCounts(of: ref)
@@ -72,7 +72,7 @@ extension Dashboard {
             session: SessionView(session), connection: connection.ref.connectionId, connectionHref: Self.connectionHref(connection.ref),
             sync: sync.name, variant: ref.variant, status: VariantStatusView(state, latest: runs.first { $0.kind != .webhook }).text,
             frequency: "every \(state.frequency(configured: sync.frequency).compact)", lastSyncDate: state.lastSyncDate.map(TimeView.init),
-            nextRun: state.paused ? nil : state.nextRunAt.map(TimeView.init), checkpoint: state.checkpoint.map(\.json),
+            nextRun: state.paused ? nil : state.nextRunAt.map(TimeView.init), checkpoint: state.checkpoint.map { $0.redactingLinkCredentials(integration.auth.credentialQueryNames).json },
             records: ModelCountView.list(ref, models: sync.models, counts: counts),
             created: TimeView(state.createdAt), hasRuns: !runs.isEmpty, runs: runs.map { RunSummaryView($0, now: now) })
         return templates.page("variant", view)
