@@ -151,7 +151,9 @@ let package = Package(
             path: "Tests/Support",
             swiftSettings: strict
         ),
-        .testTarget(name: "TributaryCoreTests", dependencies: ["TributaryCore"], swiftSettings: strict),
+        .testTarget(
+            name: "TributaryCoreTests", dependencies: ["TributaryCore", .product(name: "PropertyBased", package: "swift-property-based")],
+            swiftSettings: strict),
         // The store's pure rules (fencing, run starts and ends, expiry, next runs, lifecycle changes), without a database.
         .testTarget(name: "TributaryRulesTests", dependencies: ["TributaryCore", "TributaryStore"], swiftSettings: strict),
         .testTarget(
@@ -168,6 +170,7 @@ let package = Package(
             name: "TributaryEngineTests",
             dependencies: [
                 "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryPostgres", "TributaryTestSupport", "TributaryEngine", "TributaryDemo",
+                .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

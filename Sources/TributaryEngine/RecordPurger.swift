@@ -59,7 +59,7 @@ public final class RecordPurger: Service, Sendable {
     @discardableResult
     public func purgeAll() async throws -> Int {
         var total = 0
-        while !Task.isShuttingDownGracefully, let removed = try await store.purgeRecords(limit: chunk) {
+        while !Task.isShuttingDownGracefully, !Task.isCancelled, let removed = try await store.purgeRecords(limit: chunk) {
             try Task.checkCancellation()
             total += removed
             if pause > .zero { try await Task.sleep(for: pause) }

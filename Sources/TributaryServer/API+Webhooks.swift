@@ -118,7 +118,7 @@ extension API {
             filter.beforeId = value
         }
         let deliveries = try await store.deliveries(filter)
-        let next: JSONValue = deliveries.count == filter.limit ? .number(JSONNumber(deliveries.last!.id)) : .null
+        let next: JSONValue = deliveries.count == filter.limit ? deliveries.last.map { .number(JSONNumber($0.id)) } ?? .null : .null
         return JSONResponse.make(["deliveries": .array(deliveries.map { deliveryJSON($0, withBody: false) }), "next_before": next])
     }
 

@@ -1,3 +1,4 @@
+import PropertyBased
 import Testing
 import TributaryCore
 
@@ -107,5 +108,36 @@ struct ProviderWebhookVerifierTests {
         wrongStamp["X-Slack-Request-Timestamp"] = "\(now - 1)"
         #expect(check(settings, wrongStamp) == "invalid_signature", "the timestamp is signed")
         #expect(check(settings, ["X-Slack-Signature": "v0=00"]) == "missing_signature")
+    }
+
+    /// Whatever a sender puts in the signature headers and the body, every scheme answers accept or a
+    /// refusal code — no trap, no other outcome — and a forged signature is never accepted.
+    @Test func anyHeadersAndBodyAreRefusedClearly() async {
+        let pieces = ["t=", "v1=", "v0=", "sha256=", ",", "=", ":", "-", "0", "9223372036854775807", "-9223372036854775808", "99999999999999999999",
+                      "1e400", "ff", "00", "zz", " ", "é", "\u{0}", String(repeating: "a", count: 64), "\(now)"]
+        let text = Gen<String?>.element(of: pieces).map { $0 ?? "" }.array(of: 0...6).map { $0.joined() }
+        let bytes = Gen<Int>.int(in: 0...255).array(of: 0...64).map { $0.map { UInt8($0) } }
+        let schemes: [ProviderWebhookConfig] = [
+            ProviderWebhookConfig(secret: Secret("s-1"), signatureHeader: "X-Sig", connection: .bodyPath("store")),
+            ProviderWebhookConfig(secret: Secret("s-1"), scheme: .stripe, toleranceSeconds: 300, connection: .bodyPath("store")),
+            ProviderWebhookConfig(secret: Secret("s-1"), scheme: .slack, connection: .bodyPath("store")),
+        ]
+        await propertyCheck(count: 400, input: text, text, bytes, Gen<Int>.int(in: 0..<3)) { signature, timestamp, body, scheme in
+            let headers = [
+                "X-Sig": signature, "Stripe-Signature": signature.isEmpty ? "t=\(timestamp),v1=" : signature,
+                "X-Slack-Signature": signature, "X-Slack-Request-Timestamp": timestamp,
+            ]
+            do {
+                try ProviderWebhookVerifier.verify(
+                    schemes[scheme], environment: "dev", header: { name in headers.first { $0.key.lowercased() == name.lowercased() }?.value }, body: body,
+                    now: now)
+                Issue.record("a forged signature was accepted: \(headers) \(body)")
+            } catch let refusal as ProviderWebhookVerifier.Refusal {
+                #expect(["missing_signature", "invalid_signature"].contains(refusal.code), "\(refusal.code): \(refusal.message)")
+                #expect(!refusal.message.contains("s-1"), "the secret in a refusal")
+            } catch {
+                Issue.record("an error of an unexpected kind: \(error)")
+            }
+        }
     }
 }

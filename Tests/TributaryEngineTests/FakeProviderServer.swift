@@ -21,6 +21,15 @@ final class FakeProviderServer: Sendable {
         /// When set, the only refresh token accepted; each refresh replaces it (rotation).
         var rotatingRefreshToken: String? = nil
         var refusedRefreshes = 0
+        /// What `/scripted` answers (property tests set it before each call).
+        var script = Script(status: 200, headers: [], body: "[]")
+        /// When set, the token endpoint's `expires_in`, as raw JSON text.
+        var rawExpiresIn: String? = nil
+    }
+    struct Script: Sendable {
+        var status: Int
+        var headers: [(String, String)]
+        var body: String
     }
     let state = Mutex(State())
     static let apiKey = "key-SECRET-123"
@@ -79,6 +88,10 @@ final class FakeProviderServer: Sendable {
                     if s.rotatingRefreshToken != nil { s.rotatingRefreshToken = "\(Self.refreshToken)-\(s.issued)" }
                     return s.rotatingRefreshToken ?? Self.refreshToken
                 }
+                if let raw = self.state.withLock({ $0.rawExpiresIn }) {
+                    let text = #"{"access_token":"\#(token)","refresh_token":"\#(next)","expires_in":\#(raw),"token_type":"bearer"}"#
+                    return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
+                }
                 return Self.json(["access_token": .string(token), "refresh_token": .string(next), "expires_in": 3600, "token_type": "bearer"])
             case "client_credentials":
                 guard form["client_id"] == "cc-client", form["client_secret"] == Self.clientSecret, form["scope"] == "read write" else {
@@ -96,6 +109,15 @@ final class FakeProviderServer: Sendable {
                 return s.flakyCalls
             }
             return call <= 2 ? Self.json(["error": "down"], status: .serviceUnavailable) : Self.json(["ok": true, "calls": .number(JSONNumber(call))])
+        }
+        router.get("/scripted") { _, _ in
+            let script = self.state.withLock { $0.script }
+            var fields = HTTPFields()
+            for (name, value) in script.headers {
+                if let name = HTTPField.Name(name) { fields.append(HTTPField(name: name, value: value)) }
+            }
+            return Response(
+                status: HTTPResponse.Status(code: script.status), headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(string: script.body)))
         }
         router.get("/down") { _, _ in Self.json(["error": "down"], status: .badGateway) }
         router.get("/limited") { _, _ in

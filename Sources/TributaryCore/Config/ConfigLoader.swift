@@ -849,7 +849,7 @@ public enum ConfigLoader {
                 }
                 style = .page(pageParameter: parameter, firstPage: first)
             case let other?:
-                issue(fields["type"]!.1, "\(what).type '\(other)' is unknown; use cursor, link, offset or page")
+                issue(fields["type"]?.1 ?? node, "\(what).type '\(other)' is unknown; use cursor, link, offset or page")
                 return nil
             case nil:
                 issue(node, "\(what) needs a 'type': cursor, link, offset or page")

@@ -98,6 +98,7 @@ public struct ProviderPages: AsyncSequence, Sendable {
         var prepared = try prepare(firstPage)
         var iterator = first
         while true {
+            try Task.checkCancellation()
             let current = iterator
             async let following = Self.advance(current, prepare)
             try await body(prepared)
@@ -129,6 +130,9 @@ public struct ProviderPages: AsyncSequence, Sendable {
 
         public mutating func next() async throws -> ProviderPage? {
             guard !finished else { return nil }
+            // A listing may never end (a provider that always sends a next link): a pause, reset,
+            // delete or shutdown stops it between pages, whatever `send` does.
+            try Task.checkCancellation()
             let pagination = pages.pagination
             var request = pages.request
             request.isPage = true

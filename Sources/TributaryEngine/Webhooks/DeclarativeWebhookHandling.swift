@@ -35,7 +35,7 @@ struct DeclarativeWebhookHandling {
             let record = try spec.transform(item)
             let deleted = deletesAll || handler.deletedField.map { item.value(atPath: $0)?.boolValue == true } == true
             if deleted {
-                deletions.append(["id": record["id"]!])
+                deletions.append(["id": record["id"] ?? .null])  // transform always sets it
             } else {
                 saves.append(record)
             }
