@@ -26,6 +26,7 @@ struct DeclarativeSyncFunction: SyncFunction {
         if resumeAfter != nil { await nango.log("resuming from the checkpoint's page marker") }
 
         guard let pagination = spec.pagination else {
+            request.isPage = true  // one page holding the whole listing: the page cap applies
             let records = try await nango.send(request).records(at: spec.recordsPath, answering: request).records
             try await nango.batchSave(try records.map(spec.transform), model: model)
             return

@@ -26,6 +26,10 @@ import Glibc
 @Suite("Hostile metadata and a hostile provider against serve (child process)")
 struct HostileServeProcessTests {
     static let apiKey = "pk-LEAK-3c9f1e77"
+    /// The key and user info in a checkpoint "an older version" saved (planted by the test, so in the
+    /// database by construction): they must not show anywhere else.
+    static let oldKey = "pk-OLD-55aa0d12"
+    static let oldUserInfo = "olduser:oldpw"
     static let secretKey = "dev-secret-key-0000000001"
     static let signingKey = "hook-signing-key-00000001"
 
@@ -48,6 +52,7 @@ struct HostileServeProcessTests {
         ("longlink", "longlink", "longer than 4000 bytes"),
         ("echo400", "echo400", "HTTP 400"),
         ("noid", "noid", "id"),
+        ("schemerel", "schemerel", "HTTP 404"),
     ]
 
     /// The hostile provider and the app's webhook receiver, on one loopback port.
@@ -112,6 +117,14 @@ struct HostileServeProcessTests {
                     return Self.page(["ll-1"], next: "/api/stores/longlink/orders?p=2&pad=" + String(repeating: "a", count: 5_000))
                 case "echo400":
                     return Self.json(#"{"error":"bad request for api_key=\#(key)"}"#, status: .badRequest)
+                case "schemerel":
+                    // Scheme-relative, with a port Foundation cannot parse: kept as text, so its user info must go by hand.
+                    return Self.page(["sr-1"], next: "//user:pw@127.0.0.1:x/api/stores/schemerel/orders?p=2")
+                case "legacy":
+                    // Resumed from a checkpoint an older version saved with the key in its link: only the
+                    // current key may arrive (once), and the provider is down.
+                    if request.uri.queryParameters.getAll("api_key") != [key] { return Self.json(#"{"error":"two keys"}"#, status: .badRequest) }
+                    return Self.json("{}", status: .serviceUnavailable)
                 case "noid":
                     return Self.json(#"{"data":[{"name":"no id here"}],"next":null}"#)
                 case "endless":
@@ -152,6 +165,13 @@ struct HostileServeProcessTests {
                 frequency: every hour
                 sync_type: full
                 track_deletes: true
+                endpoint: /stores/{metadata.{variant}.store}/orders
+                pagination: { type: link, next_url_path: next }
+                records_path: data
+              legacy_orders:
+                models: [LegacyOrder]
+                frequency: every hour
+                auto_start: false
                 endpoint: /stores/{metadata.{variant}.store}/orders
                 pagination: { type: link, next_url_path: next }
                 records_path: data
@@ -197,7 +217,8 @@ struct HostileServeProcessTests {
             provider.port.withLock { $0 = port }
             let configFile = database.directory.appendingPathComponent("tributary.yaml")
             try Self.config(port: port).write(to: configFile, atomically: true, encoding: .utf8)
-            let apiPort = 20_000 + Int.random(in: 0..<20_000)
+            // Below Linux's ephemeral range (32768+), where port-0 servers of other tests land.
+            let apiPort = 20_000 + Int.random(in: 0..<12_000)
             let log = database.directory.appendingPathComponent("serve.log")
             _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             let process = Process()
@@ -214,7 +235,7 @@ struct HostileServeProcessTests {
             let api = "http://127.0.0.1:\(apiPort)"
             let auth = ["Authorization": "Bearer \(Self.secretKey)", "Content-Type": "application/json"]
             var up = false
-            for _ in 0..<300 where !up {
+            for _ in 0..<1_200 where !up {
                 try await Task.sleep(for: .milliseconds(50))
                 up = (try? await Self.call(http, .get, api + "/health"))?.status == 200
             }
@@ -224,6 +245,7 @@ struct HostileServeProcessTests {
             var metadata = JSONObject()
             for item in Self.variants { metadata["\(item.variant).store"] = .string(item.store) }
             metadata["endless.store"] = "endless"
+            metadata["legacy.store"] = "legacy"
             let body: JSONValue = [
                 "provider_config_key": "hostile", "connection_id": "victim",
                 "credentials": ["type": "API_KEY", "api_key": .string(Self.apiKey)], "metadata": .object(metadata),
@@ -236,10 +258,28 @@ struct HostileServeProcessTests {
                 #expect(made.status == 200, "\(name): \(made.body)")
             }
 
-            // Every variant's first run ends; the endless one keeps reading until it is paused.
+            // A variant of a sync that does not start on its own, with a checkpoint as an older version
+            // saved it: the next link holds a user:password@ and an old API key.
+            let made = try await Self.call(
+                http, .post, api + "/sync/legacy_orders/variant/legacy", body: #"{"provider_config_key":"hostile","connection_id":"victim"}"#, headers: auth)
+            #expect(made.status == 200, "\(made.body)")
             let connection = ConnectionRef(environment: "dev", providerConfigKey: "hostile", connectionId: "victim")
+            let legacy = VariantRef(connection: connection, syncName: "legacy_orders", variant: "legacy")
+            try await database.store.saveCheckpoint(
+                ["next": .string("http://\(Self.oldUserInfo)@127.0.0.1:\(port)/api/stores/legacy/orders?p=2&api_key=\(Self.oldKey)")], for: legacy)
+            let legacyStatus = try await Self.call(
+                http, .get, api + "/sync/status?syncs=legacy_orders::legacy&provider_config_key=hostile&connection_id=victim", headers: auth)
+            #expect(legacyStatus.body.contains("/api/stores/legacy/orders?p=2"), "the old checkpoint is shown (\(legacyStatus.body))")
+            for action in ["start", "trigger"] {
+                let answer = try await Self.call(
+                    http, .post, api + "/sync/\(action)",
+                    body: #"{"provider_config_key":"hostile","connection_id":"victim","syncs":[{"name":"legacy_orders","variant":"legacy"}]}"#, headers: auth)
+                #expect(answer.status == 200, "\(action): \(answer.body)")
+            }
+
+            // Every variant's first run ends; the endless one keeps reading until it is paused.
             var ended: [String: RunRecord] = [:]
-            for _ in 0..<600 where ended.count < Self.variants.count {
+            for _ in 0..<1_200 where ended.count < Self.variants.count {
                 try await Task.sleep(for: .milliseconds(100))
                 #expect(process.isRunning, "serve is still up")
                 guard process.isRunning else { break }
@@ -257,6 +297,12 @@ struct HostileServeProcessTests {
                     #expect(run.status == .succeeded, "\(item.variant): \(run.error ?? "")")
                 }
             }
+            var legacyRun: RunRecord? = nil
+            for _ in 0..<300 where legacyRun == nil {
+                legacyRun = try await database.store.runs(of: legacy, limit: 1).first.flatMap { $0.status.isFinished ? $0 : nil }
+                if legacyRun == nil { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(legacyRun?.status == .failed && legacyRun?.error?.contains("HTTP 503") == true, "resumed with the current key only: \(legacyRun?.error ?? "")")
             let seen = provider.stores.withLock { $0 }
             for store in ["my store", "x?y=1#z", "{metadata.base.store}", "ünï/cödé"] {
                 #expect(seen.contains(store), "the provider received '\(store)' as one path segment, as it is")
@@ -267,7 +313,7 @@ struct HostileServeProcessTests {
 
             // The endless listing is stopped by a pause, within seconds.
             let endless = VariantRef(connection: connection, syncName: "orders", variant: "endless")
-            for _ in 0..<100 where provider.endlessPages.withLock({ $0 }) < 4 { try await Task.sleep(for: .milliseconds(50)) }
+            for _ in 0..<400 where provider.endlessPages.withLock({ $0 }) < 4 { try await Task.sleep(for: .milliseconds(50)) }
             #expect(provider.endlessPages.withLock { $0 } >= 4, "the endless run is reading")
             let midway = try await Self.call(http, .get, api + "/sync/status?syncs=orders::endless&provider_config_key=hostile&connection_id=victim", headers: auth)
             #expect(midway.body.contains("/api/stores/endless/orders?p="), "its checkpoint holds the next link (\(midway.body))")
@@ -276,7 +322,7 @@ struct HostileServeProcessTests {
                 headers: auth)
             #expect(paused.status == 200, "\(paused.body)")
             var stopped: RunRecord? = nil
-            for _ in 0..<100 where stopped == nil {
+            for _ in 0..<300 where stopped == nil {
                 try await Task.sleep(for: .milliseconds(100))
                 stopped = try await database.store.runs(of: endless, limit: 1).first.flatMap { $0.status.isFinished ? $0 : nil }
             }
@@ -286,7 +332,7 @@ struct HostileServeProcessTests {
             #expect(provider.endlessPages.withLock { $0 } <= pagesAtPause + 1, "and nothing reads it any more")
 
             // Webhooks went out (the receiver is this process); wait for the failed runs' ones.
-            for _ in 0..<100 where provider.webhooks.withLock({ $0.count }) < Self.variants.count {
+            for _ in 0..<600 where provider.webhooks.withLock({ $0.count }) < Self.variants.count {
                 try await Task.sleep(for: .milliseconds(100))
             }
             let webhooks = provider.webhooks.withLock { $0 }
@@ -300,6 +346,8 @@ struct HostileServeProcessTests {
                 "/sync/runs?provider_config_key=hostile&connection_id=victim&sync=orders&variant=base",
                 "/sync/runs?provider_config_key=hostile&connection_id=victim&sync=orders&variant=echo400",
                 "/sync/runs?provider_config_key=hostile&connection_id=victim&sync=orders&variant=foreign",
+                "/sync/status?syncs=legacy_orders::legacy&provider_config_key=hostile&connection_id=victim",
+                "/sync/runs?provider_config_key=hostile&connection_id=victim&sync=legacy_orders&variant=legacy",
                 "/webhooks/deliveries", "/integrations/hostile",
             ] {
                 let answer = try await Self.call(http, .get, api + path, headers: connectionHeaders)
@@ -320,7 +368,8 @@ struct HostileServeProcessTests {
             let runIds = ended.values.map(\.id) + (stopped.map { [$0.id] } ?? [])
             var pages = ["/dashboard", "/dashboard/connection?integration=hostile&connection=victim"]
             pages += (Self.variants.map(\.variant) + ["endless"]).map { "/dashboard/variant?integration=hostile&connection=victim&sync=orders&variant=\($0)" }
-            pages += runIds.map { "/dashboard/runs/\($0)" }
+            pages += ["/dashboard/variant?integration=hostile&connection=victim&sync=legacy_orders&variant=legacy"]
+            pages += (runIds + (legacyRun.map { [$0.id] } ?? [])).map { "/dashboard/runs/\($0)" }
             pages += ["/dashboard/records?integration=hostile&connection=victim&sync=orders&variant=base&model=Order"]
             for page in pages {
                 let answer = try await Self.call(http, .get, api + page, headers: ["Cookie": session])
@@ -342,11 +391,16 @@ struct HostileServeProcessTests {
                     files.append(("the database file\(suffix)", String(decoding: data, as: UTF8.self)))
                 }
             }
-            #expect(files.count >= 2, "the database is read")
+            #expect(files.dropFirst().contains { $0.1.contains("ok-4") }, "the database files are really read (a record is in them)")
             for (name, text) in files + answers + webhooks.map({ ("a webhook", $0) }) {
                 let (key, userInfo) = (text.contains(Self.apiKey), text.contains("user:pw"))  // (not the text itself into the test's output)
                 #expect(!key, "the API key leaked into \(name)")
                 #expect(!userInfo, "a link's user:password@ leaked into \(name)")
+            }
+            for (name, text) in [files[0]] + answers + webhooks.map({ ("a webhook", $0) }) {
+                let (key, userInfo) = (text.contains(Self.oldKey), text.contains(Self.oldUserInfo))
+                #expect(!key, "the old checkpoint's key leaked into \(name)")
+                #expect(!userInfo, "the old checkpoint's user info leaked into \(name)")
             }
         }
     }

@@ -117,6 +117,12 @@ struct HostileInputTests {
         #expect(URLText.removingUserInfo(from: "https://u@p.test:8443") == "https://p.test:8443")
         #expect(URLText.removingUserInfo(from: "https://p.test/o/a@b?c=d@e#f@g") == "https://p.test/o/a@b?c=d@e#f@g")
         #expect(URLText.removingUserInfo(from: "/relative/a@b") == "/relative/a@b")
+        #expect(URLText.removingUserInfo(from: "//u:p@p.test:x/o") == "//p.test:x/o", "scheme-relative, even unparseable")
+        #expect(URLText.removingUserInfo(from: "HTTPS://u@p.test/o") == "HTTPS://p.test/o")
+        #expect(URLText.removingUserInfo(from: "https://u:p@p.test\\o@x") == "https://p.test\\o@x", "a backslash ends the authority")
+        #expect(URLText.removingUserInfo(from: "a@b@p.test") == "a@b@p.test", "not a URL")
+        #expect(URLText.removingUserInfo(from: "ref=s3://acct@bucket/k") == "ref=s3://acct@bucket/k", "a scheme must start the text")
+        #expect(ProviderRequest(.GET, "https://u:p@p.test/o?api_key=k#f").shownEndpoint == "https://p.test/o", "logs and errors show no query or user info")
         let pages = ProviderPages(request: ProviderRequest(.GET, "/o"), pagination: Pagination(.link(nextURLPath: "next"), recordsPath: "results")) { _ in
             ProviderResponse(
                 status: 200, headers: [("Content-Type", "application/json")],

@@ -135,9 +135,31 @@ struct ProviderWebhookVerifierTests {
             } catch let refusal as ProviderWebhookVerifier.Refusal {
                 #expect(["missing_signature", "invalid_signature"].contains(refusal.code), "\(refusal.code): \(refusal.message)")
                 #expect(!refusal.message.contains("s-1"), "the secret in a refusal")
-            } catch {
-                Issue.record("an error of an unexpected kind: \(error)")
             }
+        }
+    }
+
+    /// Real signatures that must still be refused: for another body, another secret, or a timestamp
+    /// outside the replay window — at random offsets and bodies.
+    @Test func aValidSignatureForAnythingElseIsRefused() async {
+        let stripe = ProviderWebhookConfig(secret: Secret("s-1"), scheme: .stripe, toleranceSeconds: 300, connection: .bodyPath("store"))
+        let slack = ProviderWebhookConfig(secret: Secret("s-1"), scheme: .slack, toleranceSeconds: 300, connection: .bodyPath("store"))
+        let hmac = ProviderWebhookConfig(secret: Secret("s-1"), signatureHeader: "X-Sig", connection: .bodyPath("store"))
+        let bytes = Gen<Int>.int(in: 0...255).array(of: 1...48).map { $0.map { UInt8($0) } }
+        await propertyCheck(count: 300, input: bytes, Gen<Int>.int(in: -100_000...100_000), Gen<Int>.int(in: 0...2)) { signed, offset, wrong in
+            // wrong 0: the signature is for another body; 1: with another secret; 2: the time is off by `offset` (refused beyond 300 s).
+            let sent = wrong == 0 ? signed + [0x20] : signed
+            let key = wrong == 1 ? "s-2" : "s-1"
+            let t = now + Int64(wrong == 2 ? offset : 0)
+            let accepted = { (settings: ProviderWebhookConfig, headers: [String: String]) -> Bool in
+                (try? ProviderWebhookVerifier.verify(
+                    settings, environment: "dev", header: { name in headers.first { $0.key.lowercased() == name.lowercased() }?.value }, body: sent,
+                    now: now)) != nil
+            }
+            let fresh = wrong == 2 && abs(offset) <= 300
+            #expect(accepted(stripe, ["Stripe-Signature": "t=\(t),v1=\(WebhookSignature.sign(Array("\(t).".utf8) + signed, key: key))"]) == fresh)
+            #expect(accepted(slack, ["X-Slack-Request-Timestamp": "\(t)", "X-Slack-Signature": "v0=" + WebhookSignature.sign(Array("v0:\(t):".utf8) + signed, key: key)]) == fresh)
+            if wrong != 2 { #expect(!accepted(hmac, ["X-Sig": WebhookSignature.sign(signed, key: key)])) }
         }
     }
 }

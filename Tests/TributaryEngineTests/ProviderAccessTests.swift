@@ -182,6 +182,27 @@ struct ProviderAccessTests {
         }
     }
 
+    /// A run waiting for a token refresh that another process holds stops waiting when it is
+    /// cancelled (pause, reset, delete, shutdown) — not when the other process's lock runs out.
+    @Test func waitingForAnotherProcesssRefreshEndsWhenCancelled() async throws {
+        let server = FakeProviderServer()
+        try await server.serve { base in
+            let f = try await ProviderFixture(baseURL: base)
+            defer { Task { try? await f.http.shutdown() } }
+            // Another process holds this connection's refresh lock for five minutes.
+            let grant = try await f.engine.store.beginCredentialRefresh(of: ProviderFixture.connection("oauth"), holder: "elsewhere/1", seconds: 300)
+            if case .busy = grant { Issue.record("the lock was free") }
+            let call = Task { try await f.get("oauth", "/oauth") }
+            try await Task.sleep(for: .milliseconds(300))
+            let cancelledAt = ContinuousClock.now
+            call.cancel()
+            let outcome = await call.result
+            #expect(ContinuousClock.now - cancelledAt < .seconds(2), "the wait ends at once")
+            #expect(throws: CancellationError.self) { try outcome.get() }
+            #expect(server.state.withLock { $0.refreshCalls } == 0, "nothing refreshed behind the other process's back")
+        }
+    }
+
     @Test(arguments: StoreKind.available) func retriesBackOffAndHonourRetryAfter(_ kind: StoreKind) async throws {
         let server = FakeProviderServer()
         try await server.serve { base in

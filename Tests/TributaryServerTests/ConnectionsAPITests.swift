@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Testing
 import TributaryCore
 import TributaryServer
@@ -36,6 +37,29 @@ struct ConnectionsAPITests {
             #expect(try await api.send(.get, "/connections/metadata").headers[.allow] == "POST, PATCH")
             // A handler's own "not found" stays a 404, and so does a path no route has.
             #expect(try await api.send(.delete, "/connections/acme/extra").status == .notFound)
+        }
+    }
+
+    /// Every route, asked with every method: the ones it declares are served (never 405), the
+    /// others answer 405 naming it in `Allow` — so the 405 table agrees with the router, route by route.
+    @Test func everyRouteAnswers405ForTheMethodsItDoesNotServe() async throws {
+        let f = try await ServerFixture()
+        let routes = f.api.routes
+        try await f.withRouter { api in
+            for route in routes {
+                let path = route.path.replacingOccurrences(of: "{anyPath}", with: "x/y")
+                    .replacingOccurrences(of: #"\{[A-Za-z]+\}"#, with: "x", options: .regularExpression)
+                let declared = routes.filter { $0.path == route.path }.map(\.method)
+                for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete] {
+                    let answer = try await api.send(method, path)
+                    if declared.contains(method) {
+                        #expect(answer.status != .methodNotAllowed, "\(method) \(path) is served")
+                    } else {
+                        #expect(answer.status == .methodNotAllowed, "\(method) \(path): \(answer.status)")
+                        #expect(answer.headers[.allow]?.contains(route.method.rawValue) == true, "\(method) \(path): Allow \(answer.headers[.allow] ?? "none")")
+                    }
+                }
+            }
         }
     }
 

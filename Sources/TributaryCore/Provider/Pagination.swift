@@ -165,7 +165,7 @@ public struct ProviderPages: AsyncSequence, Sendable {
                         if let limit = pagination.limit, records.count >= limit {
                             throw TributaryError(
                                 .providerError,
-                                "The provider answered \(request.endpoint) at \(position ?? "the first position") with the same \(records.count) records as the page before: it may ignore the pagination parameter, so the listing is incomplete and nothing is deleted."
+                                "The provider answered \(request.shownEndpoint) at \(position ?? "the first position") with the same \(records.count) records as the page before: it may ignore the pagination parameter, so the listing is incomplete and nothing is deleted."
                             )
                         }
                         finished = true

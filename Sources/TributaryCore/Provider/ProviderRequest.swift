@@ -42,6 +42,13 @@ public struct ProviderRequest: Sendable {
         ProviderRequest(method, endpoint, query: query, headers: [("Content-Type", "application/json")], body: JSONWriter.bytes(body, canonical: false))
     }
 
+    /// The endpoint as log lines and errors show it: without its query, fragment and any
+    /// `user:password@` (a provider's next link may carry credentials in either), at most 300 characters.
+    public var shownEndpoint: String {
+        let beforeQuery = endpoint.prefix { $0 != "?" && $0 != "#" }
+        return String(URLText.removingUserInfo(from: String(beforeQuery)).prefix(300))
+    }
+
     /// Sets (replaces) a query parameter.
     public mutating func setQuery(_ name: String, _ value: String) {
         query.removeAll { $0.name == name }
@@ -91,7 +98,7 @@ public struct ProviderResponse: Sendable {
     /// - Throws: `provider_error` for a non-2xx status, a body that is not JSON, or no array there.
     public func records(at recordsPath: String?, answering request: ProviderRequest) throws -> (body: JSONValue, records: [JSONValue]) {
         guard isSuccess else {
-            throw TributaryError(.providerError, "The provider answered HTTP \(status) to \(request.method.rawValue) \(request.endpoint).")
+            throw TributaryError(.providerError, "The provider answered HTTP \(status) to \(request.method.rawValue) \(request.shownEndpoint).")
         }
         let body = try json()
         guard let records = (recordsPath.map { body.value(atPath: $0) } ?? body)?.arrayValue else {

@@ -109,12 +109,26 @@ public enum URLText {
 
     /// `url` without a `user:password@` part: a provider's link that carries one is stored, shown
     /// and logged without it (and never sent: credentials come from the connection, not from a link).
+    /// Only an authority is looked at — after `scheme://` or a leading `//` (scheme-relative) — so an
+    /// `@` in a path, a query or a value that is not a URL stays as it is.
     public static func removingUserInfo(from url: String) -> String {
-        guard let scheme = url.range(of: "://") else { return url }
-        let authorityStart = scheme.upperBound
-        let authorityEnd = url[authorityStart...].firstIndex { $0 == "/" || $0 == "?" || $0 == "#" } ?? url.endIndex
+        let authorityStart: String.Index
+        if url.hasPrefix("//") {
+            authorityStart = url.index(url.startIndex, offsetBy: 2)
+        } else if let separator = url.range(of: "://"), isScheme(url[..<separator.lowerBound]) {
+            authorityStart = separator.upperBound
+        } else {
+            return url
+        }
+        let authorityEnd = url[authorityStart...].firstIndex { $0 == "/" || $0 == "?" || $0 == "#" || $0 == "\\" } ?? url.endIndex
         guard let at = url[authorityStart..<authorityEnd].lastIndex(of: "@") else { return url }
         return String(url[..<authorityStart]) + String(url[url.index(after: at)...])
+    }
+
+    /// RFC 3986 `scheme`: a letter, then letters, digits, `+`, `-` or `.`.
+    private static func isScheme(_ text: Substring) -> Bool {
+        guard let first = text.unicodeScalars.first, first.isASCII, first.properties.isAlphabetic else { return false }
+        return text.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "+-.".unicodeScalars.contains($0)) }
     }
 
     /// Whether a percent-encoded path holds a `.` or `..` segment, in any spelling (`%2e`, `.%2E`, …).

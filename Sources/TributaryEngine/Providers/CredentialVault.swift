@@ -25,8 +25,8 @@ actor CredentialVault {
     private let http: OutboundHTTP
     private let policy: OutboundPolicy
     private let logger: Logger
-    /// Refreshes under way, one per connection; every caller awaits the same one.
-    private var refreshing: [ConnectionRef: Task<JSONObject, any Error>] = [:]
+    /// Refreshes under way, one per connection; every caller awaits the same one (and may stop waiting).
+    private var refreshing: [ConnectionRef: RefreshFlight] = [:]
 
     /// This process, as the refresh lock names its holder.
     private let holder = "\(ProcessInfo.processInfo.hostName)/\(ProcessInfo.processInfo.processIdentifier)/\(UUID().uuidString.prefix(8))"
@@ -59,8 +59,8 @@ actor CredentialVault {
     /// Refreshes the connection's OAuth token unless it already changed since `rejectedToken` was
     /// read (another caller — or another process — refreshed meanwhile).
     func refresh(_ connection: ConnectionRef, auth: AuthScheme, rejectedToken: String) async throws -> JSONObject {
-        if let running = refreshing[connection] { return try await running.value }
-        let task = Task { [store, cipher, http, policy, logger, holder] () throws -> JSONObject in
+        if let running = refreshing[connection] { return try await running.value() }
+        let work = { @Sendable [store, cipher, http, policy, logger, holder] () async throws -> JSONObject in
             // The lock outlives the token call (its timeout, twice) and the saving of its answer (five
             // tries, each bounded by the store's 10 s operation timeout, with backoff): it is never taken
             // over while a rotated refresh token may still be on its way into the store.
@@ -124,9 +124,21 @@ actor CredentialVault {
                 }
             }
         }
-        refreshing[connection] = task
-        defer { refreshing[connection] = nil }
-        return try await task.value
+        let flight = RefreshFlight()
+        refreshing[connection] = flight
+        // Owned by the flight: it runs to its end (bounded by the lock's deadline) and hands its result
+        // to whoever still waits, then leaves the table.
+        Task {
+            let result: Result<JSONObject, any Error>
+            do { result = .success(try await work()) } catch { result = .failure(error) }
+            flight.finish(result)
+            self.forget(flight, of: connection)
+        }
+        return try await flight.value()
+    }
+
+    private func forget(_ flight: RefreshFlight, of connection: ConnectionRef) {
+        if refreshing[connection] === flight { refreshing[connection] = nil }
     }
 
     /// How long saving a refreshed token may take: five tries, each bounded by the store's 10 s

@@ -65,7 +65,7 @@ public final class ProviderAccess: Sendable {
             switch outcome {
             case .success(let response) where response.status == 401 && !refreshed && integration.auth.refreshes:
                 refreshed = true
-                logger.info("provider answered 401; refreshing the token", metadata: ["connection": "\(connection)", "path": "\(request.endpoint)"])
+                logger.info("provider answered 401; refreshing the token", metadata: ["connection": "\(connection)", "path": "\(request.shownEndpoint)"])
                 credentials = try await vault.refresh(
                     connection, auth: integration.auth, rejectedToken: credentials[integration.auth.tokenField]?.stringValue ?? "")
                 continue
@@ -73,13 +73,13 @@ public final class ProviderAccess: Sendable {
                 let retryAfter = Self.retryAfter(response.header("Retry-After"))
                 guard attempt < retries, (retryAfter ?? .zero) <= policy.maxRetryAfter else {
                     throw ProviderUnavailable(
-                        status: response.status, reason: "\(request.method.rawValue) \(request.endpoint)",
+                        status: response.status, reason: "\(request.method.rawValue) \(request.shownEndpoint)",
                         retryAfterSeconds: retryAfter.map { Double($0.components.seconds) }, response: response)
                 }
                 attempt += 1
                 let wait = retryAfter ?? policy.delay(attempt: attempt)
                 logger.notice(
-                    "provider answered \(response.status); retrying", metadata: ["connection": "\(connection)", "path": "\(request.endpoint)", "in": "\(wait)"])
+                    "provider answered \(response.status); retrying", metadata: ["connection": "\(connection)", "path": "\(request.shownEndpoint)", "in": "\(wait)"])
                 try await Task.sleep(for: wait)
             case .success(var response):
                 // The URL that answered, without credentials: a relative `Link` resolves against it.
@@ -88,13 +88,13 @@ public final class ProviderAccess: Sendable {
                 return response
             case .failure(let error):
                 guard attempt < retries else {
-                    throw ProviderUnavailable(status: nil, reason: "\(request.method.rawValue) \(request.endpoint): \(Self.describe(error))")
+                    throw ProviderUnavailable(status: nil, reason: "\(request.method.rawValue) \(request.shownEndpoint): \(Self.describe(error))")
                 }
                 attempt += 1
                 let wait = policy.delay(attempt: attempt)
                 logger.notice(
                     "provider call failed; retrying",
-                    metadata: ["connection": "\(connection)", "path": "\(request.endpoint)", "error": "\(Self.describe(error))", "in": "\(wait)"])
+                    metadata: ["connection": "\(connection)", "path": "\(request.shownEndpoint)", "error": "\(Self.describe(error))", "in": "\(wait)"])
                 try await Task.sleep(for: wait)
             }
         }
@@ -127,7 +127,7 @@ public final class ProviderAccess: Sendable {
             let (pathPart, inlineQuery) = path.firstIndex(of: "?").map { (path[..<$0], Optional(path[path.index(after: $0)...])) } ?? (path, nil)
             let escapedPath = URLText.path(pathPart)
             guard !URLText.hasDotSegment(escapedPath) else {
-                throw TributaryError(.providerError, "Refusing to call '\(request.endpoint)': a '.' or '..' segment would leave the integration's base_url.")
+                throw TributaryError(.providerError, "Refusing to call '\(request.shownEndpoint)': a '.' or '..' segment would leave the integration's base_url.")
             }
             target.percentEncodedPath = prefix + escapedPath
             target.percentEncodedQuery = inlineQuery.map { URLText.query($0) }
