@@ -57,6 +57,11 @@ struct ServeCommand: AsyncParsableCommand {
                 "integration accepts unsigned provider webhooks (webhooks.unsigned: true): anyone who can reach its webhook URL can feed records to its syncs",
                 metadata: ["integration": "\(integration.providerConfigKey)"])
         }
+        for environment in config.environments where environment.webhooks.signsWithSecretKey {
+            logger.warning(
+                "environment signs its webhooks with its secret key (webhooks.sign_with_secret_key: true): every receiver can check guesses of the API key; prefer a separate signing_key",
+                metadata: ["environment": "\(environment.name)"])
+        }
         let cipher: CredentialCipher
         if let fromEnvironment = try EncryptionKey.cipherFromEnvironment() {
             cipher = fromEnvironment

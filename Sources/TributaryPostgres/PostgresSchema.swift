@@ -200,6 +200,14 @@ enum PostgresSchema {
             ALTER TABLE records ALTER COLUMN payload TYPE TEXT USING payload::text;
             """
         ),
+        (
+            "v5-end-users",
+            // Nango's end user and tags of a connection (filterable in GET /connections).
+            """
+            ALTER TABLE connections ADD COLUMN end_user JSONB;
+            ALTER TABLE connections ADD COLUMN tags JSONB NOT NULL DEFAULT '{}';
+            """
+        ),
     ]
 
     /// The partitions of `records`; fillfactor leaves room for in-place (HOT) updates of unchanged rows.

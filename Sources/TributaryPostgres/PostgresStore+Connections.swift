@@ -25,6 +25,7 @@ extension PostgresStore {
                     credentials_type = \(connection.credentialsType), credentials = \(sealed), updated_at = \(now.microseconds)
                 WHERE id = \(pk)
                 """, logger: self.logger)
+            try await self.patch(db, pk, ConnectionPatch(endUser: connection.endUser, tags: connection.tags), now: now)
             for sync in syncNames {
                 _ = try await self.ensureVariantRow(db, VariantRef(connection: connection.ref, syncName: sync, variant: Variant.base), now: now)
             }
@@ -58,28 +59,51 @@ extension PostgresStore {
             binds.append(search)
             conditions.append("strpos(connection_id, \(placeholder())) > 0")
         }
-        if let match = filter.field {
-            let column = match.field == .metadata ? "metadata" : "connection_config"
-            binds.append(match.path.split(separator: ".", omittingEmptySubsequences: false).map(String.init))
+        for match in filter.allFields {
+            let column = match.field.rawValue  // a fixed column name per case
+            binds.append(match.keys)
             let path = placeholder()
             binds.append(match.value)
             conditions.append("(\(column) #>> \(path)) = \(placeholder())")
         }
         let condition = conditions.joined(separator: " AND ")
+        let page = filter.limit.map { " LIMIT \(max(0, $0)) OFFSET \(max(0, filter.offset))" } ?? ""
         let values = binds
-        return try await read { db in try await self.fetchConnections(db, condition, binds: values) }
+        return try await read { db in try await self.fetchConnections(db, condition, binds: values, page: page) }
     }
 
-    func fetchConnections(_ db: PostgresConnection, _ condition: String, binds values: [any PostgresDynamicTypeEncodable & Sendable]) async throws
-        -> [ConnectionRecord]
+    public func patchConnection(_ connection: ConnectionRef, _ patch: ConnectionPatch) async throws -> ConnectionRecord {
+        let now = clock()
+        return try await transaction { db in
+            let pk = try await self.requireConnectionPK(db, connection)
+            try await self.patch(db, pk, patch, now: now)
+            guard let record = try await self.fetchConnections(db, "id = $1", binds: [pk]).first else { throw StoreMessages.unknownConnection(connection) }
+            return record
+        }
+    }
+
+    private func patch(_ db: PostgresConnection, _ pk: Int64, _ patch: ConnectionPatch, now: Timestamp) async throws {
+        if let endUser = patch.endUser {
+            let text = JSONWriter.string(.object(endUser), canonical: false)
+            try await db.query("UPDATE connections SET end_user = \(text)::jsonb, updated_at = \(now.microseconds) WHERE id = \(pk)", logger: logger)
+        }
+        if let tags = patch.tags {
+            let text = JSONWriter.string(.object(tags), canonical: false)
+            try await db.query("UPDATE connections SET tags = \(text)::jsonb, updated_at = \(now.microseconds) WHERE id = \(pk)", logger: logger)
+        }
+    }
+
+    /// - Parameter page: `LIMIT … OFFSET …` after the id order, or nothing.
+    func fetchConnections(_ db: PostgresConnection, _ condition: String, binds values: [any PostgresDynamicTypeEncodable & Sendable], page: String = "")
+        async throws -> [ConnectionRecord]
     {
         var binds = PostgresBindings(capacity: values.count)
         for value in values { binds.append(value) }
         let query = PostgresQuery(
             unsafeSQL: """
                 SELECT id, environment, provider_config_key, connection_id, created_at, updated_at, metadata::text AS metadata,
-                    connection_config::text AS connection_config, credentials_type, credentials
-                FROM connections WHERE \(condition) ORDER BY id
+                    connection_config::text AS connection_config, credentials_type, credentials, end_user::text AS end_user, tags::text AS tags
+                FROM connections WHERE \(condition) ORDER BY id\(page)
                 """,
             binds: binds)
         return try await db.all(query, logger).map { row in
@@ -93,7 +117,9 @@ extension PostgresStore {
                 metadata: try JSONParser.parse(Array(try row.string("metadata").utf8)).objectValue ?? [:],
                 connectionConfig: try JSONParser.parse(Array(try row.string("connection_config").utf8)).objectValue ?? [:],
                 credentialsType: try row.string("credentials_type"),
-                sealedCredentials: try row.optionalBytes("credentials"))
+                sealedCredentials: try row.optionalBytes("credentials"),
+                endUser: try row.optionalString("end_user").flatMap { try JSONParser.parse(Array($0.utf8)).objectValue },
+                tags: try JSONParser.parse(Array(try row.string("tags").utf8)).objectValue ?? [:])
         }
     }
 

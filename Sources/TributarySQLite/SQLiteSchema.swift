@@ -256,6 +256,14 @@ enum SQLiteSchema {
                     CREATE INDEX provider_webhook_tasks_ended ON provider_webhook_tasks(received_at) WHERE status NOT IN ('pending', 'claimed');
                     """)
         }
+        migrator.registerMigration("v11-end-users") { db in
+            // Nango's end user and tags of a connection (filterable in GET /connections).
+            try db.execute(
+                sql: """
+                    ALTER TABLE connections ADD COLUMN end_user TEXT;
+                    ALTER TABLE connections ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
+                    """)
+        }
         return migrator
     }
 }

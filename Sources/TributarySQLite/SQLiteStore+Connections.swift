@@ -26,6 +26,7 @@ extension SQLiteStore {
                 arguments: [
                     metadata, config, connection.credentialsType, connection.sealedCredentials.map { Data($0) }, now.microseconds, pk,
                 ])
+            try self.patch(db, pk, ConnectionPatch(endUser: connection.endUser, tags: connection.tags), now: now)
             for sync in syncNames {
                 _ = try self.ensureVariantRow(db, VariantRef(connection: connection.ref, syncName: sync, variant: Variant.base), now: now)
             }
@@ -58,28 +59,51 @@ extension SQLiteStore {
             conditions.append("instr(connection_id, ?) > 0")
             arguments.append(search)
         }
-        if let match = filter.field {
+        for match in filter.allFields {
             // Each key quoted, so keys with '-' or spaces address what the path says.
-            let path = "$" + match.path.split(separator: ".", omittingEmptySubsequences: false).map { key in
+            let path = "$" + match.keys.map { key in
                 ".\"" + key.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
             }.joined()
-            let column = match.field == .metadata ? "metadata" : "connection_config"
+            let column = match.field.rawValue  // a fixed column name per case
             conditions.append("json_valid(\(column)) AND CAST(json_extract(\(column), ?) AS TEXT) = ?")
             arguments.append(path)
             arguments.append(match.value)
         }
         let condition = conditions.joined(separator: " AND ")
+        let page = filter.limit.map { " LIMIT \(max(0, $0)) OFFSET \(max(0, filter.offset))" } ?? ""
         guard let statementArguments = StatementArguments(arguments) else { return [] }
-        return try await pool.read { db in try self.fetchConnections(db, where: condition, statementArguments) }
+        return try await pool.read { db in try self.fetchConnections(db, where: condition, statementArguments, page: page) }
     }
 
-    func fetchConnections(_ db: Database, where condition: String, _ arguments: StatementArguments) throws -> [ConnectionRecord] {
+    public func patchConnection(_ connection: ConnectionRef, _ patch: ConnectionPatch) async throws -> ConnectionRecord {
+        try await pool.write { db in
+            let pk = try self.requireConnectionPK(db, connection)
+            try self.patch(db, pk, patch, now: self.clock())
+            guard let record = try self.fetchConnections(db, where: "id = ?", [pk]).first else { throw StoreMessages.unknownConnection(connection) }
+            return record
+        }
+    }
+
+    private func patch(_ db: Database, _ pk: Int64, _ patch: ConnectionPatch, now: Timestamp) throws {
+        if let endUser = patch.endUser {
+            try db.execute(
+                sql: "UPDATE connections SET end_user = ?, updated_at = ? WHERE id = ?",
+                arguments: [JSONWriter.string(.object(endUser), canonical: false), now.microseconds, pk])
+        }
+        if let tags = patch.tags {
+            try db.execute(
+                sql: "UPDATE connections SET tags = ?, updated_at = ? WHERE id = ?", arguments: [JSONWriter.string(.object(tags), canonical: false), now.microseconds, pk])
+        }
+    }
+
+    /// - Parameter page: `LIMIT … OFFSET …` after the id order, or nothing.
+    func fetchConnections(_ db: Database, where condition: String, _ arguments: StatementArguments, page: String = "") throws -> [ConnectionRecord] {
         try Row.fetchAll(
             db,
             sql: """
                 SELECT id, environment, provider_config_key, connection_id, created_at, updated_at, metadata, connection_config,
-                    credentials_type, credentials
-                FROM connections WHERE \(condition) ORDER BY id
+                    credentials_type, credentials, end_user, tags
+                FROM connections WHERE \(condition) ORDER BY id\(page)
                 """,
             arguments: arguments
         ).map { row in
@@ -92,7 +116,9 @@ extension SQLiteStore {
                 metadata: try JSONParser.parse(row["metadata"] as String).objectValue ?? [:],
                 connectionConfig: try JSONParser.parse(row["connection_config"] as String).objectValue ?? [:],
                 credentialsType: row["credentials_type"],
-                sealedCredentials: sealed.map { Array($0) })
+                sealedCredentials: sealed.map { Array($0) },
+                endUser: try (row["end_user"] as String?).flatMap { try JSONParser.parse($0).objectValue },
+                tags: try JSONParser.parse(row["tags"] as String).objectValue ?? [:])
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import TributaryCore
 import TributaryStore
@@ -10,7 +11,8 @@ extension API {
         let environment = try context.requireEnvironment()
         _ = try QueryReader(request, allowed: [])
         let body = try await BodyReader.read(
-            request, maxBytes: maxBody, allowed: ["provider_config_key", "connection_id", "credentials", "metadata", "connection_config"])
+            request, maxBytes: maxBody,
+            allowed: ["provider_config_key", "connection_id", "credentials", "metadata", "connection_config", "end_user", "tags"])
         let integration = try integration(try body.string("provider_config_key"), in: environment)
         let connectionId = try body.optionalString("connection_id") ?? UUID().uuidString.lowercased()
         guard !connectionId.utf8.contains(0) else { throw APIError.invalidBody("connection_id must not contain NUL characters.") }
@@ -20,14 +22,16 @@ extension API {
         let connectionConfig = try body.optionalObject("connection_config") ?? [:]
         try checkWebhookOverride(connectionConfig, environment: environment)
         let (type, sealed) = try sealCredentials(credentials, for: integration)
+        let endUser = try body.optionalObject("end_user").map { try EndUserFields.endUser($0) }
+        let tags = try body.optionalObject("tags").map { try EndUserFields.tags($0) }
         let ref = ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: connectionId)
         let (record, created) = try await store.importConnection(
             ConnectionImport(
                 ref: ref, metadata: try body.optionalObject("metadata") ?? [:], connectionConfig: connectionConfig,
-                credentialsType: type, sealedCredentials: sealed),
+                credentialsType: type, sealedCredentials: sealed, endUser: endUser, tags: tags),
             baseVariantsOf: integration.syncs.map(\.name))
         context.logger.info("connection imported", metadata: ["connection": "\(ref)", "created": "\(created)"])
-        return JSONResponse.make(connectionJSON(record, integration: integration, full: true), status: created ? .created : .ok)
+        return JSONResponse.make(.object(connectionJSON(record, integration: integration, full: true)), status: created ? .created : .ok)
     }
 
     /// `connection_config.webhook_url` / `webhook_url_secondary` (the connection's own receivers) must
@@ -54,27 +58,48 @@ extension API {
         }
     }
 
-    /// `GET /connections`
+    /// The most connections one `GET /connections` answers (Nango's bound), and how many without `limit`.
+    static let maximumConnectionsPerPage = 2_000
+    static let defaultConnectionsPerPage = 1_000
+
+    /// `GET /connections?connectionId=&search=&integrationId=&endUserId=&endUserOrganizationId=&tags[key]=&limit=&page=`:
+    /// the environment's connections in id order, filtered (every filter must match) and paged as Nango does.
     func listConnections(_ request: Request, _ context: APIRequestContext) async throws -> Response {
         let environment = try context.requireEnvironment()
-        let query = try QueryReader(request, allowed: ["connectionId", "search", "integrationId"])
+        let query = try QueryReader(
+            request, allowed: ["connectionId", "search", "integrationId", "endUserId", "endUserOrganizationId", "limit", "page"], allowedPrefixes: ["tags["])
         let integrations = try query.optional("integrationId").map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
         let visible = Set(config.integrations(in: environment.name).map(\.providerConfigKey))
         let keys = (integrations ?? Array(visible)).filter { visible.contains($0) }
-        let records = try await store.connections(
-            ConnectionFilter(environment: environment.name, providerConfigKeys: keys, connectionId: try query.optional("connectionId"),
-                             search: try query.optional("search")))
+        var filter = ConnectionFilter(
+            environment: environment.name, providerConfigKeys: keys, connectionId: try query.optional("connectionId"), search: try query.optional("search"))
+        if let id = try query.optional("endUserId") { filter.fields.append(.init(.endUser, path: "id", value: id)) }
+        if let id = try query.optional("endUserOrganizationId") { filter.fields.append(.init(.endUser, path: "organization.id", value: id)) }
+        for (name, value) in query.pairs where name.hasPrefix("tags[") {
+            let key = String(name.dropFirst("tags[".count))
+            guard key.hasSuffix("]"), EndUserFields.isTagKey(String(key.dropLast())) else {
+                throw APIError.invalidQuery("Query parameter '\(name.prefix(80))' must be tags[KEY] with a tag key (a letter, then letters, digits, '_', '.', '/', ':' or '-').")
+            }
+            filter.fields.append(.init(.tags, key: key.dropLast().lowercased(), value: value))
+        }
+        let limit = try query.integer("limit", in: 1...Self.maximumConnectionsPerPage) ?? Self.defaultConnectionsPerPage
+        let page = try query.integer("page", in: 0...1_000_000) ?? 0
+        filter.limit = limit
+        filter.offset = page * limit
+        let records = try await store.connections(filter)
         let items = records.compactMap { record -> JSONValue? in
             guard let integration = config.integration(record.ref.providerConfigKey, in: environment.name) else { return nil }
-            return connectionJSON(record, integration: integration, full: false)
+            return .object(connectionJSON(record, integration: integration, full: false))
         }
         return JSONResponse.make(["connections": .array(items)])
     }
 
     /// The connection a `/connections/{connectionId}?provider_config_key=` path names.
-    private func pathConnection(_ request: Request, _ context: APIRequestContext) async throws -> (IntegrationConfig, ConnectionRecord) {
+    private func pathConnection(_ request: Request, _ context: APIRequestContext, query: QueryReader? = nil) async throws
+        -> (IntegrationConfig, ConnectionRecord)
+    {
         let environment = try context.requireEnvironment()
-        let query = try QueryReader(request, allowed: ["provider_config_key"])
+        let query = try query ?? QueryReader(request, allowed: ["provider_config_key"])
         let integration = try integration(try query.required("provider_config_key"), in: environment)
         let connectionId = try context.parameters.require("connectionId")
         let record = try await existingConnection(
@@ -82,10 +107,60 @@ extension API {
         return (integration, record)
     }
 
-    /// `GET /connections/{connectionId}?provider_config_key=`
+    /// `GET /connections/{connectionId}?provider_config_key=&force_refresh=&refresh_token=&refresh_github_app_jwt_token=`:
+    /// the connection with its credentials in Nango's shape (what the SDK's `getConnection`,
+    /// `getToken`, `getRawTokenResponse` and `getMetadata` read) — an OAuth token about to expire,
+    /// or any with `force_refresh=true`, is refreshed first; the refresh token only with
+    /// `refresh_token=true`. With the environment's `expose_credentials: false`, `credentials` is `{}`
+    /// and the two flags answer 403.
     func getConnection(_ request: Request, _ context: APIRequestContext) async throws -> Response {
-        let (integration, record) = try await pathConnection(request, context)
-        return JSONResponse.make(connectionJSON(record, integration: integration, full: true))
+        let environment = try context.requireEnvironment()
+        let query = try QueryReader(request, allowed: ["provider_config_key", "force_refresh", "refresh_token", "refresh_github_app_jwt_token"])
+        let forceRefresh = try query.bool("force_refresh") ?? false
+        let includeRefreshToken = try query.bool("refresh_token") ?? false
+        _ = try query.bool("refresh_github_app_jwt_token")  // accepted: no GitHub App auth here, nothing to refresh
+        let (integration, record) = try await pathConnection(request, context, query: query)
+        var json = connectionJSON(record, integration: integration, full: true)
+        guard environment.exposesCredentials else {
+            if forceRefresh || includeRefreshToken {
+                throw APIError(
+                    .forbidden, "forbidden",
+                    "Environment '\(environment.name)' does not expose connection credentials (expose_credentials: false), so force_refresh and refresh_token cannot be used.")
+            }
+            json["credentials"] = [:]
+            return JSONResponse.make(.object(json))
+        }
+        let opened: JSONObject
+        do {
+            opened = try await openCredentials(record, forceRefresh: forceRefresh)
+        } catch let error as TributaryError where error.code == .invalidCredentials {
+            throw APIError(HTTPResponse.Status(code: 424, reasonPhrase: "Failed Dependency"), "invalid_credentials", error.message)
+        } catch let error as ProviderUnavailable {
+            throw APIError(HTTPResponse.Status(code: 424, reasonPhrase: "Failed Dependency"), "invalid_credentials", "The connection's token could not be refreshed: \(error.description)")
+        }
+        json["credentials"] = .object(ConnectionCredentials.nangoShape(opened, type: record.credentialsType, includeRefreshToken: includeRefreshToken))
+        context.logger.info("connection credentials read", metadata: ["connection": "\(record.ref)", "refreshed": "\(forceRefresh)"])
+        return JSONResponse.make(.object(json))
+    }
+
+    /// The connection's credentials opened: through provider access (which refreshes OAuth tokens)
+    /// when this process has one, else straight from the store.
+    private func openCredentials(_ record: ConnectionRecord, forceRefresh: Bool) async throws -> JSONObject {
+        if record.credentialsType == "NONE" { return [:] }
+        if let providers { return try await providers.credentials(for: record.ref, forceRefresh: forceRefresh) }
+        guard let sealed = record.sealedCredentials else { return [:] }
+        return try JSONParser.parse(try cipher.open(sealed)).objectValue ?? [:]
+    }
+
+    /// `PATCH /connections/{connectionId}?provider_config_key=` with `{end_user?, tags?}`: replaces what is given.
+    func patchConnection(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        let (_, record) = try await pathConnection(request, context)
+        let body = try await BodyReader.read(request, maxBytes: maxBody, allowed: ["end_user", "tags"])
+        let patch = ConnectionPatch(
+            endUser: try body.optionalObject("end_user").map { try EndUserFields.endUser($0) },
+            tags: try body.optionalObject("tags").map { try EndUserFields.tags($0) })
+        _ = try await store.patchConnection(record.ref, patch)
+        return JSONResponse.success
     }
 
     /// `DELETE /connections/{connectionId}?provider_config_key=`: in one transaction ends its runs and
@@ -114,15 +189,15 @@ extension API {
         return JSONResponse.make(.object(body.object), status: merge ? .ok : .created)
     }
 
-    func connectionJSON(_ record: ConnectionRecord, integration: IntegrationConfig, full: Bool) -> JSONValue {
+    func connectionJSON(_ record: ConnectionRecord, integration: IntegrationConfig, full: Bool) -> JSONObject {
         var object: JSONObject = [
             "id": .number(JSONNumber(record.id)),
             "connection_id": .string(record.ref.connectionId),
             "provider_config_key": .string(record.ref.providerConfigKey),
             "provider": .string(integration.provider),
             "errors": [],
-            "end_user": .null,
-            "tags": [:],
+            "end_user": record.endUser.map { .object($0) } ?? .null,
+            "tags": .object(record.tags),
             "metadata": .object(record.metadata),
         ]
         if full {
@@ -136,6 +211,6 @@ extension API {
         } else {
             object["created"] = .string(record.createdAt.iso8601)
         }
-        return .object(object)
+        return object
     }
 }

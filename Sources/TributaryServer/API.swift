@@ -222,6 +222,7 @@ extension API {
             route(.post, "/connections") { try await self.importConnection($0, $1) },
             route(.get, "/connections") { try await self.listConnections($0, $1) },
             route(.get, "/connections/{connectionId}") { try await self.getConnection($0, $1) },
+            route(.patch, "/connections/{connectionId}") { try await self.patchConnection($0, $1) },
             route(.delete, "/connections/{connectionId}") { try await self.deleteConnection($0, $1) },
             route(.post, "/connections/metadata") { try await self.changeMetadata($0, $1, merge: false) },
             route(.patch, "/connections/metadata") { try await self.changeMetadata($0, $1, merge: true) },

@@ -84,9 +84,10 @@ struct QueryReader {
     /// Name and value of each parameter in order; names percent-decoded (`ids%5B%5D` is `ids[]`).
     let pairs: [(key: String, value: String)]
 
-    init(_ request: Request, allowed: Set<String>) throws {
+    /// - Parameter allowedPrefixes: families of parameters allowed by their start (`tags[` for Nango's `tags[key]=value`).
+    init(_ request: Request, allowed: Set<String>, allowedPrefixes: [String] = []) throws {
         pairs = request.uri.queryParameters.map { (String($0.key).removingPercentEncoding ?? String($0.key), String($0.value)) }
-        for (key, _) in pairs where !allowed.contains(key) {
+        for (key, _) in pairs where !allowed.contains(key) && !allowedPrefixes.contains(where: { key.hasPrefix($0) }) {
             if allowed.isEmpty { throw APIError.invalidQuery("This endpoint takes no query parameters; got '\(key)'.") }
             throw APIError.invalidQuery("Unknown query parameter '\(key)'; allowed: \(allowed.sorted().joined(separator: ", ")).")
         }
@@ -103,6 +104,25 @@ struct QueryReader {
     func required(_ key: String) throws -> String {
         guard let value = try optional(key) else { throw APIError.invalidQuery("Query parameter '\(key)' is required.") }
         return value
+    }
+
+    /// A boolean parameter as Nango reads them (`true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, any case).
+    func bool(_ key: String) throws -> Bool? {
+        guard let value = try optional(key) else { return nil }
+        switch value.lowercased() {
+        case "true", "1", "yes", "on": return true
+        case "false", "0", "no", "off": return false
+        default: throw APIError.invalidQuery("Query parameter '\(key)' must be true or false, not '\(value.prefix(40))'.")
+        }
+    }
+
+    /// A whole-number parameter within `range`.
+    func integer(_ key: String, in range: ClosedRange<Int>) throws -> Int? {
+        guard let value = try optional(key) else { return nil }
+        guard let number = Int(value), range.contains(number) else {
+            throw APIError.invalidQuery("Query parameter '\(key)' must be a whole number from \(range.lowerBound) to \(range.upperBound), not '\(value.prefix(40))'.")
+        }
+        return number
     }
 
     func all(_ key: String) -> [String] { pairs.filter { $0.key == key }.map(\.value) }

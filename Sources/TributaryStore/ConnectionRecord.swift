@@ -13,11 +13,17 @@ public struct ConnectionRecord: Sendable, Hashable {
     public var credentialsType: String
     /// The credentials, sealed with AES-GCM (see ``CredentialCipher``); nil for `NONE`.
     public var sealedCredentials: [UInt8]?
+    /// Nango's `end_user`: `{id, email?, display_name?, organization?: {id, display_name?}}` (nil: none).
+    public var endUser: JSONObject?
+    /// Nango's `tags`: string keys (lowercase) to string values.
+    public var tags: JSONObject
 
     public init(
         id: Int64, ref: ConnectionRef, createdAt: Timestamp, updatedAt: Timestamp, metadata: JSONObject, connectionConfig: JSONObject,
-        credentialsType: String, sealedCredentials: [UInt8]?
+        credentialsType: String, sealedCredentials: [UInt8]?, endUser: JSONObject? = nil, tags: JSONObject = [:]
     ) {
+        self.endUser = endUser
+        self.tags = tags
         self.id = id
         self.ref = ref
         self.createdAt = createdAt
@@ -36,8 +42,16 @@ public struct ConnectionImport: Sendable {
     public var connectionConfig: JSONObject
     public var credentialsType: String
     public var sealedCredentials: [UInt8]?
+    /// Nango's `end_user` and `tags` (nil: a new connection has none; an existing one keeps its own).
+    public var endUser: JSONObject?
+    public var tags: JSONObject?
 
-    public init(ref: ConnectionRef, metadata: JSONObject, connectionConfig: JSONObject, credentialsType: String, sealedCredentials: [UInt8]?) {
+    public init(
+        ref: ConnectionRef, metadata: JSONObject, connectionConfig: JSONObject, credentialsType: String, sealedCredentials: [UInt8]?,
+        endUser: JSONObject? = nil, tags: JSONObject? = nil
+    ) {
+        self.endUser = endUser
+        self.tags = tags
         self.ref = ref
         self.metadata = metadata
         self.connectionConfig = connectionConfig
@@ -57,12 +71,22 @@ public struct ConnectionFilter: Sendable, Hashable {
     public var search: String?
     /// Only connections whose metadata or `connection_config` holds this value (compared as text) at a path.
     public var field: FieldMatch?
+    /// Only connections matching all of these too (Nango's `endUserId`, `endUserOrganizationId`, `tags[…]`).
+    public var fields: [FieldMatch] = []
+    /// At most this many (nil: all), after skipping `offset`, in id order (Nango's `limit` and `page`).
+    public var limit: Int? = nil
+    public var offset: Int = 0
+
+    /// ``field`` and ``fields`` together.
+    public var allFields: [FieldMatch] { (field.map { [$0] } ?? []) + fields }
 
     /// A value at a dot path of a connection's JSON field.
     public struct FieldMatch: Sendable, Hashable {
         public enum Field: String, Sendable, Hashable {
             case metadata
             case connectionConfig = "connection_config"
+            case endUser = "end_user"
+            case tags
         }
 
         public var field: Field
@@ -71,10 +95,20 @@ public struct ConnectionFilter: Sendable, Hashable {
         /// The value, as text (a number `42` matches `"42"`).
         public var value: String
 
+        /// The keys from the top down (``path`` split at dots, or given whole: a tag key may hold a dot).
+        public var keys: [String]
+
         public init(_ field: Field, path: String, value: String) {
             self.field = field
             self.path = path
             self.value = value
+            self.keys = path.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        }
+
+        /// A match one key deep whatever the key holds (`tags` keys may contain dots).
+        public init(_ field: Field, key: String, value: String) {
+            self.init(field, path: key, value: value)
+            self.keys = [key]
         }
     }
 
@@ -86,5 +120,16 @@ public struct ConnectionFilter: Sendable, Hashable {
         self.connectionId = connectionId
         self.search = search
         self.field = field
+    }
+}
+
+/// What `PATCH /connections/{id}` changes (nil: unchanged).
+public struct ConnectionPatch: Sendable, Hashable {
+    public var endUser: JSONObject?
+    public var tags: JSONObject?
+
+    public init(endUser: JSONObject? = nil, tags: JSONObject? = nil) {
+        self.endUser = endUser
+        self.tags = tags
     }
 }

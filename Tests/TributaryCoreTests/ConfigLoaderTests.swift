@@ -300,6 +300,17 @@ struct ConfigLoaderTests {
         #expect(bad.contains { $0.line == 12 && $0.message.contains("sync 'items' has webhook_subscriptions, but the integration has no 'webhooks' section") })
         let sameKey = issues("environments:\n  dev:\n    secret_key: same-0123456789abcdef\n    webhooks: { urls: [http://a.test/h], signing_key: same-0123456789abcdef }\n")
         #expect(sameKey.contains { $0.message.contains("signing_key must differ from the secret key") })
+        #expect(sameKey.contains { $0.message.contains("sign_with_secret_key: true") }, "the message names the explicit way")
+        // Said explicitly: the secret key signs (apps that verify with it, as Nango's older SDKs do).
+        let explicit = try ConfigLoader.parse(
+            yaml: "environments:\n  dev:\n    secret_key: same-0123456789abcdef\n    expose_credentials: false\n    webhooks: { urls: [http://a.test/h], sign_with_secret_key: true }\n",
+            file: "t.yaml", environment: [:])
+        #expect(explicit.environments.first?.webhooks.signingKey?.value == "same-0123456789abcdef")
+        #expect(explicit.environments.first?.exposesCredentials == false)
+        let both = issues("environments:\n  dev:\n    secret_key: same-0123456789abcdef\n    webhooks: { urls: [http://a.test/h], signing_key: other-0123456789abcdef, sign_with_secret_key: true }\n")
+        #expect(both.contains { $0.line == 4 && $0.message.contains("not both") })
+        #expect(try ConfigLoader.parse(yaml: "environments:\n  dev: { secret_key: same-0123456789abcdef }\n", file: "t.yaml", environment: [:])
+            .environments.first?.exposesCredentials == true, "credentials reach the app by default, as with Nango")
     }
 }
 

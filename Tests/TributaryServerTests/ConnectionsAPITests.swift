@@ -110,7 +110,80 @@ struct ConnectionsAPITests {
             #expect(again.json["metadata"] == [:])
             let fetched = try await api.send(.get, "/connections/c1?provider_config_key=keyed")
             #expect(fetched.status == .ok)
-            #expect(fetched.json["credentials"] == ["type": "API_KEY"])
+            #expect(fetched.json["credentials"] == ["type": "API_KEY", "apiKey": "other"], "to the secret-key holder, as Nango does")
+        }
+    }
+
+    /// What the Node SDK's `getConnection`/`getToken`/`getMetadata` send and read; Nango's import
+    /// shape; the environment that keeps credentials to itself.
+    @Test func credentialsReachTheAppInNangosShapeUnlessTheEnvironmentSaysNo() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            let created = try await api.send(
+                .post, "/connections",
+                body: ["provider_config_key": "keyed", "connection_id": "n1", "credentials": ["type": "API_KEY", "apiKey": "sk_nango_shape"]])
+            #expect(created.status == .created, "Nango's current import shape (apiKey)")
+            let sdk = "/connections/n1?provider_config_key=keyed&force_refresh=false&refresh_token=false&refresh_github_app_jwt_token=false"
+            let fetched = try await api.send(.get, sdk)
+            #expect(fetched.status == .ok, "\(fetched.json)")
+            #expect(fetched.json["credentials"] == ["type": "API_KEY", "apiKey": "sk_nango_shape"])
+            #expect(fetched.json["metadata"] == [:] && fetched.json["end_user"] == .null)
+            let bothSpellings = try await api.send(
+                .post, "/connections",
+                body: ["provider_config_key": "keyed", "connection_id": "n2", "credentials": ["type": "API_KEY", "apiKey": "a", "api_key": "b"]])
+            #expect(bothSpellings.errorCode == "invalid_body")
+            #expect(try await api.send(.get, "/connections/n1?provider_config_key=keyed&force_refresh=maybe").errorCode == "invalid_query_params")
+            // prod says expose_credentials: false — the connection reads without them; asking for more is refused.
+            let prod = try await api.send(
+                .post, "/connections",
+                body: ["provider_config_key": "keyed", "connection_id": "p1", "credentials": ["type": "API_KEY", "apiKey": "sk_prod_private"]], key: prodKey)
+            #expect(prod.status == .created)
+            let hidden = try await api.send(.get, "/connections/p1?provider_config_key=keyed&force_refresh=false&refresh_token=false", key: prodKey)
+            #expect(hidden.status == .ok && hidden.json["credentials"] == [:])
+            #expect(!JSONWriter.string(hidden.json).contains("sk_prod_private"))
+            let forced = try await api.send(.get, "/connections/p1?provider_config_key=keyed&force_refresh=true", key: prodKey)
+            #expect(forced.status == .forbidden)
+            #expect(forced.errorMessage?.contains("expose_credentials: false") == true)
+        }
+    }
+
+    @Test func endUsersAndTagsAreSetFilteredAndPagedAsNangoDoes() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            for index in 1...5 {
+                let body: JSONValue = [
+                    "provider_config_key": "shop", "connection_id": .string("u\(index)"), "credentials": ["type": "NONE"],
+                    "end_user": ["id": .string("user-\(index % 2)"), "email": "a@example.com", "organization": ["id": .string("org-\(index % 3)")]],
+                    "tags": ["Plan": .string(index <= 2 ? "pro" : "free"), "region": "eu"],
+                ]
+                #expect(try await api.send(.post, "/connections", body: body).status == .created)
+            }
+            func ids(_ query: String) async throws -> [String] {
+                let answer = try await api.send(.get, "/connections" + query)
+                #expect(answer.status == .ok, "\(query): \(answer.json)")
+                return answer.json["connections"]?.arrayValue?.compactMap { $0["connection_id"]?.stringValue } ?? []
+            }
+            #expect(try await ids("?endUserId=user-1") == ["u1", "u3", "u5"])
+            #expect(try await ids("?endUserOrganizationId=org-0") == ["u3"])
+            #expect(try await ids("?tags%5Bplan%5D=pro") == ["u1", "u2"], "tag keys are lowercase, as the SDK sends them")
+            #expect(try await ids("?tags[plan]=free&tags[region]=eu&endUserId=user-0") == ["u4"])
+            #expect(try await ids("?limit=2&page=1") == ["u3", "u4"])
+            #expect(try await ids("?limit=2&page=2") == ["u5"])
+            #expect(try await api.send(.get, "/connections?limit=0").errorCode == "invalid_query_params")
+            #expect(try await api.send(.get, "/connections?tags[1bad]=x").errorCode == "invalid_query_params")
+            let listed = try await api.send(.get, "/connections?connectionId=u1")
+            #expect(listed.json["connections"]?[0]?["tags"] == ["plan": "pro", "region": "eu"])
+            #expect(listed.json["connections"]?[0]?["end_user"]?["organization"]?["id"] == "org-1")
+            // PATCH replaces what it is given.
+            let patched = try await api.send(
+                .patch, "/connections/u1?provider_config_key=shop", body: ["end_user": ["id": "user-9", "display_name": "Ada"], "tags": ["plan": "enterprise"]])
+            #expect(patched.status == .ok && patched.json == ["success": true])
+            let one = try await api.send(.get, "/connections/u1?provider_config_key=shop")
+            #expect(one.json["end_user"] == ["id": "user-9", "display_name": "Ada"])
+            #expect(one.json["tags"] == ["plan": "enterprise"])
+            #expect(try await api.send(.patch, "/connections/u1?provider_config_key=shop", body: ["end_user": ["email": "x@y"]]).errorCode == "invalid_body")
+            #expect(try await api.send(.patch, "/connections/u1?provider_config_key=shop", body: ["webhook": "x"]).errorCode == "invalid_body")
+            #expect(try await api.send(.patch, "/connections/zz?provider_config_key=shop", body: ["tags": [:]]).status == .notFound)
         }
     }
 

@@ -34,6 +34,7 @@ final class ServerFixture: Sendable {
             secret_key: \(devKey)
           prod:
             secret_key: \(prodKey)
+            expose_credentials: false
         integrations:
           shop:
             syncs:
@@ -163,6 +164,7 @@ struct APIResponse: Sendable {
     var headers: HTTPFields = [:]
 
     var errorCode: String? { json["error"]?["code"]?.stringValue }
+    var errorMessage: String? { json["error"]?["message"]?.stringValue }
 }
 
 /// Sends JSON requests with the dev key unless told otherwise.

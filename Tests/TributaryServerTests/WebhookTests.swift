@@ -197,6 +197,11 @@ struct WebhookTests {
         #expect(successes.map { $0.headers["idempotency-key"] } == queued.map(\.idempotencyKey), "once each, in run order")
         for request in receiver.received.withLock({ $0 }) {
             #expect(request.headers["x-nango-hmac-sha256"] == WebhookSignature.sign(request.body, key: signingKey))
+            // Nango's older signature, which its SDK's verifyWebhookSignature checks: SHA-256 of key + JSON.stringify(body),
+            // and the body is already in JSON.stringify's form (compact, keys in order) — checked by re-serialising it.
+            #expect(request.headers["x-nango-signature"] == WebhookSignature.legacySign(request.body, key: signingKey))
+            let reserialised = try JSONWriter.bytes(JSONParser.parse(request.body), canonical: false)
+            #expect(reserialised == request.body, "the body reads back byte for byte as JSON.stringify would write it")
             #expect(request.headers["content-type"] == "application/json")
         }
         let bodies = try successes.map { try #require(try JSONParser.parse($0.body).objectValue) }

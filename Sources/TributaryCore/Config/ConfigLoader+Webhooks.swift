@@ -77,7 +77,7 @@ extension ConfigLoader.Parser {
 
     mutating func parseEnvironmentWebhooks(_ node: Node, _ owner: String) -> EnvironmentWebhooks? {
         let what = "\(owner).webhooks"
-        guard let entries = mapping(node, what, allowed: ["urls", "signing_key", "on_sync_completion_always", "on_sync_error"]) else { return nil }
+        guard let entries = mapping(node, what, allowed: ["urls", "signing_key", "sign_with_secret_key", "on_sync_completion_always", "on_sync_error"]) else { return nil }
         var webhooks = EnvironmentWebhooks()
         var valid = true
         for entry in entries {
@@ -97,6 +97,12 @@ extension ConfigLoader.Parser {
                     }
                     webhooks.signingKey = Secret(key)
                 }
+            case "sign_with_secret_key":
+                webhooks.signsWithSecretKey = bool(entry.value, "\(what).sign_with_secret_key") ?? false
+                if webhooks.signsWithSecretKey, entries.contains(where: { $0.key == "signing_key" }) {
+                    issue(entry.value, "\(what): give either 'signing_key' or 'sign_with_secret_key: true', not both")
+                    valid = false
+                }
             case "on_sync_completion_always":
                 webhooks.sendOnZeroChanges = bool(entry.value, "\(what).on_sync_completion_always") ?? false
             case "on_sync_error":
@@ -104,8 +110,8 @@ extension ConfigLoader.Parser {
             default: break
             }
         }
-        if !webhooks.urls.isEmpty, webhooks.signingKey == nil, !entries.contains(where: { $0.key == "signing_key" }) {
-            issue(node, "\(what) needs a 'signing_key' to sign the webhooks it sends (separate from the secret key)")
+        if !webhooks.urls.isEmpty, webhooks.signingKey == nil, !webhooks.signsWithSecretKey, !entries.contains(where: { $0.key == "signing_key" }) {
+            issue(node, "\(what) needs a 'signing_key' to sign the webhooks it sends (separate from the secret key; or 'sign_with_secret_key: true' for apps that verify with the secret key)")
             valid = false
         }
         return valid ? webhooks : nil

@@ -471,12 +471,16 @@ public enum ConfigLoader {
                     continue
                 }
                 let what = "environment '\(entry.key)'"
-                guard let fields = mapping(entry.value, what, allowed: ["secret_key", "secret_keys", "webhooks"]) else { continue }
+                guard let fields = mapping(entry.value, what, allowed: ["secret_key", "secret_keys", "webhooks", "expose_credentials"]) else { continue }
                 var keys: [Secret] = []
                 var webhooks = EnvironmentWebhooks()
+                var exposesCredentials = true
                 for field in fields {
                     let values: [String]
-                    if field.key == "webhooks" {
+                    if field.key == "expose_credentials" {
+                        exposesCredentials = bool(field.value, "\(what).expose_credentials") ?? true
+                        continue
+                    } else if field.key == "webhooks" {
                         if let parsed = parseEnvironmentWebhooks(field.value, what) { webhooks = parsed }
                         continue
                     } else if field.key == "secret_key" {
@@ -496,9 +500,15 @@ public enum ConfigLoader {
                     issue(entry.keyNode, "\(what) needs a 'secret_key' (or 'secret_keys')")
                 }
                 if let signing = webhooks.signingKey, keys.contains(signing) {
-                    issue(entry.value, "\(what): the webhook signing_key must differ from the secret key (receivers learn it; the API key must stay private)")
+                    issue(
+                        entry.value,
+                        "\(what): the webhook signing_key must differ from the secret key (receivers learn it; the API key must stay private) — for apps that verify with the secret key, say 'sign_with_secret_key: true' instead"
+                    )
                 }
-                result.append(EnvironmentConfig(name: entry.key, secretKeys: keys, webhooks: webhooks))
+                if webhooks.signsWithSecretKey { webhooks.signingKey = keys.first }
+                var environment = EnvironmentConfig(name: entry.key, secretKeys: keys, webhooks: webhooks)
+                environment.exposesCredentials = exposesCredentials
+                result.append(environment)
             }
             return result
         }

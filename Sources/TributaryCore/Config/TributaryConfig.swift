@@ -185,6 +185,11 @@ public struct EnvironmentConfig: Sendable {
     public var secretKeys: [Secret]
     /// Where sync webhooks go and how they are signed.
     public var webhooks: EnvironmentWebhooks
+    /// `expose_credentials` (default true): `GET /connections/{id}` returns the connection's
+    /// credentials to the secret-key holder, as Nango does (the app calls the provider itself with
+    /// `getToken`). Off: it returns `credentials: {}`, and asking it to refresh or include the refresh
+    /// token answers 403.
+    public var exposesCredentials = true
 
     public init(name: String, secretKeys: [Secret], webhooks: EnvironmentWebhooks = EnvironmentWebhooks()) {
         self.name = name

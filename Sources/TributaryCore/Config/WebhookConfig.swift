@@ -14,6 +14,10 @@ public struct EnvironmentWebhooks: Sendable, Hashable {
     public var sendOnZeroChanges: Bool
     /// Send a webhook when a run fails (Nango's `on_sync_error`).
     public var sendOnFailure: Bool
+    /// `sign_with_secret_key: true`: ``signingKey`` is the environment's (first) secret key, for apps
+    /// written before Nango had a separate signing key (its SDK verifies with `webhookSigningKey ??
+    /// secretKey`). Every receiver then learns the API key's HMAC — `serve` warns at start.
+    public var signsWithSecretKey: Bool = false
 
     public init(urls: [String] = [], signingKey: Secret? = nil, sendOnZeroChanges: Bool = false, sendOnFailure: Bool = true) {
         self.urls = urls

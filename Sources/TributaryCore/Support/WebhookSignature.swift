@@ -12,6 +12,17 @@ public enum WebhookSignature {
     /// The header carrying the signature of a webhook Tributary sends.
     public static let header = "X-Nango-Hmac-Sha256"
 
+    /// The header of Nango's older signature, which its SDK's (deprecated, still shipped)
+    /// `verifyWebhookSignature` checks: ``legacySign(_:key:)``.
+    public static let legacyHeader = "X-Nango-Signature"
+
+    /// Lowercase hex SHA-256 of the key immediately followed by the body — Nango's `X-Nango-Signature`
+    /// (its SDK recomputes it over `JSON.stringify` of the parsed body, which is the body as sent:
+    /// compact, keys in order).
+    public static func legacySign(_ body: [UInt8], key: String) -> String {
+        Hex.encode(SHA256.hash(data: Array(key.utf8) + body))
+    }
+
     /// Lowercase hex HMAC-SHA256 of `body` with `key` — what a receiver recomputes over the exact bytes it got.
     public static func sign(_ body: [UInt8], key: String) -> String {
         Hex.encode(HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Array(key.utf8))))

@@ -211,6 +211,8 @@ actor CredentialVault {
         }
         var fresh = stored
         fresh[auth.tokenField] = .string(access)
+        // Nango's `raw`: the token endpoint's answer as it came (sealed with the rest).
+        fresh["raw"] = .object(answer)
         if let refreshToken = answer["refresh_token"]?.stringValue, !refreshToken.isEmpty { fresh["refresh_token"] = .string(refreshToken) }
         // A lifetime beyond ten years (or not a finite, positive number) is taken as "no expiry known".
         if let seconds = answer["expires_in"]?.doubleValue ?? answer["expires_in"]?.stringValue.flatMap(Double.init), seconds.isFinite, seconds > 0,

@@ -102,6 +102,24 @@ public final class ProviderAccess: Sendable {
 
     /// The request's URL without credentials: `endpoint` below `baseURL`, or an absolute URL on
     /// the same scheme, host and port as `baseURL` (credentials never go to another host).
+    /// The connection's opened credentials, for handing to the app (`GET /connections/{id}`, as
+    /// Nango does): an OAuth token that is missing or about to expire is refreshed first, and with
+    /// `forceRefresh` (Nango's `force_refresh=true`) an OAuth token is refreshed now in any case.
+    /// - Throws: `invalid_credentials` when a refresh is refused; ``ProviderUnavailable`` when the
+    ///   token endpoint cannot be reached.
+    public func credentials(for connection: ConnectionRef, forceRefresh: Bool) async throws -> JSONObject {
+        guard let integration = config.integration(connection.providerConfigKey, in: connection.environment) else {
+            throw TributaryError(.unknownProviderConfig, "Integration '\(connection.providerConfigKey)' is not configured.")
+        }
+        let current = try await vault.credentials(for: connection, auth: integration.auth)
+        switch integration.auth {
+        case .oauth2 where forceRefresh, .oauth2ClientCredentials where forceRefresh:
+            return try await vault.refresh(connection, auth: integration.auth, rejectedToken: current[integration.auth.tokenField]?.stringValue ?? "")
+        default:
+            return current
+        }
+    }
+
     static func url(for request: ProviderRequest, baseURL: String?, integration: String) throws -> URLComponents {
         guard let baseURL, let base = URLComponents(string: baseURL), base.host != nil else {
             throw TributaryError(.providerError, "Integration '\(integration)' has no base_url to call.")

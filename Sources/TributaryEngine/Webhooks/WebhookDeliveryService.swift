@@ -134,6 +134,7 @@ public final class WebhookDeliveryService: Service, Sendable {
         let headers: [(name: String, value: String)] = [
             ("Content-Type", "application/json"),
             (WebhookSignature.header, WebhookSignature.sign(delivery.body, key: key.value)),
+            (WebhookSignature.legacyHeader, WebhookSignature.legacySign(delivery.body, key: key.value)),
             ("Idempotency-Key", delivery.idempotencyKey),
             ("X-Tributary-Delivery-Attempt", "\(delivery.attempts + 1)"),
             ("User-Agent", "Tributary-Webhooks"),

@@ -20,6 +20,8 @@ public protocol ConnectionStore: Sendable {
     func setMetadata(_ metadata: JSONObject, of connections: [ConnectionRef]) async throws
     /// Shallow-merges into the metadata of every listed connection, all or nothing.
     func updateMetadata(_ metadata: JSONObject, of connections: [ConnectionRef]) async throws
+    /// Replaces what the patch sets (end user, tags) — `unknown_connection` if it is missing.
+    func patchConnection(_ connection: ConnectionRef, _ patch: ConnectionPatch) async throws -> ConnectionRecord
 }
 
 /// What changed when a lifecycle call (reset, pause, delete) ended runs or queued new ones.
