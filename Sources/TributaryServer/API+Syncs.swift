@@ -190,9 +190,11 @@ extension API {
         let sync = try sync(try body.string("sync_name"), of: integration)
         let variant = try body.optionalString("sync_variant") ?? Variant.base
         var frequency: Frequency? = nil
+        var written: String? = nil
         switch body.object["frequency"] {
         case .null?: frequency = nil
         case .string(let text)?:
+            written = text
             do {
                 frequency = try Frequency(text)
             } catch {
@@ -211,6 +213,7 @@ extension API {
         if let state = try await store.variantState(ref), try await !runs.isActive(ref) {
             try await store.setNextRun(Schedule.slot(atOrAfter: Timestamp.now(), origin: state.createdAt, intervalSeconds: effective.seconds), for: ref)
         }
-        return JSONResponse.make(["frequency": .string(effective.compact)])
+        // As Nango does: the frequency as written (the configured one's text after a reset to the default).
+        return JSONResponse.make(["frequency": .string(written ?? effective.text)])
     }
 }

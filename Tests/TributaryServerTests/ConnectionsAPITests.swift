@@ -77,6 +77,15 @@ struct ConnectionsAPITests {
             #expect(hidden.status == .notFound)
             #expect(hidden.errorCode == "unknown_provider_config")
             #expect(try await api.send(.get, "/integrations?x=1").errorCode == "invalid_query_params")
+            // What the SDK's getIntegration(key, {include: [...]}) sends: include once (its last value) or repeated.
+            #expect(one.json["data"]?["logo"]?.stringValue?.hasPrefix("data:image/svg+xml;base64,") == true, "a string, as Nango's type says")
+            #expect(one.json["data"]?["webhook_url"] == nil, "only when asked for")
+            let webhook = try await api.send(.get, "/integrations/shop?include=webhook")
+            #expect(webhook.json["data"]?["webhook_url"] == "https://sync.example.test/webhook/dev/shop", "built from server.public_url")
+            let both = try await api.send(.get, "/integrations/shop?include=webhook&include=credentials")
+            #expect(both.status == .ok && both.json["data"]?["credentials"] == .null, "no OAuth client for this auth")
+            #expect(try await api.send(.get, "/integrations/shop?include=credentials", key: prodKey).status == .forbidden, "prod keeps credentials to itself")
+            #expect(try await api.send(.get, "/integrations/shop?include=logos").errorCode == "invalid_query_params")
         }
     }
 

@@ -29,6 +29,7 @@ final class ServerFixture: Sendable {
     static let configYAML = """
         server:
           max_variants_per_sync: 3
+          public_url: https://sync.example.test/
         environments:
           dev:
             secret_key: \(devKey)

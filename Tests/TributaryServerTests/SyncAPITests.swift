@@ -231,12 +231,12 @@ struct SyncAPITests {
                     .put, "/sync/update-connection-frequency",
                     body: ["sync_name": "items", "sync_variant": .string(variant), "provider_config_key": "shop", "connection_id": "c1", "frequency": frequency])
             }
-            #expect(try await update("every 5 minutes").json == ["frequency": "5m"])
+            #expect(try await update("every 5 minutes").json == ["frequency": "every 5 minutes"], "as written, as Nango answers")
             #expect(try await f.store.variantState(variant("items", "eu"))?.frequencyOverride == "every 5 minutes")
             #expect(try await f.store.variantState(variant("items"))?.frequencyOverride == nil, "only that variant")
             let status = try await api.send(.get, "/sync/status?syncs=items::eu&provider_config_key=shop&connection_id=c1")
             #expect(status.json["syncs"]?[0]?["frequency"] == "every 5 minutes")
-            #expect(try await update(.null).json == ["frequency": "1h"])
+            #expect(try await update(.null).json == ["frequency": "every hour"], "the configured frequency, after a reset to it")
             #expect(try await f.store.variantState(variant("items", "eu"))?.frequencyOverride == nil)
             #expect(try await update("every 10 seconds").errorCode == "sync_interval_too_short")
             #expect(try await update("sometimes").errorCode == "invalid_body")

@@ -360,7 +360,7 @@ public enum ConfigLoader {
         }
 
         mutating func parseServer(_ node: Node) -> ServerConfig? {
-            guard let entries = mapping(node, "'server'", allowed: ["host", "port", "max_variants_per_sync", "max_body_bytes", "max_variants_per_request"])
+            guard let entries = mapping(node, "'server'", allowed: ["host", "port", "max_variants_per_sync", "max_body_bytes", "max_variants_per_request", "public_url"])
             else {
                 return nil
             }
@@ -368,6 +368,17 @@ public enum ConfigLoader {
             for entry in entries {
                 switch entry.key {
                 case "host": if let host = nonEmptyString(entry.value, "server.host") { config.host = host }
+                case "public_url":
+                    if let url = nonEmptyString(entry.value, "server.public_url") {
+                        let trimmed = url.hasSuffix("/") ? String(url.dropLast()) : url
+                        if (trimmed.hasPrefix("http://") || trimmed.hasPrefix("https://")), URLText.removingUserInfo(from: trimmed) == trimmed,
+                            !trimmed.contains("?"), !trimmed.contains("#")
+                        {
+                            config.publicURL = trimmed
+                        } else {
+                            issue(entry.value, "server.public_url must be an http:// or https:// URL without user info, query or fragment, got '\(URLText.removingUserInfo(from: url))'")
+                        }
+                    }
                 case "port": if let port = integer(entry.value, "server.port", in: 0...65535) { config.port = port }
                 case "max_variants_per_sync":
                     if let max = integer(entry.value, "server.max_variants_per_sync", in: 1...100_000) { config.maxVariantsPerSync = max }

@@ -81,6 +81,10 @@ public struct ServerConfig: Sendable, Hashable {
     /// Variants one API call may change at once (trigger, reset, pause, start): a call over more is
     /// refused with `too_many_variants`, never split — multi-variant calls are all or nothing.
     public var maxVariantsPerRequest: Int
+    /// `server.public_url`: where apps and providers reach this server (`https://sync.example.com`),
+    /// for the URLs it hands out — an integration's provider webhook URL — never taken from a
+    /// request's `Host` header. Nil: such URLs are not given (null).
+    public var publicURL: String? = nil
 
     public init(
         host: String = "127.0.0.1", port: Int = 3003, maxVariantsPerSync: Int = 100, maxBodyBytes: Int = 1_048_576, maxVariantsPerRequest: Int = 1000
