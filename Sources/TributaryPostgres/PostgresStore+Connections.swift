@@ -27,7 +27,9 @@ extension PostgresStore {
                 """, logger: self.logger)
             try await self.patch(db, pk, ConnectionPatch(endUser: connection.endUser, tags: connection.tags), now: now)
             for sync in syncNames {
-                _ = try await self.ensureVariantRow(db, VariantRef(connection: connection.ref, syncName: sync, variant: Variant.base), now: now)
+                // An existing base variant keeps its state (the insert does nothing then).
+                let ref = VariantRef(connection: connection.ref, syncName: sync, variant: Variant.base)
+                _ = try await self.insertVariant(db, connectionPK: pk, ref, paused: connection.pausedSyncs.contains(sync), now: now)
             }
             return (try await self.fetchConnections(db, "id = $1", binds: [pk]).first!, created)
         }

@@ -28,7 +28,12 @@ extension SQLiteStore {
                 ])
             try self.patch(db, pk, ConnectionPatch(endUser: connection.endUser, tags: connection.tags), now: now)
             for sync in syncNames {
-                _ = try self.ensureVariantRow(db, VariantRef(connection: connection.ref, syncName: sync, variant: Variant.base), now: now)
+                let ref = VariantRef(connection: connection.ref, syncName: sync, variant: Variant.base)
+                guard try self.variantRow(db, connectionPK: pk, ref) == nil else { continue }
+                let (variantPK, _) = try self.insertVariant(db, connectionPK: pk, ref, now: now)
+                if connection.pausedSyncs.contains(sync) {
+                    try db.execute(sql: "UPDATE sync_variants SET paused = 1 WHERE id = ?", arguments: [variantPK])
+                }
             }
             return (try self.fetchConnections(db, where: "id = ?", [pk]).first!, created)
         }

@@ -25,11 +25,11 @@ extension API {
         let endUser = try body.optionalObject("end_user").map { try EndUserFields.endUser($0) }
         let tags = try body.optionalObject("tags").map { try EndUserFields.tags($0) }
         let ref = ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: connectionId)
-        let (record, created) = try await store.importConnection(
-            ConnectionImport(
-                ref: ref, metadata: try body.optionalObject("metadata") ?? [:], connectionConfig: connectionConfig,
-                credentialsType: type, sealedCredentials: sealed, endUser: endUser, tags: tags),
-            baseVariantsOf: integration.syncs.map(\.name))
+        var connection = ConnectionImport(
+            ref: ref, metadata: try body.optionalObject("metadata") ?? [:], connectionConfig: connectionConfig,
+            credentialsType: type, sealedCredentials: sealed, endUser: endUser, tags: tags)
+        connection.pausedSyncs = Set(integration.syncs.filter { !$0.autoStart }.map(\.name))
+        let (record, created) = try await store.importConnection(connection, baseVariantsOf: integration.syncs.map(\.name))
         context.logger.info("connection imported", metadata: ["connection": "\(ref)", "created": "\(created)"])
         return JSONResponse.make(.object(connectionJSON(record, integration: integration, full: true)), status: created ? .created : .ok)
     }

@@ -45,6 +45,9 @@ public struct ConnectionImport: Sendable {
     /// Nango's `end_user` and `tags` (nil: a new connection has none; an existing one keeps its own).
     public var endUser: JSONObject?
     public var tags: JSONObject?
+    /// Syncs whose `base` variant starts paused when the import creates it (`auto_start: false`, as
+    /// Nango does); base variants that exist already keep their state.
+    public var pausedSyncs: Set<String> = []
 
     public init(
         ref: ConnectionRef, metadata: JSONObject, connectionConfig: JSONObject, credentialsType: String, sealedCredentials: [UInt8]?,

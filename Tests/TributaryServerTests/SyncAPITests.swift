@@ -202,6 +202,14 @@ struct SyncAPITests {
             _ = try await api.send(.post, "/sync/contacts/variant/v1", body: ["provider_config_key": "keyed", "connection_id": "k1"])
             let keyed = try await api.send(.get, "/sync/status?syncs=contacts::v1&provider_config_key=keyed&connection_id=k1")
             #expect(keyed.json["syncs"]?[0]?["status"] == "PAUSED")
+            // …and so does the base variant an import creates, as in Nango; importing again leaves a started one running.
+            let importedBase = try await api.send(.get, "/sync/status?syncs=contacts&provider_config_key=keyed&connection_id=k1")
+            #expect(importedBase.json["syncs"]?[0]?["status"] == "PAUSED", "\(importedBase.json)")
+            #expect(try await api.send(.post, "/sync/start", body: ["provider_config_key": "keyed", "connection_id": "k1", "syncs": ["contacts"]]).status == .ok)
+            _ = try await api.send(
+                .post, "/connections", body: ["provider_config_key": "keyed", "connection_id": "k1", "credentials": ["type": "API_KEY", "apiKey": "k2"]])
+            let again = try await api.send(.get, "/sync/status?syncs=contacts&provider_config_key=keyed&connection_id=k1")
+            #expect(again.json["syncs"]?[0]?["status"] != "PAUSED", "\(again.json)")
 
             #expect(try await api.send(.get, "/sync/status?provider_config_key=shop").errorCode == "invalid_query_params")
             #expect(try await api.send(.get, "/sync/status?syncs=*&provider_config_key=shop&connection_id=zz").errorCode == "unknown_connection")
