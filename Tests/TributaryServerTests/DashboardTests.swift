@@ -175,9 +175,15 @@ struct DashboardTests {
             try await f.store.saveCheckpoint(["page": 4], for: variant("us"))
             _ = try await api.send(.post, "/sync/trigger", body: ["provider_config_key": "shop", "connection_id": "acme", "syncs": ["items::eu"]])
             let run = try await f.waitForRuns(variant("eu"))
+            _ = try await api.send(
+                .patch, "/connections/acme?provider_config_key=shop",
+                body: ["end_user": ["id": "user-7", "display_name": "Ada <L>", "organization": ["id": "org-1", "display_name": "Analytical"]], "tags": ["plan": "pro"]])
 
             let page = try await browser.get(Self.acmePage)
             #expect(page.status == .ok)
+            #expect(page.html.contains("End user <strong>user-7</strong> (Ada &lt;L&gt;)"), "the end user, escaped")
+            #expect(page.html.contains("organization <strong>Analytical</strong>"))
+            #expect(page.html.contains("<li><code>plan</code>: pro</li>"))
             // One section per sync, one row per variant.
             #expect(page.html.contains(#"<h2 id="sync-items">items</h2>"#))
             #expect(page.html.contains(#"<h2 id="sync-slow">slow</h2>"#))

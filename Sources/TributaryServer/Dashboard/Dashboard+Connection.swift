@@ -15,6 +15,31 @@ extension Dashboard {
         let syncs: [SyncSectionView]
         let metadata: String
         let connectionConfig: String?
+        let endUser: EndUserView?
+        let tags: [TagView]
+        let hasTags: Bool
+    }
+
+    /// Nango's end user of a connection, as the page shows it.
+    struct EndUserView {
+        let id: String
+        let displayName: String?
+        let email: String?
+        let organization: String?
+
+        init?(_ endUser: JSONObject?) {
+            guard let endUser, let id = endUser["id"]?.stringValue else { return nil }
+            self.id = id
+            displayName = endUser["display_name"]?.stringValue
+            email = endUser["email"]?.stringValue
+            let organization = endUser["organization"]
+            self.organization = organization?["display_name"]?.stringValue ?? organization?["id"]?.stringValue
+        }
+    }
+
+    struct TagView {
+        let key: String
+        let value: String
     }
 
     struct ConfirmView {
@@ -152,7 +177,10 @@ extension Dashboard {
             connection: connection.ref.connectionId, credentials: connection.credentialsType, created: TimeView(connection.createdAt),
             syncs: try await syncSections(integration, connection),
             metadata: JSONWriter.pretty(.object(connection.metadata)),
-            connectionConfig: connection.connectionConfig.isEmpty ? nil : JSONWriter.pretty(.object(connection.connectionConfig)))
+            connectionConfig: connection.connectionConfig.isEmpty ? nil : JSONWriter.pretty(.object(connection.connectionConfig)),
+            endUser: EndUserView(connection.endUser),
+            tags: connection.tags.map { TagView(key: $0.key, value: $0.value.stringValue ?? JSONWriter.string($0.value)) },
+            hasTags: !connection.tags.isEmpty)
         return templates.page("connection", view, status: status)
     }
 
