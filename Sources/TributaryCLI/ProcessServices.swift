@@ -58,7 +58,8 @@ struct ProcessServices {
         queue = RunQueue(store: store, worker: worker, purger: purger, maxVariantsPerCall: config.server.maxVariantsPerRequest)
         if role != .worker {
             let api = API(
-                config: config, runs: queue, cipher: cipher, providers: providers, webhookWorker: webhookWorker, deliveryService: deliveryService)
+                config: config, runs: queue, cipher: cipher, providers: providers, webhookWorker: webhookWorker, deliveryService: deliveryService,
+                functions: functions)
             services.append(try buildApplication(api: api, logger: logger))
         }
         services += workerServices

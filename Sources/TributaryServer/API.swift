@@ -22,11 +22,14 @@ public struct API: Sendable {
     public let deliveryService: WebhookDeliveryService?
     /// When the configuration was loaded (integrations' `created_at`).
     let startedAt = Timestamp.now()
+    /// The Swift sync functions built in (for their model descriptions in `GET /scripts/config`).
+    public let functions: SyncFunctionRegistry?
 
     public init(
         config: TributaryConfig, runs: RunQueue, cipher: CredentialCipher, providers: ProviderAccess? = nil, webhookWorker: ProviderWebhookWorker? = nil,
-        deliveryService: WebhookDeliveryService? = nil
+        deliveryService: WebhookDeliveryService? = nil, functions: SyncFunctionRegistry? = nil
     ) {
+        self.functions = functions
         self.webhookWorker = webhookWorker
         self.deliveryService = deliveryService
         self.config = config
@@ -219,6 +222,11 @@ extension API {
             route(.get, "/openapi.yaml", auth: false) { _, _ in try OpenAPIDocument.response() },
             route(.get, "/integrations") { try await self.listIntegrations($0, $1) },
             route(.get, "/integrations/{uniqueKey}") { try await self.getIntegration($0, $1) },
+            route(.get, "/integrations/{uniqueKey}/functions") { try await self.integrationFunctions($0, $1) },
+            route(.get, "/scripts/config") { try await self.scriptsConfig($0, $1) },
+            route(.get, "/providers") { try await self.listProviders($0, $1) },
+            route(.get, "/providers/{provider}") { try await self.getProvider($0, $1) },
+            route(.get, "/environment-variables") { try await self.environmentVariables($0, $1) },
             route(.post, "/connections") { try await self.importConnection($0, $1) },
             route(.get, "/connections") { try await self.listConnections($0, $1) },
             route(.get, "/connections/{connectionId}") { try await self.getConnection($0, $1) },

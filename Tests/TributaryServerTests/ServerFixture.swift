@@ -36,6 +36,7 @@ final class ServerFixture: Sendable {
           prod:
             secret_key: \(prodKey)
             expose_credentials: false
+            variables: { SHOP_REGION: eu, FEATURE_X: "on" }
         integrations:
           shop:
             syncs:
@@ -82,7 +83,7 @@ final class ServerFixture: Sendable {
         let gate = self.gate
         // Saves `<variant>.count` records (default 3) of the sync's first model, ids `<variant>-<n>`,
         // and records what metadata it saw.
-        let items = ClosureSyncFunction(name: "items") { nango in
+        let items = ClosureSyncFunction(name: "items", modelFields: ["Item": [ModelField("id"), ModelField("n", "number", optional: true)]]) { nango in
             let metadata = try await nango.getMetadata()
             let count = metadata["\(nango.variant).count"]?.int64Value ?? 3
             let label = metadata["\(nango.variant).label"]?.stringValue ?? "none"
@@ -100,11 +101,12 @@ final class ServerFixture: Sendable {
         }
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        let executor = SyncExecutor(store: store, functions: try SyncFunctionRegistry([items, slow]), logger: logger)
+        let functions = try SyncFunctionRegistry([items, slow])
+        let executor = SyncExecutor(store: store, functions: functions, logger: logger)
         worker = RunCoordinator(executor: executor, config: config, logger: logger)
         api = API(
             config: config, runs: RunQueue(store: store, worker: worker),
-            cipher: try CredentialCipher(base64Key: Data(repeating: 1, count: 32).base64EncodedString()))
+            cipher: try CredentialCipher(base64Key: Data(repeating: 1, count: 32).base64EncodedString()), functions: functions)
     }
 
     deinit {

@@ -482,13 +482,25 @@ public enum ConfigLoader {
                     continue
                 }
                 let what = "environment '\(entry.key)'"
-                guard let fields = mapping(entry.value, what, allowed: ["secret_key", "secret_keys", "webhooks", "expose_credentials"]) else { continue }
+                guard let fields = mapping(entry.value, what, allowed: ["secret_key", "secret_keys", "webhooks", "expose_credentials", "variables"]) else { continue }
                 var keys: [Secret] = []
                 var webhooks = EnvironmentWebhooks()
                 var exposesCredentials = true
+                var variables: [(name: String, value: Secret)] = []
                 for field in fields {
                     let values: [String]
-                    if field.key == "expose_credentials" {
+                    if field.key == "variables" {
+                        for variable in mapping(field.value, "\(what).variables", allowed: []) ?? [] {
+                            guard variable.key.first.map({ $0 == "_" || ($0.isASCII && $0.isLetter) }) == true,
+                                variable.key.allSatisfy({ $0 == "_" || ($0.isASCII && ($0.isLetter || $0.isNumber)) }), variable.key.count <= 255
+                            else {
+                                issue(variable.keyNode, "\(what).variables: '\(variable.key.prefix(80))' is not a variable name (a letter or '_', then letters, digits or '_')")
+                                continue
+                            }
+                            if let value = string(variable.value, "\(what).variables.\(variable.key)") { variables.append((variable.key, Secret(value))) }
+                        }
+                        continue
+                    } else if field.key == "expose_credentials" {
                         exposesCredentials = bool(field.value, "\(what).expose_credentials") ?? true
                         continue
                     } else if field.key == "webhooks" {
@@ -519,6 +531,7 @@ public enum ConfigLoader {
                 if webhooks.signsWithSecretKey { webhooks.signingKey = keys.first }
                 var environment = EnvironmentConfig(name: entry.key, secretKeys: keys, webhooks: webhooks)
                 environment.exposesCredentials = exposesCredentials
+                environment.variables = variables
                 result.append(environment)
             }
             return result

@@ -194,6 +194,9 @@ public struct EnvironmentConfig: Sendable {
     /// `getToken`). Off: it returns `credentials: {}`, and asking it to refresh or include the refresh
     /// token answers 403.
     public var exposesCredentials = true
+    /// `variables`: Nango's environment variables, handed to the app by `GET /environment-variables`
+    /// (in order; values print as `<secret>`).
+    public var variables: [(name: String, value: Secret)] = []
 
     public init(name: String, secretKeys: [Secret], webhooks: EnvironmentWebhooks = EnvironmentWebhooks()) {
         self.name = name

@@ -38,9 +38,16 @@ public protocol SyncFunction: Sendable {
     /// - Parameters:
     ///   - payload: the webhook's JSON body, as the provider sent it.
     func onWebhook(_ context: any SyncContext, payload: JSONValue) async throws
+
+    /// The fields of the models this function writes, by model name — what `GET /scripts/config`
+    /// shows an app (Nango's model descriptions). Optional: the default describes none, and models
+    /// are then listed without fields.
+    var modelFields: [String: [ModelField]] { get }
 }
 
 extension SyncFunction {
+    public var modelFields: [String: [ModelField]] { [:] }
+
     public func onWebhook(_ context: any SyncContext, payload: JSONValue) async throws {
         throw TributaryError(
             .unknownFunction,
@@ -53,14 +60,17 @@ public struct ClosureSyncFunction: SyncFunction {
     public let name: String
     let body: @Sendable (any SyncContext) async throws -> Void
     let webhook: (@Sendable (any SyncContext, JSONValue) async throws -> Void)?
+    public let modelFields: [String: [ModelField]]
 
     /// - Parameters:
+    ///   - modelFields: the fields of the models it writes (``SyncFunction/modelFields``).
     ///   - body: the run (``exec(_:)``).
     ///   - onWebhook: the provider webhook handler (``onWebhook(_:payload:)``); nil: none.
     public init(
-        name: String, onWebhook: (@Sendable (any SyncContext, JSONValue) async throws -> Void)? = nil,
+        name: String, modelFields: [String: [ModelField]] = [:], onWebhook: (@Sendable (any SyncContext, JSONValue) async throws -> Void)? = nil,
         _ body: @escaping @Sendable (any SyncContext) async throws -> Void
     ) {
+        self.modelFields = modelFields
         self.name = name
         self.body = body
         self.webhook = onWebhook

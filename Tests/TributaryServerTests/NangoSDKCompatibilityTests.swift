@@ -1,0 +1,102 @@
+import Foundation
+import HTTPTypes
+import Testing
+import TributaryCore
+
+/// The requests Nango's Node SDK (`@nangohq/node`, `packages/node-client/lib/index.ts`) sends for
+/// each call, replayed as the SDK writes them — paths, query strings (axios: booleans as
+/// `true`/`false`, `URLSearchParams.append` for lists), the headers it always adds
+/// (`Nango-Is-Sync`, `Nango-Is-Script`, `Nango-Is-Dry-Run`, `User-Agent`) — and checked against
+/// the fields and types of Nango's answers. There is no npm registry on the build machines, so the
+/// SDK itself does not run here; these are its requests, read from its source.
+@Suite("Nango Node SDK requests, replayed")
+struct NangoSDKCompatibilityTests {
+    /// What `enrichHeaders` adds to every SDK request.
+    static let sdkHeaders = [
+        "Nango-Is-Sync": "false", "Nango-Is-Script": "false", "Nango-Is-Dry-Run": "false", "User-Agent": "nango-node-client/0.71.4 (linux/x64; node.js/20)",
+    ]
+
+    @Test func connectionCallsSendWhatTheSDKSendsAndReadWhatItReads() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            // importConnection(): POST /connections with Nango's current credential shape.
+            let imported = try await api.send(
+                .post, "/connections",
+                body: [
+                    "provider_config_key": "keyed", "connection_id": "sdk-1", "credentials": ["type": "API_KEY", "apiKey": "sk_sdk"],
+                    "metadata": ["plan": "pro"], "end_user": ["id": "u-1", "email": "u@example.com"], "tags": ["team": "core"],
+                ], headers: Self.sdkHeaders)
+            #expect(imported.status == .created, "\(imported.json)")
+            // getConnection / getToken / getRawTokenResponse / getMetadata: all the same request.
+            let path = "/connections/sdk-1?provider_config_key=keyed&force_refresh=false&refresh_token=false&refresh_github_app_jwt_token=false"
+            let connection = try await api.send(.get, path, headers: Self.sdkHeaders)
+            #expect(connection.status == .ok, "\(connection.json)")
+            for field in ["id", "connection_id", "provider_config_key", "provider", "errors", "end_user", "tags", "metadata", "connection_config",
+                          "created_at", "updated_at", "credentials"] {
+                #expect(connection.json[field] != nil, "getConnection reads \(field)")
+            }
+            #expect(connection.json["id"]?.int64Value != nil, "id is a number")
+            #expect(connection.json["credentials"]?["apiKey"] == "sk_sdk", "getToken returns credentials for API_KEY")
+            #expect(connection.json["metadata"] == ["plan": "pro"], "getMetadata returns .metadata")
+            #expect(connection.json["end_user"]?["email"] == "u@example.com")
+            // listConnections(): searchParams.append for each given filter, tags as tags[key].
+            let listed = try await api.send(
+                .get, "/connections?connectionId=sdk-1&search=sdk&endUserId=u-1&tags%5Bteam%5D=core&limit=100&page=0", headers: Self.sdkHeaders)
+            #expect(listed.status == .ok, "\(listed.json)")
+            let entry = try #require(listed.json["connections"]?[0])
+            for field in ["id", "connection_id", "provider_config_key", "provider", "errors", "end_user", "tags", "metadata", "created"] {
+                #expect(entry[field] != nil, "listConnections reads \(field)")
+            }
+            // patchConnection(): provider_config_key concatenated into the URL, JSON body.
+            let patched = try await api.send(.patch, "/connections/sdk-1?provider_config_key=keyed", body: ["tags": ["team": "edge"]], headers: Self.sdkHeaders)
+            #expect(patched.json == ["success": true])
+            // getIntegration(key, {include: ['webhook']}): searchParams.set, so the last include wins.
+            let integration = try await api.send(.get, "/integrations/keyed?include=webhook", headers: Self.sdkHeaders)
+            #expect(integration.status == .ok)
+            #expect(integration.json["data"]?["logo"]?.stringValue != nil && integration.json["data"]?["webhook_url"]?.stringValue != nil)
+            // updateConnectionFrequency(): the frequency comes back as written.
+            let frequency = try await api.send(
+                .put, "/sync/update-connection-frequency",
+                body: ["sync_name": "contacts", "provider_config_key": "keyed", "connection_id": "sdk-1", "frequency": "every 2 hours"], headers: Self.sdkHeaders)
+            #expect(frequency.json == ["frequency": "every 2 hours"])
+            // deleteConnection()
+            #expect(try await api.send(.delete, "/connections/sdk-1?provider_config_key=keyed", headers: Self.sdkHeaders).json == ["success": true])
+        }
+    }
+
+    @Test func discoveryCallsDescribeTheDeployment() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            // getScriptsConfig(): always ?format=nango.
+            let scripts = try await api.send(.get, "/scripts/config?format=nango", headers: Self.sdkHeaders)
+            #expect(scripts.status == .ok, "\(scripts.json)")
+            let shop = try #require(scripts.json.arrayValue?.first { $0["providerConfigKey"] == "shop" })
+            let items = try #require(shop["syncs"]?.arrayValue?.first { $0["name"] == "items" })
+            #expect(items["type"] == "sync" && items["runs"] == "every hour" && items["track_deletes"] == true && items["returns"] == ["Item"])
+            #expect(items["models"]?[0]?["name"] == "Item")
+            #expect(items["models"]?[0]?["fields"] == [["name": "id", "value": "string"], ["name": "n", "value": "number", "optional": true]],
+                    "the fields the Swift function declares")
+            #expect(shop["syncs"]?.arrayValue?.first { $0["name"] == "slow" }?["models"]?[0]?["fields"] == [], "a function that declares none")
+            #expect(shop["actions"] == [] && shop["on-events"] == [])
+            #expect(try await api.send(.get, "/scripts/config?format=openai").errorCode == "invalid_query_params")
+            // The integration's functions, paged.
+            let functions = try await api.send(.get, "/integrations/shop/functions?limit=1&page=1")
+            #expect(functions.json["data"]?.arrayValue?.map { $0["name"] } == ["slow"])
+            #expect(functions.json["pagination"] == ["total": 2, "page": 1, "limit": 1])
+            #expect(try await api.send(.get, "/integrations/shop/functions?type=action").json["data"] == [])
+            // listProviders() / getProvider()
+            let providers = try await api.send(.get, "/providers", headers: Self.sdkHeaders)
+            let names = providers.json["data"]?.arrayValue?.compactMap { $0["name"]?.stringValue } ?? []
+            #expect(names.contains("api-key") && names.contains("oauth2"), "the generic schemes: \(names)")
+            for entry in providers.json["data"]?.arrayValue ?? [] {
+                for field in ["name", "display_name", "auth_mode", "docs"] { #expect(entry[field]?.stringValue != nil, "\(field) of \(entry)") }
+            }
+            #expect(try await api.send(.get, "/providers/basic").json["data"]?["auth_mode"] == "BASIC")
+            #expect(try await api.send(.get, "/providers?search=oauth").json["data"]?.arrayValue?.count == 2)
+            #expect(try await api.send(.get, "/providers/nope").status == .notFound)
+            // getEnvironmentVariables(): a bare array of {name, value}.
+            #expect(try await api.send(.get, "/environment-variables", key: prodKey).json == [["name": "SHOP_REGION", "value": "eu"], ["name": "FEATURE_X", "value": "on"]])
+            #expect(try await api.send(.get, "/environment-variables").json == [])
+        }
+    }
+}
