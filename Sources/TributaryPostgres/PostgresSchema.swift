@@ -208,6 +208,15 @@ enum PostgresSchema {
             ALTER TABLE connections ADD COLUMN tags JSONB NOT NULL DEFAULT '{}';
             """
         ),
+        (
+            "v6-pruning",
+            // Nango's payload pruning: when a record's payload was dropped (PATCH /records/prune). The
+            // partial index lets a save tell cheaply whether a dataset has pruned records at all.
+            """
+            ALTER TABLE records ADD COLUMN pruned_at BIGINT;
+            CREATE INDEX records_pruned ON records(dataset_id) WHERE pruned_at IS NOT NULL;
+            """
+        ),
     ]
 
     /// The partitions of `records`; fillfactor leaves room for in-place (HOT) updates of unchanged rows.

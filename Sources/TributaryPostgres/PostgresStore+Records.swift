@@ -31,6 +31,7 @@ extension PostgresStore {
                     first_seen_at = CASE WHEN records.deleted_at IS NOT NULL THEN excluded.first_seen_at ELSE records.first_seen_at END,
                     updated_at = excluded.updated_at,
                     deleted_at = NULL,
+                    pruned_at = NULL,
                     seen_generation = GREATEST(records.seen_generation, excluded.seen_generation)
                 WHERE records.hash <> excluded.hash OR records.deleted_at IS NOT NULL
                 RETURNING first_seen_at
@@ -44,6 +45,17 @@ extension PostgresStore {
                     """
                     UPDATE records SET seen_generation = \(seenGeneration)
                     WHERE dataset_id = \(dataset.id) AND external_id = ANY(\(ids)::text[]) AND seen_generation < \(seenGeneration)
+                    """, logger: self.logger)
+            }
+            if result.added + result.updated < unique.count,
+                try await db.one("SELECT 1 AS x FROM records WHERE dataset_id = \(dataset.id) AND pruned_at IS NOT NULL LIMIT 1", self.logger) != nil
+            {
+                // Pruned records saved again unchanged get their payload back, in place: no change, no move in the feed.
+                try await db.query(
+                    """
+                    UPDATE records r SET payload = i.payload, pruned_at = NULL
+                    FROM unnest(\(ids)::text[], \(payloads)::text[]) AS i(external_id, payload)
+                    WHERE r.dataset_id = \(dataset.id) AND r.external_id = i.external_id AND r.pruned_at IS NOT NULL
                     """, logger: self.logger)
             }
             try await self.finishChange(db, dataset, sequence: sequence, now: now, changed: result.added + result.updated, countDelta: result.added)
@@ -108,7 +120,7 @@ extension PostgresStore {
             if !changedIds.isEmpty {
                 try await db.query(
                     """
-                    UPDATE records r SET hash = u.hash, payload = u.payload, seq = \(sequence), updated_at = \(now),
+                    UPDATE records r SET hash = u.hash, payload = u.payload, seq = \(sequence), updated_at = \(now), pruned_at = NULL,
                         seen_generation = GREATEST(r.seen_generation, \(generation))
                     FROM unnest(\(changedIds)::text[], \(changedHashes)::int8[], \(changedPayloads)::text[]) AS u(external_id, hash, payload)
                     WHERE r.dataset_id = \(dataset.id) AND r.external_id = u.external_id
@@ -171,7 +183,7 @@ extension PostgresStore {
             binds.append(query.cursor?.tiebreaker ?? 0)
             binds.append(Int64(query.limit + 1))
             var sql = """
-                SELECT id, external_id, seq, first_seen_at, updated_at, deleted_at, payload::text FROM records
+                SELECT id, external_id, seq, first_seen_at, updated_at, deleted_at, payload::text, pruned_at FROM records
                 WHERE dataset_id = $1 AND (seq, id) > ($2, $3)
                 """
             if let modifiedAfter = query.modifiedAfter {
@@ -194,8 +206,8 @@ extension PostgresStore {
             records.reserveCapacity(min(query.limit, 1024))
             var more = false
             let rows = try await db.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: self.logger)
-            for try await (id, externalId, seq, firstSeen, updated, deleted, payload) in rows.decode(
-                (Int64, String, Int64, Int64, Int64, Int64?, String).self)
+            for try await (id, externalId, seq, firstSeen, updated, deleted, payload, pruned) in rows.decode(
+                (Int64, String, Int64, Int64, Int64, Int64?, String, Int64?).self)
             {
                 if records.count == query.limit {
                     more = true
@@ -207,9 +219,33 @@ extension PostgresStore {
                         firstSeenAt: Timestamp(microseconds: firstSeen),
                         lastModifiedAt: Timestamp(microseconds: updated),
                         deletedAt: deleted.map(Timestamp.init(microseconds:)),
-                        cursor: FeedCursor(sequence: seq, tiebreaker: id)))
+                        cursor: FeedCursor(sequence: seq, tiebreaker: id),
+                        prunedAt: pruned.map(Timestamp.init(microseconds:))))
             }
             return ChangePage(records: records, nextCursor: more ? records.last?.cursor : nil)
+        }
+    }
+
+    public func pruneRecords(_ dataset: DatasetRef, through cursor: FeedCursor, limit: Int) async throws -> (count: Int, hasMore: Bool) {
+        let now = clock().microseconds
+        return try await transaction { db in
+            guard let head = try await self.findDataset(db, dataset, forUpdate: false) else { return (0, false) }
+            // In feed order, so a partial prune covers the oldest first.
+            let rows = try await db.all(
+                """
+                SELECT id FROM records WHERE dataset_id = \(head.id) AND pruned_at IS NULL AND (seq, id) <= (\(cursor.sequence), \(cursor.tiebreaker))
+                ORDER BY seq, id LIMIT \(Int64(limit) + 1)
+                """, self.logger)
+            let ids = try rows.map { try $0.int64("id") }
+            let chosen = Array(ids.prefix(limit))
+            if !chosen.isEmpty {
+                try await db.query(
+                    """
+                    UPDATE records SET pruned_at = \(now), payload = '{"id":' || to_json(external_id)::text || '}'
+                    WHERE dataset_id = \(head.id) AND id = ANY(\(chosen)::int8[])
+                    """, logger: self.logger)
+            }
+            return (chosen.count, ids.count > limit)
         }
     }
 

@@ -264,6 +264,13 @@ enum SQLiteSchema {
                     ALTER TABLE connections ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
                     """)
         }
+        migrator.registerMigration("v12-pruning") { db in
+            // Nango's payload pruning: when a record's payload was dropped (PATCH /records/prune).
+            try db.execute(
+                sql: """
+                    ALTER TABLE records ADD COLUMN pruned_at INTEGER;
+                    """)
+        }
         return migrator
     }
 }

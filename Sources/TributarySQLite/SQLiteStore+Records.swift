@@ -18,7 +18,7 @@ extension SQLiteStore {
             // changed or re-added (update the row and its payload), or new (insert both). Plain
             // statements by rowid: cheaper per record than an UPSERT with RETURNING.
             let lookup = try RawStatement(
-                db, "SELECT id, hash, deleted_at IS NOT NULL, seen_generation FROM records WHERE dataset_id = ?1 AND external_id = ?2")
+                db, "SELECT id, hash, deleted_at IS NOT NULL, seen_generation, pruned_at IS NOT NULL FROM records WHERE dataset_id = ?1 AND external_id = ?2")
             let insert = try RawStatement(
                 db,
                 """
@@ -28,12 +28,14 @@ extension SQLiteStore {
             let update = try RawStatement(
                 db,
                 """
-                UPDATE records SET hash = ?1, seq = ?2, updated_at = ?3, deleted_at = NULL,
+                UPDATE records SET hash = ?1, seq = ?2, updated_at = ?3, deleted_at = NULL, pruned_at = NULL,
                     first_seen_at = CASE WHEN deleted_at IS NOT NULL THEN ?3 ELSE first_seen_at END,
                     seen_generation = MAX(seen_generation, ?4)
                 WHERE id = ?5
                 """)
             let markSeen = try RawStatement(db, "UPDATE records SET seen_generation = ?1 WHERE id = ?2")
+            // A pruned record saved again unchanged gets its payload back, in place: no change, no move in the feed.
+            let unprune = try RawStatement(db, "UPDATE records SET pruned_at = NULL WHERE id = ?1")
             let writePayload = try RawStatement(db, "INSERT OR REPLACE INTO record_payloads(record_id, payload) VALUES (?1, ?2)")
             let generation = seenGeneration ?? 0
             lookup.bind(1, dataset.id)
@@ -55,11 +57,19 @@ extension SQLiteStore {
                     let unchanged = lookup.int64(1) == hash && lookup.int64(2) == 0
                     let seen = lookup.int64(3) >= generation
                     let wasDeleted = lookup.int64(2) != 0
+                    let wasPruned = lookup.int64(4) != 0
                     lookup.reset()
                     if unchanged {
                         if !seen {
                             markSeen.bind(2, existing)
                             try markSeen.execute()
+                        }
+                        if wasPruned {
+                            unprune.bind(1, existing)
+                            try unprune.execute()
+                            writePayload.bind(1, existing)
+                            writePayload.bindText(2, record.json)
+                            try writePayload.execute()
                         }
                         continue
                     }
@@ -103,7 +113,7 @@ extension SQLiteStore {
                 WHERE r.dataset_id = ?1 AND r.external_id = ?2
                 """)
             let update = try RawStatement(
-                db, "UPDATE records SET hash = ?1, seq = ?3, updated_at = ?4, seen_generation = MAX(seen_generation, ?5) WHERE id = ?6")
+                db, "UPDATE records SET hash = ?1, seq = ?3, updated_at = ?4, pruned_at = NULL, seen_generation = MAX(seen_generation, ?5) WHERE id = ?6")
             let updatePayload = try RawStatement(db, "UPDATE record_payloads SET payload = ?1 WHERE record_id = ?2")
             let markSeen = try RawStatement(db, "UPDATE records SET seen_generation = ?1 WHERE id = ?2 AND seen_generation < ?1")
             select.bind(1, dataset.id)
@@ -196,7 +206,7 @@ extension SQLiteStore {
         try await pool.read { db in
             guard let dataset = try self.findDataset(db, query.dataset) else { return ChangePage(records: [], nextCursor: nil) }
             var sql = """
-                SELECT r.id, r.external_id, r.seq, r.first_seen_at, r.updated_at, r.deleted_at, p.payload
+                SELECT r.id, r.external_id, r.seq, r.first_seen_at, r.updated_at, r.deleted_at, p.payload, r.pruned_at
                 FROM records r JOIN record_payloads p ON p.record_id = r.id
                 WHERE r.dataset_id = ?1 AND r.seq >= ?2 AND (r.seq > ?2 OR r.id > ?3)
                 """
@@ -235,9 +245,33 @@ extension SQLiteStore {
                         firstSeenAt: Timestamp(microseconds: select.int64(3)),
                         lastModifiedAt: Timestamp(microseconds: select.int64(4)),
                         deletedAt: select.optionalInt64(5).map(Timestamp.init(microseconds:)),
-                        cursor: FeedCursor(sequence: select.int64(2), tiebreaker: select.int64(0))))
+                        cursor: FeedCursor(sequence: select.int64(2), tiebreaker: select.int64(0)),
+                        prunedAt: select.optionalInt64(7).map(Timestamp.init(microseconds:))))
             }
             return ChangePage(records: records, nextCursor: more ? records.last?.cursor : nil)
+        }
+    }
+
+    public func pruneRecords(_ dataset: DatasetRef, through cursor: FeedCursor, limit: Int) async throws -> (count: Int, hasMore: Bool) {
+        let now = clock().microseconds
+        return try await pool.write { db in
+            guard let head = try self.findDataset(db, dataset) else { return (0, false) }
+            // In feed order, so a partial prune covers the oldest first; (seq, id) is the cursor's order.
+            let ids = try Int64.fetchAll(
+                db,
+                sql: """
+                    SELECT id FROM records WHERE dataset_id = ? AND pruned_at IS NULL AND (seq < ? OR (seq = ? AND id <= ?))
+                    ORDER BY seq, id LIMIT ?
+                    """,
+                arguments: [head.id, cursor.sequence, cursor.sequence, cursor.tiebreaker, limit + 1])
+            let chosen = Array(ids.prefix(limit))
+            for id in chosen {
+                try db.execute(sql: "UPDATE records SET pruned_at = ? WHERE id = ?", arguments: [now, id])
+                try db.execute(
+                    sql: "UPDATE record_payloads SET payload = (SELECT json_object('id', external_id) FROM records WHERE id = ?1) WHERE record_id = ?1",
+                    arguments: [id])
+            }
+            return (chosen.count, ids.count > limit)
         }
     }
 

@@ -75,4 +75,41 @@ extension API {
         out.append(UInt8(ascii: "}"))
         return JSONResponse.bytes(out)
     }
+
+    /// The most records one `PATCH /records/prune` prunes (Nango's bound), and the default.
+    static let maximumPrunedPerCall = 10_000
+    static let defaultPrunedPerCall = 1_000
+
+    /// `PATCH /records/prune` with `Connection-Id`, `Provider-Config-Key` and `{model, variant?,
+    /// until_cursor, limit?}`: drops the payloads of the dataset's records up to and including the
+    /// cursor's, oldest first — ids, change tracking and feed positions stay, `pruned_at` is set.
+    /// `{count, has_more}`: call again while `has_more`.
+    func pruneRecords(_ request: Request, _ context: APIRequestContext) async throws -> Response {
+        let environment = try context.requireEnvironment()
+        _ = try QueryReader(request, allowed: [])
+        guard let connectionId = request.header("Connection-Id") else { throw APIError.missingHeader("Connection-Id", code: "missing_connection_id") }
+        guard let key = request.header("Provider-Config-Key") else {
+            throw APIError.missingHeader("Provider-Config-Key", code: "missing_provider_config_key")
+        }
+        let body = try await BodyReader.read(request, maxBytes: maxBody, allowed: ["model", "variant", "until_cursor", "limit"])
+        let integration = try integration(key, in: environment)
+        let model = try body.string("model")
+        try requireModel(model, of: integration)
+        let variant = try body.optionalString("variant") ?? Variant.base
+        guard Identifier.isValidSyncName(variant) else { throw APIError.invalidBody("variant '\(variant.prefix(80))' is invalid.") }
+        let cursor = try FeedCursor(encoded: try body.string("until_cursor", maxLength: 1000))
+        var limit = Self.defaultPrunedPerCall
+        if let value = body.object["limit"] {
+            guard let number = value.int64Value, (1...Int64(Self.maximumPrunedPerCall)).contains(number) else {
+                throw APIError.invalidBody("limit must be a whole number from 1 to \(Self.maximumPrunedPerCall).")
+            }
+            limit = Int(number)
+        }
+        let connection = try await existingConnection(
+            ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: connectionId))
+        let (count, hasMore) = try await store.pruneRecords(
+            DatasetRef(connection: connection.ref, model: model, variant: variant), through: cursor, limit: limit)
+        context.logger.info("records pruned", metadata: ["connection": "\(connection.ref)", "model": "\(model)", "count": "\(count)"])
+        return JSONResponse.make(["count": .number(JSONNumber(count)), "has_more": .bool(hasMore)])
+    }
 }

@@ -245,6 +245,7 @@ extension API {
             route(.get, "/sync/runs") { try await self.listRuns($0, $1) },
             route(.get, "/sync/runs/{runId}") { try await self.getRun($0, $1) },
             route(.get, "/records") { try await self.records($0, $1) },
+            route(.patch, "/records/prune") { try await self.pruneRecords($0, $1) },
             route(.post, "/webhook/{environment}/{providerConfigKey}", auth: false) { try await self.receiveProviderWebhook($0, $1) },
             route(.get, "/webhooks/deliveries") { try await self.listDeliveries($0, $1) },
             route(.get, "/webhooks/deliveries/{id}") { try await self.getDelivery($0, $1) },

@@ -128,8 +128,13 @@ public struct StoredRecord: Sendable, Hashable {
     public var lastModifiedAt: Timestamp
     public var deletedAt: Timestamp?
     public var cursor: FeedCursor
+    /// When the payload was pruned (`PATCH /records/prune`): ``json`` then holds only the id.
+    public var prunedAt: Timestamp?
 
-    public init(id: String, json: [UInt8], firstSeenAt: Timestamp, lastModifiedAt: Timestamp, deletedAt: Timestamp?, cursor: FeedCursor) {
+    public init(
+        id: String, json: [UInt8], firstSeenAt: Timestamp, lastModifiedAt: Timestamp, deletedAt: Timestamp?, cursor: FeedCursor, prunedAt: Timestamp? = nil
+    ) {
+        self.prunedAt = prunedAt
         self.id = id
         self.json = json
         self.firstSeenAt = firstSeenAt
@@ -178,6 +183,14 @@ public struct StoredRecord: Sendable, Hashable {
         } else {
             out.append(contentsOf: "null".utf8)
         }
+        out.append(contentsOf: #","pruned_at":"#.utf8)
+        if let prunedAt {
+            out.append(UInt8(ascii: "\""))
+            prunedAt.appendISO8601(to: &out)
+            out.append(UInt8(ascii: "\""))
+        } else {
+            out.append(contentsOf: "null".utf8)
+        }
         out.append(contentsOf: #","cursor":""#.utf8)
         cursor.appendEncoded(to: &out)
         out.append(contentsOf: #""}}"#.utf8)
@@ -190,6 +203,7 @@ public struct StoredRecord: Sendable, Hashable {
             "last_modified_at": .string(lastModifiedAt.iso8601),
             "last_action": .string(action.rawValue),
             "deleted_at": deletedAt.map { .string($0.iso8601) } ?? .null,
+            "pruned_at": prunedAt.map { .string($0.iso8601) } ?? .null,
             "cursor": .string(cursor.encoded),
         ]
     }

@@ -17,6 +17,30 @@ struct RecordsAPITests {
         _ = try await f.waitForRuns(variant("items", "eu"))
     }
 
+    /// `PATCH /records/prune` as Nango's API takes it: payloads up to the cursor go, ids and
+    /// `_nango_metadata` stay with `pruned_at` set.
+    @Test func pruningDropsPayloadsUpToTheCursor() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            try await prepared(f, api)
+            let page = try await api.send(.get, "/records?model=Item&limit=2", headers: headers)
+            let second = try #require(page.json["records"]?[1]?["_nango_metadata"]?["cursor"]?.stringValue)
+            #expect(page.json["records"]?[0]?["_nango_metadata"]?["pruned_at"] == .null)
+            let pruned = try await api.send(.patch, "/records/prune", body: ["model": "Item", "until_cursor": .string(second)], headers: headers)
+            #expect(pruned.status == .ok && pruned.json == ["count": 2, "has_more": false], "\(pruned.json)")
+            let records = try await api.allRecords(connection: "c1", model: "Item", pageSize: 10)
+            #expect(records.count == 5)
+            let prunedOnes = records.filter { $0["_nango_metadata"]?["pruned_at"]?.stringValue != nil }
+            #expect(prunedOnes.count == 2)
+            #expect(prunedOnes.allSatisfy { $0.keys.sorted() == ["_nango_metadata", "id"] }, "only the id and the metadata: \(prunedOnes)")
+            let limited = try await api.send(.patch, "/records/prune", body: ["model": "Item", "until_cursor": .string(second), "limit": 0], headers: headers)
+            #expect(limited.errorCode == "invalid_body")
+            #expect(try await api.send(.patch, "/records/prune", body: ["model": "Item", "until_cursor": "nope"], headers: headers).errorCode == "invalid_cursor")
+            #expect(try await api.send(.patch, "/records/prune", body: ["model": "Item", "until_cursor": .string(second)]).errorCode == "missing_connection_id")
+            #expect(try await api.send(.patch, "/records/prune", body: ["model": "Nope", "until_cursor": .string(second)], headers: headers).status.code == 400)
+        }
+    }
+
     @Test func pagesWithCursorsPerVariant() async throws {
         let f = try await ServerFixture()
         try await f.withRouter { api in

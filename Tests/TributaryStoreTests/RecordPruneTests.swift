@@ -1,0 +1,55 @@
+import Testing
+import TributaryCore
+import TributaryStore
+import TributaryTestSupport
+
+/// Nango's payload pruning on both stores: oldest first up to the cursor, in bounded steps; a
+/// pruned record keeps its id, tracking and feed position; saved again unchanged it gets its payload
+/// back without moving in the feed; changed, it is an update like any other.
+@Suite("Record payload pruning (SQLite and PostgreSQL)")
+struct RecordPruneTests {
+    @Test(arguments: StoreKind.available) func prunesUpToTheCursorAndASaveBringsThePayloadBack(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        let dataset = baseVariant.dataset("Order")
+        _ = try await f.store.saveRecords((1...5).map { order("o\($0)", ["total": .number(JSONNumber($0 * 10))]) }, model: "Order", of: baseVariant)
+        let before = try await f.store.allChanges(dataset)
+        #expect(before.map(\.id) == ["o1", "o2", "o3", "o4", "o5"])
+        let third = before[2].cursor
+
+        let first = try await f.store.pruneRecords(dataset, through: third, limit: 2)
+        #expect(first.count == 2 && first.hasMore, "oldest first, bounded: \(first)")
+        let second = try await f.store.pruneRecords(dataset, through: third, limit: 2)
+        #expect(second.count == 1 && !second.hasMore, "\(second)")
+        #expect(try await f.store.pruneRecords(dataset, through: third, limit: 2).count == 0, "nothing twice")
+
+        let pruned = try await f.store.allChanges(dataset)
+        #expect(pruned.map(\.id) == before.map(\.id) && pruned.map(\.cursor) == before.map(\.cursor), "ids and feed positions stay")
+        for record in pruned.prefix(3) {
+            #expect(record.prunedAt != nil, "\(record.id)")
+            #expect(try JSONParser.parse(record.json) == ["id": .string(record.id)], "only the id is left: \(String(decoding: record.json, as: UTF8.self))")
+            let rendered = try JSONParser.parse(record.renderedJSON())
+            #expect(rendered["_nango_metadata"]?["pruned_at"]?.stringValue != nil)
+        }
+        for record in pruned.suffix(2) {
+            #expect(record.prunedAt == nil && record.json == before.first { $0.id == record.id }?.json, "after the cursor: untouched")
+            #expect(try JSONParser.parse(record.renderedJSON())["_nango_metadata"]?["pruned_at"] == .null)
+        }
+
+        // Saved again unchanged: payload back, pruned_at cleared, no change counted, no move in the feed.
+        let resave = try await f.store.saveRecords([order("o1", ["total": 10])], model: "Order", of: baseVariant)
+        #expect(resave.added == 0 && resave.updated == 0, "\(resave)")
+        // Saved changed: an update, its payload and a new feed position.
+        let change = try await f.store.saveRecords([order("o2", ["total": 21])], model: "Order", of: baseVariant)
+        #expect(change.updated == 1)
+        let after = try await f.store.allChanges(dataset)
+        let o1 = try #require(after.first { $0.id == "o1" })
+        #expect(o1.prunedAt == nil && o1.cursor == before[0].cursor && o1.json == before[0].json)
+        let o2 = try #require(after.first { $0.id == "o2" })
+        let o2Payload = try JSONParser.parse(o2.json)
+        #expect(o2.prunedAt == nil && o2.cursor > before[4].cursor && o2Payload["total"] == 21)
+        let o3 = try #require(after.first { $0.id == "o3" })
+        #expect(o3.prunedAt != nil, "the others stay pruned")
+        // A dataset that does not exist prunes nothing.
+        #expect(try await f.store.pruneRecords(baseVariant.dataset("Nothing"), through: third, limit: 10).count == 0)
+    }
+}
