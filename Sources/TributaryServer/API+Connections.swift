@@ -23,7 +23,8 @@ extension API {
         try checkWebhookOverride(connectionConfig, environment: environment)
         let (type, sealed) = try sealCredentials(credentials, for: integration)
         let endUser = try body.optionalObject("end_user").map { try EndUserFields.endUser($0) }
-        let tags = try body.optionalObject("tags").map { try EndUserFields.tags($0) }
+        var tags = try body.optionalObject("tags").map { try EndUserFields.tags($0) }
+        if let endUser { tags = EndUserFields.tags(tags ?? [:], derivingFrom: endUser) }
         let ref = ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: connectionId)
         var connection = ConnectionImport(
             ref: ref, metadata: try body.optionalObject("metadata") ?? [:], connectionConfig: connectionConfig,
@@ -58,9 +59,9 @@ extension API {
         }
     }
 
-    /// The most connections one `GET /connections` answers (Nango's bound), and how many without `limit`.
-    static let maximumConnectionsPerPage = 2_000
-    static let defaultConnectionsPerPage = 1_000
+    /// The most connections one `GET /connections` answers, also without `limit`.
+    static let maximumConnectionsPerPage = 10_000
+    static let defaultConnectionsPerPage = 10_000
 
     /// `GET /connections?connectionId=&search=&integrationId=&endUserId=&endUserOrganizationId=&tags[key]=&limit=&page=`:
     /// the environment's connections in id order, filtered (every filter must match) and paged as Nango does.
@@ -75,7 +76,11 @@ extension API {
             environment: environment.name, providerConfigKeys: keys, connectionId: try query.optional("connectionId"), search: try query.optional("search"))
         if let id = try query.optional("endUserId") { filter.fields.append(.init(.endUser, path: "id", value: id)) }
         if let id = try query.optional("endUserOrganizationId") { filter.fields.append(.init(.endUser, path: "organization.id", value: id)) }
-        for (name, value) in query.pairs where name.hasPrefix("tags[") {
+        let tagFilters = query.pairs.filter { $0.key.hasPrefix("tags[") }
+        guard tagFilters.count <= EndUserFields.maximumTags else {
+            throw APIError.invalidQuery("At most \(EndUserFields.maximumTags) tags[KEY] filters; got \(tagFilters.count).")
+        }
+        for (name, value) in tagFilters {
             let key = String(name.dropFirst("tags[".count))
             guard key.hasSuffix("]"), EndUserFields.isTagKey(String(key.dropLast())) else {
                 throw APIError.invalidQuery("Query parameter '\(name.prefix(80))' must be tags[KEY] with a tag key (a letter, then letters, digits, '_', '.', '/', ':' or '-').")
@@ -136,11 +141,14 @@ extension API {
         } catch let error as TributaryError where error.code == .invalidCredentials {
             throw APIError(HTTPResponse.Status(code: 424, reasonPhrase: "Failed Dependency"), "invalid_credentials", error.message)
         } catch let error as ProviderUnavailable {
-            throw APIError(HTTPResponse.Status(code: 424, reasonPhrase: "Failed Dependency"), "invalid_credentials", "The connection's token could not be refreshed: \(error.description)")
+            // Temporary: the credentials may be fine; the token endpoint is down or rate-limited.
+            throw APIError(.serviceUnavailable, "provider_unavailable", "The connection's token could not be refreshed now: \(error.description)")
         }
         json["credentials"] = .object(ConnectionCredentials.nangoShape(opened, type: record.credentialsType, includeRefreshToken: includeRefreshToken))
         context.logger.info("connection credentials read", metadata: ["connection": "\(record.ref)", "refreshed": "\(forceRefresh)"])
-        return JSONResponse.make(.object(json))
+        var response = JSONResponse.make(.object(json))
+        response.headers[.cacheControl] = "no-store"  // credentials: never kept by a cache on the way
+        return response
     }
 
     /// The connection's credentials opened: through provider access (which refreshes OAuth tokens)
@@ -156,9 +164,13 @@ extension API {
     func patchConnection(_ request: Request, _ context: APIRequestContext) async throws -> Response {
         let (_, record) = try await pathConnection(request, context)
         let body = try await BodyReader.read(request, maxBytes: maxBody, allowed: ["end_user", "tags"])
-        let patch = ConnectionPatch(
+        var patch = ConnectionPatch(
             endUser: try body.optionalObject("end_user").map { try EndUserFields.endUser($0) },
             tags: try body.optionalObject("tags").map { try EndUserFields.tags($0) })
+        // The tags Nango derives from the end user follow it (or stay, when only the tags change).
+        if let endUser = patch.endUser ?? record.endUser, patch.endUser != nil || patch.tags != nil {
+            patch.tags = EndUserFields.tags(patch.tags ?? record.tags, derivingFrom: endUser)
+        }
         _ = try await store.patchConnection(record.ref, patch)
         return JSONResponse.success
     }
@@ -206,7 +218,7 @@ extension API {
             object["created_at"] = .string(record.createdAt.iso8601)
             object["updated_at"] = .string(record.updatedAt.iso8601)
             object["last_fetched_at"] = .null
-            // The kind of credentials only: secrets never leave the server.
+            // The kind of credentials only (GET /connections/{id} replaces it with the credentials).
             object["credentials"] = ["type": .string(record.credentialsType)]
         } else {
             object["created"] = .string(record.createdAt.iso8601)

@@ -189,7 +189,8 @@ struct ProviderEntry: Sendable {
             "name": .string(name), "display_name": .string(displayName), "auth_mode": .string(authMode),
             "docs": "", "categories": [],
         ]
-        if let baseURL { object["proxy"] = ["base_url": .string(baseURL)] }
+        // Scheme, host and path only: a query in base_url (a key, say) is not shown.
+        if let baseURL { object["proxy"] = ["base_url": .string(String(baseURL.prefix { $0 != "?" && $0 != "#" }))] }
         return .object(object)
     }
 }

@@ -1,6 +1,6 @@
 import TributaryCore
 
-/// Nango's `end_user` and `tags` of a connection, checked as Nango's API checks them: pure rules,
+/// Nango's `end_user` and `tags` of a connection: pure rules close to Nango's own (shapes, tag keys),
 /// used by `POST /connections` and `PATCH /connections/{id}`.
 enum EndUserFields {
     static let maximumTags = 64
@@ -11,7 +11,7 @@ enum EndUserFields {
         for (key, member) in value {
             switch key {
             case "id", "email", "display_name":
-                result[key] = .string(try text(member, "\(field).\(key)", nullable: key != "id"))
+                if let value = try text(member, "\(field).\(key)", nullable: key != "id") { result[key] = .string(value) }
             case "tags":
                 guard let object = member.objectValue else { throw APIError.invalidBody("\(field).tags must be an object of strings.") }
                 result[key] = .object(try tags(object, field: "\(field).tags"))
@@ -23,7 +23,7 @@ enum EndUserFields {
                     guard name == "id" || name == "display_name" else {
                         throw APIError.invalidBody("Unknown field '\(field).organization.\(name.prefix(40))'; allowed: display_name, id.")
                     }
-                    checked[name] = .string(try text(part, "\(field).organization.\(name)", nullable: name != "id"))
+                    if let value = try text(part, "\(field).organization.\(name)", nullable: name != "id") { checked[name] = .string(value) }
                 }
                 guard checked["id"] != nil else { throw APIError.invalidBody("\(field).organization.id is required.") }
                 result[key] = .object(checked)
@@ -32,8 +32,26 @@ enum EndUserFields {
             }
         }
         guard result["id"] != nil else { throw APIError.invalidBody("\(field).id is required.") }
-        // Nulls given for optional fields are left out: what is stored reads back as it was meant.
-        return JSONObject(result.filter { $0.value != .string("") || $0.key == "id" }.map { ($0.key, $0.value) })
+        return result
+    }
+
+    /// The tags Nango derives from an end user, which its SDK filters on (`listConnections` sends an
+    /// end user's email as `tags[end_user_email]`): `end_user_id`, `end_user_email`,
+    /// `end_user_display_name`, `organization_id`.
+    static let derivedTagKeys = ["end_user_id", "end_user_email", "end_user_display_name", "organization_id"]
+
+    /// `tags` with the derived tags of `endUser` in place of any earlier derived ones.
+    static func tags(_ tags: JSONObject, derivingFrom endUser: JSONObject) -> JSONObject {
+        var result = tags
+        for key in derivedTagKeys { result[key] = nil }
+        let derived: [(String, JSONValue?)] = [
+            ("end_user_id", endUser["id"]), ("end_user_email", endUser["email"]), ("end_user_display_name", endUser["display_name"]),
+            ("organization_id", endUser["organization"]?["id"]),
+        ]
+        for (key, value) in derived {
+            if let text = value?.stringValue, !text.isEmpty { result[key] = .string(String(text.prefix(255))) }
+        }
+        return result
     }
 
     /// At most 64 tags; keys start with a letter and hold letters, digits, `_ . / : -` (64 at most,
@@ -42,6 +60,9 @@ enum EndUserFields {
         guard value.count <= maximumTags else { throw APIError.invalidBody("\(field) holds \(value.count) tags; \(maximumTags) at most.") }
         var result: JSONObject = [:]
         for (key, member) in value {
+            guard result[key.lowercased()] == nil else {
+                throw APIError.invalidBody("\(field) has the key '\(key.prefix(64))' twice (keys are compared lowercase).")
+            }
             guard isTagKey(key) else {
                 throw APIError.invalidBody(
                     "\(field) key '\(key.prefix(64))' must start with a letter and hold letters, digits, '_', '.', '/', ':' or '-' (64 at most).")
@@ -60,8 +81,9 @@ enum EndUserFields {
         return scalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "_./:-".unicodeScalars.contains($0)) }
     }
 
-    private static func text(_ value: JSONValue, _ field: String, nullable: Bool) throws -> String {
-        if nullable, value.isNull { return "" }
+    /// The string, or nil for a null where one is allowed (left out of what is stored).
+    private static func text(_ value: JSONValue, _ field: String, nullable: Bool) throws -> String? {
+        if nullable, value.isNull { return nil }
         guard let text = value.stringValue, !text.isEmpty || nullable, text.unicodeScalars.count <= 255 else {
             throw APIError.invalidBody("\(field) must be \(nullable ? "a string or null" : "a non-empty string") of at most 255 characters.")
         }

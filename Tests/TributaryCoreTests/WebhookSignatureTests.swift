@@ -15,6 +15,12 @@ struct WebhookSignatureTests {
     let body = Array("what do ya want for nothing?".utf8)
     let expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
 
+    /// Nango's older `X-Nango-Signature`: hex SHA-256 of the key followed by the body (a known answer,
+    /// computed independently: `hashlib.sha256(b'k' + b'{"a":1}').hexdigest()`).
+    @Test func signsNangosOlderSignature() {
+        #expect(WebhookSignature.legacySign(Array(#"{"a":1}"#.utf8), key: "k") == "4b0dc82e07edcdc53d791124dab7f9d4515ae1cc96a2098ec15b3e444b3b19df")
+    }
+
     @Test func signsWithHexHMACSHA256() {
         #expect(WebhookSignature.sign(body, key: key) == expected)
         #expect(WebhookSignature.sign(body, key: "jefe") != expected)

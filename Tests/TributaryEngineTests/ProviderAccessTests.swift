@@ -182,6 +182,24 @@ struct ProviderAccessTests {
         }
     }
 
+    /// What `GET /connections/{id}?force_refresh=true` uses: an expired token is refreshed once, and a
+    /// forced refresh right after it (or in a loop) does not call the token endpoint again.
+    @Test func forcedRefreshesAreBoundedAndKeepTheRawAnswer() async throws {
+        let server = FakeProviderServer()
+        try await server.serve { base in
+            let f = try await ProviderFixture(baseURL: base)
+            defer { Task { try? await f.http.shutdown() } }
+            let connection = ProviderFixture.connection("oauth")
+            let first = try await f.access.credentials(for: connection, forceRefresh: true)
+            for _ in 0..<5 { _ = try await f.access.credentials(for: connection, forceRefresh: true) }
+            #expect(server.state.withLock { $0.refreshCalls } == 1, "the expired token was refreshed once; forced refreshes within a minute reuse it")
+            #expect(first["access_token"] == "at-1")
+            #expect(first["raw"]?["expires_in"] == 3600 && first["raw"]?["token_type"] == "bearer", "the token endpoint's answer, kept as raw")
+            let shown = ConnectionCredentials.nangoShape(first, type: "OAUTH2", includeRefreshToken: false)
+            #expect(shown["refreshed_at"] == nil && shown["raw"]?["refresh_token"] == nil)
+        }
+    }
+
     /// A run waiting for a token refresh that another process holds stops waiting when it is
     /// cancelled (pause, reset, delete, shutdown) — not when the other process's lock runs out.
     @Test func waitingForAnotherProcesssRefreshEndsWhenCancelled() async throws {

@@ -181,15 +181,29 @@ struct ConnectionsAPITests {
             #expect(try await api.send(.get, "/connections?limit=0").errorCode == "invalid_query_params")
             #expect(try await api.send(.get, "/connections?tags[1bad]=x").errorCode == "invalid_query_params")
             let listed = try await api.send(.get, "/connections?connectionId=u1")
-            #expect(listed.json["connections"]?[0]?["tags"] == ["plan": "pro", "region": "eu"])
+            #expect(
+                listed.json["connections"]?[0]?["tags"]
+                    == ["plan": "pro", "region": "eu", "end_user_id": "user-1", "end_user_email": "a@example.com", "organization_id": "org-1"],
+                "with the tags Nango derives from the end user")
+            // What the SDK's listConnections({email}) sends.
+            #expect(try await ids("?tags%5Bend_user_email%5D=a%40example.com&tags%5Borganization_id%5D=org-2") == ["u2", "u5"])
+            let tooMany = (0...64).map { "tags%5Bk\($0)%5D=v" }.joined(separator: "&")
+            #expect(try await api.send(.get, "/connections?" + tooMany).errorCode == "invalid_query_params", "filters are bounded")
+            let twice = try await api.send(
+                .post, "/connections", body: ["provider_config_key": "shop", "connection_id": "t", "credentials": ["type": "NONE"], "tags": ["Plan": "a", "plan": "b"]])
+            #expect(twice.errorCode == "invalid_body", "one key, two spellings")
             #expect(listed.json["connections"]?[0]?["end_user"]?["organization"]?["id"] == "org-1")
             // PATCH replaces what it is given.
             let patched = try await api.send(
-                .patch, "/connections/u1?provider_config_key=shop", body: ["end_user": ["id": "user-9", "display_name": "Ada"], "tags": ["plan": "enterprise"]])
+                .patch, "/connections/u1?provider_config_key=shop",
+                body: ["end_user": ["id": "user-9", "display_name": "Ada", "email": .null, "organization": ["id": "o9", "display_name": .null]], "tags": ["plan": "enterprise"]])
             #expect(patched.status == .ok && patched.json == ["success": true])
             let one = try await api.send(.get, "/connections/u1?provider_config_key=shop")
-            #expect(one.json["end_user"] == ["id": "user-9", "display_name": "Ada"])
-            #expect(one.json["tags"] == ["plan": "enterprise"])
+            #expect(one.json["end_user"] == ["id": "user-9", "display_name": "Ada", "organization": ["id": "o9"]], "nulls are left out")
+            #expect(one.json["tags"] == ["plan": "enterprise", "end_user_id": "user-9", "end_user_display_name": "Ada", "organization_id": "o9"])
+            // Only the tags change: the derived ones stay with the end user.
+            _ = try await api.send(.patch, "/connections/u1?provider_config_key=shop", body: ["tags": ["plan": "free"]])
+            #expect(try await api.send(.get, "/connections/u1?provider_config_key=shop").json["tags"]?["end_user_id"] == "user-9")
             #expect(try await api.send(.patch, "/connections/u1?provider_config_key=shop", body: ["end_user": ["email": "x@y"]]).errorCode == "invalid_body")
             #expect(try await api.send(.patch, "/connections/u1?provider_config_key=shop", body: ["webhook": "x"]).errorCode == "invalid_body")
             #expect(try await api.send(.patch, "/connections/zz?provider_config_key=shop", body: ["tags": [:]]).status == .notFound)

@@ -3,7 +3,7 @@
 ///
 /// Accepted forms, as Nango's import takes them: `{"type": "NONE"}`, `API_KEY {apiKey}` (or the
 /// older `api_key`; auth `api_key` and `bearer`), `BASIC {username, password}`,
-/// `OAUTH2 {access_token, refresh_token?, expires_at?, config_override?}`,
+/// `OAUTH2 {access_token, refresh_token?, expires_at?}` (Nango's `config_override` is refused),
 /// `OAUTH2_CC {token, client_id, client_secret, expires_at?}`; `expires_at` is an ISO 8601 date-time
 /// or milliseconds since 1970. They are stored in one form (`api_key`, ISO dates) whichever was sent.
 public enum ConnectionCredentials {
@@ -64,13 +64,11 @@ public enum ConnectionCredentials {
             switch credentials[key] {
             case nil:
                 if field.required { throw fail("credentials.\(key) is required for type \(type).") }
-            case .object(let override)? where field.kind == "override":
-                // Nango's per-connection OAuth client: kept with the credentials (this version refreshes with the integration's).
-                for (name, value) in override {
-                    guard ["client_id", "client_secret"].contains(name), value.stringValue != nil else {
-                        throw fail("credentials.config_override may hold client_id and client_secret (strings) only.")
-                    }
-                }
+            case _? where field.kind == "override":
+                // Nango's per-connection OAuth client: refreshing with it is not built, and keeping it
+                // while refreshing with the integration's client would fail every refresh later.
+                throw fail(
+                    "credentials.config_override (a per-connection OAuth client) is not supported: tokens are refreshed with the integration's client_id and client_secret.")
             case .string(let s)? where field.kind != "override":
                 if field.kind == "date", Timestamp(iso8601: s) == nil { throw fail("credentials.\(key) must be an ISO 8601 date-time.") }
                 if field.kind == "string", s.utf8.count > 8192 { throw fail("credentials.\(key) is too long.") }
@@ -124,7 +122,7 @@ public enum ConnectionCredentials {
             copy(["username", "password"])
         case "OAUTH2", "OAUTH2_CC":
             result = ["type": .string(type)]
-            copy(type == "OAUTH2" ? ["access_token", "refresh_token", "expires_at", "config_override"] : ["token", "client_id", "client_secret", "expires_at"])
+            copy(type == "OAUTH2" ? ["access_token", "refresh_token", "expires_at"] : ["token", "client_id", "client_secret", "expires_at"])
             var imported = result
             imported["type"] = nil
             imported["config_override"] = nil

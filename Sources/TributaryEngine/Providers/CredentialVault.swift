@@ -17,6 +17,8 @@ import TributaryStore
 actor CredentialVault {
     /// Refresh a token this long before it expires.
     static let expiryMargin: Int64 = 60_000_000
+    /// When the token was last refreshed (kept with the sealed credentials; never shown).
+    static let refreshedAtField = "refreshed_at"
     /// How often a refresh waiting for another process's looks at the store again.
     static let lockPoll: Duration = .milliseconds(100)
 
@@ -213,6 +215,7 @@ actor CredentialVault {
         fresh[auth.tokenField] = .string(access)
         // Nango's `raw`: the token endpoint's answer as it came (sealed with the rest).
         fresh["raw"] = .object(answer)
+        fresh[Self.refreshedAtField] = .string(Timestamp.now().iso8601)
         if let refreshToken = answer["refresh_token"]?.stringValue, !refreshToken.isEmpty { fresh["refresh_token"] = .string(refreshToken) }
         // A lifetime beyond ten years (or not a finite, positive number) is taken as "no expiry known".
         if let seconds = answer["expires_in"]?.doubleValue ?? answer["expires_in"]?.stringValue.flatMap(Double.init), seconds.isFinite, seconds > 0,

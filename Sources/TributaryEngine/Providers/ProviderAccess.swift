@@ -100,11 +100,15 @@ public final class ProviderAccess: Sendable {
         }
     }
 
-    /// The request's URL without credentials: `endpoint` below `baseURL`, or an absolute URL on
-    /// the same scheme, host and port as `baseURL` (credentials never go to another host).
+    /// A forced refresh of a token refreshed this recently returns it as it is: a client looping on
+    /// `force_refresh=true` cannot hammer the provider's token endpoint (or spend rotating refresh
+    /// tokens), and a token refreshed because it was about to expire is not refreshed twice.
+    static let forcedRefreshInterval: Int64 = 60_000_000
+
     /// The connection's opened credentials, for handing to the app (`GET /connections/{id}`, as
     /// Nango does): an OAuth token that is missing or about to expire is refreshed first, and with
-    /// `forceRefresh` (Nango's `force_refresh=true`) an OAuth token is refreshed now in any case.
+    /// `forceRefresh` (Nango's `force_refresh=true`) an OAuth token is refreshed now — unless it was
+    /// refreshed within the last minute.
     /// - Throws: `invalid_credentials` when a refresh is refused; ``ProviderUnavailable`` when the
     ///   token endpoint cannot be reached.
     public func credentials(for connection: ConnectionRef, forceRefresh: Bool) async throws -> JSONObject {
@@ -112,13 +116,18 @@ public final class ProviderAccess: Sendable {
             throw TributaryError(.unknownProviderConfig, "Integration '\(connection.providerConfigKey)' is not configured.")
         }
         let current = try await vault.credentials(for: connection, auth: integration.auth)
+        let refreshedAt = current[CredentialVault.refreshedAtField]?.stringValue.flatMap(Timestamp.init(iso8601:))
+        let recent = refreshedAt.map { Timestamp.now().microseconds - $0.microseconds < Self.forcedRefreshInterval } ?? false
         switch integration.auth {
-        case .oauth2 where forceRefresh, .oauth2ClientCredentials where forceRefresh:
+        case .oauth2 where forceRefresh && !recent, .oauth2ClientCredentials where forceRefresh && !recent:
             return try await vault.refresh(connection, auth: integration.auth, rejectedToken: current[integration.auth.tokenField]?.stringValue ?? "")
         default:
             return current
         }
     }
+
+    /// The request's URL without credentials: `endpoint` below `baseURL`, or an absolute URL on
+    /// the same scheme, host and port as `baseURL` (credentials never go to another host).
 
     static func url(for request: ProviderRequest, baseURL: String?, integration: String) throws -> URLComponents {
         guard let baseURL, let base = URLComponents(string: baseURL), base.host != nil else {
