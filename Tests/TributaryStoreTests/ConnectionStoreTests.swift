@@ -42,6 +42,16 @@ struct ConnectionStoreTests {
         let patched = try await f.store.patchConnection(ref, ConnectionPatch(tags: ["plan": "free"]))
         #expect(patched.tags == ["plan": "free"] && patched.endUser?["id"] == "u1", "a patch replaces what it sets, nothing else")
         #expect(try await ids([.init(.tags, key: "plan", value: "free")]) == ["c1", "c3", "c4"])
+        // auto_start: false — the base variant an import creates starts paused; one that exists keeps its state.
+        let fresh = ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "fresh")
+        var paused = ConnectionImport(ref: fresh, metadata: [:], connectionConfig: [:], credentialsType: "NONE", sealedCredentials: nil)
+        paused.pausedSyncs = ["orders"]
+        _ = try await f.store.importConnection(paused, baseVariantsOf: ["orders", "invoices"])
+        #expect(try await f.store.variantState(VariantRef(connection: fresh, syncName: "orders", variant: "base"))?.paused == true)
+        #expect(try await f.store.variantState(VariantRef(connection: fresh, syncName: "invoices", variant: "base"))?.paused == false)
+        try await f.store.setPaused(false, for: VariantRef(connection: fresh, syncName: "orders", variant: "base"))
+        _ = try await f.store.importConnection(paused, baseVariantsOf: ["orders", "invoices"])
+        #expect(try await f.store.variantState(VariantRef(connection: fresh, syncName: "orders", variant: "base"))?.paused == false, "started stays started")
         await #expect(throws: TributaryError.self) {
             _ = try await f.store.patchConnection(ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "nope"), ConnectionPatch(tags: [:]))
         }
