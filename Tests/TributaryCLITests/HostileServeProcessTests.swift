@@ -274,7 +274,8 @@ struct HostileServeProcessTests {
                 let answer = try await Self.call(
                     http, .post, api + "/sync/\(action)",
                     body: #"{"provider_config_key":"hostile","connection_id":"victim","syncs":[{"name":"legacy_orders","variant":"legacy"}]}"#, headers: auth)
-                #expect(answer.status == 200, "\(action): \(answer.body)")
+                // Started, the variant is due at once: the scheduler may queue its run before the trigger does.
+                #expect(answer.status == 200 || (action == "trigger" && answer.body.contains("sync_running")), "\(action): \(answer.body)")
             }
 
             // Every variant's first run ends; the endless one keeps reading until it is paused.
@@ -342,7 +343,7 @@ struct HostileServeProcessTests {
             var answers: [(String, String)] = []
             let connectionHeaders = auth.merging(["Connection-Id": "victim", "Provider-Config-Key": "hostile"]) { $1 }
             for path in [
-                "/connections", "/connections/victim?provider_config_key=hostile", "/sync/status?syncs=*&provider_config_key=hostile&connection_id=victim",
+                "/connections", "/sync/status?syncs=*&provider_config_key=hostile&connection_id=victim",
                 "/sync/runs?provider_config_key=hostile&connection_id=victim&sync=orders&variant=base",
                 "/sync/runs?provider_config_key=hostile&connection_id=victim&sync=orders&variant=echo400",
                 "/sync/runs?provider_config_key=hostile&connection_id=victim&sync=orders&variant=foreign",
@@ -358,6 +359,10 @@ struct HostileServeProcessTests {
                 let answer = try await Self.call(http, .get, api + "/records?model=Order&variant=\(item.variant)", headers: connectionHeaders)
                 answers.append(("/records \(item.variant)", answer.body))
             }
+            // The one answer that hands the credentials to the app, by design (as Nango does) — and
+            // without the old key of the planted checkpoint.
+            let own = try await Self.call(http, .get, api + "/connections/victim?provider_config_key=hostile", headers: auth)
+            #expect(own.status == 200 && own.body.contains(Self.apiKey) && !own.body.contains(Self.oldKey))
             let statusAnswer = answers.first { $0.0.hasPrefix("/sync/status") }?.1 ?? ""
             #expect(statusAnswer.contains("\"checkpoint\""), "the status answer really shows checkpoints")
             // The dashboard, logged in as a browser would be.

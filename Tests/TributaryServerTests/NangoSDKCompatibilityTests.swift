@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Testing
 import TributaryCore
+import TributaryStore
 
 /// The requests Nango's Node SDK (`@nangohq/node`, `packages/node-client/lib/index.ts`) sends for
 /// each call, replayed as the SDK writes them — paths, query strings (axios: booleans as
@@ -61,6 +62,52 @@ struct NangoSDKCompatibilityTests {
             #expect(frequency.json == ["frequency": "every 2 hours"])
             // deleteConnection()
             #expect(try await api.send(.delete, "/connections/sdk-1?provider_config_key=keyed", headers: Self.sdkHeaders).json == ["success": true])
+        }
+    }
+
+    @Test func syncRecordAndMetadataCallsSendWhatTheSDKSends() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            _ = try await api.connect("sdk-2")
+            let target: JSONObject = ["provider_config_key": "shop", "connection_id": "sdk-2"]
+            // createSyncVariant / deleteSyncVariant: POST/DELETE /sync/{name}/variant/{variant} with the connection in the body.
+            let variant = try await api.send(.post, "/sync/items/variant/eu", body: .object(target), headers: Self.sdkHeaders)
+            #expect(variant.status == .ok && variant.json["variant"] == "eu" && variant.json["id"]?.stringValue != nil)
+            // setMetadata / updateMetadata
+            var metadata = target
+            metadata["metadata"] = ["base.count": 2, "eu.count": 1]
+            #expect(try await api.send(.post, "/connections/metadata", body: .object(metadata), headers: Self.sdkHeaders).status == .created)
+            metadata["metadata"] = ["note": "x"]
+            #expect(try await api.send(.patch, "/connections/metadata", body: .object(metadata), headers: Self.sdkHeaders).status == .ok)
+            // triggerSync(key, syncs, connectionId): syncs as names and {name, variant}.
+            var trigger = target
+            trigger["syncs"] = ["items", ["name": "items", "variant": "eu"]]
+            #expect(try await api.send(.post, "/sync/trigger", body: .object(trigger), headers: Self.sdkHeaders).json == ["success": true])
+            _ = try await f.waitForRuns(VariantRef(connection: ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "sdk-2"), syncName: "items"))
+            // syncStatus(key, syncs, connectionId): syncs joined with commas, variants as name::variant.
+            let status = try await api.send(.get, "/sync/status?provider_config_key=shop&syncs=items,items::eu&connection_id=sdk-2", headers: Self.sdkHeaders)
+            #expect(status.status == .ok)
+            let first = try #require(status.json["syncs"]?[0])
+            for field in ["id", "name", "variant", "status", "type", "finishedAt", "nextScheduledSyncAt", "frequency", "latestResult", "recordCount", "checkpoint"] {
+                #expect(first[field] != nil, "syncStatus reads \(field)")
+            }
+            // pauseSync / startSync
+            var pause = target
+            pause["syncs"] = ["items::eu"]
+            #expect(try await api.send(.post, "/sync/pause", body: .object(pause), headers: Self.sdkHeaders).json == ["success": true])
+            #expect(try await api.send(.post, "/sync/start", body: .object(pause), headers: Self.sdkHeaders).json == ["success": true])
+            // listRecords: the connection in headers, the rest in the query.
+            var headers = Self.sdkHeaders
+            headers["Connection-Id"] = "sdk-2"
+            headers["Provider-Config-Key"] = "shop"
+            let records = try await api.send(.get, "/records?model=Item&limit=1&filter=added,updated", headers: headers)
+            #expect(records.status == .ok, "\(records.json)")
+            let record = try #require(records.json["records"]?[0])
+            for field in ["first_seen_at", "last_modified_at", "last_action", "deleted_at", "pruned_at", "cursor"] {
+                #expect(record["_nango_metadata"]?[field] != nil, "listRecords reads _nango_metadata.\(field)")
+            }
+            #expect(records.json["next_cursor"]?.stringValue != nil)
+            #expect(try await api.send(.delete, "/sync/items/variant/eu", body: .object(target), headers: Self.sdkHeaders).json == ["success": true])
         }
     }
 
