@@ -176,24 +176,23 @@ public struct StoredRecord: Sendable, Hashable {
         out.append(contentsOf: #"","last_action":""#.utf8)
         out.append(contentsOf: action.rawValue.utf8)
         out.append(contentsOf: #"","deleted_at":"#.utf8)
-        if let deletedAt {
-            out.append(UInt8(ascii: "\""))
-            deletedAt.appendISO8601(to: &out)
-            out.append(UInt8(ascii: "\""))
-        } else {
-            out.append(contentsOf: "null".utf8)
-        }
+        Self.appendJSON(deletedAt, to: &out)
         out.append(contentsOf: #","pruned_at":"#.utf8)
-        if let prunedAt {
-            out.append(UInt8(ascii: "\""))
-            prunedAt.appendISO8601(to: &out)
-            out.append(UInt8(ascii: "\""))
-        } else {
-            out.append(contentsOf: "null".utf8)
-        }
+        Self.appendJSON(prunedAt, to: &out)
         out.append(contentsOf: #","cursor":""#.utf8)
         cursor.appendEncoded(to: &out)
         out.append(contentsOf: #""}}"#.utf8)
+    }
+
+    /// A JSON string of the ISO 8601 time, or `null`.
+    @inline(__always) private static func appendJSON(_ time: Timestamp?, to out: inout [UInt8]) {
+        guard let time else {
+            out.append(contentsOf: "null".utf8)
+            return
+        }
+        out.append(UInt8(ascii: "\""))
+        time.appendISO8601(to: &out)
+        out.append(UInt8(ascii: "\""))
     }
 
     /// The `_nango_metadata` object.
