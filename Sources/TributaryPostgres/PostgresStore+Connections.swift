@@ -61,7 +61,7 @@ extension PostgresStore {
             binds.append(search)
             conditions.append("strpos(connection_id, \(placeholder())) > 0")
         }
-        for match in filter.allFields {
+        for match in filter.fields {
             let column = match.field.rawValue  // a fixed column name per case
             binds.append(match.keys)
             let path = placeholder()

@@ -64,7 +64,7 @@ extension SQLiteStore {
             conditions.append("instr(connection_id, ?) > 0")
             arguments.append(search)
         }
-        for match in filter.allFields {
+        for match in filter.fields {
             // Each key quoted, so keys with '-' or spaces address what the path says.
             let path = "$" + match.keys.map { key in
                 ".\"" + key.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""

@@ -265,12 +265,15 @@ extension SQLiteStore {
                     """,
                 arguments: [head.id, cursor.sequence, cursor.sequence, cursor.tiebreaker, limit + 1])
             let chosen = Array(ids.prefix(limit))
-            for id in chosen {
-                try db.execute(sql: "UPDATE records SET pruned_at = ? WHERE id = ?", arguments: [now, id])
-                try db.execute(
-                    sql: "UPDATE record_payloads SET payload = (SELECT json_object('id', external_id) FROM records WHERE id = ?1) WHERE record_id = ?1",
-                    arguments: [id])
-            }
+            // Two set-based statements over the chosen rows (passed as one JSON array).
+            let list = "[" + chosen.map(String.init).joined(separator: ",") + "]"
+            try db.execute(sql: "UPDATE records SET pruned_at = ? WHERE id IN (SELECT value FROM json_each(?))", arguments: [now, list])
+            try db.execute(
+                sql: """
+                    UPDATE record_payloads SET payload = (SELECT json_object('id', r.external_id) FROM records r WHERE r.id = record_payloads.record_id)
+                    WHERE record_id IN (SELECT value FROM json_each(?))
+                    """,
+                arguments: [list])
             return (chosen.count, ids.count > limit)
         }
     }

@@ -21,13 +21,7 @@ extension API {
         let connection = try await existingConnection(
             ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: connectionId))
 
-        var limit = ChangeQuery.defaultLimit
-        if let text = try query.optional("limit") {
-            guard let value = Int(text), (1...ChangeQuery.maximumLimit).contains(value) else {
-                throw APIError.invalidQuery("limit must be a whole number from 1 to \(ChangeQuery.maximumLimit).")
-            }
-            limit = value
-        }
+        let limit = try query.integer("limit", in: 1...ChangeQuery.maximumLimit) ?? ChangeQuery.defaultLimit
         let cursor = try query.optional("cursor").map { try FeedCursor(encoded: $0) }
         var modifiedAfter: Timestamp? = nil
         if let text = try query.optional("modified_after") ?? query.optional("delta") {

@@ -68,8 +68,8 @@ extension API {
         var filter = ConnectionFilter(environment: environment.name, providerConfigKeys: [integration.providerConfigKey])
         switch match {
         case .connectionId: filter.connectionId = identifier
-        case .metadata(let path): filter.field = .init(.metadata, path: path, value: identifier)
-        case .connectionConfig(let path): filter.field = .init(.connectionConfig, path: path, value: identifier)
+        case .metadata(let path): filter.fields = [.init(.metadata, path: path, value: identifier)]
+        case .connectionConfig(let path): filter.fields = [.init(.connectionConfig, path: path, value: identifier)]
         }
         return try await store.connections(filter).map(\.ref)
     }

@@ -72,16 +72,13 @@ public struct ConnectionFilter: Sendable, Hashable {
     public var connectionId: String?
     /// Connection ids containing this text.
     public var search: String?
-    /// Only connections whose metadata or `connection_config` holds this value (compared as text) at a path.
-    public var field: FieldMatch?
-    /// Only connections matching all of these too (Nango's `endUserId`, `endUserOrganizationId`, `tags[…]`).
+    /// Only connections holding every one of these values (compared as text) at a path of their
+    /// metadata, `connection_config`, end user or tags (provider webhook routing; Nango's `endUserId`,
+    /// `endUserOrganizationId`, `tags[…]`).
     public var fields: [FieldMatch] = []
     /// At most this many (nil: all), after skipping `offset`, in id order (Nango's `limit` and `page`).
     public var limit: Int? = nil
     public var offset: Int = 0
-
-    /// ``field`` and ``fields`` together.
-    public var allFields: [FieldMatch] { (field.map { [$0] } ?? []) + fields }
 
     /// A value at a dot path of a connection's JSON field.
     public struct FieldMatch: Sendable, Hashable {
@@ -116,13 +113,13 @@ public struct ConnectionFilter: Sendable, Hashable {
     }
 
     public init(
-        environment: String, providerConfigKeys: [String]? = nil, connectionId: String? = nil, search: String? = nil, field: FieldMatch? = nil
+        environment: String, providerConfigKeys: [String]? = nil, connectionId: String? = nil, search: String? = nil, fields: [FieldMatch] = []
     ) {
         self.environment = environment
         self.providerConfigKeys = providerConfigKeys
         self.connectionId = connectionId
         self.search = search
-        self.field = field
+        self.fields = fields
     }
 }
 

@@ -73,7 +73,7 @@ public struct Checkpoint: Sendable, Hashable, ExpressibleByDictionaryLiteral, Cu
         var copy = self
         for (key, value) in values {
             guard case .string(let text) = value else { continue }
-            let redacted = URLText.removingUserInfo(from: URLText.removingQueryItems(named: names, from: text))
+            let redacted = URLText.removingCredentials(named: names, from: text)
             if redacted != text { copy.values[key] = .string(redacted) }
         }
         return copy

@@ -193,7 +193,7 @@ public struct ProviderPages: AsyncSequence, Sendable {
                 // A link that echoes a credential (`?api_key=…`) is kept without it: it goes into checkpoints,
                 // logs and errors. Provider access adds the credential again when it follows the link.
                 // A `user:password@` in a link is dropped the same way.
-                if let link = next { next = URLText.removingUserInfo(from: URLText.removingQueryItems(named: response.credentialQueryNames, from: link)) }
+                if let link = next { next = URLText.removingCredentials(named: response.credentialQueryNames, from: link) }
             case .offset:
                 next = short ? nil : String((Int(position ?? "0") ?? 0) + records.count)
             case .page(_, let firstPage):

@@ -125,6 +125,12 @@ public enum URLText {
         return String(url[..<authorityStart]) + String(url[url.index(after: at)...])
     }
 
+    /// `url` without any credential it may carry: the query parameters named in `names` and a
+    /// `user:password@` — what every link kept, shown or logged goes through.
+    public static func removingCredentials(named names: Set<String>, from url: String) -> String {
+        removingUserInfo(from: removingQueryItems(named: names, from: url))
+    }
+
     /// RFC 3986 `scheme`: a letter, then letters, digits, `+`, `-` or `.`.
     private static func isScheme(_ text: Substring) -> Bool {
         guard let first = text.unicodeScalars.first, first.isASCII, first.properties.isAlphabetic else { return false }
