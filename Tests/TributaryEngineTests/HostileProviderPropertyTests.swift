@@ -42,11 +42,13 @@ struct HostileProviderPropertyTests {
         }
     }
 
-    /// Whether `text` holds the key as the credential query parameter or a `user:password@` — what
-    /// Tributary must strip. (The key elsewhere, e.g. as a cursor or a path segment the provider chose,
-    /// is the provider's data, not a credential Tributary can recognise.)
+    /// Whether `text` holds the key as the credential query parameter or a `user:password@` in the
+    /// authority of a URL (the text, or a word of a message, starts with it) — what Tributary must
+    /// strip. (The key or `user:pw@` elsewhere — a cursor, a path segment like `é…https://user:pw@`,
+    /// which is not a URL and is sent as a path — is the provider's data, not a credential.)
     static func holdsCredential(_ text: String) -> Bool {
-        text.contains("api_key=\(key)") || text.contains("user:pw@")
+        if text.contains("api_key=\(key)") { return true }
+        return ["http://user:pw@", "https://user:pw@", "//user:pw@"].contains { text.hasPrefix($0) || text.contains(" " + $0) }
     }
 
     static func check(_ error: any Error, _ what: String) {
