@@ -152,7 +152,8 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
-            name: "TributaryCoreTests", dependencies: ["TributaryCore", .product(name: "PropertyBased", package: "swift-property-based")],
+            name: "TributaryCoreTests",
+            dependencies: ["TributaryCore", "TributaryTestSupport", .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict),
         // The store's pure rules (fencing, run starts and ends, expiry, next runs, lifecycle changes), without a database.
         .testTarget(name: "TributaryRulesTests", dependencies: ["TributaryCore", "TributaryStore"], swiftSettings: strict),

@@ -169,7 +169,7 @@ extension PostgresStore {
                     logger: self.logger)
             }
             let finished = try await self.fetchRun(db, run.id)!
-            try await self.queueWebhooks(db, for: finished, plan: completion.webhooks, now: now)
+            try await self.queueWebhooks(db, for: finished, variantPK: run.variantPK, plan: completion.webhooks, now: now)
             return finished
         }
     }

@@ -6,11 +6,15 @@ import TributaryStore
 extension PostgresStore {
     // MARK: Outbox (inside the run-finishing transaction)
 
-    /// Writes `run`'s sync webhooks into the outbox (nothing when `plan` is nil or the run sends none).
-    func queueWebhooks(_ db: PostgresConnection, for run: RunRecord, plan: SyncWebhookPlan?, now: Timestamp) async throws {
+    /// Writes `run`'s sync webhooks into the outbox (nothing when `plan` is nil or the run sends none),
+    /// with the checkpoint of its variant (`variantPK`) as the run left it.
+    func queueWebhooks(_ db: PostgresConnection, for run: RunRecord, variantPK: Int64, plan: SyncWebhookPlan?, now: Timestamp) async throws {
         guard let plan else { return }
         let ref = run.variant
-        for message in SyncWebhookBody.messages(for: run, plan: plan) {
+        // A stored checkpoint that no longer reads (it was written by this store) shows as null rather than losing the webhooks.
+        let checkpoint = try await db.one("SELECT checkpoint FROM sync_variants WHERE id = \(variantPK)", logger)?
+            .optionalString("checkpoint").flatMap { try? Checkpoint(json: $0) }
+        for message in SyncWebhookBody.messages(for: run, plan: plan, checkpoint: checkpoint) {
             try await db.query(
                 """
                 INSERT INTO webhook_deliveries(idempotency_key, environment, url, body, status, created_at, next_attempt_at, run_id,

@@ -152,7 +152,7 @@ extension SQLiteStore {
                     arguments: [reopens ? "pending" : "done", run.id])
             }
             let finished = try self.fetchRun(db, run.id)!
-            try self.queueWebhooks(db, for: finished, plan: completion.webhooks, now: now)
+            try self.queueWebhooks(db, for: finished, variantPK: run.variantPK, plan: completion.webhooks, now: now)
             return finished
         }
     }

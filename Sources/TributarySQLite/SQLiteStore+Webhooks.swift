@@ -6,10 +6,14 @@ import TributaryStore
 extension SQLiteStore {
     // MARK: Outbox (inside the run-finishing transaction)
 
-    /// Writes `run`'s sync webhooks into the outbox (nothing when `plan` is nil or the run sends none).
-    func queueWebhooks(_ db: Database, for run: RunRecord, plan: SyncWebhookPlan?, now: Timestamp) throws {
+    /// Writes `run`'s sync webhooks into the outbox (nothing when `plan` is nil or the run sends none),
+    /// with the checkpoint of its variant (`variantPK`) as the run left it.
+    func queueWebhooks(_ db: Database, for run: RunRecord, variantPK: Int64, plan: SyncWebhookPlan?, now: Timestamp) throws {
         guard let plan else { return }
-        let messages = SyncWebhookBody.messages(for: run, plan: plan)
+        // A stored checkpoint that no longer reads (it was written by this store) shows as null rather than losing the webhooks.
+        let checkpoint = try String.fetchOne(db, sql: "SELECT checkpoint FROM sync_variants WHERE id = ?", arguments: [variantPK])
+            .flatMap { try? Checkpoint(json: $0) }
+        let messages = SyncWebhookBody.messages(for: run, plan: plan, checkpoint: checkpoint)
         guard !messages.isEmpty else { return }
         let insert = try db.cachedStatement(
             sql: """

@@ -10,14 +10,19 @@ import TributaryCore
 /// ```
 ///
 /// A failed run sends one webhook naming all models (comma-separated) with `success: false`,
-/// `error: {type: "script_error", description}`, `startedAt` and `failedAt`. Keys are sorted (Nango's
-/// stable stringify) and the bytes are fixed when queued, so the signature covers exactly what is sent.
+/// `error: {type: "script_error", description}`, `startedAt` and `failedAt`. Both carry `checkpoint`:
+/// the variant's checkpoint as the run left it (`null` when it has none — none saved, or cleared), the
+/// field `GET /sync/status` has, without link credentials. Keys are sorted (Nango's stable
+/// stringify) and the bytes are fixed when queued, so the signature covers exactly what is sent;
+/// they are written in JavaScript's form (``JavaScriptJSON``), so Nango's SDK, which verifies
+/// `X-Nango-Signature` over `JSON.stringify` of the parsed body, computes the same bytes.
 /// `from` stays `"nango"` so receivers written for Nango accept them unchanged.
 public enum SyncWebhookBody {
     /// The messages for `run` under `plan`: one per model with changes (or every model when
     /// `sendOnZeroChanges`) and receiver on success; one per receiver on failure when
     /// `sendOnFailure`; none for a cancelled or expired run.
-    public static func messages(for run: RunRecord, plan: SyncWebhookPlan) -> [OutboxMessage] {
+    /// - Parameter checkpoint: the variant's checkpoint after the run (read in the finishing transaction).
+    public static func messages(for run: RunRecord, plan: SyncWebhookPlan, checkpoint: Checkpoint?) -> [OutboxMessage] {
         guard !plan.urls.isEmpty else { return [] }
         let ref = run.variant
         var base: JSONObject = [
@@ -28,6 +33,7 @@ public enum SyncWebhookBody {
             "syncName": .string(ref.syncName),
             "syncVariant": .string(ref.variant),
             "syncType": .string(run.kind.rawValue),
+            "checkpoint": checkpoint.map { .object($0.redactingLinkCredentials(plan.linkCredentials).values) } ?? .null,
         ]
         var bodies: [(model: String, success: Bool, body: [UInt8])] = []
         switch run.status {
@@ -46,7 +52,7 @@ public enum SyncWebhookBody {
                     "added": .number(JSONNumber(result.added)), "updated": .number(JSONNumber(result.updated)),
                     "deleted": .number(JSONNumber(result.deleted)),
                 ]
-                bodies.append((model, true, JSONWriter.bytes(.object(body))))
+                bodies.append((model, true, JavaScriptJSON.bytes(.object(body))))
             }
         case .failed:
             guard plan.sendOnFailure else { return [] }
@@ -57,7 +63,7 @@ public enum SyncWebhookBody {
             body["error"] = ["type": "script_error", "description": .string(run.error ?? "The run failed.")]
             body["startedAt"] = .string(run.startedAt.iso8601)
             body["failedAt"] = .string((run.finishedAt ?? run.startedAt).iso8601)
-            bodies.append((models, false, JSONWriter.bytes(.object(body))))
+            bodies.append((models, false, JavaScriptJSON.bytes(.object(body))))
         case .queued, .running, .cancelled, .expired:
             return []
         }

@@ -12,12 +12,16 @@ public struct SyncWebhookPlan: Sendable, Hashable {
     public var sendOnFailure: Bool
     /// The sync's models, in configuration order (one success webhook each; the failure webhook names them all).
     public var models: [String]
+    /// The integration's credential query parameters, removed from links in the checkpoint a
+    /// webhook carries (``Checkpoint/redactingLinkCredentials(_:)``).
+    public var linkCredentials: Set<String>
 
-    public init(urls: [String], sendOnZeroChanges: Bool, sendOnFailure: Bool, models: [String]) {
+    public init(urls: [String], sendOnZeroChanges: Bool, sendOnFailure: Bool, models: [String], linkCredentials: Set<String> = []) {
         self.urls = urls
         self.sendOnZeroChanges = sendOnZeroChanges
         self.sendOnFailure = sendOnFailure
         self.models = models
+        self.linkCredentials = linkCredentials
     }
 }
 

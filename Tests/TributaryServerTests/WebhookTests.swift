@@ -12,6 +12,7 @@ import TributaryEngine
 import TributarySQLite
 import TributaryServer
 import TributaryStore
+import TributaryTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -202,10 +203,16 @@ struct WebhookTests {
             #expect(request.headers["x-nango-signature"] == WebhookSignature.legacySign(request.body, key: signingKey))
             let reserialised = try JSONWriter.bytes(JSONParser.parse(request.body), canonical: false)
             #expect(reserialised == request.body, "the body reads back byte for byte as JSON.stringify would write it")
+            if NodeJS.executable != nil {
+                let signature = try #require(request.headers["x-nango-signature"])
+                #expect(try NodeJS.verifiesLegacySignature(signature, body: request.body, key: signingKey), "verified in Node as the SDK does")
+                #expect(try !NodeJS.verifiesLegacySignature(signature, body: request.body, key: signingKey + "x"))
+            }
             #expect(request.headers["content-type"] == "application/json")
         }
         let bodies = try successes.map { try #require(try JSONParser.parse($0.body).objectValue) }
         #expect(bodies.map { $0["syncType"] } == ["INITIAL", "INCREMENTAL", "INCREMENTAL"])
+        #expect(bodies.allSatisfy { $0["checkpoint"] != nil }, "every sync webhook carries the variant's checkpoint (or null)")
         #expect(bodies[0]["responseResults"] == ["added": 3, "deleted": 0, "updated": 0])
         #expect(bodies[1]["responseResults"] == ["added": 0, "deleted": 0, "updated": 1])
         #expect(bodies[2]["success"] == false && bodies[2]["error"]?["description"] == "the shop answered 500")

@@ -32,8 +32,9 @@ struct WebhookOutboxTests {
             #expect(json["syncVariant"] == "base" && json["model"] == "Order" && json["syncType"] == "INITIAL")
             #expect(json["responseResults"] == ["added": 2, "deleted": 0, "updated": 0])
             #expect(json["modifiedAfter"] == .string(run.startedAt.iso8601) && json["queryTimeStamp"] == .string(run.startedAt.iso8601))
-            // Keys are sorted, so the signed bytes are stable.
-            #expect(delivery.body == JSONWriter.bytes(.object(json)))
+            #expect(json["checkpoint"] == .null, "no checkpoint was saved")
+            // Keys are sorted, in JavaScript's form, so the signed bytes are stable.
+            #expect(delivery.body == JavaScriptJSON.bytes(.object(json)))
         }
         // The next run is INCREMENTAL; with zero changes nothing is sent unless asked for.
         let second = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
@@ -66,6 +67,33 @@ struct WebhookOutboxTests {
         let failedQuietly = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
         _ = try await f.store.completeRun(failedQuietly.lease, RunCompletion(outcome: .failed(message: "x"), webhooks: quiet))
         #expect(try await f.store.deliveries(DeliveryQuery(environment: "dev")).count == 2)
+    }
+
+    /// Like `GET /sync/status`, a webhook carries the variant's checkpoint as the run left it, without
+    /// the integration's credential query parameters a saved link may hold, in JavaScript's key order.
+    @Test(arguments: StoreKind.available) func webhooksCarryTheCheckpointTheRunLeft(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        var plan = plan
+        plan.linkCredentials = ["api_key"]
+        let failing = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
+        let saved: Checkpoint = ["next": "https://api.test/o?page=2&api_key=SECRET", "2": .number(JSONNumber(1.5)), "a": true, "10": "x"]
+        try await f.store.saveCheckpoint(try saved.validated(), for: failing.lease)
+        _ = try await f.store.completeRun(failing.lease, RunCompletion(outcome: .failed(message: "boom"), webhooks: plan))
+        let failure = try #require(try await f.store.deliveries(DeliveryQuery(environment: "dev")).first)
+        let text = String(decoding: failure.body, as: UTF8.self)
+        #expect(text.contains(#""checkpoint":{"2":1.5,"10":"x","a":true,"next":"https://api.test/o?page=2"}"#), "\(text)")
+        #expect(!text.contains("SECRET"))
+
+        // A success that keeps the checkpoint sends it; one that clears it sends null.
+        let keeping = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
+        _ = try await f.store.saveRecords([order("1")], model: "Order", for: keeping.lease)
+        try await f.store.saveCheckpoint(["page": 3], for: keeping.lease)
+        _ = try await f.store.completeRun(keeping.lease, RunCompletion(outcome: .succeeded, models: ["Order"], webhooks: plan))
+        #expect(try body(try #require(try await f.store.deliveries(DeliveryQuery(environment: "dev")).first))["checkpoint"] == ["page": 3])
+        let clearing = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
+        _ = try await f.store.saveRecords([order("2")], model: "Order", for: clearing.lease)
+        _ = try await f.store.completeRun(clearing.lease, RunCompletion(outcome: .succeeded, models: ["Order"], clearCheckpoint: true, webhooks: plan))
+        #expect(try body(try #require(try await f.store.deliveries(DeliveryQuery(environment: "dev")).first))["checkpoint"] == .null)
     }
 
     @Test(arguments: StoreKind.available) func aRunThatCannotBeRecordedQueuesNoWebhook(_ kind: StoreKind) async throws {

@@ -17,7 +17,9 @@ public struct SyncWebhookPlanner: Sendable {
         guard let settings = config.environment(named: ref.connection.environment)?.webhooks, settings.signingKey != nil else { return nil }
         let urls = settings.urls(for: connectionConfig)
         guard !urls.isEmpty else { return nil }
-        return SyncWebhookPlan(urls: urls, sendOnZeroChanges: settings.sendOnZeroChanges, sendOnFailure: settings.sendOnFailure, models: sync.models)
+        return SyncWebhookPlan(
+            urls: urls, sendOnZeroChanges: settings.sendOnZeroChanges, sendOnFailure: settings.sendOnFailure, models: sync.models,
+            linkCredentials: config.integration(ref.connection.providerConfigKey, in: ref.connection.environment)?.auth.credentialQueryNames ?? [])
     }
 
     /// The plan for a run of `ref`, reading the connection's override from `store`. A failure to read
