@@ -217,6 +217,47 @@ enum PostgresSchema {
             CREATE INDEX records_pruned ON records(dataset_id) WHERE pruned_at IS NOT NULL;
             """
         ),
+        (
+            "v7-actions",
+            // Action executions (POST /action/trigger): synchronous ones as a record, async ones as a
+            // durable task claimed by workers under a lease (`attempts` is the fencing token).
+            """
+            CREATE TABLE action_runs (
+                id TEXT PRIMARY KEY,
+                connection_pk BIGINT NOT NULL REFERENCES connections(id) ON DELETE CASCADE,
+                action_name TEXT NOT NULL,
+                is_async BOOLEAN NOT NULL,
+                status TEXT NOT NULL,
+                input BYTEA NOT NULL,
+                output BYTEA,
+                output_bytes BIGINT,
+                failure TEXT,
+                attempts BIGINT NOT NULL DEFAULT 0,
+                max_retries BIGINT NOT NULL DEFAULT 0,
+                retryable_failures BIGINT NOT NULL DEFAULT 0,
+                expiries BIGINT NOT NULL DEFAULT 0,
+                lease_seconds BIGINT NOT NULL,
+                heartbeat_at BIGINT,
+                next_attempt_at BIGINT,
+                created_at BIGINT NOT NULL,
+                started_at BIGINT,
+                finished_at BIGINT,
+                worker TEXT
+            );
+            CREATE INDEX action_runs_queued ON action_runs(next_attempt_at) WHERE status = 'queued';
+            CREATE INDEX action_runs_running ON action_runs(heartbeat_at) WHERE status = 'running';
+            CREATE INDEX action_runs_by_connection ON action_runs(connection_pk, created_at);
+            CREATE INDEX action_runs_finished ON action_runs(finished_at) WHERE finished_at IS NOT NULL;
+            CREATE TABLE action_logs (
+                id BIGSERIAL PRIMARY KEY,
+                action_id TEXT NOT NULL REFERENCES action_runs(id) ON DELETE CASCADE,
+                at BIGINT NOT NULL,
+                level TEXT NOT NULL,
+                message TEXT NOT NULL
+            );
+            CREATE INDEX action_logs_by_action ON action_logs(action_id, id);
+            """
+        ),
     ]
 
     /// The partitions of `records`; fillfactor leaves room for in-place (HOT) updates of unchanged rows.

@@ -43,6 +43,21 @@ extension PostgresStore {
                     ORDER BY received_at LIMIT \(limit) FOR UPDATE SKIP LOCKED)
                 RETURNING id
                 """, self.logger)
+            // Action executions that ended before the runs' cutoff, their log lines first.
+            let prunableActions = """
+                SELECT id FROM action_runs WHERE finished_at IS NOT NULL AND finished_at < \(cutoffs.runs.microseconds) ORDER BY finished_at LIMIT \(limit)
+                """
+            let actionLogs = try await db.count(
+                """
+                DELETE FROM action_logs WHERE id IN (
+                    SELECT id FROM action_logs WHERE action_id IN (\(unescaped: prunableActions)) LIMIT \(limit) FOR UPDATE SKIP LOCKED)
+                RETURNING id
+                """, self.logger)
+            removed += actionLogs
+            if actionLogs == 0 {
+                removed += try await db.count(
+                    "DELETE FROM action_runs WHERE id IN (\(unescaped: prunableActions) FOR UPDATE SKIP LOCKED) RETURNING id", self.logger)
+            }
             return removed
         }
     }

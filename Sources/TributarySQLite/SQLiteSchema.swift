@@ -271,6 +271,47 @@ enum SQLiteSchema {
                     ALTER TABLE records ADD COLUMN pruned_at INTEGER;
                     """)
         }
+        migrator.registerMigration("v13-actions") { db in
+            // Action executions (POST /action/trigger): synchronous ones as a record, async ones as a
+            // durable task claimed by workers under a lease (`attempts` is the fencing token).
+            try db.execute(
+                sql: """
+                    CREATE TABLE action_runs (
+                        id TEXT PRIMARY KEY,
+                        connection_pk INTEGER NOT NULL REFERENCES connections(id) ON DELETE CASCADE,
+                        action_name TEXT NOT NULL,
+                        is_async INTEGER NOT NULL,
+                        status TEXT NOT NULL,
+                        input BLOB NOT NULL,
+                        output BLOB,
+                        output_bytes INTEGER,
+                        failure TEXT,
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        max_retries INTEGER NOT NULL DEFAULT 0,
+                        retryable_failures INTEGER NOT NULL DEFAULT 0,
+                        expiries INTEGER NOT NULL DEFAULT 0,
+                        lease_seconds INTEGER NOT NULL,
+                        heartbeat_at INTEGER,
+                        next_attempt_at INTEGER,
+                        created_at INTEGER NOT NULL,
+                        started_at INTEGER,
+                        finished_at INTEGER,
+                        worker TEXT
+                    );
+                    CREATE INDEX action_runs_queued ON action_runs(next_attempt_at) WHERE status = 'queued';
+                    CREATE INDEX action_runs_running ON action_runs(heartbeat_at) WHERE status = 'running';
+                    CREATE INDEX action_runs_by_connection ON action_runs(connection_pk, created_at);
+                    CREATE INDEX action_runs_finished ON action_runs(finished_at) WHERE finished_at IS NOT NULL;
+                    CREATE TABLE action_logs (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        action_id TEXT NOT NULL REFERENCES action_runs(id) ON DELETE CASCADE,
+                        at INTEGER NOT NULL,
+                        level TEXT NOT NULL,
+                        message TEXT NOT NULL
+                    );
+                    CREATE INDEX action_logs_by_action ON action_logs(action_id, id);
+                    """)
+        }
         return migrator
     }
 }

@@ -39,6 +39,15 @@ extension SQLiteStore {
                     """,
                 arguments: [cutoffs.webhookTasks.microseconds, limit])
             removed += db.changesCount
+            // Action executions that ended before the runs' cutoff, their log lines first.
+            let prunableActions = "SELECT id FROM action_runs WHERE finished_at IS NOT NULL AND finished_at < ? ORDER BY finished_at LIMIT ?"
+            try db.execute(
+                sql: "DELETE FROM action_logs WHERE id IN (SELECT id FROM action_logs WHERE action_id IN (\(prunableActions)) LIMIT ?)",
+                arguments: [cutoffs.runs.microseconds, limit, limit])
+            if db.changesCount == 0 {
+                try db.execute(sql: "DELETE FROM action_runs WHERE id IN (\(prunableActions))", arguments: [cutoffs.runs.microseconds, limit])
+            }
+            removed += db.changesCount
             return removed
         }
     }

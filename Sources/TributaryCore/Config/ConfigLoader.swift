@@ -552,7 +552,7 @@ public enum ConfigLoader {
 
         mutating func parseIntegration(_ key: String, _ node: Node) -> IntegrationConfig? {
             let what = "integration '\(key)'"
-            guard let entries = mapping(node, what, allowed: ["provider", "base_url", "auth", "environments", "syncs", "rate_limit_per_second", "webhooks"]) else {
+            guard let entries = mapping(node, what, allowed: ["provider", "base_url", "auth", "environments", "syncs", "actions", "rate_limit_per_second", "webhooks"]) else {
                 return nil
             }
             var integration = IntegrationConfig(providerConfigKey: key, syncs: [])
@@ -585,6 +585,8 @@ public enum ConfigLoader {
                     integration.environments = stringList(entry.value, "\(what).environments")
                 case "syncs":
                     integration.syncs = parseSyncs(entry.value, what)
+                case "actions":
+                    integration.actions = parseActions(entry.value, what)
                 case "webhooks":
                     integration.webhooks = parseProviderWebhooks(entry.value, what)
                 default:

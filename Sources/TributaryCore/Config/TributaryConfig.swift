@@ -248,6 +248,8 @@ public struct IntegrationConfig: Sendable {
     /// The environments that offer this integration; `nil` means all.
     public var environments: [String]?
     public var syncs: [SyncConfig]
+    /// What apps can run through a connection (`POST /action/trigger`).
+    public var actions: [ActionConfig] = []
     /// How webhooks from the provider are checked and routed to connections (nil: not accepted).
     public var webhooks: ProviderWebhookConfig?
 
@@ -269,6 +271,10 @@ public struct IntegrationConfig: Sendable {
 
     public func sync(named name: String) -> SyncConfig? {
         syncs.first { $0.name == name }
+    }
+
+    public func action(named name: String) -> ActionConfig? {
+        actions.first { $0.name == name }
     }
 }
 

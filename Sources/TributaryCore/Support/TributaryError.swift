@@ -37,6 +37,10 @@ public struct TributaryError: Error, Sendable, Equatable, CustomStringConvertibl
         public static let leaseLost = Code(rawValue: "lease_lost")
         /// A call names more variants than one request may change at once.
         public static let tooManyVariants = Code(rawValue: "too_many_variants")
+        /// An action's input lacks a value its request needs, or has one of the wrong kind (Nango's code).
+        public static let invalidActionInput = Code(rawValue: "invalid_action_input")
+        /// An action's output is larger than its `max_output_bytes` (Nango's code).
+        public static let outputTooLarge = Code(rawValue: "script_output_too_large")
         /// The database cannot be reached right now (retry later).
         public static let storeUnavailable = Code(rawValue: "store_unavailable")
     }

@@ -63,7 +63,7 @@ public struct ModelResult: Sendable, Hashable, Codable {
 /// Every record call persists before it returns, so a function that saves page by page holds one
 /// page in memory, never the dataset. Every call first checks for cancellation and throws
 /// `CancellationError` once the run was cancelled (variant paused, reset or deleted, shutdown).
-public protocol SyncContext: Sendable {
+public protocol SyncContext: ProviderCaller {
     /// The environment the connection belongs to (`dev`, `prod`, …).
     var environment: String { get }
     /// The integration (`provider_config_key`).
@@ -109,13 +109,6 @@ public protocol SyncContext: Sendable {
     /// Marks records of `model` deleted (soft delete). Only the `id` of each record is read.
     func batchDelete(_ records: [JSONObject], model: String) async throws
 
-    /// Calls the connection's provider: the endpoint below the integration's `base_url`, with the
-    /// connection's credentials added (refreshed when they expire or the provider answers 401),
-    /// retried with backoff on network errors, 5xx and 429 (`Retry-After` honoured), under the
-    /// connection's rate limit. Returns the response whatever its status; throws
-    /// ``ProviderUnavailable`` when every retry failed.
-    func send(_ request: ProviderRequest) async throws -> ProviderResponse
-
     /// Writes a line to the run's log (kept with the run, visible through the API and dashboard).
     func log(_ message: String, level: LogLevel) async
     /// Throws `CancellationError` if the run was cancelled.
@@ -123,51 +116,8 @@ public protocol SyncContext: Sendable {
 }
 
 extension SyncContext {
-    /// `GET endpoint?query` through ``send(_:)``.
-    public func get(_ endpoint: String, query: [(name: String, value: String)] = [], headers: [(name: String, value: String)] = []) async throws
-        -> ProviderResponse
-    {
-        try await send(ProviderRequest(.GET, endpoint, query: query, headers: headers))
-    }
-
-    /// `POST` a JSON body through ``send(_:)``.
-    public func post(_ endpoint: String, json: JSONValue, query: [(name: String, value: String)] = []) async throws -> ProviderResponse {
-        try await send(.json(.POST, endpoint, body: json, query: query))
-    }
-
-    /// `PUT` a JSON body through ``send(_:)``.
-    public func put(_ endpoint: String, json: JSONValue, query: [(name: String, value: String)] = []) async throws -> ProviderResponse {
-        try await send(.json(.PUT, endpoint, body: json, query: query))
-    }
-
-    /// `PATCH` a JSON body through ``send(_:)``.
-    public func patch(_ endpoint: String, json: JSONValue, query: [(name: String, value: String)] = []) async throws -> ProviderResponse {
-        try await send(.json(.PATCH, endpoint, body: json, query: query))
-    }
-
-    /// `DELETE endpoint?query` through ``send(_:)``.
-    public func delete(_ endpoint: String, query: [(name: String, value: String)] = []) async throws -> ProviderResponse {
-        try await send(ProviderRequest(.DELETE, endpoint, query: query))
-    }
-
-    /// The pages of a paginated endpoint, fetched one at a time as you iterate:
-    ///
-    /// ```swift
-    /// let orders = ProviderRequest(.GET, "/orders", query: [("store", nango.variant)])
-    /// for try await page in nango.paginate(orders, Pagination(.cursor(nextCursorPath: "next_cursor", cursorParameter: "cursor"), recordsPath: "orders")) {
-    ///     try await nango.batchSave(page.records.compactMap(\.objectValue), model: "Order")
-    ///     if let next = page.next { try await nango.saveCheckpoint(["next": .string(next)]) }
-    /// }
-    /// ```
-    /// - Parameter resumingAfter: a ``ProviderPage/next`` saved earlier: start at that page.
-    ///
-    /// A run that detects deletions reads offset and page styles until an empty page, never stopping
-    /// at a short one (``Pagination/stopsAtShortPage``).
-    public func paginate(_ request: ProviderRequest, _ pagination: Pagination, resumingAfter next: String? = nil) -> ProviderPages {
-        var pagination = pagination
-        if detectsDeletes { pagination.stopsAtShortPage = false }
-        return ProviderPages(request: request, pagination: pagination, resumingAfter: next) { try await self.send($0) }
-    }
+    /// A run that detects deletions reads every listing to its end.
+    public var readsListingsToTheEnd: Bool { detectsDeletes }
 
     /// Off unless a context says otherwise (contexts written for tests).
     public var detectsDeletes: Bool { false }
