@@ -8,8 +8,8 @@ import TributaryStore
 /// The long-lived parts of a Tributary process for one role, built the same way by `serve` and
 /// `demo`: one outbound HTTP client and provider access (sync functions and `/proxy` call
 /// providers through it), for role `api`/`all` the HTTP API, and for role `worker`/`all` the
-/// webhook delivery service, the record purger, the scheduler, the provider webhook worker and the
-/// worker.
+/// webhook delivery service, the record purger, the scheduler, the provider webhook worker, the async
+/// action worker and the worker. Synchronous actions run in the API process.
 ///
 /// The group stops services in reverse order, one after the other, so the order is chosen for the
 /// shutdown: the worker is last — it is the first to stop, and drains and re-queues its runs within
@@ -33,6 +33,8 @@ struct ProcessServices {
         var deliveryService: WebhookDeliveryService? = nil
         var purger: RecordPurger? = nil
         var workerServices: [any Service] = []
+        let actions = ActionExecutor(store: store, config: config, functions: functions, providers: providers, logger: logger)
+        var actionWorker: ActionWorker? = nil
         if role != .api {
             let executor = SyncExecutor(
                 store: store, functions: functions, providers: providers, webhooks: SyncWebhookPlanner(config: config), logger: logger,
@@ -53,13 +55,19 @@ struct ProcessServices {
             deliveryService = deliveries
             purger = purge
             let history = HistoryCleaner(store: store, retention: config.retention, logger: logger)
-            workerServices = [history, deliveries, purge, Scheduler(config: config, store: store, worker: coordinator, logger: logger), webhooks, coordinator]
+            let asyncActions = ActionWorker(
+                executor: actions, maxConcurrent: max(1, scheduling.maxConcurrentRuns / 4), maxExpiries: scheduling.maxRunAttempts,
+                poll: .milliseconds(Int(scheduling.tickSeconds * 1000)), drain: .seconds(min(5, scheduling.drainSeconds)), logger: logger)
+            actionWorker = asyncActions
+            workerServices = [
+                history, deliveries, purge, Scheduler(config: config, store: store, worker: coordinator, logger: logger), webhooks, asyncActions, coordinator,
+            ]
         }
         queue = RunQueue(store: store, worker: worker, purger: purger, maxVariantsPerCall: config.server.maxVariantsPerRequest)
         if role != .worker {
             let api = API(
                 config: config, runs: queue, cipher: cipher, providers: providers, webhookWorker: webhookWorker, deliveryService: deliveryService,
-                functions: functions)
+                functions: functions, actions: actions, actionWorker: actionWorker)
             services.append(try buildApplication(api: api, logger: logger))
         }
         services += workerServices

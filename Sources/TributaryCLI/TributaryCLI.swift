@@ -13,7 +13,7 @@ import TributaryEngine
 ///
 /// @main struct App {
 ///     static func main() async {
-///         await TributaryCLI.main(functions: [OrdersSync(), TicketsSync()])
+///         await TributaryCLI.main(functions: [OrdersSync(), TicketsSync()], actions: [CreateTicket()])
 ///     }
 /// }
 /// ```
@@ -22,22 +22,25 @@ public enum TributaryCLI {
     ///
     /// - Parameters:
     ///   - functions: the sync functions this binary offers, in addition to the built-in demo ones.
-    public static func main(functions: [any SyncFunction], arguments: [String]? = nil) async {
+    ///   - actions: the action functions it offers (`POST /action/trigger`).
+    public static func main(functions: [any SyncFunction], actions: [any ActionFunction] = [], arguments: [String]? = nil) async {
         let arguments = arguments ?? Array(CommandLine.arguments.dropFirst())
         do {
-            try await run(functions: functions, arguments: arguments)
+            try await run(functions: functions, actions: actions, arguments: arguments)
         } catch {
             TributaryCommand.exit(withError: error)
         }
     }
 
     /// Runs one command and returns, throwing what it throws (`ExitCode` included) — for tests and embedding.
-    public static func run(functions: [any SyncFunction], arguments: [String], output: CLIOutput = .standardOutput) async throws {
+    public static func run(
+        functions: [any SyncFunction], actions: [any ActionFunction] = [], arguments: [String], output: CLIOutput = .standardOutput
+    ) async throws {
         var all = DemoSyncs.all
         let userNames = Set(functions.map(\.name))
         all.removeAll { userNames.contains($0.name) }
         all.append(contentsOf: functions)
-        let registry = try SyncFunctionRegistry(all)
+        let registry = try SyncFunctionRegistry(all, actions: actions)
         try await CLIContext.$current.withValue(CLIContext(functions: registry, output: output)) {
             var command = try TributaryCommand.parseAsRoot(arguments)
             if var asyncCommand = command as? any AsyncParsableCommand {

@@ -33,9 +33,15 @@ struct ValidateCommand: AsyncParsableCommand {
                     "  sync \(sync.name): \(runs), models \(sync.models.joined(separator: ", ")), \(sync.syncType.rawValue), \(sync.frequency.text)\(sync.trackDeletes ? ", tracks deletes" : "")")
                 if let note = Self.paginationNote(sync) { output.line("    \(note)") }
             }
+            for action in integration.actions {
+                let known = action.declarative != nil || functions.action(named: action.function) != nil
+                if !known { missing.append("\(integration.providerConfigKey)/\(action.name) → \(action.function)") }
+                let runs = action.declarative.map { "declarative \($0.method.rawValue) \($0.endpoint)" } ?? "function \(action.function)\(known ? "" : " (NOT REGISTERED)")"
+                output.line("  action \(action.name): \(runs), time limit \(action.timeoutSeconds) s, output up to \(action.maxOutputBytes) bytes")
+            }
         }
         if !missing.isEmpty {
-            output.line("These syncs use functions this binary does not register: \(missing.joined(separator: "; ")).")
+            output.line("These syncs and actions use functions this binary does not register: \(missing.joined(separator: "; ")).")
             throw ExitCode(1)
         }
     }

@@ -1,11 +1,12 @@
 import TributaryCore
 
-/// The sync functions a process knows, by name.
+/// The sync functions and action functions a process knows, by name.
 public struct SyncFunctionRegistry: Sendable {
     private let byName: [String: any SyncFunction]
+    private let actionsByName: [String: any ActionFunction]
 
-    /// - Throws: `TributaryError` when two functions share a name.
-    public init(_ functions: [any SyncFunction]) throws(TributaryError) {
+    /// - Throws: `TributaryError` when two sync functions, or two action functions, share a name.
+    public init(_ functions: [any SyncFunction], actions: [any ActionFunction] = []) throws(TributaryError) {
         var byName: [String: any SyncFunction] = [:]
         for function in functions {
             guard byName[function.name] == nil else {
@@ -13,7 +14,31 @@ public struct SyncFunctionRegistry: Sendable {
             }
             byName[function.name] = function
         }
+        var actionsByName: [String: any ActionFunction] = [:]
+        for action in actions {
+            guard actionsByName[action.name] == nil else {
+                throw TributaryError(.unknownFunction, "Two action functions are named '\(action.name)'; names must be unique.")
+            }
+            actionsByName[action.name] = action
+        }
         self.byName = byName
+        self.actionsByName = actionsByName
+    }
+
+    /// The action function named `name`.
+    public func action(named name: String) -> (any ActionFunction)? { actionsByName[name] }
+
+    /// The function an action runs: its registered Swift function, or for a declarative action the
+    /// engine's declarative function.
+    ///
+    /// - Throws: `unknown_function` naming the registered action functions.
+    public func function(for action: ActionConfig) throws(TributaryError) -> any ActionFunction {
+        if let spec = action.declarative { return DeclarativeActionFunction(name: action.name, spec: spec) }
+        guard let function = actionsByName[action.function] else {
+            let known = actionsByName.isEmpty ? "none are registered" : "registered: \(actionsByName.keys.sorted().joined(separator: ", "))"
+            throw TributaryError(.unknownFunction, "Action '\(action.name)' uses function '\(action.function)', which is not registered (\(known)).")
+        }
+        return function
     }
 
     /// The function named `name`.

@@ -6,8 +6,8 @@ import TributaryEngine
 /// (`GET /scripts/config`, `GET /integrations/{key}/functions`), the auth schemes as providers
 /// (`GET /providers[/{provider}]`), and the environment's variables (`GET /environment-variables`).
 extension API {
-    /// `GET /scripts/config?format=nango`: per integration of the environment, its syncs in Nango's
-    /// format (Tributary has no actions or on-event scripts yet: those lists are empty).
+    /// `GET /scripts/config?format=nango`: per integration of the environment, its syncs and actions
+    /// in Nango's format (Tributary has no on-event scripts yet: that list is empty).
     func scriptsConfig(_ request: Request, _ context: APIRequestContext) async throws -> Response {
         let environment = try context.requireEnvironment()
         let query = try QueryReader(request, allowed: ["format"])
@@ -19,7 +19,7 @@ extension API {
                 "providerConfigKey": .string(integration.providerConfigKey),
                 "provider": .string(integration.provider),
                 "syncs": .array(integration.syncs.map { functionJSON($0) }),
-                "actions": [],
+                "actions": .array(integration.actions.map { actionJSON($0) }),
                 "on-events": [],
             ]
         }
@@ -38,18 +38,20 @@ extension API {
         let search = try query.optional("search")?.lowercased()
         let page = try query.integer("page", in: 0...1_000_000) ?? 0
         let limit = try query.integer("limit", in: 1...100) ?? 20
-        let syncs = type == "action" ? [] : integration.syncs.filter { search == nil || $0.name.lowercased().contains(search ?? "") }
-        let shown = syncs.dropFirst(min(syncs.count, page * limit)).prefix(limit)
+        func matches(_ name: String) -> Bool { search.map { name.lowercased().contains($0) } ?? true }
+        var functions: [JSONValue] = []
+        if type != "action" { functions += integration.syncs.filter { matches($0.name) }.map { functionJSON($0) } }
+        if type != "sync" { functions += integration.actions.filter { matches($0.name) }.map { actionJSON($0) } }
+        let shown = functions.dropFirst(min(functions.count, page * limit)).prefix(limit)
         return JSONResponse.make([
-            "data": .array(shown.map { functionJSON($0) }),
-            "pagination": ["total": .number(JSONNumber(syncs.count)), "page": .number(JSONNumber(page)), "limit": .number(JSONNumber(limit))],
+            "data": .array(Array(shown)),
+            "pagination": ["total": .number(JSONNumber(functions.count)), "page": .number(JSONNumber(page)), "limit": .number(JSONNumber(limit))],
         ])
     }
 
-    /// One sync in Nango's script-config format.
-    func functionJSON(_ sync: SyncConfig) -> JSONValue {
-        let fields = modelFields(of: sync)
-        let models: [JSONValue] = sync.models.map { model in
+    /// Models in Nango's script-config format: `{name, fields: [{name, value, optional?}]}`.
+    func modelsJSON(_ models: [String], fields: [String: [ModelField]]) -> [JSONValue] {
+        models.map { model in
             [
                 "name": .string(model),
                 "fields": .array(
@@ -60,6 +62,34 @@ extension API {
                     }),
             ]
         }
+    }
+
+    /// One action in Nango's script-config format; its models are what its Swift function declares
+    /// (``ActionFunction/modelFields``).
+    func actionJSON(_ action: ActionConfig) -> JSONValue {
+        let fields = action.declarative == nil ? functions?.action(named: action.function)?.modelFields ?? [:] : [:]
+        return [
+            "name": .string(action.name),
+            "type": "action",
+            "runs": .null,
+            "attributes": [:],
+            "description": .string(action.description ?? ""),
+            "scopes": [],
+            "input": .null,
+            "returns": .array(fields.keys.sorted().map { .string($0) }),
+            "endpoints": [],
+            "enabled": true,
+            "json_schema": .null,
+            "sdk_version": .null,
+            "version": "1",
+            "models": .array(modelsJSON(fields.keys.sorted(), fields: fields)),
+            "features": [],
+        ]
+    }
+
+    /// One sync in Nango's script-config format.
+    func functionJSON(_ sync: SyncConfig) -> JSONValue {
+        let models = modelsJSON(sync.models, fields: modelFields(of: sync))
         return [
             "name": .string(sync.name),
             "type": "sync",

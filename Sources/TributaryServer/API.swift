@@ -24,11 +24,19 @@ public struct API: Sendable {
     let startedAt = Timestamp.now()
     /// The Swift sync functions built in (for their model descriptions in `GET /scripts/config`).
     public let functions: SyncFunctionRegistry?
+    /// Runs actions (`POST /action/trigger`); nil: this process runs none (the API answers 503).
+    public let actions: ActionExecutor?
+    /// This process's async action worker, woken when an async action is queued (nil: another
+    /// process's worker finds it on its next poll).
+    public let actionWorker: ActionWorker?
 
     public init(
         config: TributaryConfig, runs: RunQueue, cipher: CredentialCipher, providers: ProviderAccess? = nil, webhookWorker: ProviderWebhookWorker? = nil,
-        deliveryService: WebhookDeliveryService? = nil, functions: SyncFunctionRegistry? = nil
+        deliveryService: WebhookDeliveryService? = nil, functions: SyncFunctionRegistry? = nil, actions: ActionExecutor? = nil,
+        actionWorker: ActionWorker? = nil
     ) {
+        self.actions = actions
+        self.actionWorker = actionWorker
         self.functions = functions
         self.webhookWorker = webhookWorker
         self.deliveryService = deliveryService
@@ -245,6 +253,8 @@ extension API {
             route(.get, "/sync/runs") { try await self.listRuns($0, $1) },
             route(.get, "/sync/runs/{runId}") { try await self.getRun($0, $1) },
             route(.get, "/records") { try await self.records($0, $1) },
+            route(.post, "/action/trigger") { try await self.triggerAction($0, $1) },
+            route(.get, "/action/{id}") { try await self.actionResult($0, $1) },
             route(.patch, "/records/prune") { try await self.pruneRecords($0, $1) },
             route(.post, "/webhook/{environment}/{providerConfigKey}", auth: false) { try await self.receiveProviderWebhook($0, $1) },
             route(.get, "/webhooks/deliveries") { try await self.listDeliveries($0, $1) },

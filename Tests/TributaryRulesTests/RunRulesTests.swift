@@ -240,3 +240,39 @@ struct CredentialRefreshLockTests {
         #expect(CredentialRefreshLock.mayAcquire(holder: "a", currentHolder: "b", until: 100, now: 100))
     }
 }
+
+/// How an action execution's attempt ends and who may write for it.
+@Suite("Action attempt rules")
+struct ActionAttemptRuleTests {
+    let now = Timestamp(microseconds: 1_000_000_000)
+    let failure = ActionFailure(status: 424, code: "script_http_error", message: "503")
+
+    @Test func aRetryableAsyncFailureWithRetriesLeftIsQueuedAgainWithDoublingBackoff() {
+        let first = ActionAttemptRule.ending(.failed(failure, retryable: true), isAsync: true, retryableFailures: 0, maxRetries: 3, retryDelaySeconds: 5, now: now)
+        #expect(first.status == .queued && first.nextAttemptAt == Timestamp(microseconds: now.microseconds + 5_000_000) && !first.sendsWebhook)
+        let third = ActionAttemptRule.ending(.failed(failure, retryable: true), isAsync: true, retryableFailures: 2, maxRetries: 3, retryDelaySeconds: 5, now: now)
+        #expect(third.nextAttemptAt == Timestamp(microseconds: now.microseconds + 20_000_000))
+        let capped = ActionAttemptRule.ending(.failed(failure, retryable: true), isAsync: true, retryableFailures: 4, maxRetries: 9, retryDelaySeconds: 1000, now: now)
+        #expect(capped.nextAttemptAt == Timestamp(microseconds: now.microseconds + 3_600_000_000), "at most an hour")
+    }
+
+    @Test func everythingElseEndsItAndAnAsyncEndingSendsTheWebhook() {
+        let out = ActionAttemptRule.ending(.failed(failure, retryable: true), isAsync: true, retryableFailures: 3, maxRetries: 3, retryDelaySeconds: 5, now: now)
+        #expect(out.status == .failed && out.countsRetryableFailure && out.sendsWebhook)
+        let plain = ActionAttemptRule.ending(.failed(failure, retryable: false), isAsync: true, retryableFailures: 0, maxRetries: 3, retryDelaySeconds: 5, now: now)
+        #expect(plain.status == .failed && !plain.countsRetryableFailure)
+        let synchronous = ActionAttemptRule.ending(.failed(failure, retryable: true), isAsync: false, retryableFailures: 0, maxRetries: 3, retryDelaySeconds: 5, now: now)
+        #expect(synchronous.status == .failed && !synchronous.sendsWebhook, "the app is waiting for a synchronous one: no retry")
+        let success = ActionAttemptRule.ending(.succeeded(output: []), isAsync: false, retryableFailures: 0, maxRetries: 0, retryDelaySeconds: 5, now: now)
+        #expect(success.status == .succeeded && !success.sendsWebhook)
+    }
+
+    @Test func onlyTheHoldingAttemptWithTimeLeftMayWrite() {
+        let lease = ActionLease(id: "a", token: 2)
+        #expect(ActionAttemptRule.state(of: lease, row: .init(status: .running, token: 2, leaseEnd: 10), now: 9) == .held)
+        #expect(ActionAttemptRule.state(of: lease, row: .init(status: .running, token: 3, leaseEnd: 10), now: 9) != .held)
+        #expect(ActionAttemptRule.state(of: lease, row: .init(status: .running, token: 2, leaseEnd: 10), now: 10) != .held)
+        #expect(ActionAttemptRule.state(of: lease, row: .init(status: .succeeded, token: 2, leaseEnd: 10), now: 9) != .held)
+        #expect(ActionAttemptRule.state(of: lease, row: nil, now: 9) != .held)
+    }
+}
