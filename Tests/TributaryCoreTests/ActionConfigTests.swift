@@ -119,3 +119,17 @@ struct ActionConfigTests {
         #expect(header?.0 == "invalid_action_input" && header?.1.contains("line break") == true)
     }
 }
+
+/// The README's Swift action, compiled here so the documentation cannot drift from the API.
+struct ReadmeRefundOrder: ActionFunction {
+    let name = "refund-order"
+    func run(_ nango: any ActionContext, input: JSONValue) async throws -> JSONValue {
+        guard let id = input["order_id"]?.stringValue else { throw ActionError(message: "order_id is required") }
+        let order = try await nango.getRecordsById([id], model: "Order")[id]  // the synced record
+        let response = try await nango.send(
+            .json(.POST, "/orders/\(URLText.pathSegment(id, what: "order_id"))/refunds", body: ["amount": order?["total"] ?? .null]))
+        guard response.isSuccess else { throw ActionError(["status": .number(JSONNumber(response.status))]) }
+        try await nango.updateMetadata(["last_refund": .string(id)])
+        return try response.json()
+    }
+}

@@ -2,6 +2,8 @@ import Foundation
 import Testing
 import TributaryCore
 import TributaryStore
+import TributaryEngine
+import TributaryServer
 
 /// Where chromedriver is: `TRIBUTARY_TEST_CHROMEDRIVER` (`.ci/run` sets it, so a missing browser
 /// fails there instead of skipping), else Debian's `/usr/bin/chromedriver` when installed.
@@ -88,6 +90,19 @@ struct DashboardBrowserTests {
         try await browser.click(try await browser.element("\(row) td[data-label='Last run'] a"))
         let title = try await browser.waitForElement("#run-body .status")
         #expect(try await browser.text(title) == "succeeded")
+
+        // An action run through the API is listed on the connection's page and opens with its logs.
+        let api = f.api
+        let triggered = try await api.actions?.runNow(
+            try #require(f.config.integration("shop", in: "dev")?.action(named: "greet")),
+            connection: ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "acme"), input: Array(#"{"name":"browser"}"#.utf8))
+        #expect(triggered == Array(#"{"hello":"browser"}"#.utf8))
+        try await browser.navigate(to: site + "/dashboard/connection?integration=shop&connection=acme#actions")
+        try await browser.click(try await browser.waitForElement("#actions tbody tr a"))
+        let status = try await browser.waitForElement(".run-state .status")
+        #expect(try await browser.text(status) == "succeeded")
+        #expect(try await browser.text(try await browser.element(".logs .message")) == "greeting <browser>")
+        try save(try await browser.screenshot(), as: "dashboard-action.png")
     }
 
     private func save(_ png: Data, as name: String) throws {

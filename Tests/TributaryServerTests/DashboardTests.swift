@@ -445,6 +445,42 @@ struct DashboardTests {
         }
     }
 
+    @Test func actionExecutionsShowOnTheConnectionPageWithTheirLogs() async throws {
+        let f = try await ServerFixture()
+        try await withDashboard(f) { browser, api in
+            try await api.connect("acme")
+            let target = ["Connection-Id": "acme", "Provider-Config-Key": "shop"]
+            let ok = try await api.send(.post, "/action/trigger", body: ["action_name": "greet", "input": ["name": "<Ada>"]], headers: target)
+            #expect(ok.status == .ok && ok.json == ["hello": "<Ada>"])
+            let failed = try await api.send(.post, "/action/trigger", body: ["action_name": "greet"], headers: target)
+            #expect(failed.status == .internalServerError && failed.errorCode == "action_script_runtime_error")
+            let runs = try await f.store.actionRuns(environment: "dev", connection: nil, limit: 5)
+            let (failure, success) = (runs[0], runs[1])
+
+            let page = try await browser.get("/dashboard/connection?integration=shop&connection=acme")
+            #expect(page.html.contains(#"<h2 id="actions-heading">Actions</h2>"#) && page.html.contains("Offered: greet."))
+            #expect(page.html.contains(#"<a href="/dashboard/actions/\#(success.id)">\#(success.id.prefix(8))</a>"#))
+            #expect(page.html.range(of: failure.id)!.lowerBound < page.html.range(of: success.id)!.lowerBound, "newest first")
+            #expect(page.html.contains("action_script_runtime_error: The action script failed with a runtime error"))
+
+            let detail = try await browser.get("/dashboard/actions/\(failure.id)")
+            #expect(detail.status == .ok)
+            #expect(detail.html.contains("<h1>Action greet <small>sync</small></h1>"))
+            #expect(detail.html.contains(#"Status <span class="status status-failed">failed</span>"#))
+            #expect(detail.html.contains("(500 <code>action_script_runtime_error</code>)") && detail.html.contains("&quot;missing&quot;: &quot;name&quot;"))
+            #expect(detail.html.contains(#"<span class="level">info</span> <span class="message">greeting &lt;nobody&gt;</span>"#))
+            let good = try await browser.get("/dashboard/actions/\(success.id)")
+            #expect(good.html.contains(#"status-succeeded"#) && good.html.contains("17 bytes") && good.html.contains("greeting &lt;&lt;Ada&gt;&gt;"))
+            #expect(!good.html.contains("stopped worker") && !good.html.contains("retryable failures"), "no zero counts")
+
+            #expect(try await browser.get("/dashboard/actions/\(UUID().uuidString)").status == .notFound)
+            #expect(try await browser.get("/dashboard/actions/nope").status == .notFound)
+            let prod = DashboardClient(api.client)
+            try await prod.login(prodKey)
+            #expect(try await prod.get("/dashboard/actions/\(success.id)").status == .notFound, "another environment's execution does not exist")
+        }
+    }
+
     @Test func recordsBrowserPagesThroughTheChangeFeed() async throws {
         let f = try await ServerFixture()
         try await withDashboard(f) { browser, api in

@@ -49,6 +49,9 @@ final class ServerFixture: Sendable {
                 function: slow
                 models: [Slow]
                 frequency: every hour
+            actions:
+              greet:
+                description: Says hello
           keyed:
             auth: { type: api_key, header: X-Api-Key }
             syncs:
@@ -101,12 +104,19 @@ final class ServerFixture: Sendable {
         }
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        let functions = try SyncFunctionRegistry([items, slow])
+        // Answers `{"hello": input.name}` after a log line; fails with an ActionError without a name.
+        let greet = ClosureActionFunction(name: "greet") { nango, input in
+            await nango.log("greeting <\(input["name"]?.stringValue ?? "nobody")>")
+            guard let name = input["name"]?.stringValue else { throw ActionError(["missing": "name"]) }
+            return ["hello": .string(name)]
+        }
+        let functions = try SyncFunctionRegistry([items, slow], actions: [greet])
         let executor = SyncExecutor(store: store, functions: functions, logger: logger)
         worker = RunCoordinator(executor: executor, config: config, logger: logger)
         api = API(
             config: config, runs: RunQueue(store: store, worker: worker),
-            cipher: try CredentialCipher(base64Key: Data(repeating: 1, count: 32).base64EncodedString()), functions: functions)
+            cipher: try CredentialCipher(base64Key: Data(repeating: 1, count: 32).base64EncodedString()), functions: functions,
+            actions: ActionExecutor(store: store, config: config, functions: functions, providers: nil, logger: logger))
     }
 
     deinit {

@@ -18,6 +18,8 @@ extension Dashboard {
         let endUser: EndUserView?
         let tags: [TagView]
         let hasTags: Bool
+        /// The integration's actions and this connection's latest executions (nil: it has none).
+        let actions: ActionsSectionView?
     }
 
     /// Nango's end user of a connection, as the page shows it.
@@ -180,7 +182,7 @@ extension Dashboard {
             connectionConfig: connection.connectionConfig.isEmpty ? nil : JSONWriter.pretty(.object(connection.connectionConfig)),
             endUser: EndUserView(connection.endUser),
             tags: connection.tags.map { TagView(key: $0.key, value: $0.value.stringValue ?? JSONWriter.string($0.value)) },
-            hasTags: !connection.tags.isEmpty)
+            hasTags: !connection.tags.isEmpty, actions: try await actionsSection(integration, connection))
         return templates.page("connection", view, status: status)
     }
 

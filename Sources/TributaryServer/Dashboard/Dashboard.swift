@@ -11,7 +11,8 @@ import TributaryStore
 ///   `SameSite=Strict` cookie (``DashboardSession``), and every form posts the session's CSRF token.
 /// - Pages: connections per integration (with search), a connection's syncs with a row per variant
 ///   (status, frequency, last run, record counts, next run, checkpoint) and its metadata, a variant's
-///   run history, a run with its logs, and a dataset's change feed.
+///   run history, a run with its logs, a dataset's change feed, and a connection's action executions
+///   (each with its attempts, failure and logs).
 /// - Actions per variant — trigger, pause, start, reset (confirmed), delete (confirmed), create —
 ///   go through the same ``API`` operations as the JSON endpoints, so they follow the same rules;
 ///   errors are shown on the page.
@@ -59,6 +60,7 @@ struct Dashboard: Sendable {
         secured.get("runs/:runId") { request, context in try await self.runPage(request, context) }
         secured.get("runs/:runId/body") { request, context in try await self.runBody(request, context) }
         secured.get("records") { request, context in try await self.recordsPage(request, context) }
+        secured.get("actions/:id") { request, context in try await self.actionPage(request, context) }
         secured.get("**") { _, _ -> Response in throw APIError(.notFound, "not_found", "The dashboard has no such page.") }
     }
 

@@ -44,4 +44,17 @@ struct CatalogSyncTests {
         #expect(page.records.allSatisfy { $0.id.hasPrefix("autumn-") })
         try store.close()
     }
+
+    @Test func validateSeesTheAppsActionRegistered() async throws {
+        let config = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../tributary.yaml").path
+        let lines = Lines()
+        try await TributaryCLI.run(
+            functions: [CatalogSync(client: InMemoryCatalog(count: 1))], actions: [ProductLookup()], arguments: ["validate", "--config", config],
+            output: lines.output)
+        #expect(lines.lines.withLock { $0 }.contains { $0.hasPrefix("  action product-lookup: function product-lookup,") })
+        // Without it, validate names what is missing and fails.
+        await #expect(throws: (any Error).self) {
+            try await TributaryCLI.run(functions: [CatalogSync(client: InMemoryCatalog(count: 1))], arguments: ["validate", "--config", config], output: Lines().output)
+        }
+    }
 }
