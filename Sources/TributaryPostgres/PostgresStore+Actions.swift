@@ -42,11 +42,12 @@ extension PostgresStore {
         return id
     }
 
-    public func claimAction(now: Timestamp, worker: String, maxExpiries: Int, webhook: @escaping @Sendable (ConnectionRef) -> ActionWebhookPlan?) async throws
+    public func claimAction(worker: String, maxExpiries: Int, webhook: @escaping @Sendable (ConnectionRef, JSONObject) -> ActionWebhookPlan?) async throws
         -> ClaimedAction?
     {
         let offset = leaseClockOffset()
         return try await transaction { db in
+            let now = self.clock()
             // A running execution whose lease ran out: its process died or stalled. An async one is
             // claimed again (the next attempt, same id) — or failed once it ran out too often; a
             // synchronous one is failed (the app that waited for it is gone). Rows another process
@@ -70,7 +71,13 @@ extension PostgresStore {
                         WHERE id = \(expired)
                         """, logger: self.logger)
                     let run = try await self.actionRun(db, id: expired)!
-                    if run.isAsync { try await self.queueActionWebhook(db, run, plan: webhook(run.connection), now: now) }
+                    if run.isAsync {
+                        let config = try await db.one(
+                            "SELECT c.connection_config::text AS config FROM action_runs a JOIN connections c ON c.id = a.connection_pk WHERE a.id = \(expired)",
+                            self.logger)?.optionalString("config")
+                        let connectionConfig = config.flatMap { try? JSONParser.parse(Array($0.utf8)).objectValue } ?? [:]
+                        try await self.queueActionWebhook(db, run, plan: webhook(run.connection, connectionConfig), now: now)
+                    }
                 } else {
                     try await db.query(
                         """
@@ -97,6 +104,19 @@ extension PostgresStore {
             let run = try await self.actionRun(db, id: id)!
             let input = try await db.one("SELECT input FROM action_runs WHERE id = \(id)", self.logger)?.bytes("input") ?? Array("null".utf8)
             return ClaimedAction(run: run, lease: ActionLease(id: id, token: Int64(run.attempts)), input: input)
+        }
+    }
+
+    public func releaseAction(_ lease: ActionLease, reason: String) async throws {
+        let now = clock()
+        let offset = leaseClockOffset()
+        try await transaction { db in
+            let (row, leaseNow) = try await self.actionFence(db, lease.id, offset: offset)
+            try ActionAttemptRule.check(lease, row: row, now: leaseNow)
+            try await db.query(
+                "UPDATE action_runs SET status = 'queued', heartbeat_at = NULL, next_attempt_at = \(now.microseconds) WHERE id = \(lease.id)",
+                logger: self.logger)
+            try await self.insertActionLog(db, id: lease.id, level: .warn, message: reason, now: now)
         }
     }
 

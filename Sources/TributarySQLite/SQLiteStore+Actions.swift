@@ -37,10 +37,11 @@ extension SQLiteStore {
         return id
     }
 
-    public func claimAction(now: Timestamp, worker: String, maxExpiries: Int, webhook: @escaping @Sendable (ConnectionRef) -> ActionWebhookPlan?) async throws
+    public func claimAction(worker: String, maxExpiries: Int, webhook: @escaping @Sendable (ConnectionRef, JSONObject) -> ActionWebhookPlan?) async throws
         -> ClaimedAction?
     {
         try await pool.write { db in
+            let now = self.clock()
             // A running execution whose lease ran out: its process died or stalled. An async one is
             // claimed again (the next attempt, same id) — or failed once it ran out too often; a
             // synchronous one is failed (the app that waited for it is gone).
@@ -60,7 +61,12 @@ extension SQLiteStore {
                         sql: "UPDATE action_runs SET status = 'failed', expiries = ?, failure = ?, finished_at = ?, heartbeat_at = NULL WHERE id = ?",
                         arguments: [expiries, failure.json, now.microseconds, expired])
                     let run = try self.actionRun(db, id: expired)!
-                    if run.isAsync { try self.queueActionWebhook(db, run, plan: webhook(run.connection), now: now) }
+                    if run.isAsync {
+                        let config = try String.fetchOne(
+                            db, sql: "SELECT c.connection_config FROM action_runs a JOIN connections c ON c.id = a.connection_pk WHERE a.id = ?", arguments: [expired])
+                        let connectionConfig = config.flatMap { try? JSONParser.parse($0).objectValue } ?? [:]
+                        try self.queueActionWebhook(db, run, plan: webhook(run.connection, connectionConfig), now: now)
+                    }
                 } else {
                     try db.execute(
                         sql: "UPDATE action_runs SET status = 'queued', expiries = ?, next_attempt_at = ?, heartbeat_at = NULL WHERE id = ?",
@@ -84,6 +90,16 @@ extension SQLiteStore {
             let run = try self.actionRun(db, id: id)!
             let input = try Data.fetchOne(db, sql: "SELECT input FROM action_runs WHERE id = ?", arguments: [id]) ?? Data("null".utf8)
             return ClaimedAction(run: run, lease: ActionLease(id: id, token: Int64(run.attempts)), input: Array(input))
+        }
+    }
+
+    public func releaseAction(_ lease: ActionLease, reason: String) async throws {
+        try await pool.write { db in
+            let now = self.clock()
+            try ActionAttemptRule.check(lease, row: try self.actionFenceRow(db, lease.id), now: now.microseconds)
+            try db.execute(
+                sql: "UPDATE action_runs SET status = 'queued', heartbeat_at = NULL, next_attempt_at = ? WHERE id = ?", arguments: [now.microseconds, lease.id])
+            try self.insertActionLog(db, id: lease.id, level: .warn, message: reason, now: now)
         }
     }
 
@@ -174,7 +190,7 @@ extension SQLiteStore {
 
     public func actionLogs(_ id: String, limit: Int) async throws -> [RunLogEntry] {
         try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT at, level, message FROM action_logs WHERE action_id = ? ORDER BY id LIMIT ?", arguments: [id, limit]).map { row in
+            try Row.fetchAll(db, sql: "SELECT at, level, message FROM action_logs WHERE action_id = ? ORDER BY id LIMIT ?", arguments: [id, max(0, limit)]).map { row in
                 RunLogEntry(at: Timestamp(microseconds: row["at"]), level: LogLevel(rawValue: row["level"]) ?? .info, message: row["message"])
             }
         }

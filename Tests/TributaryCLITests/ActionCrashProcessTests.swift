@@ -101,7 +101,8 @@ struct ActionCrashProcessTests {
             kill(first.processIdentifier, SIGKILL)
             first.waitUntilExit()
             #expect(first.terminationReason == .uncaughtSignal)
-            #expect(try await store.actionRun(queued.id, environment: "dev")?.status == .running, "a killed process records nothing")
+            let interrupted = try #require(try await store.actionRun(queued.id, environment: "dev"))
+            #expect(interrupted.status == .running && interrupted.attempts == 1 && interrupted.expiries == 0, "a killed process records nothing")
 
             let second = try serve()
             defer { if second.isRunning { second.terminate() } }

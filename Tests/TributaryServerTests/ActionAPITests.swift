@@ -11,6 +11,9 @@ import TributarySQLite
 import TributaryServer
 import TributaryStore
 
+/// Set by the `stubborn` action when it finally returns.
+let stubbornFinished = Mutex(false)
+
 /// Actions over the live API (`POST /action/trigger`, `GET /action/{id}`): declarative and Swift
 /// actions against a live provider on loopback, their limits and Nango's errors, and async actions
 /// run by the worker with retries under one idempotency key.
@@ -41,6 +44,12 @@ struct ActionAPITests {
                 }
             },
             ClosureActionFunction(name: "big") { _, _ in .string(String(repeating: "x", count: 500)) },
+            // Ignores cancellation: blocks its thread for 3 s, then says it finished.
+            ClosureActionFunction(name: "stubborn") { _, _ in
+                usleep(3_000_000)
+                stubbornFinished.withLock { $0 = true }
+                return "done"
+            },
         ]
     }
 
@@ -98,6 +107,10 @@ struct ActionAPITests {
                           lookup: {}
                           boom: {}
                           slow: { timeout_seconds: 1 }
+                          stubborn: { timeout_seconds: 1 }
+                          greeting:
+                            endpoint: /greetings
+                            body: { text: "{input.first} {input.last}", whole: "{input.first}" }
                           big: { max_output_bytes: 100 }
                           flaky: {}
                     """, file: "actions.yaml", environment: [:])
@@ -156,11 +169,14 @@ struct ActionAPITests {
             #expect(key.count == 36)
             let sent = try JSONParser.parse(try #require(got.json["body"]?.stringValue))
             #expect(sent == ["text": "Call back", "count": 3, "tags": ["vip", "x-vip"], "connection": "c1"], "a whole-token value keeps its JSON type")
+            // Two tokens in one string are text; one whole token keeps its type.
+            let greeting = try await trigger(h.api, "greeting", input: ["first": "Ada", "last": "Lovelace"])
+            #expect(try JSONParser.parse(try #require(greeting.json["body"]?.stringValue)) == ["text": "Ada Lovelace", "whole": "Ada"])
             // The output path picks a value; the execution is recorded.
             let picked = try await trigger(h.api, "picked")
             #expect(picked.status == .ok && picked.json == .string(Self.providerKey))
             let runs = try await h.store.actionRuns(environment: "dev", connection: nil, limit: 10)
-            #expect(runs.count == 2 && runs.allSatisfy { $0.status == .succeeded && !$0.isAsync && $0.output == nil })
+            #expect(runs.count == 3 && runs.allSatisfy { $0.status == .succeeded && !$0.isAsync && $0.output == nil })
             #expect(runs.contains { $0.id == key }, "the idempotency key is the execution's id")
         }
     }
@@ -184,7 +200,9 @@ struct ActionAPITests {
             // GET /scripts/config lists the integration's actions.
             let scripts = try await h.api.send(.get, "/scripts/config")
             let actions = try #require(scripts.json[0]?["actions"]?.arrayValue)
-            #expect(actions.compactMap { $0["name"]?.stringValue }.sorted() == ["big", "boom", "create-note", "failing", "flaky", "lookup", "picked", "slow"])
+            #expect(
+                actions.compactMap { $0["name"]?.stringValue }.sorted()
+                    == ["big", "boom", "create-note", "failing", "flaky", "greeting", "lookup", "picked", "slow", "stubborn"])
             let lookup = try #require(actions.first { $0["name"] == "lookup" })
             #expect(lookup["type"] == "action" && lookup["returns"] == ["Note"] && lookup["models"]?[0]?["fields"]?[1]?["name"] == "text")
             #expect(actions.first { $0["name"] == "create-note" }?["description"] == "Adds a note to a ticket")
@@ -199,7 +217,11 @@ struct ActionAPITests {
             let started = ContinuousClock.now
             let slow = try await trigger(h.api, "slow")
             #expect(slow.status == .internalServerError && slow.errorCode == "action_script_failure" && slow.errorMessage?.contains("time limit of 1 s") == true)
-            #expect(ContinuousClock.now - started < .seconds(4), "stopped at its limit")
+            #expect(ContinuousClock.now - started < .seconds(10), "stopped at its limit")
+            // An action that ignores cancellation is not waited for: the app is answered at the limit.
+            let stubborn = try await trigger(h.api, "stubborn")
+            #expect(stubborn.status == .internalServerError && stubborn.json["error"]?["payload"] == ["reason": "timeout"])
+            #expect(!stubbornFinished.withLock { $0 }, "answered before the action returned")
             let big = try await trigger(h.api, "big")
             #expect(big.status == .badRequest && big.errorCode == "script_output_too_large" && big.errorMessage?.contains("502 bytes") == true)
             let failing = try await trigger(h.api, "failing")
@@ -220,7 +242,7 @@ struct ActionAPITests {
             #expect(try await h.api.send(.get, "/action/\(UUID().uuidString)").status == .notFound)
             // Every failure was recorded as such.
             let runs = try await h.store.actionRuns(environment: "dev", connection: nil, limit: 20)
-            #expect(runs.count == 6 && runs.allSatisfy { $0.status == .failed })
+            #expect(runs.count == 7 && runs.allSatisfy { $0.status == .failed })
         }
     }
 

@@ -38,7 +38,7 @@ struct ActionStoreTests {
         // A synchronous execution whose process died (no heartbeat) is failed by the next claim, not run again.
         let (orphan, _) = try await f.store.startAction(start(false))
         clock.advance(seconds: 11)
-        #expect(try await f.store.claimAction(now: clock.now, worker: "w", maxExpiries: 3, webhook: { _ in plan }) == nil)
+        #expect(try await f.store.claimAction(worker: "w", maxExpiries: 3, webhook: { _, _ in plan }) == nil)
         let failed = try #require(try await f.store.actionRun(orphan.id, environment: "dev"))
         #expect(failed.status == .failed && failed.failure?.code == "action_script_failure")
     }
@@ -49,17 +49,17 @@ struct ActionStoreTests {
         _ = try await f.store.ensureConnection(connection)
         let queued = try await f.store.queueAction(start(true, maxRetries: 1))
         #expect(queued.status == .queued && queued.attempts == 0 && queued.statusURL == "/action/\(queued.id)")
-        let first = try #require(try await f.store.claimAction(now: clock.now, worker: "w1", maxExpiries: 3, webhook: { _ in plan }))
+        let first = try #require(try await f.store.claimAction(worker: "w1", maxExpiries: 3, webhook: { _, _ in plan }))
         #expect(first.run.id == queued.id && first.lease.token == 1 && first.input == Array(#"{"text":"hi"}"#.utf8) && first.run.worker == "w1")
-        #expect(try await f.store.claimAction(now: clock.now, worker: "w2", maxExpiries: 3, webhook: { _ in plan }) == nil, "held")
+        #expect(try await f.store.claimAction(worker: "w2", maxExpiries: 3, webhook: { _, _ in plan }) == nil, "held")
         let failure = ActionFailure(status: 424, code: "script_http_error", message: "The shop answered 503.")
         let retried = try await f.store.completeAction(first.lease, .failed(failure, retryable: true), keepOutput: true, retryDelaySeconds: 5, webhook: plan)
         #expect(retried.status == .queued && retried.retryableFailures == 1)
         #expect(retried.nextAttemptAt == Timestamp(microseconds: clock.now.microseconds + 5_000_000))
         #expect(try await f.store.deliveries(DeliveryQuery(environment: "dev")).isEmpty, "no webhook before it ends")
-        #expect(try await f.store.claimAction(now: clock.now, worker: "w1", maxExpiries: 3, webhook: { _ in plan }) == nil, "not due yet")
+        #expect(try await f.store.claimAction(worker: "w1", maxExpiries: 3, webhook: { _, _ in plan }) == nil, "not due yet")
         clock.advance(seconds: 5)
-        let second = try #require(try await f.store.claimAction(now: clock.now, worker: "w2", maxExpiries: 3, webhook: { _ in plan }))
+        let second = try #require(try await f.store.claimAction(worker: "w2", maxExpiries: 3, webhook: { _, _ in plan }))
         #expect(second.run.id == queued.id && second.lease.token == 2)
         // A retryable failure with no retry left ends it.
         let ended = try await f.store.completeAction(second.lease, .failed(failure, retryable: true), keepOutput: true, retryDelaySeconds: 5, webhook: plan)
@@ -71,7 +71,7 @@ struct ActionStoreTests {
 
         // Success keeps the output for GET /action/{id}.
         let other = try await f.store.queueAction(start(true))
-        let claim = try #require(try await f.store.claimAction(now: clock.now, worker: "w1", maxExpiries: 3, webhook: { _ in plan }))
+        let claim = try #require(try await f.store.claimAction(worker: "w1", maxExpiries: 3, webhook: { _, _ in plan }))
         #expect(claim.run.id == other.id)
         _ = try await f.store.completeAction(claim.lease, .succeeded(output: Array("[1,2]".utf8)), keepOutput: true, retryDelaySeconds: 5, webhook: plan)
         let read = try #require(try await f.store.actionRun(other.id, environment: "dev"))
@@ -84,13 +84,13 @@ struct ActionStoreTests {
         let f = try await StoreFixture(kind, clock: { clock.now })
         _ = try await f.store.ensureConnection(connection)
         let queued = try await f.store.queueAction(start(true))
-        let first = try #require(try await f.store.claimAction(now: clock.now, worker: "w1", maxExpiries: 2, webhook: { _ in plan }))
+        let first = try #require(try await f.store.claimAction(worker: "w1", maxExpiries: 2, webhook: { _, _ in plan }))
         clock.advance(seconds: 5)
         #expect(try await f.store.renewActionLease(first.lease) == .held)
         clock.advance(seconds: 9)
-        #expect(try await f.store.claimAction(now: clock.now, worker: "w2", maxExpiries: 2, webhook: { _ in plan }) == nil, "renewed: still held")
+        #expect(try await f.store.claimAction(worker: "w2", maxExpiries: 2, webhook: { _, _ in plan }) == nil, "renewed: still held")
         clock.advance(seconds: 2)
-        let second = try #require(try await f.store.claimAction(now: clock.now, worker: "w2", maxExpiries: 2, webhook: { _ in plan }))
+        let second = try #require(try await f.store.claimAction(worker: "w2", maxExpiries: 2, webhook: { _, _ in plan }))
         #expect(second.run.id == queued.id && second.lease.token == 2 && second.run.expiries == 1)
         // The first attempt, back from a stall, can write nothing.
         #expect(try await f.store.renewActionLease(first.lease) != .held)
@@ -100,10 +100,24 @@ struct ActionStoreTests {
         #expect(try await f.store.actionLogs(queued.id, limit: 10).map(\.level) == [.warn])
         // The second dies too: with maxExpiries 2 it is failed and the app told.
         clock.advance(seconds: 11)
-        #expect(try await f.store.claimAction(now: clock.now, worker: "w3", maxExpiries: 2, webhook: { _ in plan }) == nil)
+        #expect(try await f.store.claimAction(worker: "w3", maxExpiries: 2, webhook: { _, _ in plan }) == nil)
         let failed = try #require(try await f.store.actionRun(queued.id, environment: "dev"))
         #expect(failed.status == .failed && failed.expiries == 2 && failed.failure?.payload == ["reason": "lease_expired"])
         #expect(try await f.store.deliveries(DeliveryQuery(environment: "dev")).count == 1)
+    }
+
+    @Test(arguments: StoreKind.available) func aStoppingWorkerPutsItsExecutionBackWithoutCountingAnExpiry(_ kind: StoreKind) async throws {
+        let clock = TestClock()
+        let f = try await StoreFixture(kind, clock: { clock.now })
+        _ = try await f.store.ensureConnection(connection)
+        let queued = try await f.store.queueAction(start(true))
+        let first = try #require(try await f.store.claimAction(worker: "w1", maxExpiries: 3, webhook: { _, _ in plan }))
+        try await f.store.releaseAction(first.lease, reason: "shutdown")
+        await #expect(throws: TributaryError.self, "released: its lease is gone") { try await f.store.releaseAction(first.lease, reason: "again") }
+        let next = try #require(try await f.store.claimAction(worker: "w2", maxExpiries: 3, webhook: { _, _ in plan }), "claimable at once")
+        #expect(next.run.id == queued.id && next.lease.token == 2 && next.run.expiries == 0)
+        await #expect(throws: TributaryError.self) { try await f.store.changeMetadata(["x": 1], merge: true, for: first.lease) }
+        #expect(try await f.store.actionLogs(queued.id, limit: 5).map(\.message) == ["shutdown"])
     }
 
     @Test(arguments: StoreKind.available) func executionsGoWithTheirConnectionAndWithTheHistory(_ kind: StoreKind) async throws {
@@ -114,6 +128,8 @@ struct ActionStoreTests {
         try await f.store.appendActionLog(lease, level: .info, message: "x")
         _ = try await f.store.completeAction(lease, .succeeded(output: Array("1".utf8)), keepOutput: false, retryDelaySeconds: 1, webhook: nil)
         let open = try await f.store.queueAction(start(true))
+        let claimed = try #require(try await f.store.claimAction(worker: "w", maxExpiries: 3, webhook: { _, _ in nil }))
+        try await f.store.appendActionLog(claimed.lease, level: .info, message: "working")
         clock.advance(seconds: 86_400 * 40)
         let cutoffs = HistoryCutoffs(runs: clock.now, deliveries: clock.now, webhookTasks: clock.now)
         while try await f.store.pruneHistory(cutoffs, limit: 1) > 0 {}
@@ -122,5 +138,6 @@ struct ActionStoreTests {
         #expect(try await f.store.actionRun(open.id, environment: "dev") != nil, "an open execution stays")
         _ = try await f.store.deleteConnection(connection)
         #expect(try await f.store.actionRun(open.id, environment: "dev") == nil)
+        #expect(try await f.store.actionLogs(open.id, limit: 5).isEmpty, "its rows went with the connection (the log table is read directly)")
     }
 }

@@ -41,7 +41,8 @@ public struct ActionTemplate: Sendable {
     public func body(_ template: JSONValue) throws(TributaryError) -> JSONValue {
         switch template {
         case .string(let text):
-            if text.first == "{", text.last == "}", let token = Self.token(in: text.dropFirst().dropLast()) {
+            let inner = text.dropFirst().dropLast()
+            if text.first == "{", text.last == "}", !inner.contains("{"), !inner.contains("}"), let token = Self.token(in: inner) {
                 return try value(of: token)
             }
             return .string(try fill(text, for: .queryValue))
@@ -88,7 +89,8 @@ public struct ActionTemplate: Sendable {
             case .queryValue: output += text
             }
             guard output.utf8.count <= DeclarativeSpec.maximumFilledBytes else {
-                throw TributaryError(.invalidActionInput, "The filled template '\(template)' is longer than \(DeclarativeSpec.maximumFilledBytes) bytes.")
+                // Not the template itself: configured values (`${VAR}`) may be in it.
+                throw TributaryError(.invalidActionInput, "A filled value of the action's request is longer than \(DeclarativeSpec.maximumFilledBytes) bytes.")
             }
             rest = rest[rest.index(after: close)...]
         }

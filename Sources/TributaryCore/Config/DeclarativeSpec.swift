@@ -125,7 +125,8 @@ public struct DeclarativeSpec: Sendable, Hashable {
                 rest = tail.dropFirst()
             }
             guard output.utf8.count <= maximumFilledBytes else {
-                throw TributaryError(.invalidMetadata, "The filled template '\(template)' is longer than \(maximumFilledBytes) bytes.")
+                // Not the template itself: configured values (`${VAR}`) may be in it.
+                throw TributaryError(.invalidMetadata, "A filled value of the sync's request is longer than \(maximumFilledBytes) bytes.")
             }
         }
         output += rest

@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import TributaryCore
 import TributaryStore
 
@@ -36,11 +37,19 @@ public struct ActionExecutor: Sendable {
         _ = try functions.function(for: action)
     }
 
-    /// Where `connection`'s environment sends its `async_action` webhooks (nil: none).
-    func webhookPlan(for connection: ConnectionRef) -> ActionWebhookPlan? {
+    /// Where `connection`'s `async_action` webhooks go: the environment's receivers, or the
+    /// connection's own (`connection_config.webhook_url`), as for sync webhooks; nil: none.
+    func webhookPlan(for connection: ConnectionRef, connectionConfig: JSONObject) -> ActionWebhookPlan? {
         guard let settings = config.environment(named: connection.environment)?.webhooks, settings.signingKey != nil else { return nil }
-        let urls = settings.urls(for: [:])
+        let urls = settings.urls(for: connectionConfig)
         return urls.isEmpty ? nil : ActionWebhookPlan(urls: urls)
+    }
+
+    /// ``webhookPlan(for:connectionConfig:)`` reading the connection's override from the store (the
+    /// environment's receivers when it cannot be read: a webhook is never dropped for want of it).
+    func webhookPlan(for connection: ConnectionRef) async -> ActionWebhookPlan? {
+        let connectionConfig = (try? await store.connection(connection))?.connectionConfig ?? [:]
+        return webhookPlan(for: connection, connectionConfig: connectionConfig)
     }
 
     /// Runs `action` now for the API and answers its output's JSON.
@@ -51,26 +60,48 @@ public struct ActionExecutor: Sendable {
         let function = try functions.function(for: action)
         let (run, lease) = try await store.startAction(
             ActionRunStart(connection: connection, actionName: action.name, input: input, isAsync: false, leaseSeconds: leaseSeconds))
-        let outcome = await attempt(function, action: action, connection: connection, lease: lease, input: parsed)
-        guard let outcome else {
+        let outcome: ActionOutcome
+        switch await attempt(function, action: action, connection: connection, lease: lease, input: parsed) {
+        case .ended(let ended):
+            outcome = ended
+        case .leaseLost:
             throw ActionFailure(status: 500, code: "action_script_failure", message: "The action lost its lease (execution \(run.id)) and was stopped.")
+        case .stopped:
+            // The request was cancelled (the server is stopping): nobody waits for a retry.
+            outcome = .failed(Self.failure(for: CancellationError(), action: action), retryable: false)
         }
-        try await store.completeAction(lease, outcome, keepOutput: false, retryDelaySeconds: retryDelaySeconds, webhook: nil)
+        let store = self.store
+        let delay = retryDelaySeconds
+        _ = try await shielded { try await store.completeAction(lease, outcome, keepOutput: false, retryDelaySeconds: delay, webhook: nil) }
         switch outcome {
         case .succeeded(let output): return output
         case .failed(let failure, _): throw failure
         }
     }
 
-    /// Runs one claimed attempt of an async execution and records how it ended.
+    /// Runs one claimed attempt of an async execution and records how it ended — or, when the
+    /// process is stopping, puts it back in the queue for the next worker (no expiry counted).
     public func run(_ claimed: ClaimedAction) async {
         let connection = claimed.run.connection
         let lease = claimed.lease
-        let outcome: ActionOutcome?
+        let outcome: ActionOutcome
         if let action = config.integration(connection.providerConfigKey, in: connection.environment)?.action(named: claimed.run.actionName) {
             do {
                 let function = try functions.function(for: action)
-                outcome = await attempt(function, action: action, connection: connection, lease: lease, input: try Self.parseInput(claimed.input))
+                switch await attempt(function, action: action, connection: connection, lease: lease, input: try Self.parseInput(claimed.input)) {
+                case .ended(let ended):
+                    outcome = ended
+                case .leaseLost:
+                    return  // whoever holds the execution now records it
+                case .stopped:
+                    let store = self.store
+                    do {
+                        try await shielded { try await store.releaseAction(lease, reason: "The worker stopped (shutdown); queued again for the next worker.") }
+                    } catch {
+                        logger.warning("could not put a stopped async action back in the queue", metadata: ["execution": "\(lease.id)", "error": "\(error)"])
+                    }
+                    return
+                }
             } catch let failure as ActionFailure {
                 outcome = .failed(failure, retryable: false)
             } catch {
@@ -83,86 +114,113 @@ public struct ActionExecutor: Sendable {
                     message: "Action '\(claimed.run.actionName)' is no longer configured for integration '\(connection.providerConfigKey)'."),
                 retryable: false)
         }
-        guard let outcome else { return }  // The lease is gone: whoever holds the execution now records it.
         do {
-            let run = try await store.completeAction(
-                lease, outcome, keepOutput: true, retryDelaySeconds: retryDelaySeconds, webhook: webhookPlan(for: connection))
+            let plan = await webhookPlan(for: connection)
+            let store = self.store
+            let delay = retryDelaySeconds
+            let run = try await shielded {
+                try await store.completeAction(lease, outcome, keepOutput: true, retryDelaySeconds: delay, webhook: plan)
+            }
             logger.info("async action attempt ended", metadata: ["execution": "\(run.id)", "action": "\(run.actionName)", "status": "\(run.status.rawValue)"])
         } catch {
             logger.warning("could not record an async action's outcome", metadata: ["execution": "\(lease.id)", "error": "\(error)"])
         }
     }
 
-    /// Runs the function under the action's time limit with a heartbeat; nil when the lease was lost.
+    /// How an attempt ended.
+    enum AttemptResult: Sendable {
+        /// Record this.
+        case ended(ActionOutcome)
+        /// Another attempt holds the execution: record nothing.
+        case leaseLost
+        /// The calling task was cancelled before the function finished.
+        case stopped
+    }
+
+    /// Runs the function under the action's time limit while a heartbeat keeps its lease. The
+    /// function, the timer and the heartbeat race: the first to report ends the attempt and the
+    /// others are cancelled. The attempt does not wait for a function that ignores cancellation — a
+    /// timed-out attempt is recorded at once (which ends its lease: nothing else takes it over) and
+    /// the function's late writes are refused by the fence.
     func attempt(_ function: any ActionFunction, action: ActionConfig, connection: ConnectionRef, lease: ActionLease, input: JSONValue) async
-        -> ActionOutcome?
+        -> AttemptResult
     {
         let context = ActionRunContext(
             store: store, connection: connection, actionName: action.name, lease: lease, providers: providers, logger: logger)
-        enum Ending: Sendable {
+        enum Event: Sendable {
             case finished(Result<JSONValue, any Error>)
             case timedOut
             case leaseLost
         }
-        let leaseSeconds = self.leaseSeconds
-        let store = self.store
-        let ending: Ending = await withTaskGroup(of: Ending?.self) { group in
-            group.addTask {
-                do {
-                    return .finished(.success(try await function.run(context, input: input)))
-                } catch {
-                    return .finished(.failure(error))
-                }
+        let (events, sink) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingOldest(4))
+        let finished = Mutex<Result<JSONValue, any Error>?>(nil)
+        // Owned here: each is cancelled as soon as the attempt ended.
+        let work = Task {
+            let result: Result<JSONValue, any Error>
+            do {
+                result = .success(try await function.run(context, input: input))
+            } catch {
+                result = .failure(error)
             }
-            group.addTask {
-                try? await Task.sleep(for: .seconds(action.timeoutSeconds))
-                return Task.isCancelled ? nil : .timedOut
-            }
-            group.addTask {
-                // The heartbeat: a third of the lease between renewals; a lost lease stops the action.
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: .seconds(max(1, Double(leaseSeconds) / 3)))
-                    if Task.isCancelled { return nil }
-                    if let state = try? await store.renewActionLease(lease), !state.isHeld { return .leaseLost }
-                }
-                return nil
-            }
-            var result: Ending = .leaseLost
-            for await next in group {
-                guard let next else { continue }
-                result = next
-                break
-            }
-            group.cancelAll()
-            return result
+            finished.withLock { $0 = result }
+            sink.yield(.finished(result))
         }
-        // Stopped from outside (the process is shutting down): nothing is recorded; the lease runs out
-        // and the next worker runs the attempt again.
-        if Task.isCancelled { return nil }
-        switch ending {
-        case .leaseLost:
+        let timer = Task {
+            guard (try? await Task.sleep(for: .seconds(action.timeoutSeconds))) != nil else { return }
+            sink.yield(.timedOut)
+        }
+        let heartbeat = Task { [store, leaseSeconds] in
+            // A third of the lease between renewals; a lost lease stops the action.
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(Double(leaseSeconds) / 3))
+                if Task.isCancelled { return }
+                if let state = try? await store.renewActionLease(lease), !state.isHeld {
+                    sink.yield(.leaseLost)
+                    return
+                }
+            }
+        }
+        var first: Event? = nil
+        for await event in events {
+            first = event
+            break
+        }
+        work.cancel()
+        timer.cancel()
+        heartbeat.cancel()
+        sink.finish()
+        // Cancelled from outside: a function that finished meanwhile is still recorded.
+        let event = first ?? finished.withLock { $0 }.map(Event.finished)
+        switch event {
+        case nil:
+            return .stopped
+        case .leaseLost?:
             logger.warning("an action lost its lease and was stopped", metadata: ["execution": "\(lease.id)", "action": "\(action.name)"])
-            return nil
-        case .timedOut:
-            return .failed(
-                ActionFailure(
-                    status: 500, code: "action_script_failure",
-                    message: "Action '\(action.name)' did not finish within its time limit of \(action.timeoutSeconds) s.", payload: ["reason": "timeout"]),
-                retryable: false)
-        case .finished(.success(let output)):
+            return .leaseLost
+        case .timedOut?:
+            return .ended(
+                .failed(
+                    ActionFailure(
+                        status: 500, code: "action_script_failure",
+                        message: "Action '\(action.name)' did not finish within its time limit of \(action.timeoutSeconds) s.", payload: ["reason": "timeout"]),
+                    retryable: false))
+        case .finished(.success(let output))?:
             let bytes = JSONWriter.bytes(output, canonical: false)
             guard bytes.count <= action.maxOutputBytes else {
-                return .failed(
-                    ActionFailure(
-                        status: 400, code: TributaryError.Code.outputTooLarge.rawValue,
-                        message: "Action '\(action.name)' returned \(bytes.count) bytes of output; its limit is \(action.maxOutputBytes) (max_output_bytes)."),
-                    retryable: false)
+                return .ended(
+                    .failed(
+                        ActionFailure(
+                            status: 400, code: TributaryError.Code.outputTooLarge.rawValue,
+                            message: "Action '\(action.name)' returned \(bytes.count) bytes of output; its limit is \(action.maxOutputBytes) (max_output_bytes)."),
+                        retryable: false))
             }
-            return .succeeded(output: bytes)
-        case .finished(.failure(let error)):
-            if let error = error as? TributaryError, error.code == .leaseLost { return nil }
-            await context.log("The action failed: \(Self.failure(for: error, action: action).message)", level: .error)
-            return .failed(Self.failure(for: error, action: action), retryable: error is any RetryableError)
+            return .ended(.succeeded(output: bytes))
+        case .finished(.failure(let error))?:
+            if let error = error as? TributaryError, error.code == .leaseLost { return .leaseLost }
+            if error is CancellationError, first == nil { return .stopped }
+            let failure = Self.failure(for: error, action: action)
+            await context.log("The action failed: \(failure.message)", level: .error)
+            return .ended(.failed(failure, retryable: error is any RetryableError))
         }
     }
 
@@ -182,7 +240,8 @@ public struct ActionExecutor: Sendable {
         case let failure as ActionFailure:
             return failure
         case let error as ActionError:
-            return ActionFailure(status: 500, code: "action_script_runtime_error", message: "The action script failed with a runtime error", payload: error.payload)
+            return ActionFailure(
+                status: 500, code: "action_script_runtime_error", message: "The action script failed with a runtime error", payload: capped(error.payload))
         case let error as ProviderUnavailable:
             return ActionFailure(
                 status: 424, code: "script_http_error", message: "The provider did not answer successfully: \(error.description)",
@@ -201,7 +260,22 @@ public struct ActionExecutor: Sendable {
         case is CancellationError:
             return ActionFailure(status: 500, code: "action_script_failure", message: "Action '\(action.name)' was stopped (the process is shutting down).")
         default:
-            return ActionFailure(status: 500, code: "action_script_failure", message: "The action script failed with an error: \(error)")
+            return ActionFailure(status: 500, code: "action_script_failure", message: capped("The action script failed with an error: \(error)"))
         }
+    }
+
+    /// The most bytes of an error payload (as JSON) and of an error message kept and answered.
+    static let maximumPayloadBytes = 65_536
+    static let maximumMessageBytes = 4_096
+
+    static func capped(_ payload: JSONObject) -> JSONObject {
+        let size = JSONWriter.bytes(.object(payload), canonical: false).count
+        guard size > maximumPayloadBytes else { return payload }
+        return ["message": .string("The action's error payload was \(size) bytes; at most \(maximumPayloadBytes) are kept.")]
+    }
+
+    static func capped(_ message: String) -> String {
+        guard message.utf8.count > maximumMessageBytes else { return message }
+        return String(decoding: Array(message.utf8.prefix(maximumMessageBytes)), as: UTF8.self) + "… (truncated)"
     }
 }

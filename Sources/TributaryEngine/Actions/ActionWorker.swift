@@ -10,8 +10,8 @@ import TributaryStore
 /// through the ``ActionExecutor``, at most `maxConcurrent` at once in this process.
 ///
 /// A `Service`: on graceful shutdown it claims nothing more; attempts get `drain` to finish, then
-/// are stopped unrecorded — their lease runs out and the next worker runs them again, under the same
-/// idempotency key.
+/// are stopped and put back in the queue (``ActionStore/releaseAction(_:reason:)``) for the next
+/// worker, which runs them again under the same idempotency key.
 public final class ActionWorker: Service, Sendable {
     static let workerName = "\(ProcessInfo.processInfo.hostName)/\(ProcessInfo.processInfo.processIdentifier)"
 
@@ -20,7 +20,6 @@ public final class ActionWorker: Service, Sendable {
     private let maxExpiries: Int
     private let poll: Duration
     private let drain: Duration
-    private let clock: @Sendable () -> Timestamp
     private let logger: Logger
     private let wakeups: AsyncStream<Void>
     private let wakeContinuation: AsyncStream<Void>.Continuation
@@ -29,21 +28,20 @@ public final class ActionWorker: Service, Sendable {
     /// - Parameter maxExpiries: lease expiries after which an execution is failed rather than run again.
     public init(
         executor: ActionExecutor, maxConcurrent: Int = 4, maxExpiries: Int = 3, poll: Duration = .seconds(1), drain: Duration = .seconds(30),
-        clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() }, logger: Logger
+        logger: Logger
     ) {
         self.executor = executor
         self.maxConcurrent = max(1, maxConcurrent)
         self.maxExpiries = max(1, maxExpiries)
         self.poll = poll
         self.drain = drain
-        self.clock = clock
         self.logger = logger
         (wakeups, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     public func run() async throws {
         await withGracefulShutdownHandler {
-            await withTaskGroup(of: Void.self) { group in
+            await withDiscardingTaskGroup { group in
                 group.addTask { await self.pollUntilShutdown() }
                 for await _ in wakeups {
                     while let claimed = await claimNext() {
@@ -54,7 +52,7 @@ public final class ActionWorker: Service, Sendable {
                         }
                     }
                 }
-                // Shutting down: attempts get the drain time, then are stopped (their leases run out).
+                // Shutting down: attempts get the drain time, then are stopped and queued again.
                 let deadline = ContinuousClock.now + drain
                 while slots.withLock({ $0.used > 0 }), ContinuousClock.now < deadline, !Task.isCancelled {
                     try? await Task.sleep(for: .milliseconds(20))
@@ -88,9 +86,10 @@ public final class ActionWorker: Service, Sendable {
         guard reserved else { return nil }
         do {
             let executor = self.executor
-            let now = clock()
             if let claimed = try await cancelWhenGracefulShutdown({ [maxExpiries] in
-                try await executor.store.claimAction(now: now, worker: Self.workerName, maxExpiries: maxExpiries) { executor.webhookPlan(for: $0) }
+                try await executor.store.claimAction(worker: Self.workerName, maxExpiries: maxExpiries) {
+                    executor.webhookPlan(for: $0, connectionConfig: $1)
+                }
             }) {
                 return claimed
             }

@@ -2,7 +2,7 @@ import TributaryCore
 
 /// Action executions (`POST /action/trigger`): their rows, leases, logs and results. A synchronous
 /// execution is started running by the API process; an async one is queued and claimed by a worker
-/// (``claimAction(now:worker:maxExpiries:)``), and one whose worker died is claimed again after its
+/// (``claimAction(worker:maxExpiries:webhook:)``), and one whose worker died is claimed again after its
 /// lease, as its next attempt with the same id — the idempotency key the action passes on.
 public protocol ActionStore: Sendable {
     /// Records a synchronous execution, running as attempt 1 under the returned lease.
@@ -13,9 +13,13 @@ public protocol ActionStore: Sendable {
     func queueAction(_ start: ActionRunStart) async throws -> ActionRun
     /// Claims the oldest due async execution: a queued one whose time came, or a running one whose
     /// lease ran out (its next attempt; an execution whose lease ran out `maxExpiries` times is
-    /// failed instead). Nil when there is none.
-    func claimAction(now: Timestamp, worker: String, maxExpiries: Int, webhook: @escaping @Sendable (ConnectionRef) -> ActionWebhookPlan?) async throws
+    /// failed instead, its webhook going where `webhook` says for its connection and
+    /// `connection_config`). Nil when there is none. Time is the store's, read in the transaction.
+    func claimAction(worker: String, maxExpiries: Int, webhook: @escaping @Sendable (ConnectionRef, JSONObject) -> ActionWebhookPlan?) async throws
         -> ClaimedAction?
+    /// Puts a running async execution back in the queue at once (fenced): its worker is stopping.
+    /// The next claim is its next attempt; no lease expiry is counted.
+    func releaseAction(_ lease: ActionLease, reason: String) async throws
     /// Renews the lease (a heartbeat) and answers whether it is still held.
     func renewActionLease(_ lease: ActionLease) async throws -> LeaseState
     /// Appends a line to the execution's log (fenced).
