@@ -124,13 +124,13 @@ struct NangoSDKCompatibilityTests {
             #expect(items["models"]?[0]?["fields"] == [["name": "id", "value": "string"], ["name": "n", "value": "number", "optional": true]],
                     "the fields the Swift function declares")
             #expect(shop["syncs"]?.arrayValue?.first { $0["name"] == "slow" }?["models"]?[0]?["fields"] == [], "a function that declares none")
-            #expect(shop["actions"] == [] && shop["on-events"] == [])
+            #expect(shop["actions"]?.arrayValue?.map { $0["name"] } == ["greet"] && shop["actions"]?[0]?["type"] == "action" && shop["on-events"] == [])
             #expect(try await api.send(.get, "/scripts/config?format=openai").errorCode == "invalid_query_params")
             // The integration's functions, paged.
             let functions = try await api.send(.get, "/integrations/shop/functions?limit=1&page=1")
             #expect(functions.json["data"]?.arrayValue?.map { $0["name"] } == ["slow"])
-            #expect(functions.json["pagination"] == ["total": 2, "page": 1, "limit": 1])
-            #expect(try await api.send(.get, "/integrations/shop/functions?type=action").json["data"] == [])
+            #expect(functions.json["pagination"] == ["total": 3, "page": 1, "limit": 1])
+            #expect(try await api.send(.get, "/integrations/shop/functions?type=action").json["data"]?.arrayValue?.map { $0["name"] } == ["greet"])
             // listProviders() / getProvider()
             let providers = try await api.send(.get, "/providers", headers: Self.sdkHeaders)
             let names = providers.json["data"]?.arrayValue?.compactMap { $0["name"]?.stringValue } ?? []
@@ -144,6 +144,29 @@ struct NangoSDKCompatibilityTests {
             // getEnvironmentVariables(): a bare array of {name, value}.
             #expect(try await api.send(.get, "/environment-variables", key: prodKey).json == [["name": "SHOP_REGION", "value": "eu"], ["name": "FEATURE_X", "value": "on"]])
             #expect(try await api.send(.get, "/environment-variables").json == [])
+        }
+    }
+
+    @Test func actionCallsSendWhatTheSDKSends() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            try await api.connect("acme")
+            // triggerAction(key, connectionId, name, input): POST /action/trigger with the two headers and {action_name, input}.
+            let headers = Self.sdkHeaders.merging(["Connection-Id": "acme", "Provider-Config-Key": "shop"]) { a, _ in a }
+            let sync = try await api.send(.post, "/action/trigger", body: ["action_name": "greet", "input": ["name": "sdk"]], headers: headers)
+            #expect(sync.status == .ok && sync.json == ["hello": "sdk"], "the output itself, unwrapped")
+            // triggerActionAsync(...): the same with X-Async: 'true' → {id, statusUrl}.
+            let queued = try await api.send(
+                .post, "/action/trigger", body: ["action_name": "greet", "input": ["name": "later"]], headers: headers.merging(["X-Async": "true"]) { a, _ in a })
+            #expect(queued.status == .accepted)
+            let statusUrl = try #require(queued.json["statusUrl"]?.stringValue)
+            #expect(statusUrl == "/action/\(try #require(queued.json["id"]?.stringValue))")
+            // getAsyncActionResult({statusUrl}): GET on the statusUrl as given.
+            try await eventually("the async action ended") { try await api.send(.get, statusUrl, headers: Self.sdkHeaders).status == .ok }
+            #expect(try await api.send(.get, statusUrl, headers: Self.sdkHeaders).json == ["hello": "later"])
+            // An ActionError reaches the SDK as Nango's error with its payload.
+            let failed = try await api.send(.post, "/action/trigger", body: ["action_name": "greet"], headers: headers)
+            #expect(failed.status == .internalServerError && failed.errorCode == "action_script_runtime_error" && failed.json["error"]?["payload"] == ["missing": "name"])
         }
     }
 }

@@ -74,6 +74,8 @@ final class ServerFixture: Sendable {
     let api: API
     /// The worker running the API's queued runs (role `all`).
     let worker: RunCoordinator
+    /// The worker running async actions.
+    let actionWorker: ActionWorker
     let gate = Gate()
     let config: TributaryConfig
 
@@ -113,10 +115,12 @@ final class ServerFixture: Sendable {
         let functions = try SyncFunctionRegistry([items, slow], actions: [greet])
         let executor = SyncExecutor(store: store, functions: functions, logger: logger)
         worker = RunCoordinator(executor: executor, config: config, logger: logger)
+        let actions = ActionExecutor(store: store, config: config, functions: functions, providers: nil, logger: logger)
+        actionWorker = ActionWorker(executor: actions, poll: .milliseconds(50), logger: logger)
         api = API(
             config: config, runs: RunQueue(store: store, worker: worker),
             cipher: try CredentialCipher(base64Key: Data(repeating: 1, count: 32).base64EncodedString()), functions: functions,
-            actions: ActionExecutor(store: store, config: config, functions: functions, providers: nil, logger: logger))
+            actions: actions, actionWorker: actionWorker)
     }
 
     deinit {
@@ -133,12 +137,12 @@ final class ServerFixture: Sendable {
 
     /// Runs `test` against the router (no network).
     func withRouter(_ test: @escaping @Sendable (APIClient) async throws -> Void) async throws {
-        try await buildApplication(api: api, services: [worker], logger: logger).test(.router) { client in try await test(APIClient(client: client)) }
+        try await buildApplication(api: api, services: [worker, actionWorker], logger: logger).test(.router) { client in try await test(APIClient(client: client)) }
     }
 
     /// Runs `test` against a live server on a loopback port.
     func withLiveServer(_ test: @escaping @Sendable (APIClient) async throws -> Void) async throws {
-        try await buildApplication(api: api, services: [worker], logger: logger, port: 0).test(.live) { client in try await test(APIClient(client: client)) }
+        try await buildApplication(api: api, services: [worker, actionWorker], logger: logger, port: 0).test(.live) { client in try await test(APIClient(client: client)) }
     }
 
     /// Waits until no run of `ref` is active and it has at least `runs` runs.
