@@ -18,10 +18,7 @@ extension API {
     func triggerAction(_ request: Request, _ context: APIRequestContext) async throws -> Response {
         let environment = try context.requireEnvironment()
         _ = try QueryReader(request, allowed: [])
-        guard let connectionId = request.header("Connection-Id") else { throw APIError.missingHeader("Connection-Id", code: "missing_connection_id") }
-        guard let key = request.header("Provider-Config-Key") else {
-            throw APIError.missingHeader("Provider-Config-Key", code: "missing_provider_config_key")
-        }
+        let (connectionId, key) = try connectionHeaders(request)
         let isAsync = try Self.flag(request.header("X-Async"), header: "X-Async")
         let maxRetries = try Self.retries(request.header("X-Max-Retries"))
         let body = try await BodyReader.read(request, maxBytes: maxBody, allowed: ["action_name", "input"])

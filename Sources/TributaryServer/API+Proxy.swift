@@ -21,10 +21,7 @@ extension API {
     /// as it came.
     func proxy(_ request: Request, _ context: APIRequestContext, method: ProviderRequest.Method) async throws -> Response {
         let environment = try context.requireEnvironment()
-        guard let connectionId = request.header("Connection-Id") else { throw APIError.missingHeader("Connection-Id", code: "missing_connection_id") }
-        guard let key = request.header("Provider-Config-Key") else {
-            throw APIError.missingHeader("Provider-Config-Key", code: "missing_provider_config_key")
-        }
+        let (connectionId, key) = try connectionHeaders(request)
         if request.header("Base-Url-Override") != nil {
             throw APIError(
                 .badRequest, "invalid_headers",

@@ -9,10 +9,7 @@ extension API {
         let environment = try context.requireEnvironment()
         let query = try QueryReader(
             request, allowed: ["model", "variant", "cursor", "limit", "modified_after", "delta", "filter", "ids", "ids[]"])
-        guard let connectionId = request.header("Connection-Id") else { throw APIError.missingHeader("Connection-Id", code: "missing_connection_id") }
-        guard let key = request.header("Provider-Config-Key") else {
-            throw APIError.missingHeader("Provider-Config-Key", code: "missing_provider_config_key")
-        }
+        let (connectionId, key) = try connectionHeaders(request)
         let integration = try integration(key, in: environment)
         let model = try query.required("model")
         try requireModel(model, of: integration)
@@ -81,10 +78,7 @@ extension API {
     func pruneRecords(_ request: Request, _ context: APIRequestContext) async throws -> Response {
         let environment = try context.requireEnvironment()
         _ = try QueryReader(request, allowed: [])
-        guard let connectionId = request.header("Connection-Id") else { throw APIError.missingHeader("Connection-Id", code: "missing_connection_id") }
-        guard let key = request.header("Provider-Config-Key") else {
-            throw APIError.missingHeader("Provider-Config-Key", code: "missing_provider_config_key")
-        }
+        let (connectionId, key) = try connectionHeaders(request)
         let body = try await BodyReader.read(request, maxBytes: maxBody, allowed: ["model", "variant", "until_cursor", "limit"])
         let integration = try integration(key, in: environment)
         let model = try body.string("model")

@@ -106,6 +106,16 @@ public struct API: Sendable {
         throw APIError(.badRequest, "missing_provider_config_key", "provider_config_key is required (in the body or the Provider-Config-Key header).")
     }
 
+    /// The `Connection-Id` and `Provider-Config-Key` headers a call on one connection needs
+    /// (records, prune, proxy, actions).
+    func connectionHeaders(_ request: Request) throws -> (connectionId: String, providerConfigKey: String) {
+        guard let connectionId = request.header("Connection-Id") else { throw APIError.missingHeader("Connection-Id", code: "missing_connection_id") }
+        guard let key = request.header("Provider-Config-Key") else {
+            throw APIError.missingHeader("Provider-Config-Key", code: "missing_provider_config_key")
+        }
+        return (connectionId, key)
+    }
+
     /// `connection_id` from the body, or the `Connection-Id` header (optional).
     func connectionId(_ body: BodyReader, _ request: Request) throws -> String? {
         try body.optionalString("connection_id") ?? request.header("Connection-Id")

@@ -86,22 +86,11 @@ extension ConfigLoader.Parser {
         for entry in entries {
             switch entry.key {
             case "method":
-                if let text = nonEmptyString(entry.value, "\(what).method") {
-                    if let method = ProviderRequest.Method(rawValue: text.uppercased()) {
-                        action.method = method
-                    } else {
-                        issue(entry.value, "\(what).method must be GET, POST, PUT, PATCH or DELETE, not '\(text)'")
-                        valid = false
-                    }
-                }
+                if let method = method(entry.value, "\(what).method") { action.method = method } else { valid = false }
             case "query", "headers":
-                guard let pairs = mapping(entry.value, "\(what).\(entry.key)", allowed: []) else {
+                guard let list = parameters(entry.value, "\(what).\(entry.key)") else {
                     valid = false
                     continue
-                }
-                var list: [DeclarativeSpec.Parameter] = []
-                for pair in pairs {
-                    if let value = string(pair.value, "\(what).\(entry.key).\(pair.key)") { list.append(.init(pair.key, value)) } else { valid = false }
                 }
                 if entry.key == "query" { action.query = list } else { action.headers = list }
             case "body":

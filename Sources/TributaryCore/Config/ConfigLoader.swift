@@ -803,22 +803,11 @@ public enum ConfigLoader {
             for entry in entries {
                 switch entry.key {
                 case "method":
-                    if let text = nonEmptyString(entry.value, "\(what).method") {
-                        if let method = ProviderRequest.Method(rawValue: text.uppercased()) {
-                            spec.method = method
-                        } else {
-                            issue(entry.value, "\(what).method must be GET, POST, PUT, PATCH or DELETE, not '\(text)'")
-                            valid = false
-                        }
-                    }
+                    if let method = method(entry.value, "\(what).method") { spec.method = method } else { valid = false }
                 case "params", "rename":
-                    guard let pairs = mapping(entry.value, "\(what).\(entry.key)", allowed: []) else {
+                    guard let list = parameters(entry.value, "\(what).\(entry.key)") else {
                         valid = false
                         continue
-                    }
-                    var list: [DeclarativeSpec.Parameter] = []
-                    for pair in pairs {
-                        if let value = string(pair.value, "\(what).\(entry.key).\(pair.key)") { list.append(.init(pair.key, value)) }
                     }
                     if entry.key == "params" { spec.params = list } else { spec.rename = list }
                 case "records_path":
@@ -838,6 +827,27 @@ public enum ConfigLoader {
             }
             spec.pagination?.recordsPath = spec.recordsPath
             return valid ? spec : nil
+        }
+
+        /// An HTTP method of a provider request (any case).
+        mutating func method(_ node: Node, _ what: String) -> ProviderRequest.Method? {
+            guard let text = nonEmptyString(node, what) else { return nil }
+            guard let method = ProviderRequest.Method(rawValue: text.uppercased()) else {
+                issue(node, "\(what) must be GET, POST, PUT, PATCH or DELETE, not '\(text)'")
+                return nil
+            }
+            return method
+        }
+
+        /// A mapping of names to single values (request parameters, headers, renames); nil when any is not.
+        mutating func parameters(_ node: Node, _ what: String) -> [DeclarativeSpec.Parameter]? {
+            guard let pairs = mapping(node, what, allowed: []) else { return nil }
+            var list: [DeclarativeSpec.Parameter] = []
+            var valid = true
+            for pair in pairs {
+                if let value = string(pair.value, "\(what).\(pair.key)") { list.append(.init(pair.key, value)) } else { valid = false }
+            }
+            return valid ? list : nil
         }
 
         mutating func parsePagination(_ node: Node, _ what: String) -> Pagination? {
