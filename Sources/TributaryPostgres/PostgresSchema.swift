@@ -258,6 +258,31 @@ enum PostgresSchema {
             CREATE INDEX action_logs_by_action ON action_logs(action_id, id);
             """
         ),
+        (
+            "v8-connect",
+            // Connect sessions: only the hashes of their token and OAuth state are kept; the PKCE
+            // verifier is sealed like credentials.
+            """
+            CREATE TABLE connect_sessions (
+                token_hash TEXT PRIMARY KEY,
+                environment TEXT NOT NULL,
+                end_user TEXT,
+                tags TEXT,
+                allowed_integrations TEXT,
+                config_defaults TEXT NOT NULL,
+                reconnect_provider_config_key TEXT,
+                reconnect_connection_id TEXT,
+                created_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                used_at BIGINT,
+                oauth_state_hash TEXT UNIQUE,
+                oauth_provider_config_key TEXT,
+                oauth_verifier BYTEA,
+                oauth_started_at BIGINT
+            );
+            CREATE INDEX connect_sessions_expiry ON connect_sessions(expires_at);
+            """
+        ),
     ]
 
     /// The partitions of `records`; fillfactor leaves room for in-place (HOT) updates of unchanged rows.

@@ -14,25 +14,30 @@ extension PostgresStore {
         -> (ConnectionRecord, created: Bool)
     {
         let now = clock()
+        return try await transaction { db in try await self.importConnection(db, connection, baseVariantsOf: syncNames, now: now) }
+    }
+
+    /// ``importConnection(_:baseVariantsOf:)`` inside a transaction (a Connect session's completion).
+    func importConnection(_ db: PostgresConnection, _ connection: ConnectionImport, baseVariantsOf syncNames: [String], now: Timestamp) async throws
+        -> (ConnectionRecord, created: Bool)
+    {
         let metadata = JSONWriter.string(.object(connection.metadata), canonical: false)
         let config = JSONWriter.string(.object(connection.connectionConfig), canonical: false)
         let sealed = connection.sealedCredentials.map { Data($0) }
-        return try await transaction { db in
-            let (pk, created) = try await self.ensureConnectionPK(db, connection.ref, now: now)
-            try await db.query(
-                """
-                UPDATE connections SET metadata = \(metadata)::jsonb, connection_config = \(config)::jsonb,
-                    credentials_type = \(connection.credentialsType), credentials = \(sealed), updated_at = \(now.microseconds)
-                WHERE id = \(pk)
-                """, logger: self.logger)
-            try await self.patch(db, pk, ConnectionPatch(endUser: connection.endUser, tags: connection.tags), now: now)
-            for sync in syncNames {
-                // An existing base variant keeps its state (the insert does nothing then).
-                let ref = VariantRef(connection: connection.ref, syncName: sync, variant: Variant.base)
-                _ = try await self.insertVariant(db, connectionPK: pk, ref, paused: connection.pausedSyncs.contains(sync), now: now)
-            }
-            return (try await self.fetchConnections(db, "id = $1", binds: [pk]).first!, created)
+        let (pk, created) = try await ensureConnectionPK(db, connection.ref, now: now)
+        try await db.query(
+            """
+            UPDATE connections SET metadata = \(metadata)::jsonb, connection_config = \(config)::jsonb,
+                credentials_type = \(connection.credentialsType), credentials = \(sealed), updated_at = \(now.microseconds)
+            WHERE id = \(pk)
+            """, logger: logger)
+        try await patch(db, pk, ConnectionPatch(endUser: connection.endUser, tags: connection.tags), now: now)
+        for sync in syncNames {
+            // An existing base variant keeps its state (the insert does nothing then).
+            let ref = VariantRef(connection: connection.ref, syncName: sync, variant: Variant.base)
+            _ = try await insertVariant(db, connectionPK: pk, ref, paused: connection.pausedSyncs.contains(sync), now: now)
         }
+        return (try await fetchConnections(db, "id = $1", binds: [pk]).first!, created)
     }
 
     public func connection(_ connection: ConnectionRef) async throws -> ConnectionRecord? {

@@ -312,6 +312,11 @@ enum SQLiteSchema {
                     CREATE INDEX action_logs_by_action ON action_logs(action_id, id);
                     """)
         }
+        migrator.registerMigration("v14-connect") { db in
+            // Connect sessions: only the hashes of their token and OAuth state are kept; the PKCE
+            // verifier is sealed like credentials.
+            try db.execute(sql: SQLiteStore.connectSessionsTable)
+        }
         return migrator
     }
 }

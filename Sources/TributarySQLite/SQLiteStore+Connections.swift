@@ -13,30 +13,34 @@ extension SQLiteStore {
     public func importConnection(_ connection: ConnectionImport, baseVariantsOf syncNames: [String]) async throws
         -> (ConnectionRecord, created: Bool)
     {
-        let now = clock()
+        try await pool.write { db in try self.importConnection(db, connection, baseVariantsOf: syncNames, now: self.clock()) }
+    }
+
+    /// ``importConnection(_:baseVariantsOf:)`` inside a transaction (a Connect session's completion).
+    func importConnection(_ db: Database, _ connection: ConnectionImport, baseVariantsOf syncNames: [String], now: Timestamp) throws
+        -> (ConnectionRecord, created: Bool)
+    {
         let metadata = JSONWriter.string(.object(connection.metadata), canonical: false)
         let config = JSONWriter.string(.object(connection.connectionConfig), canonical: false)
-        return try await pool.write { db in
-            let (pk, created) = try self.ensureConnectionPK(db, connection.ref, now: now)
-            try db.execute(
-                sql: """
-                    UPDATE connections SET metadata = ?, connection_config = ?, credentials_type = ?, credentials = ?, updated_at = ?
-                    WHERE id = ?
-                    """,
-                arguments: [
-                    metadata, config, connection.credentialsType, connection.sealedCredentials.map { Data($0) }, now.microseconds, pk,
-                ])
-            try self.patch(db, pk, ConnectionPatch(endUser: connection.endUser, tags: connection.tags), now: now)
-            for sync in syncNames {
-                let ref = VariantRef(connection: connection.ref, syncName: sync, variant: Variant.base)
-                guard try self.variantRow(db, connectionPK: pk, ref) == nil else { continue }
-                let (variantPK, _) = try self.insertVariant(db, connectionPK: pk, ref, now: now)
-                if connection.pausedSyncs.contains(sync) {
-                    try db.execute(sql: "UPDATE sync_variants SET paused = 1 WHERE id = ?", arguments: [variantPK])
-                }
+        let (pk, created) = try ensureConnectionPK(db, connection.ref, now: now)
+        try db.execute(
+            sql: """
+                UPDATE connections SET metadata = ?, connection_config = ?, credentials_type = ?, credentials = ?, updated_at = ?
+                WHERE id = ?
+                """,
+            arguments: [
+                metadata, config, connection.credentialsType, connection.sealedCredentials.map { Data($0) }, now.microseconds, pk,
+            ])
+        try patch(db, pk, ConnectionPatch(endUser: connection.endUser, tags: connection.tags), now: now)
+        for sync in syncNames {
+            let ref = VariantRef(connection: connection.ref, syncName: sync, variant: Variant.base)
+            guard try variantRow(db, connectionPK: pk, ref) == nil else { continue }
+            let (variantPK, _) = try insertVariant(db, connectionPK: pk, ref, now: now)
+            if connection.pausedSyncs.contains(sync) {
+                try db.execute(sql: "UPDATE sync_variants SET paused = 1 WHERE id = ?", arguments: [variantPK])
             }
-            return (try self.fetchConnections(db, where: "id = ?", [pk]).first!, created)
         }
+        return (try fetchConnections(db, where: "id = ?", [pk]).first!, created)
     }
 
     public func connection(_ connection: ConnectionRef) async throws -> ConnectionRecord? {

@@ -34,7 +34,9 @@ public func buildApplication(
             open.on(path, method: route.method) { request, context in try await handler(request, context) }
         }
     }
-    try Dashboard(api: api).addRoutes(to: router)
+    let dashboard = try Dashboard(api: api)
+    dashboard.addRoutes(to: router)
+    ConnectPage(api: api, templates: dashboard.templates).addRoutes(to: router)
     return Application(
         router: router,
         configuration: ApplicationConfiguration(address: .hostname(api.config.server.host, port: port ?? api.config.server.port), serverName: "Tributary"),

@@ -43,6 +43,7 @@ public struct APIError: Error, HTTPResponseError, Sendable, CustomStringConverti
         case .unknownConnection, .unknownVariant, .unknownSync, .unknownProviderConfig, .unknownRun: status = .notFound
         case .syncRunning, .variantExists, .runNotRunning, .leaseLost: status = .conflict
         case .storeUnavailable: status = .serviceUnavailable
+        case .unknownConnectSession, .connectSessionExpired, .connectSessionUsed: status = .unauthorized
         default: status = .badRequest
         }
         self.init(status, error.code.rawValue, error.message)

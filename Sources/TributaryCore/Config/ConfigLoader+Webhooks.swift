@@ -17,6 +17,8 @@ import Yams
 ///       signing_key: ${TRIBUTARY_DEV_WEBHOOK_SIGNING_KEY}    # X-Nango-Hmac-Sha256; not the secret key
 ///       on_sync_completion_always: false                      # also send when a model had no changes
 ///       on_sync_error: true                                   # send failure webhooks
+///       on_auth_creation: true                                # auth webhook when Connect makes a connection
+///       on_auth_refresh_error: true                           # auth webhook when a token refresh is refused
 /// integrations:
 ///   my-shop:
 ///     webhooks:                       # provider webhooks in: POST /webhook/dev/my-shop
@@ -77,7 +79,7 @@ extension ConfigLoader.Parser {
 
     mutating func parseEnvironmentWebhooks(_ node: Node, _ owner: String) -> EnvironmentWebhooks? {
         let what = "\(owner).webhooks"
-        guard let entries = mapping(node, what, allowed: ["urls", "signing_key", "sign_with_secret_key", "on_sync_completion_always", "on_sync_error"]) else { return nil }
+        guard let entries = mapping(node, what, allowed: ["urls", "signing_key", "sign_with_secret_key", "on_sync_completion_always", "on_sync_error", "on_auth_creation", "on_auth_refresh_error"]) else { return nil }
         var webhooks = EnvironmentWebhooks()
         var valid = true
         for entry in entries {
@@ -107,6 +109,10 @@ extension ConfigLoader.Parser {
                 webhooks.sendOnZeroChanges = bool(entry.value, "\(what).on_sync_completion_always") ?? false
             case "on_sync_error":
                 webhooks.sendOnFailure = bool(entry.value, "\(what).on_sync_error") ?? true
+            case "on_auth_creation":
+                webhooks.sendOnAuthCreation = bool(entry.value, "\(what).on_auth_creation") ?? true
+            case "on_auth_refresh_error":
+                webhooks.sendOnAuthRefreshError = bool(entry.value, "\(what).on_auth_refresh_error") ?? true
             default: break
             }
         }

@@ -36,11 +36,25 @@ import Yams
 /// environments:
 ///   dev:
 ///     secret_key: ${TRIBUTARY_DEV_SECRET_KEY}   # or secret_keys: [..] for rotation
+///     connect:                        # the Connect page (needs server.public_url)
+///       redirect_url: https://app.example.com/connected   # optional; else the page tells its opener
+///       session_minutes: 30           # session token lifetime (1–1440)
 /// integrations:
 ///   my-shop:                          # the provider_config_key
 ///     provider: shop                  # optional label
 ///     base_url: https://api.example.com
 ///     auth: { type: api_key, header: X-Api-Key }
+///     # auth: { type: api_key, header: X-Api-Key, verification: { method: GET, path: /me } }
+///     #   verification: checked with what an end user types on the Connect page before saving
+///     # auth:                         # OAuth 2; with authorization_url, end users connect on the Connect page
+///     #   type: oauth2
+///     #   authorization_url: https://provider.example.com/oauth/authorize
+///     #   token_url: https://provider.example.com/oauth/token
+///     #   client_id: abc
+///     #   client_secret: ${PROVIDER_CLIENT_SECRET}
+///     #   scopes: [read, write]       # scope_separator: " " (default)
+///     #   authorization_params: { access_type: offline }   # extra authorize parameters
+///     #   disable_pkce: false         # PKCE (S256) is sent unless disabled
 ///     environments: [dev]             # optional; default: every environment
 ///     syncs:
 ///       sync-orders:
@@ -482,8 +496,9 @@ public enum ConfigLoader {
                     continue
                 }
                 let what = "environment '\(entry.key)'"
-                guard let fields = mapping(entry.value, what, allowed: ["secret_key", "secret_keys", "webhooks", "expose_credentials", "variables"]) else { continue }
+                guard let fields = mapping(entry.value, what, allowed: ["secret_key", "secret_keys", "webhooks", "expose_credentials", "variables", "connect"]) else { continue }
                 var keys: [Secret] = []
+                var connect = EnvironmentConnect()
                 var webhooks = EnvironmentWebhooks()
                 var exposesCredentials = true
                 var variables: [(name: String, value: Secret)] = []
@@ -499,6 +514,9 @@ public enum ConfigLoader {
                             }
                             if let value = string(variable.value, "\(what).variables.\(variable.key)") { variables.append((variable.key, Secret(value))) }
                         }
+                        continue
+                    } else if field.key == "connect" {
+                        if let parsed = parseEnvironmentConnect(field.value, what) { connect = parsed }
                         continue
                     } else if field.key == "expose_credentials" {
                         exposesCredentials = bool(field.value, "\(what).expose_credentials") ?? true
@@ -532,6 +550,7 @@ public enum ConfigLoader {
                 var environment = EnvironmentConfig(name: entry.key, secretKeys: keys, webhooks: webhooks)
                 environment.exposesCredentials = exposesCredentials
                 environment.variables = variables
+                environment.connect = connect
                 result.append(environment)
             }
             return result
@@ -572,7 +591,11 @@ public enum ConfigLoader {
                         }
                     }
                 case "auth":
-                    if let auth = parseAuth(entry.value, what) { integration.auth = auth }
+                    if let parsed = parseAuth(entry.value, what) {
+                        integration.auth = parsed.scheme
+                        integration.oauthAuthorization = parsed.authorization
+                        integration.verification = parsed.verification
+                    }
                 case "rate_limit_per_second":
                     if let text = string(entry.value, "\(what).rate_limit_per_second") {
                         if let rate = Double(text), rate > 0, rate <= 10_000 {
@@ -613,18 +636,72 @@ public enum ConfigLoader {
             return integration
         }
 
-        mutating func parseAuth(_ node: Node, _ owner: String) -> AuthScheme? {
+        /// `environments.<name>.connect`: `redirect_url`, `session_minutes`.
+        mutating func parseEnvironmentConnect(_ node: Node, _ owner: String) -> EnvironmentConnect? {
+            let what = "\(owner).connect"
+            guard let entries = mapping(node, what, allowed: ["redirect_url", "session_minutes"]) else { return nil }
+            var connect = EnvironmentConnect()
+            for entry in entries {
+                if entry.key == "redirect_url", let url = nonEmptyString(entry.value, "\(what).redirect_url") {
+                    if EnvironmentWebhooks.isValidURL(url), !url.contains("#") {
+                        connect.redirectURL = url
+                    } else {
+                        issue(entry.value, "\(what).redirect_url must be an http:// or https:// URL without a fragment, got '\(URLText.removingUserInfo(from: url))'")
+                    }
+                } else if entry.key == "session_minutes", let minutes = integer(entry.value, "\(what).session_minutes", in: 1...1440) {
+                    connect.sessionSeconds = minutes * 60
+                }
+            }
+            return connect
+        }
+
+        /// An integration's `auth`: the scheme, and for Connect the OAuth authorization settings
+        /// (`oauth2`) or the verification request (`api_key`, `bearer`, `basic`).
+        mutating func parseAuth(_ node: Node, _ owner: String) -> (scheme: AuthScheme, authorization: OAuthAuthorization?, verification: ConnectVerification?)? {
             let what = "\(owner).auth"
-            guard let entries = mapping(node, what, allowed: ["type", "header", "query_parameter", "token_url", "scopes", "client_id", "client_secret"]) else {
+            let connectKeys = ["authorization_url", "authorization_params", "scope_separator", "disable_pkce", "verification"]
+            guard let entries = mapping(node, what, allowed: ["type", "header", "query_parameter", "token_url", "scopes", "client_id", "client_secret"] + connectKeys) else {
                 return nil
             }
             var fields: [String: (String, Node)] = [:]
             var scopes: [String] = []
+            var parameters: [OAuthAuthorization.Parameter] = []
+            var usesPKCE = true
+            var verification: ConnectVerification?
+            var nodes: [String: Node] = [:]
             for entry in entries {
-                if entry.key == "scopes" {
+                nodes[entry.key] = entry.value
+                switch entry.key {
+                case "scopes":
                     scopes = stringList(entry.value, "\(what).scopes") ?? []
-                } else if let value = nonEmptyString(entry.value, "\(what).\(entry.key)") {
-                    fields[entry.key] = (value, entry.value)
+                case "disable_pkce":
+                    usesPKCE = !(bool(entry.value, "\(what).disable_pkce") ?? false)
+                case "authorization_params":
+                    for parameter in mapping(entry.value, "\(what).authorization_params", allowed: []) ?? [] {
+                        if OAuthAuthorization.reservedParameters.contains(parameter.key) {
+                            issue(parameter.keyNode, "\(what).authorization_params: '\(parameter.key)' is set by the flow itself and cannot be given")
+                        } else if let value = string(parameter.value, "\(what).authorization_params.\(parameter.key)") {
+                            parameters.append(.init(name: parameter.key, value: value))
+                        }
+                    }
+                case "verification":
+                    guard let parts = mapping(entry.value, "\(what).verification", allowed: ["method", "path"]) else { continue }
+                    var method = "GET"
+                    var path: String?
+                    for part in parts {
+                        if part.key == "method", let value = nonEmptyString(part.value, "\(what).verification.method") {
+                            if ["GET", "POST", "HEAD"].contains(value.uppercased()) {
+                                method = value.uppercased()
+                            } else {
+                                issue(part.value, "\(what).verification.method must be GET, POST or HEAD, got '\(value.prefix(20))'")
+                            }
+                        } else if part.key == "path" {
+                            path = nonEmptyString(part.value, "\(what).verification.path")
+                        }
+                    }
+                    if let path { verification = ConnectVerification(method: method, path: path) } else { issue(entry.value, "\(what).verification needs a 'path'") }
+                default:
+                    if let value = nonEmptyString(entry.value, "\(what).\(entry.key)") { fields[entry.key] = (value, entry.value) }
                 }
             }
             guard let (type, typeNode) = fields["type"] else {
@@ -632,23 +709,24 @@ public enum ConfigLoader {
                 return nil
             }
             func reject(_ keys: [String]) {
-                for key in keys { if let (_, n) = fields[key] { issue(n, "\(what): '\(key)' does not apply to type \(type)") } }
+                for key in keys where nodes[key] != nil { issue(nodes[key]!, "\(what): '\(key)' does not apply to type \(type)") }
             }
             switch type {
             case "none", "bearer", "basic":
-                reject(["header", "query_parameter", "token_url", "client_id", "client_secret"])
-                return type == "none" ? AuthScheme.none : type == "bearer" ? .bearer : .basic
+                reject(["header", "query_parameter", "token_url", "client_id", "client_secret", "scopes", "authorization_url", "authorization_params", "scope_separator", "disable_pkce"])
+                if type == "none" { reject(["verification"]) }
+                return (type == "none" ? AuthScheme.none : type == "bearer" ? .bearer : .basic, nil, verification)
             case "api_key":
-                reject(["token_url", "client_id", "client_secret"])
+                reject(["token_url", "client_id", "client_secret", "scopes", "authorization_url", "authorization_params", "scope_separator", "disable_pkce"])
                 let header = fields["header"]?.0
                 let query = fields["query_parameter"]?.0
                 if (header == nil) == (query == nil) {
                     issue(node, "\(what): type api_key needs exactly one of 'header' or 'query_parameter'")
                     return nil
                 }
-                return .apiKey(header: header, queryParameter: query)
+                return (.apiKey(header: header, queryParameter: query), nil, verification)
             case "oauth2", "oauth2_client_credentials":
-                reject(["header", "query_parameter"])
+                reject(["header", "query_parameter", "verification"])
                 guard let tokenURL = fields["token_url"]?.0 else {
                     issue(node, "\(what): type \(type) needs a 'token_url'")
                     return nil
@@ -658,10 +736,21 @@ public enum ConfigLoader {
                         issue(node, "\(what): type oauth2 needs 'client_id' and 'client_secret' (to refresh tokens; use ${VAR} for the secret)")
                         return nil
                     }
-                    return .oauth2(tokenURL: tokenURL, clientID: clientID, clientSecret: Secret(clientSecret))
+                    var authorization: OAuthAuthorization?
+                    if let (url, urlNode) = fields["authorization_url"] {
+                        if EnvironmentWebhooks.isValidURL(url), !url.contains("#") {
+                            authorization = OAuthAuthorization(
+                                authorizationURL: url, scopes: scopes, scopeSeparator: fields["scope_separator"]?.0 ?? " ", parameters: parameters, usesPKCE: usesPKCE)
+                        } else {
+                            issue(urlNode, "\(what).authorization_url must be an http:// or https:// URL without a fragment, got '\(URLText.removingUserInfo(from: url))'")
+                        }
+                    } else {
+                        reject(["authorization_params", "scope_separator", "disable_pkce"])
+                    }
+                    return (.oauth2(tokenURL: tokenURL, clientID: clientID, clientSecret: Secret(clientSecret)), authorization, nil)
                 }
-                reject(["client_id", "client_secret"])  // a client-credentials connection carries its own
-                return .oauth2ClientCredentials(tokenURL: tokenURL, scopes: scopes)
+                reject(["client_id", "client_secret", "authorization_url", "authorization_params", "scope_separator", "disable_pkce"])  // a client-credentials connection carries its own
+                return (.oauth2ClientCredentials(tokenURL: tokenURL, scopes: scopes), nil, nil)
             default:
                 issue(typeNode, "\(what).type '\(type)' is unknown; use none, api_key, bearer, basic, oauth2 or oauth2_client_credentials")
                 return nil

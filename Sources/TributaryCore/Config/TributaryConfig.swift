@@ -197,6 +197,8 @@ public struct EnvironmentConfig: Sendable {
     /// `variables`: Nango's environment variables, handed to the app by `GET /environment-variables`
     /// (in order; values print as `<secret>`).
     public var variables: [(name: String, value: Secret)] = []
+    /// `connect`: where the Connect page ends, and how long its sessions last.
+    public var connect = EnvironmentConnect()
 
     public init(name: String, secretKeys: [Secret], webhooks: EnvironmentWebhooks = EnvironmentWebhooks()) {
         self.name = name
@@ -252,6 +254,21 @@ public struct IntegrationConfig: Sendable {
     public var actions: [ActionConfig] = []
     /// How webhooks from the provider are checked and routed to connections (nil: not accepted).
     public var webhooks: ProviderWebhookConfig?
+    /// How end users authorize an `oauth2` integration on the Connect page (nil: its connections are
+    /// only imported with tokens the app already holds).
+    public var oauthAuthorization: OAuthAuthorization?
+    /// The request that checks credentials typed on the Connect page (API key, basic) before they are saved.
+    public var verification: ConnectVerification?
+
+    /// Whether end users can connect this integration on the Connect page: a form for an API key or a
+    /// user name and password, or the OAuth flow when it is configured.
+    public var isConnectable: Bool {
+        switch auth {
+        case .apiKey, .bearer, .basic: true
+        case .oauth2: oauthAuthorization != nil
+        case .none, .oauth2ClientCredentials: false
+        }
+    }
 
     public init(
         providerConfigKey: String, provider: String? = nil, baseURL: String? = nil, auth: AuthScheme = .none,

@@ -18,6 +18,12 @@ public struct EnvironmentWebhooks: Sendable, Hashable {
     /// written before Nango had a separate signing key (its SDK verifies with `webhookSigningKey ??
     /// secretKey`). Every receiver then learns the API key's HMAC — `serve` warns at start.
     public var signsWithSecretKey: Bool = false
+    /// Send an `auth` webhook when a connection is created or its credentials replaced on the
+    /// Connect page (Nango's `on_auth_creation`).
+    public var sendOnAuthCreation: Bool = true
+    /// Send an `auth` webhook when refreshing a connection's token is refused, so the app can ask
+    /// its user to reconnect (Nango's `on_auth_refresh_error`).
+    public var sendOnAuthRefreshError: Bool = true
 
     public init(urls: [String] = [], signingKey: Secret? = nil, sendOnZeroChanges: Bool = false, sendOnFailure: Bool = true) {
         self.urls = urls

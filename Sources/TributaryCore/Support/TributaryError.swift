@@ -41,6 +41,12 @@ public struct TributaryError: Error, Sendable, Equatable, CustomStringConvertibl
         public static let invalidActionInput = Code(rawValue: "invalid_action_input")
         /// An action's output is larger than its `max_output_bytes` (Nango's code).
         public static let outputTooLarge = Code(rawValue: "script_output_too_large")
+        /// No such Connect session (its token is wrong, deleted, or of another environment).
+        public static let unknownConnectSession = Code(rawValue: "unknown_connect_session")
+        /// The Connect session's 30 minutes are over.
+        public static let connectSessionExpired = Code(rawValue: "connect_session_expired")
+        /// The Connect session already made its connection.
+        public static let connectSessionUsed = Code(rawValue: "connect_session_used")
         /// The database cannot be reached right now (retry later).
         public static let storeUnavailable = Code(rawValue: "store_unavailable")
     }

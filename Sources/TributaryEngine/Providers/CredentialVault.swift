@@ -27,13 +27,20 @@ actor CredentialVault {
     private let http: OutboundHTTP
     private let policy: OutboundPolicy
     private let logger: Logger
+    /// Told when the token endpoint refuses a refresh (the connection needs its user to reconnect):
+    /// the `auth` webhook of a failed refresh.
+    private let onRefused: @Sendable (ConnectionRecord, TributaryError) async -> Void
     /// Refreshes under way, one per connection; every caller awaits the same one (and may stop waiting).
     private var refreshing: [ConnectionRef: RefreshFlight] = [:]
 
     /// This process, as the refresh lock names its holder.
     private let holder = "\(ProcessInfo.processInfo.hostName)/\(ProcessInfo.processInfo.processIdentifier)/\(UUID().uuidString.prefix(8))"
 
-    init(store: any StoreReader & CredentialStore, cipher: CredentialCipher, http: OutboundHTTP, policy: OutboundPolicy, logger: Logger) {
+    init(
+        store: any StoreReader & CredentialStore, cipher: CredentialCipher, http: OutboundHTTP, policy: OutboundPolicy, logger: Logger,
+        onRefused: @escaping @Sendable (ConnectionRecord, TributaryError) async -> Void = { _, _ in }
+    ) {
+        self.onRefused = onRefused
         self.store = store
         self.cipher = cipher
         self.http = http
@@ -62,7 +69,7 @@ actor CredentialVault {
     /// read (another caller — or another process — refreshed meanwhile).
     func refresh(_ connection: ConnectionRef, auth: AuthScheme, rejectedToken: String) async throws -> JSONObject {
         if let running = refreshing[connection] { return try await running.value() }
-        let work = { @Sendable [store, cipher, http, policy, logger, holder] () async throws -> JSONObject in
+        let work = { @Sendable [store, cipher, http, policy, logger, holder, onRefused] () async throws -> JSONObject in
             // The lock outlives the token call (its timeout, twice) and the saving of its answer (five
             // tries, each bounded by the store's 10 s operation timeout, with backoff): it is never taken
             // over while a rotated refresh token may still be on its way into the store.
@@ -99,6 +106,7 @@ actor CredentialVault {
                     } catch {
                         // Release the lock so another caller can try.
                         _ = try? await store.finishCredentialRefresh(of: connection, holder: holder, sealed: nil, replacing: nil)
+                        if let refused = error as? TributaryError, refused.code == .invalidCredentials { await onRefused(record, refused) }
                         throw error
                     }
                     // The provider issued new tokens (a rotating refresh token is spent now): save them,
@@ -191,6 +199,16 @@ actor CredentialVault {
         default:
             throw TributaryError(.invalidCredentials, "Only OAuth 2 credentials can be refreshed.")
         }
+        let answer = try await tokenEndpoint(tokenURL, form: form, http: http, policy: policy, refusal: "refused to issue a token")
+        return applying(answer, to: stored, tokenField: auth.tokenField)
+    }
+
+    /// Posts `form` to a token endpoint and returns its answer, which has an `access_token`.
+    /// - Throws: ``ProviderUnavailable`` when it cannot be reached or answers 429/5xx;
+    ///   `invalid_credentials` (saying it `refusal`) for any other error status, or an answer without a token.
+    static func tokenEndpoint(_ tokenURL: String, form: [(String, String)], http: OutboundHTTP, policy: OutboundPolicy, refusal: String) async throws
+        -> JSONObject
+    {
         let body = form.map { "\(FormEncoding.escape($0.0))=\(FormEncoding.escape($0.1))" }.joined(separator: "&")
         let response: ProviderResponse
         do {
@@ -206,13 +224,19 @@ actor CredentialVault {
             if response.status == 429 || response.status >= 500 {
                 throw ProviderUnavailable(status: response.status, reason: "the token endpoint is unavailable")
             }
-            throw TributaryError(.invalidCredentials, "The token endpoint refused to issue a token (HTTP \(response.status)); the connection needs new credentials.")
+            throw TributaryError(.invalidCredentials, "The token endpoint \(refusal) (HTTP \(response.status)); the connection needs new credentials.")
         }
         guard let answer = try? response.json().objectValue, let access = answer["access_token"]?.stringValue, !access.isEmpty else {
             throw TributaryError(.invalidCredentials, "The token endpoint's answer has no access_token.")
         }
+        return answer
+    }
+
+    /// `stored` with the tokens of a token endpoint's `answer`: the access token (in `tokenField`), a
+    /// rotated refresh token, `expires_at` from `expires_in`, and Nango's `raw` (the answer as it came).
+    static func applying(_ answer: JSONObject, to stored: JSONObject, tokenField: String) -> JSONObject {
         var fresh = stored
-        fresh[auth.tokenField] = .string(access)
+        fresh[tokenField] = answer["access_token"]
         // Nango's `raw`: the token endpoint's answer as it came (sealed with the rest).
         fresh["raw"] = .object(answer)
         fresh[Self.refreshedAtField] = .string(Timestamp.now().iso8601)
@@ -234,23 +258,5 @@ extension AuthScheme {
     var tokenField: String {
         if case .oauth2ClientCredentials = self { return "token" }
         return "access_token"
-    }
-}
-
-/// `application/x-www-form-urlencoded` and query-string escaping.
-enum FormEncoding {
-    private static let unreserved = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~".utf8)
-    private static let hex = Array("0123456789ABCDEF".utf8)
-
-    static func escape(_ text: String) -> String {
-        var bytes: [UInt8] = []
-        for byte in text.utf8 {
-            if unreserved.contains(byte) {
-                bytes.append(byte)
-            } else {
-                bytes += [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }

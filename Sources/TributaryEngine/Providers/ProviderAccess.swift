@@ -27,7 +27,18 @@ public final class ProviderAccess: Sendable {
         self.policy = policy
         self.http = http
         self.logger = logger
-        vault = CredentialVault(store: store, cipher: cipher, http: http, policy: policy, logger: logger)
+        let planner = AuthWebhookPlanner(config: config)
+        vault = CredentialVault(store: store, cipher: cipher, http: http, policy: policy, logger: logger) { record, error in
+            // The app's cue to ask its user to reconnect. Queued once per refused refresh; a failure
+            // to queue it is logged, never hides the refusal itself.
+            let messages = planner.refreshFailure(record, error)
+            guard !messages.isEmpty else { return }
+            do {
+                try await store.queueConnectionWebhooks(messages, for: record.ref)
+            } catch {
+                logger.error("could not queue the auth webhook of a refused token refresh", metadata: ["connection": "\(record.ref)"])
+            }
+        }
     }
 
     /// Sends `request` to the connection's provider and returns its response, whatever the status,

@@ -17,4 +17,6 @@ public protocol CredentialStore: Sendable {
     func finishCredentialRefresh(
         of connection: ConnectionRef, holder: String, sealed: (type: String, credentials: [UInt8])?, replacing expected: [UInt8]?
     ) async throws -> Bool
+    /// Queues webhooks about a connection outside a run: the `auth` webhook of a refused token refresh.
+    func queueConnectionWebhooks(_ messages: [OutboxMessage], for connection: ConnectionRef) async throws
 }

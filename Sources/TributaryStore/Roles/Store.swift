@@ -19,7 +19,8 @@ import TributaryCore
 /// - Each call is one transaction: it is all written, or none of it is. Every write made for a run
 ///   is fenced by the run's lease in that transaction.
 public protocol Store: StoreReader, ConnectionStore, CredentialStore, VariantStore, RunQueueStore, RunLeaseStore, RecordWriter,
-    WebhookOutboxStore, ProviderWebhookStore, PurgeStore, HistoryStore, RecordPruneStore, ActionStore
+    WebhookOutboxStore, ProviderWebhookStore, PurgeStore, HistoryStore, RecordPruneStore, ActionStore,
+    ConnectSessionStore
 {
     /// Creates or upgrades the schema. Safe to call on every start.
     func migrate() async throws

@@ -1,0 +1,140 @@
+import Foundation
+import GRDB
+import TributaryCore
+import TributaryStore
+
+extension SQLiteStore {
+    static let connectSessionsTable = """
+        CREATE TABLE connect_sessions (
+            token_hash TEXT PRIMARY KEY,
+            environment TEXT NOT NULL,
+            end_user TEXT,
+            tags TEXT,
+            allowed_integrations TEXT,
+            config_defaults TEXT NOT NULL,
+            reconnect_provider_config_key TEXT,
+            reconnect_connection_id TEXT,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            used_at INTEGER,
+            oauth_state_hash TEXT UNIQUE,
+            oauth_provider_config_key TEXT,
+            oauth_verifier BLOB,
+            oauth_started_at INTEGER
+        );
+        CREATE INDEX connect_sessions_expiry ON connect_sessions(expires_at);
+        """
+
+    public func createConnectSession(_ session: ConnectSession) async throws {
+        try await pool.write { db in
+            let now = self.clock()
+            try db.execute(
+                sql: "DELETE FROM connect_sessions WHERE expires_at < ?",
+                arguments: [now.microseconds - ConnectSessionRule.keepExpiredSeconds * 1_000_000])
+            let row = ConnectSessionColumns(session)
+            try db.execute(
+                sql: """
+                    INSERT INTO connect_sessions(token_hash, environment, end_user, tags, allowed_integrations, config_defaults,
+                        reconnect_provider_config_key, reconnect_connection_id, created_at, expires_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    session.tokenHash, session.environment, row.endUser, row.tags, row.allowedIntegrations, row.configDefaults,
+                    session.reconnect?.providerConfigKey, session.reconnect?.connectionId, session.createdAt.microseconds, session.expiresAt.microseconds,
+                ])
+        }
+    }
+
+    public func connectSession(tokenHash: String) async throws -> ConnectSession? {
+        try await pool.read { db in try self.fetchConnectSession(db, "token_hash = ?", tokenHash) }
+    }
+
+    public func connectSession(oauthStateHash: String) async throws -> ConnectSession? {
+        try await pool.read { db in try self.fetchConnectSession(db, "oauth_state_hash = ?", oauthStateHash) }
+    }
+
+    @discardableResult
+    public func deleteConnectSession(tokenHash: String, environment: String) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM connect_sessions WHERE token_hash = ? AND environment = ?", arguments: [tokenHash, environment])
+            return db.changesCount > 0
+        }
+    }
+
+    public func beginConnectOAuth(tokenHash: String, _ oauth: PendingOAuth) async throws -> Bool {
+        try await pool.write { db in
+            let session = try self.fetchConnectSession(db, "token_hash = ?", tokenHash)
+            guard ConnectSessionRule.verdict(session, now: self.clock()) == .usable else { return false }
+            try db.execute(
+                sql: """
+                    UPDATE connect_sessions SET oauth_state_hash = ?, oauth_provider_config_key = ?, oauth_verifier = ?, oauth_started_at = ?
+                    WHERE token_hash = ?
+                    """,
+                arguments: [oauth.stateHash, oauth.providerConfigKey, Data(oauth.sealedVerifier), oauth.startedAt.microseconds, tokenHash])
+            return true
+        }
+    }
+
+    public func completeConnectSession(tokenHash: String, _ completion: ConnectCompletion) async throws -> (ConnectionRecord, created: Bool) {
+        try await pool.write { db in
+            let now = self.clock()
+            let session = try self.fetchConnectSession(db, "token_hash = ?", tokenHash)
+            if let error = ConnectSessionRule.error(for: ConnectSessionRule.verdict(session, now: now)) { throw error }
+            try db.execute(
+                sql: "UPDATE connect_sessions SET used_at = ?, oauth_verifier = NULL WHERE token_hash = ?", arguments: [now.microseconds, tokenHash])
+            let connection = completion.connection
+            let result: (ConnectionRecord, created: Bool)
+            if completion.credentialsOnly {
+                let pk = try self.requireConnectionPK(db, connection.ref)
+                try db.execute(
+                    sql: "UPDATE connections SET credentials_type = ?, credentials = ?, updated_at = ? WHERE id = ?",
+                    arguments: [connection.credentialsType, connection.sealedCredentials.map { Data($0) }, now.microseconds, pk])
+                result = (try self.fetchConnections(db, where: "id = ?", [pk]).first!, false)
+            } else {
+                result = try self.importConnection(db, connection, baseVariantsOf: completion.baseVariantsOf, now: now)
+            }
+            try self.insertConnectionWebhooks(db, completion.webhooks, for: connection.ref, now: now)
+            return result
+        }
+    }
+
+    public func queueConnectionWebhooks(_ messages: [OutboxMessage], for connection: ConnectionRef) async throws {
+        guard !messages.isEmpty else { return }
+        try await pool.write { db in try self.insertConnectionWebhooks(db, messages, for: connection, now: self.clock()) }
+    }
+
+    /// Webhooks about a connection, not a run (no run id, sync or variant).
+    private func insertConnectionWebhooks(_ db: Database, _ messages: [OutboxMessage], for connection: ConnectionRef, now: Timestamp) throws {
+        for message in messages {
+            try db.execute(
+                sql: """
+                    INSERT INTO webhook_deliveries(idempotency_key, environment, url, body, status, created_at, next_attempt_at, run_id,
+                        provider_config_key, connection_id, sync_name, variant, model, success)
+                    VALUES (?, ?, ?, ?, 'pending', ?, ?, NULL, ?, ?, '', '', ?, ?)
+                    """,
+                arguments: [
+                    UUID().uuidString.lowercased(), connection.environment, message.url, Data(message.body), now.microseconds, now.microseconds,
+                    connection.providerConfigKey, connection.connectionId, message.model, message.success,
+                ])
+        }
+    }
+
+    private func fetchConnectSession(_ db: Database, _ condition: String, _ value: String) throws -> ConnectSession? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM connect_sessions WHERE \(condition)", arguments: [value]) else { return nil }
+        let environment: String = row["environment"]
+        var reconnect: ConnectionRef?
+        if let key: String = row["reconnect_provider_config_key"], let id: String = row["reconnect_connection_id"] {
+            reconnect = ConnectionRef(environment: environment, providerConfigKey: key, connectionId: id)
+        }
+        var oauth: PendingOAuth?
+        if let state: String = row["oauth_state_hash"], let key: String = row["oauth_provider_config_key"], let verifier: Data = row["oauth_verifier"],
+            let started: Int64 = row["oauth_started_at"]
+        {
+            oauth = PendingOAuth(stateHash: state, providerConfigKey: key, sealedVerifier: Array(verifier), startedAt: Timestamp(microseconds: started))
+        }
+        return try ConnectSessionColumns.session(
+            tokenHash: row["token_hash"], environment: environment, endUser: row["end_user"], tags: row["tags"],
+            allowedIntegrations: row["allowed_integrations"], configDefaults: row["config_defaults"], reconnect: reconnect,
+            createdAt: row["created_at"], expiresAt: row["expires_at"], usedAt: row["used_at"], oauth: oauth)
+    }
+}
