@@ -57,6 +57,9 @@ struct ServeCommand: AsyncParsableCommand {
                 "integration accepts unsigned provider webhooks (webhooks.unsigned: true): anyone who can reach its webhook URL can feed records to its syncs",
                 metadata: ["integration": "\(integration.providerConfigKey)"])
         }
+        if config.server.publicURL == nil, config.integrations.contains(where: \.isConnectable) {
+            logger.notice("Connect is off: set server.public_url to let end users connect their accounts (POST /connect/sessions answers connect_not_configured)")
+        }
         for environment in config.environments where environment.webhooks.signsWithSecretKey {
             logger.warning(
                 "environment signs its webhooks with its secret key (webhooks.sign_with_secret_key: true): every receiver can check guesses of the API key; prefer a separate signing_key",

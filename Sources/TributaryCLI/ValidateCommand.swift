@@ -24,6 +24,13 @@ struct ValidateCommand: AsyncParsableCommand {
         var missing: [String] = []
         for integration in loaded.integrations {
             output.line("integration \(integration.providerConfigKey) (auth: \(integration.auth.typeName))")
+            if integration.oauthAuthorization != nil {
+                // What the integration's OAuth client must list as its redirect URI.
+                let callback = loaded.server.publicURL.map { ConnectCallback.url(publicURL: $0) } ?? "(set server.public_url: the callback is <public_url>/oauth/callback)"
+                output.line("  connect: OAuth 2 authorization code with \(integration.oauthAuthorization?.usesPKCE == true ? "PKCE" : "no PKCE"); callback URL \(callback)")
+            } else if integration.isConnectable {
+                output.line("  connect: a form for \(integration.auth.typeName == "basic" ? "a user name and password" : "an API key")\(integration.verification.map { ", verified with \($0.method) \($0.path)" } ?? "")")
+            }
             for sync in integration.syncs {
                 // A declarative sync runs the engine's own function.
                 let known = sync.declarative != nil || functions.function(named: sync.function) != nil

@@ -126,6 +126,21 @@ final class FakeOAuthProvider: Sendable {
         router.get("/api/verify") { request, _ -> Response in
             request.headers[HTTPField.Name("X-Api-Key")!] == Self.goodKey ? Self.json(["ok": true]) : Self.json(["error": "bad key"], status: .unauthorized)
         }
+        // The app's page: opens the Connect link in a popup, as Nango's frontend does, and shows what
+        // the popup tells it.
+        router.get("/app") { request, _ -> Response in
+            let link = request.uri.queryParameters.get("link") ?? ""
+            let quoted = JSONWriter.string(.string(link)).replacingOccurrences(of: "<", with: "\\u003c")
+            return Self.html(
+                """
+                <!doctype html><html lang="en"><head><meta charset="utf-8"><title>The app</title></head><body>
+                <h1>The app</h1><button id="connect" type="button">Connect your account</button><pre id="result"></pre>
+                <script>
+                window.addEventListener("message", function (event) { document.getElementById("result").textContent = JSON.stringify(event.data); });
+                document.getElementById("connect").addEventListener("click", function () { window.open(\(quoted), "tributary-connect", "popup,width=520,height=720"); });
+                </script></body></html>
+                """)
+        }
         router.post("/hooks") { request, _ -> Response in
             var request = request
             let bytes = Array(try await request.collectBody(upTo: 1_000_000).readableBytesView)

@@ -169,4 +169,35 @@ struct NangoSDKCompatibilityTests {
             #expect(failed.status == .internalServerError && failed.errorCode == "action_script_runtime_error" && failed.json["error"]?["payload"] == ["missing": "name"])
         }
     }
+
+    @Test func connectSessionCallsSendWhatTheSDKSends() async throws {
+        let f = try await ServerFixture()
+        try await f.withRouter { api in
+            // createConnectSession(props): POST /connect/sessions with the props as the body.
+            let created = try await api.send(
+                .post, "/connect/sessions",
+                body: [
+                    "end_user": ["id": "u-1", "email": "u@example.com", "display_name": "U"], "organization": ["id": "org-1", "display_name": "Org"],
+                    "allowed_integrations": ["keyed"], "integrations_config_defaults": ["keyed": ["connection_config": ["subdomain": "acme"]]],
+                ], headers: Self.sdkHeaders)
+            #expect(created.status == .created, "\(created.json)")
+            let token = try #require(created.json["data"]?["token"]?.stringValue)
+            #expect(token.hasPrefix("nango_connect_session_") && created.json["data"]?["expires_at"]?.stringValue != nil)
+            #expect(created.json["data"]?["connect_link"]?.stringValue == "https://sync.example.test/connect?session_token=\(token)")
+            // The frontend reads the session with the token itself.
+            let session = try await api.send(.get, "/connect/session", key: token)
+            #expect(session.json["data"]?["organization"] == ["id": "org-1", "display_name": "Org"])
+            #expect(session.json["data"]?["integrations_config_defaults"]?["keyed"]?["connection_config"]?["subdomain"] == "acme")
+            // createReconnectSession({connection_id, integration_id}).
+            _ = try await api.send(
+                .post, "/connections", body: ["provider_config_key": "keyed", "connection_id": "c-1", "credentials": ["type": "API_KEY", "apiKey": "k"]])
+            let reconnect = try await api.send(
+                .post, "/connect/sessions/reconnect", body: ["connection_id": "c-1", "integration_id": "keyed"], headers: Self.sdkHeaders)
+            #expect(reconnect.status == .created && reconnect.json["data"]?["token"]?.stringValue != token)
+            let reconnectToken = try #require(reconnect.json["data"]?["token"]?.stringValue)
+            #expect(try await api.send(.get, "/connect/session", key: reconnectToken).json["data"]?["isReconnecting"] == true)
+            #expect(try await api.send(.delete, "/connect/session", key: reconnectToken).status == .noContent)
+            #expect(try await api.send(.get, "/connect/session", key: reconnectToken).status == .unauthorized)
+        }
+    }
 }

@@ -100,6 +100,11 @@ final class WebDriver: Sendable {
         _ = try await command(.POST, "/window/rect", ["width": .number(JSONNumber(width)), "height": .number(JSONNumber(height))])
     }
 
+    /// The handles of the session's windows (a popup adds one), and the current one.
+    func windowHandles() async throws -> [String] { try await command(.GET, "/window/handles").arrayValue?.compactMap(\.stringValue) ?? [] }
+    func windowHandle() async throws -> String { try await command(.GET, "/window").stringValue ?? "" }
+    func switchToWindow(_ handle: String) async throws { _ = try await command(.POST, "/window", ["handle": .string(handle)]) }
+
     /// A PNG of the viewport.
     func screenshot() async throws -> Data {
         guard let base64 = try await command(.GET, "/screenshot").stringValue, let data = Data(base64Encoded: base64) else {

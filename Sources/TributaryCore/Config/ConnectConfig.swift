@@ -64,3 +64,11 @@ public struct EnvironmentConnect: Sendable, Hashable {
         self.sessionSeconds = sessionSeconds
     }
 }
+
+/// Where providers send end users back after an OAuth authorization: `<server.public_url>/oauth/callback`,
+/// the redirect URI every OAuth integration's client must register.
+public enum ConnectCallback {
+    public static func url(publicURL: String) -> String {
+        (publicURL.hasSuffix("/") ? String(publicURL.dropLast()) : publicURL) + "/oauth/callback"
+    }
+}

@@ -31,7 +31,7 @@ struct ConnectPage: Sendable {
     }
 
     /// The OAuth callback URL (`redirect_uri`) every OAuth integration's client must register.
-    static func callbackURL(publicURL: String) -> String { trimmed(publicURL) + "/oauth/callback" }
+    static func callbackURL(publicURL: String) -> String { ConnectCallback.url(publicURL: publicURL) }
 
     private static func trimmed(_ url: String) -> String { url.hasSuffix("/") ? String(url.dropLast()) : url }
 

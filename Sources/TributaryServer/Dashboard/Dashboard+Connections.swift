@@ -17,6 +17,10 @@ extension Dashboard {
         let truncated: Bool
         let shown: Int
         let total: Int
+        /// How end users connect it on the Connect page (nil: only imported through the API).
+        let connect: String?
+        /// The redirect URI its OAuth client must register.
+        let callbackURL: String?
     }
 
     struct ConnectionRowView {
@@ -47,8 +51,19 @@ extension Dashboard {
                 IntegrationView(
                     key: integration.providerConfigKey, syncNames: integration.syncs.map(\.name).joined(separator: ", "),
                     hasConnections: !shown.isEmpty, connections: shown, truncated: connections.count > shown.count, shown: shown.count,
-                    total: connections.count))
+                    total: connections.count, connect: Self.connectSummary(integration),
+                    callbackURL: integration.oauthAuthorization == nil ? nil : api.config.server.publicURL.map { ConnectCallback.url(publicURL: $0) }))
         }
         return templates.page("connections", ConnectionsView(session: SessionView(session), query: search, integrations: integrations))
+    }
+
+    /// How end users connect `integration` on the Connect page, in words.
+    static func connectSummary(_ integration: IntegrationConfig) -> String? {
+        guard integration.isConnectable else { return nil }
+        switch integration.auth {
+        case .oauth2: return "end users sign in with OAuth 2 on the Connect page"
+        case .basic: return "end users enter a user name and password on the Connect page"
+        default: return "end users enter an API key on the Connect page" + (integration.verification.map { " (checked with \($0.method) \($0.path))" } ?? "")
+        }
     }
 }
