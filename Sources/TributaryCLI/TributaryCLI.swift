@@ -23,10 +23,13 @@ public enum TributaryCLI {
     /// - Parameters:
     ///   - functions: the sync functions this binary offers, in addition to the built-in demo ones.
     ///   - actions: the action functions it offers (`POST /action/trigger`).
-    public static func main(functions: [any SyncFunction], actions: [any ActionFunction] = [], arguments: [String]? = nil) async {
+    ///   - events: the on-event functions it offers (an integration's `on_events`).
+    public static func main(
+        functions: [any SyncFunction], actions: [any ActionFunction] = [], events: [any ConnectionEventFunction] = [], arguments: [String]? = nil
+    ) async {
         let arguments = arguments ?? Array(CommandLine.arguments.dropFirst())
         do {
-            try await run(functions: functions, actions: actions, arguments: arguments)
+            try await run(functions: functions, actions: actions, events: events, arguments: arguments)
         } catch {
             TributaryCommand.exit(withError: error)
         }
@@ -34,13 +37,14 @@ public enum TributaryCLI {
 
     /// Runs one command and returns, throwing what it throws (`ExitCode` included) — for tests and embedding.
     public static func run(
-        functions: [any SyncFunction], actions: [any ActionFunction] = [], arguments: [String], output: CLIOutput = .standardOutput
+        functions: [any SyncFunction], actions: [any ActionFunction] = [], events: [any ConnectionEventFunction] = [], arguments: [String],
+        output: CLIOutput = .standardOutput
     ) async throws {
         var all = DemoSyncs.all
         let userNames = Set(functions.map(\.name))
         all.removeAll { userNames.contains($0.name) }
         all.append(contentsOf: functions)
-        let registry = try SyncFunctionRegistry(all, actions: actions)
+        let registry = try SyncFunctionRegistry(all, actions: actions, events: events)
         try await CLIContext.$current.withValue(CLIContext(functions: registry, output: output)) {
             var command = try TributaryCommand.parseAsRoot(arguments)
             if var asyncCommand = command as? any AsyncParsableCommand {

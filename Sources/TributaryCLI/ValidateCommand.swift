@@ -46,9 +46,15 @@ struct ValidateCommand: AsyncParsableCommand {
                 let runs = action.declarative.map { "declarative \($0.method.rawValue) \($0.endpoint)" } ?? "function \(action.function)\(known ? "" : " (NOT REGISTERED)")"
                 output.line("  action \(action.name): \(runs), time limit \(action.timeoutSeconds) s, output up to \(action.maxOutputBytes) bytes")
             }
+            for event in ConnectionEvent.allCases {
+                guard let names = integration.onEvents[event], !names.isEmpty else { continue }
+                let shown = names.map { functions.event(named: $0) == nil ? "\($0) (NOT REGISTERED)" : $0 }
+                for name in names where functions.event(named: name) == nil { missing.append("\(integration.providerConfigKey)/\(event.rawValue) → \(name)") }
+                output.line("  on \(event.rawValue): \(shown.joined(separator: ", "))")
+            }
         }
         if !missing.isEmpty {
-            output.line("These syncs and actions use functions this binary does not register: \(missing.joined(separator: "; ")).")
+            output.line("These syncs, actions and on-event functions use functions this binary does not register: \(missing.joined(separator: "; ")).")
             throw ExitCode(1)
         }
     }

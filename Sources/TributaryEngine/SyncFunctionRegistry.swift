@@ -4,9 +4,10 @@ import TributaryCore
 public struct SyncFunctionRegistry: Sendable {
     private let byName: [String: any SyncFunction]
     private let actionsByName: [String: any ActionFunction]
+    private let eventsByName: [String: any ConnectionEventFunction]
 
     /// - Throws: `TributaryError` when two sync functions, or two action functions, share a name.
-    public init(_ functions: [any SyncFunction], actions: [any ActionFunction] = []) throws(TributaryError) {
+    public init(_ functions: [any SyncFunction], actions: [any ActionFunction] = [], events: [any ConnectionEventFunction] = []) throws(TributaryError) {
         var byName: [String: any SyncFunction] = [:]
         for function in functions {
             guard byName[function.name] == nil else {
@@ -21,9 +22,20 @@ public struct SyncFunctionRegistry: Sendable {
             }
             actionsByName[action.name] = action
         }
+        var eventsByName: [String: any ConnectionEventFunction] = [:]
+        for event in events {
+            guard eventsByName[event.name] == nil else {
+                throw TributaryError(.unknownFunction, "Two on-event functions are named '\(event.name)'; names must be unique.")
+            }
+            eventsByName[event.name] = event
+        }
         self.byName = byName
         self.actionsByName = actionsByName
+        self.eventsByName = eventsByName
     }
+
+    /// The registered on-event function `name`.
+    public func event(named name: String) -> (any ConnectionEventFunction)? { eventsByName[name] }
 
     /// The action function named `name`.
     public func action(named name: String) -> (any ActionFunction)? { actionsByName[name] }

@@ -261,7 +261,8 @@ enum PostgresSchema {
         (
             "v8-connect",
             // Connect sessions: only the hashes of their token and OAuth state are kept; the PKCE
-            // verifier is sealed like credentials.
+            // verifier is sealed like credentials. On-event function runs, kept by the connection's
+            // names so they outlive it.
             """
             CREATE TABLE connect_sessions (
                 token_hash TEXT PRIMARY KEY,
@@ -281,6 +282,20 @@ enum PostgresSchema {
                 oauth_started_at BIGINT
             );
             CREATE INDEX connect_sessions_expiry ON connect_sessions(expires_at);
+            CREATE TABLE connection_event_runs (
+                id TEXT PRIMARY KEY,
+                environment TEXT NOT NULL,
+                provider_config_key TEXT NOT NULL,
+                connection_id TEXT NOT NULL,
+                event TEXT NOT NULL,
+                function TEXT NOT NULL,
+                failure TEXT,
+                logs TEXT NOT NULL,
+                started_at BIGINT NOT NULL,
+                finished_at BIGINT NOT NULL
+            );
+            CREATE INDEX connection_event_runs_by_environment ON connection_event_runs(environment, finished_at);
+            CREATE INDEX connection_event_runs_by_connection ON connection_event_runs(environment, provider_config_key, connection_id, finished_at);
             """
         ),
     ]

@@ -98,6 +98,39 @@ extension PostgresStore {
         }
     }
 
+    public func recordConnectionEventRun(_ run: ConnectionEventRun) async throws {
+        try await transaction { db in
+            try await db.query(
+                """
+                INSERT INTO connection_event_runs(id, environment, provider_config_key, connection_id, event, function, failure, logs, started_at, finished_at)
+                VALUES (\(run.id), \(run.connection.environment), \(run.connection.providerConfigKey), \(run.connection.connectionId), \(run.event.rawValue),
+                    \(run.function), \(run.failure), \(run.logsText), \(run.startedAt.microseconds), \(run.finishedAt.microseconds))
+                """, logger: self.logger)
+        }
+    }
+
+    public func connectionEventRuns(environment: String, providerConfigKey: String?, connectionId: String?, limit: Int) async throws -> [ConnectionEventRun] {
+        try await read { db in
+            let rows = try await db.all(
+                """
+                SELECT * FROM connection_event_runs
+                WHERE environment = \(environment) AND (\(providerConfigKey)::text IS NULL OR provider_config_key = \(providerConfigKey))
+                    AND (\(connectionId)::text IS NULL OR connection_id = \(connectionId))
+                ORDER BY finished_at DESC, id LIMIT \(limit)
+                """, self.logger)
+            return try rows.compactMap { row in
+                guard let event = ConnectionEvent(rawValue: try row.string("event")) else { return nil }
+                return ConnectionEventRun(
+                    id: try row.string("id"),
+                    connection: ConnectionRef(
+                        environment: try row.string("environment"), providerConfigKey: try row.string("provider_config_key"), connectionId: try row.string("connection_id")),
+                    event: event, function: try row.string("function"), failure: try row.optionalString("failure"),
+                    logs: ConnectionEventRun.logs(from: try row.string("logs")), startedAt: Timestamp(microseconds: try row.int64("started_at")),
+                    finishedAt: Timestamp(microseconds: try row.int64("finished_at")))
+            }
+        }
+    }
+
     /// `column` is one of two fixed names (`token_hash`, `oauth_state_hash`).
     private func fetchConnectSession(_ db: PostgresConnection, _ column: String, _ value: String, lock: Bool) async throws -> ConnectSession? {
         var binds = PostgresBindings(capacity: 1)

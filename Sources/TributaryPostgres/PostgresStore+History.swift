@@ -58,6 +58,13 @@ extension PostgresStore {
                 removed += try await db.count(
                     "DELETE FROM action_runs WHERE id IN (\(unescaped: prunableActions) FOR UPDATE SKIP LOCKED) RETURNING id", self.logger)
             }
+            // On-event function runs, by the runs' cutoff.
+            removed += try await db.count(
+                """
+                DELETE FROM connection_event_runs WHERE id IN (
+                    SELECT id FROM connection_event_runs WHERE finished_at < \(cutoffs.runs.microseconds) ORDER BY finished_at LIMIT \(limit) FOR UPDATE SKIP LOCKED)
+                RETURNING id
+                """, self.logger)
             return removed
         }
     }

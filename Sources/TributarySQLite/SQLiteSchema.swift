@@ -314,7 +314,8 @@ enum SQLiteSchema {
         }
         migrator.registerMigration("v14-connect") { db in
             // Connect sessions: only the hashes of their token and OAuth state are kept; the PKCE
-            // verifier is sealed like credentials.
+            // verifier is sealed like credentials. On-event function runs, kept by the connection's
+            // names so they outlive it.
             try db.execute(sql: SQLiteStore.connectSessionsTable)
         }
         return migrator

@@ -23,6 +23,20 @@ extension SQLiteStore {
             oauth_started_at INTEGER
         );
         CREATE INDEX connect_sessions_expiry ON connect_sessions(expires_at);
+        CREATE TABLE connection_event_runs (
+            id TEXT PRIMARY KEY,
+            environment TEXT NOT NULL,
+            provider_config_key TEXT NOT NULL,
+            connection_id TEXT NOT NULL,
+            event TEXT NOT NULL,
+            function TEXT NOT NULL,
+            failure TEXT,
+            logs TEXT NOT NULL,
+            started_at INTEGER NOT NULL,
+            finished_at INTEGER NOT NULL
+        );
+        CREATE INDEX connection_event_runs_by_environment ON connection_event_runs(environment, finished_at);
+        CREATE INDEX connection_event_runs_by_connection ON connection_event_runs(environment, provider_config_key, connection_id, finished_at);
         """
 
     public func createConnectSession(_ session: ConnectSession) async throws {
@@ -116,6 +130,47 @@ extension SQLiteStore {
                     UUID().uuidString.lowercased(), connection.environment, message.url, Data(message.body), now.microseconds, now.microseconds,
                     connection.providerConfigKey, connection.connectionId, message.model, message.success,
                 ])
+        }
+    }
+
+    public func recordConnectionEventRun(_ run: ConnectionEventRun) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO connection_event_runs(id, environment, provider_config_key, connection_id, event, function, failure, logs, started_at, finished_at)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    run.id, run.connection.environment, run.connection.providerConfigKey, run.connection.connectionId, run.event.rawValue, run.function,
+                    run.failure, run.logsText, run.startedAt.microseconds, run.finishedAt.microseconds,
+                ])
+        }
+    }
+
+    public func connectionEventRuns(environment: String, providerConfigKey: String?, connectionId: String?, limit: Int) async throws -> [ConnectionEventRun] {
+        try await pool.read { db in
+            var conditions = ["environment = ?"]
+            var arguments: [any DatabaseValueConvertible] = [environment]
+            if let providerConfigKey {
+                conditions.append("provider_config_key = ?")
+                arguments.append(providerConfigKey)
+            }
+            if let connectionId {
+                conditions.append("connection_id = ?")
+                arguments.append(connectionId)
+            }
+            arguments.append(limit)
+            return try Row.fetchAll(
+                db,
+                sql: "SELECT * FROM connection_event_runs WHERE \(conditions.joined(separator: " AND ")) ORDER BY finished_at DESC, id LIMIT ?",
+                arguments: StatementArguments(arguments)
+            ).compactMap { row in
+                guard let event = ConnectionEvent(rawValue: row["event"]) else { return nil }
+                return ConnectionEventRun(
+                    id: row["id"], connection: ConnectionRef(environment: row["environment"], providerConfigKey: row["provider_config_key"], connectionId: row["connection_id"]),
+                    event: event, function: row["function"], failure: row["failure"], logs: ConnectionEventRun.logs(from: row["logs"]),
+                    startedAt: Timestamp(microseconds: row["started_at"]), finishedAt: Timestamp(microseconds: row["finished_at"]))
+            }
         }
     }
 

@@ -48,6 +48,11 @@ extension SQLiteStore {
                 try db.execute(sql: "DELETE FROM action_runs WHERE id IN (\(prunableActions))", arguments: [cutoffs.runs.microseconds, limit])
             }
             removed += db.changesCount
+            // On-event function runs, by the runs' cutoff.
+            try db.execute(
+                sql: "DELETE FROM connection_event_runs WHERE id IN (SELECT id FROM connection_event_runs WHERE finished_at < ? ORDER BY finished_at LIMIT ?)",
+                arguments: [cutoffs.runs.microseconds, limit])
+            removed += db.changesCount
             return removed
         }
     }

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import TributaryCore
+import TributaryEngine
 import TributaryStore
 
 extension API {
@@ -30,8 +31,16 @@ extension API {
             ref: ref, metadata: try body.optionalObject("metadata") ?? [:], connectionConfig: connectionConfig,
             credentialsType: type, sealedCredentials: sealed, endUser: endUser, tags: tags)
         connection.pausedSyncs = Set(integration.syncs.filter { !$0.autoStart }.map(\.name))
+        let events = connectionEvents(context)
+        if events.has(.validateConnection, for: ref) {
+            let candidate = ConnectionEventRunner.Candidate(credentials: try ConnectionCredentials.normalized(credentials), metadata: connection.metadata)
+            if let failure = await events.run(.validateConnection, connection: ref, candidate: candidate) {
+                throw Self.validationFailed(failure)
+            }
+        }
         let (record, created) = try await store.importConnection(connection, baseVariantsOf: integration.syncs.map(\.name))
         context.logger.info("connection imported", metadata: ["connection": "\(ref)", "created": "\(created)"])
+        if created { await events.run(.postConnectionCreation, connection: ref) }
         return JSONResponse.make(.object(connectionJSON(record, integration: integration, full: true)), status: created ? .created : .ok)
     }
 
@@ -179,6 +188,8 @@ extension API {
     /// removes it with all its variants; its records become invisible at once (purged in chunks afterwards).
     func deleteConnection(_ request: Request, _ context: APIRequestContext) async throws -> Response {
         let (_, record) = try await pathConnection(request, context)
+        // While its credentials still work (revoke a token); a failure is recorded, the deletion goes ahead.
+        await connectionEvents(context).run(.preConnectionDeletion, connection: record.ref)
         try await runs.deleteConnection(record.ref)
         return JSONResponse.success
     }

@@ -263,6 +263,7 @@ extension API {
             route(.get, "/sync/runs") { try await self.listRuns($0, $1) },
             route(.get, "/sync/runs/{runId}") { try await self.getRun($0, $1) },
             route(.get, "/records") { try await self.records($0, $1) },
+            route(.get, "/connection-events") { try await self.listConnectionEvents($0, $1) },
             route(.post, "/connect/sessions") { try await self.createConnectSession($0, $1) },
             route(.post, "/connect/sessions/reconnect") { try await self.reconnectSession($0, $1) },
             route(.get, "/connect/session", auth: false) { try await self.getConnectSession($0, $1) },

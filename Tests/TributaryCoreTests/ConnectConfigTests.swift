@@ -75,6 +75,24 @@ struct ConnectConfigTests {
         #expect(method.contains { $0.message.contains("verification.method must be GET, POST or HEAD") })
     }
 
+    @Test func onEventFunctionsAreListedPerIntegrationAndEvent() throws {
+        let withEvents = yaml.replacingOccurrences(
+            of: "  keyed:\n", with: "  keyed:\n    on_events: { validate-connection: [check-key, check-plan], pre-connection-deletion: revoke }\n")
+        let config = try ConfigLoader.parse(yaml: withEvents, file: "c.yaml", environment: ["SECRET": "s"])
+        let keyed = try #require(config.integration("keyed", in: "dev"))
+        #expect(keyed.onEvents == [.validateConnection: ["check-key", "check-plan"], .preConnectionDeletion: ["revoke"]])
+        func problems(_ text: String) -> [ConfigIssue] {
+            do {
+                _ = try ConfigLoader.parse(yaml: text, file: "c.yaml", environment: ["SECRET": "s"])
+                return []
+            } catch { return error.issues }
+        }
+        let unknown = problems(withEvents.replacingOccurrences(of: "pre-connection-deletion", with: "pre-connection-delete"))
+        #expect(unknown.contains { $0.message.contains("unknown key 'pre-connection-delete'") && $0.message.contains("did you mean 'pre-connection-deletion'") })
+        let badName = problems(withEvents.replacingOccurrences(of: "revoke }", with: "\"re voke\" }"))
+        #expect(badName.contains { $0.message.contains("'re voke' is not a function name") })
+    }
+
     @Test func pkceFollowsRFC7636AndTokensHaveTheirForm() {
         // RFC 7636 appendix B.
         #expect(ConnectToken.challenge(for: "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk") == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM")

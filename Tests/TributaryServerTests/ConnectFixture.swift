@@ -39,6 +39,7 @@ final class FakeOAuthProvider: Sendable {
         var apiAuthorizations: [String] = []
         var authorizeQueries: [[String: String]] = []
         var webhooks: [(headers: [String: String], body: [UInt8])] = []
+        var goodbyes: [String] = []
     }
 
     let state = Mutex(State())
@@ -123,6 +124,10 @@ final class FakeOAuthProvider: Sendable {
             }
             return valid ? Self.json(["id": "me", "login": "octo"]) : Self.json(["error": "bad token"], status: .unauthorized)
         }
+        router.post("/api/goodbye") { request, _ -> Response in
+            self.state.withLock { $0.goodbyes.append(request.headers[.authorization] ?? "") }
+            return Self.json(["ok": true])
+        }
         router.get("/api/verify") { request, _ -> Response in
             request.headers[HTTPField.Name("X-Api-Key")!] == Self.goodKey ? Self.json(["ok": true]) : Self.json(["error": "bad key"], status: .unauthorized)
         }
@@ -204,12 +209,23 @@ struct ConnectFixture {
               authorization_params: { access_type: offline }
             syncs:
               profile: { function: profile, models: [Profile], frequency: every day }
+            on_events:
+              validate-connection: [check-profile]
+              post-connection-creation: [remember-login]
+              pre-connection-deletion: [say-goodbye]
           keyshop:
             provider: Keyshop
             base_url: http://127.0.0.1:\(providerPort)
             auth: { type: api_key, header: X-Api-Key, verification: { method: GET, path: /api/verify } }
             syncs:
               contacts: { function: noop, models: [Contact], frequency: every day, auto_start: false }
+          basicshop:
+            provider: Basicshop
+            base_url: http://127.0.0.1:\(providerPort)
+            auth: { type: basic }
+            syncs: {}
+            on_events:
+              validate-connection: [refuse-blocked]
           plain:
             syncs:
               things: { function: noop, models: [Thing], frequency: every day }
@@ -237,7 +253,28 @@ struct ConnectFixture {
             try await nango.batchSave([object], model: "Profile")
         }
         let noop = ClosureSyncFunction(name: "noop") { _ in }
-        let functions = try SyncFunctionRegistry([profile, noop])
+        // On-event functions: a profile check with the credentials being saved, the login kept in
+        // the metadata once created, a goodbye call before deletion, and a refusal by user name.
+        let checkProfile = ClosureConnectionEventFunction(name: "check-profile") { nango in
+            let me = try await nango.get("/api/me")
+            guard me.isSuccess else { throw ConnectionEventError("The account's profile cannot be read (HTTP \(me.status)).") }
+            await nango.log("profile of \(try me.json()["login"]?.stringValue ?? "?") readable")
+        }
+        let rememberLogin = ClosureConnectionEventFunction(name: "remember-login") { nango in
+            let login = try await nango.get("/api/me").json()["login"] ?? .null
+            try await nango.updateMetadata(["login": login])
+        }
+        let sayGoodbye = ClosureConnectionEventFunction(name: "say-goodbye") { nango in
+            _ = try await nango.post("/api/goodbye", json: ["connection": .string(nango.connectionId)])
+            await nango.log("said goodbye", level: .info)
+        }
+        let refuseBlocked = ClosureConnectionEventFunction(name: "refuse-blocked") { nango in
+            if (try await nango.getMetadata())["blocked"] == true { throw ConnectionEventError("This account is blocked.") }
+            let response = try await nango.get("/api/verify")
+            await nango.log("verify answered \(response.status)")
+            if response.status == 401 { throw ConnectionEventError("Basicshop does not know this account.") }
+        }
+        let functions = try SyncFunctionRegistry([profile, noop], events: [checkProfile, rememberLogin, sayGoodbye, refuseBlocked])
         let outbound = OutboundHTTP()
         let cipher = CredentialCipher.insecureDevelopment
         let providers = ProviderAccess(config: config, store: store, cipher: cipher, http: outbound, logger: logger)

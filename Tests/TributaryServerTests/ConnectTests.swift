@@ -73,6 +73,7 @@ struct ConnectTests {
             #expect(connection.json["credentials"]?["access_token"]?.stringValue == access)
             #expect(connection.json["end_user"]?["id"] == "u-1" && connection.json["end_user"]?["organization"]?["id"] == "org-9")
             #expect(connection.json["tags"]?["plan"] == "pro" && connection.json["tags"]?["end_user_id"] == "u-1")
+            #expect(connection.json["metadata"] == ["login": "octo"], "post-connection-creation ran after the Connect page saved it")
             let file = try Data(contentsOf: URL(fileURLWithPath: f.databasePath)) + ((try? Data(contentsOf: URL(fileURLWithPath: f.databasePath + "-wal"))) ?? Data())
             #expect(file.range(of: Data(access.utf8)) == nil && file.range(of: Data(refresh.utf8)) == nil, "tokens are sealed at rest")
             #expect(file.range(of: Data(token.utf8)) == nil, "the session token is stored only as its hash")
@@ -224,6 +225,63 @@ struct ConnectTests {
             #expect(try await f.api(.GET, "/connections/\(id)?provider_config_key=keyshop").json["connection_config"] == ["region": "eu"])
             // Another environment's key sees nothing of it.
             #expect(try await f.api(.GET, "/connections/\(id)?provider_config_key=keyshop", key: prodKey).status == 404)
+        }
+    }
+
+    @Test func onEventFunctionsValidateBeforeSavingRunAroundTheConnectionsLifeAndOutliveIt() async throws {
+        try await ConnectFixture.run { f in
+            // validate-connection refuses an import whose token the provider does not take: nothing saved.
+            let refused = try await f.api(
+                .POST, "/connections", ["provider_config_key": "fakehub", "connection_id": "c-bad", "credentials": ["type": "OAUTH2", "access_token": "at-unknown"]])
+            #expect(refused.status == 400 && refused.json["error"]?["code"] == "connection_validation_failed", "\(refused.body)")
+            #expect(refused.json["error"]?["message"]?.stringValue?.contains("profile cannot be read (HTTP 401)") == true)
+            #expect(try await f.api(.GET, "/connections/c-bad?provider_config_key=fakehub").status == 404)
+
+            // With a token it takes: validated with that token before saving, then created, and the
+            // post-connection-creation function writes the login into the metadata.
+            let (access, _) = f.provider.issue()
+            let imported = try await f.api(
+                .POST, "/connections", ["provider_config_key": "fakehub", "connection_id": "c-good", "credentials": ["type": "OAUTH2", "access_token": .string(access)]])
+            #expect(imported.status == 201, "\(imported.body)")
+            #expect(try await f.api(.GET, "/connections/c-good?provider_config_key=fakehub").json["metadata"] == ["login": "octo"])
+            // The dashboard shows its on-event runs with their log lines.
+            let login = try await f.fetch(.POST, f.tributary + "/dashboard/login", form: [("secret_key", devKey)])
+            let cookie = try #require(login.headers["set-cookie"]?.split(separator: ";").first.map(String.init))
+            let dashboard = try await f.fetch(.GET, f.tributary + "/dashboard/connection?integration=fakehub&connection=c-good", headers: ["Cookie": cookie])
+            #expect(dashboard.status == 200 && dashboard.body.contains("On-event functions") && dashboard.body.contains("profile of octo readable"))
+            #expect(dashboard.body.contains("remember-login") && dashboard.body.contains("post-connection-creation"))
+
+            // Deleting it runs pre-connection-deletion first, with the credentials still working.
+            #expect(try await f.api(.DELETE, "/connections/c-good?provider_config_key=fakehub").status == 200)
+            #expect(f.provider.state.withLock { $0.goodbyes } == ["Bearer \(access)"])
+            #expect(try await f.api(.GET, "/connections/c-good?provider_config_key=fakehub").status == 404)
+
+            // Every run is in the history with its log lines, and outlives the connection.
+            let history = try await f.api(.GET, "/connection-events?provider_config_key=fakehub")
+            let events = try #require(history.json["events"]?.arrayValue)
+            #expect(events.map { $0["event"]?.stringValue ?? "" } == ["pre-connection-deletion", "post-connection-creation", "validate-connection", "validate-connection"])
+            #expect(events.map { $0["success"] } == [true, true, true, false])
+            #expect(events[3]["connection_id"] == "c-bad" && events[3]["error"]?.stringValue?.contains("HTTP 401") == true)
+            #expect(events[2]["logs"]?[0]?["message"] == "profile of octo readable")
+            #expect(events[0]["logs"]?[0]?["message"] == "said goodbye" && events[0]["function"] == "say-goodbye")
+            let one = try await f.api(.GET, "/connection-events?provider_config_key=fakehub&connection_id=c-bad&limit=5")
+            #expect(one.json["events"]?.arrayValue?.count == 1)
+            #expect(try await f.api(.GET, "/connection-events", key: prodKey).json["events"]?.arrayValue?.isEmpty == true, "per environment")
+            #expect(try await f.api(.GET, "/connection-events?limit=0").status == 400)
+
+            // On the Connect page, a refusal is shown on the form, and nothing is saved or spent.
+            let (token, _) = try await f.session(["end_user": ["id": "u-6"], "allowed_integrations": ["basicshop"]])
+            let page = try await f.fetch(.GET, f.tributary + "/connect?session_token=" + token)
+            #expect(page.body.contains("name=\"username\""))
+            let action = try #require(page.attribute("action", of: "<form"))
+            let denied = try await f.fetch(.POST, f.tributary + action, form: [("session_token", token), ("username", "ada"), ("password", "pw")])
+            #expect(denied.status == 400 && denied.body.contains("Basicshop does not know this account."), "\(denied.body)")
+            #expect(try await f.fetch(.GET, f.tributary + "/connect/session", headers: ["Authorization": "Bearer \(token)"]).status == 200, "not spent")
+            let blocked = try await f.api(
+                .POST, "/connections",
+                ["provider_config_key": "basicshop", "connection_id": "b-1", "credentials": ["type": "BASIC", "username": "a", "password": "b"], "metadata": ["blocked": true]])
+            #expect(blocked.status == 400 && blocked.json["error"]?["message"]?.stringValue?.hasSuffix("This account is blocked.") == true)
+            #expect(try await f.api(.GET, "/connections?integrationId=basicshop").json["connections"]?.arrayValue?.isEmpty == true)
         }
     }
 }

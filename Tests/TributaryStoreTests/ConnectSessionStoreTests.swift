@@ -101,4 +101,32 @@ struct ConnectSessionStoreTests {
         #expect(try await f.store.connectSession(tokenHash: "re-2")?.usedAt == nil)
         #expect(try await f.store.deliveries(DeliveryQuery(environment: "dev")).count == 1, "only the first reconnect's webhook")
     }
+
+    @Test(arguments: StoreKind.available) func onEventRunsOutliveTheirConnectionUntilRetention(_ kind: StoreKind) async throws {
+        let clock = TestClock()
+        let f = try await StoreFixture(kind, clock: { clock.now })
+        let ref = ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "gone")
+        _ = try await f.store.ensureConnection(ref)
+        func run(_ id: String, _ event: ConnectionEvent, failure: String? = nil, at: Int64) -> ConnectionEventRun {
+            ConnectionEventRun(
+                id: id, connection: ref, event: event, function: "fn-\(id)", failure: failure,
+                logs: [.init(at: Timestamp(microseconds: at), level: .warn, message: "line of \(id) \u{1F600}")], startedAt: Timestamp(microseconds: at - 5),
+                finishedAt: Timestamp(microseconds: at))
+        }
+        let now = clock.now.microseconds
+        try await f.store.recordConnectionEventRun(run("a", .validateConnection, failure: "no", at: now - 100))
+        try await f.store.recordConnectionEventRun(run("b", .postConnectionCreation, at: now - 50))
+        try await f.store.deleteConnection(ref)
+        try await f.store.recordConnectionEventRun(run("c", .preConnectionDeletion, at: now))
+        let all = try await f.store.connectionEventRuns(environment: "dev", providerConfigKey: nil, connectionId: nil, limit: 10)
+        #expect(all.map(\.id) == ["c", "b", "a"] && all[2].failure == "no" && all[0].succeeded)
+        #expect(all[1].logs == [.init(at: Timestamp(microseconds: now - 50), level: .warn, message: "line of b \u{1F600}")])
+        #expect(try await f.store.connectionEventRuns(environment: "dev", providerConfigKey: "shop", connectionId: "gone", limit: 2).map(\.id) == ["c", "b"])
+        #expect(try await f.store.connectionEventRuns(environment: "dev", providerConfigKey: "other", connectionId: nil, limit: 10).isEmpty)
+        #expect(try await f.store.connectionEventRuns(environment: "prod", providerConfigKey: nil, connectionId: nil, limit: 10).isEmpty)
+        // The history cleanup removes them by the runs' cutoff.
+        _ = try await f.store.pruneHistory(
+            HistoryCutoffs(runs: Timestamp(microseconds: now - 10), deliveries: clock.now, webhookTasks: clock.now), limit: 100)
+        #expect(try await f.store.connectionEventRuns(environment: "dev", providerConfigKey: nil, connectionId: nil, limit: 10).map(\.id) == ["c"])
+    }
 }

@@ -56,6 +56,10 @@ import Yams
 ///     #   authorization_params: { access_type: offline }   # extra authorize parameters
 ///     #   disable_pkce: false         # PKCE (S256) is sent unless disabled
 ///     environments: [dev]             # optional; default: every environment
+///     on_events:                      # registered ConnectionEventFunctions, run in order
+///       validate-connection: [check-scopes]        # a failure refuses the connection
+///       post-connection-creation: [fetch-account]
+///       pre-connection-deletion: [revoke-token]
 ///     syncs:
 ///       sync-orders:
 ///         function: orders            # registered SyncFunction name (default: the sync name)
@@ -571,7 +575,7 @@ public enum ConfigLoader {
 
         mutating func parseIntegration(_ key: String, _ node: Node) -> IntegrationConfig? {
             let what = "integration '\(key)'"
-            guard let entries = mapping(node, what, allowed: ["provider", "base_url", "auth", "environments", "syncs", "actions", "rate_limit_per_second", "webhooks"]) else {
+            guard let entries = mapping(node, what, allowed: ["provider", "base_url", "auth", "environments", "syncs", "actions", "rate_limit_per_second", "webhooks", "on_events"]) else {
                 return nil
             }
             var integration = IntegrationConfig(providerConfigKey: key, syncs: [])
@@ -610,6 +614,16 @@ public enum ConfigLoader {
                     integration.syncs = parseSyncs(entry.value, what)
                 case "actions":
                     integration.actions = parseActions(entry.value, what)
+                case "on_events":
+                    let events = "\(what).on_events"
+                    for event in mapping(entry.value, events, allowed: ConnectionEvent.allCases.map(\.rawValue)) ?? [] {
+                        guard let kind = ConnectionEvent(rawValue: event.key) else { continue }
+                        let names = stringList(event.value, "\(events).\(event.key)") ?? []
+                        for name in names where !Identifier.isValidSyncName(name) {
+                            issue(event.value, "\(events).\(event.key): '\(name.prefix(80))' is not a function name (letters, digits, '-' or '_')")
+                        }
+                        integration.onEvents[kind] = names
+                    }
                 case "webhooks":
                     integration.webhooks = parseProviderWebhooks(entry.value, what)
                 default:

@@ -259,6 +259,8 @@ public struct IntegrationConfig: Sendable {
     public var oauthAuthorization: OAuthAuthorization?
     /// The request that checks credentials typed on the Connect page (API key, basic) before they are saved.
     public var verification: ConnectVerification?
+    /// `on_events`: the registered ``ConnectionEventFunction``s run for each event, in order.
+    public var onEvents: [ConnectionEvent: [String]] = [:]
 
     /// Whether end users can connect this integration on the Connect page: a form for an API key or a
     /// user name and password, or the OAuth flow when it is configured.

@@ -8,15 +8,10 @@ extension ProviderAccess {
     /// - Returns: nil when the provider accepted them (2xx); otherwise words for the end user.
     public func verify(_ credentials: JSONObject, integration: IntegrationConfig) async -> String? {
         guard let verification = integration.verification else { return nil }
-        let method = ProviderRequest.Method(rawValue: verification.method) ?? .GET
         do {
-            let target = try Self.url(
-                for: ProviderRequest(method, verification.path),
-                baseURL: integration.baseURL, integration: integration.providerConfigKey)
-            let (url, headers) = try Self.authorize(target, [("Accept", "application/json")], integration.auth, credentials)
-            let response = try await http.perform(
-                method: method, url: url, headers: headers, body: nil, timeout: policy.timeout,
-                maxBytes: 1 << 20)
+            let response = try await send(
+                ProviderRequest(ProviderRequest.Method(rawValue: verification.method) ?? .GET, verification.path, headers: [("Accept", "application/json")]),
+                credentials: credentials, integration: integration)
             if response.isSuccess { return nil }
             if response.status == 401 || response.status == 403 {
                 return "\(integration.provider) did not accept these credentials (HTTP \(response.status)). Check them and try again."
@@ -27,6 +22,21 @@ extension ProviderAccess {
         } catch {
             return "\(integration.provider) could not be reached to check these credentials. Try again in a moment."
         }
+    }
+
+    /// Sends `request` with credentials that are not stored yet (being verified or validated): one
+    /// attempt, no refresh, no retries.
+    /// - Throws: `provider_error` for a request Tributary refuses to send; the client's error on a
+    ///   network failure or timeout.
+    public func send(_ request: ProviderRequest, credentials: JSONObject, integration: IntegrationConfig) async throws -> ProviderResponse {
+        let target = try Self.url(for: request, baseURL: integration.baseURL, integration: integration.providerConfigKey)
+        let (url, headers) = try Self.authorize(target, request.headers, integration.auth, credentials)
+        let limit = policy.responseLimit(for: request)
+        var response = try await http.perform(
+            method: request.method, url: url, headers: headers, body: request.body, timeout: policy.timeout, maxBytes: limit.bytes, limitName: limit.setting)
+        response.url = target.string
+        response.credentialQueryNames = integration.auth.credentialQueryNames
+        return response
     }
 
     /// Exchanges an authorization code at the integration's token URL (RFC 6749 §4.1.3, with the

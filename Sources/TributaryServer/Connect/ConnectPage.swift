@@ -160,7 +160,9 @@ struct ConnectPage: Sendable {
             }
             if let refusal = await providers.verify(credentials, integration: integration) { return try again(refusal) }
         }
-        return try await finish(session: session, token: token, integration: integration, environment: environment, type: sealed.0, sealed: sealed.1, context: context)
+        return try await finish(
+            session: session, tokenHash: ConnectToken.hash(token), integration: integration, environment: environment, type: sealed.0, sealed: sealed.1,
+            credentials: try ConnectionCredentials.normalized(credentials), context: context, retry: { message in try again(message) })
     }
 
     /// `GET /connect/{integration}/authorize?session_token=`: starts the OAuth authorization — a new
@@ -262,24 +264,19 @@ struct ConnectPage: Sendable {
         let sealed = try api.cipher.seal(JSONWriter.bytes(.object(credentials)))
         return try await finish(
             session: session, tokenHash: session.tokenHash, integration: integration, environment: environment, type: "OAUTH2", sealed: sealed,
-            context: context)
+            credentials: credentials, context: context,
+            retry: { message in
+                self.outcome(failure: "connection_validation_failed", heading: "Not connected", message: message, environment: environment, status: .badRequest)
+            })
     }
 
     // MARK: Completing
 
-    private func finish(
-        session: ConnectSession, token: String, integration: IntegrationConfig, environment: EnvironmentConfig, type: String, sealed: [UInt8]?,
-        context: APIRequestContext
-    ) async throws -> Response {
-        try await finish(
-            session: session, tokenHash: ConnectToken.hash(token), integration: integration, environment: environment, type: type, sealed: sealed,
-            context: context)
-    }
-
     /// Saves the connection (spending the session) with its `auth` webhook, and shows the outcome.
+    /// `retry` shows a refusal by `validate-connection` (the form again, or the outcome page).
     private func finish(
         session: ConnectSession, tokenHash: String, integration: IntegrationConfig, environment: EnvironmentConfig, type: String, sealed: [UInt8]?,
-        context: APIRequestContext
+        credentials: JSONObject, context: APIRequestContext, retry: (String) throws -> Response
     ) async throws -> Response {
         var connection: ConnectionImport
         let operation: AuthWebhookBody.Operation
@@ -297,6 +294,13 @@ struct ConnectPage: Sendable {
             connection.pausedSyncs = Set(integration.syncs.filter { !$0.autoStart }.map(\.name))
             operation = .creation
         }
+        let events = api.connectionEvents(context)
+        if events.has(.validateConnection, for: connection.ref) {
+            let candidate = ConnectionEventRunner.Candidate(credentials: credentials, metadata: connection.metadata)
+            if let failure = await events.run(.validateConnection, connection: connection.ref, candidate: candidate) {
+                return try retry("\(integration.provider) could not be connected: \(failure)")
+            }
+        }
         let webhooks = AuthWebhookPlanner(config: api.config).messages(operation, connection: connection)
         let record: ConnectionRecord
         do {
@@ -308,6 +312,7 @@ struct ConnectPage: Sendable {
             return outcome(failure: "session_expired", heading: "Not connected", message: error.message, environment: environment, status: .conflict)
         }
         if !webhooks.isEmpty { api.deliveryService?.wake() }
+        if operation == .creation { await events.run(.postConnectionCreation, connection: record.ref) }
         context.logger.info(
             "connect: connection saved", metadata: ["connection": "\(record.ref)", "operation": "\(operation.rawValue)"])
         if let redirect = environment.connect.redirectURL {

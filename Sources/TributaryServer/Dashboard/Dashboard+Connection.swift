@@ -20,6 +20,23 @@ extension Dashboard {
         let hasTags: Bool
         /// The integration's actions and this connection's latest executions (nil: it has none).
         let actions: ActionsSectionView?
+        /// Its on-event function runs, newest first (nil: the integration has none and none ran).
+        let events: EventsSectionView?
+    }
+
+    struct EventsSectionView {
+        let hasRuns: Bool
+        let runs: [EventRunView]
+    }
+
+    /// One on-event function run, with its log lines.
+    struct EventRunView {
+        let event: String
+        let function: String
+        let succeeded: Bool
+        let error: String?
+        let finished: TimeView
+        let logs: [LogLineView]
     }
 
     /// Nango's end user of a connection, as the page shows it.
@@ -182,8 +199,22 @@ extension Dashboard {
             connectionConfig: connection.connectionConfig.isEmpty ? nil : JSONWriter.pretty(.object(connection.connectionConfig)),
             endUser: EndUserView(connection.endUser),
             tags: connection.tags.map { TagView(key: $0.key, value: $0.value.stringValue ?? JSONWriter.string($0.value)) },
-            hasTags: !connection.tags.isEmpty, actions: try await actionsSection(integration, connection))
+            hasTags: !connection.tags.isEmpty, actions: try await actionsSection(integration, connection),
+            events: try await eventRuns(integration, connection))
         return templates.page("connection", view, status: status)
+    }
+
+    /// The connection's latest on-event function runs (nil when its integration has none and none ran).
+    func eventRuns(_ integration: IntegrationConfig, _ connection: ConnectionRecord) async throws -> EventsSectionView? {
+        let runs = try await api.store.connectionEventRuns(
+            environment: connection.ref.environment, providerConfigKey: connection.ref.providerConfigKey, connectionId: connection.ref.connectionId, limit: 20)
+        guard !runs.isEmpty || !integration.onEvents.isEmpty else { return nil }
+        let views = runs.map { run in
+            EventRunView(
+                event: run.event.rawValue, function: run.function, succeeded: run.succeeded, error: run.failure, finished: TimeView(run.finishedAt),
+                logs: run.logs.map { LogLineView(at: TimeView($0.at), level: $0.level.rawValue, message: $0.message) })
+        }
+        return EventsSectionView(hasRuns: !views.isEmpty, runs: views)
     }
 
     /// The connection's syncs (in configuration order), each with a row per variant.
