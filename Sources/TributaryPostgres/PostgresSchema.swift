@@ -277,6 +277,7 @@ enum PostgresSchema {
                 expires_at BIGINT NOT NULL,
                 used_at BIGINT,
                 oauth_state_hash TEXT UNIQUE,
+                oauth_browser_hash TEXT,
                 oauth_provider_config_key TEXT,
                 oauth_verifier BYTEA,
                 oauth_started_at BIGINT

@@ -24,8 +24,17 @@ extension PostgresStore {
         try await read { db in try await self.fetchConnectSession(db, "token_hash", tokenHash, lock: false) }
     }
 
-    public func connectSession(oauthStateHash: String) async throws -> ConnectSession? {
-        try await read { db in try await self.fetchConnectSession(db, "oauth_state_hash", oauthStateHash, lock: false) }
+    public func claimConnectOAuth(stateHash: String) async throws -> ConnectSession? {
+        try await transaction { db in
+            guard let session = try await self.fetchConnectSession(db, "oauth_state_hash", stateHash, lock: true) else { return nil }
+            try await db.query(
+                """
+                UPDATE connect_sessions SET oauth_state_hash = NULL, oauth_browser_hash = NULL, oauth_verifier = NULL, oauth_provider_config_key = NULL,
+                    oauth_started_at = NULL
+                WHERE token_hash = \(session.tokenHash)
+                """, logger: self.logger)
+            return session
+        }
     }
 
     @discardableResult
@@ -43,7 +52,8 @@ extension PostgresStore {
             guard ConnectSessionRule.verdict(session, now: now) == .usable else { return false }
             try await db.query(
                 """
-                UPDATE connect_sessions SET oauth_state_hash = \(oauth.stateHash), oauth_provider_config_key = \(oauth.providerConfigKey),
+                UPDATE connect_sessions SET oauth_state_hash = \(oauth.stateHash), oauth_browser_hash = \(oauth.browserHash),
+                    oauth_provider_config_key = \(oauth.providerConfigKey),
                     oauth_verifier = \(Data(oauth.sealedVerifier)), oauth_started_at = \(oauth.startedAt.microseconds)
                 WHERE token_hash = \(tokenHash)
                 """, logger: self.logger)
@@ -143,10 +153,12 @@ extension PostgresStore {
             reconnect = ConnectionRef(environment: environment, providerConfigKey: key, connectionId: id)
         }
         var oauth: PendingOAuth?
-        if let state = try row.optionalString("oauth_state_hash"), let key = try row.optionalString("oauth_provider_config_key"),
-            let verifier = try row.optionalBytes("oauth_verifier"), let started = try row.optionalInt64("oauth_started_at")
+        if let state = try row.optionalString("oauth_state_hash"), let browser = try row.optionalString("oauth_browser_hash"),
+            let key = try row.optionalString("oauth_provider_config_key"), let verifier = try row.optionalBytes("oauth_verifier"),
+            let started = try row.optionalInt64("oauth_started_at")
         {
-            oauth = PendingOAuth(stateHash: state, providerConfigKey: key, sealedVerifier: verifier, startedAt: Timestamp(microseconds: started))
+            oauth = PendingOAuth(
+                stateHash: state, browserHash: browser, providerConfigKey: key, sealedVerifier: verifier, startedAt: Timestamp(microseconds: started))
         }
         return try ConnectSessionColumns.session(
             tokenHash: try row.string("token_hash"), environment: environment, endUser: try row.optionalString("end_user"),

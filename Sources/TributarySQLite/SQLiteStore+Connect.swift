@@ -18,6 +18,7 @@ extension SQLiteStore {
             expires_at INTEGER NOT NULL,
             used_at INTEGER,
             oauth_state_hash TEXT UNIQUE,
+            oauth_browser_hash TEXT,
             oauth_provider_config_key TEXT,
             oauth_verifier BLOB,
             oauth_started_at INTEGER
@@ -63,8 +64,18 @@ extension SQLiteStore {
         try await pool.read { db in try self.fetchConnectSession(db, "token_hash = ?", tokenHash) }
     }
 
-    public func connectSession(oauthStateHash: String) async throws -> ConnectSession? {
-        try await pool.read { db in try self.fetchConnectSession(db, "oauth_state_hash = ?", oauthStateHash) }
+    public func claimConnectOAuth(stateHash: String) async throws -> ConnectSession? {
+        try await pool.write { db in
+            guard let session = try self.fetchConnectSession(db, "oauth_state_hash = ?", stateHash) else { return nil }
+            try db.execute(
+                sql: """
+                    UPDATE connect_sessions SET oauth_state_hash = NULL, oauth_browser_hash = NULL, oauth_verifier = NULL, oauth_provider_config_key = NULL,
+                        oauth_started_at = NULL
+                    WHERE token_hash = ?
+                    """,
+                arguments: [session.tokenHash])
+            return session
+        }
     }
 
     @discardableResult
@@ -81,10 +92,13 @@ extension SQLiteStore {
             guard ConnectSessionRule.verdict(session, now: self.clock()) == .usable else { return false }
             try db.execute(
                 sql: """
-                    UPDATE connect_sessions SET oauth_state_hash = ?, oauth_provider_config_key = ?, oauth_verifier = ?, oauth_started_at = ?
+                    UPDATE connect_sessions SET oauth_state_hash = ?, oauth_browser_hash = ?, oauth_provider_config_key = ?, oauth_verifier = ?,
+                        oauth_started_at = ?
                     WHERE token_hash = ?
                     """,
-                arguments: [oauth.stateHash, oauth.providerConfigKey, Data(oauth.sealedVerifier), oauth.startedAt.microseconds, tokenHash])
+                arguments: [
+                    oauth.stateHash, oauth.browserHash, oauth.providerConfigKey, Data(oauth.sealedVerifier), oauth.startedAt.microseconds, tokenHash,
+                ])
             return true
         }
     }
@@ -182,10 +196,11 @@ extension SQLiteStore {
             reconnect = ConnectionRef(environment: environment, providerConfigKey: key, connectionId: id)
         }
         var oauth: PendingOAuth?
-        if let state: String = row["oauth_state_hash"], let key: String = row["oauth_provider_config_key"], let verifier: Data = row["oauth_verifier"],
-            let started: Int64 = row["oauth_started_at"]
+        if let state: String = row["oauth_state_hash"], let browser: String = row["oauth_browser_hash"], let key: String = row["oauth_provider_config_key"],
+            let verifier: Data = row["oauth_verifier"], let started: Int64 = row["oauth_started_at"]
         {
-            oauth = PendingOAuth(stateHash: state, providerConfigKey: key, sealedVerifier: Array(verifier), startedAt: Timestamp(microseconds: started))
+            oauth = PendingOAuth(
+                stateHash: state, browserHash: browser, providerConfigKey: key, sealedVerifier: Array(verifier), startedAt: Timestamp(microseconds: started))
         }
         return try ConnectSessionColumns.session(
             tokenHash: row["token_hash"], environment: environment, endUser: row["end_user"], tags: row["tags"],

@@ -55,14 +55,17 @@ public struct ConnectSession: Sendable, Hashable {
 }
 
 /// An OAuth authorization a Connect session started: the `state` sent to the provider (stored as its
-/// hash), the integration, and the PKCE verifier (sealed like credentials).
+/// hash), the hash of the nonce in the starting browser's cookie (the callback must come back to
+/// that browser), the integration, and the PKCE verifier (sealed like credentials).
 public struct PendingOAuth: Sendable, Hashable {
     public var stateHash: String
+    public var browserHash: String
     public var providerConfigKey: String
     public var sealedVerifier: [UInt8]
     public var startedAt: Timestamp
 
-    public init(stateHash: String, providerConfigKey: String, sealedVerifier: [UInt8], startedAt: Timestamp) {
+    public init(stateHash: String, browserHash: String, providerConfigKey: String, sealedVerifier: [UInt8], startedAt: Timestamp) {
+        self.browserHash = browserHash
         self.stateHash = stateHash
         self.providerConfigKey = providerConfigKey
         self.sealedVerifier = sealedVerifier

@@ -8,7 +8,7 @@ struct ConnectSessionRuleTests {
         ConnectSession(
             tokenHash: "h", environment: environment, endUser: nil, tags: nil, allowedIntegrations: ["a"], integrationsConfigDefaults: [:],
             reconnect: nil, createdAt: Timestamp(microseconds: 0), expiresAt: Timestamp(microseconds: expires), usedAt: used.map(Timestamp.init(microseconds:)),
-            oauth: oauthStarted.map { PendingOAuth(stateHash: "s", providerConfigKey: "a", sealedVerifier: [1], startedAt: Timestamp(microseconds: $0)) })
+            oauth: oauthStarted.map { PendingOAuth(stateHash: "s", browserHash: "b", providerConfigKey: "a", sealedVerifier: [1], startedAt: Timestamp(microseconds: $0)) })
     }
 
     @Test func aSessionIsUsableUntilItExpiresOrMakesItsConnection() {

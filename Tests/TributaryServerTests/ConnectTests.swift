@@ -33,9 +33,13 @@ struct ConnectTests {
             #expect(page.headers["referrer-policy"] == "no-referrer" && page.headers["cache-control"] == "no-store")
             let continueHref = try #require(page.attribute("href", of: "id=\"oauth-continue\""))
 
-            // Continue: a redirect to the provider with the flow's parameters.
+            // Continue: a redirect to the provider with the flow's parameters, and a cookie binding the
+            // authorization to this browser.
             let redirect = try await f.fetch(.GET, f.tributary + continueHref)
             #expect(redirect.status == 302)
+            let setCookie = try #require(redirect.headers["set-cookie"])
+            #expect(setCookie.contains("HttpOnly") && setCookie.contains("SameSite=Lax") && setCookie.contains("Path=/oauth/callback"))
+            let browser = ["Cookie": String(setCookie.split(separator: ";")[0])]
             let location = try #require(redirect.location)
             #expect(location.hasPrefix(f.provider.base + "/oauth/authorize?"))
             let authorize = try await f.fetch(.GET, location)
@@ -52,15 +56,15 @@ struct ConnectTests {
 
             // The user allows: the callback exchanges the code with the PKCE verifier and saves the connection.
             let allow = try #require(authorize.attribute("href", of: "id=\"allow\""))
-            let done = try await f.fetch(.GET, allow)
+            let done = try await f.fetch(.GET, allow, headers: browser)
             #expect(done.status == 200 && done.body.contains("Connected"), "\(done.body)")
             let connectionId = try #require(done.attribute("data-connection-id", of: "id=\"outcome\""))
             #expect(done.attribute("data-event", of: "id=\"outcome\"") == "AUTHORIZATION_SUCEEDED")
             #expect(f.provider.state.withLock { ($0.codeExchanges, $0.refusedExchanges) } == (1, 0))
 
-            // Replaying the callback does nothing more: the session is spent.
-            let replay = try await f.fetch(.GET, allow)
-            #expect(replay.status == 400 && replay.body.contains("already connected"))
+            // Replaying the callback does nothing more: its state was used.
+            let replay = try await f.fetch(.GET, allow, headers: browser)
+            #expect(replay.status == 400 && replay.body.contains("could not be matched"))
             #expect(f.provider.state.withLock { $0.codeExchanges } == 1)
             let spent = try await f.fetch(.GET, f.tributary + "/connect/session", headers: ["Authorization": "Bearer \(token)"])
             #expect(spent.status == 401 && spent.json["error"]?["code"] == "connect_session_used")
@@ -181,11 +185,25 @@ struct ConnectTests {
             // Denied consent: nothing connected, said in words; the opener is told it failed.
             let (deniedToken, _) = try await f.session(["end_user": ["id": "u-4"], "allowed_integrations": ["fakehub"]])
             let redirect = try await f.fetch(.GET, f.tributary + "/connect/integrations/fakehub/authorize?session_token=" + deniedToken)
+            let cookie = ["Cookie": String(try #require(redirect.headers["set-cookie"]).split(separator: ";")[0])]
             let authorize = try await f.fetch(.GET, try #require(redirect.location))
-            let denied = try await f.fetch(.GET, try #require(authorize.attribute("href", of: "id=\"deny\"")))
+            let denied = try await f.fetch(.GET, try #require(authorize.attribute("href", of: "id=\"deny\"")), headers: cookie)
             #expect(denied.status == 400 && denied.body.contains("You declined"))
             #expect(denied.attribute("data-event", of: "id=\"outcome\"") == "AUTHORIZATION_FAILED")
             #expect(denied.attribute("data-error-type", of: "id=\"outcome\"") == "access_denied")
+            #expect(try await f.api(.GET, "/connections").json["connections"]?.arrayValue?.count == 1)
+
+            // A consent link passed to another browser: its callback (without the starting browser's
+            // cookie) connects nothing, exchanges nothing, and uses the state up.
+            let (passedToken, _) = try await f.session(["end_user": ["id": "u-7"], "allowed_integrations": ["fakehub"]])
+            let started = try await f.fetch(.GET, f.tributary + "/connect/integrations/fakehub/authorize?session_token=" + passedToken)
+            let consent = try await f.fetch(.GET, try #require(started.location))
+            let exchanges = f.provider.state.withLock { $0.codeExchanges }
+            let elsewhere = try await f.fetch(.GET, try #require(consent.attribute("href", of: "id=\"allow\"")), headers: ["Cookie": "tributary_connect_oauth=guess"])
+            #expect(elsewhere.status == 400 && elsewhere.body.contains("started in another browser"))
+            #expect(f.provider.state.withLock { $0.codeExchanges } == exchanges)
+            let original = ["Cookie": String(try #require(started.headers["set-cookie"]).split(separator: ";")[0])]
+            #expect(try await f.fetch(.GET, try #require(consent.attribute("href", of: "id=\"allow\"")), headers: original).body.contains("could not be matched"))
             #expect(try await f.api(.GET, "/connections").json["connections"]?.arrayValue?.count == 1)
         }
     }

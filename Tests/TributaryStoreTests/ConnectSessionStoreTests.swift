@@ -35,9 +35,13 @@ struct ConnectSessionStoreTests {
         #expect(try await f.store.connectSession(tokenHash: "other") == nil)
 
         // An OAuth authorization under way is found by its state's hash, with its sealed verifier.
-        let oauth = PendingOAuth(stateHash: "state-hash-1", providerConfigKey: "shop", sealedVerifier: [9, 9], startedAt: clock.now)
+        let oauth = PendingOAuth(stateHash: "state-hash-1", browserHash: "browser-1", providerConfigKey: "shop", sealedVerifier: [9, 9], startedAt: clock.now)
         #expect(try await f.store.beginConnectOAuth(tokenHash: "token-hash-1", oauth))
-        #expect(try await f.store.connectSession(oauthStateHash: "state-hash-1")?.oauth == oauth)
+        #expect(try await f.store.connectSession(tokenHash: "token-hash-1")?.oauth == oauth)
+        // A state is claimed once: the second claim (a replayed callback) finds nothing.
+        #expect(try await f.store.claimConnectOAuth(stateHash: "state-hash-1")?.oauth == oauth)
+        #expect(try await f.store.claimConnectOAuth(stateHash: "state-hash-1") == nil)
+        #expect(try await f.store.connectSession(tokenHash: "token-hash-1")?.oauth == nil, "the session stays, without the authorization")
 
         // Completing it saves the connection, its base variants (one paused) and the webhook.
         let ref = ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "new-1")
@@ -49,7 +53,7 @@ struct ConnectSessionStoreTests {
         let deliveries = try await f.store.deliveries(DeliveryQuery(environment: "dev"))
         #expect(deliveries.count == 1 && deliveries[0].connectionId == "new-1" && deliveries[0].runId == nil && deliveries[0].status == .pending)
         let spent = try #require(try await f.store.connectSession(tokenHash: "token-hash-1"))
-        #expect(spent.usedAt != nil && spent.oauth == nil, "spent, and its verifier dropped")
+        #expect(spent.usedAt != nil && spent.oauth == nil, "spent")
 
         // A second completion (a double submit, a replayed callback) changes nothing.
         let again = ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "new-2")
@@ -70,7 +74,7 @@ struct ConnectSessionStoreTests {
         await #expect(throws: TributaryError.self) { try await f.store.completeConnectSession(tokenHash: "old", completion(ref)) }
         #expect(try await f.store.connection(ref) == nil)
         #expect(try await f.store.deliveries(DeliveryQuery(environment: "dev")).isEmpty)
-        let oauth = PendingOAuth(stateHash: "s", providerConfigKey: "shop", sealedVerifier: [1], startedAt: clock.now)
+        let oauth = PendingOAuth(stateHash: "s", browserHash: "b", providerConfigKey: "shop", sealedVerifier: [1], startedAt: clock.now)
         #expect(try await !f.store.beginConnectOAuth(tokenHash: "old", oauth))
         #expect(try await f.store.connectSession(tokenHash: "old") != nil, "kept a while, so a late visitor is told it expired")
         clock.advance(seconds: 24 * 3600 + 1)

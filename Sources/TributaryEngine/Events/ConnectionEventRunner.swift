@@ -79,38 +79,52 @@ public struct ConnectionEventRunner: Sendable {
         return firstFailure
     }
 
-    /// One function under the time limit; its failure in words (nil: it succeeded).
+    /// One function under the time limit; its failure in words (nil: it succeeded). The function and
+    /// a timer race, as an action's attempt does: the first to report ends the run and the other is
+    /// cancelled, and the run does not wait for a function that ignores cancellation (the request
+    /// goes on; the function's late provider calls and metadata writes are its own business).
     private func attempt(_ function: any ConnectionEventFunction, _ context: EventRunContext) async -> String? {
         let limit = timeLimit
-        do {
-            try await withThrowingTaskGroup(of: Bool.self) { group in
-                group.addTask {
-                    try await function.run(context)
-                    return true
-                }
-                group.addTask {
-                    try await Task.sleep(for: limit)
-                    return false
-                }
-                let finished = try await group.next() ?? false
-                group.cancelAll()
-                if !finished { throw TimeLimitReached() }
+        let (events, sink) = AsyncStream.makeStream(of: Result<Void, any Error>?.self, bufferingPolicy: .bufferingOldest(2))
+        // Owned here: both are cancelled as soon as one reported (or the caller was cancelled).
+        let work = Task {
+            do {
+                try await function.run(context)
+                sink.yield(.success(()))
+            } catch {
+                sink.yield(.failure(error))
             }
+        }
+        let timer = Task {
+            guard (try? await Task.sleep(for: limit)) != nil else { return }
+            sink.yield(nil)
+        }
+        var first: Result<Void, any Error>?? = nil
+        for await event in events {
+            first = event
+            break
+        }
+        work.cancel()
+        timer.cancel()
+        sink.finish()
+        switch first {
+        case nil:
+            return "It was stopped: the server is shutting down."
+        case .some(nil):
+            return "It did not finish within its time limit (\(limit))."
+        case .some(.success?):
             return nil
-        } catch is TimeLimitReached {
-            return "It did not finish within its time limit of \(limit.components.seconds) s."
-        } catch let error as ConnectionEventError {
-            return error.message
-        } catch let error as TributaryError {
-            return error.message
-        } catch let error as ProviderUnavailable {
-            return "The provider could not be reached (\(error.reason))."
-        } catch {
-            return "It failed: \(String(describing: type(of: error)))."
+        case .some(.failure(let error)?):
+            switch error {
+            case let error as ConnectionEventError: return error.message
+            case let error as TributaryError: return error.message
+            case let error as ProviderUnavailable: return "The provider could not be reached (\(error.reason))."
+            case is CancellationError: return "It was cancelled."
+            default: return "It failed: \(String(describing: type(of: error)))."
+            }
         }
     }
 
-    private struct TimeLimitReached: Error {}
 }
 
 /// The context an on-event function gets: provider calls with the stored credentials (or the

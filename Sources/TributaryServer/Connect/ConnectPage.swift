@@ -176,9 +176,12 @@ struct ConnectPage: Sendable {
         let publicURL = try requirePublicURL()
         let state = ConnectToken.newState()
         let verifier = ConnectToken.newCodeVerifier()
+        // The callback must come back to this browser: a link to the provider's consent screen passed
+        // to someone else cannot attach their account to this session.
+        let browser = ConnectToken.newState()
         let pending = PendingOAuth(
-            stateHash: ConnectToken.hash(state), providerConfigKey: integration.providerConfigKey, sealedVerifier: try api.cipher.seal(Array(verifier.utf8)),
-            startedAt: .now())
+            stateHash: ConnectToken.hash(state), browserHash: ConnectToken.hash(browser), providerConfigKey: integration.providerConfigKey,
+            sealedVerifier: try api.cipher.seal(Array(verifier.utf8)), startedAt: .now())
         guard try await api.store.beginConnectOAuth(tokenHash: ConnectToken.hash(token), pending) else {
             throw APIError(.unauthorized, "connect_session_expired", "The Connect session has expired: ask the app for a new link.")
         }
@@ -195,8 +198,15 @@ struct ConnectPage: Sendable {
         context.logger.info("connect: redirecting to the provider", metadata: ["integration": "\(integration.providerConfigKey)"])
         var response = Response(status: .found, headers: headers(environment: environment))
         response.headers[.location] = location
+        response.setCookie(
+            Cookie(
+                name: Self.browserCookie, value: browser, maxAge: Int(ConnectSessionRule.oauthSeconds), path: "/oauth/callback",
+                secure: publicURL.lowercased().hasPrefix("https://"), httpOnly: true, sameSite: .lax))
         return response
     }
+
+    /// The cookie binding an OAuth authorization to the browser that started it.
+    static let browserCookie = "tributary_connect_oauth"
 
     /// `GET /oauth/callback?code=&state=` (or `?error=&state=`): the provider's answer. The `state`
     /// must be one a session issued (its hash is looked up) within the last 15 minutes; the code is
@@ -204,7 +214,7 @@ struct ConnectPage: Sendable {
     func callback(_ request: Request, _ context: APIRequestContext) async throws -> Response {
         let query = DashboardForm.query(request)
         guard let state = query["state"], !state.isEmpty, state.utf8.count <= 512,
-            let session = try await api.store.connectSession(oauthStateHash: ConnectToken.hash(state))
+            let session = try await api.store.claimConnectOAuth(stateHash: ConnectToken.hash(state))
         else {
             context.logger.notice("connect: OAuth callback with an unknown state")
             return outcome(
@@ -215,8 +225,16 @@ struct ConnectPage: Sendable {
         guard let environment = api.config.environment(named: session.environment) else {
             throw APIError(.notFound, "unknown_environment", "The Connect session's environment is no longer configured.")
         }
+        let browser = request.cookies[Self.browserCookie]?.value ?? ""
+        guard let pending = session.oauth, ConnectToken.hash(browser) == pending.browserHash else {
+            context.logger.notice("connect: OAuth callback in another browser than the one that started it")
+            return outcome(
+                failure: "state_err", heading: "Not connected",
+                message: "This sign-in was started in another browser (or its cookie was blocked). Start again from the app, in this browser.",
+                environment: environment, status: .badRequest)
+        }
         let verdict = ConnectSessionRule.verdict(session, now: .now())
-        guard verdict == .usable, let pending = session.oauth, ConnectSessionRule.acceptsCallback(session, now: .now()) else {
+        guard verdict == .usable, ConnectSessionRule.acceptsCallback(session, now: .now()) else {
             let message = verdict == .used
                 ? "This account was already connected with this link. Start again from the app to connect another one."
                 : "The Connect session has expired. Start again from the app."
