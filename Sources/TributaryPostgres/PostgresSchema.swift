@@ -262,7 +262,8 @@ enum PostgresSchema {
             "v8-connect",
             // Connect sessions: only the hashes of their token and OAuth state are kept; the PKCE
             // verifier is sealed like credentials. On-event function runs, kept by the connection's
-            // names so they outlive it.
+            // names so they outlive it. `refresh_refused`: the credentials whose refused refresh the
+            // app was told about (once per version).
             """
             CREATE TABLE connect_sessions (
                 token_hash TEXT PRIMARY KEY,
@@ -283,6 +284,7 @@ enum PostgresSchema {
                 oauth_started_at BIGINT
             );
             CREATE INDEX connect_sessions_expiry ON connect_sessions(expires_at);
+            ALTER TABLE connections ADD COLUMN refresh_refused TEXT;
             CREATE TABLE connection_event_runs (
                 id TEXT PRIMARY KEY,
                 environment TEXT NOT NULL,

@@ -79,6 +79,7 @@ extension PostgresStore {
                     UPDATE connections SET credentials_type = \(connection.credentialsType), credentials = \(sealed), updated_at = \(now.microseconds)
                     WHERE id = \(pk)
                     """, logger: self.logger)
+                try await self.patch(db, pk, ConnectionPatch(endUser: connection.endUser, tags: connection.tags), now: now)
                 result = (try await self.fetchConnections(db, "id = $1", binds: [pk]).first!, false)
             } else {
                 result = try await self.importConnection(db, connection, baseVariantsOf: completion.baseVariantsOf, now: now)
@@ -88,10 +89,25 @@ extension PostgresStore {
         }
     }
 
-    public func queueConnectionWebhooks(_ messages: [OutboxMessage], for connection: ConnectionRef) async throws {
-        guard !messages.isEmpty else { return }
+    @discardableResult
+    public func reportRefusedRefresh(of connection: ConnectionRef, fingerprint: String, webhooks: [OutboxMessage]) async throws -> Bool {
         let now = clock()
-        try await transaction { db in try await self.insertConnectionWebhooks(db, messages, for: connection, now: now) }
+        return try await transaction { db in
+            // The row lock makes two processes refused at once agree on who tells the app.
+            guard
+                let row = try await db.one(
+                    """
+                    SELECT id, refresh_refused FROM connections
+                    WHERE environment = \(connection.environment) AND provider_config_key = \(connection.providerConfigKey)
+                        AND connection_id = \(connection.connectionId)
+                    FOR UPDATE
+                    """, self.logger)
+            else { return false }
+            guard try row.optionalString("refresh_refused") != fingerprint else { return false }
+            try await db.query("UPDATE connections SET refresh_refused = \(fingerprint) WHERE id = \(try row.int64("id"))", logger: self.logger)
+            try await self.insertConnectionWebhooks(db, webhooks, for: connection, now: now)
+            return true
+        }
     }
 
     /// Webhooks about a connection, not a run (no run id, sync or variant).

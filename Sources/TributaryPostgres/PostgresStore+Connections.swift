@@ -89,7 +89,7 @@ extension PostgresStore {
         }
     }
 
-    private func patch(_ db: PostgresConnection, _ pk: Int64, _ patch: ConnectionPatch, now: Timestamp) async throws {
+    func patch(_ db: PostgresConnection, _ pk: Int64, _ patch: ConnectionPatch, now: Timestamp) async throws {
         if let endUser = patch.endUser {
             let text = JSONWriter.string(.object(endUser), canonical: false)
             try await db.query("UPDATE connections SET end_user = \(text)::jsonb, updated_at = \(now.microseconds) WHERE id = \(pk)", logger: logger)

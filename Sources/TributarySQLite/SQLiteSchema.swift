@@ -315,7 +315,8 @@ enum SQLiteSchema {
         migrator.registerMigration("v14-connect") { db in
             // Connect sessions: only the hashes of their token and OAuth state are kept; the PKCE
             // verifier is sealed like credentials. On-event function runs, kept by the connection's
-            // names so they outlive it.
+            // names so they outlive it. `refresh_refused`: the credentials whose refused refresh the
+            // app was told about (once per version).
             try db.execute(sql: SQLiteStore.connectSessionsTable)
         }
         return migrator

@@ -24,6 +24,7 @@ extension SQLiteStore {
             oauth_started_at INTEGER
         );
         CREATE INDEX connect_sessions_expiry ON connect_sessions(expires_at);
+        ALTER TABLE connections ADD COLUMN refresh_refused TEXT;
         CREATE TABLE connection_event_runs (
             id TEXT PRIMARY KEY,
             environment TEXT NOT NULL,
@@ -117,6 +118,7 @@ extension SQLiteStore {
                 try db.execute(
                     sql: "UPDATE connections SET credentials_type = ?, credentials = ?, updated_at = ? WHERE id = ?",
                     arguments: [connection.credentialsType, connection.sealedCredentials.map { Data($0) }, now.microseconds, pk])
+                try self.patch(db, pk, ConnectionPatch(endUser: connection.endUser, tags: connection.tags), now: now)
                 result = (try self.fetchConnections(db, where: "id = ?", [pk]).first!, false)
             } else {
                 result = try self.importConnection(db, connection, baseVariantsOf: completion.baseVariantsOf, now: now)
@@ -126,9 +128,19 @@ extension SQLiteStore {
         }
     }
 
-    public func queueConnectionWebhooks(_ messages: [OutboxMessage], for connection: ConnectionRef) async throws {
-        guard !messages.isEmpty else { return }
-        try await pool.write { db in try self.insertConnectionWebhooks(db, messages, for: connection, now: self.clock()) }
+    @discardableResult
+    public func reportRefusedRefresh(of connection: ConnectionRef, fingerprint: String, webhooks: [OutboxMessage]) async throws -> Bool {
+        try await pool.write { db in
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT id, refresh_refused FROM connections WHERE environment = ? AND provider_config_key = ? AND connection_id = ?",
+                    arguments: [connection.environment, connection.providerConfigKey, connection.connectionId])
+            else { return false }
+            guard (row["refresh_refused"] as String?) != fingerprint else { return false }
+            try db.execute(sql: "UPDATE connections SET refresh_refused = ? WHERE id = ?", arguments: [fingerprint, row["id"] as Int64])
+            try self.insertConnectionWebhooks(db, webhooks, for: connection, now: self.clock())
+            return true
+        }
     }
 
     /// Webhooks about a connection, not a run (no run id, sync or variant).

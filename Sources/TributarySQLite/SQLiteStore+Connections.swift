@@ -93,7 +93,7 @@ extension SQLiteStore {
         }
     }
 
-    private func patch(_ db: Database, _ pk: Int64, _ patch: ConnectionPatch, now: Timestamp) throws {
+    func patch(_ db: Database, _ pk: Int64, _ patch: ConnectionPatch, now: Timestamp) throws {
         if let endUser = patch.endUser {
             try db.execute(
                 sql: "UPDATE connections SET end_user = ?, updated_at = ? WHERE id = ?",

@@ -17,9 +17,10 @@ extension API {
             request, maxBytes: maxBody, allowed: ["end_user", "organization", "tags", "allowed_integrations", "integrations_config_defaults"])
         let (endUser, tags) = try connectEndUser(body, required: false)
         var allowed: [String]?
-        if let keys = body.object["allowed_integrations"], !keys.isNull {
-            guard let list = keys.arrayValue, !list.isEmpty, list.count <= 256 else {
-                throw APIError.invalidBody("allowed_integrations must be a list of 1 to 256 integration keys.")
+        // An empty list means every integration, as in Nango.
+        if let keys = body.object["allowed_integrations"], !keys.isNull, keys.arrayValue?.isEmpty != true {
+            guard let list = keys.arrayValue, list.count <= 256 else {
+                throw APIError.invalidBody("allowed_integrations must be a list of at most 256 integration keys.")
             }
             allowed = []
             for value in list {
@@ -59,7 +60,7 @@ extension API {
         let session = try await bearerSession(request)
         var data: JSONObject = [:]
         if var endUser = session.endUser {
-            data["organization"] = endUser.removeValue(forKey: "organization") ?? .null
+            if let organization = endUser.removeValue(forKey: "organization") { data["organization"] = organization }
             data["end_user"] = .object(endUser)
         }
         if let allowed = session.allowedIntegrations { data["allowed_integrations"] = .array(allowed.map { .string($0) }) }
@@ -132,8 +133,11 @@ extension API {
         guard let defaults = try body.optionalObject("integrations_config_defaults") else { return [:] }
         for (key, value) in defaults {
             _ = try integration(key, in: environment)
-            guard let entry = value.objectValue, entry.keys.allSatisfy({ $0 == "connection_config" }) else {
-                throw APIError.invalidBody("integrations_config_defaults.\(key.prefix(80)) must be an object with a 'connection_config' object.")
+            // Nango's `user_scopes` and `authorization_params` are accepted (and kept with the session) so
+            // its clients' bodies pass; the connection gets `connection_config`.
+            guard let entry = value.objectValue, entry.keys.allSatisfy({ ["connection_config", "user_scopes", "authorization_params"].contains($0) }) else {
+                throw APIError.invalidBody(
+                    "integrations_config_defaults.\(key.prefix(80)) must be an object with a 'connection_config' object (and optionally Nango's user_scopes, authorization_params).")
             }
             if let connectionConfig = entry["connection_config"] {
                 guard let object = connectionConfig.objectValue else {

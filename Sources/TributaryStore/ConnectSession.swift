@@ -80,8 +80,8 @@ public struct ConnectCompletion: Sendable {
     public var connection: ConnectionImport
     /// Syncs whose `base` variant the new connection gets.
     public var baseVariantsOf: [String]
-    /// Replace only the credentials of the existing connection (a reconnect session): its metadata,
-    /// configuration, end user and variants stay.
+    /// Replace only the credentials of the existing connection (a reconnect session) — and its end
+    /// user and tags where the completion gives them: its metadata, configuration and variants stay.
     public var credentialsOnly: Bool
     public var webhooks: [OutboxMessage]
 

@@ -116,6 +116,16 @@ struct ConnectTests {
             #expect(failure["error"]?["type"] == "refresh_token_external_error")
             #expect(failure["error"]?["description"]?.stringValue?.contains("needs new credentials") == true)
             #expect(!(String(decoding: try #require(f.provider.state.withLock { $0.webhooks.last?.body }), as: UTF8.self)).contains("SECRET"))
+
+            // The same refused credentials again: the run fails again, the app is not told twice.
+            let runsBefore = try await f.store.runs(of: ref, limit: 10).count
+            _ = try await f.api(.POST, "/sync/trigger", ["syncs": ["profile"], "provider_config_key": "fakehub", "connection_id": .string(connectionId)])
+            try await eventually("the third run failed") {
+                let runs = try await f.store.runs(of: ref, limit: 10)
+                return runs.count > runsBefore && runs[0].status == .failed
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(f.provider.webhookBodies.filter { $0["operation"] == "refresh" }.count == 1)
         }
     }
 
@@ -213,7 +223,7 @@ struct ConnectTests {
             let cases: [(JSONValue, Int, String)] = [
                 (["allowed_integrations": ["plain"]], 400, "integration_not_connectable"),
                 (["allowed_integrations": ["nope"]], 404, "unknown_provider_config"),
-                (["allowed_integrations": []], 400, "invalid_body"),
+                (["allowed_integrations": "keyshop"], 400, "invalid_body"),
                 (["end_user": ["email": "x@example.com"]], 400, "invalid_body"),
                 (["organization": ["id": "o"]], 400, "invalid_body"),
                 (["integrations_config_defaults": ["keyshop": ["connection_config": "x"]]], 400, "invalid_body"),

@@ -95,7 +95,7 @@ struct ConnectSessionStoreTests {
         #expect(try await f.store.connectSession(tokenHash: "re")?.reconnect == ref)
         let (record, created) = try await f.store.completeConnectSession(tokenHash: "re", completion(ref, credentialsOnly: true, sealed: [8, 8]))
         #expect(!created && record.sealedCredentials == [8, 8] && record.metadata == ["kept": true] && record.connectionConfig == ["c": 1])
-        #expect(record.endUser == nil, "the end user is not replaced by a reconnect")
+        #expect(record.endUser == ["id": "u-1"], "the end user the reconnect gives")
         #expect(try await f.store.variants(of: ref).map(\.ref.syncName) == ["orders"], "no variants added")
 
         // A reconnect of a connection deleted meanwhile fails whole: the session stays usable.
@@ -132,5 +132,19 @@ struct ConnectSessionStoreTests {
         _ = try await f.store.pruneHistory(
             HistoryCutoffs(runs: Timestamp(microseconds: now - 10), deliveries: clock.now, webhookTasks: clock.now), limit: 100)
         #expect(try await f.store.connectionEventRuns(environment: "dev", providerConfigKey: nil, connectionId: nil, limit: 10).map(\.id) == ["c"])
+    }
+
+    @Test(arguments: StoreKind.available) func aRefusedRefreshIsReportedOncePerVersionOfTheCredentials(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        let ref = ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "c-1")
+        let hook = [OutboxMessage(url: "http://app.test/hooks", body: Array(#"{"type":"auth"}"#.utf8), model: "", success: false)]
+        #expect(try await !f.store.reportRefusedRefresh(of: ref, fingerprint: "v1", webhooks: hook), "no such connection")
+        _ = try await f.store.ensureConnection(ref)
+        #expect(try await f.store.reportRefusedRefresh(of: ref, fingerprint: "v1", webhooks: hook))
+        #expect(try await !f.store.reportRefusedRefresh(of: ref, fingerprint: "v1", webhooks: hook))
+        #expect(try await f.store.deliveries(DeliveryQuery(environment: "dev")).count == 1)
+        // New credentials, refused in turn: told again.
+        #expect(try await f.store.reportRefusedRefresh(of: ref, fingerprint: "v2", webhooks: hook))
+        #expect(try await f.store.deliveries(DeliveryQuery(environment: "dev")).map(\.success) == [false, false])
     }
 }

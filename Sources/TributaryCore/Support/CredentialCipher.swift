@@ -25,6 +25,10 @@ public struct CredentialCipher: Sendable {
     /// A cipher with a fixed, publicly known key — for the demo and tests only.
     public static let insecureDevelopment = try! CredentialCipher(base64Key: Data(repeating: 7, count: 32).base64EncodedString())
 
+    /// A short name for one sealed version of credentials (hex SHA-256 of the sealed bytes): it
+    /// changes whenever they are replaced, and says nothing about what they hold.
+    public static func fingerprint(_ sealed: [UInt8]) -> String { Hex.encode(SHA256.hash(data: sealed)) }
+
     public func seal(_ plaintext: [UInt8]) throws -> [UInt8] {
         guard let combined = try AES.GCM.seal(plaintext, using: key).combined else {
             throw TributaryError(.invalidCredentials, "Could not seal credentials.")

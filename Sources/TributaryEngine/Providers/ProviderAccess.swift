@@ -29,12 +29,11 @@ public final class ProviderAccess: Sendable {
         self.logger = logger
         let planner = AuthWebhookPlanner(config: config)
         vault = CredentialVault(store: store, cipher: cipher, http: http, policy: policy, logger: logger) { record, error in
-            // The app's cue to ask its user to reconnect. Queued once per refused refresh; a failure
-            // to queue it is logged, never hides the refusal itself.
-            let messages = planner.refreshFailure(record, error)
-            guard !messages.isEmpty else { return }
+            // The app's cue to ask its user to reconnect: once per version of the credentials (a sync that
+            // keeps failing does not flood it); a failure to queue it is logged, never hides the refusal.
             do {
-                try await store.queueConnectionWebhooks(messages, for: record.ref)
+                try await store.reportRefusedRefresh(
+                    of: record.ref, fingerprint: CredentialCipher.fingerprint(record.sealedCredentials ?? []), webhooks: planner.refreshFailure(record, error))
             } catch {
                 logger.error("could not queue the auth webhook of a refused token refresh", metadata: ["connection": "\(record.ref)"])
             }

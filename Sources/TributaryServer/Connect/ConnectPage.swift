@@ -300,9 +300,10 @@ struct ConnectPage: Sendable {
         let operation: AuthWebhookBody.Operation
         if let reconnect = session.reconnect {
             let existing = try await api.existingConnection(reconnect)
+            // The session's end user (as Nango links a reconnected connection to it), else the connection's own.
             connection = ConnectionImport(
                 ref: reconnect, metadata: existing.metadata, connectionConfig: existing.connectionConfig, credentialsType: type, sealedCredentials: sealed,
-                endUser: existing.endUser, tags: existing.tags)
+                endUser: session.endUser ?? existing.endUser, tags: session.endUser == nil ? existing.tags : session.tags)
             operation = .override
         } else {
             let ref = ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: UUID().uuidString.lowercased())

@@ -17,6 +17,10 @@ public protocol CredentialStore: Sendable {
     func finishCredentialRefresh(
         of connection: ConnectionRef, holder: String, sealed: (type: String, credentials: [UInt8])?, replacing expected: [UInt8]?
     ) async throws -> Bool
-    /// Queues webhooks about a connection outside a run: the `auth` webhook of a refused token refresh.
-    func queueConnectionWebhooks(_ messages: [OutboxMessage], for connection: ConnectionRef) async throws
+    /// Records that refreshing the credentials with `fingerprint` (``CredentialCipher/fingerprint(_:)``)
+    /// was refused and queues `webhooks` (the `auth` webhook telling the app), once per version of the
+    /// credentials: when the last refusal recorded was of the same ones, nothing is queued — a
+    /// connection whose syncs keep failing does not flood the app. Returns whether they were queued.
+    @discardableResult
+    func reportRefusedRefresh(of connection: ConnectionRef, fingerprint: String, webhooks: [OutboxMessage]) async throws -> Bool
 }

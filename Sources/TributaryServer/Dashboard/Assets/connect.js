@@ -1,8 +1,8 @@
 // Tributary Connect: the one piece of script the Connect page has. When the page that ends the flow
 // was opened as a popup (window.open, as Nango's frontend does), it tells its opener the outcome
 // with postMessage — Nango's legacy events AUTHORIZATION_SUCEEDED / AUTHORIZATION_FAILED — and
-// closes. Inside an iframe it tells the parent ({type: "connect" | "error"}). Without script, the
-// page shows the outcome in words and nothing else is needed.
+// closes. Without script, the page shows the outcome in words and nothing else is needed. (The
+// page refuses to be framed, so there is no iframe hand-off.)
 (function () {
   "use strict";
   var outcome = document.getElementById("outcome");
@@ -15,7 +15,5 @@
   if (window.opener && window.opener !== window) {
     window.opener.postMessage({ eventType: event, data: data }, "*");
     setTimeout(function () { window.close(); }, ok ? 800 : 4000);
-  } else if (window.parent && window.parent !== window) {
-    window.parent.postMessage(ok ? { type: "connect", payload: data } : { type: "error", error: data }, "*");
   }
 })();
