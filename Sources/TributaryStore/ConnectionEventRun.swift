@@ -10,26 +10,15 @@ public struct ConnectionEventRun: Sendable, Hashable {
     public var function: String
     /// Nil when it succeeded.
     public var failure: String?
-    public var logs: [LogLine]
+    public var logs: [RunLogEntry]
     public var startedAt: Timestamp
     public var finishedAt: Timestamp
-
-    public struct LogLine: Sendable, Hashable {
-        public var at: Timestamp
-        public var level: LogLevel
-        public var message: String
-        public init(at: Timestamp, level: LogLevel, message: String) {
-            self.at = at
-            self.level = level
-            self.message = message
-        }
-    }
 
     /// Log lines one run keeps at most (the last line says how many were dropped).
     public static let maximumLogLines = 200
 
     public init(
-        id: String, connection: ConnectionRef, event: ConnectionEvent, function: String, failure: String?, logs: [LogLine], startedAt: Timestamp,
+        id: String, connection: ConnectionRef, event: ConnectionEvent, function: String, failure: String?, logs: [RunLogEntry], startedAt: Timestamp,
         finishedAt: Timestamp
     ) {
         self.id = id
@@ -51,12 +40,12 @@ public struct ConnectionEventRun: Sendable, Hashable {
     }
 
     /// Log lines read back from ``logsText``.
-    public static func logs(from text: String) -> [LogLine] {
+    public static func logs(from text: String) -> [RunLogEntry] {
         ((try? JSONParser.parse(text))?.arrayValue ?? []).compactMap { line in
             guard let at = line["at"]?.stringValue.flatMap(Timestamp.init(iso8601:)), let level = line["level"]?.stringValue.flatMap(LogLevel.init(rawValue:)),
                 let message = line["message"]?.stringValue
             else { return nil }
-            return LogLine(at: at, level: level, message: message)
+            return RunLogEntry(at: at, level: level, message: message)
         }
     }
 }

@@ -139,7 +139,7 @@ final class EventRunContext: ConnectionEventContext {
     private let candidate: ConnectionEventRunner.Candidate?
     private let store: any Store
     private let providers: ProviderAccess?
-    private let collected = Mutex<(lines: [ConnectionEventRun.LogLine], dropped: Int)>(([], 0))
+    private let collected = Mutex<(lines: [RunLogEntry], dropped: Int)>(([], 0))
 
     init(
         connection: ConnectionRef, event: ConnectionEvent, integration: IntegrationConfig, candidate: ConnectionEventRunner.Candidate?, store: any Store,
@@ -156,7 +156,7 @@ final class EventRunContext: ConnectionEventContext {
         self.providers = providers
     }
 
-    var lines: [ConnectionEventRun.LogLine] {
+    var lines: [RunLogEntry] {
         collected.withLock { state in
             state.dropped == 0
                 ? state.lines
