@@ -24,9 +24,14 @@ extension PostgresStore {
         try await read { db in try await self.fetchConnectSession(db, "token_hash", tokenHash, lock: false) }
     }
 
-    public func claimConnectOAuth(stateHash: String) async throws -> ConnectSession? {
+    public func connectSession(oauthStateHash: String) async throws -> ConnectSession? {
+        try await read { db in try await self.fetchConnectSession(db, "oauth_state_hash", oauthStateHash, lock: false) }
+    }
+
+    public func claimConnectOAuth(stateHash: String, browserHash: String) async throws -> ConnectSession? {
         try await transaction { db in
-            guard let session = try await self.fetchConnectSession(db, "oauth_state_hash", stateHash, lock: true) else { return nil }
+            guard let session = try await self.fetchConnectSession(db, "oauth_state_hash", stateHash, lock: true), session.oauth?.browserHash == browserHash
+            else { return nil }
             try await db.query(
                 """
                 UPDATE connect_sessions SET oauth_state_hash = NULL, oauth_browser_hash = NULL, oauth_verifier = NULL, oauth_provider_config_key = NULL,
@@ -68,7 +73,11 @@ extension PostgresStore {
             let session = try await self.fetchConnectSession(db, "token_hash", tokenHash, lock: true)
             if let error = ConnectSessionRule.error(for: ConnectSessionRule.verdict(session, now: now)) { throw error }
             try await db.query(
-                "UPDATE connect_sessions SET used_at = \(now.microseconds), oauth_verifier = NULL WHERE token_hash = \(tokenHash)", logger: self.logger)
+                """
+                UPDATE connect_sessions SET used_at = \(now.microseconds), oauth_state_hash = NULL, oauth_browser_hash = NULL, oauth_verifier = NULL,
+                    oauth_provider_config_key = NULL, oauth_started_at = NULL
+                WHERE token_hash = \(tokenHash)
+                """, logger: self.logger)
             let connection = completion.connection
             let result: (ConnectionRecord, created: Bool)
             if completion.credentialsOnly {
@@ -97,13 +106,15 @@ extension PostgresStore {
             guard
                 let row = try await db.one(
                     """
-                    SELECT id, refresh_refused FROM connections
+                    SELECT id, credentials, refresh_refused FROM connections
                     WHERE environment = \(connection.environment) AND provider_config_key = \(connection.providerConfigKey)
                         AND connection_id = \(connection.connectionId)
                     FOR UPDATE
                     """, self.logger)
             else { return false }
-            guard try row.optionalString("refresh_refused") != fingerprint else { return false }
+            // Not about credentials replaced meanwhile (a reconnect), and once per version.
+            let current = CredentialCipher.fingerprint(try row.optionalBytes("credentials") ?? [])
+            guard !webhooks.isEmpty, current == fingerprint, try row.optionalString("refresh_refused") != fingerprint else { return false }
             try await db.query("UPDATE connections SET refresh_refused = \(fingerprint) WHERE id = \(try row.int64("id"))", logger: self.logger)
             try await self.insertConnectionWebhooks(db, webhooks, for: connection, now: now)
             return true

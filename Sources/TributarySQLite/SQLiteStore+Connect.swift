@@ -65,9 +65,15 @@ extension SQLiteStore {
         try await pool.read { db in try self.fetchConnectSession(db, "token_hash = ?", tokenHash) }
     }
 
-    public func claimConnectOAuth(stateHash: String) async throws -> ConnectSession? {
+    public func connectSession(oauthStateHash: String) async throws -> ConnectSession? {
+        try await pool.read { db in try self.fetchConnectSession(db, "oauth_state_hash = ?", oauthStateHash) }
+    }
+
+    public func claimConnectOAuth(stateHash: String, browserHash: String) async throws -> ConnectSession? {
         try await pool.write { db in
-            guard let session = try self.fetchConnectSession(db, "oauth_state_hash = ?", stateHash) else { return nil }
+            guard let session = try self.fetchConnectSession(db, "oauth_state_hash = ?", stateHash), session.oauth?.browserHash == browserHash else {
+                return nil
+            }
             try db.execute(
                 sql: """
                     UPDATE connect_sessions SET oauth_state_hash = NULL, oauth_browser_hash = NULL, oauth_verifier = NULL, oauth_provider_config_key = NULL,
@@ -110,7 +116,12 @@ extension SQLiteStore {
             let session = try self.fetchConnectSession(db, "token_hash = ?", tokenHash)
             if let error = ConnectSessionRule.error(for: ConnectSessionRule.verdict(session, now: now)) { throw error }
             try db.execute(
-                sql: "UPDATE connect_sessions SET used_at = ?, oauth_verifier = NULL WHERE token_hash = ?", arguments: [now.microseconds, tokenHash])
+                sql: """
+                    UPDATE connect_sessions SET used_at = ?, oauth_state_hash = NULL, oauth_browser_hash = NULL, oauth_verifier = NULL,
+                        oauth_provider_config_key = NULL, oauth_started_at = NULL
+                    WHERE token_hash = ?
+                    """,
+                arguments: [now.microseconds, tokenHash])
             let connection = completion.connection
             let result: (ConnectionRecord, created: Bool)
             if completion.credentialsOnly {
@@ -133,10 +144,13 @@ extension SQLiteStore {
         try await pool.write { db in
             guard
                 let row = try Row.fetchOne(
-                    db, sql: "SELECT id, refresh_refused FROM connections WHERE environment = ? AND provider_config_key = ? AND connection_id = ?",
+                    db,
+                    sql: "SELECT id, credentials, refresh_refused FROM connections WHERE environment = ? AND provider_config_key = ? AND connection_id = ?",
                     arguments: [connection.environment, connection.providerConfigKey, connection.connectionId])
             else { return false }
-            guard (row["refresh_refused"] as String?) != fingerprint else { return false }
+            // Not about credentials replaced meanwhile (a reconnect), and once per version.
+            let current = CredentialCipher.fingerprint((row["credentials"] as Data?).map { Array($0) } ?? [])
+            guard !webhooks.isEmpty, current == fingerprint, (row["refresh_refused"] as String?) != fingerprint else { return false }
             try db.execute(sql: "UPDATE connections SET refresh_refused = ? WHERE id = ?", arguments: [fingerprint, row["id"] as Int64])
             try self.insertConnectionWebhooks(db, webhooks, for: connection, now: self.clock())
             return true

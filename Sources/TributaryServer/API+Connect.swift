@@ -139,6 +139,12 @@ extension API {
                 throw APIError.invalidBody(
                     "integrations_config_defaults.\(key.prefix(80)) must be an object with a 'connection_config' object (and optionally Nango's user_scopes, authorization_params).")
             }
+            if let scopes = entry["user_scopes"], scopes.stringValue == nil {
+                throw APIError.invalidBody("integrations_config_defaults.\(key.prefix(80)).user_scopes must be a string.")
+            }
+            if let parameters = entry["authorization_params"], !(parameters.objectValue?.allSatisfy { $0.value.stringValue != nil } ?? false) {
+                throw APIError.invalidBody("integrations_config_defaults.\(key.prefix(80)).authorization_params must be an object of strings.")
+            }
             if let connectionConfig = entry["connection_config"] {
                 guard let object = connectionConfig.objectValue else {
                     throw APIError.invalidBody("integrations_config_defaults.\(key.prefix(80)).connection_config must be an object.")

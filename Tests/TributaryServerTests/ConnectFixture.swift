@@ -48,6 +48,9 @@ final class FakeOAuthProvider: Sendable {
     init(port: Int) { self.port = port }
 
     var base: String { "http://127.0.0.1:\(port)" }
+    /// Where browsers meet the provider: `localhost` — another site than Tributary's `127.0.0.1` —
+    /// so the round trip is cross-site, as with a real provider (SameSite rules apply).
+    var site: String { "http://localhost:\(port)" }
 
     func issue() -> (String, String) {
         state.withLock { state in
@@ -201,7 +204,7 @@ struct ConnectFixture {
             base_url: http://127.0.0.1:\(providerPort)
             auth:
               type: oauth2
-              authorization_url: http://127.0.0.1:\(providerPort)/oauth/authorize
+              authorization_url: http://localhost:\(providerPort)/oauth/authorize
               token_url: http://127.0.0.1:\(providerPort)/oauth/token
               client_id: \(FakeOAuthProvider.clientID)
               client_secret: \(FakeOAuthProvider.clientSecret)

@@ -38,9 +38,11 @@ struct ConnectSessionStoreTests {
         let oauth = PendingOAuth(stateHash: "state-hash-1", browserHash: "browser-1", providerConfigKey: "shop", sealedVerifier: [9, 9], startedAt: clock.now)
         #expect(try await f.store.beginConnectOAuth(tokenHash: "token-hash-1", oauth))
         #expect(try await f.store.connectSession(tokenHash: "token-hash-1")?.oauth == oauth)
-        // A state is claimed once: the second claim (a replayed callback) finds nothing.
-        #expect(try await f.store.claimConnectOAuth(stateHash: "state-hash-1")?.oauth == oauth)
-        #expect(try await f.store.claimConnectOAuth(stateHash: "state-hash-1") == nil)
+        #expect(try await f.store.connectSession(oauthStateHash: "state-hash-1")?.tokenHash == "token-hash-1")
+        // Another browser claims nothing; the starting one claims it once (a replay finds nothing).
+        #expect(try await f.store.claimConnectOAuth(stateHash: "state-hash-1", browserHash: "browser-2") == nil)
+        #expect(try await f.store.claimConnectOAuth(stateHash: "state-hash-1", browserHash: "browser-1")?.oauth == oauth)
+        #expect(try await f.store.claimConnectOAuth(stateHash: "state-hash-1", browserHash: "browser-1") == nil)
         #expect(try await f.store.connectSession(tokenHash: "token-hash-1")?.oauth == nil, "the session stays, without the authorization")
 
         // Completing it saves the connection, its base variants (one paused) and the webhook.
@@ -138,13 +140,19 @@ struct ConnectSessionStoreTests {
         let f = try await StoreFixture(kind)
         let ref = ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "c-1")
         let hook = [OutboxMessage(url: "http://app.test/hooks", body: Array(#"{"type":"auth"}"#.utf8), model: "", success: false)]
-        #expect(try await !f.store.reportRefusedRefresh(of: ref, fingerprint: "v1", webhooks: hook), "no such connection")
+        let v1 = CredentialCipher.fingerprint([1, 1]), v2 = CredentialCipher.fingerprint([2, 2])
+        #expect(try await !f.store.reportRefusedRefresh(of: ref, fingerprint: v1, webhooks: hook), "no such connection")
         _ = try await f.store.ensureConnection(ref)
-        #expect(try await f.store.reportRefusedRefresh(of: ref, fingerprint: "v1", webhooks: hook))
-        #expect(try await !f.store.reportRefusedRefresh(of: ref, fingerprint: "v1", webhooks: hook))
+        try await f.store.updateCredentials([1, 1], type: "OAUTH2", of: ref)
+        #expect(try await !f.store.reportRefusedRefresh(of: ref, fingerprint: v1, webhooks: []), "nothing to send: nothing marked")
+        #expect(try await f.store.reportRefusedRefresh(of: ref, fingerprint: v1, webhooks: hook))
+        #expect(try await !f.store.reportRefusedRefresh(of: ref, fingerprint: v1, webhooks: hook))
         #expect(try await f.store.deliveries(DeliveryQuery(environment: "dev")).count == 1)
-        // New credentials, refused in turn: told again.
-        #expect(try await f.store.reportRefusedRefresh(of: ref, fingerprint: "v2", webhooks: hook))
+        // Replaced meanwhile (a reconnect): a late report about the old credentials says nothing.
+        try await f.store.updateCredentials([2, 2], type: "OAUTH2", of: ref)
+        #expect(try await !f.store.reportRefusedRefresh(of: ref, fingerprint: CredentialCipher.fingerprint([9]), webhooks: hook))
+        // The new credentials, refused in turn: told again.
+        #expect(try await f.store.reportRefusedRefresh(of: ref, fingerprint: v2, webhooks: hook))
         #expect(try await f.store.deliveries(DeliveryQuery(environment: "dev")).map(\.success) == [false, false])
     }
 }

@@ -53,6 +53,8 @@ public struct ConnectionEventRunner: Sendable {
         guard let integration = config.integration(connection.providerConfigKey, in: connection.environment) else { return nil }
         var firstFailure: String?
         for name in integration.onEvents[event] ?? [] {
+            // A cancelled caller (shutdown) starts nothing more.
+            if Task.isCancelled { break }
             let started = Timestamp.now()
             let context = EventRunContext(
                 connection: connection, event: event, integration: integration, candidate: candidate, store: store, providers: providers)
@@ -109,7 +111,7 @@ public struct ConnectionEventRunner: Sendable {
         sink.finish()
         switch first {
         case nil:
-            return "It was stopped: the server is shutting down."
+            return "It was stopped before it finished (its request was cancelled)."
         case .some(nil):
             return "It did not finish within its time limit (\(limit))."
         case .some(.success?):

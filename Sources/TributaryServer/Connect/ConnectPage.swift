@@ -170,6 +170,13 @@ struct ConnectPage: Sendable {
     func authorize(_ request: Request, _ context: APIRequestContext) async throws -> Response {
         let (token, session, environment) = try await usableSession(DashboardForm.query(request)["session_token"])
         let integration = try allowedIntegration(context, session: session, environment: environment)
+        // Started from the Connect page only: a browser that says it came from elsewhere (a link to
+        // this URL passed around) is shown the page first, so the end user sees what they connect.
+        if let site = request.headers[HTTPField.Name("Sec-Fetch-Site")!], site != "same-origin" {
+            var response = Response(status: .seeOther, headers: headers(environment: environment))
+            response.headers[.location] = Self.href("/connect/integrations/\(Self.escapePath(integration.providerConfigKey))", token: token)
+            return response
+        }
         guard case .oauth2(_, let clientID, _) = integration.auth, let authorization = integration.oauthAuthorization else {
             throw APIError(.badRequest, "invalid_request", "\(integration.provider) is not connected by signing in with it.")
         }
@@ -198,15 +205,17 @@ struct ConnectPage: Sendable {
         context.logger.info("connect: redirecting to the provider", metadata: ["integration": "\(integration.providerConfigKey)"])
         var response = Response(status: .found, headers: headers(environment: environment))
         response.headers[.location] = location
+        let callbackPath = URLComponents(string: Self.callbackURL(publicURL: publicURL))?.path ?? "/oauth/callback"
         response.setCookie(
             Cookie(
-                name: Self.browserCookie, value: browser, maxAge: Int(ConnectSessionRule.oauthSeconds), path: "/oauth/callback",
+                name: Self.browserCookie(stateHash: pending.stateHash), value: browser, maxAge: Int(ConnectSessionRule.oauthSeconds), path: callbackPath,
                 secure: publicURL.lowercased().hasPrefix("https://"), httpOnly: true, sameSite: .lax))
         return response
     }
 
-    /// The cookie binding an OAuth authorization to the browser that started it.
-    static let browserCookie = "tributary_connect_oauth"
+    /// The cookie binding an OAuth authorization to the browser that started it; one per
+    /// authorization, so two flows in one browser do not overwrite each other's.
+    static func browserCookie(stateHash: String) -> String { "tributary_connect_oauth_" + stateHash.prefix(16) }
 
     /// `GET /oauth/callback?code=&state=` (or `?error=&state=`): the provider's answer. The `state`
     /// must be one a session issued (its hash is looked up) within the last 15 minutes; the code is
@@ -214,7 +223,7 @@ struct ConnectPage: Sendable {
     func callback(_ request: Request, _ context: APIRequestContext) async throws -> Response {
         let query = DashboardForm.query(request)
         guard let state = query["state"], !state.isEmpty, state.utf8.count <= 512,
-            let session = try await api.store.claimConnectOAuth(stateHash: ConnectToken.hash(state))
+            let found = try await api.store.connectSession(oauthStateHash: ConnectToken.hash(state))
         else {
             context.logger.notice("connect: OAuth callback with an unknown state")
             return outcome(
@@ -222,15 +231,24 @@ struct ConnectPage: Sendable {
                 message: "This sign-in could not be matched to a Connect session (the link is old, was already used, or did not come from here). Start again from the app.",
                 environment: nil, status: .badRequest)
         }
-        guard let environment = api.config.environment(named: session.environment) else {
+        guard let environment = api.config.environment(named: found.environment) else {
             throw APIError(.notFound, "unknown_environment", "The Connect session's environment is no longer configured.")
         }
-        let browser = request.cookies[Self.browserCookie]?.value ?? ""
-        guard let pending = session.oauth, ConnectToken.hash(browser) == pending.browserHash else {
+        // Only the browser that started the authorization can finish it (another one claims nothing,
+        // so the right browser still can).
+        let stateHash = ConnectToken.hash(state)
+        let browserHash = ConnectToken.hash(request.cookies[Self.browserCookie(stateHash: stateHash)]?.value ?? "")
+        guard found.oauth?.browserHash == browserHash else {
             context.logger.notice("connect: OAuth callback in another browser than the one that started it")
             return outcome(
                 failure: "state_err", heading: "Not connected",
                 message: "This sign-in was started in another browser (or its cookie was blocked). Start again from the app, in this browser.",
+                environment: environment, status: .badRequest)
+        }
+        guard let session = try await api.store.claimConnectOAuth(stateHash: stateHash, browserHash: browserHash), let pending = session.oauth else {
+            return outcome(
+                failure: "state_err", heading: "Not connected",
+                message: "This sign-in could not be matched to a Connect session (the link is old, was already used, or did not come from here). Start again from the app.",
                 environment: environment, status: .badRequest)
         }
         let verdict = ConnectSessionRule.verdict(session, now: .now())
@@ -303,7 +321,7 @@ struct ConnectPage: Sendable {
             // The session's end user (as Nango links a reconnected connection to it), else the connection's own.
             connection = ConnectionImport(
                 ref: reconnect, metadata: existing.metadata, connectionConfig: existing.connectionConfig, credentialsType: type, sealedCredentials: sealed,
-                endUser: session.endUser ?? existing.endUser, tags: session.endUser == nil ? existing.tags : session.tags)
+                endUser: session.endUser ?? existing.endUser, tags: session.tags ?? existing.tags)
             operation = .override
         } else {
             let ref = ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: UUID().uuidString.lowercased())

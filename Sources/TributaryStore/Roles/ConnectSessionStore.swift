@@ -7,10 +7,13 @@ public protocol ConnectSessionStore: Sendable {
     func createConnectSession(_ session: ConnectSession) async throws
     /// The session whose token hashes to `tokenHash`, as stored (``ConnectSessionRule`` says whether it is usable).
     func connectSession(tokenHash: String) async throws -> ConnectSession?
-    /// Takes the OAuth authorization whose `state` hashes to `stateHash` off its session, in one
-    /// transaction, and returns the session as it was (with it): a `state` is used once, so a replayed
-    /// or concurrent callback finds nothing and never exchanges the code a second time.
-    func claimConnectOAuth(stateHash: String) async throws -> ConnectSession?
+    /// The session whose OAuth authorization sent the `state` hashing to `stateHash`.
+    func connectSession(oauthStateHash: String) async throws -> ConnectSession?
+    /// Takes the OAuth authorization whose `state` hashes to `stateHash` — started by the browser whose
+    /// cookie hashes to `browserHash` — off its session, in one transaction, and returns the session as
+    /// it was (with it): a `state` is used once, so a replayed or concurrent callback finds nothing and
+    /// never exchanges the code a second time; a callback from another browser claims nothing.
+    func claimConnectOAuth(stateHash: String, browserHash: String) async throws -> ConnectSession?
     /// Deletes the session of the environment (`DELETE /connect/session`); false when there was none.
     @discardableResult
     func deleteConnectSession(tokenHash: String, environment: String) async throws -> Bool

@@ -20,7 +20,9 @@ public protocol CredentialStore: Sendable {
     /// Records that refreshing the credentials with `fingerprint` (``CredentialCipher/fingerprint(_:)``)
     /// was refused and queues `webhooks` (the `auth` webhook telling the app), once per version of the
     /// credentials: when the last refusal recorded was of the same ones, nothing is queued — a
-    /// connection whose syncs keep failing does not flood the app. Returns whether they were queued.
+    /// connection whose syncs keep failing does not flood the app — nor when the stored credentials
+    /// are no longer the refused ones (replaced meanwhile by a reconnect), nor without webhooks.
+    /// Returns whether they were queued.
     @discardableResult
     func reportRefusedRefresh(of connection: ConnectionRef, fingerprint: String, webhooks: [OutboxMessage]) async throws -> Bool
 }
