@@ -15,7 +15,7 @@ extension API {
         _ = try QueryReader(request, allowed: [])
         let body = try await BodyReader.read(
             request, maxBytes: maxBody, allowed: ["end_user", "organization", "tags", "allowed_integrations", "integrations_config_defaults"])
-        let (endUser, tags) = try connectEndUser(body, required: false)
+        let (endUser, tags) = try connectEndUser(body)
         var allowed: [String]?
         // An empty list means every integration, as in Nango.
         if let keys = body.object["allowed_integrations"], !keys.isNull, keys.arrayValue?.isEmpty != true {
@@ -47,7 +47,7 @@ extension API {
         guard integration.isConnectable else { throw Self.notConnectable(integration) }
         let record = try await existingConnection(
             ConnectionRef(environment: environment.name, providerConfigKey: integration.providerConfigKey, connectionId: try body.string("connection_id")))
-        let (endUser, tags) = try connectEndUser(body, required: false)
+        let (endUser, tags) = try connectEndUser(body)
         return try await issueConnectSession(
             environment: environment, endUser: endUser, tags: tags, allowed: [integration.providerConfigKey],
             defaults: try configDefaults(body, environment: environment), reconnect: record.ref, context: context)
@@ -112,14 +112,13 @@ extension API {
 
     /// `end_user` with `organization` folded in (as connections keep it), and the tags: the body's
     /// `tags`, the end user's own, and the ones derived from the end user.
-    private func connectEndUser(_ body: BodyReader, required: Bool) throws -> (JSONObject?, JSONObject?) {
+    private func connectEndUser(_ body: BodyReader) throws -> (JSONObject?, JSONObject?) {
         var endUser = try body.optionalObject("end_user").map { try EndUserFields.endUser($0) }
         if let organization = try body.optionalObject("organization") {
             guard endUser != nil else { throw APIError.invalidBody("organization needs an end_user.") }
             // Checked by the end user's rules (`organization.id` required, strings of 255 at most).
             endUser?["organization"] = try EndUserFields.endUser(["id": "-", "organization": .object(organization)], field: "end_user")["organization"]
         }
-        if required, endUser == nil { throw APIError.invalidBody("Field 'end_user' is required.") }
         var tags = try body.optionalObject("tags").map { try EndUserFields.tags($0) }
         if let endUser {
             if let own = endUser["tags"]?.objectValue { tags = own.shallowMerging(tags ?? [:]) }  // the body's tags win

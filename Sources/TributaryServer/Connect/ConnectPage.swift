@@ -111,7 +111,7 @@ struct ConnectPage: Sendable {
             throw APIError(.badRequest, "no_connectable_integrations", "There is nothing to connect here: this link allows no integration that can be connected.")
         }
         let views = integrations.map {
-            IntegrationView(key: $0.providerConfigKey, provider: $0.provider, href: Self.href("/connect/integrations/\(Self.escapePath($0.providerConfigKey))", token: token))
+            IntegrationView(key: $0.providerConfigKey, provider: $0.provider, href: Self.href(Self.integrationPath($0.providerConfigKey), token: token))
         }
         return render(PageView(title: "Connect an account", choice: ChoiceView(integrations: views, reconnecting: false), form: nil, outcome: nil, problem: nil), environment: environment)
     }
@@ -172,9 +172,9 @@ struct ConnectPage: Sendable {
         let integration = try allowedIntegration(context, session: session, environment: environment)
         // Started from the Connect page only: a browser that says it came from elsewhere (a link to
         // this URL passed around) is shown the page first, so the end user sees what they connect.
-        if let site = request.headers[HTTPField.Name("Sec-Fetch-Site")!], site != "same-origin" {
+        if let site = request.headers.first(where: { $0.name.canonicalName == "sec-fetch-site" })?.value, site != "same-origin" {
             var response = Response(status: .seeOther, headers: headers(environment: environment))
-            response.headers[.location] = Self.href("/connect/integrations/\(Self.escapePath(integration.providerConfigKey))", token: token)
+            response.headers[.location] = Self.href(Self.integrationPath(integration.providerConfigKey), token: token)
             return response
         }
         guard case .oauth2(_, let clientID, _) = integration.auth, let authorization = integration.oauthAuthorization else {
@@ -385,7 +385,7 @@ struct ConnectPage: Sendable {
         _ integration: IntegrationConfig, token: String, session: ConnectSession, environment: EnvironmentConfig, problem: ProblemView?, back: Bool,
         status: HTTPResponse.Status = .ok
     ) throws -> Response {
-        let path = "/connect/integrations/\(Self.escapePath(integration.providerConfigKey))"
+        let path = Self.integrationPath(integration.providerConfigKey)
         var apiKey = false, basic = false
         var oauthHref: String?
         switch integration.auth {
@@ -437,7 +437,8 @@ struct ConnectPage: Sendable {
 
     static func href(_ path: String, token: String) -> String { DashboardFormat.href(path, [("session_token", token)]) }
 
-    static func escapePath(_ segment: String) -> String { FormEncoding.escape(segment) }
+    /// The page of one integration (its form, or its OAuth button).
+    static func integrationPath(_ key: String) -> String { "/connect/integrations/" + FormEncoding.escape(key) }
 
     private func render(_ view: PageView, environment: EnvironmentConfig?, status: HTTPResponse.Status = .ok) -> Response {
         let html = templates.library.render(view, withTemplate: "connect") ?? "<!doctype html><title>Connect</title><p>The Connect page is missing."
@@ -449,15 +450,7 @@ struct ConnectPage: Sendable {
     private func headers(environment: EnvironmentConfig?) -> HTTPFields {
         var formAction = "'self'"
         if let redirect = environment?.connect.redirectURL, let origin = Self.origin(of: redirect) { formAction += " " + origin }
-        return [
-            .contentType: "text/html; charset=utf-8",
-            .cacheControl: "no-store",
-            .contentSecurityPolicy:
-                "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; form-action \(formAction); frame-ancestors 'none'; base-uri 'none'",
-            HTTPField.Name("X-Content-Type-Options")!: "nosniff",
-            HTTPField.Name("X-Frame-Options")!: "DENY",
-            HTTPField.Name("Referrer-Policy")!: "no-referrer",
-        ]
+        return DashboardTemplates.headers(contentType: "text/html; charset=utf-8", connectSource: nil, formAction: formAction, referrerPolicy: "no-referrer")
     }
 
     /// `scheme://host[:port]` of an http(s) URL.

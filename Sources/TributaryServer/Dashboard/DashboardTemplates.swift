@@ -67,19 +67,24 @@ struct DashboardTemplates: Sendable {
     /// The headers of every dashboard response: no caching of pages with data on them, and a
     /// content security policy that allows only the dashboard's own style sheet and script.
     static func headers(contentType: String) -> HTTPFields {
-        var headers = securityHeaders
-        headers[.contentType] = contentType
-        return headers
+        headers(contentType: contentType, connectSource: "'self'", formAction: "'self'", referrerPolicy: "same-origin")
     }
 
-    private static let securityHeaders: HTTPFields = [
-        .cacheControl: "no-store",
-        .contentSecurityPolicy:
-            "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        HTTPField.Name("X-Content-Type-Options")!: "nosniff",
-        HTTPField.Name("X-Frame-Options")!: "DENY",
-        HTTPField.Name("Referrer-Policy")!: "same-origin",
-    ]
+    /// The security headers of a server-rendered page (the dashboard's, the Connect page's): never
+    /// cached, never framed, scripts and styles from this server only; `formAction` and
+    /// `referrerPolicy` are the page's own (the Connect page sends no referrer: its URL holds a token).
+    static func headers(contentType: String, connectSource: String?, formAction: String, referrerPolicy: String) -> HTTPFields {
+        let connect = connectSource.map { " connect-src \($0);" } ?? ""
+        return [
+            .contentType: contentType,
+            .cacheControl: "no-store",
+            .contentSecurityPolicy:
+                "default-src 'none'; style-src 'self'; script-src 'self';\(connect) img-src 'self'; form-action \(formAction); frame-ancestors 'none'; base-uri 'none'",
+            HTTPField.Name("X-Content-Type-Options")!: "nosniff",
+            HTTPField.Name("X-Frame-Options")!: "DENY",
+            HTTPField.Name("Referrer-Policy")!: referrerPolicy,
+        ]
+    }
 }
 
 /// Why the dashboard cannot start.
