@@ -225,8 +225,9 @@ public final class RunCoordinator: Service, Sendable {
         // A sync that left the configuration keeps the variant on an hourly grid until it comes back.
         let frequency: Frequency? = sync?.frequency ?? (try? Frequency("every hour"))
         let plan: (@Sendable () -> NextRunPlan)?
+        let schedule = sync?.schedule ?? SchedulePolicy()
         if let frequency {
-            plan = { NextRunPlan(frequency: frequency, retry: policy, from: clock()) }
+            plan = { NextRunPlan(frequency: frequency, schedule: schedule, retry: policy, from: clock()) }
         } else {
             plan = nil
         }

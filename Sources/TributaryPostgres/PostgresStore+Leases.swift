@@ -125,7 +125,8 @@ extension PostgresStore {
             // The run row lock: expiry (which skips locked rows), cancels, resets and deletes wait for this outcome.
             let run = try await self.fence(db, lease)
             let now = self.clock()
-            let decision = RunCompletionRule.decide(completion, row: try run.completionRow())
+            let row = try run.completionRow()
+            let decision = RunCompletionRule.decide(completion, row: row)
             var results = decision.results
             if let (models, generation) = decision.deleteUnseen {
                 for model in models {
@@ -156,7 +157,7 @@ extension PostgresStore {
                     """, self.logger
                 ).map { try self.runRecord($0, variant: run.variant) }
                 let failures = RunCompletionRule.consecutiveRetryableFailures(before: earlier, decision: decision)
-                let next = plan.next(for: state, retry: decision.retry, consecutiveRetryableFailures: failures)
+                let next = plan.next(for: state, activeSince: row.startedAt, retry: decision.retry, consecutiveRetryableFailures: failures)
                 try await db.query("UPDATE sync_variants SET next_run_at = \(next.microseconds) WHERE id = \(run.variantPK)", logger: self.logger)
             }
             if decision.keepsVariantScheduled {

@@ -109,7 +109,8 @@ extension SQLiteStore {
         return try await pool.write { db in
             let now = self.clock()
             let run = try self.fence(db, lease, now: now)
-            let decision = RunCompletionRule.decide(completion, row: try run.completionRow())
+            let row = try run.completionRow()
+            let decision = RunCompletionRule.decide(completion, row: row)
             var results = decision.results
             if let (models, generation) = decision.deleteUnseen {
                 for model in models {
@@ -140,7 +141,7 @@ extension SQLiteStore {
                     arguments: [run.variantPK, run.id, plan.retry.maxAttempts + 1]
                 ).map { try self.runRecord($0, variant: run.variant) }
                 let failures = RunCompletionRule.consecutiveRetryableFailures(before: earlier, decision: decision)
-                let next = plan.next(for: state, retry: decision.retry, consecutiveRetryableFailures: failures)
+                let next = plan.next(for: state, activeSince: row.startedAt, retry: decision.retry, consecutiveRetryableFailures: failures)
                 try db.execute(sql: "UPDATE sync_variants SET next_run_at = ? WHERE id = ?", arguments: [next.microseconds, run.variantPK])
             }
             if decision.keepsVariantScheduled {

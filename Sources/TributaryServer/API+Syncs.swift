@@ -209,9 +209,10 @@ extension API {
         try await existingVariant(ref)
         try await store.setFrequency(frequency?.text, for: ref)
         let effective = frequency ?? sync.frequency
-        // The next run moves to the new grid's first slot from now (a running variant re-plans when its run ends).
+        // The next run moves to the new schedule's first slot from now (a running variant re-plans when its run ends).
         if let state = try await store.variantState(ref), try await !runs.isActive(ref) {
-            try await store.setNextRun(Schedule.slot(atOrAfter: Timestamp.now(), origin: state.createdAt, intervalSeconds: effective.seconds), for: ref)
+            let offset = sync.schedule.offsetMicroseconds(forVariant: state.id)
+            try await store.setNextRun(effective.slot(atOrAfter: Timestamp.now(), origin: state.createdAt, offsetMicroseconds: offset), for: ref)
         }
         // As Nango does: the frequency as written (the configured one's text after a reset to the default).
         return JSONResponse.make(["frequency": .string(written ?? effective.text)])

@@ -21,6 +21,8 @@ struct SchedulerBench: AsyncParsableCommand {
     @Option var connections = 100
     @Option(help: "Variants per connection.") var variants = 100
     @Option(help: "Seconds between a variant's runs (at least 30).") var frequency = 60
+    @Option(help: "The sync's jitter_seconds. With jitter the variants are created all at once and the jitter alone spreads their runs.")
+    var jitter = 0
     @Option(help: "Seconds to watch after the variants are created.") var duration = 120.0
     @Option(help: "Seconds to measure idle CPU for.") var idle = 10.0
     @Option(help: "The scheduler's tick and the worker's poll, in seconds (tributary.yaml scheduler.tick_seconds).") var tick = 1.0
@@ -42,6 +44,7 @@ struct SchedulerBench: AsyncParsableCommand {
               orders:
                 models: [Order]
                 frequency: every \(frequency) seconds
+                jitter_seconds: \(jitter)
                 auto_start: false
                 endpoint: /ping
                 records_path: orders
@@ -53,8 +56,8 @@ struct SchedulerBench: AsyncParsableCommand {
         defer { stores.removeFiles() }
         let total = connections * variants
         var report = BenchReport(
-            suite: "scheduler: \(connections) connections × \(variants) variants, every \(frequency) s, tick \(tick) s, \(maxConcurrentRuns) runs at once, watched \(Int(duration)) s",
-            header: ["store: runs", "runs", "runs/s", "lag p50", "lag p99", "lag max", "failed", "idle CPU"])
+            suite: "scheduler: \(connections) connections × \(variants) variants, every \(frequency) s\(jitter > 0 ? ", jitter \(jitter) s, created at once" : ""), tick \(tick) s, \(maxConcurrentRuns) runs at once, watched \(Int(duration)) s",
+            header: ["store: runs", "runs", "runs/s", "lag p50", "lag p99", "lag max", "busiest second", "failed", "idle CPU"])
         report.usesRecordOptions = false
         let provider = try ProviderProcess(records: 3)
         defer { provider.stop() }
@@ -87,7 +90,7 @@ struct SchedulerBench: AsyncParsableCommand {
                     for connection in Set(refs.map(\.connection)) { _ = try await store.ensureConnection(connection) }
                     // Created spread over one interval: their schedules (created_at + k × interval) are spread the same way.
                     let start = ContinuousClock.now
-                    let spread = Duration.seconds(min(Double(frequency), duration))
+                    let spread = jitter > 0 ? Duration.zero : Duration.seconds(min(Double(frequency), duration))
                     for (index, ref) in refs.enumerated() {
                         let due = start + spread * (Double(index) / Double(refs.count))
                         if due > .now { try await Task.sleep(until: due) }
@@ -106,15 +109,24 @@ struct SchedulerBench: AsyncParsableCommand {
                     var lags: [Double] = []
                     var firstLags: [Double] = []
                     var failed = 0
+                    // Scheduled starts per wall-clock second: how evenly the schedule (or the jitter) spreads them.
+                    var perSecond: [Int64: Int] = [:]
                     for ref in refs {
                         guard let state = try await store.variantState(ref) else { continue }
+                        let offset = sync.schedule.offsetMicroseconds(forVariant: state.id)
                         let finished = try await store.runs(of: ref, limit: 1000).filter { $0.finishedAt != nil }.sorted { $0.id < $1.id }
                         for (index, run) in finished.enumerated() {
                             let interval = Int64(frequency) * 1_000_000
-                            let sinceOrigin = run.startedAt.microseconds - state.createdAt.microseconds
+                            // The grid is created_at + jitter offset + k × interval; the first run is due at creation.
+                            let sinceOrigin = run.startedAt.microseconds - state.createdAt.microseconds - (index == 0 ? 0 : offset)
                             let lag = Double(sinceOrigin - (sinceOrigin / interval) * interval) / 1_000_000
                             // A variant's first run is due at its creation, which no scheduler knows of in advance.
-                            if index == 0 { firstLags.append(lag) } else { lags.append(lag) }
+                            if index == 0 {
+                                firstLags.append(lag)
+                            } else {
+                                lags.append(lag)
+                                perSecond[run.startedAt.microseconds / 1_000_000, default: 0] += 1
+                            }
                             if run.status != .succeeded { failed += 1 }
                         }
                     }
@@ -127,7 +139,9 @@ struct SchedulerBench: AsyncParsableCommand {
                     try await Task.sleep(for: .seconds(idle))
                     let idleCPU = (ProcessStats.cpuSeconds() - cpu) / idle
                     try await http.shutdown()
-                    return Outcome(lags: lags.sorted(), firstLags: firstLags.sorted(), failed: failed, watched: watched, idleCPU: idleCPU)
+                    return Outcome(
+                        lags: lags.sorted(), firstLags: firstLags.sorted(), failed: failed, watched: watched, idleCPU: idleCPU,
+                        busiestSecond: perSecond.values.max() ?? 0)
                 }
             }
             func quantile(_ values: [Double], _ q: Double) -> Double {
@@ -141,7 +155,7 @@ struct SchedulerBench: AsyncParsableCommand {
                 report.add([
                     "\(kind.rawValue): \(name)", "\(lags.count)", String(format: "%.0f", Double(runs) / outcome.watched),
                     String(format: "%.3f s", quantile(lags, 0.5)), String(format: "%.3f s", quantile(lags, 0.99)), String(format: "%.3f s", lags.last ?? 0),
-                    "\(outcome.failed)", String(format: "%.1f%% of a core", outcome.idleCPU * 100),
+                    name == "scheduled runs" ? "\(outcome.busiestSecond) starts" : "", "\(outcome.failed)", String(format: "%.1f%% of a core", outcome.idleCPU * 100),
                 ])
             }
             report.figure(kind, "runs", Double(runs))
@@ -152,6 +166,7 @@ struct SchedulerBench: AsyncParsableCommand {
             report.figure(kind, "first_run_lag_p50_s", quantile(outcome.firstLags, 0.5))
             report.figure(kind, "first_run_lag_p99_s", quantile(outcome.firstLags, 0.99))
             report.figure(kind, "idle_cpu_fraction", outcome.idleCPU)
+            report.figure(kind, "busiest_second_starts", Double(outcome.busiestSecond))
         }
         try report.print(options: options)
     }
@@ -163,6 +178,8 @@ struct SchedulerBench: AsyncParsableCommand {
         var failed: Int
         var watched: Double
         var idleCPU: Double
+        /// The most scheduled (not first) runs that started in one wall-clock second.
+        var busiestSecond: Int
     }
 }
 

@@ -47,7 +47,7 @@ struct ConfigLoaderTests {
         let sync = try #require(shop.sync(named: "sync-orders"))
         #expect(sync.function == "orders")
         #expect(sync.models == ["Order", "LineItem"])
-        #expect(sync.frequency.seconds == 300)
+        #expect(sync.frequency.intervalSeconds == 300)
         #expect(sync.trackDeletes)
         #expect(!sync.autoStart)
         #expect(sync.webhookSubscriptions == ["orders/updated"])
@@ -103,6 +103,24 @@ struct ConfigLoaderTests {
         #expect(found.contains { $0.line == 9 && $0.message.contains("minimum of 30 seconds") })
         #expect(found.contains { $0.line == 12 && $0.message.contains("not understood") })
         #expect(found.contains { $0.line == 17 && $0.message.contains("track_deletes only works with sync_type full") })
+    }
+
+    @Test func cronJitterAndOverlapAreReadAndCheckedWithTheirLine() throws {
+        let key = ["DEV_KEY": "dev-key-0123456789abcdef"]
+        let cron = valid.replacingOccurrences(
+            of: "frequency: every 5 minutes", with: "frequency: cron 0 2 * * * Europe/Paris\n        jitter_seconds: 300\n        overlap: run_after")
+        let sync = try #require(try ConfigLoader.parse(yaml: cron, file: "t.yaml", environment: key).integration("my-shop", in: "dev")?.sync(named: "sync-orders"))
+        #expect(sync.frequency.compact == "cron 0 2 * * * Europe/Paris")
+        #expect(sync.schedule == SchedulePolicy(jitterSeconds: 300, overlap: .runAfter))
+        #expect(try ConfigLoader.parse(yaml: valid, file: "t.yaml", environment: key).integration("my-shop", in: "dev")?.sync(named: "sync-orders")?.schedule
+            == SchedulePolicy(), "no jitter and skip by default")
+        let bad = issues(
+            valid.replacingOccurrences(
+                of: "frequency: every 5 minutes", with: "frequency: cron 0 2 * * * Europe/Pariss\n        jitter_seconds: 90000\n        overlap: queue"),
+            env: key)
+        #expect(bad.contains { $0.line == 17 && $0.message.contains("Europe/Pariss") && $0.message.contains("time zone") })
+        #expect(bad.contains { $0.line == 18 && $0.message.contains("jitter_seconds must be a whole number from 0 to 86400") })
+        #expect(bad.contains { $0.line == 19 && $0.message.contains("overlap must be 'skip' or 'run_after', not 'queue'") })
     }
 
     @Test func outboundSettingsAreReadAndCheckedWithTheirLine() throws {

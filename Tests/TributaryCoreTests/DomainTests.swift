@@ -22,7 +22,7 @@ struct DomainTests {
         ("every 2 hours", 7200), ("every quarter hour", 900), ("every week", 604_800), ("every 30 seconds", 30), ("5m", 300), ("2 days", 172_800),
     ])
     func frequencies(_ text: String, _ seconds: Int) throws {
-        #expect(try Frequency(text).seconds == Int64(seconds))
+        #expect(try Frequency(text).intervalSeconds == Int64(seconds))
     }
 
     @Test(arguments: ["every 10 seconds", "29s", "every fortnight", "5 parsecs", "", "every", "-5m"])

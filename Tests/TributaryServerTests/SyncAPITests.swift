@@ -274,6 +274,25 @@ struct ScheduleAPITests {
             #expect((next.microseconds - state.createdAt.microseconds) % 86_400_000_000 == 0, "on the daily grid of the variant")
             #expect(next > Timestamp(microseconds: Timestamp.now().microseconds - 1_000_000))
 
+            // A cron schedule with a zone, as one string: the next run is its next 02:00 in Paris.
+            let cron = try await api.send(
+                .put, "/sync/update-connection-frequency",
+                body: ["sync_name": "items", "provider_config_key": "shop", "connection_id": "c1", "frequency": "cron 0 2 * * * Europe/Paris"])
+            #expect(cron.status == .ok)
+            #expect(cron.json["frequency"] == "cron 0 2 * * * Europe/Paris")
+            let cronStatus = try await api.send(.get, path)
+            #expect(cronStatus.json["syncs"]?[0]?["frequency"] == "cron 0 2 * * * Europe/Paris")
+            let cronNext = try #require(cronStatus.json["syncs"]?[0]?["nextScheduledSyncAt"]?.stringValue.flatMap(Timestamp.init(iso8601:)))
+            let paris = try #require(TimeZone(identifier: "Europe/Paris"))
+            let wall = Calendar(identifier: .gregorian).dateComponents(in: paris, from: Date(timeIntervalSince1970: cronNext.secondsSince1970))
+            #expect(wall.hour == 2 && wall.minute == 0 && wall.second == 0, "\(cronNext)")
+            #expect(cronNext > Timestamp.now() && cronNext.microseconds < Timestamp.now().microseconds + 86_400_000_000 + 3_600_000_000)
+            let badCron = try await api.send(
+                .put, "/sync/update-connection-frequency",
+                body: ["sync_name": "items", "provider_config_key": "shop", "connection_id": "c1", "frequency": "cron 0 25 * * *"])
+            #expect(badCron.status == .badRequest)
+            #expect(badCron.json["error"]?["message"]?.stringValue?.contains("hour") == true)
+
             _ = try await api.send(.post, "/sync/pause", body: ["provider_config_key": "shop", "connection_id": "c1", "syncs": ["items"]])
             let paused = try await api.send(.get, path)
             #expect(paused.json["syncs"]?[0]?["nextScheduledSyncAt"] == .null)

@@ -124,6 +124,32 @@ struct RunQueueTests {
         #expect(try await f.store.variantState(baseVariant)?.nextRunAt == plan.next(for: try #require(try await f.store.variantState(baseVariant)), retry: nil, consecutiveRetryableFailures: 0))
     }
 
+    /// `overlap: run_after`: the store hands the rule the run's queue time, so a slot that came while
+    /// the run was active plans the next run at its end; `skip` plans the first slot after it.
+    @Test(arguments: StoreKind.available) func aSlotMissedDuringARunIsKeptOnceWithRunAfter(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        for (overlap, variantName) in [(SchedulePolicy.Overlap.runAfter, "after"), (.skip, "skip")] {
+            let ref = variant("c1", variantName)
+            try await f.store.ensureVariant(ref)
+            try await f.store.enqueueRuns([ref])
+            let run = try #require(try await f.store.claimRun(claim(tracksDeletes: false)))
+            let queuedAt = try #require(try await f.store.run(run.started.runId)).startedAt
+            // The run "ends" 2.5 hours after it was queued: two hourly slots came meanwhile.
+            let end = queuedAt.adding(microseconds: 9_000_000_000)
+            let plan = NextRunPlan(
+                frequency: try Frequency("every hour"), schedule: SchedulePolicy(overlap: overlap), retry: RetryPolicy(), from: end, jitter: 1)
+            _ = try await f.store.completeRun(run.started.lease, RunCompletion(outcome: .succeeded, nextRun: plan))
+            let state = try #require(try await f.store.variantState(ref))
+            if overlap == .runAfter {
+                #expect(state.nextRunAt == end, "once, as soon as the active run ended")
+            } else {
+                let slot = try Frequency("every hour").nextSlot(after: end, origin: state.createdAt)
+                #expect(state.nextRunAt == slot)
+                #expect(try #require(state.nextRunAt) > end)
+            }
+        }
+    }
+
     /// A worker that does not run a sync (another version of the configuration) leaves its queued runs
     /// for a worker that does, and claims the next run it can run — however many such runs wait before it.
     @Test(arguments: StoreKind.available) func aQueuedRunOfASyncThisWorkerDoesNotRunStaysQueuedForOneThatDoes(_ kind: StoreKind) async throws {

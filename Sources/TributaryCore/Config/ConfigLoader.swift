@@ -787,7 +787,8 @@ public enum ConfigLoader {
         mutating func parseSync(_ name: String, _ node: Node, _ owner: String) -> SyncConfig? {
             let what = "sync '\(name)' of \(owner)"
             let allowed = [
-                "function", "models", "frequency", "sync_type", "track_deletes", "auto_start", "webhook_subscriptions", "webhook", "description",
+                "function", "models", "frequency", "jitter_seconds", "overlap", "sync_type", "track_deletes", "auto_start", "webhook_subscriptions",
+                "webhook", "description",
                 "endpoint", "method", "params", "pagination", "records_path", "id_field", "incremental_param", "fields", "rename",
             ]
             guard let entries = mapping(node, what, allowed: allowed) else { return nil }
@@ -800,6 +801,7 @@ public enum ConfigLoader {
             var autoStart = true
             var subscriptions: [String] = []
             var description: String? = nil
+            var schedule = SchedulePolicy()
             var valid = true
             var declarative: DeclarativeSpec? = nil
             if let endpointEntry = entries.first(where: { $0.key == "endpoint" }) {
@@ -849,6 +851,21 @@ public enum ConfigLoader {
                     trackDeletesNode = entry.value
                 case "auto_start":
                     autoStart = bool(entry.value, "\(what).auto_start") ?? true
+                case "jitter_seconds":
+                    if let seconds = integer(entry.value, "\(what).jitter_seconds", in: 0...Int(SchedulePolicy.maximumJitterSeconds)) {
+                        schedule.jitterSeconds = Int64(seconds)
+                    } else {
+                        valid = false
+                    }
+                case "overlap":
+                    if let text = nonEmptyString(entry.value, "\(what).overlap") {
+                        if let overlap = SchedulePolicy.Overlap(rawValue: text.lowercased()) {
+                            schedule.overlap = overlap
+                        } else {
+                            issue(entry.value, "\(what).overlap must be 'skip' or 'run_after', not '\(text.prefix(40))'")
+                            valid = false
+                        }
+                    }
                 case "webhook_subscriptions":
                     subscriptions = stringList(entry.value, "\(what).webhook_subscriptions") ?? []
                 case "description":
@@ -894,6 +911,7 @@ public enum ConfigLoader {
                 trackDeletes: trackDeletes, autoStart: autoStart, webhookSubscriptions: subscriptions, description: description)
             sync.declarative = declarative
             sync.webhookHandler = webhookHandler
+            sync.schedule = schedule
             return sync
         }
 

@@ -304,6 +304,8 @@ public struct SyncConfig: Sendable, Hashable {
     public var function: String
     public var models: [String]
     public var frequency: Frequency
+    /// Jitter and what a slot that comes during a run does (`jitter_seconds`, `overlap`).
+    public var schedule = SchedulePolicy()
     public var syncType: SyncType
     /// Mark records not saved by a successful full run as deleted.
     public var trackDeletes: Bool

@@ -11,6 +11,12 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
 
     public var secondsSince1970: Double { Double(microseconds) / 1_000_000 }
 
+    /// This time moved by `microseconds` (saturating at the representable range rather than trapping).
+    public func adding(microseconds delta: Int64) -> Timestamp {
+        let (sum, overflow) = microseconds.addingReportingOverflow(delta)
+        return Timestamp(microseconds: overflow ? (delta > 0 ? .max : .min) : sum)
+    }
+
     public static func < (lhs: Timestamp, rhs: Timestamp) -> Bool { lhs.microseconds < rhs.microseconds }
 
     /// ISO 8601 with microseconds and an explicit offset, as Nango prints record timestamps:

@@ -230,7 +230,7 @@ extension Dashboard {
             sections.append(
                 SyncSectionView(
                     name: sync.name, type: sync.syncType == .full ? "full refresh" : "incremental",
-                    frequency: "every \(sync.frequency.compact)", models: sync.models.joined(separator: ", "), tracksDeletes: sync.detectsDeletes,
+                    frequency: sync.frequency.summary, models: sync.models.joined(separator: ", "), tracksDeletes: sync.detectsDeletes,
                     autoStart: sync.autoStart,
                     rowsHref: Self.connectionHref(connection.ref, sync: sync.name, page: "/dashboard/connection/rows"),
                     variants: rows))
@@ -253,7 +253,7 @@ extension Dashboard {
             variant: ref.variant, isBase: Variant.isBase(ref.variant), status: status.text, statusKey: status.key,
             activeRunHref: latest.flatMap { $0.status.isActive ? "/dashboard/runs/\($0.id)" : nil },
             latestError: latest.flatMap { $0.status.isFinished ? $0.error : nil },
-            frequency: "every \(frequency.compact)", overridden: state.frequencyOverride != nil,
+            frequency: frequency.summary, overridden: state.frequencyOverride != nil,
             lastRun: lastFinished.map { RunSummaryView($0, now: now) },
             records: ModelCountView.list(ref, models: sync.models, counts: counts),
             nextRun: state.paused ? nil : state.nextRunAt.map(TimeView.init),

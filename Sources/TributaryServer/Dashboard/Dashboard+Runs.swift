@@ -71,7 +71,7 @@ extension Dashboard {
         let view = VariantView(
             session: SessionView(session), connection: connection.ref.connectionId, connectionHref: Self.connectionHref(connection.ref),
             sync: sync.name, variant: ref.variant, status: VariantStatusView(state, latest: runs.first { $0.kind != .webhook }).text,
-            frequency: "every \(state.frequency(configured: sync.frequency).compact)", lastSyncDate: state.lastSyncDate.map(TimeView.init),
+            frequency: state.frequency(configured: sync.frequency).summary, lastSyncDate: state.lastSyncDate.map(TimeView.init),
             nextRun: state.paused ? nil : state.nextRunAt.map(TimeView.init), checkpoint: state.checkpoint.map { $0.redactingLinkCredentials(integration.auth.credentialQueryNames).json },
             records: ModelCountView.list(ref, models: sync.models, counts: counts),
             created: TimeView(state.createdAt), hasRuns: !runs.isEmpty, runs: runs.map { RunSummaryView($0, now: now) })

@@ -6,6 +6,8 @@ import TributaryCore
 public struct NextRunPlan: Sendable, Hashable {
     /// The sync's configured frequency (a variant's own override wins).
     public var frequency: Frequency
+    /// The sync's jitter and overlap rule.
+    public var schedule: SchedulePolicy
     /// When runs that failed with a ``RetryableError`` are retried.
     public var retry: RetryPolicy
     /// The time the plan counts from: the run's end as its worker sees it.
@@ -13,8 +15,12 @@ public struct NextRunPlan: Sendable, Hashable {
     /// The retry delay's jitter factor (0.8…1.2), drawn by the caller so the rule stays a pure function.
     public var jitter: Double
 
-    public init(frequency: Frequency, retry: RetryPolicy, from: Timestamp, jitter: Double = Double.random(in: 0.8...1.2)) {
+    public init(
+        frequency: Frequency, schedule: SchedulePolicy = SchedulePolicy(), retry: RetryPolicy, from: Timestamp,
+        jitter: Double = Double.random(in: 0.8...1.2)
+    ) {
         self.frequency = frequency
+        self.schedule = schedule
         self.retry = retry
         self.from = from
         self.jitter = jitter
@@ -23,14 +29,17 @@ public struct NextRunPlan: Sendable, Hashable {
     /// The longest wait a provider's `Retry-After` may impose on a retry (one week).
     public static let longestRetryWaitSeconds: Double = 7 * 86_400
 
-    /// The next run: the first slot of the variant's grid after `from` (slots missed while running are
-    /// skipped) — or, after a temporary failure, an earlier retry per ``RetryPolicy``.
+    /// The next run: the first slot of the variant's schedule after `from` (slots missed while running
+    /// are skipped — or, with `overlap: run_after`, `from` itself when one was missed) — or, after a
+    /// temporary failure, an earlier retry per ``RetryPolicy``.
     ///
     /// - Parameters:
+    ///   - activeSince: when the finished run was queued (its first start).
     ///   - retry: the finished run's retry advice (nil: it did not fail with a temporary error).
     ///   - consecutiveRetryableFailures: temporary failures in a row, this run included.
-    public func next(for state: VariantState, retry advice: RetryAdvice?, consecutiveRetryableFailures: Int) -> Timestamp {
-        var next = Schedule.nextSlot(after: from, origin: state.createdAt, intervalSeconds: state.frequency(configured: frequency).seconds)
+    public func next(for state: VariantState, activeSince: Timestamp? = nil, retry advice: RetryAdvice?, consecutiveRetryableFailures: Int) -> Timestamp {
+        var next = schedule.next(
+            state.frequency(configured: frequency), variant: state.id, origin: state.createdAt, activeSince: activeSince, end: from)
         if let advice, let delay = retry.delay(attempt: consecutiveRetryableFailures, retryAfterSeconds: Self.wait(advice.afterSeconds), jitter: jitter) {
             let micros = Int64(min(delay, Self.longestRetryWaitSeconds) * 1_000_000)
             next = min(next, Timestamp(microseconds: from.microseconds + micros))
