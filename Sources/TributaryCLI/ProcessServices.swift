@@ -26,7 +26,9 @@ struct ProcessServices {
     init(role: ServeCommand.Role, config: TributaryConfig, store: any Store, cipher: CredentialCipher, functions: SyncFunctionRegistry, logger: Logger) throws {
         let scheduling = config.scheduler
         let http = OutboundHTTP()
-        let providers = ProviderAccess(config: config, store: store, cipher: cipher, http: http, logger: logger)
+        let export = MetricsExport()
+        let metrics = export.metrics
+        let providers = ProviderAccess(config: config, store: store, cipher: cipher, http: http, metrics: metrics, logger: logger)
         services = [http]
         var worker: RunCoordinator? = nil
         var webhookWorker: ProviderWebhookWorker? = nil
@@ -38,7 +40,7 @@ struct ProcessServices {
         if role != .api {
             let executor = SyncExecutor(
                 store: store, functions: functions, providers: providers, webhooks: SyncWebhookPlanner(config: config), logger: logger,
-                leaseSeconds: Int64(scheduling.leaseSeconds))
+                leaseSeconds: Int64(scheduling.leaseSeconds), metrics: metrics)
             let coordinator = RunCoordinator(
                 executor: executor, config: config,
                 limits: RunCoordinator.Limits(
@@ -49,7 +51,7 @@ struct ProcessServices {
             let webhooks = ProviderWebhookWorker(
                 executor: executor, config: config, maxConcurrent: max(1, scheduling.maxConcurrentRuns / 4),
                 poll: .milliseconds(Int(scheduling.tickSeconds * 1000)), drain: .seconds(min(5, scheduling.drainSeconds)), logger: logger)
-            let deliveries = WebhookDeliveryService(store: store, config: config, http: http, logger: logger)
+            let deliveries = WebhookDeliveryService(store: store, config: config, http: http, logger: logger, metrics: metrics)
             let purge = RecordPurger(store: store, logger: logger)
             webhookWorker = webhooks
             deliveryService = deliveries
@@ -60,15 +62,18 @@ struct ProcessServices {
                 poll: .milliseconds(Int(scheduling.tickSeconds * 1000)), drain: .seconds(min(5, scheduling.drainSeconds)), logger: logger)
             actionWorker = asyncActions
             workerServices = [
-                history, deliveries, purge, Scheduler(config: config, store: store, worker: coordinator, logger: logger), webhooks, asyncActions, coordinator,
+                history, deliveries, purge, Scheduler(config: config, store: store, worker: coordinator, metrics: metrics, logger: logger), webhooks, asyncActions, coordinator,
             ]
         }
         queue = RunQueue(store: store, worker: worker, purger: purger, maxVariantsPerCall: config.server.maxVariantsPerRequest)
         if role != .worker {
             let api = API(
                 config: config, runs: queue, cipher: cipher, providers: providers, webhookWorker: webhookWorker, deliveryService: deliveryService,
-                functions: functions, actions: actions, actionWorker: actionWorker)
+                functions: functions, actions: actions, actionWorker: actionWorker, metricsExport: export)
             services.append(try buildApplication(api: api, logger: logger))
+        }
+        if config.metrics.enabled, config.metrics.port != nil {
+            services.append(buildMetricsApplication(export: export, config: config, store: store, logger: logger))
         }
         services += workerServices
         shutdownBudget = .seconds(scheduling.drainSeconds + 10)

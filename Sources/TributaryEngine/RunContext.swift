@@ -43,7 +43,13 @@ final class RunContext: SyncContext {
     }
     private let progress = Mutex(Progress())
 
-    init(store: any RunStore, ref: VariantRef, sync: SyncConfig, started: StartedRun, providers: ProviderAccess?, logger: Logger) {
+    let metrics: TributaryMetrics
+
+    init(
+        store: any RunStore, ref: VariantRef, sync: SyncConfig, started: StartedRun, providers: ProviderAccess?, metrics: TributaryMetrics = .disabled,
+        logger: Logger
+    ) {
+        self.metrics = metrics
         self.providers = providers
         self.store = store
         self.ref = ref
@@ -98,7 +104,7 @@ final class RunContext: SyncContext {
     func saveCheckpoint(_ checkpoint: Checkpoint) async throws {
         try checkCancellation()
         try refuseInWebhookExecution()
-        try await store.saveCheckpoint(checkpoint, for: lease)
+        try await metrics.timingStoreWrite("checkpoint") { try await store.saveCheckpoint(checkpoint, for: lease) }
     }
 
     func clearCheckpoint() async throws {
@@ -148,7 +154,7 @@ final class RunContext: SyncContext {
     }
 
     private func save(_ records: [PreparedRecord], model: String) async throws {
-        record(try await store.saveRecords(records, model: model, for: lease), for: model)
+        record(try await metrics.timingStoreWrite("save_records") { try await store.saveRecords(records, model: model, for: lease) }, for: model)
         Failpoint.hit("run.saved")
     }
 
@@ -157,7 +163,7 @@ final class RunContext: SyncContext {
         try checkModel(model)
         guard !records.isEmpty else { return }
         let patches = try records.map { object throws(TributaryError) in try RecordPatch(object) }
-        record(try await store.updateRecords(patches, model: model, for: lease), for: model)
+        record(try await metrics.timingStoreWrite("update_records") { try await store.updateRecords(patches, model: model, for: lease) }, for: model)
     }
 
     func batchDelete(_ records: [JSONObject], model: String) async throws {
@@ -165,7 +171,7 @@ final class RunContext: SyncContext {
         try checkModel(model)
         guard !records.isEmpty else { return }
         let ids = try records.map { object throws(TributaryError) in try PreparedRecord.externalId(of: object) }
-        record(try await store.deleteRecords(ids: ids, model: model, for: lease), for: model)
+        record(try await metrics.timingStoreWrite("delete_records") { try await store.deleteRecords(ids: ids, model: model, for: lease) }, for: model)
     }
 
     // MARK: Logs

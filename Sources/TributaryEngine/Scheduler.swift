@@ -21,12 +21,14 @@ public final class Scheduler: Service, Sendable {
     let expiry: RunExpiry.Policy
     let clock: @Sendable () -> Timestamp
     let interval: Duration
+    let metrics: TributaryMetrics
     let logger: Logger
 
     public init(
         config: TributaryConfig, store: any RunQueueStore, worker: RunCoordinator? = nil, clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() },
-        interval: Duration? = nil, logger: Logger
+        interval: Duration? = nil, metrics: TributaryMetrics = .disabled, logger: Logger
     ) {
+        self.metrics = metrics
         self.config = config
         self.store = store
         self.worker = worker
@@ -83,8 +85,10 @@ public final class Scheduler: Service, Sendable {
         }
         let now = clock()
         var due: [VariantRef] = []
+        var slots: [VariantRef: Timestamp] = [:]
         for state in try await store.dueVariants(at: now, limit: Self.batch) {
             let ref = state.ref
+            slots[ref] = state.nextRunAt
             guard config.sync(for: ref) != nil else {
                 // The sync left the configuration: look again in a day rather than every tick.
                 try await store.setNextRun(Timestamp(microseconds: now.microseconds + 86_400_000_000), for: ref)
@@ -96,6 +100,9 @@ public final class Scheduler: Service, Sendable {
         // In one transaction, and only those still due and idle: another scheduler may have queued
         // one — and a worker run it — since `dueVariants` read it.
         let queued = try await store.enqueueScheduledRuns(due, dueAt: now)
+        for ref in queued {
+            if let slot = slots[ref] { metrics.scheduled(ref, lagSeconds: Double(now.microseconds - slot.microseconds) / 1e6) }
+        }
         if !queued.isEmpty || !expired.isEmpty { worker?.wake() }
         return queued
     }

@@ -34,6 +34,8 @@ public struct SyncExecutor: Sendable {
     public let providers: ProviderAccess?
     /// Which sync webhooks finished runs queue; nil: none.
     public let webhooks: SyncWebhookPlanner?
+    /// Where run, record and store-write figures go.
+    public let metrics: TributaryMetrics
 
     /// How one execution is driven by its worker.
     public struct Options: Sendable {
@@ -56,8 +58,9 @@ public struct SyncExecutor: Sendable {
 
     public init(
         store: any Store, functions: SyncFunctionRegistry, providers: ProviderAccess? = nil, webhooks: SyncWebhookPlanner? = nil, logger: Logger,
-        leaseSeconds: Int64 = 120, stopCheckInterval: Duration = .seconds(1)
+        leaseSeconds: Int64 = 120, stopCheckInterval: Duration = .seconds(1), metrics: TributaryMetrics = .disabled
     ) {
+        self.metrics = metrics
         self.webhooks = webhooks
         self.providers = providers
         self.store = store
@@ -129,7 +132,11 @@ public struct SyncExecutor: Sendable {
             "run started",
             metadata: ["kind": "\(started.kind.rawValue)", "attempt": "\(started.attempt)", "resumes": "\(started.resumesWindow)"])
 
-        let context = RunContext(store: store, ref: variant, sync: sync, started: started, providers: providers, logger: logger)
+        let began = ContinuousClock.now
+        metrics.runStarted(
+            variant, kind: started.kind,
+            queuedSeconds: started.attempt == 1 ? Double(Timestamp.now().microseconds - started.startedAt.microseconds) / 1e6 : nil)
+        let context = RunContext(store: store, ref: variant, sync: sync, started: started, providers: providers, metrics: metrics, logger: logger)
         let watch = LeaseWatch()
         var outcome: RunOutcome
         var retry: RetryAdvice? = nil
@@ -190,6 +197,7 @@ public struct SyncExecutor: Sendable {
                 outcome: outcome, models: sync.models, deleteUnseenModels: isRun && sync.detectsDeletes ? sync.models : [],
                 clearCheckpoint: isRun && sync.syncType == .full, retry: isRun ? retry : nil, nextRun: isRun ? options.nextRun?() : nil),
             variant: variant, sync: sync)
+        metrics.runFinished(finished, kind: started.kind, seconds: TributaryMetrics.seconds(since: began))
         Failpoint.hit("run.completed")
         logger.info(
             "run finished",
@@ -203,10 +211,13 @@ public struct SyncExecutor: Sendable {
     /// Fails a run before its function started (no function, unreadable input).
     private func fail(_ started: StartedRun, _ message: String, variant: VariantRef, sync: SyncConfig, options: Options) async throws -> RunRecord {
         let isRun = started.kind != .webhook
-        return try await finish(
+        metrics.runStarted(variant, kind: started.kind, queuedSeconds: nil)
+        let finished = try await finish(
             started.lease,
             RunCompletion(outcome: .failed(message: message), models: sync.models, nextRun: isRun ? options.nextRun?() : nil),
             variant: variant, sync: sync)
+        metrics.runFinished(finished, kind: started.kind, seconds: 0)
+        return finished
     }
 
     /// Records the outcome with the run's sync webhooks. When the store cannot be reached it tries
@@ -231,7 +242,7 @@ public struct SyncExecutor: Sendable {
         var failures = 0
         while true {
             do {
-                return try await store.completeRun(lease, completion)
+                return try await metrics.timingStoreWrite("complete_run") { try await store.completeRun(lease, completion) }
             } catch let error as TributaryError where error.code == .leaseLost || error.code == .runNotRunning || error.code == .unknownRun {
                 // After a failed attempt, the earlier attempt may have committed before its answer was lost.
                 if failures > 0, let run = try? await store.run(lease.runId), run.status.isFinished { return run }

@@ -29,12 +29,16 @@ public struct API: Sendable {
     /// This process's async action worker, woken when an async action is queued (nil: another
     /// process's worker finds it on its next poll).
     public let actionWorker: ActionWorker?
+    /// The process's Prometheus registry, served at `GET /metrics` on this port unless `metrics.port`
+    /// moves it (nil: no `/metrics` here).
+    public let metricsExport: MetricsExport?
 
     public init(
         config: TributaryConfig, runs: RunQueue, cipher: CredentialCipher, providers: ProviderAccess? = nil, webhookWorker: ProviderWebhookWorker? = nil,
         deliveryService: WebhookDeliveryService? = nil, functions: SyncFunctionRegistry? = nil, actions: ActionExecutor? = nil,
-        actionWorker: ActionWorker? = nil
+        actionWorker: ActionWorker? = nil, metricsExport: MetricsExport? = nil
     ) {
+        self.metricsExport = metricsExport
         self.actions = actions
         self.actionWorker = actionWorker
         self.functions = functions

@@ -20,7 +20,8 @@ public func buildApplication(
     api: API, services: [any Service] = [], logger: Logger, port: Int? = nil, onListening: @escaping @Sendable (Int) async -> Void = { _ in }
 ) throws -> some ApplicationProtocol {
     let router = Router(context: APIRequestContext.self)
-    router.add(middleware: ErrorMiddleware(routes: RouteTable(api.routes.map { ($0.method, $0.path) })))
+    let metricsHere = api.metricsExport != nil && api.config.metrics.enabled && api.config.metrics.port == nil
+    router.add(middleware: ErrorMiddleware(routes: RouteTable(api.routes.map { ($0.method, $0.path) } + (metricsHere ? [(.get, "/metrics")] : []))))
     let open = router.group()
     let authenticated = router.group().add(middleware: AuthMiddleware(environments: api.config.environments))
     for route in api.routes {
@@ -33,6 +34,11 @@ public func buildApplication(
         } else {
             open.on(path, method: route.method) { request, context in try await handler(request, context) }
         }
+    }
+    if metricsHere, let export = api.metricsExport {
+        let settings = api.config.metrics
+        let store = api.store
+        open.get("/metrics") { request, _ in try await export.respond(request, config: settings, store: store) }
     }
     let dashboard = try Dashboard(api: api)
     dashboard.addRoutes(to: router)

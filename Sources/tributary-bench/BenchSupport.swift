@@ -114,30 +114,6 @@ struct BenchStores: Sendable {
 }
 
 /// Measurements of this process.
-enum ProcessStats {
-    /// Peak resident set size of this process, in MiB (VmHWM).
-    static func peakRSSMiB() -> Double {
-        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-            let kb = Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
-            return kb / 1024
-        }
-        return 0
-    }
-
-    /// CPU time (user + system) a process has used, in seconds, from /proc/PID/stat.
-    static func cpuSeconds(pid: Int32? = nil) -> Double {
-        let path = pid.map { "/proc/\($0)/stat" } ?? "/proc/self/stat"
-        guard let stat = try? String(contentsOfFile: path, encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return 0 }
-        // Fields after "(comm)": state is field 3; utime and stime are fields 14 and 15.
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
-    }
-}
-
 func elapsed(_ start: ContinuousClock.Instant) -> Double {
     (ContinuousClock.now - start).inSeconds
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import TributaryCore
+import TributaryEngine
 
 /// `ingest`: N orders through the real run path, page by page, into an empty variant; then all
 /// re-saved unchanged; then with 1% changed; and the raw limit on the same machine and database kind.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import TributaryEngine
 
 /// The `orders-provider` subcommand of this same executable, run as a child process.
 final class ProviderProcess: Sendable {

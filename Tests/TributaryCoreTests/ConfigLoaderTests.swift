@@ -123,6 +123,17 @@ struct ConfigLoaderTests {
         #expect(bad.contains { $0.line == 19 && $0.message.contains("overlap must be 'skip' or 'run_after', not 'queue'") })
     }
 
+    @Test func metricsSettingsAreReadAndCheckedWithTheirLine() throws {
+        let key = ["DEV_KEY": "dev-key-0123456789abcdef", "METRICS_TOKEN": "scrape-0123456789abcdef"]
+        let good = try ConfigLoader.parse(yaml: "metrics:\n  token: ${METRICS_TOKEN}\n  port: 9464\n" + valid, file: "t.yaml", environment: key)
+        #expect(good.metrics == MetricsConfig(enabled: true, token: Secret("scrape-0123456789abcdef"), port: 9464))
+        #expect(try ConfigLoader.parse(yaml: valid, file: "t.yaml", environment: key).metrics == MetricsConfig(), "on, open, on the API port by default")
+        let bad = issues("metrics:\n  token: short\n  port: 70000\n  enabled: maybe\n" + valid, env: key)
+        #expect(bad.contains { $0.line == 2 && $0.message.contains("metrics.token is shorter than 16") })
+        #expect(bad.contains { $0.line == 3 && $0.message.contains("metrics.port must be a whole number from 1 to 65535") })
+        #expect(bad.contains { $0.line == 4 && $0.message.contains("metrics.enabled") })
+    }
+
     @Test func outboundSettingsAreReadAndCheckedWithTheirLine() throws {
         let key = ["DEV_KEY": "dev-key-0123456789abcdef"]
         #expect(try ConfigLoader.parse(yaml: valid, file: "t.yaml", environment: key).outbound == OutboundConfig(), "defaults")

@@ -78,13 +78,17 @@ final class ServerFixture: Sendable {
     let actionWorker: ActionWorker
     let gate = Gate()
     let config: TributaryConfig
+    /// The fixture's own Prometheus registry, fed by its worker and served at `/metrics`.
+    let metricsExport = MetricsExport()
+    let functions: SyncFunctionRegistry
 
-    init() async throws {
+    /// - Parameter extraYAML: top-level configuration sections put before the fixture's own.
+    init(extraYAML: String = "") async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-server-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         store = try SQLiteStore(path: directory.appendingPathComponent("api.sqlite").path)
         try await store.migrate()
-        config = try ConfigLoader.parse(yaml: Self.configYAML, file: "test.yaml", environment: [:])
+        config = try ConfigLoader.parse(yaml: extraYAML + Self.configYAML, file: "test.yaml", environment: [:])
         let gate = self.gate
         // Saves `<variant>.count` records (default 3) of the sync's first model, ids `<variant>-<n>`,
         // and records what metadata it saw.
@@ -113,14 +117,15 @@ final class ServerFixture: Sendable {
             return ["hello": .string(name)]
         }
         let functions = try SyncFunctionRegistry([items, slow], actions: [greet])
-        let executor = SyncExecutor(store: store, functions: functions, logger: logger)
+        self.functions = functions
+        let executor = SyncExecutor(store: store, functions: functions, logger: logger, metrics: metricsExport.metrics)
         worker = RunCoordinator(executor: executor, config: config, logger: logger)
         let actions = ActionExecutor(store: store, config: config, functions: functions, providers: nil, logger: logger)
         actionWorker = ActionWorker(executor: actions, poll: .milliseconds(50), logger: logger)
         api = API(
             config: config, runs: RunQueue(store: store, worker: worker),
             cipher: try CredentialCipher(base64Key: Data(repeating: 1, count: 32).base64EncodedString()), functions: functions,
-            actions: actions, actionWorker: actionWorker)
+            actions: actions, actionWorker: actionWorker, metricsExport: metricsExport)
     }
 
     deinit {

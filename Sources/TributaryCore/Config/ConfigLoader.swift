@@ -274,7 +274,9 @@ public enum ConfigLoader {
         // MARK: the schema
 
         mutating func parseRoot(_ root: Node) -> TributaryConfig? {
-            guard let entries = mapping(root, "the configuration file", allowed: ["database", "server", "scheduler", "outbound", "retention", "webhook_delivery", "environments", "integrations"]) else {
+            guard let entries = mapping(root, "the configuration file", allowed: [
+                    "database", "server", "scheduler", "outbound", "retention", "metrics", "webhook_delivery", "environments", "integrations",
+                ]) else {
                 return nil
             }
             var database = DatabaseConfig()
@@ -282,6 +284,7 @@ public enum ConfigLoader {
             var scheduler = SchedulerConfig()
             var outbound = OutboundConfig()
             var retention = RetentionConfig()
+            var metrics = MetricsConfig()
             var webhookDelivery = WebhookDeliveryConfig()
             var environments: [EnvironmentConfig] = []
             var integrations: [IntegrationConfig] = []
@@ -298,6 +301,8 @@ public enum ConfigLoader {
                     if let parsed = parseOutbound(entry.value) { outbound = parsed }
                 case "retention":
                     if let parsed = parseRetention(entry.value) { retention = parsed }
+                case "metrics":
+                    if let parsed = parseMetrics(entry.value) { metrics = parsed }
                 case "webhook_delivery":
                     if let parsed = parseWebhookDelivery(entry.value) { webhookDelivery = parsed }
                 case "environments":
@@ -343,6 +348,7 @@ public enum ConfigLoader {
                 database: database, server: server, scheduler: scheduler, outbound: outbound, webhookDelivery: webhookDelivery, environments: environments,
                 integrations: integrations)
             config.retention = retention
+            config.metrics = metrics
             return config
         }
 
@@ -447,6 +453,26 @@ public enum ConfigLoader {
                         }
                     }
                 default: break
+                }
+            }
+            return config
+        }
+
+        mutating func parseMetrics(_ node: Node) -> MetricsConfig? {
+            guard let entries = mapping(node, "'metrics'", allowed: ["enabled", "token", "port"]) else { return nil }
+            var config = MetricsConfig()
+            for entry in entries {
+                switch entry.key {
+                case "enabled":
+                    config.enabled = bool(entry.value, "metrics.enabled") ?? true
+                case "token":
+                    guard let token = nonEmptyString(entry.value, "metrics.token") else { continue }
+                    if token.count < 16 { issue(entry.value, "metrics.token is shorter than 16 characters; use a long random value") }
+                    config.token = Secret(token)
+                case "port":
+                    config.port = integer(entry.value, "metrics.port", in: 1...65535)
+                default:
+                    break
                 }
             }
             return config

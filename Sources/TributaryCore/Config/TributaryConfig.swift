@@ -12,6 +12,8 @@ public struct TributaryConfig: Sendable {
     public var webhookDelivery: WebhookDeliveryConfig
     /// How long finished history is kept (runs and their logs, webhook deliveries, provider webhook tasks).
     public var retention: RetentionConfig = RetentionConfig()
+    /// `GET /metrics` (`metrics:`).
+    public var metrics: MetricsConfig = MetricsConfig()
     /// Environments in file order.
     public var environments: [EnvironmentConfig]
     /// Integrations in file order.
@@ -133,6 +135,23 @@ public struct SchedulerConfig: Sendable, Hashable {
 /// How long finished history is kept before the worker's cleanup removes it (the `retention`
 /// section). Active runs, open deliveries and open webhook tasks are never removed, nor the latest
 /// run of a variant.
+/// The Prometheus endpoint, `GET /metrics`.
+public struct MetricsConfig: Sendable, Hashable {
+    /// Whether the endpoint is served at all (`metrics.enabled`, on by default).
+    public var enabled: Bool
+    /// A Bearer token scrapers must send (`metrics.token`); nil: the endpoint is open to whoever reaches the port.
+    public var token: Secret?
+    /// Serve `/metrics` on this port of `server.host` instead of the API port (`metrics.port`) — also
+    /// for a `--role worker` process, which has no API port.
+    public var port: Int?
+
+    public init(enabled: Bool = true, token: Secret? = nil, port: Int? = nil) {
+        self.enabled = enabled
+        self.token = token
+        self.port = port
+    }
+}
+
 public struct RetentionConfig: Sendable, Hashable {
     /// Finished runs and their log lines.
     public var runsDays: Int

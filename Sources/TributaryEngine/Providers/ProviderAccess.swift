@@ -18,11 +18,17 @@ public final class ProviderAccess: Sendable {
     let http: OutboundHTTP
     let vault: CredentialVault
     let limiter = ConnectionRateLimiter()
+    /// Where request, retry and rate-limit figures go.
+    public let metrics: TributaryMetrics
     let logger: Logger
 
     /// - Parameter policy: how calls behave; nil: the configuration's `outbound` section.
-    public init(config: TributaryConfig, store: any StoreReader & CredentialStore, cipher: CredentialCipher, http: OutboundHTTP, policy: OutboundPolicy? = nil, logger: Logger) {
+    public init(
+        config: TributaryConfig, store: any StoreReader & CredentialStore, cipher: CredentialCipher, http: OutboundHTTP, policy: OutboundPolicy? = nil,
+        metrics: TributaryMetrics = .disabled, logger: Logger
+    ) {
         let policy = policy ?? OutboundPolicy(config.outbound)
+        self.metrics = metrics
         self.config = config
         self.policy = policy
         self.http = http
@@ -57,19 +63,27 @@ public final class ProviderAccess: Sendable {
         var refreshed = false
         while true {
             try Task.checkCancellation()
-            if let rate = integration.rateLimitPerSecond { try await limiter.acquire(connection, perSecond: rate) }
+            if let rate = integration.rateLimitPerSecond {
+                let waitStart = ContinuousClock.now
+                try await limiter.acquire(connection, perSecond: rate)
+                metrics.rateLimitWait(connection, source: "own_limit", seconds: TributaryMetrics.seconds(since: waitStart))
+            }
             let (url, headers) = try Self.authorize(target, request.headers, integration.auth, credentials)
             let outcome: Result<ProviderResponse, any Error>
+            let callStart = ContinuousClock.now
             do {
-                outcome = .success(
-                    try await http.perform(
-                        method: request.method, url: url, headers: headers, body: request.body, timeout: policy.timeout,
-                        maxBytes: policy.responseLimit(for: request).bytes, limitName: policy.responseLimit(for: request).setting))
+                let response = try await http.perform(
+                    method: request.method, url: url, headers: headers, body: request.body, timeout: policy.timeout,
+                    maxBytes: policy.responseLimit(for: request).bytes, limitName: policy.responseLimit(for: request).setting)
+                metrics.providerRequest(connection, status: response.status, seconds: TributaryMetrics.seconds(since: callStart))
+                outcome = .success(response)
             } catch let error as TributaryError {
+                metrics.providerRequest(connection, status: nil, seconds: TributaryMetrics.seconds(since: callStart))
                 throw error
             } catch is CancellationError {
                 throw CancellationError()
             } catch {
+                metrics.providerRequest(connection, status: nil, seconds: TributaryMetrics.seconds(since: callStart))
                 outcome = .failure(error)
             }
             switch outcome {
@@ -88,6 +102,8 @@ public final class ProviderAccess: Sendable {
                 }
                 attempt += 1
                 let wait = retryAfter ?? policy.delay(attempt: attempt)
+                metrics.providerRetry(connection, reason: response.status == 429 ? "rate_limited" : "server_error")
+                if response.status == 429 { metrics.rateLimitWait(connection, source: "provider", seconds: TributaryMetrics.seconds(wait)) }
                 logger.notice(
                     "provider answered \(response.status); retrying", metadata: ["connection": "\(connection)", "path": "\(request.shownEndpoint)", "in": "\(wait)"])
                 try await Task.sleep(for: wait)
@@ -102,6 +118,7 @@ public final class ProviderAccess: Sendable {
                 }
                 attempt += 1
                 let wait = policy.delay(attempt: attempt)
+                metrics.providerRetry(connection, reason: "network")
                 logger.notice(
                     "provider call failed; retrying",
                     metadata: ["connection": "\(connection)", "path": "\(request.shownEndpoint)", "error": "\(Self.describe(error))", "in": "\(wait)"])

@@ -33,10 +33,14 @@ public final class WebhookDeliveryService: Service, Sendable {
 
     /// - Parameters:
     ///   - jitter: the factor applied to each backoff (0.8…1.2 by default; tests fix it).
+    /// Where delivery outcomes are counted.
+    let metrics: TributaryMetrics
+
     public init(
         store: any WebhookOutboxStore, config: TributaryConfig, http: OutboundHTTP, logger: Logger, clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() },
-        jitter: @escaping @Sendable () -> Double = { Double.random(in: 0.8...1.2) }
+        jitter: @escaping @Sendable () -> Double = { Double.random(in: 0.8...1.2) }, metrics: TributaryMetrics = .disabled
     ) {
+        self.metrics = metrics
         self.store = store
         self.config = config
         self.http = http
@@ -105,6 +109,11 @@ public final class WebhookDeliveryService: Service, Sendable {
     func deliver(_ delivery: WebhookDelivery) async {
         let result = await attempt(delivery)
         var metadata: Logger.Metadata = ["delivery": "\(delivery.id)", "url": "\(EnvironmentWebhooks.redacted(delivery.url))", "attempt": "\(delivery.attempts + 1)"]
+        switch result {
+        case .delivered: metrics.webhookDelivery(environment: delivery.environment, outcome: "delivered")
+        case .retry: metrics.webhookDelivery(environment: delivery.environment, outcome: "retrying")
+        case .gaveUp: metrics.webhookDelivery(environment: delivery.environment, outcome: "failed")
+        }
         switch result {
         case .delivered: logger.debug("webhook delivered", metadata: metadata)
         case .retry(let error, _, let next):
