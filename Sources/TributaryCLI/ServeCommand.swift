@@ -43,13 +43,24 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    /// How log lines are written to standard error.
+    enum LogFormat: String, ExpressibleByArgument, CaseIterable {
+        /// swift-log's line for people.
+        case text
+        /// One JSON object a line for log shippers (``JSONLogHandler``).
+        case json
+    }
+
+    @Option(name: .long, help: "Log lines as text (for people) or json (one object a line, for machines).")
+    var logFormat: LogFormat = .text
+
     func run() async throws {
         let context = CLIContext.current
         let output = context.output
         var (config, usesDemo) = try options.load(output: output)
         if let port { config.server.port = port }
         if let host { config.server.host = host }
-        var logger = Logger(label: "tributary")
+        var logger = logFormat == .json ? Logger(label: "tributary", factory: { JSONLogHandler(label: $0) }) : Logger(label: "tributary")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
 
         for integration in config.integrations where integration.webhooks?.unsigned == true {

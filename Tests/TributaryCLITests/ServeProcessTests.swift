@@ -13,14 +13,19 @@ struct ServeProcessTests {
     }
 
     /// Starts the `tributary` binary with `arguments` in `directory`, its output discarded.
-    static func launch(_ arguments: [String], in directory: URL, environment: [String: String] = [:]) throws -> Process {
+    static func launch(_ arguments: [String], in directory: URL, environment: [String: String] = [:], standardError: URL? = nil) throws -> Process {
         let process = Process()
         process.executableURL = binary
         process.currentDirectoryURL = directory
         process.arguments = arguments
         if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new } }
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        if let standardError {
+            _ = FileManager.default.createFile(atPath: standardError.path, contents: nil)
+            process.standardError = try FileHandle(forWritingTo: standardError)
+        } else {
+            process.standardError = FileHandle.nullDevice
+        }
         try process.run()
         return process
     }
@@ -46,8 +51,10 @@ struct ServeProcessTests {
         let shop = try Self.launch(["demo-provider", "--port", "\(port + 1)"], in: directory)
         defer { if shop.isRunning { shop.terminate() } }
         let process = try Self.launch(
-            ["serve", "--port", "\(port)", "--database", directory.appendingPathComponent("t.sqlite").path, "--log-level", "error"], in: directory,
-            environment: ["TRIBUTARY_DEMO_PROVIDER_URL": "http://127.0.0.1:\(port + 1)"])
+            [
+                "serve", "--port", "\(port)", "--database", directory.appendingPathComponent("t.sqlite").path, "--log-level", "info", "--log-format", "json",
+            ], in: directory,
+            environment: ["TRIBUTARY_DEMO_PROVIDER_URL": "http://127.0.0.1:\(port + 1)"], standardError: directory.appendingPathComponent("serve.log"))
         defer { if process.isRunning { process.terminate() } }
 
         var health: (Int, String)? = nil
@@ -75,6 +82,13 @@ struct ServeProcessTests {
             synced = status?.1.contains(#""status":"SUCCESS""#) == true && status?.1.contains(#""recordCount":{"Order":12"#) == true
         }
         #expect(synced, "the scheduler ran the base variant on its own, reading the demo shop over HTTP")
+        // The runs show in /metrics (open on the API port: the demo configuration sets no metrics.token).
+        let metrics = await Self.get("http://127.0.0.1:\(port)/metrics")
+        #expect(metrics?.0 == 200)
+        #expect(
+            metrics?.1.split(separator: "\n").contains {
+                $0.hasPrefix("tributary_runs_finished_total{") && $0.contains(#"sync="orders""#) && $0.contains(#"status="succeeded""#)
+            } == true)
         // The proxy reaches the same shop with the connection's key.
         let proxied = await Self.get(
             "http://127.0.0.1:\(port)/proxy/stores/base/orders?limit=1", key: "dev-secret-key-change-me",
@@ -87,6 +101,12 @@ struct ServeProcessTests {
         #expect(!process.isRunning, "serve stops on SIGTERM")
         #expect(process.terminationReason == .exit)
         #expect(process.terminationStatus == 0)
+        // --log-format json: every line is one JSON object with the time, level and message.
+        let lines = try String(contentsOf: directory.appendingPathComponent("serve.log"), encoding: .utf8).split(separator: "\n")
+        let objects = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(!lines.isEmpty && objects.count == lines.count, "\(lines.prefix(3))")
+        #expect(objects.allSatisfy { $0["time"] is String && $0["level"] is String && $0["message"] is String })
+        #expect(objects.contains { $0["message"] as? String == "run finished" && $0["status"] as? String == "succeeded" && $0["run"] != nil })
         shop.terminate()
         for _ in 0..<200 where shop.isRunning { try await Task.sleep(for: .milliseconds(25)) }
         #expect(!shop.isRunning && shop.terminationStatus == 0, "demo-provider stops on SIGTERM")
