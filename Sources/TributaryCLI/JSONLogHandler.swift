@@ -26,7 +26,8 @@ struct JSONLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         let line = Self.line(event, label: label, metadata: metadata, provider: metadataProvider, time: Timestamp.now())
-        Self.output.withLock { _ in FileHandle.standardError.write(Data(line)) }
+        // A failed write (a full disk, a closed pipe) drops the line; it never stops the process.
+        Self.output.withLock { _ in try? FileHandle.standardError.write(contentsOf: Data(line)) }
     }
 
     /// The line for one event (with its newline).

@@ -68,6 +68,10 @@ struct ServeCommand: AsyncParsableCommand {
                 "integration accepts unsigned provider webhooks (webhooks.unsigned: true): anyone who can reach its webhook URL can feed records to its syncs",
                 metadata: ["integration": "\(integration.providerConfigKey)"])
         }
+        if config.metrics.enabled, config.metrics.port == nil, config.metrics.token == nil, role != .worker {
+            logger.notice(
+                "GET /metrics is open on the API port: set metrics.token (or metrics.port) before exposing it, or metrics.enabled: false")
+        }
         if config.server.publicURL == nil, config.integrations.contains(where: \.isConnectable) {
             logger.notice("Connect is off: set server.public_url to let end users connect their accounts (POST /connect/sessions answers connect_not_configured)")
         }

@@ -11,7 +11,9 @@ struct TributaryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tributary",
         abstract: "Tributary keeps third-party API data in sync for every customer connection.",
-        subcommands: [ServeCommand.self, DemoCommand.self, DemoProviderCommand.self, DryrunCommand.self, ValidateCommand.self, RecordsCommand.self],
+        subcommands: [
+            ServeCommand.self, DemoCommand.self, DemoProviderCommand.self, DryrunCommand.self, ValidateCommand.self, RecordsCommand.self, BackupCommand.self,
+        ],
         defaultSubcommand: nil)
 }
 

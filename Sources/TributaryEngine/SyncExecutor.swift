@@ -134,8 +134,7 @@ public struct SyncExecutor: Sendable {
 
         let began = ContinuousClock.now
         metrics.runStarted(
-            variant, kind: started.kind,
-            queuedSeconds: started.attempt == 1 ? Double(Timestamp.now().microseconds - started.startedAt.microseconds) / 1e6 : nil)
+            variant, kind: started.kind, queuedSeconds: started.queuedAt.map { Double(started.startedAt.microseconds - $0.microseconds) / 1e6 })
         let context = RunContext(store: store, ref: variant, sync: sync, started: started, providers: providers, metrics: metrics, logger: logger)
         let watch = LeaseWatch()
         var outcome: RunOutcome

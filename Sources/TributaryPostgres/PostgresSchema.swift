@@ -301,6 +301,23 @@ enum PostgresSchema {
             CREATE INDEX connection_event_runs_by_connection ON connection_event_runs(environment, provider_config_key, connection_id, finished_at);
             """
         ),
+        (
+            "v9-activity",
+            // The dashboard's activity page and charts: when a webhook delivery ended (delivered or given
+            // up; before this, given-up ones count as ended when created), runs per hour by finish time,
+            // and the environment's runs newest first. /metrics: active runs and the pending outbox read
+            // through partial indexes. `queued_at`: when a run was queued (its `started_at` becomes its
+            // first start), for `overlap: run_after` and the queue-wait figure.
+            """
+            ALTER TABLE webhook_deliveries ADD COLUMN ended_at BIGINT;
+            UPDATE webhook_deliveries SET ended_at = coalesce(delivered_at, created_at) WHERE status <> 'pending';
+            CREATE INDEX webhook_deliveries_created ON webhook_deliveries(environment, created_at);
+            CREATE INDEX webhook_deliveries_ended_at ON webhook_deliveries(environment, ended_at) WHERE ended_at IS NOT NULL;
+            CREATE INDEX webhook_deliveries_pending_age ON webhook_deliveries(environment, created_at) WHERE status = 'pending';
+            CREATE INDEX runs_active_by_variant ON runs(variant_pk) WHERE status IN ('queued', 'running');
+            ALTER TABLE runs ADD COLUMN queued_at BIGINT;
+            """
+        ),
     ]
 
     /// The partitions of `records`; fillfactor leaves room for in-place (HOT) updates of unchanged rows.

@@ -20,7 +20,7 @@ extension PostgresStore {
         guard
             let row = try await db.one(
                 """
-                SELECT r.status, r.attempts, r.heartbeat_at + r.lease_seconds * 1000000 AS lease_end, r.kind, r.started_at,
+                SELECT r.status, r.attempts, r.heartbeat_at + r.lease_seconds * 1000000 AS lease_end, r.kind, r.started_at, r.queued_at,
                     r.deletion_generation, r.results, r.variant_pk, v.connection_pk, v.deletion_generation AS open_window, v.sync_name, v.variant,
                     c.environment, c.provider_config_key, c.connection_id, \(unescaped: Self.databaseNow) + \(offset) AS lease_now
                 FROM runs r JOIN sync_variants v ON v.id = r.variant_pk JOIN connections c ON c.id = v.connection_pk
@@ -30,7 +30,7 @@ extension PostgresStore {
             let now = try await db.one("SELECT \(unescaped: Self.databaseNow) + \(offset) AS lease_now", logger)?.int64("lease_now") ?? 0
             return (nil, now)
         }
-        let run = FencedRun(
+        var run = FencedRun(
             id: runId, variantPK: try row.int64("variant_pk"), connectionPK: try row.int64("connection_pk"),
             variant: VariantRef(
                 connection: ConnectionRef(
@@ -42,6 +42,7 @@ extension PostgresStore {
             results: try row.string("results"),
             fence: RunFence.Row(
                 status: RunStatus(rawValue: try row.string("status")) ?? .failed, token: try row.int64("attempts"), leaseEnd: try row.int64("lease_end")))
+        run.queuedAt = try row.optionalInt64("queued_at").map(Timestamp.init(microseconds:))
         return (run, try row.int64("lease_now"))
     }
 
@@ -157,7 +158,7 @@ extension PostgresStore {
                     """, self.logger
                 ).map { try self.runRecord($0, variant: run.variant) }
                 let failures = RunCompletionRule.consecutiveRetryableFailures(before: earlier, decision: decision)
-                let next = plan.next(for: state, activeSince: row.startedAt, retry: decision.retry, consecutiveRetryableFailures: failures)
+                let next = plan.next(for: state, activeSince: run.queuedAt ?? row.startedAt, retry: decision.retry, consecutiveRetryableFailures: failures)
                 try await db.query("UPDATE sync_variants SET next_run_at = \(next.microseconds) WHERE id = \(run.variantPK)", logger: self.logger)
             }
             if decision.keepsVariantScheduled {

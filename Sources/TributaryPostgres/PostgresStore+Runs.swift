@@ -176,9 +176,9 @@ extension PostgresStore {
         do {
             return try await db.one(
                 """
-                INSERT INTO runs(variant_pk, status, kind, started_at, heartbeat_at, lease_seconds)
-                VALUES (\(variantPK), \(status.rawValue), \(kind.rawValue), \(now.microseconds), \(unescaped: Self.databaseNow) + \(leaseClockOffset()),
-                    \(leaseSeconds)) RETURNING id
+                INSERT INTO runs(variant_pk, status, kind, started_at, queued_at, heartbeat_at, lease_seconds)
+                VALUES (\(variantPK), \(status.rawValue), \(kind.rawValue), \(now.microseconds), \(now.microseconds),
+                    \(unescaped: Self.databaseNow) + \(leaseClockOffset()), \(leaseSeconds)) RETURNING id
                 """, logger)!.int64("id")
         } catch where Self.isUniqueViolation(error) {
             // `runs_active`: another run of this variant became active first (the transaction is aborted now, so no lookup).

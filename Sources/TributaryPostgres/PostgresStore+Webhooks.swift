@@ -57,7 +57,7 @@ extension PostgresStore {
                 try await db.query(
                     """
                     UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, last_error = NULL, last_status_code = \(Int64(code)),
-                        delivered_at = \(now.microseconds), next_attempt_at = NULL, locked_until = NULL WHERE id = \(id)
+                        delivered_at = \(now.microseconds), ended_at = \(now.microseconds), next_attempt_at = NULL, locked_until = NULL WHERE id = \(id)
                     """, logger: self.logger)
             case .retry(let error, let code, let next):
                 try await db.query(
@@ -69,7 +69,7 @@ extension PostgresStore {
                 try await db.query(
                     """
                     UPDATE webhook_deliveries SET status = 'failed', attempts = attempts + 1, last_error = \(error),
-                        last_status_code = \(code.map(Int64.init)), next_attempt_at = NULL, locked_until = NULL WHERE id = \(id)
+                        last_status_code = \(code.map(Int64.init)), next_attempt_at = NULL, locked_until = NULL, ended_at = \(now.microseconds) WHERE id = \(id)
                     """, logger: self.logger)
             }
         }
@@ -111,7 +111,7 @@ extension PostgresStore {
         try await transaction { db in
             try await db.query(
                 """
-                UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = \(now.microseconds), locked_until = NULL, delivered_at = NULL
+                UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = \(now.microseconds), locked_until = NULL, delivered_at = NULL, ended_at = NULL
                 WHERE id = \(id) AND environment = \(environment) AND status <> 'pending'
                 """, logger: self.logger)
             return try await db.one("SELECT * FROM webhook_deliveries WHERE id = \(id) AND environment = \(environment)", self.logger)

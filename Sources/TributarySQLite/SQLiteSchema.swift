@@ -319,6 +319,22 @@ enum SQLiteSchema {
             // app was told about (once per version).
             try db.execute(sql: SQLiteStore.connectSessionsTable)
         }
+        migrator.registerMigration("v15-activity") { db in
+            // The dashboard's activity page and charts: when a webhook delivery ended (delivered or given
+            // up; before this, given-up ones count as ended when created). /metrics: active runs and the
+            // pending outbox read through partial indexes. `queued_at`: when a run was queued (its
+            // `started_at` becomes its first start), for `overlap: run_after` and the queue-wait figure.
+            try db.execute(
+                sql: """
+                    ALTER TABLE webhook_deliveries ADD COLUMN ended_at INTEGER;
+                    UPDATE webhook_deliveries SET ended_at = coalesce(delivered_at, created_at) WHERE status <> 'pending';
+                    CREATE INDEX webhook_deliveries_created ON webhook_deliveries(environment, created_at);
+                    CREATE INDEX webhook_deliveries_ended_at ON webhook_deliveries(environment, ended_at) WHERE ended_at IS NOT NULL;
+                    CREATE INDEX webhook_deliveries_pending_age ON webhook_deliveries(environment, created_at) WHERE status = 'pending';
+                    CREATE INDEX runs_active_by_variant ON runs(variant_pk) WHERE status IN ('queued', 'running');
+                    ALTER TABLE runs ADD COLUMN queued_at INTEGER;
+                    """)
+        }
         return migrator
     }
 }

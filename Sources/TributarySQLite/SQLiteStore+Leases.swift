@@ -16,7 +16,7 @@ extension SQLiteStore {
             let row = try Row.fetchOne(
                 db,
                 sql: """
-                    SELECT r.status, r.attempts, r.heartbeat_at + r.lease_seconds * 1000000 AS lease_end, r.kind, r.started_at,
+                    SELECT r.status, r.attempts, r.heartbeat_at + r.lease_seconds * 1000000 AS lease_end, r.kind, r.started_at, r.queued_at,
                         r.deletion_generation, r.results, r.variant_pk, v.connection_pk, v.deletion_generation AS open_window, v.sync_name, v.variant,
                         c.environment, c.provider_config_key, c.connection_id
                     FROM runs r JOIN sync_variants v ON v.id = r.variant_pk JOIN connections c ON c.id = v.connection_pk
@@ -24,7 +24,7 @@ extension SQLiteStore {
                     """,
                 arguments: [runId])
         else { return nil }
-        return FencedRun(
+        var run = FencedRun(
             id: runId, variantPK: row["variant_pk"], connectionPK: row["connection_pk"],
             variant: VariantRef(
                 connection: ConnectionRef(environment: row["environment"], providerConfigKey: row["provider_config_key"], connectionId: row["connection_id"]),
@@ -32,6 +32,8 @@ extension SQLiteStore {
             kind: RunKind(rawValue: row["kind"]) ?? .initial, startedAt: Timestamp(microseconds: row["started_at"]),
             deletionGeneration: row["deletion_generation"], openWindow: row["open_window"], results: row["results"],
             fence: RunFence.Row(status: RunStatus(rawValue: row["status"]) ?? .failed, token: row["attempts"], leaseEnd: row["lease_end"]))
+        run.queuedAt = (row["queued_at"] as Int64?).map(Timestamp.init(microseconds:))
+        return run
     }
 
     /// Adds a write's counts to the run's results (in the write's transaction).
@@ -141,7 +143,7 @@ extension SQLiteStore {
                     arguments: [run.variantPK, run.id, plan.retry.maxAttempts + 1]
                 ).map { try self.runRecord($0, variant: run.variant) }
                 let failures = RunCompletionRule.consecutiveRetryableFailures(before: earlier, decision: decision)
-                let next = plan.next(for: state, activeSince: row.startedAt, retry: decision.retry, consecutiveRetryableFailures: failures)
+                let next = plan.next(for: state, activeSince: run.queuedAt ?? row.startedAt, retry: decision.retry, consecutiveRetryableFailures: failures)
                 try db.execute(sql: "UPDATE sync_variants SET next_run_at = ? WHERE id = ?", arguments: [next.microseconds, run.variantPK])
             }
             if decision.keepsVariantScheduled {

@@ -5,7 +5,7 @@ import TributaryStore
 extension SQLiteStore {
     public func operationsSnapshot() async throws -> OperationsSnapshot {
         try await pool.read { db in
-            // Served by the partial indexes runs_queued and runs_running.
+            // Served by the partial indexes runs_active_by_variant and webhook_deliveries_pending_age.
             let runs = try Row.fetchAll(
                 db,
                 sql: """
@@ -21,6 +21,87 @@ extension SQLiteStore {
                 OperationsSnapshot.Outbox(environment: row[0], pending: row[1], oldestPendingAt: (row[2] as Int64?).map(Timestamp.init(microseconds:)))
             }
             return OperationsSnapshot(runs: OperationsSnapshot.activeRuns(runs), outbox: outbox)
+        }
+    }
+
+    public func activity(_ query: ActivityQuery) async throws -> [RunRecord] {
+        var conditions = ["c.environment = ?"]
+        var arguments: [any DatabaseValueConvertible] = [query.environment]
+        if let status = query.status {
+            conditions.append("r.status = ?")
+            arguments.append(status.rawValue)
+        }
+        if let integration = query.integration {
+            conditions.append("c.provider_config_key = ?")
+            arguments.append(integration)
+        }
+        if let sync = query.sync {
+            conditions.append("v.sync_name = ?")
+            arguments.append(sync)
+        }
+        if let connectionId = query.connectionId {
+            conditions.append("c.connection_id = ?")
+            arguments.append(connectionId)
+        }
+        if let since = query.since {
+            conditions.append("r.started_at >= ?")
+            arguments.append(since.microseconds)
+        }
+        if let until = query.until {
+            conditions.append("r.started_at < ?")
+            arguments.append(until.microseconds)
+        }
+        if let beforeId = query.beforeId {
+            conditions.append("r.id < ?")
+            arguments.append(beforeId)
+        }
+        arguments.append(query.limit)
+        let sql = """
+            SELECT r.*, c.provider_config_key AS a_integration, c.connection_id AS a_connection, v.sync_name AS a_sync, v.variant AS a_variant
+            FROM runs r JOIN sync_variants v ON v.id = r.variant_pk JOIN connections c ON c.id = v.connection_pk
+            WHERE \(conditions.joined(separator: " AND ")) ORDER BY r.id DESC LIMIT ?
+            """
+        guard let statementArguments = StatementArguments(arguments) else { return [] }
+        return try await pool.read { db in
+            try Row.fetchAll(db, sql: sql, arguments: statementArguments).map { row in
+                let variant = VariantRef(
+                    connection: ConnectionRef(environment: query.environment, providerConfigKey: row["a_integration"], connectionId: row["a_connection"]),
+                    syncName: row["a_sync"], variant: row["a_variant"])
+                return try self.runRecord(row, variant: variant)
+            }
+        }
+    }
+
+    public func runsPerHour(environment: String, since: Timestamp) async throws -> [HourlyRuns] {
+        try await pool.read { db in
+            // Served by runs_finished(finished_at).
+            try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT r.finished_at / 3600000000 AS hour, count(*) AS finished, sum(r.status = 'failed') AS failed FROM runs r
+                    JOIN sync_variants v ON v.id = r.variant_pk JOIN connections c ON c.id = v.connection_pk
+                    WHERE r.finished_at >= ? AND c.environment = ? GROUP BY hour ORDER BY hour
+                    """,
+                arguments: [since.microseconds, environment]
+            ).map { HourlyRuns(hour: $0["hour"], finished: $0["finished"], failed: $0["failed"]) }
+        }
+    }
+
+    public func outboxFlow(environment: String, since: Timestamp) async throws -> OutboxFlow {
+        try await pool.read { db in
+            let pending = try Int.fetchOne(db, sql: "SELECT count(*) FROM webhook_deliveries WHERE environment = ? AND status = 'pending'", arguments: [environment]) ?? 0
+            func perHour(_ column: String) throws -> [Int64: Int] {
+                var hours: [Int64: Int] = [:]
+                for row in try Row.fetchAll(
+                    db,
+                    sql: "SELECT \(column) / 3600000000 AS hour, count(*) AS n FROM webhook_deliveries WHERE environment = ? AND \(column) >= ? GROUP BY hour",
+                    arguments: [environment, since.microseconds])
+                {
+                    hours[row["hour"]] = row["n"]
+                }
+                return hours
+            }
+            return OutboxFlow(pendingNow: pending, createdPerHour: try perHour("created_at"), endedPerHour: try perHour("ended_at"))
         }
     }
 }

@@ -9,8 +9,8 @@ extension SQLiteStore {
             let (variantPK, state) = start.createsVariant ? try self.ensureVariantRow(db, variant, now: now) : try self.requireVariant(db, variant)
             try self.refuseIfActive(db, variantPK: variantPK, variant)
             try db.execute(
-                sql: "INSERT INTO runs(variant_pk, status, kind, started_at, heartbeat_at, lease_seconds) VALUES (?, 'running', 'INITIAL', ?, ?, ?)",
-                arguments: [variantPK, now.microseconds, now.microseconds, start.leaseSeconds])
+                sql: "INSERT INTO runs(variant_pk, status, kind, started_at, queued_at, heartbeat_at, lease_seconds) VALUES (?, 'running', 'INITIAL', ?, ?, ?, ?)",
+                arguments: [variantPK, now.microseconds, now.microseconds, now.microseconds, start.leaseSeconds])
             let runId = db.lastInsertedRowID
             return try self.begin(
                 db, run: runId, row: .new, variantPK: variantPK, state: state, tracksDeletes: start.tracksDeletes, leaseSeconds: start.leaseSeconds,
@@ -161,8 +161,8 @@ extension SQLiteStore {
 
     func insertQueuedRun(_ db: Database, variantPK: Int64, now: Timestamp) throws -> RunRecord {
         try db.execute(
-            sql: "INSERT INTO runs(variant_pk, status, kind, started_at, heartbeat_at, lease_seconds) VALUES (?, 'queued', 'INITIAL', ?, ?, 0)",
-            arguments: [variantPK, now.microseconds, now.microseconds])
+            sql: "INSERT INTO runs(variant_pk, status, kind, started_at, queued_at, heartbeat_at, lease_seconds) VALUES (?, 'queued', 'INITIAL', ?, ?, ?, 0)",
+            arguments: [variantPK, now.microseconds, now.microseconds, now.microseconds])
         return try fetchRun(db, db.lastInsertedRowID)!
     }
 

@@ -61,9 +61,9 @@ extension SQLiteStore {
                 try db.execute(
                     sql: """
                         UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, last_error = NULL, last_status_code = ?,
-                            delivered_at = ?, next_attempt_at = NULL, locked_until = NULL WHERE id = ?
+                            delivered_at = ?, ended_at = ?, next_attempt_at = NULL, locked_until = NULL WHERE id = ?
                         """,
-                    arguments: [code, now.microseconds, id])
+                    arguments: [code, now.microseconds, now.microseconds, id])
             case .retry(let error, let code, let next):
                 try db.execute(
                     sql: """
@@ -75,9 +75,9 @@ extension SQLiteStore {
                 try db.execute(
                     sql: """
                         UPDATE webhook_deliveries SET status = 'failed', attempts = attempts + 1, last_error = ?, last_status_code = ?,
-                            next_attempt_at = NULL, locked_until = NULL WHERE id = ?
+                            next_attempt_at = NULL, locked_until = NULL, ended_at = ? WHERE id = ?
                         """,
-                    arguments: [error, code, id])
+                    arguments: [error, code, now.microseconds, id])
             }
         }
     }
@@ -118,7 +118,7 @@ extension SQLiteStore {
         try await pool.write { db in
             try db.execute(
                 sql: """
-                    UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, locked_until = NULL, delivered_at = NULL
+                    UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = ?, locked_until = NULL, delivered_at = NULL, ended_at = NULL
                     WHERE id = ? AND environment = ? AND status <> 'pending'
                     """,
                 arguments: [now.microseconds, id, environment])
@@ -184,8 +184,11 @@ extension SQLiteStore {
                 }
                 let attempts = (row["attempts"] as Int) + 1
                 try db.execute(
-                    sql: "INSERT INTO runs(variant_pk, status, kind, started_at, heartbeat_at, lease_seconds, attempts) VALUES (?, 'running', 'WEBHOOK', ?, ?, ?, 1)",
-                    arguments: [variantPK, now.microseconds, now.microseconds, leaseSeconds])
+                    sql: """
+                        INSERT INTO runs(variant_pk, status, kind, started_at, queued_at, heartbeat_at, lease_seconds, attempts)
+                        VALUES (?, 'running', 'WEBHOOK', ?, ?, ?, ?, 1)
+                        """,
+                    arguments: [variantPK, now.microseconds, now.microseconds, now.microseconds, leaseSeconds])
                 let runId = db.lastInsertedRowID
                 guard attempts <= maxAttempts else {
                     try db.execute(

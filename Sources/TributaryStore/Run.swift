@@ -111,6 +111,9 @@ public struct StartedRun: Sendable {
     public var lease: RunLease
     /// When the run first started: a run resumed after an interruption keeps its first attempt's start.
     public var startedAt: Timestamp
+    /// When the run waited in the queue since, for its first attempt (nil for later attempts and for
+    /// runs started directly): the queue wait is `startedAt − queuedAt`.
+    public var queuedAt: Timestamp? = nil
     public var kind: RunKind
     public var state: VariantState
     /// The deletion-tracking generation records saved in this run are marked with (nil: not

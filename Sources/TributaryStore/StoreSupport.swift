@@ -50,6 +50,8 @@ public struct FencedRun: Sendable {
     public var variant: VariantRef
     public var kind: RunKind
     public var startedAt: Timestamp
+    /// When the run was queued (nil for rows written before `queued_at` existed).
+    public var queuedAt: Timestamp? = nil
     /// The run's own deletion window.
     public var deletionGeneration: Int64?
     /// The window the variant has open now (what a `WEBHOOK` run's records are marked seen in).

@@ -85,6 +85,34 @@ struct CLITests {
         try store.close()
     }
 
+    @Test func backupCopiesTheStoreAndRefusesToOverwriteOrPostgres() async throws {
+        let config = try writeConfig(Self.config)
+        let database = path("live.sqlite")
+        try await TributaryCLI.run(
+            functions: [Self.numbers], arguments: ["dryrun", "items", "--connection", "c1", "--config", config, "--database", database], output: Lines().output)
+        let lines = Lines()
+        try await TributaryCLI.run(
+            functions: [Self.numbers], arguments: ["backup", "--to", path("copy.sqlite"), "--config", config, "--database", database], output: lines.output)
+        #expect(lines.text.contains("integrity ok"))
+        #expect(lines.text.contains("records 3"), "\(lines.text)")
+        let copy = try SQLiteStore(path: path("copy.sqlite"))
+        let ref = VariantRef(connection: ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "c1"), syncName: "items")
+        #expect(try await copy.recordCounts(of: ref) == ["Item": 3])
+        try copy.close()
+        for (arguments, mention) in [
+            (["--to", path("copy.sqlite"), "--database", database], "already exists"),
+            (["--to", path("other.sqlite"), "--database", "postgres://u:p@127.0.0.1:1/x"], "pg_dump"),
+            (["--to", path("other.sqlite"), "--database", path("missing.sqlite")], "no SQLite store"),
+        ] {
+            await #expect {
+                try await TributaryCLI.run(functions: [Self.numbers], arguments: ["backup", "--config", config] + arguments, output: Lines().output)
+            } throws: { error in
+                "\(error)".contains(mention)
+            }
+        }
+        #expect(!FileManager.default.fileExists(atPath: path("other.sqlite")))
+    }
+
     @Test func dryrunOfAFailingFunctionExitsNonZero() async throws {
         let config = try writeConfig(Self.config)
         let failing = ClosureSyncFunction(name: "numbers") { _ in throw TributaryError(.invalidRecord, "upstream returned garbage") }

@@ -79,7 +79,7 @@ final class ServerFixture: Sendable {
     let gate = Gate()
     let config: TributaryConfig
     /// The fixture's own Prometheus registry, fed by its worker and served at `/metrics`.
-    let metricsExport = MetricsExport()
+    let metricsExport = MetricsExport(snapshotInterval: .zero)
     let functions: SyncFunctionRegistry
 
     /// - Parameter extraYAML: top-level configuration sections put before the fixture's own.

@@ -349,6 +349,12 @@ public enum ConfigLoader {
                 integrations: integrations)
             config.retention = retention
             config.metrics = metrics
+            if let port = metrics.port, port == server.port {
+                issues.append(
+                    ConfigIssue(
+                        file: file, line: 0, column: 0,
+                        message: "metrics.port \(port) is the API's server.port; give /metrics a port of its own or leave metrics.port unset"))
+            }
             return config
         }
 

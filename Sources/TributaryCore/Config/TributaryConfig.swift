@@ -131,10 +131,6 @@ public struct SchedulerConfig: Sendable, Hashable {
     }
 }
 
-/// Provider calls (sync functions, declarative syncs and `/proxy`): the `outbound` section.
-/// How long finished history is kept before the worker's cleanup removes it (the `retention`
-/// section). Active runs, open deliveries and open webhook tasks are never removed, nor the latest
-/// run of a variant.
 /// The Prometheus endpoint, `GET /metrics`.
 public struct MetricsConfig: Sendable, Hashable {
     /// Whether the endpoint is served at all (`metrics.enabled`, on by default).
@@ -152,6 +148,9 @@ public struct MetricsConfig: Sendable, Hashable {
     }
 }
 
+/// How long finished history is kept before the worker's cleanup removes it (the `retention`
+/// section). Active runs, open deliveries and open webhook tasks are never removed, nor the latest
+/// run of a variant.
 public struct RetentionConfig: Sendable, Hashable {
     /// Finished runs and their log lines.
     public var runsDays: Int
@@ -167,6 +166,7 @@ public struct RetentionConfig: Sendable, Hashable {
     }
 }
 
+/// Provider calls (sync functions, declarative syncs and `/proxy`): the `outbound` section.
 public struct OutboundConfig: Sendable, Hashable {
     /// One attempt, from sending to the last byte read, in seconds.
     public var timeoutSeconds: Int

@@ -49,6 +49,8 @@ public struct TributaryError: Error, Sendable, Equatable, CustomStringConvertibl
         public static let connectSessionUsed = Code(rawValue: "connect_session_used")
         /// The database cannot be reached right now (retry later).
         public static let storeUnavailable = Code(rawValue: "store_unavailable")
+        /// `tributary backup` could not write or check its copy.
+        public static let backupFailed = Code(rawValue: "backup_failed")
     }
 
     public let code: Code

@@ -30,7 +30,8 @@ public enum ProcessStats {
     static func statusKiB(_ field: String) -> Double {
         guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
         for line in status.split(separator: "\n") where line.hasPrefix(field) {
-            return Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+            // "VmRSS:\t  123456 kB" — tabs and spaces vary with the number's width.
+            return Double(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "0") ?? 0
         }
         return 0
     }

@@ -31,11 +31,12 @@ public final class WebhookDeliveryService: Service, Sendable {
     private let wakeContinuation: AsyncStream<Void>.Continuation
     private let inFlight = Mutex((count: 0, accepting: true))
 
-    /// - Parameters:
-    ///   - jitter: the factor applied to each backoff (0.8…1.2 by default; tests fix it).
     /// Where delivery outcomes are counted.
     let metrics: TributaryMetrics
 
+    /// - Parameters:
+    ///   - jitter: the factor applied to each backoff (0.8…1.2 by default; tests fix it).
+    ///   - metrics: where delivery outcomes are counted.
     public init(
         store: any WebhookOutboxStore, config: TributaryConfig, http: OutboundHTTP, logger: Logger, clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() },
         jitter: @escaping @Sendable () -> Double = { Double.random(in: 0.8...1.2) }, metrics: TributaryMetrics = .disabled

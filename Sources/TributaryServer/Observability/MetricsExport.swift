@@ -17,17 +17,33 @@ public final class MetricsExport: Sendable {
     public let metrics: TributaryMetrics
     private let scrape = Mutex(ScrapeState())
 
+    /// How long one reading of the store serves scrapes: several scrapers (or a client looping on the
+    /// endpoint) cost the database one pair of queries per interval.
+    let snapshotInterval: Duration
+
+    private func snapshot(_ store: any OperationsStore) async -> OperationsSnapshot? {
+        let now = ContinuousClock.now
+        if let (at, cached) = scrape.withLock({ $0.lastSnapshot }), now - at < snapshotInterval { return cached }
+        guard let fresh = try? await store.operationsSnapshot() else { return nil }
+        scrape.withLock { $0.lastSnapshot = (now, fresh) }
+        return fresh
+    }
+
     private struct ScrapeState {
+        var lastSnapshot: (ContinuousClock.Instant, OperationsSnapshot)? = nil
         /// Label sets of the active-run gauges set so far: a sync whose runs all ended goes back to 0.
         var activeRuns: Set<[String]> = []
         var outboxEnvironments: Set<String> = []
         var cpuSeconds: Double = 0
     }
 
-    public init() {
+    /// - Parameter snapshotInterval: how long one reading of the store's active runs and backlog serves
+    ///   scrapes (2 s; tests read it fresh each time).
+    public init(snapshotInterval: Duration = .seconds(2)) {
+        self.snapshotInterval = snapshotInterval
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
-        let seconds: ([Double]) -> [Duration] = { $0.map { Duration.milliseconds(Int64($0 * 1000)) } }
+        let seconds: ([Double]) -> [Duration] = { $0.map { Duration.microseconds(Int64(($0 * 1_000_000).rounded())) } }
         factory.durationHistogramBuckets = [
             TributaryMetrics.Name.runDuration: seconds([0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 1800, 3600, 10_800]),
             TributaryMetrics.Name.scheduleLag: seconds([0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300]),
@@ -44,7 +60,7 @@ public final class MetricsExport: Sendable {
     /// The Prometheus text format of every figure, the scrape-time ones read now. A store that cannot
     /// be read sets `tributary_store_up` to 0 and keeps the last figures it gave.
     public func render(store: any OperationsStore) async -> [UInt8] {
-        let snapshot = try? await store.operationsSnapshot()
+        let snapshot = await snapshot(store)
         gauge("tributary_store", "up", help: "1 when the last scrape could read the store, else 0.").set(to: snapshot == nil ? 0 : 1)
         if let snapshot { record(snapshot, now: Timestamp.now()) }
         recordProcess()

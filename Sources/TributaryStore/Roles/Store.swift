@@ -20,7 +20,7 @@ import TributaryCore
 ///   is fenced by the run's lease in that transaction.
 public protocol Store: StoreReader, ConnectionStore, CredentialStore, VariantStore, RunQueueStore, RunLeaseStore, RecordWriter,
     WebhookOutboxStore, ProviderWebhookStore, PurgeStore, HistoryStore, RecordPruneStore, ActionStore,
-    ConnectSessionStore, ConnectionEventStore, OperationsStore
+    ConnectSessionStore, ConnectionEventStore, OperationsStore, ActivityStore
 {
     /// Creates or upgrades the schema. Safe to call on every start.
     func migrate() async throws

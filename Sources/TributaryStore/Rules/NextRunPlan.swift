@@ -38,7 +38,11 @@ public struct NextRunPlan: Sendable, Hashable {
     ///   - retry: the finished run's retry advice (nil: it did not fail with a temporary error).
     ///   - consecutiveRetryableFailures: temporary failures in a row, this run included.
     public func next(for state: VariantState, activeSince: Timestamp? = nil, retry advice: RetryAdvice?, consecutiveRetryableFailures: Int) -> Timestamp {
-        var next = schedule.next(
+        // After a temporary failure the retry's backoff decides, not `run_after`: a run that keeps failing
+        // past its slots must not be queued again at once.
+        var policy = schedule
+        if advice != nil { policy.overlap = .skip }
+        var next = policy.next(
             state.frequency(configured: frequency), variant: state.id, origin: state.createdAt, activeSince: activeSince, end: from)
         if let advice, let delay = retry.delay(attempt: consecutiveRetryableFailures, retryAfterSeconds: Self.wait(advice.afterSeconds), jitter: jitter) {
             let micros = Int64(min(delay, Self.longestRetryWaitSeconds) * 1_000_000)

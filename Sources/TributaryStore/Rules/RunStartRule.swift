@@ -69,9 +69,11 @@ public enum RunStartRule {
         }
         var startState = state
         startState.deletionGeneration = generation
-        let started = StartedRun(
+        var started = StartedRun(
             lease: RunLease(runId: runId, token: attempt), startedAt: startedAt, kind: kind, state: startState, deletionGeneration: generation,
             resumesWindow: resumes, distrustsCheckpoint: distrusts)
+        // A queued run's row carries its queue time until its first claim overwrites it with the start.
+        started.queuedAt = resumedAttempt || row == .new ? nil : row.startedAt
         return Decision(started: started, variantWindow: generation == state.deletionGeneration ? nil : .some(generation))
     }
 }
