@@ -276,3 +276,14 @@ struct ActionAttemptRuleTests {
         #expect(ActionAttemptRule.state(of: lease, row: nil, now: 9) != .held)
     }
 }
+
+@Suite("Outbox backlog over time (OutboxFlow)")
+struct OutboxFlowTests {
+    @Test func theBacklogIsCountedBackFromNow() {
+        // Hours 10…13. Now (in hour 13) 2 wait. Hour 11 created 5, hour 12 created 1 and ended 4, hour 13 ended 1.
+        let flow = OutboxFlow(pendingNow: 2, createdPerHour: [11: 5, 12: 1], endedPerHour: [12: 4, 13: 1])
+        // End of 10: 2 − (5+1) + (4+1) = 1; end of 11: 2 − 1 + 5 = 6; end of 12: 2 − 0 + 1 = 3; end of 13: 2.
+        #expect(flow.backlog(atEndOf: [10, 11, 12, 13]) == [1, 6, 3, 2])
+        #expect(OutboxFlow(pendingNow: 0, createdPerHour: [5: 3], endedPerHour: [:]).backlog(atEndOf: [4]) == [0], "never below zero")
+    }
+}

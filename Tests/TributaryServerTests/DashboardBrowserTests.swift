@@ -103,6 +103,26 @@ struct DashboardBrowserTests {
         #expect(try await browser.text(status) == "succeeded")
         #expect(try await browser.text(try await browser.element(".logs .message")) == "greeting <browser>")
         try save(try await browser.screenshot(), as: "dashboard-action.png")
+
+        // The activity page, from the main navigation: every run of the environment and the charts,
+        // drawn without script; the failed-runs filter narrows the list.
+        try await browser.click(try await browser.element("nav[aria-label=Main] a[href='/dashboard/activity']"))
+        _ = try await browser.waitForElement("#chart-runs svg.chart g.bar")
+        let drawn = try await browser.execute(
+            "const r = document.querySelector('#chart-runs svg').getBoundingClientRect(); return [r.width, r.height, document.querySelectorAll('#chart-runs rect.value').length];")
+        let size = drawn.arrayValue?.compactMap(\.doubleValue) ?? []
+        #expect(size.count == 3 && size[0] > 300 && size[1] > 60 && size[2] == 24, "the runs chart is drawn with 24 hourly bars: \(JSONWriter.string(drawn))")
+        let tallest = try await browser.execute(
+            "return Math.max(...Array.from(document.querySelectorAll('#chart-runs rect.value')).map(r => r.getBoundingClientRect().height));")
+        #expect((tallest.doubleValue ?? 0) > 10, "the hour with runs has a visible bar")
+        let listed = try await browser.execute("return document.querySelectorAll('table.activity tbody tr').length;")
+        #expect(listed.int64Value == 1, "the slow variant's run: \(JSONWriter.string(listed))")
+        try save(try await browser.screenshot(), as: "dashboard-activity.png")
+        try await browser.setWindowSize(width: 390, height: 844)
+        let activityOverflow = try await browser.execute("return document.documentElement.scrollWidth - document.documentElement.clientWidth;")
+        #expect(activityOverflow.int64Value == 0, "horizontal overflow at phone width: \(JSONWriter.string(activityOverflow)) px")
+        try save(try await browser.screenshot(), as: "dashboard-activity-phone.png")
+        try await browser.setWindowSize(width: 1280, height: 900)
     }
 
     private func save(_ png: Data, as name: String) throws {

@@ -445,6 +445,86 @@ struct DashboardTests {
         }
     }
 
+    @Test func activityPageListsTheEnvironmentsRunsWithFiltersAndCharts() async throws {
+        let f = try await ServerFixture()
+        try await withDashboard(f) { browser, api in
+            try await api.connect("acme")
+            try await api.connect("beta")
+            _ = try await api.send(.post, "/sync/trigger", body: ["provider_config_key": "shop", "connection_id": "acme", "syncs": ["items"]])
+            let first = try await f.waitForRuns(variant("base"))
+            let betaRef = VariantRef(connection: ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "beta"), syncName: "items")
+            _ = try await api.send(.post, "/sync/trigger", body: ["provider_config_key": "shop", "connection_id": "beta", "syncs": ["items"]])
+            let second = try await f.waitForRuns(betaRef)
+            // A failed run, recorded as a worker would.
+            let failing = try await f.store.startRun(variant("base", sync: "slow"), RunStart(tracksDeletes: false))
+            let failed = try await f.store.completeRun(failing.lease, RunCompletion(outcome: .failed(message: "provider said <no>")))
+
+            let page = try await browser.get("/dashboard/activity")
+            #expect(page.status == .ok)
+            #expect(page.html.contains(#"<a href="/dashboard/activity">Activity</a>"#), "in the main navigation")
+            for run in [first, second, failed] { #expect(page.html.contains(#"<tr data-run="\#(run.id)">"#)) }
+            let order = [failed, second, first].map { page.html.range(of: #"data-run="\#($0.id)""#)!.lowerBound }
+            #expect(order == order.sorted(), "newest first")
+            #expect(page.html.contains(#"<a href="/dashboard/runs/\#(failed.id)">#\#(failed.id)</a>"#))
+            #expect(page.html.contains(#"<a href="/dashboard/connection?integration=shop&amp;connection=beta">beta</a>"#))
+            #expect(page.html.contains("provider said &lt;no&gt;"), "escaped")
+
+            // The runs chart: 24 hourly bars holding the three finished runs, the failure as the highlighted part.
+            let runsChart = try #require(Self.section(page.html, from: #"<figure id="chart-runs">"#, to: "</figure>"))
+            #expect(Self.values(runsChart, "data-value").count == 24)
+            #expect(Self.values(runsChart, "data-value").reduce(0, +) == 3)
+            #expect(Self.values(runsChart, "data-part").reduce(0, +) == 1)
+            let outboxChart = try #require(Self.section(page.html, from: #"<figure id="chart-outbox">"#, to: "</figure>"))
+            #expect(Self.values(outboxChart, "data-value") == Array(repeating: 0, count: 24), "no webhooks are configured here")
+
+            // Filters.
+            let onlyFailed = try await browser.get("/dashboard/activity?status=failed")
+            #expect(onlyFailed.count("<tr data-run=") == 1 && onlyFailed.html.contains(#"data-run="\#(failed.id)""#))
+            #expect(onlyFailed.html.contains(#"<option value="failed" selected>"#))
+            let beta = try await browser.get("/dashboard/activity?connection=beta")
+            #expect(beta.count("<tr data-run=") == 1 && beta.html.contains(#"data-run="\#(second.id)""#))
+            #expect(try await browser.get("/dashboard/activity?sync=slow&integration=shop").count("<tr data-run=") == 1)
+            #expect(try await browser.get("/dashboard/activity?integration=keyed").html.contains("No runs match."))
+            let older = try await browser.get("/dashboard/activity?before=\(second.id)&period=7d")
+            #expect(older.count("<tr data-run=") == 1 && older.html.contains(#"data-run="\#(first.id)""#))
+            #expect(try await browser.get("/dashboard/activity?status=exploded").status == .badRequest)
+            #expect(try await browser.get("/dashboard/activity?period=forever").status == .badRequest)
+            #expect(try await browser.get("/dashboard/activity?before=-3").status == .badRequest)
+
+            // The variant page draws its runs' durations and changes.
+            let history = try await browser.get("/dashboard/variant?integration=shop&connection=acme&sync=items&variant=base")
+            let records = try #require(Self.section(history.html, from: #"<figure id="chart-records">"#, to: "</figure>"))
+            #expect(Self.values(records, "data-value") == [3])
+            #expect(history.html.contains(#"<figure id="chart-duration">"#))
+        }
+    }
+
+    @Test func barChartsScaleEscapeAndSayWhenEmpty() {
+        let chart = BarChart(
+            name: "A <chart>", bars: [BarChart.Bar(label: "a&b", value: 40, part: 10, title: "t<1>"), BarChart.Bar(label: "c", value: 20, title: "t2")],
+            format: { "\(Int($0))" })
+        let svg = chart.svg
+        #expect(svg.contains(#"aria-label="A &lt;chart&gt;""#))
+        #expect(svg.contains("<title>t&lt;1&gt;</title>") && svg.contains(">a&amp;b</text>"))
+        #expect(svg.contains(">50</text>"), "the axis tops out at a round number: \(svg)")
+        // Heights: the plot is 150 high and tops at 50, so 40 → 120, its part 10 → 30, and 20 → 60.
+        #expect(svg.contains(#"height="120""#) && svg.contains(#"height="30""#) && svg.contains(#"height="60""#))
+        #expect(!svg.contains("style="), "no inline styles (the CSP forbids them)")
+        #expect(BarChart(name: "none", bars: [], format: { "\($0)" }).svg.contains("No data yet"))
+        #expect(BarChart.niceCeiling(0) == 1 && BarChart.niceCeiling(7) == 10 && BarChart.niceCeiling(101) == 200 && BarChart.niceCeiling(0.3) == 0.5)
+        let hostile = BarChart.Bar(label: "x", value: .nan, part: .infinity, title: "")
+        #expect(hostile.value == 0 && hostile.part == 0)
+    }
+
+    static func section(_ html: String, from start: String, to end: String) -> String? {
+        guard let lower = html.range(of: start), let upper = html.range(of: end, range: lower.upperBound..<html.endIndex) else { return nil }
+        return String(html[lower.lowerBound..<upper.upperBound])
+    }
+
+    static func values(_ svg: String, _ attribute: String) -> [Double] {
+        svg.components(separatedBy: "\(attribute)=\"").dropFirst().compactMap { Double($0.prefix { $0 != "\"" }) }
+    }
+
     @Test func actionExecutionsShowOnTheConnectionPageWithTheirLogs() async throws {
         let f = try await ServerFixture()
         try await withDashboard(f) { browser, api in

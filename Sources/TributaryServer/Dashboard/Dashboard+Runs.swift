@@ -18,6 +18,9 @@ extension Dashboard {
         let created: TimeView
         let hasRuns: Bool
         let runs: [RunSummaryView]
+        /// Duration and records changed per finished run, oldest first (SVG).
+        let durationChart: String
+        let recordsChart: String
     }
 
     struct RunView {
@@ -74,7 +77,8 @@ extension Dashboard {
             frequency: state.frequency(configured: sync.frequency).summary, lastSyncDate: state.lastSyncDate.map(TimeView.init),
             nextRun: state.paused ? nil : state.nextRunAt.map(TimeView.init), checkpoint: state.checkpoint.map { $0.redactingLinkCredentials(integration.auth.credentialQueryNames).json },
             records: ModelCountView.list(ref, models: sync.models, counts: counts),
-            created: TimeView(state.createdAt), hasRuns: !runs.isEmpty, runs: runs.map { RunSummaryView($0, now: now) })
+            created: TimeView(state.createdAt), hasRuns: !runs.isEmpty, runs: runs.map { RunSummaryView($0, now: now) },
+            durationChart: Self.durationChart(runs).svg, recordsChart: Self.recordsChart(runs).svg)
         return templates.page("variant", view)
     }
 
@@ -109,5 +113,33 @@ extension Dashboard {
             hasLogs: !shown.isEmpty,
             logs: shown.map { LogLineView(at: TimeView($0.at), level: $0.level.rawValue, message: $0.message) },
             truncatedLogs: logs.count > shown.count, shownLogs: shown.count)
+    }
+
+    /// Each finished run's length, oldest first; failed runs drawn in full in the highlight colour.
+    static func durationChart(_ runs: [RunRecord]) -> BarChart {
+        let finished = runs.filter { $0.finishedAt != nil }.reversed()
+        return BarChart(
+            name: "Duration of each of the latest runs, oldest first, failed runs highlighted",
+            bars: finished.map { run in
+                let seconds = max(0, (run.finishedAt ?? run.startedAt).secondsSince1970 - run.startedAt.secondsSince1970)
+                return BarChart.Bar(
+                    label: "#\(run.id)", value: seconds, part: run.status == .failed ? seconds : 0,
+                    title: "Run #\(run.id), \(run.status.rawValue): \(DashboardFormat.duration(from: run.startedAt, to: run.finishedAt ?? run.startedAt))")
+            },
+            format: { seconds in seconds < 10 ? String(format: "%.1f s", seconds) : "\(Int(seconds.rounded())) s" })
+    }
+
+    /// Records each finished run added, updated and deleted, oldest first; deletions highlighted.
+    static func recordsChart(_ runs: [RunRecord]) -> BarChart {
+        let finished = runs.filter { $0.finishedAt != nil }.reversed()
+        return BarChart(
+            name: "Records changed by each of the latest runs, oldest first, deletions highlighted",
+            bars: finished.map { run in
+                let total = run.results.values.reduce(ModelResult(), +)
+                return BarChart.Bar(
+                    label: "#\(run.id)", value: Double(total.added + total.updated + total.deleted), part: Double(total.deleted),
+                    title: "Run #\(run.id): +\(total.added) ~\(total.updated) −\(total.deleted)")
+            },
+            format: count)
     }
 }

@@ -60,6 +60,7 @@ struct Dashboard: Sendable {
         secured.get("runs/:runId") { request, context in try await self.runPage(request, context) }
         secured.get("runs/:runId/body") { request, context in try await self.runBody(request, context) }
         secured.get("records") { request, context in try await self.recordsPage(request, context) }
+        secured.get("activity") { request, context in try await self.activityPage(request, context) }
         secured.get("actions/:id") { request, context in try await self.actionPage(request, context) }
         secured.get("**") { _, _ -> Response in throw APIError(.notFound, "not_found", "The dashboard has no such page.") }
     }
