@@ -12,7 +12,7 @@ struct TributaryCommand: AsyncParsableCommand {
         commandName: "tributary",
         abstract: "Tributary keeps third-party API data in sync for every customer connection.",
         subcommands: [
-            ServeCommand.self, DemoCommand.self, DemoProviderCommand.self, DryrunCommand.self, ValidateCommand.self, RecordsCommand.self, BackupCommand.self,
+            ServeCommand.self, DemoCommand.self, DemoProviderCommand.self, DryrunCommand.self, ValidateCommand.self, RecordsCommand.self, BackupCommand.self, MigrateCommand.self,
         ],
         defaultSubcommand: nil)
 }
