@@ -37,16 +37,23 @@ struct MigrateCommand: AsyncParsableCommand {
         do { url = try PostgresURL(to) } catch { throw CLIError("--to \(error)") }
         var logger = Logger(label: "tributary.migrate")
         logger.logLevel = .warning
+        // Refusals first: nothing is written to a file that is not a Tributary store, or is in use.
+        guard SQLiteStore.isTributaryStore(path: from) else { throw CLIError("'\(from)' is not a Tributary store (it has no Tributary tables).") }
         let source = try SQLiteStore(path: from)
         defer { try? source.close() }
+        let leases = try await source.liveLeases()
+        guard leases == 0 else {
+            throw CLIError(
+                "'\(from)' is in use: \(leases) run\(leases == 1 ? "" : "s") hold a live lease. Stop every `tributary serve` on it (runs re-queue on shutdown), then migrate.")
+        }
         try await source.migrate()
         let target = PostgresStore(url: url, maximumConnections: 2, logger: logger)
         let migration = StoreMigration(
-            source: source, target: target, sourcePath: URL(fileURLWithPath: from).standardizedFileURL.path, batch: batch, output: output)
+            source: source, snapshot: try source.copySnapshot(), target: target, sourcePath: URL(fileURLWithPath: from).standardizedFileURL.path, batch: batch, output: output)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await target.run() }
             defer { group.cancelAll() }
-            try await target.migrate()
+            try await target.migrateForCopy()
             try await migration.run(verify: verify)
         }
     }
@@ -55,18 +62,15 @@ struct MigrateCommand: AsyncParsableCommand {
 /// The copy itself, table by table in key order, resumable after its last committed batch.
 struct StoreMigration {
     let source: SQLiteStore
+    /// What is copied: the file as of the moment the copy began.
+    let snapshot: SQLiteCopySnapshot
     let target: PostgresStore
     let sourcePath: String
     let batch: Int
     let output: CLIOutput
 
     func run(verify: Bool) async throws {
-        let leases = try await source.liveLeases()
-        guard leases == 0 else {
-            throw CLIError(
-                "'\(sourcePath)' is in use: \(leases) run\(leases == 1 ? "" : "s") hold a live lease. Stop every `tributary serve` on it (runs re-queue on shutdown), then migrate.")
-        }
-        let fingerprint = try await source.copyFingerprint()
+        let fingerprint = try await snapshot.copyFingerprint()
         if let progress = try await target.copyProgress() {
             guard progress.source == sourcePath else {
                 throw CLIError("The target holds a copy of another store ('\(progress.source)'); migrate into an empty database.")
@@ -89,7 +93,13 @@ struct StoreMigration {
             try await target.beginCopy(source: sourcePath, fingerprint: fingerprint)
             try await copy(CopyProgress(source: sourcePath, fingerprint: fingerprint))
         }
-        try await target.finishCopy()
+        // Written to while it was read (a serve still using it)? Then the copy is of a moment that is
+        // already gone: it is not finished, and says so.
+        guard try await source.copyFingerprint() == fingerprint else {
+            throw CLIError(
+                "'\(sourcePath)' changed while it was being copied: a serve is still using it. Stop it, drop and recreate the target database, then migrate again.")
+        }
+        try await target.finishCopy(highWaterMarks: try await snapshot.idHighWaterMarks())
         output.line("copied \(sourcePath) to \(target.displayLocation)")
         if verify { try await self.verify() }
     }
@@ -105,12 +115,12 @@ struct StoreMigration {
             var copied = 0
             while true {
                 try Task.checkCancellation()
-                let rows = try await source.copyRows(table, columns: names, after: key, limit: batch)
-                let done = rows.count < batch
-                try await target.importRows(table, columns: columns, rows: rows, done: done)
+                // A batch is at most `batch` rows and about 32 MiB; the table is done at the first empty one.
+                let rows = try await snapshot.copyRows(table, columns: names, after: key, limit: batch)
+                try await target.importRows(table, columns: columns, rows: rows, done: rows.isEmpty)
                 copied += rows.count
-                if let last = rows.last { key = table.keyValue(of: last, columns: names) }
-                if done { break }
+                guard let last = rows.last else { break }
+                key = table.keyValue(of: last, columns: names)
             }
             output.line("  \(table.name): \(copied) rows")
         }
@@ -119,7 +129,7 @@ struct StoreMigration {
     /// The columns both sides have, in the target's order; a source column the target lacks stops the
     /// copy (it would be lost).
     private func plan(_ table: CopyTable) async throws -> (names: [String], columns: [(name: String, type: CopyColumnType)]) {
-        let sourceColumns = try await source.copyColumns(table)
+        let sourceColumns = try await snapshot.copyColumns(table)
         guard !sourceColumns.isEmpty else { return ([], []) }
         let targetColumns = try await target.copyColumnTypes(table)
         guard !targetColumns.isEmpty else { throw CLIError("The target has no table '\(table.name)'; is it Tributary's schema?") }
@@ -137,25 +147,8 @@ struct StoreMigration {
         for table in CopyTable.all {
             let (names, columns) = try await plan(table)
             guard !names.isEmpty else { continue }
-            let types = columns.map(\.type)
-            var sourceSum = TableChecksum()
-            var targetSum = TableChecksum()
-            var key: CopyValue? = nil
-            while true {
-                try Task.checkCancellation()
-                let rows = try await source.copyRows(table, columns: names, after: key, limit: batch)
-                for row in rows { sourceSum.add(row, types: types) }
-                guard let last = rows.last else { break }
-                key = table.keyValue(of: last, columns: names)
-            }
-            key = nil
-            while true {
-                try Task.checkCancellation()
-                let rows = try await target.copyRows(table, columns: columns, after: key, limit: batch)
-                for row in rows { targetSum.add(row, types: types) }
-                guard let last = rows.last else { break }
-                key = table.keyValue(of: last, columns: names)
-            }
+            let sourceSum = try await snapshot.copyChecksum(table, columns: names, types: columns.map(\.type))
+            let targetSum = try await target.copyChecksum(table, columns: columns)
             let same = sourceSum == targetSum
             output.line("  \(table.name): \(sourceSum) \(same ? "= target" : "≠ target \(targetSum)")")
             if !same { differences.append(table.name) }

@@ -316,6 +316,8 @@ enum PostgresSchema {
             CREATE INDEX webhook_deliveries_pending_age ON webhook_deliveries(environment, created_at) WHERE status = 'pending';
             CREATE INDEX runs_active_by_variant ON runs(variant_pk) WHERE status IN ('queued', 'running');
             ALTER TABLE runs ADD COLUMN queued_at BIGINT;
+            UPDATE runs SET queued_at = started_at WHERE status = 'queued';
+            CREATE INDEX runs_started ON runs(started_at);
             """
         ),
     ]
@@ -337,7 +339,7 @@ enum PostgresSchema {
 
     /// Applies the missing migrations over a connection of its own (the store's pool need not run yet,
     /// so a process migrates before its services start).
-    static func migrate(_ store: PostgresStore) async throws {
+    static func migrate(_ store: PostgresStore, allowingUnfinishedCopy: Bool = false) async throws {
         let logger = store.logger
         let db: PostgresConnection
         do {
@@ -364,6 +366,15 @@ enum PostgresSchema {
                 }
                 try await db.query(
                     "INSERT INTO tributary_migrations(name, applied_at) VALUES (\(migration.name), \(store.clock().microseconds))", logger: logger)
+            }
+            // A database `tributary migrate` is still filling is not served from: half the data is missing.
+            if !allowingUnfinishedCopy,
+                try await db.one("SELECT to_regclass('tributary_copy') IS NOT NULL AS present", logger)?.bool("present") == true,
+                try await db.one("SELECT 1 AS unfinished FROM tributary_copy WHERE finished_at IS NULL", logger) != nil
+            {
+                throw PostgresStoreError(
+                    sqlState: nil,
+                    message: "This database is being filled by `tributary migrate`, which has not finished: run the same migrate command again to complete it before serving from it.")
             }
             try await db.query("COMMIT", logger: logger)
         } catch {

@@ -76,9 +76,13 @@ extension PostgresStore {
     /// table is marked copied.
     public func importRows(_ table: CopyTable, columns: [(name: String, type: CopyColumnType)], rows: [[CopyValue]], done: Bool) async throws {
         let lastKey = rows.last.flatMap { table.keyValue(of: $0, columns: columns.map(\.name)) }
-        let statement = rows.isEmpty ? nil : try Self.insertStatement(table, columns: columns, rows: rows)
+        // PostgreSQL takes at most 65535 bound values a statement: wide tables go in several.
+        let perStatement = max(1, 65_535 / max(1, columns.count))
+        let statements = try stride(from: 0, to: rows.count, by: perStatement).map { start in
+            try Self.insertStatement(table, columns: columns, rows: Array(rows[start..<min(rows.count, start + perStatement)]))
+        }
         try await transaction { db in
-            if let statement { try await db.query(statement, logger: self.logger) }
+            for statement in statements { try await db.query(statement, logger: self.logger) }
             var lastInteger: Int64? = nil
             var lastText: String? = nil
             switch lastKey {
@@ -98,36 +102,39 @@ extension PostgresStore {
 
     /// Ends the copy: every id sequence moves past the copied ids (new rows never collide with copied
     /// ones), the planner's statistics are refreshed, and the copy is marked finished.
-    public func finishCopy() async throws {
+    /// - Parameter highWaterMarks: per table, the highest id the source ever handed out (deleted rows
+    ///   included): the sequences start past those too.
+    public func finishCopy(highWaterMarks: [String: Int64] = [:]) async throws {
         try await transaction { db in
             for table in CopyTable.all where table.integerKey && table.key == "id" {
+                let mark = highWaterMarks[table.name] ?? 0
+                // A dataset id still named by a pending purge or by records is never handed out again.
+                let extra = table.name == "datasets" ? ", (SELECT coalesce(max(dataset_id), 0) FROM dataset_purges), (SELECT coalesce(max(dataset_id), 0) FROM records)" : ""
                 try await db.query(
                     """
-                    SELECT setval(s, GREATEST((SELECT coalesce(max(id), 0) FROM \(unescaped: table.name)), 1))
+                    SELECT setval(s, GREATEST((SELECT coalesce(max(id), 0) FROM \(unescaped: table.name)), \(mark), 1\(unescaped: extra)))
                     FROM pg_get_serial_sequence(\(table.name), 'id') AS s WHERE s IS NOT NULL
                     """, logger: self.logger)
             }
-            try await db.query("SELECT setval('records_id_seq', GREATEST((SELECT coalesce(max(id), 0) FROM records), 1))", logger: self.logger)
+            try await db.query(
+                "SELECT setval('records_id_seq', GREATEST((SELECT coalesce(max(id), 0) FROM records), \(highWaterMarks["records"] ?? 0), 1))",
+                logger: self.logger)
             try await db.query("UPDATE tributary_copy SET finished_at = \(Timestamp.now().microseconds) WHERE id = 1", logger: self.logger)
         }
         try await read { db in try await db.query("ANALYZE", logger: self.logger) }
     }
 
-    /// Up to `limit` rows of `table` after `key`, in key order, read as the copy wrote them (for `--verify`).
-    public func copyRows(_ table: CopyTable, columns: [(name: String, type: CopyColumnType)], after key: CopyValue?, limit: Int) async throws
-        -> [[CopyValue]]
-    {
-        var binds = PostgresBindings()
-        var sql = "SELECT \(columns.map { Self.quoted($0.name) + ($0.type == .json ? "::text" : "") }.joined(separator: ", ")) FROM \(Self.quoted(table.name))"
-        if let key {
-            sql += " WHERE \(Self.quoted(table.key)) > $1"
-            try Self.bind(key, as: table.integerKey ? .integer : .text, into: &binds)
-        }
-        sql += " ORDER BY \(Self.quoted(table.key)) LIMIT \(max(1, limit))"
-        let query = PostgresQuery(unsafeSQL: sql, binds: binds)
-        return try await read { db in
-            try await db.all(query, self.logger).map { row in
-                try zip(columns, row).map { column, cell in
+    /// Every row of `table` read once, streamed over a connection of its own (no statement deadline:
+    /// a large table takes as long as it takes), into an order-independent checksum (for `--verify`).
+    public func copyChecksum(_ table: CopyTable, columns: [(name: String, type: CopyColumnType)]) async throws -> TableChecksum {
+        let sql = "SELECT \(columns.map { Self.quoted($0.name) + ($0.type == .json ? "::text" : "") }.joined(separator: ", ")) FROM \(Self.quoted(table.name))"
+        let connection = try await PostgresConnection.connect(configuration: try url.connectionConfiguration(), id: 1, logger: logger)
+        do {
+            var checksum = TableChecksum()
+            let types = columns.map(\.type)
+            for try await row in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger) {
+                try Task.checkCancellation()
+                let values: [CopyValue] = try zip(columns, row.makeRandomAccess()).map { column, cell in
                     switch column.type {
                     case .integer: return try cell.decode(Int64?.self).map(CopyValue.integer) ?? .null
                     case .boolean: return try cell.decode(Bool?.self).map { .integer($0 ? 1 : 0) } ?? .null
@@ -136,7 +143,13 @@ extension PostgresStore {
                     case .text, .json: return try cell.decode(String?.self).map(CopyValue.text) ?? .null
                     }
                 }
+                checksum.add(values, types: types)
             }
+            try await connection.close()
+            return checksum
+        } catch {
+            try? await connection.close()
+            throw error
         }
     }
 
@@ -185,11 +198,15 @@ extension PostgresStore {
         case (.integer(let number), .text): binds.append(String(number))
         case (.real(let number), .real): binds.append(number)
         case (.text(let text), .text), (.text(let text), .json): binds.append(text)
-        case (.blob(let bytes), .text), (.blob(let bytes), .json): binds.append(String(decoding: bytes, as: UTF8.self))
+        case (.blob(let bytes), .text), (.blob(let bytes), .json):
+            guard let text = String(validating: bytes, as: UTF8.self) else {
+                throw TributaryError(.invalidRecord, "A value that is not UTF-8 text cannot be written to a \(type.rawValue) column.")
+            }
+            binds.append(text)
         case (.blob(let bytes), .bytes): binds.append(ByteBuffer(bytes: bytes))
         case (.text(let text), .bytes): binds.append(ByteBuffer(string: text))
         default:
-            throw TributaryError(.invalidRecord, "A value \(value) cannot be written to a \(type.rawValue) column.")
+            throw TributaryError(.invalidRecord, "A value of another kind (\(value.kind)) cannot be written to a \(type.rawValue) column.")
         }
     }
 

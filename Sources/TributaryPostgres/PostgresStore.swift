@@ -87,6 +87,11 @@ public final class PostgresStore: Store, Service {
         try await PostgresSchema.migrate(self)
     }
 
+    /// ``migrate()`` for `tributary migrate` itself, which may resume filling this database.
+    public func migrateForCopy() async throws {
+        try await PostgresSchema.migrate(self, allowingUnfinishedCopy: true)
+    }
+
     // MARK: Transactions
 
     /// Runs `body` in one transaction on one pooled connection; retried on deadlock or serialisation

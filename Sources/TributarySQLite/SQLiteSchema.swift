@@ -333,6 +333,8 @@ enum SQLiteSchema {
                     CREATE INDEX webhook_deliveries_pending_age ON webhook_deliveries(environment, created_at) WHERE status = 'pending';
                     CREATE INDEX runs_active_by_variant ON runs(variant_pk) WHERE status IN ('queued', 'running');
                     ALTER TABLE runs ADD COLUMN queued_at INTEGER;
+                    UPDATE runs SET queued_at = started_at WHERE status = 'queued';
+                    CREATE INDEX runs_started ON runs(started_at);
                     """)
         }
         return migrator

@@ -4,43 +4,27 @@ import TributaryCore
 import TributaryStore
 
 /// The read side of `tributary migrate`: the store's tables row by row in key order, as
-/// ``CopyValue``s, and the checks made before copying.
+/// ``CopyValue``s, and the checks made before copying. Reads go through ``copySnapshot()``: one
+/// point in time of the file for the whole copy, whatever is written meanwhile.
 extension SQLiteStore {
-    /// The columns a copy of `table` reads (`records` also carries its payload, kept in
-    /// `record_payloads` here); empty when the table does not exist.
-    public func copyColumns(_ table: CopyTable) async throws -> [String] {
-        try await pool.read { db in
-            guard try db.tableExists(table.name) else { return [] }
-            var columns = try db.columns(in: table.name).map(\.name)
-            if table.name == "records" { columns.append("payload") }
-            return columns
-        }
+    /// A frozen view of the database as of now (a WAL snapshot): every read of the copy sees this moment.
+    public func copySnapshot() throws -> SQLiteCopySnapshot {
+        SQLiteCopySnapshot(reader: try pool.makeSnapshot())
     }
 
-    /// Up to `limit` rows of `table` after `key` (nil: from the start), in key order.
-    public func copyRows(_ table: CopyTable, columns: [String], after key: CopyValue?, limit: Int) async throws -> [[CopyValue]] {
-        let selected = columns.map { column -> String in
-            if table.name == "records" && column == "payload" {
-                // A pruned record keeps `{"id": …}` here as in PostgreSQL; a missing row reads the same.
-                return #"coalesce((SELECT p.payload FROM record_payloads p WHERE p.record_id = t.id), json_object('id', t.external_id)) AS payload"#
-            }
-            return "t.\(Self.quoted(column))"
-        }
-        var sql = "SELECT \(selected.joined(separator: ", ")) FROM \(Self.quoted(table.name)) t"
-        var arguments: [any DatabaseValueConvertible] = []
-        if let key {
-            sql += " WHERE t.\(Self.quoted(table.key)) > ?"
-            arguments.append(Self.databaseValue(key))
-        }
-        sql += " ORDER BY t.\(Self.quoted(table.key)) LIMIT ?"
-        arguments.append(limit)
-        guard let statementArguments = StatementArguments(arguments) else { return [] }
-        let query = sql
-        return try await pool.read { db in
-            try Row.fetchAll(db, sql: query, arguments: statementArguments).map { row in
-                row.databaseValues.map(Self.copyValue)
-            }
-        }
+    /// ``SQLiteCopySnapshot/copyFingerprint()`` of the database as it is now.
+    public func copyFingerprint() async throws -> String {
+        try await copySnapshot().copyFingerprint()
+    }
+
+    /// Whether the file at `path` holds Tributary's tables (it was created by `serve`, `dryrun` or
+    /// `demo`), read without writing anything to it (opening a store would switch it to WAL).
+    public static func isTributaryStore(path: String) -> Bool {
+        var configuration = Configuration()
+        configuration.readonly = true
+        guard let queue = try? DatabaseQueue(path: path, configuration: configuration) else { return false }
+        defer { try? queue.close() }
+        return (try? queue.read { db in try db.tableExists("runs") && db.tableExists("sync_variants") && db.tableExists("store_meta") }) ?? false
     }
 
     /// Runs and async action executions whose lease has not run out: a `serve` is using the store.
@@ -53,21 +37,6 @@ extension SQLiteStore {
                 db, sql: "SELECT count(*) FROM action_runs WHERE status = 'running' AND heartbeat_at + lease_seconds * 1000000 > ?",
                 arguments: [now.microseconds]) ?? 0
             return runs + actions
-        }
-    }
-
-    /// What the data looks like now, cheaply (row counts and largest ids of the busiest tables): an
-    /// interrupted copy resumes only from a source that has not changed since.
-    public func copyFingerprint() async throws -> String {
-        try await pool.read { db in
-            var parts: [String] = []
-            for table in ["connections", "sync_variants", "records", "runs", "webhook_deliveries"] where try db.tableExists(table) {
-                let row = try Row.fetchOne(db, sql: "SELECT count(*), coalesce(max(id), 0) FROM \(Self.quoted(table))")
-                parts.append("\(table):\(row?[0] as Int64? ?? 0):\(row?[1] as Int64? ?? 0)")
-            }
-            let seq = try Int64.fetchOne(db, sql: "SELECT coalesce(max(last_seq), 0) FROM datasets") ?? 0
-            parts.append("seq:\(seq)")
-            return parts.joined(separator: ",")
         }
     }
 
@@ -93,5 +62,113 @@ extension SQLiteStore {
         case .text(let text): return text
         case .blob(let bytes): return Data(bytes)
         }
+    }
+}
+
+/// A point-in-time view of a SQLite store for `tributary migrate` (``SQLiteStore/copySnapshot()``).
+public struct SQLiteCopySnapshot: Sendable {
+    let reader: DatabaseSnapshot
+
+    /// The most bytes of values one ``copyRows(_:columns:after:limit:)`` returns (at least one row):
+    /// a batch of large payloads stays bounded in memory.
+    public static let batchBytes = 32 << 20
+
+    /// The columns a copy of `table` reads (`records` also carries its payload, kept in
+    /// `record_payloads` here); empty when the table does not exist.
+    public func copyColumns(_ table: CopyTable) async throws -> [String] {
+        try await reader.read { db in
+            guard try db.tableExists(table.name) else { return [] }
+            var columns = try db.columns(in: table.name).map(\.name)
+            if table.name == "records" { columns.append("payload") }
+            return columns
+        }
+    }
+
+    /// Up to `limit` rows of `table` after `key` (nil: from the start), in key order, and at most
+    /// about ``batchBytes``; empty once the table is read.
+    public func copyRows(_ table: CopyTable, columns: [String], after key: CopyValue?, limit: Int) async throws -> [[CopyValue]] {
+        var sql = "SELECT \(Self.selection(table, columns)) FROM \(SQLiteStore.quoted(table.name)) t"
+        var arguments: [any DatabaseValueConvertible] = []
+        if let key {
+            sql += " WHERE t.\(SQLiteStore.quoted(table.key)) > ?"
+            arguments.append(SQLiteStore.databaseValue(key))
+        }
+        sql += " ORDER BY t.\(SQLiteStore.quoted(table.key)) LIMIT ?"
+        arguments.append(limit)
+        guard let statementArguments = StatementArguments(arguments) else { return [] }
+        let query = sql
+        return try await reader.read { db in
+            var rows: [[CopyValue]] = []
+            var bytes = 0
+            let cursor = try Row.fetchCursor(db, sql: query, arguments: statementArguments)
+            while let row = try cursor.next() {
+                let values = Array(row.databaseValues.map(SQLiteStore.copyValue))
+                rows.append(values)
+                bytes += values.reduce(0) { $0 + $1.byteCount }
+                if bytes >= Self.batchBytes { break }
+            }
+            return rows
+        }
+    }
+
+    /// Every row of `table` read once (in no particular order) into an order-independent checksum.
+    public func copyChecksum(_ table: CopyTable, columns: [String], types: [CopyColumnType]) async throws -> TableChecksum {
+        let query = "SELECT \(Self.selection(table, columns)) FROM \(SQLiteStore.quoted(table.name)) t"
+        return try await reader.read { db in
+            var checksum = TableChecksum()
+            let cursor = try Row.fetchCursor(db, sql: query)
+            while let row = try cursor.next() {
+                checksum.add(Array(row.databaseValues.map(SQLiteStore.copyValue)), types: types)
+            }
+            return checksum
+        }
+    }
+
+    /// The highest id AUTOINCREMENT tables ever handed out (`sqlite_sequence`): the target's id
+    /// sequences start past them, so an id of a deleted row is never reused (a dataset id waiting
+    /// in `dataset_purges`, a run id a delivery still names).
+    public func idHighWaterMarks() async throws -> [String: Int64] {
+        try await reader.read { db in
+            guard try db.tableExists("sqlite_sequence") else { return [:] }
+            var marks: [String: Int64] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT name, seq FROM sqlite_sequence") { marks[row[0]] = row[1] }
+            return marks
+        }
+    }
+
+    /// What the data looks like, cheaply — row counts, largest ids and the latest change times of
+    /// the tables a running `serve` writes, in place or not: an interrupted copy resumes only from a
+    /// source that has not changed since, and a copy is finished only when the file did not change
+    /// while it was read.
+    public func copyFingerprint() async throws -> String {
+        try await reader.read { db in
+            var parts: [String] = []
+            let probes: [(table: String, sql: String)] = [
+                ("connections", "SELECT count(*), coalesce(max(id), 0), coalesce(max(updated_at), 0), coalesce(sum(length(credentials)), 0) FROM connections"),
+                ("sync_variants", "SELECT count(*), coalesce(max(id), 0), coalesce(sum(next_run_at % 1000003), 0), coalesce(sum(length(checkpoint)), 0) + sum(paused) FROM sync_variants"),
+                ("datasets", "SELECT count(*), coalesce(max(last_seq), 0), coalesce(max(last_write_at), 0), coalesce(sum(record_count), 0) FROM datasets"),
+                ("records", "SELECT count(*), coalesce(max(id), 0), coalesce(max(seq), 0), 0 FROM records"),
+                ("runs", "SELECT count(*), coalesce(max(id), 0), coalesce(max(heartbeat_at), 0), coalesce(max(finished_at), 0) FROM runs"),
+                ("webhook_deliveries", "SELECT count(*), coalesce(max(id), 0), coalesce(sum(attempts), 0), coalesce(max(ended_at), 0) FROM webhook_deliveries"),
+                ("action_runs", "SELECT count(*), coalesce(max(created_at), 0), coalesce(sum(attempts), 0), coalesce(max(finished_at), 0) FROM action_runs"),
+                ("connect_sessions", "SELECT count(*), coalesce(max(created_at), 0), coalesce(max(used_at), 0), coalesce(max(oauth_started_at), 0) FROM connect_sessions"),
+            ]
+            for probe in probes where try db.tableExists(probe.table) {
+                let row = try Row.fetchOne(db, sql: probe.sql)
+                let values = (0..<4).map { (row?[$0] as Int64?) ?? 0 }
+                parts.append("\(probe.table):" + values.map(String.init).joined(separator: ":"))
+            }
+            return parts.joined(separator: ",")
+        }
+    }
+
+    static func selection(_ table: CopyTable, _ columns: [String]) -> String {
+        columns.map { column -> String in
+            if table.name == "records" && column == "payload" {
+                // A pruned record keeps `{"id": …}` here as in PostgreSQL; a missing row reads the same.
+                return #"coalesce((SELECT p.payload FROM record_payloads p WHERE p.record_id = t.id), json_object('id', t.external_id)) AS payload"#
+            }
+            return "t.\(SQLiteStore.quoted(column))"
+        }.joined(separator: ", ")
     }
 }

@@ -42,6 +42,11 @@ struct MigrateTests {
             try await store.setMetadata(["region": "eu", "nested": ["a": [1, 2]]], for: lease)
         }
         try await store.setPaused(true, for: [eu])
+        // A variant deleted with its run and dataset: their ids are the highest ever handed out.
+        let gone = VariantRef(connection: base.connection, syncName: "orders", variant: "gone")
+        try await store.ensureVariant(gone)
+        try await store.inRun(of: gone) { lease in _ = try await store.saveRecords([try! PreparedRecord(["id": "x"])], model: "Order", for: lease) }
+        _ = try await store.deleteVariant(gone)
         return store
     }
 
@@ -62,7 +67,8 @@ struct MigrateTests {
 
         // An interrupted copy: bookkeeping begun, the first tables copied, `records` half way.
         let postgres = PostgresStore(url: try PostgresURL(target.location), maximumConnections: 2, logger: Logger(label: "test"))
-        let reader = try SQLiteStore(path: path)
+        let file = try SQLiteStore(path: path)
+        let reader = try file.copySnapshot()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await postgres.run() }
             defer { group.cancelAll() }
@@ -78,11 +84,12 @@ struct MigrateTests {
             let columns = try await postgres.copyColumnTypes(records).filter { names.contains($0.name) }
             try await postgres.importRows(records, columns: columns, rows: try await reader.copyRows(records, columns: columns.map(\.name), after: nil, limit: 10), done: false)
         }
-        try reader.close()
+        try file.close()
 
         let output = try await run(["--from", path, "--to", target.location, "--verify", "--batch", "7"])
         #expect(output.contains("resuming the interrupted copy"), "\(output)")
-        #expect(output.contains("  records: 15 rows"), "the ten copied before are not copied again: \(output)")
+        // 26 records (25, and the deleted variant's one awaiting its purge): the ten copied before are not copied again.
+        #expect(output.contains("  records: 16 rows"), "\(output)")
         #expect(output.contains("verified: every table has the same rows on both sides"))
 
         // Read back through the PostgreSQL store itself.
@@ -96,9 +103,15 @@ struct MigrateTests {
         #expect(try await store.variantState(VariantRef(connection: base.connection, syncName: "orders", variant: "eu"))?.paused == true)
         let run = try #require(try await store.runs(of: base, limit: 1).first)
         #expect(try await store.logs(ofRun: run.id, limit: 10).map(\.message) == ["halfway <there>"])
-        // New rows after the copy get new ids (sequences moved past the copied ones).
+        // New rows after the copy get new ids, past every id SQLite ever handed out (the deleted
+        // variant's run and dataset included): none is reused.
         let later = try await store.startRun(base, RunStart(tracksDeletes: false))
-        #expect(later.runId > run.id)
+        #expect(later.runId > run.id + 1, "the deleted variant's run id is not handed out again")
+        let fresh = VariantRef(connection: base.connection, syncName: "orders", variant: "fresh")
+        try await store.ensureVariant(fresh)
+        _ = try await store.completeRun(later.lease, RunCompletion(outcome: .succeeded))
+        try await store.inRun(of: fresh) { lease in _ = try await store.saveRecords([try! PreparedRecord(["id": "y"])], model: "Order", for: lease) }
+        #expect(try await store.changes(try ChangeQuery(dataset: fresh.dataset("Order"), limit: 10)).records.map(\.id) == ["y"], "a new dataset sees only its own records")
     }
 
     @Test func refusesATargetWithOtherDataAndASourceThatChanged() async throws {
@@ -118,6 +131,15 @@ struct MigrateTests {
             try await postgres.beginCopy(source: URL(fileURLWithPath: path).standardizedFileURL.path, fingerprint: "an older fingerprint")
         }
         await #expect { try await run(["--from", path, "--to", clean.location]) } throws: { "\($0)".contains("changed since the interrupted copy") }
+        // Nor is a half-filled database served from.
+        await #expect { try await PostgresStore(url: try PostgresURL(clean.location), logger: Logger(label: "test")).migrate() } throws: {
+            "\($0)".contains("being filled by `tributary migrate`")
+        }
+        // A SQLite file that is not a Tributary store is left alone.
+        let other = target.directory.appendingPathComponent("other.sqlite").path
+        _ = FileManager.default.createFile(atPath: other, contents: nil)
+        await #expect { try await run(["--from", other, "--to", clean.location]) } throws: { "\($0)".contains("not a Tributary store") }
+        #expect((try FileManager.default.attributesOfItem(atPath: other)[.size] as? NSNumber)?.intValue == 0, "nothing was written to it")
         await #expect { try await run(["--from", target.directory.appendingPathComponent("missing.sqlite").path, "--to", clean.location]) } throws: {
             "\($0)".contains("no SQLite store")
         }

@@ -43,6 +43,11 @@ struct SQLiteBackupTests {
         #expect(Set(feed.map(\.id)).count == copied)
         try copy.close()
 
+        // Private to its owner (credentials, customers' records), and no partial file left behind.
+        let mode = try #require(try FileManager.default.attributesOfItem(atPath: destination)[.posixPermissions] as? NSNumber)
+        #expect(mode.intValue & 0o777 == 0o600)
+        let left = try FileManager.default.contentsOfDirectory(atPath: f.directory.path).filter { $0.contains(".partial-") }
+        #expect(left.isEmpty, "\(left)")
         // Never over an existing file.
         #expect(throws: TributaryError.self) { try store.backup(to: destination) }
     }

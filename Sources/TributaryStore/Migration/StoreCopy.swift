@@ -7,6 +7,27 @@ public enum CopyValue: Sendable, Hashable {
     case real(Double)
     case text(String)
     case blob([UInt8])
+
+    /// What kind of value it is, without the value (for error messages: values may be secrets).
+    public var kind: String {
+        switch self {
+        case .null: return "null"
+        case .integer: return "integer"
+        case .real: return "real"
+        case .text: return "text"
+        case .blob: return "bytes"
+        }
+    }
+
+    /// About how many bytes the value takes (for batch budgets).
+    public var byteCount: Int {
+        switch self {
+        case .null: return 1
+        case .integer, .real: return 8
+        case .text(let text): return text.utf8.count
+        case .blob(let bytes): return bytes.count
+        }
+    }
 }
 
 /// How a column is written in the target (PostgreSQL's type), which also decides how values are
@@ -46,10 +67,11 @@ public struct CopyTable: Sendable, Hashable {
     }
 }
 
-/// A table's row count and an order-sensitive 64-bit checksum (a wyhash chain) over every row's
-/// canonical encoding in key order: equal on both sides when every value was copied. JSON columns
-/// are compared by their canonical form (PostgreSQL's `jsonb` re-spaces and re-orders keys),
-/// booleans as 0/1, text and bytes as their bytes.
+/// A table's row count and an order-independent 64-bit checksum (the sum of every row's wyhash over
+/// its canonical encoding): equal on both sides when every value was copied, whatever order each
+/// database reads its rows in. JSON columns are compared by their canonical form (PostgreSQL's
+/// `jsonb` re-spaces and re-orders keys), booleans as 0/1, integers in text columns as their
+/// digits, text and bytes as their bytes.
 public struct TableChecksum: Sendable, Hashable, CustomStringConvertible {
     public private(set) var rows: Int = 0
     public private(set) var digest: UInt64 = 0
@@ -62,7 +84,7 @@ public struct TableChecksum: Sendable, Hashable, CustomStringConvertible {
             Self.append(value, type, to: &bytes)
             bytes.append(0x1F)
         }
-        digest = bytes.withUnsafeBytes { ContentHash.hash($0, seed: digest) }
+        digest &+= bytes.withUnsafeBytes { ContentHash.hash($0, seed: 0x7472_6962) }
         rows += 1
     }
 
@@ -74,6 +96,9 @@ public struct TableChecksum: Sendable, Hashable, CustomStringConvertible {
             out.append(0)
         case (.integer(let number), .boolean):
             out += [1, number != 0 ? 1 : 0]
+        case (.integer(let number), .text):
+            out.append(5)
+            out += Array(String(number).utf8)
         case (.integer(let number), _):
             out.append(2)
             out += Array(String(number).utf8)
