@@ -23,6 +23,8 @@ struct SchedulerBench: AsyncParsableCommand {
     @Option(help: "Seconds between a variant's runs (at least 30).") var frequency = 60
     @Option(help: "The sync's jitter_seconds. With jitter the variants are created all at once and the jitter alone spreads their runs.")
     var jitter = 0
+    @Flag(help: "Create every variant at once (as with --jitter), without jitter: every variant's schedule starts in the same second.")
+    var atOnce = false
     @Option(help: "Seconds to watch after the variants are created.") var duration = 120.0
     @Option(help: "Seconds to measure idle CPU for.") var idle = 10.0
     @Option(help: "The scheduler's tick and the worker's poll, in seconds (tributary.yaml scheduler.tick_seconds).") var tick = 1.0
@@ -56,7 +58,7 @@ struct SchedulerBench: AsyncParsableCommand {
         defer { stores.removeFiles() }
         let total = connections * variants
         var report = BenchReport(
-            suite: "scheduler: \(connections) connections × \(variants) variants, every \(frequency) s\(jitter > 0 ? ", jitter \(jitter) s, created at once" : ""), tick \(tick) s, \(maxConcurrentRuns) runs at once, watched \(Int(duration)) s",
+            suite: "scheduler: \(connections) connections × \(variants) variants, every \(frequency) s\(jitter > 0 ? ", jitter \(jitter) s, created at once" : (atOnce ? ", created at once, no jitter" : "")), tick \(tick) s, \(maxConcurrentRuns) runs at once, watched \(Int(duration)) s",
             header: ["store: runs", "runs", "runs/s", "lag p50", "lag p99", "lag max", "busiest second", "failed", "idle CPU"])
         report.usesRecordOptions = false
         let provider = try ProviderProcess(records: 3)
@@ -90,7 +92,7 @@ struct SchedulerBench: AsyncParsableCommand {
                     for connection in Set(refs.map(\.connection)) { _ = try await store.ensureConnection(connection) }
                     // Created spread over one interval: their schedules (created_at + k × interval) are spread the same way.
                     let start = ContinuousClock.now
-                    let spread = jitter > 0 ? Duration.zero : Duration.seconds(min(Double(frequency), duration))
+                    let spread = jitter > 0 || atOnce ? Duration.zero : Duration.seconds(min(Double(frequency), duration))
                     for (index, ref) in refs.enumerated() {
                         let due = start + spread * (Double(index) / Double(refs.count))
                         if due > .now { try await Task.sleep(until: due) }
