@@ -25,35 +25,17 @@ extension SQLiteStore {
     }
 
     public func activity(_ query: ActivityQuery) async throws -> [RunRecord] {
-        var conditions = ["c.environment = ?"]
-        var arguments: [any DatabaseValueConvertible] = [query.environment]
-        if let status = query.status {
-            conditions.append("r.status = ?")
-            arguments.append(status.rawValue)
-        }
-        if let integration = query.integration {
-            conditions.append("c.provider_config_key = ?")
-            arguments.append(integration)
-        }
-        if let sync = query.sync {
-            conditions.append("v.sync_name = ?")
-            arguments.append(sync)
-        }
-        if let connectionId = query.connectionId {
-            conditions.append("c.connection_id = ?")
-            arguments.append(connectionId)
-        }
-        if let since = query.since {
-            conditions.append("r.started_at >= ?")
-            arguments.append(since.microseconds)
-        }
-        if let until = query.until {
-            conditions.append("r.started_at < ?")
-            arguments.append(until.microseconds)
-        }
-        if let beforeId = query.beforeId {
-            conditions.append("r.id < ?")
-            arguments.append(beforeId)
+        // Each filter given narrows the list; an absent one is left out of the statement.
+        let filters: [(condition: String, value: (any DatabaseValueConvertible)?)] = [
+            ("c.environment = ?", query.environment), ("r.status = ?", query.status?.rawValue), ("c.provider_config_key = ?", query.integration),
+            ("v.sync_name = ?", query.sync), ("c.connection_id = ?", query.connectionId), ("r.started_at >= ?", query.since?.microseconds),
+            ("r.started_at < ?", query.until?.microseconds), ("r.id < ?", query.beforeId),
+        ]
+        var conditions: [String] = []
+        var arguments: [any DatabaseValueConvertible] = []
+        for case let (condition, value?) in filters {
+            conditions.append(condition)
+            arguments.append(value)
         }
         arguments.append(query.limit)
         let sql = """

@@ -11,12 +11,8 @@ public enum ProcessStats {
 
     /// CPU time (user + system) a process has used, in seconds, from /proc/PID/stat.
     public static func cpuSeconds(pid: Int32? = nil) -> Double {
-        let path = pid.map { "/proc/\($0)/stat" } ?? "/proc/self/stat"
-        guard let stat = try? String(contentsOfFile: path, encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return 0 }
         // Fields after "(comm)": state is field 3; utime and stime are fields 14 and 15.
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        let fields = statFields(pid.map { "/proc/\($0)/stat" } ?? "/proc/self/stat")
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]), ticks > 0 else { return 0 }
         return (user + system) / ticks
@@ -25,6 +21,12 @@ public enum ProcessStats {
     /// Open file descriptors of this process.
     public static func openFileDescriptors() -> Int {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0
+    }
+
+    /// The fields of a `/proc/PID/stat` line after `(comm)` (which may hold spaces); empty when unreadable.
+    static func statFields(_ path: String) -> [Substring] {
+        guard let stat = try? String(contentsOfFile: path, encoding: .utf8), let close = stat.lastIndex(of: ")") else { return [] }
+        return stat[stat.index(after: close)...].split(separator: " ")
     }
 
     static func statusKiB(_ field: String) -> Double {
@@ -40,11 +42,10 @@ public enum ProcessStats {
 extension ProcessStats {
     /// Seconds since this process started (from /proc/self/stat's start time and the system's uptime).
     public static func uptimeSeconds() -> Double {
-        guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8), let close = stat.lastIndex(of: ")"),
-            let uptimeText = try? String(contentsOfFile: "/proc/uptime", encoding: .utf8),
+        guard let uptimeText = try? String(contentsOfFile: "/proc/uptime", encoding: .utf8),
             let uptime = Double(uptimeText.split(separator: " ").first ?? "")
         else { return 0 }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        let fields = statFields("/proc/self/stat")
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         // Field 22 (starttime) is the 20th after "(comm)".
         guard fields.count > 19, let start = Double(fields[19]), ticks > 0 else { return 0 }

@@ -126,7 +126,7 @@ extension Dashboard {
                     label: "#\(run.id)", value: seconds, part: run.status == .failed ? seconds : 0,
                     title: "Run #\(run.id), \(run.status.rawValue): \(DashboardFormat.duration(from: run.startedAt, to: run.finishedAt ?? run.startedAt))")
             },
-            format: { seconds in seconds < 10 ? String(format: "%.1f s", seconds) : "\(Int(seconds.rounded())) s" })
+            format: { seconds in seconds < 10 ? String(format: "%.1f s", seconds) : "\(BarChart.number(seconds.rounded())) s" })
     }
 
     /// Records each finished run added, updated and deleted, oldest first; deletions highlighted.
