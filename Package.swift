@@ -10,6 +10,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "Tributary", targets: ["Tributary"]),
+        // Opt-in OpenTelemetry export for user binaries: `TributaryCLI.main(functions: …, tracing: OTelTracing.backend)`.
+        .library(name: "TributaryTracing", targets: ["TributaryTracing"]),
         .executable(name: "tributary", targets: ["tributary"]),
         .executable(name: "tributary-bench", targets: ["tributary-bench"]),
     ],
@@ -28,6 +30,9 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing", from: "1.7.3"),
+        // OTLP/HTTP only: the gRPC exporter's dependencies (grpc-swift, nio-http2) are not built.
+        .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0", traits: ["OTLPHTTP"]),
     ],
     targets: [
         // Domain, JSON, configuration, errors and the sync-function API. No I/O.
@@ -72,6 +77,9 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 // Run, provider, webhook and store figures through the swift-metrics API (``TributaryMetrics``).
                 .product(name: "CoreMetrics", package: "swift-metrics"),
+                // A span per run, provider call and store write through the swift-distributed-tracing API
+                // (``TributaryTracer``); the exporter is chosen by the binary (TributaryTracing).
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             swiftSettings: strict
         ),
@@ -114,7 +122,20 @@ let package = Package(
             dependencies: ["TributaryCore", "TributaryStore", "TributarySQLite", "TributaryPostgres", "TributaryEngine", "TributaryServer", "TributaryCLI"],
             swiftSettings: strict
         ),
-        .executableTarget(name: "tributary", dependencies: ["TributaryCLI", "TributaryDemo"], swiftSettings: strict),
+        // OpenTelemetry export of the engine's spans (swift-otel, OTLP/HTTP). Linked only by the `tributary`
+        // binary and by user packages that ask for it: the library product and the tests never build it.
+        .target(
+            name: "TributaryTracing",
+            dependencies: [
+                "TributaryCore", "TributaryEngine",
+                .product(name: "OTel", package: "swift-otel"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(name: "tributary", dependencies: ["TributaryCLI", "TributaryDemo", "TributaryTracing"], swiftSettings: strict),
         // Release-build benchmarks: `swift run -c release tributary-bench <suite>` (docs/BENCHMARKS.md).
         .executableTarget(
             name: "tributary-bench",
@@ -179,6 +200,8 @@ let package = Package(
             dependencies: [
                 "TributaryCore", "TributaryStore", "TributarySQLite", "TributaryPostgres", "TributaryTestSupport", "TributaryEngine", "TributaryDemo",
                 .product(name: "PropertyBased", package: "swift-property-based"),
+                .product(name: "InMemoryTracing", package: "swift-distributed-tracing"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -15,8 +15,9 @@ struct JSONLogHandler: LogHandler {
     /// Lines from every task go out whole, one after the other.
     private static let output = Mutex(())
 
-    init(label: String) {
+    init(label: String, metadataProvider: Logger.MetadataProvider? = nil) {
         self.label = label
+        self.metadataProvider = metadataProvider
     }
 
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {

@@ -23,12 +23,14 @@ struct ProcessServices {
     /// the webhook worker's (at most 5 s) and a margin.
     var shutdownBudget: Duration
 
-    init(role: ServeCommand.Role, config: TributaryConfig, store: any Store, cipher: CredentialCipher, functions: SyncFunctionRegistry, logger: Logger) throws {
+    init(role: ServeCommand.Role, config: TributaryConfig, store: any Store, cipher: CredentialCipher, functions: SyncFunctionRegistry,
+        tracer: TributaryTracer = .disabled, logger: Logger
+    ) throws {
         let scheduling = config.scheduler
         let http = OutboundHTTP()
         let export = MetricsExport()
         let metrics = export.metrics
-        let providers = ProviderAccess(config: config, store: store, cipher: cipher, http: http, metrics: metrics, logger: logger)
+        let providers = ProviderAccess(config: config, store: store, cipher: cipher, http: http, metrics: metrics, tracer: tracer, logger: logger)
         services = [http]
         var worker: RunCoordinator? = nil
         var webhookWorker: ProviderWebhookWorker? = nil
@@ -40,7 +42,7 @@ struct ProcessServices {
         if role != .api {
             let executor = SyncExecutor(
                 store: store, functions: functions, providers: providers, webhooks: SyncWebhookPlanner(config: config), logger: logger,
-                leaseSeconds: Int64(scheduling.leaseSeconds), metrics: metrics)
+                leaseSeconds: Int64(scheduling.leaseSeconds), metrics: metrics, tracer: tracer)
             let coordinator = RunCoordinator(
                 executor: executor, config: config,
                 limits: RunCoordinator.Limits(

@@ -60,7 +60,13 @@ struct ServeCommand: AsyncParsableCommand {
         var (config, usesDemo) = try options.load(output: output)
         if let port { config.server.port = port }
         if let host { config.server.host = host }
-        var logger = logFormat == .json ? Logger(label: "tributary", factory: { JSONLogHandler(label: $0) }) : Logger(label: "tributary")
+        let tracing = try Self.tracing(config.tracing, environment: ProcessInfo.processInfo.environment, bootstrap: context.tracing)
+        let provider = tracing?.metadataProvider
+        var logger: Logger
+        switch logFormat {
+        case .json: logger = Logger(label: "tributary", factory: { JSONLogHandler(label: $0, metadataProvider: provider) })
+        case .text: logger = provider.map { Logger(label: "tributary", metadataProvider: $0) } ?? Logger(label: "tributary")
+        }
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
 
         for integration in config.integrations where integration.webhooks?.unsigned == true {
@@ -93,16 +99,19 @@ struct ServeCommand: AsyncParsableCommand {
 
         let selection = try await StoreSelection.open(options.database, config: config.database, logger: logger)
         defer { selection.close() }
-        let process = try ProcessServices(role: role, config: config, store: selection.store, cipher: cipher, functions: context.functions, logger: logger)
+        let process = try ProcessServices(
+            role: role, config: config, store: selection.store, cipher: cipher, functions: context.functions,
+            tracer: TributaryTracer(tracing?.tracer), logger: logger)
         if role != .worker {
             output.line(
                 "Tributary \(role == .all ? "API and worker" : "API") on http://\(config.server.host):\(config.server.port) — database \(selection.location), environments: \(config.environments.map(\.name).joined(separator: ", "))")
         } else {
             output.line("Tributary worker — database \(selection.location), up to \(config.scheduler.maxConcurrentRuns) runs at once")
         }
-        // The PostgreSQL pool starts first and, as the group stops services in reverse order, stops last.
+        // The span exporter and the PostgreSQL pool start first and, as the group stops services in
+        // reverse order, stop last: the exporter flushes the spans of the runs the worker drained.
         var groupConfiguration = ServiceGroupConfiguration(
-            services: (selection.service.map { [$0] } ?? []) + process.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            services: (tracing.map { [$0.service] } ?? []) + (selection.service.map { [$0] } ?? []) + process.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // A shutdown never hangs (a service stuck on an unreachable database, say): past its budget the
         // group cancels every service, and past a few more seconds it ends the process.
         groupConfiguration.maximumGracefulShutdownDuration = process.shutdownBudget
@@ -112,6 +121,21 @@ struct ServeCommand: AsyncParsableCommand {
             try await group.run()
         } else {
             try await group.runExplainingPorts([(config.server.port, "--port or server.port")])
+        }
+    }
+
+    /// The span exporter when tracing is on (``TracingConfig/isOn(environment:)``); a binary without one
+    /// refuses to start rather than silently export nothing.
+    static func tracing(_ settings: TracingConfig, environment: [String: String], bootstrap: TracingBootstrap?) throws -> TracingBackend? {
+        guard settings.isOn(environment: environment) else { return nil }
+        guard let bootstrap else {
+            throw CLIError(
+                "Tracing is on (tracing.enabled or OTEL_TRACES_EXPORTER=otlp) but this binary has no span exporter: pass `tracing: OTelTracing.backend` (product TributaryTracing) to TributaryCLI.main, or turn tracing off.")
+        }
+        do {
+            return try bootstrap(settings)
+        } catch {
+            throw CLIError("Cannot start tracing: \(error)")
         }
     }
 }

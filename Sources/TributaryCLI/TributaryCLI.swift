@@ -24,12 +24,16 @@ public enum TributaryCLI {
     ///   - functions: the sync functions this binary offers, in addition to the built-in demo ones.
     ///   - actions: the action functions it offers (`POST /action/trigger`).
     ///   - events: the on-event functions it offers (an integration's `on_events`).
+    ///   - tracing: how `serve` exports spans when the configuration turns tracing on
+    ///     (`OTelTracing.backend` from the `TributaryTracing` product); nil: a configuration that asks
+    ///     for tracing is refused.
     public static func main(
-        functions: [any SyncFunction], actions: [any ActionFunction] = [], events: [any ConnectionEventFunction] = [], arguments: [String]? = nil
+        functions: [any SyncFunction], actions: [any ActionFunction] = [], events: [any ConnectionEventFunction] = [], arguments: [String]? = nil,
+        tracing: TracingBootstrap? = nil
     ) async {
         let arguments = arguments ?? Array(CommandLine.arguments.dropFirst())
         do {
-            try await run(functions: functions, actions: actions, events: events, arguments: arguments)
+            try await run(functions: functions, actions: actions, events: events, arguments: arguments, tracing: tracing)
         } catch {
             TributaryCommand.exit(withError: error)
         }
@@ -38,14 +42,14 @@ public enum TributaryCLI {
     /// Runs one command and returns, throwing what it throws (`ExitCode` included) — for tests and embedding.
     public static func run(
         functions: [any SyncFunction], actions: [any ActionFunction] = [], events: [any ConnectionEventFunction] = [], arguments: [String],
-        output: CLIOutput = .standardOutput
+        output: CLIOutput = .standardOutput, tracing: TracingBootstrap? = nil
     ) async throws {
         var all = DemoSyncs.all
         let userNames = Set(functions.map(\.name))
         all.removeAll { userNames.contains($0.name) }
         all.append(contentsOf: functions)
         let registry = try SyncFunctionRegistry(all, actions: actions, events: events)
-        try await CLIContext.$current.withValue(CLIContext(functions: registry, output: output)) {
+        try await CLIContext.$current.withValue(CLIContext(functions: registry, output: output, tracing: tracing)) {
             var command = try TributaryCommand.parseAsRoot(arguments)
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
@@ -77,6 +81,8 @@ public struct CLIOutput: Sendable {
 struct CLIContext: Sendable {
     var functions: SyncFunctionRegistry
     var output: CLIOutput
+    /// The binary's span exporter, if it has one.
+    var tracing: TracingBootstrap? = nil
 
     @TaskLocal static var current = CLIContext(functions: try! SyncFunctionRegistry(DemoSyncs.all), output: .standardOutput)
 }

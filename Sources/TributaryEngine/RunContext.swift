@@ -44,12 +44,14 @@ final class RunContext: SyncContext {
     private let progress = Mutex(Progress())
 
     let metrics: TributaryMetrics
+    let tracer: TributaryTracer
 
     init(
         store: any RunStore, ref: VariantRef, sync: SyncConfig, started: StartedRun, providers: ProviderAccess?, metrics: TributaryMetrics = .disabled,
-        logger: Logger
+        tracer: TributaryTracer = .disabled, logger: Logger
     ) {
         self.metrics = metrics
+        self.tracer = tracer
         self.providers = providers
         self.store = store
         self.ref = ref
@@ -104,7 +106,7 @@ final class RunContext: SyncContext {
     func saveCheckpoint(_ checkpoint: Checkpoint) async throws {
         try checkCancellation()
         try refuseInWebhookExecution()
-        try await metrics.timingStoreWrite("checkpoint") { try await store.saveCheckpoint(checkpoint, for: lease) }
+        try await tracer.storeWrite("checkpoint", metrics: metrics) { try await store.saveCheckpoint(checkpoint, for: lease) }
     }
 
     func clearCheckpoint() async throws {
@@ -154,7 +156,7 @@ final class RunContext: SyncContext {
     }
 
     private func save(_ records: [PreparedRecord], model: String) async throws {
-        record(try await metrics.timingStoreWrite("save_records") { try await store.saveRecords(records, model: model, for: lease) }, for: model)
+        record(try await tracer.storeWrite("save_records", model: model, records: records.count, metrics: metrics) { try await store.saveRecords(records, model: model, for: lease) }, for: model)
         Failpoint.hit("run.saved")
     }
 
@@ -163,7 +165,7 @@ final class RunContext: SyncContext {
         try checkModel(model)
         guard !records.isEmpty else { return }
         let patches = try records.map { object throws(TributaryError) in try RecordPatch(object) }
-        record(try await metrics.timingStoreWrite("update_records") { try await store.updateRecords(patches, model: model, for: lease) }, for: model)
+        record(try await tracer.storeWrite("update_records", model: model, records: patches.count, metrics: metrics) { try await store.updateRecords(patches, model: model, for: lease) }, for: model)
     }
 
     func batchDelete(_ records: [JSONObject], model: String) async throws {
@@ -171,7 +173,7 @@ final class RunContext: SyncContext {
         try checkModel(model)
         guard !records.isEmpty else { return }
         let ids = try records.map { object throws(TributaryError) in try PreparedRecord.externalId(of: object) }
-        record(try await metrics.timingStoreWrite("delete_records") { try await store.deleteRecords(ids: ids, model: model, for: lease) }, for: model)
+        record(try await tracer.storeWrite("delete_records", model: model, records: ids.count, metrics: metrics) { try await store.deleteRecords(ids: ids, model: model, for: lease) }, for: model)
     }
 
     // MARK: Logs

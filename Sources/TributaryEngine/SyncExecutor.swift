@@ -36,6 +36,8 @@ public struct SyncExecutor: Sendable {
     public let webhooks: SyncWebhookPlanner?
     /// Where run, record and store-write figures go.
     public let metrics: TributaryMetrics
+    /// Where a run's span (and its provider-call and store-write children) goes.
+    public let tracer: TributaryTracer
 
     /// How one execution is driven by its worker.
     public struct Options: Sendable {
@@ -58,9 +60,10 @@ public struct SyncExecutor: Sendable {
 
     public init(
         store: any Store, functions: SyncFunctionRegistry, providers: ProviderAccess? = nil, webhooks: SyncWebhookPlanner? = nil, logger: Logger,
-        leaseSeconds: Int64 = 120, stopCheckInterval: Duration = .seconds(1), metrics: TributaryMetrics = .disabled
+        leaseSeconds: Int64 = 120, stopCheckInterval: Duration = .seconds(1), metrics: TributaryMetrics = .disabled, tracer: TributaryTracer = .disabled
     ) {
         self.metrics = metrics
+        self.tracer = tracer
         self.webhooks = webhooks
         self.providers = providers
         self.store = store
@@ -125,6 +128,41 @@ public struct SyncExecutor: Sendable {
     private func execute(
         _ started: StartedRun, of variant: VariantRef, sync: SyncConfig, options: Options, body: @escaping @Sendable (RunContext) async throws -> Void
     ) async throws -> RunRecord {
+        try await traced(started, of: variant) { try await executeInSpan(started, of: variant, sync: sync, options: options, body: body) }
+    }
+
+    /// Runs one attempt inside its `tributary.run` span: the span names the variant, the run and its
+    /// attempt, and when the attempt ends, its status and what it changed; a failed run fails the span.
+    private func traced(_ started: StartedRun, of variant: VariantRef, _ attempt: () async throws -> RunRecord) async throws -> RunRecord {
+        try await tracer.span(TributaryTracer.Name.run) { span in
+            TributaryTracer.annotate(span, variant: variant)
+            span?.attributes["tributary.run_id"] = started.runId
+            span?.attributes["tributary.run.kind"] = started.kind.rawValue
+            span?.attributes["tributary.run.attempt"] = started.attempt
+            if let queuedAt = started.queuedAt {
+                span?.attributes["tributary.run.queue_wait_seconds"] = Double(started.startedAt.microseconds - queuedAt.microseconds) / 1e6
+            }
+            let finished = try await attempt()
+            if let span {
+                span.attributes["tributary.run.status"] = finished.status.rawValue
+                var changed = (added: 0, updated: 0, deleted: 0)
+                for result in finished.results.values {
+                    changed.added += result.added
+                    changed.updated += result.updated
+                    changed.deleted += result.deleted
+                }
+                span.attributes["tributary.records.added"] = changed.added
+                span.attributes["tributary.records.updated"] = changed.updated
+                span.attributes["tributary.records.deleted"] = changed.deleted
+                if finished.status == .failed { TributaryTracer.fail(span, finished.error ?? "The run failed.") }
+            }
+            return finished
+        }
+    }
+
+    private func executeInSpan(
+        _ started: StartedRun, of variant: VariantRef, sync: SyncConfig, options: Options, body: @escaping @Sendable (RunContext) async throws -> Void
+    ) async throws -> RunRecord {
         var logger = self.logger
         logger[metadataKey: "run"] = "\(started.runId)"
         logger[metadataKey: "variant"] = "\(variant)"
@@ -135,7 +173,7 @@ public struct SyncExecutor: Sendable {
         let began = ContinuousClock.now
         metrics.runStarted(
             variant, kind: started.kind, queuedSeconds: started.queuedAt.map { Double(started.startedAt.microseconds - $0.microseconds) / 1e6 })
-        let context = RunContext(store: store, ref: variant, sync: sync, started: started, providers: providers, metrics: metrics, logger: logger)
+        let context = RunContext(store: store, ref: variant, sync: sync, started: started, providers: providers, metrics: metrics, tracer: tracer, logger: logger)
         let watch = LeaseWatch()
         var outcome: RunOutcome
         var retry: RetryAdvice? = nil
@@ -209,6 +247,10 @@ public struct SyncExecutor: Sendable {
 
     /// Fails a run before its function started (no function, unreadable input).
     private func fail(_ started: StartedRun, _ message: String, variant: VariantRef, sync: SyncConfig, options: Options) async throws -> RunRecord {
+        try await traced(started, of: variant) { try await failInSpan(started, message, variant: variant, sync: sync, options: options) }
+    }
+
+    private func failInSpan(_ started: StartedRun, _ message: String, variant: VariantRef, sync: SyncConfig, options: Options) async throws -> RunRecord {
         let isRun = started.kind != .webhook
         metrics.runStarted(variant, kind: started.kind, queuedSeconds: nil)
         let finished = try await finish(
@@ -241,7 +283,7 @@ public struct SyncExecutor: Sendable {
         var failures = 0
         while true {
             do {
-                return try await metrics.timingStoreWrite("complete_run") { try await store.completeRun(lease, completion) }
+                return try await tracer.storeWrite("complete_run", metrics: metrics) { try await store.completeRun(lease, completion) }
             } catch let error as TributaryError where error.code == .leaseLost || error.code == .runNotRunning || error.code == .unknownRun {
                 // After a failed attempt, the earlier attempt may have committed before its answer was lost.
                 if failures > 0, let run = try? await store.run(lease.runId), run.status.isFinished { return run }

@@ -113,6 +113,27 @@ struct CLITests {
         #expect(!FileManager.default.fileExists(atPath: path("other.sqlite")))
     }
 
+    /// A configuration that asks for tracing, in a binary built without a span exporter, is refused
+    /// before anything starts (no port is opened, no database created); with an exporter that cannot
+    /// start, the exporter's reason is given.
+    @Test func serveRefusesTracingWithoutAnExporter() async throws {
+        let config = try writeConfig("tracing:\n  enabled: true\n" + Self.config)
+        let database = path("traced.sqlite")
+        let arguments = ["serve", "--config", config, "--database", database, "--port", "0", "--insecure-dev-key"]
+        await #expect {
+            try await TributaryCLI.run(functions: [Self.numbers], arguments: arguments, output: Lines().output)
+        } throws: { error in
+            "\(error)".contains("this binary has no span exporter") && "\(error)".contains("TributaryTracing")
+        }
+        struct Unusable: Error, CustomStringConvertible { var description: String { "the collector's certificate cannot be read" } }
+        await #expect {
+            try await TributaryCLI.run(functions: [Self.numbers], arguments: arguments, output: Lines().output, tracing: { _ in throw Unusable() })
+        } throws: { error in
+            "\(error)".contains("Cannot start tracing: the collector's certificate cannot be read")
+        }
+        #expect(!FileManager.default.fileExists(atPath: database), "nothing was opened")
+    }
+
     @Test func dryrunOfAFailingFunctionExitsNonZero() async throws {
         let config = try writeConfig(Self.config)
         let failing = ClosureSyncFunction(name: "numbers") { _ in throw TributaryError(.invalidRecord, "upstream returned garbage") }

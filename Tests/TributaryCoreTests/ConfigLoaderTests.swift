@@ -134,6 +134,38 @@ struct ConfigLoaderTests {
         #expect(bad.contains { $0.line == 4 && $0.message.contains("metrics.enabled") })
     }
 
+    @Test func tracingSettingsAreReadAndCheckedWithTheirLine() throws {
+        let key = ["DEV_KEY": "dev-key-0123456789abcdef"]
+        #expect(try ConfigLoader.parse(yaml: valid, file: "t.yaml", environment: key).tracing == TracingConfig(), "off by default")
+        let yaml = "tracing:\n  enabled: true\n  endpoint: http://collector:4318/v1/traces\n  protocol: http/json\n  service_name: sync-eu\n  sample_ratio: 0.25\n"
+        let good = try ConfigLoader.parse(yaml: yaml + valid, file: "t.yaml", environment: key)
+        #expect(
+            good.tracing
+                == TracingConfig(enabled: true, endpoint: "http://collector:4318/v1/traces", wireProtocol: .httpJSON, serviceName: "sync-eu", sampleRatio: 0.25))
+        let bad = issues(
+            "tracing:\n  enabled: sometimes\n  endpoint: http://user:pw@collector:4318/v1/traces?k=1\n  protocol: grpc\n  sample_ratio: 2\n  exporter: zipkin\n"
+                + valid, env: key)
+        #expect(bad.contains { $0.line == 2 && $0.message.contains("tracing.enabled must be true or false") })
+        #expect(bad.contains { $0.line == 3 && $0.message.contains("tracing.endpoint must be an http:// or https:// URL") && !$0.message.contains("pw") })
+        #expect(bad.contains { $0.line == 4 && $0.message.contains("tracing.protocol must be http/protobuf or http/json, not 'grpc'") })
+        #expect(bad.contains { $0.line == 5 && $0.message.contains("tracing.sample_ratio must be a number of runs traced from 0 to 1") })
+        #expect(bad.contains { $0.line == 6 && $0.message.contains("unknown key 'exporter' in 'tracing'") })
+    }
+
+    /// Tracing is on when the file says so or OpenTelemetry's own variable asks for OTLP, and off when
+    /// OpenTelemetry's variables turn it off, whatever the file says.
+    @Test func tracingIsOnWhenTheFileOrTheOTelVariablesSaySo() {
+        let off = TracingConfig()
+        let on = TracingConfig(enabled: true)
+        #expect(!off.isOn(environment: [:]))
+        #expect(on.isOn(environment: [:]))
+        #expect(off.isOn(environment: ["OTEL_TRACES_EXPORTER": "otlp"]))
+        #expect(!on.isOn(environment: ["OTEL_TRACES_EXPORTER": "none"]))
+        #expect(!on.isOn(environment: ["OTEL_SDK_DISABLED": "true"]))
+        #expect(!off.isOn(environment: ["OTEL_SDK_DISABLED": "TRUE", "OTEL_TRACES_EXPORTER": "otlp"]))
+        #expect(!off.isOn(environment: ["OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"]), "an endpoint alone does not turn tracing on")
+    }
+
     @Test func outboundSettingsAreReadAndCheckedWithTheirLine() throws {
         let key = ["DEV_KEY": "dev-key-0123456789abcdef"]
         #expect(try ConfigLoader.parse(yaml: valid, file: "t.yaml", environment: key).outbound == OutboundConfig(), "defaults")

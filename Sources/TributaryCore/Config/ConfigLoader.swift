@@ -33,6 +33,12 @@ import Yams
 ///   runs_days: 30                     # finished runs and their logs (a variant's latest run stays)
 ///   webhook_deliveries_days: 30       # delivered or failed webhooks to the app
 ///   webhook_tasks_days: 30            # handled provider webhook tasks
+/// tracing:                            # OpenTelemetry spans over OTLP/HTTP (off by default; OTEL_* variables override)
+///   enabled: true
+///   endpoint: http://localhost:4318/v1/traces
+///   protocol: http/protobuf           # or http/json
+///   service_name: tributary
+///   sample_ratio: 1.0                 # share of runs traced, 0 to 1
 /// environments:
 ///   dev:
 ///     secret_key: ${TRIBUTARY_DEV_SECRET_KEY}   # or secret_keys: [..] for rotation
@@ -275,7 +281,8 @@ public enum ConfigLoader {
 
         mutating func parseRoot(_ root: Node) -> TributaryConfig? {
             guard let entries = mapping(root, "the configuration file", allowed: [
-                    "database", "server", "scheduler", "outbound", "retention", "metrics", "webhook_delivery", "environments", "integrations",
+                    "database", "server", "scheduler", "outbound", "retention", "metrics", "tracing", "webhook_delivery", "environments",
+                    "integrations",
                 ]) else {
                 return nil
             }
@@ -285,6 +292,7 @@ public enum ConfigLoader {
             var outbound = OutboundConfig()
             var retention = RetentionConfig()
             var metrics = MetricsConfig()
+            var tracing = TracingConfig()
             var webhookDelivery = WebhookDeliveryConfig()
             var environments: [EnvironmentConfig] = []
             var integrations: [IntegrationConfig] = []
@@ -303,6 +311,8 @@ public enum ConfigLoader {
                     if let parsed = parseRetention(entry.value) { retention = parsed }
                 case "metrics":
                     if let parsed = parseMetrics(entry.value) { metrics = parsed }
+                case "tracing":
+                    if let parsed = parseTracing(entry.value) { tracing = parsed }
                 case "webhook_delivery":
                     if let parsed = parseWebhookDelivery(entry.value) { webhookDelivery = parsed }
                 case "environments":
@@ -349,6 +359,7 @@ public enum ConfigLoader {
                 integrations: integrations)
             config.retention = retention
             config.metrics = metrics
+            config.tracing = tracing
             if let port = metrics.port, port == server.port {
                 issues.append(
                     ConfigIssue(
@@ -477,6 +488,40 @@ public enum ConfigLoader {
                     config.token = Secret(token)
                 case "port":
                     config.port = integer(entry.value, "metrics.port", in: 1...65535)
+                default:
+                    break
+                }
+            }
+            return config
+        }
+
+        mutating func parseTracing(_ node: Node) -> TracingConfig? {
+            guard let entries = mapping(node, "'tracing'", allowed: ["enabled", "endpoint", "protocol", "service_name", "sample_ratio"]) else { return nil }
+            var config = TracingConfig()
+            for entry in entries {
+                switch entry.key {
+                case "enabled":
+                    config.enabled = bool(entry.value, "tracing.enabled") ?? false
+                case "endpoint":
+                    guard let url = nonEmptyString(entry.value, "tracing.endpoint") else { continue }
+                    if (url.hasPrefix("http://") || url.hasPrefix("https://")), URLText.removingUserInfo(from: url) == url, !url.contains("?"), !url.contains("#") {
+                        config.endpoint = url
+                    } else {
+                        issue(
+                            entry.value,
+                            "tracing.endpoint must be an http:// or https:// URL without user info, query or fragment (an OTLP/HTTP traces endpoint such as http://localhost:4318/v1/traces), got '\(URLText.removingUserInfo(from: url))'")
+                    }
+                case "protocol":
+                    guard let text = nonEmptyString(entry.value, "tracing.protocol") else { continue }
+                    if let wire = TracingConfig.WireProtocol(rawValue: text) {
+                        config.wireProtocol = wire
+                    } else {
+                        issue(entry.value, "tracing.protocol must be http/protobuf or http/json, not '\(text)'")
+                    }
+                case "service_name":
+                    if let name = nonEmptyString(entry.value, "tracing.service_name") { config.serviceName = name }
+                case "sample_ratio":
+                    if let ratio = number(entry.value, "tracing.sample_ratio", in: 0...1, unit: "runs traced") { config.sampleRatio = ratio }
                 default:
                     break
                 }

@@ -14,6 +14,8 @@ public struct TributaryConfig: Sendable {
     public var retention: RetentionConfig = RetentionConfig()
     /// `GET /metrics` (`metrics:`).
     public var metrics: MetricsConfig = MetricsConfig()
+    /// OpenTelemetry tracing (`tracing:`), off by default.
+    public var tracing: TracingConfig = TracingConfig()
     /// Environments in file order.
     public var environments: [EnvironmentConfig]
     /// Integrations in file order.
@@ -128,6 +130,50 @@ public struct SchedulerConfig: Sendable, Hashable {
         self.maxRunsPerConnection = maxRunsPerConnection
         self.tickSeconds = tickSeconds
         self.drainSeconds = drainSeconds
+    }
+}
+
+/// OpenTelemetry tracing (`tracing:`): a span per run with child spans for provider calls and store
+/// writes, exported over OTLP/HTTP by the `tributary` binary. Off by default. The standard `OTEL_*`
+/// environment variables (`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, `OTEL_EXPORTER_OTLP_HEADERS`,
+/// `OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`, …) override these settings.
+public struct TracingConfig: Sendable, Hashable {
+    /// How spans travel to the collector.
+    public enum WireProtocol: String, Sendable, Hashable, CaseIterable {
+        case httpProtobuf = "http/protobuf"
+        case httpJSON = "http/json"
+    }
+
+    /// `tracing.enabled` (default false).
+    public var enabled: Bool
+    /// The OTLP/HTTP traces endpoint (`tracing.endpoint`); nil: `http://localhost:4318/v1/traces`.
+    public var endpoint: String?
+    /// `tracing.protocol`, http/protobuf by default.
+    public var wireProtocol: WireProtocol
+    /// The `service.name` resource attribute (`tracing.service_name`, default `tributary`).
+    public var serviceName: String
+    /// The share of traces kept, 0 to 1 (`tracing.sample_ratio`, default 1): a run's spans are kept or
+    /// dropped together.
+    public var sampleRatio: Double
+
+    public init(enabled: Bool = false, endpoint: String? = nil, wireProtocol: WireProtocol = .httpProtobuf, serviceName: String = "tributary", sampleRatio: Double = 1) {
+        self.enabled = enabled
+        self.endpoint = endpoint
+        self.wireProtocol = wireProtocol
+        self.serviceName = serviceName
+        self.sampleRatio = sampleRatio
+    }
+
+    /// Whether a process with this configuration and `environment` exports spans: when
+    /// `tracing.enabled` is true, or when `OTEL_TRACES_EXPORTER` is `otlp` (OpenTelemetry's own switch);
+    /// never when `OTEL_SDK_DISABLED` is `true` or `OTEL_TRACES_EXPORTER` is `none`.
+    public func isOn(environment: [String: String]) -> Bool {
+        if environment["OTEL_SDK_DISABLED"]?.lowercased() == "true" { return false }
+        switch environment["OTEL_TRACES_EXPORTER"]?.lowercased() {
+        case "none": return false
+        case "otlp": return true
+        default: return enabled
+        }
     }
 }
 

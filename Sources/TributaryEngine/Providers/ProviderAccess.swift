@@ -20,15 +20,18 @@ public final class ProviderAccess: Sendable {
     let limiter = ConnectionRateLimiter()
     /// Where request, retry and rate-limit figures go.
     public let metrics: TributaryMetrics
+    /// Where each request attempt's client span goes (a child of the run's span, if any).
+    public let tracer: TributaryTracer
     let logger: Logger
 
     /// - Parameter policy: how calls behave; nil: the configuration's `outbound` section.
     public init(
         config: TributaryConfig, store: any StoreReader & CredentialStore, cipher: CredentialCipher, http: OutboundHTTP, policy: OutboundPolicy? = nil,
-        metrics: TributaryMetrics = .disabled, logger: Logger
+        metrics: TributaryMetrics = .disabled, tracer: TributaryTracer = .disabled, logger: Logger
     ) {
         let policy = policy ?? OutboundPolicy(config.outbound)
         self.metrics = metrics
+        self.tracer = tracer
         self.config = config
         self.policy = policy
         self.http = http
@@ -69,23 +72,7 @@ public final class ProviderAccess: Sendable {
                 metrics.rateLimitWait(connection, source: "own_limit", seconds: TributaryMetrics.seconds(since: waitStart))
             }
             let (url, headers) = try Self.authorize(target, request.headers, integration.auth, credentials)
-            let outcome: Result<ProviderResponse, any Error>
-            let callStart = ContinuousClock.now
-            do {
-                let response = try await http.perform(
-                    method: request.method, url: url, headers: headers, body: request.body, timeout: policy.timeout,
-                    maxBytes: policy.responseLimit(for: request).bytes, limitName: policy.responseLimit(for: request).setting)
-                metrics.providerRequest(connection, status: response.status, seconds: TributaryMetrics.seconds(since: callStart))
-                outcome = .success(response)
-            } catch let error as TributaryError {
-                metrics.providerRequest(connection, status: nil, seconds: TributaryMetrics.seconds(since: callStart))
-                throw error
-            } catch is CancellationError {
-                throw CancellationError()
-            } catch {
-                metrics.providerRequest(connection, status: nil, seconds: TributaryMetrics.seconds(since: callStart))
-                outcome = .failure(error)
-            }
+            let outcome = try await perform(request, url: url, headers: headers, target: target, attempt: attempt, for: connection)
             switch outcome {
             case .success(let response) where response.status == 401 && !refreshed && integration.auth.refreshes:
                 refreshed = true
@@ -123,6 +110,44 @@ public final class ProviderAccess: Sendable {
                     "provider call failed; retrying",
                     metadata: ["connection": "\(connection)", "path": "\(request.shownEndpoint)", "error": "\(Self.describe(error))", "in": "\(wait)"])
                 try await Task.sleep(for: wait)
+            }
+        }
+    }
+
+    /// One attempt of `request` at `url` (credentials added), in a client span of its own: a network
+    /// failure is returned for the retry loop; a refusal (a response over the limit, say) is thrown.
+    /// The span names the method, the provider's host and the path — never the query, which may carry
+    /// credentials — and the status; a network error or a 5xx fails it.
+    private func perform(
+        _ request: ProviderRequest, url: String, headers: [(name: String, value: String)], target: URLComponents, attempt: Int, for connection: ConnectionRef
+    ) async throws -> Result<ProviderResponse, any Error> {
+        try await tracer.span(TributaryTracer.Name.providerRequest(request.method.rawValue), kind: .client) { span in
+            if let span {
+                TributaryTracer.annotate(span, connection: connection)
+                span.attributes["http.request.method"] = request.method.rawValue
+                span.attributes["server.address"] = target.host ?? ""
+                span.attributes["url.path"] = request.shownEndpoint
+                if attempt > 0 { span.attributes["http.request.resend_count"] = attempt }
+            }
+            let callStart = ContinuousClock.now
+            do {
+                let response = try await http.perform(
+                    method: request.method, url: url, headers: headers, body: request.body, timeout: policy.timeout,
+                    maxBytes: policy.responseLimit(for: request).bytes, limitName: policy.responseLimit(for: request).setting)
+                metrics.providerRequest(connection, status: response.status, seconds: TributaryMetrics.seconds(since: callStart))
+                span?.attributes["http.response.status_code"] = response.status
+                if response.status >= 500 { TributaryTracer.fail(span, "HTTP \(response.status)") }
+                return .success(response)
+            } catch let error as TributaryError {
+                metrics.providerRequest(connection, status: nil, seconds: TributaryMetrics.seconds(since: callStart))
+                throw error
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                metrics.providerRequest(connection, status: nil, seconds: TributaryMetrics.seconds(since: callStart))
+                span?.attributes["error.type"] = String(describing: type(of: error))
+                TributaryTracer.fail(span, Self.describe(error))
+                return .failure(error)
             }
         }
     }
