@@ -60,14 +60,9 @@ struct ServeCommand: AsyncParsableCommand {
         var (config, usesDemo) = try options.load(output: output)
         if let port { config.server.port = port }
         if let host { config.server.host = host }
-        let tracing = try Self.tracing(config.tracing, environment: ProcessInfo.processInfo.environment, bootstrap: context.tracing)
-        let provider = tracing?.metadataProvider
-        var logger: Logger
-        switch logFormat {
-        case .json: logger = Logger(label: "tributary", factory: { JSONLogHandler(label: $0, metadataProvider: provider) })
-        case .text: logger = provider.map { Logger(label: "tributary", metadataProvider: $0) } ?? Logger(label: "tributary")
-        }
-        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let tracing = try Self.tracing(
+            config.tracing, environment: ProcessInfo.processInfo.environment, bootstrap: context.tracing, diagnostics: makeLogger(metadataProvider: nil))
+        let logger = makeLogger(metadataProvider: tracing?.backend.metadataProvider)
 
         for integration in config.integrations where integration.webhooks?.unsigned == true {
             logger.warning(
@@ -101,7 +96,7 @@ struct ServeCommand: AsyncParsableCommand {
         defer { selection.close() }
         let process = try ProcessServices(
             role: role, config: config, store: selection.store, cipher: cipher, functions: context.functions,
-            tracer: TributaryTracer(tracing?.tracer), logger: logger)
+            tracer: TributaryTracer(tracing?.backend.tracer), logger: logger)
         if role != .worker {
             output.line(
                 "Tributary \(role == .all ? "API and worker" : "API") on http://\(config.server.host):\(config.server.port) — database \(selection.location), environments: \(config.environments.map(\.name).joined(separator: ", "))")
@@ -111,10 +106,12 @@ struct ServeCommand: AsyncParsableCommand {
         // The span exporter and the PostgreSQL pool start first and, as the group stops services in
         // reverse order, stop last: the exporter flushes the spans of the runs the worker drained.
         var groupConfiguration = ServiceGroupConfiguration(
-            services: (tracing.map { [$0.service] } ?? []) + (selection.service.map { [$0] } ?? []) + process.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            services: (tracing.map { [$0.backend.service] } ?? []) + (selection.service.map { [$0] } ?? []) + process.services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // A shutdown never hangs (a service stuck on an unreachable database, say): past its budget the
         // group cancels every service, and past a few more seconds it ends the process.
-        groupConfiguration.maximumGracefulShutdownDuration = process.shutdownBudget
+        // With tracing, the exporter's last export (bounded by its export timeout) comes after the drain.
+        groupConfiguration.maximumGracefulShutdownDuration =
+            process.shutdownBudget + (tracing.map { .milliseconds($0.settings.exportTimeoutMilliseconds) + .seconds(5) } ?? .zero)
         groupConfiguration.maximumCancellationDuration = .seconds(10)
         let group = ServiceGroup(configuration: groupConfiguration)
         if role == .worker {
@@ -124,16 +121,32 @@ struct ServeCommand: AsyncParsableCommand {
         }
     }
 
-    /// The span exporter when tracing is on (``TracingConfig/isOn(environment:)``); a binary without one
-    /// refuses to start rather than silently export nothing.
-    static func tracing(_ settings: TracingConfig, environment: [String: String], bootstrap: TracingBootstrap?) throws -> TracingBackend? {
-        guard settings.isOn(environment: environment) else { return nil }
+    /// The process's logger: `--log-format` and `--log-level`, with `metadataProvider`'s metadata
+    /// (the current span's ids) on every line.
+    func makeLogger(metadataProvider provider: Logger.MetadataProvider?) -> Logger {
+        var logger: Logger
+        switch logFormat {
+        case .json: logger = Logger(label: "tributary", factory: { JSONLogHandler(label: $0, metadataProvider: provider) })
+        case .text: logger = provider.map { Logger(label: "tributary", metadataProvider: $0) } ?? Logger(label: "tributary")
+        }
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        return logger
+    }
+
+    /// The span exporter and its settings when tracing is on (``TracingConfig/isOn(environment:)``). A
+    /// binary without an exporter, or settings that cannot be used, refuse to start rather than
+    /// silently export nothing.
+    static func tracing(
+        _ config: TracingConfig, environment: [String: String], bootstrap: TracingBootstrap?, diagnostics: Logger
+    ) throws -> (backend: TracingBackend, settings: TracingSettings)? {
+        guard config.isOn(environment: environment) else { return nil }
         guard let bootstrap else {
             throw CLIError(
                 "Tracing is on (tracing.enabled or OTEL_TRACES_EXPORTER=otlp) but this binary has no span exporter: pass `tracing: OTelTracing.backend` (product TributaryTracing) to TributaryCLI.main, or turn tracing off.")
         }
         do {
-            return try bootstrap(settings)
+            let settings = try TracingSettings.resolve(config, environment: environment)
+            return (try bootstrap(settings, diagnostics), settings)
         } catch {
             throw CLIError("Cannot start tracing: \(error)")
         }

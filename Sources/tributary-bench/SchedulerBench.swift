@@ -113,6 +113,7 @@ struct SchedulerBench: AsyncParsableCommand {
                     var failed = 0
                     // Scheduled starts per wall-clock second: how evenly the schedule (or the jitter) spreads them.
                     var perSecond: [Int64: Int] = [:]
+                    var history: [(run: RunRecord, index: Int, lag: Double)] = []
                     for ref in refs {
                         guard let state = try await store.variantState(ref) else { continue }
                         let offset = sync.schedule.offsetMicroseconds(forVariant: state.id)
@@ -122,15 +123,27 @@ struct SchedulerBench: AsyncParsableCommand {
                             // The grid is created_at + jitter offset + k × interval; the first run is due at creation.
                             let sinceOrigin = run.startedAt.microseconds - state.createdAt.microseconds - (index == 0 ? 0 : offset)
                             let lag = Double(sinceOrigin - (sinceOrigin / interval) * interval) / 1_000_000
-                            // A variant's first run is due at its creation, which no scheduler knows of in advance.
-                            if index == 0 {
-                                firstLags.append(lag)
-                            } else {
-                                lags.append(lag)
-                                perSecond[run.startedAt.microseconds / 1_000_000, default: 0] += 1
-                            }
-                            if run.status != .succeeded { failed += 1 }
+                            history.append((run, index, lag))
                         }
+                    }
+                    // Scheduled runs whose slot came after every first run had finished: the steady state,
+                    // once the backlog of new variants (all due at once when created at once) is worked off.
+                    let backlogEnd = history.filter { $0.index == 0 }.compactMap { $0.run.finishedAt?.microseconds }.max() ?? 0
+                    var steadyLags: [Double] = []
+                    var steadyPerSecond: [Int64: Int] = [:]
+                    for (run, index, lag) in history {
+                        // A variant's first run is due at its creation, which no scheduler knows of in advance.
+                        if index == 0 {
+                            firstLags.append(lag)
+                        } else {
+                            lags.append(lag)
+                            perSecond[run.startedAt.microseconds / 1_000_000, default: 0] += 1
+                            if run.startedAt.microseconds - Int64(lag * 1_000_000) > backlogEnd {
+                                steadyLags.append(lag)
+                                steadyPerSecond[run.startedAt.microseconds / 1_000_000, default: 0] += 1
+                            }
+                        }
+                        if run.status != .succeeded { failed += 1 }
                     }
                     // Idle: everything paused, the scheduler and worker keep ticking over the paused variants.
                     try await store.setPaused(true, for: refs)
@@ -142,8 +155,8 @@ struct SchedulerBench: AsyncParsableCommand {
                     let idleCPU = (ProcessStats.cpuSeconds() - cpu) / idle
                     try await http.shutdown()
                     return Outcome(
-                        lags: lags.sorted(), firstLags: firstLags.sorted(), failed: failed, watched: watched, idleCPU: idleCPU,
-                        busiestSecond: perSecond.values.max() ?? 0)
+                        lags: lags.sorted(), firstLags: firstLags.sorted(), steadyLags: steadyLags.sorted(), failed: failed, watched: watched, idleCPU: idleCPU,
+                        busiestSecond: perSecond.values.max() ?? 0, steadyBusiestSecond: steadyPerSecond.values.max() ?? 0)
                 }
             }
             func quantile(_ values: [Double], _ q: Double) -> Double {
@@ -153,11 +166,16 @@ struct SchedulerBench: AsyncParsableCommand {
             guard outcome.firstLags.count >= total else {
                 throw ValidationError("only \(outcome.firstLags.count) variants ran; every one of the \(total) should have run at least once")
             }
-            for (name, lags) in [("scheduled runs", outcome.lags), ("first runs (new variants)", outcome.firstLags)] {
+            let rows: [(name: String, lags: [Double], busiest: Int?)] = [
+                ("scheduled runs", outcome.lags, outcome.busiestSecond),
+                ("  after the first-run backlog", outcome.steadyLags, outcome.steadyBusiestSecond),
+                ("first runs (new variants)", outcome.firstLags, nil),
+            ]
+            for (name, lags, busiest) in rows {
                 report.add([
                     "\(kind.rawValue): \(name)", "\(lags.count)", String(format: "%.0f", Double(runs) / outcome.watched),
                     String(format: "%.3f s", quantile(lags, 0.5)), String(format: "%.3f s", quantile(lags, 0.99)), String(format: "%.3f s", lags.last ?? 0),
-                    name == "scheduled runs" ? "\(outcome.busiestSecond) starts" : "", "\(outcome.failed)", String(format: "%.1f%% of a core", outcome.idleCPU * 100),
+                    busiest.map { "\($0) starts" } ?? "", "\(outcome.failed)", String(format: "%.1f%% of a core", outcome.idleCPU * 100),
                 ])
             }
             report.figure(kind, "runs", Double(runs))
@@ -165,6 +183,9 @@ struct SchedulerBench: AsyncParsableCommand {
             report.figure(kind, "lag_p50_s", quantile(outcome.lags, 0.5))
             report.figure(kind, "lag_p99_s", quantile(outcome.lags, 0.99))
             report.figure(kind, "lag_max_s", outcome.lags.last ?? 0)
+            report.figure(kind, "steady_lag_p50_s", quantile(outcome.steadyLags, 0.5))
+            report.figure(kind, "steady_lag_p99_s", quantile(outcome.steadyLags, 0.99))
+            report.figure(kind, "steady_busiest_second_starts", Double(outcome.steadyBusiestSecond))
             report.figure(kind, "first_run_lag_p50_s", quantile(outcome.firstLags, 0.5))
             report.figure(kind, "first_run_lag_p99_s", quantile(outcome.firstLags, 0.99))
             report.figure(kind, "idle_cpu_fraction", outcome.idleCPU)
@@ -177,11 +198,14 @@ struct SchedulerBench: AsyncParsableCommand {
         /// Runs after a variant's first: each for a slot of its grid.
         var lags: [Double]
         var firstLags: [Double]
+        /// Scheduled runs whose slot came after the last first run finished.
+        var steadyLags: [Double]
         var failed: Int
         var watched: Double
         var idleCPU: Double
         /// The most scheduled (not first) runs that started in one wall-clock second.
         var busiestSecond: Int
+        var steadyBusiestSecond: Int
     }
 }
 

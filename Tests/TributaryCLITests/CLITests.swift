@@ -127,9 +127,19 @@ struct CLITests {
         }
         struct Unusable: Error, CustomStringConvertible { var description: String { "the collector's certificate cannot be read" } }
         await #expect {
-            try await TributaryCLI.run(functions: [Self.numbers], arguments: arguments, output: Lines().output, tracing: { _ in throw Unusable() })
+            try await TributaryCLI.run(functions: [Self.numbers], arguments: arguments, output: Lines().output, tracing: { _, _ in throw Unusable() })
         } throws: { error in
             "\(error)".contains("Cannot start tracing: the collector's certificate cannot be read")
+        }
+        await #expect {
+            try await TributaryCLI.run(
+                functions: [Self.numbers], arguments: ["serve", "--config", try writeConfig("tracing:\n  enabled: true\n  protocol: http/json\n" + Self.config)]
+                    + arguments.dropFirst(3), output: Lines().output, tracing: { settings, _ in
+                        #expect(settings.wireProtocol == .httpJSON && settings.endpoint == TracingSettings.defaultEndpoint)
+                        throw Unusable()
+                    })
+        } throws: { error in
+            "\(error)".contains("Cannot start tracing")
         }
         #expect(!FileManager.default.fileExists(atPath: database), "nothing was opened")
     }

@@ -98,8 +98,15 @@ struct TracingProcessTests {
             let process = try ServeProcessTests.launch(
                 ["serve", "--port", "\(port)", "--database", directory.appendingPathComponent("t.sqlite").path, "--log-format", "json", "--insecure-dev-key"],
                 in: directory,
-                // A short batch delay so the test does not wait the default 5 s for the first export.
-                environment: ["TRIBUTARY_DEMO_PROVIDER_URL": "http://127.0.0.1:\(port + 1)", "OTEL_BSP_SCHEDULE_DELAY": "200"], standardError: log)
+                // A batch delay longer than the test: spans reach the collector only through the flush
+                // SIGTERM triggers. The OTEL_* switches are set so the runner's own environment cannot change them.
+                environment: [
+                    "TRIBUTARY_DEMO_PROVIDER_URL": "http://127.0.0.1:\(port + 1)", "OTEL_BSP_SCHEDULE_DELAY": "600000", "OTEL_SDK_DISABLED": "false",
+                    "OTEL_TRACES_EXPORTER": "", "OTEL_EXPORTER_OTLP_ENDPOINT": "", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "", "OTEL_SERVICE_NAME": "",
+                    "OTEL_EXPORTER_OTLP_PROTOCOL": "", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "", "OTEL_TRACES_SAMPLER": "",
+                    // Not read (would stop swift-otel if it read the environment itself).
+                    "OTEL_PROPAGATORS": "tracecontext,baggage",
+                ], standardError: log)
             defer { if process.isRunning { process.terminate() } }
 
             var health: (Int, String)? = nil
@@ -113,13 +120,22 @@ struct TracingProcessTests {
                 body: #"{"provider_config_key":"demo-shop","connection_id":"acme","credentials":{"type":"API_KEY","api_key":"demo-shop-key"}}"#)
             #expect(created?.0 == 201)
 
-            // The scheduler starts the base variants at once; their spans arrive within the batch delay.
-            var runs: [FakeCollector.ReceivedSpan] = []
-            for _ in 0..<300 where runs.count < 2 {
+            // The scheduler starts the base variants at once; both finish. Their spans wait in the batch.
+            var synced = false
+            for _ in 0..<300 where !synced {
                 try await Task.sleep(for: .milliseconds(50))
-                runs = collector.spans.filter { $0.name == "tributary.run" }
+                let status = await ServeProcessTests.get(
+                    "http://127.0.0.1:\(port)/sync/status?syncs=*&provider_config_key=demo-shop&connection_id=acme", key: "dev-secret-key-change-me")
+                synced = status?.1.components(separatedBy: #""latestExecutionStatus":"SUCCESS""#).count == 3
             }
-            try #require(runs.count >= 2, "two runs exported (orders and order-changes); got \(collector.spans.map(\.name))")
+            #expect(synced, "both base variants ran")
+            #expect(collector.spans.isEmpty, "nothing exported before the batch delay or a flush")
+
+            process.terminate()  // SIGTERM: the worker drains, then the exporter flushes and the process exits cleanly.
+            for _ in 0..<400 where process.isRunning { try await Task.sleep(for: .milliseconds(25)) }
+            #expect(!process.isRunning && process.terminationStatus == 0, "serve stops on SIGTERM with tracing on")
+            let runs = collector.spans.filter { $0.name == "tributary.run" }
+            try #require(runs.count >= 2, "the runs (orders and order-changes) were flushed at shutdown; got \(collector.spans.map(\.name)); log: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
             #expect(collector.contentTypes.withLock { $0 } == ["application/json"])
             let spans = collector.spans
             for run in runs {
@@ -141,13 +157,11 @@ struct TracingProcessTests {
             #expect(!everything.contains("demo-shop-key"), "the connection's API key is in no span")
             #expect(!everything.contains("dev-secret-key-change-me"))
 
-            process.terminate()  // SIGTERM: the exporter flushes and the process exits cleanly.
-            for _ in 0..<200 where process.isRunning { try await Task.sleep(for: .milliseconds(25)) }
-            #expect(!process.isRunning && process.terminationStatus == 0, "serve stops on SIGTERM with tracing on")
 
             // The run's own log lines carry its trace id (hex, as OpenTelemetry writes it).
             let lines = try String(contentsOf: log, encoding: .utf8).split(separator: "\n")
             let objects = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            #expect(objects.count == lines.count, "every line on standard error is JSON, the exporter's too: \(lines.prefix(3))")
             let finished = objects.filter { $0["message"] as? String == "run finished" }
             #expect(!finished.isEmpty)
             for line in finished {
@@ -156,8 +170,9 @@ struct TracingProcessTests {
             }
             #expect(
                 objects.contains { $0["message"] as? String == "run started" && ($0["trace_id"] as? String).map { id in runs.contains { $0.traceId == id } } == true })
-            let outside = objects.filter { ($0["message"] as? String)?.hasPrefix("run ") != true && $0["run"] == nil }
-            #expect(outside.contains { $0["trace_id"] == nil }, "lines outside a run carry no trace id")
+            let traced = objects.compactMap { $0["trace_id"] as? String }
+            #expect(traced.allSatisfy { id in runs.contains { $0.traceId == id } }, "every trace id in the log is an exported run's")
+            #expect(objects.filter { $0["run"] == nil && $0["connection"] == nil && $0["trace_id"] != nil }.isEmpty, "lines outside a run carry no trace id")
         }
     }
 }

@@ -4,7 +4,7 @@ import Synchronization
 import Testing
 import Tracing
 import TributaryCore
-import TributaryEngine
+@testable import TributaryEngine
 import TributaryStore
 import TributaryTestSupport
 
@@ -74,6 +74,8 @@ struct TracingTests {
                 seenInFunction.withLock { $0 = ServiceContext.current?.inMemorySpanContext }
                 let answer = try await nango.send(ProviderRequest(.GET, "/flaky"))
                 #expect(answer.status == 200)
+                // This integration sends its key as a query parameter: the header route refuses it.
+                #expect(try await nango.send(ProviderRequest(.GET, "/key-header")).status == 401)
                 try await nango.batchSave([["id": "a"], ["id": "b"], ["id": "c"]], model: "Order")
                 try await nango.batchDelete([["id": "c"]], model: "Order")
             }
@@ -100,8 +102,12 @@ struct TracingTests {
             #expect(seenInFunction.withLock { $0 }?.spanID == runSpan.spanID, "the function runs inside the run's span")
 
             // Three attempts at /flaky, each a client span under the run; the retries say so.
-            let attempts = named("HTTP GET", in: spans)
-            #expect(attempts.count == 3)
+            let all = named("HTTP GET", in: spans)
+            #expect(all.count == 4)
+            let refused = try #require(all.last)
+            #expect(refused.attributes["http.response.status_code"]?.toSpanAttribute() == .int64(401))
+            #expect(refused.status?.code == .error, "a 4xx fails a client span")
+            let attempts = Array(all.prefix(3))
             #expect(attempts.allSatisfy { $0.kind == .client && $0.traceID == runSpan.traceID && $0.parentSpanID == runSpan.spanID })
             #expect(attempts.map { $0.attributes["http.response.status_code"]?.toSpanAttribute() } == [.int64(503), .int64(503), .int64(200)])
             #expect(attempts.map { $0.attributes["http.request.resend_count"]?.toSpanAttribute() } == [nil, .int64(1), .int64(2)])
@@ -130,24 +136,70 @@ struct TracingTests {
         }
     }
 
-    /// A failed run fails its span with the run's error; a run after it starts a trace of its own.
-    @Test func aFailedRunFailsItsSpan() async throws {
+    /// A failed run fails its span with the run's error — its URLs without query or user info, so a
+    /// key a function's error quotes stays home; a run after it starts a trace of its own.
+    @Test func aFailedRunFailsItsSpanWithoutTheSecretsItsErrorQuotes() async throws {
+        struct Refused: Error, CustomStringConvertible {
+            var description: String { "refused at https://user:pw@api.example.com/teapot?api_key=SECRET-KEY-1 (HTTP 418)" }
+        }
         let tracer = InMemoryTracer()
         let fixture = try await EngineFixture([])
-        let function = ClosureSyncFunction(name: "broken") { _ in
-            throw TributaryError(.providerError, "The provider answered HTTP 418 to GET /teapot.")
+        let function = ClosureSyncFunction(name: "broken") { nango in
+            try await nango.batchSave([["id": "a"]], model: "Order")
+            throw Refused()
         }
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let executor = SyncExecutor(store: fixture.store, functions: try SyncFunctionRegistry([function]), logger: logger, tracer: TributaryTracer(tracer))
         let sync = SyncConfig(name: "orders", function: "broken", models: ["Order"], frequency: try Frequency("1h"))
+        let failed = try await executor.run(base, sync: sync)
+        #expect(failed.status == .failed && failed.error?.contains("SECRET-KEY-1") == true, "the run's own error is the function's, as before")
         #expect(try await executor.run(base, sync: sync).status == .failed)
-        #expect(try await executor.run(base, sync: sync).status == .failed)
-        let runs = tracer.finishedSpans.filter { $0.operationName == TributaryTracer.Name.run }
+        let runs = named(TributaryTracer.Name.run, in: tracer.finishedSpans)
         #expect(runs.count == 2)
-        #expect(runs.allSatisfy { $0.status?.code == .error && $0.status?.message?.contains("HTTP 418") == true })
-        #expect(runs.allSatisfy { $0.attributes["tributary.run.status"]?.toSpanAttribute() == "failed" })
+        for run in runs {
+            #expect(run.status?.code == .error)
+            let message = run.status?.message ?? ""
+            #expect(message.contains("https://api.example.com/teapot") && message.contains("(HTTP 418)"), "\(message)")
+            #expect(!message.contains("SECRET-KEY-1") && !message.contains("pw"), "\(message)")
+            #expect(run.attributes["tributary.run.status"]?.toSpanAttribute() == "failed")
+        }
         #expect(Set(runs.map(\.traceID)).count == 2, "each run is a trace of its own")
+        for span in tracer.finishedSpans {
+            #expect(!"\(span.errors.map(\.error)) \(span.events) \(rendered(span.attributes))".contains("SECRET-KEY-1"), "\(span.operationName)")
+        }
+    }
+
+    /// A store write that fails is marked by its error's code or type — not its text — and a provider's
+    /// 4xx fails its client span too.
+    @Test func failuresAreNamedByCodeNotByText() async throws {
+        let tracer = InMemoryTracer()
+        let fixture = try await EngineFixture([])
+        let function = ClosureSyncFunction(name: "bad-record") { nango in
+            try await nango.batchSave([["id": "a"]], model: "Order")
+            try await nango.batchSave([["id": "b"]], model: "NotDeclared")
+        }
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let executor = SyncExecutor(store: fixture.store, functions: try SyncFunctionRegistry([function]), logger: logger, tracer: TributaryTracer(tracer))
+        let sync = SyncConfig(name: "orders", function: "bad-record", models: ["Order"], frequency: try Frequency("1h"))
+        #expect(try await executor.run(base, sync: sync).status == .failed)
+        let run = try #require(named(TributaryTracer.Name.run, in: tracer.finishedSpans).first)
+        #expect(run.status?.message?.contains("NotDeclared") == true, "the run's message says what failed")
+        #expect(named("tributary.store.save_records", in: tracer.finishedSpans).count == 1, "the refused batch never reached the store")
+
+        // A span whose body throws: the code, not the message.
+        let traced = TributaryTracer(tracer)
+        await #expect(throws: TributaryError.self) {
+            try await traced.span("probe") { _ in throw TributaryError(.providerError, "answer quoted api_key=SECRET-KEY-2") }
+        }
+        let probe = try #require(named("probe", in: tracer.finishedSpans).first)
+        #expect(probe.status == SpanStatus(code: .error, message: "provider_error"))
+        #expect(probe.attributes["error.type"]?.toSpanAttribute() == "provider_error")
+        #expect(!"\(probe.errors.map(\.error)) \(probe.events)".contains("SECRET-KEY-2"))
+        // Cancellation is not a failure.
+        await #expect(throws: CancellationError.self) { try await traced.span("stopped") { _ in throw CancellationError() } }
+        #expect(named("stopped", in: tracer.finishedSpans).first?.status == nil)
     }
 
     /// Off (the default): no span exists, the function sees no span context, and nothing changes.

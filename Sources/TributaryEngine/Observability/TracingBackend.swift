@@ -23,6 +23,7 @@ public struct TracingBackend: Sendable {
     }
 }
 
-/// Builds a ``TracingBackend`` from the configuration's `tracing:` section (the standard `OTEL_*`
-/// environment variables override it); throws when the settings cannot be used.
-public typealias TracingBootstrap = @Sendable (TracingConfig) throws -> TracingBackend
+/// Builds a ``TracingBackend`` from the resolved settings (the `tracing:` section with the `OTEL_*`
+/// variables applied, checked); its own diagnostics (a collector that cannot be reached) go to
+/// `diagnostics`. Throws when the settings cannot be used.
+public typealias TracingBootstrap = @Sendable (_ settings: TracingSettings, _ diagnostics: Logger) throws -> TracingBackend

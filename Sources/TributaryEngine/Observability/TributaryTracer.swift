@@ -42,13 +42,30 @@ public struct TributaryTracer: Sendable {
     }
 
     /// Runs `body` inside a span named `name` (a child of the current span, if any), or directly when
-    /// tracing is off. An error thrown by `body` is recorded on the span and marks it failed.
+    /// tracing is off (`name` is not even built). An error thrown by `body` fails the span with a
+    /// message that cannot carry outside text (``failed(_:by:)``); a cancellation does not fail it.
     func span<T>(
-        _ name: String, kind: SpanKind = .internal, isolation: isolated (any Actor)? = #isolation,
+        _ name: @autoclosure () -> String, kind: SpanKind = .internal, isolation: isolated (any Actor)? = #isolation,
         _ body: (_ span: (any Span)?) async throws -> T
     ) async rethrows -> T {
         guard let tracer else { return try await body(nil) }
-        return try await tracer.withAnySpan(name, ofKind: kind, isolation: isolation) { span in try await body(span) }
+        let span = tracer.startAnySpan(name(), context: ServiceContext.current ?? .topLevel, ofKind: kind)
+        defer { span.end() }
+        do {
+            return try await ServiceContext.withValue(span.context, isolation: isolation) { try await body(span) }
+        } catch {
+            Self.failed(span, by: error)
+            throw error
+        }
+    }
+
+    /// Marks `span` failed by `error`: a Tributary error by its code, any other by its type — never by
+    /// its text, which may quote a URL with a key or a database value. Cancellation is not a failure.
+    static func failed(_ span: any Span, by error: any Error) {
+        if error is CancellationError { return }
+        let kind = (error as? TributaryError)?.code.rawValue ?? String(describing: type(of: error))
+        span.attributes["error.type"] = kind
+        span.setStatus(SpanStatus(code: .error, message: kind))
     }
 
     /// Runs `body` as a store write of `operation`: timed in `metrics`, inside a
@@ -82,8 +99,20 @@ public struct TributaryTracer: Sendable {
         span.attributes["tributary.connection_id"] = connection.connectionId
     }
 
-    /// Marks a span failed with `message` (a run's failure, a provider's 5xx).
-    static func fail(_ span: (any Span)?, _ message: String) {
-        span?.setStatus(SpanStatus(code: .error, message: message))
+    /// Marks a span failed with `message` (a run's failure, a provider's 5xx), cleaned by
+    /// ``statusText(_:)``; `message` is built only when there is a span.
+    static func fail(_ span: (any Span)?, _ message: @autoclosure () -> String) {
+        guard let span else { return }
+        span.setStatus(SpanStatus(code: .error, message: statusText(message())))
+    }
+
+    /// Text that leaves the process in a span: every URL in it without its query, fragment and user
+    /// info (where a key or password would be), and at most 256 characters.
+    static func statusText(_ text: String) -> String {
+        let cleaned = text.replacing(#/[A-Za-z][A-Za-z0-9+.\-]*://[^\s"'<>]+/#) { match in
+            let url = String(match.output)
+            return URLText.removingUserInfo(from: String(url.prefix { $0 != "?" && $0 != "#" }))
+        }
+        return String(cleaned.prefix(256))
     }
 }

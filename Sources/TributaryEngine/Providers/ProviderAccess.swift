@@ -126,7 +126,7 @@ public final class ProviderAccess: Sendable {
                 TributaryTracer.annotate(span, connection: connection)
                 span.attributes["http.request.method"] = request.method.rawValue
                 span.attributes["server.address"] = target.host ?? ""
-                span.attributes["url.path"] = request.shownEndpoint
+                span.attributes["url.path"] = String(target.percentEncodedPath.prefix(300))
                 if attempt > 0 { span.attributes["http.request.resend_count"] = attempt }
             }
             let callStart = ContinuousClock.now
@@ -136,7 +136,8 @@ public final class ProviderAccess: Sendable {
                     maxBytes: policy.responseLimit(for: request).bytes, limitName: policy.responseLimit(for: request).setting)
                 metrics.providerRequest(connection, status: response.status, seconds: TributaryMetrics.seconds(since: callStart))
                 span?.attributes["http.response.status_code"] = response.status
-                if response.status >= 500 { TributaryTracer.fail(span, "HTTP \(response.status)") }
+                // OpenTelemetry's HTTP conventions: a client span fails on a 4xx or 5xx answer.
+                if response.status >= 400 { TributaryTracer.fail(span, "HTTP \(response.status)") }
                 return .success(response)
             } catch let error as TributaryError {
                 metrics.providerRequest(connection, status: nil, seconds: TributaryMetrics.seconds(since: callStart))
@@ -146,7 +147,7 @@ public final class ProviderAccess: Sendable {
             } catch {
                 metrics.providerRequest(connection, status: nil, seconds: TributaryMetrics.seconds(since: callStart))
                 span?.attributes["error.type"] = String(describing: type(of: error))
-                TributaryTracer.fail(span, Self.describe(error))
+                TributaryTracer.fail(span, String(describing: type(of: error)))
                 return .failure(error)
             }
         }
