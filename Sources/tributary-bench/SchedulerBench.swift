@@ -11,8 +11,9 @@ import TributaryStore
 ///
 /// Schedule lag is a run's start minus the grid slot it ran for (the variant's schedule is
 /// `created_at + k × interval`), reported apart for variants' first runs (due at creation, found by
-/// the next tick) and for their scheduled runs. Then every variant is paused and the process's CPU is measured
-/// while nothing is due ("CPU when idle").
+/// the next tick) and for their scheduled runs — all of them, and the steady state: those whose slot
+/// came an interval or more after the last first run finished. Then every variant is paused and the
+/// process's CPU is measured while nothing is due ("CPU when idle").
 struct SchedulerBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "scheduler", abstract: "Schedule lag p50/p99, runs/s and idle CPU with many variants on short frequencies.")
@@ -126,9 +127,11 @@ struct SchedulerBench: AsyncParsableCommand {
                             history.append((run, index, lag))
                         }
                     }
-                    // Scheduled runs whose slot came after every first run had finished: the steady state,
-                    // once the backlog of new variants (all due at once when created at once) is worked off.
-                    let backlogEnd = history.filter { $0.index == 0 }.compactMap { $0.run.finishedAt?.microseconds }.max() ?? 0
+                    // Scheduled runs whose slot came one interval or more after every first run had finished:
+                    // the steady state, once the backlog of new variants (all due at once when created at once)
+                    // and the slots that queued up behind it are worked off.
+                    let backlogEnd =
+                        (history.filter { $0.index == 0 }.compactMap { $0.run.finishedAt?.microseconds }.max() ?? 0) + Int64(frequency) * 1_000_000
                     var steadyLags: [Double] = []
                     var steadyPerSecond: [Int64: Int] = [:]
                     for (run, index, lag) in history {
@@ -168,7 +171,7 @@ struct SchedulerBench: AsyncParsableCommand {
             }
             let rows: [(name: String, lags: [Double], busiest: Int?)] = [
                 ("scheduled runs", outcome.lags, outcome.busiestSecond),
-                ("  after the first-run backlog", outcome.steadyLags, outcome.steadyBusiestSecond),
+                ("  steady: an interval after the first runs", outcome.steadyLags, outcome.steadyBusiestSecond),
                 ("first runs (new variants)", outcome.firstLags, nil),
             ]
             for (name, lags, busiest) in rows {
@@ -198,7 +201,7 @@ struct SchedulerBench: AsyncParsableCommand {
         /// Runs after a variant's first: each for a slot of its grid.
         var lags: [Double]
         var firstLags: [Double]
-        /// Scheduled runs whose slot came after the last first run finished.
+        /// Scheduled runs whose slot came an interval or more after the last first run finished.
         var steadyLags: [Double]
         var failed: Int
         var watched: Double
