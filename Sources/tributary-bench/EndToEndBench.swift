@@ -13,6 +13,8 @@ struct EndToEndBench: AsyncParsableCommand {
         commandName: "end-to-end", abstract: "A declarative sync over HTTP into the cache, then an incremental run after 1% changed.")
 
     @OptionGroup var options: BenchOptions
+    @Option(name: .customLong("repeat"), help: "Measure each store this many times (a fresh cache each time); the table shows the median run and the spread.")
+    var repetitions = 1
 
     static func configYAML(baseURL: String, pageSize: Int) -> String {
         """
@@ -40,49 +42,35 @@ struct EndToEndBench: AsyncParsableCommand {
         let n = options.records
         var report = BenchReport(
             suite: "end-to-end: declarative sync of \(n) orders over loopback HTTP, pages of \(options.pageSize)",
-            header: ["run", "store", "seconds", "records/s", "CPU s (Tributary)", "CPU s (provider)", "result"])
+            header: ["run", "store", "seconds", "records/s", "spread", "CPU s (Tributary)", "CPU s (provider)", "result"])
+        guard repetitions >= 1, repetitions <= 50 else { throw ValidationError("--repeat must be from 1 to 50") }
         let provider = try ProviderProcess(records: n)
         defer { provider.stop() }
         let config = try ConfigLoader.parse(yaml: Self.configYAML(baseURL: provider.baseURL, pageSize: options.pageSize), file: "end-to-end.yaml", environment: [:])
         guard let sync = config.integration("shop", in: "bench")?.syncs.first else { throw ValidationError("the bench configuration has no sync") }
-        let variant = OrdersSync.variant
         // The provider side alone: every page fetched with a plain HTTP client (no parsing, no store).
         let fetchOnly = try await timed { try await fetchAll(provider, pageSize: options.pageSize) }
         guard fetchOnly.value > n * 300 else { throw ValidationError("the provider served only \(fetchOnly.value) bytes") }
-        report.add(["fetch only: every page, plain HTTP client, no parse", "-", seconds(fetchOnly.seconds), "\(rate(n, fetchOnly.seconds))", "", "", ""])
+        report.add(["fetch only: every page, plain HTTP client, no parse", "-", seconds(fetchOnly.seconds), "\(rate(n, fetchOnly.seconds))", "", "", "", ""])
         report.figures["fetch_only_s"] = .number(JSONNumber((fetchOnly.seconds * 1000).rounded() / 1000))
         for kind in stores.kinds {
-            let (full, incremental) = try await stores.withStore(kind, name: "end-to-end") { store, _ in
-                let http = OutboundHTTP()
-                let providers = ProviderAccess(
-                    config: config, store: store, cipher: try CredentialCipher(base64Key: Data(repeating: 7, count: 32).base64EncodedString()), http: http,
-                    logger: stores.logger)
-                do {
-                    _ = try await store.ensureConnection(variant.connection)
-                    let executor = SyncExecutor(store: store, functions: try SyncFunctionRegistry([]), providers: providers, logger: stores.logger)
-                    let full = try await Measured.run { try await executor.run(variant, sync: sync) } provider: { provider.cpuSeconds }
-                    try await change(provider)
-                    let incremental = try await Measured.run { try await executor.run(variant, sync: sync) } provider: { provider.cpuSeconds }
-                    try await http.shutdown()
-                    return (full, incremental)
-                } catch {
-                    try? await http.shutdown()
-                    throw error
-                }
+            var fulls: [Measured] = []
+            var incrementals: [Measured] = []
+            for repetition in 0..<repetitions {
+                let (full, incremental) = try await measure(kind, repetition, stores: stores, config: config, sync: sync, provider: provider)
+                fulls.append(full)
+                incrementals.append(incremental)
             }
             let store = kind.rawValue
             let changed = (n + 99) / 100
-            guard full.run.status == .succeeded, full.run.results["Order"]?.added == n,
-                incremental.run.status == .succeeded, incremental.run.results["Order"]?.updated == changed
-            else {
-                throw ValidationError("unexpected results: full \(full.result), incremental \(incremental.result)")
-            }
+            let full = Measured.median(fulls)
+            let incremental = Measured.median(incrementals)
             report.add([
-                "full: \(n) orders into an empty cache", store, seconds(full.seconds), "\(rate(n, full.seconds))",
+                "full: \(n) orders into an empty cache", store, seconds(full.seconds), "\(rate(n, full.seconds))", Measured.spread(fulls),
                 String(format: "%.2f", full.cpu), String(format: "%.2f", full.providerCPU), full.result,
             ])
             report.add([
-                "incremental: \(changed) changed", store, seconds(incremental.seconds), "\(rate(changed, incremental.seconds))",
+                "incremental: \(changed) changed", store, seconds(incremental.seconds), "\(rate(changed, incremental.seconds))", Measured.spread(incrementals),
                 String(format: "%.2f", incremental.cpu), String(format: "%.2f", incremental.providerCPU), incremental.result,
             ])
             report.figure(kind, "full_s", full.seconds)
@@ -92,6 +80,46 @@ struct EndToEndBench: AsyncParsableCommand {
         report.notes.append(String(format: "peak RSS of the Tributary process: %.0f MiB (the provider runs in its own process)", ProcessStats.peakRSSMiB()))
         report.figures["peak_rss_mib"] = .number(JSONNumber(ProcessStats.peakRSSMiB().rounded()))
         try report.print(options: options)
+    }
+
+    /// One full run into a fresh cache of `kind`, then an incremental run after 1% changed; checks both.
+    /// A SQLite file is removed once measured (a million orders take about a gigabyte).
+    func measure(
+        _ kind: BenchStoreKind, _ repetition: Int, stores: BenchStores, config: TributaryConfig, sync: SyncConfig, provider: ProviderProcess
+    ) async throws -> (full: Measured, incremental: Measured) {
+        let n = options.records
+        let variant = OrdersSync.variant
+        let name = repetition == 0 ? "end-to-end" : "end-to-end-\(repetition)"
+        defer {
+            if kind == .sqlite, repetition < repetitions - 1 {
+                for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(at: stores.directory.appendingPathComponent("\(name).sqlite\(suffix)")) }
+            }
+        }
+        let (full, incremental) = try await stores.withStore(kind, name: name) { store, _ in
+            let http = OutboundHTTP()
+            let providers = ProviderAccess(
+                config: config, store: store, cipher: try CredentialCipher(base64Key: Data(repeating: 7, count: 32).base64EncodedString()), http: http,
+                logger: stores.logger)
+            do {
+                _ = try await store.ensureConnection(variant.connection)
+                let executor = SyncExecutor(store: store, functions: try SyncFunctionRegistry([]), providers: providers, logger: stores.logger)
+                let full = try await Measured.run { try await executor.run(variant, sync: sync) } provider: { provider.cpuSeconds }
+                try await change(provider)
+                let incremental = try await Measured.run { try await executor.run(variant, sync: sync) } provider: { provider.cpuSeconds }
+                try await http.shutdown()
+                return (full, incremental)
+            } catch {
+                try? await http.shutdown()
+                throw error
+            }
+        }
+        let changed = (n + 99) / 100
+        guard full.run.status == .succeeded, full.run.results["Order"]?.added == n,
+            incremental.run.status == .succeeded, incremental.run.results["Order"]?.updated == changed
+        else {
+            throw ValidationError("unexpected results: full \(full.result), incremental \(incremental.result)")
+        }
+        return (full, incremental)
     }
 
     /// Reads every page of the provider's listing; returns the bytes read.
@@ -128,6 +156,18 @@ struct Measured: Sendable {
     var run: RunRecord
 
     var result: String { run.summary }
+
+    /// The run with the median wall time (of an even count, the slower middle one).
+    static func median(_ runs: [Measured]) -> Measured {
+        let sorted = runs.sorted { $0.seconds < $1.seconds }
+        return sorted[sorted.count / 2]
+    }
+
+    /// `min–max s` over `runs` ("-" for one run).
+    static func spread(_ runs: [Measured]) -> String {
+        guard runs.count > 1, let low = runs.map(\.seconds).min(), let high = runs.map(\.seconds).max() else { return "-" }
+        return String(format: "%.2f–%.2f s (%d runs)", low, high, runs.count)
+    }
 
     static func run(_ body: () async throws -> RunRecord, provider: () -> Double) async throws -> Measured {
         let cpu = ProcessStats.cpuSeconds()
