@@ -145,12 +145,7 @@ public struct SyncExecutor: Sendable {
             let finished = try await attempt()
             if let span {
                 span.attributes["tributary.run.status"] = finished.status.rawValue
-                var changed = (added: 0, updated: 0, deleted: 0)
-                for result in finished.results.values {
-                    changed.added += result.added
-                    changed.updated += result.updated
-                    changed.deleted += result.deleted
-                }
+                let changed = finished.results.values.reduce(ModelResult(), +)
                 span.attributes["tributary.records.added"] = changed.added
                 span.attributes["tributary.records.updated"] = changed.updated
                 span.attributes["tributary.records.deleted"] = changed.deleted

@@ -62,13 +62,6 @@ public struct TracingSettings: Sendable, Equatable {
             }
             return nil
         }
-        func milliseconds(_ name: String, default value: Int, in range: ClosedRange<Int>) throws(Invalid) -> Int {
-            guard let text = environment[name], !text.isEmpty else { return value }
-            guard let number = Int(text.trimmingSpaces), range.contains(number) else {
-                throw Invalid(message: "\(name) must be a whole number of milliseconds from \(range.lowerBound) to \(range.upperBound), not '\(text.prefix(40))'")
-            }
-            return number
-        }
 
         var settings = TracingSettings(
             endpoint: defaultEndpoint, wireProtocol: config.wireProtocol, serviceName: config.serviceName, sampleRatio: config.sampleRatio, headers: [],
@@ -81,12 +74,12 @@ public struct TracingSettings: Sendable, Equatable {
         } else if let value = environment["OTEL_EXPORTER_OTLP_ENDPOINT"], !value.isEmpty {
             // The general variable is a base URL: each signal appends its own path.
             let base = try checkedURL(value, from: "OTEL_EXPORTER_OTLP_ENDPOINT")
-            settings.endpoint = (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/v1/traces"
+            settings.endpoint = withTracesPath(base)
         } else if let endpoint = config.endpoint {
             // A collector's address without a path gets the traces path, as the general variable does.
             settings.endpoint = try checkedURL(endpoint, from: "tracing.endpoint")
             if pathOf(settings.endpoint).isEmpty || pathOf(settings.endpoint) == "/" {
-                settings.endpoint = (settings.endpoint.hasSuffix("/") ? String(settings.endpoint.dropLast()) : settings.endpoint) + "/v1/traces"
+                settings.endpoint = withTracesPath(settings.endpoint)
             }
         }
 
@@ -134,21 +127,26 @@ public struct TracingSettings: Sendable, Equatable {
             }
         }
 
-        settings.timeoutMilliseconds = try milliseconds(variable("TIMEOUT")?.name ?? "OTEL_EXPORTER_OTLP_TIMEOUT", default: 5_000, in: 100...600_000)
-        settings.scheduleDelayMilliseconds = try milliseconds("OTEL_BSP_SCHEDULE_DELAY", default: 5_000, in: 10...600_000)
-        settings.exportTimeoutMilliseconds = try milliseconds("OTEL_BSP_EXPORT_TIMEOUT", default: 5_000, in: 100...600_000)
-        settings.maxQueueSize = try count("OTEL_BSP_MAX_QUEUE_SIZE", in: environment, default: 2_048, in: 1...65_536)
-        settings.maxExportBatchSize = try count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", in: environment, default: min(512, settings.maxQueueSize), in: 1...settings.maxQueueSize)
+        let timeout = variable("TIMEOUT")?.name ?? "OTEL_EXPORTER_OTLP_TIMEOUT"
+        settings.timeoutMilliseconds = try integer(timeout, in: environment, default: 5_000, in: 100...600_000, unit: " of milliseconds")
+        settings.scheduleDelayMilliseconds = try integer("OTEL_BSP_SCHEDULE_DELAY", in: environment, default: 5_000, in: 10...600_000, unit: " of milliseconds")
+        settings.exportTimeoutMilliseconds = try integer("OTEL_BSP_EXPORT_TIMEOUT", in: environment, default: 5_000, in: 100...600_000, unit: " of milliseconds")
+        settings.maxQueueSize = try integer("OTEL_BSP_MAX_QUEUE_SIZE", in: environment, default: 2_048, in: 1...65_536)
+        settings.maxExportBatchSize = try integer(
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", in: environment, default: min(512, settings.maxQueueSize), in: 1...settings.maxQueueSize)
         settings.certificatePath = variable("CERTIFICATE")?.value
         settings.clientKeyPath = variable("CLIENT_KEY")?.value
         settings.clientCertificatePath = variable("CLIENT_CERTIFICATE")?.value
         return settings
     }
 
-    static func count(_ name: String, in environment: [String: String], default value: Int, in range: ClosedRange<Int>) throws(Invalid) -> Int {
+    /// The variable `name` as a whole number in `range` (`unit` reads after "a whole number"), or `value` when unset.
+    static func integer(
+        _ name: String, in environment: [String: String], default value: Int, in range: ClosedRange<Int>, unit: String = ""
+    ) throws(Invalid) -> Int {
         guard let text = environment[name], !text.isEmpty else { return value }
         guard let number = Int(text.trimmingSpaces), range.contains(number) else {
-            throw Invalid(message: "\(name) must be a whole number from \(range.lowerBound) to \(range.upperBound), not '\(text.prefix(40))'")
+            throw Invalid(message: "\(name) must be a whole number\(unit) from \(range.lowerBound) to \(range.upperBound), not '\(text.prefix(40))'")
         }
         return number
     }
@@ -163,6 +161,11 @@ public struct TracingSettings: Sendable, Equatable {
             throw Invalid(message: "\(name) must be an http:// or https:// URL with a host and without user info, query or fragment, got '\(shown)'")
         }
         return text
+    }
+
+    /// A collector's base URL with OTLP's traces path.
+    static func withTracesPath(_ base: String) -> String {
+        (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/v1/traces"
     }
 
     /// The path of a URL `checkedURL` accepted ("" when it has none).

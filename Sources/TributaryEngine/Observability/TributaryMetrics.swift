@@ -62,15 +62,8 @@ public final class TributaryMetrics: Sendable {
         labels.append(("status", run.status.rawValue))
         Counter(label: Name.runsFinished, dimensions: labels, factory: factory).increment()
         Timer(label: Name.runDuration, dimensions: labels, factory: factory).recordSeconds(max(0, seconds))
-        var added = 0
-        var updated = 0
-        var deleted = 0
-        for result in run.results.values {
-            added += result.added
-            updated += result.updated
-            deleted += result.deleted
-        }
-        for (change, count) in [("added", added), ("updated", updated), ("deleted", deleted)] where count > 0 {
+        let total = run.results.values.reduce(ModelResult(), +)
+        for (change, count) in [("added", total.added), ("updated", total.updated), ("deleted", total.deleted)] where count > 0 {
             Counter(label: Name.records, dimensions: Self.labels(run.variant) + [("change", change)], factory: factory).increment(by: count)
         }
     }
