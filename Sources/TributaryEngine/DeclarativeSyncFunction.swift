@@ -39,14 +39,16 @@ struct DeclarativeSyncFunction: SyncFunction {
         try await nango.paginate(request, pagination, resumingAfter: resumeAfter).forEachPage(preparing: { page in
             (records: try page.records.map { try PreparedRecord(spec.transform($0)) }, next: page.next)
         }) { page in
-            try await nango.batchSave(prepared: page.records, model: model)
-            pages += 1
-            saved += page.records.count
+            // The page and the checkpoint naming the page after it are saved as one write.
             if let next = page.next {
                 var values: JSONObject = ["next": .string(next)]
                 if let since { values["since"] = .string(since) }
-                try await nango.saveCheckpoint(try Checkpoint(values))
+                try await nango.batchSave(prepared: page.records, model: model, checkpoint: try Checkpoint(values))
+            } else {
+                try await nango.batchSave(prepared: page.records, model: model)
             }
+            pages += 1
+            saved += page.records.count
         }
         // Done: an incremental run must not resume mid-listing next time (a full one's checkpoint is cleared on success).
         if checkpoint != nil || pages > 1 { try await nango.clearCheckpoint() }

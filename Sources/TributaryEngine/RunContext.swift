@@ -155,8 +155,20 @@ final class RunContext: SyncContext {
         try await save(records, model: model)
     }
 
-    private func save(_ records: [PreparedRecord], model: String) async throws {
-        record(try await tracer.storeWrite("save_records", model: model, records: records.count, metrics: metrics) { try await store.saveRecords(records, model: model, for: lease) }, for: model)
+    func batchSave(prepared records: [PreparedRecord], model: String, checkpoint: Checkpoint) async throws {
+        try checkCancellation()
+        try checkModel(model)
+        try refuseInWebhookExecution()
+        guard !records.isEmpty else { return try await saveCheckpoint(checkpoint) }
+        try await save(records, model: model, checkpoint: checkpoint)
+    }
+
+    /// One store write: the records and, if given, the checkpoint after them.
+    private func save(_ records: [PreparedRecord], model: String, checkpoint: Checkpoint? = nil) async throws {
+        let result = try await tracer.storeWrite("save_records", model: model, records: records.count, metrics: metrics) {
+            try await store.saveRecords(records, model: model, checkpoint: checkpoint, for: lease)
+        }
+        record(result, for: model)
         Failpoint.hit("run.saved")
     }
 

@@ -86,14 +86,19 @@ extension PostgresStore {
     public func saveCheckpoint(_ checkpoint: Checkpoint, for lease: RunLease) async throws {
         // A literal checkpoint is checked here at the latest: an invalid one stored would make the variant unreadable.
         let checkpoint = try checkpoint.validated()
-        let json = checkpoint.json
         try await transaction { db in
             let run = try await self.fence(db, lease)
             guard run.kind != .webhook else { throw StoreMessages.checkpointInWebhookRun }
-            try await db.query(
-                "UPDATE sync_variants SET checkpoint = \(json), checkpoint_generation = \(run.deletionGeneration) WHERE id = \(run.variantPK)",
-                logger: self.logger)
+            try await self.writeCheckpoint(db, checkpoint, run)
         }
+    }
+
+    /// Stores `checkpoint` (validated) as the variant's, in the deletion window of `run` (fenced).
+    func writeCheckpoint(_ db: PostgresConnection, _ checkpoint: Checkpoint, _ run: FencedRun) async throws {
+        let json = checkpoint.json
+        try await db.query(
+            "UPDATE sync_variants SET checkpoint = \(json), checkpoint_generation = \(run.deletionGeneration) WHERE id = \(run.variantPK)",
+            logger: logger)
     }
 
     public func clearCheckpoint(for lease: RunLease) async throws {

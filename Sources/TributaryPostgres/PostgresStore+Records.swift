@@ -5,8 +5,13 @@ import TributaryStore
 extension PostgresStore {
     // MARK: Writes
 
-    public func saveRecords(_ records: [PreparedRecord], model: String, for lease: RunLease) async throws -> ModelResult {
-        if records.isEmpty { return ModelResult() }
+    public func saveRecords(_ records: [PreparedRecord], model: String, checkpoint: Checkpoint?, for lease: RunLease) async throws -> ModelResult {
+        // A literal checkpoint is checked before anything is written (see saveCheckpoint).
+        let checkpoint = try checkpoint?.validated()
+        if records.isEmpty {
+            if let checkpoint { try await saveCheckpoint(checkpoint, for: lease) }
+            return ModelResult()
+        }
         let unique = records.lastOccurrencePerId
         // Whole arrays as three bound parameters: one round trip per batch, whatever its size.
         let ids = unique.map(\.id)
@@ -14,6 +19,7 @@ extension PostgresStore {
         let payloads = unique.map { String(decoding: $0.json, as: UTF8.self) }
         return try await transaction { db in
             let run = try await self.fence(db, lease)
+            if checkpoint != nil, run.kind == .webhook { throw StoreMessages.checkpointInWebhookRun }
             let seenGeneration = run.seenGeneration
             let dataset = try await self.datasetForWrite(db, run, model: model)
             let (sequence, now) = self.nextChange(dataset)
@@ -60,6 +66,7 @@ extension PostgresStore {
             }
             try await self.finishChange(db, dataset, sequence: sequence, now: now, changed: result.added + result.updated, countDelta: result.added)
             try await self.addResults(db, run, model: model, result)
+            if let checkpoint { try await self.writeCheckpoint(db, checkpoint, run) }
             return result
         }
     }

@@ -76,10 +76,15 @@ extension SQLiteStore {
             let now = self.clock()
             let run = try self.fence(db, lease, now: now)
             guard run.kind != .webhook else { throw StoreMessages.checkpointInWebhookRun }
-            try db.execute(
-                sql: "UPDATE sync_variants SET checkpoint = ?, checkpoint_generation = ? WHERE id = ?",
-                arguments: [checkpoint.json, run.deletionGeneration, run.variantPK])
+            try self.writeCheckpoint(db, checkpoint, run)
         }
+    }
+
+    /// Stores `checkpoint` (validated) as the variant's, in the deletion window of `run` (fenced).
+    func writeCheckpoint(_ db: Database, _ checkpoint: Checkpoint, _ run: FencedRun) throws {
+        try db.execute(
+            sql: "UPDATE sync_variants SET checkpoint = ?, checkpoint_generation = ? WHERE id = ?",
+            arguments: [checkpoint.json, run.deletionGeneration, run.variantPK])
     }
 
     public func clearCheckpoint(for lease: RunLease) async throws {

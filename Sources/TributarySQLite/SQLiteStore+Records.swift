@@ -5,12 +5,18 @@ import TributaryStore
 extension SQLiteStore {
     // MARK: Writes
 
-    public func saveRecords(_ records: [PreparedRecord], model: String, for lease: RunLease) async throws -> ModelResult {
-        if records.isEmpty { return ModelResult() }
+    public func saveRecords(_ records: [PreparedRecord], model: String, checkpoint: Checkpoint?, for lease: RunLease) async throws -> ModelResult {
+        // A literal checkpoint is checked before anything is written (see saveCheckpoint).
+        let checkpoint = try checkpoint?.validated()
+        if records.isEmpty {
+            if let checkpoint { try await saveCheckpoint(checkpoint, for: lease) }
+            return ModelResult()
+        }
         let unique = records.lastOccurrencePerId
         let clockNow = clock()
         return try await pool.write { db in
             let run = try self.fence(db, lease, now: clockNow)
+            if checkpoint != nil, run.kind == .webhook { throw StoreMessages.checkpointInWebhookRun }
             let seenGeneration = run.seenGeneration
             let dataset = try self.datasetForWrite(db, run, model: model)
             let (sequence, now) = self.nextChange(dataset)
@@ -92,6 +98,7 @@ extension SQLiteStore {
             }
             try self.finishChange(db, dataset, sequence: sequence, now: now, changed: result.added + result.updated, countDelta: result.added)
             try self.addResults(db, run, model: model, result)
+            if let checkpoint { try self.writeCheckpoint(db, checkpoint, run) }
             return result
         }
     }

@@ -16,6 +16,10 @@ public final class SQLiteStore: Store {
     let clock: @Sendable () -> Timestamp
     /// The file this store opened.
     public let path: String
+    /// Copies the writer's log into the database file, beside the writer.
+    let checkpointer: WALCheckpointer
+    /// Under which id the writer's WAL hook finds ``checkpointer``.
+    private let checkpointerId: Int
 
     /// Opens (creating if needed) the database at `path`. Call ``migrate()`` before use.
     ///
@@ -26,14 +30,24 @@ public final class SQLiteStore: Store {
         var configuration = Configuration()
         configuration.busyMode = .timeout(30)
         configuration.maximumReaderCount = 4
+        let checkpointerId = WALCheckpointer.nextId()
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
             try db.execute(sql: "PRAGMA cache_size = -8192")  // 8 MiB per connection
             try db.execute(sql: "PRAGMA temp_store = MEMORY")
+            // The writer's log is checkpointed beside it, not by it.
+            if !db.configuration.readonly { WALCheckpointer.install(on: db, id: checkpointerId) }
         }
         pool = try DatabasePool(path: path, configuration: configuration)
+        checkpointer = try WALCheckpointer(path: path)
+        WALCheckpointer.register(checkpointer, as: checkpointerId)
+        self.checkpointerId = checkpointerId
         self.clock = clock
         self.path = path
+    }
+
+    deinit {
+        WALCheckpointer.unregister(checkpointerId)
     }
 
     public func migrate() async throws {
@@ -44,6 +58,9 @@ public final class SQLiteStore: Store {
     /// Closes the database connections.
     public func close() throws {
         try pool.close()
+        // No commit can ask for a checkpoint any more; one under way ends before the connection closes.
+        WALCheckpointer.unregister(checkpointerId)
+        try checkpointer.close()
     }
 
     // MARK: Shared lookups (inside a transaction)

@@ -55,7 +55,7 @@ extension API {
 
         let answer: ProviderResponse
         do {
-            answer = try await providers.send(outgoing, for: connection.ref)
+            answer = try await providers.send(outgoing, for: connection.ref, freshCredentials: true)
         } catch let unavailable as ProviderUnavailable {
             guard let last = unavailable.response else {
                 throw APIError(.badGateway, "provider_unreachable", unavailable.description)

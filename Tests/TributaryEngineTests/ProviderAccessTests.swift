@@ -200,6 +200,38 @@ struct ProviderAccessTests {
         }
     }
 
+    /// Credentials opened for a call serve the connection's next calls for the reuse time, not longer;
+    /// the proxy (`freshCredentials`) and the API's credentials read the store every time.
+    @Test(arguments: StoreKind.available) func openedCredentialsServeCallsForTheReuseTimeOnly(_ kind: StoreKind) async throws {
+        let server = FakeProviderServer()
+        try await server.serve { base in
+            let f = try await ProviderFixture(baseURL: base, kind: kind)
+            defer { Task { try? await f.http.shutdown() } }
+            let connection = ProviderFixture.connection("key-header")
+            func access(reuse: Duration) -> ProviderAccess {
+                ProviderAccess(config: f.config, store: f.engine.store, cipher: f.cipher, http: f.http, policy: f.policy, credentialReuse: reuse, logger: f.logs.logger)
+            }
+            func call(_ access: ProviderAccess, fresh: Bool = false) async throws -> Int {
+                try await access.send(ProviderRequest(.GET, "/key-header"), for: connection, freshCredentials: fresh).status
+            }
+            let long = access(reuse: .seconds(3600)), api = access(reuse: .seconds(3600))
+            let short = access(reuse: .milliseconds(200)), never = access(reuse: .zero)
+            for access in [long, api, short, never] { #expect(try await call(access) == 200) }
+
+            // The app replaces the key (the provider does not know the new one).
+            let replaced: JSONObject = ["type": "API_KEY", "api_key": "key-replaced"]
+            try await f.engine.store.updateCredentials(try f.cipher.seal(JSONWriter.bytes(.object(replaced))), type: "API_KEY", of: connection)
+
+            #expect(try await call(never) == 401, "without reuse every call reads the store")
+            #expect(try await call(long) == 200, "within the reuse time the opened key is used again")
+            #expect(try await api.credentials(for: connection, forceRefresh: false)["api_key"] == "key-replaced", "the API reads the store")
+            #expect(try await call(long, fresh: true) == 401, "the proxy reads the store")
+            #expect(try await call(long) == 401, "and what it read serves the next calls")
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await call(short) == 401, "past the reuse time the store is read again")
+        }
+    }
+
     /// A run waiting for a token refresh that another process holds stops waiting when it is
     /// cancelled (pause, reset, delete, shutdown) — not when the other process's lock runs out.
     @Test func waitingForAnotherProcesssRefreshEndsWhenCancelled() async throws {

@@ -38,6 +38,7 @@ struct RunIntegrityTests {
             { _ = try await f.store.updateRecords([try RecordPatch(["id": "1", "x": 1])], model: "Order", for: run.started.lease) },
             { _ = try await f.store.deleteRecords(ids: ["1"], model: "Order", for: run.started.lease) },
             { try await f.store.saveCheckpoint(["page": 2], for: run.started.lease) },
+            { _ = try await f.store.saveRecords([order("5")], model: "Order", checkpoint: ["page": 3], for: run.started.lease) },
             { try await f.store.setMetadata(["late": true], for: run.started.lease) },
             { try await f.store.appendLog(run.started.lease, level: .info, message: "late") },
             { _ = try await f.store.completeRun(run.started.lease, RunCompletion(outcome: .succeeded)) },
@@ -72,6 +73,42 @@ struct RunIntegrityTests {
         let error = await #expect(throws: TributaryError.self) { try await f.store.saveCheckpoint(huge, for: run.started.lease) }
         #expect(error?.code == .invalidCheckpoint)
         #expect(try await f.store.variantState(baseVariant)?.checkpoint?["page"] == 1, "the earlier checkpoint stands, readable")
+    }
+
+    /// A page saved with its checkpoint (a declarative sync's write) is one transaction: both are
+    /// kept, or — a checkpoint refused as too large, or in a webhook run, or a lost lease — neither.
+    @Test(arguments: StoreKind.available) func aPageAndItsCheckpointAreSavedTogetherOrNotAtAll(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        try await imported(f.store)
+        let ids = { @Sendable in try await f.store.allChanges(baseVariant.dataset("Order")).map(\.id).sorted() }
+        try await f.store.enqueueRuns([baseVariant])
+        let run = try await claim(f.store)
+        let saved = try await f.store.saveRecords([order("1"), order("2")], model: "Order", checkpoint: ["page": 2], for: run.started.lease)
+        #expect(saved.added == 2)
+        #expect(try await f.store.variantState(baseVariant)?.checkpoint?["page"] == 2)
+        #expect(try await ids() == ["1", "2"])
+
+        let huge: Checkpoint = ["next": .string(String(repeating: "c", count: 5_000))]
+        let tooLarge = await #expect(throws: TributaryError.self) {
+            _ = try await f.store.saveRecords([order("3")], model: "Order", checkpoint: huge, for: run.started.lease)
+        }
+        #expect(tooLarge?.code == .invalidCheckpoint)
+        #expect(try await ids() == ["1", "2"], "the page of a refused checkpoint is not saved")
+        #expect(try await f.store.variantState(baseVariant)?.checkpoint?["page"] == 2)
+
+        // An empty page still moves the checkpoint.
+        _ = try await f.store.saveRecords([], model: "Order", checkpoint: ["page": 3], for: run.started.lease)
+        #expect(try await f.store.variantState(baseVariant)?.checkpoint?["page"] == 3)
+
+        // A webhook run may save records, but not with a checkpoint.
+        _ = try await f.store.enqueueProviderWebhook(for: [baseVariant], type: nil, payload: Array("{}".utf8))
+        let webhook = try #require(try await f.store.claimProviderWebhook(leaseSeconds: 60, maxAttempts: 3))
+        let refused = await #expect(throws: TributaryError.self) {
+            _ = try await f.store.saveRecords([order("4")], model: "Order", checkpoint: ["page": 9], for: webhook.started.lease)
+        }
+        #expect(refused == StoreMessages.checkpointInWebhookRun)
+        #expect(try await ids() == ["1", "2"])
+        #expect(try await f.store.variantState(baseVariant)?.checkpoint?["page"] == 3)
     }
 
     @Test(arguments: StoreKind.available) func aLateWriteAfterTheConnectionWasDeletedNeverRecreatesIt(_ kind: StoreKind) async throws {

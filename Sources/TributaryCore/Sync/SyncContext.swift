@@ -103,6 +103,9 @@ public protocol SyncContext: ProviderCaller {
     /// ``PreparedRecord``) — so a function can prepare the next page in another task while this one
     /// is written, as declarative syncs do.
     func batchSave(prepared records: [PreparedRecord], model: String) async throws
+    /// ``batchSave(prepared:model:)`` and then ``saveCheckpoint(_:)``, durably as one: the checkpoint
+    /// is never saved without the records (a crash keeps both or neither), and the store commits once.
+    func batchSave(prepared records: [PreparedRecord], model: String, checkpoint: Checkpoint) async throws
     /// Deep-merges partial records (each with its `id`) into existing, non-deleted records of `model`;
     /// ids that do not exist are ignored.
     func batchUpdate(_ records: [JSONObject], model: String) async throws
@@ -123,6 +126,12 @@ extension SyncContext {
     public var detectsDeletes: Bool { false }
     /// Logs at `info` level.
     public func log(_ message: String) async { await log(message, level: .info) }
+
+    /// Saves the records, then the checkpoint (contexts without a combined write).
+    public func batchSave(prepared records: [PreparedRecord], model: String, checkpoint: Checkpoint) async throws {
+        try await batchSave(prepared: records, model: model)
+        try await saveCheckpoint(checkpoint)
+    }
 
     /// Saves `Encodable` values (your model structs) as records of `model`.
     public func batchSave<T: Encodable>(_ records: [T], model: String) async throws {

@@ -32,15 +32,26 @@ actor CredentialVault {
     private let onRefused: @Sendable (ConnectionRecord, TributaryError) async -> Void
     /// Refreshes under way, one per connection; every caller awaits the same one (and may stop waiting).
     private var refreshing: [ConnectionRef: RefreshFlight] = [:]
+    /// How long credentials opened for a provider call are used again without reading the store
+    /// (zero: never). A sync calls its provider once per page; reading, decrypting and parsing the
+    /// sealed credentials each time cost about a fifth of a page's fetch. Within this time a change
+    /// made through the API (a new API key, a reconnect) is not seen yet; an OAuth token refreshed
+    /// meanwhile by another process is — its old token gets a 401, and that refresh reads the store.
+    private let reuse: Duration
+    /// Credentials opened recently for provider calls, and until when they may be used again.
+    private var recent: [ConnectionRef: (credentials: JSONObject, until: ContinuousClock.Instant)] = [:]
+    /// Past this many entries, expired ones are dropped when another is added.
+    private static let recentLimit = 256
 
     /// This process, as the refresh lock names its holder.
     private let holder = "\(ProcessInfo.processInfo.hostName)/\(ProcessInfo.processInfo.processIdentifier)/\(UUID().uuidString.prefix(8))"
 
     init(
         store: any StoreReader & CredentialStore, cipher: CredentialCipher, http: OutboundHTTP, policy: OutboundPolicy, logger: Logger,
-        onRefused: @escaping @Sendable (ConnectionRecord, TributaryError) async -> Void = { _, _ in }
+        reuse: Duration = .zero, onRefused: @escaping @Sendable (ConnectionRecord, TributaryError) async -> Void = { _, _ in }
     ) {
         self.onRefused = onRefused
+        self.reuse = reuse
         self.store = store
         self.cipher = cipher
         self.http = http
@@ -50,8 +61,17 @@ actor CredentialVault {
 
     /// The connection's credentials as a JSON object (`type` plus its fields), refreshed first when
     /// an OAuth token is missing or about to expire.
-    func credentials(for connection: ConnectionRef, auth: AuthScheme) async throws -> JSONObject {
-        let current = try await Self.open(store: store, cipher: cipher, connection)
+    ///
+    /// - Parameter reusing: whether credentials opened within the vault's reuse time may be returned
+    ///   instead of reading the store (provider calls); false reads the store (the API's answer).
+    func credentials(for connection: ConnectionRef, auth: AuthScheme, reusing: Bool = false) async throws -> JSONObject {
+        let current: JSONObject
+        if reusing, let kept = recent[connection], ContinuousClock.now < kept.until {
+            current = kept.credentials
+        } else {
+            current = try await Self.open(store: store, cipher: cipher, connection)
+            keep(current, for: connection)
+        }
         switch auth {
         case .oauth2, .oauth2ClientCredentials:
             let token = current[auth.tokenField]?.stringValue ?? ""
@@ -65,9 +85,25 @@ actor CredentialVault {
         }
     }
 
+    /// Keeps `credentials` for provider calls during the reuse time.
+    private func keep(_ credentials: JSONObject, for connection: ConnectionRef) {
+        guard reuse > .zero else { return }
+        let now = ContinuousClock.now
+        if recent.count >= Self.recentLimit, recent[connection] == nil { recent = recent.filter { now < $0.value.until } }
+        recent[connection] = (credentials, now + reuse)
+    }
+
     /// Refreshes the connection's OAuth token unless it already changed since `rejectedToken` was
     /// read (another caller — or another process — refreshed meanwhile).
     func refresh(_ connection: ConnectionRef, auth: AuthScheme, rejectedToken: String) async throws -> JSONObject {
+        // Whatever was kept is the refused token or older: calls wait for this refresh's result.
+        recent[connection] = nil
+        let fresh = try await refreshOnce(connection, auth: auth, rejectedToken: rejectedToken)
+        keep(fresh, for: connection)
+        return fresh
+    }
+
+    private func refreshOnce(_ connection: ConnectionRef, auth: AuthScheme, rejectedToken: String) async throws -> JSONObject {
         if let running = refreshing[connection] { return try await running.value() }
         let work = { @Sendable [store, cipher, http, policy, logger, holder, onRefused] () async throws -> JSONObject in
             // The lock outlives the token call (its timeout, twice) and the saving of its answer (five

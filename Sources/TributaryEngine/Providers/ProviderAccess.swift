@@ -24,10 +24,20 @@ public final class ProviderAccess: Sendable {
     public let tracer: TributaryTracer
     let logger: Logger
 
-    /// - Parameter policy: how calls behave; nil: the configuration's `outbound` section.
+    /// How long a connection's credentials, once opened for a call, are used for its next calls
+    /// without reading the store again (a sync calls its provider once per page).
+    public static let defaultCredentialReuse: Duration = .seconds(1)
+
+    /// - Parameters:
+    ///   - policy: how calls behave; nil: the configuration's `outbound` section.
+    ///   - credentialReuse: how long opened credentials serve further calls before the store is read
+    ///     again. A change made meanwhile (a new API key) is used from the next read on; a token
+    ///     refreshed by another process is picked up at once, by the 401 its predecessor gets.
+    ///     `GET /connections/{id}` (``credentials(for:forceRefresh:)``) always reads the store.
     public init(
         config: TributaryConfig, store: any StoreReader & CredentialStore, cipher: CredentialCipher, http: OutboundHTTP, policy: OutboundPolicy? = nil,
-        metrics: TributaryMetrics = .disabled, tracer: TributaryTracer = .disabled, logger: Logger
+        credentialReuse: Duration = ProviderAccess.defaultCredentialReuse, metrics: TributaryMetrics = .disabled, tracer: TributaryTracer = .disabled,
+        logger: Logger
     ) {
         let policy = policy ?? OutboundPolicy(config.outbound)
         self.metrics = metrics
@@ -37,7 +47,7 @@ public final class ProviderAccess: Sendable {
         self.http = http
         self.logger = logger
         let planner = AuthWebhookPlanner(config: config)
-        vault = CredentialVault(store: store, cipher: cipher, http: http, policy: policy, logger: logger) { record, error in
+        vault = CredentialVault(store: store, cipher: cipher, http: http, policy: policy, logger: logger, reuse: credentialReuse) { record, error in
             // The app's cue to ask its user to reconnect: once per version of the credentials (a sync that
             // keeps failing does not flood it); a failure to queue it is logged, never hides the refusal.
             do {
@@ -55,12 +65,15 @@ public final class ProviderAccess: Sendable {
     /// - Throws: ``ProviderUnavailable`` when every attempt failed on the network or with 5xx/429;
     ///   `provider_error` for a request Tributary refuses to send (no `base_url`, a URL on another
     ///   host, a response over the size limit); `invalid_credentials` when credentials cannot be used.
-    public func send(_ request: ProviderRequest, for connection: ConnectionRef) async throws -> ProviderResponse {
+    ///
+    /// - Parameter freshCredentials: read the connection's credentials from the store even if they
+    ///   were opened within the reuse time (the proxy: the app may have replaced them just before).
+    public func send(_ request: ProviderRequest, for connection: ConnectionRef, freshCredentials: Bool = false) async throws -> ProviderResponse {
         guard let integration = config.integration(connection.providerConfigKey, in: connection.environment) else {
             throw TributaryError(.unknownProviderConfig, "Integration '\(connection.providerConfigKey)' is not configured.")
         }
         let target = try Self.url(for: request, baseURL: integration.baseURL, integration: integration.providerConfigKey)
-        var credentials = try await vault.credentials(for: connection, auth: integration.auth)
+        var credentials = try await vault.credentials(for: connection, auth: integration.auth, reusing: !freshCredentials)
         let retries = request.retries ?? policy.retries
         var attempt = 0
         var refreshed = false

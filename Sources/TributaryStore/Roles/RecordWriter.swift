@@ -8,10 +8,20 @@ import TributaryCore
 /// transaction, so a resumed run's results add up across attempts.
 public protocol RecordWriter: Sendable {
     /// Inserts or updates whole records of `model` (batchSave). Returns added (new or back from
-    /// deletion) and updated counts.
-    func saveRecords(_ records: [PreparedRecord], model: String, for lease: RunLease) async throws -> ModelResult
+    /// deletion) and updated counts. With a `checkpoint`, it is saved as the variant's checkpoint in
+    /// the same transaction (as ``RunLeaseStore/saveCheckpoint(_:for:)`` would, and refused in a
+    /// `WEBHOOK` run): a sync that checkpoints after each page commits once per page, and the
+    /// checkpoint never names a page whose records were not saved.
+    func saveRecords(_ records: [PreparedRecord], model: String, checkpoint: Checkpoint?, for lease: RunLease) async throws -> ModelResult
     /// Deep-merges partial records into existing, non-deleted records (batchUpdate); unknown ids are ignored.
     func updateRecords(_ patches: [RecordPatch], model: String, for lease: RunLease) async throws -> ModelResult
     /// Soft-deletes records by id (batchDelete); unknown or already deleted ids are ignored.
     func deleteRecords(ids: [String], model: String, for lease: RunLease) async throws -> ModelResult
+}
+
+extension RecordWriter {
+    /// ``saveRecords(_:model:checkpoint:for:)`` without a checkpoint.
+    public func saveRecords(_ records: [PreparedRecord], model: String, for lease: RunLease) async throws -> ModelResult {
+        try await saveRecords(records, model: model, checkpoint: nil, for: lease)
+    }
 }

@@ -1,0 +1,52 @@
+import Foundation
+import Testing
+import TributaryCore
+import TributaryStore
+@testable import TributarySQLite
+
+/// The SQLite store's write-ahead log is copied into the database file by a checkpointer beside the
+/// writer, and stays bounded through a bulk load.
+@Suite("SQLite WAL checkpoints beside the writer")
+struct WALCheckpointTests {
+    static func fileSize(_ path: String) -> Int {
+        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.intValue ?? 0
+    }
+
+    @Test func theLogIsCheckpointedBesideTheWriterAndStaysBounded() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wal-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("cache.sqlite").path
+        let store = try SQLiteStore(path: path)
+        try await store.migrate()
+        let variant = VariantRef(connection: ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "c1"), syncName: "orders")
+        _ = try await store.ensureConnection(variant.connection)
+
+        // Pages of 1,000 records of ~4 KB: each commit adds over 1,000 pages to the log.
+        let filler = String(repeating: "x", count: 4_000)
+        func page(_ number: Int) throws -> [PreparedRecord] {
+            try (0..<1_000).map { try PreparedRecord(["id": .string("o\(number)-\($0)"), "note": .string(filler)]) }
+        }
+        _ = try await store.saveRecords(try page(0), model: "Order", of: variant)
+        let deadline = ContinuousClock.now + .seconds(20)
+        while store.checkpointer.checkpointsRun == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(store.checkpointer.checkpointsRun > 0, "the commit that filled the log started a checkpoint beside the writer")
+        #expect(Self.fileSize(path) > 4_000_000, "the first page's records were copied into the database file")
+
+        // About 70 MB more: without checkpoints the log would hold all of it.
+        var largestLog = 0
+        for number in 1...16 {
+            _ = try await store.saveRecords(try page(number), model: "Order", of: variant)
+            largestLog = max(largestLog, Self.fileSize(path + "-wal"))
+        }
+        let bound = (Int(WALCheckpointer.writerCheckpointPages) + 2 * 1_200) * (4096 + 24)
+        #expect(largestLog > 0 && largestLog <= bound, "the log stayed within the writer's limit plus a commit (\(largestLog) bytes)")
+        #expect(try await store.recordCounts(of: variant)["Order"] == 17_000)
+        try store.close()
+
+        // Everything is in the database: opened again, every record is there.
+        let reopened = try SQLiteStore(path: path)
+        #expect(try await reopened.recordCounts(of: variant)["Order"] == 17_000)
+        try reopened.close()
+    }
+}
