@@ -35,8 +35,12 @@ public final class SQLiteStore: Store {
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
             try db.execute(sql: "PRAGMA cache_size = -8192")  // 8 MiB per connection
             try db.execute(sql: "PRAGMA temp_store = MEMORY")
-            // The writer's log is checkpointed beside it, not by it.
-            if !db.configuration.readonly { WALCheckpointer.install(on: db, id: checkpointerId) }
+            // The writer's log is checkpointed beside it, not by it; a log grown by a large
+            // transaction is cut back to 32 MiB when it restarts.
+            if !db.configuration.readonly {
+                try db.execute(sql: "PRAGMA journal_size_limit = 33554432")
+                WALCheckpointer.install(on: db, id: checkpointerId)
+            }
         }
         pool = try DatabasePool(path: path, configuration: configuration)
         checkpointer = try WALCheckpointer(path: path)
@@ -57,10 +61,12 @@ public final class SQLiteStore: Store {
 
     /// Closes the database connections.
     public func close() throws {
+        defer {
+            // No commit can ask for a checkpoint any more; one under way ends before the connection closes.
+            WALCheckpointer.unregister(checkpointerId)
+            try? checkpointer.close()
+        }
         try pool.close()
-        // No commit can ask for a checkpoint any more; one under way ends before the connection closes.
-        WALCheckpointer.unregister(checkpointerId)
-        try checkpointer.close()
     }
 
     // MARK: Shared lookups (inside a transaction)

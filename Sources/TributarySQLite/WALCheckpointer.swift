@@ -40,6 +40,12 @@ final class WALCheckpointer: Sendable {
         try connection.close()
     }
 
+    /// Waits (on the writer) until the checkpoint under way, if any, has ended: a checkpoint of the
+    /// writer's own would otherwise find the checkpoint lock taken and do nothing.
+    fileprivate func waitForCheckpoint() {
+        try? connection.inDatabase { _ in }
+    }
+
     /// A commit left `pages` pages in the log: starts a checkpoint unless one is under way.
     fileprivate func committed(pages: Int32) {
         guard pages >= Self.checkpointPages, pending.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
@@ -79,20 +85,23 @@ final class WALCheckpointer: Sendable {
         _ = registry.withLock { $0.removeValue(forKey: id) }
     }
 
-    fileprivate static func committed(pages: Int32, id: Int) -> Bool {
-        guard let checkpointer = registry.withLock({ $0[id] }) else { return false }
-        checkpointer.committed(pages: pages)
-        return true
+    fileprivate static func registered(_ id: Int) -> WALCheckpointer? {
+        registry.withLock { $0[id] }
     }
 }
 
 /// SQLite's WAL hook on the writer: after every commit, with the log's size in pages.
 private let walHook: @convention(c) (UnsafeMutableRawPointer?, OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32 = { context, db, name, pages in
-    let id = Int(bitPattern: context)
-    let handed = WALCheckpointer.committed(pages: pages, id: id)
-    if !handed && pages >= WALCheckpointer.checkpointPages || pages >= WALCheckpointer.writerCheckpointPages {
-        // No checkpointer (yet, or any more), or it fell behind: as SQLite's own hook does.
-        sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+    guard pages >= WALCheckpointer.checkpointPages else { return SQLITE_OK }
+    let checkpointer = WALCheckpointer.registered(Int(bitPattern: context))
+    if let checkpointer, pages < WALCheckpointer.writerCheckpointPages {
+        checkpointer.committed(pages: pages)
+        return SQLITE_OK
     }
+    // No checkpointer (yet, or any more), or the log outgrew it (the writer commits faster than the
+    // log restarts): after the checkpoint under way, the writer copies the rest itself, as SQLite's
+    // own hook does, so its next transaction starts the log over.
+    checkpointer?.waitForCheckpoint()
+    sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
     return SQLITE_OK
 }

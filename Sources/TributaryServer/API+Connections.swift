@@ -39,6 +39,7 @@ extension API {
             }
         }
         let (record, created) = try await store.importConnection(connection, baseVariantsOf: integration.syncs.map(\.name))
+        await providers?.forgetCredentials(of: ref)
         context.logger.info("connection imported", metadata: ["connection": "\(ref)", "created": "\(created)"])
         if created { await events.run(.postConnectionCreation, connection: ref) }
         return JSONResponse.make(.object(connectionJSON(record, integration: integration, full: true)), status: created ? .created : .ok)
@@ -191,6 +192,7 @@ extension API {
         // While its credentials still work (revoke a token); a failure is recorded, the deletion goes ahead.
         await connectionEvents(context).run(.preConnectionDeletion, connection: record.ref)
         try await runs.deleteConnection(record.ref)
+        await providers?.forgetCredentials(of: record.ref)
         return JSONResponse.success
     }
 

@@ -229,6 +229,13 @@ struct ProviderAccessTests {
             #expect(try await call(long) == 401, "and what it read serves the next calls")
             try await Task.sleep(for: .milliseconds(300))
             #expect(try await call(short) == 401, "past the reuse time the store is read again")
+
+            // The API forgets what a process kept when it replaces or deletes a connection's credentials.
+            let good: JSONObject = ["type": "API_KEY", "api_key": .string(FakeProviderServer.apiKey)]
+            try await f.engine.store.updateCredentials(try f.cipher.seal(JSONWriter.bytes(.object(good))), type: "API_KEY", of: connection)
+            #expect(try await call(long) == 401, "still the replaced key, kept")
+            await long.forgetCredentials(of: connection)
+            #expect(try await call(long) == 200, "forgotten: the store is read")
         }
     }
 

@@ -170,7 +170,8 @@ final class EventRunContext: ConnectionEventContext {
         try Task.checkCancellation()
         guard let providers else { throw TributaryError(.providerError, "This process makes no provider calls.") }
         if let candidate { return try await providers.send(request, credentials: candidate.credentials, integration: integration) }
-        return try await providers.send(request, for: connection)
+        // Run right after the connection was created or changed: never with credentials kept from before.
+        return try await providers.send(request, for: connection, freshCredentials: true)
     }
 
     func getMetadata() async throws -> JSONObject {

@@ -42,6 +42,9 @@ actor CredentialVault {
     private var recent: [ConnectionRef: (credentials: JSONObject, until: ContinuousClock.Instant)] = [:]
     /// Past this many entries, expired ones are dropped when another is added.
     private static let recentLimit = 256
+    /// Bumped by every refresh and forget: a store read that began before one is not kept (the actor
+    /// is reentrant, so an older read may end after a newer token was kept).
+    private var epoch = 0
 
     /// This process, as the refresh lock names its holder.
     private let holder = "\(ProcessInfo.processInfo.hostName)/\(ProcessInfo.processInfo.processIdentifier)/\(UUID().uuidString.prefix(8))"
@@ -69,8 +72,9 @@ actor CredentialVault {
         if reusing, let kept = recent[connection], ContinuousClock.now < kept.until {
             current = kept.credentials
         } else {
+            let readFrom = epoch
             current = try await Self.open(store: store, cipher: cipher, connection)
-            keep(current, for: connection)
+            if epoch == readFrom { keep(current, for: connection) }
         }
         switch auth {
         case .oauth2, .oauth2ClientCredentials:
@@ -85,11 +89,21 @@ actor CredentialVault {
         }
     }
 
+    /// Drops what is kept for `connection` (deleted or given new credentials in this process).
+    func forget(_ connection: ConnectionRef) {
+        epoch &+= 1
+        recent[connection] = nil
+    }
+
     /// Keeps `credentials` for provider calls during the reuse time.
     private func keep(_ credentials: JSONObject, for connection: ConnectionRef) {
         guard reuse > .zero else { return }
         let now = ContinuousClock.now
-        if recent.count >= Self.recentLimit, recent[connection] == nil { recent = recent.filter { now < $0.value.until } }
+        if recent.count >= Self.recentLimit, recent[connection] == nil {
+            recent = recent.filter { now < $0.value.until }
+            // All still fresh (many connections at once): start over rather than grow.
+            if recent.count >= Self.recentLimit { recent.removeAll(keepingCapacity: true) }
+        }
         recent[connection] = (credentials, now + reuse)
     }
 
@@ -97,7 +111,7 @@ actor CredentialVault {
     /// read (another caller — or another process — refreshed meanwhile).
     func refresh(_ connection: ConnectionRef, auth: AuthScheme, rejectedToken: String) async throws -> JSONObject {
         // Whatever was kept is the refused token or older: calls wait for this refresh's result.
-        recent[connection] = nil
+        forget(connection)
         let fresh = try await refreshOnce(connection, auth: auth, rejectedToken: rejectedToken)
         keep(fresh, for: connection)
         return fresh

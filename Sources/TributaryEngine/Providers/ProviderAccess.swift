@@ -171,6 +171,12 @@ public final class ProviderAccess: Sendable {
     /// tokens), and a token refreshed because it was about to expire is not refreshed twice.
     static let forcedRefreshInterval: Int64 = 60_000_000
 
+    /// Drops the credentials kept for `connection`'s calls: call when it is deleted or its
+    /// credentials are replaced, so this process's next call reads the store.
+    public func forgetCredentials(of connection: ConnectionRef) async {
+        await vault.forget(connection)
+    }
+
     /// The connection's opened credentials, for handing to the app (`GET /connections/{id}`, as
     /// Nango does): an OAuth token that is missing or about to expire is refreshed first, and with
     /// `forceRefresh` (Nango's `force_refresh=true`) an OAuth token is refreshed now — unless it was

@@ -345,6 +345,7 @@ struct ConnectPage: Sendable {
                 tokenHash: tokenHash,
                 ConnectCompletion(
                     connection: connection, baseVariantsOf: integration.syncs.map(\.name), credentialsOnly: session.reconnect != nil, webhooks: webhooks))
+            await api.providers?.forgetCredentials(of: record.ref)
         } catch let error as TributaryError where [.connectSessionUsed, .connectSessionExpired, .unknownConnectSession].contains(error.code) {
             return outcome(failure: "session_expired", heading: "Not connected", message: error.message, environment: environment, status: .conflict)
         }
