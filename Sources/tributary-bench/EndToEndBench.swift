@@ -15,9 +15,12 @@ struct EndToEndBench: AsyncParsableCommand {
     @OptionGroup var options: BenchOptions
     @Option(name: .customLong("repeat"), help: "Measure each store this many times (a fresh cache each time); the table shows the median run and the spread.")
     var repetitions = 1
+    @Flag(help: "A full-refresh sync with track_deletes instead of an incremental one: the second run reads every order again (1% changed) and detects deletions.")
+    var fullRefresh = false
 
-    static func configYAML(baseURL: String, pageSize: Int) -> String {
-        """
+    static func configYAML(baseURL: String, pageSize: Int, fullRefresh: Bool = false) -> String {
+        let kind = fullRefresh ? "sync_type: full\n        track_deletes: true" : "sync_type: incremental\n        incremental_param: updated_after"
+        return """
         environments:
           bench:
             secret_key: \(FeedBench.secretKey)
@@ -28,11 +31,10 @@ struct EndToEndBench: AsyncParsableCommand {
               orders:
                 models: [Order]
                 frequency: every hour
-                sync_type: incremental
+                \(kind)
                 endpoint: /orders
                 pagination: { type: cursor, cursor_path: next_cursor, cursor_param: cursor, limit_param: limit, limit: \(pageSize) }
                 records_path: orders
-                incremental_param: updated_after
         """
     }
 
@@ -41,12 +43,13 @@ struct EndToEndBench: AsyncParsableCommand {
         defer { stores.removeFiles() }
         let n = options.records
         var report = BenchReport(
-            suite: "end-to-end: declarative sync of \(n) orders over loopback HTTP, pages of \(options.pageSize)",
+            suite: "end-to-end: declarative \(fullRefresh ? "full-refresh (track_deletes)" : "incremental") sync of \(n) orders over loopback HTTP, pages of \(options.pageSize)",
             header: ["run", "store", "seconds", "records/s", "spread", "CPU s (Tributary)", "CPU s (provider)", "result"])
         guard repetitions >= 1, repetitions <= 50 else { throw ValidationError("--repeat must be from 1 to 50") }
         let provider = try ProviderProcess(records: n)
         defer { provider.stop() }
-        let config = try ConfigLoader.parse(yaml: Self.configYAML(baseURL: provider.baseURL, pageSize: options.pageSize), file: "end-to-end.yaml", environment: [:])
+        let config = try ConfigLoader.parse(
+            yaml: Self.configYAML(baseURL: provider.baseURL, pageSize: options.pageSize, fullRefresh: fullRefresh), file: "end-to-end.yaml", environment: [:])
         guard let sync = config.integration("shop", in: "bench")?.syncs.first else { throw ValidationError("the bench configuration has no sync") }
         // The provider side alone: every page fetched with a plain HTTP client (no parsing, no store).
         let fetchOnly = try await timed { try await fetchAll(provider, pageSize: options.pageSize) }
@@ -70,7 +73,8 @@ struct EndToEndBench: AsyncParsableCommand {
                 String(format: "%.2f", full.cpu), String(format: "%.2f", full.providerCPU), full.result,
             ])
             report.add([
-                "incremental: \(changed) changed", store, seconds(incremental.seconds), "\(rate(changed, incremental.seconds))", Measured.spread(incrementals),
+                fullRefresh ? "full refresh again: \(changed) changed, deletions tracked" : "incremental: \(changed) changed", store,
+                seconds(incremental.seconds), "\(rate(fullRefresh ? n : changed, incremental.seconds))", Measured.spread(incrementals),
                 String(format: "%.2f", incremental.cpu), String(format: "%.2f", incremental.providerCPU), incremental.result,
             ])
             report.figure(kind, "full_s", full.seconds)
@@ -114,8 +118,9 @@ struct EndToEndBench: AsyncParsableCommand {
             }
         }
         let changed = (n + 99) / 100
+        // Both kinds of second run update exactly the changed orders; a full refresh deletes none (none went away).
         guard full.run.status == .succeeded, full.run.results["Order"]?.added == n,
-            incremental.run.status == .succeeded, incremental.run.results["Order"]?.updated == changed
+            incremental.run.status == .succeeded, incremental.run.results["Order"] == ModelResult(updated: changed)
         else {
             throw ValidationError("unexpected results: full \(full.result), incremental \(incremental.result)")
         }
