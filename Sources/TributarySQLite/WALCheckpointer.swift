@@ -46,11 +46,9 @@ final class WALCheckpointer: Sendable {
         try? connection.inDatabase { _ in }
     }
 
-    /// A commit left `pages` pages in the log: starts a checkpoint unless one is under way.
-    fileprivate func committed(pages: Int32) {
-        guard pages >= Self.checkpointPages, pending.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
-            return
-        }
+    /// Starts a checkpoint unless one is under way (the hook calls it once the log is due).
+    fileprivate func startCheckpoint() {
+        guard pending.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
         connection.asyncWriteWithoutTransaction { [self] db in
             // A failed checkpoint leaves the log to the next one (or to the writer's own, past its limit).
             _ = try? db.checkpoint(.passive)
@@ -95,7 +93,7 @@ private let walHook: @convention(c) (UnsafeMutableRawPointer?, OpaquePointer?, U
     guard pages >= WALCheckpointer.checkpointPages else { return SQLITE_OK }
     let checkpointer = WALCheckpointer.registered(Int(bitPattern: context))
     if let checkpointer, pages < WALCheckpointer.writerCheckpointPages {
-        checkpointer.committed(pages: pages)
+        checkpointer.startCheckpoint()
         return SQLITE_OK
     }
     // No checkpointer (yet, or any more), or the log outgrew it (the writer commits faster than the
