@@ -27,18 +27,15 @@ struct DeclarativeSyncFunction: SyncFunction {
 
         guard let pagination = spec.pagination else {
             request.isPage = true  // one page holding the whole listing: the page cap applies
-            let records = try await nango.send(request).records(at: spec.recordsPath, answering: request).records
-            try await nango.batchSave(try records.map(spec.transform), model: model)
+            let response = try await nango.send(request)
+            try await nango.batchSave(prepared: try spec.preparedRecords(of: response, at: spec.recordsPath, answering: request).records, model: model)
             return
         }
         var pages = 0
         var saved = 0
-        // The next page is fetched, parsed, mapped and prepared (canonical JSON + hash) while this
-        // one is written (see `forEachPage(preparing:)`).
-        let spec = self.spec
-        try await nango.paginate(request, pagination, resumingAfter: resumeAfter).forEachPage(preparing: { page in
-            (records: try page.records.map { try PreparedRecord(spec.transform($0)) }, next: page.next)
-        }) { page in
+        // The next page is fetched, read, mapped and prepared (canonical JSON + hash) while this
+        // one is written (see `forEachPage(preparedBy:)`).
+        try await nango.paginate(request, pagination, resumingAfter: resumeAfter).forEachPage(preparedBy: spec) { page in
             // The page and the checkpoint naming the page after it are saved as one write.
             if let next = page.next {
                 var values: JSONObject = ["next": .string(next)]

@@ -43,7 +43,7 @@ final class WALCheckpointer: Sendable {
     /// Waits (on the writer) until the checkpoint under way, if any, has ended: a checkpoint of the
     /// writer's own would otherwise find the checkpoint lock taken and do nothing.
     fileprivate func waitForCheckpoint() {
-        try? connection.inDatabase { _ in }
+        connection.inDatabase { _ in }
     }
 
     /// Starts a checkpoint unless one is under way (the hook calls it once the log is due).

@@ -133,6 +133,33 @@ public struct DeclarativeSpec: Sendable, Hashable {
         return output
     }
 
+    /// The records of a provider's answer to `request`, found at `recordsPath`, mapped
+    /// (``transform(_:)``) and prepared, with the body the next page's position is read from.
+    ///
+    /// With no `fields` or `rename` and a plain `idField`, the records are read straight from the
+    /// response bytes into their canonical form (``DirectRecordReader``), no tree built for them;
+    /// the body then holds an empty array where they were, unless `keepingRecordsInBody`. Anything
+    /// that path does not vouch for — invalid JSON, a record without a usable id, an escaped or
+    /// non-ASCII key — is read again the usual way, which gives the same records or the error.
+    /// - Throws: `provider_error` for a non-2xx status, a body that is not JSON or no array there;
+    ///   `invalid_record` for a record that is not an object or has no id.
+    public func preparedRecords(
+        of response: ProviderResponse, at recordsPath: String?, answering request: ProviderRequest, keepingRecordsInBody: Bool = false
+    ) throws -> (body: JSONValue, records: [PreparedRecord]) {
+        if response.isSuccess, !keepingRecordsInBody, readsRecordsDirectly,
+            let direct = DirectRecordReader.read(response.body, recordsPath: Pagination.components(recordsPath), idMember: idField)
+        {
+            return direct
+        }
+        let (body, records) = try response.records(at: recordsPath, answering: request)
+        return (body, try records.map { try PreparedRecord(transform($0)) })
+    }
+
+    /// Whether records are saved as the provider sends them, with only `id` set from one member.
+    var readsRecordsDirectly: Bool {
+        fields == nil && rename.isEmpty && !idField.isEmpty && !idField.utf8.contains(UInt8(ascii: "."))
+    }
+
     /// A provider record as it is saved: `id` from `idField`, then field selection and renaming.
     /// - Throws: `invalid_record` when the record is not an object or has no id.
     public func transform(_ record: JSONValue) throws -> JSONObject {

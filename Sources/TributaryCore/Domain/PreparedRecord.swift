@@ -23,6 +23,13 @@ public struct PreparedRecord: Sendable, Equatable {
         self.hash = ContentHash.hash(writer.bytes)
     }
 
+    /// A record whose canonical bytes were written already (``DirectRecordReader``).
+    init(id: String, canonicalJSON json: [UInt8]) {
+        self.id = id
+        self.json = json
+        self.hash = ContentHash.hash(json)
+    }
+
     /// Prepares a record given as any JSON value (it must be an object).
     public init(value: JSONValue) throws(TributaryError) {
         guard case .object(let object) = value else {

@@ -146,6 +146,20 @@ public struct JSONWriter {
         return a.utf8.lexicographicallyPrecedes(b.utf8)
     }
 
+    /// Appends one byte as it is (``DirectRecordReader`` copying canonical input).
+    @inline(__always) mutating func appendByte(_ byte: UInt8) {
+        bytes.append(byte)
+    }
+
+    /// Appends bytes as they are (``DirectRecordReader`` copying canonical input).
+    @inline(__always) mutating func appendVerbatim(_ raw: UnsafeBufferPointer<UInt8>) {
+        bytes.append(contentsOf: raw)
+    }
+
+    @inline(__always) mutating func appendVerbatim(_ raw: StaticString) {
+        bytes.append(contentsOf: UnsafeBufferPointer(start: raw.utf8Start, count: raw.utf8CodeUnitCount))
+    }
+
     private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
     public mutating func writeString(_ string: String) {

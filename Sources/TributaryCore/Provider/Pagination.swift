@@ -30,6 +30,25 @@ public struct Pagination: Sendable, Hashable {
     /// until an empty page — one request more, never a partial listing that drives deletes.
     public var stopsAtShortPage: Bool
 
+    /// Whether the next position is read from within the records (a cursor or next-link path
+    /// below ``recordsPath``): the body a page reader answers must then keep its records.
+    var readsNextFromRecords: Bool {
+        let path: String?
+        switch style {
+        case .cursor(let cursorPath, _): path = cursorPath
+        case .link(let linkPath): path = linkPath
+        case .offset, .page: path = nil
+        }
+        guard let path else { return false }
+        let records = Self.components(recordsPath)
+        return Self.components(path).starts(with: records)
+    }
+
+    /// The members of a dot path, as ``JSONValue/value(atPath:)`` walks them.
+    static func components(_ path: String?) -> [String] {
+        path?.split(separator: ".", omittingEmptySubsequences: true).map(String.init) ?? []
+    }
+
     public init(_ style: Style, recordsPath: String? = nil, limitParameter: String? = nil, limit: Int? = nil, stopsAtShortPage: Bool = true) {
         self.stopsAtShortPage = stopsAtShortPage
         self.style = style
@@ -46,6 +65,14 @@ public struct ProviderPage: Sendable {
     public var response: ProviderResponse
     /// What reads the page after this one (a cursor, an offset, a page number or a URL); nil on the
     /// last page. Save it in a checkpoint to resume there (`paginate(…, resumingAfter:)`).
+    public var next: String?
+}
+
+/// One page read by ``ProviderPages/forEachPage(preparedBy:_:)``: its records mapped and prepared.
+public struct PreparedPage: Sendable {
+    public var records: [PreparedRecord]
+    public var response: ProviderResponse
+    /// What reads the page after this one; nil on the last page (see ``ProviderPage/next``).
     public var next: String?
 }
 
@@ -93,28 +120,48 @@ public struct ProviderPages: AsyncSequence, Sendable {
     public func forEachPage<Prepared: Sendable>(
         preparing prepare: @escaping @Sendable (ProviderPage) throws -> Prepared, _ body: (Prepared) async throws -> Void
     ) async throws {
-        var first = makeAsyncIterator()
-        guard let firstPage = try await first.next() else { return }
-        var prepared = try prepare(firstPage)
-        var iterator = first
+        try await pipelined({ iterator in try await iterator.next().map(prepare) }, body)
+    }
+
+    /// ``forEachPage(_:)`` for a declarative sync: each page's records come mapped by `spec` and
+    /// prepared (canonical JSON and hash), read straight from the response bytes where
+    /// ``DeclarativeSpec/preparedRecords(of:at:answering:keepingRecordsInBody:)`` can. The page
+    /// after is fetched and prepared while `body` runs.
+    public func forEachPage(preparedBy spec: DeclarativeSpec, _ body: (PreparedPage) async throws -> Void) async throws {
+        let keep = pagination.readsNextFromRecords
+        try await pipelined({ iterator in
+            try await iterator.nextContent { response, request, recordsPath in
+                try spec.preparedRecords(of: response, at: recordsPath, answering: request, keepingRecordsInBody: keep)
+            } fingerprint: { records in
+                records.map(\.hash).withUnsafeBytes { ContentHash.hash($0) }
+            }.map { PreparedPage(records: $0.records, response: $0.response, next: $0.next) }
+        }, body)
+    }
+
+    /// Runs `step` for the first item, then, while `body` works on an item, `step` for the next.
+    private func pipelined<Item: Sendable>(
+        _ step: @escaping @Sendable (inout Iterator) async throws -> Item?, _ body: (Item) async throws -> Void
+    ) async throws {
+        var iterator = makeAsyncIterator()
+        guard var item = try await step(&iterator) else { return }
         while true {
             try Task.checkCancellation()
             let current = iterator
-            async let following = Self.advance(current, prepare)
-            try await body(prepared)
+            async let following = Self.advance(current, step)
+            try await body(item)
             let (next, advanced) = try await following
             guard let next else { return }
-            prepared = next
+            item = next
             iterator = advanced
         }
     }
 
-    private static func advance<Prepared: Sendable>(_ iterator: Iterator, _ prepare: @Sendable (ProviderPage) throws -> Prepared) async throws
-        -> (Prepared?, Iterator)
+    private static func advance<Item: Sendable>(_ iterator: Iterator, _ step: @Sendable (inout Iterator) async throws -> Item?) async throws
+        -> (Item?, Iterator)
     {
         var iterator = iterator
-        guard let page = try await iterator.next() else { return (nil, iterator) }
-        return (try prepare(page), iterator)
+        let item = try await step(&iterator)
+        return (item, iterator)
     }
 
     public struct Iterator: AsyncIteratorProtocol, Sendable {
@@ -129,6 +176,20 @@ public struct ProviderPages: AsyncSequence, Sendable {
         var previousPage: UInt64?
 
         public mutating func next() async throws -> ProviderPage? {
+            try await nextContent { response, request, recordsPath in
+                try response.records(at: recordsPath, answering: request)
+            } fingerprint: { records in
+                ContentHash.hash(JSONWriter.bytes(.array(records), canonical: true))
+            }.map { ProviderPage(records: $0.records, response: $0.response, next: $0.next) }
+        }
+
+        /// The next page, its records read from the response by `read` (which also answers the
+        /// body the next position is taken from); `fingerprint` tells a repeated page of the offset
+        /// and page styles.
+        mutating func nextContent<Records: Collection>(
+            _ read: (ProviderResponse, ProviderRequest, String?) throws -> (body: JSONValue, records: Records),
+            fingerprint: (Records) -> UInt64
+        ) async throws -> (records: Records, response: ProviderResponse, next: String?)? {
             guard !finished else { return nil }
             // A listing may never end (a provider that always sends a next link): a pause, reset,
             // delete or shutdown stops it between pages, whatever `send` does.
@@ -151,13 +212,13 @@ public struct ProviderPages: AsyncSequence, Sendable {
                 request.setQuery(parameter, position ?? String(firstPage))
             }
             let response = try await pages.send(request)
-            let (body, records) = try response.records(at: pagination.recordsPath, answering: request)
+            let (body, records) = try read(response, request, pagination.recordsPath)
             if !pagination.stopsAtShortPage, !records.isEmpty {
                 switch pagination.style {
                 case .offset, .page:
                     // The records, not the body: a body that also carries a timestamp or request id
                     // would never repeat, and the listing would never end.
-                    let hash = ContentHash.hash(JSONWriter.bytes(.array(records), canonical: true))
+                    let hash = fingerprint(records)
                     if hash == previousPage {
                         // A short page again is a provider answering past the end with its last page: the
                         // listing is over. A full page again means the provider ignores the position (or
@@ -201,7 +262,7 @@ public struct ProviderPages: AsyncSequence, Sendable {
             }
             if next == nil || next == position { finished = true }
             position = next
-            return ProviderPage(records: records, response: response, next: finished ? nil : next)
+            return (records, response, finished ? nil : next)
         }
 
         /// `link` resolved against `base` per RFC 3986; a link that does not parse is kept as it is (provider
