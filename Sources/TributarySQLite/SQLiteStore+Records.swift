@@ -22,7 +22,9 @@ extension SQLiteStore {
             let (sequence, now) = self.nextChange(dataset)
             // One lookup per record decides: unchanged (at most a seen stamp on the small record row),
             // changed or re-added (update the row and its payload), or new (insert both). Plain
-            // statements by rowid: cheaper per record than an UPSERT with RETURNING.
+            // statements by rowid: cheaper per record than an UPSERT with RETURNING. While records
+            // come new (a first load), each is inserted straight away and looked up only if its id
+            // is taken: one statement less per record.
             let lookup = try RawStatement(
                 db, "SELECT id, hash, deleted_at IS NOT NULL, seen_generation, pruned_at IS NOT NULL FROM records WHERE dataset_id = ?1 AND external_id = ?2")
             let insert = try RawStatement(
@@ -39,6 +41,12 @@ extension SQLiteStore {
                     seen_generation = MAX(seen_generation, ?4)
                 WHERE id = ?5
                 """)
+            let insertNew = try RawStatement(
+                db,
+                """
+                INSERT INTO records(dataset_id, external_id, hash, seq, first_seen_at, updated_at, deleted_at, seen_generation)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?5, NULL, ?6) ON CONFLICT(dataset_id, external_id) DO NOTHING
+                """)
             let markSeen = try RawStatement(db, "UPDATE records SET seen_generation = ?1 WHERE id = ?2")
             // A pruned record saved again unchanged gets its payload back, in place: no change, no move in the feed.
             let unprune = try RawStatement(db, "UPDATE records SET pruned_at = NULL WHERE id = ?1")
@@ -49,15 +57,33 @@ extension SQLiteStore {
             insert.bind(4, sequence)
             insert.bind(5, now)
             insert.bind(6, generation)
+            insertNew.bind(1, dataset.id)
+            insertNew.bind(4, sequence)
+            insertNew.bind(5, now)
+            insertNew.bind(6, generation)
             update.bind(2, sequence)
             update.bind(3, now)
             update.bind(4, generation)
             markSeen.bind(1, generation)
             var result = ModelResult()
+            var comingNew = true
             for record in unique {
                 let hash = Int64(bitPattern: record.hash)
-                lookup.bind(2, record.id)
                 let rowId: Int64
+                if comingNew {
+                    insertNew.bind(2, record.id)
+                    insertNew.bind(3, hash)
+                    try insertNew.execute()
+                    if insertNew.changes == 1 {
+                        result.added += 1
+                        writePayload.bind(1, db.lastInsertedRowID)
+                        writePayload.bindText(2, record.json)
+                        try writePayload.execute()
+                        continue
+                    }
+                    comingNew = false
+                }
+                lookup.bind(2, record.id)
                 if try lookup.step() {
                     let existing = lookup.int64(0)
                     let unchanged = lookup.int64(1) == hash && lookup.int64(2) == 0
@@ -91,6 +117,7 @@ extension SQLiteStore {
                     try insert.execute()
                     rowId = db.lastInsertedRowID
                     result.added += 1
+                    comingNew = true
                 }
                 writePayload.bind(1, rowId)
                 writePayload.bindText(2, record.json)
