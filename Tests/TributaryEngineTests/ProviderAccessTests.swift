@@ -505,10 +505,13 @@ struct PagePrefetchTests {
         var ids: [String] = []
         var prefetched = 0
         try await pages(source).forEachPage { page in
-            // The request for the page after this one starts while this one is being processed.
-            let deadline = ContinuousClock.now + .seconds(5)
-            while source.count < (ids.count / 2) + 2, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
-            if source.count >= (ids.count / 2) + 2 { prefetched += 1 }
+            // The request for the page after this one starts while this one is being processed
+            // (the last page, the empty one, has none after it).
+            if page.next != nil {
+                let deadline = ContinuousClock.now + .seconds(5)
+                while source.count < (ids.count / 2) + 2, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
+                if source.count >= (ids.count / 2) + 2 { prefetched += 1 }
+            }
             ids += page.records.compactMap { $0["id"]?.stringValue }
         }
         #expect(ids == (0..<20).map { "r\($0)" })
@@ -527,6 +530,41 @@ struct PagePrefetchTests {
             }
         }
         #expect(seen == 3)
-        #expect(source.count <= 4, "at most one page ahead of the failing one was requested")
+        #expect(source.count <= 5, "at most two pages ahead of the failing one were requested")
+    }
+
+    @Test func theFetchingSideRunsAtMostTwoPagesAhead() async throws {
+        let source = Source()
+        var held = false
+        var pagesSeen = 0
+        try await pages(source).forEachPage { _ in
+            pagesSeen += 1
+            guard !held else { return }
+            held = true
+            // While the first page is held here, the pages after it are fetched, but no more than
+            // two: three pages in memory at most.
+            let deadline = ContinuousClock.now + .seconds(5)
+            while source.count < 3, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
+            try await Task.sleep(for: .milliseconds(100))
+            #expect(source.count == 3)
+        }
+        #expect(pagesSeen == 11, "ten pages and the empty one")
+    }
+
+    @Test func aFailedFetchEndsTheListingAfterThePagesBeforeIt() async throws {
+        struct Unreachable: Error {}
+        let source = Source()
+        var ids: [String] = []
+        let failing = ProviderPages(request: ProviderRequest(.GET, "/items"), pagination: Pagination(.offset(offsetParameter: "offset"), recordsPath: "items")) {
+            if $0.query.contains(where: { $0.name == "offset" && $0.value == "6" }) { throw Unreachable() }
+            return try await source.send($0)
+        }
+        await #expect(throws: Unreachable.self) {
+            try await failing.forEachPage { page in
+                try await Task.sleep(for: .milliseconds(5))  // the fetching side runs into the failure first
+                ids += page.records.compactMap { $0["id"]?.stringValue }
+            }
+        }
+        #expect(ids == (0..<6).map { "r\($0)" }, "the pages before the failed one were all processed")
     }
 }

@@ -102,7 +102,7 @@ public struct ProviderPages: AsyncSequence, Sendable {
 
     /// Calls `body` with every page in order, fetching (and parsing) the page after it while `body`
     /// runs — a sync function that saves each page overlaps the provider's latency and the parsing
-    /// with its own store writes. At most two pages are in memory. When `body` throws, the fetch
+    /// with its own store writes. At most three pages are in memory (``pagesInFlight``). When `body` throws, the fetch
     /// in flight is cancelled and the error is rethrown.
     ///
     /// ```swift
@@ -138,30 +138,48 @@ public struct ProviderPages: AsyncSequence, Sendable {
         }, body)
     }
 
-    /// Runs `step` for the first item, then, while `body` works on an item, `step` for the next.
+    /// How many pages a listing holds at most: the one `body` works on, one ready after it, and
+    /// one being fetched and prepared.
+    static let pagesInFlight = 3
+
+    /// Runs `step` for item after item in a child task while `body` works on the items in order.
+    /// The fetching side runs ahead by up to ``pagesInFlight`` items, counting the one in `body`, so
+    /// a slow page on one side does not hold up the other. When `body` throws, the fetching side is
+    /// cancelled and the error is rethrown; an error from `step` reaches the caller once `body` is
+    /// done with the items before it.
     private func pipelined<Item: Sendable>(
         _ step: @escaping @Sendable (inout Iterator) async throws -> Item?, _ body: (Item) async throws -> Void
     ) async throws {
-        var iterator = makeAsyncIterator()
-        guard var item = try await step(&iterator) else { return }
-        while true {
+        let start = makeAsyncIterator()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            let (items, itemsIn) = AsyncStream.makeStream(of: Item.self)
+            // A credit lets the fetching side start one more item; `body` hands one back per item done.
+            let (credits, creditsIn) = AsyncStream.makeStream(of: Void.self)
+            defer {
+                creditsIn.finish()
+                group.cancelAll()
+            }
+            for _ in 0..<Self.pagesInFlight { creditsIn.yield() }
+            group.addTask {
+                defer { itemsIn.finish() }
+                var iterator = start
+                var tokens = credits.makeAsyncIterator()
+                while await tokens.next() != nil {
+                    try Task.checkCancellation()
+                    guard let item = try await step(&iterator) else { return }
+                    itemsIn.yield(item)
+                }
+            }
+            for await item in items {
+                try Task.checkCancellation()
+                try await body(item)
+                creditsIn.yield()
+            }
+            // The items end at the end of the listing, with the fetching side's error, or when this
+            // task is cancelled (the fetching side then stops without one).
             try Task.checkCancellation()
-            let current = iterator
-            async let following = Self.advance(current, step)
-            try await body(item)
-            let (next, advanced) = try await following
-            guard let next else { return }
-            item = next
-            iterator = advanced
+            while try await group.next() != nil {}
         }
-    }
-
-    private static func advance<Item: Sendable>(_ iterator: Iterator, _ step: @Sendable (inout Iterator) async throws -> Item?) async throws
-        -> (Item?, Iterator)
-    {
-        var iterator = iterator
-        let item = try await step(&iterator)
-        return (item, iterator)
     }
 
     public struct Iterator: AsyncIteratorProtocol, Sendable {
