@@ -48,23 +48,16 @@ extension API {
                 dataset: DatasetRef(connection: connection.ref, model: model, variant: variant), cursor: cursor, limit: limit,
                 modifiedAfter: modifiedAfter, actions: actions, ids: ids))
 
-        var out: [UInt8] = []
-        out.reserveCapacity(page.records.reduce(64) { $0 + $1.json.count + 240 })
-        out.append(contentsOf: #"{"records":["#.utf8)
+        var out = FeedRenderer(reservingCapacity: page.records.reduce(64) { $0 + $1.json.count + 240 })
+        out.append(#"{"records":["#)
         for (index, record) in page.records.enumerated() {
             if index > 0 { out.append(UInt8(ascii: ",")) }
-            record.appendRendered(to: &out)
+            out.append(record)
         }
-        out.append(contentsOf: #"],"next_cursor":"#.utf8)
-        if let next = page.nextCursor {
-            out.append(UInt8(ascii: "\""))
-            next.appendEncoded(to: &out)
-            out.append(UInt8(ascii: "\""))
-        } else {
-            out.append(contentsOf: "null".utf8)
-        }
+        out.append(#"],"next_cursor":"#)
+        if let next = page.nextCursor { out.appendString(next) } else { out.append("null") }
         out.append(UInt8(ascii: "}"))
-        return JSONResponse.bytes(out)
+        return JSONResponse.bytes(out.bytes)
     }
 
     /// The most records one `PATCH /records/prune` prunes (Nango's bound), and the default.

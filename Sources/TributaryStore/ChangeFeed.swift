@@ -48,12 +48,19 @@ public struct FeedCursor: Sendable, Hashable, Comparable {
 
     /// Appends ``encoded`` (base64 of `v1:<sequence>:<tiebreaker>`) without intermediate strings.
     public func appendEncoded(to out: inout [UInt8]) {
-        var plain: [UInt8] = Array("v1:".utf8)
-        plain.reserveCapacity(44)
-        ASCIIDecimal.append(sequence, to: &plain)
-        plain.append(UInt8(ascii: ":"))
-        ASCIIDecimal.append(tiebreaker, to: &plain)
-        Base64.append(plain, to: &out)
+        // `v1:` and two 19-digit numbers with a colon: 42 bytes at most, on the stack.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 48) { buffer in
+            var count = 0
+            for byte in "v1:".utf8 {
+                buffer[count] = byte
+                count += 1
+            }
+            ASCIIDecimal.write(sequence, into: buffer, at: &count)
+            buffer[count] = UInt8(ascii: ":")
+            count += 1
+            ASCIIDecimal.write(tiebreaker, into: buffer, at: &count)
+            Base64.append(UnsafeBufferPointer(rebasing: buffer[..<count]), to: &out)
+        }
     }
 
     /// Decodes a client's cursor.
@@ -150,49 +157,11 @@ public struct StoredRecord: Sendable, Hashable {
     }
 
     /// The record as `GET /records` returns it: the payload plus `_nango_metadata`, spliced in
-    /// without re-parsing the payload.
+    /// without re-parsing the payload (see ``FeedRenderer``, which writes a whole page).
     public func renderedJSON() -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(json.count + 200)
-        appendRendered(to: &out)
-        return out
-    }
-
-    /// Appends ``renderedJSON()`` to `out` (the feed writes a whole page into one buffer).
-    ///
-    /// The metadata is written byte by byte (same members and order as ``metadata``): this runs
-    /// once per record served, so it builds no intermediate values.
-    public func appendRendered(to out: inout [UInt8]) {
-        guard json.last == UInt8(ascii: "}") else {
-            out.append(contentsOf: json)
-            return
-        }
-        out.append(contentsOf: json[..<(json.count - 1)])
-        if json.count > 2 { out.append(UInt8(ascii: ",")) }
-        out.append(contentsOf: #""_nango_metadata":{"first_seen_at":""#.utf8)
-        firstSeenAt.appendISO8601(to: &out)
-        out.append(contentsOf: #"","last_modified_at":""#.utf8)
-        lastModifiedAt.appendISO8601(to: &out)
-        out.append(contentsOf: #"","last_action":""#.utf8)
-        out.append(contentsOf: action.rawValue.utf8)
-        out.append(contentsOf: #"","deleted_at":"#.utf8)
-        Self.appendJSON(deletedAt, to: &out)
-        out.append(contentsOf: #","pruned_at":"#.utf8)
-        Self.appendJSON(prunedAt, to: &out)
-        out.append(contentsOf: #","cursor":""#.utf8)
-        cursor.appendEncoded(to: &out)
-        out.append(contentsOf: #""}}"#.utf8)
-    }
-
-    /// A JSON string of the ISO 8601 time, or `null`.
-    @inline(__always) private static func appendJSON(_ time: Timestamp?, to out: inout [UInt8]) {
-        guard let time else {
-            out.append(contentsOf: "null".utf8)
-            return
-        }
-        out.append(UInt8(ascii: "\""))
-        time.appendISO8601(to: &out)
-        out.append(UInt8(ascii: "\""))
+        var renderer = FeedRenderer(reservingCapacity: json.count + 200)
+        renderer.append(self)
+        return renderer.bytes
     }
 
     /// The `_nango_metadata` object.

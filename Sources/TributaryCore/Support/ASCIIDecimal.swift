@@ -18,4 +18,27 @@ public enum ASCIIDecimal {
         } while rest > 0 || digits < minimumDigits
         out[start...].reverse()
     }
+
+    /// Writes `value` in decimal into `buffer` at `position`, moving it past the digits. The buffer
+    /// must have room for 20 bytes from `position` (the sign and 19 digits of any `Int64`).
+    public static func write(_ value: Int64, into buffer: UnsafeMutableBufferPointer<UInt8>, at position: inout Int) {
+        if value < 0 {
+            buffer[position] = UInt8(ascii: "-")
+            position += 1
+        }
+        var rest = value.magnitude
+        var end = position
+        repeat {
+            end += 1
+            rest /= 10
+        } while rest > 0
+        rest = value.magnitude
+        var index = end
+        repeat {
+            index -= 1
+            buffer[index] = UInt8(ascii: "0") + UInt8(rest % 10)
+            rest /= 10
+        } while rest > 0
+        position = end
+    }
 }
