@@ -48,7 +48,7 @@ public struct FeedCursor: Sendable, Hashable, Comparable {
 
     /// Appends ``encoded`` (base64 of `v1:<sequence>:<tiebreaker>`) without intermediate strings.
     public func appendEncoded(to out: inout [UInt8]) {
-        // `v1:` and two 19-digit numbers with a colon: 42 bytes at most, on the stack.
+        // `v1:`, two numbers of at most 20 bytes (sign and 19 digits) and a colon: 44 bytes, on the stack.
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 48) { buffer in
             var count = 0
             for byte in "v1:".utf8 {
@@ -162,6 +162,12 @@ public struct StoredRecord: Sendable, Hashable {
         var renderer = FeedRenderer(reservingCapacity: json.count + 200)
         renderer.append(self)
         return renderer.bytes
+    }
+
+    /// Appends ``renderedJSON()`` to `out` (``FeedRenderer`` writes a whole page, reusing the
+    /// timestamps records share).
+    public func appendRendered(to out: inout [UInt8]) {
+        out.append(contentsOf: renderedJSON())
     }
 
     /// The `_nango_metadata` object.

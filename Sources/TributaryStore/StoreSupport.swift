@@ -5,15 +5,31 @@ import TributaryCore
 extension Array where Element == PreparedRecord {
     /// The batch with one record per id: the last occurrence wins (a later version in the same batch
     /// replaces an earlier one), in the order those last occurrences appear.
+    ///
+    /// Ids are compared by their UTF-8 bytes, as both stores compare them: `"é"` and `"e\u{301}"`,
+    /// equal as Swift `String`s, are two records.
     public var lastOccurrencePerId: [PreparedRecord] {
-        var seen = Set<String>(minimumCapacity: count)
+        var seen = Set<ExactId>(minimumCapacity: count)
         var unique: [PreparedRecord] = []
         unique.reserveCapacity(count)
-        for record in reversed() where seen.insert(record.id).inserted {
+        for record in reversed() where seen.insert(ExactId(text: record.id)).inserted {
             unique.append(record)
         }
         if unique.count == count { return self }
         return unique.reversed()
+    }
+}
+
+/// A string compared and hashed by its UTF-8 bytes (a `String` compares by Unicode canonical
+/// equivalence).
+struct ExactId: Hashable {
+    let text: String
+
+    static func == (a: ExactId, b: ExactId) -> Bool { a.text.utf8.elementsEqual(b.text.utf8) }
+
+    func hash(into hasher: inout Hasher) {
+        var text = text
+        text.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
     }
 }
 

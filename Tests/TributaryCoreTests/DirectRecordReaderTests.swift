@@ -115,8 +115,41 @@ struct DirectRecordReaderTests {
     @Test func nestingIsCheckedAsStrictlyAsTheParser() {
         let deep = String(repeating: "[", count: 600) + String(repeating: "]", count: 600)
         #expect(!Self.check(Array("[{\"id\":1,\"d\":\(deep)}]".utf8), recordsPath: nil))
-        let fine = String(repeating: "[", count: 100) + String(repeating: "]", count: 100)
+        let fine = String(repeating: "[", count: 10) + String(repeating: "]", count: 10)
         #expect(Self.check(Array("[{\"id\":1,\"d\":\(fine)}]".utf8), recordsPath: nil))
+    }
+
+    @Test func depthIsLimitedAsInTheParserAndInsideRecords() {
+        func nested(_ levels: Int) -> String { String(repeating: "[", count: levels) + String(repeating: "]", count: levels) }
+        // Around the parser's limit of 512, in the body beside the records and inside a record.
+        for levels in 505...514 {
+            Self.check(Array("{\"meta\":\(nested(levels)),\"data\":[{\"id\":1}]}".utf8), recordsPath: "data")
+            Self.check(Array("[{\"id\":1,\"d\":\(nested(levels))}]".utf8), recordsPath: nil)
+        }
+        // Values up to 16 containers deep in a record are read directly; deeper ones go the tree way
+        // (each level is scanned again when written, so depth would multiply the work).
+        #expect(Self.check(Array("[{\"id\":1,\"d\":\(nested(16))}]".utf8), recordsPath: nil))
+        #expect(!Self.check(Array("[{\"id\":1,\"d\":\(nested(17))}]".utf8), recordsPath: nil))
+    }
+
+    @Test func aHugeRecordIsReadDirectlyInItsSize() {
+        // 40,000 members in descending order with a duplicate: an insertion sort would take its
+        // size squared; the library sort keeps equal keys in input order, so the last one wins.
+        var text = "[{"
+        for i in stride(from: 39_999, through: 0, by: -1) { text += "\"k\(i)\":\(i)," }
+        text += #""k7":"last","id":"big"}]"#
+        #expect(Self.check(Array(text.utf8), recordsPath: nil))
+    }
+
+    @Test func truncatedPagesAreNeverReadDirectly() async {
+        let seeds = Gen<Int>.int(in: 0...Int.max)
+        await propertyCheck(count: 40, input: seeds) { seed in
+            var writer = PageWriter(state: UInt64(seed), hostile: false)
+            let page = writer.page(recordsPath: "data")
+            for length in stride(from: 0, to: page.count, by: max(1, page.count / 60)) {
+                #expect(!Self.check(Array(page[..<length]), recordsPath: "data"), "a page cut at \(length) was read")
+            }
+        }
     }
 
     @Test func aNextPositionInsideTheRecordsKeepsThemInTheBody() {
@@ -134,6 +167,8 @@ struct DirectRecordReaderTests {
     struct PageWriter {
         var state: UInt64
         let hostile: Bool
+        /// The member records take their id from.
+        var idName = "id"
 
         mutating func next() -> UInt64 {
             state &+= 0x9E37_79B9_7F4A_7C15
@@ -149,7 +184,9 @@ struct DirectRecordReaderTests {
         mutating func space() -> String { pick(["", "", "", " ", "\n  ", "\t"]) }
 
         mutating func key() -> String {
-            var keys = ["a", "b", "ab", "B", "name", "order_id", "_nango_metadata", "total", "z"]
+            var keys = ["a", "b", "ab", "B", "name", "_nango_metadata", "total", "z", "i", "idx", "id_"].filter { $0 != idName }
+            // With the id from another member, a plain `id` member is just data.
+            if idName != "id" { keys.append("id") }
             // `id` among the other members may replace a record's id with any value.
             if hostile { keys += ["id", #"k\n"#, "é", #"\u0041"#, "a b"] }
             return "\"" + pick(keys) + "\""
@@ -194,8 +231,8 @@ struct DirectRecordReaderTests {
             var members: [[UInt8]] = []
             for _ in 0..<below(6) { members.append(Array((key() + space() + ":" + space()).utf8) + value(depth: depth)) }
             if let id {
-                members.insert(Array(#""id":"#.utf8) + id, at: below(members.count + 1))
-                if below(8) == 0 { members.append(Array(#""id":"#.utf8) + self.id()) }  // a duplicate id: the last wins
+                members.insert(Array("\"\(idName)\":".utf8) + id, at: below(members.count + 1))
+                if below(8) == 0 { members.append(Array("\"\(idName)\":".utf8) + self.id()) }  // a duplicate id: the last wins
             }
             var bytes = Array(("{" + space()).utf8)
             for (index, member) in members.enumerated() {
@@ -239,6 +276,18 @@ struct DirectRecordReaderTests {
             var writer = PageWriter(state: UInt64(seed), hostile: false)
             let page = writer.page(recordsPath: paths[which])
             #expect(Self.check(page, recordsPath: paths[which]), "a plain page took the tree path: \(String(decoding: page, as: UTF8.self))")
+        }
+    }
+
+    @Test func anyIdMemberGivesTheTreesRecords() async {
+        // The id taken from another member: `id` is then added in its sorted place (before `idx`,
+        // after `i`), or replaces a member named `id`.
+        let seeds = Gen<Int>.int(in: 0...Int.max)
+        let idFields = ["order_id", "i", "idx", "id_", "a"]
+        await propertyCheck(count: 300, input: seeds, Gen<Int>.int(in: 0..<idFields.count)) { seed, which in
+            var writer = PageWriter(state: UInt64(seed), hostile: false, idName: idFields[which])
+            let page = writer.page(recordsPath: "data")
+            #expect(Self.check(page, idField: idFields[which], recordsPath: "data"), "\(String(decoding: page, as: UTF8.self))")
         }
     }
 

@@ -72,6 +72,26 @@ struct JSONTests {
         #expect(throws: JSONParseError.self) { try JSONParser.parse(deep) }
     }
 
+    @Test func hugeObjectsCostTheirSizeNotItsSquare() throws {
+        // 60,000 keys in descending order with duplicates: a linear duplicate search or an insertion
+        // sort would take billions of comparisons (minutes); the index and the library sort do not.
+        let count = 60_000
+        var text = "{"
+        for i in stride(from: count - 1, through: 0, by: -1) { text += "\"k\(i)\":\(i)," }
+        text += #""k5":"again","k59999":"last","e\u0301":1,"é":2}"#
+        let object = try #require(try JSONParser.parse(text).objectValue)
+        #expect(object.count == count + 1, "duplicates replace, whether found by search or by the index")
+        #expect(object["k5"] == "again" && object["k59999"] == "last" && object["k0"] == 0)
+        // Canonically equivalent keys are one key, as below the index: the first spelling, the last value.
+        #expect(object.keys.last == "e\u{301}" && object["é"] == 2)
+        let written = JSONWriter.bytes(.object(object))
+        #expect(written.starts(with: Array(#"{"e\#u{301}":2,"k0":0,"k1":1,"k10":10,"#.utf8)))
+        #expect(try JSONParser.parse(written) == .object(object))
+        // Below the index the same rules hold.
+        let small = try #require(try JSONParser.parse(#"{"b":1,"e\u0301":1,"a":2,"b":3,"é":4}"#).objectValue)
+        #expect(small.keys == ["b", "e\u{301}", "a"] && small["b"] == 3 && small["é"] == 4)
+    }
+
     @Test func deepMergeReplacesArraysAndMergesObjects() {
         let old: JSONObject = ["a": 1, "o": ["x": 1, "y": 2], "arr": [1, 2]]
         let merged = old.merging(["o": ["y": 3], "arr": [9], "new": true])

@@ -551,6 +551,39 @@ struct PagePrefetchTests {
         #expect(pagesSeen == 11, "ten pages and the empty one")
     }
 
+    @Test func aCancelledListingThrowsAndStopsFetching() async throws {
+        let source = Source()
+        let started = Mutex(0)
+        let listing = Task {
+            try await pages(source).forEachPage { _ in
+                started.withLock { $0 += 1 }
+                try await Task.sleep(for: .seconds(30))  // held until cancelled
+            }
+        }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while started.withLock({ $0 }) == 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
+        listing.cancel()
+        await #expect(throws: CancellationError.self) { try await listing.value }
+        let requested = source.count
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(source.count == requested && requested <= 3, "nothing fetched after the cancellation, at most two pages ahead before it")
+        #expect(started.withLock { $0 } == 1)
+    }
+
+    @Test func aDeclarativeCursorReadFromInsideTheRecordsFollowsEveryPage() async throws {
+        // The next cursor is the last record's id (`data.1.id`): the body keeps its records for it.
+        let spec = DeclarativeSpec(endpoint: "/items", recordsPath: "data")
+        let pagination = Pagination(.cursor(nextCursorPath: "data.1.id", cursorParameter: "after"), recordsPath: "data")
+        let listing = ProviderPages(request: ProviderRequest(.GET, "/items"), pagination: pagination) { request in
+            let after = Int(request.query.first { $0.name == "after" }?.value ?? "0") ?? 0
+            let records = after >= 10 ? "" : #"{"id":\#(after + 1),"v":"x"},{"id":\#(after + 2),"v":"y"}"#
+            return ProviderResponse(status: 200, headers: [], body: Array(#"{"data":[\#(records)]}"#.utf8))
+        }
+        var ids: [String] = []
+        try await listing.forEachPage(preparedBy: spec) { page in ids += page.records.map(\.id) }
+        #expect(ids == (1...10).map(String.init))
+    }
+
     @Test func aFailedFetchEndsTheListingAfterThePagesBeforeIt() async throws {
         struct Unreachable: Error {}
         let source = Source()

@@ -28,6 +28,19 @@ struct RecordsCacheTests {
         #expect(try await f.store.recordCounts(of: baseVariant) == ["Order": 2])
     }
 
+    /// Ids are compared by their bytes, as the database compares them: `é` and `e` + a combining
+    /// accent, one `String` to Swift, are two records, also within one page; a true duplicate in a
+    /// page is one record (the last version).
+    @Test(arguments: StoreKind.available) func idsThatAreOnlyCanonicallyEquivalentAreTwoRecords(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        let page = [order("\u{e9}", ["v": 1]), order("e\u{301}", ["v": 2]), order("\u{e9}", ["v": 3])]
+        #expect(try await f.store.saveRecords(page, model: "Order", of: baseVariant) == ModelResult(added: 2))
+        let records = try await f.store.allChanges(baseVariant.dataset("Order"))
+        #expect(records.map { Array($0.id.utf8) }.sorted { $0.lexicographicallyPrecedes($1) } == [Array("e\u{301}".utf8), Array("\u{e9}".utf8)])
+        #expect(try records.first { Array($0.id.utf8) == Array("\u{e9}".utf8) }.map { try JSONParser.parse($0.json)["v"] } == 3)
+        #expect(try await f.store.saveRecords([order("e\u{301}", ["v": 2])], model: "Order", of: baseVariant) == ModelResult(), "unchanged")
+    }
+
     /// A payload is stored as the canonical text its hash was computed from: a NUL in a string and
     /// every number form come back exactly, and a patch that changes nothing is not an update.
     @Test(arguments: StoreKind.available) func payloadsRoundTripExactlyNulAndNumberFormsIncluded(_ kind: StoreKind) async throws {

@@ -10,7 +10,9 @@
 /// for that it gives up and answers nil, and the caller takes the tree path, which then gives the
 /// records or the precise error: invalid JSON anywhere, records not at an object path, a record
 /// that is not an object or has no usable id, a key with an escape or a non-ASCII byte (the tree
-/// path compares such keys as Unicode strings), nesting past ``JSONParser/maximumDepth``.
+/// path compares such keys as Unicode strings), a record nested more than
+/// ``Scanner/maximumRecordNesting`` levels (each level is scanned again when it is written, so deep
+/// nesting would cost its depth times its size).
 enum DirectRecordReader {
     /// The records found in `body` at `recordsPath` (object member names; empty: the body is the
     /// array), each prepared with its id taken from the member `idMember`, and the body without
@@ -47,6 +49,11 @@ enum DirectRecordReader {
         var records: [PreparedRecord]? = nil
         /// Below the parser's own limit, so that anything accepted here is accepted there too.
         static let maximumDepth = JSONParser.maximumDepth - 2
+        /// The deepest nesting inside one record read here; deeper records go the tree way.
+        static let maximumRecordNesting = 16
+        /// The deepest a value may be at the moment: ``maximumDepth``, and within a record also
+        /// its depth plus ``maximumRecordNesting``.
+        var depthLimit = Self.maximumDepth
 
         init(buffer: UnsafeBufferPointer<UInt8>, idKey: [UInt8]) {
             self.buffer = buffer
@@ -83,11 +90,11 @@ enum DirectRecordReader {
             }
             guard index < buffer.count, buffer[index] == UInt8(ascii: "{"), depth + 1 <= Self.maximumDepth else { throw Unsupported() }
             index += 1
-            var members: [(key: String, value: JSONValue)] = []
+            var members = ObjectMembers()
             reader.skipWhitespace()
             if index < buffer.count, buffer[index] == UInt8(ascii: "}") {
                 index += 1
-                return .object(JSONObject(uniqueMembers: members))
+                return .object(JSONObject(uniqueMembers: members.members))
             }
             while true {
                 reader.skipWhitespace()
@@ -103,11 +110,7 @@ enum DirectRecordReader {
                 } else {
                     value = try attempt { (reader: inout JSONParser.Reader) throws(JSONParseError) in try reader.parseValue(depth: depth + 1) }
                 }
-                if let existing = members.firstIndex(where: { $0.key == key }) {
-                    members[existing].value = value
-                } else {
-                    members.append((key, value))
-                }
+                members.set(key, value)
                 reader.skipWhitespace()
                 guard index < buffer.count else { throw Unsupported() }
                 if buffer[index] == UInt8(ascii: ",") {
@@ -116,7 +119,7 @@ enum DirectRecordReader {
                 }
                 guard buffer[index] == UInt8(ascii: "}") else { throw Unsupported() }
                 index += 1
-                return .object(JSONObject(uniqueMembers: members))
+                return .object(JSONObject(uniqueMembers: members.members))
             }
         }
 
@@ -168,7 +171,11 @@ enum DirectRecordReader {
         mutating func record(depth: Int) throws(Unsupported) -> PreparedRecord {
             let start = index
             let base = members.count
-            defer { members.removeSubrange(base...) }
+            depthLimit = min(Self.maximumDepth, depth + Self.maximumRecordNesting)
+            defer {
+                members.removeSubrange(base...)
+                depthLimit = Self.maximumDepth
+            }
             try collectMembers(depth: depth)
             let end = index
             // The id: the last member of that name (a later duplicate wins), a non-empty string or a number.
@@ -240,7 +247,7 @@ enum DirectRecordReader {
         /// Scans the object at the reader, checking it, and (`keeping`) appends its members to
         /// ``members``; the reader ends past the object. Keys must be plain (ASCII, no escapes).
         mutating func collectMembers(depth: Int, keeping: Bool = true) throws(Unsupported) {
-            guard index < buffer.count, buffer[index] == UInt8(ascii: "{"), depth <= Self.maximumDepth else { throw Unsupported() }
+            guard index < buffer.count, buffer[index] == UInt8(ascii: "{"), depth <= depthLimit else { throw Unsupported() }
             index += 1
             reader.skipWhitespace()
             if index < buffer.count, buffer[index] == UInt8(ascii: "}") {
@@ -284,10 +291,23 @@ enum DirectRecordReader {
             return (start, end)
         }
 
-        /// A stable insertion sort of ``members`` from `base` on by key bytes (objects are small).
+        /// Sorts ``members`` from `base` on by key bytes, equal keys in input order: an insertion
+        /// sort for the small objects records are made of, a library sort past 32 members (an
+        /// insertion sort of a huge object in reverse order would take its size squared).
         mutating func sortMembers(from base: Int) {
             let top = members.count
             guard top - base > 1 else { return }
+            if top - base > 32 {
+                let buffer = self.buffer
+                members[base..<top].sort { a, b in
+                    let keyA = UnsafeBufferPointer(rebasing: buffer[a.keyStart..<a.keyEnd])
+                    let keyB = UnsafeBufferPointer(rebasing: buffer[b.keyStart..<b.keyEnd])
+                    if Self.precedes(keyA, keyB) { return true }
+                    if Self.precedes(keyB, keyA) { return false }
+                    return a.valueStart < b.valueStart  // equal keys: input order
+                }
+                return
+            }
             for i in (base + 1)..<top {
                 let moving = members[i]
                 var j = i
@@ -411,7 +431,7 @@ enum DirectRecordReader {
             case UInt8(ascii: "{"):
                 try collectMembers(depth: depth + 1, keeping: false)
             case UInt8(ascii: "["):
-                guard depth + 1 <= Self.maximumDepth else { throw Unsupported() }
+                guard depth + 1 <= depthLimit else { throw Unsupported() }
                 index += 1
                 reader.skipWhitespace()
                 if index < buffer.count, buffer[index] == UInt8(ascii: "]") {
@@ -432,30 +452,63 @@ enum DirectRecordReader {
                     return
                 }
             case UInt8(ascii: "\""):
-                let start = index
-                index += 1
-                while true {
-                    guard index < buffer.count else { throw Unsupported() }
-                    let byte = buffer[index]
-                    if byte == UInt8(ascii: "\"") {
-                        index += 1
-                        return
-                    }
-                    if byte == UInt8(ascii: "\\") {
-                        // Escapes (rare): the parser's own decoding checks them.
-                        index = start
-                        _ = try attempt { (reader: inout JSONParser.Reader) throws(JSONParseError) in try reader.parseString() }
-                        return
-                    }
-                    if byte < 0x20 { throw Unsupported() }
-                    index += 1
-                }
+                try skipString()
             case UInt8(ascii: "t"): try literal("true")
             case UInt8(ascii: "f"): try literal("false")
             case UInt8(ascii: "n"): try literal("null")
             case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): try skipNumber()
             default: throw Unsupported()
             }
+        }
+
+        /// Moves past a string literal, checking it exactly as ``JSONParser`` decodes it — control
+        /// bytes, escapes, `\u` hex digits, a high surrogate escape followed by `\u` that is not a
+        /// low one — without decoding it (it may be scanned once per level above it).
+        mutating func skipString() throws(Unsupported) {
+            index += 1  // the opening quote
+            while true {
+                guard index < buffer.count else { throw Unsupported() }
+                let byte = buffer[index]
+                index += 1
+                if byte == UInt8(ascii: "\"") { return }
+                if byte < 0x20 { throw Unsupported() }
+                guard byte == UInt8(ascii: "\\") else { continue }
+                guard index < buffer.count else { throw Unsupported() }
+                let escape = buffer[index]
+                index += 1
+                switch escape {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    continue
+                case UInt8(ascii: "u"):
+                    let scalar = try hex4()
+                    // A high surrogate followed by another `\u` escape needs a low one there (the parser
+                    // throws otherwise); without a following `\u` it becomes U+FFFD.
+                    if (0xD800...0xDBFF).contains(scalar), index + 1 < buffer.count, buffer[index] == UInt8(ascii: "\\"), buffer[index + 1] == UInt8(ascii: "u") {
+                        index += 2
+                        guard (0xDC00...0xDFFF).contains(try hex4()) else { throw Unsupported() }
+                    }
+                default:
+                    throw Unsupported()
+                }
+            }
+        }
+
+        mutating func hex4() throws(Unsupported) -> UInt32 {
+            guard index + 4 <= buffer.count else { throw Unsupported() }
+            var value: UInt32 = 0
+            for _ in 0..<4 {
+                let byte = buffer[index]
+                let digit: UInt32
+                switch byte {
+                case 0x30...0x39: digit = UInt32(byte - 0x30)
+                case 0x41...0x46: digit = UInt32(byte - 0x41 + 10)
+                case 0x61...0x66: digit = UInt32(byte - 0x61 + 10)
+                default: throw Unsupported()
+                }
+                value = value << 4 | digit
+                index += 1
+            }
+            return value
         }
 
         mutating func literal(_ text: StaticString) throws(Unsupported) {

@@ -88,11 +88,11 @@ public enum JSONParser {
         mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONObject {
             if depth > JSONParser.maximumDepth { throw error("nesting deeper than \(JSONParser.maximumDepth)") }
             index += 1  // {
-            var members: [(key: String, value: JSONValue)] = []
+            var members = ObjectMembers()
             skipWhitespace()
             if index < buffer.count, buffer[index] == UInt8(ascii: "}") {
                 index += 1
-                return JSONObject(uniqueMembers: members)
+                return JSONObject(uniqueMembers: members.members)
             }
             while true {
                 skipWhitespace()
@@ -105,11 +105,7 @@ public enum JSONParser {
                 index += 1
                 skipWhitespace()
                 let value = try parseValue(depth: depth)
-                if let existing = members.firstIndex(where: { $0.key == key }) {
-                    members[existing].value = value  // the last duplicate wins, as in most parsers
-                } else {
-                    members.append((key, value))
-                }
+                members.set(key, value)  // the last duplicate wins, as in most parsers
                 skipWhitespace()
                 guard index < buffer.count else { throw error("unexpected end of input in object") }
                 if buffer[index] == UInt8(ascii: ",") {
@@ -118,7 +114,7 @@ public enum JSONParser {
                 }
                 if buffer[index] == UInt8(ascii: "}") {
                     index += 1
-                    return JSONObject(uniqueMembers: members)
+                    return JSONObject(uniqueMembers: members.members)
                 }
                 throw error("expected ',' or '}' in object")
             }
@@ -263,6 +259,39 @@ public enum JSONParser {
                 index += 1
             }
             return value
+        }
+    }
+}
+
+/// The members of an object being parsed: a later duplicate key replaces the earlier value, in the
+/// first one's place. Keys are found by a linear search while the object is small and through an
+/// index once it has ``indexedFrom`` members, so that an object of a million keys (hostile input)
+/// costs its size, not its size squared. Keys compare as `String`s do (Unicode canonical
+/// equivalence), with the index or without.
+struct ObjectMembers {
+    private(set) var members: [(key: String, value: JSONValue)] = []
+    private var positions: [String: Int]? = nil
+    static let indexedFrom = 16
+
+    mutating func set(_ key: String, _ value: JSONValue) {
+        if positions != nil {
+            if let existing = positions?[key] {
+                members[existing].value = value
+            } else {
+                positions?[key] = members.count
+                members.append((key, value))
+            }
+            return
+        }
+        if let existing = members.firstIndex(where: { $0.key == key }) {
+            members[existing].value = value
+            return
+        }
+        members.append((key, value))
+        if members.count >= Self.indexedFrom {
+            var index = [String: Int](minimumCapacity: members.count * 2)
+            for (position, member) in members.enumerated() { index[member.key] = position }
+            positions = index
         }
     }
 }

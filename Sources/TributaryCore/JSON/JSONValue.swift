@@ -142,7 +142,14 @@ public struct JSONObject: Sendable, Hashable, Sequence {
     /// Objects are equal when they have the same members, whatever their order.
     public static func == (lhs: JSONObject, rhs: JSONObject) -> Bool {
         guard lhs.storage.count == rhs.storage.count else { return false }
-        for (k, v) in lhs.storage where rhs[k] != v { return false }
+        if lhs.storage.count <= 16 {
+            for (k, v) in lhs.storage where rhs[k] != v { return false }
+            return true
+        }
+        // A large object: through an index, not a search per member (its size squared).
+        var values = [String: JSONValue](minimumCapacity: rhs.storage.count)
+        for (k, v) in rhs.storage { values[k] = v }
+        for (k, v) in lhs.storage where values[k] != v { return false }
         return true
     }
 

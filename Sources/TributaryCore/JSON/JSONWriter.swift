@@ -90,9 +90,9 @@ public struct JSONWriter {
         writeMembers(object.storage, skipping: skipping, id: id)
     }
 
-    /// Writes members, in key order when canonical. The order is an insertion sort of member
-    /// indices in a stack buffer: objects are small, and sorting the members themselves would copy
-    /// (retain and release) every key and value.
+    /// Writes members, in key order when canonical. The order is a sort of member indices in a
+    /// stack buffer (an insertion sort for small objects): sorting the members themselves would
+    /// copy (retain and release) every key and value.
     private mutating func writeMembers(_ members: [(key: String, value: JSONValue)], skipping: String?, id: String?) {
         bytes.append(UInt8(ascii: "{"))
         let count = members.count
@@ -103,7 +103,12 @@ public struct JSONWriter {
                 order[kept] = index
                 kept += 1
             }
-            if canonical && kept > 1 {
+            if canonical && kept > 32 {
+                // A large object (keys are unique in a JSONObject): a library sort, not the insertion
+                // sort's size squared.
+                var sorted = UnsafeMutableBufferPointer(rebasing: order[0..<kept])
+                sorted.sort { Self.keyPrecedes(members[$0].key, members[$1].key) }
+            } else if canonical && kept > 1 {
                 for i in 1..<kept {
                     let moving = order[i]
                     var j = i
