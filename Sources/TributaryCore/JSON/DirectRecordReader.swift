@@ -111,14 +111,7 @@ enum DirectRecordReader {
                     value = try attempt { (reader: inout JSONParser.Reader) throws(JSONParseError) in try reader.parseValue(depth: depth + 1) }
                 }
                 members.set(key, value)
-                reader.skipWhitespace()
-                guard index < buffer.count else { throw Unsupported() }
-                if buffer[index] == UInt8(ascii: ",") {
-                    index += 1
-                    continue
-                }
-                guard buffer[index] == UInt8(ascii: "}") else { throw Unsupported() }
-                index += 1
+                if try moreMembers(closing: UInt8(ascii: "}")) { continue }
                 return .object(JSONObject(uniqueMembers: members.members))
             }
         }
@@ -154,14 +147,7 @@ enum DirectRecordReader {
             while true {
                 reader.skipWhitespace()
                 prepared.append(try record(depth: depth + 1))
-                reader.skipWhitespace()
-                guard index < buffer.count else { throw Unsupported() }
-                if buffer[index] == UInt8(ascii: ",") {
-                    index += 1
-                    continue
-                }
-                guard buffer[index] == UInt8(ascii: "]") else { throw Unsupported() }
-                index += 1
+                if try moreMembers(closing: UInt8(ascii: "]")) { continue }
                 records = prepared
                 return
             }
@@ -262,16 +248,22 @@ enum DirectRecordReader {
                 let valueStart = index
                 try skipValue(depth: depth)
                 if keeping { members.append(Member(keyStart: keyStart, keyEnd: keyEnd, valueStart: valueStart, valueEnd: index)) }
-                reader.skipWhitespace()
-                guard index < buffer.count else { throw Unsupported() }
-                if buffer[index] == UInt8(ascii: ",") {
-                    index += 1
-                    continue
-                }
-                guard buffer[index] == UInt8(ascii: "}") else { throw Unsupported() }
-                index += 1
+                if try moreMembers(closing: UInt8(ascii: "}")) { continue }
                 return
             }
+        }
+
+        /// After a member or element: true past a `,` (another follows), false past `closing`.
+        mutating func moreMembers(closing: UInt8) throws(Unsupported) -> Bool {
+            reader.skipWhitespace()
+            guard index < buffer.count else { throw Unsupported() }
+            if buffer[index] == UInt8(ascii: ",") {
+                index += 1
+                return true
+            }
+            guard buffer[index] == closing else { throw Unsupported() }
+            index += 1
+            return false
         }
 
         /// The key at the reader, without its quotes; only ASCII with no escape or control byte.
@@ -441,14 +433,7 @@ enum DirectRecordReader {
                 while true {
                     reader.skipWhitespace()
                     try skipValue(depth: depth + 1)
-                    reader.skipWhitespace()
-                    guard index < buffer.count else { throw Unsupported() }
-                    if buffer[index] == UInt8(ascii: ",") {
-                        index += 1
-                        continue
-                    }
-                    guard buffer[index] == UInt8(ascii: "]") else { throw Unsupported() }
-                    index += 1
+                    if try moreMembers(closing: UInt8(ascii: "]")) { continue }
                     return
                 }
             case UInt8(ascii: "\""):
@@ -494,21 +479,7 @@ enum DirectRecordReader {
         }
 
         mutating func hex4() throws(Unsupported) -> UInt32 {
-            guard index + 4 <= buffer.count else { throw Unsupported() }
-            var value: UInt32 = 0
-            for _ in 0..<4 {
-                let byte = buffer[index]
-                let digit: UInt32
-                switch byte {
-                case 0x30...0x39: digit = UInt32(byte - 0x30)
-                case 0x41...0x46: digit = UInt32(byte - 0x41 + 10)
-                case 0x61...0x66: digit = UInt32(byte - 0x61 + 10)
-                default: throw Unsupported()
-                }
-                value = value << 4 | digit
-                index += 1
-            }
-            return value
+            try attempt { (reader: inout JSONParser.Reader) throws(JSONParseError) in try reader.parseHex4() }
         }
 
         mutating func literal(_ text: StaticString) throws(Unsupported) {
