@@ -64,8 +64,29 @@ extension PostgresStore {
             // the configuration during a rolling deploy, say): the query looks past them, however many.
             let known = claim.syncKeys
             // The fairest claimable run: fewest running runs on its connection (across all workers), oldest first.
-            guard
-                let row = try await db.one(
+            // Most often that is the oldest queued run on a connection with nothing running: that query
+            // walks the queue in id order and stops at the first (the full one weighs every queued run,
+            // which with thousands queued made each claim, under the queue lock, cost milliseconds).
+            var idle: PostgresRandomAccessRow? = nil
+            if claim.maxRunsPerConnection > 0 {
+                idle = try await db.one(
+                    """
+                    SELECT q.id, q.variant_pk, q.attempts, q.started_at, q.kind, q.deletion_generation FROM runs q
+                    JOIN sync_variants v ON v.id = q.variant_pk
+                    JOIN connections c ON c.id = v.connection_pk
+                    WHERE q.status = 'queued'
+                        AND c.environment || chr(31) || c.provider_config_key || chr(31) || v.sync_name = ANY(\(known)::text[])
+                        AND NOT EXISTS (
+                            SELECT 1 FROM runs r JOIN sync_variants rv ON rv.id = r.variant_pk
+                            WHERE r.status = 'running' AND rv.connection_pk = v.connection_pk)
+                    ORDER BY q.id LIMIT 1
+                    """, self.logger)
+            }
+            let fairest: PostgresRandomAccessRow?
+            if let idle {
+                fairest = idle
+            } else {
+                fairest = try await db.one(
                     """
                     WITH load AS (
                         SELECT v.connection_pk AS connection_pk, count(*) AS running
@@ -79,7 +100,8 @@ extension PostgresStore {
                         AND c.environment || chr(31) || c.provider_config_key || chr(31) || v.sync_name = ANY(\(known)::text[])
                     ORDER BY coalesce(load.running, 0), q.id LIMIT 1
                     """, self.logger)
-            else { return nil }
+            }
+            guard let row = fairest else { return nil }
             let runId = try row.int64("id")
             let variantPK = try row.int64("variant_pk")
             let variant = try await self.variantRef(db, variantPK: variantPK)
