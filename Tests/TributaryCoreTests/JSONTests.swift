@@ -92,6 +92,20 @@ struct JSONTests {
         #expect(small.keys == ["b", "e\u{301}", "a"] && small["b"] == 3 && small["é"] == 4)
     }
 
+    @Test func mergingLargeObjectsCostsTheirSizes() {
+        // 50,000 keys patched onto 50,000 (half shared): a search per member would be 2.5 billion
+        // comparisons; the index makes it linear, with the same result as the small case.
+        let base = JSONObject((0..<50_000).map { ("k\($0)", JSONValue.number(JSONNumber($0))) } + [("nested", ["a": 1, "b": 2])])
+        let patch = JSONObject((25_000..<75_000).map { ("k\($0)", JSONValue.string("p\($0)")) } + [("nested", ["b": 3, "c": 4])])
+        let merged = base.merging(patch)
+        #expect(merged.count == 75_001)
+        #expect(merged["k0"] == 0 && merged["k24999"] == 24_999 && merged["k25000"] == "p25000" && merged["k74999"] == "p74999")
+        #expect(merged["nested"] == ["a": 1, "b": 3, "c": 4], "nested objects still merge member by member")
+        #expect(merged.keys.prefix(2) == ["k0", "k1"] && merged.keys.last == "k74999", "existing keys keep their place, new ones are appended")
+        let shallow = base.shallowMerging(patch)
+        #expect(shallow.count == 75_001 && shallow["nested"] == ["b": 3, "c": 4])
+    }
+
     @Test func deepMergeReplacesArraysAndMergesObjects() {
         let old: JSONObject = ["a": 1, "o": ["x": 1, "y": 2], "arr": [1, 2]]
         let merged = old.merging(["o": ["y": 3], "arr": [9], "new": true])

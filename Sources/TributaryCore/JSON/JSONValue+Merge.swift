@@ -4,12 +4,11 @@ extension JSONObject {
     /// records, matching Nango's behaviour.
     public func merging(_ patch: JSONObject) -> JSONObject {
         var result = self
-        for (key, newValue) in patch {
-            if case .object(let patchObject) = newValue, case .object(let existing)? = result[key] {
-                result[key] = .object(existing.merging(patchObject))
-            } else {
-                result[key] = newValue
+        result.apply(patch) { existing, newValue in
+            if case .object(let patchObject) = newValue, case .object(let existingObject)? = existing {
+                return .object(existingObject.merging(patchObject))
             }
+            return newValue
         }
         return result
     }
@@ -17,7 +16,27 @@ extension JSONObject {
     /// Shallow merge: top-level members of `other` replace this object's (connection metadata `PATCH`).
     public func shallowMerging(_ other: JSONObject) -> JSONObject {
         var result = self
-        for (key, value) in other { result[key] = value }
+        result.apply(other) { _, newValue in newValue }
         return result
+    }
+
+    /// Sets every member of `other`, each to `combine(existing value, its value)`; a new key is
+    /// appended. Large objects go through an index of the keys: a search per member would cost the
+    /// two sizes multiplied (a provider record or a metadata patch of many keys is outside input).
+    mutating func apply(_ other: JSONObject, _ combine: (JSONValue?, JSONValue) -> JSONValue) {
+        if storage.count + other.storage.count <= 32 {
+            for (key, value) in other.storage { self[key] = combine(self[key], value) }
+            return
+        }
+        var positions = [String: Int](minimumCapacity: storage.count + other.storage.count)
+        for (position, member) in storage.enumerated() { positions[member.key] = position }
+        for (key, value) in other.storage {
+            if let position = positions[key] {
+                storage[position].value = combine(storage[position].value, value)
+            } else {
+                positions[key] = storage.count
+                storage.append((key, combine(nil, value)))
+            }
+        }
     }
 }

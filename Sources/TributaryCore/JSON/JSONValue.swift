@@ -105,8 +105,9 @@ public struct JSONObject: Sendable, Hashable, Sequence {
 
     /// Builds an object; a later duplicate key replaces the earlier value.
     public init<S: Sequence>(_ members: S) where S.Element == (String, JSONValue) {
-        storage = []
-        for (k, v) in members { self[k] = v }
+        var built = ObjectMembers()  // an index past a few members: a hostile sequence costs its size
+        for (k, v) in members { built.set(k, v) }
+        storage = built.members
     }
 
     init(uniqueMembers: [(key: String, value: JSONValue)]) { storage = uniqueMembers }
