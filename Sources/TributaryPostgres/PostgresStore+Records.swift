@@ -80,47 +80,49 @@ extension PostgresStore {
                 return ModelResult()
             }
             let (sequence, now) = self.nextChange(dataset)
-            var current: [String: (hash: Int64, payload: String)] = [:]
+            // Keyed by the ids' bytes, as the database compares them (not by `String` equivalence).
+            var current: [ExactId: (hash: Int64, payload: String)] = [:]
             for row in try await db.all(
                 """
                 SELECT external_id, hash, payload::text AS payload FROM records
                 WHERE dataset_id = \(dataset.id) AND external_id = ANY(\(patches.map(\.id))::text[]) AND deleted_at IS NULL
                 """, self.logger)
             {
-                current[try row.string("external_id")] = (try row.int64("hash"), try row.string("payload"))
+                current[ExactId(try row.string("external_id"))] = (try row.int64("hash"), try row.string("payload"))
             }
             var changedIds: [String] = []
             var changedHashes: [Int64] = []
             var changedPayloads: [String] = []
             var unchangedIds: [String] = []
             // Patches apply in order; a later patch of the same id sees the earlier one.
-            var merged: [String: PreparedRecord] = [:]
+            var merged: [ExactId: PreparedRecord] = [:]
             // The hash of each stored record's canonical form: payloads written before v4-text-payloads
             // are in jsonb's spelling, so their stored hash (of the bytes first saved) may not match it.
-            var storedHash: [String: UInt64] = [:]
-            var order: [String] = []
+            var storedHash: [ExactId: UInt64] = [:]
+            var order: [ExactId] = []
             for patch in patches {
-                guard let existing = current[patch.id] else { continue }
+                let key = ExactId(patch.id)
+                guard let existing = current[key] else { continue }
                 let base: JSONObject
-                if let earlier = merged[patch.id] {
+                if let earlier = merged[key] {
                     base = try JSONParser.parse(earlier.json).objectValue ?? [:]
                 } else {
                     base = try JSONParser.parse(Array(existing.payload.utf8)).objectValue ?? [:]
-                    storedHash[patch.id] = try PreparedRecord(base).hash
-                    order.append(patch.id)
+                    storedHash[key] = try PreparedRecord(base).hash
+                    order.append(key)
                 }
                 var object = base.merging(patch.patch)
                 object["id"] = .string(patch.id)
-                merged[patch.id] = try PreparedRecord(object)
+                merged[key] = try PreparedRecord(object)
             }
-            for id in order {
-                guard let prepared = merged[id], let original = storedHash[id] else { continue }
+            for key in order {
+                guard let prepared = merged[key], let original = storedHash[key] else { continue }
                 if prepared.hash != original {
-                    changedIds.append(id)
+                    changedIds.append(key.text)
                     changedHashes.append(Int64(bitPattern: prepared.hash))
                     changedPayloads.append(String(decoding: prepared.json, as: UTF8.self))
                 } else {
-                    unchangedIds.append(id)
+                    unchangedIds.append(key.text)
                 }
             }
             let generation = seenGeneration ?? 0

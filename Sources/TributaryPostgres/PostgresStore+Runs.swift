@@ -65,8 +65,10 @@ extension PostgresStore {
             let known = claim.syncKeys
             // The fairest claimable run: fewest running runs on its connection (across all workers), oldest first.
             // Most often that is the oldest queued run on a connection with nothing running: that query
-            // walks the queue in id order and stops at the first (the full one weighs every queued run,
-            // which with thousands queued made each claim, under the queue lock, cost milliseconds).
+            // takes the busy connections once (the few with a running run), walks the queue in id order
+            // and stops at the first (the full one weighs every queued run, which with thousands queued
+            // made each claim, under the queue lock, cost milliseconds). When every connection with
+            // queued runs is busy it finds none, and the full query decides.
             var idle: PostgresRandomAccessRow? = nil
             if claim.maxRunsPerConnection > 0 {
                 idle = try await db.one(
@@ -76,9 +78,8 @@ extension PostgresStore {
                     JOIN connections c ON c.id = v.connection_pk
                     WHERE q.status = 'queued'
                         AND c.environment || chr(31) || c.provider_config_key || chr(31) || v.sync_name = ANY(\(known)::text[])
-                        AND NOT EXISTS (
-                            SELECT 1 FROM runs r JOIN sync_variants rv ON rv.id = r.variant_pk
-                            WHERE r.status = 'running' AND rv.connection_pk = v.connection_pk)
+                        AND v.connection_pk NOT IN (
+                            SELECT rv.connection_pk FROM runs r JOIN sync_variants rv ON rv.id = r.variant_pk WHERE r.status = 'running')
                     ORDER BY q.id LIMIT 1
                     """, self.logger)
             }

@@ -12,7 +12,7 @@ extension Array where Element == PreparedRecord {
         var seen = Set<ExactId>(minimumCapacity: count)
         var unique: [PreparedRecord] = []
         unique.reserveCapacity(count)
-        for record in reversed() where seen.insert(ExactId(text: record.id)).inserted {
+        for record in reversed() where seen.insert(ExactId(record.id)).inserted {
             unique.append(record)
         }
         if unique.count == count { return self }
@@ -20,14 +20,17 @@ extension Array where Element == PreparedRecord {
     }
 }
 
-/// A string compared and hashed by its UTF-8 bytes (a `String` compares by Unicode canonical
-/// equivalence).
-struct ExactId: Hashable {
-    let text: String
+/// A record id compared and hashed by its UTF-8 bytes, as the databases compare ids (a `String`
+/// compares by Unicode canonical equivalence: `"é"` and `"e\u{301}"` are one `String` but two ids).
+/// Key any dictionary or set of record ids a store builds by it.
+public struct ExactId: Hashable, Sendable {
+    public let text: String
 
-    static func == (a: ExactId, b: ExactId) -> Bool { a.text.utf8.elementsEqual(b.text.utf8) }
+    public init(_ text: String) { self.text = text }
 
-    func hash(into hasher: inout Hasher) {
+    public static func == (a: ExactId, b: ExactId) -> Bool { a.text.utf8.elementsEqual(b.text.utf8) }
+
+    public func hash(into hasher: inout Hasher) {
         var text = text
         text.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
     }

@@ -39,6 +39,16 @@ struct RecordsCacheTests {
         #expect(records.map { Array($0.id.utf8) }.sorted { $0.lexicographicallyPrecedes($1) } == [Array("e\u{301}".utf8), Array("\u{e9}".utf8)])
         #expect(try records.first { Array($0.id.utf8) == Array("\u{e9}".utf8) }.map { try JSONParser.parse($0.json)["v"] } == 3)
         #expect(try await f.store.saveRecords([order("e\u{301}", ["v": 2])], model: "Order", of: baseVariant) == ModelResult(), "unchanged")
+        // Patches find each its own record.
+        let patches = [try RecordPatch(["id": "\u{e9}", "p": "composed"]), try RecordPatch(["id": "e\u{301}", "p": "decomposed"])]
+        #expect(try await f.store.updateRecords(patches, model: "Order", of: baseVariant) == ModelResult(updated: 2))
+        let patched = try await f.store.allChanges(baseVariant.dataset("Order"))
+        for (id, expected) in [("\u{e9}", ("composed", 3)), ("e\u{301}", ("decomposed", 2))] {
+            let record = try #require(patched.first { Array($0.id.utf8) == Array(id.utf8) })
+            let json = try JSONParser.parse(record.json)
+            #expect(json["p"]?.stringValue == expected.0 && json["v"] == .number(JSONNumber(expected.1)), "\(Array(id.utf8))")
+            #expect(json["id"]?.stringValue.map { Array($0.utf8) } == Array(id.utf8))
+        }
     }
 
     /// A payload is stored as the canonical text its hash was computed from: a NUL in a string and
