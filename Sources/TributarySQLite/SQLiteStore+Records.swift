@@ -27,12 +27,6 @@ extension SQLiteStore {
             // is taken: one statement less per record.
             let lookup = try RawStatement(
                 db, "SELECT id, hash, deleted_at IS NOT NULL, seen_generation, pruned_at IS NOT NULL FROM records WHERE dataset_id = ?1 AND external_id = ?2")
-            let insert = try RawStatement(
-                db,
-                """
-                INSERT INTO records(dataset_id, external_id, hash, seq, first_seen_at, updated_at, deleted_at, seen_generation)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?5, NULL, ?6)
-                """)
             let update = try RawStatement(
                 db,
                 """
@@ -53,10 +47,6 @@ extension SQLiteStore {
             let writePayload = try RawStatement(db, "INSERT OR REPLACE INTO record_payloads(record_id, payload) VALUES (?1, ?2)")
             let generation = seenGeneration ?? 0
             lookup.bind(1, dataset.id)
-            insert.bind(1, dataset.id)
-            insert.bind(4, sequence)
-            insert.bind(5, now)
-            insert.bind(6, generation)
             insertNew.bind(1, dataset.id)
             insertNew.bind(4, sequence)
             insertNew.bind(5, now)
@@ -66,60 +56,60 @@ extension SQLiteStore {
             update.bind(4, generation)
             markSeen.bind(1, generation)
             var result = ModelResult()
+            /// Inserts `record` unless its id is taken; true when it did.
+            func insertIfNew(_ record: PreparedRecord, hash: Int64) throws -> Bool {
+                insertNew.bind(2, record.id)
+                insertNew.bind(3, hash)
+                try insertNew.execute()
+                guard insertNew.changes == 1 else { return false }
+                result.added += 1
+                writePayload.bind(1, db.lastInsertedRowID)
+                writePayload.bindText(2, record.json)
+                try writePayload.execute()
+                return true
+            }
             var comingNew = true
             for record in unique {
                 let hash = Int64(bitPattern: record.hash)
-                let rowId: Int64
                 if comingNew {
-                    insertNew.bind(2, record.id)
-                    insertNew.bind(3, hash)
-                    try insertNew.execute()
-                    if insertNew.changes == 1 {
-                        result.added += 1
-                        writePayload.bind(1, db.lastInsertedRowID)
-                        writePayload.bindText(2, record.json)
-                        try writePayload.execute()
-                        continue
-                    }
+                    if try insertIfNew(record, hash: hash) { continue }
                     comingNew = false
                 }
                 lookup.bind(2, record.id)
-                if try lookup.step() {
-                    let existing = lookup.int64(0)
-                    let unchanged = lookup.int64(1) == hash && lookup.int64(2) == 0
-                    let seen = lookup.int64(3) >= generation
-                    let wasDeleted = lookup.int64(2) != 0
-                    let wasPruned = lookup.int64(4) != 0
+                guard try lookup.step() else {
                     lookup.reset()
-                    if unchanged {
-                        if !seen {
-                            markSeen.bind(2, existing)
-                            try markSeen.execute()
-                        }
-                        if wasPruned {
-                            unprune.bind(1, existing)
-                            try unprune.execute()
-                            writePayload.bind(1, existing)
-                            writePayload.bindText(2, record.json)
-                            try writePayload.execute()
-                        }
-                        continue
+                    // Ids are unique in `unique`, by their bytes as SQLite compares them.
+                    guard try insertIfNew(record, hash: hash) else {
+                        throw DatabaseError(resultCode: .SQLITE_CONSTRAINT, message: "records: an id missing from the lookup was taken")
                     }
-                    update.bind(1, hash)
-                    update.bind(5, existing)
-                    try update.execute()
-                    if wasDeleted { result.added += 1 } else { result.updated += 1 }
-                    rowId = existing
-                } else {
-                    lookup.reset()
-                    insert.bind(2, record.id)
-                    insert.bind(3, hash)
-                    try insert.execute()
-                    rowId = db.lastInsertedRowID
-                    result.added += 1
                     comingNew = true
+                    continue
                 }
-                writePayload.bind(1, rowId)
+                let existing = lookup.int64(0)
+                let unchanged = lookup.int64(1) == hash && lookup.int64(2) == 0
+                let seen = lookup.int64(3) >= generation
+                let wasDeleted = lookup.int64(2) != 0
+                let wasPruned = lookup.int64(4) != 0
+                lookup.reset()
+                if unchanged {
+                    if !seen {
+                        markSeen.bind(2, existing)
+                        try markSeen.execute()
+                    }
+                    if wasPruned {
+                        unprune.bind(1, existing)
+                        try unprune.execute()
+                        writePayload.bind(1, existing)
+                        writePayload.bindText(2, record.json)
+                        try writePayload.execute()
+                    }
+                    continue
+                }
+                update.bind(1, hash)
+                update.bind(5, existing)
+                try update.execute()
+                if wasDeleted { result.added += 1 } else { result.updated += 1 }
+                writePayload.bind(1, existing)
                 writePayload.bindText(2, record.json)
                 try writePayload.execute()
             }

@@ -167,7 +167,10 @@ public struct StoredRecord: Sendable, Hashable {
     /// Appends ``renderedJSON()`` to `out` (``FeedRenderer`` writes a whole page, reusing the
     /// timestamps records share).
     public func appendRendered(to out: inout [UInt8]) {
-        out.append(contentsOf: renderedJSON())
+        var renderer = FeedRenderer(appendingTo: out)
+        out = []  // `renderer` now holds the only reference: no copy on append
+        renderer.append(self)
+        out = renderer.bytes
     }
 
     /// The `_nango_metadata` object.

@@ -17,6 +17,11 @@ public struct FeedRenderer {
         bytes.reserveCapacity(capacity)
     }
 
+    /// A renderer that appends to `bytes` (taken over, not copied; read them back from ``bytes``).
+    public init(appendingTo bytes: consuming [UInt8]) {
+        self.bytes = bytes
+    }
+
     /// Appends one record (payload and metadata, same members and order as ``StoredRecord/metadata``).
     public mutating func append(_ record: StoredRecord) {
         let json = record.json

@@ -42,6 +42,21 @@ struct FeedRendererTests {
         #expect(page.compactMap { $0["_nango_metadata"]?["last_action"]?.stringValue } == ["ADDED", "ADDED", "UPDATED", "DELETED", "ADDED"])
     }
 
+    /// `appendRendered(to:)` adds the record after what the buffer held, each time on its own timestamps.
+    @Test func appendRenderedKeepsWhatCameBefore() throws {
+        let base: Int64 = 1_764_000_000_000_000
+        let first = Self.record("a", firstSeen: base, modified: base, cursor: FeedCursor(sequence: 1, tiebreaker: 1))
+        let second = Self.record("b", firstSeen: base - 5, modified: base + 7, cursor: FeedCursor(sequence: 2, tiebreaker: 2))
+        var out = Array("[".utf8)
+        first.appendRendered(to: &out)
+        out.append(UInt8(ascii: ","))
+        second.appendRendered(to: &out)
+        out.append(UInt8(ascii: "]"))
+        #expect(out == Array("[".utf8) + first.renderedJSON() + Array(",".utf8) + second.renderedJSON() + Array("]".utf8))
+        let page = try #require(try JSONParser.parse(out).arrayValue)
+        #expect(page.map { $0["_nango_metadata"]?["last_action"]?.stringValue } == ["ADDED", "UPDATED"])
+    }
+
     @Test(arguments: [(Int64(0), Int64(0)), (1, 22), (123_456_789, 987_654_321), (Int64.max, Int64.max)])
     func cursorsEncodeAsBefore(_ sequence: Int64, _ tiebreaker: Int64) throws {
         let cursor = FeedCursor(sequence: sequence, tiebreaker: tiebreaker)

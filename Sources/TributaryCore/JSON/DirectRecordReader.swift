@@ -294,8 +294,8 @@ enum DirectRecordReader {
                 members[base..<top].sort { a, b in
                     let keyA = UnsafeBufferPointer(rebasing: buffer[a.keyStart..<a.keyEnd])
                     let keyB = UnsafeBufferPointer(rebasing: buffer[b.keyStart..<b.keyEnd])
-                    if Self.precedes(keyA, keyB) { return true }
-                    if Self.precedes(keyB, keyA) { return false }
+                    if JSONWriter.bytesPrecede(keyA, keyB) { return true }
+                    if JSONWriter.bytesPrecede(keyB, keyA) { return false }
                     return a.valueStart < b.valueStart  // equal keys: input order
                 }
                 return
@@ -316,11 +316,11 @@ enum DirectRecordReader {
         }
 
         @inline(__always) func keyPrecedes(_ a: Member, _ b: Member) -> Bool {
-            Self.precedes(keyBytes(a), keyBytes(b))
+            JSONWriter.bytesPrecede(keyBytes(a), keyBytes(b))
         }
 
         @inline(__always) func keyPrecedes(_ a: [UInt8], _ b: Member) -> Bool {
-            a.withUnsafeBufferPointer { Self.precedes($0, keyBytes(b)) }
+            a.withUnsafeBufferPointer { JSONWriter.bytesPrecede($0, keyBytes(b)) }
         }
 
         @inline(__always) func keyEquals(_ a: Member, _ b: Member) -> Bool {
@@ -331,16 +331,6 @@ enum DirectRecordReader {
             a.keyEnd - a.keyStart == key.count && key.withUnsafeBufferPointer { keyBytes(a).elementsEqual($0) }
         }
 
-        /// Byte-wise order (the canonical member order).
-        @inline(__always) static func precedes(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
-            let count = min(a.count, b.count)
-            var i = 0
-            while i < count {
-                if a[i] != b[i] { return a[i] < b[i] }
-                i += 1
-            }
-            return a.count < b.count
-        }
 
         // MARK: Values
 

@@ -137,18 +137,21 @@ public struct JSONWriter {
     /// Byte-wise UTF-8 order of two keys (the canonical member order).
     @inline(__always) static func keyPrecedes(_ a: String, _ b: String) -> Bool {
         let fast = a.utf8.withContiguousStorageIfAvailable { pa in
-            b.utf8.withContiguousStorageIfAvailable { pb in
-                let count = min(pa.count, pb.count)
-                var i = 0
-                while i < count {
-                    if pa[i] != pb[i] { return pa[i] < pb[i] }
-                    i += 1
-                }
-                return pa.count < pb.count
-            }
+            b.utf8.withContiguousStorageIfAvailable { pb in bytesPrecede(pa, pb) }
         }
         if let result = fast ?? nil { return result }
         return a.utf8.lexicographicallyPrecedes(b.utf8)
+    }
+
+    /// Byte-wise order of two byte strings (a proper prefix first): the canonical member order.
+    @inline(__always) static func bytesPrecede(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        let count = min(a.count, b.count)
+        var i = 0
+        while i < count {
+            if a[i] != b[i] { return a[i] < b[i] }
+            i += 1
+        }
+        return a.count < b.count
     }
 
     /// Appends one byte as it is (``DirectRecordReader`` copying canonical input).

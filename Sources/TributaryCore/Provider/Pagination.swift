@@ -69,9 +69,9 @@ public struct ProviderPage: Sendable {
 }
 
 /// One page read by ``ProviderPages/forEachPage(preparedBy:_:)``: its records mapped and prepared.
+/// The response is not kept: a page waiting for its turn holds only what will be written.
 public struct PreparedPage: Sendable {
     public var records: [PreparedRecord]
-    public var response: ProviderResponse
     /// What reads the page after this one; nil on the last page (see ``ProviderPage/next``).
     public var next: String?
 }
@@ -134,7 +134,7 @@ public struct ProviderPages: AsyncSequence, Sendable {
                 try spec.preparedRecords(of: response, at: recordsPath, answering: request, keepingRecordsInBody: keep)
             } fingerprint: { records in
                 records.map(\.hash).withUnsafeBytes { ContentHash.hash($0) }
-            }.map { PreparedPage(records: $0.records, response: $0.response, next: $0.next) }
+            }.map { PreparedPage(records: $0.records, next: $0.next) }
         }, body)
     }
 
