@@ -55,6 +55,9 @@ extension PostgresStore {
         }
     }
 
+    /// How many of the oldest queued runs a claim's first query looks at (see ``claimRun(_:)``).
+    static let claimHead = 128
+
     public func claimRun(_ claim: RunClaim) async throws -> ClaimedRun? {
         return try await transaction { db in
             // One claim at a time across all processes: the per-connection count below sees every running run.
@@ -64,23 +67,37 @@ extension PostgresStore {
             // the configuration during a rolling deploy, say): the query looks past them, however many.
             let known = claim.syncKeys
             // The fairest claimable run: fewest running runs on its connection (across all workers), oldest first.
-            // Most often that is the oldest queued run on a connection with nothing running: that query
-            // takes the busy connections once (the few with a running run), walks the queue in id order
-            // and stops at the first (the full one weighs every queued run, which with thousands queued
-            // made each claim, under the queue lock, cost milliseconds). When every connection with
-            // queued runs is busy it finds none, and the full query decides.
+            // Most often that is the oldest queued run on a connection with nothing running, and it is
+            // near the head of the queue: that query takes the busy connections once, then walks the
+            // queue from its oldest run, one index probe and one variant lookup per step, and stops at
+            // the first run of a known sync on an idle connection (or after ``claimHead`` runs). It walks
+            // a prefix of the queue, so that run is the oldest on any idle connection. The walk, one
+            // probe at a time carrying the run's columns, keeps the plan from depending on statistics:
+            // with the queue's share of `runs` underestimated (it grows faster than ANALYZE runs), a
+            // plain `ORDER BY id LIMIT` read and sorted every queued run, and a join from the queue
+            // became a pass over every variant — 3–18 ms per claim, under the queue lock, with thousands
+            // queued. When the head holds no such run (every connection in it busy, or its syncs run by
+            // other workers), the full query decides.
             var idle: PostgresRandomAccessRow? = nil
             if claim.maxRunsPerConnection > 0 {
                 idle = try await db.one(
                     """
-                    SELECT q.id, q.variant_pk, q.attempts, q.started_at, q.kind, q.deletion_generation FROM runs q
-                    JOIN sync_variants v ON v.id = q.variant_pk
-                    JOIN connections c ON c.id = v.connection_pk
-                    WHERE q.status = 'queued'
-                        AND c.environment || chr(31) || c.provider_config_key || chr(31) || v.sync_name = ANY(\(known)::text[])
-                        AND v.connection_pk NOT IN (
-                            SELECT rv.connection_pk FROM runs r JOIN sync_variants rv ON rv.id = r.variant_pk WHERE r.status = 'running')
-                    ORDER BY q.id LIMIT 1
+                    WITH RECURSIVE busy AS MATERIALIZED (
+                        SELECT DISTINCT rv.connection_pk FROM runs r JOIN sync_variants rv ON rv.id = r.variant_pk WHERE r.status = 'running'),
+                    walk(id, variant_pk, attempts, started_at, kind, deletion_generation, n, fits) AS (
+                        SELECT q.id, q.variant_pk, q.attempts, q.started_at, q.kind, q.deletion_generation, 1, EXISTS (
+                            SELECT 1 FROM sync_variants v JOIN connections c ON c.id = v.connection_pk
+                            WHERE v.id = q.variant_pk AND v.connection_pk NOT IN (SELECT connection_pk FROM busy)
+                                AND c.environment || chr(31) || c.provider_config_key || chr(31) || v.sync_name = ANY(\(known)::text[]))
+                        FROM (SELECT * FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1) q
+                        UNION ALL
+                        SELECT q.id, q.variant_pk, q.attempts, q.started_at, q.kind, q.deletion_generation, w.n + 1, EXISTS (
+                            SELECT 1 FROM sync_variants v JOIN connections c ON c.id = v.connection_pk
+                            WHERE v.id = q.variant_pk AND v.connection_pk NOT IN (SELECT connection_pk FROM busy)
+                                AND c.environment || chr(31) || c.provider_config_key || chr(31) || v.sync_name = ANY(\(known)::text[]))
+                        FROM walk w, LATERAL (SELECT * FROM runs r WHERE r.status = 'queued' AND r.id > w.id ORDER BY r.id LIMIT 1) q
+                        WHERE NOT w.fits AND w.n < \(Self.claimHead))
+                    SELECT id, variant_pk, attempts, started_at, kind, deletion_generation FROM walk WHERE fits
                     """, self.logger)
             }
             let fairest: PostgresRandomAccessRow?
@@ -105,9 +122,8 @@ extension PostgresStore {
             guard let row = fairest else { return nil }
             let runId = try row.int64("id")
             let variantPK = try row.int64("variant_pk")
-            let variant = try await self.variantRef(db, variantPK: variantPK)
+            let (variant, state) = try await self.variant(db, variantPK: variantPK)
             guard let tracksDeletes = claim.syncs[SyncAddress(variant)] else { return nil }
-            let (_, state) = try await self.requireVariant(db, variant)
             let runRow = RunStartRule.Row(
                 attempts: try row.int64("attempts"), startedAt: Timestamp(microseconds: try row.int64("started_at")),
                 kind: RunKind(rawValue: try row.string("kind")) ?? .initial, deletionGeneration: try row.optionalInt64("deletion_generation"))

@@ -329,9 +329,35 @@ public final class PostgresStore: Store, Service {
         return row
     }
 
+    /// The variant's row, found by its names in one round trip (the connection joined in).
     func lookupVariant(_ db: PostgresConnection, _ ref: VariantRef, forUpdate: Bool = false) async throws -> (pk: Int64, state: VariantState)? {
-        guard let connectionPK = try await connectionPK(db, ref.connection) else { return nil }
-        return try await variantRow(db, connectionPK: connectionPK, ref, forUpdate: forUpdate)
+        guard
+            let row = try await db.one(
+                """
+                SELECT \(unescaped: Self.qualifiedVariantColumns) FROM sync_variants v JOIN connections c ON c.id = v.connection_pk
+                WHERE c.environment = \(ref.connection.environment) AND c.provider_config_key = \(ref.connection.providerConfigKey)
+                    AND c.connection_id = \(ref.connection.connectionId) AND v.sync_name = \(ref.syncName) AND v.variant = \(ref.variant)
+                \(unescaped: forUpdate ? "FOR UPDATE OF v" : "")
+                """, logger)
+        else { return nil }
+        return (try row.int64("id"), try variantState(ref, row))
+    }
+
+    /// The variant with row id `variantPK`: its names and state, in one round trip.
+    func variant(_ db: PostgresConnection, variantPK: Int64) async throws -> (ref: VariantRef, state: VariantState) {
+        guard
+            let row = try await db.one(
+                """
+                SELECT c.environment, c.provider_config_key, c.connection_id, \(unescaped: Self.qualifiedVariantColumns)
+                FROM sync_variants v JOIN connections c ON c.id = v.connection_pk WHERE v.id = \(variantPK)
+                """, logger)
+        else { throw TributaryError(.unknownVariant, "Variant \(variantPK) does not exist.") }
+        let ref = VariantRef(
+            connection: ConnectionRef(
+                environment: try row.string("environment"), providerConfigKey: try row.string("provider_config_key"),
+                connectionId: try row.string("connection_id")),
+            syncName: try row.string("sync_name"), variant: try row.string("variant"))
+        return (ref, try variantState(ref, row))
     }
 
     func requireVariant(_ db: PostgresConnection, _ ref: VariantRef, forUpdate: Bool = false) async throws -> (pk: Int64, state: VariantState) {

@@ -17,6 +17,11 @@ struct BenchOptions: ParsableArguments {
     @Option(help: "Directory for SQLite files (a fresh subdirectory, removed afterwards).") var directory = NSTemporaryDirectory()
     @Option(help: "A postgres:// URL: also run the suite on PostgreSQL (a fresh database there, dropped afterwards).") var database: String?
     @Option(help: "Write the results as JSON to this file.") var json: String?
+    @Option(help: "Measure only this store (sqlite or postgres; postgres needs --database).") var only: BenchStoreKind?
+
+    func validate() throws {
+        if only == .postgres, database == nil { throw ValidationError("--only postgres needs a --database URL") }
+    }
 
     func postgresServer() throws -> PostgresURL? {
         guard let database else { return nil }
@@ -35,7 +40,7 @@ enum BenchLocation: Sendable {
 }
 
 /// Which store a suite measures.
-enum BenchStoreKind: String, Sendable {
+enum BenchStoreKind: String, Sendable, ExpressibleByArgument {
     case sqlite
     case postgres
 }
@@ -46,8 +51,10 @@ struct BenchStores: Sendable {
     let directory: URL
     let server: PostgresURL?
     let logger: Logger
+    let only: BenchStoreKind?
 
     init(options: BenchOptions) throws {
+        only = options.only
         directory = URL(fileURLWithPath: options.directory).appendingPathComponent("tributary-bench-\(getpid())")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         server = try options.postgresServer()
@@ -56,8 +63,11 @@ struct BenchStores: Sendable {
         self.logger = logger
     }
 
-    /// SQLite, then PostgreSQL when a server was given.
-    var kinds: [BenchStoreKind] { server == nil ? [.sqlite] : [.sqlite, .postgres] }
+    /// SQLite, then PostgreSQL when a server was given (or only the one `--only` names).
+    var kinds: [BenchStoreKind] {
+        if let only { return [only] }
+        return server == nil ? [.sqlite] : [.sqlite, .postgres]
+    }
 
     /// For servers stopped by cancellation at the end of a measurement (their shutdown complaints are noise here).
     var quietLogger: Logger {

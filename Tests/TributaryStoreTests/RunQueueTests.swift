@@ -81,6 +81,21 @@ struct RunQueueTests {
         #expect(try await f.store.claimRun(claim(maxPerConnection: 2)) == nil)
     }
 
+    /// The claim looks first at the head of the queue; a run on an idle connection queued behind
+    /// more runs of a busy connection than that head holds still goes first.
+    @Test(arguments: StoreKind.available) func anIdleConnectionsRunQueuedBehindALongBusyQueueGoesFirst(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        let busy = (0..<140).map { variant("busy", "v\($0)") }
+        let quiet = variant("quiet")
+        for ref in busy + [quiet] { try await f.store.ensureVariant(ref) }
+        try await f.store.enqueueRuns(busy)
+        #expect(try await f.store.claimRun(claim(maxPerConnection: 2))?.variant == busy[0])
+        try await f.store.enqueueRuns([quiet])
+        #expect(try await f.store.claimRun(claim(maxPerConnection: 2))?.variant == quiet, "nothing runs on its connection")
+        #expect(try await f.store.claimRun(claim(maxPerConnection: 2))?.variant == busy[1])
+        #expect(try await f.store.claimRun(claim(maxPerConnection: 2)) == nil, "busy is at its limit")
+    }
+
     @Test(arguments: StoreKind.available) func twoProcessesNeverClaimTheSameRun(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
         // A second store on the same database: another process's connection pool.
