@@ -77,19 +77,16 @@ extension PostgresStore {
             // plain `ORDER BY id LIMIT` read and sorted every queued run, and a join from the queue
             // became a pass over every variant — 3–18 ms per claim, under the queue lock, with thousands
             // queued. When the head holds no such run (every connection in it busy, or its syncs run by
-            // other workers), the full query decides.
-            var idle: PostgresRandomAccessRow? = nil
+            // other workers), the full query decides. The walk starts from a sentinel row (id 0, before
+            // every run, never returned), so one recursive step reads every run.
+            var fairest: PostgresRandomAccessRow? = nil
             if claim.maxRunsPerConnection > 0 {
-                idle = try await db.one(
+                fairest = try await db.one(
                     """
                     WITH RECURSIVE busy AS MATERIALIZED (
                         SELECT DISTINCT rv.connection_pk FROM runs r JOIN sync_variants rv ON rv.id = r.variant_pk WHERE r.status = 'running'),
                     walk(id, variant_pk, attempts, started_at, kind, deletion_generation, n, fits) AS (
-                        SELECT q.id, q.variant_pk, q.attempts, q.started_at, q.kind, q.deletion_generation, 1, EXISTS (
-                            SELECT 1 FROM sync_variants v JOIN connections c ON c.id = v.connection_pk
-                            WHERE v.id = q.variant_pk AND v.connection_pk NOT IN (SELECT connection_pk FROM busy)
-                                AND c.environment || chr(31) || c.provider_config_key || chr(31) || v.sync_name = ANY(\(known)::text[]))
-                        FROM (SELECT * FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1) q
+                        SELECT 0::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::text, NULL::bigint, 0, false
                         UNION ALL
                         SELECT q.id, q.variant_pk, q.attempts, q.started_at, q.kind, q.deletion_generation, w.n + 1, EXISTS (
                             SELECT 1 FROM sync_variants v JOIN connections c ON c.id = v.connection_pk
@@ -100,10 +97,7 @@ extension PostgresStore {
                     SELECT id, variant_pk, attempts, started_at, kind, deletion_generation FROM walk WHERE fits
                     """, self.logger)
             }
-            let fairest: PostgresRandomAccessRow?
-            if let idle {
-                fairest = idle
-            } else {
+            if fairest == nil {
                 fairest = try await db.one(
                     """
                     WITH load AS (

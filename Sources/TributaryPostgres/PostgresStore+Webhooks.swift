@@ -208,8 +208,7 @@ extension PostgresStore {
                 try await db.query(
                     "UPDATE provider_webhook_tasks SET status = 'claimed', attempts = \(Int64(attempts)), run_id = \(runId) WHERE id = \(taskId)",
                     logger: self.logger)
-                let variant = try await self.variantRef(db, variantPK: variantPK)
-                let (_, state) = try await self.requireVariant(db, variant)
+                let (variant, state) = try await self.variant(db, variantPK: variantPK)
                 let task = ProviderWebhookTask(
                     id: taskId, variant: variant, type: try row.optionalString("type"), payload: try row.bytes("payload"), attempts: attempts,
                     receivedAt: Timestamp(microseconds: try row.int64("received_at")))

@@ -352,11 +352,7 @@ public final class PostgresStore: Store, Service {
                 FROM sync_variants v JOIN connections c ON c.id = v.connection_pk WHERE v.id = \(variantPK)
                 """, logger)
         else { throw TributaryError(.unknownVariant, "Variant \(variantPK) does not exist.") }
-        let ref = VariantRef(
-            connection: ConnectionRef(
-                environment: try row.string("environment"), providerConfigKey: try row.string("provider_config_key"),
-                connectionId: try row.string("connection_id")),
-            syncName: try row.string("sync_name"), variant: try row.string("variant"))
+        let ref = try variantRef(row)
         return (ref, try variantState(ref, row))
     }
 
@@ -373,7 +369,12 @@ public final class PostgresStore: Store, Service {
                 FROM sync_variants v JOIN connections c ON c.id = v.connection_pk WHERE v.id = \(variantPK)
                 """, logger)
         else { throw TributaryError(.unknownVariant, "Variant \(variantPK) does not exist.") }
-        return VariantRef(
+        return try variantRef(row)
+    }
+
+    /// The names of a variant in a row holding its connection's names and its `sync_name` and `variant`.
+    func variantRef(_ row: PostgresRandomAccessRow) throws -> VariantRef {
+        VariantRef(
             connection: ConnectionRef(
                 environment: try row.string("environment"), providerConfigKey: try row.string("provider_config_key"),
                 connectionId: try row.string("connection_id")),
