@@ -171,25 +171,27 @@ public final class RunCoordinator: Service, Sendable {
     /// This process as runs record it (`host/pid`).
     static let workerName = "\(ProcessInfo.processInfo.hostName)/\(ProcessInfo.processInfo.processIdentifier)"
 
-    /// Claims queued runs while this process has free slots and the store has claimable runs.
+    /// Claims queued runs while this process has free slots and the store has claimable runs: every
+    /// free slot in one batch (``Store/claimRuns(_:limit:)``), then again while a batch filled its slots.
     private func claimStartable() async -> [ClaimedRun] {
         let claim = RunClaim(
             leaseSeconds: executor.leaseSeconds, maxRunsPerConnection: limits.maxRunsPerConnection, worker: Self.workerName, syncs: syncs)
         var claimed: [ClaimedRun] = []
-        while reserveSlot() {
+        while true {
+            let reserved = reserveFreeSlots()
+            guard reserved > 0 else { break }
             do {
                 // A shutdown does not wait for the database (it may be unreachable). A claim cut short
-                // after it committed leaves a run that expires and resumes elsewhere.
-                guard let run = try await cancelWhenGracefulShutdown({ [store] in try await store.claimRun(claim) }) else {
-                    releaseSlot()
-                    break
-                }
-                claimed.append(run)
+                // after it committed leaves runs that expire and resume elsewhere.
+                let batch = try await cancelWhenGracefulShutdown({ [store] in try await store.claimRuns(claim, limit: reserved) })
+                releaseSlots(reserved - batch.count)
+                claimed += batch
+                if batch.count < reserved { break }
             } catch is CancellationError {
-                releaseSlot()
+                releaseSlots(reserved)
                 break
             } catch {
-                releaseSlot()
+                releaseSlots(reserved)
                 logger.error("could not claim a queued run", metadata: ["error": "\(error)"])
                 break
             }
@@ -197,16 +199,19 @@ public final class RunCoordinator: Service, Sendable {
         return claimed
     }
 
-    private func reserveSlot() -> Bool {
+    /// Reserves every free slot; how many.
+    private func reserveFreeSlots() -> Int {
         state.withLock { state in
-            guard state.accepting, state.slots < limits.maxConcurrentRuns else { return false }
-            state.slots += 1
-            return true
+            guard state.accepting else { return 0 }
+            let free = max(0, limits.maxConcurrentRuns - state.slots)
+            state.slots += free
+            return free
         }
     }
 
-    private func releaseSlot() {
-        state.withLock { $0.slots -= 1 }
+    private func releaseSlots(_ count: Int) {
+        guard count > 0 else { return }
+        state.withLock { $0.slots -= count }
     }
 
     private func execute(_ claimed: ClaimedRun) async {

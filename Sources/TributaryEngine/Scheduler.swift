@@ -44,10 +44,11 @@ public final class Scheduler: Service, Sendable {
             var wait = interval
             do {
                 // A shutdown does not wait for the database (it may be unreachable).
-                let queued = try await cancelWhenGracefulShutdown { try await self.tick() }
-                // A full batch: more may be due already. Otherwise sleep until the next planned run
-                // if that comes before the next tick, so a run starts at its slot, not up to a tick later.
-                wait = queued.count >= Self.batch ? .zero : try await untilNextRun()
+                let pass = try await cancelWhenGracefulShutdown { try await self.pass() }
+                // A full due list: more may be due already (whether this pass or another scheduler
+                // queued them). Otherwise sleep until the next planned run if that comes before the
+                // next tick, so a run starts at its slot, not up to a tick later.
+                wait = pass.dueListFull ? .zero : max(Self.shortestWait, try await untilNextRun())
             } catch is CancellationError {
                 return
             } catch {
@@ -61,6 +62,11 @@ public final class Scheduler: Service, Sendable {
     /// Due variants queued per pass.
     static let batch = 1000
 
+    /// The shortest sleep between passes that did not fill a batch: with slots milliseconds apart
+    /// (10,000 variants a minute), a pass per slot would cost more database work than the runs
+    /// themselves, and several schedulers would each make it. A run starts at most this late.
+    static let shortestWait = Duration.milliseconds(20)
+
     /// How long until the earliest planned run, at most `interval`.
     func untilNextRun() async throws -> Duration {
         let now = clock()
@@ -73,6 +79,11 @@ public final class Scheduler: Service, Sendable {
     /// - Returns: the due variants queued (retries of expired runs are not listed).
     @discardableResult
     public func tick() async throws -> [VariantRef] {
+        try await pass().queued
+    }
+
+    /// ``tick()``, and whether the due list was a full ``batch`` (more may be due).
+    private func pass() async throws -> (queued: [VariantRef], dueListFull: Bool) {
         let expired = try await store.expireRuns(expiry)
         for run in expired {
             if run.status == .queued {
@@ -86,7 +97,8 @@ public final class Scheduler: Service, Sendable {
         let now = clock()
         var due: [VariantRef] = []
         var slots: [VariantRef: Timestamp] = [:]
-        for state in try await store.dueVariants(at: now, limit: Self.batch) {
+        let dueList = try await store.dueVariants(at: now, limit: Self.batch)
+        for state in dueList {
             let ref = state.ref
             slots[ref] = state.nextRunAt
             guard config.sync(for: ref) != nil else {
@@ -104,6 +116,6 @@ public final class Scheduler: Service, Sendable {
             if let slot = slots[ref] { metrics.scheduled(ref, lagSeconds: Double(now.microseconds - slot.microseconds) / 1e6) }
         }
         if !queued.isEmpty || !expired.isEmpty { worker?.wake() }
-        return queued
+        return (queued, dueList.count >= Self.batch)
     }
 }

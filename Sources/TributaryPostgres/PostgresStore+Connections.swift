@@ -155,8 +155,15 @@ extension PostgresStore {
 
     public func metadata(of connection: ConnectionRef) async throws -> JSONObject {
         let text: String = try await read { db in
-            let pk = try await self.requireConnectionPK(db, connection)
-            return try await db.one("SELECT metadata::text AS metadata FROM connections WHERE id = \(pk)", self.logger)?.string("metadata") ?? "{}"
+            guard
+                let row = try await db.one(
+                    """
+                    SELECT metadata::text AS metadata FROM connections
+                    WHERE environment = \(connection.environment) AND provider_config_key = \(connection.providerConfigKey)
+                        AND connection_id = \(connection.connectionId)
+                    """, self.logger)
+            else { throw StoreMessages.unknownConnection(connection) }
+            return try row.optionalString("metadata") ?? "{}"
         }
         return try JSONParser.parse(Array(text.utf8)).objectValue ?? [:]
     }

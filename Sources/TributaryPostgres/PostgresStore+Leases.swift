@@ -9,41 +9,64 @@ extension PostgresStore {
     /// run (cancel, reset, delete, expiry) waits for this write or this write sees it ended — the
     /// lock order is always run rows first, then datasets.
     func fence(_ db: PostgresConnection, _ lease: RunLease) async throws -> FencedRun {
-        let (run, now) = try await fencedRun(db, lease.runId, lock: true)
+        let (row, now) = try await fencedRow(db, lease.runId, lock: true, withState: false)
+        let run = try row.map(fencedRun)
         try RunFence.check(lease, row: run?.fence, now: now)
         return run!
     }
 
+    /// ``fence(_:_:)`` that also reads the variant's state, in the same round trip, and locks the
+    /// variant's row with the run's (run row, then variant row: the order every writer keeps), so
+    /// the state is the one the transaction's writes to the variant go with.
+    func fenceWithState(_ db: PostgresConnection, _ lease: RunLease) async throws -> (FencedRun, VariantState) {
+        let (row, now) = try await fencedRow(db, lease.runId, lock: true, withState: true)
+        let run = try row.map(fencedRun)
+        try RunFence.check(lease, row: run?.fence, now: now)
+        return (run!, try variantState(run!.variant, row!))
+    }
+
     /// The run (nil when it does not exist) and the lease clock's now.
     func fencedRun(_ db: PostgresConnection, _ runId: Int64, lock: Bool) async throws -> (FencedRun?, Int64) {
+        let (row, now) = try await fencedRow(db, runId, lock: lock, withState: false)
+        return (try row.map(fencedRun), now)
+    }
+
+    /// The row ``fencedRun(_:)`` reads (nil when the run does not exist), with the variant's state
+    /// columns when `withState`, and the lease clock's now.
+    private func fencedRow(_ db: PostgresConnection, _ runId: Int64, lock: Bool, withState: Bool) async throws -> (PostgresRandomAccessRow?, Int64) {
         let offset = leaseClockOffset()
         guard
             let row = try await db.one(
                 """
-                SELECT r.status, r.attempts, r.heartbeat_at + r.lease_seconds * 1000000 AS lease_end, r.kind, r.started_at, r.queued_at,
-                    r.deletion_generation, r.results, r.variant_pk, v.connection_pk, v.deletion_generation AS open_window, v.sync_name, v.variant,
+                SELECT r.id, r.status, r.attempts, r.heartbeat_at + r.lease_seconds * 1000000 AS lease_end, r.kind, r.started_at, r.queued_at,
+                    r.deletion_generation AS run_generation, r.results, r.variant_pk, v.connection_pk, v.deletion_generation, v.sync_name, v.variant,
                     c.environment, c.provider_config_key, c.connection_id, \(unescaped: Self.databaseNow) + \(offset) AS lease_now
+                    \(unescaped: withState ? ", " + Self.fencedStateColumns : "")
                 FROM runs r JOIN sync_variants v ON v.id = r.variant_pk JOIN connections c ON c.id = v.connection_pk
-                WHERE r.id = \(runId) \(unescaped: lock ? "FOR UPDATE OF r" : "")
+                WHERE r.id = \(runId) \(unescaped: lock ? (withState ? "FOR UPDATE OF r, v" : "FOR UPDATE OF r") : "")
                 """, logger)
         else {
             let now = try await db.one("SELECT \(unescaped: Self.databaseNow) + \(offset) AS lease_now", logger)?.int64("lease_now") ?? 0
             return (nil, now)
         }
+        return (row, try row.int64("lease_now"))
+    }
+
+    /// The variant's state columns a fence row lacks (``variantState(_:_:)`` reads them with the
+    /// fence's `deletion_generation`, `sync_name` and `variant`).
+    static let fencedStateColumns = "v.public_id, v.paused, v.frequency, v.next_run_at, v.last_sync_date, v.checkpoint, v.checkpoint_generation, v.created_at"
+
+    private func fencedRun(_ row: PostgresRandomAccessRow) throws -> FencedRun {
         var run = FencedRun(
-            id: runId, variantPK: try row.int64("variant_pk"), connectionPK: try row.int64("connection_pk"),
-            variant: VariantRef(
-                connection: ConnectionRef(
-                    environment: try row.string("environment"), providerConfigKey: try row.string("provider_config_key"),
-                    connectionId: try row.string("connection_id")),
-                syncName: try row.string("sync_name"), variant: try row.string("variant")),
+            id: try row.int64("id"), variantPK: try row.int64("variant_pk"), connectionPK: try row.int64("connection_pk"),
+            variant: try variantRef(row),
             kind: RunKind(rawValue: try row.string("kind")) ?? .initial, startedAt: Timestamp(microseconds: try row.int64("started_at")),
-            deletionGeneration: try row.optionalInt64("deletion_generation"), openWindow: try row.optionalInt64("open_window"),
+            deletionGeneration: try row.optionalInt64("run_generation"), openWindow: try row.optionalInt64("deletion_generation"),
             results: try row.string("results"),
             fence: RunFence.Row(
                 status: RunStatus(rawValue: try row.string("status")) ?? .failed, token: try row.int64("attempts"), leaseEnd: try row.int64("lease_end")))
         run.queuedAt = try row.optionalInt64("queued_at").map(Timestamp.init(microseconds:))
-        return (run, try row.int64("lease_now"))
+        return run
     }
 
     /// Adds a write's counts to the run's results (in the write's transaction; the run row is locked).
@@ -129,7 +152,7 @@ extension PostgresStore {
     public func completeRun(_ lease: RunLease, _ completion: RunCompletion) async throws -> RunRecord {
         return try await transaction { db in
             // The run row lock: expiry (which skips locked rows), cancels, resets and deletes wait for this outcome.
-            let run = try await self.fence(db, lease)
+            let (run, state) = try await self.fenceWithState(db, lease)
             let now = self.clock()
             let row = try run.completionRow()
             let decision = RunCompletionRule.decide(completion, row: row)
@@ -140,42 +163,48 @@ extension PostgresStore {
                     if deleted > 0 || results[model] != nil { results[model, default: ModelResult()].deleted += deleted }
                 }
             }
+            // What the variant's row gets: its sync date and window closed, its next run — in one statement.
+            var variantChanges: [String] = []
             if let update = decision.variant {
-                try await db.query(
-                    """
-                    UPDATE sync_variants SET last_sync_date = \(update.lastSyncDate.microseconds), deletion_generation = NULL,
-                        checkpoint = CASE WHEN \(update.clearCheckpoint) THEN NULL ELSE checkpoint END,
-                        checkpoint_generation = CASE WHEN \(update.clearCheckpoint) THEN NULL ELSE checkpoint_generation END
-                    WHERE id = \(run.variantPK)
-                    """, logger: self.logger)
+                variantChanges.append("last_sync_date = \(update.lastSyncDate.microseconds), deletion_generation = NULL")
+                if update.clearCheckpoint { variantChanges.append("checkpoint = NULL, checkpoint_generation = NULL") }
             }
-            try await db.query(
-                """
-                UPDATE runs SET status = \(decision.status.rawValue), finished_at = \(now.microseconds), results = \(ModelResult.encodeRunResults(results)),
-                    error = \(decision.error), retryable = \(decision.retry != nil), retry_after_ms = \(NextRunPlan.milliseconds(decision.retry))
-                WHERE id = \(run.id)
-                """, logger: self.logger)
-            if decision.plansNextRun, let plan = completion.nextRun, let (_, state) = try await self.lookupVariant(db, run.variant) {
-                let earlier = try await db.all(
-                    """
-                    SELECT * FROM runs WHERE variant_pk = \(run.variantPK) AND id < \(run.id) AND kind <> 'WEBHOOK' AND status NOT IN ('queued', 'running')
-                    ORDER BY id DESC LIMIT \(Int64(plan.retry.maxAttempts + 1))
-                    """, self.logger
-                ).map { try self.runRecord($0, variant: run.variant) }
+            if decision.plansNextRun, let plan = completion.nextRun {
+                var earlier: [RunRecord] = []
+                if RunCompletionRule.countsEarlierFailures(decision) {
+                    earlier = try await db.all(
+                        """
+                        SELECT * FROM runs WHERE variant_pk = \(run.variantPK) AND id < \(run.id) AND kind <> 'WEBHOOK' AND status NOT IN ('queued', 'running')
+                        ORDER BY id DESC LIMIT \(Int64(plan.retry.maxAttempts + 1))
+                        """, self.logger
+                    ).map { try self.runRecord($0, variant: run.variant) }
+                }
                 let failures = RunCompletionRule.consecutiveRetryableFailures(before: earlier, decision: decision)
                 let next = plan.next(for: state, activeSince: run.queuedAt ?? row.startedAt, retry: decision.retry, consecutiveRetryableFailures: failures)
-                try await db.query("UPDATE sync_variants SET next_run_at = \(next.microseconds) WHERE id = \(run.variantPK)", logger: self.logger)
+                variantChanges.append("next_run_at = \(next.microseconds)")
+            } else if decision.keepsVariantScheduled {
+                variantChanges.append("next_run_at = coalesce(next_run_at, \(now.microseconds))")
             }
-            if decision.keepsVariantScheduled {
+            if !variantChanges.isEmpty {
+                // Numbers of this store's own, written as literals.
                 try await db.query(
-                    "UPDATE sync_variants SET next_run_at = coalesce(next_run_at, \(now.microseconds)) WHERE id = \(run.variantPK)", logger: self.logger)
+                    PostgresQuery(unsafeSQL: "UPDATE sync_variants SET \(variantChanges.joined(separator: ", ")) WHERE id = \(run.variantPK)"),
+                    logger: self.logger)
             }
+            guard
+                let finishedRow = try await db.one(
+                    """
+                    UPDATE runs SET status = \(decision.status.rawValue), finished_at = \(now.microseconds), results = \(ModelResult.encodeRunResults(results)),
+                        error = \(decision.error), retryable = \(decision.retry != nil), retry_after_ms = \(NextRunPlan.milliseconds(decision.retry))
+                    WHERE id = \(run.id) RETURNING *
+                    """, self.logger)
+            else { throw StoreMessages.unknownRun(run.id) }
+            let finished = try self.runRecord(finishedRow, variant: run.variant)
             if let reopens = decision.webhookTaskReopens {
                 try await db.query(
                     "UPDATE provider_webhook_tasks SET status = \(reopens ? "pending" : "done") WHERE run_id = \(run.id) AND status = 'claimed'",
                     logger: self.logger)
             }
-            let finished = try await self.fetchRun(db, run.id)!
             try await self.queueWebhooks(db, for: finished, variantPK: run.variantPK, plan: completion.webhooks, now: now)
             return finished
         }

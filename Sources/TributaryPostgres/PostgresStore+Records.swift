@@ -64,8 +64,8 @@ extension PostgresStore {
                     WHERE r.dataset_id = \(dataset.id) AND r.external_id = i.external_id AND r.pruned_at IS NOT NULL
                     """, logger: self.logger)
             }
-            try await self.finishChange(db, dataset, sequence: sequence, now: now, changed: result.added + result.updated, countDelta: result.added)
-            try await self.addResults(db, run, model: model, result)
+            try await self.finishWrite(
+                db, dataset, sequence: sequence, now: now, changed: result.added + result.updated, countDelta: result.added, results: (run, model, result))
             if let checkpoint { try await self.writeCheckpoint(db, checkpoint, run) }
             return result
         }
@@ -142,8 +142,8 @@ extension PostgresStore {
                     WHERE dataset_id = \(dataset.id) AND external_id = ANY(\(unchangedIds)::text[]) AND seen_generation < \(seenGeneration)
                     """, logger: self.logger)
             }
-            try await self.finishChange(db, dataset, sequence: sequence, now: now, changed: changedIds.count, countDelta: 0)
-            try await self.addResults(db, run, model: model, ModelResult(updated: changedIds.count))
+            try await self.finishWrite(
+                db, dataset, sequence: sequence, now: now, changed: changedIds.count, countDelta: 0, results: (run, model, ModelResult(updated: changedIds.count)))
             return ModelResult(updated: changedIds.count)
         }
     }
@@ -161,8 +161,8 @@ extension PostgresStore {
                 UPDATE records SET deleted_at = \(now), updated_at = \(now), seq = \(sequence)
                 WHERE dataset_id = \(dataset.id) AND external_id = ANY(\(ids)::text[]) AND deleted_at IS NULL RETURNING 1
                 """, self.logger)
-            try await self.finishChange(db, dataset, sequence: sequence, now: now, changed: deleted, countDelta: -deleted)
-            try await self.addResults(db, run, model: model, ModelResult(deleted: deleted))
+            try await self.finishWrite(
+                db, dataset, sequence: sequence, now: now, changed: deleted, countDelta: -deleted, results: (run, model, ModelResult(deleted: deleted)))
             return ModelResult(deleted: deleted)
         }
     }
@@ -287,7 +287,7 @@ extension PostgresStore {
                 \(unescaped: forUpdate ? "FOR UPDATE OF d" : "")
                 """, logger)
         else { return nil }
-        return DatasetHead(id: try row.int64("id"), lastSequence: try row.int64("last_seq"), lastWriteAt: try row.int64("last_write_at"))
+        return try datasetHead(row)
     }
 
     /// A dataset of a known connection, locked for the transaction (the writers' lock, see ``findDataset(_:_:forUpdate:)``).
@@ -299,34 +299,69 @@ extension PostgresStore {
                 FOR UPDATE
                 """, logger)
         else { return nil }
-        return DatasetHead(id: try row.int64("id"), lastSequence: try row.int64("last_seq"), lastWriteAt: try row.int64("last_write_at"))
+        return try datasetHead(row)
     }
 
     /// The dataset a fenced run writes `model` to, created when it is the model's first write (the
-    /// run holds its lease and its row is locked, so its variant and connection exist).
+    /// run holds its lease and its row is locked, so its variant and connection exist) — found and
+    /// locked, or created, in one round trip.
     func datasetForWrite(_ db: PostgresConnection, _ run: FencedRun, model: String) async throws -> DatasetHead {
-        if let head = try await findDataset(db, connectionPK: run.connectionPK, model: model, variant: run.variant.variant) { return head }
-        try await db.query(
+        let row = try await db.one(
             """
-            INSERT INTO datasets(connection_pk, sync_name, model, variant, last_seq)
-            VALUES (\(run.connectionPK), \(run.variant.syncName), \(model), \(run.variant.variant), (SELECT value FROM store_meta WHERE key = 'seq_floor'))
-            ON CONFLICT (connection_pk, model, variant) DO NOTHING
-            """, logger: logger)
+            WITH found AS (
+                SELECT id, last_seq, last_write_at FROM datasets
+                WHERE connection_pk = \(run.connectionPK) AND model = \(model) AND variant = \(run.variant.variant) FOR UPDATE),
+            created AS (
+                INSERT INTO datasets(connection_pk, sync_name, model, variant, last_seq)
+                SELECT \(run.connectionPK), \(run.variant.syncName), \(model), \(run.variant.variant), (SELECT value FROM store_meta WHERE key = 'seq_floor')
+                WHERE NOT EXISTS (SELECT 1 FROM found)
+                ON CONFLICT (connection_pk, model, variant) DO NOTHING RETURNING id, last_seq, last_write_at)
+            SELECT id, last_seq, last_write_at FROM found UNION ALL SELECT id, last_seq, last_write_at FROM created
+            """, logger)
+        // Neither found nor created: another writer created it at the same moment (its insert now committed).
+        if let row { return try datasetHead(row) }
         guard let head = try await findDataset(db, connectionPK: run.connectionPK, model: model, variant: run.variant.variant) else {
             throw TributaryError(.unknownConnection, "Dataset of model '\(model)' could not be created.")
         }
         return head
     }
 
+    private func datasetHead(_ row: PostgresRandomAccessRow) throws -> DatasetHead {
+        DatasetHead(id: try row.int64("id"), lastSequence: try row.int64("last_seq"), lastWriteAt: try row.int64("last_write_at"))
+    }
+
     func nextChange(_ dataset: DatasetHead) -> (sequence: Int64, now: Int64) { dataset.nextChange(now: clock()) }
 
     func finishChange(_ db: PostgresConnection, _ dataset: DatasetHead, sequence: Int64, now: Int64, changed: Int, countDelta: Int) async throws {
-        guard changed > 0 else { return }
-        let count = try await db.one(
-            """
-            UPDATE datasets SET last_seq = \(sequence), last_write_at = \(now), record_count = record_count + \(Int64(countDelta))
-            WHERE id = \(dataset.id) RETURNING record_count
-            """, logger)?.int64("record_count")
+        try await finishWrite(db, dataset, sequence: sequence, now: now, changed: changed, countDelta: countDelta, results: nil)
+    }
+
+    /// Ends a write to `dataset`: moves its head when `changed` records were changed, and adds
+    /// `results` (a run and a model's counts, see ``addResults(_:_:model:_:)``) to the run — one round trip.
+    func finishWrite(
+        _ db: PostgresConnection, _ dataset: DatasetHead, sequence: Int64, now: Int64, changed: Int, countDelta: Int,
+        results: (run: FencedRun, model: String, result: ModelResult)?
+    ) async throws {
+        guard changed > 0 else {
+            if let results { try await addResults(db, results.run, model: results.model, results.result) }
+            return
+        }
+        let count: Int64?
+        if let (run, model, result) = results, !result.isEmpty {
+            count = try await db.one(
+                """
+                WITH head AS (
+                    UPDATE datasets SET last_seq = \(sequence), last_write_at = \(now), record_count = record_count + \(Int64(countDelta))
+                    WHERE id = \(dataset.id) RETURNING record_count)
+                UPDATE runs SET results = \(try run.adding(result, for: model)) WHERE id = \(run.id) RETURNING (SELECT record_count FROM head) AS record_count
+                """, logger)?.int64("record_count")
+        } else {
+            count = try await db.one(
+                """
+                UPDATE datasets SET last_seq = \(sequence), last_write_at = \(now), record_count = record_count + \(Int64(countDelta))
+                WHERE id = \(dataset.id) RETURNING record_count
+                """, logger)?.int64("record_count")
+        }
         if let count, countDelta > 0, Self.crossesAnalyzeThreshold(from: count - Int64(countDelta), to: count) {
             try await analyzePartition(of: dataset, db)
         }

@@ -13,7 +13,7 @@ extension PostgresStore {
             let runId = try await self.insertRun(db, variantPK: variantPK, status: .running, kind: .initial, now: now, leaseSeconds: start.leaseSeconds)
             return try await self.begin(
                 db, run: runId, row: .new, variantPK: variantPK, state: state, tracksDeletes: start.tracksDeletes, leaseSeconds: start.leaseSeconds,
-                worker: nil, now: now)
+                worker: nil, clearsNextRun: false, now: now)
         }
     }
 
@@ -34,22 +34,38 @@ extension PostgresStore {
     }
 
     public func enqueueScheduledRuns(_ variants: [VariantRef], dueAt due: Timestamp) async throws -> [VariantRef] {
+        let variants = variants.uniqued
         guard !variants.isEmpty else { return [] }
         return try await transaction { db in
             try await self.lock(db, .runQueue)
             let now = self.clock()
+            // One statement for the whole list, under the queue lock: the variants still due, started
+            // and idle get a queued run each, in the list's order (so their run ids, the queue's order,
+            // follow it). It answers with the positions in the list of those it queued.
+            let rows = try await db.query(
+                """
+                WITH due AS (
+                    SELECT * FROM unnest(\(variants.map(\.connection.environment))::text[], \(variants.map(\.connection.providerConfigKey))::text[],
+                        \(variants.map(\.connection.connectionId))::text[], \(variants.map(\.syncName))::text[], \(variants.map(\.variant))::text[])
+                        WITH ORDINALITY AS d(environment, provider_config_key, connection_id, sync_name, variant, n)),
+                chosen AS (
+                    SELECT v.id, d.n FROM due d
+                    JOIN connections c ON c.environment = d.environment AND c.provider_config_key = d.provider_config_key
+                        AND c.connection_id = d.connection_id
+                    JOIN sync_variants v ON v.connection_pk = c.id AND v.sync_name = d.sync_name AND v.variant = d.variant
+                    WHERE NOT v.paused AND v.next_run_at <= \(due.microseconds) AND NOT EXISTS (
+                        SELECT 1 FROM runs r WHERE r.variant_pk = v.id AND r.status IN ('queued', 'running') AND r.kind <> 'WEBHOOK')),
+                queued AS (
+                    INSERT INTO runs(variant_pk, status, kind, started_at, queued_at, heartbeat_at, lease_seconds)
+                    SELECT id, \(RunStatus.queued.rawValue), \(RunKind.initial.rawValue), \(now.microseconds), \(now.microseconds),
+                        \(unescaped: Self.databaseNow) + \(self.leaseClockOffset()), 0
+                    FROM chosen ORDER BY n RETURNING variant_pk)
+                SELECT chosen.n FROM chosen JOIN queued ON queued.variant_pk = chosen.id ORDER BY chosen.n
+                """, logger: self.logger)
             var queued: [VariantRef] = []
-            for variant in variants {
-                guard let (variantPK, state) = try await self.lookupVariant(db, variant), !state.paused,
-                    let next = state.nextRunAt, next.microseconds <= due.microseconds
-                else { continue }
-                do {
-                    try await self.refuseIfActive(db, variantPK: variantPK, variant)
-                } catch let error as TributaryError where error.code == .syncRunning {
-                    continue
-                }
-                _ = try await self.insertRun(db, variantPK: variantPK, status: .queued, kind: .initial, now: now, leaseSeconds: 0)
-                queued.append(variant)
+            for try await n in rows.decode(Int64.self) {
+                guard n >= 1, n <= variants.count else { continue }
+                queued.append(variants[Int(n) - 1])
             }
             return queued
         }
@@ -58,76 +74,95 @@ extension PostgresStore {
     /// How many of the oldest queued runs a claim's first query looks at (see ``claimRun(_:)``).
     static let claimHead = 128
 
+    /// What a claim reads of the chosen run's variant and connection, beside the run's own columns:
+    /// the variant's names and state, so the claim needs no second read.
+    static let claimedVariantColumns = "c.environment, c.provider_config_key, c.connection_id, " + qualifiedVariantColumns
+
     public func claimRun(_ claim: RunClaim) async throws -> ClaimedRun? {
+        try await claimRuns(claim, limit: 1).first
+    }
+
+    public func claimRuns(_ claim: RunClaim, limit: Int) async throws -> [ClaimedRun] {
+        guard limit > 0 else { return [] }
         return try await transaction { db in
             // One claim at a time across all processes: the per-connection count below sees every running run.
+            // A batch takes the lock once; each claim in it sees the runs the ones before it started.
             try await self.lock(db, .runQueue)
             let now = self.clock()
-            // Runs of syncs this worker does not run stay queued for one that does (another version of
-            // the configuration during a rolling deploy, say): the query looks past them, however many.
-            let known = claim.syncKeys
-            // The fairest claimable run: fewest running runs on its connection (across all workers), oldest first.
-            // Most often that is the oldest queued run on a connection with nothing running, and it is
-            // near the head of the queue: that query takes the busy connections once, then walks the
-            // queue from its oldest run, one index probe and one variant lookup per step, and stops at
-            // the first run of a known sync on an idle connection (or after ``claimHead`` runs). It walks
-            // a prefix of the queue, so that run is the oldest on any idle connection. The walk, one
-            // probe at a time carrying the run's columns, keeps the plan from depending on statistics:
-            // with the queue's share of `runs` underestimated (it grows faster than ANALYZE runs), a
-            // plain `ORDER BY id LIMIT` read and sorted every queued run, and a join from the queue
-            // became a pass over every variant — 3–18 ms per claim, under the queue lock, with thousands
-            // queued. When the head holds no such run (every connection in it busy, or its syncs run by
-            // other workers), the full query decides. The walk starts from a sentinel row (id 0, before
-            // every run, never returned), so one recursive step reads every run.
-            var fairest: PostgresRandomAccessRow? = nil
-            if claim.maxRunsPerConnection > 0 {
-                fairest = try await db.one(
-                    """
-                    WITH RECURSIVE busy AS MATERIALIZED (
-                        SELECT DISTINCT rv.connection_pk FROM runs r JOIN sync_variants rv ON rv.id = r.variant_pk WHERE r.status = 'running'),
-                    walk(id, variant_pk, attempts, started_at, kind, deletion_generation, n, fits) AS (
-                        SELECT 0::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::text, NULL::bigint, 0, false
-                        UNION ALL
-                        SELECT q.id, q.variant_pk, q.attempts, q.started_at, q.kind, q.deletion_generation, w.n + 1, EXISTS (
-                            SELECT 1 FROM sync_variants v JOIN connections c ON c.id = v.connection_pk
-                            WHERE v.id = q.variant_pk AND v.connection_pk NOT IN (SELECT connection_pk FROM busy)
-                                AND c.environment || chr(31) || c.provider_config_key || chr(31) || v.sync_name = ANY(\(known)::text[]))
-                        FROM walk w, LATERAL (SELECT * FROM runs r WHERE r.status = 'queued' AND r.id > w.id ORDER BY r.id LIMIT 1) q
-                        WHERE NOT w.fits AND w.n < \(Self.claimHead))
-                    SELECT id, variant_pk, attempts, started_at, kind, deletion_generation FROM walk WHERE fits
-                    """, self.logger)
-            }
-            if fairest == nil {
-                fairest = try await db.one(
-                    """
-                    WITH load AS (
-                        SELECT v.connection_pk AS connection_pk, count(*) AS running
-                        FROM runs r JOIN sync_variants v ON v.id = r.variant_pk
-                        WHERE r.status = 'running' GROUP BY v.connection_pk)
-                    SELECT q.id, q.variant_pk, q.attempts, q.started_at, q.kind, q.deletion_generation FROM runs q
-                    JOIN sync_variants v ON v.id = q.variant_pk
-                    JOIN connections c ON c.id = v.connection_pk
-                    LEFT JOIN load ON load.connection_pk = v.connection_pk
-                    WHERE q.status = 'queued' AND coalesce(load.running, 0) < \(Int64(claim.maxRunsPerConnection))
-                        AND c.environment || chr(31) || c.provider_config_key || chr(31) || v.sync_name = ANY(\(known)::text[])
-                    ORDER BY coalesce(load.running, 0), q.id LIMIT 1
-                    """, self.logger)
-            }
-            guard let row = fairest else { return nil }
-            let runId = try row.int64("id")
-            let variantPK = try row.int64("variant_pk")
-            let (variant, state) = try await self.variant(db, variantPK: variantPK)
-            guard let tracksDeletes = claim.syncs[SyncAddress(variant)] else { return nil }
-            let runRow = RunStartRule.Row(
-                attempts: try row.int64("attempts"), startedAt: Timestamp(microseconds: try row.int64("started_at")),
-                kind: RunKind(rawValue: try row.string("kind")) ?? .initial, deletionGeneration: try row.optionalInt64("deletion_generation"))
-            // No next run is planned while this one runs: its end plans it, in the same transaction.
-            try await db.query("UPDATE sync_variants SET next_run_at = NULL WHERE id = \(variantPK)", logger: self.logger)
-            let started = try await self.begin(
-                db, run: runId, row: runRow, variantPK: variantPK, state: state, tracksDeletes: tracksDeletes, leaseSeconds: claim.leaseSeconds,
-                worker: claim.worker, now: now)
-            return ClaimedRun(variant: variant, started: started)
+            var claimed: [ClaimedRun] = []
+            while claimed.count < limit, let run = try await self.claimOne(db, claim, now: now) { claimed.append(run) }
+            return claimed
         }
+    }
+
+    /// The fairest claimable run, started — in the caller's transaction, which holds the queue lock.
+    private func claimOne(_ db: PostgresConnection, _ claim: RunClaim, now: Timestamp) async throws -> ClaimedRun? {
+        // Runs of syncs this worker does not run stay queued for one that does (another version of
+        // the configuration during a rolling deploy, say): the query looks past them, however many.
+        let known = claim.syncKeys
+        // The fairest claimable run: fewest running runs on its connection (across all workers), oldest first.
+        // Most often that is the oldest queued run on a connection with nothing running, and it is
+        // near the head of the queue: that query takes the busy connections once, then walks the
+        // queue from its oldest run, one index probe and one variant lookup per step, and stops at
+        // the first run of a known sync on an idle connection (or after ``claimHead`` runs). It walks
+        // a prefix of the queue, so that run is the oldest on any idle connection. The walk, one
+        // probe at a time carrying the run's columns, keeps the plan from depending on statistics:
+        // with the queue's share of `runs` underestimated (it grows faster than ANALYZE runs), a
+        // plain `ORDER BY id LIMIT` read and sorted every queued run, and a join from the queue
+        // became a pass over every variant — 3–18 ms per claim, under the queue lock, with thousands
+        // queued. When the head holds no such run (every connection in it busy, or its syncs run by
+        // other workers), the full query decides. The walk starts from a sentinel row (id 0, before
+        // every run, never returned), so one recursive step reads every run.
+        var fairest: PostgresRandomAccessRow? = nil
+        if claim.maxRunsPerConnection > 0 {
+            fairest = try await db.one(
+                """
+                WITH RECURSIVE busy AS MATERIALIZED (
+                    SELECT DISTINCT rv.connection_pk FROM runs r JOIN sync_variants rv ON rv.id = r.variant_pk WHERE r.status = 'running'),
+                walk(id, variant_pk, attempts, started_at, kind, deletion_generation, n, fits) AS (
+                    SELECT 0::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::text, NULL::bigint, 0, false
+                    UNION ALL
+                    SELECT q.id, q.variant_pk, q.attempts, q.started_at, q.kind, q.deletion_generation, w.n + 1, EXISTS (
+                        SELECT 1 FROM sync_variants v JOIN connections c ON c.id = v.connection_pk
+                        WHERE v.id = q.variant_pk AND v.connection_pk NOT IN (SELECT connection_pk FROM busy)
+                            AND c.environment || chr(31) || c.provider_config_key || chr(31) || v.sync_name = ANY(\(known)::text[]))
+                    FROM walk w, LATERAL (SELECT * FROM runs r WHERE r.status = 'queued' AND r.id > w.id ORDER BY r.id LIMIT 1) q
+                    WHERE NOT w.fits AND w.n < \(Self.claimHead))
+                SELECT w.id AS run_id, w.attempts, w.started_at, w.kind, w.deletion_generation AS run_generation, \(unescaped: Self.claimedVariantColumns)
+                FROM walk w JOIN sync_variants v ON v.id = w.variant_pk JOIN connections c ON c.id = v.connection_pk WHERE w.fits
+                """, self.logger)
+        }
+        if fairest == nil {
+            fairest = try await db.one(
+                """
+                WITH load AS (
+                    SELECT v.connection_pk AS connection_pk, count(*) AS running
+                    FROM runs r JOIN sync_variants v ON v.id = r.variant_pk
+                    WHERE r.status = 'running' GROUP BY v.connection_pk)
+                SELECT q.id AS run_id, q.attempts, q.started_at, q.kind, q.deletion_generation AS run_generation, \(unescaped: Self.claimedVariantColumns)
+                FROM runs q
+                JOIN sync_variants v ON v.id = q.variant_pk
+                JOIN connections c ON c.id = v.connection_pk
+                LEFT JOIN load ON load.connection_pk = v.connection_pk
+                WHERE q.status = 'queued' AND coalesce(load.running, 0) < \(Int64(claim.maxRunsPerConnection))
+                    AND c.environment || chr(31) || c.provider_config_key || chr(31) || v.sync_name = ANY(\(known)::text[])
+                ORDER BY coalesce(load.running, 0), q.id LIMIT 1
+                """, self.logger)
+        }
+        guard let row = fairest else { return nil }
+        let runId = try row.int64("run_id")
+        let variantPK = try row.int64("id")
+        let variant = try self.variantRef(row)
+        let state = try self.variantState(variant, row)
+        guard let tracksDeletes = claim.syncs[SyncAddress(variant)] else { return nil }
+        let runRow = RunStartRule.Row(
+            attempts: try row.int64("attempts"), startedAt: Timestamp(microseconds: try row.int64("started_at")),
+            kind: RunKind(rawValue: try row.string("kind")) ?? .initial, deletionGeneration: try row.optionalInt64("run_generation"))
+        // No next run is planned while this one runs: its end plans it, in the same transaction.
+        let started = try await self.begin(
+            db, run: runId, row: runRow, variantPK: variantPK, state: state, tracksDeletes: tracksDeletes, leaseSeconds: claim.leaseSeconds,
+            worker: claim.worker, clearsNextRun: true, now: now)
+        return ClaimedRun(variant: variant, started: started)
     }
 
     public func activeRun(of variant: VariantRef) async throws -> RunRecord? {
@@ -142,6 +177,15 @@ extension PostgresStore {
 
     public func expireRuns(_ policy: RunExpiry.Policy) async throws -> [RunRecord] {
         let offset = leaseClockOffset()
+        // Most passes find no lease run out: a read says so without the queue lock, which claims wait on.
+        let anyEnded = try await read { db in
+            try await db.one(
+                """
+                SELECT 1 AS x FROM runs
+                WHERE status = 'running' AND heartbeat_at + lease_seconds * 1000000 <= \(unescaped: Self.databaseNow) + \(offset) LIMIT 1
+                """, self.logger) != nil
+        }
+        guard anyEnded else { return [] }
         return try await transaction { db in
             try await self.lock(db, .runQueue)
             let now = self.clock()
@@ -220,19 +264,23 @@ extension PostgresStore {
     }
 
     /// Starts the next attempt of a run that has just become `running` (``RunStartRule``) and writes
-    /// what the rule decided: the run's lease, start, kind and window, and the variant's window.
+    /// what the rule decided: the run's lease, start, kind and window, and the variant's window — in
+    /// one statement. With `clearsNextRun` the variant's next run is unplanned too (its end plans it).
     private func begin(
         _ db: PostgresConnection, run runId: Int64, row: RunStartRule.Row, variantPK: Int64, state: VariantState, tracksDeletes: Bool,
-        leaseSeconds: Int64, worker: String?, now: Timestamp
+        leaseSeconds: Int64, worker: String?, clearsNextRun: Bool, now: Timestamp
     ) async throws -> StartedRun {
         let decision = RunStartRule.begin(runId: runId, row: row, now: now, state: state, tracksDeletes: tracksDeletes)
         let started = decision.started
-        if let window = decision.variantWindow {
-            try await db.query("UPDATE sync_variants SET deletion_generation = \(window) WHERE id = \(variantPK)", logger: logger)
-        }
+        // The variant's changes ride along as a data-modifying CTE (numbers of this store's own, written as literals).
+        var variantChanges: [String] = []
+        if clearsNextRun { variantChanges.append("next_run_at = NULL") }
+        if let window = decision.variantWindow { variantChanges.append("deletion_generation = " + (window.map(String.init) ?? "NULL")) }
+        let variantUpdate =
+            variantChanges.isEmpty ? "" : "WITH variant AS (UPDATE sync_variants SET \(variantChanges.joined(separator: ", ")) WHERE id = \(variantPK)) "
         try await db.query(
             """
-            UPDATE runs SET status = 'running', attempts = \(started.attempt), started_at = \(started.startedAt.microseconds),
+            \(unescaped: variantUpdate)UPDATE runs SET status = 'running', attempts = \(started.attempt), started_at = \(started.startedAt.microseconds),
                 heartbeat_at = \(unescaped: Self.databaseNow) + \(leaseClockOffset()), lease_seconds = \(leaseSeconds), worker = \(worker),
                 kind = \(started.kind.rawValue), deletion_generation = \(started.deletionGeneration)
             WHERE id = \(runId)

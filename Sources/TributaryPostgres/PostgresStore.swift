@@ -37,6 +37,8 @@ public final class PostgresStore: Store, Service {
     /// How long one store call may wait for the database (a connection, then its statements) before
     /// it fails with `store_unavailable` — so an outage never hangs a caller, or a shutdown.
     let operationTimeout: Duration
+    /// Calls waiting for a connection, watched by ``run()``.
+    let waits = ConnectionWaits()
 
     /// The lease clock in SQL: the database's transaction time in microseconds. Every lease (heartbeat,
     /// expiry, fencing) is compared on it, so a process whose own clock is off cannot expire the runs
@@ -76,10 +78,22 @@ public final class PostgresStore: Store, Service {
         self.url = url
     }
 
-    /// Runs the connection pool until cancelled or gracefully shut down.
+    /// Runs the connection pool, and the watch over calls waiting for a connection (``operationTimeout``),
+    /// until cancelled or gracefully shut down.
     public func run() async {
-        await client.run()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.client.run() }
+            group.addTask {
+                // Deadlines are checked this often: a call times out at most this much late.
+                while (try? await Task.sleep(for: Self.deadlineCheck)) != nil { self.waits.expire(now: .now) }
+            }
+            await group.next()
+            group.cancelAll()
+        }
     }
+
+    /// How often ``run()`` looks for calls past their deadline.
+    static let deadlineCheck = Duration.milliseconds(250)
 
     /// Creates or upgrades the schema over a connection of its own: call it before ``run()`` starts
     /// (as `tributary serve` does) or while it runs; concurrent callers in several processes are safe.
@@ -180,44 +194,50 @@ public final class PostgresStore: Store, Service {
 
     /// Whether a call got its connection (its statements then run as long as they take).
     final class Connected: Sendable {
-        private let value = Mutex(false)
-        func set() { value.withLock { $0 = true } }
-        var isSet: Bool { value.withLock { $0 } }
+        private let value = Mutex<(isSet: Bool, onSet: (@Sendable () -> Void)?)>((false, nil))
+        func set() {
+            let action = value.withLock { value in
+                value.isSet = true
+                defer { value.onSet = nil }
+                return value.onSet
+            }
+            action?()
+        }
+        var isSet: Bool { value.withLock { $0.isSet } }
+        /// Runs `action` once it is set (at once when it is already).
+        func onSet(_ action: @escaping @Sendable () -> Void) {
+            let now = value.withLock { value in
+                if value.isSet { return true }
+                value.onSet = action
+                return false
+            }
+            if now { action() }
+        }
     }
 
     /// Runs `body`, failing with `store_unavailable` when it has not got a connection within
     /// ``operationTimeout`` (the database is down or unreachable, or the pool is exhausted); `body`
     /// is cancelled then. Once connected, a call is not timed: a long deletion scan is legitimate.
+    /// The deadline is watched by ``run()`` (``ConnectionWaits``), not by a timer of the call's own —
+    /// so only while ``run()`` runs, which the pool needs anyway.
     private func withDeadline<T: Sendable>(_ connected: Connected, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         let timeout = operationTimeout
-        return try await withThrowingTaskGroup(of: Deadline<T>.self) { group in
-            group.addTask {
-                do {
-                    return .value(try await body())
-                } catch where Task.isCancelled {
-                    // The pool answers a cancelled wait with its own error: it is the caller's cancellation.
-                    throw CancellationError()
-                } catch where String(describing: type(of: error)) == "ConnectionPoolError" {
-                    throw TributaryError(.storeUnavailable, "The database connection pool cannot serve the call (\(error)).")
-                }
-            }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                // Connected: wait for the body (this task is cancelled when it ends).
-                while connected.isSet { try await Task.sleep(for: .seconds(3600)) }
-                return .timedOut
-            }
-            defer { group.cancelAll() }
-            guard case .value(let value)? = try await group.next() else {
-                throw TributaryError(.storeUnavailable, "No database connection within \(timeout) (is the database running and reachable?).")
-            }
-            return value
+        // Owned: awaited below; the watch cancels it when the deadline passes before a connection.
+        let work = Task { try await body() }
+        let wait = ConnectionWaits.Wait(deadline: .now + timeout) { work.cancel() }
+        let key = waits.add(wait)
+        connected.onSet { [waits] in waits.remove(key) }
+        defer { waits.remove(key) }
+        do {
+            return try await withTaskCancellationHandler { try await work.value } onCancel: { work.cancel() }
+        } catch where wait.timedOut && !connected.isSet {
+            throw TributaryError(.storeUnavailable, "No database connection within \(timeout) (is the database running and reachable?).")
+        } catch where Task.isCancelled || error is CancellationError {
+            // The pool answers a cancelled wait with its own error: it is the caller's cancellation.
+            throw CancellationError()
+        } catch where String(describing: type(of: error)) == "ConnectionPoolError" {
+            throw TributaryError(.storeUnavailable, "The database connection pool cannot serve the call (\(error)).")
         }
-    }
-
-    private enum Deadline<T: Sendable>: Sendable {
-        case value(T)
-        case timedOut
     }
 
     static func isTransient(_ error: PSQLError) -> Bool {

@@ -142,11 +142,13 @@ extension SQLiteStore {
                     NextRunPlan.milliseconds(decision.retry), run.id,
                 ])
             if decision.plansNextRun, let plan = completion.nextRun, let (_, state) = try self.lookupVariant(db, run.variant) {
-                let earlier = try Row.fetchAll(
-                    db,
-                    sql: "SELECT * FROM runs WHERE variant_pk = ? AND id < ? AND kind <> 'WEBHOOK' AND status NOT IN ('queued', 'running') ORDER BY id DESC LIMIT ?",
-                    arguments: [run.variantPK, run.id, plan.retry.maxAttempts + 1]
-                ).map { try self.runRecord($0, variant: run.variant) }
+                let earlier =
+                    try RunCompletionRule.countsEarlierFailures(decision)
+                    ? Row.fetchAll(
+                        db,
+                        sql: "SELECT * FROM runs WHERE variant_pk = ? AND id < ? AND kind <> 'WEBHOOK' AND status NOT IN ('queued', 'running') ORDER BY id DESC LIMIT ?",
+                        arguments: [run.variantPK, run.id, plan.retry.maxAttempts + 1]
+                    ).map { try self.runRecord($0, variant: run.variant) } : []
                 let failures = RunCompletionRule.consecutiveRetryableFailures(before: earlier, decision: decision)
                 let next = plan.next(for: state, activeSince: run.queuedAt ?? row.startedAt, retry: decision.retry, consecutiveRetryableFailures: failures)
                 try db.execute(sql: "UPDATE sync_variants SET next_run_at = ? WHERE id = ?", arguments: [next.microseconds, run.variantPK])

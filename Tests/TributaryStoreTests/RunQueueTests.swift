@@ -60,6 +60,24 @@ struct RunQueueTests {
         #expect(try await f.store.enqueueScheduledRuns([due], dueAt: now).isEmpty, "already queued")
     }
 
+    /// One batch queues in the list's order — the queue's order, so the claims follow it — and a
+    /// variant listed twice once; variants of other connections and unknown ones are told apart.
+    @Test(arguments: StoreKind.available) func aBatchOfScheduledRunsIsQueuedInItsOrderEachVariantOnce(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        let listed = [variant("c2", "x"), variant("c1", "b"), variant("c3", "a"), variant("c1", "a")]
+        for ref in listed.reversed() { try await f.store.ensureVariant(ref) }
+        let now = Timestamp.now()
+        let queued = try await f.store.enqueueScheduledRuns(
+            [listed[0], listed[1], variant("c9", "ghost"), listed[1], listed[2], variant("c1", "ghost"), listed[3]], dueAt: now)
+        #expect(queued == listed)
+        var ids: [Int64] = []
+        for ref in listed { ids.append(try #require(try await f.store.activeRun(of: ref)).id) }
+        #expect(ids == ids.sorted() && Set(ids).count == listed.count, "run ids follow the list")
+        var claimed: [VariantRef] = []
+        while let run = try await f.store.claimRun(claim(maxPerConnection: 2)) { claimed.append(run.variant) }
+        #expect(claimed == listed, "claimed oldest first")
+    }
+
     @Test(arguments: StoreKind.available) func claimsAreFairAcrossConnectionsAndRespectThePerConnectionLimit(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
         let busy = (1...4).map { variant("busy", "v\($0)") }
@@ -79,6 +97,27 @@ struct RunQueueTests {
         _ = try await f.store.completeRun(claimed[0].started.lease, RunCompletion(outcome: .succeeded))
         #expect(try await f.store.claimRun(claim(maxPerConnection: 2))?.variant == busy[2])
         #expect(try await f.store.claimRun(claim(maxPerConnection: 2)) == nil)
+    }
+
+    /// A batch claims what one claim after another would: fair across connections, each claim
+    /// counting the runs the batch already started, stopping at `limit` or when nothing fits.
+    @Test(arguments: StoreKind.available) func aBatchClaimTakesWhatClaimsOneAfterAnotherWould(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        let busy = (1...4).map { variant("busy", "v\($0)") }
+        let quiet = variant("quiet")
+        for ref in busy + [quiet] { try await f.store.ensureVariant(ref) }
+        try await f.store.enqueueRuns(busy + [quiet])
+        #expect(try await f.store.claimRuns(claim(maxPerConnection: 2), limit: 0).isEmpty)
+        let first = try await f.store.claimRuns(claim(maxPerConnection: 2), limit: 2)
+        #expect(first.map(\.variant) == [busy[0], quiet])
+        let rest = try await f.store.claimRuns(claim(maxPerConnection: 2), limit: 16)
+        #expect(rest.map(\.variant) == [busy[1]], "busy stops at its limit of 2 running")
+        for run in first + rest {
+            #expect(try await f.store.activeRun(of: run.variant)?.status == .running)
+            #expect(try await f.store.leaseState(run.started.lease) == .held)
+        }
+        #expect(try await f.store.activeRun(of: busy[2])?.status == .queued)
+        #expect(try await f.store.claimRuns(claim(maxPerConnection: 2), limit: 16).isEmpty)
     }
 
     /// The claim looks first at the head of the queue; a run on an idle connection queued behind

@@ -24,6 +24,10 @@ public protocol RunQueueStore: Sendable {
     /// first. Two workers never claim the same run.
     /// - Returns: nil when nothing can be claimed now.
     func claimRun(_ claim: RunClaim) async throws -> ClaimedRun?
+    /// Claims up to `limit` runs, each as ``claimRun(_:)`` would in turn (each sees the runs the ones
+    /// before it started) — a store may do it in one transaction. Fewer (or none) when no more can be
+    /// claimed now.
+    func claimRuns(_ claim: RunClaim, limit: Int) async throws -> [ClaimedRun]
     /// Handles every running run whose lease ran out (``RunExpiry``): queued again as its next
     /// attempt, or given up with its variant's next run planned.
     /// - Returns: the runs handled, as they now stand.
@@ -35,4 +39,23 @@ public protocol RunQueueStore: Sendable {
     func nextScheduledRun(after time: Timestamp) async throws -> Timestamp?
     /// Sets when the variant's schedule next starts a run (nothing when the variant does not exist).
     func setNextRun(_ time: Timestamp, for variant: VariantRef) async throws
+}
+
+extension RunQueueStore {
+    /// One ``claimRun(_:)`` after another, until `limit` or nothing more can be claimed. Each claim
+    /// commits on its own, so when one fails after others succeeded, those are returned (they
+    /// are running now, and must be run); the error is thrown only when nothing was claimed.
+    public func claimRuns(_ claim: RunClaim, limit: Int) async throws -> [ClaimedRun] {
+        var claimed: [ClaimedRun] = []
+        while claimed.count < limit {
+            do {
+                guard let run = try await claimRun(claim) else { break }
+                claimed.append(run)
+            } catch {
+                if claimed.isEmpty { throw error }
+                break
+            }
+        }
+        return claimed
+    }
 }

@@ -69,10 +69,16 @@ public enum RunCompletionRule {
         return decision
     }
 
+    /// Whether ``consecutiveRetryableFailures(before:decision:)`` looks at the earlier runs: only after
+    /// a temporary failure (otherwise the store need not read them).
+    public static func countsEarlierFailures(_ decision: Decision) -> Bool {
+        decision.status == .failed && decision.retry != nil
+    }
+
     /// Temporary failures in a row ending with this run: the finished runs before it (newest first)
     /// that failed with a retry hint, plus this one when it did.
     public static func consecutiveRetryableFailures(before earlier: [RunRecord], decision: Decision) -> Int {
-        guard decision.status == .failed, decision.retry != nil else { return 0 }
+        guard countsEarlierFailures(decision) else { return 0 }
         return 1 + earlier.prefix { $0.status == .failed && $0.retry != nil }.count
     }
 }
