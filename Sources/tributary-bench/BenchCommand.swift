@@ -7,5 +7,5 @@ import ArgumentParser
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tributary-bench", abstract: "Tributary benchmarks (build with -c release).",
-        subcommands: [IngestBench.self, FeedBench.self, DeletesBench.self, EndToEndBench.self, SchedulerBench.self, ChaosCommand.self, OrdersProviderCommand.self])
+        subcommands: [IngestBench.self, FeedBench.self, DeletesBench.self, EndToEndBench.self, SchedulerBench.self, ChaosCommand.self, OrdersProviderCommand.self, SchedulerWorkerCommand.self])
 }

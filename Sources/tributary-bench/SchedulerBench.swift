@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import TributaryCore
 import TributaryEngine
 import TributaryStore
@@ -13,7 +14,8 @@ import TributaryStore
 /// `created_at + k × interval`), reported apart for variants' first runs (due at creation, found by
 /// the next tick) and for their scheduled runs — all of them, and the steady state: those whose slot
 /// came an interval or more after the last first run finished. Then every variant is paused and the
-/// process's CPU is measured while nothing is due ("CPU when idle").
+/// process's CPU is measured while nothing is due ("CPU when idle"). With `--worker-processes N` the
+/// schedulers and workers are N processes of their own (``SchedulerWorkerCommand``) sharing the store.
 struct SchedulerBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "scheduler", abstract: "Schedule lag p50/p99, runs/s and idle CPU with many variants on short frequencies.")
@@ -30,6 +32,27 @@ struct SchedulerBench: AsyncParsableCommand {
     @Option(help: "Seconds to measure idle CPU for.") var idle = 10.0
     @Option(help: "The scheduler's tick and the worker's poll, in seconds (tributary.yaml scheduler.tick_seconds).") var tick = 1.0
     @Option(help: "Runs at once in the worker (tributary.yaml scheduler.max_concurrent_runs).") var maxConcurrentRuns = 16
+    @Option(
+        help:
+            "Worker processes, each with its own scheduler and worker on the same store (0: one of each in this process). Idle CPU is then theirs, together."
+    )
+    var workerProcesses = 0
+
+    /// The scheduler and the worker a process runs, with the HTTP client they share (shut it down after).
+    static func worker(store: any Store, config: TributaryConfig, tick: Double, maxConcurrentRuns: Int, logger: Logger) throws
+        -> (RunCoordinator, Scheduler, OutboundHTTP)
+    {
+        let http = OutboundHTTP()
+        let providers = ProviderAccess(
+            config: config, store: store, cipher: try CredentialCipher(base64Key: Data(repeating: 7, count: 32).base64EncodedString()), http: http,
+            logger: logger)
+        let executor = SyncExecutor(store: store, functions: try SyncFunctionRegistry([]), providers: providers, logger: logger)
+        let tick = Duration.milliseconds(Int(tick * 1000))
+        let worker = RunCoordinator(
+            executor: executor, config: config, limits: RunCoordinator.Limits(maxConcurrentRuns: maxConcurrentRuns, poll: tick), logger: logger)
+        let scheduler = Scheduler(config: config, store: store, worker: worker, interval: tick, logger: logger)
+        return (worker, scheduler, http)
+    }
 
     func configYAML(baseURL: String) -> String {
         """
@@ -59,7 +82,7 @@ struct SchedulerBench: AsyncParsableCommand {
         defer { stores.removeFiles() }
         let total = connections * variants
         var report = BenchReport(
-            suite: "scheduler: \(connections) connections × \(variants) variants, every \(frequency) s\(jitter > 0 ? ", jitter \(jitter) s, created at once" : (atOnce ? ", created at once, no jitter" : "")), tick \(tick) s, \(maxConcurrentRuns) runs at once, watched \(Int(duration)) s",
+            suite: "scheduler: \(connections) connections × \(variants) variants, every \(frequency) s\(jitter > 0 ? ", jitter \(jitter) s, created at once" : (atOnce ? ", created at once, no jitter" : "")), tick \(tick) s, \(maxConcurrentRuns) runs at once\(workerProcesses > 0 ? " in each of \(workerProcesses) worker processes" : ""), watched \(Int(duration)) s",
             header: ["store: runs", "runs", "runs/s", "lag p50", "lag p99", "lag max", "busiest second", "failed", "idle CPU"])
         report.usesRecordOptions = false
         let provider = try ProviderProcess(records: 3)
@@ -76,20 +99,25 @@ struct SchedulerBench: AsyncParsableCommand {
             }
         }
         for kind in stores.kinds {
-            let outcome = try await stores.withStore(kind, name: "scheduler") { store, _ in
-                let http = OutboundHTTP()
-                let providers = ProviderAccess(
-                    config: config, store: store, cipher: try CredentialCipher(base64Key: Data(repeating: 7, count: 32).base64EncodedString()), http: http,
-                    logger: stores.logger)
-                let executor = SyncExecutor(store: store, functions: try SyncFunctionRegistry([]), providers: providers, logger: stores.logger)
-                let tick = Duration.milliseconds(Int(self.tick * 1000))
-                let worker = RunCoordinator(
-                    executor: executor, config: config, limits: RunCoordinator.Limits(maxConcurrentRuns: maxConcurrentRuns, poll: tick), logger: stores.logger)
-                let scheduler = Scheduler(config: config, store: store, worker: worker, interval: tick, logger: stores.logger)
+            let outcome = try await stores.withStore(kind, name: "scheduler") { store, location in
+                let (worker, scheduler, http) = try Self.worker(
+                    store: store, config: config, tick: tick, maxConcurrentRuns: maxConcurrentRuns, logger: stores.logger)
+                let configFile = stores.directory.appendingPathComponent("scheduler.yaml").path
+                try configYAML(baseURL: provider.baseURL).write(toFile: configFile, atomically: true, encoding: .utf8)
                 return try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await worker.run() }
-                    group.addTask { try await scheduler.run() }
-                    defer { group.cancelAll() }
+                    var processes: SchedulerWorkerProcesses? = nil
+                    if workerProcesses > 0 {
+                        processes = try SchedulerWorkerProcesses(
+                            count: workerProcesses, configFile: configFile, location: location, server: options.database, tick: tick,
+                            maxConcurrentRuns: maxConcurrentRuns)
+                    } else {
+                        group.addTask { try await worker.run() }
+                        group.addTask { try await scheduler.run() }
+                    }
+                    defer {
+                        processes?.stop()
+                        group.cancelAll()
+                    }
                     for connection in Set(refs.map(\.connection)) { _ = try await store.ensureConnection(connection) }
                     // Created spread over one interval: their schedules (created_at + k × interval) are spread the same way.
                     let start = ContinuousClock.now
@@ -153,9 +181,11 @@ struct SchedulerBench: AsyncParsableCommand {
                     while try await refs.asyncContains(where: { try await store.activeRun(of: $0) != nil }) {
                         try await Task.sleep(for: .milliseconds(200))
                     }
-                    let cpu = ProcessStats.cpuSeconds()
+                    // The workers' CPU: this process's, or the worker processes' together.
+                    let cpuSeconds = { processes?.cpuSeconds ?? ProcessStats.cpuSeconds() }
+                    let cpu = cpuSeconds()
                     try await Task.sleep(for: .seconds(idle))
-                    let idleCPU = (ProcessStats.cpuSeconds() - cpu) / idle
+                    let idleCPU = (cpuSeconds() - cpu) / idle
                     try await http.shutdown()
                     return Outcome(
                         lags: lags.sorted(), firstLags: firstLags.sorted(), steadyLags: steadyLags.sorted(), failed: failed, watched: watched, idleCPU: idleCPU,
