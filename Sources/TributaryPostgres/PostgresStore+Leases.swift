@@ -9,20 +9,24 @@ extension PostgresStore {
     /// run (cancel, reset, delete, expiry) waits for this write or this write sees it ended — the
     /// lock order is always run rows first, then datasets.
     func fence(_ db: PostgresConnection, _ lease: RunLease) async throws -> FencedRun {
-        let (row, now) = try await fencedRow(db, lease.runId, lock: true, withState: false)
-        let run = try row.map(fencedRun)
-        try RunFence.check(lease, row: run?.fence, now: now)
-        return run!
+        try await fenced(db, lease, withState: false).run
     }
 
     /// ``fence(_:_:)`` that also reads the variant's state, in the same round trip, and locks the
     /// variant's row with the run's (run row, then variant row: the order every writer keeps), so
     /// the state is the one the transaction's writes to the variant go with.
     func fenceWithState(_ db: PostgresConnection, _ lease: RunLease) async throws -> (FencedRun, VariantState) {
-        let (row, now) = try await fencedRow(db, lease.runId, lock: true, withState: true)
+        let (run, row) = try await fenced(db, lease, withState: true)
+        return (run, try variantState(run.variant, row))
+    }
+
+    /// The run the lease names, locked and checked (``RunFence``), with the row it was read from.
+    private func fenced(_ db: PostgresConnection, _ lease: RunLease, withState: Bool) async throws -> (run: FencedRun, row: PostgresRandomAccessRow) {
+        let (row, now) = try await fencedRow(db, lease.runId, lock: true, withState: withState)
         let run = try row.map(fencedRun)
         try RunFence.check(lease, row: run?.fence, now: now)
-        return (run!, try variantState(run!.variant, row!))
+        guard let run, let row else { throw StoreMessages.unknownRun(lease.runId) }
+        return (run, row)
     }
 
     /// The run (nil when it does not exist) and the lease clock's now.

@@ -346,22 +346,19 @@ extension PostgresStore {
             if let results { try await addResults(db, results.run, model: results.model, results.result) }
             return
         }
-        let count: Int64?
+        // The head's numbers are this store's own, written as literals.
+        let head =
+            "UPDATE datasets SET last_seq = \(sequence), last_write_at = \(now), record_count = record_count + \(countDelta) WHERE id = \(dataset.id) RETURNING record_count"
+        let query: PostgresQuery
         if let (run, model, result) = results, !result.isEmpty {
-            count = try await db.one(
-                """
-                WITH head AS (
-                    UPDATE datasets SET last_seq = \(sequence), last_write_at = \(now), record_count = record_count + \(Int64(countDelta))
-                    WHERE id = \(dataset.id) RETURNING record_count)
+            query = """
+                WITH head AS (\(unescaped: head))
                 UPDATE runs SET results = \(try run.adding(result, for: model)) WHERE id = \(run.id) RETURNING (SELECT record_count FROM head) AS record_count
-                """, logger)?.int64("record_count")
-        } else {
-            count = try await db.one(
                 """
-                UPDATE datasets SET last_seq = \(sequence), last_write_at = \(now), record_count = record_count + \(Int64(countDelta))
-                WHERE id = \(dataset.id) RETURNING record_count
-                """, logger)?.int64("record_count")
+        } else {
+            query = PostgresQuery(unsafeSQL: head)
         }
+        let count = try await db.one(query, logger)?.int64("record_count")
         if let count, countDelta > 0, Self.crossesAnalyzeThreshold(from: count - Int64(countDelta), to: count) {
             try await analyzePartition(of: dataset, db)
         }

@@ -89,17 +89,18 @@ extension PostgresStore {
             // A batch takes the lock once; each claim in it sees the runs the ones before it started.
             try await self.lock(db, .runQueue)
             let now = self.clock()
+            // Runs of syncs this worker does not run stay queued for one that does (another version of
+            // the configuration during a rolling deploy, say): the query looks past them, however many.
+            let known = claim.syncKeys
             var claimed: [ClaimedRun] = []
-            while claimed.count < limit, let run = try await self.claimOne(db, claim, now: now) { claimed.append(run) }
+            while claimed.count < limit, let run = try await self.claimOne(db, claim, known: known, now: now) { claimed.append(run) }
             return claimed
         }
     }
 
     /// The fairest claimable run, started — in the caller's transaction, which holds the queue lock.
-    private func claimOne(_ db: PostgresConnection, _ claim: RunClaim, now: Timestamp) async throws -> ClaimedRun? {
-        // Runs of syncs this worker does not run stay queued for one that does (another version of
-        // the configuration during a rolling deploy, say): the query looks past them, however many.
-        let known = claim.syncKeys
+    /// `known`: the claim's sync keys (``RunClaim/syncKeys``).
+    private func claimOne(_ db: PostgresConnection, _ claim: RunClaim, known: [String], now: Timestamp) async throws -> ClaimedRun? {
         // The fairest claimable run: fewest running runs on its connection (across all workers), oldest first.
         // Most often that is the oldest queued run on a connection with nothing running, and it is
         // near the head of the queue: that query takes the busy connections once, then walks the
