@@ -42,11 +42,9 @@ extension PostgresStore {
         guard
             let row = try await db.one(
                 """
-                SELECT r.id, r.status, r.attempts, r.heartbeat_at + r.lease_seconds * 1000000 AS lease_end, r.kind, r.started_at, r.queued_at,
-                    r.deletion_generation AS run_generation, r.results, r.variant_pk, v.connection_pk, v.deletion_generation, v.sync_name, v.variant,
-                    c.environment, c.provider_config_key, c.connection_id, \(unescaped: Self.databaseNow) + \(offset) AS lease_now
+                SELECT \(unescaped: Self.fenceColumns), \(unescaped: Self.databaseNow) + \(offset) AS lease_now
                     \(unescaped: withState ? ", " + Self.fencedStateColumns : "")
-                FROM runs r JOIN sync_variants v ON v.id = r.variant_pk JOIN connections c ON c.id = v.connection_pk
+                \(unescaped: Self.fenceFrom)
                 WHERE r.id = \(runId) \(unescaped: lock ? (withState ? "FOR UPDATE OF r, v" : "FOR UPDATE OF r") : "")
                 """, logger)
         else {
@@ -54,6 +52,56 @@ extension PostgresStore {
             return (nil, now)
         }
         return (row, try row.int64("lease_now"))
+    }
+
+    /// The columns of a fence row (``fencedRun(_:)`` reads them), but the lease clock's now.
+    static let fenceColumns = """
+        r.id, r.status, r.attempts, r.heartbeat_at + r.lease_seconds * 1000000 AS lease_end, r.kind, r.started_at, r.queued_at,
+            r.deletion_generation AS run_generation, r.results, r.variant_pk, v.connection_pk, v.deletion_generation, v.sync_name, v.variant,
+            c.environment, c.provider_config_key, c.connection_id
+        """
+    /// The tables a fence row comes from (`r`, `v`, `c`).
+    static let fenceFrom = "FROM runs r JOIN sync_variants v ON v.id = r.variant_pk JOIN connections c ON c.id = v.connection_pk"
+
+    /// ``fence(_:_:)`` and ``datasetForWrite(_:_:model:)`` in one round trip: the run, locked and
+    /// checked, and the dataset it writes `model` to, locked (created on the model's first write),
+    /// in the order every writer locks them (run row, then dataset row). Should the run be lost, the
+    /// dataset row just created or locked goes with the transaction the failed check rolls back.
+    func fenceForWrite(_ db: PostgresConnection, _ lease: RunLease, model: String) async throws -> (FencedRun, DatasetHead) {
+        let offset = leaseClockOffset()
+        let row = try await db.one(
+            """
+            WITH f AS (
+                SELECT \(unescaped: Self.fenceColumns), \(unescaped: Self.databaseNow) + \(offset) AS lease_now
+                \(unescaped: Self.fenceFrom)
+                WHERE r.id = \(lease.runId) FOR UPDATE OF r),
+            found AS (
+                SELECT d.id, d.last_seq, d.last_write_at, d.record_count FROM datasets d JOIN f ON d.connection_pk = f.connection_pk AND d.variant = f.variant
+                WHERE d.model = \(model) FOR UPDATE OF d),
+            created AS (
+                INSERT INTO datasets(connection_pk, sync_name, model, variant, last_seq)
+                SELECT f.connection_pk, f.sync_name, \(model), f.variant, (SELECT value FROM store_meta WHERE key = 'seq_floor') FROM f
+                WHERE NOT EXISTS (SELECT 1 FROM found)
+                ON CONFLICT (connection_pk, model, variant) DO NOTHING RETURNING id, last_seq, last_write_at, record_count),
+            head AS (SELECT * FROM found UNION ALL SELECT * FROM created)
+            SELECT f.*, head.id AS dataset_id, head.last_seq, head.last_write_at, head.record_count FROM f LEFT JOIN head ON true
+            """, logger)
+        guard let row else {
+            // No such run: the fence's own read fails with the reason.
+            _ = try await fence(db, lease)
+            throw StoreMessages.unknownRun(lease.runId)
+        }
+        let run = try fencedRun(row)
+        try RunFence.check(lease, row: run.fence, now: try row.int64("lease_now"))
+        guard let id = try row.optionalInt64("dataset_id") else {
+            // Neither found nor created: another writer created it at the same moment.
+            return (run, try await datasetForWrite(db, run, model: model))
+        }
+        return (
+            run,
+            DatasetHead(
+                id: id, lastSequence: try row.int64("last_seq"), lastWriteAt: try row.int64("last_write_at"), recordCount: try row.int64("record_count"))
+        )
     }
 
     /// The variant's state columns a fence row lacks (``variantState(_:_:)`` reads them with the

@@ -17,13 +17,58 @@ extension PostgresStore {
         let ids = unique.map(\.id)
         let hashes = unique.map { Int64(bitPattern: $0.hash) }
         let payloads = unique.map { String(decoding: $0.json, as: UTF8.self) }
-        return try await transaction { db in
-            let run = try await self.fence(db, lease)
+        do {
+            return try await saveRecords(ids, hashes, payloads, model: model, checkpoint: checkpoint, for: lease, insertingOnly: true)
+        } catch is TakenIdOnInsert {
+            // An id of the page was taken after all: the transaction rolled back; the full path.
+            return try await saveRecords(ids, hashes, payloads, model: model, checkpoint: checkpoint, for: lease, insertingOnly: false)
+        }
+    }
+
+    /// The plain insert of a page believed all new found one of its ids taken.
+    private struct TakenIdOnInsert: Error {}
+
+    /// Saves a page of unique records in one transaction. While a run's page comes into a dataset
+    /// holding only records the run added itself (a first load, see
+    /// ``DatasetHead/holdsOnlyRecordsAdded(byRun:)``) and `insertingOnly` allows it, the page is
+    /// one plain `INSERT` — about a third cheaper for the server than the upsert, which first
+    /// looks for each id (measured in docs/BENCHMARKS.md) — and a taken id throws
+    /// ``TakenIdOnInsert``, rolling the transaction back, for the caller to save the page again on
+    /// the full path. Otherwise one upsert decides per record: new, changed, re-added or unchanged.
+    private func saveRecords(
+        _ ids: [String], _ hashes: [Int64], _ payloads: [String], model: String, checkpoint: Checkpoint?, for lease: RunLease, insertingOnly: Bool
+    ) async throws -> ModelResult {
+        try await transaction { db in
+            let (run, dataset) = try await self.fenceForWrite(db, lease, model: model)
             if checkpoint != nil, run.kind == .webhook { throw StoreMessages.checkpointInWebhookRun }
             let seenGeneration = run.seenGeneration
-            let dataset = try await self.datasetForWrite(db, run, model: model)
             let (sequence, now) = self.nextChange(dataset)
             let generation = seenGeneration ?? 0
+            if insertingOnly, dataset.holdsOnlyRecordsAdded(byRun: try ModelResult.decodeRunResults(run.results)[model]?.added ?? 0) {
+                // The insert, the dataset's head, the run's counts and the checkpoint (if any) in
+                // one statement: one round trip.
+                let result = ModelResult(added: ids.count)
+                let count: Int64?
+                do {
+                    count = try await db.one(
+                        """
+                        WITH inserted AS (
+                            INSERT INTO records(dataset_id, external_id, hash, seq, first_seen_at, updated_at, deleted_at, seen_generation, payload)
+                            SELECT \(dataset.id), i.external_id, i.hash, \(sequence), \(now), \(now), NULL, \(generation), i.payload
+                            FROM unnest(\(ids)::text[], \(hashes)::int8[], \(payloads)::text[]) AS i(external_id, hash, payload)),
+                        head AS (\(unescaped: Self.headUpdate(dataset, sequence: sequence, now: now, countDelta: ids.count))),
+                        checkpointed AS (
+                            UPDATE sync_variants SET checkpoint = \(checkpoint?.json), checkpoint_generation = \(run.deletionGeneration)
+                            WHERE id = \(run.variantPK) AND \(checkpoint != nil))
+                        UPDATE runs SET results = \(try run.adding(result, for: model)) WHERE id = \(run.id)
+                        RETURNING (SELECT record_count FROM head) AS record_count
+                        """, self.logger)?.int64("record_count")
+                } catch where Self.isUniqueViolation(error) {
+                    throw TakenIdOnInsert()
+                }
+                try await self.analyzeIfGrown(dataset, to: count, by: ids.count, db)
+                return result
+            }
             var result = ModelResult()
             let rows = try await db.query(
                 """
@@ -45,7 +90,7 @@ extension PostgresStore {
             for try await firstSeen in rows.decode(Int64.self) {
                 if firstSeen == now { result.added += 1 } else { result.updated += 1 }
             }
-            if let seenGeneration, result.added + result.updated < unique.count {
+            if let seenGeneration, result.added + result.updated < ids.count {
                 // Unchanged records: only marked seen in this run's deletion window (changed ones already are).
                 try await db.query(
                     """
@@ -53,7 +98,7 @@ extension PostgresStore {
                     WHERE dataset_id = \(dataset.id) AND external_id = ANY(\(ids)::text[]) AND seen_generation < \(seenGeneration)
                     """, logger: self.logger)
             }
-            if result.added + result.updated < unique.count,
+            if result.added + result.updated < ids.count,
                 try await db.one("SELECT 1 AS x FROM records WHERE dataset_id = \(dataset.id) AND pruned_at IS NOT NULL LIMIT 1", self.logger) != nil
             {
                 // Pruned records saved again unchanged get their payload back, in place: no change, no move in the feed.
@@ -309,17 +354,21 @@ extension PostgresStore {
         let row = try await db.one(
             """
             WITH found AS (
-                SELECT id, last_seq, last_write_at FROM datasets
+                SELECT id, last_seq, last_write_at, record_count FROM datasets
                 WHERE connection_pk = \(run.connectionPK) AND model = \(model) AND variant = \(run.variant.variant) FOR UPDATE),
             created AS (
                 INSERT INTO datasets(connection_pk, sync_name, model, variant, last_seq)
                 SELECT \(run.connectionPK), \(run.variant.syncName), \(model), \(run.variant.variant), (SELECT value FROM store_meta WHERE key = 'seq_floor')
                 WHERE NOT EXISTS (SELECT 1 FROM found)
-                ON CONFLICT (connection_pk, model, variant) DO NOTHING RETURNING id, last_seq, last_write_at)
-            SELECT id, last_seq, last_write_at FROM found UNION ALL SELECT id, last_seq, last_write_at FROM created
+                ON CONFLICT (connection_pk, model, variant) DO NOTHING RETURNING id, last_seq, last_write_at, record_count)
+            SELECT id, last_seq, last_write_at, record_count FROM found UNION ALL SELECT id, last_seq, last_write_at, record_count FROM created
             """, logger)
         // Neither found nor created: another writer created it at the same moment (its insert now committed).
-        if let row { return try datasetHead(row) }
+        if let row {
+            var head = try datasetHead(row)
+            head.recordCount = try row.int64("record_count")
+            return head
+        }
         guard let head = try await findDataset(db, connectionPK: run.connectionPK, model: model, variant: run.variant.variant) else {
             throw TributaryError(.unknownConnection, "Dataset of model '\(model)' could not be created.")
         }
@@ -346,9 +395,7 @@ extension PostgresStore {
             if let results { try await addResults(db, results.run, model: results.model, results.result) }
             return
         }
-        // The head's numbers are this store's own, written as literals.
-        let head =
-            "UPDATE datasets SET last_seq = \(sequence), last_write_at = \(now), record_count = record_count + \(countDelta) WHERE id = \(dataset.id) RETURNING record_count"
+        let head = Self.headUpdate(dataset, sequence: sequence, now: now, countDelta: countDelta)
         let query: PostgresQuery
         if let (run, model, result) = results, !result.isEmpty {
             query = """
@@ -359,6 +406,18 @@ extension PostgresStore {
             query = PostgresQuery(unsafeSQL: head)
         }
         let count = try await db.one(query, logger)?.int64("record_count")
+        try await analyzeIfGrown(dataset, to: count, by: countDelta, db)
+    }
+
+    /// The statement that moves `dataset`'s head to a write's sequence and time and adds
+    /// `countDelta` to its record count, returning the count. Its numbers are this store's own,
+    /// written as literals.
+    static func headUpdate(_ dataset: DatasetHead, sequence: Int64, now: Int64, countDelta: Int) -> String {
+        "UPDATE datasets SET last_seq = \(sequence), last_write_at = \(now), record_count = record_count + \(countDelta) WHERE id = \(dataset.id) RETURNING record_count"
+    }
+
+    /// Analyses `dataset`'s partition when growing by `countDelta` to `count` records passed a threshold.
+    func analyzeIfGrown(_ dataset: DatasetHead, to count: Int64?, by countDelta: Int, _ db: PostgresConnection) async throws {
         if let count, countDelta > 0, Self.crossesAnalyzeThreshold(from: count - Int64(countDelta), to: count) {
             try await analyzePartition(of: dataset, db)
         }
@@ -380,12 +439,17 @@ extension PostgresStore {
     /// takes `dataset_id = X` for a few rows and looks records up through the feed index, reading
     /// the whole dataset for every page (quadratic: measured 35–110 ms per page of 1,000 at 100k
     /// records). Analysing each time a dataset doubles (from 8,192 records) keeps lookups on the
-    /// primary key for O(log n) short ANALYZEs (each samples at most 30,000 rows).
+    /// primary key for O(log n) short ANALYZEs. Each samples 3,000 rows (statistics target 10, for
+    /// this ANALYZE only): enough for the row count and the datasets' share of the partition, which
+    /// is all these plans need; the default 30,000 cost a first load of 100,000 records a fifth of
+    /// its time (docs/BENCHMARKS.md). Autovacuum's own ANALYZEs later refine them at the default.
+    /// Runs inside the write's transaction (`SET LOCAL`).
     func analyzePartition(of dataset: DatasetHead, _ db: PostgresConnection) async throws {
         guard let name = try await db.one("SELECT tableoid::regclass::text AS name FROM records WHERE dataset_id = \(dataset.id) LIMIT 1", logger)?
             .string("name"),
             name.wholeMatch(of: /records_p[0-9]+/) != nil
         else { return }
+        try await db.query("SET LOCAL default_statistics_target = 10", logger: logger)
         // The name comes from the catalog and is checked above; identifiers cannot be bound.
         try await db.query(PostgresQuery(unsafeSQL: "ANALYZE \(name)"), logger: logger)
     }

@@ -116,11 +116,23 @@ public struct DatasetHead: Sendable, Hashable {
     public var id: Int64
     public var lastSequence: Int64
     public var lastWriteAt: Int64
+    /// Its live records, when the store read them with the head (nil otherwise).
+    public var recordCount: Int64?
 
-    public init(id: Int64, lastSequence: Int64, lastWriteAt: Int64) {
+    public init(id: Int64, lastSequence: Int64, lastWriteAt: Int64, recordCount: Int64? = nil) {
         self.id = id
         self.lastSequence = lastSequence
         self.lastWriteAt = lastWriteAt
+        self.recordCount = recordCount
+    }
+
+    /// Whether every live record of the dataset was added by the run writing now, which has added
+    /// `addedByRun` records of its model so far: then the run's next page is most likely all new
+    /// (a first load), and a store may insert it without looking for taken ids first — provided it
+    /// falls back to its full path when an id is taken (a deleted record's, or one the run saved on
+    /// an earlier page). False when the count was not read.
+    public func holdsOnlyRecordsAdded(byRun addedByRun: Int) -> Bool {
+        recordCount == Int64(addedByRun)
     }
 
     /// The change sequence and timestamp (microseconds) of the next write. Timestamps strictly

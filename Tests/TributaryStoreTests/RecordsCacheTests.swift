@@ -148,6 +148,42 @@ struct RecordsCacheTests {
         #expect(try await f.store.liveRecords(baseVariant.dataset("Order"))["1"]?["v"] == 2)
     }
 
+    /// A first load's pages go in as plain inserts on PostgreSQL (the dataset holds only what the
+    /// run added); a page that repeats an id of an earlier page of the same run, or brings back a
+    /// deleted record, falls back to the full path and counts as it would there.
+    @Test(arguments: StoreKind.available) func aFirstLoadsPageRepeatingAnEarlierPagesIdIsSavedInFull(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        let (first, second, third) = try await f.store.inRun(of: baseVariant) { lease in
+            let first = try await f.store.saveRecords([order("1", ["v": 1]), order("2", ["v": 1])], model: "Order", checkpoint: nil, for: lease)
+            // "2" again, changed, beside a new "3": the plain insert finds "2" taken.
+            let second = try await f.store.saveRecords([order("3", ["v": 1]), order("2", ["v": 2])], model: "Order", checkpoint: nil, for: lease)
+            // The dataset still holds only what this run added: the next page is tried as new again.
+            let third = try await f.store.saveRecords([order("4", ["v": 1]), order("2", ["v": 2])], model: "Order", checkpoint: nil, for: lease)
+            return (first, second, third)
+        }
+        #expect(first == ModelResult(added: 2))
+        #expect(second == ModelResult(added: 1, updated: 1))
+        #expect(third == ModelResult(added: 1))
+        let live = try await f.store.liveRecords(baseVariant.dataset("Order"))
+        #expect(live.keys.sorted() == ["1", "2", "3", "4"])
+        #expect(live["2"]?["v"] == 2)
+        #expect(try await f.store.recordCounts(of: baseVariant) == ["Order": 4])
+        let feed = try await f.store.allChanges(baseVariant.dataset("Order"))
+        #expect(feed.map(\.id).sorted() == ["1", "2", "3", "4"], "each record once in the feed")
+        let sequence = Dictionary(uniqueKeysWithValues: feed.map { ($0.id, $0.cursor.sequence) })
+        #expect(sequence["2"] == sequence["3"], "the changed record moved to the second page's write")
+        #expect((sequence["1"] ?? 0) < (sequence["2"] ?? 0))
+        #expect((sequence["2"] ?? 0) < (sequence["4"] ?? 0), "unchanged on the third page: not moved again")
+
+        // All deleted, then a run brings "1" back beside a new "5": re-added, and "5" added.
+        _ = try await f.store.deleteRecords(ids: ["1", "2", "3", "4"], model: "Order", of: baseVariant)
+        #expect(try await f.store.recordCounts(of: baseVariant) == ["Order": 0])
+        let back = try await f.store.saveRecords([order("5"), order("1", ["v": 1])], model: "Order", of: baseVariant)
+        #expect(back == ModelResult(added: 2))
+        #expect(try await f.store.recordCounts(of: baseVariant) == ["Order": 2])
+        #expect(try await f.store.liveRecords(baseVariant.dataset("Order")).keys.sorted() == ["1", "5"])
+    }
+
     @Test(arguments: StoreKind.available) func variantsAreIsolated(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
         _ = try await f.store.saveRecords([order("1"), order("2")], model: "Order", of: baseVariant)
