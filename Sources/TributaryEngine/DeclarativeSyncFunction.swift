@@ -33,19 +33,22 @@ struct DeclarativeSyncFunction: SyncFunction {
         }
         var pages = 0
         var saved = 0
-        // The next page is fetched, read, mapped and prepared (canonical JSON + hash) while this
-        // one is written (see `forEachPage(preparedBy:)`).
-        try await nango.paginate(request, pagination, resumingAfter: resumeAfter).forEachPage(preparedBy: spec) { page in
-            // The page and the checkpoint naming the page after it are saved as one write.
-            if let next = page.next {
+        // The next pages are fetched, read, mapped and prepared (canonical JSON + hash) while these
+        // are written; the pages that were ready when the write before ended go in one write (see
+        // `forEachBatch(preparedBy:)`).
+        try await nango.paginate(request, pagination, resumingAfter: resumeAfter).forEachBatch(preparedBy: spec) { batch in
+            guard let last = batch.last else { return }
+            let records = batch.count == 1 ? last.records : batch.flatMap(\.records)
+            // The pages and the checkpoint naming the page after them are saved as one write.
+            if let next = last.next {
                 var values: JSONObject = ["next": .string(next)]
                 if let since { values["since"] = .string(since) }
-                try await nango.batchSave(prepared: page.records, model: model, checkpoint: try Checkpoint(values))
+                try await nango.batchSave(prepared: records, model: model, checkpoint: try Checkpoint(values))
             } else {
-                try await nango.batchSave(prepared: page.records, model: model)
+                try await nango.batchSave(prepared: records, model: model)
             }
-            pages += 1
-            saved += page.records.count
+            pages += batch.count
+            saved += records.count
         }
         // Done: an incremental run must not resume mid-listing next time (a full one's checkpoint is cleared on success).
         if checkpoint != nil || pages > 1 { try await nango.clearCheckpoint() }

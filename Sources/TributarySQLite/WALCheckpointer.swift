@@ -13,7 +13,9 @@ import Synchronization
 /// everything is copied, as it does after its own checkpoints.
 ///
 /// Should the checkpointer fall behind (or fail), the writer checkpoints itself once the log reaches
-/// ``writerCheckpointPages``, as SQLite's own hook would: the log stays bounded.
+/// ``writerCheckpointPages`` while a checkpoint is under way, as SQLite's own hook would: the log
+/// stays bounded. A log past that size with no checkpoint under way — one transaction larger than
+/// the bound — goes to the checkpointer like any other.
 final class WALCheckpointer: Sendable {
     /// The log size (pages) from which a commit asks for a checkpoint: SQLite's default.
     static let checkpointPages: Int32 = 1000
@@ -23,9 +25,16 @@ final class WALCheckpointer: Sendable {
     private let connection: DatabaseQueue
     private let pending = Atomic<Bool>(false)
     private let finished = Atomic<Int>(0)
+    private let writerRuns = Atomic<Int>(0)
 
     /// How many checkpoints this checkpointer has run.
     var checkpointsRun: Int { finished.load(ordering: .relaxed) }
+
+    /// Whether a checkpoint is under way.
+    var isCheckpointing: Bool { pending.load(ordering: .acquiring) }
+
+    /// How many times the writer checkpointed itself, the log having outgrown the checkpointer.
+    var writerCheckpoints: Int { writerRuns.load(ordering: .relaxed) }
 
     /// Opens the checkpointer's connection to the database at `path` (already in WAL mode).
     init(path: String) throws {
@@ -46,15 +55,20 @@ final class WALCheckpointer: Sendable {
         connection.inDatabase { _ in }
     }
 
-    /// Starts a checkpoint unless one is under way (the hook calls it once the log is due).
-    fileprivate func startCheckpoint() {
-        guard pending.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return }
+    fileprivate func countWriterCheckpoint() { writerRuns.add(1, ordering: .relaxed) }
+
+    /// Starts a checkpoint unless one is under way (the hook calls it once the log is due); true
+    /// when it started one.
+    @discardableResult
+    fileprivate func startCheckpoint() -> Bool {
+        guard pending.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return false }
         connection.asyncWriteWithoutTransaction { [self] db in
             // A failed checkpoint leaves the log to the next one (or to the writer's own, past its limit).
             _ = try? db.checkpoint(.passive)
             finished.add(1, ordering: .relaxed)
             pending.store(false, ordering: .releasing)
         }
+        return true
     }
 
     // MARK: The writer's hook
@@ -92,14 +106,16 @@ final class WALCheckpointer: Sendable {
 private let walHook: @convention(c) (UnsafeMutableRawPointer?, OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32 = { context, db, name, pages in
     guard pages >= WALCheckpointer.checkpointPages else { return SQLITE_OK }
     let checkpointer = WALCheckpointer.registered(Int(bitPattern: context))
-    if let checkpointer, pages < WALCheckpointer.writerCheckpointPages {
-        checkpointer.startCheckpoint()
-        return SQLITE_OK
+    if let checkpointer {
+        // Below the writer's bound, or past it with no checkpoint under way (one large transaction
+        // grew the log, say): the checkpointer copies it while the writer goes on.
+        if checkpointer.startCheckpoint() || pages < WALCheckpointer.writerCheckpointPages { return SQLITE_OK }
     }
-    // No checkpointer (yet, or any more), or the log outgrew it (the writer commits faster than the
-    // log restarts): after the checkpoint under way, the writer copies the rest itself, as SQLite's
-    // own hook does, so its next transaction starts the log over.
+    // No checkpointer (yet, or any more), or the log outgrew it while it was copying (the writer
+    // commits faster than the log restarts): after the checkpoint under way, the writer copies the
+    // rest itself, as SQLite's own hook does, so its next transaction starts the log over.
     checkpointer?.waitForCheckpoint()
+    checkpointer?.countWriterCheckpoint()
     sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
     return SQLITE_OK
 }

@@ -530,10 +530,10 @@ struct PagePrefetchTests {
             }
         }
         #expect(seen == 3)
-        #expect(source.count <= 5, "at most two pages ahead of the failing one were requested")
+        #expect(source.count <= 6, "at most three pages ahead of the failing one were requested")
     }
 
-    @Test func theFetchingSideRunsAtMostTwoPagesAhead() async throws {
+    @Test func theFetchingSideRunsAtMostThreePagesAhead() async throws {
         let source = Source()
         var held = false
         var pagesSeen = 0
@@ -542,11 +542,11 @@ struct PagePrefetchTests {
             guard !held else { return }
             held = true
             // While the first page is held here, the pages after it are fetched, but no more than
-            // two: three pages in memory at most.
+            // three: four pages in memory at most.
             let deadline = ContinuousClock.now + .seconds(5)
-            while source.count < 3, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
+            while source.count < 4, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
             try await Task.sleep(for: .milliseconds(100))
-            #expect(source.count == 3)
+            #expect(source.count == 4)
         }
         #expect(pagesSeen == 11, "ten pages and the empty one")
     }
@@ -566,8 +566,35 @@ struct PagePrefetchTests {
         await #expect(throws: CancellationError.self) { try await listing.value }
         let requested = source.count
         try await Task.sleep(for: .milliseconds(50))
-        #expect(source.count == requested && requested <= 3, "nothing fetched after the cancellation, at most two pages ahead before it")
+        #expect(source.count == requested && requested <= 4, "nothing fetched after the cancellation, at most three pages ahead before it")
         #expect(started.withLock { $0 } == 1)
+    }
+
+    /// A body slower than the fetching side gets the pages that waited for it together, two at
+    /// most, in order; each page once.
+    @Test func aSlowBodyTakesThePagesReadyForItTwoAtATime() async throws {
+        let source = Source()
+        let spec = DeclarativeSpec(endpoint: "/items", recordsPath: "items")
+        var batches: [[[String]]] = []
+        try await pages(source).forEachBatch(preparedBy: spec) { batch in
+            if batches.isEmpty {
+                // Held until the fetching side has four pages in memory (this call's among them)
+                // and stopped: two or more are ready after it by then.
+                let deadline = ContinuousClock.now + .seconds(5)
+                while source.count < 4, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
+                try await Task.sleep(for: .milliseconds(100))
+                #expect(source.count == 4, "no more than four pages in memory")
+            }
+            batches.append(batch.map { $0.records.map(\.id) })
+        }
+        let first = try #require(batches.first)
+        let firstPages = first.count
+        #expect((1...2).contains(firstPages))
+        let expectedSecond = (firstPages..<(firstPages + 2)).map { ["r\($0 * 2)", "r\($0 * 2 + 1)"] }
+        #expect(batches.dropFirst().first == expectedSecond, "the two pages that waited, in one call")
+        #expect(batches.allSatisfy { !$0.isEmpty && $0.count <= 2 })
+        #expect(batches.flatMap { $0 }.flatMap { $0 } == (0..<20).map { "r\($0)" }, "every record once, in order")
+        #expect(source.requested.withLock { $0 } == Array(stride(from: 0, through: 20, by: 2)), "each page requested once, in order, up to the empty one")
     }
 
     @Test func aDeclarativeCursorReadFromInsideTheRecordsFollowsEveryPage() async throws {

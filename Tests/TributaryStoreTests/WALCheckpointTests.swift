@@ -42,11 +42,29 @@ struct WALCheckpointTests {
         let bound = (Int(WALCheckpointer.writerCheckpointPages) + 2 * 1_200) * (4096 + 24)
         #expect(largestLog > 0 && largestLog <= bound, "the log stayed within the writer's limit plus a commit (\(largestLog) bytes)")
         #expect(try await store.recordCounts(of: variant)["Order"] == 17_000)
+
+        // One transaction larger than the writer's bound, with no checkpoint under way (the log
+        // emptied first): the checkpointer copies it, the writer does not stop for it.
+        let deadline2 = ContinuousClock.now + .seconds(20)
+        while store.checkpointer.isCheckpointing, ContinuousClock.now < deadline2 { try await Task.sleep(for: .milliseconds(20)) }
+        _ = try await store.pool.writeWithoutTransaction { try $0.checkpoint(.truncate) }
+        #expect(Self.fileSize(path + "-wal") == 0)
+        let (before, writerBefore) = (store.checkpointer.checkpointsRun, store.checkpointer.writerCheckpoints)
+        let large = try (17..<23).flatMap { try page($0) }  // about 12,000 log pages in one commit
+        try await store.inRun(of: variant) { lease in
+            _ = try await store.saveRecords(large, model: "Order", checkpoint: nil, for: lease)
+            // (The run's completion, a commit while that checkpoint is under way with the log past
+            // the bound, may well be checkpointed by the writer.)
+            #expect(store.checkpointer.writerCheckpoints == writerBefore, "the writer did not checkpoint the large commit itself")
+        }
+        while store.checkpointer.checkpointsRun == before, ContinuousClock.now < deadline2 { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(store.checkpointer.checkpointsRun > before, "the checkpointer copied it")
+        #expect(try await store.recordCounts(of: variant)["Order"] == 23_000)
         try store.close()
 
         // Everything is in the database: opened again, every record is there.
         let reopened = try SQLiteStore(path: path)
-        #expect(try await reopened.recordCounts(of: variant)["Order"] == 17_000)
+        #expect(try await reopened.recordCounts(of: variant)["Order"] == 23_000)
         try reopened.close()
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// How a provider endpoint pages through results, for ``SyncContext/paginate(_:_:resumingAfter:)``
 /// and declarative syncs.
@@ -100,10 +101,10 @@ public struct ProviderPages: AsyncSequence, Sendable {
         Iterator(pages: self, position: start, finished: false, previousPage: nil)
     }
 
-    /// Calls `body` with every page in order, fetching (and parsing) the page after it while `body`
+    /// Calls `body` with every page in order, fetching (and parsing) the pages after it while `body`
     /// runs — a sync function that saves each page overlaps the provider's latency and the parsing
-    /// with its own store writes. At most three pages are in memory (``pagesInFlight``). When `body` throws, the fetch
-    /// in flight is cancelled and the error is rethrown.
+    /// with its own store writes. At most four pages are in memory (``pagesInFlight``). When `body`
+    /// throws, the fetch in flight is cancelled and the error is rethrown.
     ///
     /// ```swift
     /// try await nango.paginate(orders, pagination).forEachPage { page in
@@ -120,7 +121,7 @@ public struct ProviderPages: AsyncSequence, Sendable {
     public func forEachPage<Prepared: Sendable>(
         preparing prepare: @escaping @Sendable (ProviderPage) throws -> Prepared, _ body: (Prepared) async throws -> Void
     ) async throws {
-        try await pipelined({ iterator in try await iterator.next().map(prepare) }, body)
+        try await pipelined({ iterator in try await iterator.next().map(prepare) }, { for item in $0 { try await body(item) } })
     }
 
     /// ``forEachPage(_:)`` for a declarative sync: each page's records come mapped by `spec` and
@@ -128,31 +129,54 @@ public struct ProviderPages: AsyncSequence, Sendable {
     /// ``DeclarativeSpec/preparedRecords(of:at:answering:keepingRecordsInBody:)`` can. The page
     /// after is fetched and prepared while `body` runs.
     public func forEachPage(preparedBy spec: DeclarativeSpec, _ body: (PreparedPage) async throws -> Void) async throws {
+        try await pipelined(preparedPages(spec), { for item in $0 { try await body(item) } })
+    }
+
+    /// ``forEachPage(preparedBy:_:)`` handing `body` every page that is ready when it is free, in
+    /// order (one at least, ``batchPages`` at most): a body slower than the fetching side — a store
+    /// write — takes the pages that waited for it in one call, and pays its per-call cost (a
+    /// transaction) once for them. Memory still holds ``pagesInFlight`` pages at most.
+    public func forEachBatch(preparedBy spec: DeclarativeSpec, _ body: ([PreparedPage]) async throws -> Void) async throws {
+        try await pipelined(maxBatch: Self.batchPages, preparedPages(spec), body)
+    }
+
+    /// The fetching side's step of a declarative sync: the next page, mapped by `spec` and prepared.
+    private func preparedPages(_ spec: DeclarativeSpec) -> @Sendable (inout Iterator) async throws -> PreparedPage? {
         let keep = pagination.readsNextFromRecords
-        try await pipelined({ iterator in
+        return { iterator in
             try await iterator.nextContent { response, request, recordsPath in
                 try spec.preparedRecords(of: response, at: recordsPath, answering: request, keepingRecordsInBody: keep)
             } fingerprint: { records in
                 records.map(\.hash).withUnsafeBytes { ContentHash.hash($0) }
             }.map { PreparedPage(records: $0.records, next: $0.next) }
-        }, body)
+        }
     }
 
-    /// How many pages a listing holds at most: the one `body` works on, one ready after it, and
-    /// one being fetched and prepared.
-    static let pagesInFlight = 3
 
-    /// Runs `step` for item after item in a child task while `body` works on the items in order.
-    /// The fetching side runs ahead by up to ``pagesInFlight`` items, counting the one in `body`, so
-    /// a slow page on one side does not hold up the other. When `body` throws, the fetching side is
+    /// How many pages a listing holds at most: those `body` works on, and those ready or being
+    /// fetched and prepared after them.
+    static let pagesInFlight = 4
+
+    /// How many ready pages ``forEachBatch(preparedBy:_:)`` hands over at once: with four pages in
+    /// flight, the fetching side fills the next batch of two while `body` works on one. Measured
+    /// (docs/BENCHMARKS.md): a million-record declarative sync 4–6% faster on SQLite than page by
+    /// page; three pages at once (larger transactions) made the incremental run slower.
+    static let batchPages = 2
+
+    /// Runs `step` for item after item in a child task while `body` works on the items in order,
+    /// up to `maxBatch` at a time: each call gets the items ready by then (one at least). The
+    /// fetching side runs ahead by up to ``pagesInFlight`` items, counting those in `body`, so a
+    /// slow page on one side does not hold up the other. When `body` throws, the fetching side is
     /// cancelled and the error is rethrown; an error from `step` reaches the caller once `body` is
     /// done with the items before it.
     private func pipelined<Item: Sendable>(
-        _ step: @escaping @Sendable (inout Iterator) async throws -> Item?, _ body: (Item) async throws -> Void
+        maxBatch: Int = 1, _ step: @escaping @Sendable (inout Iterator) async throws -> Item?, _ body: ([Item]) async throws -> Void
     ) async throws {
         let start = makeAsyncIterator()
         try await withThrowingTaskGroup(of: Void.self) { group in
-            let (items, itemsIn) = AsyncStream.makeStream(of: Item.self)
+            // The fetching side appends each item to `ready`, then signals it; `body` takes what is ready.
+            let ready = ReadyItems<Item>()
+            let (arrivals, arrivalsIn) = AsyncStream.makeStream(of: Void.self)
             // A credit lets the fetching side start one more item; `body` hands one back per item done.
             let (credits, creditsIn) = AsyncStream.makeStream(of: Void.self)
             defer {
@@ -161,20 +185,26 @@ public struct ProviderPages: AsyncSequence, Sendable {
             }
             for _ in 0..<Self.pagesInFlight { creditsIn.yield() }
             group.addTask {
-                defer { itemsIn.finish() }
+                defer { arrivalsIn.finish() }
                 var iterator = start
                 var tokens = credits.makeAsyncIterator()
                 while await tokens.next() != nil {
                     try Task.checkCancellation()
                     guard let item = try await step(&iterator) else { return }
-                    itemsIn.yield(item)
+                    ready.append(item)
+                    arrivalsIn.yield()
                 }
             }
-            for await item in items {
+            func work() async throws {
+                let batch = ready.take(upTo: maxBatch)
+                guard !batch.isEmpty else { return }
                 try Task.checkCancellation()
-                try await body(item)
-                creditsIn.yield()
+                try await body(batch)
+                for _ in batch { creditsIn.yield() }
             }
+            // One signal per item: an item signalled but already taken leaves nothing to do.
+            for await _ in arrivals { try await work() }
+            while ready.hasItems { try await work() }
             // The items end at the end of the listing, with the fetching side's error, or when this
             // task is cancelled (the fetching side then stops without one).
             try Task.checkCancellation()
@@ -305,4 +335,22 @@ public struct ProviderPages: AsyncSequence, Sendable {
             return nil
         }
     }
+}
+
+/// Items the fetching side of ``ProviderPages``' pipeline has ready, in order.
+private final class ReadyItems<Item: Sendable>: Sendable {
+    private let items = Mutex<[Item]>([])
+
+    func append(_ item: Item) { items.withLock { $0.append(item) } }
+
+    /// The oldest `limit` items (fewer when fewer are ready), removed.
+    func take(upTo limit: Int) -> [Item] {
+        items.withLock { items in
+            let count = min(limit, items.count)
+            defer { items.removeFirst(count) }
+            return Array(items.prefix(count))
+        }
+    }
+
+    var hasItems: Bool { items.withLock { !$0.isEmpty } }
 }
