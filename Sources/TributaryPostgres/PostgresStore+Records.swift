@@ -17,10 +17,13 @@ extension PostgresStore {
         let ids = unique.map(\.id)
         let hashes = unique.map { Int64(bitPattern: $0.hash) }
         let payloads = unique.map { String(decoding: $0.json, as: UTF8.self) }
+        let insertingOnly = !plainInsertRefusals.contains(runId: lease.runId, model: model)
         do {
-            return try await saveRecords(ids, hashes, payloads, model: model, checkpoint: checkpoint, for: lease, insertingOnly: true)
+            return try await saveRecords(ids, hashes, payloads, model: model, checkpoint: checkpoint, for: lease, insertingOnly: insertingOnly)
         } catch is TakenIdOnInsert {
-            // An id of the page was taken after all: the transaction rolled back; the full path.
+            // An id of the page was taken after all: the transaction rolled back; the full path, for
+            // this page and the run's later ones.
+            plainInsertRefusals.record(runId: lease.runId, model: model)
             return try await saveRecords(ids, hashes, payloads, model: model, checkpoint: checkpoint, for: lease, insertingOnly: false)
         }
     }
@@ -63,7 +66,7 @@ extension PostgresStore {
                         UPDATE runs SET results = \(try run.adding(result, for: model)) WHERE id = \(run.id)
                         RETURNING (SELECT record_count FROM head) AS record_count
                         """, self.logger)?.int64("record_count")
-                } catch where Self.isUniqueViolation(error) {
+                } catch where Self.isTakenRecordId(error) {
                     throw TakenIdOnInsert()
                 }
                 try await self.analyzeIfGrown(dataset, to: count, by: ids.count, db)
@@ -442,8 +445,9 @@ extension PostgresStore {
     /// primary key for O(log n) short ANALYZEs. Each samples 3,000 rows (statistics target 10, for
     /// this ANALYZE only): enough for the row count and the datasets' share of the partition, which
     /// is all these plans need; the default 30,000 cost a first load of 100,000 records a fifth of
-    /// its time (docs/BENCHMARKS.md). Autovacuum's own ANALYZEs later refine them at the default.
-    /// Runs inside the write's transaction (`SET LOCAL`).
+    /// its time (docs/BENCHMARKS.md). They replace whatever the partition had, coarser (ten most
+    /// common datasets, a ten-bucket histogram), until autovacuum's next ANALYZE refines them at the
+    /// default. Runs inside the write's transaction (`SET LOCAL`).
     func analyzePartition(of dataset: DatasetHead, _ db: PostgresConnection) async throws {
         guard let name = try await db.one("SELECT tableoid::regclass::text AS name FROM records WHERE dataset_id = \(dataset.id) LIMIT 1", logger)?
             .string("name"),
@@ -451,6 +455,8 @@ extension PostgresStore {
         else { return }
         try await db.query("SET LOCAL default_statistics_target = 10", logger: logger)
         // The name comes from the catalog and is checked above; identifiers cannot be bound.
-        try await db.query(PostgresQuery(unsafeSQL: "ANALYZE \(name)"), logger: logger)
+        // SKIP_LOCKED: a vacuum or analyse of the partition under way (which would hold the write,
+        // and the dataset's row, until it ends) means statistics are on their way anyway.
+        try await db.query(PostgresQuery(unsafeSQL: "ANALYZE (SKIP_LOCKED) \(name)"), logger: logger)
     }
 }

@@ -39,6 +39,8 @@ public final class PostgresStore: Store, Service {
     let operationTimeout: Duration
     /// Calls waiting for a connection, watched by ``run()``.
     let waits = ConnectionWaits()
+    /// Runs whose first-load insert found an id taken (``PlainInsertRefusals``).
+    let plainInsertRefusals = PlainInsertRefusals()
 
     /// The lease clock in SQL: the database's transaction time in microseconds. Every lease (heartbeat,
     /// expiry, fencing) is compared on it, so a process whose own clock is off cannot expire the runs
@@ -247,6 +249,12 @@ public final class PostgresStore: Store, Service {
 
     static func isUniqueViolation(_ error: any Error) -> Bool {
         (error as? PSQLError)?.serverInfo?[.sqlState] == "23505"
+    }
+
+    /// Whether `error` is a unique violation of a record's identity (a partition of `records`).
+    static func isTakenRecordId(_ error: any Error) -> Bool {
+        guard isUniqueViolation(error), let table = (error as? PSQLError)?.serverInfo?[.tableName] else { return false }
+        return table.wholeMatch(of: /records(_p[0-9]+)?/) != nil
     }
 
     /// postgres-nio's errors print no server message by default; keep the SQLSTATE and message (never bound values).

@@ -13,9 +13,10 @@ import Synchronization
 /// everything is copied, as it does after its own checkpoints.
 ///
 /// Should the checkpointer fall behind (or fail), the writer checkpoints itself once the log reaches
-/// ``writerCheckpointPages`` while a checkpoint is under way, as SQLite's own hook would: the log
-/// stays bounded. A log past that size with no checkpoint under way — one transaction larger than
-/// the bound — goes to the checkpointer like any other.
+/// ``writerCheckpointPages`` while a checkpoint is under way, or twice that in any case, as SQLite's
+/// own hook would: the log stays bounded. A log past the first bound with no checkpoint under way —
+/// one transaction larger than the bound — goes to the checkpointer like any other
+/// (``leavesToCheckpointer(pages:startingOne:)``).
 final class WALCheckpointer: Sendable {
     /// The log size (pages) from which a commit asks for a checkpoint: SQLite's default.
     static let checkpointPages: Int32 = 1000
@@ -56,6 +57,20 @@ final class WALCheckpointer: Sendable {
     }
 
     fileprivate func countWriterCheckpoint() { writerRuns.add(1, ordering: .relaxed) }
+
+    /// Whether a commit that left the log at `pages` (at least ``checkpointPages``) is left to the
+    /// checkpointer, the writer going on: below ``writerCheckpointPages`` always (a checkpoint is
+    /// started unless one is under way); up to twice that only when `startingOne` starts one now —
+    /// one large commit grew the log, the checkpointer is not behind; past twice that never (the
+    /// writer checkpoints itself, so the log stays within twice the bound plus one commit however
+    /// its commits and the checkpoints interleave). `startingOne` is called at most once.
+    static func leavesToCheckpointer(pages: Int32, startingOne: () -> Bool) -> Bool {
+        if pages < writerCheckpointPages {
+            _ = startingOne()
+            return true
+        }
+        return pages < 2 * writerCheckpointPages && startingOne()
+    }
 
     /// Starts a checkpoint unless one is under way (the hook calls it once the log is due); true
     /// when it started one.
@@ -106,14 +121,10 @@ final class WALCheckpointer: Sendable {
 private let walHook: @convention(c) (UnsafeMutableRawPointer?, OpaquePointer?, UnsafePointer<CChar>?, Int32) -> Int32 = { context, db, name, pages in
     guard pages >= WALCheckpointer.checkpointPages else { return SQLITE_OK }
     let checkpointer = WALCheckpointer.registered(Int(bitPattern: context))
-    if let checkpointer {
-        // Below the writer's bound, or past it with no checkpoint under way (one large transaction
-        // grew the log, say): the checkpointer copies it while the writer goes on.
-        if checkpointer.startCheckpoint() || pages < WALCheckpointer.writerCheckpointPages { return SQLITE_OK }
-    }
-    // No checkpointer (yet, or any more), or the log outgrew it while it was copying (the writer
-    // commits faster than the log restarts): after the checkpoint under way, the writer copies the
-    // rest itself, as SQLite's own hook does, so its next transaction starts the log over.
+    if let checkpointer, WALCheckpointer.leavesToCheckpointer(pages: pages, startingOne: checkpointer.startCheckpoint) { return SQLITE_OK }
+    // No checkpointer (yet, or any more), or the log outgrew it (the writer commits faster than the
+    // log restarts): after the checkpoint under way, the writer copies the rest itself, as SQLite's
+    // own hook does, so its next transaction starts the log over.
     checkpointer?.waitForCheckpoint()
     checkpointer?.countWriterCheckpoint()
     sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nil, nil)

@@ -46,4 +46,17 @@ struct PostgresStatisticsTests {
         #expect(PostgresStore.crossesAnalyzeThreshold(from: 16000, to: 17000))
         #expect(!PostgresStore.crossesAnalyzeThreshold(from: 0, to: 8191))
     }
+
+    /// The first-load insert's refusals are remembered per run and model, and forgotten wholesale
+    /// past their limit (a hint: memory stays bounded).
+    @Test func refusedFirstLoadInsertsAreRememberedPerRunAndModelWithinALimit() {
+        let refusals = PlainInsertRefusals()
+        refusals.record(runId: 7, model: "Order")
+        #expect(refusals.contains(runId: 7, model: "Order"))
+        #expect(!refusals.contains(runId: 7, model: "Customer"))
+        #expect(!refusals.contains(runId: 8, model: "Order"))
+        for run in 0..<Int64(PlainInsertRefusals.limit) { refusals.record(runId: 1_000 + run, model: "Order") }
+        #expect(!refusals.contains(runId: 7, model: "Order"), "forgotten once the limit was reached")
+        #expect(refusals.contains(runId: 1_000 + Int64(PlainInsertRefusals.limit) - 1, model: "Order"))
+    }
 }

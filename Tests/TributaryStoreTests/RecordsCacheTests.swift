@@ -150,14 +150,16 @@ struct RecordsCacheTests {
 
     /// A first load's pages go in as plain inserts on PostgreSQL (the dataset holds only what the
     /// run added); a page that repeats an id of an earlier page of the same run, or brings back a
-    /// deleted record, falls back to the full path and counts as it would there.
+    /// deleted record, falls back to the full path and counts as it would there, and so do the
+    /// run's later pages.
     @Test(arguments: StoreKind.available) func aFirstLoadsPageRepeatingAnEarlierPagesIdIsSavedInFull(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
         let (first, second, third) = try await f.store.inRun(of: baseVariant) { lease in
             let first = try await f.store.saveRecords([order("1", ["v": 1]), order("2", ["v": 1])], model: "Order", checkpoint: nil, for: lease)
             // "2" again, changed, beside a new "3": the plain insert finds "2" taken.
             let second = try await f.store.saveRecords([order("3", ["v": 1]), order("2", ["v": 2])], model: "Order", checkpoint: nil, for: lease)
-            // The dataset still holds only what this run added: the next page is tried as new again.
+            // The dataset still holds only what this run added, but the run's insert was refused
+            // once: the full path straight away on PostgreSQL.
             let third = try await f.store.saveRecords([order("4", ["v": 1]), order("2", ["v": 2])], model: "Order", checkpoint: nil, for: lease)
             return (first, second, third)
         }

@@ -39,8 +39,8 @@ struct WALCheckpointTests {
             _ = try await store.saveRecords(try page(number), model: "Order", of: variant)
             largestLog = max(largestLog, Self.fileSize(path + "-wal"))
         }
-        let bound = (Int(WALCheckpointer.writerCheckpointPages) + 2 * 1_200) * (4096 + 24)
-        #expect(largestLog > 0 && largestLog <= bound, "the log stayed within the writer's limit plus a commit (\(largestLog) bytes)")
+        let bound = (2 * Int(WALCheckpointer.writerCheckpointPages) + 2 * 1_200) * (4096 + 24)
+        #expect(largestLog > 0 && largestLog <= bound, "the log stayed within twice the writer's limit plus a commit (\(largestLog) bytes)")
         #expect(try await store.recordCounts(of: variant)["Order"] == 17_000)
 
         // One transaction larger than the writer's bound, with no checkpoint under way (the log
@@ -63,8 +63,42 @@ struct WALCheckpointTests {
         try store.close()
 
         // Everything is in the database: opened again, every record is there.
+        // (The rule that bounds the log whatever the timing is checked below, without I/O.)
         let reopened = try SQLiteStore(path: path)
         #expect(try await reopened.recordCounts(of: variant)["Order"] == 23_000)
         try reopened.close()
+    }
+
+    /// Which commits the writer leaves to the checkpointer, by the log's size after them: the log
+    /// cannot grow past twice the writer's bound (plus the commit that crossed it), however the
+    /// commits and the checkpoints interleave.
+    @Test func theWriterLeavesALogToTheCheckpointerOnlyWithinTwiceItsBound() {
+        let bound = WALCheckpointer.writerCheckpointPages
+        func decide(_ pages: Int32, idle: Bool) -> (leaves: Bool, asked: Int) {
+            var asked = 0
+            let leaves = WALCheckpointer.leavesToCheckpointer(pages: pages) {
+                asked += 1
+                return idle
+            }
+            return (leaves, asked)
+        }
+        // Below the bound: left to the checkpointer, one started if it is idle.
+        #expect(decide(1_500, idle: true) == (true, 1))
+        #expect(decide(bound - 1, idle: false) == (true, 1))
+        // Past it: left only to an idle checkpointer (one large commit).
+        #expect(decide(bound, idle: true) == (true, 1))
+        #expect(decide(bound + 100, idle: false) == (false, 1))
+        // Past twice the bound: the writer, without starting one.
+        #expect(decide(2 * bound, idle: true) == (false, 0))
+        #expect(decide(6 * bound, idle: true) == (false, 0))
+        // Commits that each find the checkpointer idle again (it finished, but the log could not
+        // restart) reach the writer once the log is twice the bound.
+        var log: Int32 = 0
+        var writerCheckpointed = false
+        for _ in 0..<10 where !writerCheckpointed {
+            log += 3_000
+            if log >= WALCheckpointer.checkpointPages { writerCheckpointed = !decide(log, idle: true).leaves }
+        }
+        #expect(writerCheckpointed && log < 2 * bound + 3_000)
     }
 }
