@@ -331,12 +331,18 @@ final class Harness: Sendable {
 
     func faults(until end: ContinuousClock.Instant) async {
         var lastDatabaseRestart = ContinuousClock.now
+        var iteration = 0
         while ContinuousClock.now < end, !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(100 + random(0..<300)))
             let connection = connections[random(0..<connections.count)]
             let variants = ["base"] + variantNames
             let variant = variants[random(0..<variants.count)]
-            switch random(0..<24) {
+            iteration += 1
+            // Whatever the seed, each process fault happens at least once: a SIGKILL and a SIGSTOP
+            // of a running process early on (the random ones may all find their process down).
+            let forced = iteration == 5 || iteration == 15
+            let runningProcess = processes.first { $0.isRunning && !$0.isFrozen }
+            switch iteration == 5 ? 19 : iteration == 15 ? 21 : random(0..<24) {
             case 0..<4: await call("trigger") { try await self.trigger(connection, variant, reset: false, emptyCache: false) }
             case 4..<6: await call("reset") { try await self.trigger(connection, variant, reset: true, emptyCache: self.chance(0.5)) }
             case 6..<10: await call("provider webhook") { try await self.providerWebhook(connection) }
@@ -351,14 +357,14 @@ final class Harness: Sendable {
             case 16: await call("delete connection") { try await self.deleteConnection(connection) }
             case 17..<19: await call("import connection") { try await self.importConnection(connection) }
             case 19..<21:
-                let process = processes[random(0..<processes.count)]
+                let process = forced ? (runningProcess ?? processes[0]) : processes[random(0..<processes.count)]
                 guard process.isRunning else { continue }
                 count("SIGKILL")
                 process.kill9()
                 let back = ContinuousClock.now + .milliseconds(300 + random(0..<1500))
                 state.withLock { $0.downUntil[process.name] = back }
             case 21..<23:
-                let process = processes[random(0..<processes.count)]
+                let process = forced ? (runningProcess ?? processes[0]) : processes[random(0..<processes.count)]
                 guard process.isRunning, !process.isFrozen else { continue }
                 count("SIGSTOP past the lease")
                 process.freeze()
