@@ -70,6 +70,7 @@ extension PostgresStore {
                     throw TakenIdOnInsert()
                 }
                 try await self.analyzeIfGrown(dataset, to: count, by: ids.count, db)
+                self.plainInsertedPages.add(1, ordering: .relaxed)
                 return result
             }
             var result = ModelResult()

@@ -41,6 +41,8 @@ public final class PostgresStore: Store, Service {
     let waits = ConnectionWaits()
     /// Runs whose first-load insert found an id taken (``PlainInsertRefusals``).
     let plainInsertRefusals = PlainInsertRefusals()
+    /// How many pages went in as a first load's plain insert (tests check the path was taken).
+    let plainInsertedPages = Atomic<Int>(0)
 
     /// The lease clock in SQL: the database's transaction time in microseconds. Every lease (heartbeat,
     /// expiry, fencing) is compared on it, so a process whose own clock is off cannot expire the runs

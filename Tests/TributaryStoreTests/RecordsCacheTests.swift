@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TributaryCore
+@testable import TributaryPostgres
 import TributarySQLite
 import TributaryStore
 import TributaryTestSupport
@@ -154,8 +155,11 @@ struct RecordsCacheTests {
     /// run's later pages.
     @Test(arguments: StoreKind.available) func aFirstLoadsPageRepeatingAnEarlierPagesIdIsSavedInFull(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
+        // On PostgreSQL: how many pages went in as plain inserts so far.
+        let plainPages = { (f.store as? PostgresStore)?.plainInsertedPages.load(ordering: .relaxed) }
         let (first, second, third) = try await f.store.inRun(of: baseVariant) { lease in
             let first = try await f.store.saveRecords([order("1", ["v": 1]), order("2", ["v": 1])], model: "Order", checkpoint: nil, for: lease)
+            if kind == .postgres { #expect(plainPages() == 1, "the first page went in as a plain insert") }
             // "2" again, changed, beside a new "3": the plain insert finds "2" taken.
             let second = try await f.store.saveRecords([order("3", ["v": 1]), order("2", ["v": 2])], model: "Order", checkpoint: nil, for: lease)
             // The dataset still holds only what this run added, but the run's insert was refused
@@ -163,6 +167,7 @@ struct RecordsCacheTests {
             let third = try await f.store.saveRecords([order("4", ["v": 1]), order("2", ["v": 2])], model: "Order", checkpoint: nil, for: lease)
             return (first, second, third)
         }
+        if kind == .postgres { #expect(plainPages() == 1, "the later pages went by the upsert") }
         #expect(first == ModelResult(added: 2))
         #expect(second == ModelResult(added: 1, updated: 1))
         #expect(third == ModelResult(added: 1))
@@ -182,6 +187,7 @@ struct RecordsCacheTests {
         #expect(try await f.store.recordCounts(of: baseVariant) == ["Order": 0])
         let back = try await f.store.saveRecords([order("5"), order("1", ["v": 1])], model: "Order", of: baseVariant)
         #expect(back == ModelResult(added: 2))
+        if kind == .postgres { #expect(plainPages() == 1, "the deleted record's id was taken: the upsert") }
         #expect(try await f.store.recordCounts(of: baseVariant) == ["Order": 2])
         #expect(try await f.store.liveRecords(baseVariant.dataset("Order")).keys.sorted() == ["1", "5"])
     }
