@@ -63,8 +63,8 @@ extension PostgresStore {
     /// The tables a fence row comes from (`r`, `v`, `c`).
     static let fenceFrom = "FROM runs r JOIN sync_variants v ON v.id = r.variant_pk JOIN connections c ON c.id = v.connection_pk"
 
-    /// ``fence(_:_:)`` and ``datasetForWrite(_:_:model:)`` in one round trip: the run, locked and
-    /// checked, and the dataset it writes `model` to, locked (created on the model's first write),
+    /// ``fence(_:_:)`` and the dataset a fenced run writes `model` to in one round trip: the run,
+    /// locked and checked, and the dataset, found and locked or created on the model's first write,
     /// in the order every writer locks them (run row, then dataset row). Should the run be lost, the
     /// dataset row just created or locked goes with the transaction the failed check rolls back.
     func fenceForWrite(_ db: PostgresConnection, _ lease: RunLease, model: String) async throws -> (FencedRun, DatasetHead) {
@@ -94,8 +94,12 @@ extension PostgresStore {
         let run = try fencedRun(row)
         try RunFence.check(lease, row: run.fence, now: try row.int64("lease_now"))
         guard let id = try row.optionalInt64("dataset_id") else {
-            // Neither found nor created: another writer created it at the same moment.
-            return (run, try await datasetForWrite(db, run, model: model))
+            // Neither found nor created: another writer created it at the same moment (its insert
+            // has committed since): read and lock it now.
+            guard let head = try await findDataset(db, connectionPK: run.connectionPK, model: model, variant: run.variant.variant) else {
+                throw TributaryError(.unknownConnection, "Dataset of model '\(model)' could not be created.")
+            }
+            return (run, head)
         }
         return (
             run,

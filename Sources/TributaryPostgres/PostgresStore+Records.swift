@@ -351,34 +351,6 @@ extension PostgresStore {
         return try datasetHead(row)
     }
 
-    /// The dataset a fenced run writes `model` to, created when it is the model's first write (the
-    /// run holds its lease and its row is locked, so its variant and connection exist) — found and
-    /// locked, or created, in one round trip.
-    func datasetForWrite(_ db: PostgresConnection, _ run: FencedRun, model: String) async throws -> DatasetHead {
-        let row = try await db.one(
-            """
-            WITH found AS (
-                SELECT id, last_seq, last_write_at, record_count FROM datasets
-                WHERE connection_pk = \(run.connectionPK) AND model = \(model) AND variant = \(run.variant.variant) FOR UPDATE),
-            created AS (
-                INSERT INTO datasets(connection_pk, sync_name, model, variant, last_seq)
-                SELECT \(run.connectionPK), \(run.variant.syncName), \(model), \(run.variant.variant), (SELECT value FROM store_meta WHERE key = 'seq_floor')
-                WHERE NOT EXISTS (SELECT 1 FROM found)
-                ON CONFLICT (connection_pk, model, variant) DO NOTHING RETURNING id, last_seq, last_write_at, record_count)
-            SELECT id, last_seq, last_write_at, record_count FROM found UNION ALL SELECT id, last_seq, last_write_at, record_count FROM created
-            """, logger)
-        // Neither found nor created: another writer created it at the same moment (its insert now committed).
-        if let row {
-            var head = try datasetHead(row)
-            head.recordCount = try row.int64("record_count")
-            return head
-        }
-        guard let head = try await findDataset(db, connectionPK: run.connectionPK, model: model, variant: run.variant.variant) else {
-            throw TributaryError(.unknownConnection, "Dataset of model '\(model)' could not be created.")
-        }
-        return head
-    }
-
     private func datasetHead(_ row: PostgresRandomAccessRow) throws -> DatasetHead {
         DatasetHead(id: try row.int64("id"), lastSequence: try row.int64("last_seq"), lastWriteAt: try row.int64("last_write_at"))
     }

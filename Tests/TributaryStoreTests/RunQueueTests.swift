@@ -78,12 +78,18 @@ struct RunQueueTests {
         #expect(claimed == listed, "claimed oldest first")
     }
 
-    @Test(arguments: StoreKind.available) func claimsAreFairAcrossConnectionsAndRespectThePerConnectionLimit(_ kind: StoreKind) async throws {
-        let f = try await StoreFixture(kind)
+    /// Four runs queued on connection `busy`, then one on `quiet`, oldest first.
+    func queueBusyAndQuiet(_ f: StoreFixture) async throws -> (busy: [VariantRef], quiet: VariantRef) {
         let busy = (1...4).map { variant("busy", "v\($0)") }
         let quiet = variant("quiet")
         for ref in busy + [quiet] { try await f.store.ensureVariant(ref) }
         try await f.store.enqueueRuns(busy + [quiet])
+        return (busy, quiet)
+    }
+
+    @Test(arguments: StoreKind.available) func claimsAreFairAcrossConnectionsAndRespectThePerConnectionLimit(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        let (busy, quiet) = try await queueBusyAndQuiet(f)
 
         var claimed: [ClaimedRun] = []
         while let run = try await f.store.claimRun(claim(maxPerConnection: 2)) { claimed.append(run) }
@@ -103,10 +109,7 @@ struct RunQueueTests {
     /// counting the runs the batch already started, stopping at `limit` or when nothing fits.
     @Test(arguments: StoreKind.available) func aBatchClaimTakesWhatClaimsOneAfterAnotherWould(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
-        let busy = (1...4).map { variant("busy", "v\($0)") }
-        let quiet = variant("quiet")
-        for ref in busy + [quiet] { try await f.store.ensureVariant(ref) }
-        try await f.store.enqueueRuns(busy + [quiet])
+        let (busy, quiet) = try await queueBusyAndQuiet(f)
         #expect(try await f.store.claimRuns(claim(maxPerConnection: 2), limit: 0).isEmpty)
         let first = try await f.store.claimRuns(claim(maxPerConnection: 2), limit: 2)
         #expect(first.map(\.variant) == [busy[0], quiet])
