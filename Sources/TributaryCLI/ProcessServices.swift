@@ -36,6 +36,7 @@ struct ProcessServices {
         var webhookWorker: ProviderWebhookWorker? = nil
         var deliveryService: WebhookDeliveryService? = nil
         var purger: RecordPurger? = nil
+        var scheduler: Scheduler? = nil
         var workerServices: [any Service] = []
         let actions = ActionExecutor(store: store, config: config, functions: functions, providers: providers, logger: logger)
         var actionWorker: ActionWorker? = nil
@@ -63,11 +64,12 @@ struct ProcessServices {
                 executor: actions, maxConcurrent: max(1, scheduling.maxConcurrentRuns / 4), maxExpiries: scheduling.maxRunAttempts,
                 poll: .milliseconds(Int(scheduling.tickSeconds * 1000)), drain: .seconds(min(5, scheduling.drainSeconds)), logger: logger)
             actionWorker = asyncActions
-            workerServices = [
-                history, deliveries, purge, Scheduler(config: config, store: store, worker: coordinator, metrics: metrics, logger: logger), webhooks, asyncActions, coordinator,
-            ]
+            let planner = Scheduler(config: config, store: store, worker: coordinator, metrics: metrics, logger: logger)
+            scheduler = planner
+            workerServices = [history, deliveries, purge, planner, webhooks, asyncActions, coordinator]
         }
-        queue = RunQueue(store: store, worker: worker, purger: purger, maxVariantsPerCall: config.server.maxVariantsPerRequest)
+        queue = RunQueue(
+            store: store, worker: worker, scheduler: scheduler, purger: purger, maxVariantsPerCall: config.server.maxVariantsPerRequest)
         if role != .worker {
             let api = API(
                 config: config, runs: queue, cipher: cipher, providers: providers, webhookWorker: webhookWorker, deliveryService: deliveryService,

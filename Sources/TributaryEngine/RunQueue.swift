@@ -13,14 +13,20 @@ import TributaryStore
 public struct RunQueue: Sendable {
     public let store: any Store
     public let worker: RunCoordinator?
+    /// This process's scheduler when it has one (role `all` or `worker`): woken when a variant became
+    /// due here, so a new variant's first run starts at once rather than at the next tick.
+    public let scheduler: Scheduler?
     /// This process's record purger, woken after a change hid records (nil: another process purges).
     public let purger: RecordPurger?
     /// The most variants one call may change (an API call over every variant of an integration is
     /// refused beyond it, never split: multi-variant calls are all or nothing).
     public let maxVariantsPerCall: Int
 
-    public init(store: any Store, worker: RunCoordinator? = nil, purger: RecordPurger? = nil, maxVariantsPerCall: Int = 1000) {
+    public init(
+        store: any Store, worker: RunCoordinator? = nil, scheduler: Scheduler? = nil, purger: RecordPurger? = nil, maxVariantsPerCall: Int = 1000
+    ) {
         self.purger = purger
+        self.scheduler = scheduler
         self.store = store
         self.worker = worker
         self.maxVariantsPerCall = max(1, maxVariantsPerCall)
@@ -52,13 +58,30 @@ public struct RunQueue: Sendable {
         return outcome
     }
 
-    /// Pauses (ending their runs) or resumes the variants' schedules, all or none.
+    /// Creates a variant of an existing connection (``VariantStore/createVariant(_:maximumPerSync:paused:)``).
+    /// Its first run is due at once: this process's scheduler is woken to queue it.
+    public func createVariant(_ variant: VariantRef, maximumPerSync: Int, paused: Bool) async throws -> VariantState {
+        let state = try await store.createVariant(variant, maximumPerSync: maximumPerSync, paused: paused)
+        if !paused { variantsBecameDue() }
+        return state
+    }
+
+    /// Pauses (ending their runs) or resumes the variants' schedules, all or none. A resumed variant
+    /// whose run is due (or that had none planned) is queued at the scheduler's next pass, which comes at once here.
     @discardableResult
     public func setPaused(_ paused: Bool, _ variants: [VariantRef]) async throws -> LifecycleOutcome {
         try checkBound(variants)
         let outcome = try await store.setPaused(paused, for: variants)
         stopHere(outcome)
+        if !paused { variantsBecameDue() }
         return outcome
+    }
+
+    /// Wakes this process's scheduler: variants may have become due (created with a new connection,
+    /// say), and their first runs should not wait for its next tick. Without a scheduler here, the
+    /// schedulers of other processes find them at their next pass.
+    public func variantsBecameDue() {
+        scheduler?.wake()
     }
 
     /// Deletes a variant, ending its runs, in one transaction.

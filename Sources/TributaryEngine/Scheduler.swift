@@ -23,6 +23,7 @@ public final class Scheduler: Service, Sendable {
     let interval: Duration
     let metrics: TributaryMetrics
     let logger: Logger
+    private let wakeup = Wakeup()
 
     public init(
         config: TributaryConfig, store: any RunQueueStore, worker: RunCoordinator? = nil, clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() },
@@ -55,8 +56,24 @@ public final class Scheduler: Service, Sendable {
                 logger.error("scheduler tick failed", metadata: ["error": "\(error)"])
             }
             let sleep = wait
-            if sleep > .zero { try? await cancelWhenGracefulShutdown { try await Task.sleep(for: sleep) } }
+            guard sleep > .zero else { continue }
+            let passEnded = ContinuousClock.now
+            try? await cancelWhenGracefulShutdown {
+                // Woken (a variant became due in this process): passes stay `shortestWait` apart.
+                if await self.wakeup.wait(upTo: sleep) {
+                    let since = passEnded.duration(to: .now)
+                    if since < Self.shortestWait { try await Task.sleep(for: Self.shortestWait - since) }
+                }
+            }
         }
+    }
+
+    /// Makes the next pass come now (at most ``shortestWait`` after the last one) instead of at the
+    /// next tick or planned run: something in this process made a variant due — it was created,
+    /// resumed, or its connection was created — and its first run should not wait up to a tick.
+    /// (Other processes' schedulers find it at their next pass.)
+    public func wake() {
+        wakeup.signal()
     }
 
     /// Due variants queued per pass.

@@ -34,7 +34,7 @@ extension API {
     func createVariant(_ ref: VariantRef, of integration: IntegrationConfig) async throws -> VariantState {
         guard !Variant.isBase(ref.variant) else { throw APIError(.badRequest, "invalid_variant", "Variant name \"base\" is protected.") }
         let sync = try sync(ref.syncName, of: integration)
-        return try await store.createVariant(ref, maximumPerSync: config.server.maxVariantsPerSync, paused: !sync.autoStart)
+        return try await runs.createVariant(ref, maximumPerSync: config.server.maxVariantsPerSync, paused: !sync.autoStart)
     }
 
     /// `DELETE /sync/{name}/variant/{variant}`: stops its run, removes its schedule, checkpoint and records.

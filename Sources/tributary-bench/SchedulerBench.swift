@@ -119,13 +119,15 @@ struct SchedulerBench: AsyncParsableCommand {
                         group.cancelAll()
                     }
                     for connection in Set(refs.map(\.connection)) { _ = try await store.ensureConnection(connection) }
+                    let queue = RunQueue(store: store, worker: workerProcesses > 0 ? nil : worker, scheduler: workerProcesses > 0 ? nil : scheduler)
                     // Created spread over one interval: their schedules (created_at + k × interval) are spread the same way.
                     let start = ContinuousClock.now
                     let spread = jitter > 0 || atOnce ? Duration.zero : Duration.seconds(min(Double(frequency), duration))
                     for (index, ref) in refs.enumerated() {
                         let due = start + spread * (Double(index) / Double(refs.count))
                         if due > .now { try await Task.sleep(until: due) }
-                        _ = try await store.createVariant(ref, maximumPerSync: variants, paused: false)
+                        // As the API creates them: this process's scheduler (if it has one) is woken for the first run.
+                        _ = try await queue.createVariant(ref, maximumPerSync: variants, paused: false)
                     }
                     let watchEnd = start + .seconds(duration)
                     if watchEnd > .now { try await Task.sleep(until: watchEnd) }

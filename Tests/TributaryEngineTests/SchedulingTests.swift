@@ -218,6 +218,41 @@ struct SchedulingTests {
         }
     }
 
+    /// A variant created or resumed through this process's run queue wakes its scheduler: the first
+    /// run is queued at once, not at the next tick (here 60 s away).
+    @Test(arguments: StoreKind.available) func aVariantCreatedOrResumedHereIsQueuedWithoutWaitingForTheTick(_ kind: StoreKind) async throws {
+        let f = try await SchedulingFixture(openGates: ["base", "fresh", "resumed"], kind: kind)
+        let first = f.ref("c1")
+        let fresh = f.ref("c1", "fresh")
+        let resumed = f.ref("c1", "resumed")
+        try await f.engine.store.ensureVariant(first)
+        var logger = Logger(label: "scheduling")
+        logger.logLevel = .critical
+        let scheduler = Scheduler(config: f.config, store: f.engine.store, worker: f.coordinator, interval: .seconds(60), logger: logger)
+        let queue = RunQueue(store: f.engine.store, worker: f.coordinator, scheduler: scheduler)
+        try await f.running {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await scheduler.run() }
+                defer { group.cancelAll() }
+                // The first pass queues `first`; its next run is then five minutes away, so the
+                // scheduler sleeps for its whole 60 s tick.
+                try await eventually("the first pass") { try await !f.engine.store.runs(of: first, limit: 1).isEmpty }
+                try await f.idle([first])
+                _ = try await queue.createVariant(resumed, maximumPerSync: 100, paused: true)
+                try await Task.sleep(for: .milliseconds(100))
+                let start = ContinuousClock.now
+                _ = try await queue.createVariant(fresh, maximumPerSync: 100, paused: false)
+                try await eventually("the new variant's first run", seconds: 20) { try await !f.engine.store.runs(of: fresh, limit: 1).isEmpty }
+                #expect(ContinuousClock.now - start < .seconds(10), "queued at its creation, not at the 60 s tick")
+                #expect(try await f.engine.store.runs(of: resumed, limit: 1).isEmpty, "created paused: no run")
+                let resuming = ContinuousClock.now
+                try await queue.setPaused(false, [resumed])
+                try await eventually("the resumed variant's run", seconds: 20) { try await !f.engine.store.runs(of: resumed, limit: 1).isEmpty }
+                #expect(ContinuousClock.now - resuming < .seconds(10), "queued when resumed, not at the 60 s tick")
+            }
+        }
+    }
+
     @Test(arguments: StoreKind.available) func slotsMissedWhileRunningAreSkippedNotQueued(_ kind: StoreKind) async throws {
         let f = try await SchedulingFixture(kind: kind)
         let ref = f.ref("c1")

@@ -1,0 +1,45 @@
+import Testing
+
+@testable import TributaryEngine
+
+@Suite("Wakeup")
+struct WakeupTests {
+    @Test func aSignalEndsTheWaitInProgress() async throws {
+        let wakeup = Wakeup()
+        let start = ContinuousClock.now
+        async let woken = wakeup.wait(upTo: .seconds(30))
+        try await Task.sleep(for: .milliseconds(50))
+        wakeup.signal()
+        #expect(await woken, "ended by the signal")
+        #expect(ContinuousClock.now - start < .seconds(10), "not by the 30 s timeout")
+    }
+
+    @Test func aSignalWithNobodyWaitingEndsTheNextWaitAtOnceAndOnlyThatOne() async {
+        let wakeup = Wakeup()
+        wakeup.signal()
+        wakeup.signal()
+        let start = ContinuousClock.now
+        #expect(await wakeup.wait(upTo: .seconds(30)), "the pending signal")
+        #expect(ContinuousClock.now - start < .seconds(10))
+        #expect(await wakeup.wait(upTo: .milliseconds(50)) == false, "two signals before a wait count as one")
+    }
+
+    @Test func withoutASignalTheWaitLastsItsTimeout() async {
+        let wakeup = Wakeup()
+        let start = ContinuousClock.now
+        #expect(await wakeup.wait(upTo: .milliseconds(100)) == false)
+        #expect(ContinuousClock.now - start >= .milliseconds(100))
+    }
+
+    @Test func cancellationEndsTheWaitAndASignalAfterItStaysPending() async throws {
+        let wakeup = Wakeup()
+        let start = ContinuousClock.now
+        let waiting = Task { await wakeup.wait(upTo: .seconds(30)) }
+        try await Task.sleep(for: .milliseconds(50))
+        waiting.cancel()
+        #expect(await waiting.value == false)
+        #expect(ContinuousClock.now - start < .seconds(10), "ended by the cancellation")
+        wakeup.signal()
+        #expect(await wakeup.wait(upTo: .seconds(30)), "the signal after the cancelled wait is kept")
+    }
+}
