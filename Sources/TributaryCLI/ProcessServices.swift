@@ -67,6 +67,10 @@ struct ProcessServices {
             let planner = Scheduler(config: config, store: store, worker: coordinator, metrics: metrics, logger: logger)
             scheduler = planner
             workerServices = [history, deliveries, purge, planner, webhooks, asyncActions, coordinator]
+            if let signals = store as? any QueueSignals {
+                // Triggers and new variants made through other (API) processes wake this one at once.
+                workerServices.append(QueueSignalListener(signals: signals, worker: coordinator, scheduler: planner, logger: logger))
+            }
         }
         queue = RunQueue(
             store: store, worker: worker, scheduler: scheduler, purger: purger, maxVariantsPerCall: config.server.maxVariantsPerRequest)

@@ -40,6 +40,7 @@ public struct RunQueue: Sendable {
         try checkBound(variants)
         try await store.enqueueRuns(variants)
         worker?.wake()
+        await signals?.signal(.runsQueued)
     }
 
     /// Queues a run of one variant.
@@ -55,6 +56,7 @@ public struct RunQueue: Sendable {
         stopHere(outcome)
         if emptyCache { purger?.wake() }
         worker?.wake()
+        await signals?.signal(.runsQueued)
         return outcome
     }
 
@@ -62,7 +64,7 @@ public struct RunQueue: Sendable {
     /// Its first run is due at once: this process's scheduler is woken to queue it.
     public func createVariant(_ variant: VariantRef, maximumPerSync: Int, paused: Bool) async throws -> VariantState {
         let state = try await store.createVariant(variant, maximumPerSync: maximumPerSync, paused: paused)
-        if !paused { variantsBecameDue() }
+        if !paused { await variantsBecameDue() }
         return state
     }
 
@@ -73,16 +75,20 @@ public struct RunQueue: Sendable {
         try checkBound(variants)
         let outcome = try await store.setPaused(paused, for: variants)
         stopHere(outcome)
-        if !paused { variantsBecameDue() }
+        if !paused { await variantsBecameDue() }
         return outcome
     }
 
-    /// Wakes this process's scheduler: variants may have become due (created with a new connection,
-    /// say), and their first runs should not wait for its next tick. Without a scheduler here, the
-    /// schedulers of other processes find them at their next pass.
-    public func variantsBecameDue() {
+    /// Wakes this process's scheduler, and through the store (``QueueSignals``, PostgreSQL) the
+    /// schedulers of other processes: variants may have become due (created with a new connection,
+    /// say), and their first runs should not wait for a scheduler's next tick.
+    public func variantsBecameDue() async {
         scheduler?.wake()
+        await signals?.signal(.variantsDue)
     }
+
+    /// The store's cross-process signals, when it has them.
+    private var signals: (any QueueSignals)? { store as? any QueueSignals }
 
     /// Deletes a variant, ending its runs, in one transaction.
     @discardableResult

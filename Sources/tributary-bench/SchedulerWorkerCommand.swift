@@ -50,6 +50,11 @@ struct SchedulerWorkerCommand: AsyncParsableCommand {
             if let postgres { group.addTask { await postgres.run() } }
             group.addTask { try await worker.run() }
             group.addTask { try await scheduler.run() }
+            if let postgres {
+                // As `tributary serve --role worker` does: new variants made by the suite's process wake this scheduler.
+                let listener = QueueSignalListener(signals: postgres, worker: worker, scheduler: scheduler, logger: logger)
+                group.addTask { try await listener.run() }
+            }
             FileHandle.standardOutput.write(Data("ready\n".utf8))
             // Until terminated (the suite sends SIGTERM); a task ending early is an error.
             try await group.next()

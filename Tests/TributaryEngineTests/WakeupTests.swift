@@ -43,3 +43,15 @@ struct WakeupTests {
         #expect(await wakeup.wait(upTo: .seconds(30)), "the signal after the cancelled wait is kept")
     }
 }
+
+@Suite("Queue signal listener")
+struct QueueSignalListenerTests {
+    @Test func itListensAgainAfterAFailureWaitingLongerEachTimeUpToHalfAMinute() {
+        #expect(QueueSignalListener.backoff(afterFailures: 0) == .seconds(1), "a watch that ended without an error")
+        #expect(QueueSignalListener.backoff(afterFailures: 1) == .seconds(1))
+        #expect(QueueSignalListener.backoff(afterFailures: 2) == .seconds(2))
+        #expect(QueueSignalListener.backoff(afterFailures: 5) == .seconds(16))
+        #expect(QueueSignalListener.backoff(afterFailures: 6) == .seconds(30))
+        #expect(QueueSignalListener.backoff(afterFailures: 1000) == .seconds(30))
+    }
+}
