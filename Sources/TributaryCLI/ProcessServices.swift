@@ -14,7 +14,8 @@ import TributaryStore
 /// The group stops services in reverse order, one after the other, so the order is chosen for the
 /// shutdown: the worker is last — it is the first to stop, and drains and re-queues its runs within
 /// `drain_seconds` while everything it needs (the store, outbound HTTP) still runs; then the provider
-/// webhook worker, the scheduler, the purger, deliveries, the API, outbound HTTP.
+/// webhook worker, the scheduler, the purger, deliveries, the queue signal listener (PostgreSQL), the
+/// API, outbound HTTP.
 struct ProcessServices {
     /// In start order; the service group stops them in reverse.
     var services: [any Service]
@@ -69,7 +70,9 @@ struct ProcessServices {
             workerServices = [history, deliveries, purge, planner, webhooks, asyncActions, coordinator]
             if let signals = store as? any QueueSignals {
                 // Triggers and new variants made through other (API) processes wake this one at once.
-                workerServices.append(QueueSignalListener(signals: signals, worker: coordinator, scheduler: planner, logger: logger))
+                // First, so it stops last: a listener reconnecting to a database that does not answer
+                // never holds up the worker's drain.
+                workerServices.insert(QueueSignalListener(signals: signals, worker: coordinator, scheduler: planner, logger: logger), at: 0)
             }
         }
         queue = RunQueue(

@@ -6,8 +6,9 @@ import TributaryStore
 /// process's worker (runs were queued) or scheduler (variants became due), so a trigger or a new
 /// variant made through an API-only process starts at once rather than at the next poll.
 ///
-/// A `Service` for processes that run a worker. When the store's connection fails it logs, waits
-/// (1 s, doubling up to 30 s) and listens again; meanwhile the worker and scheduler poll as always.
+/// A `Service` for processes that run a worker. When the store's connection fails (or stops
+/// answering its periodic check) it logs, waits (1 s, doubling up to 30 s) and listens again,
+/// waking both once it listens; meanwhile the worker and scheduler poll as always.
 public struct QueueSignalListener: Service {
     let signals: any QueueSignals
     let worker: RunCoordinator?
@@ -26,12 +27,18 @@ public struct QueueSignalListener: Service {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 try await cancelWhenGracefulShutdown {
-                    try await signals.watchSignals { [worker, scheduler] signal in
-                        switch signal {
-                        case .runsQueued: worker?.wake()
-                        case .variantsDue: scheduler?.wake()
-                        }
-                    }
+                    try await signals.watchSignals(
+                        onListening: { [worker, scheduler] in
+                            // Signals sent while it was not listening are lost: look once now.
+                            worker?.wake()
+                            scheduler?.wake()
+                        },
+                        { [worker, scheduler] signal in
+                            switch signal {
+                            case .runsQueued: worker?.wake()
+                            case .variantsDue: scheduler?.wake()
+                            }
+                        })
                 }
                 failures = 0
             } catch is CancellationError {

@@ -40,7 +40,6 @@ public struct RunQueue: Sendable {
         try checkBound(variants)
         try await store.enqueueRuns(variants)
         worker?.wake()
-        await signals?.signal(.runsQueued)
     }
 
     /// Queues a run of one variant.
@@ -56,7 +55,6 @@ public struct RunQueue: Sendable {
         stopHere(outcome)
         if emptyCache { purger?.wake() }
         worker?.wake()
-        await signals?.signal(.runsQueued)
         return outcome
     }
 
@@ -64,7 +62,7 @@ public struct RunQueue: Sendable {
     /// Its first run is due at once: this process's scheduler is woken to queue it.
     public func createVariant(_ variant: VariantRef, maximumPerSync: Int, paused: Bool) async throws -> VariantState {
         let state = try await store.createVariant(variant, maximumPerSync: maximumPerSync, paused: paused)
-        if !paused { await variantsBecameDue() }
+        if !paused { variantsBecameDue() }
         return state
     }
 
@@ -75,20 +73,16 @@ public struct RunQueue: Sendable {
         try checkBound(variants)
         let outcome = try await store.setPaused(paused, for: variants)
         stopHere(outcome)
-        if !paused { await variantsBecameDue() }
+        if !paused { variantsBecameDue() }
         return outcome
     }
 
-    /// Wakes this process's scheduler, and through the store (``QueueSignals``, PostgreSQL) the
-    /// schedulers of other processes: variants may have become due (created with a new connection,
-    /// say), and their first runs should not wait for a scheduler's next tick.
-    public func variantsBecameDue() async {
+    /// Wakes this process's scheduler: variants may have become due (created with a new connection,
+    /// say), and their first runs should not wait for its next tick. (Other processes hear of it
+    /// from the store, when it signals: ``QueueSignals``.)
+    public func variantsBecameDue() {
         scheduler?.wake()
-        await signals?.signal(.variantsDue)
     }
-
-    /// The store's cross-process signals, when it has them.
-    private var signals: (any QueueSignals)? { store as? any QueueSignals }
 
     /// Deletes a variant, ending its runs, in one transaction.
     @discardableResult

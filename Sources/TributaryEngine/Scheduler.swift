@@ -43,6 +43,7 @@ public final class Scheduler: Service, Sendable {
     public func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             var wait = interval
+            var failed = false
             do {
                 // A shutdown does not wait for the database (it may be unreachable).
                 let pass = try await cancelWhenGracefulShutdown { try await self.pass() }
@@ -53,22 +54,32 @@ public final class Scheduler: Service, Sendable {
             } catch is CancellationError {
                 return
             } catch {
+                failed = true
                 logger.error("scheduler tick failed", metadata: ["error": "\(error)"])
             }
             let sleep = wait
             guard sleep > .zero else { continue }
             let passEnded = ContinuousClock.now
+            let ignoresWakeups = failed
             try? await cancelWhenGracefulShutdown {
-                // Woken (a variant became due in this process): passes stay `shortestWait` apart.
-                if await self.wakeup.wait(upTo: sleep) {
+                if ignoresWakeups {
+                    // After a failure the next pass waits its tick, however many wake-ups come.
+                    try await Task.sleep(for: sleep)
+                } else if await self.wakeup.wait(upTo: sleep) {
+                    // Woken (a variant became due): at most one such pass per `wokenWait`.
                     let since = passEnded.duration(to: .now)
-                    if since < Self.shortestWait { try await Task.sleep(for: Self.shortestWait - since) }
+                    if since < Self.wokenWait { try await Task.sleep(for: Self.wokenWait - since) }
                 }
             }
         }
     }
 
-    /// Makes the next pass come now (at most ``shortestWait`` after the last one) instead of at the
+    /// The shortest time between a pass and one brought forward by ``wake()``: a new variant's
+    /// first run starts this late at most, and a flood of wake-ups (variants created or resumed in
+    /// a loop) costs at most ten passes a second.
+    static let wokenWait = Duration.milliseconds(100)
+
+    /// Makes the next pass come now (at most ``wokenWait`` after the last one) instead of at the
     /// next tick or planned run: something in this process made a variant due — it was created,
     /// resumed, or its connection was created — and its first run should not wait up to a tick.
     /// (Other processes' schedulers find it at their next pass.)

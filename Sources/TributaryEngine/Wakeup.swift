@@ -59,6 +59,7 @@ final class Wakeup: Sendable {
     private func signalled() async -> Bool {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+                var displaced: CheckedContinuation<Bool, Never>?
                 // Decided under the lock `onCancel` takes: a cancellation either came before (and is
                 // seen here) or finds the waiter stored.
                 let answer: Bool? = state.withLock { state in
@@ -67,9 +68,13 @@ final class Wakeup: Sendable {
                         return true
                     }
                     if Task.isCancelled { return false }
+                    // One waiter at a time: one that was already waiting (a misuse) is let go
+                    // rather than left hanging.
+                    displaced = state.waiter
                     state.waiter = continuation
                     return nil
                 }
+                displaced?.resume(returning: false)
                 if let answer { continuation.resume(returning: answer) }
             }
         } onCancel: {

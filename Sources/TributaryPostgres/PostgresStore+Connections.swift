@@ -32,11 +32,14 @@ extension PostgresStore {
             WHERE id = \(pk)
             """, logger: logger)
         try await patch(db, pk, ConnectionPatch(endUser: connection.endUser, tags: connection.tags), now: now)
+        var due = false
         for sync in syncNames {
             // An existing base variant keeps its state (the insert does nothing then).
             let ref = VariantRef(connection: connection.ref, syncName: sync, variant: Variant.base)
-            _ = try await insertVariant(db, connectionPK: pk, ref, paused: connection.pausedSyncs.contains(sync), now: now)
+            let paused = connection.pausedSyncs.contains(sync)
+            if try await insertVariant(db, connectionPK: pk, ref, paused: paused, now: now) != nil, !paused { due = true }
         }
+        if due { try await notify(db, .variantsDue) }
         return (try await fetchConnections(db, "id = $1", binds: [pk]).first!, created)
     }
 

@@ -29,6 +29,7 @@ extension PostgresStore {
                 let id = try await self.insertRun(db, variantPK: variantPK, status: .queued, kind: .initial, now: now, leaseSeconds: 0)
                 queued.append(try await self.fetchRun(db, id)!)
             }
+            if !queued.isEmpty { try await self.notify(db, .runsQueued) }
             return queued
         }
     }

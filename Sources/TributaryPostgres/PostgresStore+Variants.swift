@@ -42,6 +42,7 @@ extension PostgresStore {
             guard let (_, state) = try await self.insertVariant(db, connectionPK: connectionPK, variant, paused: paused, now: now) else {
                 throw StoreMessages.variantExists(variant)
             }
+            if !paused { try await self.notify(db, .variantsDue) }
             return state
         }
     }
@@ -55,6 +56,12 @@ extension PostgresStore {
             var pks: [Int64] = []
             for variant in variants.uniqued { pks.append(try await self.requireVariant(db, variant).pk) }
             var ended: [RunRecord] = []
+            if !paused,
+                try await db.one("SELECT count(*) AS n FROM sync_variants WHERE id = ANY(\(pks)::int8[]) AND paused", self.logger)?.int64("n") ?? 0 > 0
+            {
+                // Only a resume tells the schedulers: a start of started variants changes nothing.
+                try await self.notify(db, .variantsDue)
+            }
             for pk in pks {
                 if paused { ended += try await self.endActiveRuns(db, variantPK: pk, .pause, now: now) }
                 // Started again with no next run planned (its run was cut short while paused): run at once.
@@ -139,6 +146,7 @@ extension PostgresStore {
                         "UPDATE sync_variants SET next_run_at = coalesce(next_run_at, \(now.microseconds)) WHERE id = \(pk)", logger: self.logger)
                 }
             }
+            if !outcome.queued.isEmpty { try await self.notify(db, .runsQueued) }
             return outcome
         }
     }

@@ -39,7 +39,7 @@ extension API {
             }
         }
         let (record, created) = try await store.importConnection(connection, baseVariantsOf: integration.syncs.map(\.name))
-        if created { await runs.variantsBecameDue() }
+        if created { runs.variantsBecameDue() }
         await providers?.forgetCredentials(of: ref)
         context.logger.info("connection imported", metadata: ["connection": "\(ref)", "created": "\(created)"])
         if created { await events.run(.postConnectionCreation, connection: ref) }

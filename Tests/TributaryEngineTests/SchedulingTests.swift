@@ -256,9 +256,11 @@ struct SchedulingTests {
     }
 
     /// On PostgreSQL an API-only process's trigger and new variant reach a worker process at once
-    /// through the store's queue signals (`LISTEN`/`NOTIFY`), not at its next poll (here 60 s away).
+    /// through the store's queue signals (`NOTIFY` in their transactions, `LISTEN` in the worker
+    /// process), not at its next poll (here 60 s away); a listener whose connection is cut listens
+    /// again and looks once.
     @Test(.enabled(if: StoreKind.postgresURL != nil, "needs TRIBUTARY_TEST_POSTGRES_URL"))
-    func anotherProcesssTriggerAndNewVariantWakeThisWorkerAndSchedulerThroughTheStore() async throws {
+    func anotherProcessesTriggerAndNewVariantWakeThisWorkerAndSchedulerThroughTheStore() async throws {
         let f = try await SchedulingFixture(limits: RunCoordinator.Limits(poll: .seconds(60)), openGates: ["base", "fresh"], kind: .postgres)
         let ready = f.ref("c1")
         let triggered = f.ref("c2")
@@ -271,66 +273,73 @@ struct SchedulingTests {
         // The API process: its own store instance (its own pool), no worker, no scheduler.
         let apiStore = try await f.engine.testStore.reopen()
         let api = RunQueue(store: apiStore)
-        let apiSignals = try #require(apiStore as? any QueueSignals)
         var logger = Logger(label: "scheduling")
         logger.logLevel = .critical
         let scheduler = Scheduler(config: f.config, store: f.engine.store, worker: f.coordinator, interval: .seconds(60), logger: logger)
         let signals = try #require(f.engine.store as? any QueueSignals)
         let listener = QueueSignalListener(signals: signals, worker: f.coordinator, scheduler: scheduler, logger: logger)
         let quiet = logger
+        let admin = try await PostgresConnection.connect(
+            configuration: try PostgresURL(f.engine.testStore.location).connectionConfiguration(), id: 9, logger: quiet)
+        @Sendable func signalRunsQueued() async throws {
+            try await admin.query("SELECT pg_notify('tributary_queue', 'runs')", logger: quiet)
+        }
         @Sendable func claimed(_ ref: VariantRef) async throws -> Bool {
             try await f.engine.store.runs(of: ref, limit: 1).first.map { $0.status != .queued } ?? false
         }
-        try await f.running {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await scheduler.run() }
-                group.addTask { try await listener.run() }
-                defer { group.cancelAll() }
-                // The worker's first poll and the scheduler's first pass are over; both now wait 60 s.
-                try await Task.sleep(for: .milliseconds(300))
-                // A run queued without a signal waits for the next poll, until a signal is heard:
-                // signalled again until then (the listener may still be starting to listen).
-                try await apiStore.enqueueRuns([ready])
-                let listening = ContinuousClock.now
-                try await eventually("the listener to hear a signal", seconds: 20) {
-                    await apiSignals.signal(.runsQueued)
-                    return try await claimed(ready)
-                }
-                #expect(ContinuousClock.now - listening < .seconds(10), "claimed at a signal, not at the 60 s poll")
-                // Once that run is over the worker claims again (a slot came free), then waits for its poll.
-                try await f.idle([ready])
-                try await Task.sleep(for: .milliseconds(300))
-                let start = ContinuousClock.now
-                try await api.trigger(triggered)
-                try await eventually("the triggered run to be claimed", seconds: 20) { try await claimed(triggered) }
-                #expect(ContinuousClock.now - start < .seconds(10), "the trigger's signal woke the worker")
-                let creating = ContinuousClock.now
-                _ = try await api.createVariant(fresh, maximumPerSync: 100, paused: false)
-                try await eventually("the new variant's first run", seconds: 20) { try await !f.engine.store.runs(of: fresh, limit: 1).isEmpty }
-                #expect(ContinuousClock.now - creating < .seconds(10), "the new variant's signal woke the scheduler")
+        do {
+            try await f.running {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await scheduler.run() }
+                    group.addTask { try await listener.run() }
+                    defer { group.cancelAll() }
+                    // The worker's first poll and the scheduler's first pass are over; both now wait 60 s.
+                    try await Task.sleep(for: .milliseconds(300))
+                    // The listener may still be starting to listen: signalled again until it hears.
+                    try await apiStore.enqueueRuns([ready])
+                    let listening = ContinuousClock.now
+                    try await eventually("the listener to hear a signal", seconds: 20) {
+                        try await signalRunsQueued()
+                        return try await claimed(ready)
+                    }
+                    #expect(ContinuousClock.now - listening < .seconds(10), "claimed at a signal, not at the 60 s poll")
+                    // Once that run is over the worker claims again (a slot came free), then waits for its poll.
+                    try await f.idle([ready])
+                    try await Task.sleep(for: .milliseconds(300))
+                    let start = ContinuousClock.now
+                    try await api.trigger(triggered)
+                    try await eventually("the triggered run to be claimed", seconds: 20) { try await claimed(triggered) }
+                    #expect(ContinuousClock.now - start < .seconds(10), "the trigger's signal woke the worker")
+                    let creating = ContinuousClock.now
+                    _ = try await api.createVariant(fresh, maximumPerSync: 100, paused: false)
+                    try await eventually("the new variant's first run", seconds: 20) { try await !f.engine.store.runs(of: fresh, limit: 1).isEmpty }
+                    #expect(ContinuousClock.now - creating < .seconds(10), "the new variant's signal woke the scheduler")
 
-                // The listening connection is cut (a database restart, a failover): it listens again.
-                let admin = try await PostgresConnection.connect(
-                    configuration: try PostgresURL(f.engine.testStore.location).connectionConfiguration(), id: 9, logger: quiet)
-                let cut = try await admin.query(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN%'",
-                    logger: quiet
-                ).collect().first?.decode(Int.self)
-                try await admin.close()
-                #expect(cut == 1, "the listener's one connection")
-                try await f.idle([fresh])
-                let again = f.ref("c3")
-                try await f.engine.store.ensureVariant(again)
-                try await f.engine.store.setNextRun(later, for: again)
-                try await apiStore.enqueueRuns([again])
-                let cutAt = ContinuousClock.now
-                try await eventually("the listener to listen again", seconds: 20) {
-                    await apiSignals.signal(.runsQueued)
-                    return try await claimed(again)
+                    // The listening connection is cut (a database restart, a failover) and a run is queued
+                    // meanwhile: the listener listens again after its 1 s wait and looks once.
+                    try await f.idle([fresh])
+                    try await Task.sleep(for: .milliseconds(300))
+                    let cut = try await admin.query(
+                        """
+                        SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                        WHERE datname = current_database() AND application_name = 'tributary-queue-signals'
+                        """, logger: quiet
+                    ).collect().first?.decode(Int.self)
+                    #expect(cut == 1, "the listener's one connection, by its name")
+                    let again = f.ref("c3")
+                    try await f.engine.store.ensureVariant(again)
+                    try await f.engine.store.setNextRun(later, for: again)
+                    try await apiStore.enqueueRuns([again])
+                    let cutAt = ContinuousClock.now
+                    try await eventually("the listener to listen again and look", seconds: 20) { try await claimed(again) }
+                    #expect(ContinuousClock.now - cutAt < .seconds(10), "found at the listener's return, not at the 60 s poll")
                 }
-                #expect(ContinuousClock.now - cutAt < .seconds(10), "heard again after its 1 s wait, not at the 60 s poll")
             }
+        } catch {
+            try? await admin.close()
+            throw error
         }
+        try await admin.close()
     }
 
     @Test(arguments: StoreKind.available) func slotsMissedWhileRunningAreSkippedNotQueued(_ kind: StoreKind) async throws {

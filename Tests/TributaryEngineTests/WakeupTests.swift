@@ -44,6 +44,40 @@ struct WakeupTests {
     }
 }
 
+extension WakeupTests {
+    /// Each race between a signal, a cancellation and the timeout resumes the wait exactly once: a
+    /// second resume would trap, a missing one would hang until the time limit.
+    @Test(.timeLimit(.minutes(1))) func signalsCancellationsAndTimeoutsRacingNeitherHangNorCrash() async {
+        let wakeup = Wakeup()
+        for round in 0..<2000 {
+            let waiting = Task { await wakeup.wait(upTo: .microseconds(200)) }
+            if round % 2 == 0 { wakeup.signal() }
+            if round % 3 == 0 { waiting.cancel() }
+            _ = await waiting.value
+        }
+        _ = await wakeup.wait(upTo: .zero)
+        let start = ContinuousClock.now
+        async let woken = wakeup.wait(upTo: .seconds(30))
+        try? await Task.sleep(for: .milliseconds(50))
+        wakeup.signal()
+        #expect(await woken, "still works after the races")
+        #expect(ContinuousClock.now - start < .seconds(10))
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aSecondWaiterLetsTheFirstGoRatherThanLeaveItHanging() async throws {
+        let wakeup = Wakeup()
+        let first = Task { await wakeup.wait(upTo: .seconds(30)) }
+        try await Task.sleep(for: .milliseconds(50))
+        let start = ContinuousClock.now
+        let second = Task { await wakeup.wait(upTo: .seconds(30)) }
+        #expect(await first.value == false)
+        #expect(ContinuousClock.now - start < .seconds(10), "let go, not timed out")
+        try await Task.sleep(for: .milliseconds(50))
+        wakeup.signal()
+        #expect(await second.value)
+    }
+}
+
 @Suite("Queue signal listener")
 struct QueueSignalListenerTests {
     @Test func itListensAgainAfterAFailureWaitingLongerEachTimeUpToHalfAMinute() {

@@ -350,7 +350,7 @@ struct ConnectPage: Sendable {
             return outcome(failure: "session_expired", heading: "Not connected", message: error.message, environment: environment, status: .conflict)
         }
         if !webhooks.isEmpty { api.deliveryService?.wake() }
-        if operation == .creation { await api.runs.variantsBecameDue() }
+        if operation == .creation { api.runs.variantsBecameDue() }
         if operation == .creation { await events.run(.postConnectionCreation, connection: record.ref) }
         context.logger.info(
             "connect: connection saved", metadata: ["connection": "\(record.ref)", "operation": "\(operation.rawValue)"])
