@@ -66,9 +66,11 @@ public final class Scheduler: Service, Sendable {
                     // After a failure the next pass waits its tick, however many wake-ups come.
                     try await Task.sleep(for: sleep)
                 } else if await self.wakeup.wait(upTo: sleep) {
-                    // Woken (a variant became due): at most one such pass per `wokenWait`.
+                    // Woken (a variant became due): at most one such pass per `wokenWait` — and never
+                    // later than the pass it was sleeping towards.
                     let since = passEnded.duration(to: .now)
-                    if since < Self.wokenWait { try await Task.sleep(for: Self.wokenWait - since) }
+                    let floor = min(Self.wokenWait, sleep)
+                    if since < floor { try await Task.sleep(for: floor - since) }
                 }
             }
         }
