@@ -1,5 +1,6 @@
 import Logging
 import ServiceLifecycle
+import TributaryCore
 import TributaryStore
 
 /// Hears the queue signals other processes send through the store (``QueueSignals``) and wakes this
@@ -23,12 +24,15 @@ public struct QueueSignalListener: Service {
     }
 
     public func run() async throws {
-        var failures = 0
+        // Failures since the listener last listened: a connection that listened for a while and was
+        // then lost is tried again after 1 s, not after its predecessors' backoff.
+        let failures = LockedValue(0)
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 try await cancelWhenGracefulShutdown {
                     try await signals.watchSignals(
                         onListening: { [worker, scheduler] in
+                            failures.withLock { $0 = 0 }
                             // Signals sent while it was not listening are lost: look once now.
                             worker?.wake()
                             scheduler?.wake()
@@ -40,23 +44,25 @@ public struct QueueSignalListener: Service {
                             }
                         })
                 }
-                failures = 0
             } catch is CancellationError {
                 return
             } catch {
-                failures += 1
+                let count = failures.withLock { count in
+                    count += 1
+                    return count
+                }
                 logger.warning(
                     "not hearing other processes' queue signals; the worker and scheduler poll until they are back",
-                    metadata: ["error": "\(error)", "failures": "\(failures)"])
+                    metadata: ["error": "\(error)", "failures": "\(count)"])
             }
             if Task.isShuttingDownGracefully || Task.isCancelled { return }
-            let wait = Self.backoff(afterFailures: failures)
+            let wait = Self.backoff(afterFailures: failures.withLock { $0 })
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
         }
     }
 
-    /// The wait before listening again: 1 s after a watch that ended without an error, then 1, 2, 4…
-    /// seconds, at most 30 s.
+    /// The wait before listening again after `failures` failures in a row (since it last listened):
+    /// 1, 2, 4… seconds, at most 30 s.
     static func backoff(afterFailures failures: Int) -> Duration {
         .seconds(min(30, 1 << min(max(failures - 1, 0), 5)))
     }

@@ -47,6 +47,9 @@ final class Wakeup: Sendable {
         }
     }
 
+    /// Whether a wait is under way (for tests).
+    var isWaiting: Bool { state.withLock { $0.waiter != nil } }
+
     private func takePending() -> Bool {
         state.withLock { state in
             defer { state.pending = false }

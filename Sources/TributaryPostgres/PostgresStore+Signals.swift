@@ -13,17 +13,18 @@ extension PostgresStore: QueueSignals {
         try await db.query("SELECT pg_notify(\(Self.signalChannel), \(signal.rawValue))", logger: logger)
     }
 
-    /// How often the listening connection is checked with a query, and how long the query may take:
-    /// a connection dropped without a reset (a NAT, a failover) would otherwise stay silent forever.
-    static let listenCheck = (every: Duration.seconds(30), within: Duration.seconds(10))
-
     /// Listens on a connection of its own, outside the pool (it never takes one of the
     /// `database.max_connections` the process's calls share), named `tributary-queue-signals` in
-    /// `pg_stat_activity`.
+    /// `pg_stat_activity`. Every `listenCheck.every` a `SELECT 1` must answer within
+    /// `listenCheck.within` (30 s and 10 s): a connection dropped without a reset (a NAT, a
+    /// failover) would otherwise stay silent for good.
     public func watchSignals(onListening: @escaping @Sendable () -> Void, _ onSignal: @escaping @Sendable (QueueSignal) -> Void) async throws {
         var configuration = try url.connectionConfiguration()
         configuration.options.additionalStartupParameters = [("application_name", "tributary-queue-signals")]
         let connection = try await PostgresConnection.connect(configuration: configuration, id: 0, logger: logger)
+        // The check's own error, when it closed the connection: the listening then fails too, with a
+        // vaguer one ("connection closed").
+        let checkFailure = LockedValue<(any Error)?>(nil)
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
@@ -34,40 +35,54 @@ extension PostgresStore: QueueSignals {
                         }
                     }
                 }
-                group.addTask { try await self.checkListening(connection) }
+                group.addTask {
+                    do {
+                        try await self.checkListening(connection)
+                    } catch {
+                        if !(error is CancellationError) { checkFailure.withLock { $0 = error } }
+                        throw error
+                    }
+                }
                 // Whichever ends first (cancellation, a lost connection, a check that failed) ends both.
                 defer { group.cancelAll() }
                 try await group.next()
             }
         } catch {
             try? await connection.close()
-            throw error
+            throw checkFailure.withLock { $0 } ?? error
         }
         try? await connection.close()
     }
 
-    /// Every ``listenCheck`` period, a `SELECT 1` on the listening connection; one that does not
-    /// answer in time closes the connection (ending the listening too) and throws.
+    /// Every ``listenCheck`` period, a `SELECT 1` on the listening connection. One that does not
+    /// answer in time, or is cut short by cancellation, closes the connection first: postgres-nio's
+    /// query does not end on cancellation, and a query stuck on a dead connection would otherwise
+    /// hold up the shutdown until TCP gives up.
     private func checkListening(_ connection: PostgresConnection) async throws {
+        let (every, within) = listenCheck
         while true {
-            try await Task.sleep(for: Self.listenCheck.every)
+            try await Task.sleep(for: every)
             let answered = try await withThrowingTaskGroup(of: Bool.self) { group in
                 group.addTask {
                     try await connection.query("SELECT 1", logger: self.logger)
                     return true
                 }
                 group.addTask {
-                    try await Task.sleep(for: Self.listenCheck.within)
+                    try await Task.sleep(for: within)
                     return false
                 }
                 defer { group.cancelAll() }
-                let first = try await group.next() ?? false
-                // A query stuck on a dead connection ends when the connection is closed.
-                if !first { try? await connection.close() }
-                return first
+                do {
+                    let first = try await group.next() ?? false
+                    if !first { try? await connection.close() }
+                    return first
+                } catch {
+                    try? await connection.close()
+                    throw error
+                }
             }
             guard answered else {
-                throw TributaryError(.storeUnavailable, "The queue signal connection did not answer within \(Self.listenCheck.within).")
+                throw TributaryError(.storeUnavailable, "The queue signal connection did not answer within \(within).")
             }
         }
     }

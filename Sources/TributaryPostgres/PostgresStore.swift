@@ -37,6 +37,8 @@ public final class PostgresStore: Store, Service {
     /// How long one store call may wait for the database (a connection, then its statements) before
     /// it fails with `store_unavailable` — so an outage never hangs a caller, or a shutdown.
     let operationTimeout: Duration
+    /// See ``init(url:maximumConnections:clock:leaseClockOffset:operationTimeout:listenCheck:logger:)``.
+    let listenCheck: (every: Duration, within: Duration)
     /// Calls waiting for a connection, watched by ``run()``.
     let waits = ConnectionWaits()
     /// Runs whose first-load insert found an id taken (``PlainInsertRefusals``).
@@ -65,13 +67,17 @@ public final class PostgresStore: Store, Service {
     ///     the database's clock instead.
     ///   - leaseClockOffset: microseconds added to the database's clock for leases (tests only).
     ///   - operationTimeout: how long one store call may wait for the database.
+    ///   - listenCheck: how often the queue signals' listening connection is checked, and how long
+    ///     the check may take (``watchSignals(onListening:_:)``; tests shorten it).
     public init(
         url: PostgresURL, maximumConnections: Int = 10, clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() },
         leaseClockOffset: @escaping @Sendable () -> Int64 = { 0 }, operationTimeout: Duration = .seconds(10),
+        listenCheck: (every: Duration, within: Duration) = (.seconds(30), .seconds(10)),
         logger: Logger = Logger(label: "tributary.postgres")
     ) {
         self.leaseClockOffset = leaseClockOffset
         self.operationTimeout = operationTimeout
+        self.listenCheck = listenCheck
         var configuration = url.clientConfiguration
         configuration.options.maximumConnections = maximumConnections
         configuration.options.minimumConnections = 0

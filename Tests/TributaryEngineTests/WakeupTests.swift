@@ -67,12 +67,12 @@ extension WakeupTests {
     @Test(.timeLimit(.minutes(1))) func aSecondWaiterLetsTheFirstGoRatherThanLeaveItHanging() async throws {
         let wakeup = Wakeup()
         let first = Task { await wakeup.wait(upTo: .seconds(30)) }
-        try await Task.sleep(for: .milliseconds(50))
+        while !wakeup.isWaiting { try await Task.sleep(for: .milliseconds(1)) }
         let start = ContinuousClock.now
         let second = Task { await wakeup.wait(upTo: .seconds(30)) }
         #expect(await first.value == false)
         #expect(ContinuousClock.now - start < .seconds(10), "let go, not timed out")
-        try await Task.sleep(for: .milliseconds(50))
+        while !wakeup.isWaiting { try await Task.sleep(for: .milliseconds(1)) }
         wakeup.signal()
         #expect(await second.value)
     }
@@ -81,7 +81,7 @@ extension WakeupTests {
 @Suite("Queue signal listener")
 struct QueueSignalListenerTests {
     @Test func itListensAgainAfterAFailureWaitingLongerEachTimeUpToHalfAMinute() {
-        #expect(QueueSignalListener.backoff(afterFailures: 0) == .seconds(1), "a watch that ended without an error")
+        #expect(QueueSignalListener.backoff(afterFailures: 0) == .seconds(1))
         #expect(QueueSignalListener.backoff(afterFailures: 1) == .seconds(1))
         #expect(QueueSignalListener.backoff(afterFailures: 2) == .seconds(2))
         #expect(QueueSignalListener.backoff(afterFailures: 5) == .seconds(16))
