@@ -138,15 +138,6 @@ final class SchedulingFixture: Sendable {
     }
 }
 
-func eventually(_ what: String, seconds: Double = 10, _ condition: @Sendable () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(2))
-    }
-    Issue.record("timed out waiting for \(what)")
-    throw CancellationError()
-}
 
 final class Gate: Sendable {
     private let open = Mutex(false)

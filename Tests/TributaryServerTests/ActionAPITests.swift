@@ -5,6 +5,7 @@ import HummingbirdTesting
 import Logging
 import Synchronization
 import Testing
+import TributaryTestSupport
 import TributaryCore
 import TributaryEngine
 import TributarySQLite

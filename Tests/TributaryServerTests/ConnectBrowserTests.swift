@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TributaryTestSupport
 import TributaryCore
 import TributaryServer
 import TributaryStore

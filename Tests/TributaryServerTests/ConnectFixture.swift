@@ -11,6 +11,7 @@ import TributaryEngine
 import TributarySQLite
 import TributaryServer
 import TributaryStore
+import TributaryTestSupport
 
 /// A fake OAuth 2 provider on a loopback port: an authorize page with Allow and Deny links, a token
 /// endpoint that checks the client, the redirect URI and the PKCE verifier and rotates refresh

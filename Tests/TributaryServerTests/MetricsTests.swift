@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import Testing
+import TributaryTestSupport
 import TributaryCore
 import TributaryEngine
 import TributaryServer

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Testing
+import TributaryTestSupport
 import TributaryCore
 import TributaryStore
 

@@ -10,6 +10,7 @@ import TributaryEngine
 import TributarySQLite
 import TributaryServer
 import TributaryStore
+import TributaryTestSupport
 
 let devKey = "dev-key-0000000000000001"
 let prodKey = "prod-key-000000000000001"
@@ -163,20 +164,6 @@ final class ServerFixture: Sendable {
     }
 }
 
-/// Waits until `condition` holds, for at most `seconds`; fails the test instead of hanging.
-func eventually(_ what: String, seconds: Double = 10, _ condition: @Sendable () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(5))
-    }
-    throw TimedOut(what: what)
-}
-
-struct TimedOut: Error, CustomStringConvertible {
-    let what: String
-    var description: String { "timed out waiting for \(what)" }
-}
 
 /// A JSON response.
 struct APIResponse: Sendable {

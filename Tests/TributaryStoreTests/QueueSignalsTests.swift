@@ -34,9 +34,9 @@ struct QueueSignalsTests {
         let heard = Heard()
         let watch = Task { try await watcher.watchSignals(onListening: { heard.listening() }, { heard.add($0) }) }
         defer { watch.cancel() }
-        try await waitFor("the watch to listen") { heard.listenings == 1 }
+        try await eventually("the watch to listen") { heard.listenings == 1 }
         func expectHeard(_ expected: [QueueSignal], _ what: String) async throws {
-            try await waitFor(what) { heard.signals.count >= expected.count }
+            try await eventually(what, seconds: 15) { heard.signals.count >= expected.count }
             #expect(heard.signals == expected, "\(what)")
         }
         let connection = ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "c1")
@@ -98,7 +98,7 @@ struct QueueSignalsTests {
             }
         }
         do {
-            try await waitFor("the watch to listen") { heard.listenings == 1 }
+            try await eventually("the watch to listen") { heard.listenings == 1 }
             let pid = try #require(
                 try await admin.query(
                     "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'tributary-queue-signals'",
@@ -107,7 +107,7 @@ struct QueueSignalsTests {
             frozen = pid
             #expect(kill(pid_t(pid), SIGSTOP) == 0)
             let began = ContinuousClock.now
-            try await waitFor("the watch to give up the connection") { ended.withLock { $0 } != nil }
+            try await eventually("the watch to give up the connection") { ended.withLock { $0 } != nil }
             let failure: TributaryError? =
                 switch ended.withLock({ $0 }) {
                 case .failure(let error): error as? TributaryError
@@ -120,9 +120,9 @@ struct QueueSignalsTests {
             frozen = nil
 
             let second = Task { try await watcher.watchSignals(onListening: { heard.listening() }, { heard.add($0) }) }
-            try await waitFor("the watch to listen again") { heard.listenings == 2 }
+            try await eventually("the watch to listen again") { heard.listenings == 2 }
             _ = try await admin.query("SELECT pg_notify('tributary_queue', 'runs')", logger: Self.quiet)
-            try await waitFor("the signal") { heard.signals == [.runsQueued] }
+            try await eventually("the signal") { heard.signals == [.runsQueued] }
             second.cancel()
             do {
                 try await second.value
@@ -135,14 +135,4 @@ struct QueueSignalsTests {
         }
         try await admin.close()
     }
-}
-
-private func waitFor(_ what: String, seconds: Double = 15, _ condition: @Sendable () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-    while ContinuousClock.now < deadline {
-        if try await condition() { return }
-        try await Task.sleep(for: .milliseconds(5))
-    }
-    Issue.record("timed out waiting for \(what)")
-    throw CancellationError()
 }
