@@ -234,15 +234,22 @@ extension PostgresStore {
     public func changes(_ query: ChangeQuery) async throws -> ChangePage {
         if let ids = query.ids, ids.isEmpty { return ChangePage(records: [], nextCursor: nil) }
         return try await read { db in
-            guard let dataset = try await self.findDataset(db, query.dataset, forUpdate: false) else { return ChangePage(records: [], nextCursor: nil) }
+            // The dataset is found in the page's own statement: one round trip per page, one snapshot.
             var binds = PostgresBindings()
-            binds.append(dataset.id)
             binds.append(query.cursor?.sequence ?? 0)
             binds.append(query.cursor?.tiebreaker ?? 0)
             binds.append(Int64(query.limit + 1))
+            binds.append(query.dataset.connection.environment)
+            binds.append(query.dataset.connection.providerConfigKey)
+            binds.append(query.dataset.connection.connectionId)
+            binds.append(query.dataset.model)
+            binds.append(query.dataset.variant)
             var sql = """
                 SELECT id, external_id, seq, first_seen_at, updated_at, deleted_at, payload::text, pruned_at FROM records
-                WHERE dataset_id = $1 AND (seq, id) > ($2, $3)
+                WHERE dataset_id = (
+                        SELECT d.id FROM datasets d JOIN connections c ON c.id = d.connection_pk
+                        WHERE c.environment = $4 AND c.provider_config_key = $5 AND c.connection_id = $6 AND d.model = $7 AND d.variant = $8)
+                    AND (seq, id) > ($1, $2)
                 """
             if let modifiedAfter = query.modifiedAfter {
                 binds.append(modifiedAfter.microseconds)
@@ -259,26 +266,31 @@ extension PostgresStore {
                 binds.append(ids)
                 sql += " AND external_id = ANY($\(binds.count)::text[])"
             }
-            sql += " ORDER BY seq, id LIMIT $4"
+            sql += " ORDER BY seq, id LIMIT $3"
             var records: [StoredRecord] = []
             records.reserveCapacity(min(query.limit, 1024))
             var more = false
             let rows = try await db.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: self.logger)
-            for try await (id, externalId, seq, firstSeen, updated, deleted, payload, pruned) in rows.decode(
-                (Int64, String, Int64, Int64, Int64, Int64?, String, Int64?).self)
-            {
+            for try await row in rows {
                 if records.count == query.limit {
                     more = true
                     continue
                 }
+                // In the SELECT's column order.
+                var cells = RowCells(row)
+                let id = try cells.int64()
+                let externalId = try cells.string()
+                let seq = try cells.int64()
+                let firstSeen = try cells.int64()
+                let updated = try cells.int64()
+                let deleted = try cells.optionalInt64()
+                let payload = try cells.textBytes()
+                let pruned = try cells.optionalInt64()
                 records.append(
                     StoredRecord(
-                        id: externalId, json: Array(payload.utf8),
-                        firstSeenAt: Timestamp(microseconds: firstSeen),
-                        lastModifiedAt: Timestamp(microseconds: updated),
-                        deletedAt: deleted.map(Timestamp.init(microseconds:)),
-                        cursor: FeedCursor(sequence: seq, tiebreaker: id),
-                        prunedAt: pruned.map(Timestamp.init(microseconds:))))
+                        id: externalId, json: payload, firstSeenAt: Timestamp(microseconds: firstSeen),
+                        lastModifiedAt: Timestamp(microseconds: updated), deletedAt: deleted.map(Timestamp.init(microseconds:)),
+                        cursor: FeedCursor(sequence: seq, tiebreaker: id), prunedAt: pruned.map(Timestamp.init(microseconds:))))
             }
             return ChangePage(records: records, nextCursor: more ? records.last?.cursor : nil)
         }

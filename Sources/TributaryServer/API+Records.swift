@@ -48,16 +48,7 @@ extension API {
                 dataset: DatasetRef(connection: connection.ref, model: model, variant: variant), cursor: cursor, limit: limit,
                 modifiedAfter: modifiedAfter, actions: actions, ids: ids))
 
-        var out = FeedRenderer(reservingCapacity: page.records.reduce(64) { $0 + $1.json.count + 240 })
-        out.append(#"{"records":["#)
-        for (index, record) in page.records.enumerated() {
-            if index > 0 { out.append(UInt8(ascii: ",")) }
-            out.append(record)
-        }
-        out.append(#"],"next_cursor":"#)
-        if let next = page.nextCursor { out.appendString(next) } else { out.append("null") }
-        out.append(UInt8(ascii: "}"))
-        return JSONResponse.bytes(out.bytes)
+        return JSONResponse.bytes(FeedRenderer.body(of: page))
     }
 
     /// The most records one `PATCH /records/prune` prunes (Nango's bound), and the default.

@@ -22,6 +22,20 @@ public struct FeedRenderer {
         self.bytes = bytes
     }
 
+    /// A whole `GET /records` response body, `{"records":[…],"next_cursor":…}`.
+    public static func body(of page: ChangePage) -> [UInt8] {
+        var out = FeedRenderer(reservingCapacity: page.records.reduce(64) { $0 + $1.json.count + 240 })
+        out.append(#"{"records":["#)
+        for (index, record) in page.records.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(record)
+        }
+        out.append(#"],"next_cursor":"#)
+        if let next = page.nextCursor { out.appendString(next) } else { out.append("null") }
+        out.append(UInt8(ascii: "}"))
+        return out.bytes
+    }
+
     /// Appends one record (payload and metadata, same members and order as ``StoredRecord/metadata``).
     public mutating func append(_ record: StoredRecord) {
         let json = record.json

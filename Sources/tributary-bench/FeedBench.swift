@@ -43,7 +43,7 @@ struct FeedBench: AsyncParsableCommand {
             header: ["read", "store", "seconds", "records/s", "vs raw"])
         let config = try ConfigLoader.parse(yaml: Self.configYAML, file: "feed-bench.yaml", environment: [:])
         for kind in stores.kinds {
-            let (feed, parsed, raw) = try await stores.withStore(kind, name: "feed") { store, location in
+            let (feed, parsed, rendered, served, raw) = try await stores.withStore(kind, name: "feed") { store, location in
                 let load = try await OrdersSync(store: store, records: n, pageSize: pageSize, trackDeletes: false, logger: stores.logger).run(OrderGenerator())
                 guard load.run.status == .succeeded else { throw ValidationError("loading the records failed: \(load.result)") }
                 let api = API(
@@ -56,6 +56,30 @@ struct FeedBench: AsyncParsableCommand {
                 guard feed.value == n, parsed.value == n else {
                     throw ValidationError("the feed returned \(feed.value) and \(parsed.value) records, expected \(n)")
                 }
+                // The store's part alone: the same pages rendered in process, no HTTP.
+                let rendered = try await timed { () async throws -> (records: Int, bytes: Int) in
+                    var cursor: FeedCursor? = nil
+                    var (records, bytes) = (0, 0)
+                    repeat {
+                        let page = try await store.changes(
+                            try ChangeQuery(dataset: OrdersSync.variant.dataset("Order"), cursor: cursor, limit: pageSize))
+                        records += page.records.count
+                        bytes += FeedRenderer.body(of: page).count  // the body `GET /records` sends
+                        cursor = page.nextCursor
+                    } while cursor != nil
+                    return (records, bytes)
+                }
+                // Every record's metadata alone is over 200 bytes.
+                guard rendered.value.records == n, rendered.value.bytes > 200 * n else {
+                    throw ValidationError("the store rendered \(rendered.value.records) records in \(rendered.value.bytes) bytes, expected \(n)")
+                }
+                // HTTP's own part: the feed's first page, rendered once, served from memory by a bare
+                // Hummingbird router as many times as the feed has pages, read by the same scanning client.
+                let firstPage = try await store.changes(try ChangeQuery(dataset: OrdersSync.variant.dataset("Order"), limit: pageSize))
+                let served = try await Self.serveFromMemory(FeedRenderer.body(of: firstPage), logger: stores.quietLogger) { port in
+                    try await timed { try await readFeed(port: port, pageSize: pageSize, parse: false, pages: (n + pageSize - 1) / pageSize) }
+                }
+                guard served.value >= n else { throw ValidationError("the static pages held \(served.value) records, expected \(n)") }
                 let limit = try await stores.rawLimit(location, sameDatabase: true)
                 let select = try await timed {
                     try await limit.select(
@@ -65,15 +89,19 @@ struct FeedBench: AsyncParsableCommand {
                 }
                 try await limit.close()
                 guard select.value.rows == n else { throw ValidationError("the raw SELECT read \(select.value.rows) rows, expected \(n)") }
-                return (feed.seconds, parsed.seconds, select.seconds)
+                return (feed.seconds, parsed.seconds, rendered.seconds, served.seconds, select.seconds)
             }
             let store = kind.rawValue
             report.add(["GET /records pages (client scans each page)", store, seconds(feed), "\(rate(n, feed))", percent(raw, of: feed)])
             report.add(["GET /records pages (client parses each page)", store, seconds(parsed), "\(rate(n, parsed))", percent(raw, of: parsed)])
+            report.add(["the store renders the pages (no HTTP)", store, seconds(rendered), "\(rate(n, rendered))", percent(raw, of: rendered)])
+            report.add(["the same bytes from memory over HTTP (scanned)", store, seconds(served), "\(rate(n, served))", percent(raw, of: served)])
             report.add(["raw limit: SELECT the payloads in feed order", store, seconds(raw), "\(rate(n, raw))", "100%"])
             report.figure(kind, "feed_s", feed)
             report.figure(kind, "raw_select_s", raw)
             report.figure(kind, "feed_parsed_s", parsed)
+            report.figure(kind, "feed_rendered_s", rendered)
+            report.figure(kind, "feed_http_only_s", served)
             report.figure(kind, "feed_vs_raw", raw / feed)
         }
         try report.print(options: options)
@@ -82,12 +110,15 @@ struct FeedBench: AsyncParsableCommand {
     /// Reads the whole feed of the bench dataset; returns how many records came back. With `parse`
     /// the client parses every page into JSON values (what a consumer does); without, it scans each
     /// page for its records' metadata and the next cursor (the server's and transport's cost alone).
-    func readFeed(port: Int, pageSize: Int, parse: Bool) async throws -> Int {
+    ///
+    /// With `pages`, it reads `/page` that many times instead (``serveFromMemory(_:logger:_:)``'s server).
+    func readFeed(port: Int, pageSize: Int, parse: Bool, pages: Int? = nil) async throws -> Int {
         var cursor: String? = nil
         var count = 0
+        var read = 0
         repeat {
-            var url = "http://127.0.0.1:\(port)/records?model=Order&limit=\(pageSize)"
-            if let cursor { url += "&cursor=\(cursor)" }
+            var url = pages == nil ? "http://127.0.0.1:\(port)/records?model=Order&limit=\(pageSize)" : "http://127.0.0.1:\(port)/page"
+            if let cursor, pages == nil { url += "&cursor=\(cursor)" }
             var request = HTTPClientRequest(url: url)
             request.headers.add(name: "Authorization", value: "Bearer \(Self.secretKey)")
             request.headers.add(name: "Connection-Id", value: OrdersSync.variant.connection.connectionId)
@@ -103,8 +134,28 @@ struct FeedBench: AsyncParsableCommand {
                 count += Self.occurrences(of: Self.metadataMarker, in: body)
                 cursor = Self.nextCursor(in: body)
             }
+            read += 1
+            if let pages { cursor = read < pages ? cursor : nil }
         } while cursor != nil
         return count
+    }
+
+    /// Serves `body` at `GET /page` on a free loopback port while `run` runs with that port.
+    static func serveFromMemory<T: Sendable>(_ body: [UInt8], logger: Logger, _ run: @Sendable (Int) async throws -> T) async throws -> T {
+        let page = ByteBuffer(bytes: body)
+        let router = Router()
+        router.get("page") { _, _ in Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: ResponseBody(byteBuffer: page)) }
+        let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
+        let app = Application(
+            router: router, configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in portContinuation.yield(channel.localAddress?.port ?? 0) }, logger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await app.runService(gracefulShutdownSignals: []) }
+            defer { group.cancelAll() }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next() else { throw ValidationError("the server did not start") }
+            return try await run(port)
+        }
     }
 }
 

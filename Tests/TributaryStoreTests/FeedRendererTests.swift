@@ -42,6 +42,23 @@ struct FeedRendererTests {
         #expect(page.compactMap { $0["_nango_metadata"]?["last_action"]?.stringValue } == ["ADDED", "ADDED", "UPDATED", "DELETED", "ADDED"])
     }
 
+    /// A page's body: its records in order, each as rendered alone, and the next cursor (null at the end).
+    @Test func aPageBodyHoldsItsRecordsAndTheNextCursor() throws {
+        let base: Int64 = 1_764_000_000_000_000
+        let records = [
+            Self.record("a", firstSeen: base, modified: base, cursor: FeedCursor(sequence: 1, tiebreaker: 1)),
+            Self.record("b", firstSeen: base, modified: base + 3, cursor: FeedCursor(sequence: 2, tiebreaker: 9)),
+        ]
+        let next = FeedCursor(sequence: 2, tiebreaker: 9)
+        let body = try JSONParser.parse(FeedRenderer.body(of: ChangePage(records: records, nextCursor: next)))
+        #expect(body["records"]?.arrayValue == (try records.map { try JSONParser.parse($0.renderedJSON()) }))
+        #expect(try body["next_cursor"]?.stringValue.map { try FeedCursor(encoded: $0) } == next)
+        #expect(body.objectValue?.keys.sorted() == ["next_cursor", "records"])
+
+        let last = try JSONParser.parse(FeedRenderer.body(of: ChangePage(records: [], nextCursor: nil)))
+        #expect(last == .object(["records": .array([]), "next_cursor": .null]))
+    }
+
     /// `appendRendered(to:)` adds the record after what the buffer held, each time on its own timestamps.
     @Test func appendRenderedKeepsWhatCameBefore() throws {
         let base: Int64 = 1_764_000_000_000_000
