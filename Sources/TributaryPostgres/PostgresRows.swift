@@ -47,18 +47,30 @@ struct RowCells {
         cells = row.makeIterator()
     }
 
+    /// What a row did not hold, naming the column.
+    struct Missing: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    private var read = 0
+
     private mutating func next() throws -> PostgresCell {
-        guard let cell = cells.next() else { throw PostgresDecodingError.Code.missingData }
+        guard let cell = cells.next() else { throw Missing(description: "the row has no column \(read + 1)") }
+        read += 1
         return cell
     }
 
     mutating func int64() throws -> Int64 {
-        guard let value = try optionalInt64() else { throw PostgresDecodingError.Code.missingData }
+        let cell = try next()
+        guard let value = try Self.int64(cell) else { throw Missing(description: "column \(cell.columnIndex + 1) (\(cell.columnName)) is NULL") }
         return value
     }
 
     mutating func optionalInt64() throws -> Int64? {
-        let cell = try next()
+        try Self.int64(try next())
+    }
+
+    private static func int64(_ cell: PostgresCell) throws -> Int64? {
         guard var bytes = cell.bytes else { return nil }
         if cell.format == .binary, cell.dataType == .int8, bytes.readableBytes == 8, let value = bytes.readInteger(as: Int64.self) { return value }
         return try cell.decode(Int64.self)

@@ -234,22 +234,18 @@ extension PostgresStore {
     public func changes(_ query: ChangeQuery) async throws -> ChangePage {
         if let ids = query.ids, ids.isEmpty { return ChangePage(records: [], nextCursor: nil) }
         return try await read { db in
-            // The dataset is found in the page's own statement: one round trip per page, one snapshot.
+            // The dataset first, in a statement of its own: with its id a parameter, the page's plan
+            // touches the one partition that holds it and uses that dataset's statistics (a subquery
+            // in its place would plan and lock every partition on every page).
+            guard let dataset = try await self.findDataset(db, query.dataset, forUpdate: false) else { return ChangePage(records: [], nextCursor: nil) }
             var binds = PostgresBindings()
+            binds.append(dataset.id)
             binds.append(query.cursor?.sequence ?? 0)
             binds.append(query.cursor?.tiebreaker ?? 0)
             binds.append(Int64(query.limit + 1))
-            binds.append(query.dataset.connection.environment)
-            binds.append(query.dataset.connection.providerConfigKey)
-            binds.append(query.dataset.connection.connectionId)
-            binds.append(query.dataset.model)
-            binds.append(query.dataset.variant)
             var sql = """
                 SELECT id, external_id, seq, first_seen_at, updated_at, deleted_at, payload::text, pruned_at FROM records
-                WHERE dataset_id = (
-                        SELECT d.id FROM datasets d JOIN connections c ON c.id = d.connection_pk
-                        WHERE c.environment = $4 AND c.provider_config_key = $5 AND c.connection_id = $6 AND d.model = $7 AND d.variant = $8)
-                    AND (seq, id) > ($1, $2)
+                WHERE dataset_id = $1 AND (seq, id) > ($2, $3)
                 """
             if let modifiedAfter = query.modifiedAfter {
                 binds.append(modifiedAfter.microseconds)
@@ -266,7 +262,7 @@ extension PostgresStore {
                 binds.append(ids)
                 sql += " AND external_id = ANY($\(binds.count)::text[])"
             }
-            sql += " ORDER BY seq, id LIMIT $3"
+            sql += " ORDER BY seq, id LIMIT $4"
             var records: [StoredRecord] = []
             records.reserveCapacity(min(query.limit, 1024))
             var more = false

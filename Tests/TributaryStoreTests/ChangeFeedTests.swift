@@ -45,6 +45,9 @@ struct ChangeFeedTests {
         #expect(try await ids(try ChangeQuery(dataset: dataset, ids: ["a", "d", "zz"])) == ["a", "d"])
         let later = Timestamp(microseconds: afterInsert.map(\.lastModifiedAt.microseconds).max()! + 1)
         #expect(try await ids(try ChangeQuery(dataset: dataset, modifiedAfter: later)) == ["d", "u"])
+        // Every filter at once, each parameter in its place.
+        #expect(try await ids(try ChangeQuery(dataset: dataset, modifiedAfter: later, actions: [.updated, .deleted], ids: ["u", "a"])) == ["u"])
+        #expect(try await ids(try ChangeQuery(dataset: dataset, modifiedAfter: later, actions: [.deleted], ids: ["u", "d", "a"])) == ["d"])
     }
 
     @Test func rejectsBadCursorsAndLimits() throws {

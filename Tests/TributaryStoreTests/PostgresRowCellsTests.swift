@@ -19,7 +19,7 @@ struct PostgresRowCellsTests {
         let rows = try await store.read { db in
             var read: [String] = []
             let query: PostgresQuery = """
-                SELECT 42::int8, 7::int4, NULL::int8, '-9223372036854775808'::int8, 'é x'::text, 'v'::varchar(4), '{"a": 1}'::jsonb::text, NULL::text, 'x'::text
+                SELECT 42::int8, 7::int4, NULL::int8, '-9223372036854775808'::int8, 'é x'::text, 'v'::varchar(4), '{"a": 1}'::jsonb::text, NULL::text, 'x'::text, NULL::int8
                 """
             for try await row in try await db.query(query, logger: quiet) {
                 var cells = RowCells(row)
@@ -32,7 +32,8 @@ struct PostgresRowCellsTests {
                 #expect(try cells.textBytes() == Array(#"{"a": 1}"#.utf8))
                 #expect(throws: (any Error).self, "NULL where text must be") { try cells.string() }
                 #expect(throws: (any Error).self, "text read as an integer") { try cells.int64() }
-                #expect(throws: (any Error).self, "past the last column") { try cells.optionalInt64() }
+                #expect(throws: RowCells.Missing.self, "NULL where an integer must be") { try cells.int64() }
+                #expect(throws: RowCells.Missing.self, "past the last column") { try cells.optionalInt64() }
                 read.append("row")
             }
             return read
