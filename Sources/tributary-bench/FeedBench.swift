@@ -145,17 +145,12 @@ struct FeedBench: AsyncParsableCommand {
         let page = ByteBuffer(bytes: body)
         let router = Router()
         router.get("page") { _, _ in Response(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: ResponseBody(byteBuffer: page)) }
-        let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-        let app = Application(
-            router: router, configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in portContinuation.yield(channel.localAddress?.port ?? 0) }, logger: logger)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await app.runService(gracefulShutdownSignals: []) }
-            defer { group.cancelAll() }
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next() else { throw ValidationError("the server did not start") }
-            return try await run(port)
-        }
+        return try await withListening(
+            { onListening in
+                Application(
+                    router: router, configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0)),
+                    onServerRunning: { channel in await onListening(channel.localAddress?.port ?? 0) }, logger: logger)
+            }, run)
     }
 }
 
@@ -197,8 +192,16 @@ extension FeedBench {
 
 /// Runs the API application on a free loopback port while `body` runs with that port.
 func withListeningServer<T: Sendable>(api: API, logger: Logger, _ body: @Sendable (Int) async throws -> T) async throws -> T {
+    try await withListening({ try buildApplication(api: api, logger: logger, port: 0, onListening: $0) }, body)
+}
+
+/// Runs the application `makeApplication` builds (given the callback that reports the port it
+/// listens on) while `body` runs with that port; the application stops when `body` returns.
+func withListening<T: Sendable, App: ApplicationProtocol>(
+    _ makeApplication: (@escaping @Sendable (Int) async -> Void) throws -> App, _ body: @Sendable (Int) async throws -> T
+) async throws -> T {
     let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-    let app = try buildApplication(api: api, logger: logger, port: 0) { port in portContinuation.yield(port) }
+    let app = try makeApplication { port in portContinuation.yield(port) }
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await app.runService(gracefulShutdownSignals: []) }
         defer { group.cancelAll() }
