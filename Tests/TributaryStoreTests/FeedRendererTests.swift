@@ -57,6 +57,12 @@ struct FeedRendererTests {
 
         let last = try JSONParser.parse(FeedRenderer.body(of: ChangePage(records: [], nextCursor: nil)))
         #expect(last == .object(["records": .array([]), "next_cursor": .null]))
+
+        // The exact bytes: the envelope around each record as rendered alone, no whitespace.
+        #expect(FeedRenderer.body(of: ChangePage(records: [], nextCursor: nil)) == Array(#"{"records":[],"next_cursor":null}"#.utf8))
+        let exact = Array(#"{"records":["#.utf8) + records[0].renderedJSON() + Array(",".utf8) + records[1].renderedJSON()
+            + Array(#"],"next_cursor":"\#(next.encoded)"}"#.utf8)
+        #expect(FeedRenderer.body(of: ChangePage(records: records, nextCursor: next)) == exact)
     }
 
     /// `appendRendered(to:)` adds the record after what the buffer held, each time on its own timestamps.
