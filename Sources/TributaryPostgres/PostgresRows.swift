@@ -42,6 +42,8 @@ extension PostgresRandomAccessRow {
 /// bytes without a `String` in between. Other types and formats go through postgres-nio's decoding.
 struct RowCells {
     private var cells: PostgresRow.Iterator
+    /// Columns read so far.
+    private var read = 0
 
     init(_ row: PostgresRow) {
         cells = row.makeIterator()
@@ -51,8 +53,6 @@ struct RowCells {
     struct Missing: Error, CustomStringConvertible {
         var description: String
     }
-
-    private var read = 0
 
     private mutating func next() throws -> PostgresCell {
         guard let cell = cells.next() else { throw Missing(description: "the row has no column \(read + 1)") }
@@ -70,22 +70,28 @@ struct RowCells {
         try Self.int64(try next())
     }
 
-    private static func int64(_ cell: PostgresCell) throws -> Int64? {
-        guard var bytes = cell.bytes else { return nil }
-        if cell.format == .binary, cell.dataType == .int8, bytes.readableBytes == 8, let value = bytes.readInteger(as: Int64.self) { return value }
-        return try cell.decode(Int64.self)
-    }
-
     mutating func string() throws -> String {
         let cell = try next()
-        if let bytes = cell.bytes, cell.dataType == .text || cell.dataType == .varchar { return String(buffer: bytes) }
+        if let bytes = Self.text(cell) { return String(buffer: bytes) }
         return try cell.decode(String.self)
     }
 
     /// A text column's UTF-8 bytes.
     mutating func textBytes() throws -> [UInt8] {
         let cell = try next()
-        if let bytes = cell.bytes, cell.dataType == .text || cell.dataType == .varchar { return Array(bytes.readableBytesView) }
+        if let bytes = Self.text(cell) { return Array(bytes.readableBytesView) }
         return Array(try cell.decode(String.self).utf8)
+    }
+
+    private static func int64(_ cell: PostgresCell) throws -> Int64? {
+        guard var bytes = cell.bytes else { return nil }
+        if cell.format == .binary, cell.dataType == .int8, bytes.readableBytes == 8, let value = bytes.readInteger(as: Int64.self) { return value }
+        return try cell.decode(Int64.self)
+    }
+
+    /// A text or varchar cell's bytes, which are its UTF-8 text in either format; nil for NULL and
+    /// other types (postgres-nio's decoding then answers, or refuses).
+    private static func text(_ cell: PostgresCell) -> ByteBuffer? {
+        cell.dataType == .text || cell.dataType == .varchar ? cell.bytes : nil
     }
 }
