@@ -142,10 +142,7 @@ final class RunContext: SyncContext {
         try checkCancellation()
         try checkModel(model)
         guard !records.isEmpty else { return }
-        var prepared: [PreparedRecord] = []
-        prepared.reserveCapacity(records.count)
-        for record in records { prepared.append(try PreparedRecord(record)) }
-        try await save(prepared, model: model)
+        try await save(try await PreparedRecord.preparing(records), model: model)
     }
 
     func batchSave(prepared records: [PreparedRecord], model: String) async throws {

@@ -77,12 +77,18 @@ struct SchedulerBench: AsyncParsableCommand {
         """
     }
 
+    /// Seconds over which the variants are created when neither jitter nor `--at-once` is set: one interval, or the watch if shorter.
+    var spreadSeconds: Double { min(Double(frequency), duration) }
+
     func run() async throws {
         let stores = try BenchStores(options: options)
         defer { stores.removeFiles() }
         let total = connections * variants
+        // The new variants' arrival rate: past the worker's runs/s their first runs queue (a shorter
+        // --duration than --frequency creates them faster than one interval spreads them).
+        let creation = jitter > 0 ? ", jitter \(jitter) s, created at once" : atOnce ? ", created at once, no jitter" : ", created over \(String(format: "%.0f", spreadSeconds)) s (\(String(format: "%.0f", Double(total) / spreadSeconds)) new variants/s)"
         var report = BenchReport(
-            suite: "scheduler: \(connections) connections × \(variants) variants, every \(frequency) s\(jitter > 0 ? ", jitter \(jitter) s, created at once" : (atOnce ? ", created at once, no jitter" : "")), tick \(tick) s, \(maxConcurrentRuns) runs at once\(workerProcesses > 0 ? " in each of \(workerProcesses) worker processes" : ""), watched \(Int(duration)) s",
+            suite: "scheduler: \(connections) connections × \(variants) variants, every \(frequency) s\(creation), tick \(tick) s, \(maxConcurrentRuns) runs at once\(workerProcesses > 0 ? " in each of \(workerProcesses) worker processes" : ""), watched \(Int(duration)) s",
             header: ["store: runs", "runs", "runs/s", "lag p50", "lag p99", "lag max", "busiest second", "failed", "idle CPU"])
         report.usesRecordOptions = false
         let provider = try ProviderProcess(records: 3)
@@ -122,7 +128,7 @@ struct SchedulerBench: AsyncParsableCommand {
                     let queue = RunQueue(store: store, worker: workerProcesses > 0 ? nil : worker, scheduler: workerProcesses > 0 ? nil : scheduler)
                     // Created spread over one interval: their schedules (created_at + k × interval) are spread the same way.
                     let start = ContinuousClock.now
-                    let spread = jitter > 0 || atOnce ? Duration.zero : Duration.seconds(min(Double(frequency), duration))
+                    let spread = jitter > 0 || atOnce ? Duration.zero : Duration.seconds(spreadSeconds)
                     for (index, ref) in refs.enumerated() {
                         let due = start + spread * (Double(index) / Double(refs.count))
                         if due > .now { try await Task.sleep(until: due) }

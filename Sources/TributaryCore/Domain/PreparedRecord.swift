@@ -1,7 +1,8 @@
 /// A record ready for the store: its external id, its canonical JSON bytes and their hash.
 ///
 /// Preparing happens in the caller's task (off the database writer), so parsing, canonicalising
-/// and hashing a page overlap with the store writing the previous one.
+/// and hashing a page overlap with the store writing the previous one; a large page of objects is
+/// prepared in parts at once (``preparing(_:parts:)``).
 public struct PreparedRecord: Sendable, Equatable {
     /// The record's `id`, as a string.
     public let id: String
