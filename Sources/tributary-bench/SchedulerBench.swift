@@ -38,6 +38,16 @@ struct SchedulerBench: AsyncParsableCommand {
     )
     var workerProcesses = 0
 
+    func validate() throws {
+        // Durations from the command line are turned into `Duration`s and integers: a value that
+        // cannot be (infinite, NaN, out of range) is refused here rather than trapping there.
+        for (name, value, range) in [
+            ("--duration", duration, 0.001...86_400.0), ("--tick", tick, 0.001...3_600.0), ("--idle", idle, 0.0...86_400.0),
+        ] where !(value.isFinite && range.contains(value)) {
+            throw ValidationError("\(name) must be between \(range.lowerBound) and \(range.upperBound) seconds.")
+        }
+    }
+
     /// The scheduler and the worker a process runs, with the HTTP client they share (shut it down after).
     static func worker(store: any Store, config: TributaryConfig, tick: Double, maxConcurrentRuns: Int, logger: Logger) throws
         -> (RunCoordinator, Scheduler, OutboundHTTP)
@@ -86,7 +96,14 @@ struct SchedulerBench: AsyncParsableCommand {
         let total = connections * variants
         // The new variants' arrival rate: past the worker's runs/s their first runs queue (a shorter
         // --duration than --frequency creates them faster than one interval spreads them).
-        let creation = jitter > 0 ? ", jitter \(jitter) s, created at once" : atOnce ? ", created at once, no jitter" : ", created over \(String(format: "%.0f", spreadSeconds)) s (\(String(format: "%.0f", Double(total) / spreadSeconds)) new variants/s)"
+        let creation: String
+        if jitter > 0 {
+            creation = ", jitter \(jitter) s, created at once"
+        } else if atOnce {
+            creation = ", created at once, no jitter"
+        } else {
+            creation = ", created over \(String(format: "%g", spreadSeconds)) s (\(String(format: "%.0f", Double(total) / spreadSeconds)) new variants/s)"
+        }
         var report = BenchReport(
             suite: "scheduler: \(connections) connections × \(variants) variants, every \(frequency) s\(creation), tick \(tick) s, \(maxConcurrentRuns) runs at once\(workerProcesses > 0 ? " in each of \(workerProcesses) worker processes" : ""), watched \(Int(duration)) s",
             header: ["store: runs", "runs", "runs/s", "lag p50", "lag p99", "lag max", "busiest second", "failed", "idle CPU"])

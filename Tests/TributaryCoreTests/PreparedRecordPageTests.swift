@@ -3,37 +3,65 @@ import TributaryCore
 
 @Suite("Preparing a page of records")
 struct PreparedRecordPageTests {
-    /// Records whose canonical form differs from their input (unsorted keys, integer ids, metadata to drop).
-    static func page(_ count: Int) -> [JSONObject] {
-        (0..<count).map { index -> JSONObject in
-            ["total": .number(JSONNumber(Int64(index % 7))), "id": .number(JSONNumber(Int64(index))), "name": .string("order \(index)"),
-             "_nango_metadata": ["cursor": "x"]]
+    /// Records whose canonical form differs from their input (unsorted keys, integer ids, metadata to
+    /// drop); those in `heavy` carry a 64 KB member, so their chunk takes far longer than the others.
+    static func page(_ count: Int, heavy: Range<Int> = 0..<0) -> [JSONObject] {
+        let bulk = JSONValue.string(String(repeating: "x", count: 65_536))
+        return (0..<count).map { index -> JSONObject in
+            var object: JSONObject = [
+                "total": .number(JSONNumber(Int64(index % 7))), "id": .number(JSONNumber(Int64(index))), "name": .string("order \(index)"),
+                "_nango_metadata": ["cursor": "x"],
+            ]
+            if heavy.contains(index) { object["notes"] = bulk }
+            return object
         }
     }
 
-    @Test(arguments: [0, 1, 127, 128, 129, 255, 256, 1000])
+    @Test(arguments: [0, 1, 255, 256, 257, 511, 512, 513, 1000])
     func theSameRecordsInTheSameOrderAsOneByOne(_ count: Int) async throws {
         let objects = Self.page(count)
         let oneByOne = try objects.map { try PreparedRecord($0) }
         for parts in 1...4 {
             let prepared = try await PreparedRecord.preparing(objects, parts: parts)
-            #expect(prepared == oneByOne, "\(count) records in \(parts) parts")
+            #expect(prepared == oneByOne, "\(count) records, \(parts) at once")
         }
         #expect(try await PreparedRecord.preparing(objects) == oneByOne)
     }
 
-    /// The error is the first invalid record's in the page's order, not the first to be found: the
-    /// first part's bad record is its last, the second part's its first (found sooner).
-    @Test func theFirstInvalidRecordInThePagesOrderIsReported() async throws {
-        var objects = Self.page(1000)
-        objects[499] = ["id": ""]
-        objects[500] = ["name": "no id"]
-        for _ in 0..<20 {
-            let error = await #expect(throws: TributaryError.self) { try await PreparedRecord.preparing(objects, parts: 2) }
-            #expect(error?.message == "A record's \"id\" must be 1 to 255 bytes long.")
+    /// The first chunk is the slowest by far, so the others end before it: the page is still put
+    /// together in its own order.
+    @Test func chunksThatEndOutOfOrderAreKeptInThePagesOrder() async throws {
+        let objects = Self.page(1024, heavy: 0..<256)
+        let oneByOne = try objects.map { try PreparedRecord($0) }
+        for parts in [2, 4] {
+            #expect(try await PreparedRecord.preparing(objects, parts: parts) == oneByOne, "\(parts) at once")
         }
-        objects[499] = ["id": 499]
+    }
+
+    /// The error is the first invalid record's in the page's order, not the first one found: the
+    /// second chunk (slow) has its bad record last, the third and fourth (fast) theirs first.
+    @Test func theFirstInvalidRecordInThePagesOrderIsReported() async throws {
+        var objects = Self.page(1024, heavy: 256..<511)
+        objects[511] = ["id": ""]
+        objects[512] = ["name": "no id"]
+        objects[768] = ["id": 1.5]
+        for parts in [2, 4] {
+            for _ in 0..<5 {
+                let error = await #expect(throws: TributaryError.self) { try await PreparedRecord.preparing(objects, parts: parts) }
+                #expect(error?.message == "A record's \"id\" must be 1 to 255 bytes long.", "\(parts) at once")
+            }
+        }
+        objects[511] = ["id": 511]
         let error = await #expect(throws: TributaryError.self) { try await PreparedRecord.preparing(objects, parts: 4) }
         #expect(error?.message == "A record has no \"id\" field; every record needs a string or integer id.")
+    }
+
+    @Test func aCancelledTaskGetsCancellationNotAPartialPage() async throws {
+        let objects = Self.page(2048)
+        let task = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return try await PreparedRecord.preparing(objects, parts: 2)
+        }
+        await #expect(throws: CancellationError.self) { try await task.value }
     }
 }

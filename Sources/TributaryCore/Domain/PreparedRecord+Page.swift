@@ -5,45 +5,60 @@ import Foundation
 #endif
 
 extension PreparedRecord {
-    /// The fewest records a part of a page gets: below twice this a page is prepared in the
-    /// caller's task alone (a child task would cost more than it saves).
-    public static let minimumPerPart = 64
+    /// The most records one task prepares without a break (~0.4 ms here): a large page goes in
+    /// chunks of at most this many, so no chunk holds a thread of the shared pool for long.
+    package static let chunkSize = 256
 
-    /// How many parts a large page is split into: the machine's cores, four at most.
-    public static let defaultParts = min(4, max(1, ProcessInfo.processInfo.activeProcessorCount))
+    /// How many chunks of a page are prepared at once: the machine's cores, four at most.
+    package static let defaultParts = min(4, max(1, ProcessInfo.processInfo.activeProcessorCount))
 
-    /// Prepares a page of record objects, in their order. A large page is split into up to `parts`
-    /// runs of consecutive records, prepared at once in child tasks, so a sync function's
-    /// `batchSave` (canonical JSON and a hash per record, ~2 µs each) uses the machine's other
-    /// cores while the store waits for the page.
+    /// Prepares a page of record objects, in their order. A page of more than ``chunkSize`` records
+    /// is split into chunks of consecutive records (at most ``chunkSize`` each), `parts` of them
+    /// (by default one per core, four at most) prepared at once in child tasks, so a sync function's `batchSave` (canonical JSON and a hash
+    /// per record, ~1.7 µs each here) uses the machine's other cores while the store waits for the
+    /// page.
     ///
     /// - Throws: the error of the first record (in the page's order) that cannot be prepared, as
-    ///   preparing them one by one would.
-    public static func preparing(_ objects: [JSONObject], parts: Int = defaultParts) async throws(TributaryError) -> [PreparedRecord] {
-        let parts = max(1, min(parts, objects.count / minimumPerPart))
-        guard parts > 1 else { return try preparingInOrder(objects[...]) }
-        let bounds = (0...parts).map { objects.count * $0 / parts }
+    ///   preparing them one by one would; `CancellationError` when the task is cancelled meanwhile.
+    public static func preparing(_ objects: [JSONObject], parts: Int? = nil) async throws -> [PreparedRecord] {
+        try Task.checkCancellation()
+        guard objects.count > chunkSize else { return try preparingInOrder(objects[...]).get() }
+        let chunks = (objects.count + chunkSize - 1) / chunkSize
+        let bounds = (0...chunks).map { objects.count * $0 / chunks }
+        let inFlight = max(1, min(parts ?? defaultParts, chunks))
         let results = await withTaskGroup(of: (Int, Result<[PreparedRecord], TributaryError>).self) { group in
-            for part in 1..<parts {
-                let slice = objects[bounds[part]..<bounds[part + 1]]
-                group.addTask { (part, Result { () throws(TributaryError) in try preparingInOrder(slice) }) }
+            func start(_ chunk: Int) {
+                let slice = objects[bounds[chunk]..<bounds[chunk + 1]]
+                group.addTask { (chunk, preparingInOrder(slice)) }
             }
-            var results = [Result<[PreparedRecord], TributaryError>](repeating: .success([]), count: parts)
-            results[0] = Result { () throws(TributaryError) in try preparingInOrder(objects[bounds[0]..<bounds[1]]) }
-            for await (part, result) in group { results[part] = result }
+            for chunk in 0..<inFlight { start(chunk) }
+            var next = inFlight
+            var results = [Result<[PreparedRecord], TributaryError>](repeating: .success([]), count: chunks)
+            for await (chunk, result) in group {
+                results[chunk] = result
+                if next < chunks, !Task.isCancelled {
+                    start(next)
+                    next += 1
+                }
+            }
             return results
         }
+        // A cancelled page stops between chunks; what was prepared is dropped.
+        try Task.checkCancellation()
         var prepared: [PreparedRecord] = []
         prepared.reserveCapacity(objects.count)
-        // In order: an earlier part's error wins over a later one's, whichever ended first.
+        // In order: an earlier chunk's error wins over a later one's, whichever ended first.
         for result in results { prepared.append(contentsOf: try result.get()) }
         return prepared
     }
 
-    private static func preparingInOrder(_ objects: ArraySlice<JSONObject>) throws(TributaryError) -> [PreparedRecord] {
-        var prepared: [PreparedRecord] = []
-        prepared.reserveCapacity(objects.count)
-        for object in objects { prepared.append(try PreparedRecord(object)) }
-        return prepared
+    /// The records of `objects` one by one, or the first one's error.
+    private static func preparingInOrder(_ objects: ArraySlice<JSONObject>) -> Result<[PreparedRecord], TributaryError> {
+        Result { () throws(TributaryError) in
+            var prepared: [PreparedRecord] = []
+            prepared.reserveCapacity(objects.count)
+            for object in objects { prepared.append(try PreparedRecord(object)) }
+            return prepared
+        }
     }
 }

@@ -2,7 +2,7 @@
 ///
 /// Preparing happens in the caller's task (off the database writer), so parsing, canonicalising
 /// and hashing a page overlap with the store writing the previous one; a large page of objects is
-/// prepared in parts at once (``preparing(_:parts:)``).
+/// prepared in chunks at once (``preparing(_:parts:)``).
 public struct PreparedRecord: Sendable, Equatable {
     /// The record's `id`, as a string.
     public let id: String
