@@ -41,10 +41,15 @@ struct SchedulerBench: AsyncParsableCommand {
     func validate() throws {
         // Durations from the command line are turned into `Duration`s and integers: a value that
         // cannot be (infinite, NaN, out of range) is refused here rather than trapping there.
+        // --tick as the configuration's scheduler.tick_seconds accepts it.
         for (name, value, range) in [
-            ("--duration", duration, 0.001...86_400.0), ("--tick", tick, 0.001...3_600.0), ("--idle", idle, 0.0...86_400.0),
+            ("--duration", duration, 0.001...86_400.0), ("--tick", tick, 0.05...60.0), ("--idle", idle, 0.001...86_400.0),
         ] where !(value.isFinite && range.contains(value)) {
             throw ValidationError("\(name) must be between \(range.lowerBound) and \(range.upperBound) seconds.")
+        }
+        guard frequency >= 30 else { throw ValidationError("--frequency must be at least 30 seconds.") }
+        guard connections >= 1, variants >= 1, jitter >= 0, maxConcurrentRuns >= 1, workerProcesses >= 0 else {
+            throw ValidationError("--connections, --variants and --max-concurrent-runs must be at least 1; --jitter and --worker-processes at least 0.")
         }
     }
 

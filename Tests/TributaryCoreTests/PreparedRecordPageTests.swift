@@ -21,7 +21,7 @@ struct PreparedRecordPageTests {
     func theSameRecordsInTheSameOrderAsOneByOne(_ count: Int) async throws {
         let objects = Self.page(count)
         let oneByOne = try objects.map { try PreparedRecord($0) }
-        for parts in 1...4 {
+        for parts in [1, 2, 3, 4, 0, -1, Int.max] {
             let prepared = try await PreparedRecord.preparing(objects, parts: parts)
             #expect(prepared == oneByOne, "\(count) records, \(parts) at once")
         }
@@ -54,6 +54,20 @@ struct PreparedRecordPageTests {
         objects[511] = ["id": 511]
         let error = await #expect(throws: TributaryError.self) { try await PreparedRecord.preparing(objects, parts: 4) }
         #expect(error?.message == "A record has no \"id\" field; every record needs a string or integer id.")
+    }
+
+    /// Cancelled while its chunks are under way: the whole page or `CancellationError`, never a part.
+    @Test func cancelledMidwayItIsTheWholePageOrCancellation() async throws {
+        let objects = Self.page(4096, heavy: 0..<256)
+        let oneByOne = try objects.map { try PreparedRecord($0) }
+        for attempt in 0..<10 {
+            let task = Task { try await PreparedRecord.preparing(objects, parts: 1) }
+            try await Task.sleep(for: .milliseconds(attempt))
+            task.cancel()
+            do {
+                #expect(try await task.value == oneByOne)
+            } catch is CancellationError {}
+        }
     }
 
     @Test func aCancelledTaskGetsCancellationNotAPartialPage() async throws {

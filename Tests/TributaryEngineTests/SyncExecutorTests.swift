@@ -214,6 +214,31 @@ struct SyncExecutorTests {
         #expect(run.error?.contains("\"id\"") == true)
     }
 
+    /// A page large enough to be prepared in chunks at once: saved whole and in order; one with a bad
+    /// record past the first chunk fails the run with that record's error and saves none of it.
+    @Test(arguments: StoreKind.available) func aLargePageIsSavedWholeOrNotAtAll(_ kind: StoreKind) async throws {
+        let page: [JSONObject] = (0..<1000).map { ["id": .string("o\($0)"), "value": .number(JSONNumber($0))] }
+        var bad = page
+        bad[600] = ["id": .number(JSONNumber(1.5)), "value": 600]
+        let badPage = bad
+        let good = ClosureSyncFunction(name: "large") { nango in try await nango.batchSave(page, model: "Order") }
+        let failing = ClosureSyncFunction(name: "large-bad") { nango in try await nango.batchSave(badPage, model: "Order") }
+        let f = try await EngineFixture([good, failing], kind: kind)
+        let run = try await f.executor.run(base, sync: SyncConfig(name: "orders", function: "large", models: ["Order"], frequency: try Frequency("1h")))
+        #expect(run.status == .succeeded)
+        #expect(run.results["Order"] == ModelResult(added: 1000))
+        let live = try await f.live(base)
+        #expect(live.count == 1000)
+        #expect(live["o999"]?["value"] == .number(JSONNumber(999)))
+
+        let other = VariantRef(connection: connection, syncName: "orders", variant: "bad")
+        let failed = try await f.executor.run(
+            other, sync: SyncConfig(name: "orders", function: "large-bad", models: ["Order"], frequency: try Frequency("1h")))
+        #expect(failed.status == .failed)
+        #expect(failed.error?.contains("A record's \"id\" must be a string or an integer.") == true)
+        #expect(try await f.live(other).isEmpty)
+    }
+
     @Test(arguments: StoreKind.available) func unknownFunctionIsRefusedBeforeARunStarts(_ kind: StoreKind) async throws {
         let f = try await EngineFixture([], kind: kind)
         let sync = SyncConfig(name: "orders", function: "missing", models: ["Order"], frequency: try Frequency("1h"))

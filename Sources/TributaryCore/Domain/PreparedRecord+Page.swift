@@ -33,10 +33,14 @@ extension PreparedRecord {
             }
             for chunk in 0..<inFlight { start(chunk) }
             var next = inFlight
+            var failed = false
             var results = [Result<[PreparedRecord], TributaryError>](repeating: .success([]), count: chunks)
             for await (chunk, result) in group {
                 results[chunk] = result
-                if next < chunks, !Task.isCancelled {
+                if case .failure = result { failed = true }
+                // Chunks start in page order: once one failed, those not started yet come after it
+                // and cannot change the error reported.
+                if next < chunks, !failed, !Task.isCancelled {
                     start(next)
                     next += 1
                 }
