@@ -74,6 +74,10 @@ extension PostgresStore {
                 return result
             }
             var result = ModelResult()
+            // One upsert decides per record: new (inserted), changed or re-added (updated, moved in
+            // the feed), unchanged but not yet seen in this run's deletion window (only the seen
+            // stamp; everything else kept as it was), or unchanged and seen (not written).
+            let changed = "(records.hash <> excluded.hash OR records.deleted_at IS NOT NULL)"
             let rows = try await db.query(
                 """
                 INSERT INTO records(dataset_id, external_id, hash, seq, first_seen_at, updated_at, deleted_at, seen_generation, payload)
@@ -81,26 +85,20 @@ extension PostgresStore {
                 FROM unnest(\(ids)::text[], \(hashes)::int8[], \(payloads)::text[]) AS i(external_id, hash, payload)
                 ON CONFLICT (dataset_id, external_id) DO UPDATE SET
                     hash = excluded.hash,
-                    seq = excluded.seq,
-                    payload = excluded.payload,
+                    seq = CASE WHEN \(unescaped: changed) THEN excluded.seq ELSE records.seq END,
+                    payload = CASE WHEN \(unescaped: changed) THEN excluded.payload ELSE records.payload END,
                     first_seen_at = CASE WHEN records.deleted_at IS NOT NULL THEN excluded.first_seen_at ELSE records.first_seen_at END,
-                    updated_at = excluded.updated_at,
+                    updated_at = CASE WHEN \(unescaped: changed) THEN excluded.updated_at ELSE records.updated_at END,
                     deleted_at = NULL,
-                    pruned_at = NULL,
+                    pruned_at = CASE WHEN \(unescaped: changed) THEN NULL ELSE records.pruned_at END,
                     seen_generation = GREATEST(records.seen_generation, excluded.seen_generation)
-                WHERE records.hash <> excluded.hash OR records.deleted_at IS NOT NULL
-                RETURNING first_seen_at
+                WHERE \(unescaped: changed) OR records.seen_generation < excluded.seen_generation
+                RETURNING first_seen_at, seq
                 """, logger: self.logger)
-            for try await firstSeen in rows.decode(Int64.self) {
+            for try await (firstSeen, seq) in rows.decode((Int64, Int64).self) {
+                // A row only stamped seen keeps its place in the feed (its old `seq`).
+                guard seq == sequence else { continue }
                 if firstSeen == now { result.added += 1 } else { result.updated += 1 }
-            }
-            if let seenGeneration, result.added + result.updated < ids.count {
-                // Unchanged records: only marked seen in this run's deletion window (changed ones already are).
-                try await db.query(
-                    """
-                    UPDATE records SET seen_generation = \(seenGeneration)
-                    WHERE dataset_id = \(dataset.id) AND external_id = ANY(\(ids)::text[]) AND seen_generation < \(seenGeneration)
-                    """, logger: self.logger)
             }
             if result.added + result.updated < ids.count,
                 try await db.one("SELECT 1 AS x FROM records WHERE dataset_id = \(dataset.id) AND pruned_at IS NOT NULL LIMIT 1", self.logger) != nil

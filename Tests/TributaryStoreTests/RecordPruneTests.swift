@@ -52,4 +52,29 @@ struct RecordPruneTests {
         // A dataset that does not exist prunes nothing.
         #expect(try await f.store.pruneRecords(baseVariant.dataset("Nothing"), through: third, limit: 10).count == 0)
     }
+
+    /// A full refresh (deletions tracked) that saves pruned records again unchanged stamps them seen
+    /// and gives them their payloads back, in place: nothing counted, none deleted, none moved.
+    @Test(arguments: StoreKind.available) func aFullRefreshSavingPrunedRecordsUnchangedBringsTheirPayloadsBack(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        let dataset = baseVariant.dataset("Order")
+        let records = (1...3).map { order("o\($0)", ["total": .number(JSONNumber($0 * 10))]) }
+        _ = try await f.store.saveRecords(records, model: "Order", of: baseVariant)
+        let before = try await f.store.allChanges(dataset)
+        #expect(try await f.store.pruneRecords(dataset, through: before[2].cursor, limit: 10).count == 3)
+
+        let started = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: true))
+        let saved = try await f.store.saveRecords(records, model: "Order", for: started.lease)
+        #expect(saved == ModelResult(), "\(saved)")
+        let run = try await f.store.completeRun(started.lease, RunCompletion(outcome: .succeeded, models: ["Order"], deleteUnseenModels: ["Order"]))
+        #expect(run.status == .succeeded)
+        #expect(run.results["Order"] ?? ModelResult() == ModelResult(), "nothing added, updated or deleted")
+
+        let after = try await f.store.allChanges(dataset)
+        #expect(after.map(\.id) == before.map(\.id) && after.map(\.cursor) == before.map(\.cursor), "no move in the feed")
+        for record in after {
+            let original = try #require(before.first { $0.id == record.id })
+            #expect(record.prunedAt == nil && record.deletedAt == nil && record.json == original.json, "\(record.id): \(String(decoding: record.json, as: UTF8.self))")
+        }
+    }
 }
