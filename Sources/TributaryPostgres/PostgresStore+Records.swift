@@ -73,44 +73,33 @@ extension PostgresStore {
                 self.plainInsertedPages.add(1, ordering: .relaxed)
                 return result
             }
-            var result = ModelResult()
-            // One upsert decides per record: new (inserted), changed or re-added (updated, moved in
-            // the feed), unchanged but not yet seen in this run's deletion window (only the seen
-            // stamp; everything else kept as it was), or unchanged and seen (not written).
+            // One upsert decides per record: new (inserted), changed or re-added (rewritten, moved
+            // in the feed), unchanged but pruned (its payload back, in place) or not yet seen in this
+            // run's deletion window (stamped) — neither counted nor moved, every other column kept —
+            // or unchanged, seen and whole (not written). The new `seq` tells the counted ones apart.
             let changed = "(records.hash <> excluded.hash OR records.deleted_at IS NOT NULL)"
-            let rows = try await db.query(
+            let counts = try await db.one(
                 """
-                INSERT INTO records(dataset_id, external_id, hash, seq, first_seen_at, updated_at, deleted_at, seen_generation, payload)
-                SELECT \(dataset.id), i.external_id, i.hash, \(sequence), \(now), \(now), NULL, \(generation), i.payload
-                FROM unnest(\(ids)::text[], \(hashes)::int8[], \(payloads)::text[]) AS i(external_id, hash, payload)
-                ON CONFLICT (dataset_id, external_id) DO UPDATE SET
-                    hash = excluded.hash,
-                    seq = CASE WHEN \(unescaped: changed) THEN excluded.seq ELSE records.seq END,
-                    payload = CASE WHEN \(unescaped: changed) THEN excluded.payload ELSE records.payload END,
-                    first_seen_at = CASE WHEN records.deleted_at IS NOT NULL THEN excluded.first_seen_at ELSE records.first_seen_at END,
-                    updated_at = CASE WHEN \(unescaped: changed) THEN excluded.updated_at ELSE records.updated_at END,
-                    deleted_at = NULL,
-                    pruned_at = CASE WHEN \(unescaped: changed) THEN NULL ELSE records.pruned_at END,
-                    seen_generation = GREATEST(records.seen_generation, excluded.seen_generation)
-                WHERE \(unescaped: changed) OR records.seen_generation < excluded.seen_generation
-                RETURNING first_seen_at, seq
-                """, logger: self.logger)
-            for try await (firstSeen, seq) in rows.decode((Int64, Int64).self) {
-                // A row only stamped seen keeps its place in the feed (its old `seq`).
-                guard seq == sequence else { continue }
-                if firstSeen == now { result.added += 1 } else { result.updated += 1 }
-            }
-            if result.added + result.updated < ids.count,
-                try await db.one("SELECT 1 AS x FROM records WHERE dataset_id = \(dataset.id) AND pruned_at IS NOT NULL LIMIT 1", self.logger) != nil
-            {
-                // Pruned records saved again unchanged get their payload back, in place: no change, no move in the feed.
-                try await db.query(
-                    """
-                    UPDATE records r SET payload = i.payload, pruned_at = NULL
-                    FROM unnest(\(ids)::text[], \(payloads)::text[]) AS i(external_id, payload)
-                    WHERE r.dataset_id = \(dataset.id) AND r.external_id = i.external_id AND r.pruned_at IS NOT NULL
-                    """, logger: self.logger)
-            }
+                WITH upserted AS (
+                    INSERT INTO records(dataset_id, external_id, hash, seq, first_seen_at, updated_at, deleted_at, seen_generation, payload)
+                    SELECT \(dataset.id), i.external_id, i.hash, \(sequence), \(now), \(now), NULL, \(generation), i.payload
+                    FROM unnest(\(ids)::text[], \(hashes)::int8[], \(payloads)::text[]) AS i(external_id, hash, payload)
+                    ON CONFLICT (dataset_id, external_id) DO UPDATE SET
+                        hash = excluded.hash,
+                        seq = CASE WHEN \(unescaped: changed) THEN excluded.seq ELSE records.seq END,
+                        payload = CASE WHEN \(unescaped: changed) OR records.pruned_at IS NOT NULL THEN excluded.payload ELSE records.payload END,
+                        first_seen_at = CASE WHEN records.deleted_at IS NOT NULL THEN excluded.first_seen_at ELSE records.first_seen_at END,
+                        updated_at = CASE WHEN \(unescaped: changed) THEN excluded.updated_at ELSE records.updated_at END,
+                        deleted_at = NULL,
+                        pruned_at = NULL,
+                        seen_generation = GREATEST(records.seen_generation, excluded.seen_generation)
+                    WHERE \(unescaped: changed) OR records.pruned_at IS NOT NULL OR records.seen_generation < excluded.seen_generation
+                    RETURNING first_seen_at, seq)
+                SELECT count(*) FILTER (WHERE seq = \(sequence) AND first_seen_at = \(now)) AS added,
+                    count(*) FILTER (WHERE seq = \(sequence) AND first_seen_at <> \(now)) AS updated
+                FROM upserted
+                """, self.logger)
+            let result = ModelResult(added: Int(try counts?.int64("added") ?? 0), updated: Int(try counts?.int64("updated") ?? 0))
             try await self.finishWrite(
                 db, dataset, sequence: sequence, now: now, changed: result.added + result.updated, countDelta: result.added, results: (run, model, result))
             if let checkpoint { try await self.writeCheckpoint(db, checkpoint, run) }

@@ -54,27 +54,33 @@ struct RecordPruneTests {
     }
 
     /// A full refresh (deletions tracked) that saves pruned records again unchanged stamps them seen
-    /// and gives them their payloads back, in place: nothing counted, none deleted, none moved.
+    /// and gives them their payloads back, in place: nothing counted, none deleted, none moved, their
+    /// timestamps kept. One saved changed is an update like any other.
     @Test(arguments: StoreKind.available) func aFullRefreshSavingPrunedRecordsUnchangedBringsTheirPayloadsBack(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
         let dataset = baseVariant.dataset("Order")
-        let records = (1...3).map { order("o\($0)", ["total": .number(JSONNumber($0 * 10))]) }
+        let records = (1...4).map { order("o\($0)", ["total": .number(JSONNumber($0 * 10))]) }
         _ = try await f.store.saveRecords(records, model: "Order", of: baseVariant)
         let before = try await f.store.allChanges(dataset)
-        #expect(try await f.store.pruneRecords(dataset, through: before[2].cursor, limit: 10).count == 3)
+        #expect(try await f.store.pruneRecords(dataset, through: before[3].cursor, limit: 10).count == 4)
 
         let started = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: true))
-        let saved = try await f.store.saveRecords(records, model: "Order", for: started.lease)
-        #expect(saved == ModelResult(), "\(saved)")
+        let saved = try await f.store.saveRecords(Array(records.prefix(3)) + [order("o4", ["total": 41])], model: "Order", for: started.lease)
+        #expect(saved == ModelResult(updated: 1), "\(saved)")
         let run = try await f.store.completeRun(started.lease, RunCompletion(outcome: .succeeded, models: ["Order"], deleteUnseenModels: ["Order"]))
         #expect(run.status == .succeeded)
-        #expect(run.results["Order"] ?? ModelResult() == ModelResult(), "nothing added, updated or deleted")
+        #expect(run.results["Order"] == ModelResult(updated: 1), "nothing added or deleted")
 
         let after = try await f.store.allChanges(dataset)
-        #expect(after.map(\.id) == before.map(\.id) && after.map(\.cursor) == before.map(\.cursor), "no move in the feed")
-        for record in after {
-            let original = try #require(before.first { $0.id == record.id })
+        for original in before.prefix(3) {
+            let record = try #require(after.first { $0.id == original.id })
             #expect(record.prunedAt == nil && record.deletedAt == nil && record.json == original.json, "\(record.id): \(String(decoding: record.json, as: UTF8.self))")
+            #expect(record.cursor == original.cursor, "\(record.id) keeps its place in the feed")
+            #expect(record.firstSeenAt == original.firstSeenAt && record.lastModifiedAt == original.lastModifiedAt, "\(record.id) keeps its timestamps")
         }
+        let o4 = try #require(after.first { $0.id == "o4" })
+        let o4Payload = try JSONParser.parse(o4.json)
+        #expect(o4.prunedAt == nil && o4.cursor > before[3].cursor && o4Payload["total"] == 41)
+        #expect(o4.lastModifiedAt > before[3].lastModifiedAt && o4.firstSeenAt == before[3].firstSeenAt)
     }
 }
