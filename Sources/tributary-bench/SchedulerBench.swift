@@ -48,8 +48,9 @@ struct SchedulerBench: AsyncParsableCommand {
             throw ValidationError("\(name) must be between \(range.lowerBound) and \(range.upperBound) seconds.")
         }
         guard frequency >= 30 else { throw ValidationError("--frequency must be at least 30 seconds.") }
-        guard connections >= 1, variants >= 1, jitter >= 0, maxConcurrentRuns >= 1, workerProcesses >= 0 else {
-            throw ValidationError("--connections, --variants and --max-concurrent-runs must be at least 1; --jitter and --worker-processes at least 0.")
+        guard (1...100_000).contains(connections), (1...100_000).contains(variants), jitter >= 0, maxConcurrentRuns >= 1, workerProcesses >= 0 else {
+            throw ValidationError(
+                "--connections and --variants must be 1 to 100000, --max-concurrent-runs at least 1, --jitter and --worker-processes at least 0.")
         }
     }
 

@@ -13,10 +13,10 @@ extension PreparedRecord {
     package static let defaultParts = min(4, max(1, ProcessInfo.processInfo.activeProcessorCount))
 
     /// Prepares a page of record objects, in their order. A page of more than ``chunkSize`` records
-    /// is split into chunks of consecutive records (at most ``chunkSize`` each), `parts` of them
-    /// (by default one per core, four at most) prepared at once in child tasks, so a sync function's `batchSave` (canonical JSON and a hash
-    /// per record, ~1.7 µs each here) uses the machine's other cores while the store waits for the
-    /// page.
+    /// is split into chunks of consecutive records (at most ``chunkSize`` each), `parts` of them (by
+    /// default one per core, four at most) prepared at once in child tasks, so a sync function's
+    /// `batchSave` (canonical JSON and a hash per record, ~1.7 µs each here) uses the machine's
+    /// other cores while the store waits for the page.
     ///
     /// - Throws: the error of the first record (in the page's order) that cannot be prepared, as
     ///   preparing them one by one would; `CancellationError` when the task is cancelled meanwhile.
