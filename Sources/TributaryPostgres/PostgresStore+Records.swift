@@ -44,9 +44,9 @@ extension PostgresStore {
         try await transaction { db in
             let (run, dataset) = try await self.fenceForWrite(db, lease, model: model)
             if checkpoint != nil, run.kind == .webhook { throw StoreMessages.checkpointInWebhookRun }
-            let seenGeneration = run.seenGeneration
             let (sequence, now) = self.nextChange(dataset)
-            let generation = seenGeneration ?? 0
+            // The run's deletion window, if it has one: saved records are stamped seen in it.
+            let generation = run.seenGeneration ?? 0
             if insertingOnly, dataset.holdsOnlyRecordsAdded(byRun: try ModelResult.decodeRunResults(run.results)[model]?.added ?? 0) {
                 // The insert, the dataset's head, the run's counts and the checkpoint (if any) in
                 // one statement: one round trip.
