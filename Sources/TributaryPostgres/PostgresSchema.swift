@@ -320,6 +320,23 @@ enum PostgresSchema {
             CREATE INDEX runs_started ON runs(started_at);
             """
         ),
+        (
+            "v10-seen-ranges",
+            // A full refresh's deletion window records a run of unchanged records as one verified
+            // span of feed positions (seq, id) instead of a seen stamp per record (SeenRange):
+            // a window's ranges are disjoint; an older window's are dropped when the next adds its own.
+            """
+            CREATE TABLE seen_ranges (
+                dataset_id BIGINT NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+                lo_seq BIGINT NOT NULL,
+                lo_id BIGINT NOT NULL,
+                hi_seq BIGINT NOT NULL,
+                hi_id BIGINT NOT NULL,
+                generation BIGINT NOT NULL,
+                PRIMARY KEY (dataset_id, generation, lo_seq, lo_id)
+            );
+            """
+        ),
     ]
 
     /// The partitions of `records`; fillfactor leaves room for in-place (HOT) updates of unchanged rows.

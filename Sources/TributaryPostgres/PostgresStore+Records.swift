@@ -73,17 +73,75 @@ extension PostgresStore {
                 self.plainInsertedPages.add(1, ordering: .relaxed)
                 return result
             }
-            // One upsert decides per record: new (inserted), changed or re-added (rewritten, moved
-            // in the feed), unchanged but pruned (its payload back, in place) or not yet seen in this
-            // run's deletion window (stamped) — neither counted nor moved, every other column kept —
-            // or unchanged, seen and whole (not written). The new `seq` tells the counted ones apart.
+            // One statement. `present`: the page's records the dataset holds, where they stand in
+            // the feed. In a deletion window, their span — or, if the dataset holds records in it
+            // the page does not, each run of one change sequence — becomes a seen range when no
+            // other record lies in it and no range of the window overlaps it (SeenRange; counted
+            // before the write: the page's changed records leave the span, nothing enters it).
+            // Then one upsert writes the records that need it: new (inserted), changed or re-added
+            // (rewritten, moved in the feed), unchanged but pruned (its payload back, in place) or
+            // unchanged, not yet seen in the window and in no range (stamped) — neither counted nor
+            // moved, every other column kept. Unchanged records otherwise are not touched (not even
+            // locked: the dataset row's lock keeps every other writer out). The new `seq` tells
+            // the counted ones apart.
             let changed = "(records.hash <> excluded.hash OR records.deleted_at IS NOT NULL)"
+            // A candidate span `c` (lo_seq, lo_id, hi_seq, hi_id, n) is usable when the dataset holds
+            // exactly its n records in it (counting stops at n + 1) and the range of the window
+            // starting last at or before its end (a window's ranges are disjoint: the only one
+            // that can overlap it) ends before it starts. Older windows' ranges do not matter
+            // (their key includes their generation), and go when this one adds a range.
+            let usable = """
+                (SELECT count(*) FROM (SELECT 1 FROM records r WHERE r.dataset_id = \(dataset.id)
+                    AND (r.seq, r.id) >= (c.lo_seq, c.lo_id) AND (r.seq, r.id) <= (c.hi_seq, c.hi_id) LIMIT c.n + 1) x) = c.n
+                AND NOT coalesce((SELECT (s.hi_seq, s.hi_id) >= (c.lo_seq, c.lo_id) FROM seen_ranges s
+                    WHERE s.dataset_id = \(dataset.id) AND s.generation = \(generation) AND (s.lo_seq, s.lo_id) <= (c.hi_seq, c.hi_id)
+                    ORDER BY s.lo_seq DESC, s.lo_id DESC LIMIT 1), false)
+                """
             let counts = try await db.one(
                 """
-                WITH upserted AS (
+                WITH incoming AS (
+                    SELECT i.external_id, i.hash, i.payload FROM unnest(\(ids)::text[], \(hashes)::int8[], \(payloads)::text[]) AS i(external_id, hash, payload)),
+                present AS (
+                    SELECT r.seq, r.id, r.external_id, (r.hash = i.hash AND r.deleted_at IS NULL AND r.pruned_at IS NULL) AS unchanged,
+                        r.seen_generation < \(generation) AS unseen
+                    FROM incoming i CROSS JOIN LATERAL (
+                        SELECT seq, id, external_id, hash, deleted_at, pruned_at, seen_generation FROM records
+                        WHERE dataset_id = \(dataset.id) AND external_id = i.external_id LIMIT 1) r),
+                whole AS (
+                    SELECT f.seq AS lo_seq, f.id AS lo_id, l.seq AS hi_seq, l.id AS hi_id, (SELECT count(*) FROM present) AS n
+                    FROM (SELECT seq, id FROM present ORDER BY seq, id LIMIT 1) f, (SELECT seq, id FROM present ORDER BY seq DESC, id DESC LIMIT 1) l
+                    WHERE (SELECT count(*) FROM present WHERE unchanged AND unseen) >= \(SeenRange.minimumRecords)),
+                whole_ok AS (SELECT lo_seq, lo_id, hi_seq, hi_id FROM whole c WHERE \(unescaped: usable)),
+                by_sequence AS (
+                    SELECT c.lo_seq, c.lo_id, c.hi_seq, c.hi_id, \(unescaped: usable) AS usable
+                    FROM (
+                        SELECT seq AS lo_seq, min(id) AS lo_id, seq AS hi_seq, max(id) AS hi_id, count(*) AS n FROM present
+                        GROUP BY seq HAVING count(*) >= \(SeenRange.minimumRecords)) c
+                    WHERE EXISTS (SELECT 1 FROM whole) AND NOT EXISTS (SELECT 1 FROM whole_ok)),
+                by_rows AS (
+                    SELECT c.lo_seq, c.lo_id, c.hi_seq, c.hi_id FROM (
+                        SELECT seq AS lo_seq, min(id) AS lo_id, seq AS hi_seq, max(id) AS hi_id, count(*) AS n FROM (
+                            SELECT seq, id, id - row_number() OVER (PARTITION BY seq ORDER BY id) AS run FROM present
+                            WHERE seq IN (SELECT lo_seq FROM by_sequence WHERE NOT usable)) t
+                        GROUP BY seq, run HAVING count(*) >= \(SeenRange.minimumRecords)) c
+                    WHERE \(unescaped: usable)),
+                chosen AS (
+                    SELECT * FROM whole_ok
+                    UNION ALL SELECT lo_seq, lo_id, hi_seq, hi_id FROM by_sequence WHERE usable
+                    UNION ALL SELECT * FROM by_rows),
+                stale AS (DELETE FROM seen_ranges WHERE dataset_id = \(dataset.id) AND generation < \(generation) AND EXISTS (SELECT 1 FROM chosen)),
+                ranged AS (
+                    INSERT INTO seen_ranges(dataset_id, lo_seq, lo_id, hi_seq, hi_id, generation)
+                    SELECT \(dataset.id), lo_seq, lo_id, hi_seq, hi_id, \(generation) FROM chosen),
+                untouched AS (
+                    SELECT external_id FROM present WHERE unchanged AND NOT unseen
+                    UNION ALL
+                    SELECT p.external_id FROM present p JOIN chosen c ON (p.seq, p.id) >= (c.lo_seq, c.lo_id) AND (p.seq, p.id) <= (c.hi_seq, c.hi_id)
+                    WHERE p.unchanged AND p.unseen),
+                upserted AS (
                     INSERT INTO records(dataset_id, external_id, hash, seq, first_seen_at, updated_at, deleted_at, seen_generation, payload)
                     SELECT \(dataset.id), i.external_id, i.hash, \(sequence), \(now), \(now), NULL, \(generation), i.payload
-                    FROM unnest(\(ids)::text[], \(hashes)::int8[], \(payloads)::text[]) AS i(external_id, hash, payload)
+                    FROM incoming i WHERE NOT EXISTS (SELECT 1 FROM untouched u WHERE u.external_id = i.external_id)
                     ON CONFLICT (dataset_id, external_id) DO UPDATE SET
                         hash = excluded.hash,
                         seq = CASE WHEN \(unescaped: changed) THEN excluded.seq ELSE records.seq END,
@@ -203,15 +261,49 @@ extension PostgresStore {
         }
     }
 
-    /// Marks deleted every live record of `dataset` not seen in `generation` (full-refresh deletion detection).
+    /// Marks deleted every live record of `dataset` not seen in `generation` (full-refresh deletion
+    /// detection): the unstamped live ones — in the gaps between the window's seen ranges when it
+    /// has any, each gap read along the feed index. Removes the dataset's ranges: the window closes.
     func deleteUnseen(_ db: PostgresConnection, connectionPK: Int64, _ ref: DatasetRef, generation: Int64) async throws -> Int {
         guard let dataset = try await findDataset(db, connectionPK: connectionPK, model: ref.model, variant: ref.variant) else { return 0 }
         let (sequence, now) = nextChange(dataset)
-        let deleted = try await db.count(
-            """
-            UPDATE records SET deleted_at = \(now), updated_at = \(now), seq = \(sequence)
-            WHERE dataset_id = \(dataset.id) AND deleted_at IS NULL AND seen_generation < \(generation) RETURNING 1
-            """, logger)
+        let ranged = try await db.one(
+            "SELECT EXISTS (SELECT 1 FROM seen_ranges WHERE dataset_id = \(dataset.id) AND generation = \(generation)) AS ranged", logger)?.bool("ranged") ?? false
+        let query: PostgresQuery
+        if ranged {
+            query = """
+                WITH ranges AS (
+                    SELECT lo_seq, lo_id, hi_seq, hi_id FROM seen_ranges WHERE dataset_id = \(dataset.id) AND generation = \(generation)),
+                gaps AS (
+                    SELECT coalesce(lag(hi_seq) OVER w, -1) AS after_seq, coalesce(lag(hi_id) OVER w, -1) AS after_id, lo_seq AS before_seq, lo_id AS before_id
+                    FROM ranges WINDOW w AS (ORDER BY lo_seq, lo_id)
+                    UNION ALL
+                    SELECT hi_seq, hi_id, \(Int64.max), \(Int64.max) FROM (SELECT hi_seq, hi_id FROM ranges ORDER BY lo_seq DESC, lo_id DESC LIMIT 1) l),
+                doomed AS (
+                    -- OFFSET 0 keeps each gap its own index range scan (the planner would otherwise
+                    -- scan the whole dataset once against every gap).
+                    SELECT x.seq, x.id FROM gaps g CROSS JOIN LATERAL (
+                        SELECT r.seq, r.id FROM records r
+                        WHERE r.dataset_id = \(dataset.id) AND (r.seq, r.id) > (g.after_seq, g.after_id) AND (r.seq, r.id) < (g.before_seq, g.before_id)
+                            AND r.deleted_at IS NULL AND r.seen_generation < \(generation)
+                        OFFSET 0) x),
+                deleted AS (
+                    UPDATE records r SET deleted_at = \(now), updated_at = \(now), seq = \(sequence) FROM doomed d
+                    WHERE r.dataset_id = \(dataset.id) AND r.seq = d.seq AND r.id = d.id
+                    RETURNING 1),
+                closed AS (DELETE FROM seen_ranges WHERE dataset_id = \(dataset.id))
+                SELECT count(*) AS deleted FROM deleted
+                """
+        } else {
+            query = """
+                WITH deleted AS (
+                    UPDATE records SET deleted_at = \(now), updated_at = \(now), seq = \(sequence)
+                    WHERE dataset_id = \(dataset.id) AND deleted_at IS NULL AND seen_generation < \(generation) RETURNING 1),
+                closed AS (DELETE FROM seen_ranges WHERE dataset_id = \(dataset.id))
+                SELECT count(*) AS deleted FROM deleted
+                """
+        }
+        let deleted = try await db.one(query, logger).map { Int(try $0.int64("deleted")) } ?? 0
         try await finishChange(db, dataset, sequence: sequence, now: now, changed: deleted, countDelta: -deleted)
         return deleted
     }
@@ -282,7 +374,10 @@ extension PostgresStore {
     public func pruneRecords(_ dataset: DatasetRef, through cursor: FeedCursor, limit: Int) async throws -> (count: Int, hasMore: Bool) {
         let now = clock().microseconds
         return try await transaction { db in
-            guard let head = try await self.findDataset(db, dataset, forUpdate: false) else { return (0, false) }
+            // The dataset row's lock, as every record writer takes it: a page write decides from its
+            // snapshot which unchanged records it leaves untouched, so a prune must not commit
+            // under it (the page would leave a record it just saved pruned).
+            guard let head = try await self.findDataset(db, dataset, forUpdate: true) else { return (0, false) }
             // In feed order, so a partial prune covers the oldest first.
             let rows = try await db.all(
                 """

@@ -337,6 +337,31 @@ enum SQLiteSchema {
                     CREATE INDEX runs_started ON runs(started_at);
                     """)
         }
+        migrator.registerMigration("v16-seen-ranges") { db in
+            // A full refresh's deletion window records a run of unchanged records as one verified
+            // span of feed positions (seq, id) instead of a seen stamp per record (SeenRange):
+            // a window's ranges are disjoint; an older window's are dropped when the next adds its own.
+            try db.execute(
+                sql: """
+                    CREATE TABLE seen_ranges (
+                        dataset_id INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+                        lo_seq INTEGER NOT NULL,
+                        lo_id INTEGER NOT NULL,
+                        hi_seq INTEGER NOT NULL,
+                        hi_id INTEGER NOT NULL,
+                        generation INTEGER NOT NULL,
+                        PRIMARY KEY (dataset_id, generation, lo_seq, lo_id)
+                    ) WITHOUT ROWID;
+                    """)
+        }
         return migrator
+    }
+}
+
+extension DatabaseMigrator {
+    /// A migration the file records as applied that this version does not know (the first by
+    /// name), or nil: a newer Tributary migrated it.
+    func unknownMigration(in db: Database) throws -> String? {
+        try appliedIdentifiers(db).subtracting(migrations).sorted().first
     }
 }

@@ -168,6 +168,18 @@ public struct SQLiteCopySnapshot: Sendable {
                 // A pruned record keeps `{"id": …}` here as in PostgreSQL; a missing row reads the same.
                 return #"coalesce((SELECT p.payload FROM record_payloads p WHERE p.record_id = t.id), json_object('id', t.external_id)) AS payload"#
             }
+            if table.name == "records" && column == "seen_generation" {
+                // A record a seen range covers is copied stamped with the range's window (the ranges
+                // stay behind). A window's ranges are disjoint: in each window (a dataset rarely
+                // has more than one), the one starting last at or before the record's feed
+                // position is the only one that can cover it.
+                return """
+                    max(t.seen_generation, coalesce((SELECT max(g.generation) FROM (SELECT DISTINCT generation FROM seen_ranges WHERE dataset_id = t.dataset_id) g
+                        WHERE (SELECT (s.hi_seq, s.hi_id) >= (t.seq, t.id) FROM seen_ranges s
+                            WHERE s.dataset_id = t.dataset_id AND s.generation = g.generation AND (s.lo_seq, s.lo_id) <= (t.seq, t.id)
+                            ORDER BY s.lo_seq DESC, s.lo_id DESC LIMIT 1)), 0)) AS seen_generation
+                    """
+            }
             return "t.\(SQLiteStore.quoted(column))"
         }.joined(separator: ", ")
     }

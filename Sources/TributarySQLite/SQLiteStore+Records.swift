@@ -26,7 +26,7 @@ extension SQLiteStore {
             // come new (a first load), each is inserted straight away and looked up only if its id
             // is taken: one statement less per record.
             let lookup = try RawStatement(
-                db, "SELECT id, hash, deleted_at IS NOT NULL, seen_generation, pruned_at IS NOT NULL FROM records WHERE dataset_id = ?1 AND external_id = ?2")
+                db, "SELECT id, hash, deleted_at IS NOT NULL, seen_generation, pruned_at IS NOT NULL, seq FROM records WHERE dataset_id = ?1 AND external_id = ?2")
             let update = try RawStatement(
                 db,
                 """
@@ -69,6 +69,10 @@ extension SQLiteStore {
                 return true
             }
             var comingNew = true
+            // The unchanged records' feed positions, and which of them are not yet seen in the
+            // window: seen ranges for the page, or stamps.
+            var unchangedAt: [FeedPosition] = []
+            var unstamped: [FeedPosition] = []
             for record in unique {
                 let hash = Int64(bitPattern: record.hash)
                 if comingNew {
@@ -90,12 +94,11 @@ extension SQLiteStore {
                 let seen = lookup.int64(3) >= generation
                 let wasDeleted = lookup.int64(2) != 0
                 let wasPruned = lookup.int64(4) != 0
+                let position = FeedPosition(seq: lookup.int64(5), id: existing)
                 lookup.reset()
                 if unchanged {
-                    if !seen {
-                        markSeen.bind(2, existing)
-                        try markSeen.execute()
-                    }
+                    unchangedAt.append(position)
+                    if !seen { unstamped.append(position) }
                     if wasPruned {
                         unprune.bind(1, existing)
                         try unprune.execute()
@@ -113,11 +116,75 @@ extension SQLiteStore {
                 writePayload.bindText(2, record.json)
                 try writePayload.execute()
             }
+            if SeenRange.worthTrying(unstamped: unstamped.count) {
+                let ranges = try self.addSeenRanges(db, dataset: dataset.id, generation: generation, unchangedAt: unchangedAt)
+                if !ranges.isEmpty { unstamped.removeAll { position in ranges.contains { $0.contains(position) } } }
+            }
+            for position in unstamped {
+                markSeen.bind(2, position.id)
+                try markSeen.execute()
+            }
             try self.finishChange(db, dataset, sequence: sequence, now: now, changed: result.added + result.updated, countDelta: result.added)
             try self.addResults(db, run, model: model, result)
             if let checkpoint { try self.writeCheckpoint(db, checkpoint, run) }
             return result
         }
+    }
+
+    /// Records a page's unchanged records at `unchangedAt` as seen in `generation` by verified
+    /// ranges (see ``SeenRange``), after the page's writes; returns the ranges added. The page
+    /// stamps the records none of them covers.
+    func addSeenRanges(_ db: Database, dataset: Int64, generation: Int64, unchangedAt: [FeedPosition]) throws -> [SeenRange] {
+        // An older window's ranges are dead: a replaced window never reopens.
+        try db.cachedStatement(sql: "DELETE FROM seen_ranges WHERE dataset_id = ? AND generation < ?").execute(arguments: [dataset, generation])
+        func add(_ range: SeenRange, holding count: Int) throws -> Bool {
+            // The window's ranges are disjoint: the one starting last at or before the span's end
+            // is the only one that can overlap it.
+            if let before = try Row.fetchOne(
+                db.cachedStatement(
+                    sql: """
+                        SELECT hi_seq, hi_id FROM seen_ranges WHERE dataset_id = ? AND generation = ? AND (lo_seq, lo_id) <= (?, ?)
+                        ORDER BY lo_seq DESC, lo_id DESC LIMIT 1
+                        """),
+                arguments: [dataset, generation, range.hi.seq, range.hi.id]),
+                !(FeedPosition(seq: before[0], id: before[1]) < range.lo)
+            {
+                return false
+            }
+            guard SeenRange.isVerified(recordsInSpan: try recordsIn(range, upTo: count + 1), pageRecords: count) else { return false }
+            try db.cachedStatement(sql: "INSERT INTO seen_ranges(dataset_id, lo_seq, lo_id, hi_seq, hi_id, generation) VALUES (?, ?, ?, ?, ?, ?)")
+                .execute(arguments: [dataset, range.lo.seq, range.lo.id, range.hi.seq, range.hi.id, generation])
+            return true
+        }
+        /// The dataset's records in `range`, counting up to `limit`. Each part reads one index range:
+        /// SQLite bounds a row value `(seq, id) >= (a, b)` by `seq` alone, so the plain form would
+        /// scan the rest of both end sequences (see SeenRange.GapPart).
+        func recordsIn(_ range: SeenRange, upTo limit: Int) throws -> Int {
+            let (lo, hi) = (range.lo, range.hi)
+            let parts: [(String, StatementArguments)] =
+                lo.seq == hi.seq
+                ? [("seq = ? AND id >= ? AND id <= ?", [lo.seq, lo.id, hi.id])]
+                : [("seq = ? AND id >= ?", [lo.seq, lo.id]), ("seq > ? AND seq < ?", [lo.seq, hi.seq]), ("seq = ? AND id <= ?", [hi.seq, hi.id])]
+            var total = 0
+            for (condition, arguments) in parts where total < limit {
+                total +=
+                    try Int.fetchOne(
+                        db.cachedStatement(sql: "SELECT count(*) FROM (SELECT 1 FROM records WHERE dataset_id = ? AND \(condition) LIMIT ?)"),
+                        arguments: [dataset] + arguments + [limit - total]) ?? 0
+            }
+            return total
+        }
+        let (whole, bySequence) = SeenRange.candidates(unchangedAt)
+        if let whole, try add(whole.range, holding: whole.count) { return [whole.range] }
+        var added: [SeenRange] = []
+        for run in bySequence {
+            if try add(run.candidate.range, holding: run.candidate.count) {
+                added.append(run.candidate.range)
+                continue
+            }
+            for part in run.consecutive where try add(part.range, holding: part.count) { added.append(part.range) }
+        }
+        return added
     }
 
     public func updateRecords(_ patches: [RecordPatch], model: String, for lease: RunLease) async throws -> ModelResult {
@@ -213,13 +280,45 @@ extension SQLiteStore {
     func deleteUnseen(_ db: Database, connectionPK: Int64, _ ref: DatasetRef, generation: Int64) throws -> Int {
         guard let dataset = try findDataset(db, connectionPK: connectionPK, model: ref.model, variant: ref.variant) else { return 0 }
         let (sequence, now) = nextChange(dataset)
-        try db.execute(
-            sql: """
-                UPDATE records SET deleted_at = ?, updated_at = ?, seq = ?
-                WHERE dataset_id = ? AND deleted_at IS NULL AND seen_generation < ?
-                """,
-            arguments: [now, now, sequence, dataset.id, generation])
-        let deleted = db.changesCount
+        // Unseen records are the unstamped live ones outside the window's seen ranges: looked for
+        // in the gaps between the ranges only, along the feed index.
+        let ranges = try Row.fetchAll(
+            db, sql: "SELECT lo_seq, lo_id, hi_seq, hi_id FROM seen_ranges WHERE dataset_id = ? AND generation = ? ORDER BY lo_seq, lo_id",
+            arguments: [dataset.id, generation]
+        ).map { SeenRange(lo: FeedPosition(seq: $0[0], id: $0[1]), hi: FeedPosition(seq: $0[2], id: $0[3])) }
+        var deleted = 0
+        for gap in SeenRange.gaps(between: ranges) {
+            for part in SeenRange.parts(after: gap.after, before: gap.before) {
+                var sql = "UPDATE records SET deleted_at = ?, updated_at = ?, seq = ? WHERE dataset_id = ? AND deleted_at IS NULL AND seen_generation < ?"
+                var arguments: StatementArguments = [now, now, sequence, dataset.id, generation]
+                switch part {
+                case .withinSequence(let seq, let above, let below):
+                    sql += " AND seq = ?"
+                    arguments += [seq]
+                    if let above {
+                        sql += " AND id > ?"
+                        arguments += [above]
+                    }
+                    if let below {
+                        sql += " AND id < ?"
+                        arguments += [below]
+                    }
+                case .sequences(let above, let below):
+                    if let above {
+                        sql += " AND seq > ?"
+                        arguments += [above]
+                    }
+                    if let below {
+                        sql += " AND seq < ?"
+                        arguments += [below]
+                    }
+                }
+                try db.cachedStatement(sql: sql).execute(arguments: arguments)
+                deleted += db.changesCount
+            }
+        }
+        // The window is closed: its ranges (and any older ones) are done with.
+        try db.execute(sql: "DELETE FROM seen_ranges WHERE dataset_id = ?", arguments: [dataset.id])
         try finishChange(db, dataset, sequence: sequence, now: now, changed: deleted, countDelta: -deleted)
         return deleted
     }

@@ -58,6 +58,13 @@ public final class SQLiteStore: Store {
     }
 
     public func migrate() async throws {
+        // A file a newer Tributary migrated is refused: this version would not know its tables
+        // (a deletion window's seen ranges, say, and would delete the records they cover).
+        if let unknown = try await pool.read({ db in try SQLiteSchema.migrator.unknownMigration(in: db) }) {
+            throw TributaryError(
+                .storeUnavailable,
+                "The database was migrated by a newer Tributary (migration '\(unknown)' is unknown to this version); upgrade this process instead.")
+        }
         // Runs once at start-up; GRDB's migrator takes the writer itself.
         try SQLiteSchema.migrator.migrate(pool)
     }

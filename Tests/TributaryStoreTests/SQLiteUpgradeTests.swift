@@ -10,6 +10,28 @@ import TributaryStore
 struct SQLiteUpgradeTests {
     /// v8 moved payloads out of `records` into `record_payloads`: records saved before it read back
     /// unchanged, re-saving them is a no-op, and deleting a variant's records removes their payloads.
+    /// An older Tributary does not open a file a newer one migrated: it would not know the newer
+    /// tables (a deletion window's seen ranges, for one) and could delete what they record.
+    @Test func aFileMigratedByANewerVersionIsRefused() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-newer-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("newer.sqlite").path
+        do {
+            let store = try SQLiteStore(path: path)
+            try await store.migrate()
+            try await store.pool.write { db in
+                try db.execute(sql: "INSERT INTO grdb_migrations(identifier) VALUES ('v99-from-the-future')")
+            }
+            try store.close()
+        }
+        let store = try SQLiteStore(path: path)
+        defer { try? store.close() }
+        let error = await #expect(throws: TributaryError.self) { try await store.migrate() }
+        #expect(error?.code == .storeUnavailable)
+        #expect(error?.message.contains("'v99-from-the-future'") == true)
+    }
+
     @Test func recordsSavedBeforeThePayloadTableSurviveTheUpgrade() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-upgrade-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
