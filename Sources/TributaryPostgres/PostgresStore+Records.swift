@@ -124,7 +124,9 @@ extension PostgresStore {
                             SELECT seq, id, id - row_number() OVER (PARTITION BY seq ORDER BY id) AS run FROM present
                             WHERE seq IN (SELECT lo_seq FROM by_sequence WHERE NOT usable)) t
                         GROUP BY seq, run HAVING count(*) >= \(SeenRange.minimumRecords)) c
-                    WHERE \(unescaped: usable)),
+                    -- A run without a gap in its row ids is the span that just failed.
+                    WHERE NOT EXISTS (SELECT 1 FROM by_sequence b WHERE b.lo_seq = c.lo_seq AND b.lo_id = c.lo_id AND b.hi_id = c.hi_id)
+                        AND \(unescaped: usable)),
                 chosen AS (
                     SELECT * FROM whole_ok
                     UNION ALL SELECT lo_seq, lo_id, hi_seq, hi_id FROM by_sequence WHERE usable

@@ -170,14 +170,16 @@ public struct SQLiteCopySnapshot: Sendable {
             }
             if table.name == "records" && column == "seen_generation" {
                 // A record a seen range covers is copied stamped with the range's window (the ranges
-                // stay behind). A window's ranges are disjoint: in each window (a dataset rarely
-                // has more than one), the one starting last at or before the record's feed
-                // position is the only one that can cover it.
+                // stay behind). Only the dataset's latest generation matters: generations are run
+                // ids, so an open window with ranges holds it (an older window's ranges, if any are
+                // left, would only stamp records with a generation below the open one's, which
+                // changes nothing). A window's ranges are disjoint: the one starting last at or
+                // before the record's feed position is the only one that can cover it.
                 return """
-                    max(t.seen_generation, coalesce((SELECT max(g.generation) FROM (SELECT DISTINCT generation FROM seen_ranges WHERE dataset_id = t.dataset_id) g
-                        WHERE (SELECT (s.hi_seq, s.hi_id) >= (t.seq, t.id) FROM seen_ranges s
-                            WHERE s.dataset_id = t.dataset_id AND s.generation = g.generation AND (s.lo_seq, s.lo_id) <= (t.seq, t.id)
-                            ORDER BY s.lo_seq DESC, s.lo_id DESC LIMIT 1)), 0)) AS seen_generation
+                    max(t.seen_generation, coalesce((SELECT CASE WHEN (s.hi_seq, s.hi_id) >= (t.seq, t.id) THEN s.generation END FROM seen_ranges s
+                        WHERE s.dataset_id = t.dataset_id AND s.generation = (SELECT max(generation) FROM seen_ranges WHERE dataset_id = t.dataset_id)
+                            AND (s.lo_seq, s.lo_id) <= (t.seq, t.id)
+                        ORDER BY s.lo_seq DESC, s.lo_id DESC LIMIT 1), 0)) AS seen_generation
                     """
             }
             return "t.\(SQLiteStore.quoted(column))"

@@ -8,8 +8,6 @@ import TributaryStore
 /// An embedded database written by an earlier release keeps its records across an upgrade.
 @Suite("SQLite upgrades")
 struct SQLiteUpgradeTests {
-    /// v8 moved payloads out of `records` into `record_payloads`: records saved before it read back
-    /// unchanged, re-saving them is a no-op, and deleting a variant's records removes their payloads.
     /// An older Tributary does not open a file a newer one migrated: it would not know the newer
     /// tables (a deletion window's seen ranges, for one) and could delete what they record.
     @Test func aFileMigratedByANewerVersionIsRefused() async throws {
@@ -32,6 +30,8 @@ struct SQLiteUpgradeTests {
         #expect(error?.message.contains("'v99-from-the-future'") == true)
     }
 
+    /// v8 moved payloads out of `records` into `record_payloads`: records saved before it read back
+    /// unchanged, re-saving them is a no-op, and deleting a variant's records removes their payloads.
     @Test func recordsSavedBeforeThePayloadTableSurviveTheUpgrade() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-upgrade-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)

@@ -11,10 +11,10 @@ import TributaryStore
 import TributaryTestSupport
 
 /// Deletion detection with seen ranges: a full refresh's page of unchanged records in feed order is
-/// recorded as one range (SQLite) instead of a stamp per record, and every run still deletes exactly
-/// the records it did not see — whatever the pages' order, overlaps, holes and tombstones, across
-/// resumed attempts and replaced windows. PostgreSQL stamps every record: the same tests pin that
-/// both stores agree.
+/// recorded as one range instead of a stamp per record, and every run still deletes exactly the
+/// records it did not see — whatever the pages' order, overlaps, holes and tombstones, across
+/// resumed attempts and replaced windows. Both stores run every test (they verify spans at
+/// different moments — SQLite after the page's write, PostgreSQL before it — and agree).
 @Suite("Seen ranges in deletion detection (SQLite and PostgreSQL)")
 struct SeenRangeStoreTests {
     /// Ids `r000`, `r001`, …

@@ -27,8 +27,9 @@ public struct FeedPosition: Sendable, Hashable, Comparable {
 /// whose pages follow the first load's order, whatever the ids look like. A span that is not
 /// verified (records the page did not see, tombstones, another order) is tried again as its runs
 /// of one change sequence, and those as their runs of consecutive row ids; what no verified range
-/// covers is stamped as before, and so is a range that would overlap one the window already has. Deletion detection marks deleted only the
-/// unstamped live records in the gaps between the window's ranges. Since records only ever leave a
+/// covers is stamped as before, and so is a range that would overlap one the window already has.
+/// Deletion detection marks deleted only the unstamped live records in the gaps between the
+/// window's ranges. Since records only ever leave a
 /// span, a range stays true for the rest of its window. A range never moves, changes or counts a
 /// record: the feed, hashes and counts are exactly what per-record stamps give.
 public struct SeenRange: Sendable, Hashable {
