@@ -40,27 +40,33 @@ struct SeenRangeStoreTests {
 
     /// The ids of the records stamped seen in `generation`, read from the database.
     static func stamped(_ f: StoreFixture, in generation: Int64) async throws -> [String] {
+        try await texts(f, "SELECT external_id FROM records WHERE seen_generation = \(generation) ORDER BY external_id")
+    }
+
+    /// The rows of the `seen_ranges` table, any dataset or window.
+    static func rangeCount(_ f: StoreFixture) async throws -> Int {
+        Int(try await texts(f, "SELECT CAST(count(*) AS TEXT) FROM seen_ranges").first ?? "") ?? -1
+    }
+
+    /// A query's single text column, from either store's database (`sql` holds no outside values).
+    static func texts(_ f: StoreFixture, _ sql: String) async throws -> [String] {
         if let sqlite = f.store as? SQLiteStore {
-            return try await sqlite.pool.read { db in
-                try String.fetchAll(db, sql: "SELECT external_id FROM records WHERE seen_generation = ? ORDER BY external_id", arguments: [generation])
-            }
+            return try await sqlite.pool.read { db in try String.fetchAll(db, sql: sql) }
         }
         var logger = Logger(label: "tests")
         logger.logLevel = .error
         let connection = try await PostgresConnection.connect(configuration: try PostgresURL(f.location).connectionConfiguration(), id: 1, logger: logger)
-        var ids: [String] = []
+        var values: [String] = []
         do {
-            for try await id in try await connection.query(
-                "SELECT external_id FROM records WHERE seen_generation = \(generation) ORDER BY external_id", logger: logger
-            ).decode(String.self) {
-                ids.append(id)
+            for try await value in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).decode(String.self) {
+                values.append(value)
             }
         } catch {
             try? await connection.close()
             throw error
         }
         try await connection.close()
-        return ids
+        return values
     }
 
     static func live(_ store: any Store, _ variant: VariantRef = baseVariant) async throws -> [Int] {
@@ -78,9 +84,9 @@ struct SeenRangeStoreTests {
         #expect(try await Self.live(f.store) == Array(0..<56))
         let stamped = try await Self.stamped(f, in: try #require(started.deletionGeneration))
         #expect(stamped == [Self.id(25), Self.id(31)], "unchanged records in a verified range are not stamped")
-        guard let sqlite = f.store as? SQLiteStore else { return }
         // The closed window leaves no ranges behind.
-        #expect(try await sqlite.pool.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM seen_ranges") } == 0)
+        #expect(try await Self.rangeCount(f) == 0)
+        guard let sqlite = f.store as? SQLiteStore else { return }
 
         // While a window is open its ranges are kept (here: after a failed attempt with a checkpoint).
         let (_, failed) = try await Self.fullRun(f.store, baseVariant, pages: [Self.page(0..<20), Self.page(20..<40)], checkpoint: true, outcome: .failed(message: "boom"))
