@@ -24,6 +24,8 @@ public struct StoreCensus: Sendable, Equatable {
     public var orphanRecords = 0
     /// Datasets listed for the purge.
     public var pendingPurges = 0
+    /// Seen ranges of deletion windows (none once every window closed).
+    public var seenRanges = 0
     /// Datasets whose variant no longer exists.
     public var datasetsWithoutVariant = 0
     /// Started (not paused) variants with neither an active run nor a planned next run: off the schedule.
@@ -70,6 +72,7 @@ public struct StoreCensus: Sendable, Equatable {
             (\.runs, "SELECT count(*) FROM runs"),
             (\.orphanRecords, "SELECT count(*) FROM records r WHERE NOT EXISTS (SELECT 1 FROM datasets d WHERE d.id = r.dataset_id)"),
             (\.pendingPurges, "SELECT count(*) FROM dataset_purges"),
+            (\.seenRanges, "SELECT count(*) FROM seen_ranges"),
             (
                 \.datasetsWithoutVariant,
                 """

@@ -291,27 +291,19 @@ extension SQLiteStore {
             for part in SeenRange.parts(after: gap.after, before: gap.before) {
                 var sql = "UPDATE records SET deleted_at = ?, updated_at = ?, seq = ? WHERE dataset_id = ? AND deleted_at IS NULL AND seen_generation < ?"
                 var arguments: StatementArguments = [now, now, sequence, dataset.id, generation]
+                func bound(_ comparison: String, _ value: Int64?) {
+                    guard let value else { return }
+                    sql += " AND \(comparison) ?"
+                    arguments += [value]
+                }
                 switch part {
                 case .withinSequence(let seq, let above, let below):
-                    sql += " AND seq = ?"
-                    arguments += [seq]
-                    if let above {
-                        sql += " AND id > ?"
-                        arguments += [above]
-                    }
-                    if let below {
-                        sql += " AND id < ?"
-                        arguments += [below]
-                    }
+                    bound("seq =", seq)
+                    bound("id >", above)
+                    bound("id <", below)
                 case .sequences(let above, let below):
-                    if let above {
-                        sql += " AND seq > ?"
-                        arguments += [above]
-                    }
-                    if let below {
-                        sql += " AND seq < ?"
-                        arguments += [below]
-                    }
+                    bound("seq >", above)
+                    bound("seq <", below)
                 }
                 try db.cachedStatement(sql: sql).execute(arguments: arguments)
                 deleted += db.changesCount

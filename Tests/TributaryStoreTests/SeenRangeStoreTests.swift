@@ -43,11 +43,6 @@ struct SeenRangeStoreTests {
         try await texts(f, "SELECT external_id FROM records WHERE seen_generation = \(generation) ORDER BY external_id")
     }
 
-    /// The rows of the `seen_ranges` table, any dataset or window.
-    static func rangeCount(_ f: StoreFixture) async throws -> Int {
-        Int(try await texts(f, "SELECT CAST(count(*) AS TEXT) FROM seen_ranges").first ?? "") ?? -1
-    }
-
     /// A query's single text column, from either store's database (`sql` holds no outside values).
     static func texts(_ f: StoreFixture, _ sql: String) async throws -> [String] {
         if let sqlite = f.store as? SQLiteStore {
@@ -85,7 +80,7 @@ struct SeenRangeStoreTests {
         let stamped = try await Self.stamped(f, in: try #require(started.deletionGeneration))
         #expect(stamped == [Self.id(25), Self.id(31)], "unchanged records in a verified range are not stamped")
         // The closed window leaves no ranges behind.
-        #expect(try await Self.rangeCount(f) == 0)
+        #expect(try await f.census().seenRanges == 0)
         guard let sqlite = f.store as? SQLiteStore else { return }
 
         // While a window is open its ranges are kept (here: after a failed attempt with a checkpoint).
