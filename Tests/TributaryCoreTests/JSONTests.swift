@@ -1,3 +1,4 @@
+import PropertyBased
 import Testing
 import TributaryCore
 
@@ -42,6 +43,60 @@ struct JSONTests {
         #expect(JSONWriter.bytes(a) == JSONWriter.bytes(b))
         #expect(a == b)
         #expect(JSONWriter.string(.string("tab\tctl\u{01}")) == #""tab\tctl\u0001""#)
+    }
+
+    /// Characters the writer escapes, with plain, multi-byte and awkward ones around them.
+    static let escapable = Gen<Character?>.element(of: Array("aZ9 \"\\\n\r\t\u{08}\u{0C}\u{00}\u{01}\u{1F}\u{7F}é€😀/<") as [Character]).map { $0! }
+
+    /// The escaping rule spelled out byte by byte: the oracle for the writer's word-at-a-time scan.
+    static func referenceLiteral(_ string: String) -> [UInt8] {
+        var out: [UInt8] = [UInt8(ascii: "\"")]
+        for byte in string.utf8 {
+            switch byte {
+            case 0x22: out += Array(#"\""#.utf8)
+            case 0x5C: out += Array(#"\\"#.utf8)
+            case 0x0A: out += Array(#"\n"#.utf8)
+            case 0x0D: out += Array(#"\r"#.utf8)
+            case 0x09: out += Array(#"\t"#.utf8)
+            case 0x08: out += Array(#"\b"#.utf8)
+            case 0x0C: out += Array(#"\f"#.utf8)
+            case ..<0x20: out += Array(#"\u00"#.utf8) + Array(String(byte, radix: 16).leftPadded(to: 2).utf8)
+            default: out.append(byte)
+            }
+        }
+        return out + [UInt8(ascii: "\"")]
+    }
+
+    /// Any string, short or past the writer's word size and buffer, escapes exactly as the rule
+    /// says and reads back as itself; one writer reused for many values writes each the same.
+    @Test func stringsEscapeExactlyAndReadBack() async throws {
+        await propertyCheck(count: 400, input: Self.escapable.string(of: 0...70)) { text in
+            let written = JSONWriter.bytes(.string(text))
+            #expect(written == Self.referenceLiteral(text), "\(text.debugDescription)")
+            #expect((try? JSONParser.parse(written)) == .string(text), "\(text.debugDescription)")
+        }
+        // Every ASCII byte and a multi-byte character alone at every offset of two words, in plain
+        // text shorter than, as long as and longer than a word; one writer, from a small buffer.
+        var writer = JSONWriter(canonical: true, reservingCapacity: 16)
+        let singles = (0...0x7F).map { String(UnicodeScalar(UInt8($0))) } + ["é"]
+        for length in [7, 8, 9, 16, 300] {
+            for offset in 0..<17 {
+                for single in singles {
+                    var text = String(repeating: "x", count: length)
+                    text.insert(contentsOf: single, at: text.index(text.startIndex, offsetBy: min(offset, length)))
+                    writer.removeAll()
+                    writer.writeString(text)
+                    let expected = Self.referenceLiteral(text)
+                    #expect(writer.bytes == expected, "\(text.debugDescription)")
+                    #expect(writer.hash == ContentHash.hash(expected))
+                }
+            }
+        }
+        // Six bytes written for every one read, far past the buffer the writer had.
+        let controls = String(repeating: "\u{01}", count: 5_000)
+        writer.removeAll()
+        writer.writeString(controls)
+        #expect(writer.bytes == Self.referenceLiteral(controls))
     }
 
     /// Records are written canonically straight from the parsed object: keys sorted by UTF-8 bytes
@@ -133,5 +188,11 @@ extension JSONValue {
     var numberValue: JSONNumber? {
         if case .number(let n) = self { return n }
         return nil
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        String(repeating: "0", count: max(0, width - count)) + self
     }
 }

@@ -61,7 +61,8 @@ extension PreparedRecord {
         Result { () throws(TributaryError) in
             var prepared: [PreparedRecord] = []
             prepared.reserveCapacity(objects.count)
-            for object in objects { prepared.append(try PreparedRecord(object)) }
+            var writer = JSONWriter(canonical: true, reservingCapacity: 1024)
+            for object in objects { prepared.append(try PreparedRecord(object, writer: &writer)) }
             return prepared
         }
     }

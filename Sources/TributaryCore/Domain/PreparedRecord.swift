@@ -15,20 +15,26 @@ public struct PreparedRecord: Sendable, Equatable {
     ///
     /// - Throws: ``TributaryError`` `invalid_record` when the record has no usable `id`.
     public init(_ object: JSONObject) throws(TributaryError) {
+        var writer = JSONWriter(canonical: true, reservingCapacity: 512)
+        try self.init(object, writer: &writer)
+    }
+
+    /// Prepares a record object with `writer`'s buffer (a page's records share one writer).
+    init(_ object: JSONObject, writer: inout JSONWriter) throws(TributaryError) {
         let id = try Self.externalId(of: object)
         // Written without `_nango_metadata` and with `id` as a string, without copying the object.
-        var writer = JSONWriter(canonical: true, reservingCapacity: 512)
+        writer.removeAll()
         writer.writeRecord(object, id: id, skipping: RecordMetadata.key)
         self.id = id
         self.json = writer.bytes
-        self.hash = ContentHash.hash(writer.bytes)
+        self.hash = writer.hash
     }
 
-    /// A record whose canonical bytes were written already (``DirectRecordReader``).
-    init(id: String, canonicalJSON json: [UInt8]) {
+    /// A record whose canonical bytes and their hash were written already (``DirectRecordReader``).
+    init(id: String, canonicalJSON json: [UInt8], hash: UInt64) {
         self.id = id
         self.json = json
-        self.hash = ContentHash.hash(json)
+        self.hash = hash
     }
 
     /// Prepares a record given as any JSON value (it must be an object).

@@ -138,6 +138,8 @@ enum DirectRecordReader {
             guard index < buffer.count, buffer[index] == UInt8(ascii: "["), depth <= Self.maximumDepth else { throw Unsupported() }
             index += 1
             var prepared: [PreparedRecord] = []
+            // One buffer for the page: each record's canonical bytes are copied out of it.
+            var writer = JSONWriter(canonical: true, reservingCapacity: 1024)
             reader.skipWhitespace()
             if index < buffer.count, buffer[index] == UInt8(ascii: "]") {
                 index += 1
@@ -146,7 +148,7 @@ enum DirectRecordReader {
             }
             while true {
                 reader.skipWhitespace()
-                prepared.append(try record(depth: depth + 1))
+                prepared.append(try record(depth: depth + 1, writer: &writer))
                 if try moreMembers(closing: UInt8(ascii: "]")) { continue }
                 records = prepared
                 return
@@ -154,8 +156,7 @@ enum DirectRecordReader {
         }
 
         /// The record object at the reader: its id and canonical bytes.
-        mutating func record(depth: Int) throws(Unsupported) -> PreparedRecord {
-            let start = index
+        mutating func record(depth: Int, writer: inout JSONWriter) throws(Unsupported) -> PreparedRecord {
             let base = members.count
             depthLimit = min(Self.maximumDepth, depth + Self.maximumRecordNesting)
             defer {
@@ -173,10 +174,10 @@ enum DirectRecordReader {
             default: throw Unsupported()
             }
             guard !id.isEmpty, id.utf8.count <= 255, !id.utf8.contains(0) else { throw Unsupported() }
-            var writer = JSONWriter(canonical: true, reservingCapacity: end - start + 32)
+            writer.removeAll()
             try writeMembers(from: base, into: &writer, recordId: id)
             index = end
-            return PreparedRecord(id: id, canonicalJSON: writer.bytes)
+            return PreparedRecord(id: id, canonicalJSON: writer.bytes, hash: writer.hash)
         }
 
         static let metadataKey = Array(RecordMetadata.key.utf8)

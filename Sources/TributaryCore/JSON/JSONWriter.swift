@@ -3,16 +3,33 @@
 /// The *canonical* form sorts object members by the UTF-8 bytes of their keys at every level and
 /// has no insignificant whitespace. Two records with the same content have the same canonical
 /// bytes, whatever order their provider sent the keys in: it is what Tributary hashes and stores.
-public struct JSONWriter {
-    /// The bytes written so far.
-    public private(set) var bytes: [UInt8]
+///
+/// The writer owns a growable byte buffer written through a pointer (no uniqueness or capacity
+/// check of an `Array` per byte: records are written a few bytes at a time) and is therefore not
+/// copyable. One writer can write many values in turn (``removeAll()`` keeps its capacity).
+public struct JSONWriter: ~Copyable {
+    private var base: UnsafeMutablePointer<UInt8>
+    private var count: Int
+    private var capacity: Int
     let canonical: Bool
 
     public init(canonical: Bool = true, reservingCapacity capacity: Int = 256) {
         self.canonical = canonical
-        bytes = []
-        bytes.reserveCapacity(capacity)
+        self.capacity = max(capacity, 16)
+        self.count = 0
+        self.base = .allocate(capacity: self.capacity)
     }
+
+    deinit { base.deallocate() }
+
+    /// The bytes written so far (a copy).
+    public var bytes: [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
+
+    /// ``ContentHash`` of the bytes written so far, without copying them.
+    public var hash: UInt64 { ContentHash.hash(UnsafeRawBufferPointer(start: base, count: count)) }
+
+    /// Forgets what was written, keeping the buffer for the next value.
+    public mutating func removeAll() { count = 0 }
 
     /// Serialises one value.
     public static func bytes(_ value: JSONValue, canonical: Bool = true) -> [UInt8] {
@@ -61,20 +78,20 @@ public struct JSONWriter {
 
     public mutating func write(_ value: JSONValue) {
         switch value {
-        case .null: bytes.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C])
-        case .bool(true): bytes.append(contentsOf: [0x74, 0x72, 0x75, 0x65])
-        case .bool(false): bytes.append(contentsOf: [0x66, 0x61, 0x6C, 0x73, 0x65])
-        case .number(let n): bytes.append(contentsOf: n.text.utf8)
+        case .null: appendVerbatim("null")
+        case .bool(true): appendVerbatim("true")
+        case .bool(false): appendVerbatim("false")
+        case .number(let n): appendUTF8(n.text)
         case .string(let s): writeString(s)
         case .array(let elements):
-            bytes.append(UInt8(ascii: "["))
+            appendByte(UInt8(ascii: "["))
             var first = true
             for element in elements {
-                if !first { bytes.append(UInt8(ascii: ",")) }
+                if !first { appendByte(UInt8(ascii: ",")) }
                 first = false
                 write(element)
             }
-            bytes.append(UInt8(ascii: "]"))
+            appendByte(UInt8(ascii: "]"))
         case .object(let object):
             write(object)
         }
@@ -93,45 +110,53 @@ public struct JSONWriter {
     /// Writes members, in key order when canonical. The order is a sort of member indices in a
     /// stack buffer (an insertion sort for small objects): sorting the members themselves would
     /// copy (retain and release) every key and value.
-    private mutating func writeMembers(_ members: [(key: String, value: JSONValue)], skipping: String?, id: String?) {
-        bytes.append(UInt8(ascii: "{"))
-        let count = members.count
-        withUnsafeTemporaryAllocation(of: Int.self, capacity: max(count, 1)) { order in
-            var kept = 0
-            for index in 0..<count {
-                if let skipping, members[index].key == skipping { continue }
-                order[kept] = index
-                kept += 1
-            }
-            if canonical && kept > 32 {
-                // A large object (keys are unique in a JSONObject): a library sort, not the insertion
-                // sort's size squared.
-                var sorted = UnsafeMutableBufferPointer(rebasing: order[0..<kept])
-                sorted.sort { Self.keyPrecedes(members[$0].key, members[$1].key) }
-            } else if canonical && kept > 1 {
-                for i in 1..<kept {
-                    let moving = order[i]
-                    var j = i
-                    while j > 0 && Self.keyPrecedes(members[moving].key, members[order[j - 1]].key) {
-                        order[j] = order[j - 1]
-                        j -= 1
-                    }
-                    order[j] = moving
+    private mutating func writeMembers(_ storage: [(key: String, value: JSONValue)], skipping: String?, id: String?) {
+        appendByte(UInt8(ascii: "{"))
+        storage.withUnsafeBufferPointer { members in
+            let count = members.count
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: max(count, 1)) { order in
+                var kept = 0
+                for index in 0..<count {
+                    if let skipping, Self.sameKey(members[index].key, skipping) { continue }
+                    order[kept] = index
+                    kept += 1
                 }
-            }
-            for position in 0..<kept {
-                if position > 0 { bytes.append(UInt8(ascii: ",")) }
-                let member = members[order[position]]
-                writeString(member.key)
-                bytes.append(UInt8(ascii: ":"))
-                if let id, member.key == "id" {
-                    writeString(id)
-                } else {
-                    write(member.value)
+                if canonical && kept > 32 {
+                    // A large object (keys are unique in a JSONObject): a library sort, not the insertion
+                    // sort's size squared.
+                    var sorted = UnsafeMutableBufferPointer(rebasing: order[0..<kept])
+                    sorted.sort { Self.keyPrecedes(members[$0].key, members[$1].key) }
+                } else if canonical && kept > 1 {
+                    for i in 1..<kept {
+                        let moving = order[i]
+                        var j = i
+                        while j > 0 && Self.keyPrecedes(members[moving].key, members[order[j - 1]].key) {
+                            order[j] = order[j - 1]
+                            j -= 1
+                        }
+                        order[j] = moving
+                    }
+                }
+                for position in 0..<kept {
+                    if position > 0 { appendByte(UInt8(ascii: ",")) }
+                    let index = order[position]
+                    writeString(members[index].key)
+                    appendByte(UInt8(ascii: ":"))
+                    if let id, Self.sameKey(members[index].key, "id") {
+                        writeString(id)
+                    } else {
+                        write(members[index].value)
+                    }
                 }
             }
         }
-        bytes.append(UInt8(ascii: "}"))
+        appendByte(UInt8(ascii: "}"))
+    }
+
+    /// Whether two keys are equal, the lengths compared first (most keys differ in length from
+    /// `id` and `_nango_metadata`, and comparing unequal small strings is not free).
+    @inline(__always) static func sameKey(_ a: String, _ b: String) -> Bool {
+        a.utf8.count == b.utf8.count && a == b
     }
 
     /// Byte-wise UTF-8 order of two keys (the canonical member order).
@@ -154,53 +179,129 @@ public struct JSONWriter {
         return a.count < b.count
     }
 
-    /// Appends one byte as it is (``DirectRecordReader`` copying canonical input).
+    // MARK: The buffer
+
+    /// Makes room for `extra` more bytes.
+    @inline(__always) private mutating func reserve(_ extra: Int) {
+        if capacity - count < extra { grow(extra) }
+    }
+
+    @inline(never) private mutating func grow(_ extra: Int) {
+        let needed = count + extra
+        var newCapacity = capacity
+        while newCapacity < needed { newCapacity = newCapacity <= Int.max / 2 ? newCapacity * 2 : needed }
+        let grown = UnsafeMutablePointer<UInt8>.allocate(capacity: newCapacity)
+        grown.initialize(from: base, count: count)
+        base.deallocate()
+        base = grown
+        capacity = newCapacity
+    }
+
+    /// Appends one byte as it is.
     @inline(__always) mutating func appendByte(_ byte: UInt8) {
-        bytes.append(byte)
+        reserve(1)
+        base[count] = byte
+        count += 1
     }
 
     /// Appends bytes as they are (``DirectRecordReader`` copying canonical input).
     @inline(__always) mutating func appendVerbatim(_ raw: UnsafeBufferPointer<UInt8>) {
-        bytes.append(contentsOf: raw)
+        guard let source = raw.baseAddress, raw.count > 0 else { return }
+        reserve(raw.count)
+        if raw.count <= 16 {
+            // Short runs (numbers, punctuation) are copied here rather than by a `memmove` call.
+            for i in 0..<raw.count { base[count + i] = source[i] }
+        } else {
+            (base + count).update(from: source, count: raw.count)
+        }
+        count += raw.count
     }
 
     @inline(__always) mutating func appendVerbatim(_ raw: StaticString) {
-        bytes.append(contentsOf: UnsafeBufferPointer(start: raw.utf8Start, count: raw.utf8CodeUnitCount))
+        appendVerbatim(UnsafeBufferPointer(start: raw.utf8Start, count: raw.utf8CodeUnitCount))
     }
 
-    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+    /// Appends a string's UTF-8 bytes as they are (a number's validated text).
+    @inline(__always) private mutating func appendUTF8(_ text: String) {
+        if text.utf8.withContiguousStorageIfAvailable({ appendVerbatim($0) }) == nil {
+            var text = text
+            text.withUTF8 { appendVerbatim($0) }
+        }
+    }
 
+    private static let hexDigits: StaticString = "0123456789abcdef"
+
+    /// Whether any of eight bytes is a control character, `"` or `\\` (the bytes JSON escapes).
+    /// Each test is the classic "has a byte less than n" word trick: exact about whether such a
+    /// byte exists, which is all this asks.
+    @inline(__always) static func anyNeedsEscape(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let high: UInt64 = 0x8080_8080_8080_8080
+        let control = (word &- ones &* 0x20) & ~word & high
+        let quotes = word ^ (ones &* 0x22)
+        let backslashes = word ^ (ones &* 0x5C)
+        let quote = (quotes &- ones) & ~quotes & high
+        let backslash = (backslashes &- ones) & ~backslashes & high
+        return (control | quote | backslash) != 0
+    }
+
+    /// Writes a JSON string literal: `"`, `\`, and control characters escaped, the rest as it is.
     public mutating func writeString(_ string: String) {
-        bytes.append(UInt8(ascii: "\""))
-        var string = string
-        string.withUTF8 { utf8 in
-            var runStart = 0
+        if string.utf8.withContiguousStorageIfAvailable({ writeEscaped($0) }) == nil {
+            var string = string
+            string.withUTF8 { writeEscaped($0) }
+        }
+    }
+
+    /// Writes `"`, the bytes with those JSON needs escaped, and `"`. Safe bytes are copied as they
+    /// are scanned, eight at a time while a whole word needs no escape (most strings in records are
+    /// short, so this avoids a `memmove` call per string as well as a second pass).
+    private mutating func writeEscaped(_ utf8: UnsafeBufferPointer<UInt8>) {
+        let n = utf8.count
+        // Room for the quotes and every byte as it is; a word is stored only while eight bytes
+        // are left to copy, so it never needs more than that room.
+        reserve(n + 2)
+        base[count] = UInt8(ascii: "\"")
+        count += 1
+        if let source = utf8.baseAddress {
+            let raw = UnsafeRawPointer(source)
             var i = 0
-            while i < utf8.count {
-                let byte = utf8[i]
+            while i < n {
+                if n - i >= 8 {
+                    let word = raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                    if !Self.anyNeedsEscape(word) {
+                        UnsafeMutableRawPointer(base + count).storeBytes(of: word, as: UInt64.self)
+                        count += 8
+                        i += 8
+                        continue
+                    }
+                }
+                let byte = source[i]
+                i += 1
                 if byte >= 0x20 && byte != 0x22 && byte != 0x5C {
-                    i += 1
+                    base[count] = byte
+                    count += 1
                     continue
                 }
-                if runStart < i { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<i])) }
                 switch byte {
-                case 0x22: bytes.append(contentsOf: [0x5C, 0x22])
-                case 0x5C: bytes.append(contentsOf: [0x5C, 0x5C])
-                case 0x0A: bytes.append(contentsOf: [0x5C, 0x6E])
-                case 0x0D: bytes.append(contentsOf: [0x5C, 0x72])
-                case 0x09: bytes.append(contentsOf: [0x5C, 0x74])
-                case 0x08: bytes.append(contentsOf: [0x5C, 0x62])
-                case 0x0C: bytes.append(contentsOf: [0x5C, 0x66])
+                case 0x22: appendVerbatim(#"\""#)
+                case 0x5C: appendVerbatim(#"\\"#)
+                case 0x0A: appendVerbatim(#"\n"#)
+                case 0x0D: appendVerbatim(#"\r"#)
+                case 0x09: appendVerbatim(#"\t"#)
+                case 0x08: appendVerbatim(#"\b"#)
+                case 0x0C: appendVerbatim(#"\f"#)
                 default:
-                    bytes.append(contentsOf: [0x5C, 0x75, 0x30, 0x30])
-                    bytes.append(Self.hexDigits[Int(byte >> 4)])
-                    bytes.append(Self.hexDigits[Int(byte & 0xF)])
+                    appendVerbatim(#"\u00"#)
+                    let digits = Self.hexDigits.utf8Start
+                    appendByte(digits[Int(byte >> 4)])
+                    appendByte(digits[Int(byte & 0xF)])
                 }
-                i += 1
-                runStart = i
+                // An escape used more than the byte's room: make room again for the rest and the quote.
+                reserve(n - i + 1)
             }
-            if runStart < utf8.count { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<utf8.count])) }
         }
-        bytes.append(UInt8(ascii: "\""))
+        base[count] = UInt8(ascii: "\"")
+        count += 1
     }
 }
