@@ -77,6 +77,18 @@ struct RawStatement {
         return String(decoding: UnsafeBufferPointer(start: text, count: count), as: UTF8.self)
     }
 
+    /// Whether a text column holds exactly `string`'s UTF-8 bytes (SQLite's `=` on text, `BINARY`).
+    @inline(__always) func textEquals(_ column: Int32, _ string: String) -> Bool {
+        let text = sqlite3_column_text(handle, column)
+        let count = Int(sqlite3_column_bytes(handle, column))
+        var string = string
+        return string.withUTF8 { utf8 in
+            guard utf8.count == count else { return false }
+            guard count > 0, let text else { return count == 0 }
+            return UnsafeBufferPointer(start: text, count: count).elementsEqual(utf8)
+        }
+    }
+
     @inline(__always) func bytes(_ column: Int32) -> [UInt8] {
         guard let text = sqlite3_column_text(handle, column) else { return [] }
         let count = Int(sqlite3_column_bytes(handle, column))

@@ -25,8 +25,11 @@ extension SQLiteStore {
             // statements by rowid: cheaper per record than an UPSERT with RETURNING. While records
             // come new (a first load), each is inserted straight away and looked up only if its id
             // is taken: one statement less per record.
-            let lookup = try RawStatement(
-                db, "SELECT id, hash, deleted_at IS NOT NULL, seen_generation, pruned_at IS NOT NULL, seq FROM records WHERE dataset_id = ?1 AND external_id = ?2")
+            let lookup = try RawStatement(db, "SELECT \(RecordRow.columns) FROM records WHERE dataset_id = ?1 AND external_id = ?2")
+            // A page saved again usually comes in the order it was first saved in, which is the
+            // rows' order (a row keeps its rowid when it changes): after a lookup, the rows that
+            // follow it are read in one scan and matched to the next records by dataset and id.
+            let following = try RawStatement(db, "SELECT \(RecordRow.columns), dataset_id, external_id FROM records WHERE id > ?1 ORDER BY id")
             let update = try RawStatement(
                 db,
                 """
@@ -69,33 +72,59 @@ extension SQLiteStore {
                 return true
             }
             var comingNew = true
+            // The rows read ahead for the records after a lookup (`nil`: not read, or not next).
+            var ahead = [RecordRow?](repeating: nil, count: unique.count)
+            // A page whose order is not the rows' gives up reading ahead after two scans found nothing.
+            var fruitlessScans = 0
+            /// Reads the rows after `rowid` for the records from `next` on, while they match.
+            func readAhead(after rowid: Int64, from next: Int) throws {
+                guard fruitlessScans < 2, next < unique.count else { return }
+                following.bind(1, rowid)
+                defer { following.reset() }
+                var index = next
+                while index < unique.count, try following.step(),
+                    following.int64(RecordRow.columnCount) == dataset.id,
+                    following.textEquals(RecordRow.columnCount + 1, unique[index].id)
+                {
+                    ahead[index] = RecordRow(following)
+                    index += 1
+                }
+                if index == next { fruitlessScans += 1 }
+            }
             // The unchanged records' feed positions, and which of them are not yet seen in the
             // window: seen ranges for the page, or stamps.
             var unchangedAt: [FeedPosition] = []
             var unstamped: [FeedPosition] = []
-            for record in unique {
+            for (index, record) in unique.enumerated() {
                 let hash = Int64(bitPattern: record.hash)
-                if comingNew {
-                    if try insertIfNew(record, hash: hash) { continue }
-                    comingNew = false
-                }
-                lookup.bind(2, record.id)
-                guard try lookup.step() else {
-                    lookup.reset()
-                    // Ids are unique in `unique`, by their bytes as SQLite compares them.
-                    guard try insertIfNew(record, hash: hash) else {
-                        throw DatabaseError(resultCode: .SQLITE_CONSTRAINT, message: "records: an id missing from the lookup was taken")
+                let stored: RecordRow
+                if let row = ahead[index] {
+                    stored = row
+                } else {
+                    if comingNew {
+                        if try insertIfNew(record, hash: hash) { continue }
+                        comingNew = false
                     }
-                    comingNew = true
-                    continue
+                    lookup.bind(2, record.id)
+                    guard try lookup.step() else {
+                        lookup.reset()
+                        // Ids are unique in `unique`, by their bytes as SQLite compares them.
+                        guard try insertIfNew(record, hash: hash) else {
+                            throw DatabaseError(resultCode: .SQLITE_CONSTRAINT, message: "records: an id missing from the lookup was taken")
+                        }
+                        comingNew = true
+                        continue
+                    }
+                    stored = RecordRow(lookup)
+                    lookup.reset()
+                    try readAhead(after: stored.rowid, from: index + 1)
                 }
-                let existing = lookup.int64(0)
-                let unchanged = lookup.int64(1) == hash && lookup.int64(2) == 0
-                let seen = lookup.int64(3) >= generation
-                let wasDeleted = lookup.int64(2) != 0
-                let wasPruned = lookup.int64(4) != 0
-                let position = FeedPosition(seq: lookup.int64(5), id: existing)
-                lookup.reset()
+                let existing = stored.rowid
+                let unchanged = stored.hash == hash && !stored.deleted
+                let seen = stored.seenGeneration >= generation
+                let wasDeleted = stored.deleted
+                let wasPruned = stored.pruned
+                let position = FeedPosition(seq: stored.seq, id: existing)
                 if unchanged {
                     unchangedAt.append(position)
                     if !seen { unstamped.append(position) }
@@ -128,6 +157,29 @@ extension SQLiteStore {
             try self.addResults(db, run, model: model, result)
             if let checkpoint { try self.writeCheckpoint(db, checkpoint, run) }
             return result
+        }
+    }
+
+    /// What a page's write needs of a stored record: the columns ``columns`` lists, in that order.
+    struct RecordRow {
+        static let columns = "id, hash, deleted_at IS NOT NULL, seen_generation, pruned_at IS NOT NULL, seq"
+        static let columnCount: Int32 = 6
+
+        let rowid: Int64
+        let hash: Int64
+        let deleted: Bool
+        let seenGeneration: Int64
+        let pruned: Bool
+        let seq: Int64
+
+        /// The row at `statement`, which selects ``columns`` first.
+        init(_ statement: RawStatement) {
+            rowid = statement.int64(0)
+            hash = statement.int64(1)
+            deleted = statement.int64(2) != 0
+            seenGeneration = statement.int64(3)
+            pruned = statement.int64(4) != 0
+            seq = statement.int64(5)
         }
     }
 

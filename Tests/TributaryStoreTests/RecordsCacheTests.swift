@@ -95,6 +95,52 @@ struct RecordsCacheTests {
         #expect(try JSONParser.parse(updated.json)["a"] == 100)
     }
 
+    /// A page saved again meets each record's own row, whatever order it comes in and whatever rows
+    /// of other datasets lie between (SQLite reads the rows after a lookup ahead, in the rows' order,
+    /// and must not take a neighbour's row for a record's).
+    @Test(arguments: StoreKind.available) func aPageSavedAgainMeetsEachRecordsOwnRow(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        // Rows interleaved: A's n, then B's n + 1 holding what A's n + 1 will hold once it changes.
+        for n in 1...6 {
+            _ = try await f.store.saveRecords([order("\(n)", ["v": .number(JSONNumber(n))])], model: "A", of: baseVariant)
+            _ = try await f.store.saveRecords([order("\(n + 1)", ["v": .number(JSONNumber(100 + n + 1))])], model: "B", of: baseVariant)
+        }
+        let changedA = (1...6).map { order("\($0)", ["v": .number(JSONNumber(100 + $0))]) }
+        #expect(try await f.store.saveRecords(changedA, model: "A", of: baseVariant) == ModelResult(updated: 6))
+        #expect(try await f.store.saveRecords(changedA.reversed(), model: "A", of: baseVariant) == ModelResult(), "unchanged, reversed")
+        let b = try await f.store.allChanges(baseVariant.dataset("B"))
+        #expect(b.map(\.id) == (2...7).map { "\($0)" } && b.allSatisfy { $0.action == .added }, "B is untouched")
+
+        // One page written in one go, saved again in its order with changes, a returning record and a new one.
+        let first = (1...40).map { order("c\($0)", ["v": .number(JSONNumber($0))]) }
+        #expect(try await f.store.saveRecords(first, model: "C", of: baseVariant) == ModelResult(added: 40))
+        #expect(try await f.store.deleteRecords(ids: ["c20"], model: "C", of: baseVariant) == ModelResult(deleted: 1))
+        var again = first
+        for n in [2, 3, 17, 39] { again[n - 1] = order("c\(n)", ["v": .number(JSONNumber(-n))]) }
+        again.insert(order("c-new", ["v": 0]), at: 30)
+        #expect(try await f.store.saveRecords(again, model: "C", of: baseVariant) == ModelResult(added: 2, updated: 4))
+        let c = try await f.store.allChanges(baseVariant.dataset("C"))
+        #expect(c.count == 41)
+        for record in c {
+            let expected = try #require(again.first { $0.id == record.id })
+            #expect(record.json == expected.json, "\(record.id) holds its own content")
+            #expect(record.deletedAt == nil)
+        }
+        // The feed's tail: exactly the records this save changed, in the order of their rows.
+        #expect(c.suffix(6).map(\.id) == ["c2", "c3", "c17", "c20", "c39", "c-new"])
+        #expect(try await f.store.saveRecords(again, model: "C", of: baseVariant) == ModelResult(), "and then unchanged")
+
+        // The row after X's is "e" + a combining accent: one String with "é" to Swift, another id to
+        // the database. Saving X and a changed "é" must not take that row for "é"'s.
+        for id in ["x", "e\u{301}", "\u{e9}"] { _ = try await f.store.saveRecords([order(id, ["v": 1])], model: "D", of: baseVariant) }
+        #expect(try await f.store.saveRecords([order("x", ["v": 1]), order("\u{e9}", ["v": 2])], model: "D", of: baseVariant) == ModelResult(updated: 1))
+        let d = try await f.store.allChanges(baseVariant.dataset("D"))
+        let decomposed = try #require(d.first { Array($0.id.utf8) == Array("e\u{301}".utf8) })
+        #expect(decomposed.action == .added)
+        #expect(try JSONParser.parse(decomposed.json)["v"] == 1, "untouched")
+        #expect(try d.first { Array($0.id.utf8) == Array("\u{e9}".utf8) }.map { try JSONParser.parse($0.json)["v"] } == 2)
+    }
+
     @Test(arguments: StoreKind.available) func deletedRecordThatReturnsReadsAsAdded(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
         _ = try await f.store.saveRecords([order("1", ["a": 1])], model: "Order", of: baseVariant)
