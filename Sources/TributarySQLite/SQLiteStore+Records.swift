@@ -72,13 +72,15 @@ extension SQLiteStore {
                 return true
             }
             var comingNew = true
-            // The rows read ahead for the records after a lookup (`nil`: not read, or not next).
-            var ahead = [RecordRow?](repeating: nil, count: unique.count)
+            // The rows read ahead for the records after a lookup (`nil`: not read, or not next);
+            // empty until the page's first read-ahead (a first load's pages have none).
+            var ahead: [RecordRow?] = []
             // A page whose order is not the rows' gives up reading ahead after two scans found nothing.
             var fruitlessScans = 0
             /// Reads the rows after `rowid` for the records from `next` on, while they match.
             func readAhead(after rowid: Int64, from next: Int) throws {
                 guard fruitlessScans < 2, next < unique.count else { return }
+                if ahead.isEmpty { ahead = Array(repeating: nil, count: unique.count) }
                 following.bind(1, rowid)
                 defer { following.reset() }
                 var index = next
@@ -98,7 +100,7 @@ extension SQLiteStore {
             for (index, record) in unique.enumerated() {
                 let hash = Int64(bitPattern: record.hash)
                 let stored: RecordRow
-                if let row = ahead[index] {
+                if !ahead.isEmpty, let row = ahead[index] {
                     stored = row
                 } else {
                     if comingNew {
