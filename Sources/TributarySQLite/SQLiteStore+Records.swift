@@ -59,6 +59,12 @@ extension SQLiteStore {
             update.bind(4, generation)
             markSeen.bind(1, generation)
             var result = ModelResult()
+            /// Writes `record`'s canonical JSON as the payload of the record row `rowid`.
+            func putPayload(_ record: PreparedRecord, at rowid: Int64) throws {
+                writePayload.bind(1, rowid)
+                writePayload.bindText(2, record.json)
+                try writePayload.execute()
+            }
             /// Inserts `record` unless its id is taken; true when it did.
             func insertIfNew(_ record: PreparedRecord, hash: Int64) throws -> Bool {
                 insertNew.bind(2, record.id)
@@ -66,9 +72,7 @@ extension SQLiteStore {
                 try insertNew.execute()
                 guard insertNew.changes == 1 else { return false }
                 result.added += 1
-                writePayload.bind(1, db.lastInsertedRowID)
-                writePayload.bindText(2, record.json)
-                try writePayload.execute()
+                try putPayload(record, at: db.lastInsertedRowID)
                 return true
             }
             var comingNew = true
@@ -121,31 +125,21 @@ extension SQLiteStore {
                     lookup.reset()
                     try readAhead(after: stored.rowid, from: index + 1)
                 }
-                let existing = stored.rowid
-                let unchanged = stored.hash == hash && !stored.deleted
-                let seen = stored.seenGeneration >= generation
-                let wasDeleted = stored.deleted
-                let wasPruned = stored.pruned
-                let position = FeedPosition(seq: stored.seq, id: existing)
-                if unchanged {
-                    unchangedAt.append(position)
-                    if !seen { unstamped.append(position) }
-                    if wasPruned {
-                        unprune.bind(1, existing)
+                if stored.hash == hash && !stored.deleted {
+                    unchangedAt.append(stored.position)
+                    if stored.seenGeneration < generation { unstamped.append(stored.position) }
+                    if stored.pruned {
+                        unprune.bind(1, stored.rowid)
                         try unprune.execute()
-                        writePayload.bind(1, existing)
-                        writePayload.bindText(2, record.json)
-                        try writePayload.execute()
+                        try putPayload(record, at: stored.rowid)
                     }
                     continue
                 }
                 update.bind(1, hash)
-                update.bind(5, existing)
+                update.bind(5, stored.rowid)
                 try update.execute()
-                if wasDeleted { result.added += 1 } else { result.updated += 1 }
-                writePayload.bind(1, existing)
-                writePayload.bindText(2, record.json)
-                try writePayload.execute()
+                if stored.deleted { result.added += 1 } else { result.updated += 1 }
+                try putPayload(record, at: stored.rowid)
             }
             if SeenRange.worthTrying(unstamped: unstamped.count) {
                 let ranges = try self.addSeenRanges(db, dataset: dataset.id, generation: generation, unchangedAt: unchangedAt)
@@ -173,6 +167,9 @@ extension SQLiteStore {
         let seenGeneration: Int64
         let pruned: Bool
         let seq: Int64
+
+        /// Where the record stands in the feed.
+        var position: FeedPosition { FeedPosition(seq: seq, id: rowid) }
 
         /// The row at `statement`, which selects ``columns`` first.
         init(_ statement: RawStatement) {
