@@ -19,6 +19,11 @@ extension PostgresStore {
         let payloads = unique.map { String(decoding: $0.json, as: UTF8.self) }
         let insertingOnly = !plainInsertRefusals.contains(runId: lease.runId, model: model)
         do {
+            if insertingOnly, let expected = plainInsertHeads.expected(runId: lease.runId, token: lease.token, model: model),
+                let result = try await insertPage(ids, hashes, payloads, model: model, checkpoint: checkpoint, for: lease, expecting: expected)
+            {
+                return result
+            }
             return try await saveRecords(ids, hashes, payloads, model: model, checkpoint: checkpoint, for: lease, insertingOnly: insertingOnly)
         } catch is TakenIdOnInsert {
             // An id of the page was taken after all: the transaction rolled back; the full path, for
@@ -31,6 +36,86 @@ extension PostgresStore {
     /// The plain insert of a page believed all new found one of its ids taken.
     private struct TakenIdOnInsert: Error {}
 
+    /// A first load's next page as one autocommit statement (see ``PlainInsertHeads``): the run row
+    /// locked and fenced in SQL — running, under this lease's token, its lease not run out on the
+    /// database's clock, as ``RunFence`` checks — and both it and the dataset row exactly as the
+    /// run's previous page left them; then the insert, the head, the checkpoint and the run's counts,
+    /// each only if those checks held. Nil when they did not (nothing was written; this attempt's later
+    /// pages of `model` take the transaction, which names a lost lease precisely) or the statement
+    /// met a deadlock or serialisation failure.
+    private func insertPage(
+        _ ids: [String], _ hashes: [Int64], _ payloads: [String], model: String, checkpoint: Checkpoint?, for lease: RunLease,
+        expecting expected: PlainInsertHeads.Expected
+    ) async throws -> ModelResult? {
+        let dataset = expected.dataset
+        guard let recordCount = dataset.recordCount else { return nil }
+        let (sequence, now) = nextChange(dataset)
+        let result = ModelResult(added: ids.count)
+        let results = try ModelResult.addingRunResult(result, for: model, to: expected.results)
+        let offset = leaseClockOffset()
+        let generation = expected.runGeneration ?? 0
+        let count: Int64? = try await read { db in
+            let count: Int64?
+            do {
+                // `d` waits for `f`: the run row is locked before the dataset row, as every writer locks them.
+                count = try await db.one(
+                    """
+                    WITH f AS (
+                        SELECT r.id FROM runs r
+                        WHERE r.id = \(lease.runId) AND r.status = 'running' AND r.attempts = \(lease.token)
+                            AND r.heartbeat_at + r.lease_seconds * 1000000 > \(unescaped: Self.databaseNow) + \(offset)
+                            AND r.variant_pk = \(expected.variantPK) AND r.kind = \(expected.kind)
+                            AND r.deletion_generation IS NOT DISTINCT FROM \(expected.runGeneration) AND r.results = \(expected.results)
+                        FOR UPDATE OF r),
+                    d AS (
+                        SELECT id FROM datasets
+                        WHERE id = \(dataset.id) AND last_seq = \(dataset.lastSequence) AND last_write_at = \(dataset.lastWriteAt)
+                            AND record_count = \(recordCount) AND EXISTS (SELECT 1 FROM f)
+                        FOR UPDATE),
+                    inserted AS (
+                        INSERT INTO records(dataset_id, external_id, hash, seq, first_seen_at, updated_at, deleted_at, seen_generation, payload)
+                        SELECT \(dataset.id), i.external_id, i.hash, \(sequence), \(now), \(now), NULL, \(generation), i.payload
+                        FROM unnest(\(ids)::text[], \(hashes)::int8[], \(payloads)::text[]) AS i(external_id, hash, payload)
+                        WHERE EXISTS (SELECT 1 FROM d)),
+                    head AS (
+                        UPDATE datasets SET last_seq = \(sequence), last_write_at = \(now), record_count = record_count + \(ids.count)
+                        WHERE id = \(dataset.id) AND EXISTS (SELECT 1 FROM d) RETURNING record_count),
+                    checkpointed AS (
+                        UPDATE sync_variants SET checkpoint = \(checkpoint?.json), checkpoint_generation = \(expected.runGeneration)
+                        WHERE id = \(expected.variantPK) AND \(checkpoint != nil) AND EXISTS (SELECT 1 FROM d)),
+                    counted AS (UPDATE runs SET results = \(results) WHERE id = \(lease.runId) AND EXISTS (SELECT 1 FROM d))
+                    SELECT (SELECT record_count FROM head) AS record_count
+                    """, self.logger)?.optionalInt64("record_count")
+            } catch where Self.isTakenRecordId(error) {
+                throw TakenIdOnInsert()
+            } catch let error as PSQLError where Self.isTransient(error) {
+                return nil
+            }
+            return count
+        }
+        guard let count else {
+            plainInsertHeads.refuse(runId: lease.runId, token: lease.token, model: model)
+            return nil
+        }
+        var after = expected
+        after.results = results
+        after.dataset = DatasetHead(id: dataset.id, lastSequence: sequence, lastWriteAt: now, recordCount: count)
+        plainInsertHeads.record(after, model: model)
+        plainInsertedPages.add(1, ordering: .relaxed)
+        plainInsertedAlone.add(1, ordering: .relaxed)
+        if Self.crossesAnalyzeThreshold(from: count - Int64(ids.count), to: count) {
+            // In a transaction of its own (its statistics target is `SET LOCAL`), after the page
+            // committed: statistics are a help to later pages, so failing to gather them now fails
+            // nothing (the dataset's next doubling gathers them again).
+            do {
+                try await transaction { db in try await self.analyzePartition(of: dataset, db) }
+            } catch {
+                logger.warning("could not analyse a growing dataset's partition", metadata: ["dataset": "\(dataset.id)", "error": "\(error)"])
+            }
+        }
+        return result
+    }
+
     /// Saves a page of unique records in one transaction. While a run's page comes into a dataset
     /// holding only records the run added itself (a first load, see
     /// ``DatasetHead/holdsOnlyRecordsAdded(byRun:)``) and `insertingOnly` allows it, the page is
@@ -38,10 +123,11 @@ extension PostgresStore {
     /// looks for each id (measured in docs/BENCHMARKS.md) — and a taken id throws
     /// ``TakenIdOnInsert``, rolling the transaction back, for the caller to save the page again on
     /// the full path. Otherwise one upsert decides per record: new, changed, re-added or unchanged.
+    /// A plain insert leaves what the run's next page may expect in ``PlainInsertHeads``.
     private func saveRecords(
         _ ids: [String], _ hashes: [Int64], _ payloads: [String], model: String, checkpoint: Checkpoint?, for lease: RunLease, insertingOnly: Bool
     ) async throws -> ModelResult {
-        try await transaction { db in
+        let (result, expected) = try await transaction { db -> (ModelResult, PlainInsertHeads.Expected?) in
             let (run, dataset) = try await self.fenceForWrite(db, lease, model: model)
             if checkpoint != nil, run.kind == .webhook { throw StoreMessages.checkpointInWebhookRun }
             let (sequence, now) = self.nextChange(dataset)
@@ -51,6 +137,7 @@ extension PostgresStore {
                 // The insert, the dataset's head, the run's counts and the checkpoint (if any) in
                 // one statement: one round trip.
                 let result = ModelResult(added: ids.count)
+                let results = try run.adding(result, for: model)
                 let count: Int64?
                 do {
                     count = try await db.one(
@@ -63,7 +150,7 @@ extension PostgresStore {
                         checkpointed AS (
                             UPDATE sync_variants SET checkpoint = \(checkpoint?.json), checkpoint_generation = \(run.deletionGeneration)
                             WHERE id = \(run.variantPK) AND \(checkpoint != nil))
-                        UPDATE runs SET results = \(try run.adding(result, for: model)) WHERE id = \(run.id)
+                        UPDATE runs SET results = \(results) WHERE id = \(run.id)
                         RETURNING (SELECT record_count FROM head) AS record_count
                         """, self.logger)?.int64("record_count")
                 } catch where Self.isTakenRecordId(error) {
@@ -71,7 +158,15 @@ extension PostgresStore {
                 }
                 try await self.analyzeIfGrown(dataset, to: count, by: ids.count, db)
                 self.plainInsertedPages.add(1, ordering: .relaxed)
-                return result
+                // The run's next page of this model may expect these rows (once this commits).
+                let expected = count.flatMap { count in
+                    run.kind == .webhook
+                        ? nil
+                        : PlainInsertHeads.Expected(
+                            runId: run.id, token: lease.token, variantPK: run.variantPK, kind: run.kind.rawValue, runGeneration: run.deletionGeneration,
+                            results: results, dataset: DatasetHead(id: dataset.id, lastSequence: sequence, lastWriteAt: now, recordCount: count))
+                }
+                return (result, expected)
             }
             // One statement. `present`: the page's records the dataset holds, where they stand in
             // the feed. In a deletion window, their span — or, if the dataset holds records in it
@@ -163,8 +258,10 @@ extension PostgresStore {
             try await self.finishWrite(
                 db, dataset, sequence: sequence, now: now, changed: result.added + result.updated, countDelta: result.added, results: (run, model, result))
             if let checkpoint { try await self.writeCheckpoint(db, checkpoint, run) }
-            return result
+            return (result, nil)
         }
+        if let expected { plainInsertHeads.record(expected, model: model) }
+        return result
     }
 
     public func updateRecords(_ patches: [RecordPatch], model: String, for lease: RunLease) async throws -> ModelResult {

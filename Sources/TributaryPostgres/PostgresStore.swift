@@ -43,8 +43,12 @@ public final class PostgresStore: Store, Service {
     let waits = ConnectionWaits()
     /// Runs whose first-load insert found an id taken (``PlainInsertRefusals``).
     let plainInsertRefusals = PlainInsertRefusals()
+    /// What each run's next first-load page may expect (``PlainInsertHeads``).
+    let plainInsertHeads = PlainInsertHeads()
     /// How many pages went in as a first load's plain insert (tests check the path was taken).
     let plainInsertedPages = Atomic<Int>(0)
+    /// How many of those went in as one autocommit statement (``PlainInsertHeads``).
+    let plainInsertedAlone = Atomic<Int>(0)
 
     /// The lease clock in SQL: the database's transaction time in microseconds. Every lease (heartbeat,
     /// expiry, fencing) is compared on it, so a process whose own clock is off cannot expire the runs
@@ -269,7 +273,7 @@ public final class PostgresStore: Store, Service {
     static func described(_ error: PSQLError) -> any Error {
         guard let info = error.serverInfo else {
             // No answer from a server: the connection could not be made, or it broke.
-            return TributaryError(.storeUnavailable, "The database connection failed (\(error.code)); the call was not applied unless the connection broke while committing.")
+            return TributaryError(.storeUnavailable, "The database connection failed (\(error.code)); the call was not applied unless the connection broke after its last statement (a commit, or a write that is one statement) reached the database.")
         }
         return PostgresStoreError(
             sqlState: info[.sqlState] ?? "?", message: info[.message] ?? "\(error.code)", detail: info[.detail])

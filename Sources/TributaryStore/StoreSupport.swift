@@ -48,6 +48,13 @@ extension ModelResult {
         for (model, value) in try JSONParser.parse(text).objectValue ?? [:] { results[model] = ModelResult(json: value) }
         return results
     }
+
+    /// The run results `text` (``encodeRunResults(_:)``) with `result` added for `model`.
+    public static func addingRunResult(_ result: ModelResult, for model: String, to text: String) throws -> String {
+        var all = try decodeRunResults(text)
+        all[model, default: ModelResult()] += result
+        return encodeRunResults(all)
+    }
 }
 
 extension RunOutcome {
@@ -102,9 +109,7 @@ public struct FencedRun: Sendable {
 
     /// The results with `result` added for `model` (JSON text, as the run row keeps them).
     public func adding(_ result: ModelResult, for model: String) throws -> String {
-        var all = try ModelResult.decodeRunResults(results)
-        all[model, default: ModelResult()] += result
-        return ModelResult.encodeRunResults(all)
+        try ModelResult.addingRunResult(result, for: model, to: results)
     }
 
     /// The generation records written now are marked seen in.

@@ -47,6 +47,63 @@ struct PostgresStatisticsTests {
         #expect(!PostgresStore.crossesAnalyzeThreshold(from: 0, to: 8191))
     }
 
+    /// A first load's later pages are one statement each (``PlainInsertHeads``); the one that takes
+    /// the dataset past 8,192 records has its partition analysed after it, in a transaction of its
+    /// own so that its small statistics target holds (ten histogram buckets, not the default 100).
+    @Test func aFirstLoadsPartitionIsAnalysedWithItsSmallTarget() async throws {
+        guard StoreKind.available.contains(.postgres) else { return }
+        let f = try await TestStore(.postgres)
+        let store = try #require(f.store as? PostgresStore)
+        func statistics() async throws -> (rows: Double, buckets: Int?) {
+            try await store.read { db in
+                let row = try await db.one(
+                    """
+                    SELECT c.reltuples::float8 AS rows,
+                        (SELECT array_length(s.histogram_bounds::text::text[], 1) FROM pg_stats s
+                         WHERE s.tablename = c.relname AND s.attname = 'external_id') AS buckets
+                    FROM pg_class c WHERE c.oid = (SELECT tableoid FROM records LIMIT 1)
+                    """, store.logger)
+                return (try row.map { try $0["rows"].decode(Double.self) } ?? -1, try row?.optionalInt("buckets"))
+            }
+        }
+        try await f.store.inRun(of: baseVariant) { lease in
+            for start in stride(from: 0, to: 8000, by: 1000) {
+                _ = try await f.store.saveRecords(try (start..<(start + 1000)).map { try PreparedRecord(["id": .string("r\($0)")]) }, model: "Order", checkpoint: nil, for: lease)
+            }
+            #expect(try await statistics().rows < 8192, "not analysed below the first threshold")
+            _ = try await f.store.saveRecords(try (8000..<9000).map { try PreparedRecord(["id": .string("r\($0)")]) }, model: "Order", checkpoint: nil, for: lease)
+        }
+        #expect(store.plainInsertedAlone.load(ordering: .relaxed) == 8, "every page after the first was one statement")
+        let analysed = try await statistics()
+        #expect(analysed.rows >= 8192, "analysed once the dataset passed 8,192 records")
+        #expect(analysed.buckets == 11, "with the statistics target of 10")
+    }
+
+    /// What a first load's next page may expect is kept per run, model and attempt; a refusal holds
+    /// for the attempt that met it, not for one that takes the run over; the entries are forgotten
+    /// wholesale past their limit.
+    @Test func firstLoadHeadsAreKeptPerRunModelAndAttemptWithinALimit() {
+        let heads = PlainInsertHeads()
+        func expected(run: Int64, token: Int64, count: Int64) -> PlainInsertHeads.Expected {
+            PlainInsertHeads.Expected(
+                runId: run, token: token, variantPK: 1, kind: "initial", runGeneration: nil, results: "{}",
+                dataset: DatasetHead(id: 3, lastSequence: count, lastWriteAt: count, recordCount: count))
+        }
+        heads.record(expected(run: 7, token: 1, count: 10), model: "Order")
+        #expect(heads.expected(runId: 7, token: 1, model: "Order")?.dataset.recordCount == 10)
+        #expect(heads.expected(runId: 7, token: 2, model: "Order") == nil, "another attempt expects nothing")
+        #expect(heads.expected(runId: 7, token: 1, model: "Customer") == nil)
+        heads.refuse(runId: 7, token: 1, model: "Order")
+        #expect(heads.expected(runId: 7, token: 1, model: "Order") == nil)
+        heads.record(expected(run: 7, token: 1, count: 20), model: "Order")
+        #expect(heads.expected(runId: 7, token: 1, model: "Order") == nil, "a refused attempt stays refused")
+        heads.record(expected(run: 7, token: 2, count: 30), model: "Order")
+        #expect(heads.expected(runId: 7, token: 2, model: "Order")?.dataset.recordCount == 30, "the attempt that took over starts afresh")
+        for run in 0..<Int64(PlainInsertHeads.limit) { heads.record(expected(run: 1_000 + run, token: 1, count: 1), model: "Order") }
+        #expect(heads.expected(runId: 7, token: 2, model: "Order") == nil, "forgotten once the limit was reached")
+        #expect(heads.expected(runId: 1_000 + Int64(PlainInsertHeads.limit) - 1, token: 1, model: "Order") != nil)
+    }
+
     /// The first-load insert's refusals are remembered per run and model, and forgotten wholesale
     /// past their limit (a hint: memory stays bounded).
     @Test func refusedFirstLoadInsertsAreRememberedPerRunAndModelWithinALimit() {
