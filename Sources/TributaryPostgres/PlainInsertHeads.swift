@@ -11,6 +11,8 @@ import TributaryStore
 /// ``limit`` entries), lost with the process, and never trusted — the statement compares every
 /// column it relies on, so a stale entry only costs one statement that writes nothing, and then
 /// the attempt's later pages of that model take the transaction (``refuse(runId:token:model:)``).
+/// The run's results are kept per run, so a run whose models' pages come in turn keeps its pages
+/// of every model on the one statement.
 final class PlainInsertHeads: Sendable {
     /// The rows a first-load page's statement expects: the run (locked, fenced) and the dataset.
     struct Expected: Sendable, Hashable {
@@ -40,34 +42,51 @@ final class PlainInsertHeads: Sendable {
         case refused(token: Int64)
     }
 
+    private struct State {
+        var entries: [Key: Entry] = [:]
+        /// The run row's results as the attempt's last recorded write left them, whatever its
+        /// model: a run whose models' pages come in turn expects the counts the other model's page
+        /// wrote.
+        var results: [Int64: (token: Int64, text: String)] = [:]
+
+        mutating func makeRoom() {
+            guard entries.count >= PlainInsertHeads.limit else { return }
+            entries.removeAll(keepingCapacity: true)
+            results.removeAll(keepingCapacity: true)
+        }
+    }
+
     static let limit = 4_096
-    private let entries = Mutex<[Key: Entry]>([:])
+    private let state = Mutex(State())
 
     /// What the next page of `model` by the attempt `token` of run `runId` may expect, if known.
     func expected(runId: Int64, token: Int64, model: String) -> Expected? {
-        entries.withLock { entries in
-            guard case .expected(let expected)? = entries[Key(runId: runId, model: model)], expected.token == token else { return nil }
+        state.withLock { state in
+            guard case .expected(var expected)? = state.entries[Key(runId: runId, model: model)], expected.token == token else { return nil }
+            if let results = state.results[runId], results.token == token { expected.results = results.text }
             return expected
         }
     }
 
-    /// Keeps what a page's write committed, unless this attempt's pages of `model` were refused.
+    /// Keeps what a page's write committed, unless this attempt's pages of `model` were refused;
+    /// the run's results it left are what the attempt's next page of any model expects.
     func record(_ expected: Expected, model: String) {
-        entries.withLock { entries in
+        state.withLock { state in
             let key = Key(runId: expected.runId, model: model)
-            if case .refused(let token)? = entries[key], token == expected.token { return }
-            if entries.count >= Self.limit { entries.removeAll(keepingCapacity: true) }
-            entries[key] = .expected(expected)
+            state.results[expected.runId] = (expected.token, expected.results)
+            if case .refused(let token)? = state.entries[key], token == expected.token { return }
+            state.makeRoom()
+            state.entries[key] = .expected(expected)
         }
     }
 
-    /// The rows were not as expected (another model's write, a lost lease, another writer): the
-    /// later pages of `model` by the attempt `token` take the transaction (an attempt that takes
-    /// the run over starts afresh).
+    /// The rows were not as expected (a lost lease, another writer in the dataset, the run's
+    /// counts moved by a write this cache did not see): the later pages of `model` by the attempt
+    /// `token` take the transaction (an attempt that takes the run over starts afresh).
     func refuse(runId: Int64, token: Int64, model: String) {
-        entries.withLock { entries in
-            if entries.count >= Self.limit { entries.removeAll(keepingCapacity: true) }
-            entries[Key(runId: runId, model: model)] = .refused(token: token)
+        state.withLock { state in
+            state.makeRoom()
+            state.entries[Key(runId: runId, model: model)] = .refused(token: token)
         }
     }
 }

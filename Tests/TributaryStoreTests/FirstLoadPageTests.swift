@@ -128,8 +128,23 @@ struct FirstLoadPageTests {
         #expect(run?.results["Order"] == ModelResult(added: 8), "the run counts its own pages")
     }
 
-    /// A run whose pages alternate between two models counts both: a page of one model changes the
-    /// run's counts the other model's next page expected.
+    /// A run's counts moved by a write the first load's pages did not see — another model's page
+    /// into a dataset that held records already (the upsert) — are kept by the next first-load page.
+    @Test(arguments: StoreKind.available) func aFirstLoadPageKeepsTheCountsAnotherModelsUpsertAdded(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        _ = try await f.store.saveRecords([order("c0")], model: "Customer", of: baseVariant)
+        let started = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
+        _ = try await f.store.saveRecords(page("1", "2"), model: "Order", checkpoint: nil, for: started.lease)
+        #expect(try await f.store.saveRecords([order("c0", ["v": 2]), order("c1")], model: "Customer", checkpoint: nil, for: started.lease) == ModelResult(added: 1, updated: 1))
+        #expect(try await f.store.saveRecords(page("3", "4"), model: "Order", checkpoint: nil, for: started.lease) == ModelResult(added: 2))
+        let results = try await f.store.runs(of: baseVariant, limit: 1).first?.results
+        #expect(results?["Order"] == ModelResult(added: 4))
+        #expect(results?["Customer"] == ModelResult(added: 1, updated: 1))
+    }
+
+    /// A run whose pages alternate between two models counts both — each model's page changes the
+    /// run's counts the other model's next page expects — and on PostgreSQL keeps both models' later
+    /// pages on the one statement.
     @Test(arguments: StoreKind.available) func pagesOfTwoModelsInTurnCountForBoth(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
         let started = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: false))
@@ -142,5 +157,6 @@ struct FirstLoadPageTests {
         #expect(results?["Order"] == ModelResult(added: 6))
         #expect(results?["Customer"] == ModelResult(added: 6))
         #expect(try await f.store.recordCounts(of: baseVariant) == ["Order": 6, "Customer": 6])
+        if let pages = alone(f) { #expect(pages == 4, "each model's second and third pages are one statement each") }
     }
 }

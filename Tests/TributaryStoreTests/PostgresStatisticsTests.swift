@@ -99,6 +99,12 @@ struct PostgresStatisticsTests {
         #expect(heads.expected(runId: 7, token: 1, model: "Order") == nil, "a refused attempt stays refused")
         heads.record(expected(run: 7, token: 2, count: 30), model: "Order")
         #expect(heads.expected(runId: 7, token: 2, model: "Order")?.dataset.recordCount == 30, "the attempt that took over starts afresh")
+        // Another model's write moves the run's results every model's next page expects.
+        var customers = expected(run: 7, token: 2, count: 5)
+        customers.results = #"{"Customer":{"added":5}}"#
+        heads.record(customers, model: "Customer")
+        #expect(heads.expected(runId: 7, token: 2, model: "Order")?.results == customers.results)
+        #expect(heads.expected(runId: 7, token: 2, model: "Order")?.dataset.recordCount == 30, "its own dataset's head")
         for run in 0..<Int64(PlainInsertHeads.limit) { heads.record(expected(run: 1_000 + run, token: 1, count: 1), model: "Order") }
         #expect(heads.expected(runId: 7, token: 2, model: "Order") == nil, "forgotten once the limit was reached")
         #expect(heads.expected(runId: 1_000 + Int64(PlainInsertHeads.limit) - 1, token: 1, model: "Order") != nil)
