@@ -79,8 +79,9 @@ struct PostgresStatisticsTests {
         #expect(analysed.buckets == 11, "with the statistics target of 10")
     }
 
-    /// What a first load's next page may expect is kept per run, model and attempt; a refusal holds
-    /// for the attempt that met it, not for one that takes the run over; the entries are forgotten
+    /// What a first load's next page may expect is kept per run, model and attempt — the run's
+    /// counts per run and attempt, whatever the model that wrote them last; a refusal holds for the
+    /// attempt that met it, not for one that takes the run over; the entries are forgotten
     /// wholesale past their limit.
     @Test func firstLoadHeadsAreKeptPerRunModelAndAttemptWithinALimit() {
         let heads = PlainInsertHeads()
@@ -105,6 +106,17 @@ struct PostgresStatisticsTests {
         heads.record(customers, model: "Customer")
         #expect(heads.expected(runId: 7, token: 2, model: "Order")?.results == customers.results)
         #expect(heads.expected(runId: 7, token: 2, model: "Order")?.dataset.recordCount == 30, "its own dataset's head")
+        // A refused model's later writes (by the transaction) still move the counts the others expect.
+        heads.refuse(runId: 7, token: 2, model: "Customer")
+        customers.results = #"{"Customer":{"added":9}}"#
+        heads.record(customers, model: "Customer")
+        #expect(heads.expected(runId: 7, token: 2, model: "Customer") == nil, "still refused")
+        #expect(heads.expected(runId: 7, token: 2, model: "Order")?.results == customers.results)
+        // Counts an earlier attempt left are not what a later attempt's page expects.
+        var stale = expected(run: 7, token: 1, count: 1)
+        stale.results = #"{"Order":{"added":1}}"#
+        heads.record(stale, model: "Customer")
+        #expect(heads.expected(runId: 7, token: 2, model: "Order")?.results == #"{}"#, "the entry's own counts, not another attempt's")
         for run in 0..<Int64(PlainInsertHeads.limit) { heads.record(expected(run: 1_000 + run, token: 1, count: 1), model: "Order") }
         #expect(heads.expected(runId: 7, token: 2, model: "Order") == nil, "forgotten once the limit was reached")
         #expect(heads.expected(runId: 1_000 + Int64(PlainInsertHeads.limit) - 1, token: 1, model: "Order") != nil)
