@@ -122,6 +122,13 @@ struct HostileInputTests {
         #expect(URLText.removingUserInfo(from: "https://u:p@p.test\\o@x") == "https://p.test\\o@x", "a backslash ends the authority")
         #expect(URLText.removingUserInfo(from: "a@b@p.test") == "a@b@p.test", "not a URL")
         #expect(URLText.removingUserInfo(from: "ref=s3://acct@bucket/k") == "ref=s3://acct@bucket/k", "a scheme must start the text")
+        // Leading and trailing C0 controls and spaces are not part of a URL (WHATWG URL drops them):
+        // ` https://user:pw@` once kept its password (found by HostileProviderPropertyTests).
+        #expect(URLText.removingUserInfo(from: " https://user:pw@") == "https://")
+        #expect(URLText.removingUserInfo(from: "\t\n https://u:p@p.test/o \r\n") == "https://p.test/o")
+        #expect(URLText.removingUserInfo(from: "\u{0} //u:p@p.test/o") == "//p.test/o")
+        #expect(URLText.trimmingC0ControlOrSpace(" \u{1F}\u{A0}x\u{A0} ") == "\u{A0}x\u{A0}", "only C0 controls and space")
+        #expect(URLText.trimmingC0ControlOrSpace(" \t ") == "")
         #expect(ProviderRequest(.GET, "https://u:p@p.test/o?api_key=k#f").shownEndpoint == "https://p.test/o", "logs and errors show no query or user info")
         let pages = ProviderPages(request: ProviderRequest(.GET, "/o"), pagination: Pagination(.link(nextURLPath: "next"), recordsPath: "results")) { _ in
             ProviderResponse(

@@ -294,7 +294,7 @@ public struct ProviderPages: AsyncSequence, Sendable {
                 default: next = nil
                 }
             case .link(let path):
-                next = path.map { body.value(atPath: $0)?.stringValue } ?? Self.nextLink(response.header("Link"))
+                next = (path.map { body.value(atPath: $0)?.stringValue } ?? Self.nextLink(response.header("Link"))).map(URLText.trimmingC0ControlOrSpace)
                 if next?.isEmpty == true { next = nil }
                 // RFC 3986: a relative link resolves against the URL that returned it (`/api/orders?page=2`
                 // from `https://host/api/orders` is `https://host/api/orders?page=2`, not below base_url again).

@@ -112,6 +112,9 @@ public enum URLText {
     /// Only an authority is looked at — after `scheme://` or a leading `//` (scheme-relative) — so an
     /// `@` in a path, a query or a value that is not a URL stays as it is.
     public static func removingUserInfo(from url: String) -> String {
+        // URL parsers drop leading and trailing C0 controls and spaces (WHATWG URL): so does this,
+        // or ` https://user:pw@host` would keep its password.
+        let url = trimmingC0ControlOrSpace(url)
         let authorityStart: String.Index
         if url.hasPrefix("//") {
             authorityStart = url.index(url.startIndex, offsetBy: 2)
@@ -129,6 +132,15 @@ public enum URLText {
     /// `user:password@` — what every link kept, shown or logged goes through.
     public static func removingCredentials(named names: Set<String>, from url: String) -> String {
         removingUserInfo(from: removingQueryItems(named: names, from: url))
+    }
+
+    /// `text` without leading and trailing C0 controls (U+0000–U+001F) and spaces, as the WHATWG
+    /// URL parser drops them before reading a URL.
+    public static func trimmingC0ControlOrSpace(_ text: String) -> String {
+        let scalars = text.unicodeScalars
+        let isTrimmed: (Unicode.Scalar) -> Bool = { $0.value <= 0x20 }
+        guard let first = scalars.firstIndex(where: { !isTrimmed($0) }), let last = scalars.lastIndex(where: { !isTrimmed($0) }) else { return "" }
+        return String(scalars[first...last])
     }
 
     /// RFC 3986 `scheme`: a letter, then letters, digits, `+`, `-` or `.`.
