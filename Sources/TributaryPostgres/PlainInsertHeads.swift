@@ -27,8 +27,10 @@ final class PlainInsertHeads: Sendable {
         var runGeneration: Int64?
         /// `runs.results` as the write left it.
         var results: String
-        /// The dataset's head after the write; its record count equals what the run added.
+        /// The dataset's head after the write (its `recordCount` unused: see ``recordCount``).
         var dataset: DatasetHead
+        /// The dataset's live records after the write: what the run added.
+        var recordCount: Int64
     }
 
     private struct Key: Hashable {

@@ -48,7 +48,6 @@ extension PostgresStore {
         expecting expected: PlainInsertHeads.Expected
     ) async throws -> ModelResult? {
         let dataset = expected.dataset
-        guard let recordCount = dataset.recordCount else { return nil }
         let (sequence, now) = nextChange(dataset)
         let result = ModelResult(added: ids.count)
         let results = try ModelResult.addingRunResult(result, for: model, to: expected.results)
@@ -70,16 +69,13 @@ extension PostgresStore {
                     d AS (
                         SELECT id FROM datasets
                         WHERE id = \(dataset.id) AND last_seq = \(dataset.lastSequence) AND last_write_at = \(dataset.lastWriteAt)
-                            AND record_count = \(recordCount) AND EXISTS (SELECT 1 FROM f)
+                            AND record_count = \(expected.recordCount) AND EXISTS (SELECT 1 FROM f)
                         FOR UPDATE),
                     inserted AS (
-                        INSERT INTO records(dataset_id, external_id, hash, seq, first_seen_at, updated_at, deleted_at, seen_generation, payload)
-                        SELECT \(dataset.id), i.external_id, i.hash, \(sequence), \(now), \(now), NULL, \(generation), i.payload
+                        \(unescaped: Self.plainInsert(into: dataset, sequence: sequence, now: now, generation: generation))
                         FROM unnest(\(ids)::text[], \(hashes)::int8[], \(payloads)::text[]) AS i(external_id, hash, payload)
                         WHERE EXISTS (SELECT 1 FROM d)),
-                    head AS (
-                        UPDATE datasets SET last_seq = \(sequence), last_write_at = \(now), record_count = record_count + \(ids.count)
-                        WHERE id = \(dataset.id) AND EXISTS (SELECT 1 FROM d) RETURNING record_count),
+                    head AS (\(unescaped: Self.headUpdate(dataset, sequence: sequence, now: now, countDelta: ids.count, when: "EXISTS (SELECT 1 FROM d)"))),
                     checkpointed AS (
                         UPDATE sync_variants SET checkpoint = \(checkpoint?.json), checkpoint_generation = \(expected.runGeneration)
                         WHERE id = \(expected.variantPK) AND \(checkpoint != nil) AND EXISTS (SELECT 1 FROM d)),
@@ -99,20 +95,12 @@ extension PostgresStore {
         }
         var after = expected
         after.results = results
-        after.dataset = DatasetHead(id: dataset.id, lastSequence: sequence, lastWriteAt: now, recordCount: count)
+        after.dataset = DatasetHead(id: dataset.id, lastSequence: sequence, lastWriteAt: now)
+        after.recordCount = count
         plainInsertHeads.record(after, model: model)
         plainInsertedPages.add(1, ordering: .relaxed)
         plainInsertedAlone.add(1, ordering: .relaxed)
-        if Self.crossesAnalyzeThreshold(from: count - Int64(ids.count), to: count) {
-            // In a transaction of its own (its statistics target is `SET LOCAL`), after the page
-            // committed: statistics are a help to later pages, so failing to gather them now fails
-            // nothing (the dataset's next doubling gathers them again).
-            do {
-                try await transaction { db in try await self.analyzePartition(of: dataset, db) }
-            } catch {
-                logger.warning("could not analyse a growing dataset's partition", metadata: ["dataset": "\(dataset.id)", "error": "\(error)"])
-            }
-        }
+        await analyzeIfGrown(dataset, to: count, by: ids.count)
         return result
     }
 
@@ -143,8 +131,7 @@ extension PostgresStore {
                     count = try await db.one(
                         """
                         WITH inserted AS (
-                            INSERT INTO records(dataset_id, external_id, hash, seq, first_seen_at, updated_at, deleted_at, seen_generation, payload)
-                            SELECT \(dataset.id), i.external_id, i.hash, \(sequence), \(now), \(now), NULL, \(generation), i.payload
+                            \(unescaped: Self.plainInsert(into: dataset, sequence: sequence, now: now, generation: generation))
                             FROM unnest(\(ids)::text[], \(hashes)::int8[], \(payloads)::text[]) AS i(external_id, hash, payload)),
                         head AS (\(unescaped: Self.headUpdate(dataset, sequence: sequence, now: now, countDelta: ids.count))),
                         checkpointed AS (
@@ -164,7 +151,7 @@ extension PostgresStore {
                         ? nil
                         : PlainInsertHeads.Expected(
                             runId: run.id, token: lease.token, variantPK: run.variantPK, kind: run.kind.rawValue, runGeneration: run.deletionGeneration,
-                            results: results, dataset: DatasetHead(id: dataset.id, lastSequence: sequence, lastWriteAt: now, recordCount: count))
+                            results: results, dataset: DatasetHead(id: dataset.id, lastSequence: sequence, lastWriteAt: now), recordCount: count)
                 }
                 return (result, expected)
             }
@@ -577,15 +564,45 @@ extension PostgresStore {
     /// The statement that moves `dataset`'s head to a write's sequence and time and adds
     /// `countDelta` to its record count, returning the count. Its numbers are this store's own,
     /// written as literals.
-    static func headUpdate(_ dataset: DatasetHead, sequence: Int64, now: Int64, countDelta: Int) -> String {
-        "UPDATE datasets SET last_seq = \(sequence), last_write_at = \(now), record_count = record_count + \(countDelta) WHERE id = \(dataset.id) RETURNING record_count"
+    /// Only if `condition` (SQL) holds, when one is given.
+    static func headUpdate(_ dataset: DatasetHead, sequence: Int64, now: Int64, countDelta: Int, when condition: String? = nil) -> String {
+        "UPDATE datasets SET last_seq = \(sequence), last_write_at = \(now), record_count = record_count + \(countDelta) WHERE id = \(dataset.id)"
+            + (condition.map { " AND \($0)" } ?? "") + " RETURNING record_count"
+    }
+
+    /// The start of a plain insert of new records into `dataset`, added at `sequence` and `now` and
+    /// seen in `generation`: its `SELECT` reads `i.external_id`, `i.hash` and `i.payload` from the
+    /// `FROM` the caller appends. Its numbers are this store's own, written as literals.
+    static func plainInsert(into dataset: DatasetHead, sequence: Int64, now: Int64, generation: Int64) -> String {
+        """
+        INSERT INTO records(dataset_id, external_id, hash, seq, first_seen_at, updated_at, deleted_at, seen_generation, payload)
+        SELECT \(dataset.id), i.external_id, i.hash, \(sequence), \(now), \(now), NULL, \(generation), i.payload
+        """
     }
 
     /// Analyses `dataset`'s partition when growing by `countDelta` to `count` records passed a threshold.
     func analyzeIfGrown(_ dataset: DatasetHead, to count: Int64?, by countDelta: Int, _ db: PostgresConnection) async throws {
-        if let count, countDelta > 0, Self.crossesAnalyzeThreshold(from: count - Int64(countDelta), to: count) {
+        if Self.grewPastAnalyzeThreshold(to: count, by: countDelta) {
             try await analyzePartition(of: dataset, db)
         }
+    }
+
+    /// ``analyzeIfGrown(_:to:by:_:)`` after a write that committed on its own: in a transaction of
+    /// its own (its statistics target is `SET LOCAL`). Statistics are a help to later pages, so
+    /// failing to gather them fails nothing (the dataset's next doubling gathers them again): a
+    /// failure is logged.
+    func analyzeIfGrown(_ dataset: DatasetHead, to count: Int64, by countDelta: Int) async {
+        guard Self.grewPastAnalyzeThreshold(to: count, by: countDelta) else { return }
+        do {
+            try await transaction { db in try await self.analyzePartition(of: dataset, db) }
+        } catch {
+            logger.warning("could not analyse a growing dataset's partition", metadata: ["dataset": "\(dataset.id)", "error": "\(error)"])
+        }
+    }
+
+    private static func grewPastAnalyzeThreshold(to count: Int64?, by countDelta: Int) -> Bool {
+        guard let count, countDelta > 0 else { return false }
+        return crossesAnalyzeThreshold(from: count - Int64(countDelta), to: count)
     }
 
     /// Whether a dataset growing from `old` to `new` records passed 8,192 × 2^k records.

@@ -88,10 +88,10 @@ struct PostgresStatisticsTests {
         func expected(run: Int64, token: Int64, count: Int64) -> PlainInsertHeads.Expected {
             PlainInsertHeads.Expected(
                 runId: run, token: token, variantPK: 1, kind: "initial", runGeneration: nil, results: "{}",
-                dataset: DatasetHead(id: 3, lastSequence: count, lastWriteAt: count, recordCount: count))
+                dataset: DatasetHead(id: 3, lastSequence: count, lastWriteAt: count), recordCount: count)
         }
         heads.record(expected(run: 7, token: 1, count: 10), model: "Order")
-        #expect(heads.expected(runId: 7, token: 1, model: "Order")?.dataset.recordCount == 10)
+        #expect(heads.expected(runId: 7, token: 1, model: "Order")?.recordCount == 10)
         #expect(heads.expected(runId: 7, token: 2, model: "Order") == nil, "another attempt expects nothing")
         #expect(heads.expected(runId: 7, token: 1, model: "Customer") == nil)
         heads.refuse(runId: 7, token: 1, model: "Order")
@@ -99,13 +99,13 @@ struct PostgresStatisticsTests {
         heads.record(expected(run: 7, token: 1, count: 20), model: "Order")
         #expect(heads.expected(runId: 7, token: 1, model: "Order") == nil, "a refused attempt stays refused")
         heads.record(expected(run: 7, token: 2, count: 30), model: "Order")
-        #expect(heads.expected(runId: 7, token: 2, model: "Order")?.dataset.recordCount == 30, "the attempt that took over starts afresh")
+        #expect(heads.expected(runId: 7, token: 2, model: "Order")?.recordCount == 30, "the attempt that took over starts afresh")
         // Another model's write moves the run's results every model's next page expects.
         var customers = expected(run: 7, token: 2, count: 5)
         customers.results = #"{"Customer":{"added":5}}"#
         heads.record(customers, model: "Customer")
         #expect(heads.expected(runId: 7, token: 2, model: "Order")?.results == customers.results)
-        #expect(heads.expected(runId: 7, token: 2, model: "Order")?.dataset.recordCount == 30, "its own dataset's head")
+        #expect(heads.expected(runId: 7, token: 2, model: "Order")?.recordCount == 30, "its own dataset's head")
         // A refused model's later writes (by the transaction) still move the counts the others expect.
         heads.refuse(runId: 7, token: 2, model: "Customer")
         customers.results = #"{"Customer":{"added":9}}"#
