@@ -18,9 +18,11 @@ import Synchronization
 /// one transaction larger than the bound — goes to the checkpointer like any other
 /// (``leavesToCheckpointer(pages:startingOne:)``).
 final class WALCheckpointer: Sendable {
-    /// The log size (pages) from which a commit asks for a checkpoint: SQLite's default.
+    /// The log size (pages) from which a commit asks for a checkpoint: SQLite's default. Pages are
+    /// ``SQLiteStore/pageSize`` in a file this version created (8 MiB here), 4 KiB in older files.
     static let checkpointPages: Int32 = 1000
-    /// The log size (pages, 4 KiB each) from which the writer checkpoints itself.
+    /// The log size (pages) from which the writer checkpoints itself (32 MiB, or 16 MiB in a file
+    /// with 4 KiB pages).
     static let writerCheckpointPages: Int32 = 4096
 
     private let connection: DatabaseQueue

@@ -5,6 +5,7 @@ import NIOCore
 import PostgresNIO
 import TributaryCore
 import TributaryPostgres
+import TributarySQLite
 
 /// The raw limit a suite compares against: the same JSON written to (or read from) the same kind of
 /// database with a plain prepared statement — a `(id, payload)` table, no change tracking, no feed.
@@ -18,13 +19,17 @@ protocol RawLimit: Sendable {
     func close() async throws
 }
 
-/// SQLite: `INSERT OR REPLACE` through one cached statement, WAL and `synchronous = NORMAL` like the store.
+/// SQLite: `INSERT OR REPLACE` through one cached statement, WAL, `synchronous = NORMAL` and the
+/// store's page size, like the store.
 final class RawSQLite: RawLimit {
     let pool: DatabasePool
 
     init(path: String) throws {
         var configuration = Configuration()
-        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+        configuration.prepareDatabase { db in
+            if !db.configuration.readonly { try db.execute(sql: "PRAGMA page_size = \(SQLiteStore.pageSize)") }
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
         pool = try DatabasePool(path: path, configuration: configuration)
     }
 

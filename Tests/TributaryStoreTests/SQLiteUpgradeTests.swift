@@ -73,4 +73,48 @@ struct SQLiteUpgradeTests {
         while try await store.purgeRecords(limit: 1) != nil {}
         #expect(try await store.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM record_payloads") } == 0, "payloads go with their records")
     }
+
+    /// A file the store creates has ``SQLiteStore/pageSize`` pages; a file created with SQLite's
+    /// default 4 KiB pages (every release before the twelfth benchmark round) keeps them: it opens,
+    /// migrates, takes records, reads them back and comes through a re-save unchanged.
+    @Test func aNewFileHasTheStoresPageSizeAndAnOlderFileKeepsItsOwn() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-pages-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let variant = VariantRef(connection: ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "c1"), syncName: "orders")
+        let records = try (1...500).map { try PreparedRecord(["id": .string("o\($0)"), "note": .string(String(repeating: "n", count: 300))]) }
+        func pageSize(_ store: SQLiteStore) async throws -> Int? {
+            try await store.pool.read { db in try Int.fetchOne(db, sql: "PRAGMA page_size") }
+        }
+
+        let newPath = directory.appendingPathComponent("new.sqlite").path
+        do {
+            let store = try SQLiteStore(path: newPath)
+            defer { try? store.close() }
+            try await store.migrate()
+            #expect(try await pageSize(store) == SQLiteStore.pageSize)
+            #expect(SQLiteStore.pageSize == 8192)
+        }
+
+        // A file made as SQLite makes one by default, in WAL mode: its page size can no longer change.
+        let oldPath = directory.appendingPathComponent("old.sqlite").path
+        do {
+            let queue = try DatabaseQueue(path: oldPath)
+            try await queue.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA page_size = 4096")
+                _ = try String.fetchOne(db, sql: "PRAGMA journal_mode = WAL")
+                try db.execute(sql: "CREATE TABLE earlier(x)")
+            }
+            try queue.close()
+        }
+        let store = try SQLiteStore(path: oldPath)
+        defer { try? store.close() }
+        try await store.migrate()
+        #expect(try await pageSize(store) == 4096)
+        #expect(try await store.saveRecords(records, model: "Order", of: variant) == ModelResult(added: 500))
+        let page = try await store.changes(try ChangeQuery(dataset: variant.dataset("Order"), limit: 1000))
+        #expect(page.records.map(\.json) == records.map(\.json))
+        #expect(try await store.saveRecords(records, model: "Order", of: variant) == ModelResult(), "unchanged")
+        #expect(try await store.pool.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") } == "ok")
+    }
 }

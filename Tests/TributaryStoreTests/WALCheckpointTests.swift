@@ -22,8 +22,8 @@ struct WALCheckpointTests {
         let variant = VariantRef(connection: ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: "c1"), syncName: "orders")
         _ = try await store.ensureConnection(variant.connection)
 
-        // Pages of 1,000 records of ~4 KB: each commit adds over 1,000 pages to the log.
-        let filler = String(repeating: "x", count: 4_000)
+        // Pages of 1,000 records of about a database page each: each commit adds over 1,000 pages to the log.
+        let filler = String(repeating: "x", count: SQLiteStore.pageSize - 96)
         func page(_ number: Int) throws -> [PreparedRecord] {
             try (0..<1_000).map { try PreparedRecord(["id": .string("o\(number)-\($0)"), "note": .string(filler)]) }
         }
@@ -33,13 +33,13 @@ struct WALCheckpointTests {
         #expect(store.checkpointer.checkpointsRun > 0, "the commit that filled the log started a checkpoint beside the writer")
         #expect(Self.fileSize(path) > 4_000_000, "the first page's records were copied into the database file")
 
-        // About 70 MB more: without checkpoints the log would hold all of it.
+        // Sixteen thousand pages more: without checkpoints the log would hold all of them.
         var largestLog = 0
         for number in 1...16 {
             _ = try await store.saveRecords(try page(number), model: "Order", of: variant)
             largestLog = max(largestLog, Self.fileSize(path + "-wal"))
         }
-        let bound = (2 * Int(WALCheckpointer.writerCheckpointPages) + 2 * 1_200) * (4096 + 24)
+        let bound = (2 * Int(WALCheckpointer.writerCheckpointPages) + 2 * 1_200) * (SQLiteStore.pageSize + 24)
         #expect(largestLog > 0 && largestLog <= bound, "the log stayed within twice the writer's limit plus a commit (\(largestLog) bytes)")
         #expect(try await store.recordCounts(of: variant)["Order"] == 17_000)
 
@@ -50,7 +50,7 @@ struct WALCheckpointTests {
         _ = try await store.pool.writeWithoutTransaction { try $0.checkpoint(.truncate) }
         #expect(Self.fileSize(path + "-wal") == 0)
         let (before, writerBefore) = (store.checkpointer.checkpointsRun, store.checkpointer.writerCheckpoints)
-        let large = try (17..<23).flatMap { try page($0) }  // about 12,000 log pages in one commit
+        let large = try (17..<23).flatMap { try page($0) }  // over 6,000 log pages in one commit
         try await store.inRun(of: variant) { lease in
             _ = try await store.saveRecords(large, model: "Order", checkpoint: nil, for: lease)
             // (The run's completion, a commit while that checkpoint is under way with the log past
