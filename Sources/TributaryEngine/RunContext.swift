@@ -138,6 +138,8 @@ final class RunContext: SyncContext {
 
     // MARK: Records
 
+    var writeExecutor: (any TaskExecutor)? { store.writeExecutor }
+
     func batchSave(_ records: [JSONObject], model: String) async throws {
         try checkCancellation()
         try checkModel(model)

@@ -18,13 +18,20 @@ public final class SQLiteStore: Store {
     public let path: String
     /// Copies the writer's log into the database file, beside the writer.
     let checkpointer: WALCheckpointer
+    /// Runs a task's jobs on the writer's own thread, between writes: a declarative sync's writing
+    /// side runs on it, so it goes on the moment its write commits — instead of waiting for a thread
+    /// of the shared pool, busy with the pages being read (end to end 5–9% faster at the median,
+    /// docs/BENCHMARKS.md, twelfth round). Only for tasks that do little but write: their work holds
+    /// up every write, and a synchronous GRDB write from it (`close()`, `migrate()`) would stop the
+    /// process (see ``WriterQueueExecutor``).
+    public let writeExecutor: (any TaskExecutor)?
     /// Under which id the writer's WAL hook finds ``checkpointer``.
     private let checkpointerId: Int
 
     /// The page size (bytes) of a database file this store creates. In a first load, the writer and
     /// the checkpointer spend about a third of their time in the kernel, writing pages — two writes
     /// per page into the log at each commit, a read and a write per page at each checkpoint: 8 KiB
-    /// pages halve those calls, for a million-record sync ~5% faster end to end, with the re-save,
+    /// pages halve those calls, for a million-record sync ~9% faster end to end, with the re-save,
     /// incremental and feed benchmarks unchanged (docs/BENCHMARKS.md, twelfth round). 16 KiB pages
     /// were as fast for a first load but made the incremental run, which writes a few random pages
     /// per changed record, slower.
@@ -57,6 +64,10 @@ public final class SQLiteStore: Store {
                 WALCheckpointer.install(on: db, id: checkpointerId)
             }
         }
+        // The writer connection's queue targets this one; the write executor runs jobs on it too.
+        let writerTarget = DispatchQueue(label: "tributary.sqlite-writer", qos: .userInitiated)  // GRDB's default for its queues
+        configuration.writeTargetQueue = writerTarget
+        writeExecutor = WriterQueueExecutor(queue: writerTarget)
         pool = try DatabasePool(path: path, configuration: configuration)
         checkpointer = try WALCheckpointer(path: path)
         WALCheckpointer.register(checkpointer, as: checkpointerId)

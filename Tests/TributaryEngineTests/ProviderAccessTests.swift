@@ -597,6 +597,47 @@ struct PagePrefetchTests {
         #expect(source.requested.withLock { $0 } == Array(stride(from: 0, through: 20, by: 2)), "each page requested once, in order, up to the empty one")
     }
 
+    /// A serial queue as a task executor, telling whether the current code runs on it.
+    final class QueueExecutor: TaskExecutor, @unchecked Sendable {
+        let queue = DispatchQueue(label: "test.write-executor")
+        let key = DispatchSpecificKey<Bool>()
+        init() { queue.setSpecific(key: key, value: true) }
+        var isCurrent: Bool { DispatchQueue.getSpecific(key: key) == true }
+        func enqueue(_ job: consuming ExecutorJob) {
+            let job = UnownedJob(job)
+            queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+        }
+    }
+
+    /// With a write executor (a store's writer thread), the body runs on it and the fetching side
+    /// never does — not even when the caller itself prefers that executor — and the pages come as
+    /// without one.
+    @Test(arguments: [false, true])
+    func theWritingSideRunsOnTheWriteExecutorAndTheFetchingSideElsewhere(callerPrefersIt: Bool) async throws {
+        let executor = QueueExecutor()
+        let fetchesOnIt = Mutex(0)
+        let source = Source()
+        let listing = ProviderPages(request: ProviderRequest(.GET, "/items"), pagination: Pagination(.offset(offsetParameter: "offset"), recordsPath: "items")) {
+            if executor.isCurrent { fetchesOnIt.withLock { $0 += 1 } }
+            return try await source.send($0)
+        }
+        let spec = DeclarativeSpec(endpoint: "/items", recordsPath: "items")
+        var ids: [String] = []
+        var bodiesElsewhere = 0
+        try await withTaskExecutorPreference(callerPrefersIt ? executor : nil) {
+            try await listing.forEachBatch(preparedBy: spec, writingOn: executor) { batch in
+                if !executor.isCurrent { bodiesElsewhere += 1 }
+                try await Task.sleep(for: .milliseconds(1))  // a write: the body suspends and goes on
+                if !executor.isCurrent { bodiesElsewhere += 1 }
+                ids += batch.flatMap { $0.records.map(\.id) }
+            }
+        }
+        #expect(ids == (0..<20).map { "r\($0)" }, "every record once, in order")
+        #expect(bodiesElsewhere == 0, "the body ran on the write executor, before and after suspending")
+        #expect(fetchesOnIt.withLock { $0 } == 0, "no fetch ran on the write executor")
+        #expect(source.count == 11)
+    }
+
     @Test func aDeclarativeCursorReadFromInsideTheRecordsFollowsEveryPage() async throws {
         // The next cursor is the last record's id (`data.1.id`): the body keeps its records for it.
         let spec = DeclarativeSpec(endpoint: "/items", recordsPath: "data")

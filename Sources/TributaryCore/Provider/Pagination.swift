@@ -136,8 +136,13 @@ public struct ProviderPages: AsyncSequence, Sendable {
     /// order (one at least, ``batchPages`` at most): a body slower than the fetching side — a store
     /// write — takes the pages that waited for it in one call, and pays its per-call cost (a
     /// transaction) once for them. Memory still holds ``pagesInFlight`` pages at most.
-    public func forEachBatch(preparedBy spec: DeclarativeSpec, _ body: ([PreparedPage]) async throws -> Void) async throws {
-        try await pipelined(maxBatch: Self.batchPages, preparedPages(spec), body)
+    ///
+    /// With `writeExecutor` (``SyncContext/writeExecutor``), `body` runs on it and the fetching
+    /// side on the shared pool: a body that only saves goes on the moment each write ends.
+    public func forEachBatch(
+        preparedBy spec: DeclarativeSpec, writingOn writeExecutor: (any TaskExecutor)? = nil, _ body: ([PreparedPage]) async throws -> Void
+    ) async throws {
+        try await pipelined(maxBatch: Self.batchPages, bodyExecutor: writeExecutor, preparedPages(spec), body)
     }
 
     /// The fetching side's step of a declarative sync: the next page, mapped by `spec` and prepared.
@@ -168,9 +173,11 @@ public struct ProviderPages: AsyncSequence, Sendable {
     /// fetching side runs ahead by up to ``pagesInFlight`` items, counting those in `body`, so a
     /// slow page on one side does not hold up the other. When `body` throws, the fetching side is
     /// cancelled and the error is rethrown; an error from `step` reaches the caller once `body` is
-    /// done with the items before it.
+    /// done with the items before it. With `bodyExecutor`, `body` runs on it and `step` on the
+    /// global concurrent executor (not inheriting it).
     private func pipelined<Item: Sendable>(
-        maxBatch: Int = 1, _ step: @escaping @Sendable (inout Iterator) async throws -> Item?, _ body: ([Item]) async throws -> Void
+        maxBatch: Int = 1, bodyExecutor: (any TaskExecutor)? = nil, _ step: @escaping @Sendable (inout Iterator) async throws -> Item?,
+        _ body: ([Item]) async throws -> Void
     ) async throws {
         let start = makeAsyncIterator()
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -184,7 +191,7 @@ public struct ProviderPages: AsyncSequence, Sendable {
                 group.cancelAll()
             }
             for _ in 0..<Self.pagesInFlight { creditsIn.yield() }
-            group.addTask {
+            group.addTask(executorPreference: bodyExecutor == nil ? nil : globalConcurrentExecutor) {
                 defer { arrivalsIn.finish() }
                 var iterator = start
                 var tokens = credits.makeAsyncIterator()
@@ -203,8 +210,10 @@ public struct ProviderPages: AsyncSequence, Sendable {
                 for _ in batch { creditsIn.yield() }
             }
             // One signal per item: an item signalled but already taken leaves nothing to do.
-            for await _ in arrivals { try await work() }
-            while ready.hasItems { try await work() }
+            try await withTaskExecutorPreference(bodyExecutor) {
+                for await _ in arrivals { try await work() }
+                while ready.hasItems { try await work() }
+            }
             // The items end at the end of the listing, with the fetching side's error, or when this
             // task is cancelled (the fetching side then stops without one).
             try Task.checkCancellation()

@@ -17,9 +17,15 @@ public protocol RecordWriter: Sendable {
     func updateRecords(_ patches: [RecordPatch], model: String, for lease: RunLease) async throws -> ModelResult
     /// Soft-deletes records by id (batchDelete); unknown or already deleted ids are ignored.
     func deleteRecords(ids: [String], model: String, for lease: RunLease) async throws -> ModelResult
+    /// Where a task that does little but call these writes, one after another, is best run: an
+    /// executor on the store's writer thread, so the task goes on as each write ends; nil (the
+    /// default) when the store has none, or it would not help.
+    var writeExecutor: (any TaskExecutor)? { get }
 }
 
 extension RecordWriter {
+    public var writeExecutor: (any TaskExecutor)? { nil }
+
     /// ``saveRecords(_:model:checkpoint:for:)`` without a checkpoint.
     public func saveRecords(_ records: [PreparedRecord], model: String, for lease: RunLease) async throws -> ModelResult {
         try await saveRecords(records, model: model, checkpoint: nil, for: lease)
