@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import Testing
 import TributaryCore
+import TributaryTestSupport
 
 /// A provider that caps its pages below the `limit` asked for is read completely by a run that
 /// detects deletions: a short page does not end the listing there, only an empty one does.
@@ -82,29 +83,10 @@ struct ShortPageTests {
     }
 
     /// A context of a run that detects deletions; only `send` and `detectsDeletes` are used.
-    struct DeletionTrackingContext: SyncContext {
+    struct DeletionTrackingContext: StubSyncContext {
         let provider: CappedProvider
-        var environment: String { "dev" }
-        var providerConfigKey: String { "shop" }
-        var connectionId: String { "c1" }
-        var syncName: String { "orders" }
-        var variant: String { "base" }
-        var lastSyncDate: Date? { nil }
-        var models: [String] { ["Order"] }
         var detectsDeletes: Bool { true }
-        func getCheckpoint() async throws -> Checkpoint? { nil }
-        func saveCheckpoint(_ checkpoint: Checkpoint) async throws {}
-        func clearCheckpoint() async throws {}
-        func getMetadata() async throws -> JSONObject { [:] }
-        func setMetadata(_ metadata: JSONObject) async throws {}
-        func updateMetadata(_ metadata: JSONObject) async throws {}
-        func batchSave(_ records: [JSONObject], model: String) async throws {}
-        func batchSave(prepared records: [PreparedRecord], model: String) async throws {}
-        func batchUpdate(_ records: [JSONObject], model: String) async throws {}
-        func batchDelete(_ records: [JSONObject], model: String) async throws {}
         func send(_ request: ProviderRequest) async throws -> ProviderResponse { try await provider.send(request) }
-        func log(_ message: String, level: LogLevel) async {}
-        func checkCancellation() throws {}
     }
 
     @Test func aRunThatDetectsDeletionsPaginatesToTheEmptyPage() async throws {

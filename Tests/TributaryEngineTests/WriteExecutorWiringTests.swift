@@ -11,24 +11,10 @@ import TributaryTestSupport
 @Suite("Write executor wiring")
 struct WriteExecutorWiringTests {
     /// A paginated listing of five pages of two records; the context's saves record where they ran.
-    final class ListingContext: SyncContext {
+    final class ListingContext: StubSyncContext {
         let executor = PagePrefetchTests.QueueExecutor()
         let saves = Mutex<[(ids: [String], onExecutor: Bool)]>([])
-        var environment: String { "dev" }
-        var providerConfigKey: String { "shop" }
-        var connectionId: String { "c1" }
-        var syncName: String { "orders" }
-        var variant: String { "base" }
-        var lastSyncDate: Date? { nil }
-        var models: [String] { ["Order"] }
         var writeExecutor: (any TaskExecutor)? { executor }
-        func getCheckpoint() async throws -> Checkpoint? { nil }
-        func saveCheckpoint(_ checkpoint: Checkpoint) async throws {}
-        func clearCheckpoint() async throws {}
-        func getMetadata() async throws -> JSONObject { [:] }
-        func setMetadata(_ metadata: JSONObject) async throws {}
-        func updateMetadata(_ metadata: JSONObject) async throws {}
-        func batchSave(_ records: [JSONObject], model: String) async throws {}
         func batchSave(prepared records: [PreparedRecord], model: String) async throws {
             let onExecutor = executor.isCurrent
             saves.withLock { $0.append((records.map(\.id), onExecutor)) }
@@ -36,16 +22,12 @@ struct WriteExecutorWiringTests {
         func batchSave(prepared records: [PreparedRecord], model: String, checkpoint: Checkpoint) async throws {
             try await batchSave(prepared: records, model: model)
         }
-        func batchUpdate(_ records: [JSONObject], model: String) async throws {}
-        func batchDelete(_ records: [JSONObject], model: String) async throws {}
         func send(_ request: ProviderRequest) async throws -> ProviderResponse {
             let page = Int(request.query.first { $0.name == "cursor" }?.value ?? "0") ?? 0
             let next = page < 4 ? #""\#(page + 1)""# : "null"
             let body = #"{"items":[{"id":"p\#(page)a"},{"id":"p\#(page)b"}],"next":\#(next)}"#
             return ProviderResponse(status: 200, headers: [], body: Array(body.utf8))
         }
-        func log(_ message: String, level: LogLevel) async {}
-        func checkCancellation() throws {}
     }
 
     @Test func aDeclarativeSyncSavesItsPagesOnTheContextsWriteExecutor() async throws {
