@@ -8,6 +8,8 @@ import TributaryStore
 /// `end-to-end`: a declarative sync (from `tributary.yaml`, no Swift code) of N orders from a local
 /// paginated API over HTTP (cursor, 1000 per page) into the cache, then an incremental run after 1%
 /// of the orders changed. The provider runs in a child process, so the peak RSS is Tributary's own.
+/// With `--variants K`, K variants of the sync run at once, each reading every order into a dataset
+/// of its own: the parallel case sync variants are for.
 struct EndToEndBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "end-to-end", abstract: "A declarative sync over HTTP into the cache, then an incremental run after 1% changed.")
@@ -17,6 +19,8 @@ struct EndToEndBench: AsyncParsableCommand {
     var repetitions = 1
     @Flag(help: "A full-refresh sync with track_deletes instead of an incremental one: the second run reads every order again (1% changed) and detects deletions.")
     var fullRefresh = false
+    @Option(help: "Variants of the sync run at once, each reading every order into a dataset of its own (both runs); records/s counts all of them.")
+    var variants = 1
 
     static func configYAML(baseURL: String, pageSize: Int, fullRefresh: Bool = false) -> String {
         let kind = fullRefresh ? "sync_type: full\n        track_deletes: true" : "sync_type: incremental\n        incremental_param: updated_after"
@@ -43,9 +47,12 @@ struct EndToEndBench: AsyncParsableCommand {
         defer { stores.removeFiles() }
         let n = options.records
         var report = BenchReport(
-            suite: "end-to-end: declarative \(fullRefresh ? "full-refresh (track_deletes)" : "incremental") sync of \(n) orders over loopback HTTP, pages of \(options.pageSize)",
+            suite: "end-to-end: declarative \(fullRefresh ? "full-refresh (track_deletes)" : "incremental") sync of \(n) orders over loopback HTTP, pages of \(options.pageSize)"
+                + (variants > 1 ? ", \(variants) variants at once" : ""),
             header: ["run", "store", "seconds", "records/s", "spread", "CPU s (Tributary)", "CPU s (provider)", "result"])
         guard repetitions >= 1, repetitions <= 50 else { throw ValidationError("--repeat must be from 1 to 50") }
+        guard variants >= 1, variants <= 64 else { throw ValidationError("--variants must be from 1 to 64") }
+        let k = variants
         let provider = try ProviderProcess(records: n)
         defer { provider.stop() }
         let config = try ConfigLoader.parse(
@@ -68,17 +75,18 @@ struct EndToEndBench: AsyncParsableCommand {
             let changed = (n + 99) / 100
             let full = Measured.median(fulls)
             let incremental = Measured.median(incrementals)
+            let each = k > 1 ? " in each of \(k) variants" : ""
             report.add([
-                "full: \(n) orders into an empty cache", store, seconds(full.seconds), "\(rate(n, full.seconds))", Measured.spread(fulls),
+                "full: \(n) orders into an empty cache\(each)", store, seconds(full.seconds), "\(rate(n * k, full.seconds))", Measured.spread(fulls),
                 String(format: "%.2f", full.cpu), String(format: "%.2f", full.providerCPU), full.result,
             ])
             report.add([
-                fullRefresh ? "full refresh again: \(changed) changed, deletions tracked" : "incremental: \(changed) changed", store,
-                seconds(incremental.seconds), "\(rate(fullRefresh ? n : changed, incremental.seconds))", Measured.spread(incrementals),
+                (fullRefresh ? "full refresh again: \(changed) changed, deletions tracked" : "incremental: \(changed) changed") + each, store,
+                seconds(incremental.seconds), "\(rate((fullRefresh ? n : changed) * k, incremental.seconds))", Measured.spread(incrementals),
                 String(format: "%.2f", incremental.cpu), String(format: "%.2f", incremental.providerCPU), incremental.result,
             ])
             report.figure(kind, "full_s", full.seconds)
-            report.figure(kind, "full_records_per_s", Double(rate(n, full.seconds)))
+            report.figure(kind, "full_records_per_s", Double(rate(n * k, full.seconds)))
             report.figure(kind, "incremental_s", incremental.seconds)
         }
         report.notes.append(String(format: "peak RSS of the Tributary process: %.0f MiB (the provider runs in its own process)", ProcessStats.peakRSSMiB()))
@@ -107,9 +115,9 @@ struct EndToEndBench: AsyncParsableCommand {
             do {
                 _ = try await store.ensureConnection(variant.connection)
                 let executor = SyncExecutor(store: store, functions: try SyncFunctionRegistry([]), providers: providers, logger: stores.logger)
-                let full = try await Measured.run { try await executor.run(variant, sync: sync) } provider: { provider.cpuSeconds }
+                let full = try await Measured.run { try await runVariants(executor, sync: sync) } provider: { provider.cpuSeconds }
                 try await change(provider)
-                let incremental = try await Measured.run { try await executor.run(variant, sync: sync) } provider: { provider.cpuSeconds }
+                let incremental = try await Measured.run { try await runVariants(executor, sync: sync) } provider: { provider.cpuSeconds }
                 try await http.shutdown()
                 return (full, incremental)
             } catch {
@@ -119,12 +127,28 @@ struct EndToEndBench: AsyncParsableCommand {
         }
         let changed = (n + 99) / 100
         // Both kinds of second run update exactly the changed orders; a full refresh deletes none (none went away).
-        guard full.run.status == .succeeded, full.run.results["Order"]?.added == n,
-            incremental.run.status == .succeeded, incremental.run.results["Order"] == ModelResult(updated: changed)
-        else {
-            throw ValidationError("unexpected results: full \(full.result), incremental \(incremental.result)")
+        for (full, incremental) in zip(full.runs, incremental.runs) {
+            guard full.status == .succeeded, full.results["Order"]?.added == n,
+                incremental.status == .succeeded, incremental.results["Order"] == ModelResult(updated: changed)
+            else {
+                throw ValidationError("unexpected results: full \(full.summary), incremental \(incremental.summary)")
+            }
         }
+        guard full.runs.count == variants, incremental.runs.count == variants else { throw ValidationError("a variant's run is missing") }
         return (full, incremental)
+    }
+
+    /// Runs the sync for ``variants`` variants at once (the base variant and `v1`, `v2`, …); their
+    /// runs in that order.
+    func runVariants(_ executor: SyncExecutor, sync: SyncConfig) async throws -> [RunRecord] {
+        let base = OrdersSync.variant
+        let refs = [base] + (1..<variants).map { VariantRef(connection: base.connection, syncName: base.syncName, variant: "v\($0)") }
+        return try await withThrowingTaskGroup(of: (Int, RunRecord).self) { group in
+            for (index, ref) in refs.enumerated() { group.addTask { (index, try await executor.run(ref, sync: sync)) } }
+            var runs: [RunRecord?] = Array(repeating: nil, count: refs.count)
+            for try await (index, run) in group { runs[index] = run }
+            return runs.compactMap { $0 }
+        }
     }
 
     /// Reads every page of the provider's listing; returns the bytes read.
@@ -153,12 +177,14 @@ struct EndToEndBench: AsyncParsableCommand {
     }
 }
 
-/// A run with its wall time and the CPU time Tributary's process and the provider's used.
+/// A run (or runs at once) with its wall time and the CPU time Tributary's process and the provider's used.
 struct Measured: Sendable {
     var seconds: Double
     var cpu: Double
     var providerCPU: Double
-    var run: RunRecord
+    /// The first run's (the base variant's) outcome.
+    var run: RunRecord { runs[0] }
+    var runs: [RunRecord]
 
     var result: String { run.summary }
 
@@ -174,10 +200,12 @@ struct Measured: Sendable {
         return String(format: "%.2f–%.2f s (%d runs)", low, high, runs.count)
     }
 
-    static func run(_ body: () async throws -> RunRecord, provider: () -> Double) async throws -> Measured {
+    /// `body`'s runs, at least one.
+    static func run(_ body: () async throws -> [RunRecord], provider: () -> Double) async throws -> Measured {
         let cpu = ProcessStats.cpuSeconds()
         let providerCPU = provider()
-        let (seconds, run) = try await timed(body)
-        return Measured(seconds: seconds, cpu: ProcessStats.cpuSeconds() - cpu, providerCPU: provider() - providerCPU, run: run)
+        let (seconds, runs) = try await timed(body)
+        guard !runs.isEmpty else { throw ValidationError("no run was measured") }
+        return Measured(seconds: seconds, cpu: ProcessStats.cpuSeconds() - cpu, providerCPU: provider() - providerCPU, runs: runs)
     }
 }
