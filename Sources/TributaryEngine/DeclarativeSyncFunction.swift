@@ -35,8 +35,8 @@ struct DeclarativeSyncFunction: SyncFunction {
         var saved = 0
         // The next pages are fetched, read, mapped and prepared (canonical JSON + hash) while these
         // are written; the pages that were ready when the write before ended go in one write (see
-        // `forEachBatch(preparedBy:)`). This side only saves: it runs on the store's writer thread
-        // if the store has one.
+        // `forEachBatch(preparedBy:)`). This side only saves: it runs on the store's writer thread,
+        // if the store has one, while no other listing writes there.
         try await nango.paginate(request, pagination, resumingAfter: resumeAfter).forEachBatch(preparedBy: spec, writingOn: nango.writeExecutor) { batch in
             guard let last = batch.last else { return }
             let records = batch.count == 1 ? last.records : batch.flatMap(\.records)

@@ -138,7 +138,7 @@ final class RunContext: SyncContext {
 
     // MARK: Records
 
-    var writeExecutor: (any TaskExecutor)? { store.writeExecutor }
+    var writeExecutor: (any WriteExecutor)? { store.writeExecutor }
 
     func batchSave(_ records: [JSONObject], model: String) async throws {
         try checkCancellation()

@@ -19,12 +19,12 @@ public final class SQLiteStore: Store {
     /// Copies the writer's log into the database file, beside the writer.
     let checkpointer: WALCheckpointer
     /// Runs a task's jobs on the writer's own thread, between writes: a declarative sync's writing
-    /// side runs on it, so it goes on the moment its write commits — instead of waiting for a thread
-    /// of the shared pool, busy with the pages being read (end to end 5–9% faster at the median,
-    /// docs/BENCHMARKS.md, twelfth round). Only for tasks that do little but write: their work holds
-    /// up every write, and a synchronous GRDB write from it (`close()`, `migrate()`) would stop the
-    /// process (see ``WriterQueueExecutor``).
-    public let writeExecutor: (any TaskExecutor)?
+    /// side runs on it while it is the only one (``WriteExecutor``), so it goes on the moment its
+    /// write commits — instead of waiting for a thread of the shared pool, busy with the pages being
+    /// read (end to end 5–9% faster at the median, docs/BENCHMARKS.md, twelfth round). Only for tasks
+    /// that do little but write: their work holds up every write, and a synchronous GRDB write from
+    /// it (`close()`, `migrate()`) would stop the process (see ``WriterQueueExecutor``).
+    public let writeExecutor: (any WriteExecutor)?
     /// Under which id the writer's WAL hook finds ``checkpointer``.
     private let checkpointerId: Int
 

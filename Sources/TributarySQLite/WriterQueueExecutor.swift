@@ -1,4 +1,5 @@
 import Dispatch
+import TributaryCore
 
 /// Runs tasks' jobs on the serial queue the store's writer connection runs on (its target queue),
 /// so a task that mostly waits for the store's writes goes on right after each one, on the
@@ -10,9 +11,14 @@ import Dispatch
 /// synchronously), or dropping the last reference to the store — since that is a `dispatch_sync`
 /// onto a queue the job is running on, which libdispatch answers by stopping the process. Every
 /// store call a sync function can reach is asynchronous.
-final class WriterQueueExecutor: TaskExecutor, @unchecked Sendable {
+final class WriterQueueExecutor: WriteExecutor, @unchecked Sendable {
     /// Serial; the writer connection's queue targets it. Immutable after init.
     let queue: DispatchQueue
+    private let tenants = WriteExecutorTenants()
+
+    func join() { tenants.join() }
+    func leave() { tenants.leave() }
+    var isAlone: Bool { tenants.isAlone }
 
     init(queue: DispatchQueue) {
         self.queue = queue

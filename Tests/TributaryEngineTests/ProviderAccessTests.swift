@@ -597,10 +597,14 @@ struct PagePrefetchTests {
         #expect(source.requested.withLock { $0 } == Array(stride(from: 0, through: 20, by: 2)), "each page requested once, in order, up to the empty one")
     }
 
-    /// A serial queue as a task executor, telling whether the current code runs on it.
-    final class QueueExecutor: TaskExecutor, @unchecked Sendable {
+    /// A serial queue as a write executor, telling whether the current code runs on it.
+    final class QueueExecutor: WriteExecutor, @unchecked Sendable {
         let queue = DispatchQueue(label: "test.write-executor")
         let key = DispatchSpecificKey<Bool>()
+        let tenants = WriteExecutorTenants()
+        func join() { tenants.join() }
+        func leave() { tenants.leave() }
+        var isAlone: Bool { tenants.isAlone }
         init() { queue.setSpecific(key: key, value: true) }
         var isCurrent: Bool { DispatchQueue.getSpecific(key: key) == true }
         func enqueue(_ job: consuming ExecutorJob) {
@@ -636,6 +640,39 @@ struct PagePrefetchTests {
         #expect(bodiesElsewhere == 0, "the body ran on the write executor, before and after suspending")
         #expect(fetchesOnIt.withLock { $0 } == 0, "no fetch ran on the write executor")
         #expect(source.count == 11)
+    }
+
+    /// While another writing side has joined the write executor, a listing's body runs off it (the
+    /// writer is busy with both sides' writes; its work there would hold up theirs) — also when the
+    /// caller itself prefers that executor; once that side leaves — between two calls — the body goes
+    /// back to it, and off again when another joins. The listing leaves when it ends.
+    @Test(arguments: [false, true])
+    func theWritingSideLeavesTheWriteExecutorWhileAnotherSideWritesThere(callerPrefersIt: Bool) async throws {
+        let executor = QueueExecutor()
+        let source = Source()
+        let spec = DeclarativeSpec(endpoint: "/items", recordsPath: "items")
+        executor.join()  // another writing side
+        var placements: [Bool] = []
+        var ids: [String] = []
+        try await withTaskExecutorPreference(callerPrefersIt ? executor : nil) {
+            try await pages(source).forEachBatch(preparedBy: spec, writingOn: executor) { batch in
+                if placements.count < 4 { #expect(!executor.isAlone, "this listing joined too") }
+                placements.append(executor.isCurrent)
+                try await Task.sleep(for: .milliseconds(1))
+                placements.append(executor.isCurrent)
+                if placements.count == 4 { executor.leave() }  // the other side ends after this call
+                if placements.count == 8 { executor.join() }  // and another starts after this one
+                ids += batch.flatMap { $0.records.map(\.id) }
+            }
+        }
+        // Ten pages, two at most per call: five calls at least.
+        #expect(placements.count >= 10)
+        #expect(placements.prefix(4).allSatisfy { !$0 }, "off the executor while the other side wrote: \(placements)")
+        #expect(placements.dropFirst(4).prefix(4).allSatisfy { $0 }, "on it once alone: \(placements)")
+        #expect(placements.dropFirst(8).allSatisfy { !$0 }, "off it again once another joined: \(placements)")
+        #expect(ids == (0..<20).map { "r\($0)" }, "every record once, in order")
+        #expect(executor.isAlone, "the listing left when it ended (only the last side is left)")
+        executor.leave()
     }
 
     @Test func aDeclarativeCursorReadFromInsideTheRecordsFollowsEveryPage() async throws {

@@ -14,7 +14,7 @@ struct WriteExecutorWiringTests {
     final class ListingContext: StubSyncContext {
         let executor = PagePrefetchTests.QueueExecutor()
         let saves = Mutex<[(ids: [String], onExecutor: Bool)]>([])
-        var writeExecutor: (any TaskExecutor)? { executor }
+        var writeExecutor: (any WriteExecutor)? { executor }
         func batchSave(prepared records: [PreparedRecord], model: String) async throws {
             let onExecutor = executor.isCurrent
             saves.withLock { $0.append((records.map(\.id), onExecutor)) }

@@ -137,10 +137,11 @@ public struct ProviderPages: AsyncSequence, Sendable {
     /// write — takes the pages that waited for it in one call, and pays its per-call cost (a
     /// transaction) once for them. Memory still holds ``pagesInFlight`` pages at most.
     ///
-    /// With `writeExecutor` (``SyncContext/writeExecutor``), `body` runs on it and the fetching
-    /// side on the shared pool: a body that only saves goes on the moment each write ends.
+    /// With `writeExecutor` (``SyncContext/writeExecutor``), `body` runs on it while this is the
+    /// only writing side there (``WriteExecutor/isAlone``), and the fetching side on the shared pool:
+    /// a body that only saves goes on the moment each write ends.
     public func forEachBatch(
-        preparedBy spec: DeclarativeSpec, writingOn writeExecutor: (any TaskExecutor)? = nil, _ body: ([PreparedPage]) async throws -> Void
+        preparedBy spec: DeclarativeSpec, writingOn writeExecutor: (any WriteExecutor)? = nil, _ body: ([PreparedPage]) async throws -> Void
     ) async throws {
         try await pipelined(maxBatch: Self.batchPages, bodyExecutor: writeExecutor, preparedPages(spec), body)
     }
@@ -173,10 +174,11 @@ public struct ProviderPages: AsyncSequence, Sendable {
     /// fetching side runs ahead by up to ``pagesInFlight`` items, counting those in `body`, so a
     /// slow page on one side does not hold up the other. When `body` throws, the fetching side is
     /// cancelled and the error is rethrown; an error from `step` reaches the caller once `body` is
-    /// done with the items before it. With `bodyExecutor`, `body` runs on it and `step` on the
-    /// global concurrent executor (not inheriting it).
+    /// done with the items before it. With `bodyExecutor`, `body` runs on it while this is its only
+    /// writing side (re-decided after each call, the scope changed only when the answer does), and
+    /// `step` on the global concurrent executor (not inheriting it).
     private func pipelined<Item: Sendable>(
-        maxBatch: Int = 1, bodyExecutor: (any TaskExecutor)? = nil, _ step: @escaping @Sendable (inout Iterator) async throws -> Item?,
+        maxBatch: Int = 1, bodyExecutor: (any WriteExecutor)? = nil, _ step: @escaping @Sendable (inout Iterator) async throws -> Item?,
         _ body: ([Item]) async throws -> Void
     ) async throws {
         let start = makeAsyncIterator()
@@ -210,10 +212,24 @@ public struct ProviderPages: AsyncSequence, Sendable {
                 for _ in batch { creditsIn.yield() }
             }
             // One signal per item: an item signalled but already taken leaves nothing to do.
-            try await withTaskExecutorPreference(bodyExecutor) {
-                for await _ in arrivals { try await work() }
-                while ready.hasItems { try await work() }
+            bodyExecutor?.join()
+            defer { bodyExecutor?.leave() }
+            var signals = arrivals.makeAsyncIterator()
+            var listed = false
+            while !listed {
+                // The body's executor for as long as the answer holds (a new scope costs a hop); off
+                // it, the global one — not a caller's preference, which may be that same executor.
+                let onIt = bodyExecutor?.isAlone ?? false
+                let executor: (any TaskExecutor)? = bodyExecutor.map { onIt ? $0 : globalConcurrentExecutor }
+                try await withTaskExecutorPreference(executor) {
+                    while await signals.next() != nil {
+                        try await work()
+                        if let bodyExecutor, bodyExecutor.isAlone != onIt { return }
+                    }
+                    listed = true
+                }
             }
+            while ready.hasItems { try await work() }
             // The items end at the end of the listing, with the fetching side's error, or when this
             // task is cancelled (the fetching side then stops without one).
             try Task.checkCancellation()

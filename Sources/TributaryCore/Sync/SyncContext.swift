@@ -118,14 +118,15 @@ public protocol SyncContext: ProviderCaller {
     func checkCancellation() throws
     /// Where a task that does little but save pages (``batchSave(prepared:model:checkpoint:)``) one
     /// after another is best run — the store's writer thread, when it has one — or nil. A
-    /// declarative sync's writing side runs there (``ProviderPages/forEachBatch(preparedBy:writingOn:_:)``);
-    /// never run parsing or other long work on it: it holds up every write.
-    var writeExecutor: (any TaskExecutor)? { get }
+    /// declarative sync's writing side runs there while it is the only one
+    /// (``ProviderPages/forEachBatch(preparedBy:writingOn:_:)``); never run parsing or other long work
+    /// on it: it holds up every write.
+    var writeExecutor: (any WriteExecutor)? { get }
 }
 
 extension SyncContext {
     /// None unless a context says otherwise.
-    public var writeExecutor: (any TaskExecutor)? { nil }
+    public var writeExecutor: (any WriteExecutor)? { nil }
 
     /// A run that detects deletions reads every listing to its end.
     public var readsListingsToTheEnd: Bool { detectsDeletes }

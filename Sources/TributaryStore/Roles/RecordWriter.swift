@@ -20,11 +20,11 @@ public protocol RecordWriter: Sendable {
     /// Where a task that does little but call these writes, one after another, is best run: an
     /// executor on the store's writer thread, so the task goes on as each write ends; nil (the
     /// default) when the store has none, or it would not help.
-    var writeExecutor: (any TaskExecutor)? { get }
+    var writeExecutor: (any WriteExecutor)? { get }
 }
 
 extension RecordWriter {
-    public var writeExecutor: (any TaskExecutor)? { nil }
+    public var writeExecutor: (any WriteExecutor)? { nil }
 
     /// ``saveRecords(_:model:checkpoint:for:)`` without a checkpoint.
     public func saveRecords(_ records: [PreparedRecord], model: String, for lease: RunLease) async throws -> ModelResult {
