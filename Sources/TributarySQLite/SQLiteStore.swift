@@ -37,6 +37,15 @@ public final class SQLiteStore: Store {
     /// per changed record, slower.
     public static let pageSize = 8192
 
+    /// The settings every connection to the store's file gets first (in `prepareDatabase`, before a
+    /// pool turns WAL on): ``pageSize`` for a file created now — an existing file keeps the size it
+    /// was created with, SQLite ignores the pragma then — and `synchronous = NORMAL`. The benchmarks'
+    /// raw limit applies them too.
+    public static func applyFileSettings(_ db: Database) throws {
+        if !db.configuration.readonly { try db.execute(sql: "PRAGMA page_size = \(pageSize)") }
+        try db.execute(sql: "PRAGMA synchronous = NORMAL")
+    }
+
     /// Opens (creating if needed) the database at `path`. Call ``migrate()`` before use.
     ///
     /// - Parameters:
@@ -48,10 +57,7 @@ public final class SQLiteStore: Store {
         configuration.maximumReaderCount = 4
         let checkpointerId = WALCheckpointer.nextId()
         configuration.prepareDatabase { db in
-            // Before the pool turns WAL on: the size of a file created now. An existing file keeps
-            // the size it was created with (SQLite ignores the pragma then).
-            if !db.configuration.readonly { try db.execute(sql: "PRAGMA page_size = \(Self.pageSize)") }
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            try Self.applyFileSettings(db)
             // 2 MiB per connection (writer, readers, checkpointer). The OS's page cache holds the file
             // anyway: 8 MiB made no measurable difference to the load, re-save, feed or incremental
             // benchmarks, and cost about 12 MiB of peak RSS in a million-record sync.

@@ -26,10 +26,7 @@ final class RawSQLite: RawLimit {
 
     init(path: String) throws {
         var configuration = Configuration()
-        configuration.prepareDatabase { db in
-            if !db.configuration.readonly { try db.execute(sql: "PRAGMA page_size = \(SQLiteStore.pageSize)") }
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
-        }
+        configuration.prepareDatabase { db in try SQLiteStore.applyFileSettings(db) }
         pool = try DatabasePool(path: path, configuration: configuration)
     }
 
