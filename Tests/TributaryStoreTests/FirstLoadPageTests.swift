@@ -79,7 +79,8 @@ struct FirstLoadPageTests {
         case .takenOver:
             clock.advance(seconds: 61)
             #expect(try await f.store.expireRuns(RunExpiry.Policy()).map(\.id) == [first.started.runId])
-            second = try #require(try await f.store.claimRun(claim))
+            let claimed: ClaimedRun = try #require(try await f.store.claimRun(claim))
+            second = claimed
             #expect(second?.started.lease == RunLease(runId: first.started.runId, token: 2))
         }
         let late = await #expect(throws: TributaryError.self) {
