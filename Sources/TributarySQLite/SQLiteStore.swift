@@ -63,10 +63,10 @@ public final class SQLiteStore: Store {
             // benchmarks, and cost about 12 MiB of peak RSS in a million-record sync.
             try db.execute(sql: "PRAGMA cache_size = -2048")
             try db.execute(sql: "PRAGMA temp_store = MEMORY")
-            // The writer's log is checkpointed beside it, not by it; a log grown by a large
-            // transaction is cut back to 32 MiB when it restarts.
+            // The writer's log is checkpointed beside it, not by it; a log grown by a very large
+            // transaction is cut back when it restarts (WALCheckpointer.logFileLimit).
             if !db.configuration.readonly {
-                try db.execute(sql: "PRAGMA journal_size_limit = 33554432")
+                try db.execute(sql: "PRAGMA journal_size_limit = \(WALCheckpointer.logFileLimit)")
                 WALCheckpointer.install(on: db, id: checkpointerId)
             }
         }

@@ -24,6 +24,14 @@ final class WALCheckpointer: Sendable {
     /// The log size (pages) from which the writer checkpoints itself (32 MiB, or 16 MiB in a file
     /// with 4 KiB pages).
     static let writerCheckpointPages: Int32 = 4096
+    /// The size (bytes) a log file larger than this is cut back to when the log restarts (SQLite's
+    /// `journal_size_limit`). It is above the log's size in normal operation — up to twice
+    /// ``writerCheckpointPages`` plus a commit, ~65 MiB measured in a million-record sync — so the
+    /// file is written over from its start, not cut back and grown again at every restart: a
+    /// file grown again costs the kernel a new block and page for every log page (a 32 MiB limit
+    /// made the incremental run of docs/BENCHMARKS.md 10–15% slower). Only a log grown by one very
+    /// large transaction is cut back.
+    static let logFileLimit = 128 << 20
 
     private let connection: DatabaseQueue
     private let pending = Atomic<Bool>(false)

@@ -60,12 +60,23 @@ struct WALCheckpointTests {
         while store.checkpointer.checkpointsRun == before, ContinuousClock.now < deadline2 { try await Task.sleep(for: .milliseconds(20)) }
         #expect(store.checkpointer.checkpointsRun > before, "the checkpointer copied it")
         #expect(try await store.recordCounts(of: variant)["Order"] == 23_000)
+
+        // The log restarts at the next commit, and its file, larger than 32 MiB but within the
+        // limit, is written over from its start rather than cut back (and grown again later).
+        while store.checkpointer.isCheckpointing, ContinuousClock.now < deadline2 { try await Task.sleep(for: .milliseconds(20)) }
+        _ = try await store.pool.writeWithoutTransaction { try $0.checkpoint(.passive) }
+        let grown = Self.fileSize(path + "-wal")
+        #expect(grown > 40 << 20, "the large commit grew the log file (\(grown) bytes)")
+        _ = try await store.saveRecords(try page(23), model: "Order", of: variant)
+        #expect(Self.fileSize(path + "-wal") == grown, "the log file was kept at its size when the log restarted")
+        let limit = try await store.pool.write { try Int.fetchOne($0, sql: "PRAGMA journal_size_limit") }
+        #expect(limit == WALCheckpointer.logFileLimit, "a larger file is cut back to the limit")
         try store.close()
 
         // Everything is in the database: opened again, every record is there.
         // (The rule that bounds the log whatever the timing is checked below, without I/O.)
         let reopened = try SQLiteStore(path: path)
-        #expect(try await reopened.recordCounts(of: variant)["Order"] == 23_000)
+        #expect(try await reopened.recordCounts(of: variant)["Order"] == 24_000)
         try reopened.close()
     }
 
