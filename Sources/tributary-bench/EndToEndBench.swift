@@ -88,6 +88,19 @@ struct EndToEndBench: AsyncParsableCommand {
             report.figure(kind, "full_s", full.seconds)
             report.figure(kind, "full_records_per_s", Double(rate(n * k, full.seconds)))
             report.figure(kind, "incremental_s", incremental.seconds)
+            if kind == .sqlite, !fullRefresh, k == 1 {
+                let raw = try await rawIncremental(stores)
+                report.add([
+                    "raw limit: the \(raw.rows) changed upserted into a plain table of \(n), one transaction, into the log", store,
+                    seconds(raw.write), "\(rate(raw.rows, raw.write))", "", "", "", "",
+                ])
+                report.add([
+                    "raw limit: … and the log then copied into the file (checkpoint)", store, seconds(raw.write + raw.copy),
+                    "\(rate(raw.rows, raw.write + raw.copy))", "", "", "", "",
+                ])
+                report.figure(kind, "raw_incremental_write_s", raw.write)
+                report.figure(kind, "raw_incremental_copy_s", raw.copy)
+            }
         }
         report.notes.append(String(format: "peak RSS of the Tributary process: %.0f MiB (the provider runs in its own process)", ProcessStats.peakRSSMiB()))
         report.figures["peak_rss_mib"] = .number(JSONNumber(ProcessStats.peakRSSMiB().rounded()))
@@ -148,6 +161,43 @@ struct EndToEndBench: AsyncParsableCommand {
             var runs: [RunRecord?] = Array(repeating: nil, count: refs.count)
             for try await (index, run) in group { runs[index] = run }
             return runs.compactMap { $0 }
+        }
+    }
+
+    /// The incremental run's raw limit on SQLite: the orders the provider changes, upserted by
+    /// ``RawSQLite`` — one prepared statement, one transaction, no change tracking — into a plain
+    /// `(id, payload)` table that already holds every order, in a file with the store's settings.
+    /// Timed in two parts: the write into the log (no automatic checkpoint at its commit), then the
+    /// checkpoint that copies it into the file — the store's checkpointer does that beside its
+    /// writer, during the run and after it.
+    func rawIncremental(_ stores: BenchStores) async throws -> (write: Double, copy: Double, rows: Int) {
+        let path = stores.directory.appendingPathComponent("end-to-end-raw.sqlite").path
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        let raw = try RawSQLite(path: path)
+        do {
+            try await raw.create()
+            var generator = OrderGenerator()
+            func rows(_ positions: some Sequence<Int>) -> [(id: String, payload: String)] {
+                positions.map { i in
+                    var bytes: [UInt8] = []
+                    generator.appendOrder(i, to: &bytes)
+                    return ("ord_\(i)", String(decoding: bytes, as: UTF8.self))
+                }
+            }
+            let n = options.records
+            for start in stride(from: 0, to: n, by: options.pageSize) { try await raw.upsert(rows(start..<min(n, start + options.pageSize))) }
+            // The table on file, as the store's is once its checkpointer has caught up.
+            try await raw.checkpoint()
+            try await raw.automaticCheckpoint(every: 0)
+            generator.revision = 1
+            let changed = rows(stride(from: 0, to: n, by: generator.changeEvery))
+            let write = try await timed { try await raw.upsert(changed) }.seconds
+            let copy = try await timed { try await raw.checkpoint() }.seconds
+            try await raw.close()
+            return (write, copy, changed.count)
+        } catch {
+            try? await raw.close()
+            throw error
         }
     }
 

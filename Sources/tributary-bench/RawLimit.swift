@@ -76,6 +76,17 @@ final class RawSQLite: RawLimit {
         }
     }
 
+    /// Copies the whole log into the file and empties it (`TRUNCATE` checkpoint).
+    func checkpoint() async throws {
+        _ = try await pool.writeWithoutTransaction { try $0.checkpoint(.truncate) }
+    }
+
+    /// The writer's automatic checkpoint: every `pages` log pages at a commit (SQLite's default
+    /// 1,000), or never (0).
+    func automaticCheckpoint(every pages: Int) async throws {
+        try await pool.writeWithoutTransaction { try $0.execute(sql: "PRAGMA wal_autocheckpoint = \(pages)") }
+    }
+
     func close() async throws { try pool.close() }
 }
 
