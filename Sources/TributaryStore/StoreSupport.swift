@@ -10,12 +10,14 @@ extension Array where Element == PreparedRecord {
     /// equal as Swift `String`s, are two records.
     public var lastOccurrencePerId: [PreparedRecord] {
         var seen = Set<ExactId>(minimumCapacity: count)
+        // Most batches hold each id once: look first, and copy the records only when one repeats.
+        guard contains(where: { !seen.insert(ExactId($0.id)).inserted }) else { return self }
+        seen.removeAll(keepingCapacity: true)
         var unique: [PreparedRecord] = []
         unique.reserveCapacity(count)
         for record in reversed() where seen.insert(ExactId(record.id)).inserted {
             unique.append(record)
         }
-        if unique.count == count { return self }
         return unique.reversed()
     }
 }
