@@ -114,7 +114,11 @@ struct HostileServeProcessTests {
                         #"{"data":[{"id":"w-1","nul":"a\u0000b","big":1e400,"neg":-0,"int":123456789012345678901234567890,"#
                             + #""emoji":"\ud83d\ude00","lone":"\ud800x","ctl":"\u0007"},{"id":"w-2","nested":{"a":[[[[{"b":null}]]]]}}],"next":""}"#)
                 case "longlink":
-                    return Self.page(["ll-1"], next: "/api/stores/longlink/orders?p=2&pad=" + String(repeating: "a", count: 5_000))
+                    // Five pages, each next link too long to checkpoint: whichever pages the run saves
+                    // together first, their checkpoint names the page after them. (Two pages with one
+                    // link, the second repeating it, ended the listing after them: saved in one write,
+                    // they needed no checkpoint, and the run then succeeded.)
+                    return Self.page(["ll-\(page)"], next: page < 5 ? "/api/stores/longlink/orders?p=\(page + 1)&pad=" + String(repeating: "a", count: 5_000) : nil)
                 case "echo400":
                     return Self.json(#"{"error":"bad request for api_key=\#(key)"}"#, status: .badRequest)
                 case "schemerel":
