@@ -39,10 +39,15 @@ public final class SQLiteStore: Store {
 
     /// The settings every connection to the store's file gets first (in `prepareDatabase`, before a
     /// pool turns WAL on): ``pageSize`` for a file created now — an existing file keeps the size it
-    /// was created with, SQLite ignores the pragma then — and `synchronous = NORMAL`. The benchmarks'
-    /// raw limit applies them too.
+    /// was created with, SQLite ignores the pragma then — and the log file's limit
+    /// (`WALCheckpointer/logFileLimit`) on a connection that writes; `synchronous = NORMAL` on every
+    /// connection. The benchmarks' raw limit applies them too.
     public static func applyFileSettings(_ db: Database) throws {
-        if !db.configuration.readonly { try db.execute(sql: "PRAGMA page_size = \(pageSize)") }
+        if !db.configuration.readonly {
+            try db.execute(sql: "PRAGMA page_size = \(pageSize)")
+            // A log file larger than this is cut back when the log restarts (WALCheckpointer.logFileLimit).
+            try db.execute(sql: "PRAGMA journal_size_limit = \(WALCheckpointer.logFileLimit)")
+        }
         try db.execute(sql: "PRAGMA synchronous = NORMAL")
     }
 
@@ -63,12 +68,8 @@ public final class SQLiteStore: Store {
             // benchmarks, and cost about 12 MiB of peak RSS in a million-record sync.
             try db.execute(sql: "PRAGMA cache_size = -2048")
             try db.execute(sql: "PRAGMA temp_store = MEMORY")
-            // The writer's log is checkpointed beside it, not by it; a log grown by a very large
-            // transaction is cut back when it restarts (WALCheckpointer.logFileLimit).
-            if !db.configuration.readonly {
-                try db.execute(sql: "PRAGMA journal_size_limit = \(WALCheckpointer.logFileLimit)")
-                WALCheckpointer.install(on: db, id: checkpointerId)
-            }
+            // The writer's log is checkpointed beside it, not by it.
+            if !db.configuration.readonly { WALCheckpointer.install(on: db, id: checkpointerId) }
         }
         // The writer connection's queue targets this one; the write executor runs jobs on it too.
         let writerTarget = DispatchQueue(label: "tributary.sqlite-writer", qos: .userInitiated)  // GRDB's default for its queues

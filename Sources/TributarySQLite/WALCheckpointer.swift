@@ -26,11 +26,12 @@ final class WALCheckpointer: Sendable {
     static let writerCheckpointPages: Int32 = 4096
     /// The size (bytes) a log file larger than this is cut back to when the log restarts (SQLite's
     /// `journal_size_limit`). It is above the log's size in normal operation — up to twice
-    /// ``writerCheckpointPages`` plus a commit, ~65 MiB measured in a million-record sync — so the
+    /// ``writerCheckpointPages`` plus a commit, 65–73 MiB measured in a million-record sync — so the
     /// file is written over from its start, not cut back and grown again at every restart: a
     /// file grown again costs the kernel a new block and page for every log page (a 32 MiB limit
-    /// made the incremental run of docs/BENCHMARKS.md 10–15% slower). Only a log grown by one very
-    /// large transaction is cut back.
+    /// made the incremental run of docs/BENCHMARKS.md 10–15% slower). Only a log grown past it —
+    /// by one very large transaction, or while a long read (a backup, a long feed read) kept it
+    /// from restarting under writes — is cut back, to this size.
     static let logFileLimit = 128 << 20
 
     private let connection: DatabaseQueue

@@ -19,8 +19,8 @@ protocol RawLimit: Sendable {
     func close() async throws
 }
 
-/// SQLite: `INSERT OR REPLACE` through one cached statement, WAL, `synchronous = NORMAL` and the
-/// store's page size, like the store.
+/// SQLite: `INSERT OR REPLACE` through one cached statement, WAL, `synchronous = NORMAL`, the
+/// store's page size and log file limit, like the store.
 final class RawSQLite: RawLimit {
     let pool: DatabasePool
 
@@ -76,9 +76,10 @@ final class RawSQLite: RawLimit {
         }
     }
 
-    /// Copies the whole log into the file and empties it (`TRUNCATE` checkpoint).
+    /// Copies the whole log into the file, which keeps its size (`RESTART` checkpoint: the next
+    /// write starts the log over, as the store's does once its checkpointer has caught up).
     func checkpoint() async throws {
-        _ = try await pool.writeWithoutTransaction { try $0.checkpoint(.truncate) }
+        _ = try await pool.writeWithoutTransaction { try $0.checkpoint(.restart) }
     }
 
     /// The writer's automatic checkpoint: every `pages` log pages at a commit (SQLite's default

@@ -10,8 +10,9 @@ struct LastOccurrenceTests {
         try PreparedRecord(["id": .string(id), "v": .number(JSONNumber(version))])
     }
 
-    static func versions(_ records: [PreparedRecord]) -> [String] {
-        records.map { "\($0.id)@\(String(decoding: $0.json, as: UTF8.self))" }
+    /// Each record's id bytes and payload (bytes: `String`s compare "é" and "e\u{301}" equal).
+    static func versions(_ records: [PreparedRecord]) -> [[UInt8]] {
+        records.map { Array($0.id.utf8) + Array("@".utf8) + $0.json }
     }
 
     @Test func eachIdKeepsItsLastVersionInTheOrderTheLastVersionsCome() throws {

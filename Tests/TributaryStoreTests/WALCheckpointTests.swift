@@ -63,7 +63,9 @@ struct WALCheckpointTests {
 
         // The log restarts at the next commit, and its file, larger than 32 MiB but within the
         // limit, is written over from its start rather than cut back (and grown again later).
-        while store.checkpointer.isCheckpointing, ContinuousClock.now < deadline2 { try await Task.sleep(for: .milliseconds(20)) }
+        let deadline3 = ContinuousClock.now + .seconds(20)
+        while store.checkpointer.isCheckpointing, ContinuousClock.now < deadline3 { try await Task.sleep(for: .milliseconds(20)) }
+        try #require(!store.checkpointer.isCheckpointing, "the checkpointer is idle")
         _ = try await store.pool.writeWithoutTransaction { try $0.checkpoint(.passive) }
         let grown = Self.fileSize(path + "-wal")
         #expect(grown > 40 << 20, "the large commit grew the log file (\(grown) bytes)")
