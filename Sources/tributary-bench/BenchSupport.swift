@@ -78,6 +78,14 @@ struct BenchStores: Sendable {
 
     func removeFiles() { try? FileManager.default.removeItem(at: directory) }
 
+    /// Where the SQLite file named `name` lives.
+    func sqlitePath(named name: String) -> String { directory.appendingPathComponent("\(name).sqlite").path }
+
+    /// Removes the SQLite file named `name` with its `-wal` and `-shm` (a million orders take about a gigabyte).
+    func removeSQLiteFiles(named name: String) {
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: sqlitePath(named: name) + suffix) }
+    }
+
     /// Runs `body` with a fresh, migrated store of `kind` named `name`, and where it lives (for
     /// raw-limit queries on the same database).
     func withStore<T: Sendable>(
@@ -87,7 +95,7 @@ struct BenchStores: Sendable {
         let now = clock ?? { Timestamp.now() }
         switch kind {
         case .sqlite:
-            let path = directory.appendingPathComponent("\(name).sqlite").path
+            let path = sqlitePath(named: name)
             let store = try SQLiteStore(path: path, clock: now)
             defer { try? store.close() }
             try await store.migrate()

@@ -74,7 +74,7 @@ struct EndToEndBench: AsyncParsableCommand {
                 incrementals.append(incremental)
             }
             let store = kind.rawValue
-            let changed = (n + 99) / 100
+            let changed = changedOrders
             let full = Measured.median(fulls)
             let incremental = Measured.median(incrementals)
             let each = k > 1 ? " in each of \(k) variants" : ""
@@ -120,11 +120,7 @@ struct EndToEndBench: AsyncParsableCommand {
         let n = options.records
         let variant = OrdersSync.variant
         let name = repetition == 0 ? "end-to-end" : "end-to-end-\(repetition)"
-        defer {
-            if kind == .sqlite, repetition < repetitions - 1 {
-                for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(at: stores.directory.appendingPathComponent("\(name).sqlite\(suffix)")) }
-            }
-        }
+        defer { if kind == .sqlite, repetition < repetitions - 1 { stores.removeSQLiteFiles(named: name) } }
         let (full, incremental) = try await stores.withStore(kind, name: name) { store, _ in
             let http = OutboundHTTP()
             let providers = ProviderAccess(
@@ -143,7 +139,7 @@ struct EndToEndBench: AsyncParsableCommand {
                 throw error
             }
         }
-        let changed = (n + 99) / 100
+        let changed = changedOrders
         // Both kinds of second run update exactly the changed orders; a full refresh deletes none (none went away).
         for (full, incremental) in zip(full.runs, incremental.runs) {
             guard full.status == .succeeded, full.results["Order"]?.added == n,
@@ -177,9 +173,9 @@ struct EndToEndBench: AsyncParsableCommand {
     /// automatic checkpoint at its commit), then the checkpoint that copies it into the file — the
     /// store's checkpointer does that beside its writer, during the run and after it.
     func rawIncremental(_ stores: BenchStores) async throws -> (write: Double, copy: Double, rows: Int) {
-        let path = stores.directory.appendingPathComponent("end-to-end-raw.sqlite").path
-        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
-        let raw = try RawSQLite(path: path)
+        let name = "end-to-end-raw"
+        defer { stores.removeSQLiteFiles(named: name) }
+        let raw = try RawSQLite(path: stores.sqlitePath(named: name))
         do {
             try await raw.create()
             var generator = OrderGenerator()
@@ -191,7 +187,7 @@ struct EndToEndBench: AsyncParsableCommand {
                 }
             }
             let n = options.records
-            for start in stride(from: 0, to: n, by: options.pageSize) { try await raw.upsert(rows(start..<min(n, start + options.pageSize))) }
+            _ = try await IngestBench.timedPages(n, options.pageSize) { try await raw.upsert($0) }
             // The table on file, as the store's is once its checkpointer has caught up, and the log
             // file grown by as many other orders as will change (the half-way ones), then copied.
             try await raw.automaticCheckpoint(every: 0)
@@ -207,6 +203,12 @@ struct EndToEndBench: AsyncParsableCommand {
             try? await raw.close()
             throw error
         }
+    }
+
+    /// How many orders the provider changes (every `changeEvery`-th of ``BenchOptions/records``).
+    var changedOrders: Int {
+        let every = OrderGenerator().changeEvery
+        return (options.records + every - 1) / every
     }
 
     /// Reads every page of the provider's listing; returns the bytes read.
