@@ -7,7 +7,7 @@ import TributaryStore
 /// the rows are still exactly so — the fence and the head's checks in SQL, instead of `BEGIN`, the
 /// fence, the insert and `COMMIT` as four round trips.
 ///
-/// A hint held in memory only, as ``PlainInsertRefusals``: bounded (forgotten wholesale past
+/// A hint held in memory only, as ``RunModelMarks``: bounded (forgotten wholesale past
 /// ``limit`` entries), lost with the process, and never trusted — the statement compares every
 /// column it relies on, so a stale entry only costs one statement that writes nothing, and then
 /// the attempt's later pages of that model take the transaction (``refuse(runId:token:model:)``).

@@ -337,6 +337,92 @@ enum PostgresSchema {
             );
             """
         ),
+        (
+            "v11-page-lookup",
+            // A page saved into a dataset that holds records is looked up first by its ids and
+            // hashes (PostgresStore.lookUpPage): its seen ranges recorded, its unchanged records
+            // not yet seen and in no range stamped, and the 1-based positions of the records that
+            // need a write (new, changed, re-added, pruned) returned. A function, so each server
+            // session plans the statement once and keeps the plan (a generic one after five calls)
+            // instead of parsing and planning ~5 KB of SQL for every page, without any session
+            // state in the client (PgBouncer in transaction mode stays possible).
+            """
+            CREATE FUNCTION tributary_look_up_page(p_dataset BIGINT, p_generation BIGINT, p_ids TEXT[], p_hashes BIGINT[], p_min_records BIGINT)
+            RETURNS BIGINT[] LANGUAGE plpgsql AS $$
+            DECLARE
+                writes BIGINT[];
+            BEGIN
+                WITH incoming AS (
+                    SELECT i.external_id, i.hash, i.ord FROM unnest(p_ids, p_hashes) WITH ORDINALITY AS i(external_id, hash, ord)),
+                scanned AS (
+                    SELECT s.* FROM (SELECT seq, id FROM records WHERE dataset_id = p_dataset AND external_id = p_ids[1]) f
+                    CROSS JOIN LATERAL (
+                        SELECT seq, id, external_id, hash, deleted_at, pruned_at, seen_generation FROM records r
+                        WHERE r.dataset_id = p_dataset AND (r.seq, r.id) >= (f.seq, f.id) ORDER BY r.seq, r.id LIMIT cardinality(p_ids)) s),
+                looked AS (
+                    SELECT i.ord, i.external_id, coalesce(s.seq, l.seq) AS seq, coalesce(s.id, l.id) AS id, s.id IS NOT NULL AS scanned,
+                        coalesce(s.hash = i.hash AND s.deleted_at IS NULL AND s.pruned_at IS NULL,
+                            l.hash = i.hash AND l.deleted_at IS NULL AND l.pruned_at IS NULL, false) AS unchanged,
+                        coalesce(s.seen_generation, l.seen_generation) < p_generation AS unseen
+                    FROM incoming i LEFT JOIN scanned s ON s.external_id = i.external_id
+                    LEFT JOIN LATERAL (
+                        SELECT seq, id, hash, deleted_at, pruned_at, seen_generation FROM records
+                        WHERE s.id IS NULL AND dataset_id = p_dataset AND external_id = i.external_id LIMIT 1) l ON true),
+                present AS (SELECT * FROM looked WHERE id IS NOT NULL),
+                whole AS (
+                    SELECT f.seq AS lo_seq, f.id AS lo_id, l.seq AS hi_seq, l.id AS hi_id, (SELECT count(*) FROM present) AS n
+                    FROM (SELECT seq, id FROM present ORDER BY seq, id LIMIT 1) f, (SELECT seq, id FROM present ORDER BY seq DESC, id DESC LIMIT 1) l
+                    WHERE (SELECT count(*) FROM present WHERE unchanged AND unseen) >= p_min_records),
+                -- Every present record read by the scan, and every scanned row one of them: the span
+                -- from the first to the last is exactly the scanned rows, no count needed.
+                whole_ok AS (
+                    SELECT lo_seq, lo_id, hi_seq, hi_id FROM whole c
+                    WHERE CASE WHEN c.n = (SELECT count(*) FROM scanned) AND NOT EXISTS (SELECT 1 FROM present WHERE NOT scanned) THEN true
+                        ELSE (SELECT count(*) FROM (SELECT 1 FROM records r WHERE r.dataset_id = p_dataset
+                    AND (r.seq, r.id) >= (c.lo_seq, c.lo_id) AND (r.seq, r.id) <= (c.hi_seq, c.hi_id) LIMIT c.n + 1) x) = c.n END
+                        AND NOT coalesce((SELECT (s.hi_seq, s.hi_id) >= (c.lo_seq, c.lo_id) FROM seen_ranges s
+                    WHERE s.dataset_id = p_dataset AND s.generation = p_generation AND (s.lo_seq, s.lo_id) <= (c.hi_seq, c.hi_id)
+                    ORDER BY s.lo_seq DESC, s.lo_id DESC LIMIT 1), false)),
+                by_sequence AS (
+                    SELECT c.lo_seq, c.lo_id, c.hi_seq, c.hi_id, (SELECT count(*) FROM (SELECT 1 FROM records r WHERE r.dataset_id = p_dataset
+                    AND (r.seq, r.id) >= (c.lo_seq, c.lo_id) AND (r.seq, r.id) <= (c.hi_seq, c.hi_id) LIMIT c.n + 1) x) = c.n AND NOT coalesce((SELECT (s.hi_seq, s.hi_id) >= (c.lo_seq, c.lo_id) FROM seen_ranges s
+                    WHERE s.dataset_id = p_dataset AND s.generation = p_generation AND (s.lo_seq, s.lo_id) <= (c.hi_seq, c.hi_id)
+                    ORDER BY s.lo_seq DESC, s.lo_id DESC LIMIT 1), false) AS usable
+                    FROM (
+                        SELECT seq AS lo_seq, min(id) AS lo_id, seq AS hi_seq, max(id) AS hi_id, count(*) AS n FROM present
+                        GROUP BY seq HAVING count(*) >= p_min_records) c
+                    WHERE EXISTS (SELECT 1 FROM whole) AND NOT EXISTS (SELECT 1 FROM whole_ok)),
+                by_rows AS (
+                    SELECT c.lo_seq, c.lo_id, c.hi_seq, c.hi_id FROM (
+                        SELECT seq AS lo_seq, min(id) AS lo_id, seq AS hi_seq, max(id) AS hi_id, count(*) AS n FROM (
+                            SELECT seq, id, id - row_number() OVER (PARTITION BY seq ORDER BY id) AS run FROM present
+                            WHERE seq IN (SELECT lo_seq FROM by_sequence WHERE NOT usable)) t
+                        GROUP BY seq, run HAVING count(*) >= p_min_records) c
+                    -- A run without a gap in its row ids is the span that just failed.
+                    WHERE NOT EXISTS (SELECT 1 FROM by_sequence b WHERE b.lo_seq = c.lo_seq AND b.lo_id = c.lo_id AND b.hi_id = c.hi_id)
+                        AND (SELECT count(*) FROM (SELECT 1 FROM records r WHERE r.dataset_id = p_dataset
+                    AND (r.seq, r.id) >= (c.lo_seq, c.lo_id) AND (r.seq, r.id) <= (c.hi_seq, c.hi_id) LIMIT c.n + 1) x) = c.n AND NOT coalesce((SELECT (s.hi_seq, s.hi_id) >= (c.lo_seq, c.lo_id) FROM seen_ranges s
+                    WHERE s.dataset_id = p_dataset AND s.generation = p_generation AND (s.lo_seq, s.lo_id) <= (c.hi_seq, c.hi_id)
+                    ORDER BY s.lo_seq DESC, s.lo_id DESC LIMIT 1), false)),
+                chosen AS (
+                    SELECT * FROM whole_ok
+                    UNION ALL SELECT lo_seq, lo_id, hi_seq, hi_id FROM by_sequence WHERE usable
+                    UNION ALL SELECT * FROM by_rows),
+                stale AS (DELETE FROM seen_ranges WHERE dataset_id = p_dataset AND generation < p_generation AND EXISTS (SELECT 1 FROM chosen)),
+                ranged AS (
+                    INSERT INTO seen_ranges(dataset_id, lo_seq, lo_id, hi_seq, hi_id, generation)
+                    SELECT p_dataset, lo_seq, lo_id, hi_seq, hi_id, p_generation FROM chosen),
+                -- Unchanged, not yet seen in the window and in no range: stamped, nothing else.
+                stamped AS (
+                    UPDATE records r SET seen_generation = p_generation FROM present p
+                    WHERE r.dataset_id = p_dataset AND r.external_id = p.external_id AND p.unchanged AND p.unseen
+                        AND NOT EXISTS (SELECT 1 FROM chosen c WHERE (p.seq, p.id) >= (c.lo_seq, c.lo_id) AND (p.seq, p.id) <= (c.hi_seq, c.hi_id)))
+                SELECT ARRAY(SELECT ord FROM looked WHERE NOT unchanged ORDER BY ord) INTO writes;
+                RETURN writes;
+            END
+            $$;
+            """
+        ),
     ]
 
     /// The partitions of `records`; fillfactor leaves room for in-place (HOT) updates of unchanged rows.
@@ -346,12 +432,24 @@ enum PostgresSchema {
         }.joined(separator: "\n")
     }
 
-    /// A migration's statements: split at semicolons that end a line (the migrations keep that form;
-    /// comments are dropped).
+    /// A migration's statements: split at semicolons that end a line, except inside a `$$`-quoted
+    /// function body (the migrations keep that form; comment lines are dropped).
     static func statements(of sql: String) -> [String] {
-        let lines = sql.split(separator: "\n", omittingEmptySubsequences: false).filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("--") }
-        return lines.joined(separator: "\n").components(separatedBy: ";\n").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
-            .map { $0.hasSuffix(";") ? String($0.dropLast()) : $0 }.filter { !$0.isEmpty }
+        var statements: [String] = []
+        var current: [Substring] = []
+        var inBody = false
+        for line in sql.split(separator: "\n", omittingEmptySubsequences: false) {
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.hasPrefix("--") { continue }
+            current.append(line)
+            if line.ranges(of: "$$").count % 2 == 1 { inBody.toggle() }
+            if !inBody, trimmed.hasSuffix(";") {
+                statements.append(String(current.joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines).dropLast()))
+                current = []
+            }
+        }
+        statements.append(current.joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines))
+        return statements.filter { !$0.isEmpty }
     }
 
     /// Applies the missing migrations over a connection of its own (the store's pool need not run yet,

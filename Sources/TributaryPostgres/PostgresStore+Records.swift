@@ -13,23 +13,33 @@ extension PostgresStore {
             return ModelResult()
         }
         let unique = records.lastOccurrencePerId
-        // Whole arrays as three bound parameters: one round trip per batch, whatever its size.
-        let ids = unique.map(\.id)
-        let hashes = unique.map { Int64(bitPattern: $0.hash) }
-        let payloads = unique.map { String(decoding: $0.json, as: UTF8.self) }
         let insertingOnly = !plainInsertRefusals.contains(runId: lease.runId, model: model)
         do {
             if insertingOnly, let expected = plainInsertHeads.expected(runId: lease.runId, token: lease.token, model: model),
-                let result = try await insertPage(ids, hashes, payloads, model: model, checkpoint: checkpoint, for: lease, expecting: expected)
+                let result = try await insertPage(unique, model: model, checkpoint: checkpoint, for: lease, expecting: expected)
             {
                 return result
             }
-            return try await saveRecords(ids, hashes, payloads, model: model, checkpoint: checkpoint, for: lease, insertingOnly: insertingOnly)
+            return try await saveRecords(unique, model: model, checkpoint: checkpoint, for: lease, insertingOnly: insertingOnly)
         } catch is TakenIdOnInsert {
             // An id of the page was taken after all: the transaction rolled back; the full path, for
             // this page and the run's later ones.
-            plainInsertRefusals.record(runId: lease.runId, model: model)
-            return try await saveRecords(ids, hashes, payloads, model: model, checkpoint: checkpoint, for: lease, insertingOnly: false)
+            plainInsertRefusals.mark(runId: lease.runId, model: model)
+            return try await saveRecords(unique, model: model, checkpoint: checkpoint, for: lease, insertingOnly: false)
+        }
+    }
+
+    /// A page's records as the three bound arrays of its statements (one round trip per page,
+    /// whatever its size): ids, hashes and canonical JSON payloads.
+    private struct PageArrays {
+        var ids: [String]
+        var hashes: [Int64]
+        var payloads: [String]
+
+        init<Records: Collection<PreparedRecord>>(_ records: Records) {
+            ids = records.map(\.id)
+            hashes = records.map { Int64(bitPattern: $0.hash) }
+            payloads = records.map { String(decoding: $0.json, as: UTF8.self) }
         }
     }
 
@@ -44,12 +54,12 @@ extension PostgresStore {
     /// pages of `model` take the transaction, which names a lost lease precisely) or the statement
     /// met a deadlock or serialisation failure.
     private func insertPage(
-        _ ids: [String], _ hashes: [Int64], _ payloads: [String], model: String, checkpoint: Checkpoint?, for lease: RunLease,
-        expecting expected: PlainInsertHeads.Expected
+        _ records: [PreparedRecord], model: String, checkpoint: Checkpoint?, for lease: RunLease, expecting expected: PlainInsertHeads.Expected
     ) async throws -> ModelResult? {
+        let page = PageArrays(records)
         let dataset = expected.dataset
         let (sequence, now) = nextChange(dataset)
-        let result = ModelResult(added: ids.count)
+        let result = ModelResult(added: records.count)
         let results = try ModelResult.addingRunResult(result, for: model, to: expected.results)
         let offset = leaseClockOffset()
         let generation = expected.runGeneration ?? 0
@@ -73,9 +83,9 @@ extension PostgresStore {
                         FOR UPDATE),
                     inserted AS (
                         \(unescaped: Self.plainInsert(into: dataset, sequence: sequence, now: now, generation: generation))
-                        FROM unnest(\(ids)::text[], \(hashes)::int8[], \(payloads)::text[]) AS i(external_id, hash, payload)
+                        FROM unnest(\(page.ids)::text[], \(page.hashes)::int8[], \(page.payloads)::text[]) AS i(external_id, hash, payload)
                         WHERE EXISTS (SELECT 1 FROM d)),
-                    head AS (\(unescaped: Self.headUpdate(dataset, sequence: sequence, now: now, countDelta: ids.count, when: "EXISTS (SELECT 1 FROM d)"))),
+                    head AS (\(unescaped: Self.headUpdate(dataset, sequence: sequence, now: now, countDelta: records.count, when: "EXISTS (SELECT 1 FROM d)"))),
                     checkpointed AS (
                         UPDATE sync_variants SET checkpoint = \(checkpoint?.json), checkpoint_generation = \(expected.runGeneration)
                         WHERE id = \(expected.variantPK) AND \(checkpoint != nil) AND EXISTS (SELECT 1 FROM d)),
@@ -100,7 +110,7 @@ extension PostgresStore {
         plainInsertHeads.record(after, model: model)
         plainInsertedPages.add(1, ordering: .relaxed)
         plainInsertedAlone.add(1, ordering: .relaxed)
-        await analyzeIfGrown(dataset, to: count, by: ids.count)
+        await analyzeIfGrown(dataset, to: count, by: records.count)
         return result
     }
 
@@ -110,12 +120,22 @@ extension PostgresStore {
     /// one plain `INSERT` — about a third cheaper for the server than the upsert, which first
     /// looks for each id (measured in docs/BENCHMARKS.md) — and a taken id throws
     /// ``TakenIdOnInsert``, rolling the transaction back, for the caller to save the page again on
-    /// the full path. Otherwise one upsert decides per record: new, changed, re-added or unchanged.
-    /// A plain insert leaves what the run's next page may expect in ``PlainInsertHeads``.
+    /// the full path. A plain insert leaves what the run's next page may expect in
+    /// ``PlainInsertHeads``.
+    ///
+    /// Otherwise the page is looked up first, by ids and hashes only (``lookUpPage``): its
+    /// unchanged records are marked seen there, and only the records that need a write (new,
+    /// changed, re-added or pruned) are then upserted with their payloads — an unchanged page sends
+    /// no payload at all. A run whose last page had most of its records to write (an incremental
+    /// run's changes) has its next page upserted whole at once instead (``writingPages``): one
+    /// statement rather than a lookup and an upsert of nearly every record.
     private func saveRecords(
-        _ ids: [String], _ hashes: [Int64], _ payloads: [String], model: String, checkpoint: Checkpoint?, for lease: RunLease, insertingOnly: Bool
+        _ records: [PreparedRecord], model: String, checkpoint: Checkpoint?, for lease: RunLease, insertingOnly: Bool
     ) async throws -> ModelResult {
-        let (result, expected) = try await transaction { db -> (ModelResult, PlainInsertHeads.Expected?) in
+        let writingMost = writingPages.contains(runId: lease.runId, model: model)
+        // `upserted`: the records sent to the full path's upsert, and how many of them needed a
+        // write (nil after a plain insert).
+        let (result, expected, upserted) = try await transaction { db -> (ModelResult, PlainInsertHeads.Expected?, (sent: Int, written: Int)?) in
             let (run, dataset) = try await self.fenceForWrite(db, lease, model: model)
             if checkpoint != nil, run.kind == .webhook { throw StoreMessages.checkpointInWebhookRun }
             let (sequence, now) = self.nextChange(dataset)
@@ -124,7 +144,8 @@ extension PostgresStore {
             if insertingOnly, dataset.holdsOnlyRecordsAdded(byRun: try ModelResult.decodeRunResults(run.results)[model]?.added ?? 0) {
                 // The insert, the dataset's head, the run's counts and the checkpoint (if any) in
                 // one statement: one round trip.
-                let result = ModelResult(added: ids.count)
+                let page = PageArrays(records)
+                let result = ModelResult(added: records.count)
                 let results = try run.adding(result, for: model)
                 let count: Int64?
                 do {
@@ -132,8 +153,8 @@ extension PostgresStore {
                         """
                         WITH inserted AS (
                             \(unescaped: Self.plainInsert(into: dataset, sequence: sequence, now: now, generation: generation))
-                            FROM unnest(\(ids)::text[], \(hashes)::int8[], \(payloads)::text[]) AS i(external_id, hash, payload)),
-                        head AS (\(unescaped: Self.headUpdate(dataset, sequence: sequence, now: now, countDelta: ids.count))),
+                            FROM unnest(\(page.ids)::text[], \(page.hashes)::int8[], \(page.payloads)::text[]) AS i(external_id, hash, payload)),
+                        head AS (\(unescaped: Self.headUpdate(dataset, sequence: sequence, now: now, countDelta: records.count))),
                         checkpointed AS (
                             UPDATE sync_variants SET checkpoint = \(checkpoint?.json), checkpoint_generation = \(run.deletionGeneration)
                             WHERE id = \(run.variantPK) AND \(checkpoint != nil))
@@ -143,7 +164,7 @@ extension PostgresStore {
                 } catch where Self.isTakenRecordId(error) {
                     throw TakenIdOnInsert()
                 }
-                try await self.analyzeIfGrown(dataset, to: count, by: ids.count, db)
+                try await self.analyzeIfGrown(dataset, to: count, by: records.count, db)
                 self.plainInsertedPages.add(1, ordering: .relaxed)
                 // The run's next page of this model may expect these rows (once this commits).
                 let expected = count.flatMap { count in
@@ -153,102 +174,95 @@ extension PostgresStore {
                             runId: run.id, token: lease.token, variantPK: run.variantPK, kind: run.kind.rawValue, runGeneration: run.deletionGeneration,
                             results: results, dataset: DatasetHead(id: dataset.id, lastSequence: sequence, lastWriteAt: now), recordCount: count)
                 }
-                return (result, expected)
+                return (result, expected, nil)
             }
-            // One statement. `present`: the page's records the dataset holds, where they stand in
-            // the feed. In a deletion window, their span — or, if the dataset holds records in it
-            // the page does not, each run of one change sequence — becomes a seen range when no
-            // other record lies in it and no range of the window overlaps it (SeenRange; counted
-            // before the write: the page's changed records leave the span, nothing enters it).
-            // Then one upsert writes the records that need it: new (inserted), changed or re-added
-            // (rewritten, moved in the feed), unchanged but pruned (its payload back, in place) or
-            // unchanged, not yet seen in the window and in no range (stamped) — neither counted nor
-            // moved, every other column kept. Unchanged records otherwise are not touched (not even
-            // locked: the dataset row's lock keeps every other writer out). The new `seq` tells
-            // the counted ones apart.
-            let changed = "(records.hash <> excluded.hash OR records.deleted_at IS NOT NULL)"
-            // A candidate span `c` (lo_seq, lo_id, hi_seq, hi_id, n) is usable when the dataset holds
-            // exactly its n records in it (counting stops at n + 1) and the range of the window
-            // starting last at or before its end (a window's ranges are disjoint: the only one
-            // that can overlap it) ends before it starts. Older windows' ranges do not matter
-            // (their key includes their generation), and go when this one adds a range.
-            let usable = """
-                (SELECT count(*) FROM (SELECT 1 FROM records r WHERE r.dataset_id = \(dataset.id)
-                    AND (r.seq, r.id) >= (c.lo_seq, c.lo_id) AND (r.seq, r.id) <= (c.hi_seq, c.hi_id) LIMIT c.n + 1) x) = c.n
-                AND NOT coalesce((SELECT (s.hi_seq, s.hi_id) >= (c.lo_seq, c.lo_id) FROM seen_ranges s
-                    WHERE s.dataset_id = \(dataset.id) AND s.generation = \(generation) AND (s.lo_seq, s.lo_id) <= (c.hi_seq, c.hi_id)
-                    ORDER BY s.lo_seq DESC, s.lo_id DESC LIMIT 1), false)
-                """
-            let counts = try await db.one(
-                """
-                WITH incoming AS (
-                    SELECT i.external_id, i.hash, i.payload FROM unnest(\(ids)::text[], \(hashes)::int8[], \(payloads)::text[]) AS i(external_id, hash, payload)),
-                present AS (
-                    SELECT r.seq, r.id, r.external_id, (r.hash = i.hash AND r.deleted_at IS NULL AND r.pruned_at IS NULL) AS unchanged,
-                        r.seen_generation < \(generation) AS unseen
-                    FROM incoming i CROSS JOIN LATERAL (
-                        SELECT seq, id, external_id, hash, deleted_at, pruned_at, seen_generation FROM records
-                        WHERE dataset_id = \(dataset.id) AND external_id = i.external_id LIMIT 1) r),
-                whole AS (
-                    SELECT f.seq AS lo_seq, f.id AS lo_id, l.seq AS hi_seq, l.id AS hi_id, (SELECT count(*) FROM present) AS n
-                    FROM (SELECT seq, id FROM present ORDER BY seq, id LIMIT 1) f, (SELECT seq, id FROM present ORDER BY seq DESC, id DESC LIMIT 1) l
-                    WHERE (SELECT count(*) FROM present WHERE unchanged AND unseen) >= \(SeenRange.minimumRecords)),
-                whole_ok AS (SELECT lo_seq, lo_id, hi_seq, hi_id FROM whole c WHERE \(unescaped: usable)),
-                by_sequence AS (
-                    SELECT c.lo_seq, c.lo_id, c.hi_seq, c.hi_id, \(unescaped: usable) AS usable
-                    FROM (
-                        SELECT seq AS lo_seq, min(id) AS lo_id, seq AS hi_seq, max(id) AS hi_id, count(*) AS n FROM present
-                        GROUP BY seq HAVING count(*) >= \(SeenRange.minimumRecords)) c
-                    WHERE EXISTS (SELECT 1 FROM whole) AND NOT EXISTS (SELECT 1 FROM whole_ok)),
-                by_rows AS (
-                    SELECT c.lo_seq, c.lo_id, c.hi_seq, c.hi_id FROM (
-                        SELECT seq AS lo_seq, min(id) AS lo_id, seq AS hi_seq, max(id) AS hi_id, count(*) AS n FROM (
-                            SELECT seq, id, id - row_number() OVER (PARTITION BY seq ORDER BY id) AS run FROM present
-                            WHERE seq IN (SELECT lo_seq FROM by_sequence WHERE NOT usable)) t
-                        GROUP BY seq, run HAVING count(*) >= \(SeenRange.minimumRecords)) c
-                    -- A run without a gap in its row ids is the span that just failed.
-                    WHERE NOT EXISTS (SELECT 1 FROM by_sequence b WHERE b.lo_seq = c.lo_seq AND b.lo_id = c.lo_id AND b.hi_id = c.hi_id)
-                        AND \(unescaped: usable)),
-                chosen AS (
-                    SELECT * FROM whole_ok
-                    UNION ALL SELECT lo_seq, lo_id, hi_seq, hi_id FROM by_sequence WHERE usable
-                    UNION ALL SELECT * FROM by_rows),
-                stale AS (DELETE FROM seen_ranges WHERE dataset_id = \(dataset.id) AND generation < \(generation) AND EXISTS (SELECT 1 FROM chosen)),
-                ranged AS (
-                    INSERT INTO seen_ranges(dataset_id, lo_seq, lo_id, hi_seq, hi_id, generation)
-                    SELECT \(dataset.id), lo_seq, lo_id, hi_seq, hi_id, \(generation) FROM chosen),
-                untouched AS (
-                    SELECT external_id FROM present WHERE unchanged AND NOT unseen
-                    UNION ALL
-                    SELECT p.external_id FROM present p JOIN chosen c ON (p.seq, p.id) >= (c.lo_seq, c.lo_id) AND (p.seq, p.id) <= (c.hi_seq, c.hi_id)
-                    WHERE p.unchanged AND p.unseen),
-                upserted AS (
-                    INSERT INTO records(dataset_id, external_id, hash, seq, first_seen_at, updated_at, deleted_at, seen_generation, payload)
-                    SELECT \(dataset.id), i.external_id, i.hash, \(sequence), \(now), \(now), NULL, \(generation), i.payload
-                    FROM incoming i WHERE NOT EXISTS (SELECT 1 FROM untouched u WHERE u.external_id = i.external_id)
-                    ON CONFLICT (dataset_id, external_id) DO UPDATE SET
-                        hash = excluded.hash,
-                        seq = CASE WHEN \(unescaped: changed) THEN excluded.seq ELSE records.seq END,
-                        payload = CASE WHEN \(unescaped: changed) OR records.pruned_at IS NOT NULL THEN excluded.payload ELSE records.payload END,
-                        first_seen_at = CASE WHEN records.deleted_at IS NOT NULL THEN excluded.first_seen_at ELSE records.first_seen_at END,
-                        updated_at = CASE WHEN \(unescaped: changed) THEN excluded.updated_at ELSE records.updated_at END,
-                        deleted_at = NULL,
-                        pruned_at = NULL,
-                        seen_generation = GREATEST(records.seen_generation, excluded.seen_generation)
-                    WHERE \(unescaped: changed) OR records.pruned_at IS NOT NULL OR records.seen_generation < excluded.seen_generation
-                    RETURNING first_seen_at, seq)
-                SELECT count(*) FILTER (WHERE seq = \(sequence) AND first_seen_at = \(now)) AS added,
-                    count(*) FILTER (WHERE seq = \(sequence) AND first_seen_at <> \(now)) AS updated
-                FROM upserted
-                """, self.logger)
-            let result = ModelResult(added: Int(try counts?.int64("added") ?? 0), updated: Int(try counts?.int64("updated") ?? 0))
+            let toWrite: [PreparedRecord]
+            if writingMost {
+                toWrite = records
+            } else {
+                toWrite = try await self.lookUpPage(db, records, dataset: dataset, generation: generation).map { records[$0] }
+            }
+            var result = ModelResult()
+            if !toWrite.isEmpty {
+                let page = PageArrays(toWrite)
+                // New (inserted), changed or re-added (rewritten, moved in the feed), unchanged but
+                // pruned (its payload back, in place) or unchanged and not yet seen in the window
+                // (stamped: only when the whole page is upserted) — neither counted nor moved, every
+                // other column kept. The new `seq` tells the counted ones apart.
+                let changed = "(records.hash <> excluded.hash OR records.deleted_at IS NOT NULL)"
+                let counts = try await db.one(
+                    """
+                    WITH upserted AS (
+                        INSERT INTO records(dataset_id, external_id, hash, seq, first_seen_at, updated_at, deleted_at, seen_generation, payload)
+                        SELECT \(dataset.id), i.external_id, i.hash, \(sequence), \(now), \(now), NULL, \(generation), i.payload
+                        FROM unnest(\(page.ids)::text[], \(page.hashes)::int8[], \(page.payloads)::text[]) AS i(external_id, hash, payload)
+                        ON CONFLICT (dataset_id, external_id) DO UPDATE SET
+                            hash = excluded.hash,
+                            seq = CASE WHEN \(unescaped: changed) THEN excluded.seq ELSE records.seq END,
+                            payload = CASE WHEN \(unescaped: changed) OR records.pruned_at IS NOT NULL THEN excluded.payload ELSE records.payload END,
+                            first_seen_at = CASE WHEN records.deleted_at IS NOT NULL THEN excluded.first_seen_at ELSE records.first_seen_at END,
+                            updated_at = CASE WHEN \(unescaped: changed) THEN excluded.updated_at ELSE records.updated_at END,
+                            deleted_at = NULL,
+                            pruned_at = NULL,
+                            seen_generation = GREATEST(records.seen_generation, excluded.seen_generation)
+                        WHERE \(unescaped: changed) OR records.pruned_at IS NOT NULL OR records.seen_generation < excluded.seen_generation
+                        RETURNING first_seen_at, seq)
+                    SELECT count(*) FILTER (WHERE seq = \(sequence) AND first_seen_at = \(now)) AS added,
+                        count(*) FILTER (WHERE seq = \(sequence) AND first_seen_at <> \(now)) AS updated
+                    FROM upserted
+                    """, self.logger)
+                result = ModelResult(added: Int(try counts?.int64("added") ?? 0), updated: Int(try counts?.int64("updated") ?? 0))
+            }
             try await self.finishWrite(
                 db, dataset, sequence: sequence, now: now, changed: result.added + result.updated, countDelta: result.added, results: (run, model, result))
             if let checkpoint { try await self.writeCheckpoint(db, checkpoint, run) }
-            return (result, nil)
+            return (result, nil, (toWrite.count, writingMost ? result.added + result.updated : toWrite.count))
         }
         if let expected { plainInsertHeads.record(expected, model: model) }
+        if let upserted {
+            // Counted once the transaction committed (a retried one runs its body again).
+            upsertedRecords.add(upserted.sent, ordering: .relaxed)
+            // Most of the page written: the run's next page is likely the same (its changes); else
+            // looked up first.
+            if upserted.written * 2 > records.count {
+                writingPages.mark(runId: lease.runId, model: model)
+            } else if writingMost {
+                writingPages.unmark(runId: lease.runId, model: model)
+            }
+        }
         return result
+    }
+
+    /// Looks a page up by its ids and hashes, in one statement, and returns the indices (in
+    /// `records`) of those that need a write: new, changed, re-added or pruned. The others are
+    /// unchanged; those not yet seen in the deletion window `generation` are marked seen here.
+    ///
+    /// The statement is the server-side function `tributary_look_up_page` (migration
+    /// `v11-page-lookup`), whose plan each server session keeps. It finds the page's records the
+    /// dataset holds, where they stand in the feed. A page saved again usually comes in the order
+    /// it was first saved in, which is its rows' order in the feed while they are unchanged: the
+    /// rows from the page's first record on, as many as the page, are read in one index scan and
+    /// matched by id; only the records not among them are looked up one by one. In a deletion
+    /// window, the span of the page's records — or, if the dataset holds records in it the page
+    /// does not, each run of one change sequence — becomes a seen range when no other record lies
+    /// in it (no count needed when the page's records are exactly the scanned rows) and no range
+    /// of the window overlaps it (SeenRange); the unchanged records not yet seen and in no range
+    /// are stamped.
+    private func lookUpPage(_ db: PostgresConnection, _ records: [PreparedRecord], dataset: DatasetHead, generation: Int64) async throws -> [Int] {
+        let ids = records.map(\.id)
+        let hashes = records.map { Int64(bitPattern: $0.hash) }
+        let row = try await db.one(
+            """
+            SELECT tributary_look_up_page(\(dataset.id), \(generation), \(ids)::text[], \(hashes)::int8[], \(Int64(SeenRange.minimumRecords))) AS writes
+            """, logger)
+        let ordinals = try row?["writes"].decode([Int64].self) ?? []
+        // 1-based positions in `ids`, from the server: each checked before it is used.
+        return try ordinals.map { ordinal in
+            guard ordinal >= 1, ordinal <= Int64(records.count) else {
+                throw TributaryError(.storeUnavailable, "The database named record \(ordinal) of a page of \(records.count) in its lookup.")
+            }
+            return Int(ordinal) - 1
+        }
     }
 
     public func updateRecords(_ patches: [RecordPatch], model: String, for lease: RunLease) async throws -> ModelResult {

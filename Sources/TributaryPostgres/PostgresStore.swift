@@ -41,14 +41,21 @@ public final class PostgresStore: Store, Service {
     let listenCheck: (every: Duration, within: Duration)
     /// Calls waiting for a connection, watched by ``run()``.
     let waits = ConnectionWaits()
-    /// Runs whose first-load insert found an id taken (``PlainInsertRefusals``).
-    let plainInsertRefusals = PlainInsertRefusals()
+    /// Runs whose first-load insert found an id taken: their later pages of the model go straight
+    /// to the upsert (``RunModelMarks``).
+    let plainInsertRefusals = RunModelMarks()
+    /// Runs whose last page on the full path had most of its records to write (new or changed): their next page of
+    /// the model is upserted with its payloads at once, instead of looked up first (``RunModelMarks``).
+    let writingPages = RunModelMarks()
     /// What each run's next first-load page may expect (``PlainInsertHeads``).
     let plainInsertHeads = PlainInsertHeads()
     /// How many pages went in as a first load's plain insert (tests check the path was taken).
     let plainInsertedPages = Atomic<Int>(0)
     /// How many of those went in as one autocommit statement (``PlainInsertHeads``).
     let plainInsertedAlone = Atomic<Int>(0)
+    /// How many records the full path sent with their payloads to its upsert (tests check that an
+    /// unchanged page sends none).
+    let upsertedRecords = Atomic<Int>(0)
 
     /// The lease clock in SQL: the database's transaction time in microseconds. Every lease (heartbeat,
     /// expiry, fencing) is compared on it, so a process whose own clock is off cannot expire the runs

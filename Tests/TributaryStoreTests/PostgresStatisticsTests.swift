@@ -122,16 +122,20 @@ struct PostgresStatisticsTests {
         #expect(heads.expected(runId: 1_000 + Int64(PlainInsertHeads.limit) - 1, token: 1, model: "Order") != nil)
     }
 
-    /// The first-load insert's refusals are remembered per run and model, and forgotten wholesale
-    /// past their limit (a hint: memory stays bounded).
-    @Test func refusedFirstLoadInsertsAreRememberedPerRunAndModelWithinALimit() {
-        let refusals = PlainInsertRefusals()
-        refusals.record(runId: 7, model: "Order")
+    /// Marks (the first-load insert's refusals, the pages writing most of their records) are
+    /// remembered per run and model, and forgotten wholesale past their limit (a hint: memory
+    /// stays bounded).
+    @Test func runModelMarksAreRememberedPerRunAndModelWithinALimit() {
+        let refusals = RunModelMarks()
+        refusals.mark(runId: 7, model: "Order")
         #expect(refusals.contains(runId: 7, model: "Order"))
         #expect(!refusals.contains(runId: 7, model: "Customer"))
         #expect(!refusals.contains(runId: 8, model: "Order"))
-        for run in 0..<Int64(PlainInsertRefusals.limit) { refusals.record(runId: 1_000 + run, model: "Order") }
+        refusals.mark(runId: 8, model: "Order")
+        refusals.unmark(runId: 8, model: "Order")
+        #expect(!refusals.contains(runId: 8, model: "Order"), "unmarked")
+        for run in 0..<Int64(RunModelMarks.limit) { refusals.mark(runId: 1_000 + run, model: "Order") }
         #expect(!refusals.contains(runId: 7, model: "Order"), "forgotten once the limit was reached")
-        #expect(refusals.contains(runId: 1_000 + Int64(PlainInsertRefusals.limit) - 1, model: "Order"))
+        #expect(refusals.contains(runId: 1_000 + Int64(RunModelMarks.limit) - 1, model: "Order"))
     }
 }
