@@ -20,18 +20,35 @@ extension PostgresStore {
             {
                 return result
             }
-            return try await saveRecords(unique, model: model, checkpoint: checkpoint, for: lease, insertingOnly: insertingOnly)
+            var lookedUp: [Int]?
+            // After a page that needed no write or was aligned with its rows: likely another (a
+            // full refresh's pages) — unless the last page had most of its records to write.
+            if lookingUpAlone.contains(runId: lease.runId, model: model), !writingPages.contains(runId: lease.runId, model: model) {
+                switch try await lookUpPageAlone(unique, model: model, checkpoint: checkpoint, for: lease) {
+                case .saved:
+                    return ModelResult()
+                case .toWrite(let lookup, let head):
+                    if let result = try await upsertPageAlone(unique, lookup, model: model, checkpoint: checkpoint, for: lease, after: head) {
+                        if lookup.indices.count * 2 > unique.count { writingPages.mark(runId: lease.runId, model: model) }
+                        return result
+                    }
+                    lookedUp = lookup.indices
+                case .refused:
+                    lookingUpAlone.unmark(runId: lease.runId, model: model)
+                }
+            }
+            return try await saveRecords(unique, model: model, checkpoint: checkpoint, for: lease, insertingOnly: insertingOnly, lookedUp: lookedUp)
         } catch is TakenIdOnInsert {
             // An id of the page was taken after all: the transaction rolled back; the full path, for
             // this page and the run's later ones.
             plainInsertRefusals.mark(runId: lease.runId, model: model)
-            return try await saveRecords(unique, model: model, checkpoint: checkpoint, for: lease, insertingOnly: false)
+            return try await saveRecords(unique, model: model, checkpoint: checkpoint, for: lease, insertingOnly: false, lookedUp: nil)
         }
     }
 
     /// A page's records as the three bound arrays of its statements (one round trip per page,
     /// whatever its size): ids, hashes and canonical JSON payloads.
-    private struct PageArrays {
+    struct PageArrays {
         var ids: [String]
         var hashes: [Int64]
         var payloads: [String]
@@ -128,20 +145,23 @@ extension PostgresStore {
     /// changed, re-added or pruned) are then upserted with their payloads — an unchanged page sends
     /// no payload at all. A run whose last page had most of its records to write (an incremental
     /// run's changes) has its next page upserted whole at once instead (``writingPages``): one
-    /// statement rather than a lookup and an upsert of nearly every record.
+    /// statement rather than a lookup and an upsert of nearly every record. A page already looked
+    /// up alone (``lookUpPageAlone(_:model:checkpoint:for:)``) comes with `lookedUp`, the indices
+    /// of its records to write, and is not looked up again.
     private func saveRecords(
-        _ records: [PreparedRecord], model: String, checkpoint: Checkpoint?, for lease: RunLease, insertingOnly: Bool
+        _ records: [PreparedRecord], model: String, checkpoint: Checkpoint?, for lease: RunLease, insertingOnly: Bool, lookedUp: [Int]?
     ) async throws -> ModelResult {
-        let writingMost = writingPages.contains(runId: lease.runId, model: model)
-        // `upserted`: the records sent to the full path's upsert, and how many of them needed a
-        // write (nil after a plain insert).
-        let (result, expected, upserted) = try await transaction { db -> (ModelResult, PlainInsertHeads.Expected?, (sent: Int, written: Int)?) in
+        let writingMost = lookedUp == nil && writingPages.contains(runId: lease.runId, model: model)
+        let checking = !unorderedPages.contains(runId: lease.runId, model: model)
+        // `upserted`: the records sent to the full path's upsert, how many of them needed a write,
+        // and whether the run's pages may be looked up alone (nil after a plain insert).
+        let (result, expected, upserted) = try await transaction { db -> (ModelResult, PlainInsertHeads.Expected?, Upserted?) in
             let (run, dataset) = try await self.fenceForWrite(db, lease, model: model)
             if checkpoint != nil, run.kind == .webhook { throw StoreMessages.checkpointInWebhookRun }
             let (sequence, now) = self.nextChange(dataset)
             // The run's deletion window, if it has one: saved records are stamped seen in it.
             let generation = run.seenGeneration ?? 0
-            if insertingOnly, dataset.holdsOnlyRecordsAdded(byRun: try ModelResult.decodeRunResults(run.results)[model]?.added ?? 0) {
+            if lookedUp == nil, insertingOnly, dataset.holdsOnlyRecordsAdded(byRun: try ModelResult.decodeRunResults(run.results)[model]?.added ?? 0) {
                 // The insert, the dataset's head, the run's counts and the checkpoint (if any) in
                 // one statement: one round trip.
                 let page = PageArrays(records)
@@ -177,36 +197,28 @@ extension PostgresStore {
                 return (result, expected, nil)
             }
             let toWrite: [PreparedRecord]
-            if writingMost {
+            var looked: PageLookup?
+            if let lookedUp {
+                // Looked up alone (its unchanged records marked seen then): these are left.
+                toWrite = lookedUp.map { records[$0] }
+            } else if writingMost {
                 toWrite = records
             } else {
-                toWrite = try await self.lookUpPage(db, records, dataset: dataset, generation: generation).map { records[$0] }
+                let lookup = try await self.lookUpPage(db, records, dataset: dataset, generation: generation, checking: checking)
+                looked = lookup
+                toWrite = lookup.indices.map { records[$0] }
             }
             var result = ModelResult()
             if !toWrite.isEmpty {
                 let page = PageArrays(toWrite)
-                // New (inserted), changed or re-added (rewritten, moved in the feed), unchanged but
-                // pruned (its payload back, in place) or unchanged and not yet seen in the window
-                // (stamped: only when the whole page is upserted) — neither counted nor moved, every
-                // other column kept. The new `seq` tells the counted ones apart.
-                let changed = "(records.hash <> excluded.hash OR records.deleted_at IS NOT NULL)"
+                // An unchanged record not yet seen in the window is stamped only when the whole
+                // page is upserted (a lookup stamped it otherwise).
                 let counts = try await db.one(
                     """
                     WITH upserted AS (
-                        INSERT INTO records(dataset_id, external_id, hash, seq, first_seen_at, updated_at, deleted_at, seen_generation, payload)
-                        SELECT \(dataset.id), i.external_id, i.hash, \(sequence), \(now), \(now), NULL, \(generation), i.payload
+                        \(unescaped: Self.plainInsert(into: dataset, sequence: sequence, now: now, generation: generation))
                         FROM unnest(\(page.ids)::text[], \(page.hashes)::int8[], \(page.payloads)::text[]) AS i(external_id, hash, payload)
-                        ON CONFLICT (dataset_id, external_id) DO UPDATE SET
-                            hash = excluded.hash,
-                            seq = CASE WHEN \(unescaped: changed) THEN excluded.seq ELSE records.seq END,
-                            payload = CASE WHEN \(unescaped: changed) OR records.pruned_at IS NOT NULL THEN excluded.payload ELSE records.payload END,
-                            first_seen_at = CASE WHEN records.deleted_at IS NOT NULL THEN excluded.first_seen_at ELSE records.first_seen_at END,
-                            updated_at = CASE WHEN \(unescaped: changed) THEN excluded.updated_at ELSE records.updated_at END,
-                            deleted_at = NULL,
-                            pruned_at = NULL,
-                            seen_generation = GREATEST(records.seen_generation, excluded.seen_generation)
-                        WHERE \(unescaped: changed) OR records.pruned_at IS NOT NULL OR records.seen_generation < excluded.seen_generation
-                        RETURNING first_seen_at, seq)
+                        \(unescaped: Self.upsertTail))
                     SELECT count(*) FILTER (WHERE seq = \(sequence) AND first_seen_at = \(now)) AS added,
                         count(*) FILTER (WHERE seq = \(sequence) AND first_seen_at <> \(now)) AS updated
                     FROM upserted
@@ -216,7 +228,8 @@ extension PostgresStore {
             try await self.finishWrite(
                 db, dataset, sequence: sequence, now: now, changed: result.added + result.updated, countDelta: result.added, results: (run, model, result))
             if let checkpoint { try await self.writeCheckpoint(db, checkpoint, run) }
-            return (result, nil, (toWrite.count, writingMost ? result.added + result.updated : toWrite.count))
+            let written = writingMost ? result.added + result.updated : toWrite.count
+            return (result, nil, Upserted(sent: toWrite.count, written: written, lookable: run.kind != .webhook, lookup: looked))
         }
         if let expected { plainInsertHeads.record(expected, model: model) }
         if let upserted {
@@ -226,43 +239,63 @@ extension PostgresStore {
             // looked up first.
             if upserted.written * 2 > records.count {
                 writingPages.mark(runId: lease.runId, model: model)
-            } else if writingMost {
-                writingPages.unmark(runId: lease.runId, model: model)
+            } else {
+                if writingMost { writingPages.unmark(runId: lease.runId, model: model) }
+            }
+            if upserted.lookup?.aligned == true { pagesAligned.add(1, ordering: .relaxed) }
+            // A page looked up alone was noted then.
+            if upserted.lookable, lookedUp == nil {
+                if let lookup = upserted.lookup {
+                    noteLookup(lookup, checked: checking, runId: lease.runId, model: model)
+                } else {
+                    noteWrites(upserted.written, runId: lease.runId, model: model)
+                }
             }
         }
         return result
     }
 
-    /// Looks a page up by its ids and hashes, in one statement, and returns the indices (in
-    /// `records`) of those that need a write: new, changed, re-added or pruned. The others are
-    /// unchanged; those not yet seen in the deletion window `generation` are marked seen here.
+    /// What the full path's upsert was sent, and what came of it (see ``saveRecords(_:model:checkpoint:for:insertingOnly:lookedUp:)``).
+    private struct Upserted {
+        /// Records sent with their payloads.
+        var sent: Int
+        /// Records that needed a write.
+        var written: Int
+        /// Whether the run's next page may be looked up alone (``lookUpPageAlone(_:model:checkpoint:for:)``): not a webhook execution's.
+        var lookable: Bool
+        /// The page's lookup in the transaction, if it had one.
+        var lookup: PageLookup?
+    }
+
+    /// Looks a page up by its ids and hashes, in one statement, and returns which of its records
+    /// need a write: new, changed, re-added or pruned (``PageLookup``). The others are unchanged;
+    /// those not yet seen in the deletion window `generation` are marked seen here — by a seen range
+    /// over their span when it holds no other record and no range of the window overlaps it
+    /// (SeenRange), else by stamps.
     ///
-    /// The statement is the server-side function `tributary_look_up_page` (migration
-    /// `v11-page-lookup`), whose plan each server session keeps. It finds the page's records the
-    /// dataset holds, where they stand in the feed. A page saved again usually comes in the order
-    /// it was first saved in, which is its rows' order in the feed while they are unchanged: the
-    /// rows from the page's first record on, as many as the page, are read in one index scan and
-    /// matched by id; only the records not among them are looked up one by one. In a deletion
-    /// window, the span of the page's records — or, if the dataset holds records in it the page
-    /// does not, each run of one change sequence — becomes a seen range when no other record lies
-    /// in it (no count needed when the page's records are exactly the scanned rows) and no range
-    /// of the window overlaps it (SeenRange); the unchanged records not yet seen and in no range
-    /// are stamped.
-    private func lookUpPage(_ db: PostgresConnection, _ records: [PreparedRecord], dataset: DatasetHead, generation: Int64) async throws -> [Int] {
+    /// Two server-side functions answer, whose plans each server session keeps. When `checking`,
+    /// `tributary_check_page` (migration `v12-page-check`) reads the rows from the page's first
+    /// record on in feed order, as many as the page, in one index scan, and compares their ids and
+    /// hashes with the page's as arrays: a page saved again in the order its rows hold (a full
+    /// refresh's pages, changed or not) is aligned, and its records to write are found by position,
+    /// with their kinds. Otherwise, or when the ids differ, `tributary_look_up_page` (migration
+    /// `v11-page-lookup`) matches the page record by record: the same scan's rows by id, the records
+    /// not among them looked up one by one.
+    private func lookUpPage(
+        _ db: PostgresConnection, _ records: [PreparedRecord], dataset: DatasetHead, generation: Int64, checking: Bool
+    ) async throws -> PageLookup {
         let ids = records.map(\.id)
         let hashes = records.map { Int64(bitPattern: $0.hash) }
+        let minimum = Int64(SeenRange.minimumRecords)
         let row = try await db.one(
             """
-            SELECT tributary_look_up_page(\(dataset.id), \(generation), \(ids)::text[], \(hashes)::int8[], \(Int64(SeenRange.minimumRecords))) AS writes
+            WITH p AS (SELECT \(ids)::text[] AS ids, \(hashes)::int8[] AS hashes),
+            checked AS (SELECT CASE WHEN \(checking) THEN tributary_check_page(\(dataset.id), \(generation), p.ids, p.hashes, \(minimum)) END AS writes FROM p)
+            SELECT c.writes IS NOT NULL AS aligned, coalesce(c.writes, tributary_look_up_page(\(dataset.id), \(generation), p.ids, p.hashes, \(minimum))) AS writes
+            FROM checked c, p
             """, logger)
-        let ordinals = try row?["writes"].decode([Int64].self) ?? []
-        // 1-based positions in `ids`, from the server: each checked before it is used.
-        return try ordinals.map { ordinal in
-            guard ordinal >= 1, ordinal <= Int64(records.count) else {
-                throw TributaryError(.storeUnavailable, "The database named record \(ordinal) of a page of \(records.count) in its lookup.")
-            }
-            return Int(ordinal) - 1
-        }
+        guard let row else { throw TributaryError(.storeUnavailable, "The database returned no row for a page's lookup.") }
+        return try PageLookup(row, count: records.count)
     }
 
     public func updateRecords(_ patches: [RecordPatch], model: String, for lease: RunLease) async throws -> ModelResult {
@@ -593,6 +626,28 @@ extension PostgresStore {
         SELECT \(dataset.id), i.external_id, i.hash, \(sequence), \(now), \(now), NULL, \(generation), i.payload
         """
     }
+
+    /// The conflict clause that makes ``plainInsert(into:sequence:now:generation:)`` an upsert, and
+    /// its `RETURNING first_seen_at, seq`: a new record inserted; a changed or re-added one rewritten
+    /// and moved in the feed; an unchanged but pruned one given its payload back in place; an
+    /// unchanged one not yet seen in the window stamped — neither counted nor moved, every other
+    /// column kept. The new `seq` tells the counted ones apart (`first_seen_at` the added).
+    static let upsertTail: String = {
+        let changed = "(records.hash <> excluded.hash OR records.deleted_at IS NOT NULL)"
+        return """
+            ON CONFLICT (dataset_id, external_id) DO UPDATE SET
+                hash = excluded.hash,
+                seq = CASE WHEN \(changed) THEN excluded.seq ELSE records.seq END,
+                payload = CASE WHEN \(changed) OR records.pruned_at IS NOT NULL THEN excluded.payload ELSE records.payload END,
+                first_seen_at = CASE WHEN records.deleted_at IS NOT NULL THEN excluded.first_seen_at ELSE records.first_seen_at END,
+                updated_at = CASE WHEN \(changed) THEN excluded.updated_at ELSE records.updated_at END,
+                deleted_at = NULL,
+                pruned_at = NULL,
+                seen_generation = GREATEST(records.seen_generation, excluded.seen_generation)
+            WHERE \(changed) OR records.pruned_at IS NOT NULL OR records.seen_generation < excluded.seen_generation
+            RETURNING first_seen_at, seq
+            """
+    }()
 
     /// Analyses `dataset`'s partition when growing by `countDelta` to `count` records passed a threshold.
     func analyzeIfGrown(_ dataset: DatasetHead, to count: Int64?, by countDelta: Int, _ db: PostgresConnection) async throws {

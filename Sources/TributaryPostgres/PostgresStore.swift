@@ -47,6 +47,14 @@ public final class PostgresStore: Store, Service {
     /// Runs whose last page on the full path had most of its records to write (new or changed): their next page of
     /// the model is upserted with its payloads at once, instead of looked up first (``RunModelMarks``).
     let writingPages = RunModelMarks()
+    /// Runs whose last page needed no write or was aligned with its rows: their next page of the
+    /// model is looked up in one autocommit statement, fenced in SQL (``RunModelMarks``).
+    let lookingUpAlone = RunModelMarks()
+    /// Runs whose last checked page the check did not align with its rows (``RunModelMarks``).
+    let missedChecks = RunModelMarks()
+    /// Runs with two pages in a row the check did not align (saved in another order than their rows
+    /// hold in the feed): their pages are no longer checked (``RunModelMarks``).
+    let unorderedPages = RunModelMarks()
     /// What each run's next first-load page may expect (``PlainInsertHeads``).
     let plainInsertHeads = PlainInsertHeads()
     /// How many pages went in as a first load's plain insert (tests check the path was taken).
@@ -56,6 +64,12 @@ public final class PostgresStore: Store, Service {
     /// How many records the full path sent with their payloads to its upsert (tests check that an
     /// unchanged page sends none).
     let upsertedRecords = Atomic<Int>(0)
+    /// How many pages were looked up in one autocommit statement (tests check the path was taken).
+    let pagesLookedUpAlone = Atomic<Int>(0)
+    /// How many pages `tributary_check_page` aligned with their rows (``PageLookup``).
+    let pagesAligned = Atomic<Int>(0)
+    /// How many pages had their records to write upserted in one autocommit statement.
+    let pagesUpsertedAlone = Atomic<Int>(0)
 
     /// The lease clock in SQL: the database's transaction time in microseconds. Every lease (heartbeat,
     /// expiry, fencing) is compared on it, so a process whose own clock is off cannot expire the runs

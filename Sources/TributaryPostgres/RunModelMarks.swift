@@ -3,7 +3,10 @@ import Synchronization
 /// A set of (run, model) pairs a write path marks to steer the run's later pages of that model:
 /// the runs whose first-load insert found an id taken, whose later pages go straight to the
 /// upsert (``PostgresStore/plainInsertRefusals``); the runs whose last page had most of its
-/// records to write, whose next page sends its payloads at once (``PostgresStore/writingPages``).
+/// records to write, whose next page sends its payloads at once (``PostgresStore/writingPages``);
+/// the runs whose last page needed no write or was aligned with its rows, whose next page is looked
+/// up alone (``PostgresStore/lookingUpAlone``); the runs whose pages the check could not align,
+/// once or twice in a row (``PostgresStore/missedChecks``, ``PostgresStore/unorderedPages``).
 ///
 /// A hint held in memory only: bounded (forgotten wholesale past ``limit`` entries), lost with the
 /// process, and never needed for correctness — a page sent down the other path only costs a

@@ -55,6 +55,27 @@ struct FirstLoadPageTests {
 
     enum Loss: String, CaseIterable, Sendable {
         case leaseRanOut, paused, takenOver
+
+        /// Makes the run `first` (claimed with `claim`) lose its lease this way; the attempt that
+        /// took it over, if one did.
+        func happen(to first: ClaimedRun, _ f: StoreFixture, clock: TestClock, claim: RunClaim) async throws -> ClaimedRun? {
+            switch self {
+            case .leaseRanOut:
+                clock.advance(seconds: 61)
+            case .paused:
+                try await f.store.setPaused(true, for: baseVariant)
+            case .takenOver:
+                clock.advance(seconds: 61)
+                #expect(try await f.store.expireRuns(RunExpiry.Policy()).map(\.id) == [first.started.runId])
+                let second: ClaimedRun = try #require(try await f.store.claimRun(claim))
+                #expect(second.started.lease == RunLease(runId: first.started.runId, token: 2))
+                return second
+            }
+            return nil
+        }
+
+        /// The error a write under the lost lease gets.
+        var error: TributaryError.Code { self == .paused ? .runNotRunning : .leaseLost }
     }
 
     /// A run that lost its lease after its first page writes nothing more — neither records, nor
@@ -70,23 +91,11 @@ struct FirstLoadPageTests {
         _ = try await f.store.saveRecords(page("3", "4"), model: "Order", checkpoint: ["page": 2], for: first.started.lease)
         let before = try await sequences(f)
 
-        var second: ClaimedRun?
-        switch loss {
-        case .leaseRanOut:
-            clock.advance(seconds: 61)
-        case .paused:
-            try await f.store.setPaused(true, for: baseVariant)
-        case .takenOver:
-            clock.advance(seconds: 61)
-            #expect(try await f.store.expireRuns(RunExpiry.Policy()).map(\.id) == [first.started.runId])
-            let claimed: ClaimedRun = try #require(try await f.store.claimRun(claim))
-            second = claimed
-            #expect(second?.started.lease == RunLease(runId: first.started.runId, token: 2))
-        }
+        let second = try await loss.happen(to: first, f, clock: clock, claim: claim)
         let late = await #expect(throws: TributaryError.self) {
             _ = try await f.store.saveRecords(page("5", "6"), model: "Order", checkpoint: ["page": 3], for: first.started.lease)
         }
-        #expect(late?.code == (loss == .paused ? .runNotRunning : .leaseLost))
+        #expect(late?.code == loss.error)
         #expect(try await ids(f) == ["1", "2", "3", "4"])
         #expect(try await sequences(f) == before)
         #expect(try await f.store.recordCounts(of: baseVariant) == ["Order": 4])

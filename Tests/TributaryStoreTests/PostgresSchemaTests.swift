@@ -40,10 +40,22 @@ struct PostgresSchemaTests {
         #expect(statements.first?.hasSuffix("$$") == true)
     }
 
+    @Test func thePageCheckMigrationIsFourStatements() throws {
+        let migration = try #require(PostgresSchema.migrations.first { $0.name == "v12-page-check" })
+        let statements = PostgresSchema.statements(of: migration.sql)
+        #expect(statements.count == 4)
+        #expect(statements.first?.hasPrefix("ALTER FUNCTION tributary_look_up_page(") == true)
+        #expect(statements.dropFirst().first?.hasPrefix("CREATE FUNCTION tributary_refuse(") == true)
+        #expect(statements.dropFirst(2).first?.hasPrefix("CREATE FUNCTION tributary_check_page(") == true)
+        #expect(statements.last?.hasPrefix("CREATE FUNCTION tributary_look_up_alone(") == true)
+        #expect(statements.allSatisfy { !$0.hasPrefix("CREATE") || $0.hasSuffix("END\n$$") }, "each function's whole body")
+    }
+
     /// The migrations before `v11-page-lookup` (no function bodies) split as they did before the
     /// splitter knew function bodies: at every semicolon ending a line.
     @Test func theEarlierMigrationsSplitAsBefore() {
-        for migration in PostgresSchema.migrations where migration.name != "v11-page-lookup" {
+        let withBodies: Set = ["v11-page-lookup", "v12-page-check"]
+        for migration in PostgresSchema.migrations where !withBodies.contains(migration.name) {
             let lines = migration.sql.split(separator: "\n", omittingEmptySubsequences: false)
                 .filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("--") }
             let before = lines.joined(separator: "\n").components(separatedBy: ";\n").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }

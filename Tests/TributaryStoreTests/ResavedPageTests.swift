@@ -22,6 +22,41 @@ struct ResavedPageTests {
         numbers.map { order(id($0), ["v": .number(JSONNumber(value))]) }
     }
 
+    /// A connection of its own to a PostgreSQL fixture's database, for statements the store would not make.
+    struct Database {
+        let connection: PostgresConnection
+        let logger: Logger
+
+        func run(_ sql: String) async throws { try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger) }
+
+        /// The first column of the first row `sql` selects (an `int8`), or -1 for no row.
+        func integer(_ sql: String) async throws -> Int {
+            for try await value in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).decode(Int.self) { return value }
+            return -1
+        }
+    }
+
+    /// Runs `body` on a ``Database`` connection to `f`'s database, closed after it whatever happens.
+    static func onDatabase<T>(_ f: StoreFixture, _ body: (Database) async throws -> T) async throws -> T {
+        var logger = Logger(label: "tests")
+        logger.logLevel = .error
+        let connection = try await PostgresConnection.connect(configuration: try PostgresURL(f.location).connectionConfiguration(), id: 1, logger: logger)
+        do {
+            let result = try await body(Database(connection: connection, logger: logger))
+            try await connection.close()
+            return result
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+    }
+
+    /// The way back from migration `v12-page-check` to the release before it (docs/OPERATIONS.md).
+    static let v12WayBack = [
+        "DROP FUNCTION tributary_look_up_alone", "DROP FUNCTION tributary_check_page", "DROP FUNCTION tributary_refuse",
+        "ALTER FUNCTION tributary_look_up_page RESET jit", "DELETE FROM tributary_migrations WHERE name = 'v12-page-check'",
+    ]
+
     /// Records PostgreSQL's full path has sent to its upsert so far (nil on SQLite).
     static func upserted(_ f: StoreFixture) -> Int? { (f.store as? PostgresStore)?.upsertedRecords.load(ordering: .relaxed) }
 
@@ -186,26 +221,17 @@ struct ResavedPageTests {
         let f = try await StoreFixture(.postgres)
         let store = try #require(f.store as? PostgresStore)
         _ = try await f.store.saveRecords(Self.page(0..<100), model: "Order", of: baseVariant)
-        var logger = Logger(label: "tests")
-        logger.logLevel = .error
-        let connection = try await PostgresConnection.connect(configuration: try PostgresURL(f.location).connectionConfiguration(), id: 1, logger: logger)
-        func count(_ sql: String) async throws -> Int {
-            for try await value in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).decode(Int.self) { return value }
-            return -1
-        }
-        let function = "SELECT count(*)::int8 FROM pg_proc WHERE proname = 'tributary_look_up_page'"
-        do {
-            try await connection.query("DROP FUNCTION tributary_look_up_page", logger: logger)
-            try await connection.query("DELETE FROM tributary_migrations WHERE name = 'v11-page-lookup'", logger: logger)
-            #expect(try await count(function) == 0)
+        try await Self.onDatabase(f) { database in
+            let function = "SELECT count(*)::int8 FROM pg_proc WHERE proname = 'tributary_look_up_page'"
+            // v12 changed the function: its way back first (docs/OPERATIONS.md).
+            for statement in Self.v12WayBack + ["DROP FUNCTION tributary_look_up_page", "DELETE FROM tributary_migrations WHERE name = 'v11-page-lookup'"] {
+                try await database.run(statement)
+            }
+            #expect(try await database.integer(function) == 0)
             try await store.migrate()
-            #expect(try await count(function) == 1)
-            #expect(try await count("SELECT count(*)::int8 FROM tributary_migrations WHERE name = 'v11-page-lookup'") == 1)
-        } catch {
-            try? await connection.close()
-            throw error
+            #expect(try await database.integer(function) == 1)
+            #expect(try await database.integer("SELECT count(*)::int8 FROM tributary_migrations WHERE name = 'v11-page-lookup'") == 1)
         }
-        try await connection.close()
 
         let sent = store.upsertedRecords.load(ordering: .relaxed)
         var changed = Self.page(0..<100)

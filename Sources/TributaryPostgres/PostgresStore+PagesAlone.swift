@@ -1,0 +1,190 @@
+import PostgresNIO
+import TributaryCore
+import TributaryStore
+
+/// A run's pages saved again into a dataset that holds them, each as autocommit statements fenced
+/// in SQL instead of a transaction's `BEGIN`, fence, lookup, upsert, head and `COMMIT`: the lookup
+/// alone (``PostgresStore/lookUpPageAlone(_:model:checkpoint:for:)``), then — when the page has
+/// records to write and was aligned with its rows — their upsert alone
+/// (``PostgresStore/upsertPageAlone(_:_:model:checkpoint:for:after:)``).
+extension PostgresStore {
+    /// What the lookup alone saw of the run and the dataset, under their locks: what the upsert
+    /// alone then expects of them.
+    struct AloneHead: Sendable {
+        /// `runs.results` as the lookup found it.
+        var results: String
+        var variantPK: Int64
+        /// The run's deletion generation (`runs.deletion_generation`): the checkpoint's.
+        var runGeneration: Int64?
+        /// The seen generation its records are stamped in.
+        var generation: Int64
+        /// The dataset's head as the lookup found it (and left it: a lookup does not move it).
+        var dataset: DatasetHead
+    }
+
+    /// What came of looking a page up alone.
+    enum LookedUpAlone {
+        /// Nothing more to write: the page is saved (its checkpoint too).
+        case saved
+        /// Its unchanged records are marked seen (committed); these need a write, and its
+        /// checkpoint is not saved yet.
+        case toWrite(PageLookup, AloneHead)
+        /// Nothing was done: the run's lease or the dataset could not be confirmed in SQL, or the
+        /// statement met a deadlock or serialisation failure; the transaction names the reason.
+        case refused
+    }
+
+    /// A page of a run saving into a dataset that holds records, looked up (``lookUpPage``) in one
+    /// autocommit call instead of `BEGIN`, the fence, the lookup and `COMMIT`: the PL/pgSQL function
+    /// `tributary_look_up_alone` (migration `v12-page-check`; its plans kept by each session) locks
+    /// the run row and fences it in SQL — running, under this lease's token, its lease not run out
+    /// on the database's clock, as ``RunFence`` checks, and not a webhook execution (whose seen
+    /// generation is the variant's open window) — then the model's dataset row, in the order every
+    /// writer locks them, and only then runs the check and the lookup, whose statements see every
+    /// write committed before those locks (a PL/pgSQL function takes a snapshot per statement). When
+    /// nothing needs a write, the checkpoint (if any) is saved in the same statement and the page is
+    /// done; otherwise the seen marks are committed and the records to write follow — a page split
+    /// in two like this only leaves records marked seen that the run did see, and a prune between
+    /// the two leaves what a prune just after the page would.
+    ///
+    /// Taken for a run's page after one that needed no write or was aligned with its rows
+    /// (``lookingUpAlone``), unless the run's last page had most of its records to write.
+    func lookUpPageAlone(_ records: [PreparedRecord], model: String, checkpoint: Checkpoint?, for lease: RunLease) async throws -> LookedUpAlone {
+        let ids = records.map(\.id)
+        let hashes = records.map { Int64(bitPattern: $0.hash) }
+        let checking = !unorderedPages.contains(runId: lease.runId, model: model)
+        let offset = leaseClockOffset()
+        let minimum = Int64(SeenRange.minimumRecords)
+        let looked: (PageLookup, AloneHead)? = try await read { db in
+            do {
+                let row = try await db.one(
+                    """
+                    SELECT * FROM tributary_look_up_alone(\(lease.runId), \(lease.token), \(offset), \(RunKind.webhook.rawValue), \(model),
+                        \(ids)::text[], \(hashes)::int8[], \(minimum), \(checking), \(checkpoint?.json), \(checkpoint != nil))
+                    """, self.logger)
+                guard let row, let datasetId = try row.optionalInt64("dataset_id") else { return nil }
+                let head = AloneHead(
+                    results: try row.string("results"), variantPK: try row.int64("variant_pk"), runGeneration: try row.optionalInt64("run_generation"),
+                    generation: try row.int64("generation"),
+                    dataset: DatasetHead(id: datasetId, lastSequence: try row.int64("last_seq"), lastWriteAt: try row.int64("last_write_at")))
+                return (try PageLookup(row, count: records.count), head)
+            } catch let error as PSQLError where Self.isTransient(error) {
+                return nil
+            }
+        }
+        guard let (lookup, head) = looked else { return .refused }
+        pagesLookedUpAlone.add(1, ordering: .relaxed)
+        if lookup.aligned { pagesAligned.add(1, ordering: .relaxed) }
+        noteLookup(lookup, checked: checking, runId: lease.runId, model: model)
+        if lookup.indices.isEmpty { return .saved }
+        return .toWrite(lookup, head)
+    }
+
+    /// The records of a page the lookup alone aligned with their rows and found to need a write
+    /// (`lookup`'s kinds), upserted in one autocommit statement: the run row fenced in SQL as the
+    /// lookup fenced it and its results still as the lookup read them, the dataset row's head still
+    /// as the lookup left it — so no writer changed the dataset between the two statements, and
+    /// each record's kind still holds; then the upsert (as the transaction's), the head moved by
+    /// what it wrote, the checkpoint (if any), and the run's results with the counts the kinds give
+    /// — the statement fails whole (`tributary_refuse`) if the upsert's counts are not those. Nil
+    /// when those checks did not hold or the statement met a deadlock or serialisation failure
+    /// (nothing was written: the caller writes the records in the transaction).
+    func upsertPageAlone(
+        _ records: [PreparedRecord], _ lookup: PageLookup, model: String, checkpoint: Checkpoint?, for lease: RunLease, after head: AloneHead
+    ) async throws -> ModelResult? {
+        guard let kinds = lookup.kinds else { return nil }
+        let toWrite = lookup.indices.map { records[$0] }
+        let expected = ModelResult(added: kinds.count { $0 == .deleted }, updated: kinds.count { $0 == .changed })
+        let results = try ModelResult.addingRunResult(expected, for: model, to: head.results)
+        let page = PageArrays(toWrite)
+        let dataset = head.dataset
+        let (sequence, now) = nextChange(dataset)
+        let offset = leaseClockOffset()
+        let written: (added: Int64, updated: Int64, count: Int64?)? = try await read { db in
+            do {
+                // `d` waits for `f`, the upsert for `d`; the head counts what the upsert returned, and
+                // the results are what the kinds foretold, or the statement fails.
+                let row = try await db.one(
+                    """
+                    WITH f AS (
+                        SELECT r.id FROM runs r
+                        WHERE r.id = \(lease.runId) AND r.status = 'running' AND r.attempts = \(lease.token) AND r.kind <> \(RunKind.webhook.rawValue)
+                            AND r.heartbeat_at + r.lease_seconds * 1000000 > \(unescaped: Self.databaseNow) + \(offset)
+                            AND r.results = \(head.results)
+                        FOR UPDATE OF r),
+                    d AS (
+                        SELECT id FROM datasets
+                        WHERE id = \(dataset.id) AND last_seq = \(dataset.lastSequence) AND last_write_at = \(dataset.lastWriteAt) AND EXISTS (SELECT 1 FROM f)
+                        FOR UPDATE),
+                    upserted AS (
+                        \(unescaped: Self.plainInsert(into: dataset, sequence: sequence, now: now, generation: head.generation))
+                        FROM unnest(\(page.ids)::text[], \(page.hashes)::int8[], \(page.payloads)::text[]) AS i(external_id, hash, payload)
+                        WHERE EXISTS (SELECT 1 FROM d)
+                        \(unescaped: Self.upsertTail)),
+                    counts AS (
+                        SELECT count(*) FILTER (WHERE seq = \(sequence) AND first_seen_at = \(now)) AS added,
+                            count(*) FILTER (WHERE seq = \(sequence) AND first_seen_at <> \(now)) AS updated
+                        FROM upserted),
+                    head AS (
+                        UPDATE datasets SET last_seq = \(sequence), last_write_at = \(now), record_count = record_count + (SELECT added FROM counts)
+                        WHERE id = \(dataset.id) AND EXISTS (SELECT 1 FROM d) AND (SELECT added + updated FROM counts) > 0
+                        RETURNING record_count),
+                    checkpointed AS (
+                        UPDATE sync_variants SET checkpoint = \(checkpoint?.json), checkpoint_generation = \(head.runGeneration)
+                        WHERE id = \(head.variantPK) AND \(checkpoint != nil) AND EXISTS (SELECT 1 FROM d)),
+                    counted AS (UPDATE runs SET results = \(results) WHERE id = \(lease.runId) AND EXISTS (SELECT 1 FROM d) AND \(!expected.isEmpty))
+                    SELECT EXISTS (SELECT 1 FROM d) AS applied, c.added, c.updated, (SELECT record_count FROM head) AS record_count,
+                        CASE WHEN NOT EXISTS (SELECT 1 FROM d) OR (c.added = \(Int64(expected.added)) AND c.updated = \(Int64(expected.updated))) THEN true
+                            ELSE tributary_refuse('The page wrote other counts than its lookup foretold.') END AS foretold
+                    FROM counts c
+                    """, self.logger)
+                guard let row, try row["applied"].decode(Bool.self) else { return nil }
+                return (try row.int64("added"), try row.int64("updated"), try row.optionalInt64("record_count"))
+            } catch let error as PSQLError where Self.isTransient(error) || Self.isRefusal(error) {
+                return nil
+            }
+        }
+        guard let written else { return nil }
+        pagesUpsertedAlone.add(1, ordering: .relaxed)
+        upsertedRecords.add(toWrite.count, ordering: .relaxed)
+        if expected.added > 0 { await analyzeIfGrown(dataset, to: written.count ?? 0, by: expected.added) }
+        return expected
+    }
+
+    /// Whether `error` is `tributary_refuse`'s (migration `v12-page-check`): a statement that found
+    /// its own result other than foretold, and so wrote nothing.
+    static func isRefusal(_ error: PSQLError) -> Bool {
+        error.serverInfo?[.sqlState] == "TRB01"
+    }
+
+    /// Steers the run's next page of `model` after `lookup`: after a page that needed no write or
+    /// was aligned with its rows, the next is looked up alone (``lookingUpAlone``). Two pages in a
+    /// row that the check did not align (the run saves its pages in another order than the feed
+    /// holds them, leaves records out of each, or adds new ones) stop the check for the run's later
+    /// pages (``unorderedPages``); one alone (a record the provider deleted) does not.
+    func noteLookup(_ lookup: PageLookup, checked: Bool, runId: Int64, model: String) {
+        if lookup.aligned {
+            lookingUpAlone.mark(runId: runId, model: model)
+        } else {
+            noteWrites(lookup.indices.count, runId: runId, model: model)
+        }
+        guard checked else { return }
+        if lookup.aligned {
+            missedChecks.unmark(runId: runId, model: model)
+        } else if missedChecks.contains(runId: runId, model: model) {
+            unorderedPages.mark(runId: runId, model: model)
+        } else {
+            missedChecks.mark(runId: runId, model: model)
+        }
+    }
+
+    /// After a page that needed no write, the run's next page of `model` is looked up alone; after
+    /// one that needed writes and was not aligned with its rows, in the transaction.
+    func noteWrites(_ writes: Int, runId: Int64, model: String) {
+        if writes > 0 {
+            lookingUpAlone.unmark(runId: runId, model: model)
+        } else {
+            lookingUpAlone.mark(runId: runId, model: model)
+        }
+    }
+}

@@ -1,0 +1,353 @@
+import Logging
+import PostgresNIO
+import Testing
+import TributaryCore
+@testable import TributaryPostgres
+import TributaryStore
+import TributaryTestSupport
+
+/// Pages saved again into a dataset that holds them (a full refresh of data that mostly did not
+/// change). On PostgreSQL a page is first checked against its rows whole — the rows from its first
+/// record on, compared by ids and hashes in feed order; the records to write found by position —
+/// and looked up record by record only when its ids are not its rows'; a run's page after one that
+/// needed no write or was aligned is looked up in one autocommit statement that fences the run in
+/// SQL, and an aligned page's writes are upserted in a second one (a transaction otherwise). Every
+/// test states what any store must do, and checks on PostgreSQL which way the pages went.
+@Suite("Unchanged pages saved again (SQLite and PostgreSQL)")
+struct UnchangedPageTests {
+    typealias R = ResavedPageTests
+
+    /// PostgreSQL's counters: pages looked up alone, pages aligned with their rows by the check,
+    /// pages whose records to write were upserted alone, and records sent to an upsert.
+    struct Ways: Equatable {
+        var alone: Int
+        var aligned: Int
+        var upserts = 0
+        var sent: Int
+    }
+
+    static func ways(_ f: StoreFixture) -> Ways? {
+        guard let store = f.store as? PostgresStore else { return nil }
+        return Ways(
+            alone: store.pagesLookedUpAlone.load(ordering: .relaxed), aligned: store.pagesAligned.load(ordering: .relaxed),
+            upserts: store.pagesUpsertedAlone.load(ordering: .relaxed), sent: store.upsertedRecords.load(ordering: .relaxed))
+    }
+
+    /// `after` less `before`, field by field.
+    static func delta(_ before: Ways?, _ after: Ways?) -> Ways? {
+        guard let before, let after else { return nil }
+        return Ways(alone: after.alone - before.alone, aligned: after.aligned - before.aligned, upserts: after.upserts - before.upserts, sent: after.sent - before.sent)
+    }
+
+    /// A store holding the orders 0…299, a full refresh of them started that saved 0…99, and a
+    /// webhook execution of the variant claimed beside it.
+    static func refreshBesideAWebhook(_ kind: StoreKind) async throws -> (StoreFixture, refresh: RunLease, webhook: RunLease) {
+        let f = try await StoreFixture(kind)
+        _ = try await f.store.importConnection(
+            ConnectionImport(ref: connection, metadata: [:], connectionConfig: [:], credentialsType: "NONE", sealedCredentials: nil), baseVariantsOf: ["orders"])
+        _ = try await f.store.saveRecords(R.page(0..<300), model: "Order", of: baseVariant)
+        let started = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: true))
+        #expect(try await f.store.saveRecords(R.page(0..<100), model: "Order", checkpoint: nil, for: started.lease) == ModelResult())
+        _ = try await f.store.enqueueProviderWebhook(for: [baseVariant], type: nil, payload: Array("{}".utf8))
+        let webhook = try #require(try await f.store.claimProviderWebhook(leaseSeconds: 60, maxAttempts: 3))
+        return (f, started.lease, webhook.started.lease)
+    }
+
+    @Test(arguments: StoreKind.available) func unchangedPagesAreAlignedAndOnlyTheUnseenAreDeleted(_ kind: StoreKind) async throws {
+        let (f, before, _) = try await R.loaded(kind, 0..<400)
+        let ways = Self.ways(f)
+        // The first page takes the transaction; the three after it are looked up alone. Each is
+        // aligned with its rows (the last, a page of five, too few for a seen range: stamped).
+        let run = try await R.fullRun(
+            f, [(R.page(0..<100), ModelResult()), (R.page(100..<200), ModelResult()), (R.page(200..<300), ModelResult()), (R.page(300..<305), ModelResult())])
+        #expect(run.results["Order"] == ModelResult(deleted: 95), "305…399 were not seen")
+        if let delta = Self.delta(ways, Self.ways(f)) { #expect(delta == Ways(alone: 3, aligned: 4, sent: 0)) }
+        #expect(try await R.live(f).keys.sorted() == (0..<305).map(R.id))
+        let after = try await R.sequences(f)
+        for n in 0..<305 { #expect(after[R.id(n)] == before[R.id(n)], "\(R.id(n)) unchanged: not moved") }
+    }
+
+    /// A changed page after unchanged ones is aligned with its rows too: its changes are found by
+    /// position and upserted alone after it, and the run's next pages are looked up alone still.
+    @Test(arguments: StoreKind.available) func aChangedPageAmongUnchangedOnesIsAlignedAndUpsertedAlone(_ kind: StoreKind) async throws {
+        let (f, before, _) = try await R.loaded(kind, 0..<500)
+        let ways = Self.ways(f)
+        let run = try await R.fullRun(
+            f,
+            [
+                (R.page(0..<100), ModelResult()),
+                (R.page(100..<200), ModelResult()),
+                (R.page(200..<300, changing: [201, 299], to: 1), ModelResult(updated: 2)),
+                (R.page(300..<400), ModelResult()),
+                (R.page(400..<500), ModelResult()),
+            ])
+        #expect(run.results["Order"] == ModelResult(updated: 2))
+        if let delta = Self.delta(ways, Self.ways(f)) { #expect(delta == Ways(alone: 4, aligned: 5, upserts: 1, sent: 2)) }
+        let live = try await R.live(f)
+        #expect(live.count == 500)
+        #expect(live.filter { $0.value == 1 }.keys.sorted() == [R.id(201), R.id(299)])
+        let after = try await R.sequences(f)
+        for n in 0..<500 where n != 201 && n != 299 { #expect(after[R.id(n)] == before[R.id(n)], "\(R.id(n)) unchanged: not moved") }
+        #expect((after[R.id(201)] ?? 0) > (before[R.id(499)] ?? .max), "a changed record moves to the end of the feed")
+    }
+
+    /// Pages saved in another order than their rows hold in the feed are not aligned: after two such
+    /// pages the run's later ones are no longer checked, and it still deletes exactly what it did not see.
+    @Test(arguments: StoreKind.available) func pagesInAnotherOrderStopTheCheckAndStillCountExactly(_ kind: StoreKind) async throws {
+        let (f, _, _) = try await R.loaded(kind, 0..<400)
+        let ways = Self.ways(f)
+        let run = try await R.fullRun(
+            f,
+            [
+                (R.page((0..<100).reversed()), ModelResult()),
+                (R.page((100..<200).reversed()), ModelResult()),
+                (R.page((200..<300).reversed()), ModelResult()),
+                (R.page([300]), ModelResult()),
+            ])
+        #expect(run.results["Order"] == ModelResult(deleted: 99))
+        if let delta = Self.delta(ways, Self.ways(f)) { #expect(delta == Ways(alone: 3, aligned: 0, sent: 0)) }
+        #expect(try await R.live(f).keys.sorted() == (0..<301).map(R.id))
+    }
+
+    /// A page that holds one record less than the rows it starts on, or a record deleted since and
+    /// one new, is not aligned: the skipped record is deleted, the deleted one comes back as added,
+    /// the new one is added. One such page does not stop the check: the next page is aligned again.
+    @Test(arguments: StoreKind.available) func aPageThatDiffersFromItsRowsByARecordIsNotAligned(_ kind: StoreKind) async throws {
+        let (f, _, _) = try await R.loaded(kind, 0..<400)
+        _ = try await f.store.deleteRecords(ids: [R.id(350)], model: "Order", of: baseVariant)
+        let ways = Self.ways(f)
+        let run = try await R.fullRun(
+            f,
+            [
+                (R.page(0..<100), ModelResult()),
+                (R.page((100..<200).filter { $0 != 150 }), ModelResult()),
+                (R.page(200..<300), ModelResult()),
+                (R.page(300..<400) + R.page([900]), ModelResult(added: 2)),
+            ])
+        #expect(run.results["Order"] == ModelResult(added: 2, deleted: 1), "150 was skipped, 350 came back, 900 is new")
+        if let delta = Self.delta(ways, Self.ways(f)) { #expect(delta == Ways(alone: 3, aligned: 2, sent: 2)) }
+        #expect(try await R.live(f).keys.sorted() == ((0..<400).filter { $0 != 150 } + [900]).map(R.id))
+    }
+
+    /// A page aligned with its rows writes its changed record, brings its deleted one back as added
+    /// (its tombstone is the row after the page's others in the feed) and gives its pruned ones
+    /// their payloads back in place, uncounted — on PostgreSQL in one statement after its lookup.
+    @Test(arguments: StoreKind.available) func anAlignedPagesWritesAreUpsertedAlone(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        let dataset = baseVariant.dataset("Order")
+        // The feed: 200…299, 100…199, 0…99 (three writes), then 50's tombstone; 200…204 pruned.
+        for numbers in [200..<300, 100..<200, 0..<100] { _ = try await f.store.saveRecords(R.page(numbers), model: "Order", of: baseVariant) }
+        _ = try await f.store.deleteRecords(ids: [R.id(50)], model: "Order", of: baseVariant)
+        let through = try #require(try await f.store.allChanges(dataset).first { $0.id == R.id(204) }?.cursor)
+        #expect(try await f.store.pruneRecords(dataset, through: through, limit: 5).count == 5)
+        let before = try await R.sequences(f)
+        let ways = Self.ways(f)
+
+        let run = try await R.fullRun(
+            f,
+            [
+                (R.page(100..<200), ModelResult()),
+                (R.page(200..<300), ModelResult()),
+                (R.page((0..<100).filter { $0 != 50 }).map { $0.id == R.id(10) ? order(R.id(10), ["v": 1]) : $0 } + R.page([50]), ModelResult(added: 1, updated: 1)),
+            ])
+        #expect(run.results["Order"] == ModelResult(added: 1, updated: 1))
+        if let delta = Self.delta(ways, Self.ways(f)) { #expect(delta == Ways(alone: 2, aligned: 3, upserts: 2, sent: 7)) }
+
+        let records = Dictionary(uniqueKeysWithValues: try await f.store.allChanges(dataset).map { ($0.id, $0) })
+        for n in 200..<205 {
+            let record = try #require(records[R.id(n)])
+            let payload = try JSONParser.parse(record.json)
+            #expect(record.prunedAt == nil && payload["v"] == 0, "\(record.id): its payload back")
+            #expect(record.cursor.sequence == before[record.id], "\(record.id): not moved")
+        }
+        #expect(records[R.id(50)]?.deletedAt == nil && records[R.id(50)]?.action == .added, "added again")
+        #expect(try await R.live(f)[R.id(10)] == 1)
+        #expect((records[R.id(10)]?.cursor.sequence ?? 0) > (before[R.id(50)] ?? .max), "the changed record moved to the end of the feed")
+        #expect(try await R.live(f).count == 300)
+    }
+
+    /// A page whose changed records a webhook execution saw in the window already, and whose
+    /// unchanged ones nothing saw yet: the unchanged ones are marked seen all the same (the run
+    /// deletes nothing it saved).
+    @Test(arguments: StoreKind.available) func aPagesUnchangedRecordsAreSeenWhenItsChangedOnesWereSeenAlready(_ kind: StoreKind) async throws {
+        let (f, refresh, webhook) = try await Self.refreshBesideAWebhook(kind)
+        // Ten records seen unchanged by the webhook execution in the run's window (too few for a range: stamped).
+        #expect(try await f.store.saveRecords(R.page(100..<110), model: "Order", checkpoint: nil, for: webhook) == ModelResult())
+
+        #expect(try await f.store.saveRecords(R.page(100..<120, changing: 100..<110, to: 1), model: "Order", checkpoint: nil, for: refresh) == ModelResult(updated: 10))
+        #expect(try await f.store.saveRecords(R.page(120..<300), model: "Order", checkpoint: nil, for: refresh) == ModelResult())
+        let run = try await f.store.completeRun(
+            refresh, RunCompletion(outcome: .succeeded, models: ["Order"], deleteUnseenModels: ["Order"], clearCheckpoint: true))
+        #expect(run.results["Order"] == ModelResult(updated: 10))
+        #expect(try await R.live(f).count == 300)
+    }
+
+    /// An unchanged page's checkpoint is saved by the statement that looks it up, and a changed
+    /// page's by the statement that writes its changes — never before them.
+    @Test(arguments: StoreKind.available) func aPagesCheckpointIsSavedWithItsRecords(_ kind: StoreKind) async throws {
+        let (f, _, _) = try await R.loaded(kind, 0..<300)
+        let started = try await f.store.startRun(baseVariant, RunStart(tracksDeletes: true))
+        func checkpoint() async throws -> JSONValue? { try await f.store.variantState(baseVariant)?.checkpoint?["page"] }
+        _ = try await f.store.saveRecords(R.page(0..<100), model: "Order", checkpoint: ["page": 1], for: started.lease)
+        let ways = Self.ways(f)
+        #expect(try await f.store.saveRecords(R.page(100..<200), model: "Order", checkpoint: ["page": 2], for: started.lease) == ModelResult())
+        #expect(try await checkpoint() == 2)
+        #expect(
+            try await f.store.saveRecords(R.page(200..<300, changing: [250], to: 1), model: "Order", checkpoint: ["page": 3], for: started.lease)
+                == ModelResult(updated: 1))
+        #expect(try await checkpoint() == 3)
+        #expect(try await R.live(f)[R.id(250)] == 1)
+        if let delta = Self.delta(ways, Self.ways(f)) { #expect(delta == Ways(alone: 2, aligned: 2, upserts: 1, sent: 1), "both pages alone") }
+    }
+
+    /// The upsert alone writes nothing — no record, head, count or checkpoint — when what it expects
+    /// no longer holds: the kinds its lookup foretold (the statement fails whole on the counts), or
+    /// the dataset's head (another writer came between the two statements). The transaction then
+    /// writes the page.
+    @Test func anUpsertAloneThatFindsOtherThanItsLookupWritesNothing() async throws {
+        guard StoreKind.available.contains(.postgres) else { return }
+        let (f, refresh, webhook) = try await Self.refreshBesideAWebhook(.postgres)
+        let store = try #require(f.store as? PostgresStore)
+        let page = R.page(100..<200, changing: [110, 150], to: 1)
+        guard case .toWrite(let lookup, let head) = try await store.lookUpPageAlone(page, model: "Order", checkpoint: nil, for: refresh) else {
+            Issue.record("the page needs two writes")
+            return
+        }
+        #expect(lookup.kinds == [.changed, .changed])
+        func state() async throws -> [String] {
+            let run = try await f.store.runs(of: baseVariant, limit: 1).first { $0.id == refresh.runId }
+            let head = try await R.onDatabase(f) { try await $0.integer("SELECT last_seq FROM datasets") }
+            return [
+                "\(try await R.sequences(f).sorted { $0.key < $1.key })", "\(try await R.live(f).sorted { $0.key < $1.key })", "\(head)",
+                "\(run?.results ?? [:])", "\(try await f.store.variantState(baseVariant)?.checkpoint?.json ?? "none")",
+            ]
+        }
+        let before = try await state()
+
+        // Other kinds than the lookup's: the upsert's counts differ, the statement fails whole.
+        let foretold = try PageLookup(writes: lookup.indices.map { Int64($0 + 1) * 4 + 1 }, aligned: true, count: page.count)
+        #expect(try await store.upsertPageAlone(page, foretold, model: "Order", checkpoint: ["page": 2], for: refresh, after: head) == nil)
+        #expect(try await state() == before)
+
+        // Another writer between the lookup and the upsert: the head moved.
+        #expect(try await f.store.saveRecords(R.page([250], value: 9), model: "Order", checkpoint: nil, for: webhook) == ModelResult(updated: 1))
+        let moved = try await state()
+        #expect(try await store.upsertPageAlone(page, lookup, model: "Order", checkpoint: ["page": 2], for: refresh, after: head) == nil)
+        #expect(try await state() == moved)
+
+        #expect(try await f.store.saveRecords(page, model: "Order", checkpoint: ["page": 2], for: refresh) == ModelResult(updated: 2))
+        #expect(try await f.store.variantState(baseVariant)?.checkpoint?["page"] == 2)
+    }
+
+    /// A run that lost its lease after an unchanged page writes nothing more with its next one —
+    /// no checkpoint, no count — and gets the error the transaction gives; the attempt that took the
+    /// run over goes on.
+    @Test(arguments: StoreKind.available, FirstLoadPageTests.Loss.allCases)
+    func aLaterPageOfARunThatLostItsLeaseWritesNothing(_ kind: StoreKind, _ loss: FirstLoadPageTests.Loss) async throws {
+        let clock = TestClock()
+        let f = try await StoreFixture(kind, clock: { clock.now })
+        _ = try await f.store.saveRecords(R.page(0..<300), model: "Order", of: baseVariant)
+        try await f.store.enqueueRuns([baseVariant])
+        let claim = RunClaim(leaseSeconds: 60, maxRunsPerConnection: 10, syncs: [FirstLoadPageTests.orders: false])
+        let first = try #require(try await f.store.claimRun(claim))
+        #expect(try await f.store.saveRecords(R.page(0..<100), model: "Order", checkpoint: ["page": 1], for: first.started.lease) == ModelResult())
+        let ways = Self.ways(f)
+
+        let second = try await loss.happen(to: first, f, clock: clock, claim: claim)
+        let late = await #expect(throws: TributaryError.self) {
+            _ = try await f.store.saveRecords(R.page(100..<200), model: "Order", checkpoint: ["page": 2], for: first.started.lease)
+        }
+        #expect(late?.code == loss.error)
+        #expect(try await f.store.variantState(baseVariant)?.checkpoint?["page"] == 1)
+        if let delta = Self.delta(ways, Self.ways(f)) { #expect(delta == Ways(alone: 0, aligned: 0, sent: 0), "the statement was refused") }
+
+        guard let second else { return }
+        #expect(try await f.store.saveRecords(R.page(100..<200), model: "Order", checkpoint: ["page": 2], for: second.started.lease) == ModelResult())
+        #expect(try await f.store.variantState(baseVariant)?.checkpoint?["page"] == 2)
+    }
+
+    /// A webhook execution changes a record between two unchanged pages of a refresh: the next page,
+    /// holding that record's old version, is not aligned (the record moved) and writes it back,
+    /// counted as updated.
+    @Test(arguments: StoreKind.available) func aWebhooksWriteBetweenTwoPagesIsSeenByTheNext(_ kind: StoreKind) async throws {
+        let (f, refresh, webhook) = try await Self.refreshBesideAWebhook(kind)
+        #expect(try await f.store.saveRecords(R.page([150], value: 7), model: "Order", checkpoint: nil, for: webhook) == ModelResult(updated: 1))
+        let ways = Self.ways(f)
+
+        #expect(try await f.store.saveRecords(R.page(100..<200), model: "Order", checkpoint: nil, for: refresh) == ModelResult(updated: 1))
+        #expect(try await f.store.saveRecords(R.page(200..<300), model: "Order", checkpoint: nil, for: refresh) == ModelResult())
+        if let delta = Self.delta(ways, Self.ways(f)) { #expect(delta == Ways(alone: 1, aligned: 1, sent: 1)) }
+        let run = try await f.store.completeRun(
+            refresh, RunCompletion(outcome: .succeeded, models: ["Order"], deleteUnseenModels: ["Order"], clearCheckpoint: true))
+        #expect(run.results["Order"] == ModelResult(updated: 1))
+        let live = try await R.live(f)
+        #expect(live.count == 300 && live[R.id(150)] == 0, "the refresh's version")
+    }
+
+    /// A webhook execution's pages never take the autocommit statements (their seen generation is
+    /// the variant's open window, and a checkpoint is not theirs to save), even with the run marked
+    /// for them: the statement refuses it in SQL and the transaction names the error.
+    @Test func aWebhookExecutionIsRefusedTheStatementsInSQL() async throws {
+        guard StoreKind.available.contains(.postgres) else { return }
+        let f = try await StoreFixture(.postgres)
+        let store = try #require(f.store as? PostgresStore)
+        _ = try await f.store.importConnection(
+            ConnectionImport(ref: connection, metadata: [:], connectionConfig: [:], credentialsType: "NONE", sealedCredentials: nil), baseVariantsOf: ["orders"])
+        _ = try await f.store.saveRecords(R.page(0..<100), model: "Order", of: baseVariant)
+        _ = try await f.store.enqueueProviderWebhook(for: [baseVariant], type: nil, payload: Array("{}".utf8))
+        let webhook = try #require(try await f.store.claimProviderWebhook(leaseSeconds: 60, maxAttempts: 3))
+        store.lookingUpAlone.mark(runId: webhook.started.runId, model: "Order")
+        let ways = Self.ways(f)
+        let refused = await #expect(throws: TributaryError.self) {
+            _ = try await f.store.saveRecords(R.page(0..<100), model: "Order", checkpoint: ["page": 1], for: webhook.started.lease)
+        }
+        #expect(refused?.code == .invalidCheckpoint)
+        #expect(try await f.store.variantState(baseVariant)?.checkpoint == nil)
+        #expect(Self.delta(ways, Self.ways(f)) == Ways(alone: 0, aligned: 0, sent: 0))
+        #expect(try await f.store.saveRecords(R.page(0..<100, changing: [5], to: 1), model: "Order", checkpoint: nil, for: webhook.started.lease) == ModelResult(updated: 1))
+        #expect(Self.delta(ways, Self.ways(f)) == Ways(alone: 0, aligned: 1, sent: 1), "in the transaction")
+    }
+
+    /// The page functions carry `jit = off`, whatever the session's setting: their cost estimates
+    /// pass `jit_above_cost` on a large analysed dataset, and compiling costs far more than running
+    /// them. The check keeps one generic plan (its custom plans looked cheaper to PostgreSQL, which
+    /// then planned each of its statements at every call).
+    @Test func thePageFunctionsAreNeverCompiledByJIT() async throws {
+        guard StoreKind.available.contains(.postgres) else { return }
+        let f = try await StoreFixture(.postgres)
+        let settings = try await R.onDatabase(f) { database in
+            var settings: [String: [String]] = [:]
+            let rows = try await database.connection.query(
+                "SELECT proname, coalesce(proconfig, '{}') FROM pg_proc WHERE proname LIKE 'tributary\\_%\\_page' OR proname = 'tributary_look_up_alone'",
+                logger: database.logger)
+            for try await (name, config) in rows.decode((String, [String]).self) { settings[name] = config }
+            return settings
+        }
+        #expect(settings.count == 3)
+        for (name, config) in settings { #expect(config.contains("jit=off"), "\(name)") }
+        #expect(settings["tributary_check_page"]?.contains("plan_cache_mode=force_generic_plan") == true, "planned once per session")
+    }
+
+    /// A PostgreSQL database as the release before `v12-page-check` left it is upgraded in place,
+    /// and its pages are then aligned with their rows.
+    @Test func aDatabaseWithoutTheCheckFunctionIsUpgradedInPlace() async throws {
+        guard StoreKind.available.contains(.postgres) else { return }
+        let (f, _, _) = try await R.loaded(.postgres, 0..<300)
+        let store = try #require(f.store as? PostgresStore)
+        try await R.onDatabase(f) { database in
+            let function = "SELECT count(*)::int8 FROM pg_proc WHERE proname = 'tributary_check_page'"
+            // The way back to that release, as docs/OPERATIONS.md gives it.
+            for statement in R.v12WayBack { try await database.run(statement) }
+            #expect(try await database.integer(function) == 0)
+            #expect(try await database.integer("SELECT count(*)::int8 FROM pg_proc WHERE proname = 'tributary_look_up_page' AND proconfig IS NULL") == 1)
+            try await store.migrate()
+            #expect(try await database.integer(function) == 1)
+            #expect(try await database.integer("SELECT count(*)::int8 FROM pg_proc WHERE proname = 'tributary_look_up_page' AND proconfig = '{jit=off}'") == 1)
+        }
+
+        let ways = Self.ways(f)
+        let run = try await R.fullRun(f, [(R.page(0..<100), ModelResult()), (R.page(100..<200), ModelResult())])
+        #expect(run.results["Order"] == ModelResult(deleted: 100))
+        #expect(Self.delta(ways, Self.ways(f)) == Ways(alone: 1, aligned: 2, sent: 0))
+    }
+}
