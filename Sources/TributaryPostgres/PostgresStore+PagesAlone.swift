@@ -50,8 +50,7 @@ extension PostgresStore {
     /// Taken for a run's page after one that needed no write or was aligned with its rows
     /// (``lookingUpAlone``), unless the run's last page had most of its records to write.
     func lookUpPageAlone(_ records: [PreparedRecord], model: String, checkpoint: Checkpoint?, for lease: RunLease) async throws -> LookedUpAlone {
-        let ids = records.map(\.id)
-        let hashes = records.map { Int64(bitPattern: $0.hash) }
+        let keys = PageKeys(records)
         let checking = !unorderedPages.contains(runId: lease.runId, model: model)
         let offset = leaseClockOffset()
         let minimum = Int64(SeenRange.minimumRecords)
@@ -60,7 +59,7 @@ extension PostgresStore {
                 let row = try await db.one(
                     """
                     SELECT * FROM tributary_look_up_alone(\(lease.runId), \(lease.token), \(offset), \(RunKind.webhook.rawValue), \(model),
-                        \(ids)::text[], \(hashes)::int8[], \(minimum), \(checking), \(checkpoint?.json), \(checkpoint != nil))
+                        \(keys.ids)::text[], \(keys.hashes)::int8[], \(minimum), \(checking), \(checkpoint?.json), \(checkpoint != nil))
                     """, self.logger)
                 guard let row, let datasetId = try row.optionalInt64("dataset_id") else { return nil }
                 let head = AloneHead(

@@ -46,16 +46,27 @@ extension PostgresStore {
         }
     }
 
-    /// A page's records as the three bound arrays of its statements (one round trip per page,
-    /// whatever its size): ids, hashes and canonical JSON payloads.
-    struct PageArrays {
-        var ids: [String]
-        var hashes: [Int64]
-        var payloads: [String]
+    /// A page's ids and hashes as two bound arrays: all a lookup sends.
+    struct PageKeys {
+        let ids: [String]
+        let hashes: [Int64]
 
         init<Records: Collection<PreparedRecord>>(_ records: Records) {
             ids = records.map(\.id)
             hashes = records.map { Int64(bitPattern: $0.hash) }
+        }
+    }
+
+    /// A page's records as the three bound arrays of its statements (one round trip per page,
+    /// whatever its size): ids, hashes and canonical JSON payloads.
+    struct PageArrays {
+        let keys: PageKeys
+        let payloads: [String]
+        var ids: [String] { keys.ids }
+        var hashes: [Int64] { keys.hashes }
+
+        init<Records: Collection<PreparedRecord>>(_ records: Records) {
+            keys = PageKeys(records)
             payloads = records.map { String(decoding: $0.json, as: UTF8.self) }
         }
     }
@@ -239,8 +250,8 @@ extension PostgresStore {
             // looked up first.
             if upserted.written * 2 > records.count {
                 writingPages.mark(runId: lease.runId, model: model)
-            } else {
-                if writingMost { writingPages.unmark(runId: lease.runId, model: model) }
+            } else if writingMost {
+                writingPages.unmark(runId: lease.runId, model: model)
             }
             if upserted.lookup?.aligned == true { pagesAligned.add(1, ordering: .relaxed) }
             // A page looked up alone was noted then.
@@ -284,12 +295,11 @@ extension PostgresStore {
     private func lookUpPage(
         _ db: PostgresConnection, _ records: [PreparedRecord], dataset: DatasetHead, generation: Int64, checking: Bool
     ) async throws -> PageLookup {
-        let ids = records.map(\.id)
-        let hashes = records.map { Int64(bitPattern: $0.hash) }
+        let keys = PageKeys(records)
         let minimum = Int64(SeenRange.minimumRecords)
         let row = try await db.one(
             """
-            WITH p AS (SELECT \(ids)::text[] AS ids, \(hashes)::int8[] AS hashes),
+            WITH p AS (SELECT \(keys.ids)::text[] AS ids, \(keys.hashes)::int8[] AS hashes),
             checked AS (SELECT CASE WHEN \(checking) THEN tributary_check_page(\(dataset.id), \(generation), p.ids, p.hashes, \(minimum)) END AS writes FROM p)
             SELECT c.writes IS NOT NULL AS aligned, coalesce(c.writes, tributary_look_up_page(\(dataset.id), \(generation), p.ids, p.hashes, \(minimum))) AS writes
             FROM checked c, p

@@ -1,6 +1,4 @@
 import Foundation
-import Logging
-import PostgresNIO
 import Testing
 import TributaryCore
 @testable import TributaryPostgres
@@ -22,32 +20,13 @@ struct ResavedPageTests {
         numbers.map { order(id($0), ["v": .number(JSONNumber(value))]) }
     }
 
-    /// A connection of its own to a PostgreSQL fixture's database, for statements the store would not make.
-    struct Database {
-        let connection: PostgresConnection
-        let logger: Logger
-
-        func run(_ sql: String) async throws { try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger) }
-
-        /// The first column of the first row `sql` selects (an `int8`), or -1 for no row.
-        func integer(_ sql: String) async throws -> Int {
-            for try await value in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).decode(Int.self) { return value }
-            return -1
-        }
-    }
-
-    /// Runs `body` on a ``Database`` connection to `f`'s database, closed after it whatever happens.
-    static func onDatabase<T>(_ f: StoreFixture, _ body: (Database) async throws -> T) async throws -> T {
-        var logger = Logger(label: "tests")
-        logger.logLevel = .error
-        let connection = try await PostgresConnection.connect(configuration: try PostgresURL(f.location).connectionConfiguration(), id: 1, logger: logger)
-        do {
-            let result = try await body(Database(connection: connection, logger: logger))
-            try await connection.close()
-            return result
-        } catch {
-            try? await connection.close()
-            throw error
+    /// The records `numbers`, once pruned: their payloads back (value 0), not moved in the feed.
+    static func expectPayloadsBack(_ numbers: Range<Int>, in records: [String: StoredRecord], unmovedFrom before: [String: Int64]) throws {
+        for n in numbers {
+            let record = try #require(records[id(n)])
+            let payload = try JSONParser.parse(record.json)
+            #expect(record.prunedAt == nil && payload["v"] == 0, "\(record.id): its payload back")
+            #expect(record.cursor.sequence == before[record.id], "\(record.id): not moved")
         }
     }
 
@@ -176,12 +155,7 @@ struct ResavedPageTests {
         if let sent { #expect(Self.upserted(f) == sent + 200, "the second page went whole") }
 
         let records = Dictionary(uniqueKeysWithValues: try await f.store.allChanges(dataset).map { ($0.id, $0) })
-        for n in 100..<110 {
-            let record = try #require(records[Self.id(n)])
-            let payload = try JSONParser.parse(record.json)
-            #expect(record.prunedAt == nil && payload["v"] == 0, "\(record.id): its payload back")
-            #expect(record.cursor.sequence == before[record.id], "\(record.id): not moved")
-        }
+        try Self.expectPayloadsBack(100..<110, in: records, unmovedFrom: before)
         for n in 150..<155 {
             let record = try #require(records[Self.id(n)])
             #expect(record.deletedAt == nil && record.action == .added, "\(record.id): added again")
@@ -221,7 +195,7 @@ struct ResavedPageTests {
         let f = try await StoreFixture(.postgres)
         let store = try #require(f.store as? PostgresStore)
         _ = try await f.store.saveRecords(Self.page(0..<100), model: "Order", of: baseVariant)
-        try await Self.onDatabase(f) { database in
+        try await f.onDatabase { database in
             let function = "SELECT count(*)::int8 FROM pg_proc WHERE proname = 'tributary_look_up_page'"
             // v12 changed the function: its way back first (docs/OPERATIONS.md).
             for statement in Self.v12WayBack + ["DROP FUNCTION tributary_look_up_page", "DELETE FROM tributary_migrations WHERE name = 'v11-page-lookup'"] {

@@ -1,7 +1,5 @@
 import Foundation
 import GRDB
-import Logging
-import PostgresNIO
 import PropertyBased
 import Testing
 import TributaryCore
@@ -48,20 +46,7 @@ struct SeenRangeStoreTests {
         if let sqlite = f.store as? SQLiteStore {
             return try await sqlite.pool.read { db in try String.fetchAll(db, sql: sql) }
         }
-        var logger = Logger(label: "tests")
-        logger.logLevel = .error
-        let connection = try await PostgresConnection.connect(configuration: try PostgresURL(f.location).connectionConfiguration(), id: 1, logger: logger)
-        var values: [String] = []
-        do {
-            for try await value in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).decode(String.self) {
-                values.append(value)
-            }
-        } catch {
-            try? await connection.close()
-            throw error
-        }
-        try await connection.close()
-        return values
+        return try await f.onDatabase { try await $0.column(sql, as: String.self) }
     }
 
     static func live(_ store: any Store, _ variant: VariantRef = baseVariant) async throws -> [Int] {

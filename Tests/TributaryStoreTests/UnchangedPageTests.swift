@@ -1,4 +1,3 @@
-import Logging
 import PostgresNIO
 import Testing
 import TributaryCore
@@ -154,12 +153,7 @@ struct UnchangedPageTests {
         if let delta = Self.delta(ways, Self.ways(f)) { #expect(delta == Ways(alone: 2, aligned: 3, upserts: 2, sent: 7)) }
 
         let records = Dictionary(uniqueKeysWithValues: try await f.store.allChanges(dataset).map { ($0.id, $0) })
-        for n in 200..<205 {
-            let record = try #require(records[R.id(n)])
-            let payload = try JSONParser.parse(record.json)
-            #expect(record.prunedAt == nil && payload["v"] == 0, "\(record.id): its payload back")
-            #expect(record.cursor.sequence == before[record.id], "\(record.id): not moved")
-        }
+        try R.expectPayloadsBack(200..<205, in: records, unmovedFrom: before)
         #expect(records[R.id(50)]?.deletedAt == nil && records[R.id(50)]?.action == .added, "added again")
         #expect(try await R.live(f)[R.id(10)] == 1)
         #expect((records[R.id(10)]?.cursor.sequence ?? 0) > (before[R.id(50)] ?? .max), "the changed record moved to the end of the feed")
@@ -216,7 +210,7 @@ struct UnchangedPageTests {
         #expect(lookup.kinds == [.changed, .changed])
         func state() async throws -> [String] {
             let run = try await f.store.runs(of: baseVariant, limit: 1).first { $0.id == refresh.runId }
-            let head = try await R.onDatabase(f) { try await $0.integer("SELECT last_seq FROM datasets") }
+            let head = try await f.onDatabase { try await $0.integer("SELECT last_seq FROM datasets") }
             return [
                 "\(try await R.sequences(f).sorted { $0.key < $1.key })", "\(try await R.live(f).sorted { $0.key < $1.key })", "\(head)",
                 "\(run?.results ?? [:])", "\(try await f.store.variantState(baseVariant)?.checkpoint?.json ?? "none")",
@@ -315,7 +309,7 @@ struct UnchangedPageTests {
     @Test func thePageFunctionsAreNeverCompiledByJIT() async throws {
         guard StoreKind.available.contains(.postgres) else { return }
         let f = try await StoreFixture(.postgres)
-        let settings = try await R.onDatabase(f) { database in
+        let settings = try await f.onDatabase { database in
             var settings: [String: [String]] = [:]
             let rows = try await database.connection.query(
                 "SELECT proname, coalesce(proconfig, '{}') FROM pg_proc WHERE proname LIKE 'tributary\\_%\\_page' OR proname = 'tributary_look_up_alone'",
@@ -334,7 +328,7 @@ struct UnchangedPageTests {
         guard StoreKind.available.contains(.postgres) else { return }
         let (f, _, _) = try await R.loaded(.postgres, 0..<300)
         let store = try #require(f.store as? PostgresStore)
-        try await R.onDatabase(f) { database in
+        try await f.onDatabase { database in
             let function = "SELECT count(*)::int8 FROM pg_proc WHERE proname = 'tributary_check_page'"
             // The way back to that release, as docs/OPERATIONS.md gives it.
             for statement in R.v12WayBack { try await database.run(statement) }
