@@ -80,14 +80,16 @@ extension PostgresStore {
     }
 
     /// The records of a page the lookup alone aligned with their rows and found to need a write
-    /// (`lookup`'s kinds), upserted in one autocommit statement: the run row fenced in SQL as the
-    /// lookup fenced it and its results still as the lookup read them, the dataset row's head still
-    /// as the lookup left it — so no writer changed the dataset between the two statements, and
-    /// each record's kind still holds; then the upsert (as the transaction's), the head moved by
-    /// what it wrote, the checkpoint (if any), and the run's results with the counts the kinds give
-    /// — the statement fails whole (`tributary_refuse`) if the upsert's counts are not those. Nil
-    /// when those checks did not hold or the statement met a deadlock or serialisation failure
-    /// (nothing was written: the caller writes the records in the transaction).
+    /// (`lookup`'s kinds), upserted in one autocommit call of `tributary_upsert_alone` (migration
+    /// `v13-page-upsert`; its plans, and its upsert's, kept by each session): the run row fenced in
+    /// SQL as the lookup fenced it and its results still as the lookup read them, the dataset row's
+    /// head still as the lookup left it — so no writer changed the dataset between the two calls,
+    /// and each record's kind still holds; then the upsert (`tributary_upsert_records`, as the
+    /// transaction's), the head moved by what it wrote, the checkpoint (if any), and the run's
+    /// results with the counts the kinds give — the call fails whole (`tributary_refuse`) if the
+    /// upsert's counts are not those. Nil when those checks did not hold or the call met a deadlock
+    /// or serialisation failure (nothing was written: the caller writes the records in the
+    /// transaction).
     func upsertPageAlone(
         _ records: [PreparedRecord], _ lookup: PageLookup, model: String, checkpoint: Checkpoint?, for lease: RunLease, after head: AloneHead
     ) async throws -> ModelResult? {
@@ -101,41 +103,13 @@ extension PostgresStore {
         let offset = leaseClockOffset()
         let written: (added: Int64, updated: Int64, count: Int64?)? = try await read { db in
             do {
-                // `d` waits for `f`, the upsert for `d`; the head counts what the upsert returned, and
-                // the results are what the kinds foretold, or the statement fails.
                 let row = try await db.one(
                     """
-                    WITH f AS (
-                        SELECT r.id FROM runs r
-                        WHERE r.id = \(lease.runId) AND r.status = 'running' AND r.attempts = \(lease.token) AND r.kind <> \(RunKind.webhook.rawValue)
-                            AND r.heartbeat_at + r.lease_seconds * 1000000 > \(unescaped: Self.databaseNow) + \(offset)
-                            AND r.results = \(head.results)
-                        FOR UPDATE OF r),
-                    d AS (
-                        SELECT id FROM datasets
-                        WHERE id = \(dataset.id) AND last_seq = \(dataset.lastSequence) AND last_write_at = \(dataset.lastWriteAt) AND EXISTS (SELECT 1 FROM f)
-                        FOR UPDATE),
-                    upserted AS (
-                        \(unescaped: Self.plainInsert(into: dataset, sequence: sequence, now: now, generation: head.generation))
-                        FROM unnest(\(page.ids)::text[], \(page.hashes)::int8[], \(page.payloads)::text[]) AS i(external_id, hash, payload)
-                        WHERE EXISTS (SELECT 1 FROM d)
-                        \(unescaped: Self.upsertTail)),
-                    counts AS (
-                        SELECT count(*) FILTER (WHERE seq = \(sequence) AND first_seen_at = \(now)) AS added,
-                            count(*) FILTER (WHERE seq = \(sequence) AND first_seen_at <> \(now)) AS updated
-                        FROM upserted),
-                    head AS (
-                        UPDATE datasets SET last_seq = \(sequence), last_write_at = \(now), record_count = record_count + (SELECT added FROM counts)
-                        WHERE id = \(dataset.id) AND EXISTS (SELECT 1 FROM d) AND (SELECT added + updated FROM counts) > 0
-                        RETURNING record_count),
-                    checkpointed AS (
-                        UPDATE sync_variants SET checkpoint = \(checkpoint?.json), checkpoint_generation = \(head.runGeneration)
-                        WHERE id = \(head.variantPK) AND \(checkpoint != nil) AND EXISTS (SELECT 1 FROM d)),
-                    counted AS (UPDATE runs SET results = \(results) WHERE id = \(lease.runId) AND EXISTS (SELECT 1 FROM d) AND \(!expected.isEmpty))
-                    SELECT EXISTS (SELECT 1 FROM d) AS applied, c.added, c.updated, (SELECT record_count FROM head) AS record_count,
-                        CASE WHEN NOT EXISTS (SELECT 1 FROM d) OR (c.added = \(Int64(expected.added)) AND c.updated = \(Int64(expected.updated))) THEN true
-                            ELSE tributary_refuse('The page wrote other counts than its lookup foretold.') END AS foretold
-                    FROM counts c
+                    SELECT * FROM tributary_upsert_alone(\(lease.runId), \(lease.token), \(offset), \(RunKind.webhook.rawValue),
+                        \(head.results), \(expected.isEmpty ? nil : results),
+                        \(dataset.id), \(dataset.lastSequence), \(dataset.lastWriteAt), \(sequence), \(now), \(head.generation),
+                        \(head.variantPK), \(head.runGeneration), \(checkpoint?.json), \(checkpoint != nil),
+                        \(page.ids)::text[], \(page.hashes)::int8[], \(page.payloads)::text[], \(Int64(expected.added)), \(Int64(expected.updated)))
                     """, self.logger)
                 guard let row, try row["applied"].decode(Bool.self) else { return nil }
                 return (try row.int64("added"), try row.int64("updated"), try row.optionalInt64("record_count"))
@@ -159,8 +133,9 @@ extension PostgresStore {
     /// Steers the run's next page of `model` after `lookup`: after a page that needed no write or
     /// was aligned with its rows, the next is looked up alone (``lookingUpAlone``). Two pages in a
     /// row that the check did not align (the run saves its pages in another order than the feed
-    /// holds them, leaves records out of each, or adds new ones) stop the check for the run's later
-    /// pages (``unorderedPages``); one alone (a record the provider deleted) does not.
+    /// holds them, or adds new records to each; a page that only leaves records out is aligned) stop
+    /// the check for the run's later pages (``unorderedPages``); one alone (a record new at the
+    /// provider) does not.
     func noteLookup(_ lookup: PageLookup, checked: Bool, runId: Int64, model: String) {
         if lookup.aligned {
             lookingUpAlone.mark(runId: runId, model: model)

@@ -224,15 +224,12 @@ extension PostgresStore {
                 let page = PageArrays(toWrite)
                 // An unchanged record not yet seen in the window is stamped only when the whole
                 // page is upserted (a lookup stamped it otherwise).
+                // `tributary_upsert_records` (migration `v13-page-upsert`): the upsert with a plan
+                // kept by the session.
                 let counts = try await db.one(
                     """
-                    WITH upserted AS (
-                        \(unescaped: Self.plainInsert(into: dataset, sequence: sequence, now: now, generation: generation))
-                        FROM unnest(\(page.ids)::text[], \(page.hashes)::int8[], \(page.payloads)::text[]) AS i(external_id, hash, payload)
-                        \(unescaped: Self.upsertTail))
-                    SELECT count(*) FILTER (WHERE seq = \(sequence) AND first_seen_at = \(now)) AS added,
-                        count(*) FILTER (WHERE seq = \(sequence) AND first_seen_at <> \(now)) AS updated
-                    FROM upserted
+                    SELECT added, updated FROM tributary_upsert_records(\(dataset.id), \(sequence), \(now), \(generation),
+                        \(page.ids)::text[], \(page.hashes)::int8[], \(page.payloads)::text[])
                     """, self.logger)
                 result = ModelResult(added: Int(try counts?.int64("added") ?? 0), updated: Int(try counts?.int64("updated") ?? 0))
             }
@@ -289,7 +286,9 @@ extension PostgresStore {
     /// record on in feed order, as many as the page, in one index scan, and compares their ids and
     /// hashes with the page's as arrays: a page saved again in the order its rows hold (a full
     /// refresh's pages, changed or not) is aligned, and its records to write are found by position,
-    /// with their kinds. Otherwise, or when the ids differ, `tributary_look_up_page` (migration
+    /// with their kinds; since migration `v13-page-upsert` so is a page that skips some of the rows
+    /// it spans (records gone at the provider: `tributary_check_skipping`, which never marks a
+    /// skipped row seen). Otherwise, or when the ids differ, `tributary_look_up_page` (migration
     /// `v11-page-lookup`) matches the page record by record: the same scan's rows by id, the records
     /// not among them looked up one by one.
     private func lookUpPage(
@@ -636,28 +635,6 @@ extension PostgresStore {
         SELECT \(dataset.id), i.external_id, i.hash, \(sequence), \(now), \(now), NULL, \(generation), i.payload
         """
     }
-
-    /// The conflict clause that makes ``plainInsert(into:sequence:now:generation:)`` an upsert, and
-    /// its `RETURNING first_seen_at, seq`: a new record inserted; a changed or re-added one rewritten
-    /// and moved in the feed; an unchanged but pruned one given its payload back in place; an
-    /// unchanged one not yet seen in the window stamped — neither counted nor moved, every other
-    /// column kept. The new `seq` tells the counted ones apart (`first_seen_at` the added).
-    static let upsertTail: String = {
-        let changed = "(records.hash <> excluded.hash OR records.deleted_at IS NOT NULL)"
-        return """
-            ON CONFLICT (dataset_id, external_id) DO UPDATE SET
-                hash = excluded.hash,
-                seq = CASE WHEN \(changed) THEN excluded.seq ELSE records.seq END,
-                payload = CASE WHEN \(changed) OR records.pruned_at IS NOT NULL THEN excluded.payload ELSE records.payload END,
-                first_seen_at = CASE WHEN records.deleted_at IS NOT NULL THEN excluded.first_seen_at ELSE records.first_seen_at END,
-                updated_at = CASE WHEN \(changed) THEN excluded.updated_at ELSE records.updated_at END,
-                deleted_at = NULL,
-                pruned_at = NULL,
-                seen_generation = GREATEST(records.seen_generation, excluded.seen_generation)
-            WHERE \(changed) OR records.pruned_at IS NOT NULL OR records.seen_generation < excluded.seen_generation
-            RETURNING first_seen_at, seq
-            """
-    }()
 
     /// Analyses `dataset`'s partition when growing by `countDelta` to `count` records passed a threshold.
     func analyzeIfGrown(_ dataset: DatasetHead, to count: Int64?, by countDelta: Int, _ db: PostgresConnection) async throws {

@@ -64,11 +64,11 @@ public final class PostgresStore: Store, Service {
     /// How many records the full path sent with their payloads to its upsert (tests check that an
     /// unchanged page sends none).
     let upsertedRecords = Atomic<Int>(0)
-    /// How many pages were looked up in one autocommit statement (tests check the path was taken).
+    /// How many pages were looked up in one autocommit call (tests check the path was taken).
     let pagesLookedUpAlone = Atomic<Int>(0)
     /// How many pages `tributary_check_page` aligned with their rows (``PageLookup``).
     let pagesAligned = Atomic<Int>(0)
-    /// How many pages had their records to write upserted in one autocommit statement.
+    /// How many pages had their records to write upserted in one autocommit call (`tributary_upsert_alone`).
     let pagesUpsertedAlone = Atomic<Int>(0)
 
     /// The lease clock in SQL: the database's transaction time in microseconds. Every lease (heartbeat,

@@ -51,10 +51,22 @@ struct PostgresSchemaTests {
         #expect(statements.allSatisfy { !$0.hasPrefix("CREATE") || $0.hasSuffix("END\n$$") }, "each function's whole body")
     }
 
+    @Test func thePageUpsertMigrationIsFiveStatements() throws {
+        let migration = try #require(PostgresSchema.migrations.first { $0.name == "v13-page-upsert" })
+        let statements = PostgresSchema.statements(of: migration.sql)
+        #expect(statements.count == 5)
+        let starts = [
+            "CREATE FUNCTION tributary_upsert_records(", "CREATE FUNCTION tributary_upsert_alone(", "ALTER FUNCTION tributary_check_page(",
+            "CREATE FUNCTION tributary_check_skipping(", "CREATE FUNCTION tributary_check_page(",
+        ]
+        for (statement, start) in zip(statements, starts) { #expect(statement.hasPrefix(start), "\(start)") }
+        #expect(statements.allSatisfy { !$0.hasPrefix("CREATE") || $0.hasSuffix("END\n$$") }, "each function's whole body")
+    }
+
     /// The migrations before `v11-page-lookup` (no function bodies) split as they did before the
     /// splitter knew function bodies: at every semicolon ending a line.
     @Test func theEarlierMigrationsSplitAsBefore() {
-        let withBodies: Set = ["v11-page-lookup", "v12-page-check"]
+        let withBodies: Set = ["v11-page-lookup", "v12-page-check", "v13-page-upsert"]
         for migration in PostgresSchema.migrations where !withBodies.contains(migration.name) {
             let lines = migration.sql.split(separator: "\n", omittingEmptySubsequences: false)
                 .filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("--") }

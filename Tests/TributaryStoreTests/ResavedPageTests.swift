@@ -30,8 +30,16 @@ struct ResavedPageTests {
         }
     }
 
-    /// The way back from migration `v12-page-check` to the release before it (docs/OPERATIONS.md).
-    static let v12WayBack = [
+    /// The way back from migration `v13-page-upsert` to the release before it (docs/OPERATIONS.md).
+    static let v13WayBack = [
+        "DROP FUNCTION tributary_upsert_alone", "DROP FUNCTION tributary_upsert_records", "DROP FUNCTION tributary_check_page",
+        "DROP FUNCTION tributary_check_skipping", "ALTER FUNCTION tributary_check_aligned RENAME TO tributary_check_page",
+        "DELETE FROM tributary_migrations WHERE name = 'v13-page-upsert'",
+    ]
+
+    /// The way back from this release to the one before migration `v12-page-check`: `v13-page-upsert`'s
+    /// way back, then `v12-page-check`'s (docs/OPERATIONS.md).
+    static let v12WayBack = v13WayBack + [
         "DROP FUNCTION tributary_look_up_alone", "DROP FUNCTION tributary_check_page", "DROP FUNCTION tributary_refuse",
         "ALTER FUNCTION tributary_look_up_page RESET jit", "DELETE FROM tributary_migrations WHERE name = 'v12-page-check'",
     ]

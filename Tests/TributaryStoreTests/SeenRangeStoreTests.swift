@@ -119,11 +119,15 @@ struct SeenRangeStoreTests {
         // Then 210 goes, in the middle of the first load's block 201…250, which the page 202…252
         // (less 210) spans together with 251 and 252 from the next block: neither that span nor
         // block 201…250's holds only the page's records, but its run of consecutive rows 211…250
-        // does. 202…209 is too short for a range; 251 and 252 too.
+        // does. 202…209 is too short for a range; 251 and 252 too. (PostgreSQL matches the page to
+        // its rows in order, skipping 210: its run 211…252 is consecutive in the feed across the two
+        // blocks, and one range.)
         let (third, again) = try await Self.fullRun(f.store, baseVariant, pages: pages((1...300).filter { $0 != 150 && $0 != 210 }))
         #expect(again.results["Order"] == ModelResult(deleted: 1))
         #expect(try await f.store.liveRecords(baseVariant.dataset("Order")).count == 298)
-        #expect(try await Self.stamped(f, in: try #require(third.deletionGeneration)) == (202...209).map { "ord_\($0)" } + ["ord_251", "ord_252"])
+        #expect(
+            try await Self.stamped(f, in: try #require(third.deletionGeneration))
+                == (202...209).map { "ord_\($0)" } + (kind == .postgres ? [] : ["ord_251", "ord_252"]))
     }
 
     @Test(arguments: StoreKind.available) func prunedRecordsInARangeGetTheirPayloadsBack(_ kind: StoreKind) async throws {
