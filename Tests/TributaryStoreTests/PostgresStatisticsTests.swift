@@ -1,4 +1,3 @@
-import Logging
 import PostgresNIO
 import Testing
 import TributaryCore
@@ -14,33 +13,19 @@ struct PostgresStatisticsTests {
     @Test func aGrowingDatasetsPartitionIsAnalysed() async throws {
         guard StoreKind.available.contains(.postgres) else { return }
         let f = try await TestStore(.postgres)
-        var logger = Logger(label: "tests")
-        logger.logLevel = .error
-        let connection = try await PostgresConnection.connect(
-            configuration: try PostgresURL(f.location).connectionConfiguration(), id: 1, logger: logger)
-        func estimatedRows() async throws -> Double {
-            let rows = try await connection.query(
-                """
-                SELECT c.reltuples::float8 FROM pg_class c
-                WHERE c.oid = (SELECT tableoid FROM records LIMIT 1)
-                """, logger: logger)
-            for try await value in rows.decode(Double.self) { return value }
-            return -1
-        }
         func save(_ range: Range<Int>) async throws {
             let records = try range.map { try PreparedRecord(["id": .string("r\($0)")]) }
             _ = try await f.store.saveRecords(records, model: "Order", of: baseVariant)
         }
-        do {
+        try await f.onDatabase { database in
+            func estimatedRows() async throws -> Double {
+                try await database.column("SELECT c.reltuples::float8 FROM pg_class c WHERE c.oid = (SELECT tableoid FROM records LIMIT 1)", as: Double.self).first ?? -1
+            }
             for start in stride(from: 0, to: 8000, by: 1000) { try await save(start..<(start + 1000)) }
             #expect(try await estimatedRows() < 8192, "not analysed below the first threshold")
             try await save(8000..<9000)
             #expect(try await estimatedRows() >= 8192, "analysed once the dataset passed 8,192 records")
-        } catch {
-            try? await connection.close()
-            throw error
         }
-        try await connection.close()
         #expect(PostgresStore.crossesAnalyzeThreshold(from: 8000, to: 9000))
         #expect(!PostgresStore.crossesAnalyzeThreshold(from: 9000, to: 16000))
         #expect(PostgresStore.crossesAnalyzeThreshold(from: 16000, to: 17000))
