@@ -2,8 +2,8 @@ import PostgresNIO
 import TributaryCore
 import TributaryStore
 
-/// A run's pages saved again into a dataset that holds them, each as autocommit statements fenced
-/// in SQL instead of a transaction's `BEGIN`, fence, lookup, upsert, head and `COMMIT`: the lookup
+/// A run's pages saved again into a dataset that holds them, each as autocommit calls fenced in
+/// SQL (PL/pgSQL functions) instead of a transaction's `BEGIN`, fence, lookup, upsert, head and `COMMIT`: the lookup
 /// alone (``PostgresStore/lookUpPageAlone(_:model:checkpoint:for:)``), then — when the page has
 /// records to write and was aligned with its rows — their upsert alone
 /// (``PostgresStore/upsertPageAlone(_:_:model:checkpoint:for:after:)``).
