@@ -210,7 +210,7 @@ struct SeenRangeStoreTests {
         #expect(try await Self.live(f.store) == Array(0..<60))
     }
 
-    /// Random full refreshes over 80 ids — pages in order or not, overlapping or not, with holes,
+    /// Random full refreshes over 80 ids (a fifth of them gone at each) — pages in order or not, overlapping or not, with holes,
     /// changes, tombstones and interrupted attempts — against a plain model of which records live.
     @Test(arguments: StoreKind.available) func randomWindowsDeleteExactlyWhatTheModelDoes(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
@@ -223,10 +223,29 @@ struct SeenRangeStoreTests {
         }
     }
 
-    static func check(_ codes: [Int], _ store: any Store) async throws {
+    /// Random full refreshes as above, of 300 ids in long pages mostly in order, the provider
+    /// holding 95–99% of them: pages that skip a few rows of their span (aligned on PostgreSQL, each
+    /// run between the skipped rows a seen range or stamps) make most of each run.
+    @Test(arguments: StoreKind.available) func randomLongPagesHoldingMostDeleteExactlyWhatTheModelDoes(_ kind: StoreKind) async throws {
+        let f = try await StoreFixture(kind)
+        await propertyCheck(count: 15, input: Gen.int(in: 0...1_000_000).array(of: 1...8)) { codes in
+            do {
+                try await Self.check(codes, f.store, all: 0..<300, holding: 95...99, sizes: 40..<90, reordered: 6)
+            } catch {
+                Issue.record("unexpected error: \(error)")
+            }
+        }
+    }
+
+    /// One sequence of random windows (`codes`) over the ids `all`: the provider holds a share in
+    /// `holding` percent of them, paged in chunks of `sizes`, one chunk in `reordered` reversed or
+    /// shuffled (or one in three when nil).
+    static func check(
+        _ codes: [Int], _ store: any Store, all: Range<Int> = 0..<80, holding share: ClosedRange<Int>? = nil, sizes: Range<Int> = 10..<35,
+        reordered: Int? = nil
+    ) async throws {
         let variant = VariantRef(
             connection: ConnectionRef(environment: "dev", providerConfigKey: "shop", connectionId: UUID().uuidString), syncName: "orders", variant: "base")
-        let all = 0..<80
         var live: Set<Int> = Set(all)
         var stored: [Int: Int] = [:]  // each record's value; 0 unless a run changed it
         _ = try await store.saveRecords(page(all), model: "Order", of: variant)
@@ -236,7 +255,7 @@ struct SeenRangeStoreTests {
             let op = code % 5
             if op == 0 {
                 // Tombstones in runs of their own, which close an open window.
-                let gone = (0..<3).map { _ in Int.random(in: 0..<80, using: &random) }
+                let gone = (0..<3).map { _ in Int.random(in: all, using: &random) }
                 _ = try await store.deleteRecords(ids: gone.map(id), model: "Order", of: variant)
                 live.subtract(gone)
                 continue
@@ -245,14 +264,20 @@ struct SeenRangeStoreTests {
             // chunks (in order, reversed or shuffled; some overlapping the previous one), a few
             // values changed, and a few records deleted by the run itself first. op 3 fails after
             // checkpointing (the next run resumes its window); op 1, 2 and 4 succeed.
-            let holding = all.filter { _ in Int.random(in: 0..<10, using: &random) < 8 }
+            let holding: [Int]
+            if let share {
+                let percent = Int.random(in: share, using: &random)
+                holding = all.filter { _ in Int.random(in: 0..<100, using: &random) < percent }
+            } else {
+                holding = all.filter { _ in Int.random(in: 0..<10, using: &random) < 8 }
+            }
             var pages: [[Int]] = []
             var start = 0
             while start < holding.count {
-                let size = 10 + Int.random(in: 0..<25, using: &random)
+                let size = sizes.lowerBound + Int.random(in: 0..<sizes.count, using: &random)
                 let from = Int.random(in: 0..<4, using: &random) == 0 ? max(0, start - 5) : start
                 var chunk = Array(holding[from..<min(holding.count, start + size)])
-                switch Int.random(in: 0..<3, using: &random) {
+                switch Int.random(in: 0..<(reordered.map { $0 * 2 } ?? 3), using: &random) {
                 case 0: chunk.reverse()
                 case 1: chunk.shuffle(using: &random)
                 default: break
@@ -262,7 +287,7 @@ struct SeenRangeStoreTests {
             }
             let changed = Set(holding.filter { _ in Int.random(in: 0..<20, using: &random) == 0 })
             let started = try await store.startRun(variant, RunStart(tracksDeletes: true))
-            let deletedByRun = Set((0..<Int.random(in: 0..<3, using: &random)).map { _ in Int.random(in: 0..<80, using: &random) })
+            let deletedByRun = Set((0..<Int.random(in: 0..<3, using: &random)).map { _ in Int.random(in: all, using: &random) })
             let batchDeleted = try await store.deleteRecords(ids: deletedByRun.map(id), model: "Order", for: started.lease)
             #expect(batchDeleted.deleted == deletedByRun.intersection(live).count)
             live.subtract(deletedByRun)
