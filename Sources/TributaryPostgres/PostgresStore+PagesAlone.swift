@@ -101,7 +101,9 @@ extension PostgresStore {
         let dataset = head.dataset
         let (sequence, now) = nextChange(dataset)
         let offset = leaseClockOffset()
-        let written: (added: Int64, updated: Int64, count: Int64?)? = try await read { db in
+        // The dataset's record count after the call (nil when the head did not move); nil outside
+        // when nothing was written. The counts are the kinds' (the call refuses others).
+        let written: Int64?? = try await read { db in
             do {
                 let row = try await db.one(
                     """
@@ -112,7 +114,7 @@ extension PostgresStore {
                         \(page.ids)::text[], \(page.hashes)::int8[], \(page.payloads)::text[], \(Int64(expected.added)), \(Int64(expected.updated)))
                     """, self.logger)
                 guard let row, try row["applied"].decode(Bool.self) else { return nil }
-                return (try row.int64("added"), try row.int64("updated"), try row.optionalInt64("record_count"))
+                return .some(try row.optionalInt64("record_count"))
             } catch let error as PSQLError where Self.isTransient(error) || Self.isRefusal(error) {
                 return nil
             }
@@ -120,7 +122,7 @@ extension PostgresStore {
         guard let written else { return nil }
         pagesUpsertedAlone.add(1, ordering: .relaxed)
         upsertedRecords.add(toWrite.count, ordering: .relaxed)
-        if expected.added > 0 { await analyzeIfGrown(dataset, to: written.count ?? 0, by: expected.added) }
+        if expected.added > 0 { await analyzeIfGrown(dataset, to: written ?? 0, by: expected.added) }
         return expected
     }
 
