@@ -147,129 +147,94 @@ public final class PostgresStore: Store, Service {
     /// failure. Errors thrown by `body` pass through unchanged.
     ///
     /// Cancellation ends the wait for a connection, never a transaction under way: once it has its
-    /// connection, a transaction runs to its COMMIT or ROLLBACK in a task of its own (a statement cut
-    /// off in the middle could leave the connection in an open transaction, holding its locks, back in
-    /// the pool). The caller sees the cancellation when the transaction is over, or after
-    /// ``cancellationGrace`` at most (``stopWaitingOnCancel(_:)``).
+    /// connection, a transaction runs to its COMMIT or ROLLBACK (a statement cut off in the middle
+    /// could leave the connection in an open transaction, holding its locks, back in the pool). The
+    /// caller sees the cancellation when the transaction is over, or after ``cancellationGrace`` at
+    /// most (``onConnection(_:)``).
     @discardableResult
     func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let connected = Connected()
-        return try await stopWaitingOnCancel { try await self.withDeadline(connected) {
-            try await self.onConnection(connected) { connection in
-                var attempt = 0
-                while true {
+        try await onConnection { connection in
+            var attempt = 0
+            while true {
+                do {
+                    try await connection.query("BEGIN", logger: self.logger)
                     do {
-                        try await connection.query("BEGIN", logger: self.logger)
-                        do {
-                            let value = try await body(connection)
-                            try await connection.query("COMMIT", logger: self.logger)
-                            return value
-                        } catch {
-                            // A broken connection is closed by the pool; the original error is what matters.
-                            _ = try? await connection.query("ROLLBACK", logger: self.logger)
-                            throw error
-                        }
-                    } catch let error as PSQLError where Self.isTransient(error) && attempt < 8 {
-                        attempt += 1
-                        try await Task.sleep(for: .milliseconds(5 * attempt * attempt))
+                        let value = try await body(connection)
+                        try await connection.query("COMMIT", logger: self.logger)
+                        return value
+                    } catch {
+                        // A broken connection is closed by the pool; the original error is what matters.
+                        _ = try? await connection.query("ROLLBACK", logger: self.logger)
+                        throw error
                     }
+                } catch let error as PSQLError where Self.isTransient(error) && attempt < 8 {
+                    attempt += 1
+                    try await Task.sleep(for: .milliseconds(5 * attempt * attempt))
                 }
             }
-        } }
+        }
     }
 
     /// Statements outside an explicit transaction (reads, and single-statement writes); like a
     /// transaction, not cut off by cancellation once connected.
     @discardableResult
     func read<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let connected = Connected()
-        return try await stopWaitingOnCancel { try await self.withDeadline(connected) { try await self.onConnection(connected, body) } }
+        try await onConnection(body)
     }
 
     /// How long a cancelled caller still waits for its transaction under way to end.
     static let cancellationGrace: Duration = .seconds(2)
 
-    /// Runs `operation` in a task of its own that the caller waits for — while the caller is
-    /// cancelled, for ``cancellationGrace`` more at most. Then the caller sees the cancellation and
-    /// the transaction goes on alone to its COMMIT or ROLLBACK (bounded by the session's
-    /// `lock_timeout`, and rolled back by the server if the process ends first): a statement waiting
-    /// on a lock held by a frozen process never holds up a process that is stopping. Whatever the
-    /// transaction did is whole — it committed or it did not — and a run's writes are fenced, so
-    /// not knowing which is safe.
-    private func stopWaitingOnCancel<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    /// Leases a pooled connection and runs `body` on it, in one task of its own (owned: its result is
+    /// what the caller waits for) that is cancelled only while it waits for the connection
+    /// (``ConnectionGate``) — by the caller's cancellation, or by ``run()``'s watch when it has no
+    /// connection within ``operationTimeout`` (the call then fails with `store_unavailable`: the
+    /// database is down or unreachable, or the pool is exhausted). Once connected, `body` runs to its
+    /// end and is not timed: a long deletion scan is legitimate. A caller cancelled then waits
+    /// ``cancellationGrace`` more at most, and then sees the cancellation while `body` goes on alone
+    /// to its end (bounded by the session's `lock_timeout`, and rolled back by the server if the
+    /// process ends first): a statement waiting on a lock held by a frozen process never holds up a
+    /// process that is stopping. Whatever a transaction did is whole — it committed or it did not —
+    /// and a run's writes are fenced, so not knowing which is safe.
+    private func onConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let gate = ConnectionGate()
         let first = FirstResult<T>()
-        // Owned by `first`: it runs to its end; the grace timer is cancelled when a result arrives.
-        let work = Task {
-            do { first.finish(.success(try await operation())) } catch { first.finish(.failure(error)) }
-        }
-        return try await withTaskCancellationHandler {
-            try await first.value()
-        } onCancel: {
-            work.cancel()
-            let grace = Task {
-                guard (try? await Task.sleep(for: Self.cancellationGrace)) != nil else { return }
-                first.finish(.failure(CancellationError()))
-            }
-            first.onFinish { grace.cancel() }
-        }
-    }
-
-    /// Leases a connection and runs `body` on it in an unstructured task (owned: awaited here) that the
-    /// caller's cancellation does not reach.
-    private func onConnection<T: Sendable>(_ connected: Connected, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        do {
-            return try await client.withConnection { connection in
-                connected.set()
-                return try await Task { try await body(connection) }.value
-            }
-        } catch let error as PSQLError {
-            throw Self.described(error)
-        }
-    }
-
-    /// Whether a call got its connection (its statements then run as long as they take).
-    final class Connected: Sendable {
-        private let value = Mutex<(isSet: Bool, onSet: (@Sendable () -> Void)?)>((false, nil))
-        func set() {
-            let action = value.withLock { value in
-                value.isSet = true
-                defer { value.onSet = nil }
-                return value.onSet
-            }
-            action?()
-        }
-        var isSet: Bool { value.withLock { $0.isSet } }
-        /// Runs `action` once it is set (at once when it is already).
-        func onSet(_ action: @escaping @Sendable () -> Void) {
-            let now = value.withLock { value in
-                if value.isSet { return true }
-                value.onSet = action
-                return false
-            }
-            if now { action() }
-        }
-    }
-
-    /// Runs `body`, failing with `store_unavailable` when it has not got a connection within
-    /// ``operationTimeout`` (the database is down or unreachable, or the pool is exhausted); `body`
-    /// is cancelled then. Once connected, a call is not timed: a long deletion scan is legitimate.
-    /// The deadline is watched by ``run()`` (``ConnectionWaits``), not by a timer of the call's own —
-    /// so only while ``run()`` runs, which the pool needs anyway.
-    private func withDeadline<T: Sendable>(_ connected: Connected, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         let timeout = operationTimeout
-        // Owned: awaited below; the watch cancels it when the deadline passes before a connection.
-        let work = Task { try await body() }
-        let wait = ConnectionWaits.Wait(deadline: .now + timeout) { work.cancel() }
+        let wait = ConnectionWaits.Wait(deadline: .now + timeout) { gate.stop() }
         let key = waits.add(wait)
-        connected.onSet { [waits] in waits.remove(key) }
         defer { waits.remove(key) }
+        let work = Task { [client, waits] in
+            do {
+                let value = try await client.withConnection { connection in
+                    // Stopped while it waited: the caller has its answer, and nothing runs.
+                    guard gate.connect() else { throw CancellationError() }
+                    waits.remove(key)
+                    return try await body(connection)
+                }
+                first.finish(.success(value))
+            } catch {
+                first.finish(.failure(error))
+            }
+        }
+        gate.hold(work)
         do {
-            return try await withTaskCancellationHandler { try await work.value } onCancel: { work.cancel() }
-        } catch where wait.timedOut && !connected.isSet {
+            return try await withTaskCancellationHandler {
+                try await first.value()
+            } onCancel: {
+                gate.stop()
+                let grace = Task {
+                    guard (try? await Task.sleep(for: Self.cancellationGrace)) != nil else { return }
+                    first.finish(.failure(CancellationError()))
+                }
+                first.onFinish { grace.cancel() }
+            }
+        } catch where wait.timedOut && gate.stoppedWaiting {
             throw TributaryError(.storeUnavailable, "No database connection within \(timeout) (is the database running and reachable?).")
         } catch where Task.isCancelled || error is CancellationError {
             // The pool answers a cancelled wait with its own error: it is the caller's cancellation.
             throw CancellationError()
+        } catch let error as PSQLError {
+            throw Self.described(error)
         } catch where String(describing: type(of: error)) == "ConnectionPoolError" {
             throw TributaryError(.storeUnavailable, "The database connection pool cannot serve the call (\(error)).")
         }

@@ -55,6 +55,103 @@ struct PostgresConnectionWaitTests {
             #expect(store.waits.count == 0)
         }
     }
+
+    /// A caller cancelled while its transaction runs waits for it the grace at most, then sees the
+    /// cancellation; the transaction is not cut off (its body never sees the cancellation): it
+    /// commits on its own afterwards.
+    @Test func aCancelledCallerStopsWaitingAfterTheGraceAndItsTransactionStillCommits() async throws {
+        try await withStore(maximumConnections: 2) { store in
+            try await store.read { db in _ = try await db.query("CREATE TABLE grace_marks (mark INT)", logger: Self.logger) }
+            let caller = Task {
+                try await store.transaction { db in
+                    _ = try await db.query("SELECT pg_sleep(5)", logger: Self.logger)
+                    // The body itself is never cancelled once connected.
+                    try Task.checkCancellation()
+                    _ = try await db.query("INSERT INTO grace_marks VALUES (1)", logger: Self.logger)
+                }
+            }
+            try await Task.sleep(for: .milliseconds(500))
+            let cancelled = ContinuousClock.now
+            caller.cancel()
+            await #expect(throws: CancellationError.self) { try await caller.value }
+            let waited = ContinuousClock.now - cancelled
+            #expect(waited >= .seconds(1.9), "waited the grace (\(waited)), not given up at once")
+            #expect(waited < .seconds(4), "given up after the grace (\(waited)), not when the transaction ended")
+            #expect(try await Self.marks(store) == [], "not committed yet when the caller gave up")
+            // The transaction goes on alone and commits (it ends ~4.5 s after the cancellation).
+            let deadline = ContinuousClock.now + .seconds(15)
+            while try await Self.marks(store) != [1], ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(200)) }
+            #expect(try await Self.marks(store) == [1])
+        }
+    }
+
+    /// A caller cancelled while its call runs, which ends within the grace, gets the call's answer.
+    @Test func aCancelledCallerWhoseCallEndsWithinTheGraceGetsItsAnswer() async throws {
+        try await withStore(maximumConnections: 2) { store in
+            let caller = Task {
+                try await store.read { db in
+                    _ = try await db.query("SELECT pg_sleep(0.6)", logger: Self.logger)
+                    return 42
+                }
+            }
+            try await Task.sleep(for: .milliseconds(200))
+            caller.cancel()
+            #expect(try await caller.value == 42)
+        }
+    }
+
+    /// A caller cancelled while it waits for a connection (the only one is held) stops waiting at
+    /// once, and its body never runs — not even once the connection is free.
+    @Test func aCallerCancelledWhileWaitingForAConnectionRunsNothing() async throws {
+        try await withStore(maximumConnections: 1) { store in
+            try await store.read { db in _ = try await db.query("CREATE TABLE grace_marks (mark INT)", logger: Self.logger) }
+            let holder = Task { try await store.read { db in _ = try await db.query("SELECT pg_sleep(2)", logger: Self.logger) } }
+            try await Task.sleep(for: .milliseconds(400))
+            let ran = Counter()
+            let caller = Task {
+                try await store.read { db in
+                    ran.add()
+                    _ = try await db.query("INSERT INTO grace_marks VALUES (2)", logger: Self.logger)
+                }
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            let cancelled = ContinuousClock.now
+            caller.cancel()
+            await #expect(throws: CancellationError.self) { try await caller.value }
+            #expect(ContinuousClock.now - cancelled < .seconds(1), "stopped waiting at once, not when the holder let go")
+            try await holder.value
+            #expect(try await Self.marks(store) == [])
+            #expect(ran.value == 0)
+            #expect(store.waits.count == 0)
+        }
+    }
+
+    static let logger = {
+        var logger = Logger(label: "tests")
+        logger.logLevel = .critical
+        return logger
+    }()
+
+    /// A store on a fresh database with `maximumConnections`, its ``PostgresStore/run()`` running
+    /// around `body`; nothing when PostgreSQL is not available.
+    private func withStore(maximumConnections: Int, _ body: (PostgresStore) async throws -> Void) async throws {
+        guard StoreKind.available.contains(.postgres) else { return }
+        let f = try await TestStore(.postgres)
+        let store = PostgresStore(url: try PostgresURL(f.location), maximumConnections: maximumConnections, operationTimeout: .seconds(30), logger: Self.logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await store.run() }
+            defer { group.cancelAll() }
+            try await body(store)
+        }
+    }
+
+    private static func marks(_ store: PostgresStore) async throws -> [Int] {
+        try await store.read { db in
+            var marks: [Int] = []
+            for try await mark in try await db.query("SELECT mark FROM grace_marks ORDER BY mark", logger: Self.logger).decode(Int.self) { marks.append(mark) }
+            return marks
+        }
+    }
 }
 
 private final class Counter: Sendable {
