@@ -197,6 +197,9 @@ public final class PostgresStore: Store, Service {
     /// process that is stopping. Whatever a transaction did is whole — it committed or it did not —
     /// and a run's writes are fenced, so not knowing which is safe.
     private func onConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        // A caller cancelled already asks for nothing (the cancellation handler below would stop the
+        // call too, unless an idle connection were leased first).
+        try Task.checkCancellation()
         let gate = ConnectionGate()
         let first = FirstResult<T>()
         let timeout = operationTimeout

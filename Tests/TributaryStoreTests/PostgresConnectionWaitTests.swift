@@ -82,21 +82,42 @@ struct PostgresConnectionWaitTests {
             let deadline = ContinuousClock.now + .seconds(15)
             while try await Self.marks(store) != [1], ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(200)) }
             #expect(try await Self.marks(store) == [1])
+            #expect(store.waits.count == 0)
         }
     }
 
     /// A caller cancelled while its call runs, which ends within the grace, gets the call's answer.
     @Test func aCancelledCallerWhoseCallEndsWithinTheGraceGetsItsAnswer() async throws {
         try await withStore(maximumConnections: 2) { store in
+            // A connection made first: the cancellation below comes while the call runs, not while it connects.
+            try await store.read { db in _ = try await db.query("SELECT 1", logger: Self.logger) }
             let caller = Task {
                 try await store.read { db in
                     _ = try await db.query("SELECT pg_sleep(0.6)", logger: Self.logger)
+                    try Task.checkCancellation()
                     return 42
                 }
             }
             try await Task.sleep(for: .milliseconds(200))
             caller.cancel()
             #expect(try await caller.value == 42)
+            #expect(store.waits.count == 0)
+        }
+    }
+
+    /// A caller cancelled before it calls asks for nothing: its body never runs.
+    @Test func aCallerCancelledBeforeItCallsRunsNothing() async throws {
+        try await withStore(maximumConnections: 2) { store in
+            try await store.read { db in _ = try await db.query("SELECT 1", logger: Self.logger) }
+            let ran = Counter()
+            let caller = Task {
+                while !Task.isCancelled { await Task.yield() }
+                return try await store.read { _ in ran.add() }
+            }
+            caller.cancel()
+            await #expect(throws: CancellationError.self) { try await caller.value }
+            #expect(ran.value == 0)
+            #expect(store.waits.count == 0)
         }
     }
 
