@@ -30,17 +30,8 @@ struct PostgresConnectionWaitTests {
     /// One pooled connection, held by a call that runs longer than the timeout: that call is not cut
     /// off, and a second call that gets no connection fails with `store_unavailable` — no hang.
     @Test func aCallWithoutAConnectionFailsAtTheTimeoutAndAConnectedOneRunsOn() async throws {
-        guard StoreKind.available.contains(.postgres) else { return }
-        let f = try await TestStore(.postgres)
-        let logger = {
-            var logger = Logger(label: "tests")
-            logger.logLevel = .critical
-            return logger
-        }()
-        let store = PostgresStore(url: try PostgresURL(f.location), maximumConnections: 1, operationTimeout: .seconds(1), logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await store.run() }
-            defer { group.cancelAll() }
+        let logger = Self.logger
+        try await withStore(maximumConnections: 1, operationTimeout: .seconds(1)) { store in
             let holder = Task {
                 try await store.read { db in _ = try await db.query("SELECT pg_sleep(2.5)", logger: logger) }
             }
@@ -155,10 +146,13 @@ struct PostgresConnectionWaitTests {
 
     /// A store on a fresh database with `maximumConnections`, its ``PostgresStore/run()`` running
     /// around `body`; nothing when PostgreSQL is not available.
-    private func withStore(maximumConnections: Int, _ body: (PostgresStore) async throws -> Void) async throws {
+    private func withStore(
+        maximumConnections: Int, operationTimeout: Duration = .seconds(30), _ body: (PostgresStore) async throws -> Void
+    ) async throws {
         guard StoreKind.available.contains(.postgres) else { return }
         let f = try await TestStore(.postgres)
-        let store = PostgresStore(url: try PostgresURL(f.location), maximumConnections: maximumConnections, operationTimeout: .seconds(30), logger: Self.logger)
+        let store = PostgresStore(
+            url: try PostgresURL(f.location), maximumConnections: maximumConnections, operationTimeout: operationTimeout, logger: Self.logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await store.run() }
             defer { group.cancelAll() }
