@@ -3,12 +3,12 @@ import TributaryCore
 
 /// What a page's lookup in the database found: the records of the page that need a write.
 ///
-/// Two functions answer (migrations `v11-page-lookup`, `v12-page-check`), and their answers are
-/// decoded here, each number checked before it is used (positions in the page, each once, in
-/// increasing order):
-/// - `tributary_check_page`, when the page's ids are its rows' in feed order (`aligned`): for each
-///   record to write, `position * 4 + kind` — the position 1-based in the page, the kind
-///   ``Kind``'s raw value;
+/// Two functions answer (migrations `v11-page-lookup`, `v12-page-check`, `v13-page-upsert`), and
+/// their answers are decoded here, each number checked before it is used (positions in the page,
+/// each once, in increasing order):
+/// - `tributary_check_page`, when the page's ids are its rows' in feed order, or are since v13 but
+///   for some rows of its span it skips (`aligned`): for each record to write, `position * 4 +
+///   kind` — the position 1-based in the page, the kind ``Kind``'s raw value;
 /// - `tributary_look_up_page` otherwise: the 1-based positions alone.
 struct PageLookup: Sendable, Equatable {
     /// Why a record aligned with its row needs a write.
