@@ -794,6 +794,88 @@ enum PostgresSchema {
             $$;
             """
         ),
+        (
+            "v14-page-save",
+            // `tributary_save_alone`: a run's page saved whole in one autocommit call
+            // (PostgresStore.lookUpPageAlone with the payloads) — `tributary_look_up_alone` first
+            // (the run row and the dataset row locked and fenced, the check or the lookup, the
+            // checkpoint when nothing needs a write), then, in the same call and under the same
+            // locks, when the check aligned the page and found records to write: v13's
+            // `tributary_upsert_alone` for them (its checks of the run and the head hold, as nothing
+            // came between) at the dataset's next sequence and a time after its last write — the
+            // upsert, the head, the checkpoint, and the model's counts the kinds give (counted
+            // updated: changed; added: deleted) added to the run's results, the call failing whole
+            // (tributary_refuse) if the upsert's own counts differ. The results are computed here as
+            // JSON (`new_results`): every reader of `runs.results` parses it, and the calls that
+            // compare it compare the text they read. The payloads come as one `bytea` of the page's
+            // canonical JSON payloads back to back, `p_ends` the end of each (the page's records in
+            // order): only the records to write are cut out. `saved` is true when the page is
+            // saved (nothing to write, or its writes upserted); false with the lookup's answer (and
+            // its seen marks committed) when the page was not aligned or `p_ends` is not one end per
+            // record, the last at the payloads' end; every OUT value NULL when the run or the
+            // dataset was not there to lock.
+            """
+            CREATE FUNCTION tributary_save_alone(
+                p_run BIGINT, p_token BIGINT, p_lease_offset BIGINT, p_webhook TEXT, p_model TEXT, p_ids TEXT[], p_hashes BIGINT[],
+                p_min_records BIGINT, p_checking BOOLEAN, p_checkpoint TEXT, p_saves_checkpoint BOOLEAN,
+                p_now BIGINT, p_payloads BYTEA, p_ends INT[],
+                OUT writes BIGINT[], OUT aligned BOOLEAN, OUT results TEXT, OUT variant_pk BIGINT, OUT run_generation BIGINT,
+                OUT dataset_id BIGINT, OUT last_seq BIGINT, OUT last_write_at BIGINT, OUT generation BIGINT,
+                OUT saved BOOLEAN, OUT new_results TEXT, OUT record_count BIGINT)
+            LANGUAGE plpgsql SET jit = off AS $$
+            DECLARE
+                dataset_ BIGINT;
+                ids_ TEXT[];
+                hashes_ BIGINT[];
+                payloads_ TEXT[];
+                expected_added_ BIGINT;
+                expected_updated_ BIGINT;
+                applied_ BOOLEAN;
+                counts_ JSONB;
+            BEGIN
+                SELECT l.writes, l.aligned, l.results, l.variant_pk, l.run_generation, l.dataset_id, l.last_seq, l.last_write_at, l.generation
+                INTO writes, aligned, results, variant_pk, run_generation, dataset_, last_seq, last_write_at, generation
+                FROM tributary_look_up_alone(p_run, p_token, p_lease_offset, p_webhook, p_model, p_ids, p_hashes,
+                    p_min_records, p_checking, p_checkpoint, p_saves_checkpoint) l;
+                dataset_id := dataset_;
+                IF dataset_ IS NULL THEN
+                    RETURN;
+                END IF;
+                saved := cardinality(writes) = 0;
+                IF saved OR NOT aligned OR cardinality(p_ends) IS DISTINCT FROM cardinality(p_ids)
+                    OR p_ends[cardinality(p_ends)] IS DISTINCT FROM octet_length(p_payloads) THEN
+                    RETURN;
+                END IF;
+                -- Record o's payload: the bytes after record o - 1's end, up to its own (p_ends[0] is NULL).
+                SELECT array_agg(p_ids[w.o] ORDER BY w.o), array_agg(p_hashes[w.o] ORDER BY w.o),
+                    array_agg(convert_from(substring(p_payloads FROM coalesce(p_ends[w.o - 1], 0) + 1 FOR p_ends[w.o] - coalesce(p_ends[w.o - 1], 0)), 'UTF8')
+                        ORDER BY w.o),
+                    count(*) FILTER (WHERE w.kind = 1), count(*) FILTER (WHERE w.kind = 0)
+                INTO ids_, hashes_, payloads_, expected_added_, expected_updated_
+                FROM (SELECT v / 4 AS o, v % 4 AS kind FROM unnest(writes) AS v) w;
+                IF expected_added_ + expected_updated_ > 0 THEN
+                    counts_ := coalesce(results::jsonb -> p_model, '{}'::jsonb);
+                    new_results := (results::jsonb || jsonb_build_object(p_model, jsonb_build_object(
+                        'added', coalesce((counts_ ->> 'added')::bigint, 0) + expected_added_,
+                        'updated', coalesce((counts_ ->> 'updated')::bigint, 0) + expected_updated_,
+                        'deleted', coalesce((counts_ ->> 'deleted')::bigint, 0))))::text;
+                END IF;
+                -- v13's upsert alone, under the locks this call holds: its checks hold, and it refuses
+                -- other counts than the kinds'.
+                SELECT u.applied, u.record_count INTO applied_, record_count
+                FROM tributary_upsert_alone(p_run, p_token, p_lease_offset, p_webhook, results, new_results,
+                    dataset_, last_seq, last_write_at, last_seq + 1, greatest(p_now, last_write_at + 1), generation,
+                    variant_pk, run_generation, p_checkpoint, p_saves_checkpoint,
+                    ids_, hashes_, payloads_, expected_added_, expected_updated_) u;
+                IF NOT applied_ THEN
+                    new_results := NULL;
+                    RETURN;
+                END IF;
+                saved := true;
+            END
+            $$;
+            """
+        ),
     ]
 
     /// The partitions of `records`; fillfactor leaves room for in-place (HOT) updates of unchanged rows.

@@ -4,9 +4,10 @@ import TributaryStore
 
 /// A run's pages saved again into a dataset that holds them, each as autocommit calls fenced in
 /// SQL (PL/pgSQL functions) instead of a transaction's `BEGIN`, fence, lookup, upsert, head and `COMMIT`: the lookup
-/// alone (``PostgresStore/lookUpPageAlone(_:model:checkpoint:for:)``), then — when the page has
+/// alone (``PostgresStore/lookUpPageAlone(_:model:checkpoint:for:withPayloads:)``), then — when the page has
 /// records to write and was aligned with its rows — their upsert alone
-/// (``PostgresStore/upsertPageAlone(_:_:model:checkpoint:for:after:)``).
+/// (``PostgresStore/upsertPageAlone(_:_:model:checkpoint:for:after:)``); or, after a page that had
+/// records to write, the lookup with the page's payloads, which saves an aligned page whole.
 extension PostgresStore {
     /// What the lookup alone saw of the run and the dataset, under their locks: what the upsert
     /// alone then expects of them.
@@ -24,13 +25,15 @@ extension PostgresStore {
 
     /// What came of looking a page up alone.
     enum LookedUpAlone {
-        /// Nothing more to write: the page is saved (its checkpoint too).
-        case saved
+        /// Nothing more to write: the page is saved (its checkpoint too), with these counts (the
+        /// records to write, when their payloads came with the lookup and it upserted them).
+        case saved(ModelResult)
         /// Its unchanged records are marked seen (committed); these need a write, and its
         /// checkpoint is not saved yet.
         case toWrite(PageLookup, AloneHead)
-        /// Nothing was done: the run's lease or the dataset could not be confirmed in SQL, or the
-        /// statement met a deadlock or serialisation failure; the transaction names the reason.
+        /// Nothing was done: the run's lease or the dataset could not be confirmed in SQL, the
+        /// statement met a deadlock or serialisation failure, or (with the payloads) its upsert's
+        /// counts were not the check's and it refused; the transaction names the reason.
         case refused
     }
 
@@ -47,36 +50,74 @@ extension PostgresStore {
     /// in two like this only leaves records marked seen that the run did see, and a prune between
     /// the two leaves what a prune just after the page would.
     ///
+    /// With `withPayloads` (the run's last page had records to write, ``changingPages``), the page's
+    /// payloads go with it (``PagePayloads``, up to its limit) and `tributary_save_alone` (migration `v14-page-save`)
+    /// makes the same lookup, then — when the check aligned the page — upserts its records to write
+    /// under the same locks, moves the head, saves the checkpoint and adds the kinds' counts to the
+    /// run's results, all in this one call: the page is saved. When the check did not align it, the
+    /// answer is the lookup's, as without payloads.
+    ///
     /// Taken for a run's page after one that needed no write or was aligned with its rows
     /// (``lookingUpAlone``), unless the run's last page had most of its records to write.
-    func lookUpPageAlone(_ records: [PreparedRecord], model: String, checkpoint: Checkpoint?, for lease: RunLease) async throws -> LookedUpAlone {
+    func lookUpPageAlone(
+        _ records: [PreparedRecord], model: String, checkpoint: Checkpoint?, for lease: RunLease, withPayloads: Bool = false
+    ) async throws -> LookedUpAlone {
         let keys = PageKeys(records)
         let checking = !unorderedPages.contains(runId: lease.runId, model: model)
         let offset = leaseClockOffset()
         let minimum = Int64(SeenRange.minimumRecords)
-        let looked: (PageLookup, AloneHead)? = try await read { db in
+        // Past its limit, the page goes without them: its writes, if any, in a second call.
+        let payloads = withPayloads ? PagePayloads(records) : nil
+        let now = clock().microseconds
+        let looked: (PageLookup, AloneHead, saved: Bool, recordCount: Int64?)? = try await read { db in
             do {
-                let row = try await db.one(
-                    """
-                    SELECT * FROM tributary_look_up_alone(\(lease.runId), \(lease.token), \(offset), \(RunKind.webhook.rawValue), \(model),
-                        \(keys.ids)::text[], \(keys.hashes)::int8[], \(minimum), \(checking), \(checkpoint?.json), \(checkpoint != nil))
-                    """, self.logger)
+                let row: PostgresRandomAccessRow?
+                if let payloads {
+                    row = try await db.one(
+                        """
+                        SELECT * FROM tributary_save_alone(\(lease.runId), \(lease.token), \(offset), \(RunKind.webhook.rawValue), \(model),
+                            \(keys.ids)::text[], \(keys.hashes)::int8[], \(minimum), \(checking), \(checkpoint?.json), \(checkpoint != nil),
+                            \(now), \(payloads.bytes), \(payloads.ends)::int4[])
+                        """, self.logger)
+                } else {
+                    row = try await db.one(
+                        """
+                        SELECT * FROM tributary_look_up_alone(\(lease.runId), \(lease.token), \(offset), \(RunKind.webhook.rawValue), \(model),
+                            \(keys.ids)::text[], \(keys.hashes)::int8[], \(minimum), \(checking), \(checkpoint?.json), \(checkpoint != nil))
+                        """, self.logger)
+                }
                 guard let row, let datasetId = try row.optionalInt64("dataset_id") else { return nil }
+                let saved = payloads == nil ? false : try row["saved"].decode(Bool.self)
                 let head = AloneHead(
-                    results: try row.string("results"), variantPK: try row.int64("variant_pk"), runGeneration: try row.optionalInt64("run_generation"),
-                    generation: try row.int64("generation"),
+                    results: try row.string("results"), variantPK: try row.int64("variant_pk"),
+                    runGeneration: try row.optionalInt64("run_generation"), generation: try row.int64("generation"),
                     dataset: DatasetHead(id: datasetId, lastSequence: try row.int64("last_seq"), lastWriteAt: try row.int64("last_write_at")))
-                return (try PageLookup(row, count: records.count), head)
+                return (try PageLookup(row, count: records.count), head, saved, saved ? try row.optionalInt64("record_count") : nil)
             } catch let error as PSQLError where Self.isTransient(error) {
+                return nil
+            } catch let error as PSQLError where payloads != nil && Self.isRefusal(error) {
+                self.noteRefusal(error, runId: lease.runId, model: model)
                 return nil
             }
         }
-        guard let (lookup, head) = looked else { return .refused }
+        guard let (lookup, head, saved, recordCount) = looked else { return .refused }
         pagesLookedUpAlone.add(1, ordering: .relaxed)
         if lookup.aligned { pagesAligned.add(1, ordering: .relaxed) }
         noteLookup(lookup, checked: checking, runId: lease.runId, model: model)
-        if lookup.indices.isEmpty { return .saved }
-        return .toWrite(lookup, head)
+        if lookup.indices.isEmpty { return .saved(ModelResult()) }
+        guard saved, let kinds = lookup.kinds else { return .toWrite(lookup, head) }
+        let result = Self.counts(of: kinds)
+        if lookup.indices.count * 2 > records.count { writingPages.mark(runId: lease.runId, model: model) }
+        pagesSavedAlone.add(1, ordering: .relaxed)
+        upsertedRecords.add(lookup.indices.count, ordering: .relaxed)
+        if result.added > 0 { await analyzeIfGrown(head.dataset, to: recordCount ?? 0, by: result.added) }
+        return .saved(result)
+    }
+
+    /// What an aligned page's writes count: a changed record updated, a deleted one added again, a
+    /// pruned one not counted.
+    static func counts(of kinds: [PageLookup.Kind]) -> ModelResult {
+        ModelResult(added: kinds.count { $0 == .deleted }, updated: kinds.count { $0 == .changed })
     }
 
     /// The records of a page the lookup alone aligned with their rows and found to need a write
@@ -95,7 +136,7 @@ extension PostgresStore {
     ) async throws -> ModelResult? {
         guard let kinds = lookup.kinds else { return nil }
         let toWrite = lookup.indices.map { records[$0] }
-        let expected = ModelResult(added: kinds.count { $0 == .deleted }, updated: kinds.count { $0 == .changed })
+        let expected = Self.counts(of: kinds)
         let results = try ModelResult.addingRunResult(expected, for: model, to: head.results)
         let page = PageArrays(toWrite)
         let dataset = head.dataset
@@ -115,7 +156,10 @@ extension PostgresStore {
                     """, self.logger)
                 guard let row, try row["applied"].decode(Bool.self) else { return nil }
                 return .some(try row.optionalInt64("record_count"))
-            } catch let error as PSQLError where Self.isTransient(error) || Self.isRefusal(error) {
+            } catch let error as PSQLError where Self.isTransient(error) {
+                return nil
+            } catch let error as PSQLError where Self.isRefusal(error) {
+                self.noteRefusal(error, runId: lease.runId, model: model)
                 return nil
             }
         }
@@ -124,6 +168,15 @@ extension PostgresStore {
         upsertedRecords.add(toWrite.count, ordering: .relaxed)
         if expected.added > 0 { await analyzeIfGrown(dataset, to: written ?? 0, by: expected.added) }
         return expected
+    }
+
+    /// Logs a refusal (`tributary_refuse`): under the locks the call holds, its upsert's counts
+    /// differ from its check's only if the two disagree — nothing was written, the page goes to the
+    /// transaction, and an operator should hear of it.
+    func noteRefusal(_ error: PSQLError, runId: Int64, model: String) {
+        logger.warning(
+            "A page's write refused itself (its counts were not its check's); saved in a transaction instead",
+            metadata: ["run": "\(runId)", "model": "\(model)", "reason": "\(error.serverInfo?[.message] ?? "")"])
     }
 
     /// Whether `error` is `tributary_refuse`'s (migration `v12-page-check`): a statement that found
@@ -139,6 +192,11 @@ extension PostgresStore {
     /// the check for the run's later pages (``unorderedPages``); one alone (a record new at the
     /// provider) does not.
     func noteLookup(_ lookup: PageLookup, checked: Bool, runId: Int64, model: String) {
+        if lookup.indices.isEmpty {
+            changingPages.unmark(runId: runId, model: model)
+        } else {
+            changingPages.mark(runId: runId, model: model)
+        }
         if lookup.aligned {
             lookingUpAlone.mark(runId: runId, model: model)
         } else {

@@ -24,9 +24,10 @@ extension PostgresStore {
             // After a page that needed no write or was aligned with its rows: likely another (a
             // full refresh's pages) — unless the last page had most of its records to write.
             if lookingUpAlone.contains(runId: lease.runId, model: model), !writingPages.contains(runId: lease.runId, model: model) {
-                switch try await lookUpPageAlone(unique, model: model, checkpoint: checkpoint, for: lease) {
-                case .saved:
-                    return ModelResult()
+                let withPayloads = changingPages.contains(runId: lease.runId, model: model)
+                switch try await lookUpPageAlone(unique, model: model, checkpoint: checkpoint, for: lease, withPayloads: withPayloads) {
+                case .saved(let result):
+                    return result
                 case .toWrite(let lookup, let head):
                     if let result = try await upsertPageAlone(unique, lookup, model: model, checkpoint: checkpoint, for: lease, after: head) {
                         if lookup.indices.count * 2 > unique.count { writingPages.mark(runId: lease.runId, model: model) }
@@ -68,6 +69,37 @@ extension PostgresStore {
         init<Records: Collection<PreparedRecord>>(_ records: Records) {
             keys = PageKeys(records)
             payloads = records.map { String(decoding: $0.json, as: UTF8.self) }
+        }
+    }
+
+    /// A page's canonical JSON payloads back to back in one buffer (bound as one `bytea`), and
+    /// where each ends (bound as `int4[]`): the form `tributary_save_alone` cuts the records it
+    /// writes from.
+    struct PagePayloads {
+        /// The most payload bytes a page sends with its lookup (64 KiB). Its records to write are
+        /// usually a few of its records, and the second call saved is one round trip: a page's
+        /// payloads cost more than that once they are large for the link (64 KiB take ~0.5 ms on
+        /// 1 Gb/s; docs/BENCHMARKS.md, eighteenth round).
+        static let limit = 64 << 10
+
+        let bytes: ByteBuffer
+        let ends: [Int32]
+
+        /// Nil when the page's payloads come to more than ``limit`` bytes.
+        init?(_ records: [PreparedRecord]) {
+            var total = 0
+            for record in records {
+                total += record.json.count
+                if total > Self.limit { return nil }
+            }
+            var bytes = ByteBufferAllocator().buffer(capacity: total)
+            var ends: [Int32] = []
+            ends.reserveCapacity(records.count)
+            for record in records {
+                bytes.writeBytes(record.json)
+                ends.append(Int32(truncatingIfNeeded: bytes.writerIndex))
+            }
+            (self.bytes, self.ends) = (bytes, ends)
         }
     }
 
@@ -157,7 +189,7 @@ extension PostgresStore {
     /// no payload at all. A run whose last page had most of its records to write (an incremental
     /// run's changes) has its next page upserted whole at once instead (``writingPages``): one
     /// statement rather than a lookup and an upsert of nearly every record. A page already looked
-    /// up alone (``lookUpPageAlone(_:model:checkpoint:for:)``) comes with `lookedUp`, the indices
+    /// up alone (``lookUpPageAlone(_:model:checkpoint:for:withPayloads:)``) comes with `lookedUp`, the indices
     /// of its records to write, and is not looked up again.
     private func saveRecords(
         _ records: [PreparedRecord], model: String, checkpoint: Checkpoint?, for lease: RunLease, insertingOnly: Bool, lookedUp: [Int]?
@@ -269,7 +301,7 @@ extension PostgresStore {
         var sent: Int
         /// Records that needed a write.
         var written: Int
-        /// Whether the run's next page may be looked up alone (``lookUpPageAlone(_:model:checkpoint:for:)``): not a webhook execution's.
+        /// Whether the run's next page may be looked up alone (``lookUpPageAlone(_:model:checkpoint:for:withPayloads:)``): not a webhook execution's.
         var lookable: Bool
         /// The page's lookup in the transaction, if it had one.
         var lookup: PageLookup?

@@ -50,6 +50,10 @@ public final class PostgresStore: Store, Service {
     /// Runs whose last page needed no write or was aligned with its rows: their next page of the
     /// model is looked up in one autocommit statement, fenced in SQL (``RunModelMarks``).
     let lookingUpAlone = RunModelMarks()
+    /// Runs whose last page looked up had records to write (a few changes, found by the check):
+    /// their next page looked up alone sends its payloads too, to be saved whole in the same call
+    /// (``RunModelMarks``).
+    let changingPages = RunModelMarks()
     /// Runs whose last checked page the check did not align with its rows (``RunModelMarks``).
     let missedChecks = RunModelMarks()
     /// Runs with two pages in a row the check did not align (saved in another order than their rows
@@ -70,6 +74,8 @@ public final class PostgresStore: Store, Service {
     let pagesAligned = Atomic<Int>(0)
     /// How many pages had their records to write upserted in one autocommit call (`tributary_upsert_alone`).
     let pagesUpsertedAlone = Atomic<Int>(0)
+    /// How many pages were saved whole, their writes too, in one autocommit call (`tributary_save_alone`).
+    let pagesSavedAlone = Atomic<Int>(0)
 
     /// The lease clock in SQL: the database's transaction time in microseconds. Every lease (heartbeat,
     /// expiry, fencing) is compared on it, so a process whose own clock is off cannot expire the runs

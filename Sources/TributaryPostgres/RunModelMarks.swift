@@ -4,6 +4,8 @@ import Synchronization
 /// the runs whose first-load insert found an id taken, whose later pages go straight to the
 /// upsert (``PostgresStore/plainInsertRefusals``); the runs whose last page had most of its
 /// records to write, whose next page sends its payloads at once (``PostgresStore/writingPages``);
+/// the runs whose last page had some records to write, whose next page looked up alone sends its
+/// payloads with the lookup (``PostgresStore/changingPages``);
 /// the runs whose last page needed no write or was aligned with its rows, whose next page is looked
 /// up alone (``PostgresStore/lookingUpAlone``); the runs whose pages the check could not align,
 /// once or twice in a row (``PostgresStore/missedChecks``, ``PostgresStore/unorderedPages``).

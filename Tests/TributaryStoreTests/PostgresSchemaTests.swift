@@ -63,10 +63,18 @@ struct PostgresSchemaTests {
         #expect(statements.allSatisfy { !$0.hasPrefix("CREATE") || $0.hasSuffix("END\n$$") }, "each function's whole body")
     }
 
+    @Test func thePageSaveMigrationIsOneStatement() throws {
+        let migration = try #require(PostgresSchema.migrations.first { $0.name == "v14-page-save" })
+        let statements = PostgresSchema.statements(of: migration.sql)
+        #expect(statements.count == 1)
+        #expect(statements.first?.hasPrefix("CREATE FUNCTION tributary_save_alone(") == true)
+        #expect(statements.first?.hasSuffix("END\n$$") == true, "the function's whole body")
+    }
+
     /// The migrations before `v11-page-lookup` (no function bodies) split as they did before the
     /// splitter knew function bodies: at every semicolon ending a line.
     @Test func theEarlierMigrationsSplitAsBefore() {
-        let withBodies: Set = ["v11-page-lookup", "v12-page-check", "v13-page-upsert"]
+        let withBodies: Set = ["v11-page-lookup", "v12-page-check", "v13-page-upsert", "v14-page-save"]
         for migration in PostgresSchema.migrations where !withBodies.contains(migration.name) {
             let lines = migration.sql.split(separator: "\n", omittingEmptySubsequences: false)
                 .filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("--") }

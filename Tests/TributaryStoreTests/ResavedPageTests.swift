@@ -30,8 +30,9 @@ struct ResavedPageTests {
         }
     }
 
-    /// The way back from migration `v13-page-upsert` to the release before it (docs/OPERATIONS.md).
-    static let v13WayBack = [
+    /// The way back from this release to the one before migration `v13-page-upsert`: `v14-page-save`'s
+    /// way back, then `v13-page-upsert`'s (docs/OPERATIONS.md).
+    static let v13WayBack = SavedAlonePageTests.v14WayBack + [
         "DROP FUNCTION tributary_upsert_alone", "DROP FUNCTION tributary_upsert_records", "DROP FUNCTION tributary_check_page",
         "DROP FUNCTION tributary_check_skipping", "ALTER FUNCTION tributary_check_aligned RENAME TO tributary_check_page",
         "DELETE FROM tributary_migrations WHERE name = 'v13-page-upsert'",

@@ -17,11 +17,13 @@ struct UnchangedPageTests {
     typealias R = ResavedPageTests
 
     /// PostgreSQL's counters: pages looked up alone, pages aligned with their rows by the check,
-    /// pages whose records to write were upserted alone, and records sent to an upsert.
+    /// pages whose records to write were upserted alone, pages saved whole with their writes in the
+    /// lookup's call, and records sent to an upsert.
     struct Ways: Equatable {
         var alone: Int
         var aligned: Int
         var upserts = 0
+        var saved = 0
         var sent: Int
     }
 
@@ -29,13 +31,16 @@ struct UnchangedPageTests {
         guard let store = f.store as? PostgresStore else { return nil }
         return Ways(
             alone: store.pagesLookedUpAlone.load(ordering: .relaxed), aligned: store.pagesAligned.load(ordering: .relaxed),
-            upserts: store.pagesUpsertedAlone.load(ordering: .relaxed), sent: store.upsertedRecords.load(ordering: .relaxed))
+            upserts: store.pagesUpsertedAlone.load(ordering: .relaxed), saved: store.pagesSavedAlone.load(ordering: .relaxed),
+            sent: store.upsertedRecords.load(ordering: .relaxed))
     }
 
     /// `after` less `before`, field by field.
     static func delta(_ before: Ways?, _ after: Ways?) -> Ways? {
         guard let before, let after else { return nil }
-        return Ways(alone: after.alone - before.alone, aligned: after.aligned - before.aligned, upserts: after.upserts - before.upserts, sent: after.sent - before.sent)
+        return Ways(
+            alone: after.alone - before.alone, aligned: after.aligned - before.aligned, upserts: after.upserts - before.upserts,
+            saved: after.saved - before.saved, sent: after.sent - before.sent)
     }
 
     /// A store holding the orders 0…299, a full refresh of them started that saved 0…99, and a
@@ -247,7 +252,8 @@ struct UnchangedPageTests {
 
     /// A page aligned with its rows writes its changed record, brings its deleted one back as added
     /// (its tombstone is the row after the page's others in the feed) and gives its pruned ones
-    /// their payloads back in place, uncounted — on PostgreSQL in one statement after its lookup.
+    /// their payloads back in place, uncounted — on PostgreSQL in one statement after its lookup, or,
+    /// after a page that had writes, in the lookup's own call.
     @Test(arguments: StoreKind.available) func anAlignedPagesWritesAreUpsertedAlone(_ kind: StoreKind) async throws {
         let f = try await StoreFixture(kind)
         let dataset = baseVariant.dataset("Order")
@@ -267,7 +273,7 @@ struct UnchangedPageTests {
                 (R.page((0..<100).filter { $0 != 50 }).map { $0.id == R.id(10) ? order(R.id(10), ["v": 1]) : $0 } + R.page([50]), ModelResult(added: 1, updated: 1)),
             ])
         #expect(run.results["Order"] == ModelResult(added: 1, updated: 1))
-        if let delta = Self.delta(ways, Self.ways(f)) { #expect(delta == Ways(alone: 2, aligned: 3, upserts: 2, sent: 7)) }
+        if let delta = Self.delta(ways, Self.ways(f)) { #expect(delta == Ways(alone: 2, aligned: 3, upserts: 1, saved: 1, sent: 7)) }
 
         let records = Dictionary(uniqueKeysWithValues: try await f.store.allChanges(dataset).map { ($0.id, $0) })
         try R.expectPayloadsBack(200..<205, in: records, unmovedFrom: before)
@@ -357,38 +363,51 @@ struct UnchangedPageTests {
         #expect(try await store.upsertPageAlone(page, again, model: "Order", checkpoint: ["page": 2], for: refresh, after: current) == nil)
         #expect(try await state() == counted)
 
-        // Nothing in the way: the same page goes through both calls.
+        // Nothing in the way: the same page goes through both calls (without its payloads, which
+        // the lookups above, finding writes, would have sent with the next page).
+        store.changingPages.unmark(runId: refresh.runId, model: "Order")
         let ways = Self.ways(f)
         #expect(try await f.store.saveRecords(page, model: "Order", checkpoint: ["page": 2], for: refresh) == ModelResult(updated: 2))
         #expect(Self.delta(ways, Self.ways(f)) == Ways(alone: 1, aligned: 1, upserts: 1, sent: 2))
         #expect(try await f.store.variantState(baseVariant)?.checkpoint?["page"] == 2)
     }
 
-    /// A run that lost its lease after an unchanged page writes nothing more with its next one —
-    /// no checkpoint, no count — and gets the error the transaction gives; the attempt that took the
-    /// run over goes on.
-    @Test(arguments: StoreKind.available, FirstLoadPageTests.Loss.allCases)
-    func aLaterPageOfARunThatLostItsLeaseWritesNothing(_ kind: StoreKind, _ loss: FirstLoadPageTests.Loss) async throws {
+    /// A run that lost its lease after an unchanged page — or a changed one, its next page marked to
+    /// send its payloads with the lookup — writes nothing more with its next one: no record, no
+    /// checkpoint, no count. It gets the error the transaction gives; the attempt that took the run
+    /// over saves the same page.
+    @Test(arguments: StoreKind.available, FirstLoadPageTests.Loss.allCases.flatMap { loss in [false, true].map { (loss, $0) } })
+    func aLaterPageOfARunThatLostItsLeaseWritesNothing(_ kind: StoreKind, _ test: (loss: FirstLoadPageTests.Loss, changed: Bool)) async throws {
+        let (loss, changed) = test
         let clock = TestClock()
         let f = try await StoreFixture(kind, clock: { clock.now })
         _ = try await f.store.saveRecords(R.page(0..<300), model: "Order", of: baseVariant)
         try await f.store.enqueueRuns([baseVariant])
         let claim = RunClaim(leaseSeconds: 60, maxRunsPerConnection: 10, syncs: [FirstLoadPageTests.orders: false])
         let first = try #require(try await f.store.claimRun(claim))
-        #expect(try await f.store.saveRecords(R.page(0..<100), model: "Order", checkpoint: ["page": 1], for: first.started.lease) == ModelResult())
+        let firstPage = R.page(0..<100, changing: changed ? [5] : [], to: 1)
+        let counted = ModelResult(updated: changed ? 1 : 0)
+        #expect(try await f.store.saveRecords(firstPage, model: "Order", checkpoint: ["page": 1], for: first.started.lease) == counted)
+        if let store = f.store as? PostgresStore {
+            #expect(store.changingPages.contains(runId: first.started.runId, model: "Order") == changed, "the next page sends its payloads")
+        }
         let ways = Self.ways(f)
 
         let second = try await loss.happen(to: first, f, clock: clock, claim: claim)
+        let next = R.page(100..<200, changing: changed ? [150] : [], to: 1)
         let late = await #expect(throws: TributaryError.self) {
-            _ = try await f.store.saveRecords(R.page(100..<200), model: "Order", checkpoint: ["page": 2], for: first.started.lease)
+            _ = try await f.store.saveRecords(next, model: "Order", checkpoint: ["page": 2], for: first.started.lease)
         }
         #expect(late?.code == loss.error)
         #expect(try await f.store.variantState(baseVariant)?.checkpoint?["page"] == 1)
+        #expect(try await R.live(f)[R.id(150)] == 0)
+        #expect(try await f.store.runs(of: baseVariant, limit: 1).first?.results["Order"] ?? ModelResult() == counted)
         if let delta = Self.delta(ways, Self.ways(f)) { #expect(delta == Ways(alone: 0, aligned: 0, sent: 0), "the statement was refused") }
 
         guard let second else { return }
-        #expect(try await f.store.saveRecords(R.page(100..<200), model: "Order", checkpoint: ["page": 2], for: second.started.lease) == ModelResult())
+        #expect(try await f.store.saveRecords(next, model: "Order", checkpoint: ["page": 2], for: second.started.lease) == counted)
         #expect(try await f.store.variantState(baseVariant)?.checkpoint?["page"] == 2)
+        #expect(try await R.live(f)[R.id(150)] == (changed ? 1 : 0))
     }
 
     /// A webhook execution changes a record between two unchanged pages of a refresh: the next page,
@@ -412,7 +431,7 @@ struct UnchangedPageTests {
     /// A webhook execution's pages never take the autocommit statements (their seen generation is
     /// the variant's open window, and a checkpoint is not theirs to save), even with the run marked
     /// for them: the statement refuses it in SQL and the transaction names the error.
-    @Test func aWebhookExecutionIsRefusedTheStatementsInSQL() async throws {
+    @Test(arguments: [false, true]) func aWebhookExecutionIsRefusedTheStatementsInSQL(withPayloads: Bool) async throws {
         guard StoreKind.available.contains(.postgres) else { return }
         let f = try await StoreFixture(.postgres)
         let store = try #require(f.store as? PostgresStore)
@@ -422,6 +441,7 @@ struct UnchangedPageTests {
         _ = try await f.store.enqueueProviderWebhook(for: [baseVariant], type: nil, payload: Array("{}".utf8))
         let webhook = try #require(try await f.store.claimProviderWebhook(leaseSeconds: 60, maxAttempts: 3))
         store.lookingUpAlone.mark(runId: webhook.started.runId, model: "Order")
+        if withPayloads { store.changingPages.mark(runId: webhook.started.runId, model: "Order") }
         let ways = Self.ways(f)
         let refused = await #expect(throws: TributaryError.self) {
             _ = try await f.store.saveRecords(R.page(0..<100), model: "Order", checkpoint: ["page": 1], for: webhook.started.lease)
@@ -445,13 +465,13 @@ struct UnchangedPageTests {
             let rows = try await database.connection.query(
                 """
                 SELECT proname, coalesce(proconfig, '{}') FROM pg_proc
-                WHERE proname LIKE 'tributary\\_%\\_page' OR proname LIKE 'tributary\\_check\\_%' OR proname LIKE 'tributary\\_upsert\\_%' OR proname = 'tributary_look_up_alone'
+                WHERE proname LIKE 'tributary\\_%\\_page' OR proname LIKE 'tributary\\_check\\_%' OR proname LIKE 'tributary\\_upsert\\_%' OR proname IN ('tributary_look_up_alone', 'tributary_save_alone')
                 """,
                 logger: database.logger)
             for try await (name, config) in rows.decode((String, [String]).self) { settings[name] = config }
             return settings
         }
-        #expect(settings.count == 7)
+        #expect(settings.count == 8)
         for (name, config) in settings { #expect(config.contains("jit=off"), "\(name)") }
         for name in ["tributary_check_aligned", "tributary_check_skipping", "tributary_upsert_records"] {
             #expect(settings[name]?.contains("plan_cache_mode=force_generic_plan") == true, "\(name): planned once per session")
