@@ -62,13 +62,14 @@ extension PostgresStore {
     func lookUpPageAlone(
         _ records: [PreparedRecord], model: String, checkpoint: Checkpoint?, for lease: RunLease, withPayloads: Bool = false
     ) async throws -> LookedUpAlone {
-        let keys = PageKeys(records)
+        let keys = try PageKeys(records)
         let checking = !unorderedPages.contains(runId: lease.runId, model: model)
         let offset = leaseClockOffset()
         let minimum = Int64(SeenRange.minimumRecords)
         // Past its limit, the page goes without them: its writes, if any, in a second call.
         let payloads = withPayloads ? PagePayloads(records) : nil
-        let now = clock().microseconds
+        // The time of the page's writes, if it saves them in this call.
+        let now = payloads == nil ? 0 : clock().microseconds
         let looked: (PageLookup, AloneHead, saved: Bool, recordCount: Int64?)? = try await read { db in
             do {
                 let row: PostgresRandomAccessRow?
@@ -107,7 +108,7 @@ extension PostgresStore {
         if lookup.indices.isEmpty { return .saved(ModelResult()) }
         guard saved, let kinds = lookup.kinds else { return .toWrite(lookup, head) }
         let result = Self.counts(of: kinds)
-        if lookup.indices.count * 2 > records.count { writingPages.mark(runId: lease.runId, model: model) }
+        noteWritten(lookup.indices.count, of: records.count, runId: lease.runId, model: model)
         pagesSavedAlone.add(1, ordering: .relaxed)
         upsertedRecords.add(lookup.indices.count, ordering: .relaxed)
         if result.added > 0 { await analyzeIfGrown(head.dataset, to: recordCount ?? 0, by: result.added) }
@@ -138,7 +139,7 @@ extension PostgresStore {
         let toWrite = lookup.indices.map { records[$0] }
         let expected = Self.counts(of: kinds)
         let results = try ModelResult.addingRunResult(expected, for: model, to: head.results)
-        let page = PageArrays(toWrite)
+        let page = try PageArrays(toWrite)
         let dataset = head.dataset
         let (sequence, now) = nextChange(dataset)
         let offset = leaseClockOffset()
@@ -210,6 +211,16 @@ extension PostgresStore {
         } else {
             missedChecks.mark(runId: runId, model: model)
         }
+    }
+
+    /// Most of a page written (an incremental run's changes): the run's next page of `model` is
+    /// likely the same, and is upserted whole at once instead of looked up first (``writingPages``).
+    /// Whether it was marked.
+    @discardableResult
+    func noteWritten(_ written: Int, of count: Int, runId: Int64, model: String) -> Bool {
+        guard written * 2 > count else { return false }
+        writingPages.mark(runId: runId, model: model)
+        return true
     }
 
     /// After a page that needed no write, the run's next page of `model` is looked up alone; after

@@ -30,7 +30,7 @@ extension PostgresStore {
                     return result
                 case .toWrite(let lookup, let head):
                     if let result = try await upsertPageAlone(unique, lookup, model: model, checkpoint: checkpoint, for: lease, after: head) {
-                        if lookup.indices.count * 2 > unique.count { writingPages.mark(runId: lease.runId, model: model) }
+                        noteWritten(lookup.indices.count, of: unique.count, runId: lease.runId, model: model)
                         return result
                     }
                     lookedUp = lookup.indices
@@ -47,28 +47,28 @@ extension PostgresStore {
         }
     }
 
-    /// A page's ids and hashes as two bound arrays: all a lookup sends.
+    /// A page's ids and hashes as two bound arrays (``PageColumn``): all a lookup sends.
     struct PageKeys {
-        let ids: [String]
-        let hashes: [Int64]
+        let ids: PageColumn
+        let hashes: PageColumn
 
-        init<Records: Collection<PreparedRecord>>(_ records: Records) {
-            ids = records.map(\.id)
-            hashes = records.map { Int64(bitPattern: $0.hash) }
+        init(_ records: [PreparedRecord]) throws(TributaryError) {
+            ids = try PageColumn(records, .ids)
+            hashes = try PageColumn(records, .hashes)
         }
     }
 
     /// A page's records as the three bound arrays of its statements (one round trip per page,
-    /// whatever its size): ids, hashes and canonical JSON payloads.
+    /// whatever its size): ids, hashes and canonical JSON payloads (``PageColumn``).
     struct PageArrays {
-        let keys: PageKeys
-        let payloads: [String]
-        var ids: [String] { keys.ids }
-        var hashes: [Int64] { keys.hashes }
+        let ids: PageColumn
+        let hashes: PageColumn
+        let payloads: PageColumn
 
-        init<Records: Collection<PreparedRecord>>(_ records: Records) {
-            keys = PageKeys(records)
-            payloads = records.map { String(decoding: $0.json, as: UTF8.self) }
+        init(_ records: [PreparedRecord]) throws(TributaryError) {
+            ids = try PageColumn(records, .ids)
+            hashes = try PageColumn(records, .hashes)
+            payloads = try PageColumn(records, .payloads)
         }
     }
 
@@ -116,7 +116,7 @@ extension PostgresStore {
     private func insertPage(
         _ records: [PreparedRecord], model: String, checkpoint: Checkpoint?, for lease: RunLease, expecting expected: PlainInsertHeads.Expected
     ) async throws -> ModelResult? {
-        let page = PageArrays(records)
+        let page = try PageArrays(records)
         let dataset = expected.dataset
         let (sequence, now) = nextChange(dataset)
         let result = ModelResult(added: records.count)
@@ -207,7 +207,7 @@ extension PostgresStore {
             if lookedUp == nil, insertingOnly, dataset.holdsOnlyRecordsAdded(byRun: try ModelResult.decodeRunResults(run.results)[model]?.added ?? 0) {
                 // The insert, the dataset's head, the run's counts and the checkpoint (if any) in
                 // one statement: one round trip.
-                let page = PageArrays(records)
+                let page = try PageArrays(records)
                 let result = ModelResult(added: records.count)
                 let results = try run.adding(result, for: model)
                 let count: Int64?
@@ -253,7 +253,7 @@ extension PostgresStore {
             }
             var result = ModelResult()
             if !toWrite.isEmpty {
-                let page = PageArrays(toWrite)
+                let page = try PageArrays(toWrite)
                 // An unchanged record not yet seen in the window is stamped only when the whole
                 // page is upserted (a lookup stamped it otherwise).
                 // `tributary_upsert_records` (migration `v13-page-upsert`): the upsert with a plan
@@ -275,11 +275,8 @@ extension PostgresStore {
         if let upserted {
             // Counted once the transaction committed (a retried one runs its body again).
             upsertedRecords.add(upserted.sent, ordering: .relaxed)
-            // Most of the page written: the run's next page is likely the same (its changes); else
-            // looked up first.
-            if upserted.written * 2 > records.count {
-                writingPages.mark(runId: lease.runId, model: model)
-            } else if writingMost {
+            // Else the run's next page is looked up first.
+            if !noteWritten(upserted.written, of: records.count, runId: lease.runId, model: model), writingMost {
                 writingPages.unmark(runId: lease.runId, model: model)
             }
             if upserted.lookup?.aligned == true { pagesAligned.add(1, ordering: .relaxed) }
@@ -326,7 +323,7 @@ extension PostgresStore {
     private func lookUpPage(
         _ db: PostgresConnection, _ records: [PreparedRecord], dataset: DatasetHead, generation: Int64, checking: Bool
     ) async throws -> PageLookup {
-        let keys = PageKeys(records)
+        let keys = try PageKeys(records)
         let minimum = Int64(SeenRange.minimumRecords)
         let row = try await db.one(
             """

@@ -18,7 +18,7 @@ struct PostgresDatabase {
     }
 
     /// The first column of every row `sql` selects, decoded as `T`.
-    func column<T: PostgresDecodable>(_ sql: String, as type: T.Type) async throws -> [T] {
+    func column<T: PostgresDecodable & Sendable>(_ sql: String, as type: T.Type) async throws -> [T] {
         var values: [T] = []
         for try await value in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger).decode(T.self) { values.append(value) }
         return values
