@@ -37,9 +37,13 @@ struct PageColumn: PostgresDynamicTypeEncodable, Sendable {
     private static let headerBytes = 12
     private static let dimensionBytes = 8
 
-    /// - Throws: ``TributaryError`` `store_unavailable` if an element or the array would not fit the
-    ///   protocol's 32-bit lengths (a page of more than 2 GiB, which the pipeline's bounded memory rules out).
-    init(_ records: [PreparedRecord], _ values: Values) throws(TributaryError) {
+    /// The most bytes PostgreSQL takes in one value, or one message (1 GiB less a byte).
+    static let maximumBytes = (1 << 30) - 1
+
+    /// - Throws: ``TributaryError`` `invalid_record` if the array would pass `limit`, ``maximumBytes`` (a page
+    ///   of more than 1 GiB, which the pipeline's bounded memory rules out): the server would refuse
+    ///   it, every time, so the run fails rather than being retried.
+    init(_ records: [PreparedRecord], _ values: Values, limit: Int = maximumBytes) throws(TributaryError) {
         var total = 0
         switch values {
         case .ids:
@@ -49,8 +53,10 @@ struct PageColumn: PostgresDynamicTypeEncodable, Sendable {
         case .payloads:
             for record in records { total += 4 + record.json.count }
         }
-        guard total + Self.headerBytes + Self.dimensionBytes <= Int(Int32.max) else {
-            throw TributaryError(.storeUnavailable, "A page of \(records.count) records is too large to send to PostgreSQL (\(total) bytes in one array).")
+        guard total + Self.headerBytes + Self.dimensionBytes <= limit else {
+            throw TributaryError(
+                .invalidRecord,
+                "A page of \(records.count) records is too large: its \(values) come to \(total) bytes, more than one PostgreSQL value may hold (\(limit) bytes).")
         }
         self.records = records
         self.values = values
@@ -90,6 +96,7 @@ struct PageColumn: PostgresDynamicTypeEncodable, Sendable {
             case .payloads:
                 for record in records { record.json.withUnsafeBytes(put) }
             }
+            assert(at == count, "a page column wrote \(at) bytes, sized for \(count)")
             return count
         }
     }

@@ -8,8 +8,8 @@ import TributaryTestSupport
 
 /// A page's columns bound as PostgreSQL arrays (``PageColumn``): the same bytes postgres-nio's own
 /// `[String]` and `[Int64]` bindings send, and the same values back from a real server — for ids
-/// and payloads of one- to four-byte UTF-8 characters, an empty string's neighbours, hashes with
-/// the high bit set, and an empty page.
+/// and payloads of one- to four-byte UTF-8 characters, quotes and backslashes, hashes with the high
+/// bit set and of zero, and an empty page.
 @Suite("A page's columns as bound arrays")
 struct PageColumnTests {
     /// Records whose ids and payloads cover the cases a byte count can get wrong.
@@ -54,6 +54,24 @@ struct PageColumnTests {
         var expected = ByteBuffer(bytes: [9, 9, 9])
         Self.records.map(\.id).encode(into: &expected, context: .default)
         #expect(buffer == expected)
+    }
+
+    /// An array past what one PostgreSQL value may hold fails the page as invalid (never retried as
+    /// an outage), naming the column; one that fits exactly is taken. (The real limit, 1 GiB, is
+    /// passed here as a page's own size.)
+    @Test func anArrayPastTheLimitIsRefusedNamingItsColumn() throws {
+        let records = Self.records
+        let payloads = 20 + records.reduce(0) { $0 + 4 + $1.json.count }
+        #expect(try PageColumn(records, .payloads, limit: payloads).records.count == records.count)
+        #expect(throws: TributaryError.self) { try PageColumn(records, .payloads, limit: payloads - 1) }
+        do {
+            _ = try PageColumn(records, .ids, limit: 20)
+            Issue.record("a page past the limit was taken")
+        } catch {
+            #expect(error.code == .invalidRecord)
+            #expect(error.message.contains("its ids come to"), "\(error.message)")
+        }
+        #expect(PageColumn.maximumBytes == 1_073_741_823)
     }
 
     /// Bound in a statement to a real server, each column comes back as the records hold it.
