@@ -185,7 +185,9 @@ let package = Package(
             dependencies: ["TributaryCore", "TributaryTestSupport", .product(name: "PropertyBased", package: "swift-property-based")],
             swiftSettings: strict),
         // The store's pure rules (fencing, run starts and ends, expiry, next runs, lifecycle changes), without a database.
-        .testTarget(name: "TributaryRulesTests", dependencies: ["TributaryCore", "TributaryStore"], swiftSettings: strict),
+        .testTarget(
+            name: "TributaryRulesTests",
+            dependencies: ["TributaryCore", "TributaryStore", .product(name: "PropertyBased", package: "swift-property-based")], swiftSettings: strict),
         .testTarget(
             name: "TributaryStoreTests",
             dependencies: [

@@ -76,10 +76,11 @@ struct JSONTests {
             #expect((try? JSONParser.parse(written)) == .string(text), "\(text.debugDescription)")
         }
         // Every ASCII byte and a multi-byte character alone at every offset of two words, in plain
-        // text shorter than, as long as and longer than a word; one writer, from a small buffer.
+        // text of every length short of a word (read as one word), as long as a word, and longer
+        // (its last bytes short of a word read as the last eight); one writer, from a small buffer.
         var writer = JSONWriter(canonical: true, reservingCapacity: 16)
         let singles = (0...0x7F).map { String(UnicodeScalar(UInt8($0))) } + ["é"]
-        for length in [7, 8, 9, 16, 300] {
+        for length in [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 300] {
             for offset in 0..<17 {
                 for single in singles {
                     var text = String(repeating: "x", count: length)
@@ -113,6 +114,25 @@ struct JSONTests {
         let object = JSONObject(keys.map { ($0, JSONValue.null) })
         let written = try JSONParser.parse(JSONWriter.bytes(.object(object))).objectValue!.keys
         #expect(written == keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) })
+    }
+
+    /// Keys that share their first eight bytes or more, end in NUL, or are not ASCII.
+    static let keyPieces = Gen<String?>.element(of: ["created_", "customer", "a", "b", "\u{0}", "é", "z", "_", "Z"]).map { $0 ?? "" }
+
+    /// Any object's keys are written in the order of their UTF-8 bytes, small objects (sorted in
+    /// place) and large ones (past 32 members) alike, and the object reads back as itself.
+    @Test func canonicalKeyOrderIsTheKeysByteOrder() async throws {
+        let keys = Self.keyPieces.array(of: 1...4).map { $0.joined() }.array(of: 0...40)
+        await propertyCheck(count: 300, input: keys) { keys in
+            var unique: [String] = []
+            var seen = Set<[UInt8]>()
+            for key in keys where seen.insert(Array(key.utf8)).inserted { unique.append(key) }
+            let object = JSONObject(unique.enumerated().map { ($1, JSONValue.number(JSONNumber($0))) })
+            let written = JSONWriter.bytes(.object(object))
+            let order = try? JSONParser.parse(written).objectValue?.keys.map { Array($0.utf8) }
+            #expect(order == unique.map { Array($0.utf8) }.sorted { $0.lexicographicallyPrecedes($1) }, "\(unique)")
+            #expect((try? JSONParser.parse(written)) == .object(object), "\(unique)")
+        }
     }
 
     @Test(arguments: [

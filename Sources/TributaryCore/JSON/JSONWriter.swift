@@ -107,30 +107,37 @@ public struct JSONWriter: ~Copyable {
         writeMembers(object.storage, skipping: skipping, id: id)
     }
 
-    /// Writes members, in key order when canonical. The order is a sort of member indices in a
-    /// stack buffer (an insertion sort for small objects): sorting the members themselves would
-    /// copy (retain and release) every key and value.
+    /// Writes members, in key order when canonical. The order is a sort of the members' indices in
+    /// a stack buffer (an insertion sort for small objects), each beside its key's first eight bytes
+    /// as one integer (``sortPrefix(_:)``): most keys differ there, so most comparisons are one
+    /// integer comparison, and only keys sharing those bytes compare their whole bytes. Sorting the
+    /// members themselves would copy (retain and release) every key and value.
     private mutating func writeMembers(_ storage: [(key: String, value: JSONValue)], skipping: String?, id: String?) {
         appendByte(UInt8(ascii: "{"))
         storage.withUnsafeBufferPointer { members in
             let count = members.count
-            withUnsafeTemporaryAllocation(of: Int.self, capacity: max(count, 1)) { order in
+            withUnsafeTemporaryAllocation(of: (prefix: UInt64, index: Int).self, capacity: max(count, 1)) { order in
                 var kept = 0
                 for index in 0..<count {
                     if let skipping, Self.sameKey(members[index].key, skipping) { continue }
-                    order[kept] = index
+                    order[kept] = (canonical ? Self.sortPrefix(members[index].key) : 0, index)
                     kept += 1
+                }
+                // Whether member `a` goes before member `b`: their keys' byte order.
+                func precedes(_ a: (prefix: UInt64, index: Int), _ b: (prefix: UInt64, index: Int)) -> Bool {
+                    if a.prefix != b.prefix { return a.prefix < b.prefix }
+                    return Self.keyPrecedes(members[a.index].key, members[b.index].key)
                 }
                 if canonical && kept > 32 {
                     // A large object (keys are unique in a JSONObject): a library sort, not the insertion
                     // sort's size squared.
                     var sorted = UnsafeMutableBufferPointer(rebasing: order[0..<kept])
-                    sorted.sort { Self.keyPrecedes(members[$0].key, members[$1].key) }
+                    sorted.sort(by: precedes)
                 } else if canonical && kept > 1 {
                     for i in 1..<kept {
                         let moving = order[i]
                         var j = i
-                        while j > 0 && Self.keyPrecedes(members[moving].key, members[order[j - 1]].key) {
+                        while j > 0 && precedes(moving, order[j - 1]) {
                             order[j] = order[j - 1]
                             j -= 1
                         }
@@ -139,7 +146,7 @@ public struct JSONWriter: ~Copyable {
                 }
                 for position in 0..<kept {
                     if position > 0 { appendByte(UInt8(ascii: ",")) }
-                    let index = order[position]
+                    let index = order[position].index
                     writeString(members[index].key)
                     appendByte(UInt8(ascii: ":"))
                     if let id, Self.sameKey(members[index].key, "id") {
@@ -151,6 +158,21 @@ public struct JSONWriter: ~Copyable {
             }
         }
         appendByte(UInt8(ascii: "}"))
+    }
+
+    /// A key's first eight UTF-8 bytes as one big-endian integer, zero-padded: two keys whose
+    /// prefixes differ are in the order of their prefixes (byte order); equal prefixes say nothing
+    /// (`"ab"` and `"ab\u{0}"`, or two keys sharing eight bytes), and the whole keys are compared.
+    @inline(__always) static func sortPrefix(_ key: String) -> UInt64 {
+        @inline(__always) func prefix(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
+            var prefix: UInt64 = 0
+            let n = min(bytes.count, 8)
+            for i in 0..<n { prefix |= UInt64(bytes[i]) << UInt64(56 - 8 * i) }
+            return prefix
+        }
+        if let fast = key.utf8.withContiguousStorageIfAvailable(prefix) { return fast }
+        var key = key
+        return key.withUTF8(prefix)
     }
 
     /// Whether two keys are equal, the lengths compared first (most keys differ in length from
@@ -255,16 +277,32 @@ public struct JSONWriter: ~Copyable {
 
     /// Writes `"`, the bytes with those JSON needs escaped, and `"`. Safe bytes are copied as they
     /// are scanned, eight at a time while a whole word needs no escape (most strings in records are
-    /// short, so this avoids a `memmove` call per string as well as a second pass).
+    /// short, so this avoids a `memmove` call per string as well as a second pass). A string of
+    /// fewer than eight bytes is read as one word (``shortWord(_:)``) and, needing no escape, stored
+    /// as one; a longer one's last bytes short of a word are checked and stored as its last eight
+    /// bytes, overlapping bytes stored already, when nothing before them was escaped.
     private mutating func writeEscaped(_ utf8: UnsafeBufferPointer<UInt8>) {
         let n = utf8.count
-        // Room for the quotes and every byte as it is; a word is stored only while eight bytes
-        // are left to copy, so it never needs more than that room.
-        reserve(n + 2)
+        // Room for the quotes and every byte as it is, and for a whole word stored for a short
+        // string; a word is stored only while eight bytes are left to copy, or at a position
+        // whose eight bytes are inside that room, so it never needs more than that.
+        reserve(max(n, 8) + 2)
         base[count] = UInt8(ascii: "\"")
         count += 1
         if let source = utf8.baseAddress {
             let raw = UnsafeRawPointer(source)
+            if n < 8 {
+                let word = Self.shortWord(utf8)
+                if !Self.anyNeedsEscape(word) {
+                    UnsafeMutableRawPointer(base + count).storeBytes(of: word.littleEndian, as: UInt64.self)
+                    count += n
+                    base[count] = UInt8(ascii: "\"")
+                    count += 1
+                    return
+                }
+            }
+            // Where the string's first byte went: while nothing is escaped, byte `i` goes to `start + i`.
+            let start = count
             var i = 0
             while i < n {
                 if n - i >= 8 {
@@ -274,6 +312,15 @@ public struct JSONWriter: ~Copyable {
                         count += 8
                         i += 8
                         continue
+                    }
+                } else if i >= 8 && count - start == i {
+                    // The last bytes, short of a word, with nothing escaped before them: the string's
+                    // last eight bytes, those before them safe and stored already as they are.
+                    let word = raw.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)
+                    if !Self.anyNeedsEscape(word) {
+                        UnsafeMutableRawPointer(base + start + n - 8).storeBytes(of: word, as: UInt64.self)
+                        count = start + n
+                        break
                     }
                 }
                 let byte = source[i]
@@ -303,5 +350,24 @@ public struct JSONWriter: ~Copyable {
         }
         base[count] = UInt8(ascii: "\"")
         count += 1
+    }
+
+    /// The bytes of a string shorter than a word as one little-endian word — byte `i` in bits
+    /// `8i` — the rest of it spaces (bytes JSON does not escape), read without a byte past the
+    /// string: one or two byte loads under four bytes, else two overlapping four-byte loads.
+    @inline(__always) static func shortWord(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        let n = bytes.count
+        guard n > 0, let source = bytes.baseAddress else { return 0x2020_2020_2020_2020 }
+        var word: UInt64
+        if n >= 4 {
+            let raw = UnsafeRawPointer(source)
+            let low = UInt64(UInt32(littleEndian: raw.loadUnaligned(as: UInt32.self)))
+            let high = UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self)))
+            // The two overlap when n < 8: an overlapping byte is the same byte in both.
+            word = low | high << UInt64(8 * (n - 4))
+        } else {
+            word = UInt64(source[0]) | UInt64(source[n / 2]) << UInt64(8 * (n / 2)) | UInt64(source[n - 1]) << UInt64(8 * (n - 1))
+        }
+        return word | (0x2020_2020_2020_2020 & ~0 << UInt64(8 * n))
     }
 }
