@@ -166,9 +166,14 @@ struct BenchReport {
 
     /// Records a figure for the JSON file under `store.key`.
     mutating func figure(_ store: BenchStoreKind, _ key: String, _ value: Double) {
-        var group = figures[store.rawValue]?.objectValue ?? [:]
-        group[key] = .number(JSONNumber((value * 1000).rounded() / 1000))
-        figures[store.rawValue] = .object(group)
+        figure(store.rawValue, key, value)
+    }
+
+    /// Records a figure for the JSON file under `group.key` (a figure of no store: `client`).
+    mutating func figure(_ group: String, _ key: String, _ value: Double) {
+        var figures = self.figures[group]?.objectValue ?? [:]
+        figures[key] = .number(JSONNumber((value * 1000).rounded() / 1000))
+        self.figures[group] = .object(figures)
     }
 
     func print(options: BenchOptions) throws {
