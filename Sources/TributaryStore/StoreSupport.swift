@@ -13,8 +13,9 @@ extension Array where Element == PreparedRecord {
     /// ``lastOccurrencePerId`` with the hash that tells ids apart first given (tests give one that
     /// makes every id look alike). Most batches hold each id once: the ids' hashes go into a set of
     /// integers, and only when two hashes are equal — the same id twice, or two ids whose hashes
-    /// collide — are the ids compared exactly (a set keyed by their bytes, which is also where a
-    /// batch crafted to collide ends: no worse than comparing them exactly at once).
+    /// collide — are the ids compared exactly (a set keyed by their bytes). A batch with an id
+    /// repeated, or crafted so that ids collide, pays that hash pass and then what every batch paid
+    /// before: linear still, and the set of integers hashes with the process's random seed.
     package func lastOccurrencePerId(idHash: (String) -> UInt64) -> [PreparedRecord] {
         guard count > 1 else { return self }
         var hashes = Set<UInt64>(minimumCapacity: count)

@@ -93,6 +93,19 @@ struct JSONTests {
                 }
             }
         }
+        // Strings of up to two words written where the writer has room for their bytes and quotes
+        // only: a word stored for a short string, or as a long string's last, stays inside the
+        // room reserved (the writer asserts so in debug builds), and the bytes are the rule's.
+        for length in 0...16 {
+            for single in ["x", "\"", "\u{01}", "é"] {
+                let text = String(repeating: "x", count: max(length - 1, 0)) + (length > 0 ? single : "")
+                var edge = JSONWriter(canonical: true, reservingCapacity: 64)
+                let filler = String(repeating: "f", count: 64 - text.utf8.count - 4)
+                edge.writeString(filler)
+                edge.writeString(text)
+                #expect(edge.bytes == Self.referenceLiteral(filler) + Self.referenceLiteral(text), "\(text.debugDescription)")
+            }
+        }
         // Six bytes written for every one read, far past the buffer the writer had.
         let controls = String(repeating: "\u{01}", count: 5_000)
         writer.removeAll()

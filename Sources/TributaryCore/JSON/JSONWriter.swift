@@ -294,6 +294,7 @@ public struct JSONWriter: ~Copyable {
             if n < 8 {
                 let word = Self.shortWord(utf8)
                 if !Self.anyNeedsEscape(word) {
+                    assert(capacity - count >= 8, "a short string's word is stored inside the room reserved")
                     UnsafeMutableRawPointer(base + count).storeBytes(of: word.littleEndian, as: UInt64.self)
                     count += n
                     base[count] = UInt8(ascii: "\"")
@@ -318,6 +319,7 @@ public struct JSONWriter: ~Copyable {
                     // last eight bytes, those before them safe and stored already as they are.
                     let word = raw.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)
                     if !Self.anyNeedsEscape(word) {
+                        assert(start + n < capacity, "a string's last word is stored inside the room reserved")
                         UnsafeMutableRawPointer(base + start + n - 8).storeBytes(of: word, as: UInt64.self)
                         count = start + n
                         break
