@@ -170,7 +170,7 @@ extension PostgresStore {
         plainInsertHeads.record(after, model: model)
         plainInsertedPages.add(1, ordering: .relaxed)
         plainInsertedAlone.add(1, ordering: .relaxed)
-        await analyzeIfGrown(dataset, to: count, by: records.count)
+        analyzeIfGrown(dataset, to: count, by: records.count)
         return result
     }
 
@@ -672,17 +672,25 @@ extension PostgresStore {
         }
     }
 
-    /// ``analyzeIfGrown(_:to:by:_:)`` after a write that committed on its own: in a transaction of
-    /// its own (its statistics target is `SET LOCAL`). Statistics are a help to later pages, so
-    /// failing to gather them fails nothing (the dataset's next doubling gathers them again): a
-    /// failure is logged.
-    func analyzeIfGrown(_ dataset: DatasetHead, to count: Int64, by countDelta: Int) async {
+    /// ``analyzeIfGrown(_:to:by:_:)`` after a write that committed on its own: the dataset is queued
+    /// (``AnalyzeQueue``) and ``run()`` analyses its partition on another connection while the
+    /// writer goes on — the write has committed, so the analysis sees its rows.
+    func analyzeIfGrown(_ dataset: DatasetHead, to count: Int64, by countDelta: Int) {
         guard Self.grewPastAnalyzeThreshold(to: count, by: countDelta) else { return }
+        analyzeQueue.enqueue(dataset)
+    }
+
+    /// Analyses `dataset`'s partition in a transaction of its own (its statistics target is `SET
+    /// LOCAL`), for ``run()``. Statistics are a help to later pages, so failing to gather them fails
+    /// nothing (the dataset's next doubling gathers them again): a failure is logged, unless the
+    /// store is shutting down.
+    func analyzePartition(of dataset: DatasetHead) async {
         do {
             try await transaction { db in try await self.analyzePartition(of: dataset, db) }
-        } catch {
+        } catch where !Task.isCancelled {
             logger.warning("could not analyse a growing dataset's partition", metadata: ["dataset": "\(dataset.id)", "error": "\(error)"])
-        }
+        } catch {}
+        partitionsAnalysed.add(1, ordering: .relaxed)
     }
 
     private static func grewPastAnalyzeThreshold(to count: Int64?, by countDelta: Int) -> Bool {
@@ -711,7 +719,7 @@ extension PostgresStore {
     /// is all these plans need; the default 30,000 cost a first load of 100,000 records a fifth of
     /// its time (docs/BENCHMARKS.md). They replace whatever the partition had, coarser (ten most
     /// common datasets, a ten-bucket histogram), until autovacuum's next ANALYZE refines them at the
-    /// default. Runs inside the write's transaction (`SET LOCAL`).
+    /// default. Runs in a transaction (`SET LOCAL`): the write's, or one of its own (``analyzePartition(of:)``).
     func analyzePartition(of dataset: DatasetHead, _ db: PostgresConnection) async throws {
         guard let name = try await db.one("SELECT tableoid::regclass::text AS name FROM records WHERE dataset_id = \(dataset.id) LIMIT 1", logger)?
             .string("name"),

@@ -61,6 +61,10 @@ public final class PostgresStore: Store, Service {
     let unorderedPages = RunModelMarks()
     /// What each run's next first-load page may expect (``PlainInsertHeads``).
     let plainInsertHeads = PlainInsertHeads()
+    /// Datasets whose partitions ``run()`` is to analyse (``AnalyzeQueue``).
+    let analyzeQueue = AnalyzeQueue()
+    /// How many partitions ``run()`` analysed (or tried to) from ``analyzeQueue`` (tests wait for it).
+    let partitionsAnalysed = Atomic<Int>(0)
     /// How many pages went in as a first load's plain insert (tests check the path was taken).
     let plainInsertedPages = Atomic<Int>(0)
     /// How many of those went in as one autocommit statement (``PlainInsertHeads``).
@@ -119,14 +123,23 @@ public final class PostgresStore: Store, Service {
         self.url = url
     }
 
-    /// Runs the connection pool, and the watch over calls waiting for a connection (``operationTimeout``),
-    /// until cancelled or gracefully shut down.
+    /// Runs the connection pool, the watch over calls waiting for a connection (``operationTimeout``)
+    /// and the analyses of growing datasets' partitions (``analyzeQueue``), until cancelled or
+    /// gracefully shut down.
     public func run() async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.client.run() }
             group.addTask {
                 // Deadlines are checked this often: a call times out at most this much late.
                 while (try? await Task.sleep(for: Self.deadlineCheck)) != nil { self.waits.expire(now: .now) }
+            }
+            group.addTask {
+                // Ends at a graceful shutdown too, when the pool stops leasing connections.
+                await cancelWhenGracefulShutdown {
+                    await self.analyzeQueue.drain { dataset in await self.analyzePartition(of: dataset) }
+                }
+                // Never end the group before it is cancelled.
+                while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
             }
             await group.next()
             group.cancelAll()

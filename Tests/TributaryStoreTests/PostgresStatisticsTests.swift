@@ -1,3 +1,4 @@
+import Synchronization
 import PostgresNIO
 import Testing
 import TributaryCore
@@ -33,8 +34,9 @@ struct PostgresStatisticsTests {
     }
 
     /// A first load's later pages are one statement each (``PlainInsertHeads``); the one that takes
-    /// the dataset past 8,192 records has its partition analysed after it, in a transaction of its
-    /// own so that its small statistics target holds (ten histogram buckets, not the default 100).
+    /// the dataset past 8,192 records queues its dataset, and the store's `run()` analyses the
+    /// partition on another connection, in a transaction of its own so that its small statistics
+    /// target holds (ten histogram buckets, not the default 100).
     @Test func aFirstLoadsPartitionIsAnalysedWithItsSmallTarget() async throws {
         guard StoreKind.available.contains(.postgres) else { return }
         let f = try await TestStore(.postgres)
@@ -59,6 +61,8 @@ struct PostgresStatisticsTests {
             _ = try await f.store.saveRecords(try (8000..<9000).map { try PreparedRecord(["id": .string("r\($0)")]) }, model: "Order", checkpoint: nil, for: lease)
         }
         #expect(store.plainInsertedAlone.load(ordering: .relaxed) == 8, "every page after the first was one statement")
+        try await eventually("the queued analysis") { store.partitionsAnalysed.load(ordering: .relaxed) == 1 }
+        #expect(store.analyzeQueue.count == 0)
         let analysed = try await statistics()
         #expect(analysed.rows >= 8192, "analysed once the dataset passed 8,192 records")
         #expect(analysed.buckets == 11, "with the statistics target of 10")
@@ -122,5 +126,51 @@ struct PostgresStatisticsTests {
         for run in 0..<Int64(RunModelMarks.limit) { refusals.mark(runId: 1_000 + run, model: "Order") }
         #expect(!refusals.contains(runId: 7, model: "Order"), "forgotten once the limit was reached")
         #expect(refusals.contains(runId: 1_000 + Int64(RunModelMarks.limit) - 1, model: "Order"))
+    }
+
+    /// A dataset waits in the analyse queue once until its turn, and no more than the queue's limit
+    /// of datasets wait at once (more are not queued: their next doubling queues them again).
+    @Test func theAnalyseQueueHoldsADatasetOnceAndStaysWithinItsLimit() {
+        let queue = AnalyzeQueue()
+        func dataset(_ id: Int64) -> DatasetHead { DatasetHead(id: id, lastSequence: 1, lastWriteAt: 1) }
+        #expect(queue.enqueue(dataset(1)))
+        #expect(!queue.enqueue(dataset(1)), "already waiting")
+        #expect(queue.enqueue(dataset(2)))
+        #expect(queue.count == 2)
+        for id in 3...Int64(AnalyzeQueue.limit) { #expect(queue.enqueue(dataset(id))) }
+        #expect(queue.count == AnalyzeQueue.limit)
+        #expect(!queue.enqueue(dataset(Int64(AnalyzeQueue.limit) + 1)), "the queue is full")
+        #expect(queue.count == AnalyzeQueue.limit)
+    }
+
+    /// The queue hands its datasets over in the order they came, one at a time; a dataset queued
+    /// again while it is being analysed (rows written since) is analysed again after; draining ends
+    /// when its task is cancelled, and with it the queue.
+    @Test func theAnalyseQueueHandsDatasetsOverInOrderAndAgainWhenQueuedDuringTheirTurn() async throws {
+        let queue = AnalyzeQueue()
+        func dataset(_ id: Int64) -> DatasetHead { DatasetHead(id: id, lastSequence: 1, lastWriteAt: 1) }
+        final class Analysed: Sendable { let ids = Mutex<[Int64]>([]) }
+        let analysed = Analysed()
+        queue.enqueue(dataset(1))
+        queue.enqueue(dataset(2))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await queue.drain { dataset in
+                    let first = analysed.ids.withLock { ids in
+                        ids.append(dataset.id)
+                        return ids.count == 1
+                    }
+                    // Written again while its first analysis runs: waits for a second turn.
+                    if first { #expect(queue.enqueue(dataset)) }
+                }
+            }
+            try await eventually("three analyses") { analysed.ids.withLock { $0.count } == 3 }
+            group.cancelAll()
+            try await group.waitForAll()
+        }
+        #expect(analysed.ids.withLock { $0 } == [1, 2, 1])
+        #expect(queue.count == 0)
+        #expect(!queue.enqueue(dataset(3)), "drained for the last time: nothing waits for a turn that never comes")
+        #expect(queue.count == 0)
     }
 }
