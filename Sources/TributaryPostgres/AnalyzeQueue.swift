@@ -4,9 +4,8 @@ import TributaryStore
 /// The datasets whose partitions a store is to analyse next. A write that commits on its own and
 /// takes its dataset past a threshold queues the dataset and returns; the store's
 /// ``PostgresStore/run()`` analyses the queued datasets one at a time, each on a pooled connection
-/// leased for it, so
-/// that the `ANALYZE` (~15–80 ms) runs beside the writer's next pages instead of inside the page
-/// that crossed the threshold (docs/BENCHMARKS.md, twenty-first round).
+/// leased for it, so that the `ANALYZE` (~15–80 ms) runs beside the writer's next pages instead of
+/// inside the page that crossed the threshold (docs/BENCHMARKS.md, twenty-first round).
 ///
 /// A dataset queued again before its turn is analysed once. Past ``limit`` datasets waiting, more
 /// are not queued: statistics are a hint — autovacuum analyses the partition later, and the

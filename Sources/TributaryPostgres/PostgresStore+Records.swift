@@ -673,8 +673,8 @@ extension PostgresStore {
     }
 
     /// ``analyzeIfGrown(_:to:by:_:)`` after a write that committed on its own: the dataset is queued
-    /// (``AnalyzeQueue``) and ``run()`` analyses its partition on another connection while the
-    /// writer goes on — the write has committed, so the analysis sees its rows.
+    /// (``AnalyzeQueue``) and ``run()`` analyses its partition on another pooled connection while
+    /// the writer goes on — the write has committed, so the analysis sees its rows.
     func analyzeIfGrown(_ dataset: DatasetHead, to count: Int64, by countDelta: Int) {
         guard Self.grewPastAnalyzeThreshold(to: count, by: countDelta) else { return }
         analyzeQueue.enqueue(dataset)
@@ -683,7 +683,7 @@ extension PostgresStore {
     /// Analyses `dataset`'s partition in a transaction of its own (its statistics target is `SET
     /// LOCAL`), for ``run()``. Statistics are a help to later pages, so failing to gather them fails
     /// nothing (the dataset's next doubling gathers them again): a failure is logged, unless the
-    /// store is shutting down.
+    /// drain was cancelled (the store is shutting down).
     func analyzePartition(of dataset: DatasetHead) async {
         do {
             try await transaction { db in try await self.analyzePartition(of: dataset, db) }
