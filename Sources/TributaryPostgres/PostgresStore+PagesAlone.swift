@@ -111,7 +111,7 @@ extension PostgresStore {
         noteWritten(lookup.indices.count, of: records.count, runId: lease.runId, model: model)
         pagesSavedAlone.add(1, ordering: .relaxed)
         upsertedRecords.add(lookup.indices.count, ordering: .relaxed)
-        if result.added > 0 { analyzeIfGrown(head.dataset, to: recordCount ?? 0, by: result.added) }
+        if result.added > 0 { queueAnalysisIfGrown(head.dataset, to: recordCount ?? 0, by: result.added) }
         return .saved(result)
     }
 
@@ -167,7 +167,7 @@ extension PostgresStore {
         guard let written else { return nil }
         pagesUpsertedAlone.add(1, ordering: .relaxed)
         upsertedRecords.add(toWrite.count, ordering: .relaxed)
-        if expected.added > 0 { analyzeIfGrown(dataset, to: written ?? 0, by: expected.added) }
+        if expected.added > 0 { queueAnalysisIfGrown(dataset, to: written ?? 0, by: expected.added) }
         return expected
     }
 

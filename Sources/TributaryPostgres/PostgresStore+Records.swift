@@ -170,7 +170,7 @@ extension PostgresStore {
         plainInsertHeads.record(after, model: model)
         plainInsertedPages.add(1, ordering: .relaxed)
         plainInsertedAlone.add(1, ordering: .relaxed)
-        analyzeIfGrown(dataset, to: count, by: records.count)
+        queueAnalysisIfGrown(dataset, to: count, by: records.count)
         return result
     }
 
@@ -675,7 +675,7 @@ extension PostgresStore {
     /// ``analyzeIfGrown(_:to:by:_:)`` after a write that committed on its own: the dataset is queued
     /// (``AnalyzeQueue``) and ``run()`` analyses its partition on another pooled connection while
     /// the writer goes on — the write has committed, so the analysis sees its rows.
-    func analyzeIfGrown(_ dataset: DatasetHead, to count: Int64, by countDelta: Int) {
+    func queueAnalysisIfGrown(_ dataset: DatasetHead, to count: Int64, by countDelta: Int) {
         guard Self.grewPastAnalyzeThreshold(to: count, by: countDelta) else { return }
         analyzeQueue.enqueue(dataset)
     }
@@ -684,7 +684,7 @@ extension PostgresStore {
     /// LOCAL`), for ``run()``. Statistics are a help to later pages, so failing to gather them fails
     /// nothing (the dataset's next doubling gathers them again): a failure is logged, unless the
     /// drain was cancelled (the store is shutting down).
-    func analyzePartition(of dataset: DatasetHead) async {
+    func analyzeQueued(_ dataset: DatasetHead) async {
         do {
             try await transaction { db in try await self.analyzePartition(of: dataset, db) }
         } catch where !Task.isCancelled {
@@ -719,7 +719,7 @@ extension PostgresStore {
     /// is all these plans need; the default 30,000 cost a first load of 100,000 records a fifth of
     /// its time (docs/BENCHMARKS.md). They replace whatever the partition had, coarser (ten most
     /// common datasets, a ten-bucket histogram), until autovacuum's next ANALYZE refines them at the
-    /// default. Runs in a transaction (`SET LOCAL`): the write's, or one of its own (``analyzePartition(of:)``).
+    /// default. Runs in a transaction (`SET LOCAL`): the write's, or one of its own (``analyzeQueued(_:)``).
     func analyzePartition(of dataset: DatasetHead, _ db: PostgresConnection) async throws {
         guard let name = try await db.one("SELECT tableoid::regclass::text AS name FROM records WHERE dataset_id = \(dataset.id) LIMIT 1", logger)?
             .string("name"),

@@ -136,9 +136,10 @@ public final class PostgresStore: Store, Service {
             group.addTask {
                 // Ends at a graceful shutdown too, when the pool stops leasing connections.
                 await cancelWhenGracefulShutdown {
-                    await self.analyzeQueue.drain { dataset in await self.analyzePartition(of: dataset) }
+                    await self.analyzeQueue.drain { dataset in await self.analyzeQueued(dataset) }
                 }
-                // Never end the group before it is cancelled.
+                // Never end the group before it is cancelled: at a graceful shutdown the drain ends
+                // first, and the pool must finish its own shutdown, not be cancelled.
                 while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
             }
             await group.next()
