@@ -4,6 +4,7 @@ import HummingbirdTesting
 import Logging
 import Synchronization
 import Testing
+import TributaryTestSupport
 import TributaryCLI
 import TributaryDemo
 import TributaryCore
@@ -248,7 +249,7 @@ struct CLITests {
     @Test func demoStartsTheShopAndTributaryAndSyncsEveryVariantOverHTTP() async throws {
         let database = path("demo.sqlite")
         let lines = Lines()
-        let port = 20_000 + Int.random(in: 0..<20_000)
+        let port = try childProcessPorts(2)[0]
         try await TributaryCLI.run(
             functions: [],
             arguments: ["demo", "--duration", "10", "--database", database, "--port", "\(port)", "--provider-port", "\(port + 1)"],

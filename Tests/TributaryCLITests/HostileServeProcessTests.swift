@@ -221,8 +221,7 @@ struct HostileServeProcessTests {
             provider.port.withLock { $0 = port }
             let configFile = database.directory.appendingPathComponent("tributary.yaml")
             try Self.config(port: port).write(to: configFile, atomically: true, encoding: .utf8)
-            // Below Linux's ephemeral range (32768+), where port-0 servers of other tests land.
-            let apiPort = 20_000 + Int.random(in: 0..<12_000)
+            let apiPort = try childProcessPorts()[0]
             let log = database.directory.appendingPathComponent("serve.log")
             _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             let process = Process()

@@ -94,8 +94,8 @@ struct MigrateProcessTests {
         let target = try await TestStore(.postgres)
         let directory = target.directory
         let sqlite = directory.appendingPathComponent("grown.sqlite").path
-        let providerPort = 20_000 + Int.random(in: 0..<10_000)
-        let port = providerPort + 10_000
+        let ports = try childProcessPorts(2)
+        let (providerPort, port) = (ports[0], ports[1])
         let configPath = directory.appendingPathComponent("tributary.yaml").path
         try Self.config(providerPort: providerPort).write(toFile: configPath, atomically: true, encoding: .utf8)
         func serve(_ database: String) throws -> Process {

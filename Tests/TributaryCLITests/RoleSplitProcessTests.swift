@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TributaryTestSupport
 import TributaryCore
 
 /// `tributary serve --role api` and two `--role worker` processes on one database: a trigger accepted
@@ -49,7 +50,7 @@ struct RoleSplitProcessTests {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         try Self.config.write(to: directory.appendingPathComponent("tributary.yaml"), atomically: true, encoding: .utf8)
-        let port = 20_000 + Int.random(in: 0..<20_000)
+        let port = try childProcessPorts()[0]
 
         let api = try start("api", directory: directory, port: port)
         var processes = [api]

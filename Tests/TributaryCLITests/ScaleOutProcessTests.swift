@@ -62,8 +62,8 @@ struct ScaleOutProcessTests {
         let database = try await TestStore(.postgres)
         let store = database.store
         let directory = database.directory
-        let providerPort = 20_000 + Int.random(in: 0..<10_000)
-        let apiPort = providerPort + 10_000
+        let ports = try childProcessPorts(2)
+        let (providerPort, apiPort) = (ports[0], ports[1])
         try Self.config(providerPort: providerPort).write(to: directory.appendingPathComponent("tributary.yaml"), atomically: true, encoding: .utf8)
 
         func serve(_ role: String) throws -> Process {

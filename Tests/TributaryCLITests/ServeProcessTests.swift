@@ -3,6 +3,10 @@ import Foundation
 import FoundationNetworking
 #endif
 import Testing
+import TributaryTestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `tributary serve` as a real child process: it answers over loopback and stops cleanly on SIGTERM.
 @Suite("tributary serve (child process)")
@@ -46,7 +50,7 @@ struct ServeProcessTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-serve-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let port = 20_000 + Int.random(in: 0..<20_000)
+        let port = try childProcessPorts(2)[0]  // port + 1: the demo shop
         // The built-in demo configuration (no tributary.yaml here) calls the demo shop API, run as its own process.
         let shop = try Self.launch(["demo-provider", "--port", "\(port + 1)"], in: directory)
         defer { if shop.isRunning { shop.terminate() } }
@@ -110,5 +114,31 @@ struct ServeProcessTests {
         shop.terminate()
         for _ in 0..<200 where shop.isRunning { try await Task.sleep(for: .milliseconds(25)) }
         #expect(!shop.isRunning && shop.terminationStatus == 0, "demo-provider stops on SIGTERM")
+    }
+
+    /// The ports child servers are told to use: below the ephemeral range, free when handed out, and
+    /// never one that a socket holds — an outgoing connection's local port made a child's bind fail.
+    @Test func childPortsAvoidTheEphemeralRangeAndHeldPorts() throws {
+        let start = ephemeralRangeStart()
+        #expect((21_000...65_535).contains(start))
+        for _ in 0..<50 {
+            let ports = try childProcessPorts(2)
+            #expect(ports.count == 2 && ports[1] == ports[0] + 1)
+            #expect(ports.allSatisfy { $0 >= 20_000 && $0 < start && canBind($0) })
+        }
+        // A port a live socket holds is refused, and free again once the socket is closed.
+        let port = try childProcessPorts()[0]
+        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(holder, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        try #require(bound)
+        #expect(!canBind(port))
+        close(holder)
+        #expect(canBind(port))
     }
 }

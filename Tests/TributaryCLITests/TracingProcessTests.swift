@@ -3,6 +3,7 @@ import Hummingbird
 import HummingbirdTesting
 import Synchronization
 import Testing
+import TributaryTestSupport
 import TributaryDemo
 
 /// An OpenTelemetry collector's OTLP/HTTP traces endpoint over loopback: it keeps every request body
@@ -88,7 +89,7 @@ struct TracingProcessTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let collector = FakeCollector()
         try await collector.serve { endpoint in
-            let port = 20_000 + Int.random(in: 0..<20_000)
+            let port = try childProcessPorts(2)[0]
             let shop = try ServeProcessTests.launch(["demo-provider", "--port", "\(port + 1)"], in: directory)
             defer { if shop.isRunning { shop.terminate() } }
             let config = directory.appendingPathComponent("tributary.yaml")

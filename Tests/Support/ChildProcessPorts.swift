@@ -1,0 +1,56 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `count` consecutive loopback ports for servers started as child processes, which must be told
+/// their port before they bind it (a port-0 listener would have to report its port back).
+///
+/// The ports lie below the kernel's ephemeral range (Linux: `ip_local_port_range`, 32768–60999 by
+/// default). A port in that range can be the local end of any outgoing connection of the run — a
+/// PostgreSQL client's, say — and a child told to listen there then exits with "port … is already
+/// in use" (CI saw a demo provider do so). Every port is also bound once here and released, so one
+/// still held by a lingering process is passed over. What remains is the gap between this check
+/// and the child's own bind, which only another process picking the same port in that instant hits.
+public func childProcessPorts(_ count: Int = 1) throws -> [Int] {
+    let count = max(1, count)
+    let upper = ephemeralRangeStart() - count
+    for _ in 0..<200 {
+        let base = Int.random(in: 20_000..<max(20_001, upper))
+        let ports = Array(base..<(base + count))
+        if ports.allSatisfy(canBind) { return ports }
+    }
+    throw TimedOut(what: "\(count) free loopback port(s) below the ephemeral range")
+}
+
+/// The first port of the kernel's ephemeral range (32768 when it cannot be read).
+public func ephemeralRangeStart() -> Int {
+    if let text = try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8),
+        let first = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first, let low = Int(first),
+        (21_000...65_535).contains(low)
+    {
+        return low
+    }
+    return 32_768
+}
+
+/// Whether 127.0.0.1:`port` can be bound now (it is released again at once).
+public func canBind(_ port: Int) -> Bool {
+    guard let port16 = UInt16(exactly: port) else { return false }
+    #if os(Linux)
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    #else
+    let fd = socket(AF_INET, SOCK_STREAM, 0)
+    #endif
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = port16.bigEndian
+    return withUnsafePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+    }
+}
