@@ -5,8 +5,9 @@ import Glibc
 import Darwin
 #endif
 
-/// `count` consecutive loopback ports for servers started as child processes, which must be told
-/// their port before they bind it (a port-0 listener would have to report its port back).
+/// `count` consecutive loopback ports for servers that must be told their port before they listen:
+/// child processes (a port-0 listener would have to report its port back), and servers whose port
+/// is written into a configuration first or that a test stops and starts again on the same port.
 ///
 /// The ports lie below the kernel's ephemeral range (Linux: `ip_local_port_range`, 32768–60999 by
 /// default). A port in that range can be the local end of any outgoing connection of the run — a

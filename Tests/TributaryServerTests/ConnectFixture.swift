@@ -241,8 +241,9 @@ struct ConnectFixture {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tributary-connect-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let tributaryPort = try freePort()
-        let provider = FakeOAuthProvider(port: try freePort())
+        let ports = try childProcessPorts(2)
+        let tributaryPort = ports[0]
+        let provider = FakeOAuthProvider(port: ports[1])
         let config = try ConfigLoader.parse(yaml: yaml(tributaryPort: tributaryPort, providerPort: provider.port), file: "connect.yaml", environment: [:])
         let path = directory.appendingPathComponent("connect.sqlite").path
         let store = try SQLiteStore(path: path)

@@ -2,7 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
-import NIOPosix
+import TributaryTestSupport
 import TributaryCore
 
 /// A minimal W3C WebDriver client for chromedriver (Debian's `chromium-driver`), over plain HTTP:
@@ -17,7 +17,7 @@ final class WebDriver: Sendable {
 
     /// Starts chromedriver on a free loopback port and opens a headless Chromium session.
     static func start(chromedriver: String, chromium: String?, windowSize: (Int, Int)) async throws -> WebDriver {
-        let port = try await freePort()
+        let port = try childProcessPorts()[0]
         let process = Process()
         process.executableURL = URL(fileURLWithPath: chromedriver)
         process.arguments = ["--port=\(port)", "--allowed-ips=127.0.0.1"]
@@ -133,14 +133,6 @@ final class WebDriver: Sendable {
             throw WebDriverError("\(method) \(url): \(value["error"]?.stringValue ?? "\(response.status.code)") — \(value["message"]?.stringValue ?? "")")
         }
         return value
-    }
-
-    /// A loopback port nothing listens on (bound and released at once).
-    private static func freePort() async throws -> Int {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
-        let port = channel.localAddress?.port ?? 0
-        try await channel.close()
-        return port
     }
 }
 

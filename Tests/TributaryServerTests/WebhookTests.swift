@@ -14,10 +14,6 @@ import TributaryServer
 import TributaryStore
 import TributaryTestSupport
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// The app's webhook endpoint on a loopback port: records every request; answers 503 to the first
 /// `failFirst` ones, 200 after.
 final class WebhookReceiver: Sendable {
@@ -74,22 +70,6 @@ func runServices(_ services: [any Service], while body: @escaping @Sendable () a
     }
 }
 
-/// A loopback port nothing listens on (bound once by the kernel's choice, then released).
-func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = 0
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-    }
-    guard bound else { throw TimedOut(what: "a free port") }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
-
 /// The ids the test provider lists.
 final class ProviderListing: Sendable {
     let ids: Mutex<[String]>
@@ -116,7 +96,7 @@ struct WebhookTests {
     @Test func whileTheReceiverIsDownWebhooksWaitSurviveARestartAndArriveOnceEachInRunOrderSigned() async throws {
         let directory = try directory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let port = try freePort()
+        let port = try childProcessPorts()[0]
         let config = try ConfigLoader.parse(
             yaml: """
                 webhook_delivery: { timeout_seconds: 2, retry_base_seconds: 0.05, retry_max_seconds: 0.2, poll_seconds: 0.05 }
