@@ -42,6 +42,12 @@ final class AnalyzeQueue: Sendable {
     /// after it (its rows written since). Only one task may drain a queue, once: cancelling it ends
     /// the queue, and datasets still waiting are dropped.
     func drain(_ analyse: (DatasetHead) async -> Void) async {
+        defer {
+            // However the loop ended (cancelled while waiting, or between two datasets), the queue
+            // ends with it: later datasets are refused, and those still waiting are forgotten.
+            continuation.finish()
+            waiting.withLock { $0.removeAll() }
+        }
         for await dataset in stream {
             if Task.isCancelled { return }
             waiting.withLock { _ = $0.remove(dataset.id) }

@@ -1,5 +1,7 @@
+import Logging
 import Synchronization
 import PostgresNIO
+import ServiceLifecycle
 import Testing
 import TributaryCore
 @testable import TributaryPostgres
@@ -66,6 +68,83 @@ struct PostgresStatisticsTests {
         let analysed = try await statistics()
         #expect(analysed.rows >= 8192, "analysed once the dataset passed 8,192 records")
         #expect(analysed.buckets == 11, "with the statistics target of 10")
+    }
+
+    /// A drain cancelled between two datasets (its task cancelled during an analysis) ends the
+    /// queue as one cancelled while waiting does: the datasets still waiting are forgotten and no
+    /// dataset is queued afterwards.
+    @Test func aDrainCancelledBetweenTwoDatasetsEndsTheQueue() async {
+        let queue = AnalyzeQueue()
+        func dataset(_ id: Int64) -> DatasetHead { DatasetHead(id: id, lastSequence: 1, lastWriteAt: 1) }
+        for id in 1...3 { queue.enqueue(dataset(Int64(id))) }
+        final class Analysed: Sendable { let ids = Mutex<[Int64]>([]) }
+        let analysed = Analysed()
+        await queue.drain { dataset in
+            analysed.ids.withLock { $0.append(dataset.id) }
+            withUnsafeCurrentTask { $0?.cancel() }
+        }
+        #expect(analysed.ids.withLock { $0 } == [1])
+        #expect(queue.count == 0, "the datasets still waiting are forgotten")
+        #expect(!queue.enqueue(dataset(4)), "drained for the last time")
+        #expect(queue.count == 0)
+    }
+
+    /// With a pool of one connection the writer and the analyser take turns on it: a first load
+    /// that takes its dataset past 8,192 records finishes, and its partition is analysed after.
+    @Test(.timeLimit(.minutes(1))) func withOneConnectionAFirstLoadAndItsAnalysisTakeTurns() async throws {
+        guard StoreKind.available.contains(.postgres) else { return }
+        let f = try await TestStore(.postgres)
+        let store = PostgresStore(url: try PostgresURL(f.location), maximumConnections: 1, logger: Self.quietLogger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await store.run() }
+            try await store.inRun(of: baseVariant) { lease in
+                for start in stride(from: 0, to: 9000, by: 1000) {
+                    _ = try await store.saveRecords(
+                        try (start..<(start + 1000)).map { try PreparedRecord(["id": .string("r\($0)")]) }, model: "Order", checkpoint: nil, for: lease)
+                }
+            }
+            try await eventually("the queued analysis") { store.partitionsAnalysed.load(ordering: .relaxed) == 1 }
+            let rows = try await store.read { db in
+                try await db.one("SELECT c.reltuples::float8 AS rows FROM pg_class c WHERE c.oid = (SELECT tableoid FROM records LIMIT 1)", store.logger)?["rows"]
+                    .decode(Double.self)
+            }
+            #expect((rows ?? -1) >= 8192, "analysed on the one connection once the load let go of it")
+            let saved = try await store.read { db in try await db.one("SELECT count(*) AS n FROM records", store.logger)?["n"].decode(Int64.self) }
+            #expect(saved == 9000)
+            group.cancelAll()
+        }
+    }
+
+    /// A graceful shutdown with partitions still waiting for analysis ends the store's `run()`: the
+    /// drain stops (the datasets still waiting are dropped) and the pool finishes its own shutdown,
+    /// so the service group returns without an error; the queue takes no dataset afterwards.
+    @Test(.timeLimit(.minutes(1))) func aGracefulShutdownEndsTheAnalyserWithDatasetsStillWaiting() async throws {
+        guard StoreKind.available.contains(.postgres) else { return }
+        let f = try await TestStore(.postgres)
+        _ = try await f.store.saveRecords(try (0..<9000).map { try PreparedRecord(["id": .string("r\($0)")]) }, model: "Order", of: baseVariant)
+        let store = PostgresStore(url: try PostgresURL(f.location), maximumConnections: 2, logger: Self.quietLogger)
+        let services = ServiceGroup(configuration: ServiceGroupConfiguration(services: [store], logger: Self.quietLogger))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await services.run() }
+            let dataset = try #require(
+                try await store.read { db in try await db.one("SELECT id FROM datasets LIMIT 1", store.logger)?["id"].decode(Int64.self) })
+            // The real dataset first, then datasets without records (each a lookup on the pool).
+            for id in [dataset] + (1...Int64(AnalyzeQueue.limit - 1)).map({ dataset + $0 }) {
+                #expect(store.analyzeQueue.enqueue(DatasetHead(id: id, lastSequence: 0, lastWriteAt: 0)))
+            }
+            try await eventually("the first analysis") { store.partitionsAnalysed.load(ordering: .relaxed) >= 1 }
+            await services.triggerGracefulShutdown()
+            try await group.next()
+        }
+        #expect(!store.analyzeQueue.enqueue(DatasetHead(id: 1, lastSequence: 0, lastWriteAt: 0)), "drained for the last time")
+        #expect(store.analyzeQueue.count == 0)
+        #expect(store.partitionsAnalysed.load(ordering: .relaxed) <= AnalyzeQueue.limit)
+    }
+
+    static var quietLogger: Logger {
+        var logger = Logger(label: "tributary.postgres")
+        logger.logLevel = .error
+        return logger
     }
 
     /// What a first load's next page may expect is kept per run, model and attempt — the run's
