@@ -346,27 +346,27 @@ extension PostgresStore {
             }
             let (sequence, now) = self.nextChange(dataset)
             // Keyed by the ids' bytes, as the database compares them (not by `String` equivalence).
-            var current: [ExactId: (hash: Int64, payload: String)] = [:]
+            var current: [ExactString: (hash: Int64, payload: String)] = [:]
             for row in try await db.all(
                 """
                 SELECT external_id, hash, payload::text AS payload FROM records
                 WHERE dataset_id = \(dataset.id) AND external_id = ANY(\(patches.map(\.id))::text[]) AND deleted_at IS NULL
                 """, self.logger)
             {
-                current[ExactId(try row.string("external_id"))] = (try row.int64("hash"), try row.string("payload"))
+                current[ExactString(try row.string("external_id"))] = (try row.int64("hash"), try row.string("payload"))
             }
             var changedIds: [String] = []
             var changedHashes: [Int64] = []
             var changedPayloads: [String] = []
             var unchangedIds: [String] = []
             // Patches apply in order; a later patch of the same id sees the earlier one.
-            var merged: [ExactId: PreparedRecord] = [:]
+            var merged: [ExactString: PreparedRecord] = [:]
             // The hash of each stored record's canonical form: payloads written before v4-text-payloads
             // are in jsonb's spelling, so their stored hash (of the bytes first saved) may not match it.
-            var storedHash: [ExactId: UInt64] = [:]
-            var order: [ExactId] = []
+            var storedHash: [ExactString: UInt64] = [:]
+            var order: [ExactString] = []
             for patch in patches {
-                let key = ExactId(patch.id)
+                let key = ExactString(patch.id)
                 guard let existing = current[key] else { continue }
                 let base: JSONObject
                 if let earlier = merged[key] {

@@ -20,12 +20,12 @@ extension Array where Element == PreparedRecord {
         guard count > 1 else { return self }
         var hashes = Set<UInt64>(minimumCapacity: count)
         guard contains(where: { !hashes.insert(idHash($0.id)).inserted }) else { return self }
-        var seen = Set<ExactId>(minimumCapacity: count)
-        guard contains(where: { !seen.insert(ExactId($0.id)).inserted }) else { return self }
+        var seen = Set<ExactString>(minimumCapacity: count)
+        guard contains(where: { !seen.insert(ExactString($0.id)).inserted }) else { return self }
         seen.removeAll(keepingCapacity: true)
         var unique: [PreparedRecord] = []
         unique.reserveCapacity(count)
-        for record in reversed() where seen.insert(ExactId(record.id)).inserted {
+        for record in reversed() where seen.insert(ExactString(record.id)).inserted {
             unique.append(record)
         }
         return unique.reversed()
@@ -36,22 +36,6 @@ extension Array where Element == PreparedRecord {
         if let hash = id.utf8.withContiguousStorageIfAvailable({ ContentHash.hash(UnsafeRawBufferPointer($0)) }) { return hash }
         var id = id
         return id.withUTF8 { ContentHash.hash(UnsafeRawBufferPointer($0)) }
-    }
-}
-
-/// A record id compared and hashed by its UTF-8 bytes, as the databases compare ids (a `String`
-/// compares by Unicode canonical equivalence: `"é"` and `"e\u{301}"` are one `String` but two ids).
-/// Key any dictionary or set of record ids a store builds by it.
-public struct ExactId: Hashable, Sendable {
-    public let text: String
-
-    public init(_ text: String) { self.text = text }
-
-    public static func == (a: ExactId, b: ExactId) -> Bool { a.text.utf8.elementsEqual(b.text.utf8) }
-
-    public func hash(into hasher: inout Hasher) {
-        var text = text
-        text.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
     }
 }
 

@@ -30,6 +30,7 @@ struct IngestBench: AsyncParsableCommand {
             return count
         }
         report.add(["generate + parse pages (provider side)", "-", seconds(parse.seconds), "", "", "", ""])
+        report.figure("client", "generate_parse_s", parse.seconds)
         // Tributary's own CPU work on a page before the store, on one core with the page in cache
         // (this machine's speed drifts too much for a difference of two timings).
         let client = try await Self.clientWork(pageSize: min(pageSize, n))

@@ -168,16 +168,48 @@ struct JSONTests {
         for i in stride(from: count - 1, through: 0, by: -1) { text += "\"k\(i)\":\(i)," }
         text += #""k5":"again","k59999":"last","e\u0301":1,"é":2}"#
         let object = try #require(try JSONParser.parse(text).objectValue)
-        #expect(object.count == count + 1, "duplicates replace, whether found by search or by the index")
+        #expect(object.count == count + 2, "duplicates replace, whether found by search or by the index")
         #expect(object["k5"] == "again" && object["k59999"] == "last" && object["k0"] == 0)
-        // Canonically equivalent keys are one key, as below the index: the first spelling, the last value.
-        #expect(object.keys.last == "e\u{301}" && object["é"] == 2)
+        // Canonically equivalent keys of other bytes are two keys, as below the index and in JavaScript.
+        #expect(object.keys.suffix(2) == ["e\u{301}", "é"] && object["e\u{301}"] == 1 && object["é"] == 2)
         let written = JSONWriter.bytes(.object(object))
-        #expect(written.starts(with: Array(#"{"e\#u{301}":2,"k0":0,"k1":1,"k10":10,"#.utf8)))
+        #expect(written.starts(with: Array(#"{"e\#u{301}":1,"k0":0,"k1":1,"k10":10,"#.utf8)))
+        #expect(written.suffix(8) == Array(#","é":2}"#.utf8), "after every ASCII key: sorted by bytes")
         #expect(try JSONParser.parse(written) == .object(object))
         // Below the index the same rules hold.
         let small = try #require(try JSONParser.parse(#"{"b":1,"e\u0301":1,"a":2,"b":3,"é":4}"#).objectValue)
-        #expect(small.keys == ["b", "e\u{301}", "a"] && small["b"] == 3 && small["é"] == 4)
+        #expect(small.keys == ["b", "e\u{301}", "a", "é"] && small["b"] == 3 && small["e\u{301}"] == 1 && small["é"] == 4)
+    }
+
+    /// Keys are told apart by their bytes, as JavaScript and PostgreSQL's `jsonb` tell them apart:
+    /// a provider record with "é" spelled two ways, or "Kind" beside "\u{212A}ind" (the Kelvin
+    /// sign), keeps both members — in the object, its canonical JSON and its hash — where a `String`
+    /// comparison would have kept one and lost the other's value. Equal bytes are still one key.
+    @Test func keysThatAreOnlyCanonicallyEquivalentAreTwoMembers() throws {
+        let text = #"{"id":"r1","caf\u00e9":1,"cafe\u0301":2,"Kind":"a","\u212Aind":"b","café":3}"#
+        let object = try #require(try JSONParser.parse(text).objectValue)
+        #expect(object.count == 5, "é as one code point, é as e and a combining accent, Kind, Kelvin-ind: four keys and the id")
+        #expect(object["caf\u{e9}"] == 3, "a later duplicate of the same bytes replaces the value")
+        #expect(object["cafe\u{301}"] == 2)
+        #expect(object["Kind"] == "a" && object["\u{212A}ind"] == "b")
+        let record = try PreparedRecord(value: .object(object))
+        let canonical = String(decoding: record.json, as: UTF8.self)
+        #expect(canonical == #"{"Kind":"a","cafe\#u{301}":2,"caf\#u{e9}":3,"id":"r1","\#u{212A}ind":"b"}"#)
+        // Dropping either spelling changes the record's hash: both are part of the data.
+        var withoutOne = object
+        withoutOne.removeValue(forKey: "cafe\u{301}")
+        #expect(withoutOne.count == 4 && withoutOne["caf\u{e9}"] == 3)
+        #expect(try PreparedRecord(value: .object(withoutOne)).hash != record.hash)
+        // Objects differing only in a key's spelling are different objects, in either size class.
+        #expect(JSONObject([("é", 1)]) != JSONObject([("e\u{301}", 1)]))
+        let large = (0..<20).map { ("k\($0)", JSONValue.number(JSONNumber($0))) }
+        #expect(JSONObject(large + [("é", 1)]) != JSONObject(large + [("e\u{301}", 1)]))
+        #expect(JSONObject(large + [("é", 1)]) == JSONObject([("é", 1)] + large))
+        // A merge (batchUpdate, updateMetadata) sets the key of the same bytes, small or large.
+        for base in [JSONObject([("é", 1)]), JSONObject(large + [("é", 1)])] {
+            let merged = base.merging(JSONObject([("e\u{301}", 2)]))
+            #expect(merged.count == base.count + 1 && merged["é"] == 1 && merged["e\u{301}"] == 2)
+        }
     }
 
     @Test func mergingLargeObjectsCostsTheirSizes() {

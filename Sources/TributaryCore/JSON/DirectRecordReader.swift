@@ -10,7 +10,8 @@
 /// for that it gives up and answers nil, and the caller takes the tree path, which then gives the
 /// records or the precise error: invalid JSON anywhere, records not at an object path, a record
 /// that is not an object or has no usable id, a key with an escape or a non-ASCII byte (the tree
-/// path compares such keys as Unicode strings), a record nested more than
+/// path decodes such keys, repairing invalid UTF-8, before it compares their bytes: two spellings
+/// of one key in the input, or two invalid sequences, can be one key there), a record nested more than
 /// ``Scanner/maximumRecordNesting`` levels (each level is scanned again when it is written, so deep
 /// nesting would cost its depth times its size).
 enum DirectRecordReader {
@@ -103,7 +104,7 @@ enum DirectRecordReader {
                 try expect(UInt8(ascii: ":"))
                 reader.skipWhitespace()
                 let value: JSONValue
-                if key == name {
+                if ExactString.same(key, name) {
                     // A later duplicate wins, as in the tree: it alone decides what the records are.
                     records = nil
                     value = try skeleton(path: path.dropFirst(), depth: depth + 1)

@@ -266,31 +266,31 @@ public enum JSONParser {
 /// The members of an object being parsed: a later duplicate key replaces the earlier value, in the
 /// first one's place. Keys are found by a linear search while the object is small and through an
 /// index once it has ``indexedFrom`` members, so that an object of a million keys (hostile input)
-/// costs its size, not its size squared. Keys compare as `String`s do (Unicode canonical
-/// equivalence), with the index or without.
+/// costs its size, not its size squared. Keys compare by their UTF-8 bytes (``ExactString``), with
+/// the index or without: `"é"` and `"e\u{301}"` are two members, as in JavaScript.
 struct ObjectMembers {
     private(set) var members: [(key: String, value: JSONValue)] = []
-    private var positions: [String: Int]? = nil
+    private var positions: [ExactString: Int]? = nil
     static let indexedFrom = 16
 
     mutating func set(_ key: String, _ value: JSONValue) {
         if positions != nil {
-            if let existing = positions?[key] {
+            if let existing = positions?[ExactString(key)] {
                 members[existing].value = value
             } else {
-                positions?[key] = members.count
+                positions?[ExactString(key)] = members.count
                 members.append((key, value))
             }
             return
         }
-        if let existing = members.firstIndex(where: { $0.key == key }) {
+        if let existing = members.firstIndex(where: { ExactString.same($0.key, key) }) {
             members[existing].value = value
             return
         }
         members.append((key, value))
         if members.count >= Self.indexedFrom {
-            var index = [String: Int](minimumCapacity: members.count * 2)
-            for (position, member) in members.enumerated() { index[member.key] = position }
+            var index = [ExactString: Int](minimumCapacity: members.count * 2)
+            for (position, member) in members.enumerated() { index[ExactString(member.key)] = position }
             positions = index
         }
     }

@@ -28,13 +28,13 @@ extension JSONObject {
             for (key, value) in other.storage { self[key] = combine(self[key], value) }
             return
         }
-        var positions = [String: Int](minimumCapacity: storage.count + other.storage.count)
-        for (position, member) in storage.enumerated() { positions[member.key] = position }
+        var positions = [ExactString: Int](minimumCapacity: storage.count + other.storage.count)
+        for (position, member) in storage.enumerated() { positions[ExactString(member.key)] = position }
         for (key, value) in other.storage {
-            if let position = positions[key] {
+            if let position = positions[ExactString(key)] {
                 storage[position].value = combine(storage[position].value, value)
             } else {
-                positions[key] = storage.count
+                positions[ExactString(key)] = storage.count
                 storage.append((key, combine(nil, value)))
             }
         }

@@ -95,6 +95,9 @@ public struct JSONNumber: Sendable, Hashable, CustomStringConvertible {
 
 /// A JSON object: members in insertion order, keys unique.
 ///
+/// Keys are told apart by their UTF-8 bytes (``ExactString``), as JavaScript and PostgreSQL's
+/// `jsonb` tell them apart: `"é"` and `"e\u{301}"` are two keys, though one `String`. A provider
+/// record with both keeps both, so no member is lost and the record is what Nango would store.
 /// Lookup is linear, which is the fastest choice for the small objects records are made of.
 public struct JSONObject: Sendable, Hashable, Sequence {
     public typealias Element = (key: String, value: JSONValue)
@@ -118,11 +121,11 @@ public struct JSONObject: Sendable, Hashable, Sequence {
 
     public subscript(key: String) -> JSONValue? {
         get {
-            for member in storage where member.key == key { return member.value }
+            for member in storage where ExactString.same(member.key, key) { return member.value }
             return nil
         }
         set {
-            if let index = storage.firstIndex(where: { $0.key == key }) {
+            if let index = storage.firstIndex(where: { ExactString.same($0.key, key) }) {
                 if let newValue { storage[index].value = newValue } else { storage.remove(at: index) }
             } else if let newValue {
                 storage.append((key, newValue))
@@ -132,7 +135,7 @@ public struct JSONObject: Sendable, Hashable, Sequence {
 
     @discardableResult
     public mutating func removeValue(forKey key: String) -> JSONValue? {
-        guard let index = storage.firstIndex(where: { $0.key == key }) else { return nil }
+        guard let index = storage.firstIndex(where: { ExactString.same($0.key, key) }) else { return nil }
         return storage.remove(at: index).value
     }
 
@@ -148,9 +151,9 @@ public struct JSONObject: Sendable, Hashable, Sequence {
             return true
         }
         // A large object: through an index, not a search per member (its size squared).
-        var values = [String: JSONValue](minimumCapacity: rhs.storage.count)
-        for (k, v) in rhs.storage { values[k] = v }
-        for (k, v) in lhs.storage where values[k] != v { return false }
+        var values = [ExactString: JSONValue](minimumCapacity: rhs.storage.count)
+        for (k, v) in rhs.storage { values[ExactString(k)] = v }
+        for (k, v) in lhs.storage where values[ExactString(k)] != v { return false }
         return true
     }
 

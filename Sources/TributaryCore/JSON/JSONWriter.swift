@@ -119,7 +119,7 @@ public struct JSONWriter: ~Copyable {
             withUnsafeTemporaryAllocation(of: (prefix: UInt64, index: Int).self, capacity: max(count, 1)) { order in
                 var kept = 0
                 for index in 0..<count {
-                    if let skipping, Self.sameKey(members[index].key, skipping) { continue }
+                    if let skipping, ExactString.same(members[index].key, skipping) { continue }
                     order[kept] = (canonical ? Self.sortPrefix(members[index].key) : 0, index)
                     kept += 1
                 }
@@ -149,7 +149,7 @@ public struct JSONWriter: ~Copyable {
                     let index = order[position].index
                     writeString(members[index].key)
                     appendByte(UInt8(ascii: ":"))
-                    if let id, Self.sameKey(members[index].key, "id") {
+                    if let id, ExactString.same(members[index].key, "id") {
                         writeString(id)
                     } else {
                         write(members[index].value)
@@ -173,12 +173,6 @@ public struct JSONWriter: ~Copyable {
         if let fast = key.utf8.withContiguousStorageIfAvailable(prefix) { return fast }
         var key = key
         return key.withUTF8(prefix)
-    }
-
-    /// Whether two keys are equal, the lengths compared first (most keys differ in length from
-    /// `id` and `_nango_metadata`, and comparing unequal small strings is not free).
-    @inline(__always) static func sameKey(_ a: String, _ b: String) -> Bool {
-        a.utf8.count == b.utf8.count && a == b
     }
 
     /// Byte-wise UTF-8 order of two keys (the canonical member order).
