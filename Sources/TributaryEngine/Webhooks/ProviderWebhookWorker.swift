@@ -18,14 +18,9 @@ import TributaryStore
 public final class ProviderWebhookWorker: Service, Sendable {
     private let executor: SyncExecutor
     private let config: TributaryConfig
-    private let maxConcurrent: Int
     private let maxAttempts: Int
-    private let poll: Duration
     private let logger: Logger
-    private let wakeups: AsyncStream<Void>
-    private let wakeContinuation: AsyncStream<Void>.Continuation
-    private let drain: Duration
-    private let slots = Mutex((used: 0, accepting: true))
+    private let loop: ClaimLoop
     /// Executions running here, each with the handle that stops its handler.
     private let running = Mutex<[Int64: RunStop]>([:])
 
@@ -33,74 +28,26 @@ public final class ProviderWebhookWorker: Service, Sendable {
         executor: SyncExecutor, config: TributaryConfig, maxConcurrent: Int = 4, maxAttempts: Int = 5, poll: Duration = .seconds(1),
         drain: Duration = .seconds(30), logger: Logger
     ) {
-        self.drain = drain
         self.executor = executor
         self.config = config
-        self.maxConcurrent = max(1, maxConcurrent)
         self.maxAttempts = max(1, maxAttempts)
-        self.poll = poll
         self.logger = logger
-        (wakeups, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        loop = ClaimLoop(maxConcurrent: maxConcurrent, poll: poll, drain: drain)
     }
 
     public func run() async throws {
-        await withGracefulShutdownHandler {
-            await withDiscardingTaskGroup { group in
-                group.addTask { await self.pollUntilShutdown() }
-                for await _ in wakeups {
-                    while let claimed = await claimNext() {
-                        group.addTask {
-                            await self.execute(claimed)
-                            self.slots.withLock { $0.used -= 1 }
-                            self.wake()
-                        }
-                    }
-                }
-                // Shutting down: executions get the drain time, then their handlers are stopped (their tasks stay open).
-                let deadline = ContinuousClock.now + drain
-                while slots.withLock({ $0.used > 0 }), ContinuousClock.now < deadline, !Task.isCancelled {
-                    try? await Task.sleep(for: .milliseconds(20))
-                }
-                for stop in running.withLock({ Array($0.values) }) { stop.stop() }
-            }
-        } onGracefulShutdown: {
-            self.slots.withLock { $0.accepting = false }
-            self.wakeContinuation.finish()
-        }
+        let (executor, maxAttempts, logger) = (executor, maxAttempts, logger)
+        // Shutting down: executions get the drain time, then their handlers are stopped (their tasks stay open).
+        await loop.run(
+            claim: { try await executor.store.claimProviderWebhook(leaseSeconds: executor.leaseSeconds, maxAttempts: maxAttempts) },
+            claimFailed: { logger.error("could not claim a provider webhook", metadata: ["error": "\($0)"]) },
+            execute: { await self.execute($0) },
+            afterDrain: .call { for stop in self.running.withLock({ Array($0.values) }) { stop.stop() } })
     }
 
     /// Looks for accepted webhooks now (after this process's API stored some).
     public func wake() {
-        wakeContinuation.yield()
-    }
-
-    private func pollUntilShutdown() async {
-        while slots.withLock({ $0.accepting }), !Task.isCancelled {
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.poll) }
-            wakeContinuation.yield()
-        }
-    }
-
-    private func claimNext() async -> ClaimedProviderWebhook? {
-        let reserved = slots.withLock { state -> Bool in
-            guard state.accepting, state.used < maxConcurrent else { return false }
-            state.used += 1
-            return true
-        }
-        guard reserved else { return nil }
-        do {
-            // A shutdown does not wait for the database (it may be unreachable).
-            if let claimed = try await cancelWhenGracefulShutdown({ [executor, maxAttempts] in
-                try await executor.store.claimProviderWebhook(leaseSeconds: executor.leaseSeconds, maxAttempts: maxAttempts)
-            }) {
-                return claimed
-            }
-        } catch is CancellationError {
-        } catch {
-            logger.error("could not claim a provider webhook", metadata: ["error": "\(error)"])
-        }
-        slots.withLock { $0.used -= 1 }
-        return nil
+        loop.wake()
     }
 
     private func execute(_ claimed: ClaimedProviderWebhook) async {
