@@ -1,4 +1,6 @@
 import Foundation
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -9,32 +11,48 @@ import Darwin
 /// child processes (a port-0 listener would have to report its port back), and servers whose port
 /// is written into a configuration first or that a test stops and starts again on the same port.
 ///
-/// The ports lie below the kernel's ephemeral range (Linux: `ip_local_port_range`, 32768–60999 by
-/// default). A port in that range can be the local end of any outgoing connection of the run — a
-/// PostgreSQL client's, say — and a child told to listen there then exits with "port … is already
-/// in use" (CI saw a demo provider do so). Every port is also bound once here and released, so one
-/// still held by a lingering process is passed over. What remains is the gap between this check
-/// and the child's own bind, which only another process picking the same port in that instant hits.
+/// The ports lie outside the kernel's ephemeral range (Linux: `ip_local_port_range`, 32768–60999 by
+/// default) — from 20000 up to it, or above it when it starts lower. A port in that range can be
+/// the local end of any outgoing connection of the run — a PostgreSQL client's, say — and a child
+/// told to listen there then exits with "port … is already in use" (CI saw a demo provider do so).
+/// No port is handed out twice in one test process (tests may run in parallel), and each is bound
+/// once here and released, so one still held by another process is passed over. What remains is
+/// the gap between this check and the child's own bind, in which only another process picking the
+/// same port can take it.
 public func childProcessPorts(_ count: Int = 1) throws -> [Int] {
     let count = max(1, count)
-    let upper = ephemeralRangeStart() - count
-    for _ in 0..<200 {
-        let base = Int.random(in: 20_000..<max(20_001, upper))
-        let ports = Array(base..<(base + count))
-        if ports.allSatisfy(canBind) { return ports }
+    let range = ephemeralRange()
+    let candidates: ClosedRange<Int>
+    if range.lowerBound - count >= 20_000 {
+        candidates = 20_000...(range.lowerBound - count)
+    } else if range.upperBound + count <= 65_535 {
+        candidates = (range.upperBound + 1)...(65_536 - count)
+    } else {
+        throw TimedOut(what: "\(count) loopback port(s) outside the ephemeral range \(range)")
     }
-    throw TimedOut(what: "\(count) free loopback port(s) below the ephemeral range")
+    for _ in 0..<200 {
+        let base = Int.random(in: candidates)
+        let ports = Array(base..<(base + count))
+        let fresh = handedOut.withLock { used in
+            guard !ports.contains(where: used.contains) else { return false }
+            used.formUnion(ports)
+            return true
+        }
+        if fresh, ports.allSatisfy(canBind) { return ports }
+    }
+    throw TimedOut(what: "\(count) free loopback port(s) outside the ephemeral range \(range)")
 }
 
-/// The first port of the kernel's ephemeral range (32768 when it cannot be read).
-public func ephemeralRangeStart() -> Int {
-    if let text = try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8),
-        let first = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first, let low = Int(first),
-        (21_000...65_535).contains(low)
-    {
-        return low
+/// The ports ``childProcessPorts(_:)`` handed out in this process.
+private let handedOut = Mutex<Set<Int>>([])
+
+/// The kernel's ephemeral port range (32768...60999 when it cannot be read).
+public func ephemeralRange() -> ClosedRange<Int> {
+    if let text = try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8) {
+        let numbers = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).compactMap { Int($0) }
+        if numbers.count == 2, 1...65_535 ~= numbers[0], numbers[0]...65_535 ~= numbers[1] { return numbers[0]...numbers[1] }
     }
-    return 32_768
+    return 32_768...60_999
 }
 
 /// Whether 127.0.0.1:`port` can be bound now (it is released again at once).

@@ -116,15 +116,18 @@ struct ServeProcessTests {
         #expect(!shop.isRunning && shop.terminationStatus == 0, "demo-provider stops on SIGTERM")
     }
 
-    /// The ports child servers are told to use: below the ephemeral range, free when handed out, and
-    /// never one that a socket holds — an outgoing connection's local port made a child's bind fail.
+    /// The ports child servers are told to use: outside the ephemeral range, free when handed out,
+    /// never twice, and never one that a socket holds (an outgoing connection's local port made a
+    /// child's bind fail).
     @Test func childPortsAvoidTheEphemeralRangeAndHeldPorts() throws {
-        let start = ephemeralRangeStart()
-        #expect((21_000...65_535).contains(start))
+        let ephemeral = ephemeralRange()
+        var seen = Set<Int>()
         for _ in 0..<50 {
             let ports = try childProcessPorts(2)
             #expect(ports.count == 2 && ports[1] == ports[0] + 1)
-            #expect(ports.allSatisfy { $0 >= 20_000 && $0 < start && canBind($0) })
+            #expect(ports.allSatisfy { $0 >= 20_000 && !ephemeral.contains($0) && canBind($0) })
+            #expect(seen.isDisjoint(with: ports), "never handed out twice in one process")
+            seen.formUnion(ports)
         }
         // A port a live socket holds is refused, and free again once the socket is closed.
         let port = try childProcessPorts()[0]

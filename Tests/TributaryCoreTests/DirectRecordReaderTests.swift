@@ -78,6 +78,13 @@ struct DirectRecordReaderTests {
         let read = try #require(DirectRecordReader.read(Array(page.utf8), recordsPath: [], idMember: "order_id"))
         #expect(String(decoding: read.records[0].json, as: UTF8.self) == #"{"a":0,"id":"42","order_id":42,"z":1}"#)
         #expect(String(decoding: read.records[1].json, as: UTF8.self) == #"{"id":"x","order_id":"x"}"#)
+        // An `id` member only canonically equivalent to the id field (e + U+0301 beside U+00E9) is
+        // replaced by the id field's bytes, by either path.
+        let accent = #"[{"code":"é","id":"e\u0301"}]"#
+        #expect(Self.check(Array(accent.utf8), idField: "code", recordsPath: nil))
+        let accented = try #require(DirectRecordReader.read(Array(accent.utf8), recordsPath: [], idMember: "code"))
+        #expect(accented.records.map { Array($0.id.utf8) } == [Array("\u{e9}".utf8)])
+        #expect(accented.records.map(\.json) == [Array(#"{"code":"\#u{e9}","id":"\#u{e9}"}"#.utf8)])
     }
 
     @Test func duplicatesKeepTheLastValueAsTheTreeDoes() {

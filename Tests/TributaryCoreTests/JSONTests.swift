@@ -171,14 +171,16 @@ struct JSONTests {
         #expect(object.count == count + 2, "duplicates replace, whether found by search or by the index")
         #expect(object["k5"] == "again" && object["k59999"] == "last" && object["k0"] == 0)
         // Canonically equivalent keys of other bytes are two keys, as below the index and in JavaScript.
-        #expect(object.keys.suffix(2) == ["e\u{301}", "é"] && object["e\u{301}"] == 1 && object["é"] == 2)
+        #expect(object.keys.suffix(2).map { Array($0.utf8) } == [Array("e\u{301}".utf8), Array("\u{e9}".utf8)])
+        #expect(object["e\u{301}"] == 1 && object["\u{e9}"] == 2)
         let written = JSONWriter.bytes(.object(object))
         #expect(written.starts(with: Array(#"{"e\#u{301}":1,"k0":0,"k1":1,"k10":10,"#.utf8)))
         #expect(written.suffix(8) == Array(#","é":2}"#.utf8), "after every ASCII key: sorted by bytes")
         #expect(try JSONParser.parse(written) == .object(object))
         // Below the index the same rules hold.
         let small = try #require(try JSONParser.parse(#"{"b":1,"e\u0301":1,"a":2,"b":3,"é":4}"#).objectValue)
-        #expect(small.keys == ["b", "e\u{301}", "a", "é"] && small["b"] == 3 && small["e\u{301}"] == 1 && small["é"] == 4)
+        #expect(small.keys.map { Array($0.utf8) } == ["b", "e\u{301}", "a", "\u{e9}"].map { Array($0.utf8) })
+        #expect(small["b"] == 3 && small["e\u{301}"] == 1 && small["\u{e9}"] == 4)
     }
 
     /// Keys are told apart by their bytes, as JavaScript and PostgreSQL's `jsonb` tell them apart:
@@ -193,8 +195,7 @@ struct JSONTests {
         #expect(object["cafe\u{301}"] == 2)
         #expect(object["Kind"] == "a" && object["\u{212A}ind"] == "b")
         let record = try PreparedRecord(value: .object(object))
-        let canonical = String(decoding: record.json, as: UTF8.self)
-        #expect(canonical == #"{"Kind":"a","cafe\#u{301}":2,"caf\#u{e9}":3,"id":"r1","\#u{212A}ind":"b"}"#)
+        #expect(record.json == Array(#"{"Kind":"a","cafe\#u{301}":2,"caf\#u{e9}":3,"id":"r1","\#u{212A}ind":"b"}"#.utf8))
         // Dropping either spelling changes the record's hash: both are part of the data.
         var withoutOne = object
         withoutOne.removeValue(forKey: "cafe\u{301}")

@@ -79,9 +79,14 @@ struct PostgresStatisticsTests {
         for id in 1...3 { queue.enqueue(dataset(Int64(id))) }
         final class Analysed: Sendable { let ids = Mutex<[Int64]>([]) }
         let analysed = Analysed()
-        await queue.drain { dataset in
-            analysed.ids.withLock { $0.append(dataset.id) }
-            withUnsafeCurrentTask { $0?.cancel() }
+        // In a child task, which cancels itself during its first analysis.
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await queue.drain { dataset in
+                    analysed.ids.withLock { $0.append(dataset.id) }
+                    withUnsafeCurrentTask { $0?.cancel() }
+                }
+            }
         }
         #expect(analysed.ids.withLock { $0 } == [1])
         #expect(queue.count == 0, "the datasets still waiting are forgotten")

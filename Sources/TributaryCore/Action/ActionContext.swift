@@ -29,7 +29,9 @@ public protocol ActionContext: ProviderCaller {
 
     /// Records of `model` in the connection's `variant` (`base` for the usual single-instance sync)
     /// by id, as synced (without `_nango_metadata`); ids that are unknown or deleted are absent.
-    /// At most 1,000 ids per call.
+    /// At most 1,000 ids per call. Ids are matched by their bytes, but the answer is keyed by
+    /// `String`, which compares by Unicode canonical equivalence: two ids that differ only in their
+    /// normalization (`"é"` and `"e\u{301}"`) are one key of it, so ask for such ids in separate calls.
     func getRecordsById(_ ids: [String], model: String, variant: String) async throws -> [String: JSONObject]
 
     /// Writes a line to the execution's log (kept with it, visible through the API and dashboard).
