@@ -6,9 +6,10 @@ import Synchronization
 /// `maxConcurrent` run in this process, and runs each in a child task; an item that finishes frees
 /// its slot and looks for the next.
 ///
-/// At a graceful shutdown it claims nothing more — a claim under way is given up, since the
-/// database may be unreachable — gives the running items `drain` to finish, then ends them as the
-/// worker asks (``AfterDrain``) and returns once they have.
+/// At a graceful shutdown it claims nothing more — a claim under way is cancelled, so a database
+/// that does not answer holds the shutdown only as long as its call ignores the cancellation —
+/// gives the running items `drain` to finish, then ends them as the worker asks (``AfterDrain``)
+/// and returns once they have.
 final class ClaimLoop: Sendable {
     /// How the items still running when the drain time is over are ended.
     enum AfterDrain: Sendable {

@@ -18,8 +18,14 @@ struct ClaimLoopTests {
         let claimErrors = Mutex(0)
         let cancelled = Mutex<[Int]>([])
         let stopped = Mutex(0)
+        let hanging = Mutex(0)
         let release = Mutex(false)
-        init(_ items: [Int]) { queue = Mutex(items) }
+        /// How long an item runs before it ends on its own (nil: until released or cancelled).
+        let runsFor: Duration?
+        init(_ items: [Int], runsFor: Duration? = nil) {
+            queue = Mutex(items)
+            self.runsFor = runsFor
+        }
 
         func claim() -> Int? { queue.withLock { $0.isEmpty ? nil : $0.removeFirst() } }
 
@@ -30,7 +36,8 @@ struct ClaimLoopTests {
                 return running
             }
             mostRunning.withLock { $0 = max($0, now) }
-            while !release.withLock({ $0 }) {
+            let end = runsFor.map { ContinuousClock.now + $0 }
+            while !release.withLock({ $0 }), end.map({ ContinuousClock.now < $0 }) ?? true {
                 if Task.isCancelled {
                     cancelled.withLock { $0.append(item) }
                     running.withLock { $0 -= 1 }
@@ -49,9 +56,11 @@ struct ClaimLoopTests {
         let trace: Trace
         let afterDrain: ClaimLoop.AfterDrain
         let failFirstClaims: Int
+        /// Claims wait for an hour (a database that does not answer) until cancelled.
+        var claimsHang = false
 
         func run() async throws {
-            let (trace, failFirstClaims) = (trace, failFirstClaims)
+            let (trace, failFirstClaims, claimsHang) = (trace, failFirstClaims, claimsHang)
             let attempts = Mutex(0)
             await loop.run(
                 claim: {
@@ -60,6 +69,10 @@ struct ClaimLoopTests {
                         return attempts
                     }
                     if attempt <= failFirstClaims { throw TimedOut(what: "the database (a claim that failed)") }
+                    if claimsHang {
+                        trace.hanging.withLock { $0 += 1 }
+                        try await Task.sleep(for: .seconds(3600))
+                    }
                     return trace.claim()
                 },
                 claimFailed: { _ in trace.claimErrors.withLock { $0 += 1 } },
@@ -135,13 +148,32 @@ struct ClaimLoopTests {
         }
         #expect(trace.stopped.withLock { $0 } == 1)
         #expect(trace.done.withLock { $0 } == [1] && trace.cancelled.withLock { $0 }.isEmpty, "ended by the stop, not cancelled")
+    }
 
-        let quick = Trace([7])
-        quick.release.withLock { $0 = true }
-        try await withRunning(LoopService(loop: ClaimLoop(maxConcurrent: 1, poll: .milliseconds(20), drain: .seconds(5)), trace: quick, afterDrain: .cancel, failFirstClaims: 0)) {
-            try await eventually("the item done") { quick.done.withLock { $0 } == [7] }
+    /// An item that ends within the drain time is done, not cancelled, and the loop returns as soon
+    /// as it has ended, not at the drain's deadline.
+    @Test(.timeLimit(.minutes(1))) func anItemThatEndsWithinTheDrainTimeIsDone() async throws {
+        let trace = Trace([7], runsFor: .milliseconds(300))
+        let loop = ClaimLoop(maxConcurrent: 1, poll: .milliseconds(20), drain: .seconds(30))
+        let started = ContinuousClock.now
+        try await withRunning(LoopService(loop: loop, trace: trace, afterDrain: .cancel, failFirstClaims: 0)) {
+            try await eventually("the item running") { trace.running.withLock { $0 } == 1 }
         }
-        #expect(quick.cancelled.withLock { $0 }.isEmpty)
+        #expect(trace.done.withLock { $0 } == [7] && trace.cancelled.withLock { $0 }.isEmpty)
+        #expect(ContinuousClock.now - started < .seconds(20), "returned when the item ended, not after the 30 s drain")
+    }
+
+    /// A claim under way at a graceful shutdown (a database that does not answer) is cancelled: the
+    /// loop returns, the claim is not reported as failed, and nothing is run.
+    @Test(.timeLimit(.minutes(1))) func aClaimUnderWayAtAShutdownIsCancelled() async throws {
+        let trace = Trace([1])
+        var service = LoopService(loop: ClaimLoop(maxConcurrent: 1, poll: .milliseconds(20), drain: .seconds(30)), trace: trace, afterDrain: .cancel, failFirstClaims: 0)
+        service.claimsHang = true
+        try await withRunning(service) {
+            try await eventually("a claim waiting on the database") { trace.hanging.withLock { $0 } == 1 }
+        }
+        #expect(trace.claimErrors.withLock { $0 } == 0, "a cancelled claim is not a failure")
+        #expect(trace.queue.withLock { $0 } == [1] && trace.done.withLock { $0 }.isEmpty)
     }
 
     /// ``ClaimLoop/wake()`` claims at once, without waiting for the poll.
