@@ -56,19 +56,30 @@ public func ephemeralRange() -> ClosedRange<Int> {
 
 /// Whether 127.0.0.1:`port` can be bound now (it is released again at once).
 public func canBind(_ port: Int) -> Bool {
-    guard let port16 = UInt16(exactly: port) else { return false }
+    guard let socket = loopbackSocket(boundTo: port) else { return false }
+    close(socket)
+    return true
+}
+
+/// A TCP socket bound to 127.0.0.1:`port` (the caller closes it), or nil when the port is taken.
+public func loopbackSocket(boundTo port: Int) -> Int32? {
+    guard let port16 = UInt16(exactly: port) else { return nil }
     #if os(Linux)
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     #else
     let fd = socket(AF_INET, SOCK_STREAM, 0)
     #endif
-    guard fd >= 0 else { return false }
-    defer { close(fd) }
+    guard fd >= 0 else { return nil }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     address.sin_port = port16.bigEndian
-    return withUnsafePointer(to: &address) { pointer in
+    let bound = withUnsafePointer(to: &address) { pointer in
         pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
     }
+    guard bound else {
+        close(fd)
+        return nil
+    }
+    return fd
 }

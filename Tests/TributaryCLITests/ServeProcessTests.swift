@@ -131,15 +131,7 @@ struct ServeProcessTests {
         }
         // A port a live socket holds is refused, and free again once the socket is closed.
         let port = try childProcessPorts()[0]
-        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(port).bigEndian
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(holder, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-        }
-        try #require(bound)
+        let holder = try #require(loopbackSocket(boundTo: port))
         #expect(!canBind(port))
         close(holder)
         #expect(canBind(port))

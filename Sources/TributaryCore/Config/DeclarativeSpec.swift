@@ -187,9 +187,7 @@ public struct DeclarativeSpec: Sendable, Hashable {
         // Set only when it differs: assigning would copy the whole object (it shares the parsed one).
         // Differs by its bytes: an `id` member that is only canonically equivalent to the id field
         // (`"e\u{301}"` beside `"é"`) is replaced, as `DirectRecordReader` writes the id field's bytes.
-        var idIsSet = false
-        if case .string(let current)? = result["id"] { idIsSet = ExactString.same(current, id) }
-        if !idIsSet { result["id"] = .string(id) }
+        if result["id"]?.stringValue.map({ ExactString.same($0, id) }) != true { result["id"] = .string(id) }
         return result
     }
 }

@@ -15,12 +15,13 @@ public struct ExactString: Hashable, Sendable {
         text.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
     }
 
-    /// Whether `a` and `b` are the same UTF-8 bytes. `==` goes first: strings that are not
-    /// canonically equivalent are never the same bytes, and it rejects the unequal keys of an object
-    /// fastest (two small ASCII strings compare as two machine words); only equal ones are then
-    /// compared byte by byte — comparing the bytes of every pair took ~50% longer in a search.
+    /// Whether `a` and `b` are the same UTF-8 bytes. The lengths go first (most keys differ in
+    /// length from `id` and `_nango_metadata`, which the writer looks for in every member), then
+    /// `==`: strings that are not canonically equivalent are never the same bytes, and it rejects
+    /// unequal keys fastest (two small ASCII strings compare as two machine words); only equal ones
+    /// are compared byte by byte — comparing the bytes of every pair took ~50% longer in a search.
     @inlinable public static func same(_ a: String, _ b: String) -> Bool {
-        guard a == b else { return false }
+        guard a.utf8.count == b.utf8.count, a == b else { return false }
         let contiguous = a.utf8.withContiguousStorageIfAvailable { x in b.utf8.withContiguousStorageIfAvailable { y in x.elementsEqual(y) } }
         if let equal = contiguous ?? nil { return equal }
         return a.utf8.elementsEqual(b.utf8)
