@@ -102,11 +102,27 @@ struct DirectRecordReaderTests {
         #expect(Self.check(Array(#"[{"id":"a","s":""#.utf8) + [0xFF, 0xC3] + Array(#"x"}]"#.utf8), recordsPath: nil))
     }
 
+    @Test func validUTF8KeysAndStringsAreCopiedAsTheyAre() throws {
+        // Sorted by their bytes (e + U+0301 is 65 CC 81, `id` 69 64, U+00E9 C3 A9), canonically
+        // equivalent keys kept apart, the last of two equal ones winning — as the tree does.
+        let page = "[{\"\u{e9}\":1,\"id\":1,\"e\u{301}\":2,\"\u{e9}\":3,\"s\":\"caf\u{e9} \u{65e5}\u{672c} \u{1F600}\"}]"
+        #expect(Self.check(Array(page.utf8), recordsPath: nil))
+        let read = try #require(DirectRecordReader.read(Array(page.utf8), recordsPath: [], idMember: "id"))
+        #expect(read.records.map(\.json) == [Array("{\"e\u{301}\":2,\"id\":\"1\",\"s\":\"caf\u{e9} \u{65e5}\u{672c} \u{1F600}\",\"\u{e9}\":3}".utf8)])
+        // Nested, and the id taken from a member whose name is not ASCII.
+        let nested = "{\"data\":[{\"c\u{f3}digo\":\"\u{e9}-1\",\"Stra\u{df}e\":{\"\u{65e5}\u{672c}\":[{\"\u{1F600}\":true}],\"a\":\"\u{fc}\"}}]}"
+        #expect(Self.check(Array(nested.utf8), idField: "c\u{f3}digo", recordsPath: "data"))
+        let byName = try #require(DirectRecordReader.read(Array(nested.utf8), recordsPath: ["data"], idMember: "c\u{f3}digo"))
+        #expect(byName.records.map(\.id) == ["\u{e9}-1"])
+    }
+
     @Test func whatTheDirectPathDoesNotVouchForGoesTheTreeWay() {
-        // Keys with an escape or a non-ASCII byte (the tree compares keys as Unicode strings).
+        // Keys with an escape or invalid UTF-8 (the tree decodes them, repairing invalid bytes to
+        // U+FFFD, before it compares them: two invalid keys can be one there).
         #expect(!Self.check(Array(#"[{"id":1,"k\n":1}]"#.utf8), recordsPath: nil))
-        #expect(!Self.check(Array(#"[{"id":1,"é":1,"é":2}]"#.utf8), recordsPath: nil))
         #expect(!Self.check(Array(#"[{"id":1,"o":{"e\u0301":1}}]"#.utf8), recordsPath: nil))
+        #expect(!Self.check(Array(#"[{"id":1,""#.utf8) + [0xFF] + Array(#"":1,""#.utf8) + [0xFE] + Array(#"":2}]"#.utf8), recordsPath: nil))
+        #expect(!Self.check(Array(#"[{"id":1,"o":{"a"#.utf8) + [0xC3] + Array(#"":1}}]"#.utf8), recordsPath: nil))
         // Records that are not objects or have no usable id: the tree path's error.
         for page in [#"[1]"#, #"[{"a":1}]"#, #"[{"id":""}]"#, #"[{"id":null}]"#, #"[{"id":"\u0000"}]"#, "[{\"id\":\"\(String(repeating: "x", count: 256))\"}]"] {
             #expect(!Self.check(Array(page.utf8), recordsPath: nil), "\(page)")
@@ -190,17 +206,24 @@ struct DirectRecordReaderTests {
 
         mutating func space() -> String { pick(["", "", "", " ", "\n  ", "\t"]) }
 
-        mutating func key() -> String {
-            var keys = ["a", "b", "ab", "B", "name", "_nango_metadata", "total", "z", "i", "idx", "id_"].filter { $0 != idName }
+        mutating func key() -> [UInt8] {
+            // Keys that are not ASCII: canonically equivalent spellings, and ones that sort after
+            // every ASCII key or between two of them by their first bytes.
+            var keys = ["a", "b", "ab", "B", "name", "_nango_metadata", "total", "z", "i", "idx", "id_", "\u{e9}", "e\u{301}", "\u{65e5}\u{672c}", "\u{1F600}", "a\u{df}"]
+                .filter { $0 != idName }.map { Array($0.utf8) }
             // With the id from another member, a plain `id` member is just data.
-            if idName != "id" { keys.append("id") }
-            // `id` among the other members may replace a record's id with any value.
-            if hostile { keys += ["id", #"k\n"#, "é", #"\u0041"#, "a b"] }
-            return "\"" + pick(keys) + "\""
+            if idName != "id" { keys.append(Array("id".utf8)) }
+            // `id` among the other members may replace a record's id with any value; invalid UTF-8
+            // is repaired by the tree, so two such keys can be one there.
+            if hostile { keys += [Array("id".utf8), Array(#"k\n"#.utf8), Array(#"\u0041"#.utf8), Array("a b".utf8), [0xFF], [0x61, 0xC3], [0xED, 0xA0, 0x80]] }
+            return [UInt8(ascii: "\"")] + pick(keys) + [UInt8(ascii: "\"")]
         }
 
         mutating func string() -> [UInt8] {
-            var pieces: [[UInt8]] = [Array("x".utf8), Array("Hello".utf8), Array(" ".utf8), Array("42".utf8), Array(#"\""#.utf8), Array(#"\\"#.utf8)]
+            var pieces: [[UInt8]] = [
+                Array("x".utf8), Array("Hello".utf8), Array(" ".utf8), Array("42".utf8), Array(#"\""#.utf8), Array(#"\\"#.utf8),
+                Array("caf\u{e9}".utf8), Array("\u{65e5}\u{672c}\u{8a9e}".utf8), Array("\u{1F600}".utf8),
+            ]
             if hostile {
                 pieces += [Array(#"\/"#.utf8), Array(#"\n"#.utf8), Array(#"\u00e9"#.utf8), Array(#"\ud83d\ude00"#.utf8), Array(#"\ud800"#.utf8), Array("é€".utf8), [0xFF], [0xC3]]
                 if below(40) == 0 { pieces.append([0x01]) }  // a raw control byte: invalid JSON
@@ -236,7 +259,7 @@ struct DirectRecordReaderTests {
         /// An object; with `id`, a record whose id member is written as given (and maybe again).
         mutating func object(depth: Int, id: [UInt8]?) -> [UInt8] {
             var members: [[UInt8]] = []
-            for _ in 0..<below(6) { members.append(Array((key() + space() + ":" + space()).utf8) + value(depth: depth)) }
+            for _ in 0..<below(6) { members.append(key() + Array((space() + ":" + space()).utf8) + value(depth: depth)) }
             if let id {
                 members.insert(Array("\"\(idName)\":".utf8) + id, at: below(members.count + 1))
                 if below(8) == 0 { members.append(Array("\"\(idName)\":".utf8) + self.id()) }  // a duplicate id: the last wins
@@ -290,7 +313,7 @@ struct DirectRecordReaderTests {
         // The id taken from another member: `id` is then added in its sorted place (before `idx`,
         // after `i`), or replaces a member named `id`.
         let seeds = Gen<Int>.int(in: 0...Int.max)
-        let idFields = ["order_id", "i", "idx", "id_", "a"]
+        let idFields = ["order_id", "i", "idx", "id_", "a", "c\u{f3}digo", "\u{65e5}\u{672c}"]
         await propertyCheck(count: 300, input: seeds, Gen<Int>.int(in: 0..<idFields.count)) { seed, which in
             var writer = PageWriter(state: UInt64(seed), hostile: false, idName: idFields[which])
             let page = writer.page(recordsPath: "data")
@@ -307,7 +330,7 @@ struct DirectRecordReaderTests {
             let page = writer.page(recordsPath: paths[which])
             if Self.check(page, recordsPath: paths[which]) { direct.add() }
         }
-        // Hostile pages still often read directly (escaped and non-ASCII values are handled).
+        // Hostile pages still often read directly (escaped values and invalid UTF-8 in values are handled).
         #expect(direct.value > 30, "\(direct.value) of 600 hostile pages were read directly")
     }
 

@@ -139,8 +139,9 @@ public struct DeclarativeSpec: Sendable, Hashable {
     /// With no `fields` or `rename` and a plain `idField`, the records are read straight from the
     /// response bytes into their canonical form (``DirectRecordReader``), no tree built for them;
     /// the body then holds an empty array where they were, unless `keepingRecordsInBody`. Anything
-    /// that path does not vouch for — invalid JSON, a record without a usable id, an escaped or
-    /// non-ASCII key — is read again the usual way, which gives the same records or the error.
+    /// that path does not vouch for — invalid JSON, a record without a usable id, a key with an
+    /// escape or invalid UTF-8 — is read again the usual way, which gives the same records or the
+    /// error.
     /// - Throws: `provider_error` for a non-2xx status, a body that is not JSON or no array there;
     ///   `invalid_record` for a record that is not an object or has no id.
     public func preparedRecords(

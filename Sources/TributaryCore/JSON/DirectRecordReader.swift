@@ -6,12 +6,14 @@
 /// The result is byte for byte what the tree path gives — ``JSONParser`` then
 /// ``DeclarativeSpec/transform(_:)`` (with no `fields` or `rename`) then ``PreparedRecord`` —
 /// including the last of duplicate keys winning, `_nango_metadata` left out, the id written as a
-/// string and strings with escapes or non-ASCII bytes decoded and re-encoded. Where it cannot vouch
-/// for that it gives up and answers nil, and the caller takes the tree path, which then gives the
-/// records or the precise error: invalid JSON anywhere, records not at an object path, a record
-/// that is not an object or has no usable id, a key with an escape or a non-ASCII byte (the tree
-/// path decodes such keys, repairing invalid UTF-8, before it compares their bytes: two spellings
-/// of one key in the input, or two invalid sequences, can be one key there), a record nested more than
+/// string, strings with escapes decoded and re-encoded, and invalid UTF-8 in strings repaired. Keys
+/// and strings without an escape that are valid UTF-8 (ASCII or not) are copied as they are: the
+/// tree path decodes them to the same bytes and, like this reader, compares and sorts keys by those
+/// bytes. Where it cannot vouch for that it gives up and answers nil, and the caller takes the tree
+/// path, which then gives the records or the precise error: invalid JSON anywhere, records not at an
+/// object path, a record that is not an object or has no usable id, a key with an escape or invalid
+/// UTF-8 (the tree path decodes such keys, repairing invalid UTF-8, before it compares their bytes:
+/// two spellings of one key in the input, or two invalid sequences, can be one key there), a record nested more than
 /// ``Scanner/maximumRecordNesting`` levels (each level is scanned again when it is written, so deep
 /// nesting would cost its depth times its size).
 enum DirectRecordReader {
@@ -20,7 +22,8 @@ enum DirectRecordReader {
     /// them (an empty array stands where they were). nil: take the tree path.
     static func read(_ body: [UInt8], recordsPath: [String], idMember: String) -> (body: JSONValue, records: [PreparedRecord])? {
         let idKey = Array(idMember.utf8)
-        guard !idKey.isEmpty, !idKey.contains(where: { $0 >= 0x80 || $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") || $0 < 0x20 }) else {
+        // A key in the input is matched by its raw bytes: one the writer would escape is never raw.
+        guard !idKey.isEmpty, !idKey.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") || $0 < 0x20 }) else {
             return nil
         }
         return body.withUnsafeBufferPointer { buffer in
@@ -233,7 +236,7 @@ enum DirectRecordReader {
         }
 
         /// Scans the object at the reader, checking it, and (`keeping`) appends its members to
-        /// ``members``; the reader ends past the object. Keys must be plain (ASCII, no escapes).
+        /// ``members``; the reader ends past the object. Keys must be plain (``plainKey()``).
         mutating func collectMembers(depth: Int, keeping: Bool = true) throws(Unsupported) {
             guard index < buffer.count, buffer[index] == UInt8(ascii: "{"), depth <= depthLimit else { throw Unsupported() }
             index += 1
@@ -268,7 +271,7 @@ enum DirectRecordReader {
             return false
         }
 
-        /// The key at the reader, without its quotes; only ASCII with no escape or control byte.
+        /// The key at the reader, without its quotes: no escape or control byte, and valid UTF-8.
         mutating func plainKey() throws(Unsupported) -> (start: Int, end: Int) {
             guard index < buffer.count, buffer[index] == UInt8(ascii: "\"") else { throw Unsupported() }
             index += 1
@@ -277,12 +280,38 @@ enum DirectRecordReader {
                 guard index < buffer.count else { throw Unsupported() }
                 let byte = buffer[index]
                 if byte == UInt8(ascii: "\"") { break }
-                if byte >= 0x80 || byte == UInt8(ascii: "\\") || byte < 0x20 { throw Unsupported() }
+                if byte >= 0x80 || byte == UInt8(ascii: "\\") || byte < 0x20 {
+                    guard byte >= 0x80 else { throw Unsupported() }
+                    return try nonASCIIKey(from: start)
+                }
                 index += 1
             }
             let end = index
             index += 1
             return (start, end)
+        }
+
+        /// The rest of ``plainKey()`` once it met a byte past ASCII (kept out of its loop, which
+        /// most keys never leave).
+        @inline(never)
+        mutating func nonASCIIKey(from start: Int) throws(Unsupported) -> (start: Int, end: Int) {
+            while true {
+                guard index < buffer.count else { throw Unsupported() }
+                let byte = buffer[index]
+                if byte == UInt8(ascii: "\"") { break }
+                if byte == UInt8(ascii: "\\") || byte < 0x20 { throw Unsupported() }
+                index += 1
+            }
+            let end = index
+            guard Self.isValidUTF8(UnsafeBufferPointer(rebasing: buffer[start..<end])) else { throw Unsupported() }
+            index += 1
+            return (start, end)
+        }
+
+        /// Whether `bytes` are well-formed UTF-8: then decoding them (as the parser does) gives
+        /// them back unchanged.
+        static func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+            (try? UTF8Span(validating: bytes.span)) != nil
         }
 
         /// Sorts ``members`` from `base` on by key bytes, equal keys in input order: an insertion
@@ -367,10 +396,10 @@ enum DirectRecordReader {
                 }
                 writer.appendByte(UInt8(ascii: "]"))
             case UInt8(ascii: "\""):
-                if isPlain(range) {
+                if isPlain(range) || isPlainUTF8(range) {
                     writer.appendVerbatim(UnsafeBufferPointer(rebasing: buffer[range]))
                 } else {
-                    // Escapes or non-ASCII bytes: decoded as the parser does (invalid UTF-8 repaired), written as the writer does.
+                    // Escapes or invalid UTF-8: decoded as the parser does (invalid UTF-8 repaired), written as the writer does.
                     writer.writeString(try stringValue(range))
                 }
             default:
@@ -379,7 +408,9 @@ enum DirectRecordReader {
             }
         }
 
-        /// Whether a string literal's bytes are already canonical: ASCII with no escape.
+        /// Whether a string literal's bytes are already canonical and ASCII: no escape, no byte
+        /// past ASCII (the writer escapes only `"`, `\` and control bytes, which a checked literal
+        /// holds only escaped). Most strings in records are; ``isPlainUTF8(_:)`` answers for the others.
         func isPlain(_ range: Range<Int>) -> Bool {
             var i = range.lowerBound + 1
             let end = range.upperBound - 1
@@ -391,9 +422,18 @@ enum DirectRecordReader {
             return true
         }
 
+        /// Whether a checked string literal's bytes are already canonical: no escape, and valid
+        /// UTF-8. Asked only of literals ``isPlain(_:)`` refused, out of its loop.
+        @inline(never)
+        func isPlainUTF8(_ range: Range<Int>) -> Bool {
+            let content = (range.lowerBound + 1)..<(range.upperBound - 1)
+            for i in content where buffer[i] == UInt8(ascii: "\\") { return false }
+            return Self.isValidUTF8(UnsafeBufferPointer(rebasing: buffer[content]))
+        }
+
         /// A checked string literal decoded as the parser decodes it.
         mutating func stringValue(_ range: Range<Int>) throws(Unsupported) -> String {
-            if isPlain(range) {
+            if isPlain(range) || isPlainUTF8(range) {
                 return String(decoding: UnsafeBufferPointer(rebasing: buffer[(range.lowerBound + 1)..<(range.upperBound - 1)]), as: UTF8.self)
             }
             let saved = index
@@ -407,7 +447,7 @@ enum DirectRecordReader {
         }
 
         /// Moves past one value, checking it as strictly as ``JSONParser`` does — and more: an
-        /// object key with an escape or a non-ASCII byte is refused here, so that writing never
+        /// object key with an escape or invalid UTF-8 is refused here, so that writing never
         /// meets one.
         mutating func skipValue(depth: Int) throws(Unsupported) {
             guard index < buffer.count else { throw Unsupported() }
