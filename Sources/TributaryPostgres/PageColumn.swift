@@ -12,8 +12,8 @@ import TributaryCore
 /// round). Here the size is summed once, the buffer grown once, and each element's length and
 /// bytes stored directly.
 ///
-/// Ids and payloads go as their UTF-8 bytes: a record's canonical JSON is written from Swift strings
-/// and decoded input is repaired as it is read (``DirectRecordReader``), so both are valid UTF-8 —
+/// Ids and payloads go as their UTF-8 bytes: a record's canonical JSON is written from Swift strings,
+/// or from input bytes checked to be valid UTF-8 or repaired (``DirectRecordReader``), so both are valid UTF-8 —
 /// and the server checks every `text` element it receives, so a byte that were not would fail the
 /// statement, never be stored.
 struct PageColumn: PostgresDynamicTypeEncodable, Sendable {

@@ -96,7 +96,7 @@ struct DirectRecordReaderTests {
         #expect(Self.check(Array(#"{"r":{"items":[{"id":1}]},"r":{"items":[{"id":5}]}}"#.utf8), recordsPath: "r.items"))
     }
 
-    @Test func escapedAndNonASCIIStringsAreDecodedAndWrittenAgain() {
+    @Test func escapedStringsAndInvalidUTF8AreDecodedAndWrittenAgain() {
         #expect(Self.check(Array(#"[{"id":"\u0041\/b","s":"caf\u00e9 \ud83d\ude00 \"q\" \\ \n","t":"café","u":"\ud800x"}]"#.utf8), recordsPath: nil))
         // Invalid UTF-8 in a value is repaired to U+FFFD, as the parser does.
         #expect(Self.check(Array(#"[{"id":"a","s":""#.utf8) + [0xFF, 0xC3] + Array(#"x"}]"#.utf8), recordsPath: nil))
@@ -113,7 +113,36 @@ struct DirectRecordReaderTests {
         let nested = "{\"data\":[{\"c\u{f3}digo\":\"\u{e9}-1\",\"Stra\u{df}e\":{\"\u{65e5}\u{672c}\":[{\"\u{1F600}\":true}],\"a\":\"\u{fc}\"}}]}"
         #expect(Self.check(Array(nested.utf8), idField: "c\u{f3}digo", recordsPath: "data"))
         let byName = try #require(DirectRecordReader.read(Array(nested.utf8), recordsPath: ["data"], idMember: "c\u{f3}digo"))
-        #expect(byName.records.map(\.id) == ["\u{e9}-1"])
+        #expect(byName.records.map { Array($0.id.utf8) } == [Array("\u{e9}-1".utf8)])
+    }
+
+    @Test func onlyWellFormedUTF8IsCopied() throws {
+        // Well formed, and kept by the parser as it is: a byte-order mark, a noncharacter, the line
+        // and paragraph separators, the last scalar, DEL (none of which the writer escapes).
+        for text in ["\u{FEFF}x", "\u{FFFE}", "a\u{2028}b\u{2029}", "\u{10FFFF}", "\u{7F}"] {
+            let page = Array("[{\"id\":1,\"\(text)\":\"\(text)\"}]".utf8)
+            #expect(Self.check(page, recordsPath: nil), "\(text.unicodeScalars.map { $0.value })")
+            let read = try #require(DirectRecordReader.read(page, recordsPath: [], idMember: "id"))
+            let member = "\"\(text)\":\"\(text)\"", id = #""id":"1""#
+            let sorted = Array(text.utf8).lexicographicallyPrecedes(Array("id".utf8)) ? "{\(member),\(id)}" : "{\(id),\(member)}"
+            #expect(read.records.map(\.json) == [Array(sorted.utf8)])
+        }
+        // Ill formed: overlong forms, an encoded surrogate, past U+10FFFF, a five-byte form, C0/C1,
+        // a sequence cut short by the closing quote. In a key the page goes the tree way; in a value
+        // it is repaired as the tree repairs it.
+        let invalid: [[UInt8]] = [[0xC0, 0xAF], [0xE0, 0x80, 0xAF], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xF8, 0x88, 0x80, 0x80, 0x80], [0xC1, 0xBF], [0x61, 0xE6, 0x97]]
+        for bytes in invalid {
+            #expect(!Self.check(Array(#"[{"id":1,""#.utf8) + bytes + Array(#"":1}]"#.utf8), recordsPath: nil), "\(bytes)")
+            let value = Array(#"[{"id":1,"s":""#.utf8) + bytes + Array(#""}]"#.utf8)
+            #expect(Self.check(value, recordsPath: nil), "\(bytes)")
+            let read = try #require(DirectRecordReader.read(value, recordsPath: [], idMember: "id"))
+            #expect(String(validating: read.records[0].json, as: UTF8.self) != nil, "\(bytes)")
+        }
+        // The check agrees with `String(validating:)`, its fallback where `UTF8Span` is not available.
+        for bytes in invalid + ["\u{FEFF}x", "\u{10FFFF}", "caf\u{e9}", "", "\u{1F600}"].map({ Array($0.utf8) }) {
+            let valid = bytes.withUnsafeBufferPointer { DirectRecordReader.Scanner.isValidUTF8($0) }
+            #expect(valid == (String(validating: bytes, as: UTF8.self) != nil), "\(bytes)")
+        }
     }
 
     @Test func whatTheDirectPathDoesNotVouchForGoesTheTreeWay() {

@@ -13,9 +13,9 @@
 /// path, which then gives the records or the precise error: invalid JSON anywhere, records not at an
 /// object path, a record that is not an object or has no usable id, a key with an escape or invalid
 /// UTF-8 (the tree path decodes such keys, repairing invalid UTF-8, before it compares their bytes:
-/// two spellings of one key in the input, or two invalid sequences, can be one key there), a record nested more than
-/// ``Scanner/maximumRecordNesting`` levels (each level is scanned again when it is written, so deep
-/// nesting would cost its depth times its size).
+/// two spellings of one key in the input, or two invalid sequences, can be one key there), a record
+/// nested more than ``Scanner/maximumRecordNesting`` levels (each level is scanned again when it is
+/// written, so deep nesting would cost its depth times its size).
 enum DirectRecordReader {
     /// The records found in `body` at `recordsPath` (object member names; empty: the body is the
     /// array), each prepared with its id taken from the member `idMember`, and the body without
@@ -309,9 +309,13 @@ enum DirectRecordReader {
         }
 
         /// Whether `bytes` are well-formed UTF-8: then decoding them (as the parser does) gives
-        /// them back unchanged.
+        /// them back unchanged. The standard library's check, without a copy where `UTF8Span` is
+        /// available (always on Linux; macOS 26).
         static func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-            (try? UTF8Span(validating: bytes.span)) != nil
+            if #available(macOS 26, *) {
+                return (try? UTF8Span(validating: bytes.span)) != nil
+            }
+            return String(validating: bytes, as: UTF8.self) != nil
         }
 
         /// Sorts ``members`` from `base` on by key bytes, equal keys in input order: an insertion
@@ -400,7 +404,7 @@ enum DirectRecordReader {
                     writer.appendVerbatim(UnsafeBufferPointer(rebasing: buffer[range]))
                 } else {
                     // Escapes or invalid UTF-8: decoded as the parser does (invalid UTF-8 repaired), written as the writer does.
-                    writer.writeString(try stringValue(range))
+                    writer.writeString(try decodedString(range))
                 }
             default:
                 // Numbers keep their text; literals are themselves.
@@ -436,6 +440,11 @@ enum DirectRecordReader {
             if isPlain(range) || isPlainUTF8(range) {
                 return String(decoding: UnsafeBufferPointer(rebasing: buffer[(range.lowerBound + 1)..<(range.upperBound - 1)]), as: UTF8.self)
             }
+            return try decodedString(range)
+        }
+
+        /// A checked string literal decoded by the parser (escapes, invalid UTF-8 repaired).
+        mutating func decodedString(_ range: Range<Int>) throws(Unsupported) -> String {
             let saved = index
             defer { index = saved }
             index = range.lowerBound
