@@ -373,12 +373,7 @@ enum DirectRecordReader {
         mutating func writeValue(_ range: Range<Int>, into writer: inout JSONWriter) throws(Unsupported) {
             switch buffer[range.lowerBound] {
             case UInt8(ascii: "{"):
-                let base = members.count
-                defer { members.removeSubrange(base...) }
-                index = range.lowerBound
-                // Checked already, so the depth does not matter here.
-                try collectMembers(depth: 0)
-                try writeMembers(from: base, into: &writer)
+                _ = try writeObject(at: range.lowerBound, into: &writer)
             case UInt8(ascii: "["):
                 writer.appendByte(UInt8(ascii: "["))
                 index = range.lowerBound + 1
@@ -387,10 +382,16 @@ enum DirectRecordReader {
                 while index < range.upperBound, buffer[index] != UInt8(ascii: "]") {
                     if !first { writer.appendByte(UInt8(ascii: ",")) }
                     first = false
-                    let start = index
-                    try skipValue(depth: 0)
-                    let end = index
-                    try writeValue(start..<end, into: &writer)
+                    let end: Int
+                    if buffer[index] == UInt8(ascii: "{") {
+                        // An object (a line item, say): collected and written without a pass to find its end first.
+                        end = try writeObject(at: index, into: &writer)
+                    } else {
+                        let start = index
+                        try skipValue(depth: 0)
+                        end = index
+                        try writeValue(start..<end, into: &writer)
+                    }
                     index = end
                     reader.skipWhitespace()
                     if index < range.upperBound, buffer[index] == UInt8(ascii: ",") {
@@ -410,6 +411,18 @@ enum DirectRecordReader {
                 // Numbers keep their text; literals are themselves.
                 writer.appendVerbatim(UnsafeBufferPointer(rebasing: buffer[range]))
             }
+        }
+
+        /// Writes the canonical form of the object at `start`, checked before (by
+        /// ``skipValue(depth:)``, so the depth does not matter here); answers where it ends.
+        mutating func writeObject(at start: Int, into writer: inout JSONWriter) throws(Unsupported) -> Int {
+            let base = members.count
+            defer { members.removeSubrange(base...) }
+            index = start
+            try collectMembers(depth: 0)
+            let end = index
+            try writeMembers(from: base, into: &writer)
+            return end
         }
 
         /// Whether a string literal's bytes are already canonical and ASCII: no escape, no byte
