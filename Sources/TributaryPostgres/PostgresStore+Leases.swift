@@ -206,6 +206,8 @@ extension PostgresStore {
     }
 
     public func completeRun(_ lease: RunLease, _ completion: RunCompletion) async throws -> RunRecord {
+        // What the run saved is what its datasets hold, whatever the outcome (StoredHashes).
+        defer { storedHashes.finish(lease) }
         return try await transaction { db in
             // The run row lock: expiry (which skips locked rows), cancels, resets and deletes wait for this outcome.
             let (run, state) = try await self.fenceWithState(db, lease)
@@ -268,6 +270,7 @@ extension PostgresStore {
 
     @discardableResult
     public func releaseRun(_ lease: RunLease, reason: String) async throws -> RunRecord {
+        defer { storedHashes.finish(lease) }
         return try await transaction { db in
             let run = try await self.fence(db, lease)
             let now = self.clock()

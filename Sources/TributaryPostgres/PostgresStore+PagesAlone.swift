@@ -4,10 +4,11 @@ import TributaryStore
 
 /// A run's pages saved again into a dataset that holds them, each as autocommit calls fenced in
 /// SQL (PL/pgSQL functions) instead of a transaction's `BEGIN`, fence, lookup, upsert, head and `COMMIT`: the lookup
-/// alone (``PostgresStore/lookUpPageAlone(_:model:checkpoint:for:withPayloads:)``), then — when the page has
+/// alone (``PostgresStore/lookUpPageAlone(_:model:checkpoint:for:payloads:)``), then — when the page has
 /// records to write and was aligned with its rows — their upsert alone
 /// (``PostgresStore/upsertPageAlone(_:_:model:checkpoint:for:after:)``); or, after a page that had
-/// records to write, the lookup with the page's payloads, which saves an aligned page whole.
+/// records to write or whose dataset's last run this process saw, the lookup with (some of) the
+/// page's payloads, which saves an aligned page whole.
 extension PostgresStore {
     /// What the lookup alone saw of the run and the dataset, under their locks: what the upsert
     /// alone then expects of them.
@@ -25,9 +26,9 @@ extension PostgresStore {
 
     /// What came of looking a page up alone.
     enum LookedUpAlone {
-        /// Nothing more to write: the page is saved (its checkpoint too), with these counts (the
-        /// records to write, when their payloads came with the lookup and it upserted them).
-        case saved(ModelResult)
+        /// Nothing more to write: the page is saved (its checkpoint too) into the dataset, with these
+        /// counts (the records to write, when their payloads came with the lookup and it upserted them).
+        case saved(ModelResult, dataset: Int64)
         /// Its unchanged records are marked seen (committed); these need a write, and its
         /// checkpoint is not saved yet.
         case toWrite(PageLookup, AloneHead)
@@ -50,24 +51,24 @@ extension PostgresStore {
     /// in two like this only leaves records marked seen that the run did see, and a prune between
     /// the two leaves what a prune just after the page would.
     ///
-    /// With `withPayloads` (the run's last page had records to write, ``changingPages``), the page's
-    /// payloads go with it (``PagePayloads``, up to its limit) and `tributary_save_alone` (migration `v14-page-save`)
-    /// makes the same lookup, then — when the check aligned the page — upserts its records to write
-    /// under the same locks, moves the head, saves the checkpoint and adds the kinds' counts to the
-    /// run's results, all in this one call: the page is saved. When the check did not align it, the
-    /// answer is the lookup's, as without payloads.
+    /// With `payloads` (``payloadsToSend(_:model:for:)``: those of the records the dataset's last
+    /// run did not leave as they are, or after a page that had records to write every one), they
+    /// go with the lookup and `tributary_save_guessed` (migration `v15-unsent-payloads`; v14's
+    /// `tributary_save_alone` with a check that they came) makes the same lookup, then — when the
+    /// check aligned the page and every record to write came with its payload — upserts them under
+    /// the same locks, moves the head, saves the checkpoint and adds the kinds' counts to the run's
+    /// results, all in this one call: the page is saved. Otherwise the answer is the lookup's, as
+    /// without payloads.
     ///
     /// Taken for a run's page after one that needed no write or was aligned with its rows
     /// (``lookingUpAlone``), unless the run's last page had most of its records to write.
     func lookUpPageAlone(
-        _ records: [PreparedRecord], model: String, checkpoint: Checkpoint?, for lease: RunLease, withPayloads: Bool = false
+        _ records: [PreparedRecord], model: String, checkpoint: Checkpoint?, for lease: RunLease, payloads: PagePayloads? = nil
     ) async throws -> LookedUpAlone {
         let keys = try PageKeys(records)
         let checking = !unorderedPages.contains(runId: lease.runId, model: model)
         let offset = leaseClockOffset()
         let minimum = Int64(SeenRange.minimumRecords)
-        // Past its limit, the page goes without them: its writes, if any, in a second call.
-        let payloads = withPayloads ? PagePayloads(records) : nil
         // The time of the page's writes, if it saves them in this call.
         let now = payloads == nil ? 0 : clock().microseconds
         let looked: (PageLookup, AloneHead, saved: Bool, recordCount: Int64?)? = try await read { db in
@@ -76,7 +77,7 @@ extension PostgresStore {
                 if let payloads {
                     row = try await db.one(
                         """
-                        SELECT * FROM tributary_save_alone(\(lease.runId), \(lease.token), \(offset), \(RunKind.webhook.rawValue), \(model),
+                        SELECT * FROM tributary_save_guessed(\(lease.runId), \(lease.token), \(offset), \(RunKind.webhook.rawValue), \(model),
                             \(keys.ids)::text[], \(keys.hashes)::int8[], \(minimum), \(checking), \(checkpoint?.json), \(checkpoint != nil),
                             \(now), \(payloads.bytes), \(payloads.ends)::int4[])
                         """, self.logger)
@@ -103,16 +104,17 @@ extension PostgresStore {
         }
         guard let (lookup, head, saved, recordCount) = looked else { return .refused }
         pagesLookedUpAlone.add(1, ordering: .relaxed)
+        if let payloads { payloadsSentWithLookups.add(payloads.sent, ordering: .relaxed) }
         if lookup.aligned { pagesAligned.add(1, ordering: .relaxed) }
         noteLookup(lookup, checked: checking, runId: lease.runId, model: model)
-        if lookup.indices.isEmpty { return .saved(ModelResult()) }
+        if lookup.indices.isEmpty { return .saved(ModelResult(), dataset: head.dataset.id) }
         guard saved, let kinds = lookup.kinds else { return .toWrite(lookup, head) }
         let result = Self.counts(of: kinds)
         noteWritten(lookup.indices.count, of: records.count, runId: lease.runId, model: model)
         pagesSavedAlone.add(1, ordering: .relaxed)
         upsertedRecords.add(lookup.indices.count, ordering: .relaxed)
         if result.added > 0 { queueAnalysisIfGrown(head.dataset, to: recordCount ?? 0, by: result.added) }
-        return .saved(result)
+        return .saved(result, dataset: head.dataset.id)
     }
 
     /// What an aligned page's writes count: a changed record updated, a deleted one added again, a

@@ -18,19 +18,22 @@ extension PostgresStore {
             if insertingOnly, let expected = plainInsertHeads.expected(runId: lease.runId, token: lease.token, model: model),
                 let result = try await insertPage(unique, model: model, checkpoint: checkpoint, for: lease, expecting: expected)
             {
+                storedHashes.record(unique, model: model, for: lease, dataset: expected.dataset.id)
                 return result
             }
             var lookedUp: [Int]?
             // After a page that needed no write or was aligned with its rows: likely another (a
             // full refresh's pages) — unless the last page had most of its records to write.
             if lookingUpAlone.contains(runId: lease.runId, model: model), !writingPages.contains(runId: lease.runId, model: model) {
-                let withPayloads = changingPages.contains(runId: lease.runId, model: model)
-                switch try await lookUpPageAlone(unique, model: model, checkpoint: checkpoint, for: lease, withPayloads: withPayloads) {
-                case .saved(let result):
+                let payloads = payloadsToSend(unique, model: model, for: lease)
+                switch try await lookUpPageAlone(unique, model: model, checkpoint: checkpoint, for: lease, payloads: payloads) {
+                case .saved(let result, let dataset):
+                    storedHashes.record(unique, model: model, for: lease, dataset: dataset)
                     return result
                 case .toWrite(let lookup, let head):
                     if let result = try await upsertPageAlone(unique, lookup, model: model, checkpoint: checkpoint, for: lease, after: head) {
                         noteWritten(lookup.indices.count, of: unique.count, runId: lease.runId, model: model)
+                        storedHashes.record(unique, model: model, for: lease, dataset: head.dataset.id)
                         return result
                     }
                     lookedUp = lookup.indices
@@ -45,6 +48,19 @@ extension PostgresStore {
             plainInsertRefusals.mark(runId: lease.runId, model: model)
             return try await saveRecords(unique, model: model, checkpoint: checkpoint, for: lease, insertingOnly: false, lookedUp: nil)
         }
+    }
+
+    /// What a page looked up alone sends with its lookup: when the dataset's last run is known
+    /// (``StoredHashes``), the payloads of the records it did not leave as they are now — none
+    /// when there is none; otherwise, after a page that had records to write (``changingPages``),
+    /// every payload. A guess that more than half the page changed is taken for no guess (the set
+    /// known is likely a small run's: an incremental run's, a webhook execution's), and the page
+    /// goes as without one. Nil past ``PagePayloads/limit``.
+    func payloadsToSend(_ records: [PreparedRecord], model: String, for lease: RunLease) -> PagePayloads? {
+        if let likely = storedHashes.likelyWrites(records, model: model, for: lease), likely.count * 2 <= records.count {
+            return likely.isEmpty ? nil : PagePayloads(records, only: likely)
+        }
+        return changingPages.contains(runId: lease.runId, model: model) ? PagePayloads(records) : nil
     }
 
     /// A page's ids and hashes as two bound arrays (``PageColumn``): all a lookup sends.
@@ -73,8 +89,9 @@ extension PostgresStore {
     }
 
     /// A page's canonical JSON payloads back to back in one buffer (bound as one `bytea`), and
-    /// where each ends (bound as `int4[]`): the form `tributary_save_alone` cuts the records it
-    /// writes from.
+    /// where each ends (bound as `int4[]`): the form `tributary_save_guessed` cuts the records it
+    /// writes from. A record whose payload is not sent has its end at the end before it (since
+    /// migration `v15-unsent-payloads`; no record's canonical JSON is empty).
     struct PagePayloads {
         /// The most payload bytes a page sends with its lookup (64 KiB). Its records to write are
         /// usually a few of its records, and the second call saved is one round trip: a page's
@@ -84,20 +101,33 @@ extension PostgresStore {
 
         let bytes: ByteBuffer
         let ends: [Int32]
+        /// How many records' payloads it holds.
+        let sent: Int
 
-        /// Nil when the page's payloads come to more than ``limit`` bytes.
+        /// Every record's payload; nil when they come to more than ``limit`` bytes.
         init?(_ records: [PreparedRecord]) {
+            self.init(records, only: records.indices)
+        }
+
+        /// The payloads of the records at `sent` (indices in increasing order), the others' left
+        /// out; nil when they come to more than ``limit`` bytes.
+        init?(_ records: [PreparedRecord], only sent: some Collection<Int>) {
             var total = 0
-            for record in records {
-                total += record.json.count
+            for index in sent {
+                total += records[index].json.count
                 if total > Self.limit { return nil }
             }
             var bytes = ByteBufferAllocator().buffer(capacity: total)
-            var ends: [Int32] = []
-            ends.reserveCapacity(records.count)
-            for record in records {
-                bytes.writeBytes(record.json)
-                ends.append(Int32(truncatingIfNeeded: bytes.writerIndex))
+            var ends = [Int32](repeating: 0, count: records.count)
+            self.sent = sent.count
+            var next = sent.makeIterator()
+            var sending = next.next()
+            for (index, record) in records.enumerated() {
+                if index == sending {
+                    bytes.writeBytes(record.json)
+                    sending = next.next()
+                }
+                ends[index] = Int32(truncatingIfNeeded: bytes.writerIndex)
             }
             (self.bytes, self.ends) = (bytes, ends)
         }
@@ -189,7 +219,7 @@ extension PostgresStore {
     /// no payload at all. A run whose last page had most of its records to write (an incremental
     /// run's changes) has its next page upserted whole at once instead (``writingPages``): one
     /// statement rather than a lookup and an upsert of nearly every record. A page already looked
-    /// up alone (``lookUpPageAlone(_:model:checkpoint:for:withPayloads:)``) comes with `lookedUp`, the indices
+    /// up alone (``lookUpPageAlone(_:model:checkpoint:for:payloads:)``) comes with `lookedUp`, the indices
     /// of its records to write, and is not looked up again.
     private func saveRecords(
         _ records: [PreparedRecord], model: String, checkpoint: Checkpoint?, for lease: RunLease, insertingOnly: Bool, lookedUp: [Int]?
@@ -198,7 +228,7 @@ extension PostgresStore {
         let checking = !unorderedPages.contains(runId: lease.runId, model: model)
         // `upserted`: the records sent to the full path's upsert, how many of them needed a write,
         // and whether the run's pages may be looked up alone (nil after a plain insert).
-        let (result, expected, upserted) = try await transaction { db -> (ModelResult, PlainInsertHeads.Expected?, Upserted?) in
+        let (result, expected, upserted, datasetId) = try await transaction { db -> (ModelResult, PlainInsertHeads.Expected?, Upserted?, Int64) in
             let (run, dataset) = try await self.fenceForWrite(db, lease, model: model)
             if checkpoint != nil, run.kind == .webhook { throw StoreMessages.checkpointInWebhookRun }
             let (sequence, now) = self.nextChange(dataset)
@@ -237,7 +267,7 @@ extension PostgresStore {
                             runId: run.id, token: lease.token, variantPK: run.variantPK, kind: run.kind.rawValue, runGeneration: run.deletionGeneration,
                             results: results, dataset: DatasetHead(id: dataset.id, lastSequence: sequence, lastWriteAt: now), recordCount: count)
                 }
-                return (result, expected, nil)
+                return (result, expected, nil, dataset.id)
             }
             let toWrite: [PreparedRecord]
             var looked: PageLookup?
@@ -269,8 +299,9 @@ extension PostgresStore {
                 db, dataset, sequence: sequence, now: now, changed: result.added + result.updated, countDelta: result.added, results: (run, model, result))
             if let checkpoint { try await self.writeCheckpoint(db, checkpoint, run) }
             let written = writingMost ? result.added + result.updated : toWrite.count
-            return (result, nil, Upserted(sent: toWrite.count, written: written, lookable: run.kind != .webhook, lookup: looked))
+            return (result, nil, Upserted(sent: toWrite.count, written: written, lookable: run.kind != .webhook, lookup: looked), dataset.id)
         }
+        storedHashes.record(records, model: model, for: lease, dataset: datasetId)
         if let expected { plainInsertHeads.record(expected, model: model) }
         if let upserted {
             // Counted once the transaction committed (a retried one runs its body again).
@@ -298,7 +329,7 @@ extension PostgresStore {
         var sent: Int
         /// Records that needed a write.
         var written: Int
-        /// Whether the run's next page may be looked up alone (``lookUpPageAlone(_:model:checkpoint:for:withPayloads:)``): not a webhook execution's.
+        /// Whether the run's next page may be looked up alone (``lookUpPageAlone(_:model:checkpoint:for:payloads:)``): not a webhook execution's.
         var lookable: Bool
         /// The page's lookup in the transaction, if it had one.
         var lookup: PageLookup?

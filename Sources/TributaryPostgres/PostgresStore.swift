@@ -59,6 +59,9 @@ public final class PostgresStore: Store, Service {
     /// Runs with two pages in a row the check did not align (saved in another order than their rows
     /// hold in the feed): their pages are no longer checked (``RunModelMarks``).
     let unorderedPages = RunModelMarks()
+    /// What each dataset's records were saved with by its last run here, and what the runs under
+    /// way save: which records of a page are likely to need a write (``StoredHashes``).
+    let storedHashes = StoredHashes()
     /// What each run's next first-load page may expect (``PlainInsertHeads``).
     let plainInsertHeads = PlainInsertHeads()
     /// Datasets whose partitions ``run()`` is to analyse (``AnalyzeQueue``).
@@ -72,13 +75,15 @@ public final class PostgresStore: Store, Service {
     /// How many records the full path sent with their payloads to its upsert (tests check that an
     /// unchanged page sends none).
     let upsertedRecords = Atomic<Int>(0)
+    /// How many records' payloads went with their pages' lookups (tests check what a page sent).
+    let payloadsSentWithLookups = Atomic<Int>(0)
     /// How many pages were looked up in one autocommit call (tests check the path was taken).
     let pagesLookedUpAlone = Atomic<Int>(0)
     /// How many pages `tributary_check_page` aligned with their rows (``PageLookup``).
     let pagesAligned = Atomic<Int>(0)
     /// How many pages had their records to write upserted in one autocommit call (`tributary_upsert_alone`).
     let pagesUpsertedAlone = Atomic<Int>(0)
-    /// How many pages were saved whole, their writes too, in one autocommit call (`tributary_save_alone`).
+    /// How many pages were saved whole, their writes too, in one autocommit call (`tributary_save_guessed`).
     let pagesSavedAlone = Atomic<Int>(0)
 
     /// The lease clock in SQL: the database's transaction time in microseconds. Every lease (heartbeat,

@@ -37,7 +37,7 @@ public func childProcessPorts(_ count: Int = 1) throws -> [Int] {
         }
         guard fresh else { continue }
         if ports.allSatisfy(canBind) { return ports }
-        _ = handedOut.withLock { $0.subtract(ports) }  // held elsewhere for now: free to try later
+        handedOut.withLock { $0.subtract(ports) }  // held elsewhere for now: free to try later
     }
     throw TimedOut(what: "\(count) free loopback port(s) outside the ephemeral range \(range)")
 }

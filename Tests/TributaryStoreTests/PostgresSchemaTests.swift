@@ -1,4 +1,5 @@
 import Testing
+import TributaryCore
 @testable import TributaryPostgres
 
 /// How a migration's SQL is cut into statements (the extended protocol takes one per message).
@@ -71,10 +72,33 @@ struct PostgresSchemaTests {
         #expect(statements.first?.hasSuffix("END\n$$") == true, "the function's whole body")
     }
 
+    /// v15 adds v14's function with one check more under a name of its own, and replaces v12's
+    /// check, one statement each; v12's and v14's texts are as those releases shipped them (v15's
+    /// are made from them).
+    @Test func theUnsentPayloadsMigrationReplacesTheSaveFunction() throws {
+        let v14 = try #require(PostgresSchema.migrations.first { $0.name == "v14-page-save" })
+        let v15 = try #require(PostgresSchema.migrations.first { $0.name == "v15-unsent-payloads" })
+        let statements = PostgresSchema.statements(of: v15.sql)
+        #expect(statements.count == 2)
+        #expect(statements.first?.hasPrefix("CREATE FUNCTION tributary_save_guessed(") == true)
+        #expect(statements.last?.hasPrefix("CREATE OR REPLACE FUNCTION tributary_check_aligned(") == true)
+        #expect(statements.allSatisfy { $0.hasSuffix("END\n$$") }, "each function's whole body")
+        #expect(statements.last?.contains("FOR o_ IN 1..greatest(cardinality(hashes_), cardinality(p_hashes)) LOOP") == true)
+        #expect(statements.last?.contains("unnest(hashes_, p_hashes)") == false, "the loop instead")
+        let v12 = try #require(PostgresSchema.migrations.first { $0.name == "v12-page-check" })
+        #expect(ContentHash.hash(Array(v12.sql.utf8)) == 0x86f0_2ad0_d6b4_64d0, "v12's text as shipped")
+        #expect(!v14.sql.contains("p_ends[v / 4] <=") && v15.sql.contains("p_ends[v / 4] <="))
+        #expect(statements.first == PostgresSchema.statements(of: v14.sql).first?
+            .replacingOccurrences(of: "tributary_save_alone(", with: "tributary_save_guessed(")
+            .replacingOccurrences(of: "    END IF;\n    SELECT array_agg(", with: "    END IF;\n    IF EXISTS (SELECT 1 FROM unnest(writes) AS v WHERE p_ends[v / 4] <= coalesce(p_ends[v / 4 - 1], 0)) THEN\n        RETURN;\n    END IF;\n    SELECT array_agg("),
+            "v14's function with the check alone added")
+        #expect(ContentHash.hash(Array(v14.sql.utf8)) == 0x52ad_9642_e91c_26f2, "v14's text as shipped")
+    }
+
     /// The migrations before `v11-page-lookup` (no function bodies) split as they did before the
     /// splitter knew function bodies: at every semicolon ending a line.
     @Test func theEarlierMigrationsSplitAsBefore() {
-        let withBodies: Set = ["v11-page-lookup", "v12-page-check", "v13-page-upsert", "v14-page-save"]
+        let withBodies: Set = ["v11-page-lookup", "v12-page-check", "v13-page-upsert", "v14-page-save", "v15-unsent-payloads"]
         for migration in PostgresSchema.migrations where !withBodies.contains(migration.name) {
             let lines = migration.sql.split(separator: "\n", omittingEmptySubsequences: false)
                 .filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("--") }
