@@ -4,7 +4,7 @@ import TributaryCore
 /// canonical JSON that holds the record's id, so one 64-bit value stands for the id and the
 /// content), sorted: what lets the dataset's next run tell, before a page's lookup, which records
 /// are likely to need a write — those whose hash is not here (``StoredHashes``). 8 bytes a record,
-/// and half a byte of index.
+/// and half a byte to a byte of index.
 ///
 /// A guess, never trusted: the lookup's check still decides what is written, so a hash that is
 /// wrong either way (a record another writer changed since, a deleted one, two records with one

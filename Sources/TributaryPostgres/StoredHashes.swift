@@ -15,8 +15,8 @@ import TributaryStore
 /// was not sent goes to the page's second call. It is kept within ``limit`` hashes (the least
 /// recently used dataset's set or run's recording dropped first — a run whose lease was lost is
 /// never finished here, and ages out so), within ``datasetLimit`` datasets and ``runLimit``
-/// recordings. The limit counts the hashes; each set's index adds half a byte a record, and a
-/// run's end briefly holds its recording and the set made from it.
+/// recordings. The limit counts the hashes; each set's index adds half a byte to a byte a record,
+/// and a run's end briefly holds its recording and the set made from it beside the old one.
 final class StoredHashes: Sendable {
     /// The most hashes held at once (16 MiB): a dataset of a million records, and its next run's
     /// being recorded.
@@ -105,8 +105,9 @@ final class StoredHashes: Sendable {
                 Self.drop(&recording, from: &state)
                 return
             }
-            // Past the run limit the least recently used attempt is forgotten: its key goes, its
-            // dataset's set stays as it was.
+            // Past the run limit the least recently used attempt is forgotten: its key goes, and
+            // should it save again, what it saves from then on is recorded as a run of its own
+            // (a worse guess for its dataset's next run, never a wrong write).
             if state.recording.count >= Self.runLimit, let (oldest, dropped) = state.recording.min(by: { $0.value.used < $1.value.used }) {
                 state.held -= dropped.fingerprints.count
                 state.recording[oldest] = nil
@@ -141,7 +142,10 @@ final class StoredHashes: Sendable {
             let next = RecordFingerprints.afterRun(previous, run: run)
             state.withLock { state in
                 if let old = state.published.removeValue(forKey: dataset) { state.held -= old.fingerprints.count }
-                if state.published.count >= Self.datasetLimit { _ = Self.dropOldest(from: &state) }
+                if state.published.count >= Self.datasetLimit, let (oldest, set) = state.published.min(by: { $0.value.used < $1.value.used }) {
+                    state.held -= set.fingerprints.count
+                    state.published[oldest] = nil
+                }
                 while state.held + next.count > limit {
                     guard Self.dropOldest(from: &state) else { return }
                 }

@@ -173,6 +173,20 @@ struct StoredHashesTests {
         #expect(hashes.likelyWrites(Self.records(0..<10), model: "Order", for: Self.lease(5, attempt: 2)) == nil, "attempt 2 saved nothing yet")
     }
 
+    /// Past the dataset limit the least recently used dataset's set goes, not a run's recording.
+    @Test func theDatasetLimitDropsASetNotARecording() {
+        let hashes = StoredHashes()
+        hashes.record(Self.records(0..<10), model: "Order", for: Self.lease(1_000_000), dataset: 1_000_000)
+        let one = Self.records(0..<1)
+        for dataset in 0...Int64(StoredHashes.datasetLimit) {
+            hashes.record(one, model: "Order", for: Self.lease(dataset), dataset: dataset)
+            hashes.finish(Self.lease(dataset))
+        }
+        #expect(hashes.held == 10 + StoredHashes.datasetLimit, "the recording and the newest sets")
+        hashes.record(one, model: "Order", for: Self.lease(2_000_000), dataset: 0)
+        #expect(hashes.likelyWrites(one, model: "Order", for: Self.lease(2_000_000)) == nil, "dataset 0's set, the oldest, dropped")
+    }
+
     /// A run whose recording another run's pages dropped records nothing more (a part of its
     /// pages would pass for the dataset's whole).
     @Test func aDroppedRecordingStaysDropped() {
