@@ -236,8 +236,11 @@ public final class RunCoordinator: Service, Sendable {
         } else {
             plan = nil
         }
+        // Queued again when the shutdown stopped it: a drain that ran out marks it; a group cancelled
+        // outright (another service failed) cancels this task — possibly before `run()` gets to mark
+        // it, so that counts too (nothing else cancels a run's task: an API cancel stops it by `stop`).
         let options = SyncExecutor.Options(
-            stop: stop, nextRun: plan, requeuesWhenCancelled: { self.state.withLock { $0.stoppedByShutdown.contains(lease) } })
+            stop: stop, nextRun: plan, requeuesWhenCancelled: { Task.isCancelled || self.state.withLock { $0.stoppedByShutdown.contains(lease) } })
         do {
             if let sync {
                 _ = try await executor.run(claimed, sync: sync, options: options)
