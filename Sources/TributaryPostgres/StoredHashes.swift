@@ -141,11 +141,8 @@ final class StoredHashes: Sendable {
             let previous = state.withLock { $0.published[dataset]?.fingerprints }
             let next = RecordFingerprints.afterRun(previous, run: run)
             state.withLock { state in
-                if let old = state.published.removeValue(forKey: dataset) { state.held -= old.fingerprints.count }
-                if state.published.count >= Self.datasetLimit, let (oldest, set) = state.published.min(by: { $0.value.used < $1.value.used }) {
-                    state.held -= set.fingerprints.count
-                    state.published[oldest] = nil
-                }
+                Self.removeSet(of: dataset, from: &state)
+                if state.published.count >= Self.datasetLimit, let oldest = Self.oldestSet(in: state) { Self.removeSet(of: oldest.key, from: &state) }
                 while state.held + next.count > limit {
                     guard Self.dropOldest(from: &state) else { return }
                 }
@@ -165,16 +162,25 @@ final class StoredHashes: Sendable {
     /// Drops the least recently used of the datasets' sets and the recordings that hold hashes (a
     /// recording is marked dropped, its key kept). Whether there was one.
     private static func dropOldest(from state: inout State) -> Bool {
-        let set = state.published.min { $0.value.used < $1.value.used }
-        let recording = state.recording.filter { !$0.value.fingerprints.isEmpty }.min { $0.value.used < $1.value.used }
+        let set = oldestSet(in: state)
+        let recording = state.recording.lazy.filter { !$0.value.fingerprints.isEmpty }.min { $0.value.used < $1.value.used }
         if let set, recording.map({ set.value.used < $0.value.used }) ?? true {
-            state.held -= set.value.fingerprints.count
-            state.published[set.key] = nil
+            removeSet(of: set.key, from: &state)
             return true
         }
         guard let recording, var dropped = state.recording[recording.key] else { return false }
         drop(&dropped, from: &state)
         state.recording[recording.key] = dropped
         return true
+    }
+
+    /// The least recently used dataset's set.
+    private static func oldestSet(in state: State) -> (key: Int64, value: Published)? {
+        state.published.min { $0.value.used < $1.value.used }
+    }
+
+    /// Forgets a dataset's set, if it has one.
+    private static func removeSet(of dataset: Int64, from state: inout State) {
+        if let set = state.published.removeValue(forKey: dataset) { state.held -= set.fingerprints.count }
     }
 }
