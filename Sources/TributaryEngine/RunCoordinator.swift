@@ -80,16 +80,27 @@ public final class RunCoordinator: Service, Sendable {
     private let state = Mutex(State())
     /// The syncs this worker runs, and whether each tracks deletes (what a claim checks, as data).
     private let syncs: [SyncAddress: Bool]
+    /// Awaited at shutdown between the end of the claim loop and the runs' stop (nothing outside
+    /// tests: they hold the worker there to order a run's end before it).
+    private let beforeShutdownStop: @Sendable () async -> Void
 
-    public init(
+    public convenience init(
         executor: SyncExecutor, config: TributaryConfig, limits: Limits = Limits(), clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() },
         logger: Logger
+    ) {
+        self.init(executor: executor, config: config, limits: limits, clock: clock, logger: logger, beforeShutdownStop: {})
+    }
+
+    init(
+        executor: SyncExecutor, config: TributaryConfig, limits: Limits, clock: @escaping @Sendable () -> Timestamp, logger: Logger,
+        beforeShutdownStop: @escaping @Sendable () async -> Void
     ) {
         self.executor = executor
         self.config = config
         self.limits = limits
         self.clock = clock
         self.logger = logger
+        self.beforeShutdownStop = beforeShutdownStop
         self.syncs = Self.runnableSyncs(config)
         (wakeups, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
@@ -112,6 +123,7 @@ public final class RunCoordinator: Service, Sendable {
                 while state.withLock({ $0.slots > 0 }), ContinuousClock.now < deadline, !Task.isCancelled {
                     try? await Task.sleep(for: .milliseconds(20))
                 }
+                await beforeShutdownStop()
                 cancelForShutdown()
             }
         } onGracefulShutdown: {

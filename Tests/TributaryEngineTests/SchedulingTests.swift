@@ -5,7 +5,7 @@ import ServiceLifecycle
 import Synchronization
 import Testing
 import TributaryCore
-import TributaryEngine
+@testable import TributaryEngine
 import TributaryPostgres
 import TributarySQLite
 import TributaryStore
@@ -67,7 +67,10 @@ final class SchedulingFixture: Sendable {
     let config: TributaryConfig
     let group: ServiceGroup
 
-    init(limits: RunCoordinator.Limits = RunCoordinator.Limits(), openGates: Set<String> = [], kind: StoreKind = .sqlite) async throws {
+    init(
+        limits: RunCoordinator.Limits = RunCoordinator.Limits(), openGates: Set<String> = [], kind: StoreKind = .sqlite,
+        beforeShutdownStop: @escaping @Sendable () async -> Void = {}
+    ) async throws {
         let gate = gate
         let occupancy = occupancy
         // "gated" waits for the gate unless its variant is listed in `openGates`; "fast" saves one record.
@@ -94,7 +97,8 @@ final class SchedulingFixture: Sendable {
             file: "test.yaml", environment: [:])
         var logger = Logger(label: "scheduling")
         logger.logLevel = .critical
-        coordinator = RunCoordinator(executor: engine.executor, config: config, limits: limits, clock: clock.function, logger: logger)
+        coordinator = RunCoordinator(
+            executor: engine.executor, config: config, limits: limits, clock: clock.function, logger: logger, beforeShutdownStop: beforeShutdownStop)
         queue = RunQueue(store: engine.store, worker: coordinator)
         scheduler = Scheduler(config: config, store: engine.store, worker: coordinator, clock: clock.function, logger: logger)
         group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [coordinator], logger: logger))
@@ -138,6 +142,39 @@ final class SchedulingFixture: Sendable {
     }
 }
 
+
+/// Holds whoever waits on it until it is opened — cancelled tasks too (it ignores cancellation).
+final class Hold: Sendable {
+    private struct State {
+        var open = false
+        var waited = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state = Mutex(State())
+
+    func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let pass = state.withLock { s in
+                s.waited = true
+                if !s.open { s.waiters.append(continuation) }
+                return s.open
+            }
+            if pass { continuation.resume() }
+        }
+    }
+
+    func open() {
+        let waiters = state.withLock { s in
+            s.open = true
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Whether anyone came to wait.
+    var waited: Bool { state.withLock { $0.waited } }
+}
 
 final class Gate: Sendable {
     private let open = Mutex(false)
@@ -447,6 +484,44 @@ struct SchedulingTests {
         #expect(f.occupancy.started.contains("c1/stuck"), "the run had started")
         // Stopped by the group's cancellation, the run went back to the queue (the same run, to resume).
         #expect(try await f.engine.store.runs(of: stuck, limit: 5).map(\.status) == [.queued])
+    }
+
+    /// The same failure, with the order that once ended such a run as cancelled made certain: the
+    /// worker is held between the end of its claim loop and its shutdown stop (which marks its runs
+    /// stopped by the shutdown) until the run, its task cancelled with the group, has ended in the
+    /// store. It ended queued again: the run's own task cancelled counts as the shutdown's stop.
+    @Test(arguments: StoreKind.available) func aRunCancelledWithItsGroupBeforeTheWorkerMarksItIsQueuedAgain(_ kind: StoreKind) async throws {
+        struct Boom: Error {}
+        struct FailingService: Service {
+            let occupancy: Occupancy
+            func run() async throws {
+                let deadline = ContinuousClock.now + .seconds(20)
+                while !occupancy.started.contains("c1/stuck"), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+                throw Boom()
+            }
+        }
+        let hold = Hold()
+        let f = try await SchedulingFixture(
+            limits: RunCoordinator.Limits(maxConcurrentRuns: 2, maxRunsPerConnection: 2, drain: .seconds(60)), kind: kind,
+            beforeShutdownStop: { await hold.wait() })
+        var logger = Logger(label: "failing-group")
+        logger.logLevel = .critical
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [f.coordinator, FailingService(occupancy: f.occupancy)], logger: logger))
+        let stuck = f.ref("c1", "stuck")
+        try await f.start(stuck)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            defer { hold.open() }
+            try await eventually("the stopped run to end in the store") {
+                guard f.occupancy.finished.contains("c1/stuck") else { return false }
+                return try await f.engine.store.runs(of: stuck, limit: 5).map(\.status) != [.running]
+            }
+            try await eventually("the worker to be held before its shutdown stop") { hold.waited }
+            #expect(try await f.engine.store.runs(of: stuck, limit: 5).map(\.status) == [.queued])
+            hold.open()
+            await #expect(throws: Boom.self) { try await tasks.waitForAll() }
+        }
+        #expect(f.occupancy.started == ["c1/stuck"])
     }
 
     @Test(arguments: StoreKind.available) func cancellingAQueuedRunDropsItBeforeItStarts(_ kind: StoreKind) async throws {
