@@ -181,6 +181,17 @@ final class Harness: Sendable {
         var cursors: [DatasetRef: FeedCursor] = [:]
     }
 
+    /// The port every API process of the run listens on, across their restarts: the seed's, in
+    /// 20000–29999 (below the kernel's ephemeral range, where outgoing connections take their local
+    /// ports), or the first free one after it there — one held by another process is passed over.
+    static func apiPort(seed: UInt64) throws -> Int {
+        let base = Int((seed >> 16) % 10_000)
+        guard let port = firstBindablePort((0..<64).lazy.map { 20_000 + (base + $0 * 157) % 10_000 }) else {
+            throw ChaosError("no free loopback port for the API among 64 tried from \(20_000 + base)")
+        }
+        return port
+    }
+
     init(
         options: ChaosOptions, directory: URL, http: HTTPClient, provider: ChaosProvider, shopPort: Int, location: StoreLocation,
         postgres: ThrowawayPostgres?
@@ -191,7 +202,7 @@ final class Harness: Sendable {
         self.provider = provider
         self.location = location
         self.postgres = postgres
-        apiPort = 20_000 + Int((options.seed >> 16) % 10_000)
+        apiPort = try Self.apiPort(seed: options.seed)
         state = Mutex(State(random: SeededRandom(seed: options.seed), report: ChaosReport(mode: options.mode, seed: options.seed)))
         let config = directory.appendingPathComponent("tributary.yaml")
         try Self.config(shopPort: shopPort).write(to: config, atomically: true, encoding: .utf8)

@@ -3,6 +3,7 @@ import Foundation
 import FoundationNetworking
 #endif
 import Testing
+@testable import TributaryChaos
 import TributaryTestSupport
 #if canImport(Glibc)
 import Glibc
@@ -135,5 +136,22 @@ struct ServeProcessTests {
         #expect(!canBind(port))
         close(holder)
         #expect(canBind(port))
+    }
+
+    /// A chaos run's API processes listen on its seed's port, in 20000–29999, unless another
+    /// process holds it: then on a free one after it there.
+    @Test func theChaosAPIPortPassesOverAHeldPort() throws {
+        // A seed whose port (20000 + (seed >> 16) % 10000) is free now.
+        func port(of seed: UInt64) -> Int { 20_000 + Int((seed >> 16) % 10_000) }
+        var candidate: UInt64 = 7 << 16
+        while !canBind(port(of: candidate)), candidate < 500 << 16 { candidate += 37 << 16 }
+        let seed = candidate
+        let own = port(of: seed)
+        try #require(canBind(own))
+        #expect(try Harness.apiPort(seed: seed) == own)
+        let holder = try #require(loopbackSocket(boundTo: own))
+        defer { close(holder) }
+        let other = try Harness.apiPort(seed: seed)
+        #expect(other != own && (20_000..<30_000).contains(other) && canBind(other))
     }
 }
