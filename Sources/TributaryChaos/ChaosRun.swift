@@ -182,11 +182,15 @@ final class Harness: Sendable {
     }
 
     /// The port every API process of the run listens on, across their restarts: the seed's, in
-    /// 20000–29999 (below the kernel's ephemeral range, where outgoing connections take their local
-    /// ports), or the first free one after it there — one held by another process is passed over.
+    /// 20000–29999, or else the first free of 63 more spread over that span (steps of 157) — one
+    /// held by another process, handed out in this one (another run's, whose server may be down
+    /// for a restart) or in the kernel's ephemeral range (where outgoing connections take their
+    /// local ports) is passed over.
     static func apiPort(seed: UInt64) throws -> Int {
         let base = Int((seed >> 16) % 10_000)
-        guard let port = firstBindablePort((0..<64).lazy.map { 20_000 + (base + $0 * 157) % 10_000 }) else {
+        let ephemeral = ephemeralRange()
+        let candidates = (0..<64).lazy.map { 20_000 + (base + $0 * 157) % 10_000 }.filter { !ephemeral.contains($0) }
+        guard let port = takeFreePort(candidates) else {
             throw ChaosError("no free loopback port for the API among 64 tried from \(20_000 + base)")
         }
         return port

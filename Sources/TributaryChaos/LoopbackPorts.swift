@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import Synchronization
 
 // Loopback ports for servers told their port before they listen: the chaos run's API processes,
 // and the tests' child processes (Tests/Support/ChildProcessPorts.swift).
@@ -47,8 +48,19 @@ public func loopbackSocket(boundTo port: Int) -> Int32? {
     return fd
 }
 
-/// The first of `candidates` that 127.0.0.1 can bind now, or nil. What remains is the gap between
-/// this check and the server's own bind, in which only another process picking the same port can take it.
-public func firstBindablePort(_ candidates: some Sequence<Int>) -> Int? {
-    candidates.first(where: canBind)
+/// The loopback ports handed out in this process (``takeFreePort(_:)``, the tests'
+/// `childProcessPorts`): none twice, though the server told one may be down for a while (a
+/// restart) and the port free to bind meanwhile.
+public let handedOutPorts = Mutex<Set<Int>>([])
+
+/// Takes the first of `candidates` not handed out in this process before that 127.0.0.1 can bind
+/// now, or nil. What remains is the gap between this check and the server's own bind, in which only
+/// another process picking the same port can take it.
+public func takeFreePort(_ candidates: some Sequence<Int>) -> Int? {
+    for port in candidates {
+        guard handedOutPorts.withLock({ $0.insert(port).inserted }) else { continue }
+        if canBind(port) { return port }
+        _ = handedOutPorts.withLock { $0.remove(port) }  // held elsewhere for now: free to try later
+    }
+    return nil
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import TributaryChaos
 
 #if canImport(Glibc)
 import Glibc
@@ -30,17 +31,15 @@ public func childProcessPorts(_ count: Int = 1) throws -> [Int] {
         guard let candidate = candidates.randomElement() else { break }
         let base = Int.random(in: candidate)
         let ports = Array(base..<(base + count))
-        let fresh = handedOut.withLock { used in
+        let fresh = handedOutPorts.withLock { used in
             guard !ports.contains(where: used.contains) else { return false }
             used.formUnion(ports)
             return true
         }
         guard fresh else { continue }
         if ports.allSatisfy(canBind) { return ports }
-        handedOut.withLock { $0.subtract(ports) }  // held elsewhere for now: free to try later
+        handedOutPorts.withLock { $0.subtract(ports) }  // held elsewhere for now: free to try later
     }
     throw TimedOut(what: "\(count) free loopback port(s) outside the ephemeral range \(range)")
 }
 
-/// The ports ``childProcessPorts(_:)`` handed out in this process.
-private let handedOut = Mutex<Set<Int>>([])

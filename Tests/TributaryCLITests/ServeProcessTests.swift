@@ -139,19 +139,28 @@ struct ServeProcessTests {
     }
 
     /// A chaos run's API processes listen on its seed's port, in 20000–29999, unless another
-    /// process holds it: then on a free one after it there.
-    @Test func theChaosAPIPortPassesOverAHeldPort() throws {
-        // A seed whose port (20000 + (seed >> 16) % 10000) is free now.
+    /// process holds it or this one handed it out (another run's): then on a free one there.
+    @Test(.timeLimit(.minutes(1))) func theChaosAPIPortPassesOverHeldAndHandedOutPorts() throws {
         func port(of seed: UInt64) -> Int { 20_000 + Int((seed >> 16) % 10_000) }
-        var candidate: UInt64 = 7 << 16
-        while !canBind(port(of: candidate)), candidate < 500 << 16 { candidate += 37 << 16 }
-        let seed = candidate
-        let own = port(of: seed)
-        try #require(canBind(own))
-        #expect(try Harness.apiPort(seed: seed) == own)
-        let holder = try #require(loopbackSocket(boundTo: own))
+        /// A seed after `seed` whose port is free now and not handed out.
+        func freeSeed(after seed: UInt64) throws -> UInt64 {
+            var candidate = seed
+            repeat { candidate += 37 << 16 } while !canBind(port(of: candidate)) || handedOutPorts.withLock({ $0.contains(port(of: candidate)) })
+            return candidate
+        }
+        let ephemeral = ephemeralRange()
+        func expectElsewhere(_ chosen: Int, than own: Int) {
+            #expect(chosen != own && (20_000..<30_000).contains(chosen) && !ephemeral.contains(chosen) && canBind(chosen))
+        }
+        // Free: the seed's own port; asked again (a second run with the seed), another.
+        let seed = try freeSeed(after: 7 << 16)
+        #expect(try Harness.apiPort(seed: seed) == port(of: seed))
+        expectElsewhere(try Harness.apiPort(seed: seed), than: port(of: seed))
+        // Held by a socket (another process's server): another.
+        let held = try freeSeed(after: seed)
+        let holder = try #require(loopbackSocket(boundTo: port(of: held)))
         defer { close(holder) }
-        let other = try Harness.apiPort(seed: seed)
-        #expect(other != own && (20_000..<30_000).contains(other) && canBind(other))
+        expectElsewhere(try Harness.apiPort(seed: held), than: port(of: held))
+        #expect(!handedOutPorts.withLock { $0.contains(port(of: held)) }, "a held port is not kept as handed out")
     }
 }

@@ -490,7 +490,7 @@ struct SchedulingTests {
     /// worker is held between the end of its claim loop and its shutdown stop (which marks its runs
     /// stopped by the shutdown) until the run, its task cancelled with the group, has ended in the
     /// store. It ended queued again: the run's own task cancelled counts as the shutdown's stop.
-    @Test(arguments: StoreKind.available) func aRunCancelledWithItsGroupBeforeTheWorkerMarksItIsQueuedAgain(_ kind: StoreKind) async throws {
+    @Test(.timeLimit(.minutes(1)), arguments: StoreKind.available) func aRunCancelledWithItsGroupBeforeTheWorkerMarksItIsQueuedAgain(_ kind: StoreKind) async throws {
         struct Boom: Error {}
         struct FailingService: Service {
             let occupancy: Occupancy

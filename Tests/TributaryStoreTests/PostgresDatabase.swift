@@ -1,7 +1,8 @@
 import Logging
 import PostgresNIO
+import Testing
 import TributaryCore
-import TributaryPostgres
+@testable import TributaryPostgres
 import TributaryTestSupport
 
 /// A connection of its own to a PostgreSQL fixture's database, for statements the store would not make.
@@ -39,6 +40,20 @@ extension TestStore {
         } catch {
             try? await connection.close()
             throw error
+        }
+    }
+
+    /// Autovacuum kept off this fixture's record partitions, so that only the store analyses them:
+    /// an analysis of autovacuum's in between would pass a test's checks of the store's own, or,
+    /// at the default statistics target, fail one of its target.
+    func withoutAutovacuum() async throws {
+        try await onDatabase { database in
+            for index in 0..<PostgresSchema.recordPartitions {
+                try await database.run("ALTER TABLE records_p\(index) SET (autovacuum_enabled = false)")
+            }
+            let off = try await database.integer(
+                "SELECT count(*)::int8 FROM pg_class WHERE relname LIKE 'records\\_p%' AND 'autovacuum_enabled=false' = ANY (reloptions)")
+            #expect(off == PostgresSchema.recordPartitions)
         }
     }
 }

@@ -261,19 +261,3 @@ struct PostgresStatisticsTests {
         #expect(queue.count == 0)
     }
 }
-
-extension TestStore {
-    /// Autovacuum kept off this fixture's record partitions, so that only the store analyses them:
-    /// an analysis of autovacuum's in between would pass a test's checks of the store's own, or,
-    /// at the default statistics target, fail one of its target.
-    func withoutAutovacuum() async throws {
-        try await onDatabase { database in
-            for index in 0..<PostgresSchema.recordPartitions {
-                try await database.run("ALTER TABLE records_p\(index) SET (autovacuum_enabled = false)")
-            }
-            let off = try await database.integer(
-                "SELECT count(*)::int8 FROM pg_class WHERE relname LIKE 'records\\_p%' AND 'autovacuum_enabled=false' = ANY (reloptions)")
-            #expect(off == PostgresSchema.recordPartitions)
-        }
-    }
-}
