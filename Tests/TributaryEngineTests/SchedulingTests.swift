@@ -143,6 +143,19 @@ final class SchedulingFixture: Sendable {
 }
 
 
+/// Another service of a group, failing once the run `c1/stuck` is inside its function (however
+/// loaded the machine is): its group is cancelled outright, not shut down gracefully.
+struct FailsOnceStuckRuns: Service {
+    struct Boom: Error {}
+    let occupancy: Occupancy
+
+    func run() async throws {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !occupancy.started.contains("c1/stuck"), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        throw Boom()
+    }
+}
+
 /// Holds whoever waits on it until it is opened — cancelled tasks too (it ignores cancellation).
 final class Hold: Sendable {
     private struct State {
@@ -463,23 +476,13 @@ struct SchedulingTests {
         // Another service of the group fails (say the API cannot bind its port): the group is
         // cancelled, not shut down gracefully. The worker must end at once — no drain wait, no
         // polling on — and its interrupted run is queued again.
-        struct Boom: Error {}
-        /// Fails once the stuck run is inside its function (however loaded the machine is).
-        struct FailingService: Service {
-            let occupancy: Occupancy
-            func run() async throws {
-                let deadline = ContinuousClock.now + .seconds(20)
-                while !occupancy.started.contains("c1/stuck"), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
-                throw Boom()
-            }
-        }
         let f = try await SchedulingFixture(limits: RunCoordinator.Limits(maxConcurrentRuns: 2, maxRunsPerConnection: 2, drain: .seconds(60)), kind: kind)
         var logger = Logger(label: "failing-group")
         logger.logLevel = .critical
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [f.coordinator, FailingService(occupancy: f.occupancy)], logger: logger))
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [f.coordinator, FailsOnceStuckRuns(occupancy: f.occupancy)], logger: logger))
         let stuck = f.ref("c1", "stuck")
         try await f.start(stuck)
-        await #expect(throws: Boom.self) { try await group.run() }
+        await #expect(throws: FailsOnceStuckRuns.Boom.self) { try await group.run() }
         #expect(f.occupancy.finished.contains("c1/stuck"), "the function was stopped (the gate never opened)")
         #expect(f.occupancy.started.contains("c1/stuck"), "the run had started")
         // Stopped by the group's cancellation, the run went back to the queue (the same run, to resume).
@@ -491,22 +494,13 @@ struct SchedulingTests {
     /// stopped by the shutdown) until the run, its task cancelled with the group, has ended in the
     /// store. It ended queued again: the run's own task cancelled counts as the shutdown's stop.
     @Test(.timeLimit(.minutes(1)), arguments: StoreKind.available) func aRunCancelledWithItsGroupBeforeTheWorkerMarksItIsQueuedAgain(_ kind: StoreKind) async throws {
-        struct Boom: Error {}
-        struct FailingService: Service {
-            let occupancy: Occupancy
-            func run() async throws {
-                let deadline = ContinuousClock.now + .seconds(20)
-                while !occupancy.started.contains("c1/stuck"), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
-                throw Boom()
-            }
-        }
         let hold = Hold()
         let f = try await SchedulingFixture(
             limits: RunCoordinator.Limits(maxConcurrentRuns: 2, maxRunsPerConnection: 2, drain: .seconds(60)), kind: kind,
             beforeShutdownStop: { await hold.wait() })
         var logger = Logger(label: "failing-group")
         logger.logLevel = .critical
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [f.coordinator, FailingService(occupancy: f.occupancy)], logger: logger))
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [f.coordinator, FailsOnceStuckRuns(occupancy: f.occupancy)], logger: logger))
         let stuck = f.ref("c1", "stuck")
         try await f.start(stuck)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
@@ -519,7 +513,7 @@ struct SchedulingTests {
             try await eventually("the worker to be held before its shutdown stop") { hold.waited }
             #expect(try await f.engine.store.runs(of: stuck, limit: 5).map(\.status) == [.queued])
             hold.open()
-            await #expect(throws: Boom.self) { try await tasks.waitForAll() }
+            await #expect(throws: FailsOnceStuckRuns.Boom.self) { try await tasks.waitForAll() }
         }
         #expect(f.occupancy.started == ["c1/stuck"])
     }
