@@ -84,6 +84,8 @@ public final class RunCoordinator: Service, Sendable {
     /// tests: they hold the worker there to order a run's end before it).
     private let beforeShutdownStop: @Sendable () async -> Void
 
+    /// A worker running `executor`'s runs of the syncs `config` declares, within `limits`, its
+    /// runs' next slots planned from `clock`. Run it as a `Service` (``run()``).
     public convenience init(
         executor: SyncExecutor, config: TributaryConfig, limits: Limits = Limits(), clock: @escaping @Sendable () -> Timestamp = { Timestamp.now() },
         logger: Logger
