@@ -13,13 +13,23 @@ extension PostgresStore {
             return ModelResult()
         }
         let unique = records.lastOccurrencePerId
+        let (result, dataset) = try await savePage(unique, model: model, checkpoint: checkpoint, for: lease)
+        // Its rows hold these hashes now, whichever way it went (StoredHashes).
+        storedHashes.record(unique, model: model, for: lease, dataset: dataset)
+        return result
+    }
+
+    /// Saves a page of records with unique ids the way the run's pages go (a plain insert, a
+    /// lookup alone, or the full path); the counts, and the dataset they were saved into.
+    private func savePage(
+        _ unique: [PreparedRecord], model: String, checkpoint: Checkpoint?, for lease: RunLease
+    ) async throws -> (ModelResult, dataset: Int64) {
         let insertingOnly = !plainInsertRefusals.contains(runId: lease.runId, model: model)
         do {
             if insertingOnly, let expected = plainInsertHeads.expected(runId: lease.runId, token: lease.token, model: model),
                 let result = try await insertPage(unique, model: model, checkpoint: checkpoint, for: lease, expecting: expected)
             {
-                storedHashes.record(unique, model: model, for: lease, dataset: expected.dataset.id)
-                return result
+                return (result, expected.dataset.id)
             }
             var lookedUp: [Int]?
             // After a page that needed no write or was aligned with its rows: likely another (a
@@ -28,13 +38,11 @@ extension PostgresStore {
                 let payloads = payloadsToSend(unique, model: model, for: lease)
                 switch try await lookUpPageAlone(unique, model: model, checkpoint: checkpoint, for: lease, payloads: payloads) {
                 case .saved(let result, let dataset):
-                    storedHashes.record(unique, model: model, for: lease, dataset: dataset)
-                    return result
+                    return (result, dataset)
                 case .toWrite(let lookup, let head):
                     if let result = try await upsertPageAlone(unique, lookup, model: model, checkpoint: checkpoint, for: lease, after: head) {
                         noteWritten(lookup.indices.count, of: unique.count, runId: lease.runId, model: model)
-                        storedHashes.record(unique, model: model, for: lease, dataset: head.dataset.id)
-                        return result
+                        return (result, head.dataset.id)
                     }
                     lookedUp = lookup.indices
                 case .refused:
@@ -223,7 +231,7 @@ extension PostgresStore {
     /// of its records to write, and is not looked up again.
     private func saveRecords(
         _ records: [PreparedRecord], model: String, checkpoint: Checkpoint?, for lease: RunLease, insertingOnly: Bool, lookedUp: [Int]?
-    ) async throws -> ModelResult {
+    ) async throws -> (ModelResult, dataset: Int64) {
         let writingMost = lookedUp == nil && writingPages.contains(runId: lease.runId, model: model)
         let checking = !unorderedPages.contains(runId: lease.runId, model: model)
         // `upserted`: the records sent to the full path's upsert, how many of them needed a write,
@@ -301,7 +309,6 @@ extension PostgresStore {
             let written = writingMost ? result.added + result.updated : toWrite.count
             return (result, nil, Upserted(sent: toWrite.count, written: written, lookable: run.kind != .webhook, lookup: looked), dataset.id)
         }
-        storedHashes.record(records, model: model, for: lease, dataset: datasetId)
         if let expected { plainInsertHeads.record(expected, model: model) }
         if let upserted {
             // Counted once the transaction committed (a retried one runs its body again).
@@ -320,7 +327,7 @@ extension PostgresStore {
                 }
             }
         }
-        return result
+        return (result, datasetId)
     }
 
     /// What the full path's upsert was sent, and what came of it (see ``saveRecords(_:model:checkpoint:for:insertingOnly:lookedUp:)``).

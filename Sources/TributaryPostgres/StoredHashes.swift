@@ -82,10 +82,10 @@ final class StoredHashes: Sendable {
     /// is not known (the attempt's first page, or no run of the dataset was recorded).
     func likelyWrites(_ records: [PreparedRecord], model: String, for lease: RunLease) -> [Int]? {
         let known: RecordFingerprints? = state.withLock { state in
-            guard let dataset = state.recording[RunKey(lease: lease, model: model)]?.dataset, state.published[dataset] != nil else { return nil }
-            let now = state.tick()
-            state.published[dataset]?.used = now
-            return state.published[dataset]?.fingerprints
+            guard let dataset = state.recording[RunKey(lease: lease, model: model)]?.dataset, var set = state.published[dataset] else { return nil }
+            set.used = state.tick()
+            state.published[dataset] = set
+            return set.fingerprints
         }
         guard let known else { return nil }
         return records.indices.filter { !known.contains(records[$0].hash) }
