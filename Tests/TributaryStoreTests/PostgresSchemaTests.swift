@@ -96,10 +96,26 @@ struct PostgresSchemaTests {
         #expect(ContentHash.hash(Array(v15.sql.utf8)) == 0x2214_cafb_0a54_f4e0, "v15's text as shipped")
     }
 
+    /// v16 replaces v13's `tributary_check_skipping` in one statement, with the same name and
+    /// arguments (processes of the previous release call it as before); v13's text is as that
+    /// release shipped it.
+    @Test func theSkippingWalkMigrationReplacesTheSkippingCheck() throws {
+        let v13 = try #require(PostgresSchema.migrations.first { $0.name == "v13-page-upsert" })
+        let v16 = try #require(PostgresSchema.migrations.first { $0.name == "v16-skipping-walk" })
+        let statements = PostgresSchema.statements(of: v16.sql)
+        #expect(statements.count == 1)
+        let head = "FUNCTION tributary_check_skipping(p_dataset BIGINT, p_generation BIGINT, p_ids TEXT[], p_hashes BIGINT[], p_min_records BIGINT)"
+        #expect(statements.first?.hasPrefix("CREATE OR REPLACE " + head) == true)
+        #expect(statements.first?.hasSuffix("END\n$$") == true, "the function's whole body")
+        #expect(PostgresSchema.statements(of: v13.sql).contains { $0.hasPrefix("CREATE " + head) })
+        #expect(ContentHash.hash(Array(v13.sql.utf8)) == 0xf521_a7a5_280f_2a73, "v13's text as shipped")
+        #expect(ContentHash.hash(Array(v16.sql.utf8)) == 0x075f_9c35_1373_3989, "v16's text as shipped")
+    }
+
     /// The migrations before `v11-page-lookup` (no function bodies) split as they did before the
     /// splitter knew function bodies: at every semicolon ending a line.
     @Test func theEarlierMigrationsSplitAsBefore() {
-        let withBodies: Set = ["v11-page-lookup", "v12-page-check", "v13-page-upsert", "v14-page-save", "v15-unsent-payloads"]
+        let withBodies: Set = ["v11-page-lookup", "v12-page-check", "v13-page-upsert", "v14-page-save", "v15-unsent-payloads", "v16-skipping-walk"]
         for migration in PostgresSchema.migrations where !withBodies.contains(migration.name) {
             let lines = migration.sql.split(separator: "\n", omittingEmptySubsequences: false)
                 .filter { !$0.trimmingCharacters(in: .whitespaces).hasPrefix("--") }

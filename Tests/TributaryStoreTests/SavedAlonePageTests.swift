@@ -258,9 +258,10 @@ struct SavedAlonePageTests {
     /// The way back from migration `v14-page-save` to the release before it (docs/OPERATIONS.md).
     static let v14WayBack = v15WayBack + ["DROP FUNCTION tributary_save_alone", "DELETE FROM tributary_migrations WHERE name = 'v14-page-save'"]
 
-    /// The way back from migration `v15-unsent-payloads` to the release before it: its function
-    /// dropped; `tributary_check_aligned` stays as v15 made it (the same answer, faster).
-    static let v15WayBack = ["DROP FUNCTION tributary_save_guessed", "DELETE FROM tributary_migrations WHERE name = 'v15-unsent-payloads'"]
+    /// The way back from this release to the one before migration `v15-unsent-payloads`:
+    /// `v16-skipping-walk`'s way back, then v15's: its function dropped; `tributary_check_aligned`
+    /// stays as v15 made it (the same answer, faster).
+    static let v15WayBack = SkippingCheckTests.v16WayBack + ["DROP FUNCTION tributary_save_guessed", "DELETE FROM tributary_migrations WHERE name = 'v15-unsent-payloads'"]
 
     /// A PostgreSQL database as the release before `v14-page-save` left it is upgraded in place,
     /// and changed pages in a row are then saved whole by the new function.
