@@ -28,11 +28,33 @@ struct SkippingCheckTests {
     /// make a run of it a seen range.
     struct Call: CustomStringConvertible {
         var ids: [String]
-        var hashes: [Int64]
+        var hashes: [Int64?]
+        var form = HashForm.list
         var minRecords: Int64
         /// Rows of the span the page was made to skip (before any reordering).
         var skipped: Int
-        var description: String { "\(ids.count) ids from \(ids.first ?? "-") to \(ids.last ?? "-"), \(skipped) skipped, min \(minRecords)" }
+        var description: String {
+            "\(ids.count) ids from \(ids.first ?? "-") to \(ids.last ?? "-"), \(skipped) skipped, hashes \(form), min \(minRecords)"
+        }
+
+        /// The hashes as an `int8[]` literal in `form`.
+        var hashesSQL: String {
+            let values = hashes.map { $0.map(String.init) ?? "NULL" }
+            switch form {
+            case .list: return "'{\(values.joined(separator: ","))}'::int8[]"
+            case .fromZero: return "'[0:\(values.count - 1)]={\(values.joined(separator: ","))}'::int8[]"
+            case .twoDimensional:
+                let half = values.count / 2
+                return "'{{\(values[..<half].joined(separator: ","))},{\(values[half...].joined(separator: ","))}}'::int8[]"
+            }
+        }
+    }
+
+    /// How a call's hashes are laid out: the store's (a list numbered from 1), or forms it never
+    /// sends, which the check must take as v13's did.
+    enum HashForm: CustomStringConvertible {
+        case list, fromZero, twoDimensional
+        var description: String { "\(self == .list ? "list" : self == .fromZero ? "from 0" : "2-D")" }
     }
 
     /// What a call answered and left: its writes (as text, nil when the page is not aligned), the
@@ -62,40 +84,87 @@ struct SkippingCheckTests {
             }
             #expect(rows.count == 400)
 
-            var calls = 0, aligned = 0, alignedSkippingMany = 0, alignedWithoutWrites = 0, alignedChangedOnly = 0, alignedOtherWrites = 0, ranged = 0
+            var calls = 0, aligned = 0, alignedMasked = 0, alignedWithoutWrites = 0, alignedByTheLoop = 0, alignedByUnnest = 0, ranged = 0
             for seed in 1...30 {
                 var random = SeededGenerator(seed: UInt64(seed))
                 let feed = try await Self.scramble(&rows, marking: [0, 200, 40][seed % 3], dataset, database, &random)
+                let marked = Set(feed.filter { $0.deleted || $0.pruned }.map(\.externalId))
                 let before = try await Self.state(dataset, database)
-                for shape in 0..<12 {
-                    let call = Self.call(shape == 0 ? .skippingMany : .any, feed, &random)
+                let edges = seed <= 10 ? Self.edges(feed, &random) : []
+                let shapes: [Shape] = [.skippingMany] + Array(repeating: .any, count: 11)
+                for (index, (call, expected)) in (shapes.map { (Self.call($0, feed, &random), Bool?.none) } + edges).enumerated() {
                     let new = try await Self.outcome(of: "tributary_check_skipping", call, dataset, database)
                     let old = try await Self.outcome(of: "tributary_check_skipping_v13", call, dataset, database)
-                    #expect(new == old, "seed \(seed), call \(shape): \(call)")
+                    #expect(new == old, "seed \(seed), call \(index): \(call)")
+                    if let expected { #expect((new.writes != nil) == expected, "seed \(seed), call \(index): \(call)") }
                     calls += 1
                     guard let writes = new.writes else { continue }
                     aligned += 1
-                    if call.skipped > 48 { alignedSkippingMany += 1 }
-                    let kinds = Set(writes.dropFirst().dropLast().split(separator: ",").compactMap { Int($0).map { $0 % 4 } })
-                    if kinds.isEmpty {
+                    if index == 0 { alignedMasked += 1 }
+                    if writes == "{}" {
                         alignedWithoutWrites += 1
-                    } else if kinds == [0] {
-                        alignedChangedOnly += 1
+                    } else if call.form == .list && !call.hashes.contains(nil) && marked.isDisjoint(with: call.ids) {
+                        alignedByTheLoop += 1
                     } else {
-                        alignedOtherWrites += 1
+                        alignedByUnnest += 1
                     }
                     if new.ranges != before.ranges { ranged += 1 }
                 }
             }
             // The calls reach every way through the check: not aligned, aligned skipping few rows
-            // (cut out) or many (filtered), with no records to write, changed ones alone (found by
-            // the loop) or deleted and pruned ones too, its runs ranged or stamped.
+            // (cut out) or many (filtered), with no records to write, its writes found by the loop
+            // or by `unnest` (rows deleted or pruned, hashes not a plain list), its runs ranged or
+            // stamped.
             #expect(aligned >= calls / 4 && aligned < calls, "\(aligned) of \(calls) aligned")
-            #expect(alignedSkippingMany >= 15, "\(alignedSkippingMany) aligned skipping more than 48 rows")
-            #expect(alignedWithoutWrites >= 15 && alignedChangedOnly >= 15 && alignedOtherWrites >= 15,
-                "aligned with no writes \(alignedWithoutWrites), changed alone \(alignedChangedOnly), others \(alignedOtherWrites)")
+            #expect(alignedMasked >= 15, "\(alignedMasked) aligned skipping 50–69 rows")
+            #expect(alignedWithoutWrites >= 15 && alignedByTheLoop >= 15 && alignedByUnnest >= 15,
+                "aligned with no writes \(alignedWithoutWrites), by the loop \(alignedByTheLoop), by unnest \(alignedByUnnest)")
             #expect(ranged >= 15 && ranged < aligned, "\(ranged) of \(aligned) made ranges")
         }
+    }
+
+    /// Calls at the walk's edges, each with whether it must be aligned: 48 rows skipped (cut out)
+    /// and 49 (filtered); the last skipped row the last read for the page (aligned) and the one
+    /// after it (not aligned) — a page of 100, its first record, 140 or 141 skipped rows, the other
+    /// 99; and the first of them with a changed record, its hashes numbered from 0, of two
+    /// dimensions, or with a NULL. The NULL is an unseen live record's, and the records a range
+    /// needs are its run's other fresh ones and one: v13 does not count it fresh, so that run is
+    /// stamped, where counting it would make it a range.
+    static func edges(_ feed: [Row], _ random: inout SeededGenerator) -> [(Call, Bool?)] {
+        let minRecords: Int64 = [1, 10][Int.random(in: 0..<2, using: &random)]
+        func page(_ rows: ArraySlice<Row>, skipping gone: Set<Int>) -> Call {
+            let kept = rows.indices.filter { !gone.contains($0 - rows.startIndex) }.map { rows[$0] }
+            return Call(ids: kept.map(\.externalId), hashes: kept.map(\.hash), minRecords: minRecords, skipped: gone.count)
+        }
+        let start = Int.random(in: 0..<(feed.count - 300), using: &random)
+        let interior = (1..<299).shuffled(using: &random)
+        let cut = page(feed[start..<start + 300], skipping: Set(interior.prefix(48)))
+        let filtered = page(feed[start..<start + 300], skipping: Set(interior.prefix(49)))
+        let last = Int.random(in: 0..<(feed.count - 241), using: &random)
+        var changed = cut
+        let change = Int.random(in: 1..<changed.hashes.count, using: &random)
+        changed.hashes[change]? &+= 1
+        var fromZero = changed, twoDimensional = changed, null = changed
+        fromZero.form = .fromZero
+        twoDimensional.form = .twoDimensional
+        // The cut page's records (their places in the span) and which are fresh: unseen, live, unchanged.
+        let places = (0..<300).filter { !interior.prefix(48).contains($0) }
+        let fresh = places.indices.map { index in
+            let row = feed[start + places[index]]
+            return index != change && row.seenGeneration < generation && !row.deleted && !row.pruned
+        }
+        if let nulled = fresh.indices.filter({ fresh[$0] }).randomElement(using: &random) {
+            var runStart = nulled, runEnd = nulled
+            while runStart > 0 && places[runStart - 1] == places[runStart] - 1 { runStart -= 1 }
+            while runEnd < places.count - 1 && places[runEnd + 1] == places[runEnd] + 1 { runEnd += 1 }
+            null.hashes[nulled] = nil
+            null.minRecords = Int64((runStart...runEnd).filter { fresh[$0] }.count)
+        }
+        return [
+            (cut, true), (filtered, true),
+            (page(feed[last..<last + 240], skipping: Set(1...140)), true), (page(feed[last..<last + 241], skipping: Set(1...141)), false),
+            (changed, true), (fromZero, nil), (twoDimensional, nil), (null, nil),
+        ]
     }
 
     /// The way back from migration `v16-skipping-walk` to the release before it (docs/OPERATIONS.md):
@@ -189,7 +258,7 @@ struct SkippingCheckTests {
         }
         var ids = page.map(\.externalId)
         let changing = [0, 0, 30][Int.random(in: 0..<3, using: &random)]
-        var hashes = page.map { changing > 0 && Int.random(in: 0..<changing, using: &random) == 0 ? $0.hash &+ 1 : $0.hash }
+        var hashes: [Int64?] = page.map { changing > 0 && Int.random(in: 0..<changing, using: &random) == 0 ? $0.hash &+ 1 : $0.hash }
         if ids.count > 2 {
             let at = Int.random(in: 0..<(ids.count - 1), using: &random)
             switch Int.random(in: 0..<24, using: &random) {
@@ -210,7 +279,7 @@ struct SkippingCheckTests {
         do {
             var writes: String?
             for try await value in try await database.connection.query(
-                "SELECT \(unescaped: function)(\(dataset), \(generation), \(call.ids), \(call.hashes), \(call.minRecords))::text", logger: database.logger
+                "SELECT \(unescaped: function)(\(dataset), \(generation), \(call.ids), \(unescaped: call.hashesSQL), \(call.minRecords))::text", logger: database.logger
             ).decode(String?.self) { writes = value }
             var outcome = try await state(dataset, database)
             outcome.writes = writes
