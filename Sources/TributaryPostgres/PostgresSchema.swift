@@ -614,112 +614,8 @@ enum PostgresSchema {
             END
             $$;
             ALTER FUNCTION tributary_check_page(BIGINT, BIGINT, TEXT[], BIGINT[], BIGINT) RENAME TO tributary_check_aligned;
-            CREATE FUNCTION tributary_check_skipping(p_dataset BIGINT, p_generation BIGINT, p_ids TEXT[], p_hashes BIGINT[], p_min_records BIGINT)
-            RETURNS BIGINT[] LANGUAGE plpgsql SET jit = off SET plan_cache_mode = force_generic_plan AS $$
-            DECLARE
-                n_ INT := cardinality(p_ids);
-                lo_seq_ BIGINT;
-                lo_id_ BIGINT;
-                hi_seq_ BIGINT;
-                hi_id_ BIGINT;
-                skip_rns_ INT[];
-                skip_seqs_ BIGINT[];
-                skip_ids_ BIGINT[];
-                aligned_ BOOLEAN;
-                hashes_ BIGINT[];
-                seqs_ BIGINT[];
-                row_ids_ BIGINT[];
-                deleted_ BOOLEAN[];
-                pruned_ BOOLEAN[];
-                unseen_ BOOLEAN[];
-                writes_ BIGINT[];
-                fresh_ BOOLEAN[];
-                firsts_ INT[];
-                lasts_ INT[];
-                overlaps_ BOOLEAN;
-            BEGIN
-                IF cardinality(p_hashes) IS DISTINCT FROM n_ THEN
-                    RETURN NULL;
-                END IF;
-                SELECT seq, id INTO lo_seq_, lo_id_ FROM records WHERE dataset_id = p_dataset AND external_id = p_ids[1];
-                IF NOT FOUND THEN
-                    RETURN NULL;
-                END IF;
-                SELECT seq, id INTO hi_seq_, hi_id_ FROM records WHERE dataset_id = p_dataset AND external_id = p_ids[n_];
-                IF NOT FOUND OR (hi_seq_, hi_id_) < (lo_seq_, lo_id_) THEN
-                    RETURN NULL;
-                END IF;
-                -- The rows of the page's span that it does not hold, numbered in the span. Only its first rows,
-                -- a quarter more than the page and 16, are read: a skipped row past them is not found, and is
-                -- then among the rows compared with the page below, which do not match it.
-                SELECT array_agg(k.rn::int ORDER BY k.rn), array_agg(k.seq ORDER BY k.rn), array_agg(k.id ORDER BY k.rn)
-                INTO skip_rns_, skip_seqs_, skip_ids_
-                FROM (SELECT row_number() OVER (ORDER BY x.seq, x.id) AS rn, x.seq, x.id, x.external_id
-                    FROM (SELECT r.seq, r.id, r.external_id FROM records r
-                        WHERE r.dataset_id = p_dataset AND (r.seq, r.id) >= (lo_seq_, lo_id_) AND (r.seq, r.id) <= (hi_seq_, hi_id_)
-                        ORDER BY r.seq, r.id LIMIT n_ + n_ / 4 + 16) x) k
-                WHERE NOT EXISTS (SELECT 1 FROM unnest(p_ids) AS e(external_id) WHERE e.external_id = k.external_id);
-                IF skip_rns_ IS NULL THEN
-                    RETURN NULL;
-                END IF;
-                -- The span's other rows, in feed order, must be the page's records in its order (the rows come to
-                -- the aggregates in the scan's order; that they came in feed order is checked below).
-                SELECT array_agg(s.external_id) = p_ids, array_agg(s.hash), array_agg(s.seq), array_agg(s.id),
-                    array_agg(s.deleted_at IS NOT NULL), array_agg(s.pruned_at IS NOT NULL), array_agg(s.seen_generation < p_generation)
-                INTO aligned_, hashes_, seqs_, row_ids_, deleted_, pruned_, unseen_
-                FROM (SELECT r.external_id, r.hash, r.seq, r.id, r.deleted_at, r.pruned_at, r.seen_generation FROM records r
-                    WHERE r.dataset_id = p_dataset AND (r.seq, r.id) >= (lo_seq_, lo_id_) AND (r.seq, r.id) <= (hi_seq_, hi_id_)
-                        AND r.id <> ALL (skip_ids_)
-                    ORDER BY r.seq, r.id LIMIT n_ + 1) s;
-                IF aligned_ IS NOT TRUE OR EXISTS (SELECT 1 FROM generate_series(1, n_ - 1) AS o
-                    WHERE (seqs_[o], row_ids_[o]) >= (seqs_[o + 1], row_ids_[o + 1])) THEN
-                    RETURN NULL;
-                END IF;
-                -- Its records to write, by position and kind; and which of its unchanged records are not yet seen.
-                SELECT coalesce(array_agg(u.o * 4 + CASE WHEN u.d THEN 1 WHEN u.h <> u.p THEN 0 ELSE 2 END ORDER BY u.o)
-                        FILTER (WHERE u.d OR u.pr OR u.h <> u.p), '{}'),
-                    -- (in the unnest's order: it only weighs whether a run is worth a range)
-                    array_agg(u.un AND NOT (u.d OR u.pr OR u.h <> u.p))
-                INTO writes_, fresh_
-                FROM unnest(hashes_, p_hashes, deleted_, pruned_, unseen_) WITH ORDINALITY AS u(h, p, d, pr, un, o);
-                IF NOT (true = ANY (unseen_)) THEN
-                    RETURN writes_;
-                END IF;
-                -- The page's runs between the rows it skips (page positions first…last; the j-th skipped row is
-                -- preceded by skip_rns_[j] - j of the page's records) that have enough unchanged records not yet
-                -- seen to become seen ranges, unless a range of the window overlaps the page's span.
-                overlaps_ := coalesce((SELECT (g.hi_seq, g.hi_id) >= (lo_seq_, lo_id_) FROM seen_ranges g
-                    WHERE g.dataset_id = p_dataset AND g.generation = p_generation AND (g.lo_seq, g.lo_id) <= (hi_seq_, hi_id_)
-                    ORDER BY g.lo_seq DESC, g.lo_id DESC LIMIT 1), false);
-                IF NOT overlaps_ THEN
-                    SELECT array_agg(b.first ORDER BY b.j), array_agg(b.last ORDER BY b.j) INTO firsts_, lasts_
-                    FROM (SELECT j, CASE WHEN j = 1 THEN 1 ELSE skip_rns_[j - 1] - (j - 1) + 1 END AS first,
-                            CASE WHEN j > cardinality(skip_rns_) THEN n_ ELSE skip_rns_[j] - j END AS last
-                        FROM generate_series(1, cardinality(skip_rns_) + 1) AS j) b
-                    WHERE b.first <= b.last AND (SELECT count(*) FROM unnest(fresh_[b.first:b.last]) AS f(v) WHERE f.v) >= p_min_records;
-                    -- A range holds only the page's records: were a skipped row in one, nothing is written.
-                    IF EXISTS (SELECT 1 FROM unnest(firsts_, lasts_) AS r(a, b), unnest(skip_seqs_, skip_ids_) AS k(seq, id)
-                        WHERE (k.seq, k.id) >= (seqs_[r.a], row_ids_[r.a]) AND (k.seq, k.id) <= (seqs_[r.b], row_ids_[r.b])) THEN
-                        RETURN NULL;
-                    END IF;
-                    IF firsts_ IS NOT NULL THEN
-                        DELETE FROM seen_ranges WHERE dataset_id = p_dataset AND generation < p_generation;
-                        INSERT INTO seen_ranges(dataset_id, lo_seq, lo_id, hi_seq, hi_id, generation)
-                        SELECT p_dataset, seqs_[r.a], row_ids_[r.a], seqs_[r.b], row_ids_[r.b], p_generation FROM unnest(firsts_, lasts_) AS r(a, b);
-                    END IF;
-                END IF;
-                -- Every other record of the page not yet seen is stamped (the records to write are stamped again
-                -- by their write): the positions between the ranges.
-                UPDATE records r SET seen_generation = p_generation
-                FROM (SELECT seqs_[o] AS seq, row_ids_[o] AS id
-                    FROM (SELECT coalesce(lag(g.b) OVER (ORDER BY g.a), 0) + 1 AS a, g.a - 1 AS b
-                        FROM unnest(firsts_ || (n_ + 1), lasts_ || n_) AS g(a, b)) gap,
-                        generate_series(gap.a, gap.b) AS o
-                    WHERE unseen_[o]) t
-                WHERE r.dataset_id = p_dataset AND r.seq = t.seq AND r.id = t.id AND r.seen_generation < p_generation;
-                RETURN writes_;
-            END
-            $$;
+            \(checkSkippingFront)
+            \(skippingMarks)
             CREATE FUNCTION tributary_check_page(p_dataset BIGINT, p_generation BIGINT, p_ids TEXT[], p_hashes BIGINT[], p_min_records BIGINT)
             RETURNS BIGINT[] LANGUAGE plpgsql SET jit = off AS $$
             DECLARE
@@ -788,6 +684,89 @@ enum PostgresSchema {
             // twice, the first time through an anti-join with the page's ids (docs/BENCHMARKS.md,
             // twenty-sixth round).
             """
+            \(skippingWalkFront)
+            \(skippingMarks)
+            """
+        ),
+    ]
+
+    /// v13's `tributary_check_skipping` up to its seen marks, as v13 ships it: the span's skipped
+    /// rows found by an anti-join of its first rows with the page's ids, the others read again and
+    /// compared with the page as arrays, the records to write found by `unnest`.
+    static let checkSkippingFront = """
+            CREATE FUNCTION tributary_check_skipping(p_dataset BIGINT, p_generation BIGINT, p_ids TEXT[], p_hashes BIGINT[], p_min_records BIGINT)
+            RETURNS BIGINT[] LANGUAGE plpgsql SET jit = off SET plan_cache_mode = force_generic_plan AS $$
+            DECLARE
+                n_ INT := cardinality(p_ids);
+                lo_seq_ BIGINT;
+                lo_id_ BIGINT;
+                hi_seq_ BIGINT;
+                hi_id_ BIGINT;
+                skip_rns_ INT[];
+                skip_seqs_ BIGINT[];
+                skip_ids_ BIGINT[];
+                aligned_ BOOLEAN;
+                hashes_ BIGINT[];
+                seqs_ BIGINT[];
+                row_ids_ BIGINT[];
+                deleted_ BOOLEAN[];
+                pruned_ BOOLEAN[];
+                unseen_ BOOLEAN[];
+                writes_ BIGINT[];
+                fresh_ BOOLEAN[];
+                firsts_ INT[];
+                lasts_ INT[];
+                overlaps_ BOOLEAN;
+            BEGIN
+                IF cardinality(p_hashes) IS DISTINCT FROM n_ THEN
+                    RETURN NULL;
+                END IF;
+                SELECT seq, id INTO lo_seq_, lo_id_ FROM records WHERE dataset_id = p_dataset AND external_id = p_ids[1];
+                IF NOT FOUND THEN
+                    RETURN NULL;
+                END IF;
+                SELECT seq, id INTO hi_seq_, hi_id_ FROM records WHERE dataset_id = p_dataset AND external_id = p_ids[n_];
+                IF NOT FOUND OR (hi_seq_, hi_id_) < (lo_seq_, lo_id_) THEN
+                    RETURN NULL;
+                END IF;
+                -- The rows of the page's span that it does not hold, numbered in the span. Only its first rows,
+                -- a quarter more than the page and 16, are read: a skipped row past them is not found, and is
+                -- then among the rows compared with the page below, which do not match it.
+                SELECT array_agg(k.rn::int ORDER BY k.rn), array_agg(k.seq ORDER BY k.rn), array_agg(k.id ORDER BY k.rn)
+                INTO skip_rns_, skip_seqs_, skip_ids_
+                FROM (SELECT row_number() OVER (ORDER BY x.seq, x.id) AS rn, x.seq, x.id, x.external_id
+                    FROM (SELECT r.seq, r.id, r.external_id FROM records r
+                        WHERE r.dataset_id = p_dataset AND (r.seq, r.id) >= (lo_seq_, lo_id_) AND (r.seq, r.id) <= (hi_seq_, hi_id_)
+                        ORDER BY r.seq, r.id LIMIT n_ + n_ / 4 + 16) x) k
+                WHERE NOT EXISTS (SELECT 1 FROM unnest(p_ids) AS e(external_id) WHERE e.external_id = k.external_id);
+                IF skip_rns_ IS NULL THEN
+                    RETURN NULL;
+                END IF;
+                -- The span's other rows, in feed order, must be the page's records in its order (the rows come to
+                -- the aggregates in the scan's order; that they came in feed order is checked below).
+                SELECT array_agg(s.external_id) = p_ids, array_agg(s.hash), array_agg(s.seq), array_agg(s.id),
+                    array_agg(s.deleted_at IS NOT NULL), array_agg(s.pruned_at IS NOT NULL), array_agg(s.seen_generation < p_generation)
+                INTO aligned_, hashes_, seqs_, row_ids_, deleted_, pruned_, unseen_
+                FROM (SELECT r.external_id, r.hash, r.seq, r.id, r.deleted_at, r.pruned_at, r.seen_generation FROM records r
+                    WHERE r.dataset_id = p_dataset AND (r.seq, r.id) >= (lo_seq_, lo_id_) AND (r.seq, r.id) <= (hi_seq_, hi_id_)
+                        AND r.id <> ALL (skip_ids_)
+                    ORDER BY r.seq, r.id LIMIT n_ + 1) s;
+                IF aligned_ IS NOT TRUE OR EXISTS (SELECT 1 FROM generate_series(1, n_ - 1) AS o
+                    WHERE (seqs_[o], row_ids_[o]) >= (seqs_[o + 1], row_ids_[o + 1])) THEN
+                    RETURN NULL;
+                END IF;
+                -- Its records to write, by position and kind; and which of its unchanged records are not yet seen.
+                SELECT coalesce(array_agg(u.o * 4 + CASE WHEN u.d THEN 1 WHEN u.h <> u.p THEN 0 ELSE 2 END ORDER BY u.o)
+                        FILTER (WHERE u.d OR u.pr OR u.h <> u.p), '{}'),
+                    -- (in the unnest's order: it only weighs whether a run is worth a range)
+                    array_agg(u.un AND NOT (u.d OR u.pr OR u.h <> u.p))
+                INTO writes_, fresh_
+                FROM unnest(hashes_, p_hashes, deleted_, pruned_, unseen_) WITH ORDINALITY AS u(h, p, d, pr, un, o);
+            """
+
+    /// v16's `tributary_check_skipping` up to its seen marks: one read of the span, walked against
+    /// the page's ids (the migration's comment says how).
+    static let skippingWalkFront = """
             CREATE OR REPLACE FUNCTION tributary_check_skipping(p_dataset BIGINT, p_generation BIGINT, p_ids TEXT[], p_hashes BIGINT[], p_min_records BIGINT)
             RETURNS BIGINT[] LANGUAGE plpgsql SET jit = off SET plan_cache_mode = force_generic_plan AS $$
             DECLARE
@@ -915,6 +894,12 @@ enum PostgresSchema {
                         END LOOP;
                     END IF;
                 END IF;
+            """
+
+    /// The end of `tributary_check_skipping` since v13, the same in v16: the page's runs between
+    /// its skipped rows made seen ranges or stamped, from the arrays the front built (`seqs_`,
+    /// `row_ids_`, `unseen_`, `fresh_`, `skip_rns_`, `skip_seqs_`, `skip_ids_`, `writes_`).
+    static let skippingMarks = """
                 IF NOT (true = ANY (unseen_)) THEN
                     RETURN writes_;
                 END IF;
@@ -954,8 +939,6 @@ enum PostgresSchema {
             END
             $$;
             """
-        ),
-    ]
 
     /// v12's `tributary_check_page` (renamed `tributary_check_aligned` by v13), as v12 ships it.
     static let checkPage = """
