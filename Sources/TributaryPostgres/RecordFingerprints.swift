@@ -89,6 +89,35 @@ struct RecordFingerprints: Sendable, Equatable {
         return false
     }
 
+    /// The positions in `hashes` of those the set does not hold, in increasing order: what
+    /// ``contains(_:)`` answers for each, found in two passes — every hash's bucket bounds first,
+    /// then every bucket's search — so the reads of different hashes, each likely a cache miss in
+    /// a set of megabytes, do not wait for one another.
+    func missing(_ hashes: [UInt64]) -> [Int] {
+        let bits = bucketBits
+        return withUnsafeTemporaryAllocation(of: (Int32, Int32).self, capacity: max(hashes.count, 1)) { bounds in
+            hashes.withUnsafeBufferPointer { hashes in
+                starts.withUnsafeBufferPointer { starts in
+                    for i in hashes.indices {
+                        let bucket = Self.bucket(of: hashes[i], bits: bits)
+                        bounds[i] = (starts[bucket], starts[bucket + 1])
+                    }
+                }
+                return values.withUnsafeBufferPointer { values in
+                    var missing: [Int] = []
+                    for i in hashes.indices {
+                        let hash = hashes[i]
+                        var low = Int(bounds[i].0)
+                        let end = Int(bounds[i].1)
+                        while low < end, values[low] < hash { low += 1 }
+                        if low == end || values[low] != hash { missing.append(i) }
+                    }
+                    return missing
+                }
+            }
+        }
+    }
+
     /// Both sets' hashes.
     func union(_ other: RecordFingerprints) -> RecordFingerprints {
         var union = RecordFingerprints(unsorted: values + other.values)

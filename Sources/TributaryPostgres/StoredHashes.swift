@@ -88,7 +88,7 @@ final class StoredHashes: Sendable {
             return set.fingerprints
         }
         guard let known else { return nil }
-        return records.indices.filter { !known.contains(records[$0].hash) }
+        return known.missing(records.map(\.hash))
     }
 
     /// Records a page the attempt saved into `dataset`: after it, each record's row holds its hash.

@@ -59,6 +59,16 @@ struct StoredHashesTests {
         #expect(union.count == members.union(more).count)
         for member in members.union(more) { #expect(union.contains(member)) }
         for other in others where !members.contains(other) && !more.contains(other) { #expect(!union.contains(other)) }
+        // The page-at-once search answers as the one-by-one search, in the page's order, with
+        // members, neighbours and strangers mixed and repeated.
+        var page = Array(members.prefix(600)) + others.prefix(600)
+        page += page.prefix(50)
+        page.shuffle(using: &generator)
+        let missing = set.missing(page)
+        #expect(missing == page.indices.filter { !members.contains(page[$0]) })
+        #expect(missing == page.indices.filter { !set.contains(page[$0]) })
+        #expect(set.missing([]) == [])
+        #expect(RecordFingerprints().missing(page) == Array(page.indices))
     }
 
     /// A run that saw at least as many records replaces the set; one that saw fewer is added to it,
